@@ -1,0 +1,71 @@
+"""What every command shares: output format, config loading, and mapping engine errors
+to one stderr line and a documented exit code."""
+from __future__ import annotations
+
+import enum
+import json
+import sys
+from typing import Any, NoReturn
+
+import typer
+
+from daemon.errors import (ArgusError, ClusterError, ConfigError, GitError, NotFoundError,
+                           SpecError, StoreError, UsageError)
+
+# Exit codes (docs/cli.md): kept stable for scripts.
+EXIT_OK = 0
+EXIT_FAILED = 1      # invalid specs, a model that failed, a refused change
+EXIT_USAGE = 2       # bad arguments or paths
+EXIT_ENVIRONMENT = 3  # config, store, git repo or cluster not usable
+EXIT_NOT_FOUND = 4   # no such model
+EXIT_TIMEOUT = 5     # --wait ran out of time
+
+_EXIT_CODES: list[tuple[type[ArgusError], int]] = [
+    (SpecError, EXIT_FAILED),
+    (UsageError, EXIT_USAGE),
+    (NotFoundError, EXIT_NOT_FOUND),
+    (ConfigError, EXIT_ENVIRONMENT),
+    (StoreError, EXIT_ENVIRONMENT),
+    (GitError, EXIT_ENVIRONMENT),
+    (ClusterError, EXIT_ENVIRONMENT),
+]
+
+
+class Output(str, enum.Enum):
+    table = "table"
+    json = "json"
+
+
+OutputOption = typer.Option(Output.table, "--output", "-o", help="Output format: table or json.",
+                            case_sensitive=False)
+
+
+def exit_code_for(error: ArgusError) -> int:
+    for kind, code in _EXIT_CODES:
+        if isinstance(error, kind):
+            return code
+    return EXIT_FAILED
+
+
+def fail(error: ArgusError) -> NoReturn:
+    message = str(error)
+    lines = message.splitlines() or [type(error).__name__]
+    typer.echo(f"argusctl: error: {lines[0]}", err=True)
+    for line in lines[1:]:
+        typer.echo(f"  {line}", err=True)
+    raise typer.Exit(exit_code_for(error))
+
+
+def print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, sort_keys=True, default=str)
+    sys.stdout.write("\n")
+
+
+def load_config(ctx: typer.Context):
+    """The config named by --config / ARGUS_CONFIG, loaded once per invocation."""
+    from daemon.config import load_config as _load
+
+    obj = ctx.ensure_object(dict)
+    if "config" not in obj:
+        obj["config"] = _load(obj.get("config_path"))
+    return obj["config"]

@@ -1,0 +1,51 @@
+"""`argusctl lint` and `argusctl schema`."""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from .common import EXIT_FAILED, Output, OutputOption, load_config, print_json
+
+
+def lint(
+    ctx: typer.Context,
+    paths: List[str] = typer.Argument(..., help="Spec files or directories (e.g. models.d) to check."),
+    user: Optional[str] = typer.Option(None, "--user", "-u",
+                                       help="Treat every file as this user's (for files outside models.d/<user>/)."),
+    output: Output = OutputOption,
+) -> None:
+    """Check ServingSpec files: one `path:line:col: message` line per problem.
+
+    Exit 0 when every spec is valid, 1 when any is invalid, 2 on usage errors.
+    """
+    from daemon.lint import lint_paths
+    from daemon.spec import SpecPolicy
+
+    policy = SpecPolicy.from_config(load_config(ctx))
+    report = lint_paths(paths, policy, user)
+    if output is Output.json:
+        print_json(report.to_dict())
+    else:
+        for problem in report.problems:
+            typer.echo(str(problem))
+        invalid = len(report.invalid_files)
+        noun = "file" if len(report.files) == 1 else "files"
+        summary = f"{len(report.files)} {noun} checked: {len(report.files) - invalid} valid, {invalid} invalid"
+        if report.problems:
+            summary += f" ({len(report.problems)} problem{'s' if len(report.problems) != 1 else ''})"
+        typer.echo(summary)
+    if not report.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def schema(ctx: typer.Context) -> None:
+    """Print the JSON Schema of ServingSpec (for editor validation), with this platform's limits."""
+    from daemon.spec import SpecPolicy, spec_json_schema
+
+    print_json(spec_json_schema(SpecPolicy.from_config(load_config(ctx))))
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(lint)
+    app.command()(schema)

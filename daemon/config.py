@@ -1,0 +1,191 @@
+"""The platform config (configs/dev.yaml, configs/local.yaml), validated on load.
+
+A config file is YAML; string values may use `${VAR}` / `${VAR:-default}` and a leading
+`~`, expanded at load time, so one profile serves any directory a user picks
+(`ARGUS_HOME=/data/argus argusd ...`). Which file: `--config`, else `$ARGUS_CONFIG`, else
+the repo's `configs/local.yaml`.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError, Problem
+from .validation import problems_from
+from .yamldoc import YamlDocError, load_mapping
+
+CPU = "cpu"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class LlmConfig(_Strict):
+    # A Ray accelerator name (H20, H100, A100, L4, ...) for GPU clusters, or "cpu" to serve
+    # with a CPU build of vLLM through LLMConfig.accelerator_config={"kind": "cpu"}.
+    accelerator_type: str = "H20"
+    # engine_kwargs every model starts from; a spec's own engine_kwargs win.
+    engine_defaults: dict[str, object] = Field(default_factory=dict)
+    # Extra environment for every replica (HF cache, HF_HUB_OFFLINE are always set).
+    env_vars: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("accelerator_type")
+    @classmethod
+    def _accelerator(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", value):
+            raise ValueError("must be a Ray accelerator name such as H20 or H100, or 'cpu'")
+        return value
+
+    @property
+    def on_cpu(self) -> bool:
+        return self.accelerator_type.lower() == CPU
+
+
+class ServeConfig(_Strict):
+    http_host: str = "0.0.0.0"
+    http_port: int = Field(8000, ge=1, le=65535)
+    proxy_location: Literal["HeadOnly", "EveryNode", "Disabled"] = "HeadOnly"
+    dashboard_url: str = "http://127.0.0.1:8265"
+    # per_model: one Serve app per model behind one OpenAI front end (no restarts of
+    # other models on change). single_app: the seed's one build_openai_app app.
+    layout: Literal["per_model", "single_app"] = "per_model"
+
+
+class RayConfig(_Strict):
+    address: str = "auto"
+
+
+class ServingConfig(_Strict):
+    llm: LlmConfig = Field(default_factory=LlmConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
+
+
+class StorageConfig(_Strict):
+    # <root>/hf holds shared models, <root>/users/<user_id> each user's own files.
+    root: str = "/private"
+
+    @field_validator("root")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not os.path.isabs(value):
+            raise ValueError(f"must be an absolute path, got {value!r}")
+        return os.path.normpath(value)
+
+
+class LimitsConfig(_Strict):
+    max_replicas: int = Field(8, ge=1, le=1024)
+    max_gpus_per_replica: int = Field(8, ge=1, le=64)
+    max_spec_bytes: int = Field(64 * 1024, ge=1024, le=1024 * 1024)
+
+
+class EngineKwargsPolicy(_Strict):
+    allow_trust_remote_code: bool = False
+    # Further vLLM engine arguments this platform lets users set (beyond the built-in list).
+    extra_allowed: list[str] = Field(default_factory=list)
+
+
+class StateConfig(_Strict):
+    db: str = "/var/lib/argus/argus.db"
+
+
+class GitopsConfig(_Strict):
+    repo: str = "/srv/argus/gitops.git"
+    branch: str = "main"
+    poll_seconds: float = Field(5.0, gt=0, le=3600, strict=False)
+
+
+class UserConfig(_Strict):
+    # Git author emails allowed to change models.d/<user>/ (enforced by hook and daemon).
+    git_identities: list[str] = Field(default_factory=list)
+
+
+class Config(_Strict):
+    profile: str = "dev"
+    serving: ServingConfig = Field(default_factory=ServingConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    engine_kwargs: EngineKwargsPolicy = Field(default_factory=EngineKwargsPolicy)
+    state: StateConfig = Field(default_factory=StateConfig)
+    gitops: GitopsConfig = Field(default_factory=GitopsConfig)
+    # Empty means "no ownership map": every well-formed user directory is accepted.
+    users: dict[str, UserConfig] = Field(default_factory=dict)
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand(value: str, env: dict[str, str]) -> str:
+    """`${VAR}`, `${VAR:-default}` and a leading `~` (unset VAR without default -> error)."""
+
+    def sub(match: re.Match) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env and env[name] != "":
+            return env[name]
+        if default is not None:
+            return default
+        raise KeyError(name)
+
+    out = _VAR.sub(sub, value)
+    if out.startswith("~"):
+        out = os.path.expanduser(out)
+    return out
+
+
+def _expand_tree(value: object, env: dict[str, str], loc: tuple, errors: list) -> object:
+    if isinstance(value, dict):
+        return {k: _expand_tree(v, env, loc + (k,), errors) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_tree(v, env, loc + (i,), errors) for i, v in enumerate(value)]
+    if isinstance(value, str):
+        try:
+            return expand(value, env)
+        except KeyError as missing:
+            errors.append((loc, f"environment variable {missing.args[0]} is not set; set it or write ${{{missing.args[0]}:-default}}"))
+    return value
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+def default_config_path(env: dict[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    if env.get("ARGUS_CONFIG"):
+        return Path(env["ARGUS_CONFIG"])
+    return repo_root() / "configs" / "local.yaml"
+
+
+def load_config(path: str | os.PathLike | None = None, env: dict[str, str] | None = None) -> Config:
+    """Read and validate a config file. Raises ConfigError with `path:line:col` lines."""
+    env = dict(os.environ if env is None else env)
+    cfg_path = Path(path) if path is not None else default_config_path(env)
+    try:
+        data = cfg_path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {cfg_path} not found; pass --config or set ARGUS_CONFIG") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {cfg_path}: {exc.strerror}") from None
+    try:
+        doc = load_mapping(data, max_bytes=1024 * 1024, what="config")
+    except YamlDocError as exc:
+        raise ConfigError(f"{cfg_path}:{exc.line}:{exc.col}: {exc.message}") from None
+    errors: list = []
+    value = _expand_tree(doc.value, env, (), errors)
+    problems = [Problem(str(cfg_path), *_lc(doc, loc), msg) for loc, msg in errors]
+    if not problems:
+        try:
+            return Config.model_validate(value)
+        except ValidationError as exc:
+            problems = problems_from(exc, doc, str(cfg_path), Config)
+    raise ConfigError("invalid config:\n" + "\n".join(str(p) for p in sorted(problems)))
+
+
+def _lc(doc, loc) -> tuple[int, int]:
+    pos = doc.position(loc)
+    return pos.line, pos.col

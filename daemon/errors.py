@@ -1,0 +1,56 @@
+"""Domain errors. The engine raises these; the CLI maps them to messages and exit codes."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One thing wrong with one input file, at a 1-based line and column."""
+
+    path: str
+    line: int
+    col: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.col}: {self.message}"
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "line": self.line, "col": self.col, "message": self.message}
+
+
+class ArgusError(Exception):
+    """Base of every error the engine reports to a user. `str()` is one line naming the fix."""
+
+
+class UsageError(ArgusError):
+    """The caller asked for something that cannot be done as asked (bad path, bad flag value)."""
+
+
+class ConfigError(ArgusError):
+    """The config file is missing, unreadable or invalid."""
+
+
+class SpecError(ArgusError):
+    """A spec is invalid; `problems` holds every problem found, each with its position."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = sorted(problems)
+        super().__init__("; ".join(str(p) for p in self.problems))
+
+
+class StoreError(ArgusError):
+    """The state store is missing, from a newer version, or unusable."""
+
+
+class NotFoundError(ArgusError):
+    """A named model (or other object) does not exist."""
+
+
+class GitError(ArgusError):
+    """The GitOps repository is missing, corrupt, or a git operation failed."""
+
+
+class ClusterError(ArgusError):
+    """Ray or Serve could not be reached or refused a request."""

@@ -1,0 +1,263 @@
+"""ServingSpec: what a user writes, the rules it must follow, and how it resolves.
+
+Pure functions of their inputs; the only I/O is `os.path.realpath` in the model_source
+check, which must see symlinks to stop a path escaping its root.
+"""
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .engine_policy import check_engine_kwargs
+from .errors import Problem, SpecError
+from .validation import problems_from
+from .yamldoc import DEFAULT_MAX_BYTES, YamlDoc, YamlDocError, load_mapping
+
+SUFFIX_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}")
+# Like a Linux user name: lowercase, starts with a letter, at most 32 characters.
+USER_ID_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+MAX_SOURCE_LEN = 4096
+
+
+class ServingSpec(BaseModel):
+    """One model a user wants served. Strict: `"2"`, `true` or `1.5` are not integers."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    model_id: str = Field(description="Model id suffix; the public id is <user_id>-<YYYYMMDDHHMM>-<model_id>.",
+                          pattern=f"^{SUFFIX_RE.pattern}$")
+    model_source: str = Field(description="Local model folder. Macros: $HOME/common/hf, $HOME/common/datasets, $HOME.")
+    num_replicas: int = Field(1, ge=1, description="Serve replicas of the model.")
+    gpus_per_replica: int = Field(1, ge=1, description="GPUs per replica; becomes tensor_parallel_size.")
+    engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="vLLM engine arguments (policy-checked).")
+
+
+@dataclass(frozen=True)
+class SpecPolicy:
+    """The parts of the platform config that decide whether a spec is valid."""
+
+    root: str = "/private"
+    max_replicas: int = 8
+    max_gpus_per_replica: int = 8
+    max_spec_bytes: int = DEFAULT_MAX_BYTES
+    allow_trust_remote_code: bool = False
+    extra_allowed: tuple[str, ...] = ()
+
+    @classmethod
+    def from_config(cls, config: Any) -> "SpecPolicy":
+        return cls(root=config.storage.root,
+                   max_replicas=config.limits.max_replicas,
+                   max_gpus_per_replica=config.limits.max_gpus_per_replica,
+                   max_spec_bytes=config.limits.max_spec_bytes,
+                   allow_trust_remote_code=config.engine_kwargs.allow_trust_remote_code,
+                   extra_allowed=tuple(config.engine_kwargs.extra_allowed))
+
+
+@dataclass(frozen=True)
+class ResolvedServingSpec:
+    user_id: str
+    model_id_suffix: str
+    model_id_prefix: str
+    model_id: str
+    model_source: str
+    num_replicas: int
+    gpus_per_replica: int
+    engine_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"user_id": self.user_id, "model_id_suffix": self.model_id_suffix,
+                "model_id_prefix": self.model_id_prefix, "model_id": self.model_id,
+                "model_source": self.model_source, "num_replicas": self.num_replicas,
+                "gpus_per_replica": self.gpus_per_replica, "engine_kwargs": dict(self.engine_kwargs)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ResolvedServingSpec":
+        return cls(**data)
+
+
+class PathRejected(ValueError):
+    """model_source is not an allowed local path; the message says why."""
+
+
+def validate_model_id_suffix(suffix: object) -> str:
+    if not isinstance(suffix, str) or not SUFFIX_RE.fullmatch(suffix):
+        raise ValueError(f"model_id {suffix!r} is not valid: use 1-64 letters, digits, '.', '_' or '-', "
+                         "starting with a letter or digit")
+    return suffix
+
+
+def validate_user_id(user_id: object) -> str:
+    if not isinstance(user_id, str) or not USER_ID_RE.fullmatch(user_id):
+        raise ValueError(f"user id {user_id!r} is not valid: use 1-32 lowercase letters, digits, '_' or '-', "
+                         "starting with a letter (the directory name under models.d/)")
+    return user_id
+
+
+def make_model_id_prefix(user_id: str, now_utc: datetime) -> str:
+    """`<user_id>-<YYYYMMDDHHMM>` with the time in UTC. Naive datetimes are refused."""
+    if now_utc.tzinfo is None or now_utc.utcoffset() is None:
+        raise ValueError("make_model_id_prefix needs a timezone-aware datetime")
+    return f"{validate_user_id(user_id)}-{now_utc.astimezone(timezone.utc):%Y%m%d%H%M}"
+
+
+def _macros(root: str, user_id: str) -> list[tuple[str, str]]:
+    # Longest first, so $HOME/common/hf is not read as $HOME + /common/hf.
+    return [("$HOME/common/datasets", posixpath.join(root, "datasets")),
+            ("$HOME/common/hf", posixpath.join(root, "hf")),
+            ("$HOME", posixpath.join(root, "users", user_id))]
+
+
+def expand_macros(source: str, user_id: str, root: str) -> str:
+    for macro, target in _macros(root, user_id):
+        if source == macro or source.startswith(macro + "/"):
+            return target + source[len(macro):]
+    return source
+
+
+def _is_below(path: str, base: str) -> bool:
+    """True when `path` is strictly inside `base` (both normalized, absolute)."""
+    return path != base and path.startswith(base.rstrip("/") + "/")
+
+
+def resolve_model_source(source: str, user_id: str, root: str) -> str:
+    """Expand macros and check the path rules; returns the normalized absolute path."""
+    if not isinstance(source, str) or not source.strip():
+        raise PathRejected("model_source is empty; give a local model folder such as $HOME/common/hf/<model>")
+    if len(source) > MAX_SOURCE_LEN:
+        raise PathRejected(f"model_source is longer than {MAX_SOURCE_LEN} characters")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in source):
+        raise PathRejected("model_source contains control characters")
+    if ".." in source.split("/"):
+        raise PathRejected(f"model_source {source!r} contains a '..' segment; write the path without it")
+    if "://" in source:
+        raise PathRejected(f"model_source {source!r} is a URL; models load from local paths only")
+    expanded = expand_macros(source, user_id, root)
+    if "$" in expanded:
+        raise PathRejected(f"model_source {source!r} uses an unknown macro; the macros are "
+                           "$HOME/common/hf, $HOME/common/datasets and $HOME")
+    if not expanded.startswith("/"):
+        raise PathRejected(f"model_source {source!r} is not absolute; start it with / or $HOME")
+    path = posixpath.normpath(expanded)
+    if path.startswith("//"):  # POSIX keeps a leading '//' as is
+        path = "/" + path.lstrip("/")
+    hf = posixpath.join(root, "hf")
+    users = posixpath.join(root, "users")
+    mine = posixpath.join(users, user_id)
+    allowed = f"{hf}/ or {mine}/"
+    if _is_below(path, users) and not (path == mine or _is_below(path, mine)):
+        owner = path[len(users) + 1:].split("/", 1)[0]
+        raise PathRejected(f"model_source {path} is in user {owner!r}'s tree; use a path under {allowed}")
+    if not (_is_below(path, hf) or _is_below(path, mine)):
+        raise PathRejected(f"model_source {path} is outside the allowed roots; use a path under {allowed}")
+    # A symlink anywhere on the way must not lead out of the same allowed roots.
+    real = os.path.realpath(path)
+    real_hf, real_mine = os.path.realpath(hf), os.path.realpath(mine)
+    if real != path and not (_is_below(real, real_hf) or _is_below(real, real_mine)):
+        raise PathRejected(f"model_source {path} leads through a symlink to {real}, outside {allowed}")
+    return path
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_spec(values: dict[str, Any], user_id: str, policy: SpecPolicy) -> list[tuple[tuple, bool, str]]:
+    """Rules that need the platform config, as (loc, at_key, message).
+
+    Takes the raw mapping so it can run beside type validation: each rule looks only at a
+    field whose type is already right, and a user sees every problem in one pass.
+    """
+    problems: list[tuple[tuple, bool, str]] = []
+    replicas, gpus = values.get("num_replicas"), values.get("gpus_per_replica")
+    if _is_int(replicas) and replicas > policy.max_replicas:
+        problems.append((("num_replicas",), False,
+                         f"num_replicas is {replicas}, over this platform's limit of {policy.max_replicas}"))
+    if _is_int(gpus) and gpus > policy.max_gpus_per_replica:
+        problems.append((("gpus_per_replica",), False,
+                         f"gpus_per_replica is {gpus}, over this platform's limit of {policy.max_gpus_per_replica}"))
+    source = values.get("model_source")
+    if isinstance(source, str):
+        try:
+            resolve_model_source(source, user_id, policy.root)
+        except PathRejected as exc:
+            problems.append((("model_source",), False, str(exc)))
+    engine_kwargs = values.get("engine_kwargs")
+    if isinstance(engine_kwargs, dict):
+        for key, at_key, message in check_engine_kwargs(engine_kwargs,
+                                                        allow_trust_remote_code=policy.allow_trust_remote_code,
+                                                        extra_allowed=policy.extra_allowed):
+            problems.append((("engine_kwargs", key), at_key, message))
+    return problems
+
+
+@dataclass(frozen=True)
+class ParsedSpec:
+    spec: ServingSpec
+    doc: YamlDoc
+
+
+def parse_spec(path: str, data: bytes, user_id: str, policy: SpecPolicy) -> ParsedSpec:
+    """Load, validate and check one spec file. Raises SpecError listing every problem."""
+    try:
+        validate_user_id(user_id)
+    except ValueError as exc:
+        raise SpecError([Problem(path, 1, 1, str(exc))]) from None
+    try:
+        doc = load_mapping(data, max_bytes=policy.max_spec_bytes)
+    except YamlDocError as exc:
+        raise SpecError([Problem(path, exc.line, exc.col, exc.message)]) from None
+    problems: list[Problem] = []
+    spec = None
+    try:
+        spec = ServingSpec.model_validate(doc.value)
+    except ValidationError as exc:
+        problems = [_suffix_message(p, doc) for p in problems_from(exc, doc, path, ServingSpec)]
+    for loc, at_key, message in check_spec(doc.value, user_id, policy):
+        pos = doc.position(loc, prefer_key=at_key)
+        problems.append(Problem(path, pos.line, pos.col, message))
+    if problems or spec is None:
+        raise SpecError(problems)
+    return ParsedSpec(spec, doc)
+
+
+def _suffix_message(problem: Problem, doc: YamlDoc) -> Problem:
+    # pydantic's pattern message is a regex dump; say it the way validate_model_id_suffix does.
+    if problem.message.startswith("model_id: String should match pattern"):
+        try:
+            validate_model_id_suffix(doc.value.get("model_id"))
+        except ValueError as exc:
+            return Problem(problem.path, problem.line, problem.col, str(exc))
+    return problem
+
+
+def resolve_spec(spec: ServingSpec, user_id: str, created_at: datetime, policy: SpecPolicy) -> ResolvedServingSpec:
+    """The spec as the platform runs it. `created_at` is when the model was first created."""
+    prefix = make_model_id_prefix(user_id, created_at)
+    return ResolvedServingSpec(
+        user_id=user_id,
+        model_id_suffix=spec.model_id,
+        model_id_prefix=prefix,
+        model_id=f"{prefix}-{spec.model_id}",
+        model_source=resolve_model_source(spec.model_source, user_id, policy.root),
+        num_replicas=spec.num_replicas,
+        gpus_per_replica=spec.gpus_per_replica,
+        engine_kwargs=dict(spec.engine_kwargs),
+    )
+
+
+def spec_json_schema(policy: SpecPolicy | None = None) -> dict[str, Any]:
+    """JSON Schema of ServingSpec for editors, with this platform's limits filled in."""
+    schema = ServingSpec.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "argus ServingSpec"
+    if policy is not None:
+        props = schema["properties"]
+        props["num_replicas"]["maximum"] = policy.max_replicas
+        props["gpus_per_replica"]["maximum"] = policy.max_gpus_per_replica
+    return schema

@@ -1,0 +1,52 @@
+import pytest
+
+from daemon.engine_policy import ALLOWED, OWNED, UNSAFE, check_engine_kwargs
+
+
+@pytest.mark.parametrize("key", sorted(OWNED))
+def test_platform_owned_keys_are_refused_with_why(key):
+    ((k, at_key, message),) = check_engine_kwargs({key: 1})
+    assert (k, at_key) == (key, True)
+    assert "is not allowed" in message and OWNED[key] in message
+
+
+@pytest.mark.parametrize("key", sorted(UNSAFE))
+def test_unsafe_keys_are_refused_with_why(key):
+    ((_, _, message),) = check_engine_kwargs({key: True})
+    assert UNSAFE[key] in message
+
+
+def test_trust_remote_code_only_when_the_config_allows_it():
+    assert check_engine_kwargs({"trust_remote_code": True}, allow_trust_remote_code=True) == []
+    assert "true or false" in check_engine_kwargs({"trust_remote_code": "yes"}, allow_trust_remote_code=True)[0][2]
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"max_model_len": 8192}, {"enforce_eager": True}, {"gpu_memory_utilization": 0.9},
+    {"dtype": "bfloat16"}, {"gpu_memory_utilization": 1}, {"rope_scaling": {"type": "yarn"}},
+])
+def test_allowed_values(kwargs):
+    assert check_engine_kwargs(kwargs) == []
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"max_model_len": 0}, "whole number > 0"),
+    ({"max_model_len": "8k"}, "whole number > 0"),
+    ({"max_model_len": True}, "whole number > 0"),
+    ({"enforce_eager": "yes"}, "true or false"),
+    ({"gpu_memory_utilization": 1.5}, "(0, 1]"),
+    ({"dtype": "fp4"}, "one of"),
+    ({"max_model_length": 1}, "did you mean 'max_model_len'"),
+    ({"frobnicate": 1}, "engine_kwargs.extra_allowed"),
+])
+def test_bad_values_and_unknown_keys(kwargs, fragment):
+    ((_, _, message),) = check_engine_kwargs(kwargs)
+    assert fragment in message
+
+
+def test_extra_allowed_from_config():
+    assert check_engine_kwargs({"frobnicate": 1}, extra_allowed=("frobnicate",)) == []
+
+
+def test_lists_do_not_overlap():
+    assert not (set(OWNED) & set(UNSAFE)) and not (set(ALLOWED) & (set(OWNED) | set(UNSAFE)))

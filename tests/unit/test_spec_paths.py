@@ -1,0 +1,127 @@
+"""Seed M1.3 paths: macros, allowed roots, other users, '..', symlink escapes (+ properties)."""
+import os
+import posixpath
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from daemon.spec import PathRejected, expand_macros, resolve_model_source
+
+ROOT = "/private"
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("$HOME", "/private/users/alice"),
+    ("$HOME/ckpt", "/private/users/alice/ckpt"),
+    ("$HOME/common/hf/Qwen", "/private/hf/Qwen"),
+    ("$HOME/common/hf", "/private/hf"),
+    ("$HOME/common/datasets/d", "/private/datasets/d"),
+    ("$HOME/common/hfx", "/private/users/alice/common/hfx"),   # not the hf macro: segment boundary
+    ("$HOMEX/a", "$HOMEX/a"),
+    ("/private/hf/x", "/private/hf/x"),
+])
+def test_macro_expansion(source, expected):
+    assert expand_macros(source, "alice", ROOT) == expected
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("$HOME/common/hf/Qwen2-7B-Instruct", "/private/hf/Qwen2-7B-Instruct"),
+    ("$HOME/ckpt/v2", "/private/users/alice/ckpt/v2"),
+    ("/private/hf/org/model", "/private/hf/org/model"),
+    ("/private/users/alice/m", "/private/users/alice/m"),
+    ("/private//hf/./m/", "/private/hf/m"),
+    ("$HOME/common/hfx/m", "/private/users/alice/common/hfx/m"),
+])
+def test_allowed_paths(source, expected):
+    assert resolve_model_source(source, "alice", ROOT) == expected
+
+
+@pytest.mark.parametrize("source, reason", [
+    ("", "empty"),
+    ("   ", "empty"),
+    ("$HOME/../bob/m", "'..' segment"),
+    ("/private/hf/../users/bob/m", "'..' segment"),
+    ("..", "'..' segment"),
+    ("/private/users/bob/m", "user 'bob'"),
+    ("/private/users/alicex/m", "user 'alicex'"),
+    ("$HOME/common/datasets/d", "outside the allowed roots"),
+    ("/private/hf", "outside the allowed roots"),
+    ("$HOME", "outside the allowed roots"),
+    ("/private/users/alice", "outside the allowed roots"),
+    ("/private", "outside the allowed roots"),
+    ("/etc/passwd", "outside the allowed roots"),
+    ("/privatehf/m", "outside the allowed roots"),
+    ("/private/hfx/m", "outside the allowed roots"),
+    ("hf/m", "not absolute"),
+    ("~/m", "not absolute"),
+    ("$USER/m", "unknown macro"),
+    ("${HOME}/m", "unknown macro"),
+    ("hf://org/model", "URL"),
+    ("s3://bucket/m", "URL"),
+    ("/private/hf/m\x00", "control characters"),
+    ("/private/hf/" + "a" * 5000, "longer than"),
+])
+def test_rejected_paths(source, reason):
+    with pytest.raises(PathRejected, match=reason):
+        resolve_model_source(source, "alice", ROOT)
+
+
+def test_symlink_escape_is_rejected(tmp_path):
+    root = tmp_path / "private"
+    (root / "hf").mkdir(parents=True)
+    (root / "users" / "alice").mkdir(parents=True)
+    (root / "users" / "bob" / "secret").mkdir(parents=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink(outside, root / "hf" / "evil")
+    os.symlink(root / "users" / "bob" / "secret", root / "users" / "alice" / "bobs")
+    os.symlink(root / "hf", root / "users" / "alice" / "shared")
+    with pytest.raises(PathRejected, match="symlink"):
+        resolve_model_source("$HOME/common/hf/evil/m", "alice", str(root))
+    with pytest.raises(PathRejected, match="symlink"):
+        resolve_model_source("$HOME/bobs", "alice", str(root))
+    # A link from a user's tree into the shared hf tree stays inside allowed roots.
+    assert resolve_model_source("$HOME/shared/m", "alice", str(root)) == f"{root}/users/alice/shared/m"
+
+
+def _inside_allowed(path: str, root: str, user: str) -> bool:
+    hf, mine = posixpath.join(root, "hf"), posixpath.join(root, "users", user)
+    return any(path.startswith(base + "/") and len(path) > len(base) + 1 for base in (hf, mine))
+
+
+segments = st.sampled_from(["$HOME", "$HOME/common/hf", "$HOME/common/datasets", "..", ".", "", "private",
+                            "hf", "users", "alice", "bob", "datasets", "m", "$USER", "~", "common", "x..y"])
+sources = st.lists(segments, min_size=0, max_size=7).map("/".join) | st.text(max_size=40)
+
+
+@settings(max_examples=600, deadline=None)
+@given(source=sources, lead=st.booleans())
+def test_no_accepted_source_resolves_outside_allowed_roots(source, lead):
+    source = ("/" + source) if lead else source
+    try:
+        resolved = resolve_model_source(source, "alice", ROOT)
+    except PathRejected:
+        return
+    assert resolved == posixpath.normpath(resolved)
+    assert _inside_allowed(resolved, ROOT, "alice"), (source, resolved)
+
+
+@settings(max_examples=200, deadline=None)
+@given(parts=st.lists(st.sampled_from(["hf", "users", "alice", "bob", "evil", "m", "out", "loop"]), max_size=5))
+def test_no_accepted_source_escapes_through_symlinks(tmp_path_factory, parts):
+    base = tmp_path_factory.mktemp("fs")
+    root = base / "private"
+    for d in ("hf/m", "users/alice/m", "users/bob/m"):
+        (root / d).mkdir(parents=True)
+    (base / "out").mkdir()
+    os.symlink(base / "out", root / "hf" / "evil")
+    os.symlink(root / "users" / "bob", root / "users" / "alice" / "bob")
+    os.symlink(root / "users" / "alice" / "loop", root / "users" / "alice" / "loop")
+    source = "/" + "/".join(["private"] + parts)
+    source = str(base) + source
+    try:
+        resolved = resolve_model_source(source, "alice", str(root))
+    except PathRejected:
+        return
+    real = os.path.realpath(resolved)
+    assert _inside_allowed(real, os.path.realpath(root), "alice"), (source, real)

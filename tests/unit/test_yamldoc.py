@@ -1,0 +1,66 @@
+"""Bad input is one clear, positioned error: never a traceback, never a hang."""
+import time
+
+import pytest
+
+from daemon.errors import SpecError
+from daemon.spec import SpecPolicy, parse_spec
+from daemon.yamldoc import YamlDocError, load_mapping
+
+
+@pytest.mark.parametrize("data, where, message", [
+    (b"", (1, 1), "file is empty"),
+    (b"\n\n  \n", (1, 1), "file is empty"),
+    (b"# only a comment\n", (1, 1), "file is empty"),
+    (b"a: 1\n---\nb: 2\n", (2, 1), "holds one document"),
+    (b"---\na: 1\n---\n", (3, 1), "holds one document"),
+    (b"- a\n- b\n", (1, 1), "not a list"),
+    (b"just text\n", (1, 1), "not a single value"),
+    (b"a: [1,\n", (2, 1), "YAML syntax error"),
+    (b"a: b: c\n", (1, 5), "YAML syntax error"),
+    (b"a: 1\n\tb: 2\n", (2, 1), "YAML syntax error"),
+    (b"ok: 1\nbad: \xc3\x28\n", (2, 6), "not valid UTF-8"),
+    (b"a: &x 1\nb: *x\n", (1, 4), "anchors and aliases"),
+    (b"a: 1\na: 2\n", (2, 1), "duplicate key 'a' (first at line 1)"),
+    (b"<<: {a: 1}\n", (1, 1), "keys must be plain strings"),
+    (b"? [a]\n: 1\n", (1, 3), "keys must be plain strings"),
+    (b"1: a\n", (1, 1), "must be a string"),
+    (b"a: !!python/name:os.system\n", (1, 4), "tag"),
+    (b"a: !custom x\n", (1, 4), "tag"),
+    (b"a: \x07\n", (1, 1), "YAML error"),
+])
+def test_bad_documents(data, where, message):
+    with pytest.raises(YamlDocError) as caught:
+        load_mapping(data)
+    assert (caught.value.line, caught.value.col) == where
+    assert message in caught.value.message
+
+
+def test_size_limit():
+    with pytest.raises(YamlDocError, match="over the 1024-byte limit"):
+        load_mapping(b"a: " + b"x" * 2000, max_bytes=1024)
+
+
+def test_billion_laughs_is_refused_fast():
+    bomb = b'a: &a ["x","x","x","x","x","x","x","x","x"]\n' + b"".join(
+        b"%s: &%s [*%s,*%s,*%s,*%s,*%s,*%s,*%s,*%s,*%s]\n" % ((bytes([c]),) * 2 + (bytes([c - 1]),) * 9)
+        for c in range(ord("b"), ord("k")))
+    started = time.monotonic()
+    with pytest.raises(YamlDocError, match="anchors and aliases"):
+        load_mapping(bomb)
+    assert time.monotonic() - started < 1.0
+
+
+def test_bom_is_accepted_and_positions_are_one_based():
+    doc = load_mapping("\ufeffmodel_id: m\nengine_kwargs:\n  max_model_len: 5\n".encode())
+    assert doc.value == {"model_id": "m", "engine_kwargs": {"max_model_len": 5}}
+    assert (doc.position(("engine_kwargs", "max_model_len")).line,
+            doc.position(("engine_kwargs", "max_model_len")).col) == (3, 18)
+    assert doc.position(("engine_kwargs", "max_model_len"), prefer_key=True).col == 3
+    assert doc.position(("nope", "deeper")).line == 1
+
+
+def test_spec_errors_carry_the_path():
+    with pytest.raises(SpecError) as caught:
+        parse_spec("models.d/alice/x.yaml", b"model_id: [\n", "alice", SpecPolicy())
+    assert str(caught.value.problems[0]).startswith("models.d/alice/x.yaml:2:1: YAML syntax error")
