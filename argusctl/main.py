@@ -7,7 +7,7 @@ import typer
 
 from daemon.errors import ArgusError
 
-from . import lint
+from . import lint, status
 from .common import fail
 
 app = typer.Typer(
@@ -24,13 +24,14 @@ app = typer.Typer(
 def main(
     ctx: typer.Context,
     config: Optional[str] = typer.Option(None, "--config", "-c", envvar="ARGUS_CONFIG",
-                                         help="Platform config file [default: configs/local.yaml]."),
+                                         help="Platform config file (default: configs/local.yaml)."),
 ) -> None:
     """GitOps model serving on Ray Serve LLM and vLLM."""
     ctx.ensure_object(dict)["config_path"] = config
 
 
 lint.register(app)
+status.register(app)
 
 
 def run() -> None:

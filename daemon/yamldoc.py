@@ -13,6 +13,9 @@ import yaml
 
 Loc = tuple  # a path into the document: ("engine_kwargs", "max_model_len")
 
+# libyaml's parser when present: the full sync of a large tree parses thousands of specs.
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 DEFAULT_MAX_BYTES = 64 * 1024
 _NEEDS = {"spec": "; a spec needs at least model_id and model_source"}
 
@@ -116,7 +119,7 @@ def load_mapping(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, what: str =
     try:
         # Events first: aliases are refused before anything could be expanded.
         documents = 0
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        for event in yaml.parse(text, Loader=_Loader):
             if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
                 p = _pos(event.start_mark)
                 raise YamlDocError(p.line, p.col, "anchors and aliases (&, *) are not allowed in a spec; write the value out")
@@ -125,7 +128,7 @@ def load_mapping(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, what: str =
                 if documents > 1:
                     p = _pos(event.start_mark)
                     raise YamlDocError(p.line, p.col, "a spec file holds one document; move the next one ('---') to a file of its own")
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         p = _pos(exc.problem_mark or exc.context_mark)
         reason = exc.problem or exc.context or "invalid YAML"

@@ -1,0 +1,173 @@
+"""`argusctl status [MODEL]` and `argusctl logs MODEL`: read the store, never block the daemon."""
+from __future__ import annotations
+
+import socket
+import time
+from datetime import datetime, timezone
+from typing import Optional
+
+import typer
+
+from .common import Output, OutputOption, load_config, print_json
+
+EVENTS_IN_DETAIL = 10
+
+
+def openai_base_url(config) -> str:
+    serve = config.serving.serve
+    host = serve.http_host
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.gethostname()
+    return f"http://{host}:{serve.http_port}/v1"
+
+
+def age(timestamp: str, now: datetime | None = None) -> str:
+    """kubectl-style age: 45s, 12m, 3h, 2d."""
+    from daemon.store import parse_iso
+
+    seconds = int(((now or datetime.now(timezone.utc)) - parse_iso(timestamp)).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{max(seconds, 0)}s"
+
+
+def reason_of(model, rejection) -> str:
+    if rejection is not None:
+        first = rejection.problems[0]
+        if first.startswith(rejection.spec_path + ":"):
+            first = "line " + first[len(rejection.spec_path) + 1:]
+        return f"spec rejected, last good spec kept: {first}"
+    return model.error_summary or ""
+
+
+def describe_event(event) -> str:
+    """One readable line for an event's payload."""
+    p = dict(event.payload)
+    who = f" by {p.pop('author')}" if "author" in p else ""
+    commit = f" ({p.pop('commit')[:12]})" if "commit" in p else ""
+    if event.event_type == "REJECTED":
+        return "; ".join(p.get("problems", [])) + who + commit
+    if "changes" in p:
+        changes = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in sorted(p.pop("changes").items()))
+        return f"gen {p.pop('generation', '?')}: {changes}{who}{commit}"
+    if "message" in p:
+        return str(p.pop("message")) + who + commit
+    rest = ", ".join(f"{k}={v}" for k, v in sorted(p.items()))
+    return f"{rest}{who}{commit}".strip()
+
+
+def _open_store(ctx: typer.Context):
+    from daemon.store import Store
+
+    return Store.open_readonly(load_config(ctx).state.db)
+
+
+def status(
+    ctx: typer.Context,
+    model: Optional[str] = typer.Argument(None, help="A model: suffix, full model id, or model key."),
+    user: Optional[str] = typer.Option(None, "--user", "-u", help="Only this user's models."),
+    all_: bool = typer.Option(False, "--all", "-a", help="Include DELETED models."),
+    output: Output = OutputOption,
+) -> None:
+    """List models with their state, or show one model in detail with its recent events."""
+    config = load_config(ctx)
+    store = _open_store(ctx)
+    base_url = openai_base_url(config)
+    rejections = {r.spec_path: r for r in store.rejections(user)}
+    if model is not None:
+        row = store.find_model(model, user_id=user)
+        events = store.events(model_key=row.model_key, spec_path=row.spec_path, limit=EVENTS_IN_DETAIL)
+        rejection = rejections.get(row.spec_path) if row.live else None
+        if output is Output.json:
+            print_json({"openai_base_url": base_url, "model": row.to_dict(),
+                        "rejection": rejection.to_dict() if rejection else None,
+                        "events": [e.to_dict() for e in events]})
+            return
+        r = row.resolved
+        fields = [("Model", row.model_id), ("User", row.user_id), ("State", row.state),
+                  ("Reason", reason_of(row, rejection)), ("Replicas", r["num_replicas"]),
+                  ("GPUs per replica", r["gpus_per_replica"]), ("Source", r["model_source"]),
+                  ("Engine kwargs", r["engine_kwargs"] or "{}"), ("Spec", row.spec_path),
+                  ("Generation", f"{row.generation} (applied: {row.applied_generation or '-'})"),
+                  ("Last commit", f"{row.commit_sha[:12]} by {row.commit_author}"),
+                  ("Created", row.created_at), ("Updated", row.updated_at), ("Key", row.model_key),
+                  ("Endpoint", f"{base_url}  (model: {row.model_id})")]
+        width = max(len(k) for k, _ in fields)
+        for key, value in fields:
+            typer.echo(f"{key + ':':<{width + 1}} {value}")
+        typer.echo("\nEvents:")
+        for e in events:
+            typer.echo(f"  {e.time[:19]}Z  {e.event_type:<18} {describe_event(e)}")
+        return
+
+    rows = store.list_models(user_id=user, include_deleted=all_)
+    rows.sort(key=lambda m: (m.user_id, m.model_id))
+    stray = [rj for path, rj in rejections.items() if not any(m.spec_path == path and m.live for m in rows)]
+    if output is Output.json:
+        print_json({"openai_base_url": base_url,
+                    "models": [{**m.to_dict(), "reason": reason_of(m, rejections.get(m.spec_path) if m.live else None)}
+                               for m in rows],
+                    "rejected_specs": [r.to_dict() for r in stray]})
+        return
+    from tabulate import tabulate
+
+    table = [[m.model_id, m.user_id, m.state, m.resolved["num_replicas"],
+              m.resolved["num_replicas"] * m.resolved["gpus_per_replica"], age(m.updated_at),
+              _clip(reason_of(m, rejections.get(m.spec_path) if m.live else None))] for m in rows]
+    typer.echo(f"OpenAI base URL: {base_url}")
+    if table:
+        typer.echo(tabulate(table, headers=["MODEL", "USER", "STATE", "REPLICAS", "GPUS", "UPDATED", "REASON"],
+                            tablefmt="plain"))
+    else:
+        typer.echo("No models." if not user else f"No models for user {user}.")
+    if stray:
+        typer.echo("\nRejected specs (not applied):")
+        for r in stray:
+            typer.echo(f"  {_clip(r.problems[0], 160)}")
+
+
+def _clip(text: str, width: int = 80) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def logs(
+    ctx: typer.Context,
+    model: str = typer.Argument(..., help="A model: suffix, full model id, or model key."),
+    user: Optional[str] = typer.Option(None, "--user", "-u", help="Resolve a suffix among this user's models."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new events until interrupted."),
+    tail: Optional[int] = typer.Option(None, "--tail", help="Only the last N events.", min=1),
+    output: Output = OutputOption,
+) -> None:
+    """A model's events, newest last: what git changed, what the daemon did, and why."""
+    store = _open_store(ctx)
+    row = store.find_model(model, user_id=user)
+    events = store.events(model_key=row.model_key, spec_path=row.spec_path, limit=tail)
+    _print_events(events, output)
+    if not follow:
+        return
+    last = events[-1].id if events else 0
+    try:
+        while True:
+            time.sleep(0.5)
+            new = store.events(model_key=row.model_key, spec_path=row.spec_path, after_id=last)
+            if new:
+                _print_events(new, output)
+                last = new[-1].id
+    except KeyboardInterrupt:
+        return
+
+
+def _print_events(events, output: Output) -> None:
+    import json
+
+    for e in events:
+        if output is Output.json:  # one JSON object per line, so --follow streams
+            typer.echo(json.dumps(e.to_dict(), sort_keys=True))
+        else:
+            typer.echo(f"{e.time[:19]}Z  {e.event_type:<18} {describe_event(e)}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(status)
+    app.command()(logs)

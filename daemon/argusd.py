@@ -1,0 +1,135 @@
+"""argusd: the sync daemon. Watches the GitOps repo and records every commit in the store."""
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from typing import Optional
+
+import typer
+
+from .config import Config, load_config
+from .errors import ArgusError, ConfigError, GitError, StoreError
+from .gitsync import GitRepo
+from .spec import SpecPolicy
+from .store import Store
+from .sync import Syncer
+from .watch import RefWatcher
+
+log = logging.getLogger("argus.daemon")
+
+EXIT_ENVIRONMENT = 3
+
+
+def owners_from(config: Config) -> dict[str, tuple[str, ...]]:
+    return {user: tuple(u.git_identities) for user, u in config.users.items()}
+
+
+class Daemon:
+    """One sync loop. The store is opened once; the repo is (re)opened as it comes and goes."""
+
+    def __init__(self, config: Config, store: Store):
+        self.config = config
+        self.store = store
+        self.policy = SpecPolicy.from_config(config)
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self.repo: GitRepo | None = None
+        self.watcher: RefWatcher | None = None
+        self._last_error: str | None = None
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.wake.set()
+
+    def _ensure_repo(self) -> GitRepo:
+        if self.repo is None:
+            self.repo = GitRepo(self.config.gitops.repo)
+        if self.watcher is None or not self.watcher.alive:
+            if self.watcher is not None:
+                self.watcher.stop()
+            self.watcher = RefWatcher(self.repo.git_dir, self.wake)
+            self.watcher.start()
+            log.info("watching %s (%s)", self.repo.git_dir, self.watcher.mode)
+        return self.repo
+
+    def _drop_repo(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
+            self.watcher = None
+        if self.repo is not None:
+            self.repo.close()
+            self.repo = None
+
+    def tick(self) -> bool:
+        """One level-triggered pass. Returns False when it failed (and was reported)."""
+        try:
+            repo = self._ensure_repo()
+            syncer = Syncer(self.store, repo, self.config.gitops.branch, self.policy, owners=owners_from(self.config))
+            result = syncer.sync_once()
+        except GitError as exc:
+            message = str(exc)
+            if message != self._last_error:  # report a persisting problem once, not every tick
+                log.error("%s (retrying every %ss)", message, self.config.gitops.poll_seconds)
+                self._last_error = message
+            self._drop_repo()
+            return False
+        if self._last_error is not None:
+            log.info("repository is readable again")
+            self._last_error = None
+        if result.outcome not in ("noop",):
+            log.info("sync %s: %d commit(s), %d change(s), head %s", result.outcome, result.commits,
+                     result.changes, (result.head or "-")[:12])
+        return True
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            self.wake.clear()
+            self.tick()
+            self.wake.wait(timeout=self.config.gitops.poll_seconds)
+        self._drop_repo()
+
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
+                  context_settings={"help_option_names": ["-h", "--help"]})
+
+
+@app.command()
+def main(
+    config: Optional[str] = typer.Option(None, "--config", "-c", envvar="ARGUS_CONFIG",
+                                         help="Platform config file (default: configs/local.yaml)."),
+    once: bool = typer.Option(False, "--once", help="Sync once and exit (exit 3 if the repo is unusable)."),
+    log_level: str = typer.Option("INFO", "--log-level", help="DEBUG, INFO, WARNING or ERROR."),
+) -> None:
+    """Watch the GitOps repo and record every commit in the state store."""
+    logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO), stream=sys.stderr,
+                        format="%(asctime)s argusd %(levelname)s %(message)s")
+    try:
+        cfg = load_config(config)
+        store = Store.open(cfg.state.db)
+    except (ConfigError, StoreError) as exc:
+        typer.echo(f"argusd: error: {exc}", err=True)
+        raise typer.Exit(EXIT_ENVIRONMENT)
+    daemon = Daemon(cfg, store)
+    if once:
+        ok = daemon.tick()
+        daemon._drop_repo()
+        store.close()
+        raise typer.Exit(0 if ok else EXIT_ENVIRONMENT)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: daemon.stop())
+    log.info("argusd started: repo %s branch %s, store %s", cfg.gitops.repo, cfg.gitops.branch, cfg.state.db)
+    daemon.run()
+    store.close()
+    log.info("argusd stopped")
+
+
+def run() -> None:
+    try:
+        app()
+    except ArgusError as exc:
+        print(f"argusd: error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_ENVIRONMENT)

@@ -1,0 +1,154 @@
+"""Read the GitOps repo: commits on the tracked branch and spec blobs in their trees.
+
+Never a working tree: everything is read from committed objects, so a bare repo users push
+to and a local clone behave the same. Thin shell over git (through gitpython); every git
+failure becomes a GitError that says what to check.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import git
+from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
+
+from .errors import GitError
+
+MODELS_DIR = "models.d"
+SPEC_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    sha: str
+    parent: str | None      # first parent; None for a root commit
+    author: str             # "Name <email>"
+    author_email: str
+    committed_at: datetime  # UTC committer time: fixes a new model's public id
+
+
+@dataclass(frozen=True)
+class TreeFile:
+    path: str
+    blob: str
+    mode: str
+
+
+def is_spec_path(path: str) -> bool:
+    """Whether a path under models.d/ is one argus reads (YAML, not hidden)."""
+    name = path.rsplit("/", 1)[-1]
+    return path.startswith(MODELS_DIR + "/") and name.endswith(SPEC_SUFFIXES) and not name.startswith(".")
+
+
+def user_of(path: str) -> str | None:
+    """`models.d/<user>/<name>.yaml` -> user; None for any other depth."""
+    parts = path.split("/")
+    return parts[1] if len(parts) == 3 and parts[0] == MODELS_DIR else None
+
+
+class GitRepo:
+    def __init__(self, path: str | os.PathLike):
+        self.path = str(path)
+        try:
+            self.repo = git.Repo(self.path)
+        except (NoSuchPathError, InvalidGitRepositoryError):
+            raise GitError(f"no git repository at {self.path}; create it with `argusctl init` or fix gitops.repo "
+                           "in the config") from None
+        except Exception as exc:  # corrupt config and friends
+            raise GitError(f"cannot open the git repository at {self.path}: {exc}") from None
+
+    @property
+    def git_dir(self) -> str:
+        return self.repo.git_dir
+
+    def close(self) -> None:
+        self.repo.close()
+
+    def _git(self, *args: str) -> str:
+        try:
+            return self.repo.git.execute(["git", *args], stdout_as_string=True, strip_newline_in_stdout=False)
+        except GitCommandError as exc:
+            detail = (exc.stderr or "").strip().replace("stderr: ", "").strip("'\n ") or str(exc)
+            raise GitError(f"git {args[0]} failed in {self.path}: {detail}") from None
+        except OSError as exc:
+            raise GitError(f"cannot run git in {self.path}: {exc}") from None
+
+    def branch_head(self, branch: str) -> str | None:
+        """The branch's commit, or None when the branch does not exist yet (empty repo)."""
+        ref = f"refs/heads/{branch}"
+        try:
+            out = self.repo.git.execute(["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
+                                        with_extended_output=True, stdout_as_string=True)
+        except GitCommandError:
+            return None
+        except OSError as exc:
+            raise GitError(f"cannot run git in {self.path}: {exc}") from None
+        return out[1].strip() or None
+
+    def has_commit(self, sha: str) -> bool:
+        try:
+            self.repo.git.execute(["git", "cat-file", "-e", f"{sha}^{{commit}}"])
+            return True
+        except GitCommandError:
+            return False
+
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        try:
+            self.repo.git.execute(["git", "merge-base", "--is-ancestor", ancestor, descendant])
+            return True
+        except GitCommandError as exc:
+            if exc.status == 1:
+                return False
+            raise GitError(f"git merge-base failed in {self.path}: {exc.stderr}") from None
+
+    def commits(self, since: str | None, head: str) -> list[CommitInfo]:
+        """Commits after `since` up to `head`, oldest first, along first parents."""
+        revs = f"{since}..{head}" if since else head
+        out = self._git("log", "--reverse", "--first-parent", "-z", "--format=%H%x1f%P%x1f%an <%ae>%x1f%ae%x1f%ct",
+                        revs, "--")
+        commits = []
+        for record in filter(None, out.split("\x00")):
+            sha, parents, author, email, ctime = record.strip("\n").split("\x1f")
+            commits.append(CommitInfo(sha, parents.split()[0] if parents else None, author, email,
+                                      datetime.fromtimestamp(int(ctime), tz=timezone.utc)))
+        return commits
+
+    def commit_info(self, sha: str) -> CommitInfo:
+        out = self._git("log", "-1", "-z", "--format=%H%x1f%P%x1f%an <%ae>%x1f%ae%x1f%ct", sha, "--")
+        sha, parents, author, email, ctime = out.strip("\x00\n").split("\x1f")
+        return CommitInfo(sha, parents.split()[0] if parents else None, author, email,
+                          datetime.fromtimestamp(int(ctime), tz=timezone.utc))
+
+    def changed_paths(self, parent: str | None, sha: str) -> list[str]:
+        """Paths under models.d/ that differ between the parent and the commit."""
+        args = ["diff-tree", "-r", "--no-renames", "--no-commit-id", "--name-only", "-z"]
+        args += [parent, sha] if parent else ["--root", sha]
+        out = self._git(*args, "--", f"{MODELS_DIR}/")
+        return [p for p in out.split("\x00") if p]
+
+    def tree_files(self, sha: str, dirs: list[str] | None = None) -> list[TreeFile]:
+        """Files under the given models.d sub-directories (all of models.d when None)."""
+        pathspecs = [f"{d.rstrip('/')}/" for d in dirs] if dirs else [f"{MODELS_DIR}/"]
+        files = []
+        for chunk_start in range(0, len(pathspecs), 2000):  # stay far below ARG_MAX
+            out = self._git("ls-tree", "-r", "-z", "--full-tree", sha, "--", *pathspecs[chunk_start:chunk_start + 2000])
+            for entry in filter(None, out.split("\x00")):
+                meta, path = entry.split("\t", 1)
+                mode, _kind, blob = meta.split()
+                files.append(TreeFile(path, blob, mode))
+        return files
+
+    def read_blob(self, blob: str, limit: int) -> bytes:
+        """At most limit+1 bytes: enough to tell a spec is over the size limit."""
+        try:
+            stream = self.repo.odb.stream(bytes.fromhex(blob))
+            return stream.read(limit + 1)
+        except Exception as exc:
+            raise GitError(f"cannot read object {blob} in {self.path}: {exc}") from None
+
+
+def init_bare(path: str | os.PathLike, branch: str = "main") -> None:
+    Path(path).mkdir(parents=True, exist_ok=True)
+    git.Repo.init(str(path), bare=True, initial_branch=branch)

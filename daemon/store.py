@@ -1,0 +1,414 @@
+"""The state store: SQLite in WAL mode, the daemon's memory of what it saw and did.
+
+Writers (the daemon) use `transaction()`; readers (argusctl status/logs) open the file
+read-only and never block or get blocked by the writer. Schema changes are forward
+migrations keyed on `PRAGMA user_version`.
+
+Upsert policy (seed M2.3): a model is identified by (user_id, model_id suffix) while it
+lives and keeps its `model_key` and public `model_id` for its whole life; a changed spec
+bumps `generation` and re-queues it; an unchanged spec is a no-op with no event; a removed
+spec moves it to DELETING; re-adding it while DELETING revives the same model; after
+DELETED a new spec with the same suffix is a new model (new key, new timestamp).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from .errors import NotFoundError, StoreError
+
+STATES = ("QUEUED", "DEPLOYING", "RUNNING", "FAILED", "DELETING", "DELETED")
+LIVE_STATES = ("QUEUED", "DEPLOYING", "RUNNING", "FAILED")
+
+MIGRATIONS: list[str] = [
+    # 1: models, events, rejections, cursor
+    """
+    CREATE TABLE serve_models (
+        model_key TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL,
+        model_id_suffix TEXT NOT NULL,
+        model_id TEXT NOT NULL,
+        spec_path TEXT NOT NULL,
+        spec_yaml TEXT NOT NULL,
+        resolved_json TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('QUEUED','DEPLOYING','RUNNING','FAILED','DELETING','DELETED')),
+        error_summary TEXT,
+        generation INTEGER NOT NULL DEFAULT 1,
+        attempted_generation INTEGER,
+        applied_generation INTEGER,
+        commit_sha TEXT NOT NULL,
+        commit_author TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX serve_models_live ON serve_models(user_id, model_id_suffix) WHERE state != 'DELETED';
+    CREATE INDEX serve_models_model_id ON serve_models(model_id);
+    CREATE INDEX serve_models_updated ON serve_models(updated_at);
+    CREATE TABLE serve_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        model_key TEXT,
+        user_id TEXT,
+        spec_path TEXT,
+        time TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        payload TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX serve_events_model ON serve_events(model_key, id);
+    CREATE INDEX serve_events_path ON serve_events(spec_path, id);
+    CREATE TABLE spec_rejections (
+        spec_path TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL,
+        blob_sha TEXT NOT NULL,
+        commit_sha TEXT NOT NULL,
+        commit_author TEXT NOT NULL,
+        problems TEXT NOT NULL,
+        time TEXT NOT NULL
+    );
+    CREATE TABLE sync_cursor (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        branch TEXT NOT NULL,
+        commit_sha TEXT NOT NULL,
+        synced_at TEXT NOT NULL
+    );
+    """,
+]
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_iso(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    model_key: str
+    user_id: str
+    model_id_suffix: str
+    model_id: str
+    spec_path: str
+    spec_yaml: str
+    resolved: dict[str, Any]
+    state: str
+    error_summary: str | None
+    generation: int
+    attempted_generation: int | None
+    applied_generation: int | None
+    commit_sha: str
+    commit_author: str
+    created_at: str
+    updated_at: str
+
+    @classmethod
+    def from_sql(cls, row: sqlite3.Row) -> "ModelRow":
+        data = dict(row)
+        data["resolved"] = json.loads(data.pop("resolved_json"))
+        return cls(**data)
+
+    @property
+    def live(self) -> bool:
+        return self.state in LIVE_STATES
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    model_key: str | None
+    user_id: str | None
+    spec_path: str | None
+    time: str
+    event_type: str
+    payload: dict[str, Any]
+
+    @classmethod
+    def from_sql(cls, row: sqlite3.Row) -> "Event":
+        data = dict(row)
+        data["payload"] = json.loads(data["payload"])
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    spec_path: str
+    user_id: str
+    blob_sha: str
+    commit_sha: str
+    commit_author: str
+    problems: list[str]
+    time: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class Store:
+    """One SQLite file. Not thread-safe: one Store per thread."""
+
+    def __init__(self, conn: sqlite3.Connection, path: str, readonly: bool):
+        self.conn = conn
+        self.path = path
+        self.readonly = readonly
+
+    # -- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> "Store":
+        """Open for writing, creating the file and migrating the schema as needed."""
+        path = str(path)
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open the state store {path}: {exc}; check state.db in the config") from None
+        conn.row_factory = sqlite3.Row
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            store = cls(conn, path, readonly=False)
+            store._migrate()
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise StoreError(f"the state store {path} is not usable ({exc}); restore it from a backup "
+                             "or move it away and let argusd rebuild it from git") from None
+        return store
+
+    @classmethod
+    def open_readonly(cls, path: str | os.PathLike) -> "Store":
+        """Open an existing store for reading; never creates or migrates anything."""
+        path = str(path)
+        if not os.path.exists(path):
+            raise StoreError(f"no state store at {path}: start the daemon (argusd) to create it, "
+                             "or point --config / state.db at the right file")
+        try:
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, timeout=30)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA busy_timeout=30000")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the state store {path}: {exc}") from None
+        if version > len(MIGRATIONS):
+            raise StoreError(f"the state store {path} has schema {version}, newer than this argus "
+                             f"({len(MIGRATIONS)}); upgrade argusctl")
+        if version < len(MIGRATIONS):
+            raise StoreError(f"the state store {path} has schema {version}, older than this argus; "
+                             "start argusd once to migrate it")
+        return cls(conn, path, readonly=True)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def _migrate(self) -> None:
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise StoreError(f"the state store {self.path} has schema {version}, newer than this argus "
+                             f"({len(MIGRATIONS)}); upgrade argus")
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            # executescript commits first; the version bump is inside the migration's own
+            # transaction so a crash leaves the store at the old version, not in between.
+            self.conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version={number};\nCOMMIT;")
+
+    @property
+    def schema_version(self) -> int:
+        return self.conn.execute("PRAGMA user_version").fetchone()[0]
+
+    @contextmanager
+    def transaction(self) -> Iterator["Store"]:
+        """All or nothing: the unit in which a commit is recorded."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    # -- models ------------------------------------------------------------------------------
+
+    def insert_model(self, *, model_key: str, user_id: str, model_id_suffix: str, model_id: str, spec_path: str,
+                     spec_yaml: str, resolved: dict[str, Any], commit_sha: str, commit_author: str,
+                     created_at: str, now: str) -> None:
+        self.conn.execute(
+            "INSERT INTO serve_models (model_key, user_id, model_id_suffix, model_id, spec_path, spec_yaml,"
+            " resolved_json, state, generation, commit_sha, commit_author, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, 'QUEUED', 1, ?, ?, ?, ?)",
+            (model_key, user_id, model_id_suffix, model_id, spec_path, spec_yaml,
+             json.dumps(resolved, sort_keys=True), commit_sha, commit_author, created_at, now))
+
+    def update_model_spec(self, model_key: str, *, spec_path: str, spec_yaml: str, resolved: dict[str, Any],
+                          commit_sha: str, commit_author: str, now: str, requeue: bool = True) -> None:
+        """A new spec for a live model: bump the generation and (by default) queue it again."""
+        self.conn.execute(
+            "UPDATE serve_models SET spec_path=?, spec_yaml=?, resolved_json=?, commit_sha=?, commit_author=?,"
+            " generation=generation+?, state=CASE WHEN ? THEN 'QUEUED' ELSE state END,"
+            " error_summary=CASE WHEN ? THEN NULL ELSE error_summary END, updated_at=? WHERE model_key=?",
+            (spec_path, spec_yaml, json.dumps(resolved, sort_keys=True), commit_sha, commit_author,
+             1 if requeue else 0, requeue, requeue, now, model_key))
+
+    def set_spec_path(self, model_key: str, spec_path: str, now: str) -> None:
+        self.conn.execute("UPDATE serve_models SET spec_path=?, updated_at=? WHERE model_key=?",
+                          (spec_path, now, model_key))
+
+    def set_state(self, model_key: str, state: str, *, error_summary: str | None = None, now: str,
+                  commit_sha: str | None = None, commit_author: str | None = None) -> None:
+        if state not in STATES:
+            raise ValueError(f"unknown state {state!r}")
+        self.conn.execute(
+            "UPDATE serve_models SET state=?, error_summary=?, updated_at=?,"
+            " commit_sha=COALESCE(?, commit_sha), commit_author=COALESCE(?, commit_author) WHERE model_key=?",
+            (state, error_summary, now, commit_sha, commit_author, model_key))
+
+    def mark_attempted(self, model_key: str, generation: int) -> None:
+        self.conn.execute("UPDATE serve_models SET attempted_generation=? WHERE model_key=?", (generation, model_key))
+
+    def mark_applied(self, model_key: str, generation: int) -> None:
+        self.conn.execute("UPDATE serve_models SET applied_generation=? WHERE model_key=?", (generation, model_key))
+
+    def get_model(self, model_key: str) -> ModelRow:
+        row = self.conn.execute("SELECT * FROM serve_models WHERE model_key=?", (model_key,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no model with key {model_key!r}")
+        return ModelRow.from_sql(row)
+
+    def list_models(self, *, user_id: str | None = None, include_deleted: bool = False,
+                    states: tuple[str, ...] | None = None, limit: int | None = None,
+                    offset: int = 0) -> list[ModelRow]:
+        """Ordered by updated_at (oldest first), then key, so output is stable."""
+        where, args = [], []
+        if user_id is not None:
+            where.append("user_id=?")
+            args.append(user_id)
+        if states is not None:
+            where.append(f"state IN ({','.join('?' * len(states))})")
+            args.extend(states)
+        elif not include_deleted:
+            where.append("state != 'DELETED'")
+        sql = "SELECT * FROM serve_models"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY updated_at, model_key"
+        if limit is not None:
+            sql += " LIMIT ? OFFSET ?"
+            args.extend([limit, offset])
+        return [ModelRow.from_sql(r) for r in self.conn.execute(sql, args)]
+
+    def live_models_of(self, user_id: str) -> list[ModelRow]:
+        """Every model of a user that is not DELETED (DELETING included: it can be revived)."""
+        return self.list_models(user_id=user_id)
+
+    def find_model(self, ref: str, *, user_id: str | None = None, include_deleted: bool = True) -> ModelRow:
+        """A model by key, full public id, or suffix (unique among live models, or per --user)."""
+        for column in ("model_key", "model_id"):
+            # A public id comes back if a model is re-created within the same minute: live first.
+            row = self.conn.execute(f"SELECT * FROM serve_models WHERE {column}=?"
+                                    " ORDER BY state = 'DELETED', updated_at DESC LIMIT 1", (ref,)).fetchone()
+            if row is not None:
+                return ModelRow.from_sql(row)
+        sql, args = "SELECT * FROM serve_models WHERE model_id_suffix=? AND state != 'DELETED'", [ref]
+        if user_id is not None:
+            sql += " AND user_id=?"
+            args.append(user_id)
+        rows = self.conn.execute(sql, args).fetchall()
+        if len(rows) == 1:
+            return ModelRow.from_sql(rows[0])
+        if len(rows) > 1:
+            ids = ", ".join(sorted(r["model_id"] for r in rows))
+            raise NotFoundError(f"model {ref!r} is ambiguous ({ids}); give the full model id or --user")
+        if include_deleted:
+            sql = sql.replace("state != 'DELETED'", "state = 'DELETED'") + " ORDER BY updated_at DESC LIMIT 1"
+            row = self.conn.execute(sql, args).fetchone()
+            if row is not None:
+                return ModelRow.from_sql(row)
+        raise NotFoundError(f"no model {ref!r}; `argusctl status` lists the models")
+
+    def pick_next_runnable(self) -> ModelRow | None:
+        """The oldest change the reconciler has to act on (QUEUED or DELETING)."""
+        row = self.conn.execute("SELECT * FROM serve_models WHERE state IN ('QUEUED','DELETING')"
+                                " ORDER BY updated_at, model_key LIMIT 1").fetchone()
+        return ModelRow.from_sql(row) if row is not None else None
+
+    # -- events ------------------------------------------------------------------------------
+
+    def append_event(self, event_type: str, payload: dict[str, Any] | None = None, *, now: str,
+                     model_key: str | None = None, user_id: str | None = None,
+                     spec_path: str | None = None) -> None:
+        self.conn.execute(
+            "INSERT INTO serve_events (model_key, user_id, spec_path, time, event_type, payload)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (model_key, user_id, spec_path, now, event_type, json.dumps(payload or {}, sort_keys=True)))
+
+    def events(self, *, model_key: str | None = None, spec_path: str | None = None, after_id: int = 0,
+               limit: int | None = None) -> list[Event]:
+        """Events oldest first; for a model, also rejections of the file it lives in."""
+        where, args = ["id > ?"], [after_id]
+        if model_key is not None and spec_path is not None:
+            where.append("(model_key=? OR (model_key IS NULL AND spec_path=?))")
+            args.extend([model_key, spec_path])
+        elif model_key is not None:
+            where.append("model_key=?")
+            args.append(model_key)
+        elif spec_path is not None:
+            where.append("spec_path=?")
+            args.append(spec_path)
+        sql = f"SELECT * FROM serve_events WHERE {' AND '.join(where)} ORDER BY id"
+        if limit is not None:
+            sql = f"SELECT * FROM ({sql.replace('ORDER BY id', 'ORDER BY id DESC')} LIMIT ?) ORDER BY id"
+            args.append(limit)
+        return [Event.from_sql(r) for r in self.conn.execute(sql, args)]
+
+    def last_event(self, model_key: str) -> Event | None:
+        row = self.conn.execute("SELECT * FROM serve_events WHERE model_key=? ORDER BY id DESC LIMIT 1",
+                                (model_key,)).fetchone()
+        return Event.from_sql(row) if row is not None else None
+
+    # -- rejections ----------------------------------------------------------------------------
+
+    def set_rejection(self, rejection: Rejection) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO spec_rejections VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (rejection.spec_path, rejection.user_id, rejection.blob_sha, rejection.commit_sha,
+             rejection.commit_author, json.dumps(rejection.problems), rejection.time))
+
+    def clear_rejection(self, spec_path: str) -> bool:
+        return self.conn.execute("DELETE FROM spec_rejections WHERE spec_path=?", (spec_path,)).rowcount > 0
+
+    def rejections(self, user_id: str | None = None) -> list[Rejection]:
+        sql, args = "SELECT * FROM spec_rejections", []
+        if user_id is not None:
+            sql += " WHERE user_id=?"
+            args.append(user_id)
+        rows = self.conn.execute(sql + " ORDER BY spec_path", args).fetchall()
+        return [Rejection(**{**dict(r), "problems": json.loads(r["problems"])}) for r in rows]
+
+    def rejected_paths(self, user_id: str) -> set[str]:
+        return {r[0] for r in self.conn.execute("SELECT spec_path FROM spec_rejections WHERE user_id=?", (user_id,))}
+
+    # -- cursor ------------------------------------------------------------------------------
+
+    def cursor(self) -> tuple[str, str] | None:
+        """(branch, commit_sha) of the last commit fully recorded, or None before the first sync."""
+        row = self.conn.execute("SELECT branch, commit_sha FROM sync_cursor WHERE id=1").fetchone()
+        return (row[0], row[1]) if row is not None else None
+
+    def set_cursor(self, branch: str, commit_sha: str, now: str) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO sync_cursor (id, branch, commit_sha, synced_at) VALUES (1, ?, ?, ?)",
+                          (branch, commit_sha, now))

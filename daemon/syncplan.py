@@ -1,0 +1,163 @@
+"""Decide what one commit changes for one user: a pure function of its inputs.
+
+plan_user(user, files at the commit, the user's models in the store, known rejections)
+-> the changes to record. The shell (sync.py) reads git and SQLite and writes the result.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Union
+
+from .errors import Problem
+from .spec import ParsedSpec, ResolvedServingSpec, SpecPolicy, resolve_spec
+from .store import ModelRow, parse_iso
+
+
+@dataclass(frozen=True)
+class SpecFileState:
+    """One spec file of a user at a commit, already parsed (or not)."""
+
+    path: str
+    blob: str
+    raw: str
+    parsed: ParsedSpec | None
+    problems: tuple[Problem, ...] = ()
+
+
+@dataclass(frozen=True)
+class CreateModel:
+    user_id: str
+    spec_path: str
+    spec_yaml: str
+    resolved: ResolvedServingSpec
+
+
+@dataclass(frozen=True)
+class UpdateModel:
+    model_key: str
+    spec_path: str
+    spec_yaml: str
+    resolved: ResolvedServingSpec
+    kind: str                       # updated | scaled | revived
+    changes: dict = field(default_factory=dict)   # field -> [old, new]
+
+
+@dataclass(frozen=True)
+class MoveModel:
+    """The same spec now lives in another file: bookkeeping only, nothing to redeploy."""
+
+    model_key: str
+    spec_path: str
+
+
+@dataclass(frozen=True)
+class DeleteModel:
+    model_key: str
+    spec_path: str
+
+
+@dataclass(frozen=True)
+class RejectSpec:
+    user_id: str
+    spec_path: str
+    blob: str
+    problems: tuple[str, ...]
+    model_key: str | None           # the model that keeps its last good spec, if any
+
+
+@dataclass(frozen=True)
+class ClearRejection:
+    spec_path: str
+    model_key: str | None
+
+
+Change = Union[CreateModel, UpdateModel, MoveModel, DeleteModel, RejectSpec, ClearRejection]
+
+
+def _diff(old: dict, new: dict) -> dict:
+    keys = sorted(set(old) | set(new))
+    return {k: [old.get(k), new.get(k)] for k in keys if old.get(k) != new.get(k)}
+
+
+def plan_user(user_id: str, files: list[SpecFileState], models: list[ModelRow],
+              rejections: dict[str, tuple[str, tuple[str, ...]]], committed_at: datetime,
+              policy: SpecPolicy, extra_problems: dict[str, tuple[str, ...]] | None = None) -> list[Change]:
+    """Changes that make the store match the user's spec files at one commit.
+
+    `models`: the user's models that are not DELETED. `rejections`: path -> (blob, problems)
+    already on record, so a rejection that persists is recorded once. `extra_problems`:
+    path -> problems found outside the spec (e.g. ownership), which reject the file too.
+    """
+    extra_problems = extra_problems or {}
+    changes: list[Change] = []
+    by_path = {m.spec_path: m for m in models}
+    by_suffix = {m.model_id_suffix: m for m in models}
+    invalid: dict[str, SpecFileState] = {}
+    problems_of: dict[str, tuple[str, ...]] = {}
+    claims: dict[str, list[SpecFileState]] = {}
+    for f in sorted(files, key=lambda f: f.path):
+        extra = extra_problems.get(f.path, ())
+        if f.parsed is None or extra:
+            invalid[f.path] = f
+            problems_of[f.path] = tuple(str(p) for p in f.problems) + extra
+        else:
+            claims.setdefault(f.parsed.spec.model_id, []).append(f)
+
+    desired: dict[str, SpecFileState] = {}
+    for suffix, claimants in claims.items():
+        if len(claimants) == 1:
+            desired[suffix] = claimants[0]
+            continue
+        owner = by_suffix.get(suffix)
+        keeper = next((c for c in claimants if owner is not None and c.path == owner.spec_path), None)
+        for c in claimants:
+            if c is keeper:
+                continue
+            others = ", ".join(o.path for o in claimants if o is not c)
+            line, col = _model_id_position(c)
+            invalid[c.path] = c
+            problems_of[c.path] = (f"{c.path}:{line}:{col}: model_id {suffix!r} is also defined in {others}; "
+                                   "each model needs its own model_id",)
+        if keeper is not None:
+            desired[suffix] = keeper
+
+    for suffix, f in sorted(desired.items()):
+        model = by_suffix.get(suffix)
+        if model is None:
+            resolved = resolve_spec(f.parsed.spec, user_id, committed_at, policy)
+            changes.append(CreateModel(user_id, f.path, f.raw, resolved))
+            continue
+        resolved = resolve_spec(f.parsed.spec, user_id, parse_iso(model.created_at), policy)
+        delta = _diff(model.resolved, resolved.to_dict())
+        if model.state == "DELETING":
+            changes.append(UpdateModel(model.model_key, f.path, f.raw, resolved, "revived", delta))
+        elif delta:
+            kind = "scaled" if set(delta) == {"num_replicas"} else "updated"
+            changes.append(UpdateModel(model.model_key, f.path, f.raw, resolved, kind, delta))
+        elif model.spec_path != f.path:
+            changes.append(MoveModel(model.model_key, f.path))
+
+    for model in sorted(models, key=lambda m: m.model_key):
+        if model.model_id_suffix in desired or model.state == "DELETING":
+            continue
+        if model.spec_path in invalid:
+            continue  # its file is broken: keep the last good spec
+        changes.append(DeleteModel(model.model_key, model.spec_path))
+
+    for path, f in sorted(invalid.items()):
+        problems = problems_of[path]
+        if rejections.get(path) != (f.blob, problems):
+            owner = by_path.get(path)
+            changes.append(RejectSpec(user_id, path, f.blob, problems, owner.model_key if owner else None))
+    present = {f.path for f in files}
+    for path in sorted(rejections):
+        if path not in invalid:
+            owner = by_path.get(path)
+            changes.append(ClearRejection(path, owner.model_key if owner and path in present else None))
+    return changes
+
+
+def _model_id_position(f: SpecFileState) -> tuple[int, int]:
+    pos = f.parsed.doc.position(("model_id",)) if f.parsed else None
+    return (pos.line, pos.col) if pos else (1, 1)

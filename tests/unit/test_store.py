@@ -1,0 +1,149 @@
+"""Seed M2.3 on a real SQLite file: upsert policy, state flow + events, list filters/order."""
+import sqlite3
+import threading
+
+import pytest
+
+from daemon.errors import NotFoundError, StoreError
+from daemon.store import MIGRATIONS, Rejection, Store
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store.open(tmp_path / "s" / "argus.db")
+    yield s
+    s.close()
+
+
+def add(store, key, user="alice", suffix="m", now="2026-01-01T00:00:00.000000Z", state=None):
+    store.insert_model(model_key=key, user_id=user, model_id_suffix=suffix, model_id=f"{user}-202601010000-{suffix}",
+                       spec_path=f"models.d/{user}/{suffix}.yaml", spec_yaml="y", resolved={"num_replicas": 1},
+                       commit_sha="c1", commit_author="A <a@x>", created_at=now, now=now)
+    if state:
+        store.set_state(key, state, now=now)
+
+
+def test_wal_and_schema_version(store):
+    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.schema_version == len(MIGRATIONS)
+
+
+def test_reopen_does_not_migrate_twice(tmp_path):
+    Store.open(tmp_path / "a.db").close()
+    assert Store.open(tmp_path / "a.db").schema_version == len(MIGRATIONS)
+
+
+def test_newer_schema_is_refused(tmp_path):
+    conn = sqlite3.connect(tmp_path / "a.db")
+    conn.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
+    conn.close()
+    with pytest.raises(StoreError, match="newer than this argus"):
+        Store.open(tmp_path / "a.db")
+
+
+def test_garbage_file_is_a_clear_error(tmp_path):
+    (tmp_path / "a.db").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="not usable"):
+        Store.open(tmp_path / "a.db")
+
+
+def test_readonly_needs_an_existing_store(tmp_path):
+    with pytest.raises(StoreError, match="start the daemon"):
+        Store.open_readonly(tmp_path / "none.db")
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_live_suffix_is_unique_per_user_but_reusable_after_deleted(store):
+    add(store, "k1")
+    add(store, "k2", user="bob")
+    with pytest.raises(sqlite3.IntegrityError):
+        add(store, "k3")
+    store.set_state("k1", "DELETED", now="2026-01-01T00:00:01.000000Z")
+    add(store, "k3", now="2026-01-01T00:00:02.000000Z")
+    assert store.find_model("alice-202601010000-m").model_key == "k3"  # the live one wins
+
+
+def test_state_flow_and_events(store):
+    add(store, "k1")
+    store.set_state("k1", "FAILED", error_summary="boom", now="2026-01-01T00:00:05.000000Z")
+    row = store.get_model("k1")
+    assert (row.state, row.error_summary) == ("FAILED", "boom")
+    store.update_model_spec("k1", spec_path="p", spec_yaml="y2", resolved={"num_replicas": 2}, commit_sha="c2",
+                            commit_author="B", now="2026-01-01T00:00:06.000000Z")
+    row = store.get_model("k1")
+    assert (row.state, row.error_summary, row.generation, row.resolved) == ("QUEUED", None, 2, {"num_replicas": 2})
+    with pytest.raises(ValueError):
+        store.set_state("k1", "SLEEPING", now="x")
+    store.append_event("A", {"n": 1}, now="t1", model_key="k1")
+    store.append_event("B", None, now="t2", model_key="k1")
+    store.append_event("C", None, now="t3", model_key="k2")
+    assert [e.event_type for e in store.events(model_key="k1")] == ["A", "B"]
+    assert [e.event_type for e in store.events(model_key="k1", limit=1)] == ["B"]
+    first = store.events(model_key="k1")[0]
+    assert [e.event_type for e in store.events(model_key="k1", after_id=first.id)] == ["B"]
+
+
+def test_list_filters_and_orders_by_updated_at(store):
+    add(store, "k1", suffix="a", now="2026-01-01T00:00:03.000000Z")
+    add(store, "k2", suffix="b", now="2026-01-01T00:00:01.000000Z")
+    add(store, "k3", user="bob", suffix="c", now="2026-01-01T00:00:02.000000Z")
+    store.set_state("k3", "DELETED", now="2026-01-01T00:00:04.000000Z")
+    assert [m.model_key for m in store.list_models()] == ["k2", "k1"]
+    assert [m.model_key for m in store.list_models(include_deleted=True)] == ["k2", "k1", "k3"]
+    assert [m.model_key for m in store.list_models(user_id="bob")] == []
+    assert [m.model_key for m in store.list_models(states=("DELETED",))] == ["k3"]
+    assert [m.model_key for m in store.list_models(limit=1, offset=1)] == ["k1"]
+
+
+def test_pick_next_runnable(store):
+    assert store.pick_next_runnable() is None
+    add(store, "k1", suffix="a", now="2026-01-01T00:00:03.000000Z", state="RUNNING")
+    add(store, "k2", suffix="b", now="2026-01-01T00:00:01.000000Z")
+    assert store.pick_next_runnable().model_key == "k2"
+    store.set_state("k2", "DEPLOYING", now="2026-01-01T00:00:05.000000Z")
+    store.set_state("k1", "DELETING", now="2026-01-01T00:00:06.000000Z")
+    assert store.pick_next_runnable().model_key == "k1"
+
+
+def test_find_model_by_suffix_key_or_id(store):
+    add(store, "k1", suffix="m")
+    add(store, "k2", user="bob", suffix="m")
+    with pytest.raises(NotFoundError, match="ambiguous"):
+        store.find_model("m")
+    assert store.find_model("m", user_id="bob").model_key == "k2"
+    assert store.find_model("k1").model_key == "k1"
+    with pytest.raises(NotFoundError, match="argusctl status"):
+        store.find_model("zzz")
+
+
+def test_transaction_is_all_or_nothing(store):
+    with pytest.raises(RuntimeError):
+        with store.transaction():
+            add(store, "k1")
+            store.set_cursor("main", "abc", "t")
+            raise RuntimeError("crash")
+    assert store.list_models() == [] and store.cursor() is None
+
+
+def test_rejections_roundtrip(store):
+    store.set_rejection(Rejection("p", "alice", "b1", "c1", "A", ["p:1:1: x"], "t"))
+    assert store.rejections("alice")[0].problems == ["p:1:1: x"]
+    assert store.rejected_paths("alice") == {"p"}
+    assert store.clear_rejection("p") and not store.clear_rejection("p")
+
+
+def test_reader_is_not_blocked_by_a_writer(tmp_path):
+    writer = Store.open(tmp_path / "a.db")
+    add(writer, "k1")
+    reader = Store.open_readonly(tmp_path / "a.db")
+    writer.conn.execute("BEGIN IMMEDIATE")
+    add(writer, "k2", suffix="n")
+    # The writer holds its write lock; the reader still sees the last committed state at once.
+    done = []
+    t = threading.Thread(target=lambda: done.append([m.model_key for m in Store.open_readonly(tmp_path / "a.db").list_models()]))
+    t.start()
+    t.join(timeout=5)
+    assert done == [["k1"]]
+    assert [m.model_key for m in reader.list_models()] == ["k1"]
+    writer.conn.execute("COMMIT")
+    assert len(reader.list_models()) == 2

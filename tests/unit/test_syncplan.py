@@ -1,0 +1,104 @@
+"""plan_user as a table: (files at a commit, models on record) -> changes."""
+from datetime import datetime, timezone
+
+import pytest
+
+from daemon.errors import SpecError
+from daemon.spec import SpecPolicy, parse_spec, resolve_spec
+from daemon.store import ModelRow, iso
+from daemon.syncplan import (ClearRejection, CreateModel, DeleteModel, MoveModel, RejectSpec, SpecFileState,
+                             UpdateModel, plan_user)
+
+POLICY = SpecPolicy(root="/private")
+T0 = datetime(2026, 1, 1, 0, 0, tzinfo=timezone.utc)
+T1 = datetime(2026, 2, 1, 12, 30, tzinfo=timezone.utc)
+
+
+def f(path: str, text: str, blob: str | None = None) -> SpecFileState:
+    blob = blob or f"blob-{abs(hash(text))}"
+    try:
+        return SpecFileState(path, blob, text, parse_spec(path, text.encode(), "alice", POLICY))
+    except SpecError as exc:
+        return SpecFileState(path, blob, text, None, tuple(exc.problems))
+
+
+def spec(model_id: str, replicas: int = 1, src: str = "m") -> str:
+    return f"model_id: {model_id}\nmodel_source: $HOME/common/hf/{src}\nnum_replicas: {replicas}\n"
+
+
+def model(suffix: str, path: str, replicas: int = 1, state: str = "RUNNING", src: str = "m") -> ModelRow:
+    resolved = resolve_spec(parse_spec(path, spec(suffix, replicas, src).encode(), "alice", POLICY).spec,
+                            "alice", T0, POLICY)
+    return ModelRow(model_key=f"k-{suffix}", user_id="alice", model_id_suffix=suffix, model_id=resolved.model_id,
+                    spec_path=path, spec_yaml=spec(suffix, replicas, src), resolved=resolved.to_dict(), state=state,
+                    error_summary=None, generation=1, attempted_generation=None, applied_generation=None,
+                    commit_sha="c0", commit_author="a", created_at=iso(T0), updated_at=iso(T0))
+
+
+A, B = "models.d/alice/a.yaml", "models.d/alice/b.yaml"
+
+
+def kinds(changes):
+    out = []
+    for c in changes:
+        name = type(c).__name__
+        if isinstance(c, UpdateModel):
+            name += f":{c.kind}"
+        out.append((name, getattr(c, "model_key", None) or getattr(c, "spec_path", None)))
+    return out
+
+
+CASES = [
+    ("new file creates a model", [f(A, spec("x"))], [], {}, [("CreateModel", A)]),
+    ("unchanged spec is a no-op", [f(A, spec("x"))], [model("x", A)], {}, []),
+    ("comment-only edit is a no-op", [f(A, "# hi\n" + spec("x"))], [model("x", A)], {}, []),
+    ("replicas change is a scale", [f(A, spec("x", 2))], [model("x", A)], {}, [("UpdateModel:scaled", "k-x")]),
+    ("source change is an update", [f(A, spec("x", src="n"))], [model("x", A)], {}, [("UpdateModel:updated", "k-x")]),
+    ("removed file deletes", [], [model("x", A)], {}, [("DeleteModel", "k-x")]),
+    ("deleting model stays deleting", [], [model("x", A, state="DELETING")], {}, []),
+    ("re-added while deleting revives", [f(A, spec("x"))], [model("x", A, state="DELETING")], {},
+     [("UpdateModel:revived", "k-x")]),
+    ("renamed file with same spec moves", [f(B, spec("x"))], [model("x", A)], {}, [("MoveModel", "k-x")]),
+    ("changed model_id deletes old, creates new", [f(A, spec("y"))], [model("x", A)], {},
+     [("CreateModel", A), ("DeleteModel", "k-x")]),
+    ("broken file keeps the last good spec", [f(A, "model_id: [\n", "b1")], [model("x", A)], {},
+     [("RejectSpec", "k-x")]),
+    ("broken file already on record is not re-recorded", [f(A, "model_id: [\n", "b1")], [model("x", A)],
+     {A: ("b1", ("models.d/alice/a.yaml:2:1: YAML syntax error: did not find expected node content",))}, []),
+    ("fixed file clears the rejection", [f(A, spec("x"))], [model("x", A)], {A: ("b1", ("p",))},
+     [("ClearRejection", "k-x")]),
+    ("deleted broken file clears the rejection", [], [], {A: ("b1", ("p",))}, [("ClearRejection", A)]),
+    ("two new files with one id: both rejected", [f(A, spec("x")), f(B, spec("x", 2))], [], {},
+     [("RejectSpec", A), ("RejectSpec", B)]),
+    ("second file claiming an owned id is rejected", [f(A, spec("x")), f(B, spec("x", 2))], [model("x", A)], {},
+     [("RejectSpec", B)]),
+    ("failed model with unchanged spec is left alone", [f(A, spec("x"))], [model("x", A, state="FAILED")], {}, []),
+    ("failed model with changed spec is re-queued", [f(A, spec("x", 2))], [model("x", A, state="FAILED")], {},
+     [("UpdateModel:scaled", "k-x")]),
+]
+
+
+@pytest.mark.parametrize("name, files, models, rejections, expected", CASES, ids=[c[0] for c in CASES])
+def test_plan_user(name, files, models, rejections, expected):
+    assert kinds(plan_user("alice", files, models, rejections, T1, POLICY)) == expected
+
+
+def test_new_model_id_uses_the_commit_time_and_updates_keep_the_first():
+    (create,) = plan_user("alice", [f(A, spec("x"))], [], {}, T1, POLICY)
+    assert create.resolved.model_id == "alice-202602011230-x"
+    (update,) = plan_user("alice", [f(A, spec("x", 2))], [model("x", A)], {}, T1, POLICY)
+    assert update.resolved.model_id == "alice-202601010000-x"
+    assert update.changes == {"num_replicas": [1, 2]}
+
+
+def test_conflict_message_names_the_other_file():
+    changes = plan_user("alice", [f(A, spec("x")), f(B, spec("x", 2))], [model("x", A)], {}, T1, POLICY)
+    (reject,) = changes
+    assert isinstance(reject, RejectSpec)
+    assert reject.problems == (f"{B}:1:11: model_id 'x' is also defined in {A}; each model needs its own model_id",)
+
+
+def test_extra_problems_reject_a_valid_file_and_keep_the_model():
+    changes = plan_user("alice", [f(A, spec("x", 2))], [model("x", A)], {}, T1, POLICY,
+                        extra_problems={A: ("not yours",)})
+    assert kinds(changes) == [("RejectSpec", "k-x")]
