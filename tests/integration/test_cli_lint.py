@@ -33,11 +33,10 @@ def test_broken_specs_give_path_line_col_and_exit_1(tmp_path, argus_home):
     })
     result = run_argusctl("lint", "models.d", cwd=tmp_path)
     assert result.returncode == 1
-    assert result.stdout.splitlines() == [
-        "models.d/alice/bad.yaml:3:15: num_replicas must be a whole number, got '2' (a string)",
-        "models.d/alice/syntax.yml:2:1: YAML syntax error: expected the node content, but found '<stream end>'",
-        "3 files checked: 1 valid, 2 invalid (2 problems)",
-    ]
+    lines = result.stdout.splitlines()
+    assert lines[0] == "models.d/alice/bad.yaml:3:15: num_replicas must be a whole number, got '2' (a string)"
+    assert lines[1].startswith("models.d/alice/syntax.yml:2:1: YAML syntax error: ")  # wording is libyaml's
+    assert lines[2:] == ["3 files checked: 1 valid, 2 invalid (2 problems)"]
     assert "Traceback" not in result.stderr
 
 
