@@ -133,3 +133,7 @@ def run() -> None:
     except ArgusError as exc:
         print(f"argusd: error: {exc}", file=sys.stderr)
         sys.exit(EXIT_ENVIRONMENT)
+
+
+if __name__ == "__main__":
+    run()

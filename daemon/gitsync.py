@@ -68,7 +68,9 @@ class GitRepo:
 
     def _git(self, *args: str) -> str:
         try:
-            return self.repo.git.execute(["git", *args], stdout_as_string=True, strip_newline_in_stdout=False)
+            # Literal pathspecs: a directory named "a*" must not match other users' directories.
+            return self.repo.git.execute(["git", "--literal-pathspecs", *args], stdout_as_string=True,
+                                         strip_newline_in_stdout=False)
         except GitCommandError as exc:
             detail = (exc.stderr or "").strip().replace("stderr: ", "").strip("'\n ") or str(exc)
             raise GitError(f"git {args[0]} failed in {self.path}: {detail}") from None
@@ -128,9 +130,9 @@ class GitRepo:
         out = self._git(*args, "--", f"{MODELS_DIR}/")
         return [p for p in out.split("\x00") if p]
 
-    def tree_files(self, sha: str, dirs: list[str] | None = None) -> list[TreeFile]:
-        """Files under the given models.d sub-directories (all of models.d when None)."""
-        pathspecs = [f"{d.rstrip('/')}/" for d in dirs] if dirs else [f"{MODELS_DIR}/"]
+    def tree_files(self, sha: str, pathspecs: list[str] | None = None) -> list[TreeFile]:
+        """Files at the given paths ("models.d/alice/" for a directory); all of models.d when None."""
+        pathspecs = list(pathspecs) if pathspecs else [f"{MODELS_DIR}/"]
         files = []
         for chunk_start in range(0, len(pathspecs), 2000):  # stay far below ARG_MAX
             out = self._git("ls-tree", "-r", "-z", "--full-tree", sha, "--", *pathspecs[chunk_start:chunk_start + 2000])

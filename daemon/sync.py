@@ -82,7 +82,8 @@ class Syncer:
         changed = self.repo.changed_paths(commit.parent, commit.sha)
         users = sorted({u for u in (user_of(p) for p in changed) if u is not None})
         strays = sorted(p for p in changed if user_of(p) is None)
-        files = self.repo.tree_files(commit.sha, [f"{MODELS_DIR}/{u}" for u in users]) if users else []
+        pathspecs = [f"{MODELS_DIR}/{u}/" for u in users] + strays
+        files = self.repo.tree_files(commit.sha, pathspecs) if pathspecs else []
         return self._record(commit, users, files, strays, set(changed), event=None)
 
     def _resync(self, commit: CommitInfo, previous: str) -> int:

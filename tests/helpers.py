@@ -64,3 +64,16 @@ SPEC = "model_id: {id}\nmodel_source: $HOME/common/hf/{src}\nnum_replicas: {repl
 
 def spec(model_id: str, replicas: int = 1, src: str = "m") -> str:
     return SPEC.format(id=model_id, replicas=replicas, src=src)
+
+
+def write_config(path: Path, *, root: Path, db: Path, repo: Path, poll_seconds: float = 60,
+                 extra: str = "") -> Path:
+    """A local-profile config pointing at test directories."""
+    Path(path).write_text(
+        "profile: test\n"
+        "serving:\n  llm:\n    accelerator_type: cpu\n  serve:\n    http_host: 127.0.0.1\n"
+        f"storage:\n  root: {root}\n"
+        "limits:\n  max_replicas: 4\n  max_gpus_per_replica: 2\n"
+        f"state:\n  db: {db}\n"
+        f"gitops:\n  repo: {repo}\n  branch: main\n  poll_seconds: {poll_seconds}\n" + extra)
+    return Path(path)
