@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -70,11 +71,15 @@ class Daemon:
             repo = self._ensure_repo()
             syncer = Syncer(self.store, repo, self.config.gitops.branch, self.policy, owners=owners_from(self.config))
             result = syncer.sync_once()
-        except GitError as exc:
+        except (GitError, StoreError, sqlite3.Error) as exc:
             message = str(exc)
             if message != self._last_error:  # report a persisting problem once, not every tick
                 log.error("%s (retrying every %ss)", message, self.config.gitops.poll_seconds)
                 self._last_error = message
+            self._drop_repo()
+            return False
+        except Exception:  # a bug: keep serving the other models, and say so loudly
+            log.exception("unexpected error in the sync loop (please report it); retrying")
             self._drop_repo()
             return False
         if self._last_error is not None:

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import git
-from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
+from git.exc import InvalidGitRepositoryError, NoSuchPathError
 
 from .errors import GitError
 
@@ -66,44 +66,46 @@ class GitRepo:
     def close(self) -> None:
         self.repo.close()
 
-    def _git(self, *args: str) -> str:
+    def _check_present(self) -> None:
+        if not os.path.isdir(self.path):
+            raise GitError(f"no git repository at {self.path} (it disappeared); restore it or fix gitops.repo "
+                           "in the config")
+
+    def _run(self, *args: str) -> tuple[int, str, str]:
+        """(status, stdout, stderr) of one git command; only "cannot run git at all" raises."""
         try:
             # Literal pathspecs: a directory named "a*" must not match other users' directories.
-            return self.repo.git.execute(["git", "--literal-pathspecs", *args], stdout_as_string=True,
-                                         strip_newline_in_stdout=False)
-        except GitCommandError as exc:
-            detail = (exc.stderr or "").strip().replace("stderr: ", "").strip("'\n ") or str(exc)
-            raise GitError(f"git {args[0]} failed in {self.path}: {detail}") from None
-        except OSError as exc:
+            status, out, err = self.repo.git.execute(["git", "--literal-pathspecs", *args], with_exceptions=False,
+                                                     with_extended_output=True, stdout_as_string=True,
+                                                     strip_newline_in_stdout=False)
+        except (git.exc.GitError, OSError) as exc:  # e.g. the repository directory vanished
+            self._check_present()
             raise GitError(f"cannot run git in {self.path}: {exc}") from None
+        return status, out, err
+
+    def _git(self, *args: str) -> str:
+        status, out, err = self._run(*args)
+        if status != 0:
+            self._check_present()
+            raise GitError(f"git {args[0]} failed in {self.path}: {err.strip() or f'exit {status}'}")
+        return out
 
     def branch_head(self, branch: str) -> str | None:
         """The branch's commit, or None when the branch does not exist yet (empty repo)."""
-        ref = f"refs/heads/{branch}"
-        try:
-            out = self.repo.git.execute(["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
-                                        with_extended_output=True, stdout_as_string=True)
-        except GitCommandError:
+        status, out, _ = self._run("rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}")
+        if status != 0:
+            self._check_present()
             return None
-        except OSError as exc:
-            raise GitError(f"cannot run git in {self.path}: {exc}") from None
-        return out[1].strip() or None
+        return out.strip() or None
 
     def has_commit(self, sha: str) -> bool:
-        try:
-            self.repo.git.execute(["git", "cat-file", "-e", f"{sha}^{{commit}}"])
-            return True
-        except GitCommandError:
-            return False
+        return self._run("cat-file", "-e", f"{sha}^{{commit}}")[0] == 0
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
-        try:
-            self.repo.git.execute(["git", "merge-base", "--is-ancestor", ancestor, descendant])
-            return True
-        except GitCommandError as exc:
-            if exc.status == 1:
-                return False
-            raise GitError(f"git merge-base failed in {self.path}: {exc.stderr}") from None
+        status, _, err = self._run("merge-base", "--is-ancestor", ancestor, descendant)
+        if status in (0, 1):
+            return status == 0
+        raise GitError(f"git merge-base failed in {self.path}: {err.strip()}")
 
     def commits(self, since: str | None, head: str) -> list[CommitInfo]:
         """Commits after `since` up to `head`, oldest first, along first parents."""

@@ -1,0 +1,188 @@
+"""argusd as a process: watchdog wake-ups, SIGTERM, a vanishing repo, and argusctl beside it."""
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from helpers import GitOps, run_argusctl, spec, write_config
+
+
+class Daemon:
+    def __init__(self, config, log_path):
+        self.log_path = log_path
+        self.log = open(log_path, "w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "daemon.argusd", "--config", str(config)],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+
+    def text(self) -> str:
+        return self.log_path.read_text()
+
+    def wait_for_log(self, fragment: str, timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while fragment not in self.text():
+            assert self.proc.poll() is None, self.text()
+            assert time.monotonic() < deadline, f"{fragment!r} not logged:\n{self.text()}"
+            time.sleep(0.05)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=15)
+        self.log.close()
+        return code
+
+
+@pytest.fixture
+def env(tmp_path):
+    gitops = GitOps(tmp_path / "g")
+    config = write_config(tmp_path / "argus.yaml", root=tmp_path / "private", db=tmp_path / "state" / "argus.db",
+                          repo=gitops.bare, poll_seconds=60)  # a long poll: only the watcher can be this fast
+    daemons = []
+
+    def start():
+        d = Daemon(config, tmp_path / f"argusd-{len(daemons)}.log")
+        daemons.append(d)
+        d.wait_for_log("argusd started")
+        return d
+
+    yield gitops, config, start
+    for d in daemons:
+        d.stop()
+
+
+def status_json(config, *args):
+    result = run_argusctl("--config", str(config), "status", "-o", "json", *args)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def wait_until(predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError("condition not met in time")
+
+
+def test_a_push_shows_up_in_status_within_a_second(env):
+    gitops, config, start = env
+    gitops.write("models.d/alice/a.yaml", spec("a"))
+    gitops.commit("first")
+    gitops.push()
+    daemon = start()
+    wait_until(lambda: status_json(config)["models"])
+    for replicas in (2, 3):
+        gitops.write("models.d/alice/a.yaml", spec("a", replicas=replicas))
+        gitops.commit(f"scale {replicas}")
+        pushed = time.monotonic()
+        gitops.push()
+        wait_until(lambda: status_json(config)["models"][0]["resolved"]["num_replicas"] == replicas, timeout=1.0)
+        assert time.monotonic() - pushed < 1.0
+    assert "(inotify)" in daemon.text()
+
+
+def test_sigterm_stops_cleanly_and_a_restart_resumes(env):
+    gitops, config, start = env
+    gitops.write("models.d/alice/a.yaml", spec("a"))
+    gitops.commit("a")
+    gitops.push()
+    daemon = start()
+    wait_until(lambda: status_json(config)["models"])
+    assert daemon.stop() == 0
+    assert "argusd stopped" in daemon.text()
+    gitops.write("models.d/alice/b.yaml", spec("b"))
+    gitops.commit("b while down")
+    gitops.push()
+    start()
+    models = wait_until(lambda: [m for m in status_json(config)["models"] if m["model_id_suffix"] == "b"])
+    logs = run_argusctl("--config", str(config), "logs", "a")
+    assert logs.stdout.count("CREATED") == 1  # nothing recorded twice
+
+
+def test_a_vanished_repo_is_reported_once_and_retried(env, tmp_path):
+    gitops, config, start = env
+    gitops.write("models.d/alice/a.yaml", spec("a"))
+    gitops.commit("a")
+    gitops.push()
+    config.write_text(config.read_text().replace("poll_seconds: 60", "poll_seconds: 0.2"))
+    daemon = start()
+    wait_until(lambda: status_json(config)["models"])
+    moved = tmp_path / "moved.git"
+    shutil.move(gitops.bare, moved)
+    daemon.wait_for_log("no git repository at")
+    time.sleep(1.0)  # several retries at 0.2 s
+    assert daemon.text().count("no git repository at") == 1
+    assert daemon.proc.poll() is None
+    shutil.move(moved, gitops.bare)
+    gitops.write("models.d/alice/b.yaml", spec("b"))
+    gitops.commit("b")
+    gitops.push()
+    daemon.wait_for_log("repository is readable again")
+    wait_until(lambda: len(status_json(config)["models"]) == 2)
+
+
+def test_status_and_logs_while_the_daemon_writes(env):
+    gitops, config, start = env
+    for i in range(60):
+        gitops.write(f"models.d/u{i % 5}/m{i}.yaml", spec(f"m{i}"))
+        gitops.commit(f"c{i}")
+    gitops.push()
+    start()
+    seen = set()
+    deadline = time.monotonic() + 20
+    while len(seen) < 60 and time.monotonic() < deadline:
+        result = run_argusctl("--config", str(config), "status", "-o", "json")
+        assert result.returncode == 0, result.stderr
+        assert "locked" not in result.stderr
+        seen = {m["model_id_suffix"] for m in json.loads(result.stdout)["models"]}
+    assert len(seen) == 60
+    table = run_argusctl("--config", str(config), "status", "--user", "u1")
+    assert table.stdout.splitlines()[0] == "OpenAI base URL: http://127.0.0.1:8000/v1"
+    assert table.stdout.splitlines()[1].split() == ["MODEL", "USER", "STATE", "REPLICAS", "GPUS", "UPDATED", "REASON"]
+    assert len(table.stdout.splitlines()) == 2 + 12
+
+
+def test_logs_follow_streams_new_events(env):
+    gitops, config, start = env
+    gitops.write("models.d/alice/a.yaml", spec("a"))
+    gitops.commit("a")
+    gitops.push()
+    start()
+    wait_until(lambda: status_json(config)["models"])
+    follower = subprocess.Popen([sys.executable, "-m", "argusctl", "--config", str(config), "logs", "a", "-f",
+                                 "-o", "json"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert json.loads(follower.stdout.readline())["event_type"] == "CREATED"
+        assert json.loads(follower.stdout.readline())["event_type"] == "QUEUED"
+        gitops.write("models.d/alice/a.yaml", "model_id: a\nmodel_source: /etc\n")
+        gitops.commit("break it")
+        gitops.push()
+        event = json.loads(follower.stdout.readline())
+        assert event["event_type"] == "REJECTED"
+        assert "outside the allowed roots" in event["payload"]["problems"][0]
+    finally:
+        follower.terminate()
+        follower.wait(timeout=5)
+
+
+def test_status_names_the_fix_when_there_is_no_store(tmp_path):
+    config = write_config(tmp_path / "c.yaml", root=tmp_path, db=tmp_path / "none.db", repo=tmp_path / "r.git")
+    result = run_argusctl("--config", str(config), "status")
+    assert result.returncode == 3
+    assert "start the daemon (argusd)" in result.stderr
+    result = run_argusctl("--config", str(config), "logs", "x")
+    assert result.returncode == 3
+
+
+def test_once_on_a_missing_repo_exits_3(tmp_path):
+    config = write_config(tmp_path / "c.yaml", root=tmp_path, db=tmp_path / "s.db", repo=tmp_path / "nope.git")
+    result = subprocess.run([sys.executable, "-m", "daemon.argusd", "--once", "--config", str(config)],
+                            capture_output=True, text=True)
+    assert result.returncode == 3
+    assert "no git repository at" in result.stderr and "Traceback" not in result.stderr
