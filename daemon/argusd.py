@@ -32,8 +32,9 @@ def owners_from(config: Config) -> dict[str, tuple[str, ...]]:
 class Daemon:
     """One sync loop. The store is opened once; the repo is (re)opened as it comes and goes."""
 
-    def __init__(self, config: Config, store: Store):
+    def __init__(self, config: Config, store: Store, watch: bool = True):
         self.config = config
+        self.watch = watch
         self.store = store
         self.policy = SpecPolicy.from_config(config)
         self.wake = threading.Event()
@@ -49,7 +50,7 @@ class Daemon:
     def _ensure_repo(self) -> GitRepo:
         if self.repo is None:
             self.repo = GitRepo(self.config.gitops.repo)
-        if self.watcher is None or not self.watcher.alive:
+        if self.watch and (self.watcher is None or not self.watcher.alive):
             if self.watcher is not None:
                 self.watcher.stop()
             self.watcher = RefWatcher(self.repo.git_dir, self.wake)
@@ -118,7 +119,7 @@ def main(
     except (ConfigError, StoreError) as exc:
         typer.echo(f"argusd: error: {exc}", err=True)
         raise typer.Exit(EXIT_ENVIRONMENT)
-    daemon = Daemon(cfg, store)
+    daemon = Daemon(cfg, store, watch=not once)
     if once:
         ok = daemon.tick()
         daemon._drop_repo()

@@ -7,6 +7,8 @@ failure becomes a GitError that says what to check.
 from __future__ import annotations
 
 import os
+import subprocess
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -48,14 +50,18 @@ def user_of(path: str) -> str | None:
     return parts[1] if len(parts) == 3 and parts[0] == MODELS_DIR else None
 
 
+def missing_repo(path: str) -> GitError:
+    return GitError(f"no git repository at {path}; create it (git init --bare), restore it, "
+                    "or fix gitops.repo in the config")
+
+
 class GitRepo:
     def __init__(self, path: str | os.PathLike):
         self.path = str(path)
         try:
             self.repo = git.Repo(self.path)
         except (NoSuchPathError, InvalidGitRepositoryError):
-            raise GitError(f"no git repository at {self.path}; create it with `argusctl init` or fix gitops.repo "
-                           "in the config") from None
+            raise missing_repo(self.path) from None
         except Exception as exc:  # corrupt config and friends
             raise GitError(f"cannot open the git repository at {self.path}: {exc}") from None
 
@@ -68,8 +74,7 @@ class GitRepo:
 
     def _check_present(self) -> None:
         if not os.path.isdir(self.path):
-            raise GitError(f"no git repository at {self.path} (it disappeared); restore it or fix gitops.repo "
-                           "in the config")
+            raise missing_repo(self.path)
 
     def _run(self, *args: str) -> tuple[int, str, str]:
         """(status, stdout, stderr) of one git command; only "cannot run git at all" raises."""
@@ -144,13 +149,45 @@ class GitRepo:
                 files.append(TreeFile(path, blob, mode))
         return files
 
-    def read_blob(self, blob: str, limit: int) -> bytes:
-        """At most limit+1 bytes: enough to tell a spec is over the size limit."""
+    def read_blobs(self, blobs: list[str], limit: int) -> dict[str, bytes]:
+        """Each blob's first limit+1 bytes (enough to tell a spec is over the limit), read by
+        one `git cat-file --batch` for the whole list; oversized blobs are never held whole."""
+        wanted = list(dict.fromkeys(blobs))
+        if not wanted:
+            return {}
         try:
-            stream = self.repo.odb.stream(bytes.fromhex(blob))
-            return stream.read(limit + 1)
-        except Exception as exc:
-            raise GitError(f"cannot read object {blob} in {self.path}: {exc}") from None
+            proc = subprocess.Popen(["git", "cat-file", "--batch"], cwd=self.git_dir, stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        except OSError as exc:
+            self._check_present()
+            raise GitError(f"cannot run git in {self.path}: {exc}") from None
+        feeder = threading.Thread(target=_feed, args=(proc.stdin, wanted), daemon=True)
+        feeder.start()
+        out: dict[str, bytes] = {}
+        try:
+            for sha in wanted:
+                header = proc.stdout.readline().split()
+                if len(header) != 3 or header[1] != b"blob":
+                    raise GitError(f"cannot read object {sha} in {self.path}: {b' '.join(header).decode()}")
+                size = int(header[2])
+                out[sha] = proc.stdout.read(min(size, limit + 1))
+                remaining = size - len(out[sha])
+                while remaining > 0:  # skip the rest of an oversized blob in chunks
+                    remaining -= len(proc.stdout.read(min(remaining, 1 << 20)) or b"x" * remaining)
+                proc.stdout.read(1)  # the newline after the content
+        finally:
+            feeder.join()
+            proc.stdout.close()
+            proc.wait()
+        return out
+
+
+def _feed(stdin, shas: list[str]) -> None:
+    try:
+        stdin.write("".join(f"{sha}\n" for sha in shas).encode())
+        stdin.close()
+    except OSError:  # git exited early; the reader reports it
+        pass
 
 
 def init_bare(path: str | os.PathLike, branch: str = "main") -> None:

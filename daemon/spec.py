@@ -157,8 +157,7 @@ def resolve_model_source(source: str, user_id: str, root: str) -> str:
         raise PathRejected(f"model_source {path} is outside the allowed roots; use a path under {allowed}")
     # A symlink anywhere on the way must not lead out of the same allowed roots.
     real = os.path.realpath(path)
-    real_hf, real_mine = os.path.realpath(hf), os.path.realpath(mine)
-    if real != path and not (_is_below(real, real_hf) or _is_below(real, real_mine)):
+    if real != path and not (_is_below(real, os.path.realpath(hf)) or _is_below(real, os.path.realpath(mine))):
         raise PathRejected(f"model_source {path} leads through a symlink to {real}, outside {allowed}")
     return path
 
@@ -167,8 +166,8 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def check_spec(values: dict[str, Any], user_id: str, policy: SpecPolicy) -> list[tuple[tuple, bool, str]]:
-    """Rules that need the platform config, as (loc, at_key, message).
+def check_spec(values: dict[str, Any], user_id: str, policy: SpecPolicy) -> tuple[list[tuple[tuple, bool, str]], str | None]:
+    """Rules that need the platform config: (problems as (loc, at_key, message), resolved model_source).
 
     Takes the raw mapping so it can run beside type validation: each rule looks only at a
     field whose type is already right, and a user sees every problem in one pass.
@@ -181,10 +180,10 @@ def check_spec(values: dict[str, Any], user_id: str, policy: SpecPolicy) -> list
     if _is_int(gpus) and gpus > policy.max_gpus_per_replica:
         problems.append((("gpus_per_replica",), False,
                          f"gpus_per_replica is {gpus}, over this platform's limit of {policy.max_gpus_per_replica}"))
-    source = values.get("model_source")
+    source, resolved_source = values.get("model_source"), None
     if isinstance(source, str):
         try:
-            resolve_model_source(source, user_id, policy.root)
+            resolved_source = resolve_model_source(source, user_id, policy.root)
         except PathRejected as exc:
             problems.append((("model_source",), False, str(exc)))
     engine_kwargs = values.get("engine_kwargs")
@@ -193,13 +192,14 @@ def check_spec(values: dict[str, Any], user_id: str, policy: SpecPolicy) -> list
                                                         allow_trust_remote_code=policy.allow_trust_remote_code,
                                                         extra_allowed=policy.extra_allowed):
             problems.append((("engine_kwargs", key), at_key, message))
-    return problems
+    return problems, resolved_source
 
 
 @dataclass(frozen=True)
 class ParsedSpec:
     spec: ServingSpec
     doc: YamlDoc
+    model_source: str  # resolved when parsed: resolve_spec need not touch the file system again
 
 
 def parse_spec(path: str, data: bytes, user_id: str, policy: SpecPolicy) -> ParsedSpec:
@@ -218,12 +218,13 @@ def parse_spec(path: str, data: bytes, user_id: str, policy: SpecPolicy) -> Pars
         spec = ServingSpec.model_validate(doc.value)
     except ValidationError as exc:
         problems = [_suffix_message(p, doc) for p in problems_from(exc, doc, path, ServingSpec)]
-    for loc, at_key, message in check_spec(doc.value, user_id, policy):
+    checks, resolved_source = check_spec(doc.value, user_id, policy)
+    for loc, at_key, message in checks:
         pos = doc.position(loc, prefer_key=at_key)
         problems.append(Problem(path, pos.line, pos.col, message))
-    if problems or spec is None:
+    if problems or spec is None or resolved_source is None:
         raise SpecError(problems)
-    return ParsedSpec(spec, doc)
+    return ParsedSpec(spec, doc, resolved_source)
 
 
 def _suffix_message(problem: Problem, doc: YamlDoc) -> Problem:
@@ -236,15 +237,17 @@ def _suffix_message(problem: Problem, doc: YamlDoc) -> Problem:
     return problem
 
 
-def resolve_spec(spec: ServingSpec, user_id: str, created_at: datetime, policy: SpecPolicy) -> ResolvedServingSpec:
-    """The spec as the platform runs it. `created_at` is when the model was first created."""
+def resolve_spec(spec: ServingSpec, user_id: str, created_at: datetime, policy: SpecPolicy,
+                 model_source: str | None = None) -> ResolvedServingSpec:
+    """The spec as the platform runs it. `created_at` is when the model was first created;
+    `model_source`, when given, is the already-resolved path (ParsedSpec.model_source)."""
     prefix = make_model_id_prefix(user_id, created_at)
     return ResolvedServingSpec(
         user_id=user_id,
         model_id_suffix=spec.model_id,
         model_id_prefix=prefix,
         model_id=f"{prefix}-{spec.model_id}",
-        model_source=resolve_model_source(spec.model_source, user_id, policy.root),
+        model_source=model_source or resolve_model_source(spec.model_source, user_id, policy.root),
         num_replicas=spec.num_replicas,
         gpus_per_replica=spec.gpus_per_replica,
         engine_kwargs=dict(spec.engine_kwargs),

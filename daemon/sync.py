@@ -105,19 +105,23 @@ class Syncer:
             if user in by_user and is_spec_path(f.path):
                 by_user[user].append(f)
         stray_present = {f.path: f for f in files if f.path in strays}
+        # One `git cat-file --batch` for every spec this commit needs, read before the write lock.
+        blobs = self.repo.read_blobs([f.blob for fs in by_user.values() for f in fs if f.mode != SYMLINK_MODE],
+                                     self.policy.max_spec_bytes)
         now = iso(self.clock())
         count = 0
         with self.store.transaction():
             if event is not None:
                 self.store.append_event(event[0], event[1], now=now)
             for user in users:
-                count += self._record_user(commit, user, by_user[user], changed, now)
+                count += self._record_user(commit, user, by_user[user], changed, blobs, now)
             for path in strays:
                 count += self._record_stray(commit, path, stray_present.get(path), now)
             self.store.set_cursor(self.branch, commit.sha, now)
         return count
 
-    def _record_user(self, commit: CommitInfo, user: str, tree: list[TreeFile], changed: set[str], now: str) -> int:
+    def _record_user(self, commit: CommitInfo, user: str, tree: list[TreeFile], changed: set[str],
+                     blobs: dict[str, bytes], now: str) -> int:
         try:
             validate_user_id(user)
             user_problem = None
@@ -126,7 +130,7 @@ class Syncer:
         if user_problem is None and self.owners and user not in self.owners:
             user_problem = (f"user {user!r} is not known to this platform; an operator adds users "
                             "to the config's users: section")
-        states = [self._file_state(f, user, user_problem) for f in tree]
+        states = [self._file_state(f, user, user_problem, blobs) for f in tree]
         extra = self._ownership_problems(commit, user, tree, changed)
         models = self.store.live_models_of(user)
         rejections = {r.spec_path: (r.blob_sha, tuple(r.problems)) for r in self.store.rejections(user)}
@@ -145,13 +149,13 @@ class Syncer:
                    f"(allowed: {', '.join(allowed) or 'nobody'}); revert it and let {user} push the change")
         return {f.path: (f"{f.path}:1:1: {message}",) for f in tree if f.path in changed}
 
-    def _file_state(self, f: TreeFile, user: str, user_problem: str | None) -> SpecFileState:
+    def _file_state(self, f: TreeFile, user: str, user_problem: str | None, blobs: dict[str, bytes]) -> SpecFileState:
         if user_problem is not None:
             return SpecFileState(f.path, f.blob, "", None, (Problem(f.path, 1, 1, user_problem),))
         if f.mode == SYMLINK_MODE:
             return SpecFileState(f.path, f.blob, "", None,
                                  (Problem(f.path, 1, 1, "symlinks are not allowed in models.d; commit the file itself"),))
-        data = self.repo.read_blob(f.blob, self.policy.max_spec_bytes)
+        data = blobs[f.blob]
         try:
             parsed = parse_spec(f.path, data, user, self.policy)
         except SpecError as exc:

@@ -125,10 +125,10 @@ def plan_user(user_id: str, files: list[SpecFileState], models: list[ModelRow],
     for suffix, f in sorted(desired.items()):
         model = by_suffix.get(suffix)
         if model is None:
-            resolved = resolve_spec(f.parsed.spec, user_id, committed_at, policy)
+            resolved = resolve_spec(f.parsed.spec, user_id, committed_at, policy, f.parsed.model_source)
             changes.append(CreateModel(user_id, f.path, f.raw, resolved))
             continue
-        resolved = resolve_spec(f.parsed.spec, user_id, parse_iso(model.created_at), policy)
+        resolved = resolve_spec(f.parsed.spec, user_id, parse_iso(model.created_at), policy, f.parsed.model_source)
         delta = _diff(model.resolved, resolved.to_dict())
         if model.state == "DELETING":
             changes.append(UpdateModel(model.model_key, f.path, f.raw, resolved, "revived", delta))

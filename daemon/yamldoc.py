@@ -117,9 +117,11 @@ def load_mapping(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, what: str =
     if not text.strip():
         raise YamlDocError(1, 1, "file is empty" + _NEEDS.get(what, ""))
     try:
-        # Events first: aliases are refused before anything could be expanded.
+        # Events first: aliases are refused before anything could be expanded. Only a text
+        # that could hold an anchor, alias or second document needs the extra pass.
         documents = 0
-        for event in yaml.parse(text, Loader=_Loader):
+        scan = any(token in text for token in ("&", "*", "---", "..."))
+        for event in yaml.parse(text, Loader=_Loader) if scan else ():
             if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
                 p = _pos(event.start_mark)
                 raise YamlDocError(p.line, p.col, "anchors and aliases (&, *) are not allowed in a spec; write the value out")
@@ -129,6 +131,12 @@ def load_mapping(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, what: str =
                     p = _pos(event.start_mark)
                     raise YamlDocError(p.line, p.col, "a spec file holds one document; move the next one ('---') to a file of its own")
         node = yaml.compose(text, Loader=_Loader)
+    except yaml.composer.ComposerError as exc:
+        p = _pos(exc.problem_mark or exc.context_mark)
+        if "single document" in str(exc.context or ""):
+            raise YamlDocError(p.line, p.col, "a spec file holds one document; move the next one ('---') to a file "
+                               "of its own") from None
+        raise YamlDocError(p.line, p.col, f"YAML syntax error: {exc.problem or exc.context}") from None
     except yaml.MarkedYAMLError as exc:
         p = _pos(exc.problem_mark or exc.context_mark)
         reason = exc.problem or exc.context or "invalid YAML"
