@@ -33,6 +33,8 @@ class LlmConfig(_Strict):
     engine_defaults: dict[str, object] = Field(default_factory=dict)
     # Extra environment for every replica (HF cache, HF_HUB_OFFLINE are always set).
     env_vars: dict[str, str] = Field(default_factory=dict)
+    # Writable by the replicas: HF_HOME and VLLM_CACHE_ROOT live here.
+    cache_dir: str = "/tmp/argus-cache"
 
     @field_validator("accelerator_type")
     @classmethod
@@ -51,9 +53,9 @@ class ServeConfig(_Strict):
     http_port: int = Field(8000, ge=1, le=65535)
     proxy_location: Literal["HeadOnly", "EveryNode", "Disabled"] = "HeadOnly"
     dashboard_url: str = "http://127.0.0.1:8265"
-    # per_model: one Serve app per model behind one OpenAI front end (no restarts of
-    # other models on change). single_app: the seed's one build_openai_app app.
-    layout: Literal["per_model", "single_app"] = "per_model"
+    # single_app: the seed's one build_openai_app app (every change restarts every model).
+    # per_model (one Serve app per model behind one OpenAI front end) is not built yet.
+    layout: Literal["single_app"] = "single_app"
 
 
 class RayConfig(_Strict):

@@ -1,0 +1,124 @@
+"""From a resolved spec to a Ray Serve LLM `LLMConfig` (as a plain dict) and to the
+declarative Serve config the dashboard accepts. Pure: no ray import, no I/O.
+
+Byte-stability matters: Serve restarts every replica of an app whose `args` change, so
+the same models must always give the same `args` (sorted, no replica counts: scaling goes
+through per-deployment `num_replicas` overrides, which Serve applies in place).
+"""
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass, field
+from typing import Any
+
+from .spec import ResolvedServingSpec
+
+BUILD_OPENAI_APP = "ray.serve.llm:build_openai_app"
+SINGLE_APP_NAME = "argus"
+# Placeholder in args so Ray's LLM defaults do not switch on autoscaling; the real count
+# is the per-deployment override.
+ARGS_NUM_REPLICAS = 1
+
+
+@dataclass(frozen=True)
+class LlmSettings:
+    """What build_llm_config needs from the platform config."""
+
+    accelerator_type: str = "H20"           # "cpu" for CPU-only serving
+    engine_defaults: dict[str, Any] = field(default_factory=dict)
+    env_vars: dict[str, str] = field(default_factory=dict)
+    cache_dir: str = "/tmp/argus-cache"
+
+    @property
+    def on_cpu(self) -> bool:
+        return self.accelerator_type.lower() == "cpu"
+
+    @classmethod
+    def from_config(cls, config: Any) -> "LlmSettings":
+        llm = config.serving.llm
+        return cls(accelerator_type=llm.accelerator_type, engine_defaults=dict(llm.engine_defaults),
+                   env_vars=dict(llm.env_vars), cache_dir=llm.cache_dir)
+
+
+def deployment_name(model_key: str) -> str:
+    """The LLMServer deployment of a model as Serve names it: Ray prefixes "LLMServer:" to
+    deployment_config.name, which is the model key, so Serve's status maps back to a model."""
+    return f"LLMServer:{model_key}"
+
+
+def app_name(model_key: str) -> str:
+    """The Serve application of a model in the per-model layout."""
+    return f"llm-{model_key}"
+
+
+def runtime_env_vars(settings: LlmSettings) -> dict[str, str]:
+    env = {
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_HOME": posixpath.join(settings.cache_dir, "hf"),
+        "VLLM_CACHE_ROOT": posixpath.join(settings.cache_dir, "vllm"),
+        "VLLM_NO_USAGE_STATS": "1",
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+    env.update(settings.env_vars)
+    return dict(sorted(env.items()))
+
+
+def placement_bundles(gpus_per_replica: int, settings: LlmSettings) -> list[dict[str, float]]:
+    """One bundle per tensor-parallel worker; on GPU clusters each pins one GPU of the type."""
+    if settings.on_cpu:
+        return [{"CPU": 1} for _ in range(gpus_per_replica)]
+    bundle: dict[str, float] = {"CPU": 1, "GPU": 1}
+    if settings.accelerator_type:
+        bundle[f"accelerator_type:{settings.accelerator_type}"] = 0.001
+    return [dict(bundle) for _ in range(gpus_per_replica)]
+
+
+def build_llm_config(spec: ResolvedServingSpec, model_key: str, settings: LlmSettings) -> dict[str, Any]:
+    """LLMConfig fields for one model, with keys in a fixed order (see module doc)."""
+    engine_kwargs = {**settings.engine_defaults, **spec.engine_kwargs,
+                     "tensor_parallel_size": spec.gpus_per_replica}
+    config: dict[str, Any] = {
+        "model_loading_config": {"model_id": spec.model_id, "model_source": spec.model_source},
+        "engine_kwargs": dict(sorted(engine_kwargs.items())),
+        "deployment_config": {"name": model_key, "num_replicas": ARGS_NUM_REPLICAS},
+        "placement_group_config": {"bundles": placement_bundles(spec.gpus_per_replica, settings),
+                                   "strategy": "STRICT_PACK"},
+        "runtime_env": {"env_vars": runtime_env_vars(settings)},
+    }
+    if settings.on_cpu:
+        config["accelerator_config"] = {"kind": "cpu"}
+    else:
+        config["accelerator_type"] = settings.accelerator_type
+    return config
+
+
+@dataclass(frozen=True)
+class ModelDeployment:
+    """One model as the serving layer needs it."""
+
+    model_key: str
+    spec: ResolvedServingSpec
+
+
+def single_app(models: list[ModelDeployment], settings: LlmSettings) -> dict[str, Any]:
+    """The seed's layout: every model in one build_openai_app application."""
+    ordered = sorted(models, key=lambda m: m.spec.model_id)
+    return {
+        "name": SINGLE_APP_NAME,
+        "route_prefix": "/",
+        "import_path": BUILD_OPENAI_APP,
+        "args": {"llm_configs": [build_llm_config(m.spec, m.model_key, settings) for m in ordered]},
+        "deployments": [{"name": deployment_name(m.model_key), "num_replicas": m.spec.num_replicas}
+                        for m in ordered],
+    }
+
+
+def serve_config(applications: list[dict[str, Any]], *, http_host: str, http_port: int,
+                 proxy_location: str) -> dict[str, Any]:
+    """The whole declarative config for PUT /api/serve/applications/."""
+    return {
+        "proxy_location": proxy_location,
+        "http_options": {"host": http_host, "port": http_port},
+        "applications": sorted(applications, key=lambda a: a["name"]),
+    }

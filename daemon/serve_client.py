@@ -1,0 +1,82 @@
+"""Talk to Ray Serve declaratively through the Ray dashboard's REST API, as KubeRay does.
+
+PUT /api/serve/applications/ with the whole config; Serve updates in place what did not
+change. Never `serve.run`: it restarts every replica on every call. Token auth (Ray 2.60):
+`Authorization: Bearer <token>` from $RAY_AUTH_TOKEN, $RAY_AUTH_TOKEN_PATH or
+~/.ray/auth_token when present.
+"""
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from .errors import ClusterError
+
+APPLICATIONS = "/api/serve/applications/"
+
+
+def auth_token(env: dict[str, str] | None = None) -> str | None:
+    env = os.environ if env is None else env
+    if env.get("RAY_AUTH_TOKEN"):
+        return env["RAY_AUTH_TOKEN"].strip()
+    path = Path(env.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+class ServeClient:
+    def __init__(self, dashboard_url: str, timeout: float = 30.0):
+        self.base = dashboard_url.rstrip("/")
+        self.timeout = timeout
+
+    def _request(self, method: str, path: str, body: Any = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base + path, data=data, method=method)
+        request.add_header("Accept", "application/json")
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        token = auth_token()
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                text = response.read().decode()
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace").strip()[:2000]
+            if exc.code in (401, 403):
+                raise ClusterError(f"the Ray dashboard at {self.base} refused the token ({exc.code}); "
+                                   "set RAY_AUTH_TOKEN or check ~/.ray/auth_token") from None
+            raise ClusterError(f"{method} {path} on {self.base} failed ({exc.code}): {detail}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ClusterError(f"cannot reach the Ray dashboard at {self.base} ({reason}); start Ray "
+                               "(scripts/ray_up.sh) or fix serving.serve.dashboard_url") from None
+        return json.loads(text) if text.strip() else None
+
+    def version(self) -> dict[str, Any]:
+        return self._request("GET", "/api/ray/version")
+
+    def get_applications(self) -> dict[str, Any]:
+        """Serve's status: per application and per deployment, replicas with ids and pids."""
+        return self._request("GET", APPLICATIONS)
+
+    def put_config(self, config: dict[str, Any]) -> None:
+        self._request("PUT", APPLICATIONS, config)
+
+    def cluster_resources(self) -> dict[str, float]:
+        """Total resources of the alive nodes (GPU admission)."""
+        data = self._request("GET", "/nodes?view=summary")
+        totals: dict[str, float] = {}
+        for node in (data or {}).get("data", {}).get("summary", []):
+            raylet = node.get("raylet", {})
+            if raylet.get("state") != "ALIVE":
+                continue
+            for name, value in (raylet.get("resourcesTotal") or {}).items():
+                totals[name] = totals.get(name, 0.0) + float(value)
+        return totals
