@@ -95,23 +95,44 @@ def build_llm_config(spec: ResolvedServingSpec, model_key: str, settings: LlmSet
 
 @dataclass(frozen=True)
 class ModelDeployment:
-    """One model as the serving layer needs it."""
+    """One model as the serving layer runs it: its LLMConfig and its replica count."""
 
     model_key: str
-    spec: ResolvedServingSpec
+    model_id: str
+    llm_config: dict[str, Any]
+    num_replicas: int
+
+    @classmethod
+    def of(cls, model_key: str, spec: ResolvedServingSpec, settings: LlmSettings) -> "ModelDeployment":
+        return cls(model_key, spec.model_id, build_llm_config(spec, model_key, settings), spec.num_replicas)
 
 
-def single_app(models: list[ModelDeployment], settings: LlmSettings) -> dict[str, Any]:
+def single_app(models: list[ModelDeployment]) -> dict[str, Any]:
     """The seed's layout: every model in one build_openai_app application."""
-    ordered = sorted(models, key=lambda m: m.spec.model_id)
+    ordered = sorted(models, key=lambda m: m.model_id)
     return {
         "name": SINGLE_APP_NAME,
         "route_prefix": "/",
         "import_path": BUILD_OPENAI_APP,
-        "args": {"llm_configs": [build_llm_config(m.spec, m.model_key, settings) for m in ordered]},
-        "deployments": [{"name": deployment_name(m.model_key), "num_replicas": m.spec.num_replicas}
-                        for m in ordered],
+        "args": {"llm_configs": [m.llm_config for m in ordered]},
+        "deployments": [{"name": deployment_name(m.model_key), "num_replicas": m.num_replicas} for m in ordered],
     }
+
+
+def deployed_models(app_config: dict[str, Any] | None) -> dict[str, ModelDeployment]:
+    """The models inside a deployed application config, by model key (for keeping a
+    model's running version while its update waits for resources)."""
+    if not app_config:
+        return {}
+    overrides = {d.get("name"): d.get("num_replicas") for d in app_config.get("deployments") or []}
+    out = {}
+    for llm_config in (app_config.get("args") or {}).get("llm_configs") or []:
+        key = (llm_config.get("deployment_config") or {}).get("name")
+        model_id = (llm_config.get("model_loading_config") or {}).get("model_id")
+        if key and model_id:
+            replicas = overrides.get(deployment_name(key)) or ARGS_NUM_REPLICAS
+            out[key] = ModelDeployment(key, model_id, llm_config, replicas)
+    return out
 
 
 def serve_config(applications: list[dict[str, Any]], *, http_host: str, http_port: int,

@@ -1,0 +1,219 @@
+"""The reconcile decision: a pure function of (desired models, observed Serve, capacity).
+
+plan() says which Serve config to apply (None: nothing changed, apply nothing) and which
+state transitions and events to record. The shell (reconcile.py) gathers the inputs, puts
+the config and writes the outcome.
+
+State machine: QUEUED -> DEPLOYING when applied; DEPLOYING -> RUNNING when Serve reports
+the model's deployment healthy at the applied config; DEPLOYING/RUNNING -> FAILED with
+Serve's message; DELETING -> DELETED when Serve no longer has it. A FAILED model is left
+out of every apply until its spec changes (sync re-queues it), so one broken model never
+keeps the others from being applied.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .llm_config import (LlmSettings, ModelDeployment, SINGLE_APP_NAME, deployed_models, deployment_name,
+                         serve_config, single_app)
+from .spec import ResolvedServingSpec
+
+
+@dataclass(frozen=True)
+class DesiredModel:
+    model_key: str
+    model_id: str
+    state: str
+    generation: int
+    spec: ResolvedServingSpec
+    source_exists: bool = True
+    last_event: tuple[str, dict] | None = None   # (event_type, payload) of its newest event
+
+    @property
+    def gpus(self) -> int:
+        return self.spec.num_replicas * self.spec.gpus_per_replica
+
+
+@dataclass(frozen=True)
+class ObservedDeployment:
+    status: str                 # UPDATING | HEALTHY | UNHEALTHY | DEPLOY_FAILED | ...
+    message: str = ""
+    target_replicas: int | None = None
+    running_replicas: int = 0
+
+
+@dataclass(frozen=True)
+class ObservedApp:
+    status: str                 # NOT_STARTED | DEPLOYING | RUNNING | DEPLOY_FAILED | UNHEALTHY | DELETING
+    message: str = ""
+    deployed_config: dict[str, Any] | None = None
+    deployments: dict[str, ObservedDeployment] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Observed:
+    apps: dict[str, ObservedApp] = field(default_factory=dict)
+
+    def deployment(self, name: str) -> tuple[ObservedApp, ObservedDeployment] | None:
+        for app in self.apps.values():
+            if name in app.deployments:
+                return app, app.deployments[name]
+        return None
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    proxy_location: str = "HeadOnly"
+
+
+@dataclass(frozen=True)
+class Transition:
+    model_key: str
+    state: str | None               # None: no state change, only an event
+    event_type: str
+    payload: dict[str, Any]
+    error_summary: str | None = None
+    attempted_generation: int | None = None
+    applied_generation: int | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    apply: dict[str, Any] | None
+    transitions: list[Transition]
+
+    @property
+    def noop(self) -> bool:
+        return self.apply is None and not self.transitions
+
+
+def _app_view(app: dict[str, Any]) -> dict[str, Any]:
+    """The parts of an application config that decide what runs (compared for drift)."""
+    return {"name": app.get("name"), "route_prefix": app.get("route_prefix"), "import_path": app.get("import_path"),
+            "args": app.get("args"), "runtime_env": app.get("runtime_env") or {},
+            "deployments": sorted(({"name": d.get("name"), "num_replicas": d.get("num_replicas")}
+                                   for d in app.get("deployments") or []), key=lambda d: d["name"])}
+
+
+def config_differs(desired: dict[str, Any], observed: Observed) -> bool:
+    wanted = {a["name"]: _app_view(a) for a in desired["applications"]}
+    have = {name: _app_view(app.deployed_config or {"name": name}) for name, app in observed.apps.items()}
+    return wanted != have
+
+
+def _once(model: DesiredModel, event_type: str, payload: dict[str, Any]) -> bool:
+    """Whether an event says something new (a persisting condition is recorded once)."""
+    return model.last_event != (event_type, payload)
+
+
+def _tp(deployment: ModelDeployment) -> int:
+    return int(deployment.llm_config.get("engine_kwargs", {}).get("tensor_parallel_size", 1))
+
+
+def plan(models: list[DesiredModel], observed: Observed, *, gpus_total: float | None,
+         settings: LlmSettings, serve: ServeSettings) -> Plan:
+    """What to apply and record. `gpus_total` None: no GPU admission (CPU serving)."""
+    transitions: list[Transition] = []
+    running_now: dict[str, ModelDeployment] = {}
+    for app in observed.apps.values():
+        running_now.update(deployed_models(app.deployed_config))
+
+    # Who is in the next config: what already runs or deploys, plus admitted QUEUED models.
+    entries: dict[str, ModelDeployment] = {}
+    held = 0
+    for model in models:
+        if model.state in ("DEPLOYING", "RUNNING"):
+            entries[model.model_key] = ModelDeployment.of(model.model_key, model.spec, settings)
+            held += model.gpus
+    queued = sorted((m for m in models if m.state == "QUEUED"), key=lambda m: m.model_key)
+    # A queued update of a model Serve runs now: its running version holds GPUs until replaced.
+    previous_gpus = {m.model_key: running_now[m.model_key].num_replicas * _tp(running_now[m.model_key])
+                     for m in queued if m.model_key in running_now}
+    held += sum(previous_gpus.values())
+    admitted: set[str] = set()
+    for model in queued:
+        if not model.source_exists:
+            message = (f"model_source {model.spec.model_source} does not exist; put the model there "
+                       "(or fix model_source in the spec)")
+            transitions.append(Transition(model.model_key, "FAILED", "FAILED", {"message": message},
+                                          error_summary=message, attempted_generation=model.generation))
+            continue
+        previous = previous_gpus.get(model.model_key, 0)
+        if gpus_total is not None:
+            free = gpus_total - held + previous
+            if model.gpus > free:
+                payload = {"needed_gpus": model.gpus, "free_gpus": max(free, 0), "total_gpus": gpus_total}
+                if _once(model, "PENDING_RESOURCES", payload):
+                    transitions.append(Transition(model.model_key, None, "PENDING_RESOURCES", payload))
+                if model.model_key in running_now:  # keep serving what runs until the update fits
+                    entries[model.model_key] = running_now[model.model_key]
+                continue
+        held += model.gpus - previous
+        entries[model.model_key] = ModelDeployment.of(model.model_key, model.spec, settings)
+        admitted.add(model.model_key)
+
+    apps = [single_app(list(entries.values()))] if entries else []
+    desired_config = serve_config(apps, http_host=serve.http_host, http_port=serve.http_port,
+                                  proxy_location=serve.proxy_location)
+    apply = desired_config if config_differs(desired_config, observed) else None
+
+    for model in models:
+        seen = observed.deployment(deployment_name(model.model_key))
+        app = observed.apps.get(SINGLE_APP_NAME)
+        if model.model_key in admitted:
+            transitions.append(Transition(model.model_key, "DEPLOYING", "APPLIED",
+                                          {"generation": model.generation, "num_replicas": model.spec.num_replicas},
+                                          attempted_generation=model.generation))
+        elif model.state == "DEPLOYING" and apply is None:
+            if seen is None:
+                if app is not None and app.status == "DEPLOY_FAILED":  # the app did not even build
+                    message = f"DEPLOY_FAILED: {app.message}".strip()
+                    transitions.append(Transition(model.model_key, "FAILED", "FAILED", {"message": message},
+                                                  error_summary=message))
+                continue
+            failed = _failure(*seen)
+            if failed:
+                transitions.append(Transition(model.model_key, "FAILED", "FAILED", {"message": failed},
+                                              error_summary=failed))
+            elif (seen[1].status == "HEALTHY" and seen[0].status == "RUNNING"
+                  and seen[1].running_replicas == model.spec.num_replicas):
+                transitions.append(Transition(model.model_key, "RUNNING", "RUNNING",
+                                              {"generation": model.generation}, applied_generation=model.generation))
+        elif model.state == "RUNNING":
+            if seen is not None and seen[1].status in ("DEPLOY_FAILED", "UNHEALTHY"):
+                failed = _failure(*seen)
+                transitions.append(Transition(model.model_key, "FAILED", "FAILED", {"message": failed},
+                                              error_summary=failed))
+            elif apply is not None and (seen is None or running_now.get(model.model_key) != entries[model.model_key]):
+                transitions.append(Transition(model.model_key, "DEPLOYING", "DRIFT_REPAIRED",
+                                              {"message": "Serve did not run this model as specified; applied again"}))
+        elif model.state == "DELETING" and seen is None and model.model_key not in running_now:
+            transitions.append(Transition(model.model_key, "DELETED", "DELETED", {}))
+    return Plan(apply, transitions)
+
+
+def _failure(app: ObservedApp, dep: ObservedDeployment) -> str | None:
+    if dep.status in ("DEPLOY_FAILED", "UNHEALTHY"):
+        return f"{dep.status}: {dep.message or app.message}".strip()
+    if app.status == "DEPLOY_FAILED" and dep.status != "HEALTHY":
+        return f"DEPLOY_FAILED: {app.message}".strip()
+    return None
+
+
+def observed_from_status(status: dict[str, Any] | None) -> Observed:
+    """Parse GET /api/serve/applications/ into Observed."""
+    apps = {}
+    for name, app in ((status or {}).get("applications") or {}).items():
+        deployments = {}
+        for dep_name, dep in (app.get("deployments") or {}).items():
+            replicas = dep.get("replicas") or []
+            deployments[dep_name] = ObservedDeployment(
+                status=dep.get("status", ""), message=dep.get("message") or "",
+                target_replicas=dep.get("target_num_replicas"),
+                running_replicas=sum(1 for r in replicas if r.get("state") == "RUNNING"))
+        apps[name] = ObservedApp(status=app.get("status", ""), message=app.get("message") or "",
+                                 deployed_config=app.get("deployed_app_config"), deployments=deployments)
+    return Observed(apps)

@@ -1,0 +1,173 @@
+"""plan(desired, observed) as tables: what to apply and which transitions to record."""
+import pytest
+
+from daemon.llm_config import LlmSettings, deployment_name
+from daemon.reconcile_plan import (DesiredModel, Observed, ObservedApp, ObservedDeployment, ServeSettings,
+                                   observed_from_status, plan)
+from daemon.spec import ResolvedServingSpec
+
+CPU = LlmSettings(accelerator_type="cpu")
+GPU = LlmSettings(accelerator_type="H20")
+SERVE = ServeSettings()
+
+
+def model(key, state="QUEUED", replicas=1, gpus=1, generation=1, source_exists=True, last_event=None, src="m"):
+    spec = ResolvedServingSpec(user_id="alice", model_id_suffix=key, model_id_prefix="alice-202601010000",
+                               model_id=f"alice-202601010000-{key}", model_source=f"/private/hf/{src}",
+                               num_replicas=replicas, gpus_per_replica=gpus, engine_kwargs={})
+    return DesiredModel(key, spec.model_id, state, generation, spec, source_exists, last_event)
+
+
+def served(config, dep_status="HEALTHY", app_status="RUNNING", message="", running=None, drop=()):
+    """What Serve reports once it has taken `config` (a plan's apply)."""
+    apps = {}
+    for app in config["applications"]:
+        deps = {}
+        for d in app["deployments"]:
+            if d["name"] in drop:
+                continue
+            status = dep_status(d["name"]) if callable(dep_status) else dep_status
+            deps[d["name"]] = ObservedDeployment(status, message, d["num_replicas"],
+                                                 d["num_replicas"] if running is None else running)
+        apps[app["name"]] = ObservedApp(app_status, message, app, deps)
+    return Observed(apps)
+
+
+def states(p):
+    return [(t.model_key, t.state, t.event_type) for t in p.transitions]
+
+
+def test_new_model_is_applied_and_deploying():
+    p = plan([model("a")], Observed(), gpus_total=None, settings=CPU, serve=SERVE)
+    assert states(p) == [("a", "DEPLOYING", "APPLIED")]
+    (app,) = p.apply["applications"]
+    assert app["import_path"] == "ray.serve.llm:build_openai_app"
+    assert app["deployments"] == [{"name": "LLMServer:a", "num_replicas": 1}]
+    assert p.apply["http_options"] == {"host": "127.0.0.1", "port": 8000}
+
+
+def test_nothing_changed_applies_nothing_and_records_nothing():
+    first = plan([model("a", "RUNNING")], Observed(), gpus_total=None, settings=CPU, serve=SERVE)
+    p = plan([model("a", "RUNNING")], served(first.apply), gpus_total=None, settings=CPU, serve=SERVE)
+    assert p.noop
+
+
+@pytest.mark.parametrize("dep_status, app_status, running, expected", [
+    ("HEALTHY", "RUNNING", None, [("a", "RUNNING", "RUNNING")]),
+    ("UPDATING", "DEPLOYING", None, []),
+    ("HEALTHY", "DEPLOYING", None, []),
+    ("HEALTHY", "RUNNING", 0, []),                       # not all replicas up yet
+    ("DEPLOY_FAILED", "DEPLOY_FAILED", None, [("a", "FAILED", "FAILED")]),
+    ("UNHEALTHY", "RUNNING", None, [("a", "FAILED", "FAILED")]),
+])
+def test_deploying_model_follows_serve(dep_status, app_status, running, expected):
+    applied = plan([model("a")], Observed(), gpus_total=None, settings=CPU, serve=SERVE).apply
+    observed = served(applied, dep_status, app_status, message="engine died", running=running)
+    p = plan([model("a", "DEPLOYING")], observed, gpus_total=None, settings=CPU, serve=SERVE)
+    assert p.apply is None and states(p) == expected
+    if expected and expected[0][1] == "FAILED":
+        assert p.transitions[0].error_summary == f"{dep_status}: engine died"
+
+
+def test_app_that_does_not_build_fails_the_new_model_only():
+    applied = plan([model("a", "RUNNING"), model("b")], Observed(), gpus_total=None, settings=CPU, serve=SERVE).apply
+    observed = served(applied, app_status="DEPLOY_FAILED", message="bad engine arg", drop=("LLMServer:b",))
+    p = plan([model("a", "RUNNING"), model("b", "DEPLOYING")], observed, gpus_total=None, settings=CPU, serve=SERVE)
+    assert states(p) == [("b", "FAILED", "FAILED")]
+    # Next tick: b is FAILED and left out, so a is applied on its own again.
+    p = plan([model("a", "RUNNING"), model("b", "FAILED")], observed, gpus_total=None, settings=CPU, serve=SERVE)
+    assert [d["name"] for d in p.apply["applications"][0]["deployments"]] == ["LLMServer:a"]
+
+
+def test_failed_model_is_left_out():
+    p = plan([model("a", "RUNNING"), model("b", "FAILED")], Observed(), gpus_total=None, settings=CPU, serve=SERVE)
+    assert [d["name"] for d in p.apply["applications"][0]["deployments"]] == ["LLMServer:a"]
+
+
+def test_deleting_is_removed_then_deleted_when_gone():
+    both = plan([model("a", "RUNNING"), model("b", "RUNNING")], Observed(), gpus_total=None, settings=CPU,
+                serve=SERVE).apply
+    p = plan([model("a", "RUNNING"), model("b", "DELETING")], served(both), gpus_total=None, settings=CPU, serve=SERVE)
+    assert [d["name"] for d in p.apply["applications"][0]["deployments"]] == ["LLMServer:a"]
+    assert states(p) == []
+    p2 = plan([model("a", "RUNNING"), model("b", "DELETING")], served(p.apply), gpus_total=None, settings=CPU,
+              serve=SERVE)
+    assert p2.apply is None and states(p2) == [("b", "DELETED", "DELETED")]
+
+
+def test_last_model_deleted_applies_an_empty_config():
+    one = plan([model("a", "RUNNING")], Observed(), gpus_total=None, settings=CPU, serve=SERVE).apply
+    p = plan([model("a", "DELETING")], served(one), gpus_total=None, settings=CPU, serve=SERVE)
+    assert p.apply["applications"] == []
+
+
+def test_gpu_admission_records_pending_once():
+    only_a = plan([model("a", "RUNNING", gpus=2)], Observed(), gpus_total=4, settings=GPU, serve=SERVE).apply
+    p = plan([model("a", "RUNNING", gpus=2), model("b", replicas=2, gpus=2)], served(only_a), gpus_total=4,
+             settings=GPU, serve=SERVE)
+    assert p.apply is None  # b does not fit: the config stays as it is
+    (pending,) = p.transitions
+    assert (pending.model_key, pending.state, pending.event_type) == ("b", None, "PENDING_RESOURCES")
+    assert pending.payload == {"needed_gpus": 4, "free_gpus": 2, "total_gpus": 4}
+    again = plan([model("a", "RUNNING", gpus=2), model("b", replicas=2, gpus=2,
+                                                       last_event=("PENDING_RESOURCES", pending.payload))],
+                 served(only_a), gpus_total=4, settings=GPU, serve=SERVE)
+    assert again.noop
+
+
+def test_update_that_does_not_fit_keeps_the_running_version():
+    running = plan([model("a", "RUNNING", replicas=1, gpus=2)], Observed(), gpus_total=4, settings=GPU,
+                   serve=SERVE).apply
+    p = plan([model("a", "QUEUED", replicas=3, gpus=2, generation=2)], served(running), gpus_total=4,
+             settings=GPU, serve=SERVE)
+    assert p.apply is None  # the running version stays exactly as it is
+    assert states(p) == [("a", None, "PENDING_RESOURCES")]
+    fits = plan([model("a", "QUEUED", replicas=2, gpus=2, generation=2)], served(running), gpus_total=4,
+                settings=GPU, serve=SERVE)
+    assert states(fits) == [("a", "DEPLOYING", "APPLIED")]
+
+
+def test_missing_model_source_fails_fast():
+    p = plan([model("a", source_exists=False)], Observed(), gpus_total=None, settings=CPU, serve=SERVE)
+    assert p.apply is None
+    (t,) = p.transitions
+    assert (t.state, t.event_type) == ("FAILED", "FAILED")
+    assert "model_source /private/hf/m does not exist" in t.error_summary
+
+
+def test_drift_is_repaired():
+    p = plan([model("a", "RUNNING")], Observed(), gpus_total=None, settings=CPU, serve=SERVE)
+    assert p.apply is not None and states(p) == [("a", "DEPLOYING", "DRIFT_REPAIRED")]
+    ours = plan([model("a", "RUNNING")], Observed(), gpus_total=None, settings=CPU, serve=SERVE).apply
+    tampered = served(ours)
+    tampered.apps["argus"].deployed_config["deployments"][0]["num_replicas"] = 5
+    p = plan([model("a", "RUNNING")], tampered, gpus_total=None, settings=CPU, serve=SERVE)
+    assert p.apply["applications"][0]["deployments"][0]["num_replicas"] == 1
+    assert states(p) == [("a", "DEPLOYING", "DRIFT_REPAIRED")]
+
+
+def test_scaling_changes_only_the_override_not_args():
+    one = plan([model("a", "RUNNING"), model("b", "RUNNING")], Observed(), gpus_total=None, settings=CPU,
+               serve=SERVE).apply
+    scaled = plan([model("a", "RUNNING"), model("b", "QUEUED", replicas=2, generation=2)], served(one),
+                  gpus_total=None, settings=CPU, serve=SERVE).apply
+    assert scaled["applications"][0]["args"] == one["applications"][0]["args"]
+    assert scaled["applications"][0]["deployments"][1] == {"name": "LLMServer:b", "num_replicas": 2}
+
+
+def test_args_are_sorted_and_stable():
+    a = plan([model("b"), model("a")], Observed(), gpus_total=None, settings=CPU, serve=SERVE).apply
+    b = plan([model("a"), model("b")], Observed(), gpus_total=None, settings=CPU, serve=SERVE).apply
+    assert a == b
+    assert [c["deployment_config"]["name"] for c in a["applications"][0]["args"]["llm_configs"]] == ["a", "b"]
+
+
+def test_observed_from_dashboard_status():
+    status = {"applications": {"argus": {
+        "status": "RUNNING", "message": "", "deployed_app_config": {"name": "argus"},
+        "deployments": {deployment_name("a"): {"status": "HEALTHY", "message": "", "target_num_replicas": 2,
+                                                "replicas": [{"state": "RUNNING"}, {"state": "STARTING"}]}}}}}
+    observed = observed_from_status(status)
+    app, dep = observed.deployment("LLMServer:a")
+    assert (app.status, dep.status, dep.target_replicas, dep.running_replicas) == ("RUNNING", "HEALTHY", 2, 1)
+    assert observed_from_status(None).apps == {}
