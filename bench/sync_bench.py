@@ -55,7 +55,7 @@ def bench_push_latency(tmp: Path, pushes: int) -> list[float]:
     gitops.push()
     db = tmp / "lat.db"
     config = write_config(tmp / "lat.yaml", root=tmp / "private", db=db, repo=gitops.bare, poll_seconds=60)
-    daemon = subprocess.Popen([sys.executable, "-m", "daemon.argusd", "--config", str(config),
+    daemon = subprocess.Popen([sys.executable, "-m", "daemon.argusd", "--sync-only", "--config", str(config),
                                "--log-level", "WARNING"], stderr=subprocess.DEVNULL)
     try:
         head = gitops.git("rev-parse", "HEAD").strip()

@@ -13,8 +13,10 @@ from typing import Optional
 import typer
 
 from .config import Config, load_config
-from .errors import ArgusError, ConfigError, GitError, StoreError
+from .errors import ArgusError, ClusterError, ConfigError, GitError, StoreError
 from .gitsync import GitRepo
+from .reconcile import Reconciler
+from .serve_client import ServeClient
 from .spec import SpecPolicy
 from .store import Store
 from .sync import Syncer
@@ -32,16 +34,17 @@ def owners_from(config: Config) -> dict[str, tuple[str, ...]]:
 class Daemon:
     """One sync loop. The store is opened once; the repo is (re)opened as it comes and goes."""
 
-    def __init__(self, config: Config, store: Store, watch: bool = True):
+    def __init__(self, config: Config, store: Store, watch: bool = True, serve: bool = True):
         self.config = config
         self.watch = watch
+        self.reconciler = Reconciler(store, ServeClient(config.serving.serve.dashboard_url), config) if serve else None
         self.store = store
         self.policy = SpecPolicy.from_config(config)
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self.repo: GitRepo | None = None
         self.watcher: RefWatcher | None = None
-        self._last_error: str | None = None
+        self._errors: dict[str, str | None] = {}
 
     def stop(self) -> None:
         self.stopping.set()
@@ -66,30 +69,53 @@ class Daemon:
             self.repo.close()
             self.repo = None
 
+    def _report(self, kind: str, message: str | None) -> None:
+        """Log a persisting problem once, and its end once, not on every tick."""
+        previous = self._errors.get(kind)
+        if message is not None and message != previous:
+            log.error("%s (retrying every %ss)", message, self.config.gitops.poll_seconds)
+        elif message is None and previous is not None:
+            log.info("%s is reachable again", "repository" if kind == "sync" else "Ray Serve")
+        self._errors[kind] = message
+
     def tick(self) -> bool:
-        """One level-triggered pass. Returns False when it failed (and was reported)."""
+        """One level-triggered pass: sync git into the store, then reconcile Serve with it.
+        Returns False when a step failed (and was reported)."""
+        ok = self._sync()
+        if self.reconciler is not None:
+            ok = self._reconcile() and ok
+        return ok
+
+    def _sync(self) -> bool:
         try:
             repo = self._ensure_repo()
             syncer = Syncer(self.store, repo, self.config.gitops.branch, self.policy, owners=owners_from(self.config))
             result = syncer.sync_once()
         except (GitError, StoreError, sqlite3.Error) as exc:
-            message = str(exc)
-            if message != self._last_error:  # report a persisting problem once, not every tick
-                log.error("%s (retrying every %ss)", message, self.config.gitops.poll_seconds)
-                self._last_error = message
+            self._report("sync", str(exc))
             self._drop_repo()
             return False
         except Exception:  # a bug: keep serving the other models, and say so loudly
             log.exception("unexpected error in the sync loop (please report it); retrying")
             self._drop_repo()
             return False
-        if self._last_error is not None:
-            log.info("repository is readable again")
-            self._last_error = None
+        self._report("sync", None)
         if result.outcome not in ("noop",):
             log.info("sync %s: %d commit(s), %d change(s), head %s", result.outcome, result.commits,
                      result.changes, (result.head or "-")[:12])
         return True
+
+    def _reconcile(self) -> bool:
+        try:
+            result = self.reconciler.tick()
+        except (ClusterError, StoreError, sqlite3.Error) as exc:
+            self._report("serve", str(exc))
+            return False
+        except Exception:
+            log.exception("unexpected error in the reconcile loop (please report it); retrying")
+            return False
+        self._report("serve", None)
+        return result.outcome != "apply_failed"
 
     def run(self) -> None:
         while not self.stopping.is_set():
@@ -107,7 +133,8 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
 def main(
     config: Optional[str] = typer.Option(None, "--config", "-c", envvar="ARGUS_CONFIG",
                                          help="Platform config file (default: configs/local.yaml)."),
-    once: bool = typer.Option(False, "--once", help="Sync once and exit (exit 3 if the repo is unusable)."),
+    once: bool = typer.Option(False, "--once", help="One pass (sync, then reconcile) and exit; exit 3 if it failed."),
+    sync_only: bool = typer.Option(False, "--sync-only", help="Record commits in the store; do not touch Serve."),
     log_level: str = typer.Option("INFO", "--log-level", help="DEBUG, INFO, WARNING or ERROR."),
 ) -> None:
     """Watch the GitOps repo and record every commit in the state store."""
@@ -119,7 +146,7 @@ def main(
     except (ConfigError, StoreError) as exc:
         typer.echo(f"argusd: error: {exc}", err=True)
         raise typer.Exit(EXIT_ENVIRONMENT)
-    daemon = Daemon(cfg, store, watch=not once)
+    daemon = Daemon(cfg, store, watch=not once, serve=not sync_only)
     if once:
         ok = daemon.tick()
         daemon._drop_repo()

@@ -15,7 +15,7 @@ class Daemon:
     def __init__(self, config, log_path):
         self.log_path = log_path
         self.log = open(log_path, "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "daemon.argusd", "--config", str(config)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "daemon.argusd", "--sync-only", "--config", str(config)],
                                      stdout=self.log, stderr=subprocess.STDOUT)
 
     def text(self) -> str:
@@ -123,7 +123,7 @@ def test_a_vanished_repo_is_reported_once_and_retried(env, tmp_path):
     gitops.write("models.d/alice/b.yaml", spec("b"))
     gitops.commit("b")
     gitops.push()
-    daemon.wait_for_log("repository is readable again")
+    daemon.wait_for_log("repository is reachable again")
     wait_until(lambda: len(status_json(config)["models"]) == 2)
 
 
@@ -182,7 +182,7 @@ def test_status_names_the_fix_when_there_is_no_store(tmp_path):
 
 def test_once_on_a_missing_repo_exits_3(tmp_path):
     config = write_config(tmp_path / "c.yaml", root=tmp_path, db=tmp_path / "s.db", repo=tmp_path / "nope.git")
-    result = subprocess.run([sys.executable, "-m", "daemon.argusd", "--once", "--config", str(config)],
+    result = subprocess.run([sys.executable, "-m", "daemon.argusd", "--once", "--sync-only", "--config", str(config)],
                             capture_output=True, text=True)
     assert result.returncode == 3
     assert "no git repository at" in result.stderr and "Traceback" not in result.stderr

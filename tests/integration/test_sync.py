@@ -203,7 +203,7 @@ def test_kill_9_during_a_sync_then_restart_converges(gitops, tmp_path):
     cfg = write_config(tmp_path / "c.yaml", root=root, db=tmp_path / "crash.db", repo=gitops.bare)
     crashed_midway = False
     for delay in (0.6, 0.9, 1.3, 2.0):
-        proc = subprocess.Popen([sys.executable, "-m", "daemon.argusd", "--once", "--config", str(cfg),
+        proc = subprocess.Popen([sys.executable, "-m", "daemon.argusd", "--once", "--sync-only", "--config", str(cfg),
                                  "--log-level", "WARNING"])
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
@@ -215,7 +215,7 @@ def test_kill_9_during_a_sync_then_restart_converges(gitops, tmp_path):
             crashed_midway = True
             break
     assert crashed_midway, "the sync finished before every kill; make the history longer"
-    done = subprocess.run([sys.executable, "-m", "daemon.argusd", "--once", "--config", str(cfg)],
+    done = subprocess.run([sys.executable, "-m", "daemon.argusd", "--once", "--sync-only", "--config", str(cfg)],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     clean = Syncer(Store.open(tmp_path / "clean.db"), GitRepo(gitops.bare), "main",

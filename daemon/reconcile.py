@@ -1,0 +1,96 @@
+"""The reconcile shell: gather desired (store) and observed (Serve) state, ask
+reconcile_plan.plan what to do, apply it declaratively, record the outcome.
+
+Level-triggered and idempotent: every tick starts from scratch. A no-op applies nothing
+and writes nothing. A failed apply records one APPLY_FAILED event per model and returns;
+the next tick tries again.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Callable
+
+from .config import Config
+from .errors import ClusterError
+from .llm_config import LlmSettings
+from .reconcile_plan import DesiredModel, Plan, ServeSettings, Transition, observed_from_status, plan
+from .serve_client import ServeClient
+from .spec import ResolvedServingSpec
+from .store import Store, iso, utc_now
+
+log = logging.getLogger("argus.reconcile")
+
+
+@dataclass
+class ReconcileResult:
+    outcome: str            # noop | applied | recorded | apply_failed
+    transitions: int = 0
+
+
+class Reconciler:
+    def __init__(self, store: Store, client: ServeClient, config: Config,
+                 clock: Callable[[], datetime] = utc_now):
+        self.store = store
+        self.client = client
+        self.settings = LlmSettings.from_config(config)
+        serve = config.serving.serve
+        self.serve = ServeSettings(serve.http_host, serve.http_port, serve.proxy_location)
+        self.clock = clock
+
+    def desired(self) -> list[DesiredModel]:
+        out = []
+        for row in self.store.list_models():
+            spec = ResolvedServingSpec.from_dict(row.resolved)
+            last = self.store.last_event(row.model_key)
+            out.append(DesiredModel(
+                model_key=row.model_key, model_id=row.model_id, state=row.state, generation=row.generation,
+                spec=spec,
+                # Checked here, before Serve: a missing folder fails fast with a clear reason
+                # instead of minutes later deep inside a vLLM replica.
+                source_exists=os.path.isdir(spec.model_source) if row.state == "QUEUED" else True,
+                last_event=(last.event_type, last.payload) if last else None))
+        return out
+
+    def tick(self) -> ReconcileResult:
+        models = self.desired()
+        observed = observed_from_status(self.client.get_applications())
+        gpus_total = None if self.settings.on_cpu else self.client.cluster_resources().get("GPU", 0.0)
+        decision = plan(models, observed, gpus_total=gpus_total, settings=self.settings, serve=self.serve)
+        if decision.noop:
+            return ReconcileResult("noop")
+        if decision.apply is not None:
+            try:
+                self.client.put_config(decision.apply)
+            except ClusterError as exc:
+                self._record_apply_failure(decision, str(exc))
+                return ReconcileResult("apply_failed")
+            log.info("applied Serve config: %d model(s)",
+                     sum(len(a["deployments"]) for a in decision.apply["applications"]))
+        self._record(decision.transitions)
+        return ReconcileResult("applied" if decision.apply is not None else "recorded", len(decision.transitions))
+
+    def _record(self, transitions: list[Transition]) -> None:
+        now = iso(self.clock())
+        with self.store.transaction():
+            for t in transitions:
+                if t.state is not None:
+                    self.store.set_state(t.model_key, t.state, error_summary=t.error_summary, now=now)
+                if t.attempted_generation is not None:
+                    self.store.mark_attempted(t.model_key, t.attempted_generation)
+                if t.applied_generation is not None:
+                    self.store.mark_applied(t.model_key, t.applied_generation)
+                self.store.append_event(t.event_type, t.payload, now=now, model_key=t.model_key)
+                log.info("%s %s -> %s", t.event_type, t.model_key, t.state or "(unchanged)")
+
+    def _record_apply_failure(self, decision: Plan, message: str) -> None:
+        now = iso(self.clock())
+        applied = [t.model_key for t in decision.transitions if t.event_type == "APPLIED"]
+        with self.store.transaction():
+            for key in applied:
+                last = self.store.last_event(key)
+                if last is None or (last.event_type, last.payload.get("message")) != ("APPLY_FAILED", message):
+                    self.store.append_event("APPLY_FAILED", {"message": message}, now=now, model_key=key)
+        log.error("applying the Serve config failed: %s", message)
