@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Start a local Ray head (dashboard on 127.0.0.1:8265) from .venv-serve, or reuse the one
+# that is up. Serve itself starts with argusd's first declarative apply (HTTP on the
+# config's port, 8000). `scripts/ray_up.sh stop` stops it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${ARGUS_SERVE_VENV:-.venv-serve}
+DASHBOARD=${ARGUS_DASHBOARD:-http://127.0.0.1:8265}
+export RAY_USAGE_STATS_ENABLED=0
+if [ "${1:-}" = "stop" ]; then
+  "$VENV/bin/ray" stop --force >/dev/null 2>&1 || true
+  echo "ray_up: stopped"
+  exit 0
+fi
+if curl -sf "$DASHBOARD/api/ray/version" >/dev/null 2>&1; then
+  echo "ray_up: reusing the Ray cluster at $DASHBOARD"
+  exit 0
+fi
+[ -x "$VENV/bin/ray" ] || { echo "ray_up: $VENV has no Ray; run scripts/setup_serving.sh first" >&2; exit 3; }
+# More logical CPUs than cores: the ingress, each LLMServer replica and its engine worker
+# all need a CPU slot, and vLLM's CPU workers are mostly waiting on each other anyway.
+"$VENV/bin/ray" start --head --num-cpus "${ARGUS_RAY_CPUS:-8}" --dashboard-host 127.0.0.1 \
+  --dashboard-port "${DASHBOARD##*:}" --disable-usage-stats >/dev/null
+for _ in $(seq 1 60); do
+  curl -sf "$DASHBOARD/api/ray/version" >/dev/null 2>&1 && { echo "ray_up: Ray is up at $DASHBOARD"; exit 0; }
+  sleep 1
+done
+echo "ray_up: the Ray dashboard did not come up at $DASHBOARD; see /tmp/ray/session_latest/logs" >&2
+exit 3

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Seed M6.3, end to end and idempotent: start or reuse Ray, start argusd on the GitOps repo,
+# push a spec, wait for RUNNING, check /v1/models, get a real chat answer with the openai
+# client, delete the spec, wait until the model is gone. Twice in a row needs no cleanup.
+#
+# CPU machine (default, local profile):   scripts/run_all_v38_serving.sh
+# GPU cluster (Ray already up, dev profile): ARGUS_CONFIG=configs/dev.yaml \
+#     E2E_MODEL_SOURCE='$HOME/common/hf/Qwen2-7B-Instruct' scripts/run_all_v38_serving.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+export ARGUS_CONFIG=${ARGUS_CONFIG:-$REPO/configs/local.yaml}
+ARGUSCTL="$REPO/.venv/bin/argusctl"
+ARGUSD="$REPO/.venv/bin/argusd"
+SERVE_VENV=${ARGUS_SERVE_VENV:-$REPO/.venv-serve}
+SERVE_PY="$SERVE_VENV/bin/python"
+E2E_USER=${E2E_USER:-e2e}
+E2E_MODEL=${E2E_MODEL:-smollm2-e2e}
+E2E_MODEL_SOURCE=${E2E_MODEL_SOURCE:-'$HOME/common/hf/SmolLM2-135M-Instruct'}
+TIMEOUT=${E2E_TIMEOUT:-900}
+say() { printf '[e2e %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+die() { say "FAILED: $*"; exit 1; }
+
+[ -x "$ARGUSCTL" ] || die ".venv is missing: run ./scripts/test.sh (or pip install -e .) first"
+cfg() { "$REPO/.venv/bin/python" -c "from daemon.config import load_config; c = load_config(); print($1)"; }
+GITOPS=$(cfg c.gitops.repo); BRANCH=$(cfg c.gitops.branch); STATE_DIR=$(dirname "$(cfg c.state.db)")
+ON_CPU=$(cfg c.serving.llm.on_cpu); PORT=$(cfg c.serving.serve.http_port)
+BASE="http://127.0.0.1:$PORT/v1"
+mkdir -p "$STATE_DIR"
+
+# 1. Ray and, on a CPU machine, the small model.
+if [ "$ON_CPU" = "True" ]; then
+  scripts/setup_serving.sh
+  "$SERVE_PY" scripts/prepare_model.py
+fi
+scripts/ray_up.sh
+
+# 2. The GitOps repo and the daemon (reused when already running).
+[ -d "$GITOPS" ] || { git init -q --bare -b "$BRANCH" "$GITOPS"; say "created $GITOPS"; }
+PIDFILE="$STATE_DIR/argusd.pid"
+if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
+  say "reusing argusd (pid $(cat "$PIDFILE"))"
+else
+  nohup "$ARGUSD" >> "$STATE_DIR/argusd.log" 2>&1 &
+  echo $! > "$PIDFILE"
+  say "started argusd (pid $!, log $STATE_DIR/argusd.log)"
+fi
+
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+git clone -q "$GITOPS" "$WORK/repo" 2>/dev/null
+cd "$WORK/repo"
+git config user.name "argus e2e"; git config user.email "e2e@argus.local"
+git checkout -q -B "$BRANCH" "origin/$BRANCH" 2>/dev/null || git checkout -q -B "$BRANCH"
+SPEC="models.d/$E2E_USER/$E2E_MODEL.yaml"
+
+model_state() {  # the model's state, or "absent" when it is not live
+  "$ARGUSCTL" status -o json --user "$E2E_USER" | "$REPO/.venv/bin/python" -c "
+import json, sys
+models = [m for m in json.load(sys.stdin)['models'] if m['model_id_suffix'] == '$E2E_MODEL']
+print(models[0]['state'] + ' ' + models[0]['model_id'] if models else 'absent -')"
+}
+wait_state() {  # wait_state WANTED...: until the state is one of WANTED
+  local deadline=$((SECONDS + TIMEOUT)) state
+  while :; do
+    state=$(model_state); state=${state%% *}
+    for wanted in "$@"; do [ "$state" = "$wanted" ] && return 0; done
+    [ "$state" = "FAILED" ] && { "$ARGUSCTL" status "$E2E_MODEL" --user "$E2E_USER" || true; die "model FAILED"; }
+    [ $SECONDS -lt $deadline ] || die "timed out waiting for $* (state: $state)"
+    sleep 3
+  done
+}
+push() { git add -A; git commit -q -m "$1"; git push -q origin "HEAD:$BRANCH"; say "pushed: $1"; }
+
+# A run that died half-way may have left the spec: remove it first (idempotence).
+if [ -f "$SPEC" ]; then
+  git rm -q "$SPEC"; push "e2e: clean up a previous run"; wait_state absent DELETED
+fi
+
+# 3. Push a spec and wait for it to serve.
+mkdir -p "models.d/$E2E_USER"
+printf 'model_id: %s\nmodel_source: %s\nnum_replicas: 1\ngpus_per_replica: 1\n' "$E2E_MODEL" "$E2E_MODEL_SOURCE" > "$SPEC"
+"$ARGUSCTL" lint "$SPEC" >/dev/null || die "the e2e spec does not lint"
+push "e2e: serve $E2E_MODEL"
+started=$SECONDS
+wait_state RUNNING
+MODEL_ID=$(model_state); MODEL_ID=${MODEL_ID#* }
+say "RUNNING as $MODEL_ID after $((SECONDS - started)) s"
+
+# 4. /v1/models lists it; a real chat answer through the official openai client.
+curl -sf "$BASE/models" | grep -q "\"$MODEL_ID\"" || die "$MODEL_ID is not in $BASE/models"
+say "/v1/models lists $MODEL_ID"
+"$SERVE_PY" - "$BASE" "$MODEL_ID" <<'PY' || die "no chat answer"
+import sys, time
+from openai import OpenAI
+base, model = sys.argv[1], sys.argv[2]
+client = OpenAI(base_url=base, api_key="not-needed")
+started = time.monotonic()
+reply = client.chat.completions.create(model=model, max_tokens=32,
+                                       messages=[{"role": "user", "content": "What is the capital of France?"}])
+text = reply.choices[0].message.content or ""
+assert text.strip(), "empty answer"
+print(f"[e2e] chat answer in {time.monotonic() - started:.1f} s: {text.strip()[:120]!r}")
+PY
+
+# 5. Delete the spec and wait until the model is gone.
+git rm -q "$SPEC"
+push "e2e: delete $E2E_MODEL"
+wait_state absent DELETED
+deadline=$((SECONDS + 120))
+while curl -sf "$BASE/models" 2>/dev/null | grep -q "\"$MODEL_ID\""; do
+  [ $SECONDS -lt $deadline ] || die "$MODEL_ID is still listed in $BASE/models"
+  sleep 2
+done
+say "$MODEL_ID is gone from /v1/models"
+say "PASSED"
