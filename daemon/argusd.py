@@ -100,7 +100,7 @@ class Daemon:
             self._drop_repo()
             return False
         self._report("sync", None)
-        if result.outcome not in ("noop",):
+        if result.outcome not in ("noop", "empty"):
             log.info("sync %s: %d commit(s), %d change(s), head %s", result.outcome, result.commits,
                      result.changes, (result.head or "-")[:12])
         return True

@@ -12,11 +12,18 @@ from watchdog.observers.polling import PollingObserver
 log = logging.getLogger("argus.watch")
 
 
+_WRITES = {"created", "modified", "moved", "deleted", "closed"}  # not "opened", "closed_no_write"
+
+
 class _RefHandler(FileSystemEventHandler):
     def __init__(self, wake: threading.Event):
         self.wake = wake
 
     def on_any_event(self, event: FileSystemEvent) -> None:
+        # Only writes: git itself opens and reads HEAD and refs on every sync, and waking on
+        # those reads would spin the loop.
+        if event.event_type not in _WRITES:
+            return
         for path in (event.src_path, getattr(event, "dest_path", "") or ""):
             path = os.fsdecode(path)
             name = os.path.basename(path)

