@@ -21,7 +21,12 @@ TIMEOUT=${E2E_TIMEOUT:-900}
 say() { printf '[e2e %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 die() { say "FAILED: $*"; exit 1; }
 
-[ -x "$ARGUSCTL" ] || die ".venv is missing: run ./scripts/test.sh (or pip install -e .) first"
+if [ ! -x "$ARGUSCTL" ]; then
+  say "making .venv (argus itself: argusd and argusctl)"
+  "${PYTHON:-python3}" -m venv "$REPO/.venv"
+  "$REPO/.venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$REPO" 2>&1 \
+    | grep -v "is ignored: it is neither" || true
+fi
 cfg() { "$REPO/.venv/bin/python" -c "from daemon.config import load_config; c = load_config(); print($1)"; }
 GITOPS=$(cfg c.gitops.repo); BRANCH=$(cfg c.gitops.branch); STATE_DIR=$(dirname "$(cfg c.state.db)")
 ON_CPU=$(cfg c.serving.llm.on_cpu); PORT=$(cfg c.serving.serve.http_port)
