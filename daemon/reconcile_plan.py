@@ -12,6 +12,7 @@ keeps the others from being applied.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -170,23 +171,18 @@ def plan(models: list[DesiredModel], observed: Observed, *, gpus_total: float | 
         elif model.state == "DEPLOYING" and apply is None:
             if seen is None:
                 if app is not None and app.status == "DEPLOY_FAILED":  # the app did not even build
-                    message = f"DEPLOY_FAILED: {app.message}".strip()
-                    transitions.append(Transition(model.model_key, "FAILED", "FAILED", {"message": message},
-                                                  error_summary=message))
+                    transitions.append(_failed(model, f"DEPLOY_FAILED: {app.message}".strip()))
                 continue
             failed = _failure(*seen)
             if failed:
-                transitions.append(Transition(model.model_key, "FAILED", "FAILED", {"message": failed},
-                                              error_summary=failed))
+                transitions.append(_failed(model, failed))
             elif (seen[1].status == "HEALTHY" and seen[0].status == "RUNNING"
                   and seen[1].running_replicas == model.spec.num_replicas):
                 transitions.append(Transition(model.model_key, "RUNNING", "RUNNING",
                                               {"generation": model.generation}, applied_generation=model.generation))
         elif model.state == "RUNNING":
             if seen is not None and seen[1].status in ("DEPLOY_FAILED", "UNHEALTHY"):
-                failed = _failure(*seen)
-                transitions.append(Transition(model.model_key, "FAILED", "FAILED", {"message": failed},
-                                              error_summary=failed))
+                transitions.append(_failed(model, _failure(*seen)))
             elif apply is not None and (seen is None or running_now.get(model.model_key) != entries[model.model_key]):
                 transitions.append(Transition(model.model_key, "DEPLOYING", "DRIFT_REPAIRED",
                                               {"message": "Serve did not run this model as specified; applied again"}))
@@ -195,12 +191,37 @@ def plan(models: list[DesiredModel], observed: Observed, *, gpus_total: float | 
     return Plan(apply, transitions)
 
 
+def _failed(model: DesiredModel, message: str) -> Transition:
+    return Transition(model.model_key, "FAILED", "FAILED", {"message": message},
+                      error_summary=summarize_failure(message))
+
+
 def _failure(app: ObservedApp, dep: ObservedDeployment) -> str | None:
     if dep.status in ("DEPLOY_FAILED", "UNHEALTHY"):
         return f"{dep.status}: {dep.message or app.message}".strip()
     if app.status == "DEPLOY_FAILED" and dep.status != "HEALTHY":
         return f"DEPLOY_FAILED: {app.message}".strip()
     return None
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b.*")
+SUMMARY_CHARS = 500
+
+
+def summarize_failure(message: str) -> str:
+    """Serve's failure messages carry whole tracebacks; the summary keeps the first
+    sentence and the final exception (the full text stays in the FAILED event)."""
+    text = _ANSI.sub("", message or "").strip()
+    lines = text.splitlines()
+    if not lines or "Traceback" not in text:
+        return " ".join(text.split())[:SUMMARY_CHARS]
+    head = lines[0].split(". ")[0].rstrip(".") + "."
+    last = max((i for i, line in enumerate(lines) if _EXCEPTION_LINE.match(line)), default=None)
+    tail = " ".join(" ".join(lines[last:]).split()) if last is not None else ""
+    tail = re.sub(r"\s*\[type=.*", "", tail)  # pydantic's input echo
+    summary = f"{head} {tail}".strip()
+    return summary if len(summary) <= SUMMARY_CHARS else summary[: SUMMARY_CHARS - 1] + "…"
 
 
 def observed_from_status(status: dict[str, Any] | None) -> Observed:

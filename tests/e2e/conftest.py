@@ -6,6 +6,7 @@ installs ~4 GB and each model takes about a minute and a half to start on 2 core
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -53,12 +54,16 @@ def argusd(e2e_home):
             alive = True
         except (ProcessLookupError, ValueError):
             pass
+    gitops = home / "gitops.git"
+    if not gitops.exists():
+        subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(gitops)], check=True)
     if not alive:
         (home / "state").mkdir(parents=True, exist_ok=True)
         log = open(home / "state" / "argusd.log", "a")
         proc = subprocess.Popen([str(REPO / ".venv" / "bin" / "argusd")], env=env, stdout=log, stderr=log)
         pidfile.write_text(str(proc.pid))
-    gitops = home / "gitops.git"
-    if not gitops.exists():
-        subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(gitops)], check=True)
+    deadline = time.monotonic() + 60
+    while not (home / "state" / "argus.db").exists():
+        assert time.monotonic() < deadline, "argusd did not create its store"
+        time.sleep(0.2)
     return home, env

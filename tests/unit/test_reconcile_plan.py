@@ -171,3 +171,20 @@ def test_observed_from_dashboard_status():
     app, dep = observed.deployment("LLMServer:a")
     assert (app.status, dep.status, dep.target_replicas, dep.running_replicas) == ("RUNNING", "HEALTHY", 2, 1)
     assert observed_from_status(None).apps == {}
+
+
+def test_failure_summary_keeps_the_first_sentence_and_the_final_exception():
+    from daemon.reconcile_plan import summarize_failure
+
+    message = ("DEPLOY_FAILED: The deployment failed to start 3 times in a row. This may be due to a problem. "
+               "Error:\n\x1b[36mray::ServeReplica\x1b[39m (pid=1)\n  File \"x.py\", line 1, in f\n    raise\n"
+               "Traceback (most recent call last):\n  File \"y.py\", line 2\n"
+               "RuntimeError: Failed to create vLLM engine config: 1 validation error for ModelConfig\n"
+               "  Value error, User-specified max_model_len (1000000) is greater than the derived max_model_len "
+               "[type=value_error, input_value=ArgsKwargs((), {...})]\n    For further information visit x")
+    assert summarize_failure(message) == (
+        "DEPLOY_FAILED: The deployment failed to start 3 times in a row. RuntimeError: Failed to create vLLM engine "
+        "config: 1 validation error for ModelConfig Value error, User-specified max_model_len (1000000) is greater "
+        "than the derived max_model_len")
+    assert summarize_failure("UNHEALTHY: health check\nfailed") == "UNHEALTHY: health check failed"
+    assert len(summarize_failure("x" * 2000)) == 500
