@@ -7,7 +7,7 @@ import typer
 
 from daemon.errors import ArgusError
 
-from . import doctor, lint, status
+from . import doctor, lint, status, write
 from .common import fail
 
 app = typer.Typer(
@@ -33,6 +33,7 @@ def main(
 lint.register(app)
 status.register(app)
 doctor.register(app)
+write.register(app)
 
 
 def run() -> None:

@@ -99,6 +99,8 @@ class StateConfig(_Strict):
 class GitopsConfig(_Strict):
     repo: str = "/srv/argus/gitops.git"
     branch: str = "main"
+    # The user's working clone for argusctl init/apply/scale/delete (ARGUS_WORKDIR wins).
+    workdir: str = "~/argus-gitops"
     poll_seconds: float = Field(5.0, gt=0, le=3600, strict=False)
 
 

@@ -1,0 +1,167 @@
+"""argusctl init/apply/scale/delete on real repos: what lands in git, and what does not."""
+import json
+import subprocess
+
+import pytest
+
+from daemon.gitsync import GitRepo
+from daemon.spec import SpecPolicy
+from daemon.store import Store
+from daemon.sync import Syncer
+from helpers import run_argusctl, spec, write_config
+
+
+@pytest.fixture
+def setup(tmp_path):
+    (tmp_path / "private" / "hf").mkdir(parents=True)
+    config = write_config(tmp_path / "c.yaml", root=tmp_path / "private", db=tmp_path / "state.db",
+                          repo=tmp_path / "gitops.git")
+    env = {"ARGUS_CONFIG": str(config)}
+
+    def ctl(*args, workdir=tmp_path / "alice-work", user_flag=()):
+        return run_argusctl(*args, "--workdir", str(workdir), *user_flag, env=env, cwd=tmp_path)
+
+    result = ctl("init", "--user", "alice", "--name", "Alice", "--email", "alice@example.com")
+    assert result.returncode == 0, result.stderr
+    return tmp_path, config, env, ctl
+
+
+def log(path, *args):
+    return subprocess.run(["git", "-C", str(path), "log", "--format=%an <%ae>|%s", *args], capture_output=True,
+                          text=True, check=True).stdout.splitlines()
+
+
+def test_init_makes_the_repo_and_the_clone(setup):
+    tmp, config, env, ctl = setup
+    assert (tmp / "gitops.git" / "HEAD").exists()
+    assert (tmp / "alice-work" / "models.d" / "alice" / ".gitkeep").exists()
+    assert log(tmp / "gitops.git") == ["Alice <alice@example.com>|init: models.d/alice/"]
+    again = ctl("init", "--user", "alice")
+    assert again.returncode == 0 and len(log(tmp / "gitops.git")) == 1  # idempotent
+
+
+def test_apply_commits_as_the_user_and_the_daemon_sees_it(setup):
+    tmp, config, env, ctl = setup
+    (tmp / "m.yaml").write_text(spec("m"))
+    result = ctl("apply", "-f", "m.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "alice/m: created" in result.stdout and "+model_id: m" in result.stdout
+    assert log(tmp / "gitops.git")[0] == "Alice <alice@example.com>|apply alice/m: new model"
+    assert ctl("apply", "-f", "m.yaml").stdout.strip().endswith("alice/m: unchanged")
+    assert len(log(tmp / "gitops.git")) == 2
+    (tmp / "m.yaml").write_text(spec("m", replicas=2))
+    assert ctl("apply", "-f", "m.yaml").returncode == 0
+    assert log(tmp / "gitops.git")[0].endswith("apply alice/m: num_replicas 1 -> 2")
+    syncer = Syncer(Store.open(tmp / "s.db"), GitRepo(tmp / "gitops.git"), "main", SpecPolicy(root=str(tmp / "private")))
+    syncer.sync_once()
+    (model,) = syncer.store.list_models()
+    assert (model.model_id_suffix, model.resolved["num_replicas"], model.commit_author) == (
+        "m", 2, "Alice <alice@example.com>")
+
+
+def test_invalid_spec_is_refused_and_nothing_is_written(setup):
+    tmp, config, env, ctl = setup
+    (tmp / "bad.yaml").write_text("model_id: m\nmodel_source: /etc\n")
+    result = ctl("apply", "-f", "bad.yaml")
+    assert result.returncode == 1
+    assert "bad.yaml:2:15: model_source /etc is outside the allowed roots" in result.stderr
+    assert len(log(tmp / "gitops.git")) == 1
+    assert not (tmp / "alice-work" / "models.d" / "alice" / "m.yaml").exists()
+
+
+def test_dry_run_shows_the_diff_and_touches_nothing(setup):
+    tmp, config, env, ctl = setup
+    (tmp / "m.yaml").write_text(spec("m"))
+    result = ctl("apply", "-f", "m.yaml", "--dry-run")
+    assert result.returncode == 0
+    assert "+++ b/models.d/alice/m.yaml" in result.stdout and "would be" in result.stdout
+    assert not (tmp / "alice-work" / "models.d" / "alice" / "m.yaml").exists()
+    assert len(log(tmp / "gitops.git")) == 1
+
+
+def test_scale_keeps_comments_and_respects_limits(setup):
+    tmp, config, env, ctl = setup
+    (tmp / "m.yaml").write_text("# my model\nmodel_id: m  # the id\nmodel_source: $HOME/common/hf/x\n"
+                                "num_replicas: 1   # start small\n")
+    assert ctl("apply", "-f", "m.yaml").returncode == 0
+    result = ctl("scale", "m", "--replicas", "3", "-o", "json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["action"] == "scaled"
+    text = (tmp / "alice-work" / "models.d" / "alice" / "m.yaml").read_text()
+    assert text == ("# my model\nmodel_id: m  # the id\nmodel_source: $HOME/common/hf/x\n"
+                    "num_replicas: 3   # start small\n")
+    assert log(tmp / "gitops.git")[0].endswith("scale alice/m: num_replicas 1 -> 3")
+    over = ctl("scale", "alice-202601010000-m", "--replicas", "9")  # full public id works too
+    assert over.returncode == 1 and "over this platform's limit of 4" in over.stderr
+    assert ctl("scale", "nope", "--replicas", "2").returncode == 4
+
+
+def test_delete(setup):
+    tmp, config, env, ctl = setup
+    (tmp / "m.yaml").write_text(spec("m"))
+    ctl("apply", "-f", "m.yaml")
+    result = ctl("delete", "m")
+    assert result.returncode == 0 and "alice/m: deleted" in result.stdout
+    assert not (tmp / "alice-work" / "models.d" / "alice" / "m.yaml").exists()
+    assert log(tmp / "gitops.git")[0].endswith("delete alice/m")
+    missing = ctl("delete", "m")
+    assert missing.returncode == 4 and "no spec for model 'm'" in missing.stderr
+
+
+def test_a_push_that_loses_a_race_is_rebased_not_forced(setup):
+    tmp, config, env, ctl = setup
+    bob = lambda *a: ctl(*a, workdir=tmp / "bob-work")  # noqa: E731
+    assert bob("init", "--user", "bob", "--name", "Bob", "--email", "bob@example.com").returncode == 0
+    # alice's clone is now behind (bob's init commit); she commits on her stale clone
+    (tmp / "a.yaml").write_text(spec("a"))
+    (tmp / "b.yaml").write_text(spec("b"))
+    assert bob("apply", "-f", "b.yaml").returncode == 0
+    result = ctl("apply", "-f", "a.yaml")
+    assert result.returncode == 0, result.stderr
+    subjects = [line.split("|")[1] for line in log(tmp / "gitops.git")]
+    assert subjects == ["apply alice/a: new model", "apply bob/b: new model", "init: models.d/bob/",
+                        "init: models.d/alice/"]
+    merges = subprocess.run(["git", "-C", str(tmp / "gitops.git"), "rev-list", "--merges", "HEAD"],
+                            capture_output=True, text=True).stdout
+    assert merges == ""
+
+
+def test_wait_times_out_with_exit_5_when_nothing_applies_it(setup):
+    tmp, config, env, ctl = setup
+    (tmp / "m.yaml").write_text(spec("m"))
+    result = ctl("apply", "-f", "m.yaml", "--wait", "--timeout", "1")
+    assert result.returncode == 5
+    assert "alice/m: absent: timed out" in result.stdout
+
+
+def test_commands_need_a_clone(tmp_path):
+    config = write_config(tmp_path / "c.yaml", root=tmp_path, db=tmp_path / "s.db", repo=tmp_path / "g.git")
+    result = run_argusctl("delete", "m", "--workdir", str(tmp_path / "none"), env={"ARGUS_CONFIG": str(config)})
+    assert result.returncode == 2 and "argusctl init" in result.stderr
+
+
+def test_push_race_mechanism_rebases_and_conflicts_are_refused(setup):
+    """Losing the race between sync and push: the commit is replayed on top, or refused on a conflict."""
+    from daemon import writepath
+    from daemon.errors import GitError
+
+    tmp, config, env, ctl = setup
+    ctl("init", "--user", "alice", workdir=tmp / "alice-2")
+    first = writepath.open_clone(tmp / "alice-work", None, "main")
+    second = writepath.open_clone(tmp / "alice-2", None, "main")
+    (second.user_dir / "x.yaml").write_text(spec("x"))
+    writepath._commit_and_push(second, [second.user_dir / "x.yaml"], "x from the second clone")
+    (first.user_dir / "y.yaml").write_text(spec("y"))  # the first clone is stale now
+    sha = writepath._commit_and_push(first, [first.user_dir / "y.yaml"], "y from the first clone")
+    assert [line.split("|")[1] for line in log(tmp / "gitops.git")][:2] == ["y from the first clone",
+                                                                             "x from the second clone"]
+    assert log(tmp / "gitops.git", "-1", "--format=%H")[0].split("|")[0] == sha
+    # Both clones now change the same file differently: the second to push is refused.
+    writepath._sync_clone(second)
+    (first.user_dir / "x.yaml").write_text(spec("x", replicas=2))
+    writepath._commit_and_push(first, [first.user_dir / "x.yaml"], "x to 2")
+    (second.user_dir / "x.yaml").write_text(spec("x", replicas=3))
+    with pytest.raises(GitError, match="changed the same spec meanwhile"):
+        writepath._commit_and_push(second, [second.user_dir / "x.yaml"], "x to 3")
+    assert log(tmp / "gitops.git")[0].endswith("|x to 2")
+    assert "num_replicas: 2" in (second.user_dir / "x.yaml").read_text()  # the clone is back on theirs
