@@ -1,7 +1,6 @@
 """The reconciler against real Ray Serve + vLLM: a model that fails to start is FAILED with
 Serve's message and left out, the good one serves; drift is repaired; deletes converge."""
 import json
-import subprocess
 import time
 import urllib.request
 
@@ -41,23 +40,19 @@ def chat(model_id):
 
 def test_broken_model_fails_alone_and_drift_is_repaired(argusd, tmp_path):
     home, env = argusd
-    work = tmp_path / "work"
-    subprocess.run(["git", "clone", "-q", str(home / "gitops.git"), str(work)], check=True)
-    git = lambda *a: subprocess.run(["git", "-C", str(work), *a], check=True, capture_output=True)  # noqa: E731
-    git("config", "user.email", "iso@argus.local")
-    git("config", "user.name", "iso")
-    git("checkout", "-q", "-B", "main")
-    (work / "models.d" / "iso").mkdir(parents=True)
-    (work / "models.d" / "iso" / "good.yaml").write_text(f"model_id: good\nmodel_source: {SOURCE}\n")
+    ctl = lambda *a, **kw: run_argusctl(*a, "--workdir", str(tmp_path / "work"), env=env, **kw)  # noqa: E731
+    assert ctl("init", "--user", "iso", "--name", "iso", "--email", "iso@argus.local").returncode == 0
+    (tmp_path / "good.yaml").write_text(f"model_id: good\nmodel_source: {SOURCE}\n")
     # Valid for the spec policy, impossible for vLLM: SmolLM2 has 8192 positions.
-    (work / "models.d" / "iso" / "bad.yaml").write_text(
-        f"model_id: bad\nmodel_source: {SOURCE}\nengine_kwargs:\n  max_model_len: 1000000\n")
-    git("add", "-A")
-    git("commit", "-qm", "good and bad")
-    git("push", "-q", "origin", "HEAD:main")
+    (tmp_path / "bad.yaml").write_text(f"model_id: bad\nmodel_source: {SOURCE}\nengine_kwargs:\n"
+                                       "  max_model_len: 1000000\n")
+    assert ctl("apply", "-f", str(tmp_path / "bad.yaml")).returncode == 0
+    good = ctl("apply", "-f", str(tmp_path / "good.yaml"), "--wait", "--timeout", "900", timeout=1000)
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "iso/good: RUNNING" in good.stdout
 
     models = wait_for(env, lambda m: m.get("bad", {}).get("state") == "FAILED", "bad to fail")
-    assert "max_model_len" in (models["bad"]["error_summary"] or ""), models["bad"]["error_summary"]
+    assert "max_model_len (1000000) is greater than" in models["bad"]["error_summary"], models["bad"]
     models = wait_for(env, lambda m: m.get("good", {}).get("state") == "RUNNING", "good to run")
     assert chat(models["good"]["model_id"]).strip()
     served = ServeClient("http://127.0.0.1:8265").get_applications()
@@ -72,7 +67,8 @@ def test_broken_model_fails_alone_and_drift_is_repaired(argusd, tmp_path):
     logs = run_argusctl("logs", models["good"]["model_id"], env=env).stdout
     assert "DRIFT_REPAIRED" in logs
 
-    git("rm", "-q", "models.d/iso/good.yaml", "models.d/iso/bad.yaml")
-    git("commit", "-qm", "clean up")
-    git("push", "-q", "origin", "HEAD:main")
-    wait_for(env, lambda m: not m, "both models to be deleted", timeout=300)
+    for name in ("bad", "good"):
+        gone = ctl("delete", name, "--wait", "--timeout", "300", timeout=400)
+        assert gone.returncode == 0, gone.stdout + gone.stderr
+        assert f"iso/{name}: DELETED" in gone.stdout
+    assert not status(env)
