@@ -7,7 +7,7 @@ import typer
 
 from daemon.errors import ArgusError
 
-from . import doctor, lint, status, write
+from . import doctor, hook, lint, status, write
 from .common import fail
 
 app = typer.Typer(
@@ -34,6 +34,7 @@ lint.register(app)
 status.register(app)
 doctor.register(app)
 write.register(app)
+hook.register(app)
 
 
 def run() -> None:

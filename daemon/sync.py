@@ -25,6 +25,7 @@ log = logging.getLogger("argus.sync")
 
 SYMLINK_MODE = "120000"
 STRAY_USER = ""  # rejections of files that belong to no user directory
+DELETED_BLOB = "(deleted)"  # the blob of a rejection that keeps a model whose file was deleted
 
 
 @dataclass
@@ -134,6 +135,7 @@ class Syncer:
         extra = self._ownership_problems(commit, user, tree, changed)
         models = self.store.live_models_of(user)
         rejections = {r.spec_path: (r.blob_sha, tuple(r.problems)) for r in self.store.rejections(user)}
+        states += self._refused_deletions(commit, user, tree, changed, models, rejections)
         changes = plan_user(user, states, models, rejections, commit.committed_at, self.policy, extra)
         for change in changes:
             self._apply(change, commit, now)
@@ -141,13 +143,39 @@ class Syncer:
 
     def _ownership_problems(self, commit: CommitInfo, user: str, tree: list[TreeFile],
                             changed: set[str]) -> dict[str, tuple[str, ...]]:
-        allowed = self.owners.get(user)
-        if not self.owners or allowed is None or commit.author_email in allowed:
+        if self._allowed(commit, user):
             return {}
         # Refuse only what this commit changed: files that were fine stay as they were.
-        message = (f"commit {commit.sha[:12]} by {commit.author} may not change models.d/{user}/ "
-                   f"(allowed: {', '.join(allowed) or 'nobody'}); revert it and let {user} push the change")
+        message = self._ownership_message(commit, user)
         return {f.path: (f"{f.path}:1:1: {message}",) for f in tree if f.path in changed}
+
+    def _refused_deletions(self, commit: CommitInfo, user: str, tree: list[TreeFile], changed: set[str],
+                           models: list, rejections: dict) -> list[SpecFileState]:
+        """A spec deleted by someone not allowed to: its model stays, as if the file were
+        still there but broken, until the file comes back (a revert); the owner then deletes
+        it in a commit of their own."""
+        present = {f.path for f in tree}
+        kept = []
+        for model in models:
+            path = model.spec_path
+            if path in present or model.state == "DELETING":
+                continue
+            if rejections.get(path, ("",))[0] == DELETED_BLOB:  # refused before: stays refused
+                kept.append(SpecFileState(path, DELETED_BLOB, "", None,
+                                          tuple(Problem(path, 1, 1, p.split(": ", 1)[-1]) for p in rejections[path][1])))
+            elif path in changed and not self._allowed(commit, user):
+                message = self._ownership_message(commit, user)
+                kept.append(SpecFileState(path, DELETED_BLOB, "", None, (Problem(path, 1, 1, message),)))
+        return kept
+
+    def _allowed(self, commit: CommitInfo, user: str) -> bool:
+        allowed = self.owners.get(user)
+        return not self.owners or allowed is None or commit.author_email in allowed
+
+    def _ownership_message(self, commit: CommitInfo, user: str) -> str:
+        allowed = self.owners.get(user, ())
+        return (f"commit {commit.sha[:12]} by {commit.author} may not change models.d/{user}/ "
+                f"(allowed: {', '.join(allowed) or 'nobody'}); revert it and let {user} push the change")
 
     def _file_state(self, f: TreeFile, user: str, user_problem: str | None, blobs: dict[str, bytes]) -> SpecFileState:
         if user_problem is not None:
