@@ -101,7 +101,9 @@ def _app_view(app: dict[str, Any]) -> dict[str, Any]:
 
 def config_differs(desired: dict[str, Any], observed: Observed) -> bool:
     wanted = {a["name"]: _app_view(a) for a in desired["applications"]}
-    have = {name: _app_view(app.deployed_config or {"name": name}) for name, app in observed.apps.items()}
+    # An app Serve is already deleting counts as gone: putting the same config again is noise.
+    have = {name: _app_view(app.deployed_config or {"name": name}) for name, app in observed.apps.items()
+            if app.status != "DELETING"}
     return wanted != have
 
 

@@ -188,3 +188,10 @@ def test_failure_summary_keeps_the_first_sentence_and_the_final_exception():
         "than the derived max_model_len")
     assert summarize_failure("UNHEALTHY: health check\nfailed") == "UNHEALTHY: health check failed"
     assert len(summarize_failure("x" * 2000)) == 500
+
+
+def test_an_app_serve_is_deleting_is_not_deleted_again_but_its_model_waits():
+    one = plan([model("a", "RUNNING")], Observed(), gpus_total=None, settings=CPU, serve=SERVE).apply
+    deleting = served(one, app_status="DELETING")
+    p = plan([model("a", "DELETING")], deleting, gpus_total=None, settings=CPU, serve=SERVE)
+    assert p.noop  # no second PUT of the empty config, and not DELETED while Serve still has it
