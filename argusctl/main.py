@@ -7,7 +7,7 @@ import typer
 
 from daemon.errors import ArgusError
 
-from . import doctor, hook, lint, status, write
+from . import diff, doctor, hook, lint, status, write
 from .common import fail
 
 app = typer.Typer(
@@ -35,6 +35,7 @@ status.register(app)
 doctor.register(app)
 write.register(app)
 hook.register(app)
+diff.register(app)
 
 
 def run() -> None:

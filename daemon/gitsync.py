@@ -103,6 +103,11 @@ class GitRepo:
             return None
         return out.strip() or None
 
+    def resolve(self, ref: str) -> str | None:
+        """The commit a ref, branch, tag or sha names; None when it names none."""
+        status, out, _ = self._run("rev-parse", "--verify", "-q", f"{ref}^{{commit}}")
+        return out.strip() if status == 0 and out.strip() else None
+
     def has_commit(self, sha: str) -> bool:
         return self._run("cat-file", "-e", f"{sha}^{{commit}}")[0] == 0
 

@@ -123,6 +123,14 @@ class Syncer:
 
     def _record_user(self, commit: CommitInfo, user: str, tree: list[TreeFile], changed: set[str],
                      blobs: dict[str, bytes], now: str) -> int:
+        changes = self.plan_user_at(commit, user, tree, changed, blobs)
+        for change in changes:
+            self._apply(change, commit, now)
+        return len(changes)
+
+    def plan_user_at(self, commit: CommitInfo, user: str, tree: list[TreeFile], changed: set[str],
+                     blobs: dict[str, bytes]) -> list:
+        """What recording this commit would change for one user (reads the store, writes nothing)."""
         try:
             validate_user_id(user)
             user_problem = None
@@ -136,10 +144,7 @@ class Syncer:
         models = self.store.live_models_of(user)
         rejections = {r.spec_path: (r.blob_sha, tuple(r.problems)) for r in self.store.rejections(user)}
         states += self._refused_deletions(commit, user, tree, changed, models, rejections)
-        changes = plan_user(user, states, models, rejections, commit.committed_at, self.policy, extra)
-        for change in changes:
-            self._apply(change, commit, now)
-        return len(changes)
+        return plan_user(user, states, models, rejections, commit.committed_at, self.policy, extra)
 
     def _ownership_problems(self, commit: CommitInfo, user: str, tree: list[TreeFile],
                             changed: set[str]) -> dict[str, tuple[str, ...]]:
@@ -203,6 +208,22 @@ class Syncer:
             return 0
         self._apply(RejectSpec(STRAY_USER, path, present.blob, (problem,), None), commit, now)
         return 1
+
+    def plan_tree(self, sha: str) -> list:
+        """`argusctl diff`: what syncing the tree at `sha` would change, as one step from the
+        store's state (like a resync; ownership is judged per commit, so not here)."""
+        commit = self.repo.commit_info(sha)
+        files = self.repo.tree_files(sha)
+        users = {u for u in (user_of(f.path) for f in files) if u is not None}
+        users |= {m.user_id for m in self.store.list_models()}
+        users |= {r.user_id for r in self.store.rejections() if r.user_id != STRAY_USER}
+        tree = {u: [f for f in files if user_of(f.path) == u and is_spec_path(f.path)] for u in users}
+        blobs = self.repo.read_blobs([f.blob for fs in tree.values() for f in fs if f.mode != SYMLINK_MODE],
+                                     self.policy.max_spec_bytes)
+        changes = []
+        for user in sorted(users):
+            changes += self.plan_user_at(commit, user, tree[user], set(), blobs)
+        return changes
 
     # -- writing a change ------------------------------------------------------------------------
 
