@@ -11,7 +11,6 @@ cd "$(dirname "$0")/.."
 REPO=$(pwd)
 export ARGUS_CONFIG=${ARGUS_CONFIG:-$REPO/configs/local.yaml}
 ARGUSCTL="$REPO/.venv/bin/argusctl"
-ARGUSD="$REPO/.venv/bin/argusd"
 SERVE_VENV=${ARGUS_SERVE_VENV:-$REPO/.venv-serve}
 SERVE_PY="$SERVE_VENV/bin/python"
 E2E_USER=${E2E_USER:-e2e}
@@ -21,17 +20,11 @@ TIMEOUT=${E2E_TIMEOUT:-900}
 say() { printf '[e2e %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 die() { say "FAILED: $*"; exit 1; }
 
-if [ ! -x "$ARGUSCTL" ]; then
-  say "making .venv (argus itself: argusd and argusctl)"
-  "${PYTHON:-python3}" -m venv "$REPO/.venv"
-  "$REPO/.venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$REPO" 2>&1 \
-    | grep -v "is ignored: it is neither" || true
-fi
+scripts/venv.sh
 cfg() { "$REPO/.venv/bin/python" -c "from daemon.config import load_config; c = load_config(); print($1)"; }
-GITOPS=$(cfg c.gitops.repo); BRANCH=$(cfg c.gitops.branch); STATE_DIR=$(dirname "$(cfg c.state.db)")
+GITOPS=$(cfg c.gitops.repo); BRANCH=$(cfg c.gitops.branch)
 ON_CPU=$(cfg c.serving.llm.on_cpu); PORT=$(cfg c.serving.serve.http_port)
 BASE="http://127.0.0.1:$PORT/v1"
-mkdir -p "$STATE_DIR"
 
 # 1. Ray and, on a CPU machine, the small model.
 if [ "$ON_CPU" = "True" ]; then
@@ -42,14 +35,7 @@ scripts/ray_up.sh
 
 # 2. The GitOps repo and the daemon (reused when already running).
 [ -d "$GITOPS" ] || { git init -q --bare -b "$BRANCH" "$GITOPS"; say "created $GITOPS"; }
-PIDFILE="$STATE_DIR/argusd.pid"
-if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
-  say "reusing argusd (pid $(cat "$PIDFILE"))"
-else
-  nohup "$ARGUSD" >> "$STATE_DIR/argusd.log" 2>&1 &
-  echo $! > "$PIDFILE"
-  say "started argusd (pid $!, log $STATE_DIR/argusd.log)"
-fi
+scripts/argusd_up.sh
 
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT

@@ -5,12 +5,7 @@
 # .venv-serve (~4 GB, ~4 min). Other arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-  "$PYTHON" -m venv .venv
-fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]' 2>&1 \
-  | grep -v "is ignored: it is neither a file nor a directory" || true
+scripts/venv.sh dev
 if [ "${1:-}" = "--e2e" ]; then
   shift
   export ARGUS_E2E=1

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Start argusd in the background for the config in $ARGUS_CONFIG (pid and log next to the
+# store), or reuse the one that runs. `scripts/argusd_up.sh stop` stops it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+STATE_DIR=$(dirname "$(.venv/bin/python -c 'from daemon.config import load_config; print(load_config().state.db)')")
+PIDFILE="$STATE_DIR/argusd.pid"
+mkdir -p "$STATE_DIR"
+running() { [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
+if [ "${1:-}" = "stop" ]; then
+  running && kill "$(cat "$PIDFILE")" && echo "argusd_up: stopped"
+  rm -f "$PIDFILE"
+  exit 0
+fi
+if running; then
+  echo "argusd_up: reusing argusd (pid $(cat "$PIDFILE"))"
+else
+  nohup .venv/bin/argusd >> "$STATE_DIR/argusd.log" 2>&1 &
+  echo $! > "$PIDFILE"
+  for _ in $(seq 1 100); do [ -f "$STATE_DIR/argus.db" ] && break; sleep 0.1; done
+  echo "argusd_up: started argusd (pid $!, log $STATE_DIR/argusd.log)"
+fi

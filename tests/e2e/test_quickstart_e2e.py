@@ -1,0 +1,45 @@
+"""The README's first command: from nothing to a served model, then scale and delete with --wait."""
+import json
+import re
+import subprocess
+import urllib.request
+
+import pytest
+
+from helpers import run_argusctl
+
+pytestmark = pytest.mark.e2e
+
+
+def test_quickstart_serves_a_model_and_write_commands_report_the_final_state(e2e_home, repo_root):
+    home, env = e2e_home
+    result = subprocess.run(["scripts/quickstart.sh"], cwd=repo_root, env=env, capture_output=True, text=True,
+                            timeout=1800)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    match = re.search(r"Serving (\S+) on http://127\.0\.0\.1:8000/v1", result.stdout)
+    assert match, result.stdout[-2000:]
+    model_id = match.group(1)
+    assert "demo/smollm2-135m: RUNNING" in result.stdout
+    body = json.dumps({"model": model_id, "max_tokens": 16,
+                       "messages": [{"role": "user", "content": "What is the capital of France?"}]}).encode()
+    request = urllib.request.Request("http://127.0.0.1:8000/v1/chat/completions", data=body,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as response:
+        assert json.loads(response.read())["choices"][0]["message"]["content"].strip()
+
+    again = subprocess.run(["scripts/quickstart.sh"], cwd=repo_root, env=env, capture_output=True, text=True,
+                           timeout=600)
+    assert again.returncode == 0 and "demo/smollm2-135m: unchanged" in again.stdout  # idempotent
+
+    scaled = run_argusctl("scale", "smollm2-135m", "--replicas", "2", "--wait", env=env, timeout=1200)
+    assert scaled.returncode == 0, scaled.stdout + scaled.stderr
+    assert scaled.stdout.strip().splitlines()[-1] == "demo/smollm2-135m: RUNNING"
+    status = json.loads(run_argusctl("status", model_id, "-o", "json", env=env).stdout)
+    assert status["model"]["resolved"]["num_replicas"] == 2 and status["model"]["model_id"] == model_id
+    deleted = run_argusctl("delete", model_id, "--wait", env=env, timeout=600)
+    assert deleted.returncode == 0, deleted.stdout + deleted.stderr
+    assert deleted.stdout.strip().splitlines()[-1] == "demo/smollm2-135m: DELETED"
+    log = subprocess.run(["git", "-C", str(home / "gitops.git"), "log", "--format=%an|%s", "-4"],
+                         capture_output=True, text=True).stdout.splitlines()
+    assert log[:3] == ["demo|delete demo/smollm2-135m", "demo|scale demo/smollm2-135m: num_replicas 1 -> 2",
+                       "demo|apply demo/smollm2-135m: new model"]
