@@ -40,7 +40,7 @@ diff.register(app)
 
 def run() -> None:
     try:
-        app()
+        app(prog_name="argusctl")
     except ArgusError as error:
         try:
             fail(error)

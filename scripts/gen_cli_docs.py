@@ -1,0 +1,53 @@
+#!/usr/bin/env python3
+"""Write docs/cli.md from the commands' own --help (tests/integration/test_docs.py keeps it current).
+
+Usage: .venv/bin/python scripts/gen_cli_docs.py [--check]
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMANDS = [[], ["lint"], ["schema"], ["status"], ["logs"], ["doctor"], ["init"], ["apply"], ["scale"],
+            ["delete"], ["diff"], ["hook", "install"], ["hook", "pre-receive"]]
+HEADER = """# argusctl reference
+
+Generated from each command's `--help` by `scripts/gen_cli_docs.py`; do not edit by hand.
+
+Exit codes (every command): 0 ok; 1 invalid input, a failed check, a failed model or a
+diff; 2 usage error; 3 environment not usable (config, store, git repo, cluster); 4 no such
+model; 5 `--wait` timed out. Errors go to stderr as `argusctl: error: ...` naming the fix.
+"""
+
+
+def help_text(args: list[str]) -> str:
+    env = dict(os.environ, COLUMNS="100", TERM="dumb", NO_COLOR="1")
+    out = subprocess.run([sys.executable, "-m", "argusctl", *args, "--help"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, check=True).stdout
+    return "\n".join(line.rstrip() for line in out.strip("\n").splitlines())
+
+
+def render() -> str:
+    parts = [HEADER]
+    for args in COMMANDS:
+        title = "argusctl " + " ".join(args) if args else "argusctl"
+        text = help_text(args)
+        parts.append(f"## {title}\n\n```text\n{text}\n```\n")
+    return "\n".join(parts)
+
+
+def main() -> None:
+    target = ROOT / "docs" / "cli.md"
+    text = render()
+    if "--check" in sys.argv:
+        sys.exit(0 if target.exists() and target.read_text() == text else 1)
+    target.write_text(text)
+    print(f"wrote {target}")
+
+
+if __name__ == "__main__":
+    main()
