@@ -157,6 +157,16 @@ def _spec_files(clone: Clone) -> dict[str, Path]:
     return found
 
 
+def _locate(clone: Clone, model: str) -> tuple[str, Path]:
+    """(suffix, spec file) of one of the user's models, by suffix or full public id."""
+    suffix = suffix_of(model, clone.user)
+    path = _spec_files(clone).get(suffix)
+    if path is None:
+        raise NotFoundError(f"no spec for model {suffix!r} under {MODELS_DIR}/{clone.user}/; "
+                            f"`argusctl status --user {clone.user}` lists your models")
+    return suffix, path
+
+
 def _rel(clone: Clone, path: Path) -> str:
     return str(path.relative_to(clone.path))
 
@@ -205,11 +215,7 @@ def scale(clone: Clone, model: str, replicas: int, policy: SpecPolicy, dry_run: 
     """Set num_replicas in the model's spec, keeping the rest of the file as written."""
     if not dry_run:
         _sync_clone(clone)
-    suffix = suffix_of(model, clone.user)
-    path = _spec_files(clone).get(suffix)
-    if path is None:
-        raise NotFoundError(f"no spec for model {suffix!r} under {MODELS_DIR}/{clone.user}/; "
-                            "`argusctl status --user " + clone.user + "` lists your models")
+    suffix, path = _locate(clone, model)
     old = path.read_text()
     new = set_top_level_scalar(old, "num_replicas", str(replicas))
     parse_spec(_rel(clone, path), new.encode(), clone.user, policy)  # e.g. over the replica limit
@@ -227,11 +233,7 @@ def scale(clone: Clone, model: str, replicas: int, policy: SpecPolicy, dry_run: 
 def delete(clone: Clone, model: str, dry_run: bool = False) -> Change:
     if not dry_run:
         _sync_clone(clone)
-    suffix = suffix_of(model, clone.user)
-    path = _spec_files(clone).get(suffix)
-    if path is None:
-        raise NotFoundError(f"no spec for model {suffix!r} under {MODELS_DIR}/{clone.user}/; "
-                            "`argusctl status --user " + clone.user + "` lists your models")
+    suffix, path = _locate(clone, model)
     message = f"delete {clone.user}/{suffix}"
     change = Change("deleted", suffix, _rel(clone, path), _diff(clone, path, path.read_text(), ""), message)
     if dry_run:

@@ -55,6 +55,17 @@ def env(tmp_path):
         d.stop()
 
 
+def start_with_one_model(env):
+    """Push models.d/alice/a.yaml, start argusd, wait until it is recorded."""
+    gitops, config, start = env
+    gitops.write("models.d/alice/a.yaml", spec("a"))
+    gitops.commit("a")
+    gitops.push()
+    daemon = start()
+    wait_until(lambda: status_json(config)["models"])
+    return daemon
+
+
 def status_json(config, *args):
     result = run_argusctl("--config", str(config), "status", "-o", "json", *args)
     assert result.returncode == 0, result.stderr
@@ -92,11 +103,7 @@ def test_a_push_wakes_the_daemon_without_waiting_for_the_poll(env):
 
 def test_sigterm_stops_cleanly_and_a_restart_resumes(env):
     gitops, config, start = env
-    gitops.write("models.d/alice/a.yaml", spec("a"))
-    gitops.commit("a")
-    gitops.push()
-    daemon = start()
-    wait_until(lambda: status_json(config)["models"])
+    daemon = start_with_one_model(env)
     assert daemon.stop() == 0
     assert "argusd stopped" in daemon.text()
     gitops.write("models.d/alice/b.yaml", spec("b"))
@@ -153,11 +160,7 @@ def test_status_and_logs_while_the_daemon_writes(env):
 
 def test_logs_follow_streams_new_events(env):
     gitops, config, start = env
-    gitops.write("models.d/alice/a.yaml", spec("a"))
-    gitops.commit("a")
-    gitops.push()
-    start()
-    wait_until(lambda: status_json(config)["models"])
+    start_with_one_model(env)
     follower = subprocess.Popen([sys.executable, "-m", "argusctl", "--config", str(config), "logs", "a", "-f",
                                  "-o", "json"], stdout=subprocess.PIPE, text=True)
     try:
@@ -198,12 +201,7 @@ def _cpu_seconds(pid: int) -> float:
 
 def test_an_idle_daemon_does_not_spin(env):
     """git reads HEAD and refs on every sync; the watcher must not wake on its own reads."""
-    gitops, config, start = env
-    gitops.write("models.d/alice/a.yaml", spec("a"))
-    gitops.commit("a")
-    gitops.push()
-    daemon = start()
-    wait_until(lambda: status_json(config)["models"])
+    daemon = start_with_one_model(env)
     time.sleep(0.5)
     before = _cpu_seconds(daemon.proc.pid)
     time.sleep(3)
