@@ -53,9 +53,10 @@ class ServeConfig(_Strict):
     http_port: int = Field(8000, ge=1, le=65535)
     proxy_location: Literal["HeadOnly", "EveryNode", "Disabled"] = "HeadOnly"
     dashboard_url: str = "http://127.0.0.1:8265"
-    # single_app: the seed's one build_openai_app app (every change restarts every model).
-    # per_model (one Serve app per model behind one OpenAI front end) is not built yet.
-    layout: Literal["single_app"] = "single_app"
+    # per_model: one Serve app per model behind one OpenAI front end that learns models in
+    # place, so changing one model never restarts another. single_app: the seed's one
+    # build_openai_app app, where any change restarts every model (kept for comparison).
+    layout: Literal["per_model", "single_app"] = "per_model"
 
 
 class RayConfig(_Strict):

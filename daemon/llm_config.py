@@ -14,7 +14,10 @@ from typing import Any
 from .spec import ResolvedServingSpec
 
 BUILD_OPENAI_APP = "ray.serve.llm:build_openai_app"
-SINGLE_APP_NAME = "argus"
+BUILD_MODEL_APP = "daemon.frontend:build_model_app"
+BUILD_FRONTEND = "daemon.frontend:build_frontend"
+SINGLE_APP_NAME = "argus"          # the seed's one app, and the per-model layout's front end
+FRONTEND_DEPLOYMENT = "ArgusIngress"
 # Placeholder in args so Ray's LLM defaults do not switch on autoscaling; the real count
 # is the per-deployment override.
 ARGS_NUM_REPLICAS = 1
@@ -119,6 +122,36 @@ def single_app(models: list[ModelDeployment]) -> dict[str, Any]:
     }
 
 
+def model_app(model: ModelDeployment) -> dict[str, Any]:
+    """The per-model layout: one application per model, reachable only through the front end."""
+    return {
+        "name": app_name(model.model_key),
+        "route_prefix": None,
+        "import_path": BUILD_MODEL_APP,
+        "args": {"llm_config": model.llm_config},
+        "deployments": [{"name": deployment_name(model.model_key), "num_replicas": model.num_replicas}],
+    }
+
+
+def frontend_app(routes: list[dict[str, Any]]) -> dict[str, Any]:
+    """The one OpenAI endpoint of the per-model layout. Its model table is user_config, which
+    Serve applies in place: the front end is never restarted for a model change."""
+    return {
+        "name": SINGLE_APP_NAME,
+        "route_prefix": "/",
+        "import_path": BUILD_FRONTEND,
+        "args": {},
+        "deployments": [{"name": FRONTEND_DEPLOYMENT,
+                         "user_config": {"models": sorted(routes, key=lambda r: r["model_id"])}}],
+    }
+
+
+def frontend_route(model: ModelDeployment) -> dict[str, Any]:
+    return {"model_id": model.model_id, "app": app_name(model.model_key),
+            "deployment": deployment_name(model.model_key),
+            "max_request_context_length": model.llm_config.get("engine_kwargs", {}).get("max_model_len")}
+
+
 def deployed_models(app_config: dict[str, Any] | None) -> dict[str, ModelDeployment]:
     """The models inside a deployed application config, by model key (for keeping a
     model's running version while its update waits for resources)."""
@@ -126,7 +159,8 @@ def deployed_models(app_config: dict[str, Any] | None) -> dict[str, ModelDeploym
         return {}
     overrides = {d.get("name"): d.get("num_replicas") for d in app_config.get("deployments") or []}
     out = {}
-    for llm_config in (app_config.get("args") or {}).get("llm_configs") or []:
+    args = app_config.get("args") or {}
+    for llm_config in args.get("llm_configs") or ([args["llm_config"]] if args.get("llm_config") else []):
         key = (llm_config.get("deployment_config") or {}).get("name")
         model_id = (llm_config.get("model_loading_config") or {}).get("model_id")
         if key and model_id:

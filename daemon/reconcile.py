@@ -37,7 +37,7 @@ class Reconciler:
         self.client = client
         self.settings = LlmSettings.from_config(config)
         serve = config.serving.serve
-        self.serve = ServeSettings(serve.http_host, serve.http_port, serve.proxy_location)
+        self.serve = ServeSettings(serve.http_host, serve.http_port, serve.proxy_location, serve.layout)
         self.clock = clock
 
     def desired(self) -> list[DesiredModel]:

@@ -16,8 +16,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .llm_config import (LlmSettings, ModelDeployment, SINGLE_APP_NAME, deployed_models, deployment_name,
-                         serve_config, single_app)
+from .llm_config import (SINGLE_APP_NAME, LlmSettings, ModelDeployment, app_name, deployed_models, deployment_name,
+                         frontend_app, frontend_route, model_app, serve_config, single_app)
 from .spec import ResolvedServingSpec
 
 
@@ -68,6 +68,7 @@ class ServeSettings:
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     proxy_location: str = "HeadOnly"
+    layout: str = "single_app"      # or per_model
 
 
 @dataclass(frozen=True)
@@ -94,16 +95,17 @@ class Plan:
 def _app_view(app: dict[str, Any]) -> dict[str, Any]:
     """The parts of an application config that decide what runs (compared for drift)."""
     return {"name": app.get("name"), "route_prefix": app.get("route_prefix"), "import_path": app.get("import_path"),
-            "args": app.get("args"), "runtime_env": app.get("runtime_env") or {},
-            "deployments": sorted(({"name": d.get("name"), "num_replicas": d.get("num_replicas")}
+            "args": app.get("args") or {}, "runtime_env": app.get("runtime_env") or {},
+            "deployments": sorted(({"name": d.get("name"), "num_replicas": d.get("num_replicas"),
+                                    "user_config": d.get("user_config")}
                                    for d in app.get("deployments") or []), key=lambda d: d["name"])}
 
 
-def config_differs(desired: dict[str, Any], observed: Observed) -> bool:
-    wanted = {a["name"]: _app_view(a) for a in desired["applications"]}
+def config_differs(desired: dict[str, Any], observed: Observed, ignore: set[str] = frozenset()) -> bool:
+    wanted = {a["name"]: _app_view(a) for a in desired["applications"] if a["name"] not in ignore}
     # An app Serve is already deleting counts as gone: putting the same config again is noise.
     have = {name: _app_view(app.deployed_config or {"name": name}) for name, app in observed.apps.items()
-            if app.status != "DELETING"}
+            if app.status != "DELETING" and name not in ignore}
     return wanted != have
 
 
@@ -158,19 +160,34 @@ def plan(models: list[DesiredModel], observed: Observed, *, gpus_total: float | 
         entries[model.model_key] = ModelDeployment.of(model.model_key, model.spec, settings)
         admitted.add(model.model_key)
 
-    apps = [single_app(list(entries.values()))] if entries else []
-    desired_config = serve_config(apps, http_host=serve.http_host, http_port=serve.http_port,
-                                  proxy_location=serve.proxy_location)
-    apply = desired_config if config_differs(desired_config, observed) else None
+    per_model = serve.layout == "per_model"
+    if per_model:
+        model_apps = [model_app(m) for m in entries.values()]
+        wanted_apps = {a["name"]: a for a in model_apps}
+        models_config = serve_config(model_apps, http_host=serve.http_host, http_port=serve.http_port,
+                                     proxy_location=serve.proxy_location)
+    else:
+        models_config = serve_config([single_app(list(entries.values()))] if entries else [],
+                                     http_host=serve.http_host, http_port=serve.http_port,
+                                     proxy_location=serve.proxy_location)
+    # Whether the model part is applied as wanted (the front end is judged after the transitions).
+    apply = models_config if config_differs(models_config, observed, ignore={SINGLE_APP_NAME} if per_model
+                                            else set()) else None
 
     for model in models:
         seen = observed.deployment(deployment_name(model.model_key))
-        app = observed.apps.get(SINGLE_APP_NAME)
+        app = observed.apps.get(app_name(model.model_key) if per_model else SINGLE_APP_NAME)
+        if per_model:  # only this model's own app decides whether it is applied
+            name = app_name(model.model_key)
+            in_sync = (app is not None and name in wanted_apps
+                       and _app_view(wanted_apps[name]) == _app_view(app.deployed_config or {}))
+        else:
+            in_sync = apply is None
         if model.model_key in admitted:
             transitions.append(Transition(model.model_key, "DEPLOYING", "APPLIED",
                                           {"generation": model.generation, "num_replicas": model.spec.num_replicas},
                                           attempted_generation=model.generation))
-        elif model.state == "DEPLOYING" and apply is None:
+        elif model.state == "DEPLOYING" and in_sync:
             if seen is None:
                 if app is not None and app.status == "DEPLOY_FAILED":  # the app did not even build
                     transitions.append(_failed(model, f"DEPLOY_FAILED: {app.message}".strip()))
@@ -185,12 +202,22 @@ def plan(models: list[DesiredModel], observed: Observed, *, gpus_total: float | 
         elif model.state == "RUNNING":
             if seen is not None and seen[1].status in ("DEPLOY_FAILED", "UNHEALTHY"):
                 transitions.append(_failed(model, _failure(*seen)))
-            elif apply is not None and (seen is None or running_now.get(model.model_key) != entries[model.model_key]):
+            elif not in_sync and (seen is None or running_now.get(model.model_key) != entries[model.model_key]):
                 transitions.append(Transition(model.model_key, "DEPLOYING", "DRIFT_REPAIRED",
                                               {"message": "Serve did not run this model as specified; applied again"}))
         elif model.state == "DELETING" and seen is None and model.model_key not in running_now:
             transitions.append(Transition(model.model_key, "DELETED", "DELETED", {}))
-    return Plan(apply, transitions)
+    if not per_model:
+        return Plan(apply, transitions)
+
+    # The front end lists exactly the models that are RUNNING once this tick is recorded.
+    state_after = {m.model_key: m.state for m in models}
+    state_after.update({t.model_key: t.state for t in transitions if t.state is not None})
+    routes = [frontend_route(entries[m.model_key]) for m in models
+              if state_after[m.model_key] == "RUNNING" and m.model_key in entries]
+    desired = serve_config(model_apps + [frontend_app(routes)], http_host=serve.http_host,
+                           http_port=serve.http_port, proxy_location=serve.proxy_location)
+    return Plan(desired if config_differs(desired, observed) else None, transitions)
 
 
 def _failed(model: DesiredModel, message: str) -> Transition:

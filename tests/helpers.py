@@ -1,9 +1,13 @@
 """Shared test helpers (importable: pytest puts tests/ on sys.path)."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import threading
+import time
+import urllib.request
 from pathlib import Path
 
 
@@ -77,3 +81,62 @@ def write_config(path: Path, *, root: Path, db: Path, repo: Path, poll_seconds: 
         f"state:\n  db: {db}\n"
         f"gitops:\n  repo: {repo}\n  branch: main\n  poll_seconds: {poll_seconds}\n" + extra)
     return Path(path)
+
+
+BASE = "http://127.0.0.1:8000/v1"
+
+
+class Prober(threading.Thread):
+    """Sends one short chat request to a model after another and records the failures."""
+
+    def __init__(self, model_id: str):
+        super().__init__(daemon=True)
+        self.model_id = model_id
+        self.stop = threading.Event()
+        self.results: list[tuple[float, float, bool]] = []  # (start, end, ok)
+
+    def run(self) -> None:
+        body = json.dumps({"model": self.model_id, "max_tokens": 4,
+                           "messages": [{"role": "user", "content": "Hi"}]}).encode()
+        while not self.stop.is_set():
+            started = time.monotonic()
+            try:
+                request = urllib.request.Request(f"{BASE}/chat/completions", data=body,
+                                                 headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(request, timeout=60) as response:
+                    ok = response.status == 200 and bool(json.loads(response.read())["choices"])
+            except Exception:
+                ok = False
+            self.results.append((started, time.monotonic(), ok))
+            if not ok:
+                time.sleep(0.2)
+
+    def window(self, start: float, end: float) -> tuple[int, int, float]:
+        """(requests, failed, longest stretch of failures in seconds) between two times."""
+        inside = [r for r in self.results if r[0] >= start and r[1] <= end]
+        failed, longest, stretch_start = 0, 0.0, None
+        for begin, finish, ok in inside:
+            if ok:
+                if stretch_start is not None:
+                    longest = max(longest, begin - stretch_start)
+                stretch_start = None
+            else:
+                failed += 1
+                stretch_start = begin if stretch_start is None else stretch_start
+        if stretch_start is not None:
+            longest = max(longest, end - stretch_start)
+        return len(inside), failed, longest
+
+
+def replicas_of(client, model_key: str) -> set[tuple[str, int]]:
+    for app in (client.get_applications().get("applications") or {}).values():
+        dep = (app.get("deployments") or {}).get(f"LLMServer:{model_key}")
+        if dep:
+            return {(r["replica_id"], r.get("pid")) for r in dep.get("replicas") or [] if r.get("state") == "RUNNING"}
+    return set()
+
+
+def deployment_names(client) -> set[str]:
+    """Every deployment Serve runs, across applications (either layout)."""
+    return {name for app in (client.get_applications().get("applications") or {}).values()
+            for name in app.get("deployments") or {}}

@@ -7,7 +7,7 @@ import urllib.request
 import pytest
 
 from daemon.serve_client import ServeClient
-from helpers import run_argusctl
+from helpers import deployment_names, run_argusctl
 
 pytestmark = pytest.mark.e2e
 SOURCE = "$HOME/common/hf/SmolLM2-135M-Instruct"
@@ -55,8 +55,7 @@ def test_broken_model_fails_alone_and_drift_is_repaired(argusd, tmp_path):
     assert "max_model_len (1000000) is greater than" in models["bad"]["error_summary"], models["bad"]
     models = wait_for(env, lambda m: m.get("good", {}).get("state") == "RUNNING", "good to run")
     assert chat(models["good"]["model_id"]).strip()
-    served = ServeClient("http://127.0.0.1:8265").get_applications()
-    deployments = set(served["applications"]["argus"]["deployments"])
+    deployments = deployment_names(ServeClient("http://127.0.0.1:8265"))
     assert f"LLMServer:{models['good']['model_key']}" in deployments
     assert f"LLMServer:{models['bad']['model_key']}" not in deployments  # left out after it failed
 

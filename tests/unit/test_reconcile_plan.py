@@ -27,8 +27,8 @@ def served(config, dep_status="HEALTHY", app_status="RUNNING", message="", runni
             if d["name"] in drop:
                 continue
             status = dep_status(d["name"]) if callable(dep_status) else dep_status
-            deps[d["name"]] = ObservedDeployment(status, message, d["num_replicas"],
-                                                 d["num_replicas"] if running is None else running)
+            replicas = d.get("num_replicas", 1)
+            deps[d["name"]] = ObservedDeployment(status, message, replicas, replicas if running is None else running)
         apps[app["name"]] = ObservedApp(app_status, message, app, deps)
     return Observed(apps)
 
@@ -195,3 +195,68 @@ def test_an_app_serve_is_deleting_is_not_deleted_again_but_its_model_waits():
     deleting = served(one, app_status="DELETING")
     p = plan([model("a", "DELETING")], deleting, gpus_total=None, settings=CPU, serve=SERVE)
     assert p.noop  # no second PUT of the empty config, and not DELETED while Serve still has it
+
+
+PER_MODEL = ServeSettings(layout="per_model")
+
+
+def apps(config):
+    return {a["name"]: a for a in config["applications"]}
+
+
+def routes(config):
+    return [r["model_id"] for r in apps(config)["argus"]["deployments"][0]["user_config"]["models"]]
+
+
+def test_per_model_layout_one_app_per_model_and_a_front_end():
+    p = plan([model("a")], Observed(), gpus_total=None, settings=CPU, serve=PER_MODEL)
+    assert states(p) == [("a", "DEPLOYING", "APPLIED")]
+    assert set(apps(p.apply)) == {"argus", "llm-a"}
+    assert apps(p.apply)["llm-a"]["import_path"] == "daemon.frontend:build_model_app"
+    assert apps(p.apply)["llm-a"]["route_prefix"] is None
+    assert apps(p.apply)["argus"]["route_prefix"] == "/"
+    assert routes(p.apply) == []  # not RUNNING yet: not listed
+
+
+def test_per_model_running_model_is_added_to_the_front_end_in_place():
+    applied = plan([model("a")], Observed(), gpus_total=None, settings=CPU, serve=PER_MODEL).apply
+    p = plan([model("a", "DEPLOYING")], served(applied), gpus_total=None, settings=CPU, serve=PER_MODEL)
+    assert states(p) == [("a", "RUNNING", "RUNNING")]
+    assert routes(p.apply) == ["alice-202601010000-a"]
+    assert apps(p.apply)["llm-a"] == apps(applied)["llm-a"]  # the model's own app is not touched
+    assert apps(p.apply)["argus"]["args"] == apps(applied)["argus"]["args"]  # only user_config changes
+    settled = plan([model("a", "RUNNING")], served(p.apply), gpus_total=None, settings=CPU, serve=PER_MODEL)
+    assert settled.noop
+
+
+def test_per_model_adding_or_failing_another_model_leaves_the_first_untouched():
+    first = plan([model("a", "RUNNING")], Observed(), gpus_total=None, settings=CPU, serve=PER_MODEL).apply
+    p = plan([model("a", "RUNNING"), model("b")], served(first), gpus_total=None, settings=CPU, serve=PER_MODEL)
+    assert apps(p.apply)["llm-a"] == apps(first)["llm-a"]
+    assert routes(p.apply) == ["alice-202601010000-a"]
+    failing = served(p.apply, dep_status=lambda name: "DEPLOY_FAILED" if name == "LLMServer:b" else "HEALTHY",
+                     message="boom")
+    q = plan([model("a", "RUNNING"), model("b", "DEPLOYING")], failing, gpus_total=None, settings=CPU,
+             serve=PER_MODEL)
+    assert states(q) == [("b", "FAILED", "FAILED")]
+    r = plan([model("a", "RUNNING"), model("b", "FAILED")], failing, gpus_total=None, settings=CPU, serve=PER_MODEL)
+    assert set(apps(r.apply)) == {"argus", "llm-a"} and apps(r.apply)["llm-a"] == apps(first)["llm-a"]
+
+
+def test_per_model_a_deploying_model_is_judged_by_its_own_app_only():
+    both = plan([model("a"), model("b")], Observed(), gpus_total=None, settings=CPU, serve=PER_MODEL).apply
+    observed = served(both, dep_status=lambda name: "HEALTHY" if name == "LLMServer:a" else "UPDATING",
+                      app_status="RUNNING")
+    # c is new (so the config will change), yet a is recognised as RUNNING in the same tick.
+    p = plan([model("a", "DEPLOYING"), model("b", "DEPLOYING"), model("c")], observed, gpus_total=None,
+             settings=CPU, serve=PER_MODEL)
+    assert ("a", "RUNNING", "RUNNING") in states(p) and ("c", "DEPLOYING", "APPLIED") in states(p)
+    assert routes(p.apply) == ["alice-202601010000-a"]
+
+
+def test_per_model_front_end_removed_behind_our_back_is_restored_without_touching_models():
+    config = plan([model("a", "RUNNING")], Observed(), gpus_total=None, settings=CPU, serve=PER_MODEL).apply
+    without_front = served(config)
+    del without_front.apps["argus"]
+    p = plan([model("a", "RUNNING")], without_front, gpus_total=None, settings=CPU, serve=PER_MODEL)
+    assert states(p) == [] and routes(p.apply) == ["alice-202601010000-a"]

@@ -1,0 +1,57 @@
+"""Zero disruption: while model A answers a steady stream of requests, model B is pushed,
+edited, scaled and deleted; A never fails a request and none of its replicas restarts."""
+import json
+import time
+import urllib.request
+
+import pytest
+
+from daemon.serve_client import ServeClient
+from helpers import Prober, replicas_of, run_argusctl
+
+pytestmark = pytest.mark.e2e
+SOURCE = "$HOME/common/hf/SmolLM2-135M-Instruct"
+
+
+def listed_models() -> list[str]:
+    with urllib.request.urlopen("http://127.0.0.1:8000/v1/models", timeout=30) as response:
+        return sorted(m["id"] for m in json.loads(response.read())["data"])
+
+
+def test_changing_one_model_never_disrupts_another(argusd, tmp_path):
+    home, env = argusd
+    ctl = lambda *a: run_argusctl(*a, "--workdir", str(tmp_path / "work"), env=env, timeout=1500)  # noqa: E731
+    client = ServeClient("http://127.0.0.1:8265")
+    assert ctl("init", "--user", "zd", "--name", "zd", "--email", "zd@argus.local").returncode == 0
+    steady, churn = tmp_path / "steady.yaml", tmp_path / "churn.yaml"
+    steady.write_text(f"model_id: steady\nmodel_source: {SOURCE}\n")
+    result = ctl("apply", "-f", str(steady), "--wait")
+    assert result.returncode == 0, result.stdout + result.stderr
+    a = json.loads(ctl("status", "steady", "-o", "json").stdout)["model"]
+    before = replicas_of(client, a["model_key"])
+    assert before
+    prober = Prober(a["model_id"])
+    prober.start()
+    time.sleep(3)
+    started = time.monotonic()
+
+    churn.write_text(f"model_id: churn\nmodel_source: {SOURCE}\n")
+    result = ctl("apply", "-f", str(churn), "--wait")
+    assert result.returncode == 0, result.stdout + result.stderr
+    b = json.loads(ctl("status", "churn", "-o", "json").stdout)["model"]
+    assert listed_models() == sorted([a["model_id"], b["model_id"]])
+    churn.write_text(f"model_id: churn\nmodel_source: {SOURCE}\nengine_kwargs:\n  max_model_len: 1024\n")
+    for args in (("apply", "-f", str(churn), "--wait"), ("scale", "churn", "--replicas", "2", "--wait"),
+                 ("delete", "churn", "--wait")):
+        result = ctl(*args)
+        assert result.returncode == 0, result.stdout + result.stderr
+    time.sleep(3)
+    prober.stop.set()
+    prober.join(timeout=70)
+
+    requests, failed, longest = prober.window(started, time.monotonic())
+    assert requests > 10, requests
+    assert failed == 0, f"{failed} of {requests} requests to the steady model failed (longest outage {longest} s)"
+    assert replicas_of(client, a["model_key"]) == before  # same replica ids and pids: nothing restarted
+    assert listed_models() == [a["model_id"]]
+    assert ctl("delete", "steady", "--wait").returncode == 0
