@@ -2,6 +2,7 @@
 edited, scaled and deleted; A never fails a request and none of its replicas restarts."""
 import json
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -18,6 +19,29 @@ def listed_models() -> list[str]:
         return sorted(m["id"] for m in json.loads(response.read())["data"])
 
 
+def post(path: str, body: dict) -> tuple[int, bytes]:
+    request = urllib.request.Request(f"http://127.0.0.1:8000/v1/{path}", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def check_front_end(model_id: str) -> None:
+    """Ray Serve LLM's own protocol through the front end: streaming, completions, errors."""
+    status, body = post("chat/completions", {"model": model_id, "max_tokens": 8, "stream": True,
+                                             "messages": [{"role": "user", "content": "Hi"}]})
+    events = [line for line in body.decode().splitlines() if line.startswith("data: ")]
+    assert status == 200 and len(events) >= 2 and events[-1] == "data: [DONE]", body[:500]
+    status, body = post("completions", {"model": model_id, "prompt": "Paris is", "max_tokens": 4})
+    assert status == 200 and json.loads(body)["choices"][0]["text"] is not None
+    status, body = post("chat/completions", {"model": "nobody-000000000000-nothing",
+                                             "messages": [{"role": "user", "content": "Hi"}]})
+    assert status == 404 and "error" in json.loads(body), body[:500]
+
+
 def test_changing_one_model_never_disrupts_another(argusd, tmp_path):
     home, env = argusd
     ctl = lambda *a: run_argusctl(*a, "--workdir", str(tmp_path / "work"), env=env, timeout=1500)  # noqa: E731
@@ -30,6 +54,7 @@ def test_changing_one_model_never_disrupts_another(argusd, tmp_path):
     a = json.loads(ctl("status", "steady", "-o", "json").stdout)["model"]
     before = replicas_of(client, a["model_key"])
     assert before
+    check_front_end(a["model_id"])
     prober = Prober(a["model_id"])
     prober.start()
     time.sleep(3)
