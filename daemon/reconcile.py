@@ -51,7 +51,8 @@ class Reconciler:
                 # Checked here, before Serve: a missing folder fails fast with a clear reason
                 # instead of minutes later deep inside a vLLM replica.
                 source_exists=os.path.isdir(spec.model_source) if row.state == "QUEUED" else True,
-                last_event=(last.event_type, last.payload) if last else None))
+                last_event=(last.event_type, last.payload) if last else None,
+                was_running=row.applied_generation is not None))
         return out
 
     def tick(self) -> ReconcileResult:
@@ -67,8 +68,7 @@ class Reconciler:
             except ClusterError as exc:
                 self._record_apply_failure(decision, str(exc))
                 return ReconcileResult("apply_failed")
-            log.info("applied Serve config: %d model(s)",
-                     sum(len(a["deployments"]) for a in decision.apply["applications"]))
+            log.info("applied Serve config: %d application(s)", len(decision.apply["applications"]))
         self._record(decision.transitions)
         return ReconcileResult("applied" if decision.apply is not None else "recorded", len(decision.transitions))
 

@@ -30,6 +30,7 @@ class DesiredModel:
     spec: ResolvedServingSpec
     source_exists: bool = True
     last_event: tuple[str, dict] | None = None   # (event_type, payload) of its newest event
+    was_running: bool = False     # reached RUNNING before (so an update keeps it routable)
 
     @property
     def gpus(self) -> int:
@@ -210,11 +211,21 @@ def plan(models: list[DesiredModel], observed: Observed, *, gpus_total: float | 
     if not per_model:
         return Plan(apply, transitions)
 
-    # The front end lists exactly the models that are RUNNING once this tick is recorded.
+    # The front end lists the models that can answer once this tick is recorded: RUNNING
+    # ones, and ones being updated or scaled that still have a replica serving.
     state_after = {m.model_key: m.state for m in models}
     state_after.update({t.model_key: t.state for t in transitions if t.state is not None})
-    routes = [frontend_route(entries[m.model_key]) for m in models
-              if state_after[m.model_key] == "RUNNING" and m.model_key in entries]
+
+    def routable(m: DesiredModel) -> bool:
+        if m.model_key not in entries:
+            return False
+        if state_after[m.model_key] == "RUNNING":
+            return True
+        seen = observed.deployment(deployment_name(m.model_key))
+        return (state_after[m.model_key] in ("QUEUED", "DEPLOYING") and m.was_running
+                and seen is not None and seen[1].running_replicas > 0)
+
+    routes = [frontend_route(entries[m.model_key]) for m in models if routable(m)]
     desired = serve_config(model_apps + [frontend_app(routes)], http_host=serve.http_host,
                            http_port=serve.http_port, proxy_location=serve.proxy_location)
     return Plan(desired if config_differs(desired, observed) else None, transitions)

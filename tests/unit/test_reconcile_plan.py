@@ -11,11 +11,12 @@ GPU = LlmSettings(accelerator_type="H20")
 SERVE = ServeSettings()
 
 
-def model(key, state="QUEUED", replicas=1, gpus=1, generation=1, source_exists=True, last_event=None, src="m"):
+def model(key, state="QUEUED", replicas=1, gpus=1, generation=1, source_exists=True, last_event=None, src="m",
+          was_running=False):
     spec = ResolvedServingSpec(user_id="alice", model_id_suffix=key, model_id_prefix="alice-202601010000",
                                model_id=f"alice-202601010000-{key}", model_source=f"/private/hf/{src}",
                                num_replicas=replicas, gpus_per_replica=gpus, engine_kwargs={})
-    return DesiredModel(key, spec.model_id, state, generation, spec, source_exists, last_event)
+    return DesiredModel(key, spec.model_id, state, generation, spec, source_exists, last_event, was_running)
 
 
 def served(config, dep_status="HEALTHY", app_status="RUNNING", message="", running=None, drop=()):
@@ -260,3 +261,21 @@ def test_per_model_front_end_removed_behind_our_back_is_restored_without_touchin
     del without_front.apps["argus"]
     p = plan([model("a", "RUNNING")], without_front, gpus_total=None, settings=CPU, serve=PER_MODEL)
     assert states(p) == [] and routes(p.apply) == ["alice-202601010000-a"]
+
+
+def test_per_model_a_model_being_scaled_stays_routed_while_a_replica_serves():
+    running = plan([model("a", "RUNNING", was_running=True)], Observed(), gpus_total=None, settings=CPU,
+                   serve=PER_MODEL).apply
+    p = plan([model("a", "QUEUED", replicas=2, generation=2, was_running=True)], served(running), gpus_total=None,
+             settings=CPU, serve=PER_MODEL)
+    assert states(p) == [("a", "DEPLOYING", "APPLIED")]
+    assert routes(p.apply) == ["alice-202601010000-a"]
+    gone = served(running, running=0)  # no replica left: not routed
+    q = plan([model("a", "DEPLOYING", replicas=2, generation=2, was_running=True)], gone, gpus_total=None,
+             settings=CPU, serve=PER_MODEL)
+    assert routes(q.apply) == []
+    never = plan([model("a", "DEPLOYING")], served(plan([model("a")], Observed(), gpus_total=None, settings=CPU,
+                                                        serve=PER_MODEL).apply, dep_status="UPDATING",
+                                                   app_status="DEPLOYING"),
+                 gpus_total=None, settings=CPU, serve=PER_MODEL)
+    assert never.apply is None  # a first deployment is not routed before it is RUNNING
