@@ -55,9 +55,12 @@ def test_broken_model_fails_alone_and_drift_is_repaired(argusd, tmp_path):
     assert "max_model_len (1000000) is greater than" in models["bad"]["error_summary"], models["bad"]
     models = wait_for(env, lambda m: m.get("good", {}).get("state") == "RUNNING", "good to run")
     assert chat(models["good"]["model_id"]).strip()
-    deployments = deployment_names(ServeClient("http://127.0.0.1:8265"))
-    assert f"LLMServer:{models['good']['model_key']}" in deployments
-    assert f"LLMServer:{models['bad']['model_key']}" not in deployments  # left out after it failed
+    client = ServeClient("http://127.0.0.1:8265")
+    deadline = time.monotonic() + 120
+    while f"LLMServer:{models['bad']['model_key']}" in deployment_names(client):  # left out after it failed
+        assert time.monotonic() < deadline, "the FAILED model is still deployed"
+        time.sleep(2)
+    assert f"LLMServer:{models['good']['model_key']}" in deployment_names(client)
 
     # Drift: someone removes the app behind the daemon's back; it is applied again.
     ServeClient("http://127.0.0.1:8265").put_config({"applications": []})
