@@ -51,7 +51,8 @@ def test_changing_one_model_never_disrupts_another(argusd, tmp_path):
     steady.write_text(f"model_id: steady\nmodel_source: {SOURCE}\n")
     result = ctl("apply", "-f", str(steady), "--wait")
     assert result.returncode == 0, result.stdout + result.stderr
-    a = json.loads(ctl("status", "steady", "-o", "json").stdout)["model"]
+    status = lambda name: json.loads(run_argusctl("status", name, "-o", "json", env=env).stdout)["model"]  # noqa: E731
+    a = status("steady")
     before = replicas_of(client, a["model_key"])
     assert before
     check_front_end(a["model_id"])
@@ -63,7 +64,7 @@ def test_changing_one_model_never_disrupts_another(argusd, tmp_path):
     churn.write_text(f"model_id: churn\nmodel_source: {SOURCE}\n")
     result = ctl("apply", "-f", str(churn), "--wait")
     assert result.returncode == 0, result.stdout + result.stderr
-    b = json.loads(ctl("status", "churn", "-o", "json").stdout)["model"]
+    b = status("churn")
     assert listed_models() == sorted([a["model_id"], b["model_id"]])
     churn.write_text(f"model_id: churn\nmodel_source: {SOURCE}\nengine_kwargs:\n  max_model_len: 1024\n")
     for args in (("apply", "-f", str(churn), "--wait"), ("scale", "churn", "--replicas", "2", "--wait"),
