@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi import HTTPException
 from ray import serve
-from ray.llm._internal.serve.core.configs.openai_api_models import ModelCard
+from ray.llm._internal.serve.core.configs.openai_api_models import ModelCard, OpenAIHTTPException
 from ray.llm._internal.serve.core.ingress.ingress import OpenAiIngress, make_fastapi_ingress
 from ray.serve.llm import LLMConfig, build_llm_deployment
 
@@ -45,6 +46,17 @@ class ArgusIngress(OpenAiIngress):
         for stale in set(self._configured_serve_handles) - set(handles):
             self._configured_serve_handles.pop(stale, None)
         self._default_serve_handles, self._model_cards, self._targets = handles, cards, targets
+
+
+    async def _get_model_id(self, model: str | None) -> str:
+        # Ray's ingress raises FastAPI's HTTPException here, which FastAPI answers as
+        # {"detail": ...}; clients expect OpenAI's {"error": {...}}, which Ray's middleware
+        # produces for OpenAIHTTPException.
+        try:
+            return await super()._get_model_id(model)
+        except HTTPException as exc:
+            kind = "NotFoundError" if exc.status_code == 404 else "BadRequestError"
+            raise OpenAIHTTPException(status_code=exc.status_code, message=str(exc.detail), type=kind) from None
 
 
 def build_frontend(args: dict[str, Any] | None = None) -> Any:
