@@ -47,7 +47,6 @@ class ArgusIngress(OpenAiIngress):
             self._configured_serve_handles.pop(stale, None)
         self._default_serve_handles, self._model_cards, self._targets = handles, cards, targets
 
-
     async def _get_model_id(self, model: str | None) -> str:
         # Ray's ingress raises FastAPI's HTTPException here, which FastAPI answers as
         # {"detail": ...}; clients expect OpenAI's {"error": {...}}, which Ray's middleware
