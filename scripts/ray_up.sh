@@ -7,8 +7,18 @@ cd "$(dirname "$0")/.."
 VENV=${ARGUS_SERVE_VENV:-.venv-serve}
 DASHBOARD=${ARGUS_DASHBOARD:-http://127.0.0.1:8265}
 export RAY_USAGE_STATS_ENABLED=0
+# vLLM's engine processes outlive a replica that was killed rather than stopped (ray stop
+# --force, an OOM kill of the Serve controller) and keep ~2.7 GB each: reap those orphans.
+reap_orphans() {
+  local pid
+  for pid in $(ps -eo pid=,ppid=,args= | awk '$2 == 1 && $3 ~ /^VLLM::/ {print $1}'); do
+    pkill -9 -P "$pid" 2>/dev/null || true
+    kill -9 "$pid" 2>/dev/null || true
+  done
+}
 if [ "${1:-}" = "stop" ]; then
   "$VENV/bin/ray" stop --force >/dev/null 2>&1 || true
+  reap_orphans
   echo "ray_up: stopped"
   exit 0
 fi
@@ -17,6 +27,7 @@ if curl -sf "$DASHBOARD/api/ray/version" >/dev/null 2>&1; then
   exit 0
 fi
 [ -x "$VENV/bin/ray" ] || { echo "ray_up: $VENV has no Ray; run scripts/setup_serving.sh first" >&2; exit 3; }
+reap_orphans
 # More logical CPUs than cores: the ingress, each LLMServer replica and its engine worker
 # all need a CPU slot, and vLLM's CPU workers are mostly waiting on each other anyway.
 "$VENV/bin/ray" start --head --num-cpus "${ARGUS_RAY_CPUS:-8}" --dashboard-host 127.0.0.1 \
