@@ -11,7 +11,6 @@ import subprocess
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 
 import git
 from git.exc import InvalidGitRepositoryError, NoSuchPathError
@@ -193,8 +192,3 @@ def _feed(stdin, shas: list[str]) -> None:
         stdin.close()
     except OSError:  # git exited early; the reader reports it
         pass
-
-
-def init_bare(path: str | os.PathLike, branch: str = "main") -> None:
-    Path(path).mkdir(parents=True, exist_ok=True)
-    git.Repo.init(str(path), bare=True, initial_branch=branch)

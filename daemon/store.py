@@ -399,9 +399,6 @@ class Store:
         rows = self.conn.execute(sql + " ORDER BY spec_path", args).fetchall()
         return [Rejection(**{**dict(r), "problems": json.loads(r["problems"])}) for r in rows]
 
-    def rejected_paths(self, user_id: str) -> set[str]:
-        return {r[0] for r in self.conn.execute("SELECT spec_path FROM spec_rejections WHERE user_id=?", (user_id,))}
-
     # -- cursor ------------------------------------------------------------------------------
 
     def cursor(self) -> tuple[str, str] | None:
