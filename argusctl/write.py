@@ -47,7 +47,7 @@ def init(
     typer.echo(f"Your clone:  {clone.path} (user {clone.user}); put specs in {clone.user_dir}/")
 
 
-def _report(ctx: typer.Context, config, clone, change, output: Output, wait: bool, timeout: float,
+def _report(config, clone, change, output: Output, wait: bool, timeout: float,
             deleting: bool = False) -> None:
     if output is Output.json:
         result = change.to_dict()
@@ -129,7 +129,7 @@ def apply(
     except OSError as exc:
         raise UsageError(f"{file}: {exc.strerror}") from None
     change = do_apply(clone, data, str(file), SpecPolicy.from_config(config), dry_run)
-    _report(ctx, config, clone, change, output, wait and not dry_run, timeout)
+    _report(config, clone, change, output, wait and not dry_run, timeout)
 
 
 def scale(
@@ -146,7 +146,7 @@ def scale(
 
     config, clone = _clone(ctx, workdir, user)
     change = do_scale(clone, model, replicas, SpecPolicy.from_config(config), dry_run)
-    _report(ctx, config, clone, change, output, wait and not dry_run, timeout)
+    _report(config, clone, change, output, wait and not dry_run, timeout)
 
 
 def delete(
@@ -161,7 +161,7 @@ def delete(
 
     config, clone = _clone(ctx, workdir, user)
     change = do_delete(clone, model, dry_run)
-    _report(ctx, config, clone, change, output, wait and not dry_run, timeout, deleting=True)
+    _report(config, clone, change, output, wait and not dry_run, timeout, deleting=True)
 
 
 def register(app: typer.Typer) -> None:

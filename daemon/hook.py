@@ -25,11 +25,9 @@ def check_commit(repo: GitRepo, commit: CommitInfo, policy: SpecPolicy,
     problems: list[str] = []
     changed = repo.changed_paths(commit.parent, commit.sha)
     users = sorted({u for u in (user_of(p) for p in changed) if u is not None})
-    for path in changed:
-        if user_of(path) is None and is_spec_path(path):
-            present = repo.tree_files(commit.sha, [path])
-            if present:
-                problems.append(f"{path}:1:1: specs live at {MODELS_DIR}/<user_id>/<name>.yaml; move this file there")
+    strays = [p for p in changed if user_of(p) is None and is_spec_path(p)]
+    for stray in repo.tree_files(commit.sha, strays) if strays else []:  # one ls-tree, not one per file
+        problems.append(f"{stray.path}:1:1: specs live at {MODELS_DIR}/<user_id>/<name>.yaml; move this file there")
     files = repo.tree_files(commit.sha, [f"{MODELS_DIR}/{u}/" for u in users]) if users else []
     blobs = repo.read_blobs([f.blob for f in files if is_spec_path(f.path)], policy.max_spec_bytes)
     for user in users:

@@ -118,3 +118,11 @@ def test_install_refuses_to_overwrite_a_foreign_hook(tmp_path):
     config = write_config(tmp_path / "c.yaml", root=tmp_path, db=tmp_path / "s.db", repo=gitops.bare)
     result = run_argusctl("--config", str(config), "hook", "install")
     assert result.returncode == 3 and "was not written by argus" in result.stderr
+
+
+def test_a_spec_at_the_wrong_depth_is_refused(hooked):
+    hooked.write("models.d/stray.yaml", spec("s"))
+    hooked.commit("stray")
+    result = push(hooked)
+    assert result.returncode != 0
+    assert "models.d/stray.yaml:1:1: specs live at models.d/<user_id>/<name>.yaml" in result.stderr
