@@ -1,34 +1,70 @@
 #!/usr/bin/env bash
 # From a fresh machine to a served model: .venv, Ray Serve + vLLM (CPU), the small model,
 # a local Ray head with Serve on :8000, a GitOps repo from `argusctl init` with its
-# pre-receive hook, argusd, and the example spec applied. Prints how to ask it something.
+# pre-receive hook, argusd, the example spec applied, and one question asked of it.
 # Idempotent: run it again and it reuses what is there. Everything lives under
-# $ARGUS_HOME (default ~/.argus).
+# $ARGUS_HOME (default ~/.argus); one line per step here, every tool's output in
+# $ARGUS_HOME/logs/quickstart.log.
+#
+#   scripts/quickstart.sh               set up and serve (the first time ~10-15 min)
+#   scripts/quickstart.sh down          stop argusd and the Ray head it started
+#   scripts/quickstart.sh down --purge  ... and delete $ARGUS_HOME, .venv and .venv-serve
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/steps.sh
 export ARGUS_CONFIG=${ARGUS_CONFIG:-$(pwd)/configs/local.yaml}
+ARGUS_HOME_DIR=${ARGUS_HOME:-$HOME/.argus}
 QS_USER=${QS_USER:-demo}
-scripts/venv.sh
-scripts/setup_serving.sh
-.venv-serve/bin/python scripts/prepare_model.py
-scripts/ray_up.sh
-.venv/bin/argusctl init --user "$QS_USER" --name "$QS_USER" --email "$QS_USER@argus.local"
-.venv/bin/argusctl hook install
-scripts/argusd_up.sh
-.venv/bin/argusctl apply -f models.d/bob/smollm2.yaml --wait
+ENDPOINT=http://127.0.0.1:8000/v1
+QUESTION="What is the capital of France?"
+
+if [ "${1:-}" = "down" ]; then
+  [ -x .venv/bin/python ] && scripts/argusd_up.sh stop
+  scripts/ray_up.sh stop
+  if [ "${2:-}" = "--purge" ]; then
+    rm -rf "$ARGUS_HOME_DIR" .venv .venv-serve
+    echo "quickstart: removed $ARGUS_HOME_DIR, .venv and .venv-serve"
+  fi
+  exit 0
+fi
+
+ask() {
+  local model=$1 body
+  body=$(.venv/bin/python -c 'import json, sys; print(json.dumps({"model": sys.argv[1], "max_tokens": 32,
+    "temperature": 0, "messages": [{"role": "user", "content": sys.argv[2]}]}))' "$model" "$QUESTION")
+  curl -sS --fail-with-body --max-time 180 "$ENDPOINT/chat/completions" \
+    -H 'Content-Type: application/json' -d "$body" \
+    | .venv/bin/python -c 'import json, sys; print(" ".join(json.load(sys.stdin)["choices"][0]["message"]["content"].split()))'
+}
+
+steps_begin 9 "$ARGUS_HOME_DIR/logs/quickstart.log"
+step "argusctl and argusd in .venv" scripts/venv.sh
+step "Ray Serve 2.60 + vLLM (CPU) in .venv-serve (the first time ~4 min, ~4 GB)" scripts/setup_serving.sh
+step "Small model SmolLM2-135M-Instruct under $ARGUS_HOME_DIR/private/hf" \
+  .venv-serve/bin/python scripts/prepare_model.py
+step "Ray head up (dashboard http://127.0.0.1:8265)" scripts/ray_up.sh
+step "GitOps repo $ARGUS_HOME_DIR/gitops.git and your clone" \
+  .venv/bin/argusctl init --user "$QS_USER" --name "$QS_USER" --email "$QS_USER@argus.local"
+step "Pre-receive hook installed" .venv/bin/argusctl hook install
+step "argusd running" scripts/argusd_up.sh
+step --result "Example spec applied (RUNNING takes ~90 s)" \
+  .venv/bin/argusctl apply -f models.d/bob/smollm2.yaml --wait
 MODEL=$(.venv/bin/argusctl status -o json --user "$QS_USER" | .venv/bin/python -c "
 import json, sys
 print(next(m['model_id'] for m in json.load(sys.stdin)['models'] if m['model_id_suffix'] == 'smollm2-135m'))")
+step --result "Asked \"$QUESTION\"" ask "$MODEL"
+WORKDIR=$(.venv/bin/python -c 'from daemon.config import load_config; import os; print(os.path.expanduser(load_config().gitops.workdir))')
+
 cat <<MSG
 
-Serving $MODEL on http://127.0.0.1:8000/v1 (no authentication on this port).
+Serving $MODEL on $ENDPOINT (no authentication on this port).
 
-  curl http://127.0.0.1:8000/v1/chat/completions -H 'Content-Type: application/json' \\
-    -d '{"model": "$MODEL", "messages": [{"role": "user", "content": "What is the capital of France?"}]}'
+  curl $ENDPOINT/chat/completions -H 'Content-Type: application/json' \\
+    -d '{"model": "$MODEL", "messages": [{"role": "user", "content": "$QUESTION"}]}'
 
-  .venv-serve/bin/python -c "from openai import OpenAI; c = OpenAI(base_url='http://127.0.0.1:8000/v1', api_key='-'); print(c.chat.completions.create(model='$MODEL', messages=[{'role': 'user', 'content': 'Hi'}]).choices[0].message.content)"
+  .venv-serve/bin/python -c "from openai import OpenAI; c = OpenAI(base_url='$ENDPOINT', api_key='-'); print(c.chat.completions.create(model='$MODEL', messages=[{'role': 'user', 'content': 'Hi'}]).choices[0].message.content)"
 
-Your GitOps clone: $(.venv/bin/python -c 'from daemon.config import load_config; import os; print(os.path.expanduser(load_config().gitops.workdir))')
-  argusctl status | logs $MODEL --follow | scale smollm2-135m --replicas 2 --wait | delete smollm2-135m --wait
-Stop: scripts/argusd_up.sh stop; scripts/ray_up.sh stop
+Your GitOps clone: $WORKDIR
+  .venv/bin/argusctl status | logs $MODEL --follow | scale smollm2-135m --replicas 2 --wait | delete smollm2-135m --wait
+Stop everything: scripts/quickstart.sh down   (add --purge to also delete $ARGUS_HOME_DIR, .venv, .venv-serve)
 MSG

@@ -26,9 +26,14 @@ def e2e_home(tmp_path_factory):
     """A fresh ARGUS_HOME with the small model prepared, Ray up; argusd and Ray stopped after."""
     home = Path(os.environ.get("ARGUS_E2E_HOME") or tmp_path_factory.mktemp("argus-e2e-home"))
     env = dict(os.environ, ARGUS_HOME=str(home), ARGUS_CONFIG=str(REPO / "configs" / "local.yaml"))
+    # scripts/test.sh --e2e has done these already (each is then a quick no-op); they are
+    # here for a plain `ARGUS_E2E=1 pytest tests/e2e`.
     for step in (["scripts/setup_serving.sh"], [str(REPO / ".venv-serve" / "bin" / "python"),
                                                 "scripts/prepare_model.py"], ["scripts/ray_up.sh"]):
-        subprocess.run(step, cwd=REPO, env=env, check=True)
+        done = subprocess.run(step, cwd=REPO, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.fail(f"e2e set-up step {' '.join(step)} failed (exit {done.returncode}):\n"
+                        f"{(done.stdout + done.stderr)[-4000:]}", pytrace=False)
     yield home, env
     subprocess.run(["scripts/argusd_up.sh", "stop"], cwd=REPO, env=env, check=False)
     if os.environ.get("ARGUS_E2E_KEEP_RAY") != "1":
