@@ -80,6 +80,10 @@ def init(bare: Path, workdir: Path, user: str, branch: str = "main", name: str |
         _git(workdir, "config", "user.name", name)
     if email:
         _git(workdir, "config", "user.email", email)
+    if _git(workdir, "var", "GIT_COMMITTER_IDENT", check=False).returncode != 0:
+        # Without one every later apply/scale/delete fails inside git on a fresh machine.
+        raise UsageError(f"git has no identity to commit as in {workdir}: pass --name and --email "
+                         f"(or set `git config --global user.name` and `user.email`)")
     clone = Clone(workdir, user, branch)
     _git(workdir, "checkout", "-q", "-B", branch)
     if _git(workdir, "rev-parse", "--verify", "-q", f"origin/{branch}", check=False).returncode == 0:

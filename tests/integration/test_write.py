@@ -1,5 +1,6 @@
 """argusctl init/apply/scale/delete on real repos: what lands in git, and what does not."""
 import json
+import os
 import subprocess
 
 import pytest
@@ -24,6 +25,24 @@ def setup(tmp_path):
     result = ctl("init", "--user", "alice", "--name", "Alice", "--email", "alice@example.com")
     assert result.returncode == 0, result.stderr
     return tmp_path, config, env, ctl
+
+
+def test_init_without_a_git_identity_says_how_to_give_one(setup, tmp_path):
+    # A fresh machine has no ~/.gitconfig: init must say so, not leave a clone that cannot commit.
+    tmp, config, env, ctl = setup
+    bare_home = tmp_path / "fresh-home"
+    bare_home.mkdir()
+    fresh = {**env, "HOME": str(bare_home), "XDG_CONFIG_HOME": str(bare_home), "GIT_CONFIG_NOSYSTEM": "1"}
+    if subprocess.run(["git", "var", "GIT_COMMITTER_IDENT"], env={**os.environ, **fresh}, cwd=tmp,
+                      capture_output=True).returncode == 0:
+        pytest.skip("this machine's git makes up an identity from its host name")
+    result = run_argusctl("init", "--user", "bob", "--workdir", str(tmp / "bob-work"), env=fresh, cwd=tmp)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "git has no identity to commit as" in result.stderr and "--name and --email" in result.stderr
+    again = run_argusctl("init", "--user", "bob", "--name", "Bob", "--email", "bob@example.com",
+                         "--workdir", str(tmp / "bob-work"), env=fresh, cwd=tmp)
+    assert again.returncode == 0, again.stderr
+    assert log(tmp / "gitops.git", "-1")[0] == "Bob <bob@example.com>|init: models.d/bob/"
 
 
 def log(path, *args):
@@ -146,7 +165,7 @@ def test_push_race_mechanism_rebases_and_conflicts_are_refused(setup):
     from daemon.errors import GitError
 
     tmp, config, env, ctl = setup
-    ctl("init", "--user", "alice", workdir=tmp / "alice-2")
+    ctl("init", "--user", "alice", "--name", "Alice", "--email", "alice@example.com", workdir=tmp / "alice-2")
     first = writepath.open_clone(tmp / "alice-work", None, "main")
     second = writepath.open_clone(tmp / "alice-2", None, "main")
     (second.user_dir / "x.yaml").write_text(spec("x"))
