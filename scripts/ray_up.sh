@@ -36,5 +36,5 @@ for _ in $(seq 1 60); do
   curl -sf "$DASHBOARD/api/ray/version" >/dev/null 2>&1 && { echo "ray_up: Ray is up at $DASHBOARD"; exit 0; }
   sleep 1
 done
-echo "ray_up: the Ray dashboard did not come up at $DASHBOARD; see /tmp/ray/session_latest/logs" >&2
+echo "ray_up: the Ray dashboard did not come up at $DASHBOARD; see ${RAY_TMPDIR:-${TMPDIR:-/tmp}}/ray/session_latest/logs" >&2
 exit 3
