@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from .config import Config, repo_root
 from .errors import ArgusError
+from .hook import protection_gaps
 from .serve_client import ServeClient
 
 RAY_VERSION = "2.60.0"
@@ -145,6 +146,11 @@ def check_state(config: Config) -> list[Check]:
     exists = os.path.isdir(repo)
     checks.append(Check("gitops repo", OK if exists else FAIL, repo,
                         "" if exists else "create it: git init --bare -b main " + repo))
+    if exists and os.path.exists(os.path.join(repo, "HEAD")):
+        gaps = protection_gaps(Path(repo))
+        checks.append(Check("push protection", WARN if gaps else OK,
+                            "; ".join(gaps) if gaps else "force-pushes, branch deletions and foreign refs are refused",
+                            "argusctl hook install" if gaps else ""))
     return checks
 
 

@@ -6,6 +6,7 @@ failure becomes a GitError that says what to check.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import threading
@@ -15,10 +16,16 @@ from datetime import datetime, timezone
 import git
 from git.exc import InvalidGitRepositoryError, NoSuchPathError
 
+from .core.ownership import MODELS_DIR, Changer, merge_changed_paths, user_of  # noqa: F401 (re-exported)
 from .errors import GitError
 
-MODELS_DIR = "models.d"
 SPEC_SUFFIXES = (".yaml", ".yml")
+SYMLINK_MODE = "120000"
+FILE_MODES = ("100644", "100755")  # what argus reads; links, submodules and the like are refused
+
+
+# Years 1970-9999: a public id carries the creation time as YYYYMMDDHHMM.
+_MAX_COMMIT_TIME = 253402300800
 
 
 @dataclass(frozen=True)
@@ -27,7 +34,39 @@ class CommitInfo:
     parent: str | None      # first parent; None for a root commit
     author: str             # "Name <email>"
     author_email: str
-    committed_at: datetime  # UTC committer time: fixes a new model's public id
+    committed_at: datetime | None  # UTC committer time (fixes a new model's public id); None if out of range
+    parents: tuple[str, ...] = ()
+    raw_time: str = ""      # the committer time as git recorded it
+
+    def changer(self) -> Changer:
+        return Changer(self.sha, self.author, self.author_email)
+
+
+def commit_time(raw: str) -> datetime | None:
+    """The committer time, or None when it cannot stand in a public id (before 1970, after 9999)."""
+    try:
+        seconds = int(raw)
+    except ValueError:
+        return None
+    if not 0 <= seconds < _MAX_COMMIT_TIME:
+        return None
+    return datetime.fromtimestamp(seconds, tz=timezone.utc)
+
+
+# NUL between fields: the one byte no name or e-mail in a commit can hold (\x1f can).
+_LOG_FORMAT = "%H%x00%P%x00%ct%x00%ae%x00%an%x00"
+
+
+def _parse_log(out: str) -> list[CommitInfo]:
+    fields = out.split("\x00")
+    commits = []
+    for i in range(0, len(fields) - 4, 5):
+        sha, parents, ctime, email, name = fields[i:i + 5]
+        sha = sha.lstrip("\n")
+        parent_list = tuple(parents.split())
+        commits.append(CommitInfo(sha, parent_list[0] if parent_list else None, f"{name} <{email}>", email,
+                                  commit_time(ctime), parent_list, ctime))
+    return commits
 
 
 @dataclass(frozen=True)
@@ -37,16 +76,15 @@ class TreeFile:
     mode: str
 
 
+def blob_id(data: bytes) -> str:
+    """The id git gives a file with this content (git hash-object)."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
 def is_spec_path(path: str) -> bool:
     """Whether a path under models.d/ is one argus reads (YAML, not hidden)."""
     name = path.rsplit("/", 1)[-1]
     return path.startswith(MODELS_DIR + "/") and name.endswith(SPEC_SUFFIXES) and not name.startswith(".")
-
-
-def user_of(path: str) -> str | None:
-    """`models.d/<user>/<name>.yaml` -> user; None for any other depth."""
-    parts = path.split("/")
-    return parts[1] if len(parts) == 3 and parts[0] == MODELS_DIR else None
 
 
 def missing_repo(path: str) -> GitError:
@@ -79,9 +117,9 @@ class GitRepo:
         """(status, stdout, stderr) of one git command; only "cannot run git at all" raises."""
         try:
             # Literal pathspecs: a directory named "a*" must not match other users' directories.
-            status, out, err = self.repo.git.execute(["git", "--literal-pathspecs", *args], with_exceptions=False,
-                                                     with_extended_output=True, stdout_as_string=True,
-                                                     strip_newline_in_stdout=False)
+            status, out, err = self.repo.git.execute(["git", "--literal-pathspecs", "--no-replace-objects", *args],
+                                                     with_exceptions=False, with_extended_output=True,
+                                                     stdout_as_string=True, strip_newline_in_stdout=False)
         except (git.exc.GitError, OSError) as exc:  # e.g. the repository directory vanished
             self._check_present()
             raise GitError(f"cannot run git in {self.path}: {exc}") from None
@@ -117,22 +155,57 @@ class GitRepo:
         raise GitError(f"git merge-base failed in {self.path}: {err.strip()}")
 
     def commits(self, since: str | None, head: str) -> list[CommitInfo]:
-        """Commits after `since` up to `head`, oldest first, along first parents."""
-        revs = f"{since}..{head}" if since else head
-        out = self._git("log", "--reverse", "--first-parent", "-z", "--format=%H%x1f%P%x1f%an <%ae>%x1f%ae%x1f%ct",
-                        revs, "--")
-        commits = []
-        for record in filter(None, out.split("\x00")):
-            sha, parents, author, email, ctime = record.strip("\n").split("\x1f")
-            commits.append(CommitInfo(sha, parents.split()[0] if parents else None, author, email,
-                                      datetime.fromtimestamp(int(ctime), tz=timezone.utc)))
-        return commits
+        """The tracked branch's steps after `since` up to `head`, oldest first: first parents
+        that descend from `since` (a branch merged in by a fast-forward is one step, its merge)."""
+        revs = [f"{since}..{head}", "--ancestry-path"] if since else [head]
+        return _parse_log(self._git("log", "--reverse", "--first-parent", f"--format={_LOG_FORMAT}", *revs, "--"))
+
+    def range_commits(self, since: str | None, head: str) -> list[CommitInfo]:
+        """Every commit in since..head (merged side branches included), oldest first."""
+        revs = [head, "--not", since] if since else [head]
+        return _parse_log(self._git("log", "--reverse", "--topo-order", f"--format={_LOG_FORMAT}", *revs, "--"))
 
     def commit_info(self, sha: str) -> CommitInfo:
-        out = self._git("log", "-1", "-z", "--format=%H%x1f%P%x1f%an <%ae>%x1f%ae%x1f%ct", sha, "--")
-        sha, parents, author, email, ctime = out.strip("\x00\n").split("\x1f")
-        return CommitInfo(sha, parents.split()[0] if parents else None, author, email,
-                          datetime.fromtimestamp(int(ctime), tz=timezone.utc))
+        return _parse_log(self._git("log", "-1", f"--format={_LOG_FORMAT}", sha, "--"))[0]
+
+    def merge_base(self, shas: tuple[str, ...]) -> str | None:
+        status, out, _ = self._run("merge-base", "--octopus", *shas)
+        return out.split()[0] if status == 0 and out.strip() else None
+
+    def blobs_at(self, sha: str | None, paths: list[str]) -> dict[str, str]:
+        """path -> blob id (any entry: blob, link or submodule) for those of `paths` that `sha` has."""
+        if sha is None or not paths:
+            return {}
+        return {f.path: f.blob for f in self.tree_files(sha, paths)}
+
+    def changers(self, before: str | None, after: str) -> dict[str, list[Changer]]:
+        """Every models.d path that differs between `before` and `after`, with the commits in
+        before..after that made it so (an empty list: none did, e.g. a reset). Merges are judged
+        by core.ownership.merge_changed_paths."""
+        changed = self.changed_paths(before, after)
+        out: dict[str, list[Changer]] = {p: [] for p in changed}
+        if not changed:
+            return out
+        commits = self.range_commits(before, after)
+        if len(commits) == 1 and commits[0].sha == after and commits[0].parents == ((before,) if before else ()):
+            return {p: [commits[0].changer()] for p in changed}  # the common case: one plain commit
+        for commit in commits:
+            own = self.own_changes(commit)
+            for path in own & out.keys():
+                out[path].append(commit.changer())
+        return out
+
+    def own_changes(self, commit: CommitInfo) -> set[str]:
+        """The models.d paths one commit changed itself (a merge: only what no parent brought)."""
+        if len(commit.parents) <= 1:
+            return set(self.changed_paths(commit.parent, commit.sha))
+        candidates = sorted({p for parent in commit.parents for p in self.changed_paths(parent, commit.sha)})
+        if not candidates:
+            return set()
+        base = self.merge_base(commit.parents)
+        return merge_changed_paths(candidates, self.blobs_at(base, candidates),
+                                   [self.blobs_at(p, candidates) for p in commit.parents],
+                                   self.blobs_at(commit.sha, candidates))
 
     def changed_paths(self, parent: str | None, sha: str) -> list[str]:
         """Paths under models.d/ that differ between the parent and the commit."""
@@ -155,12 +228,13 @@ class GitRepo:
 
     def read_blobs(self, blobs: list[str], limit: int) -> dict[str, bytes]:
         """Each blob's first limit+1 bytes (enough to tell a spec is over the limit), read by
-        one `git cat-file --batch` for the whole list; oversized blobs are never held whole."""
+        one `git cat-file --batch` for the whole list; oversized blobs are never held whole.
+        An id that is missing or not a blob is left out of the result."""
         wanted = list(dict.fromkeys(blobs))
         if not wanted:
             return {}
         try:
-            proc = subprocess.Popen(["git", "cat-file", "--batch"], cwd=self.git_dir, stdin=subprocess.PIPE,
+            proc = subprocess.Popen(["git", "--no-replace-objects", "cat-file", "--batch"], cwd=self.git_dir, stdin=subprocess.PIPE,
                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         except OSError as exc:
             self._check_present()
@@ -171,9 +245,14 @@ class GitRepo:
         try:
             for sha in wanted:
                 header = proc.stdout.readline().split()
-                if len(header) != 3 or header[1] != b"blob":
+                if len(header) == 2 and header[1] == b"missing":
+                    continue  # absent from the result: the caller rejects that file, nothing wedges
+                if len(header) != 3:
                     raise GitError(f"cannot read object {sha} in {self.path}: {b' '.join(header).decode()}")
                 size = int(header[2])
+                if header[1] != b"blob":  # e.g. a tree or commit id where a blob was expected
+                    proc.stdout.read(size + 1)
+                    continue
                 out[sha] = proc.stdout.read(min(size, limit + 1))
                 remaining = size - len(out[sha])
                 while remaining > 0:  # skip the rest of an oversized blob in chunks

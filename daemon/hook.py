@@ -8,28 +8,34 @@ from __future__ import annotations
 import os
 import shlex
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
+from .core.ownership import ownership_refusals
 from .errors import GitError, SpecError
-from .gitsync import MODELS_DIR, CommitInfo, GitRepo, is_spec_path, user_of
+from .gitsync import FILE_MODES, MODELS_DIR, SYMLINK_MODE, CommitInfo, GitRepo, is_spec_path, user_of
 from .spec import SpecPolicy, parse_spec, validate_user_id
 
 ZERO = "0" * 40
 HOOK_MARK = "# installed by argusctl hook install"
 
 
-def check_commit(repo: GitRepo, commit: CommitInfo, policy: SpecPolicy,
-                 owners: dict[str, tuple[str, ...]]) -> list[str]:
-    """Problems of one commit, each as `path:line:col: message`."""
+def check_step(repo: GitRepo, previous: str | None, commit: CommitInfo, policy: SpecPolicy,
+               owners: dict[str, tuple[str, ...]]) -> list[str]:
+    """Problems of one step of the branch (previous -> commit, as argusd records it), each as
+    `path:line:col: message`. Ownership by core.ownership: who made each changed path what it is."""
     problems: list[str] = []
-    changed = repo.changed_paths(commit.parent, commit.sha)
+    changes = repo.changers(previous, commit.sha) if owners else {p: [] for p in repo.changed_paths(previous, commit.sha)}
+    changed = list(changes)
+    refusals = ownership_refusals(changes, owners)
     users = sorted({u for u in (user_of(p) for p in changed) if u is not None})
     strays = [p for p in changed if user_of(p) is None and is_spec_path(p)]
     for stray in repo.tree_files(commit.sha, strays) if strays else []:  # one ls-tree, not one per file
         problems.append(f"{stray.path}:1:1: specs live at {MODELS_DIR}/<user_id>/<name>.yaml; move this file there")
     files = repo.tree_files(commit.sha, [f"{MODELS_DIR}/{u}/" for u in users]) if users else []
-    blobs = repo.read_blobs([f.blob for f in files if is_spec_path(f.path)], policy.max_spec_bytes)
+    blobs = repo.read_blobs([f.blob for f in files if is_spec_path(f.path) and f.mode in FILE_MODES],
+                            policy.max_spec_bytes)
     for user in users:
         mine = [p for p in changed if user_of(p) == user]
         try:
@@ -41,24 +47,29 @@ def check_commit(repo: GitRepo, commit: CommitInfo, policy: SpecPolicy,
             problems += [f"{p}:1:1: user {user!r} is not known to this platform; an operator adds users to the "
                          "config's users: section" for p in mine]
             continue
-        allowed = owners.get(user)
-        if owners and commit.author_email not in (allowed or ()):
-            problems += [f"{p}:1:1: {commit.author} may not change {MODELS_DIR}/{user}/ (allowed: "
-                         f"{', '.join(allowed or ()) or 'nobody'}); commit as {user}'s git identity" for p in mine]
+        mine_refused = [p for p in mine if p in refusals]
+        if mine_refused:
+            problems += [f"{p}:1:1: {refusals[p].message}" for p in mine_refused]
             continue
         ids: dict[str, list[str]] = {}
         for f in files:
             if user_of(f.path) != user or not is_spec_path(f.path):
                 continue
-            if f.mode == "120000":
+            if f.mode not in FILE_MODES:
                 if f.path in mine:
-                    problems.append(f"{f.path}:1:1: symlinks are not allowed in models.d; commit the file itself")
+                    kind = "symlinks" if f.mode == SYMLINK_MODE else "submodules and other non-file entries"
+                    problems.append(f"{f.path}:1:1: {kind} are not allowed in models.d; commit the file itself")
                 continue
             try:
-                parsed = parse_spec(f.path, blobs[f.blob], user, policy)
+                parsed = parse_spec(f.path, blobs.get(f.blob, b""), user, policy)
             except SpecError as exc:
                 if f.path in mine:
                     problems += [str(p) for p in exc.problems]
+                continue
+            except Exception as exc:  # noqa: BLE001 - a hostile file gets a refusal, not a traceback
+                if f.path in mine:
+                    problems.append(f"{f.path}:1:1: argus could not read this file ({type(exc).__name__}); "
+                                    "simplify it, and report it to the operators")
                 continue
             ids.setdefault(parsed.spec.model_id, []).append(f.path)
         for model_id, paths in ids.items():
@@ -71,24 +82,62 @@ def check_commit(repo: GitRepo, commit: CommitInfo, policy: SpecPolicy,
 
 def check_push(repo: GitRepo, updates: list[tuple[str, str, str]], branch: str, policy: SpecPolicy,
                owners: dict[str, tuple[str, ...]]) -> list[str]:
-    """pre-receive input lines (old, new, ref): problems of every new commit on the branch."""
+    """pre-receive input lines (old, new, ref): every problem of the push, judged as argusd
+    would record it. Only the tracked branch may move, and only forward."""
     problems: list[str] = []
+    tracked = f"refs/heads/{branch}"
     for old, new, ref in updates:
-        if ref != f"refs/heads/{branch}" or new == ZERO:
+        if ref != tracked:
+            # refs/replace/* would change what argusd reads; other refs are never served.
+            problems.append(f"{ref}: only {tracked} may be pushed to this repo; push your work to {branch}")
+            continue
+        if new == ZERO:
+            problems.append(f"{ref}: deleting {branch} is refused; it holds every user's models")
             continue
         since = None if old == ZERO else old
         if since is not None and not repo.is_ancestor(since, new):
-            since = None  # a force-push: judge the whole new history's changes
+            problems.append(f"{ref}: a non-fast-forward push (a force-push or a rewritten history) is refused; "
+                            f"fetch, rebase your commits onto origin/{branch} and push again")
+            continue
+        previous = since
         for commit in repo.commits(since, new):
-            problems += [f"{p} (commit {commit.sha[:12]})" for p in check_commit(repo, commit, policy, owners)]
+            problems += [f"{p} (commit {commit.sha[:12]})" for p in check_step(repo, previous, commit, policy, owners)]
+            previous = commit.sha
     return problems
 
 
+# git itself refuses what no pre-receive hook may let through, even where the hook is missing.
+PROTECTION = {"receive.denyNonFastForwards": "true", "receive.denyDeletes": "true"}
+
+
+def protect(bare: Path) -> None:
+    """Make git refuse force-pushes and branch deletions in the bare repo."""
+    for key, value in PROTECTION.items():
+        result = subprocess.run(["git", "--git-dir", str(bare), "config", key, value], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise GitError(f"cannot set {key} in {bare}: {result.stderr.strip()}")
+
+
+def protection_gaps(bare: Path) -> list[str]:
+    """What is missing from the bare repo's push protection (for `argusctl doctor`)."""
+    gaps = []
+    for key, value in PROTECTION.items():
+        found = subprocess.run(["git", "--git-dir", str(bare), "config", "--get", key],
+                               capture_output=True, text=True).stdout.strip()
+        if found != value:
+            gaps.append(f"{key} is not {value}")
+    hook = bare / "hooks" / "pre-receive"
+    if not hook.exists() or HOOK_MARK not in hook.read_text(errors="replace"):
+        gaps.append("no argus pre-receive hook")
+    return gaps
+
+
 def install(bare: Path, command: list[str]) -> Path:
-    """Write hooks/pre-receive to run `command` (argusctl ... hook pre-receive)."""
+    """Write hooks/pre-receive to run `command` (argusctl ... hook pre-receive) and protect the branch."""
     hooks = bare / "hooks"
     if not (bare / "HEAD").exists():
         raise GitError(f"{bare} is not a git repository; create it with `argusctl init`")
+    protect(bare)
     hooks.mkdir(exist_ok=True)
     hook = hooks / "pre-receive"
     if hook.exists() and HOOK_MARK not in hook.read_text():

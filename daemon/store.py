@@ -77,6 +77,11 @@ MIGRATIONS: list[str] = [
         synced_at TEXT NOT NULL
     );
     """,
+    # 2: why a file is rejected: its content ('spec') or who changed it ('ownership'); an
+    # ownership refusal stays until the file's owner changes the file
+    """
+    ALTER TABLE spec_rejections ADD COLUMN kind TEXT NOT NULL DEFAULT 'spec';
+    """,
 ]
 
 
@@ -154,9 +159,15 @@ class Rejection:
     commit_author: str
     problems: list[str]
     time: str
+    kind: str = "spec"  # RejectionKind
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+class RejectionKind:
+    SPEC = "spec"            # the file's content breaks a spec rule
+    OWNERSHIP = "ownership"  # the change came from someone who may not make it
 
 
 class Store:
@@ -384,9 +395,10 @@ class Store:
 
     def set_rejection(self, rejection: Rejection) -> None:
         self.conn.execute(
-            "INSERT OR REPLACE INTO spec_rejections VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO spec_rejections (spec_path, user_id, blob_sha, commit_sha, commit_author, problems,"
+            " time, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (rejection.spec_path, rejection.user_id, rejection.blob_sha, rejection.commit_sha,
-             rejection.commit_author, json.dumps(rejection.problems), rejection.time))
+             rejection.commit_author, json.dumps(rejection.problems), rejection.time, rejection.kind))
 
     def clear_rejection(self, spec_path: str) -> bool:
         return self.conn.execute("DELETE FROM spec_rejections WHERE spec_path=?", (spec_path,)).rowcount > 0

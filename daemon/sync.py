@@ -14,16 +14,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
 
+from .core.ownership import Changer, Refusal, ownership_refusals
 from .errors import Problem, SpecError
-from .gitsync import MODELS_DIR, CommitInfo, GitRepo, TreeFile, is_spec_path, user_of
+from .gitsync import FILE_MODES, MODELS_DIR, SYMLINK_MODE, CommitInfo, GitRepo, TreeFile, blob_id, is_spec_path, user_of
 from .spec import SpecPolicy, parse_spec, validate_user_id
-from .store import Rejection, Store, iso, utc_now
+from .store import Rejection, RejectionKind, Store, iso, utc_now
 from .syncplan import (ClearRejection, CreateModel, DeleteModel, MoveModel, RejectSpec, SpecFileState,
                        UpdateModel, plan_user)
 
 log = logging.getLogger("argus.sync")
 
-SYMLINK_MODE = "120000"
 STRAY_USER = ""  # rejections of files that belong to no user directory
 DELETED_BLOB = "(deleted)"  # the blob of a rejection that keeps a model whose file was deleted
 
@@ -71,21 +71,30 @@ class Syncer:
             result.changes = self._resync(self.repo.commit_info(head), previous=since)
             result.commits, result.resynced, result.outcome = 1, True, "resynced"
             return result
+        previous = since
         for commit in self.repo.commits(since, head):
-            result.changes += self._record_commit(commit)
+            result.changes += self._record_commit(previous, commit)
             result.commits += 1
+            previous = commit.sha
         result.outcome = "synced"
         return result
 
     # -- one commit ------------------------------------------------------------------------------
 
-    def _record_commit(self, commit: CommitInfo) -> int:
-        changed = self.repo.changed_paths(commit.parent, commit.sha)
-        users = sorted({u for u in (user_of(p) for p in changed) if u is not None})
-        strays = sorted(p for p in changed if user_of(p) is None)
+    def _record_commit(self, previous: str | None, commit: CommitInfo) -> int:
+        # Against the step before, not the first parent: a branch merged in by a fast-forward
+        # is one step, judged by who made each path what it is (core.ownership).
+        changes = self._changes(previous, commit.sha)
+        users = sorted({u for u in (user_of(p) for p in changes) if u is not None})
+        strays = sorted(p for p in changes if user_of(p) is None)
         pathspecs = [f"{MODELS_DIR}/{u}/" for u in users] + strays
         files = self.repo.tree_files(commit.sha, pathspecs) if pathspecs else []
-        return self._record(commit, users, files, strays, set(changed), event=None)
+        return self._record(commit, users, files, strays, ownership_refusals(changes, self.owners), event=None)
+
+    def _changes(self, previous: str | None, sha: str) -> dict[str, list[Changer]]:
+        if not self.owners:  # no ownership checks: who changed a path does not matter
+            return {p: [] for p in self.repo.changed_paths(previous, sha)}
+        return self.repo.changers(previous, sha)
 
     def _resync(self, commit: CommitInfo, previous: str) -> int:
         files = self.repo.tree_files(commit.sha)
@@ -95,11 +104,24 @@ class Syncer:
         strays = sorted({f.path for f in files if user_of(f.path) is None} |
                         {r.spec_path for r in self.store.rejections(STRAY_USER)})
         event = ("HISTORY_REWRITTEN", {"previous": previous, "head": commit.sha})
-        # A rewritten history has no trustworthy "who changed what": ownership is not re-judged.
-        return self._record(commit, sorted(users), files, strays, set(), event=event)
+        # The same ownership rule as any step: what the rewrite changed, credited to the
+        # commits that made it; a change no commit explains (a reset) is refused.
+        if not self.owners:
+            refusals: dict[str, Refusal] = {}
+        elif self.repo.has_commit(previous):
+            refusals = ownership_refusals(self.repo.changers(previous, commit.sha), self.owners)
+        else:  # the old history is gone: every path that differs from what the store accepted
+            refusals = ownership_refusals({p: [] for p in self._differs_from_store(files)}, self.owners)
+        return self._record(commit, sorted(users), files, strays, refusals, event=event)
+
+    def _differs_from_store(self, files: list[TreeFile]) -> set[str]:
+        accepted = {m.spec_path: blob_id(m.spec_yaml.encode()) for m in self.store.list_models()}
+        accepted.update({r.spec_path: r.blob_sha for r in self.store.rejections()})
+        tree = {f.path: f.blob for f in files if is_spec_path(f.path)}
+        return {p for p, blob in tree.items() if accepted.get(p) != blob} | (accepted.keys() - tree.keys())
 
     def _record(self, commit: CommitInfo, users: list[str], files: list[TreeFile], strays: list[str],
-                changed: set[str], event: tuple[str, dict] | None) -> int:
+                refusals: dict[str, Refusal], event: tuple[str, dict] | None) -> int:
         by_user: dict[str, list[TreeFile]] = {u: [] for u in users}
         for f in files:
             user = user_of(f.path)
@@ -107,28 +129,32 @@ class Syncer:
                 by_user[user].append(f)
         stray_present = {f.path: f for f in files if f.path in strays}
         # One `git cat-file --batch` for every spec this commit needs, read before the write lock.
-        blobs = self.repo.read_blobs([f.blob for fs in by_user.values() for f in fs if f.mode != SYMLINK_MODE],
+        blobs = self.repo.read_blobs([f.blob for fs in by_user.values() for f in fs if f.mode in FILE_MODES],
                                      self.policy.max_spec_bytes)
         now = iso(self.clock())
         count = 0
         with self.store.transaction():
             if event is not None:
                 self.store.append_event(event[0], event[1], now=now)
+            if commit.committed_at is None:
+                # A date no public id can carry (before 1970, after 9999): argusd's clock stands in.
+                self.store.append_event("COMMIT_DATE_REFUSED", {"commit": commit.sha, "author": commit.author,
+                                                                "committer_time": commit.raw_time, "used": now}, now=now)
             for user in users:
-                count += self._record_user(commit, user, by_user[user], changed, blobs, now)
+                count += self._record_user(commit, user, by_user[user], refusals, blobs, now)
             for path in strays:
                 count += self._record_stray(commit, path, stray_present.get(path), now)
             self.store.set_cursor(self.branch, commit.sha, now)
         return count
 
-    def _record_user(self, commit: CommitInfo, user: str, tree: list[TreeFile], changed: set[str],
+    def _record_user(self, commit: CommitInfo, user: str, tree: list[TreeFile], refusals: dict[str, Refusal],
                      blobs: dict[str, bytes], now: str) -> int:
-        changes = self.plan_user_at(commit, user, tree, changed, blobs)
+        changes = self.plan_user_at(commit, user, tree, refusals, blobs)
         for change in changes:
             self._apply(change, commit, now)
         return len(changes)
 
-    def plan_user_at(self, commit: CommitInfo, user: str, tree: list[TreeFile], changed: set[str],
+    def plan_user_at(self, commit: CommitInfo, user: str, tree: list[TreeFile], refusals: dict[str, Refusal],
                      blobs: dict[str, bytes]) -> list:
         """What recording this commit would change for one user (reads the store, writes nothing)."""
         try:
@@ -140,47 +166,41 @@ class Syncer:
             user_problem = (f"user {user!r} is not known to this platform; an operator adds users "
                             "to the config's users: section")
         states = [self._file_state(f, user, user_problem, blobs) for f in tree]
-        extra = self._ownership_problems(commit, user, tree, changed)
+        on_record = {r.spec_path: r for r in self.store.rejections(user)}
+        refused: dict[str, tuple[str, ...]] = {}
+        for f in tree:
+            if f.path in refusals:
+                refused[f.path] = (f"{f.path}:1:1: {refusals[f.path].message}",)
+            elif _still_refused(on_record.get(f.path), f.blob):
+                refused[f.path] = tuple(on_record[f.path].problems)
         models = self.store.live_models_of(user)
-        rejections = {r.spec_path: (r.blob_sha, tuple(r.problems)) for r in self.store.rejections(user)}
-        states += self._refused_deletions(commit, user, tree, changed, models, rejections)
-        return plan_user(user, states, models, rejections, commit.committed_at, self.policy, extra)
+        states += self._refused_deletions(tree, refusals, models, on_record, refused)
+        rejections = {path: (r.blob_sha, tuple(r.problems)) for path, r in on_record.items()}
+        return plan_user(user, states, models, rejections, self._created_time(commit), self.policy, refused)
 
-    def _ownership_problems(self, commit: CommitInfo, user: str, tree: list[TreeFile],
-                            changed: set[str]) -> dict[str, tuple[str, ...]]:
-        if self._allowed(commit, user):
-            return {}
-        # Refuse only what this commit changed: files that were fine stay as they were.
-        message = self._ownership_message(commit, user)
-        return {f.path: (f"{f.path}:1:1: {message}",) for f in tree if f.path in changed}
+    def _created_time(self, commit: CommitInfo) -> datetime:
+        return commit.committed_at or self.clock()
 
-    def _refused_deletions(self, commit: CommitInfo, user: str, tree: list[TreeFile], changed: set[str],
-                           models: list, rejections: dict) -> list[SpecFileState]:
+    @staticmethod
+    def _refused_deletions(tree: list[TreeFile], refusals: dict[str, Refusal], models: list,
+                           on_record: dict[str, Rejection], refused: dict[str, tuple[str, ...]]) -> list[SpecFileState]:
         """A spec deleted by someone not allowed to: its model stays, as if the file were
         still there but broken, until the file comes back (a revert); the owner then deletes
-        it in a commit of their own."""
+        it in a commit of their own. Adds the refusals to `refused`."""
         present = {f.path for f in tree}
         kept = []
         for model in models:
             path = model.spec_path
             if path in present or model.state == "DELETING":
                 continue
-            if rejections.get(path, ("",))[0] == DELETED_BLOB:  # refused before: stays refused
-                kept.append(SpecFileState(path, DELETED_BLOB, "", None,
-                                          tuple(Problem(path, 1, 1, p.split(": ", 1)[-1]) for p in rejections[path][1])))
-            elif path in changed and not self._allowed(commit, user):
-                message = self._ownership_message(commit, user)
-                kept.append(SpecFileState(path, DELETED_BLOB, "", None, (Problem(path, 1, 1, message),)))
+            if path in refusals:
+                refused[path] = (f"{path}:1:1: {refusals[path].message}",)
+            elif _still_refused(on_record.get(path), DELETED_BLOB):
+                refused[path] = tuple(on_record[path].problems)
+            else:
+                continue
+            kept.append(SpecFileState(path, DELETED_BLOB, "", None))
         return kept
-
-    def _allowed(self, commit: CommitInfo, user: str) -> bool:
-        allowed = self.owners.get(user)
-        return not self.owners or allowed is None or commit.author_email in allowed
-
-    def _ownership_message(self, commit: CommitInfo, user: str) -> str:
-        allowed = self.owners.get(user, ())
-        return (f"commit {commit.sha[:12]} by {commit.author} may not change models.d/{user}/ "
-                f"(allowed: {', '.join(allowed) or 'nobody'}); revert it and let {user} push the change")
 
     def _file_state(self, f: TreeFile, user: str, user_problem: str | None, blobs: dict[str, bytes]) -> SpecFileState:
         if user_problem is not None:
@@ -188,11 +208,22 @@ class Syncer:
         if f.mode == SYMLINK_MODE:
             return SpecFileState(f.path, f.blob, "", None,
                                  (Problem(f.path, 1, 1, "symlinks are not allowed in models.d; commit the file itself"),))
-        data = blobs[f.blob]
+        if f.mode not in FILE_MODES:
+            return SpecFileState(f.path, f.blob, "", None, (Problem(
+                f.path, 1, 1, "submodules and other non-file entries are not allowed in models.d; commit the file itself"),))
+        data = blobs.get(f.blob)
+        if data is None:
+            return SpecFileState(f.path, f.blob, "", None, (Problem(
+                f.path, 1, 1, f"git has no content for this file (object {f.blob[:12]} is missing); commit the file again"),))
         try:
             parsed = parse_spec(f.path, data, user, self.policy)
         except SpecError as exc:
             return SpecFileState(f.path, f.blob, data.decode("utf-8", "replace"), None, tuple(exc.problems))
+        except Exception as exc:  # noqa: BLE001 - one file must never stop the record of a commit
+            log.exception("reading %s failed", f.path)
+            return SpecFileState(f.path, f.blob, data.decode("utf-8", "replace"), None, (Problem(
+                f.path, 1, 1, f"argus could not read this file ({type(exc).__name__}); simplify it, and report it "
+                "to the operators"),))
         return SpecFileState(f.path, f.blob, data.decode("utf-8"), parsed)
 
     def _record_stray(self, commit: CommitInfo, path: str, present: TreeFile | None, now: str) -> int:
@@ -218,11 +249,11 @@ class Syncer:
         users |= {m.user_id for m in self.store.list_models()}
         users |= {r.user_id for r in self.store.rejections() if r.user_id != STRAY_USER}
         tree = {u: [f for f in files if user_of(f.path) == u and is_spec_path(f.path)] for u in users}
-        blobs = self.repo.read_blobs([f.blob for fs in tree.values() for f in fs if f.mode != SYMLINK_MODE],
+        blobs = self.repo.read_blobs([f.blob for fs in tree.values() for f in fs if f.mode in FILE_MODES],
                                      self.policy.max_spec_bytes)
         changes = []
         for user in sorted(users):
-            changes += self.plan_user_at(commit, user, tree[user], set(), blobs)
+            changes += self.plan_user_at(commit, user, tree[user], {}, blobs)
         return changes
 
     # -- writing a change ------------------------------------------------------------------------
@@ -236,7 +267,7 @@ class Syncer:
             store.insert_model(model_key=key, user_id=r.user_id, model_id_suffix=r.model_id_suffix,
                                model_id=r.model_id, spec_path=change.spec_path, spec_yaml=change.spec_yaml,
                                resolved=r.to_dict(), commit_sha=commit.sha, commit_author=commit.author,
-                               created_at=iso(commit.committed_at), now=now)
+                               created_at=iso(self._created_time(commit)), now=now)
             store.append_event("CREATED", {**who, "model_id": r.model_id, "spec_path": change.spec_path,
                                            "num_replicas": r.num_replicas, "gpus_per_replica": r.gpus_per_replica},
                                now=now, model_key=key, user_id=r.user_id, spec_path=change.spec_path)
@@ -261,7 +292,7 @@ class Syncer:
                                model_key=change.model_key, spec_path=change.spec_path)
         elif isinstance(change, RejectSpec):
             store.set_rejection(Rejection(change.spec_path, change.user_id, change.blob, commit.sha, commit.author,
-                                          list(change.problems), now))
+                                          list(change.problems), now, change.kind))
             store.append_event("REJECTED", {**who, "problems": list(change.problems),
                                             "kept_last_good_spec": change.model_key is not None},
                                now=now, model_key=change.model_key, user_id=change.user_id or None,
@@ -273,3 +304,8 @@ class Syncer:
         else:  # pragma: no cover - plan_user returns only the types above
             raise TypeError(change)
         log.info("%s %s", type(change).__name__, getattr(change, "spec_path", ""))
+
+
+def _still_refused(rejection: Rejection | None, blob: str) -> bool:
+    """A change refused for who made it stays refused while the file is exactly that change."""
+    return rejection is not None and rejection.kind == RejectionKind.OWNERSHIP and rejection.blob_sha == blob

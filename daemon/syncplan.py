@@ -11,7 +11,7 @@ from typing import Union
 
 from .errors import Problem
 from .spec import ParsedSpec, ResolvedServingSpec, SpecPolicy, resolve_spec
-from .store import ModelRow, parse_iso
+from .store import ModelRow, RejectionKind, parse_iso
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,7 @@ class RejectSpec:
     blob: str
     problems: tuple[str, ...]
     model_key: str | None           # the model that keeps its last good spec, if any
+    kind: str = RejectionKind.SPEC  # OWNERSHIP: refused for who changed it; stays until the owner does
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,8 @@ def plan_user(user_id: str, files: list[SpecFileState], models: list[ModelRow],
         problems = problems_of[path]
         if rejections.get(path) != (f.blob, problems):
             owner = by_path.get(path)
-            changes.append(RejectSpec(user_id, path, f.blob, problems, owner.model_key if owner else None))
+            kind = RejectionKind.OWNERSHIP if path in extra_problems else RejectionKind.SPEC
+            changes.append(RejectSpec(user_id, path, f.blob, problems, owner.model_key if owner else None, kind))
     present = {f.path for f in files}
     for path in sorted(rejections):
         if path not in invalid:

@@ -16,6 +16,7 @@ import yaml
 
 from .errors import GitError, NotFoundError, SpecError, UsageError
 from .gitsync import MODELS_DIR, SPEC_SUFFIXES
+from .hook import protect
 from .spec import SpecPolicy, parse_spec, validate_user_id
 
 PUSH_ATTEMPTS = 5
@@ -69,6 +70,7 @@ def init(bare: Path, workdir: Path, user: str, branch: str = "main", name: str |
     if not bare.exists():
         bare.mkdir(parents=True)
         _git(bare, "init", "-q", "--bare", "-b", branch)
+        protect(bare)
     if workdir.exists() and any(workdir.iterdir()):
         if not (workdir / ".git").exists():
             raise UsageError(f"{workdir} exists and is not a git clone; choose another --workdir")

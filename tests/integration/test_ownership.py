@@ -61,8 +61,8 @@ def test_wrong_author_and_unknown_user_are_refused(hooked):
     hooked.commit("bob deletes alice's file", author="Bob", email="bob@example.com")
     result = push(hooked)
     assert result.returncode != 0
-    assert ("models.d/alice/a.yaml:1:1: Bob <bob@example.com> may not change models.d/alice/ "
-            "(allowed: alice@example.com)") in result.stderr
+    assert "models.d/alice/a.yaml:1:1: Bob <bob@example.com> (commit " in result.stderr
+    assert ") may not change models.d/alice/ (allowed: alice@example.com)" in result.stderr
     hooked.git("reset", "-q", "--hard", "HEAD~1")
     hooked.write("models.d/carol/c.yaml", spec("c"))
     hooked.commit("carol", author="Carol", email="carol@example.com")
@@ -82,7 +82,8 @@ def test_daemon_refuses_changes_by_the_wrong_author(tmp_path):
     (model,) = syncer.store.list_models()
     assert model.resolved["num_replicas"] == 1
     (rejection,) = syncer.store.rejections()
-    assert "by Bob <bob@example.com> may not change models.d/alice/" in rejection.problems[0]
+    assert "Bob <bob@example.com> (commit " in rejection.problems[0]
+    assert ") may not change models.d/alice/" in rejection.problems[0]
     # bob deletes it: the model stays
     gitops.rm("models.d/alice/a.yaml")
     gitops.commit("bob deletes", author="Bob", email="bob@example.com")
