@@ -16,12 +16,10 @@ from datetime import datetime, timezone
 import git
 from git.exc import InvalidGitRepositoryError, NoSuchPathError
 
-from .core.ownership import MODELS_DIR, Changer, merge_changed_paths, user_of  # noqa: F401 (re-exported)
+from .core.layout import MODELS_DIR
+from .core.ownership import Changer, merge_changed_paths
 from .errors import GitError
 
-SPEC_SUFFIXES = (".yaml", ".yml")
-SYMLINK_MODE = "120000"
-FILE_MODES = ("100644", "100755")  # what argus reads; links, submodules and the like are refused
 
 
 # Years 1970-9999: a public id carries the creation time as YYYYMMDDHHMM.
@@ -79,12 +77,6 @@ class TreeFile:
 def blob_id(data: bytes) -> str:
     """The id git gives a file with this content (git hash-object)."""
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-
-
-def is_spec_path(path: str) -> bool:
-    """Whether a path under models.d/ is one argus reads (YAML, not hidden)."""
-    name = path.rsplit("/", 1)[-1]
-    return path.startswith(MODELS_DIR + "/") and name.endswith(SPEC_SUFFIXES) and not name.startswith(".")
 
 
 def missing_repo(path: str) -> GitError:

@@ -12,9 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .core import layout
 from .core.ownership import ownership_refusals
 from .errors import GitError, SpecError
-from .gitsync import FILE_MODES, MODELS_DIR, SYMLINK_MODE, CommitInfo, GitRepo, is_spec_path, user_of
+from .core.layout import FILE_MODES, MODELS_DIR, is_spec_path, user_of
+from .gitsync import CommitInfo, GitRepo
 from .spec import SpecPolicy, parse_spec, validate_user_id
 
 ZERO = "0" * 40
@@ -32,7 +34,7 @@ def check_step(repo: GitRepo, previous: str | None, commit: CommitInfo, policy: 
     users = sorted({u for u in (user_of(p) for p in changed) if u is not None})
     strays = [p for p in changed if user_of(p) is None and is_spec_path(p)]
     for stray in repo.tree_files(commit.sha, strays) if strays else []:  # one ls-tree, not one per file
-        problems.append(f"{stray.path}:1:1: specs live at {MODELS_DIR}/<user_id>/<name>.yaml; move this file there")
+        problems.append(f"{stray.path}:1:1: {layout.WRONG_DEPTH}")
     files = repo.tree_files(commit.sha, [f"{MODELS_DIR}/{u}/" for u in users]) if users else []
     blobs = repo.read_blobs([f.blob for f in files if is_spec_path(f.path) and f.mode in FILE_MODES],
                             policy.max_spec_bytes)
@@ -44,8 +46,7 @@ def check_step(repo: GitRepo, previous: str | None, commit: CommitInfo, policy: 
             problems += [f"{p}:1:1: {exc}" for p in mine]
             continue
         if owners and user not in owners:
-            problems += [f"{p}:1:1: user {user!r} is not known to this platform; an operator adds users to the "
-                         "config's users: section" for p in mine]
+            problems += [f"{p}:1:1: {layout.unknown_user(user)}" for p in mine]
             continue
         mine_refused = [p for p in mine if p in refusals]
         if mine_refused:
@@ -55,10 +56,10 @@ def check_step(repo: GitRepo, previous: str | None, commit: CommitInfo, policy: 
         for f in files:
             if user_of(f.path) != user or not is_spec_path(f.path):
                 continue
-            if f.mode not in FILE_MODES:
+            entry_problem = layout.entry_problem(f.mode)
+            if entry_problem is not None:
                 if f.path in mine:
-                    kind = "symlinks" if f.mode == SYMLINK_MODE else "submodules and other non-file entries"
-                    problems.append(f"{f.path}:1:1: {kind} are not allowed in models.d; commit the file itself")
+                    problems.append(f"{f.path}:1:1: {entry_problem}")
                 continue
             try:
                 parsed = parse_spec(f.path, blobs.get(f.blob, b""), user, policy)

@@ -5,11 +5,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .core import layout
+from .core.layout import MODELS_DIR, SPEC_SUFFIXES
 from .errors import Problem, SpecError, UsageError
 from .spec import ParsedSpec, SpecPolicy, parse_spec
 
-SPEC_SUFFIXES = (".yaml", ".yml")
-MODELS_DIR = "models.d"
 
 
 @dataclass(frozen=True)
@@ -46,12 +46,13 @@ def user_of_spec_path(parts: tuple[str, ...]) -> tuple[str | None, str | None]:
     index = len(parts) - 1 - parts[::-1].index(MODELS_DIR)
     below = parts[index + 1:]
     if len(below) != 2:
-        return None, f"specs live at {MODELS_DIR}/<user_id>/<name>.yaml; move this file there"
+        return None, layout.WRONG_DEPTH
     return below[0], None
 
 
 def _spec_file(display: str, fs_path: Path, user_override: str | None) -> SpecFile:
-    user, layout_error = user_of_spec_path(fs_path.resolve().parts)
+    # abspath, not resolve: a symlinked spec is judged where it stands (and refused there).
+    user, layout_error = user_of_spec_path(Path(os.path.abspath(fs_path)).parts)
     if user_override is not None:
         return SpecFile(display, fs_path, user_override)
     return SpecFile(display, fs_path, user, layout_error)
@@ -86,6 +87,9 @@ def lint_files(files: list[SpecFile], policy: SpecPolicy) -> LintReport:
     for spec_file in files:
         if spec_file.layout_error:
             report.problems.append(Problem(spec_file.display, 1, 1, spec_file.layout_error))
+            continue
+        if spec_file.fs_path.is_symlink() and MODELS_DIR in Path(os.path.abspath(spec_file.fs_path)).parts:
+            report.problems.append(Problem(spec_file.display, 1, 1, layout.SYMLINK))
             continue
         if spec_file.user_id is None:
             report.problems.append(Problem(spec_file.display, 1, 1,

@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
 
+from .core import layout
 from .core.ownership import Changer, Refusal, ownership_refusals
 from .errors import Problem, SpecError
-from .gitsync import FILE_MODES, MODELS_DIR, SYMLINK_MODE, CommitInfo, GitRepo, TreeFile, blob_id, is_spec_path, user_of
+from .core.layout import FILE_MODES, MODELS_DIR, is_spec_path, user_of
+from .gitsync import CommitInfo, GitRepo, TreeFile, blob_id
 from .spec import SpecPolicy, parse_spec, validate_user_id
 from .store import Rejection, RejectionKind, Store, iso, utc_now
 from .syncplan import (ClearRejection, CreateModel, DeleteModel, MoveModel, RejectSpec, SpecFileState,
@@ -163,8 +165,7 @@ class Syncer:
         except ValueError as exc:
             user_problem = str(exc)
         if user_problem is None and self.owners and user not in self.owners:
-            user_problem = (f"user {user!r} is not known to this platform; an operator adds users "
-                            "to the config's users: section")
+            user_problem = layout.unknown_user(user)
         states = [self._file_state(f, user, user_problem, blobs) for f in tree]
         on_record = {r.spec_path: r for r in self.store.rejections(user)}
         refused: dict[str, tuple[str, ...]] = {}
@@ -205,12 +206,9 @@ class Syncer:
     def _file_state(self, f: TreeFile, user: str, user_problem: str | None, blobs: dict[str, bytes]) -> SpecFileState:
         if user_problem is not None:
             return SpecFileState(f.path, f.blob, "", None, (Problem(f.path, 1, 1, user_problem),))
-        if f.mode == SYMLINK_MODE:
-            return SpecFileState(f.path, f.blob, "", None,
-                                 (Problem(f.path, 1, 1, "symlinks are not allowed in models.d; commit the file itself"),))
-        if f.mode not in FILE_MODES:
-            return SpecFileState(f.path, f.blob, "", None, (Problem(
-                f.path, 1, 1, "submodules and other non-file entries are not allowed in models.d; commit the file itself"),))
+        entry_problem = layout.entry_problem(f.mode)
+        if entry_problem is not None:
+            return SpecFileState(f.path, f.blob, "", None, (Problem(f.path, 1, 1, entry_problem),))
         data = blobs.get(f.blob)
         if data is None:
             return SpecFileState(f.path, f.blob, "", None, (Problem(
@@ -233,7 +231,7 @@ class Syncer:
                 self._apply(ClearRejection(path, None), commit, now)
                 return 1
             return 0
-        problem = f"{path}:1:1: specs live at {MODELS_DIR}/<user_id>/<name>.yaml; move this file there"
+        problem = f"{path}:1:1: {layout.WRONG_DEPTH}"
         old = existing.get(path)
         if old is not None and (old.blob_sha, tuple(old.problems)) == (present.blob, (problem,)):
             return 0

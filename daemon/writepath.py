@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from .errors import GitError, NotFoundError, SpecError, UsageError
-from .gitsync import MODELS_DIR, SPEC_SUFFIXES
+from .core.layout import MODELS_DIR, SPEC_SUFFIXES
 from .hook import protect
 from .spec import SpecPolicy, parse_spec, validate_user_id
 
@@ -127,6 +127,17 @@ def _commit_and_push(clone: Clone, paths: list[Path], message: str) -> str:
         pushed = _git(clone.path, "push", "-q", "origin", f"HEAD:{clone.branch}", check=False)
         if pushed.returncode == 0:
             return _git(clone.path, "rev-parse", "HEAD").stdout.strip()
+        if "[remote rejected]" in pushed.stderr:
+            # The server refused it (the pre-receive hook): no retry helps. Leave the clone
+            # as the server has it, so the next command starts clean, and say why.
+            if _git(clone.path, "rev-parse", "--verify", "-q", "HEAD~1", check=False).returncode == 0:
+                _git(clone.path, "reset", "-q", "--hard", "HEAD~1")
+            else:  # the refused commit was the first one
+                _git(clone.path, "update-ref", "-d", "HEAD")
+            reasons = [line.removeprefix("remote: ").strip() for line in pushed.stderr.splitlines()
+                       if line.startswith("remote: ")]
+            raise GitError("the GitOps repo refused the push; nothing changed:\n  " +
+                           "\n  ".join(reasons or [pushed.stderr.strip()]))
         # Lost a race with another push: replay our commit on top of theirs, never force.
         _git(clone.path, "fetch", "-q", "origin")
         rebased = _git(clone.path, "rebase", "-q", f"origin/{clone.branch}", check=False)

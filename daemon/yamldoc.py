@@ -6,6 +6,8 @@ UTF-8 only, and a size cap. Every failure is a `Problem` at a 1-based line:col.
 """
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +19,12 @@ Loc = tuple  # a path into the document: ("engine_kwargs", "max_model_len")
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 DEFAULT_MAX_BYTES = 64 * 1024
+# A spec needs three levels (engine_kwargs: {key: {key: value}}); anything much deeper is an
+# attack on the parser's recursion, refused before it can stop a process.
+MAX_DEPTH = 16
+# C1 control characters (U+0080-U+009F) are invisible in terminals or act on them
+# (U+009B is CSI); YAML treats U+0085 as a line break. A spec has no use for any of them.
+_C1 = re.compile("[\u0080-\u009f]")
 _NEEDS = {"spec": "; a spec needs at least model_id and model_source"}
 
 
@@ -66,7 +74,13 @@ def _decode(data: bytes) -> str:
         line = before.count(b"\n") + 1
         col = exc.start - (before.rfind(b"\n") + 1) + 1
         raise YamlDocError(line, col, f"not valid UTF-8 (byte 0x{data[exc.start]:02x}); save the file as UTF-8") from None
-    return text[1:] if text.startswith("\ufeff") else text
+    text = text[1:] if text.startswith("\ufeff") else text
+    bad = _C1.search(text)
+    if bad:
+        before = text[: bad.start()]
+        raise YamlDocError(before.count("\n") + 1, bad.start() - (before.rfind("\n") + 1) + 1,
+                           f"control character U+{ord(bad.group()):04X} is not allowed in a spec; remove it")
+    return text
 
 
 _SAFE_TAGS = {
@@ -86,6 +100,9 @@ class _Builder:
 
     def build(self, node: yaml.Node, loc: Loc) -> Any:
         self.value_pos[loc] = _pos(node.start_mark)
+        if len(loc) > MAX_DEPTH:
+            p = _pos(node.start_mark)
+            raise YamlDocError(p.line, p.col, f"nested more than {MAX_DEPTH} levels deep; a spec needs at most 3")
         if node.tag not in _SAFE_TAGS:
             p = _pos(node.start_mark)
             raise YamlDocError(p.line, p.col, f"tag {node.tag!r} is not allowed in a spec; remove it")
@@ -106,7 +123,11 @@ class _Builder:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, loc + (i,)) for i, item in enumerate(node.value)]
-        return self._constructor.construct_object(node)
+        value = self._constructor.construct_object(node)
+        if isinstance(value, float) and not math.isfinite(value):
+            p = _pos(node.start_mark)
+            raise YamlDocError(p.line, p.col, f"{node.value} is not a finite number; write a number such as 0.5")
+        return value
 
 
 def load_mapping(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, what: str = "spec") -> YamlDoc:
@@ -120,11 +141,23 @@ def load_mapping(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, what: str =
         # Events first: aliases are refused before anything could be expanded. Only a text
         # that could hold an anchor, alias or second document needs the extra pass.
         documents = 0
-        scan = any(token in text for token in ("&", "*", "---", "..."))
+        scan = any(token in text for token in ("&", "*", "---", "...", "!", "[", "{"))
+        depth = 0
         for event in yaml.parse(text, Loader=_Loader) if scan else ():
             if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
                 p = _pos(event.start_mark)
                 raise YamlDocError(p.line, p.col, "anchors and aliases (&, *) are not allowed in a spec; write the value out")
+            if isinstance(event, yaml.NodeEvent) and getattr(event, "tag", None) is not None:
+                p = _pos(event.start_mark)
+                shown = event.tag.replace("tag:yaml.org,2002:", "!!")
+                raise YamlDocError(p.line, p.col, f"tag {shown!r} is not allowed in a spec; remove it")
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH + 1:
+                    p = _pos(event.start_mark)
+                    raise YamlDocError(p.line, p.col, f"nested more than {MAX_DEPTH} levels deep; a spec needs at most 3")
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
             if isinstance(event, yaml.DocumentStartEvent):
                 documents += 1
                 if documents > 1:
@@ -145,6 +178,8 @@ def load_mapping(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, what: str =
         mark = getattr(exc, "position", None)
         line = text[:mark].count("\n") + 1 if isinstance(mark, int) else 1
         raise YamlDocError(line, 1, f"YAML error: {exc}") from None
+    except RecursionError:  # block nesting the scan did not look at; the parser recursed too deep
+        raise YamlDocError(1, 1, f"nested more than {MAX_DEPTH} levels deep; a spec needs at most 3") from None
     if node is None:
         raise YamlDocError(1, 1, "file is empty (only comments)" + _NEEDS.get(what, ""))
     if not isinstance(node, yaml.MappingNode):

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence
 
-MODELS_DIR = "models.d"
+from .layout import MODELS_DIR, user_of
 
 Blob = Optional[str]  # a path's blob id in one tree, None when the path is absent
 
@@ -29,12 +29,6 @@ class Changer:
     sha: str
     author: str        # "Name <email>", as recorded
     author_email: str
-
-
-def user_of(path: str) -> str | None:
-    """`models.d/<user>/<name>` -> user; None for any other depth."""
-    parts = path.split("/")
-    return parts[1] if len(parts) == 3 and parts[0] == MODELS_DIR else None
 
 
 def merge_changed_paths(paths: Sequence[str], base: Mapping[str, Blob], parents: Sequence[Mapping[str, Blob]],

@@ -184,3 +184,27 @@ def test_push_race_mechanism_rebases_and_conflicts_are_refused(setup):
         writepath._commit_and_push(second, [second.user_dir / "x.yaml"], "x to 3")
     assert log(tmp / "gitops.git")[0].endswith("|x to 2")
     assert "num_replicas: 2" in (second.user_dir / "x.yaml").read_text()  # the clone is back on theirs
+
+
+def test_a_push_the_hook_refuses_says_why_and_leaves_the_clone_clean(tmp_path):
+    users = ("users:\n  alice:\n    git_identities: [alice@example.com]\n")
+    config = write_config(tmp_path / "c.yaml", root=tmp_path / "private", db=tmp_path / "s.db",
+                          repo=tmp_path / "gitops.git", extra=users)
+    env = {"ARGUS_CONFIG": str(config)}
+    work = tmp_path / "alice-work"
+    assert run_argusctl("init", "--user", "alice", "--name", "Alice", "--email", "alice@example.com",
+                        "--workdir", str(work), env=env, cwd=tmp_path).returncode == 0
+    assert run_argusctl("hook", "install", env=env, cwd=tmp_path).returncode == 0
+    subprocess.run(["git", "-C", str(work), "config", "user.email", "mallory@example.com"], check=True)
+    (tmp_path / "m.yaml").write_text(spec("m"))
+    refused = run_argusctl("apply", "-f", str(tmp_path / "m.yaml"), "--workdir", str(work), env=env, cwd=tmp_path)
+    assert refused.returncode == 3, refused.stdout + refused.stderr
+    assert "the GitOps repo refused the push; nothing changed" in refused.stderr
+    assert "models.d/alice/m.yaml:1:1: Alice <mallory@example.com> (commit" in refused.stderr
+    assert "could not push after" not in refused.stderr
+    head = subprocess.run(["git", "-C", str(work), "rev-parse", "HEAD", "origin/main"], capture_output=True,
+                          text=True).stdout.split()
+    assert head[0] == head[1]  # the refused commit is gone from the clone
+    subprocess.run(["git", "-C", str(work), "config", "user.email", "alice@example.com"], check=True)
+    accepted = run_argusctl("apply", "-f", str(tmp_path / "m.yaml"), "--workdir", str(work), env=env, cwd=tmp_path)
+    assert accepted.returncode == 0, accepted.stderr

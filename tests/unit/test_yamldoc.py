@@ -28,6 +28,20 @@ from daemon.yamldoc import YamlDocError, load_mapping
     (b"a: !!python/name:os.system\n", (1, 4), "tag"),
     (b"a: !custom x\n", (1, 4), "tag"),
     (b"a: \x07\n", (1, 1), "YAML error"),
+    # Explicit standard tags too: docs/spec.md says "no tags".
+    (b"a: !!str 5\n", (1, 4), "tag '!!str' is not allowed"),
+    (b"a: !!int '5'\n", (1, 4), "tag '!!int' is not allowed"),
+    # Not a number: NaN never equals itself, so the model was redeployed on every commit.
+    (b"engine_kwargs: {seed: .nan}\n", (1, 23), ".nan is not a finite number"),
+    (b"a: -.Inf\n", (1, 4), "-.Inf is not a finite number"),
+    # C1 controls: invisible or acting on a terminal (U+009B is CSI); U+0085 is a YAML line break.
+    ("a: x\u0085y\n".encode(), (1, 5), "control character U+0085"),
+    ("a: ok\nb: x\u009b2J\n".encode(), (2, 5), "control character U+009B"),
+    # Nesting that once raised RecursionError in lint, the hook and argusd (1.2 KB, 490 deep).
+    (b"a: " + b"[" * 490 + b"]" * 490 + b"\n", (1, 20), "nested more than 16 levels deep"),
+    (b"a: " + b"{a: " * 990 + b"1" + b"}" * 990 + b"\n", (1, 68), "nested more than 16 levels deep"),
+    (b"".join(b" " * i + b"k%d:\n" % i for i in range(300)) + b" " * 300 + b"v: 1\n", (18, 18),
+     "nested more than 16 levels deep"),
 ])
 def test_bad_documents(data, where, message):
     with pytest.raises(YamlDocError) as caught:
@@ -64,3 +78,8 @@ def test_spec_errors_carry_the_path():
     with pytest.raises(SpecError) as caught:
         parse_spec("models.d/alice/x.yaml", b"model_id: [\n", "alice", SpecPolicy())
     assert str(caught.value.problems[0]).startswith("models.d/alice/x.yaml:2:1: YAML syntax error")
+
+
+def test_three_levels_and_exclamation_marks_in_strings_are_fine():
+    doc = load_mapping(b"engine_kwargs: {compilation_config: {level: [1, 2]}}\nnote: 'hi!'\n")
+    assert doc.value["engine_kwargs"]["compilation_config"]["level"] == [1, 2]

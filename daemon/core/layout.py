@@ -1,0 +1,35 @@
+"""Where specs live in the GitOps repo and which tree entries argus reads: one wording per
+rule, used by `argusctl lint`, the pre-receive hook and argusd alike."""
+from __future__ import annotations
+
+MODELS_DIR = "models.d"
+SPEC_SUFFIXES = (".yaml", ".yml")
+SYMLINK_MODE = "120000"
+FILE_MODES = ("100644", "100755")  # what argus reads; links, submodules and the like are refused
+
+WRONG_DEPTH = f"specs live at {MODELS_DIR}/<user_id>/<name>.yaml; move this file there"
+SYMLINK = f"symlinks are not allowed in {MODELS_DIR}; commit the file itself"
+NOT_A_FILE = f"submodules and other non-file entries are not allowed in {MODELS_DIR}; commit the file itself"
+
+
+def unknown_user(user: str) -> str:
+    return f"user {user!r} is not known to this platform; an operator adds users to the config's users: section"
+
+
+def entry_problem(mode: str) -> str | None:
+    """Why a tree entry with this git mode cannot be a spec, or None for a regular file."""
+    if mode in FILE_MODES:
+        return None
+    return SYMLINK if mode == SYMLINK_MODE else NOT_A_FILE
+
+
+def user_of(path: str) -> str | None:
+    """`models.d/<user>/<name>` -> user; None for any other depth."""
+    parts = path.split("/")
+    return parts[1] if len(parts) == 3 and parts[0] == MODELS_DIR else None
+
+
+def is_spec_path(path: str) -> bool:
+    """Whether a path under models.d/ is one argus reads (YAML, not hidden)."""
+    name = path.rsplit("/", 1)[-1]
+    return path.startswith(MODELS_DIR + "/") and name.endswith(SPEC_SUFFIXES) and not name.startswith(".")
