@@ -1,0 +1,98 @@
+"""Files that once stopped lint, the hook or argusd: each gets the same refusal through all
+three doors (no traceback), and argusd goes on to record the next commit."""
+import os
+import subprocess
+
+import pytest
+
+from daemon.gitsync import GitRepo
+from daemon.spec import SpecPolicy
+from daemon.store import Store
+from daemon.sync import Syncer
+from helpers import GitOps, run_argusctl, spec, write_config
+
+GOOD = spec("a")
+CASES = [
+    ("deep lists", b"model_id: a\nmodel_source: $HOME/common/hf/m\nengine_kwargs: {x: " + b"[" * 490 + b"]" * 490
+     + b"}\n", "nested more than 16 levels deep"),
+    ("deep mappings", b"model_id: a\nmodel_source: $HOME/common/hf/m\nx: " + b"{a: " * 990 + b"1" + b"}" * 990
+     + b"\n", "nested more than 16 levels deep"),
+    ("not a number", (GOOD + "engine_kwargs: {seed: .nan}\n").encode(), ".nan is not a finite number"),
+    ("an explicit tag", b"model_id: !!str a\nmodel_source: $HOME/common/hf/m\n", "tag '!!str' is not allowed"),
+    ("a C1 control", "model_id: a\nmodel_source: $HOME/common/hf/m\u009b2J\n".encode(), "control character U+009B"),
+]
+
+
+@pytest.mark.parametrize("name, data, message", CASES, ids=[c[0] for c in CASES])
+def test_lint_the_hook_and_argusd_refuse_it_alike(tmp_path, name, data, message):
+    # lint
+    tree = tmp_path / "tree" / "models.d" / "alice"
+    tree.mkdir(parents=True)
+    (tree / "a.yaml").write_bytes(data)
+    linted = run_argusctl("lint", str(tmp_path / "tree" / "models.d"), env={"ARGUS_CONFIG": _config(tmp_path)})
+    assert linted.returncode == 1 and message in linted.stdout, linted.stdout + linted.stderr
+    assert "Traceback" not in linted.stdout + linted.stderr
+    # the hook
+    hooked = GitOps(tmp_path / "hooked")
+    assert run_argusctl("--config", _config(tmp_path, hooked.bare), "hook", "install").returncode == 0
+    hooked.write("models.d/alice/a.yaml", data)
+    hooked.commit("hostile")
+    pushed = subprocess.run(["git", "push", "origin", "HEAD:main"], cwd=hooked.work, capture_output=True, text=True)
+    assert pushed.returncode != 0 and message in pushed.stderr, pushed.stderr
+    assert "Traceback" not in pushed.stderr
+    # argusd, with no hook in the way
+    open_repo = GitOps(tmp_path / "open")
+    open_repo.write("models.d/alice/a.yaml", data)
+    open_repo.commit("hostile")
+    open_repo.push()
+    syncer = Syncer(Store.open(tmp_path / "s.db"), GitRepo(open_repo.bare), "main", SpecPolicy())
+    syncer.sync_once()
+    (rejection,) = syncer.store.rejections()
+    assert message in rejection.problems[0]
+    _next_commit_is_recorded(open_repo, syncer)
+
+
+def test_a_submodule_entry_named_like_a_spec_is_refused_not_retried_forever(tmp_path):
+    for hooked in (True, False):
+        g = GitOps(tmp_path / f"g{hooked}")
+        if hooked:
+            assert run_argusctl("--config", _config(tmp_path, g.bare), "hook", "install").returncode == 0
+        g.write("models.d/alice/keep.txt", "x")
+        g.commit("first")
+        g.git("update-index", "--add", "--cacheinfo", f"160000,{'1' * 40},models.d/alice/sub.yaml")
+        g.git("commit", "-q", "-m", "a submodule", env={"GIT_AUTHOR_NAME": "A", "GIT_AUTHOR_EMAIL": "a@x",
+                                                         "GIT_COMMITTER_NAME": "A", "GIT_COMMITTER_EMAIL": "a@x"})
+        pushed = subprocess.run(["git", "push", "origin", "HEAD:main"], cwd=g.work, capture_output=True, text=True)
+        if hooked:
+            assert pushed.returncode != 0
+            assert "models.d/alice/sub.yaml:1:1: submodules and other non-file entries are not allowed" in pushed.stderr
+            continue
+        syncer = Syncer(Store.open(tmp_path / "s.db"), GitRepo(g.bare), "main", SpecPolicy())
+        syncer.sync_once()
+        (rejection,) = syncer.store.rejections()
+        assert "submodules and other non-file entries are not allowed" in rejection.problems[0]
+        _next_commit_is_recorded(g, syncer)
+
+
+def test_a_symlinked_spec_is_refused_by_lint_as_by_the_hook_and_argusd(tmp_path):
+    tree = tmp_path / "models.d" / "alice"
+    tree.mkdir(parents=True)
+    (tree / "a.yaml").write_text(GOOD)
+    os.symlink("a.yaml", tree / "b.yaml")
+    linted = run_argusctl("lint", str(tmp_path / "models.d"), env={"ARGUS_CONFIG": _config(tmp_path)})
+    assert linted.returncode == 1
+    assert "models.d/alice/b.yaml:1:1: symlinks are not allowed in models.d; commit the file itself" in linted.stdout
+
+
+def _config(tmp_path, repo=None) -> str:
+    return str(write_config(tmp_path / "c.yaml", root=tmp_path / "private", db=tmp_path / "unused.db",
+                            repo=repo or tmp_path / "none.git"))
+
+
+def _next_commit_is_recorded(g: GitOps, syncer: Syncer) -> None:
+    g.write("models.d/bob/b.yaml", spec("b"))
+    g.commit("the next commit")
+    g.push()
+    syncer.sync_once()
+    assert [m.model_id_suffix for m in syncer.store.list_models()] == ["b"]
+    assert syncer.store.cursor()[1] == g.git("rev-parse", "HEAD").strip()
