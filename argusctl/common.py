@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 import sys
 from typing import Any, NoReturn
 
@@ -47,12 +48,22 @@ def exit_code_for(error: ArgusError) -> int:
     return EXIT_FAILED
 
 
+# Control characters (C0, DEL, C1) and bidi overrides: what a user wrote into an author name,
+# a file name or a spec must not move the cursor, retitle or clear an operator's terminal.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(value: object) -> str:
+    """`value` as text safe for a terminal: every control character escaped (ESC -> \\x1b)."""
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(value))
+
+
 def fail(error: ArgusError) -> NoReturn:
     message = str(error)
     lines = message.splitlines() or [type(error).__name__]
-    typer.echo(f"argusctl: error: {lines[0]}", err=True)
+    typer.echo(f"argusctl: error: {printable(lines[0])}", err=True)
     for line in lines[1:]:
-        typer.echo(f"  {line}", err=True)
+        typer.echo(f"  {printable(line)}", err=True)
     raise typer.Exit(exit_code_for(error))
 
 

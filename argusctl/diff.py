@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from .common import EXIT_FAILED, Output, OutputOption, load_config, print_json
+from .common import EXIT_FAILED, Output, OutputOption, load_config, print_json, printable
 
 
 def describe(change, models: dict) -> dict:
@@ -70,7 +70,7 @@ def diff(
         typer.echo(f"no differences: {sha[:12]} is what argusd has recorded")
     else:
         for row in rows:
-            typer.echo(f"{row['sign']} {row['model']:<32} {row['what']:<9} {row['detail']}")
+            typer.echo(printable(f"{row['sign']} {row['model']:<32} {row['what']:<9} {row['detail']}"))
     if rows:
         raise typer.Exit(EXIT_FAILED)
 

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from .common import EXIT_FAILED, load_config
+from .common import EXIT_FAILED, load_config, printable
 
 hook_app = typer.Typer(help="Server-side validation of pushes (a pre-receive hook in the bare repo).",
                        no_args_is_help=True)
@@ -44,7 +44,7 @@ def pre_receive(ctx: typer.Context) -> None:
     if problems:
         typer.echo(f"argus: push refused: {len(problems)} problem(s); fix them, amend and push again", err=True)
         for problem in problems:
-            typer.echo(f"argus: {problem}", err=True)
+            typer.echo(f"argus: {printable(problem)}", err=True)
         raise typer.Exit(EXIT_FAILED)
 
 

@@ -5,7 +5,7 @@ from typing import List, Optional
 
 import typer
 
-from .common import EXIT_FAILED, Output, OutputOption, load_config, print_json
+from .common import EXIT_FAILED, Output, OutputOption, load_config, print_json, printable
 
 
 def lint(
@@ -28,7 +28,7 @@ def lint(
         print_json(report.to_dict())
     else:
         for problem in report.problems:
-            typer.echo(str(problem))
+            typer.echo(printable(problem))
         invalid = len(report.invalid_files)
         noun = "file" if len(report.files) == 1 else "files"
         summary = f"{len(report.files)} {noun} checked: {len(report.files) - invalid} valid, {invalid} invalid"

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from .common import Output, OutputOption, load_config, print_json
+from .common import Output, OutputOption, load_config, print_json, printable
 
 EVENTS_IN_DETAIL = 10
 
@@ -95,10 +95,10 @@ def status(
                   ("Endpoint", f"{base_url}  (model: {row.model_id})")]
         width = max(len(k) for k, _ in fields)
         for key, value in fields:
-            typer.echo(f"{key + ':':<{width + 1}} {value}")
+            typer.echo(f"{key + ':':<{width + 1}} {printable(value)}")
         typer.echo("\nEvents:")
         for e in events:
-            typer.echo(f"  {e.time[:19]}Z  {e.event_type:<18} {describe_event(e)}")
+            typer.echo(f"  {e.time[:19]}Z  {e.event_type:<18} {printable(describe_event(e))}")
         return
 
     rows = store.list_models(user_id=user, include_deleted=all_)
@@ -114,7 +114,7 @@ def status(
 
     table = [[m.model_id, m.user_id, m.state, m.resolved["num_replicas"],
               m.resolved["num_replicas"] * m.resolved["gpus_per_replica"], age(m.updated_at),
-              _clip(reason_of(m, rejections.get(m.spec_path) if m.live else None))] for m in rows]
+              _clip(printable(reason_of(m, rejections.get(m.spec_path) if m.live else None)))] for m in rows]
     typer.echo(f"OpenAI base URL: {base_url}")
     if table:
         typer.echo(tabulate(table, headers=["MODEL", "USER", "STATE", "REPLICAS", "GPUS", "UPDATED", "REASON"],
@@ -124,7 +124,7 @@ def status(
     if stray:
         typer.echo("\nRejected specs (not applied):")
         for r in stray:
-            typer.echo(f"  {_clip(r.problems[0], 160)}")
+            typer.echo(f"  {_clip(printable(r.problems[0]), 160)}")
 
 
 def _clip(text: str, width: int = 80) -> str:
@@ -165,7 +165,7 @@ def _print_events(events, output: Output) -> None:
         if output is Output.json:  # one JSON object per line, so --follow streams
             typer.echo(json.dumps(e.to_dict(), sort_keys=True))
         else:
-            typer.echo(f"{e.time[:19]}Z  {e.event_type:<18} {describe_event(e)}")
+            typer.echo(f"{e.time[:19]}Z  {e.event_type:<18} {printable(describe_event(e))}")
 
 
 def register(app: typer.Typer) -> None:
