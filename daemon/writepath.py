@@ -74,6 +74,7 @@ def init(bare: Path, workdir: Path, user: str, branch: str = "main", name: str |
     if workdir.exists() and any(workdir.iterdir()):
         if not (workdir / ".git").exists():
             raise UsageError(f"{workdir} exists and is not a git clone; choose another --workdir")
+        _check_existing_clone(workdir, bare, branch)
     else:
         workdir.parent.mkdir(parents=True, exist_ok=True)
         _git(workdir.parent, "clone", "-q", str(bare), str(workdir))
@@ -87,15 +88,37 @@ def init(bare: Path, workdir: Path, user: str, branch: str = "main", name: str |
         raise UsageError(f"git has no identity to commit as in {workdir}: pass --name and --email "
                          f"(or set `git config --global user.name` and `user.email`)")
     clone = Clone(workdir, user, branch)
-    _git(workdir, "checkout", "-q", "-B", branch)
     if _git(workdir, "rev-parse", "--verify", "-q", f"origin/{branch}", check=False).returncode == 0:
-        _git(workdir, "reset", "-q", "--hard", f"origin/{branch}")
+        # Only ever forward: _check_existing_clone made sure nothing local would be lost.
+        _git(workdir, "checkout", "-q", "-B", branch, f"origin/{branch}")
+    else:
+        _git(workdir, "checkout", "-q", "-B", branch)
     keep = clone.user_dir / ".gitkeep"
     if not keep.exists():
         keep.parent.mkdir(parents=True, exist_ok=True)
         keep.write_text("")
         _commit_and_push(clone, [keep], f"init: models.d/{user}/")
     return clone
+
+
+def _check_existing_clone(workdir: Path, bare: Path, branch: str) -> None:
+    """Re-running init on a clone must not lose work or touch another project's repo."""
+    origin = _git(workdir, "remote", "get-url", "origin", check=False).stdout.strip()
+    if not origin or os.path.realpath(os.path.expanduser(origin)) != os.path.realpath(bare):
+        raise UsageError(f"{workdir} is a clone of {origin or 'no remote'}, not of the GitOps repo {bare}; "
+                         "choose another --workdir")
+    if _git(workdir, "status", "--porcelain").stdout.strip():
+        raise UsageError(f"{workdir} has uncommitted changes; commit and push them, or discard them, "
+                         "then run init again")
+    _git(workdir, "fetch", "-q", "origin")
+    if _git(workdir, "rev-parse", "--verify", "-q", "HEAD", check=False).returncode != 0:
+        return  # an empty clone: nothing to lose
+    if _git(workdir, "rev-parse", "--verify", "-q", f"origin/{branch}", check=False).returncode != 0:
+        return
+    local = _git(workdir, "rev-list", "--count", f"origin/{branch}..HEAD").stdout.strip()
+    if local != "0":
+        raise UsageError(f"{workdir} has {local} commit(s) that are not in the GitOps repo; push them "
+                         f"(git push origin HEAD:{branch}) or drop them, then run init again")
 
 
 def open_clone(workdir: Path, user: str | None, branch: str) -> Clone:
@@ -106,6 +129,10 @@ def open_clone(workdir: Path, user: str | None, branch: str) -> Clone:
         if not found:
             raise UsageError(f"{workdir} does not say which user you are; pass --user or run `argusctl init`")
         user = found
+    try:
+        validate_user_id(user)  # a path component: ../../victim must never name a directory
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     return Clone(workdir, user, branch)
 
 

@@ -208,3 +208,38 @@ def test_a_push_the_hook_refuses_says_why_and_leaves_the_clone_clean(tmp_path):
     subprocess.run(["git", "-C", str(work), "config", "user.email", "alice@example.com"], check=True)
     accepted = run_argusctl("apply", "-f", str(tmp_path / "m.yaml"), "--workdir", str(work), env=env, cwd=tmp_path)
     assert accepted.returncode == 0, accepted.stderr
+
+
+def test_init_never_destroys_work_nor_touches_another_project(setup, tmp_path):
+    tmp, config, env, ctl = setup
+    work = tmp / "alice-work"
+    edit = work / "models.d" / "alice" / "draft.yaml"
+    edit.write_text(spec("draft"))  # not committed yet
+    again = ctl("init", "--user", "alice")
+    assert again.returncode == 2 and "has uncommitted changes" in again.stderr
+    assert edit.read_text() == spec("draft")
+    subprocess.run(["git", "-C", str(work), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(work), "commit", "-qm", "draft"], check=True)
+    local = ctl("init", "--user", "alice")
+    assert local.returncode == 2 and "1 commit(s) that are not in the GitOps repo" in local.stderr
+    assert edit.exists()
+    # Another project's clone: refused, and nothing in it changes.
+    other_bare, other = tmp / "other.git", tmp / "other-work"
+    subprocess.run(["git", "init", "-q", "--bare", str(other_bare)], check=True)
+    subprocess.run(["git", "clone", "-q", str(other_bare), str(other)], capture_output=True, check=True)
+    (other / "precious.txt").write_text("mine\n")
+    foreign = ctl("init", "--user", "alice", workdir=other)
+    assert foreign.returncode == 2 and f"is a clone of {other_bare}, not of the GitOps repo" in foreign.stderr
+    assert (other / "precious.txt").read_text() == "mine\n"
+    assert subprocess.run(["git", "-C", str(other_bare), "rev-parse", "--verify", "-q", "HEAD"],
+                          capture_output=True).returncode != 0  # nothing was pushed there
+
+
+@pytest.mark.parametrize("command", [["delete", "victim"], ["scale", "victim", "--replicas", "2"]])
+def test_a_user_id_that_is_a_path_is_refused_everywhere(setup, command):
+    tmp, config, env, ctl = setup
+    victim = tmp / "victim.yaml"
+    victim.write_text(spec("victim"))
+    result = ctl(*command, user_flag=("--user", "../.."))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "user id" in result.stderr and victim.exists()
