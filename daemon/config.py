@@ -93,8 +93,27 @@ class EngineKwargsPolicy(_Strict):
     extra_allowed: list[str] = Field(default_factory=list)
 
 
+def _absolute_path(value: str, what: str) -> str:
+    """A config path must name one place on disk: "" would mean the current directory (argusd
+    would sync whatever repo it was started in) and ":memory:" a store that is never saved."""
+    if not value.strip():
+        raise ValueError(f"is empty; give the absolute path of the {what}")
+    if not os.path.isabs(value):
+        raise ValueError(f"must be an absolute path of the {what}, got {value!r}")
+    return os.path.normpath(value)
+
+
+# git's own rules for a branch name (git check-ref-format --branch), the parts that matter here.
+_BRANCH = re.compile(r"(?!-)(?!.*\.\.)(?!.*//)(?!.*\.lock$)(?!.*/$)[A-Za-z0-9._/-]{1,200}")
+
+
 class StateConfig(_Strict):
     db: str = "/var/lib/argus/argus.db"
+
+    @field_validator("db")
+    @classmethod
+    def _db(cls, value: str) -> str:
+        return _absolute_path(value, "SQLite file argusd keeps its state in")
 
 
 class GitopsConfig(_Strict):
@@ -103,6 +122,25 @@ class GitopsConfig(_Strict):
     # The user's working clone for argusctl init/apply/scale/delete (ARGUS_WORKDIR wins).
     workdir: str = "~/argus-gitops"
     poll_seconds: float = Field(5.0, gt=0, le=3600, strict=False)
+
+    @field_validator("repo")
+    @classmethod
+    def _repo(cls, value: str) -> str:
+        return _absolute_path(value, "GitOps repo (a bare repo on this machine)")
+
+    @field_validator("branch")
+    @classmethod
+    def _branch(cls, value: str) -> str:
+        if not _BRANCH.fullmatch(value):
+            raise ValueError(f"{value!r} is not a branch name; use e.g. main")
+        return value
+
+    @field_validator("workdir")
+    @classmethod
+    def _workdir(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("is empty; give the path of your working clone, e.g. ~/argus-gitops")
+        return value
 
 
 class UserConfig(_Strict):

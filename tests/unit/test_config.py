@@ -36,6 +36,14 @@ def test_local_profile_default_home(repo_root):
     ("storage:\n  root: ${NOPE}/x\n", "cfg.yaml:2:9: environment variable NOPE is not set"),
     ("limits:\n  max_replicas: 0\n", "limits.max_replicas input should be greater than or equal to 1"),
     ("[1, 2]\n", "cfg.yaml:1:1: a config must be a mapping"),
+    # Configs that point at nothing (argusd then synced whatever repo it was started in).
+    ("state:\n  db: ''\n", "cfg.yaml:2:7: state.db: is empty; give the absolute path"),
+    ("state:\n  db: ':memory:'\n", "cfg.yaml:2:7: state.db: must be an absolute path"),
+    ("gitops:\n  repo: ''\n", "cfg.yaml:2:9: gitops.repo: is empty; give the absolute path of the GitOps repo"),
+    ("gitops:\n  repo: git@example.com:x.git\n", "gitops.repo: must be an absolute path"),
+    ("gitops:\n  branch: ''\n", "cfg.yaml:2:11: gitops.branch: '' is not a branch name"),
+    ("gitops:\n  branch: a..b\n", "gitops.branch: 'a..b' is not a branch name"),
+    ("gitops:\n  workdir: ''\n", "gitops.workdir: is empty"),
 ])
 def test_invalid_configs_name_the_line(tmp_path, text, fragment):
     path = tmp_path / "cfg.yaml"
