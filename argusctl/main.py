@@ -1,6 +1,7 @@
 """The argusctl entry point: one Typer app, one module per command group."""
 from __future__ import annotations
 
+import sqlite3
 from typing import Optional
 
 import typer
@@ -39,8 +40,13 @@ diff.register(app)
 
 
 def run() -> None:
+    from daemon.store import unusable
+
     try:
-        app(prog_name="argusctl")
+        try:
+            app(prog_name="argusctl")
+        except sqlite3.DatabaseError as exc:  # a store that broke after it was opened
+            raise unusable(None, exc) from None
     except ArgusError as error:
         try:
             fail(error)

@@ -1,13 +1,11 @@
 """argusd: the sync daemon. Watches the GitOps repo and records every commit in the store."""
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import sqlite3
 import sys
 import threading
-import time
 from typing import Optional
 
 import typer
@@ -18,7 +16,7 @@ from .gitsync import GitRepo
 from .reconcile import Reconciler
 from .serve_client import ServeClient
 from .spec import SpecPolicy
-from .store import Store
+from .store import Store, WriterLock
 from .sync import Syncer
 from .watch import RefWatcher
 
@@ -81,10 +79,23 @@ class Daemon:
     def tick(self) -> bool:
         """One level-triggered pass: sync git into the store, then reconcile Serve with it.
         Returns False when a step failed (and was reported)."""
+        self._reopen_if_replaced()
         ok = self._sync()
         if self.reconciler is not None:
             ok = self._reconcile() and ok
         return ok
+
+    def _reopen_if_replaced(self) -> None:
+        """A store deleted (or swapped) under a running argusd: writing on would go to a file
+        nobody can read. Open the path again; a new store is rebuilt from git by this tick."""
+        if not self.store.replaced():
+            return
+        log.error("the state store %s was deleted or replaced while argusd ran; opening it again "
+                  "(a new store is rebuilt from the git history)", self.store.path)
+        self.store.close()
+        self.store = Store.open(self.store.path)
+        if self.reconciler is not None:
+            self.reconciler = Reconciler(self.store, self.reconciler.client, self.config)
 
     def _sync(self) -> bool:
         try:
@@ -142,6 +153,7 @@ def main(
                         format="%(asctime)s argusd %(levelname)s %(message)s")
     try:
         cfg = load_config(config)
+        lock = WriterLock(cfg.state.db).acquire()
         store = Store.open(cfg.state.db)
     except (ConfigError, StoreError) as exc:
         typer.echo(f"argusd: error: {exc}", err=True)
@@ -150,13 +162,15 @@ def main(
     if once:
         ok = daemon.tick()
         daemon._drop_repo()
-        store.close()
+        daemon.store.close()
+        lock.release()
         raise typer.Exit(0 if ok else EXIT_ENVIRONMENT)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: daemon.stop())
     log.info("argusd started: repo %s branch %s, store %s", cfg.gitops.repo, cfg.gitops.branch, cfg.state.db)
     daemon.run()
-    store.close()
+    daemon.store.close()
+    lock.release()
     log.info("argusd stopped")
 
 

@@ -12,6 +12,7 @@ DELETED a new spec with the same suffix is a new model (new key, new timestamp).
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sqlite3
@@ -170,6 +171,51 @@ class RejectionKind:
     OWNERSHIP = "ownership"  # the change came from someone who may not make it
 
 
+REBUILD = ("stop argusd, move the file away and start argusd again: it rebuilds the store from git "
+           "(docs/operating.md, 'Rebuilding the store')")
+
+
+def unusable(path: str | None, exc: object) -> StoreError:
+    """The one message for a store SQLite cannot read, with how to get a good one back."""
+    where = f" {path}" if path else ""
+    return StoreError(f"the state store{where} is not usable ({exc}); {REBUILD}")
+
+
+class WriterLock:
+    """One writer per store: argusd holds an exclusive lock on `<db>.lock` while it runs, so a
+    second argusd (or an `argusd --once` beside the service) is refused instead of recording
+    every commit again. The kernel drops the lock when the process dies, however it dies."""
+
+    def __init__(self, db_path: str | os.PathLike):
+        self.path = f"{db_path}.lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> "WriterLock":
+        try:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreError(f"cannot create the store's lock {self.path}: {exc.strerror}; check state.db "
+                             "in the config and that this user may write there") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise StoreError(f"another argusd (pid {holder}) is already writing the store {self.path[:-5]}; "
+                             "stop it first (scripts/argusd_up.sh stop, systemctl stop argusd), or give this "
+                             "one its own state.db") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 class Store:
     """One SQLite file. Not thread-safe: one Store per thread."""
 
@@ -177,6 +223,11 @@ class Store:
         self.conn = conn
         self.path = path
         self.readonly = readonly
+        self._identity = _identity(path)
+
+    def replaced(self) -> bool:
+        """Whether the file was deleted or swapped since it was opened (writes would be lost)."""
+        return _identity(self.path) != self._identity
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -198,8 +249,7 @@ class Store:
             store._migrate()
         except sqlite3.DatabaseError as exc:
             conn.close()
-            raise StoreError(f"the state store {path} is not usable ({exc}); restore it from a backup "
-                             "or move it away and let argusd rebuild it from git") from None
+            raise unusable(path, exc) from None
         return store
 
     @classmethod
@@ -210,12 +260,13 @@ class Store:
             raise StoreError(f"no state store at {path}: start the daemon (argusd) to create it, "
                              "or point --config / state.db at the right file")
         try:
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, timeout=30)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA busy_timeout=30000")
+            conn = _connect_readonly(path)
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot read the state store {path}: {exc}") from None
+            check = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise unusable(path, exc) from None
+        if check != "ok":
+            raise unusable(path, check)
         if version > len(MIGRATIONS):
             raise StoreError(f"the state store {path} has schema {version}, newer than this argus "
                              f"({len(MIGRATIONS)}); upgrade argusctl")
@@ -421,3 +472,31 @@ class Store:
     def set_cursor(self, branch: str, commit_sha: str, now: str) -> None:
         self.conn.execute("INSERT OR REPLACE INTO sync_cursor (id, branch, commit_sha, synced_at) VALUES (1, ?, ?, ?)",
                           (branch, commit_sha, now))
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def _connect_readonly(path: str) -> sqlite3.Connection:
+    """Read-only, also for a user who may not write the store's directory: SQLite needs the
+    WAL index (`-shm`) for a WAL store, which such a user cannot create once argusd has
+    stopped and removed it; with no writer running the file is complete, so it is read as
+    immutable then."""
+    def connect(uri: str) -> sqlite3.Connection:
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        return conn
+
+    try:
+        return connect(f"file:{path}?mode=ro")
+    except sqlite3.OperationalError:
+        if os.access(os.path.dirname(path) or ".", os.W_OK) or os.path.exists(f"{path}-wal"):
+            raise
+        return connect(f"file:{path}?mode=ro&immutable=1")

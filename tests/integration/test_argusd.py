@@ -206,3 +206,97 @@ def test_an_idle_daemon_does_not_spin(env):
     before = _cpu_seconds(daemon.proc.pid)
     time.sleep(3)
     assert _cpu_seconds(daemon.proc.pid) - before < 0.3
+
+
+# -- one writer, and a store that is deleted, corrupt or read by someone who may not write ------
+
+def test_a_second_argusd_on_the_same_store_is_refused(env, tmp_path):
+    gitops, config, start = env
+    first = start()
+    second = subprocess.run([sys.executable, "-m", "daemon.argusd", "--once", "--sync-only", "--config", str(config)],
+                            capture_output=True, text=True, timeout=30)
+    assert second.returncode == 3
+    assert f"another argusd (pid {first.proc.pid}) is already writing the store" in second.stderr
+    assert first.proc.poll() is None  # the first one goes on
+
+
+def test_two_argusd_starting_at_once_on_a_new_store_one_runs(env, tmp_path):
+    gitops, config, start = env
+    procs = [subprocess.Popen([sys.executable, "-m", "daemon.argusd", "--sync-only", "--config", str(config)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    try:
+        deadline = time.monotonic() + 20
+        while all(p.poll() is None for p in procs) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        exited = [p for p in procs if p.poll() is not None]
+        assert len(exited) == 1 and exited[0].returncode == 3
+        assert "is already writing the store" in exited[0].stdout.read()
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(timeout=15)
+
+
+def test_a_store_deleted_under_argusd_is_rebuilt_from_git(env, tmp_path):
+    gitops, config, start = env
+    daemon = start_with_one_model(env)
+    db = tmp_path / "state" / "argus.db"
+    for suffix in ("", "-wal", "-shm"):
+        (tmp_path / "state" / f"argus.db{suffix}").unlink(missing_ok=True)
+    gitops.write("models.d/alice/b.yaml", spec("b"))
+    gitops.commit("b")
+    gitops.push()
+    daemon.wait_for_log("was deleted or replaced while argusd ran")
+    deadline = time.monotonic() + 15
+    while True:
+        result = run_argusctl("status", "-o", "json", env={"ARGUS_CONFIG": str(config)})
+        if result.returncode == 0 and len(json.loads(result.stdout)["models"]) == 2:
+            break
+        assert time.monotonic() < deadline, result.stdout + result.stderr
+        time.sleep(0.1)
+    assert db.exists()
+
+
+def test_a_corrupt_store_is_one_clear_error_in_every_reader(env, tmp_path):
+    gitops, config, start = env
+    start_with_one_model(env).stop()
+    db = tmp_path / "state" / "argus.db"
+    data = bytearray(db.read_bytes())
+    data[4096:] = b"\x13" * (len(data) - 4096)  # every page but the header
+    db.write_bytes(bytes(data))
+    for args in (["status"], ["logs", "a"], ["diff"]):
+        result = run_argusctl(*args, env={"ARGUS_CONFIG": str(config), "ARGUS_WORKDIR": str(gitops.work)})
+        assert result.returncode == 3, (args, result.stdout, result.stderr)
+        assert "is not usable" in result.stderr and "rebuilds the store from git" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a reader as another user")
+def test_a_reader_who_may_not_write_the_state_directory_can_read_it(tmp_path):
+    import tempfile
+
+    shared = tempfile.mkdtemp(prefix="argus-ro-")  # readable by the other user, unlike tmp_path
+    try:
+        os.chmod(shared, 0o755)
+        gitops = GitOps(os.path.join(shared, "g"))
+        config = write_config(os.path.join(shared, "argus.yaml"), root=tmp_path / "private",
+                              db=os.path.join(shared, "state", "argus.db"), repo=gitops.bare)
+        gitops.write("models.d/alice/a.yaml", spec("a"))
+        gitops.commit("a")
+        gitops.push()
+        once = subprocess.run([sys.executable, "-m", "daemon.argusd", "--once", "--sync-only", "--config",
+                               str(config)], capture_output=True, text=True, timeout=60)
+        assert once.returncode == 0, once.stderr
+        for dirpath, dirnames, filenames in os.walk(shared):
+            os.chmod(dirpath, 0o755)
+            for name in filenames:
+                os.chmod(os.path.join(dirpath, name), 0o644)
+        assert not os.path.exists(os.path.join(shared, "state", "argus.db-shm"))  # argusd stopped cleanly
+        reader = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                                 sys.executable, "-m", "argusctl", "--config", str(config), "status", "-o", "json"],
+                                capture_output=True, text=True, timeout=60, cwd="/",
+                                env={**os.environ, "HOME": "/nonexistent"})
+        assert reader.returncode == 0, reader.stderr
+        assert [m["model_id_suffix"] for m in json.loads(reader.stdout)["models"]] == ["a"]
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
