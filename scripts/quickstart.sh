@@ -37,6 +37,16 @@ ask() {
     | .venv/bin/python -c 'import json, sys; print(" ".join(json.load(sys.stdin)["choices"][0]["message"]["content"].split()))'
 }
 
+# apply --wait prints what it did (created / unchanged) first and the final state last.
+apply_example() {
+  local out action state
+  out=$(.venv/bin/argusctl apply -f models.d/bob/smollm2.yaml --wait) || { echo "$out"; return 1; }
+  echo "$out"
+  action=$(printf '%s\n' "$out" | grep -m1 "^$QS_USER/smollm2-135m: " | sed -E 's/^[^:]*: //; s/ \([0-9a-f]+\)$//')
+  state=$(printf '%s\n' "$out" | tail -n 1 | sed 's/^[^:]*: //')
+  echo "$QS_USER/smollm2-135m: $action, $state"
+}
+
 steps_begin 9 "$ARGUS_HOME_DIR/logs/quickstart.log"
 step "argusctl and argusd in .venv" scripts/venv.sh
 step "Ray Serve 2.60 + vLLM (CPU) in .venv-serve (the first time ~4 min, ~4 GB)" scripts/setup_serving.sh
@@ -47,8 +57,7 @@ step "GitOps repo $ARGUS_HOME_DIR/gitops.git and your clone" \
   .venv/bin/argusctl init --user "$QS_USER" --name "$QS_USER" --email "$QS_USER@argus.local"
 step "Pre-receive hook installed" .venv/bin/argusctl hook install
 step "argusd running" scripts/argusd_up.sh
-step --result "Example spec applied (RUNNING takes ~90 s)" \
-  .venv/bin/argusctl apply -f models.d/bob/smollm2.yaml --wait
+step --result "Example spec applied (RUNNING takes ~90 s)" apply_example
 MODEL=$(.venv/bin/argusctl status -o json --user "$QS_USER" | .venv/bin/python -c "
 import json, sys
 print(next(m['model_id'] for m in json.load(sys.stdin)['models'] if m['model_id_suffix'] == 'smollm2-135m'))")

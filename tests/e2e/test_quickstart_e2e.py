@@ -19,7 +19,10 @@ def test_quickstart_serves_a_model_and_write_commands_report_the_final_state(e2e
     match = re.search(r"Serving (\S+) on http://127\.0\.0\.1:8000/v1", result.stdout)
     assert match, result.stdout[-2000:]
     model_id = match.group(1)
-    assert "demo/smollm2-135m: RUNNING" in result.stdout
+    assert "-> demo/smollm2-135m: created, RUNNING (" in result.stdout
+    assert "Asked \"What is the capital of France?\" -> " in result.stdout  # the answer, on one line
+    assert "Log of every step (library output included): " in result.stdout
+    assert "INFO" not in result.stdout and "WARNING" not in result.stdout  # library noise stays in the log
     body = json.dumps({"model": model_id, "max_tokens": 16,
                        "messages": [{"role": "user", "content": "What is the capital of France?"}]}).encode()
     request = urllib.request.Request("http://127.0.0.1:8000/v1/chat/completions", data=body,
@@ -29,7 +32,7 @@ def test_quickstart_serves_a_model_and_write_commands_report_the_final_state(e2e
 
     again = subprocess.run(["scripts/quickstart.sh"], cwd=repo_root, env=env, capture_output=True, text=True,
                            timeout=600)
-    assert again.returncode == 0 and "demo/smollm2-135m: unchanged" in again.stdout  # idempotent
+    assert again.returncode == 0 and "demo/smollm2-135m: unchanged, RUNNING" in again.stdout  # idempotent
 
     scaled = run_argusctl("scale", "smollm2-135m", "--replicas", "2", "--wait", env=env, timeout=1200)
     assert scaled.returncode == 0, scaled.stdout + scaled.stderr
