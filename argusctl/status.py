@@ -103,7 +103,8 @@ def status(
 
     rows = store.list_models(user_id=user, include_deleted=all_)
     rows.sort(key=lambda m: (m.user_id, m.model_id))
-    stray = [rj for path, rj in rejections.items() if not any(m.spec_path == path and m.live for m in rows)]
+    live_paths = {m.spec_path for m in rows if m.live}
+    stray = [rj for path, rj in rejections.items() if path not in live_paths]
     if output is Output.json:
         print_json({"openai_base_url": base_url,
                     "models": [{**m.to_dict(), "reason": reason_of(m, rejections.get(m.spec_path) if m.live else None)}

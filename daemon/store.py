@@ -82,6 +82,7 @@ MIGRATIONS: list[str] = [
     # ownership refusal stays until the file's owner changes the file
     """
     ALTER TABLE spec_rejections ADD COLUMN kind TEXT NOT NULL DEFAULT 'spec';
+    CREATE INDEX spec_rejections_user ON spec_rejections(user_id);
     """,
 ]
 
@@ -95,7 +96,8 @@ def iso(moment: datetime) -> str:
 
 
 def parse_iso(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    # fromisoformat (3.11 reads the "Z"): ~20x faster than strptime, which large diffs felt.
+    return datetime.fromisoformat(text).astimezone(timezone.utc)
 
 
 @dataclass(frozen=True)

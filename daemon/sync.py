@@ -157,8 +157,10 @@ class Syncer:
         return len(changes)
 
     def plan_user_at(self, commit: CommitInfo, user: str, tree: list[TreeFile], refusals: dict[str, Refusal],
-                     blobs: dict[str, bytes]) -> list:
-        """What recording this commit would change for one user (reads the store, writes nothing)."""
+                     blobs: dict[str, bytes], models: list | None = None,
+                     on_record: dict[str, Rejection] | None = None) -> list:
+        """What recording this commit would change for one user (reads the store, writes nothing;
+        `models` / `on_record`: the user's live models and rejections, when already read)."""
         try:
             validate_user_id(user)
             user_problem = None
@@ -167,14 +169,16 @@ class Syncer:
         if user_problem is None and self.owners and user not in self.owners:
             user_problem = layout.unknown_user(user)
         states = [self._file_state(f, user, user_problem, blobs) for f in tree]
-        on_record = {r.spec_path: r for r in self.store.rejections(user)}
+        if on_record is None:
+            on_record = {r.spec_path: r for r in self.store.rejections(user)}
         refused: dict[str, tuple[str, ...]] = {}
         for f in tree:
             if f.path in refusals:
                 refused[f.path] = (f"{f.path}:1:1: {refusals[f.path].message}",)
             elif _still_refused(on_record.get(f.path), f.blob):
                 refused[f.path] = tuple(on_record[f.path].problems)
-        models = self.store.live_models_of(user)
+        if models is None:
+            models = self.store.live_models_of(user)
         states += self._refused_deletions(tree, refusals, models, on_record, refused)
         rejections = {path: (r.blob_sha, tuple(r.problems)) for path, r in on_record.items()}
         return plan_user(user, states, models, rejections, self._created_time(commit), self.policy, refused)
@@ -243,15 +247,26 @@ class Syncer:
         store's state (like a resync; ownership is judged per commit, so not here)."""
         commit = self.repo.commit_info(sha)
         files = self.repo.tree_files(sha)
+        models: dict[str, list] = {}
+        for model in self.store.list_models():  # one read each, not one per user
+            models.setdefault(model.user_id, []).append(model)
+        on_record: dict[str, dict[str, Rejection]] = {}
+        for rejection in self.store.rejections():
+            on_record.setdefault(rejection.user_id, {})[rejection.spec_path] = rejection
         users = {u for u in (user_of(f.path) for f in files) if u is not None}
-        users |= {m.user_id for m in self.store.list_models()}
-        users |= {r.user_id for r in self.store.rejections() if r.user_id != STRAY_USER}
-        tree = {u: [f for f in files if user_of(f.path) == u and is_spec_path(f.path)] for u in users}
+        users |= models.keys()
+        users |= on_record.keys() - {STRAY_USER}
+        tree: dict[str, list[TreeFile]] = {u: [] for u in users}
+        for f in files:  # one pass: grouping per user by scanning the tree per user was quadratic
+            user = user_of(f.path)
+            if user is not None and is_spec_path(f.path):
+                tree[user].append(f)
         blobs = self.repo.read_blobs([f.blob for fs in tree.values() for f in fs if f.mode in FILE_MODES],
                                      self.policy.max_spec_bytes)
         changes = []
         for user in sorted(users):
-            changes += self.plan_user_at(commit, user, tree[user], {}, blobs)
+            changes += self.plan_user_at(commit, user, tree[user], {}, blobs, models.get(user, []),
+                                         on_record.get(user, {}))
         return changes
 
     # -- writing a change ------------------------------------------------------------------------

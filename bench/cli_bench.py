@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""argusctl status and diff on a large tree (issue: ownership and hostile input, item 5).
+
+Builds U users x S specs each plus R rejected specs in one commit, records it with the real
+Syncer, then times the real CLI as a user runs it (a child process, median of 3):
+`argusctl status`, `argusctl status -o json` and `argusctl diff` (the clone's HEAD against
+the store). Both used to be quadratic in users x rejections.
+
+Usage: .venv/bin/python bench/cli_bench.py [--users 5000] [--specs-per-user 2] [--rejections 2000]
+Prints a markdown table for docs/benchmarks.md.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from daemon.gitsync import GitRepo  # noqa: E402
+from daemon.spec import SpecPolicy  # noqa: E402
+from daemon.store import Store  # noqa: E402
+from daemon.sync import Syncer  # noqa: E402
+from helpers import GitOps, write_config  # noqa: E402
+
+
+def timed(args: list[str], env: dict) -> tuple[float, int]:
+    runs = []
+    for _ in range(3):
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "argusctl", *args], env=env, capture_output=True, text=True)
+        runs.append(time.perf_counter() - started)
+    return statistics.median(runs), done.returncode
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=int, default=5000)
+    parser.add_argument("--specs-per-user", type=int, default=2)
+    parser.add_argument("--rejections", type=int, default=2000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="argus-cli-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        gitops = GitOps(tmp / "g")
+        for u in range(args.users):
+            for k in range(args.specs_per_user):
+                gitops.write(f"models.d/user{u:05d}/m{k}.yaml",
+                             f"model_id: m{k}\nmodel_source: $HOME/common/hf/Model-{k}\nnum_replicas: 1\n")
+        for r in range(args.rejections):
+            gitops.write(f"models.d/user{r % args.users:05d}/broken{r}.yaml", "model_id: x\nnum_replicas: 0\n")
+        gitops.commit("big tree")
+        gitops.push()
+        db = tmp / "s.db"
+        config = write_config(tmp / "c.yaml", root=Path("/private"), db=db, repo=gitops.bare)
+        config.write_text(config.read_text() + f"  workdir: {gitops.work}\n")
+        syncer = Syncer(Store.open(db), GitRepo(gitops.bare), "main", SpecPolicy(root="/private"))
+        started = time.perf_counter()
+        syncer.sync_once()
+        full = time.perf_counter() - started
+        models, rejections = len(syncer.store.list_models()), len(syncer.store.rejections())
+        syncer.store.close()
+        env = {**os.environ, "ARGUS_CONFIG": str(config)}
+        status_table, code1 = timed(["status"], env)
+        status_json, code2 = timed(["status", "-o", "json"], env)
+        diff, code3 = timed(["diff"], env)
+        assert (code1, code2, code3) == (0, 0, 0), (code1, code2, code3)
+    s = lambda v: f"{v:.2f} s"  # noqa: E731
+    print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+          f"{args.users} users x {args.specs_per_user} specs = {models} models, {rejections} rejected specs "
+          f"(full sync {s(full)})")
+    print("\n| command | median of 3 | target |\n|---|---|---|")
+    for name, value in (("argusctl status", status_table), ("argusctl status -o json", status_json),
+                        ("argusctl diff (HEAD = recorded)", diff)):
+        print(f"| {name} | {s(value)} | < 2 s |")
+
+
+if __name__ == "__main__":
+    main()
