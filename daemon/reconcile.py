@@ -8,7 +8,6 @@ the next tick tries again.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable
@@ -18,7 +17,7 @@ from .errors import ClusterError
 from .llm_config import LlmSettings
 from .reconcile_plan import DesiredModel, Plan, ServeSettings, Transition, observed_from_status, plan
 from .serve_client import ServeClient
-from .spec import ResolvedServingSpec
+from .spec import ResolvedServingSpec, source_problem
 from .store import Store, iso, utc_now
 
 log = logging.getLogger("argus.reconcile")
@@ -39,6 +38,7 @@ class Reconciler:
         serve = config.serving.serve
         self.serve = ServeSettings(serve.http_host, serve.http_port, serve.proxy_location, serve.layout)
         self.clock = clock
+        self.root = config.storage.root
 
     def desired(self) -> list[DesiredModel]:
         out = []
@@ -48,9 +48,10 @@ class Reconciler:
             out.append(DesiredModel(
                 model_key=row.model_key, model_id=row.model_id, state=row.state, generation=row.generation,
                 spec=spec,
-                # Checked here, before Serve: a missing folder fails fast with a clear reason
-                # instead of minutes later deep inside a vLLM replica.
-                source_exists=os.path.isdir(spec.model_source) if row.state == "QUEUED" else True,
+                # Checked here, before Serve, through symlinks: a missing or swapped folder fails
+                # fast with a clear reason instead of loading whatever the path leads to now.
+                source_problem=(source_problem(spec.model_source, spec.user_id, self.root)
+                                if row.state == "QUEUED" else None),
                 last_event=(last.event_type, last.payload) if last else None,
                 was_running=row.applied_generation is not None))
         return out

@@ -28,7 +28,7 @@ class DesiredModel:
     state: str
     generation: int
     spec: ResolvedServingSpec
-    source_exists: bool = True
+    source_problem: str | None = None  # why the model folder cannot be deployed now (see spec.source_problem)
     last_event: tuple[str, dict] | None = None   # (event_type, payload) of its newest event
     was_running: bool = False     # reached RUNNING before (so an update keeps it routable)
 
@@ -141,9 +141,8 @@ def plan(models: list[DesiredModel], observed: Observed, *, gpus_total: float | 
     held += sum(previous_gpus.values())
     admitted: set[str] = set()
     for model in queued:
-        if not model.source_exists:
-            message = (f"model_source {model.spec.model_source} does not exist; put the model there "
-                       "(or fix model_source in the spec)")
+        if model.source_problem is not None:
+            message = model.source_problem
             transitions.append(Transition(model.model_key, "FAILED", "FAILED", {"message": message},
                                           error_summary=message, attempted_generation=model.generation))
             continue

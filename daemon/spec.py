@@ -162,6 +162,19 @@ def resolve_model_source(source: str, user_id: str, root: str) -> str:
     return path
 
 
+def source_problem(path: str, user_id: str, root: str) -> str | None:
+    """Why a model folder accepted earlier cannot be deployed now, or None. The path rules run
+    again at deploy time: the folder (or a directory on the way) may have been replaced by a
+    symlink into another user's tree after the spec was accepted."""
+    try:
+        resolve_model_source(path, user_id, root)
+    except PathRejected as exc:
+        return f"{exc}; the folder changed after the spec was accepted"
+    if not os.path.isdir(path):
+        return f"model_source {path} does not exist; put the model there (or fix model_source in the spec)"
+    return None
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 

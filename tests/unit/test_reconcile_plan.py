@@ -11,12 +11,12 @@ GPU = LlmSettings(accelerator_type="H20")
 SERVE = ServeSettings()
 
 
-def model(key, state="QUEUED", replicas=1, gpus=1, generation=1, source_exists=True, last_event=None, src="m",
+def model(key, state="QUEUED", replicas=1, gpus=1, generation=1, source_problem=None, last_event=None, src="m",
           was_running=False):
     spec = ResolvedServingSpec(user_id="alice", model_id_suffix=key, model_id_prefix="alice-202601010000",
                                model_id=f"alice-202601010000-{key}", model_source=f"/private/hf/{src}",
                                num_replicas=replicas, gpus_per_replica=gpus, engine_kwargs={})
-    return DesiredModel(key, spec.model_id, state, generation, spec, source_exists, last_event, was_running)
+    return DesiredModel(key, spec.model_id, state, generation, spec, source_problem, last_event, was_running)
 
 
 def served(config, dep_status="HEALTHY", app_status="RUNNING", message="", running=None, drop=()):
@@ -129,11 +129,12 @@ def test_update_that_does_not_fit_keeps_the_running_version():
 
 
 def test_missing_model_source_fails_fast():
-    p = plan([model("a", source_exists=False)], Observed(), gpus_total=None, settings=CPU, serve=SERVE)
+    problem = "model_source /private/hf/m does not exist; put the model there (or fix model_source in the spec)"
+    p = plan([model("a", source_problem=problem)], Observed(), gpus_total=None, settings=CPU, serve=SERVE)
     assert p.apply is None
     (t,) = p.transitions
     assert (t.state, t.event_type) == ("FAILED", "FAILED")
-    assert "model_source /private/hf/m does not exist" in t.error_summary
+    assert t.error_summary == problem
 
 
 def test_drift_is_repaired():

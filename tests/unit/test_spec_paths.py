@@ -125,3 +125,23 @@ def test_no_accepted_source_escapes_through_symlinks(tmp_path_factory, parts):
         return
     real = os.path.realpath(resolved)
     assert _inside_allowed(real, os.path.realpath(root), "alice"), (source, real)
+
+
+def test_a_folder_swapped_for_a_symlink_after_acceptance_is_caught_at_deploy(tmp_path):
+    """The spec was accepted while models/a was alice's own folder; then it became a link into
+    bob's tree. The deploy-time check (reconcile) follows the link and refuses it."""
+    from daemon.spec import source_problem
+
+    root = tmp_path / "private"
+    mine, bobs = root / "users" / "alice" / "models", root / "users" / "bob" / "secret"
+    (mine / "a").mkdir(parents=True)
+    bobs.mkdir(parents=True)
+    path = resolve_model_source("$HOME/models/a", "alice", str(root))
+    assert source_problem(path, "alice", str(root)) is None
+    (mine / "a").rmdir()
+    os.symlink(bobs, mine / "a")
+    problem = source_problem(path, "alice", str(root))
+    assert problem is not None and f"leads through a symlink to {bobs}" in problem
+    assert "the folder changed after the spec was accepted" in problem
+    os.unlink(mine / "a")
+    assert "does not exist; put the model there" in source_problem(path, "alice", str(root))
