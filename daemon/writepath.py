@@ -12,12 +12,12 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 
 from .errors import GitError, NotFoundError, SpecError, UsageError
 from .core.layout import MODELS_DIR, SPEC_SUFFIXES
 from .hook import protect
 from .spec import SpecPolicy, parse_spec, validate_user_id
+from .yamldoc import YamlDocError, load_mapping
 
 PUSH_ATTEMPTS = 5
 PUBLIC_ID = re.compile(r"^(?P<user>[a-z][a-z0-9_-]{0,31})-(?P<ts>\d{12})-(?P<suffix>.+)$")
@@ -193,12 +193,21 @@ def _spec_files(clone: Clone) -> dict[str, Path]:
         if path.name.startswith(".") or not path.name.endswith(SPEC_SUFFIXES):
             continue
         try:
-            data = yaml.safe_load(path.read_text())
-        except (yaml.YAMLError, OSError, UnicodeDecodeError):
+            data = _mapping(path.read_bytes())
+        except OSError:
             continue
-        if isinstance(data, dict) and isinstance(data.get("model_id"), str):
+        if isinstance(data.get("model_id"), str):
             found.setdefault(data["model_id"], path)
     return found
+
+
+def _mapping(data: bytes) -> dict:
+    """A spec file's fields through the strict loader (a hostile file in the clone must not
+    crash the command: depth, size and tags are limited there); {} when it does not load."""
+    try:
+        return load_mapping(data, max_bytes=1 << 20).value
+    except YamlDocError:
+        return {}
 
 
 def _locate(clone: Clone, model: str) -> tuple[str, Path]:
@@ -245,7 +254,7 @@ def apply(clone: Clone, data: bytes, source: str, policy: SpecPolicy, dry_run: b
     if old == new:
         return Change("unchanged", suffix, _rel(clone, target), "", f"{suffix} is already as in {source}")
     action = "changed" if old else "created"
-    detail = _describe(yaml.safe_load(old) or {}, parsed.doc.value) if old else "new model"
+    detail = _describe(_mapping(old.encode()), parsed.doc.value) if old else "new model"
     message = f"apply {clone.user}/{suffix}: {detail}"
     change = Change(action, suffix, _rel(clone, target), _diff(clone, target, old, new), message)
     if dry_run:
@@ -265,7 +274,7 @@ def scale(clone: Clone, model: str, replicas: int, policy: SpecPolicy, dry_run: 
     parse_spec(_rel(clone, path), new.encode(), clone.user, policy)  # e.g. over the replica limit
     if old == new:
         return Change("unchanged", suffix, _rel(clone, path), "", f"{suffix} already has {replicas} replica(s)")
-    before = (yaml.safe_load(old) or {}).get("num_replicas", 1)
+    before = _mapping(old.encode()).get("num_replicas", 1)
     message = f"scale {clone.user}/{suffix}: num_replicas {before} -> {replicas}"
     change = Change("scaled", suffix, _rel(clone, path), _diff(clone, path, old, new), message)
     if dry_run:

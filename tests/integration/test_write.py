@@ -243,3 +243,17 @@ def test_a_user_id_that_is_a_path_is_refused_everywhere(setup, command):
     result = ctl(*command, user_flag=("--user", "../.."))
     assert result.returncode == 2, result.stdout + result.stderr
     assert "user id" in result.stderr and victim.exists()
+
+
+def test_a_hostile_file_in_the_clone_does_not_crash_apply_or_scale(setup):
+    tmp, config, env, ctl = setup
+    clone_dir = tmp / "alice-work" / "models.d" / "alice"
+    (clone_dir / "deep.yaml").write_bytes(b"model_id: " + b"[" * 600 + b"]" * 600 + b"\n")
+    subprocess.run(["git", "-C", str(tmp / "alice-work"), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(tmp / "alice-work"), "commit", "-qm", "deep"], check=True)
+    subprocess.run(["git", "-C", str(tmp / "alice-work"), "push", "-q", "origin", "HEAD:main"], check=True)
+    (tmp / "m.yaml").write_text(spec("m"))
+    applied = ctl("apply", "-f", str(tmp / "m.yaml"))
+    assert applied.returncode == 0, applied.stderr
+    scaled = ctl("scale", "m", "--replicas", "2")
+    assert scaled.returncode == 0 and "Traceback" not in scaled.stderr, scaled.stderr
