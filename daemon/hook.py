@@ -52,7 +52,7 @@ def check_step(repo: GitRepo, previous: str | None, commit: CommitInfo, policy: 
         if mine_refused:
             problems += [f"{p}:1:1: {refusals[p].message}" for p in mine_refused]
             continue
-        ids: dict[str, list[str]] = {}
+        ids: dict[str, list] = {}
         for f in files:
             if user_of(f.path) != user or not is_spec_path(f.path):
                 continue
@@ -69,15 +69,14 @@ def check_step(repo: GitRepo, previous: str | None, commit: CommitInfo, policy: 
                 continue
             except Exception as exc:  # noqa: BLE001 - a hostile file gets a refusal, not a traceback
                 if f.path in mine:
-                    problems.append(f"{f.path}:1:1: argus could not read this file ({type(exc).__name__}); "
-                                    "simplify it, and report it to the operators")
+                    problems.append(f"{f.path}:1:1: {layout.unreadable(exc)}")
                 continue
-            ids.setdefault(parsed.spec.model_id, []).append(f.path)
-        for model_id, paths in ids.items():
-            if len(paths) > 1:
-                problems += [f"{p}:1:1: model_id {model_id!r} is also defined in "
-                             f"{', '.join(o for o in paths if o != p)}; each model needs its own model_id"
-                             for p in paths if p in mine]
+            ids.setdefault(parsed.spec.model_id, []).append((f.path, parsed.doc.position(("model_id",))))
+        for model_id, claims in ids.items():
+            if len(claims) > 1:
+                problems += [f"{p}:{pos.line}:{pos.col}: "
+                             f"{layout.duplicate_model_id(model_id, [o for o, _ in claims if o != p])}"
+                             for p, pos in claims if p in mine]
     return problems
 
 

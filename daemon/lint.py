@@ -121,11 +121,9 @@ def duplicate_model_ids(specs: dict[str, ParsedSpec], users: dict[str, str | Non
         if len(displays) < 2:
             continue
         for display in displays:
-            others = ", ".join(d for d in sorted(displays) if d != display)
+            others = [d for d in sorted(displays) if d != display]
             pos = specs[display].doc.position(("model_id",))
-            problems.append(Problem(display, pos.line, pos.col,
-                                    f"model_id {model_id!r} of user {user!r} is also used by {others}; "
-                                    "each model needs its own model_id"))
+            problems.append(Problem(display, pos.line, pos.col, layout.duplicate_model_id(model_id, others)))
     return problems
 
 

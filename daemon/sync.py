@@ -223,9 +223,8 @@ class Syncer:
             return SpecFileState(f.path, f.blob, data.decode("utf-8", "replace"), None, tuple(exc.problems))
         except Exception as exc:  # noqa: BLE001 - one file must never stop the record of a commit
             log.exception("reading %s failed", f.path)
-            return SpecFileState(f.path, f.blob, data.decode("utf-8", "replace"), None, (Problem(
-                f.path, 1, 1, f"argus could not read this file ({type(exc).__name__}); simplify it, and report it "
-                "to the operators"),))
+            return SpecFileState(f.path, f.blob, data.decode("utf-8", "replace"), None,
+                                 (Problem(f.path, 1, 1, layout.unreadable(exc)),))
         return SpecFileState(f.path, f.blob, data.decode("utf-8"), parsed)
 
     def _record_stray(self, commit: CommitInfo, path: str, present: TreeFile | None, now: str) -> int:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Union
 
+from .core.layout import duplicate_model_id
 from .errors import Problem
 from .spec import ParsedSpec, ResolvedServingSpec, SpecPolicy, resolve_spec
 from .store import ModelRow, RejectionKind, parse_iso
@@ -115,11 +116,10 @@ def plan_user(user_id: str, files: list[SpecFileState], models: list[ModelRow],
         for c in claimants:
             if c is keeper:
                 continue
-            others = ", ".join(o.path for o in claimants if o is not c)
+            others = [o.path for o in claimants if o is not c]
             line, col = _model_id_position(c)
             invalid[c.path] = c
-            problems_of[c.path] = (f"{c.path}:{line}:{col}: model_id {suffix!r} is also defined in {others}; "
-                                   "each model needs its own model_id",)
+            problems_of[c.path] = (f"{c.path}:{line}:{col}: {duplicate_model_id(suffix, others)}",)
         if keeper is not None:
             desired[suffix] = keeper
 

@@ -16,6 +16,15 @@ def unknown_user(user: str) -> str:
     return f"user {user!r} is not known to this platform; an operator adds users to the config's users: section"
 
 
+def duplicate_model_id(model_id: str, others: list[str]) -> str:
+    return f"model_id {model_id!r} is also defined in {', '.join(others)}; each model needs its own model_id"
+
+
+def unreadable(exc: BaseException) -> str:
+    """A file that broke the reader itself: refused, never a traceback that stops a process."""
+    return f"argus could not read this file ({type(exc).__name__}); simplify it, and report it to the operators"
+
+
 def entry_problem(mode: str) -> str | None:
     """Why a tree entry with this git mode cannot be a spec, or None for a regular file."""
     if mode in FILE_MODES:

@@ -49,9 +49,9 @@ def test_same_model_id_in_two_files_of_one_user_is_an_error_in_both(tmp_path, ar
     result = run_argusctl("lint", "models.d", cwd=tmp_path)
     assert result.returncode == 1
     lines = result.stdout.splitlines()
-    assert lines[0] == ("models.d/alice/a.yaml:1:11: model_id 'm' of user 'alice' is also used by "
+    assert lines[0] == ("models.d/alice/a.yaml:1:11: model_id 'm' is also defined in "
                         "models.d/alice/b.yaml; each model needs its own model_id")
-    assert lines[1].startswith("models.d/alice/b.yaml:2:11: model_id 'm' of user 'alice' is also used by "
+    assert lines[1].startswith("models.d/alice/b.yaml:2:11: model_id 'm' is also defined in "
                                "models.d/alice/a.yaml")
     assert len(lines) == 3  # bob's 'm' is his own
 
