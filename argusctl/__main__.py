@@ -1,3 +1,3 @@
-from .main import run
+from argusctl.main import run
 
 run()

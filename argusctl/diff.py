@@ -6,12 +6,12 @@ from typing import Optional
 
 import typer
 
-from .common import EXIT_FAILED, Output, OutputOption, load_config, print_json, printable
+from argusctl.common import EXIT_FAILED, Output, OutputOption, load_config, print_json, printable
 
 
 def describe(change, models: dict) -> dict:
     """One change as {sign, model, what, detail} for people and for -o json."""
-    from daemon.syncplan import ClearRejection, CreateModel, DeleteModel, MoveModel, RejectSpec, UpdateModel
+    from daemon.sync.plan import ClearRejection, CreateModel, DeleteModel, MoveModel, RejectSpec, UpdateModel
 
     if isinstance(change, CreateModel):
         r = change.resolved
@@ -46,12 +46,11 @@ def diff(
 
     Exit 0 when there is no difference, 1 when there are differences (like kubectl diff).
     """
-    from daemon.argusd import owners_from
     from daemon.errors import UsageError
-    from daemon.gitsync import GitRepo
-    from daemon.spec import SpecPolicy
+    from daemon.gitrepo import GitRepo
+    from daemon.core.spec import SpecPolicy
     from daemon.store import Store
-    from daemon.sync import Syncer
+    from daemon.sync.syncer import Syncer
 
     config = load_config(ctx)
     path = os.path.expanduser(workdir or config.gitops.workdir)
@@ -61,7 +60,7 @@ def diff(
         raise UsageError(f"{ref} is not a commit in {path}")
     store = Store.open_readonly(config.state.db)
     changes = Syncer(store, repo, config.gitops.branch, SpecPolicy.from_config(config),
-                     owners=owners_from(config)).plan_tree(sha)
+                     owners=config.owners()).plan_tree(sha)
     models = {m.model_key: m for m in store.list_models()}
     rows = [describe(c, models) for c in changes]
     if output is Output.json:

@@ -5,7 +5,7 @@ from typing import Optional
 
 import typer
 
-from .common import EXIT_FAILED, Output, OutputOption, load_config, print_json
+from argusctl.common import EXIT_FAILED, Output, OutputOption, load_config, print_json
 
 
 def doctor(
@@ -19,7 +19,7 @@ def doctor(
     Exit 0 when nothing failed (warnings allowed), 1 when a check failed.
     """
     from daemon.config import default_config_path
-    from daemon.doctor import FAIL, run_checks
+    from argusctl.ops.doctor import FAIL, run_checks
 
     config = load_config(ctx)
     path = ctx.ensure_object(dict).get("config_path") or str(default_config_path())

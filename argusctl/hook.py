@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from .common import EXIT_FAILED, load_config, printable
+from argusctl.common import EXIT_FAILED, load_config, printable
 
 hook_app = typer.Typer(help="Server-side validation of pushes (a pre-receive hook in the bare repo).",
                        no_args_is_help=True)
@@ -21,7 +21,7 @@ def install(
 ) -> None:
     """Install the pre-receive hook that refuses invalid specs and changes by the wrong author."""
     from daemon.config import default_config_path
-    from daemon.hook import hook_command, install as do_install
+    from argusctl.ops.hook import hook_command, install as do_install
 
     config = load_config(ctx)
     config_path = ctx.ensure_object(dict).get("config_path") or str(default_config_path())
@@ -32,15 +32,14 @@ def install(
 @hook_app.command("pre-receive")
 def pre_receive(ctx: typer.Context) -> None:
     """Run by git on the server: read `old new ref` lines, refuse the push with the reasons."""
-    from daemon.argusd import owners_from
-    from daemon.gitsync import GitRepo
-    from daemon.hook import check_push
-    from daemon.spec import SpecPolicy
+    from daemon.gitrepo import GitRepo
+    from argusctl.ops.hook import check_push
+    from daemon.core.spec import SpecPolicy
 
     config = load_config(ctx)
     updates = [tuple(line.split()) for line in sys.stdin.read().splitlines() if len(line.split()) == 3]
     repo = GitRepo(os.environ.get("GIT_DIR", "."))
-    problems = check_push(repo, updates, config.gitops.branch, SpecPolicy.from_config(config), owners_from(config))
+    problems = check_push(repo, updates, config.gitops.branch, SpecPolicy.from_config(config), config.owners())
     if problems:
         typer.echo(f"argus: push refused: {len(problems)} problem(s); fix them, amend and push again", err=True)
         for problem in problems:

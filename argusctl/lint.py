@@ -5,7 +5,7 @@ from typing import List, Optional
 
 import typer
 
-from .common import EXIT_FAILED, Output, OutputOption, load_config, print_json, printable
+from argusctl.common import EXIT_FAILED, Output, OutputOption, load_config, print_json, printable
 
 
 def lint(
@@ -19,8 +19,8 @@ def lint(
 
     Exit 0 when every spec is valid, 1 when any is invalid, 2 on usage errors.
     """
-    from daemon.lint import lint_paths
-    from daemon.spec import SpecPolicy
+    from argusctl.ops.lint import lint_paths
+    from daemon.core.spec import SpecPolicy
 
     policy = SpecPolicy.from_config(load_config(ctx))
     report = lint_paths(paths, policy, user)
@@ -41,7 +41,7 @@ def lint(
 
 def schema(ctx: typer.Context) -> None:
     """Print the JSON Schema of ServingSpec (for editor validation), with this platform's limits."""
-    from daemon.spec import SpecPolicy, spec_json_schema
+    from daemon.core.spec import SpecPolicy, spec_json_schema
 
     print_json(spec_json_schema(SpecPolicy.from_config(load_config(ctx))))
 

@@ -8,8 +8,8 @@ import typer
 
 from daemon.errors import ArgusError
 
-from . import diff, doctor, hook, lint, status, write
-from .common import fail
+from argusctl import diff, doctor, hook, lint, status, write
+from argusctl.common import fail
 
 app = typer.Typer(
     name="argusctl",

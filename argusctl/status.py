@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from .common import Output, OutputOption, load_config, print_json, printable
+from argusctl.common import Output, OutputOption, load_config, print_json, printable
 
 EVENTS_IN_DETAIL = 10
 

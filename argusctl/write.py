@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from .common import EXIT_FAILED, EXIT_TIMEOUT, Output, OutputOption, load_config, print_json
+from argusctl.common import EXIT_FAILED, EXIT_TIMEOUT, Output, OutputOption, load_config, print_json
 
 WorkdirOption = typer.Option(None, "--workdir", envvar="ARGUS_WORKDIR",
                              help="Your GitOps clone (default: gitops.workdir from the config).")
@@ -24,7 +24,7 @@ def _workdir(config, workdir: Optional[str]) -> Path:
 
 
 def _clone(ctx: typer.Context, workdir: Optional[str], user: Optional[str]):
-    from daemon.writepath import open_clone
+    from argusctl.ops.write import open_clone
 
     config = load_config(ctx)
     return config, open_clone(_workdir(config, workdir), user, config.gitops.branch)
@@ -38,7 +38,7 @@ def init(
     email: Optional[str] = typer.Option(None, "--email", help="git user.email for your commits."),
 ) -> None:
     """Create the GitOps repo (a bare repo argusd watches, if missing) and your working clone."""
-    from daemon.writepath import init as do_init
+    from argusctl.ops.write import init as do_init
 
     config = load_config(ctx)
     clone = do_init(Path(os.path.expanduser(config.gitops.repo)), _workdir(config, workdir), user,
@@ -120,8 +120,8 @@ def apply(
 ) -> None:
     """Create or change a model from a spec file: lint, commit as you, push."""
     from daemon.errors import UsageError
-    from daemon.spec import SpecPolicy
-    from daemon.writepath import apply as do_apply
+    from daemon.core.spec import SpecPolicy
+    from argusctl.ops.write import apply as do_apply
 
     config, clone = _clone(ctx, workdir, user)
     try:
@@ -141,8 +141,8 @@ def scale(
     output: Output = OutputOption,
 ) -> None:
     """Set a model's num_replicas: commit as you, push."""
-    from daemon.spec import SpecPolicy
-    from daemon.writepath import scale as do_scale
+    from daemon.core.spec import SpecPolicy
+    from argusctl.ops.write import scale as do_scale
 
     config, clone = _clone(ctx, workdir, user)
     change = do_scale(clone, model, replicas, SpecPolicy.from_config(config), dry_run)
@@ -157,7 +157,7 @@ def delete(
     output: Output = OutputOption,
 ) -> None:
     """Delete a model: remove its spec, commit as you, push."""
-    from daemon.writepath import delete as do_delete
+    from argusctl.ops.write import delete as do_delete
 
     config, clone = _clone(ctx, workdir, user)
     change = do_delete(clone, model, dry_run)

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from daemon.serve_client import ServeClient  # noqa: E402
+from daemon.serving.client import ServeClient  # noqa: E402
 from helpers import Prober, replicas_of  # noqa: E402
 
 SOURCE = "$HOME/common/hf/SmolLM2-135M-Instruct"

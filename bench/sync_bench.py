@@ -26,10 +26,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from daemon.gitsync import GitRepo  # noqa: E402
-from daemon.spec import SpecPolicy  # noqa: E402
+from daemon.gitrepo import GitRepo  # noqa: E402
+from daemon.core.spec import SpecPolicy  # noqa: E402
 from daemon.store import Store  # noqa: E402
-from daemon.sync import Syncer  # noqa: E402
+from daemon.sync.syncer import Syncer  # noqa: E402
 from helpers import GitOps, spec, write_config  # noqa: E402
 
 

@@ -1,5 +1,18 @@
-"""argus engine: spec core, state store, git sync, reconcile and serve backends.
+"""argus's engine and daemon. Where each piece runs shows in the layout
+(tests/unit/test_import_rules.py enforces it):
 
-The pure core (spec, config building, reconcile planning) imports no git, sqlite3,
-ray or HTTP; the shells around it do. `daemon` never imports `argusctl`.
+    core/       pure rules: YAML loading (yamldoc), spec rules and resolution (spec,
+                validation, engine_policy), repo layout and ownership (layout, ownership).
+                No sqlite3, subprocess, git, ray or HTTP. Used by argusd, argusctl and the hook.
+    sync/       git -> store, inside argusd: what a commit changes (plan, pure), recording it
+                (syncer), waking on pushes (watch).
+    serving/    store -> Ray Serve, inside argusd: LLMConfig building (llm_config) and the
+                reconcile decision (plan), both pure; the dashboard client and the reconciler.
+    store.py    the SQLite state store        gitrepo.py  reading the GitOps repo
+    config.py   the platform config           errors.py   domain errors (the CLI maps them)
+    argusd.py   the daemon's wiring and loop
+    frontend.py runs INSIDE Ray replicas (its import path is in every deployed Serve config)
+
+sync/ and serving/ never import each other; only frontend.py imports ray; nothing here
+imports argusctl (whose ops/ package holds lint, the write path, the hook and doctor).
 """

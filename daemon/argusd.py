@@ -10,23 +10,19 @@ from typing import Optional
 
 import typer
 
-from .config import Config, load_config
-from .errors import ArgusError, ClusterError, ConfigError, GitError, StoreError
-from .gitsync import GitRepo
-from .reconcile import Reconciler
-from .serve_client import ServeClient
-from .spec import SpecPolicy
-from .store import Store, WriterLock
-from .sync import Syncer
-from .watch import RefWatcher
+from daemon.config import Config, load_config
+from daemon.errors import ArgusError, ClusterError, ConfigError, GitError, StoreError
+from daemon.gitrepo import GitRepo
+from daemon.serving.reconciler import Reconciler
+from daemon.serving.client import ServeClient
+from daemon.core.spec import SpecPolicy
+from daemon.store import Store, WriterLock
+from daemon.sync.syncer import Syncer
+from daemon.sync.watch import RefWatcher
 
 log = logging.getLogger("argus.daemon")
 
 EXIT_ENVIRONMENT = 3
-
-
-def owners_from(config: Config) -> dict[str, tuple[str, ...]]:
-    return {user: tuple(u.git_identities) for user, u in config.users.items()}
 
 
 class Daemon:
@@ -100,7 +96,7 @@ class Daemon:
     def _sync(self) -> bool:
         try:
             repo = self._ensure_repo()
-            syncer = Syncer(self.store, repo, self.config.gitops.branch, self.policy, owners=owners_from(self.config))
+            syncer = Syncer(self.store, repo, self.config.gitops.branch, self.policy, owners=self.config.owners())
             result = syncer.sync_once()
         except (GitError, StoreError, sqlite3.Error) as exc:
             self._report("sync", str(exc))

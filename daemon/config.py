@@ -14,9 +14,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .errors import ConfigError, Problem
-from .validation import problems_from
-from .yamldoc import YamlDocError, load_mapping
+from daemon.errors import ConfigError, Problem
+from daemon.core.validation import problems_from
+from daemon.core.yamldoc import YamlDocError, load_mapping
 
 CPU = "cpu"
 
@@ -158,6 +158,10 @@ class Config(_Strict):
     gitops: GitopsConfig = Field(default_factory=GitopsConfig)
     # Empty means "no ownership map": every well-formed user directory is accepted.
     users: dict[str, UserConfig] = Field(default_factory=dict)
+
+    def owners(self) -> dict[str, tuple[str, ...]]:
+        """user -> the git author emails allowed to change models.d/<user>/ (core.ownership)."""
+        return {user: tuple(u.git_identities) for user, u in self.users.items()}
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import NotFoundError, StoreError
+from daemon.errors import NotFoundError, StoreError
 
 STATES = ("QUEUED", "DEPLOYING", "RUNNING", "FAILED", "DELETING", "DELETED")
 LIVE_STATES = ("QUEUED", "DEPLOYING", "RUNNING", "FAILED")

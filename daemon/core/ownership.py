@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence
 
-from .layout import MODELS_DIR, user_of
+from daemon.core.layout import MODELS_DIR, user_of
 
 Blob = Optional[str]  # a path's blob id in one tree, None when the path is absent
 

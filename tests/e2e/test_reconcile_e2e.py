@@ -6,7 +6,7 @@ import urllib.request
 
 import pytest
 
-from daemon.serve_client import ServeClient
+from daemon.serving.client import ServeClient
 from helpers import deployment_names, run_argusctl
 
 pytestmark = pytest.mark.e2e

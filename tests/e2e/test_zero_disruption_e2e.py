@@ -7,7 +7,7 @@ import urllib.request
 
 import pytest
 
-from daemon.serve_client import ServeClient
+from daemon.serving.client import ServeClient
 from helpers import Prober, replicas_of, run_argusctl
 
 pytestmark = pytest.mark.e2e

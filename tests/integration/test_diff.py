@@ -1,10 +1,10 @@
 """argusctl diff: what argusd would change if the clone's head were synced."""
 import json
 
-from daemon.gitsync import GitRepo
-from daemon.spec import SpecPolicy
+from daemon.gitrepo import GitRepo
+from daemon.core.spec import SpecPolicy
 from daemon.store import Store
-from daemon.sync import Syncer
+from daemon.sync.syncer import Syncer
 from helpers import GitOps, run_argusctl, spec, write_config
 
 

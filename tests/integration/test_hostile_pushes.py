@@ -7,11 +7,11 @@ import subprocess
 import pytest
 
 from daemon.config import load_config
-from daemon.doctor import check_state
-from daemon.gitsync import GitRepo
-from daemon.spec import SpecPolicy
+from argusctl.ops.doctor import check_state
+from daemon.gitrepo import GitRepo
+from daemon.core.spec import SpecPolicy
 from daemon.store import RejectionKind, Store
-from daemon.sync import Syncer
+from daemon.sync.syncer import Syncer
 from helpers import GitOps, run_argusctl, spec, write_config
 
 USERS = ("users:\n  alice:\n    git_identities: [alice@example.com]\n"

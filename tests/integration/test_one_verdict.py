@@ -5,10 +5,10 @@ import subprocess
 
 import pytest
 
-from daemon.gitsync import GitRepo
-from daemon.spec import SpecPolicy
+from daemon.gitrepo import GitRepo
+from daemon.core.spec import SpecPolicy
 from daemon.store import Store
-from daemon.sync import Syncer
+from daemon.sync.syncer import Syncer
 from helpers import GitOps, run_argusctl, spec, write_config
 
 TREES = {

@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from daemon.gitsync import GitRepo
-from daemon.spec import SpecPolicy
+from daemon.gitrepo import GitRepo
+from daemon.core.spec import SpecPolicy
 from daemon.store import Store
-from daemon.sync import Syncer
+from daemon.sync.syncer import Syncer
 from helpers import GitOps, spec, write_config
 
 POLICY = SpecPolicy(root="/private", max_replicas=4, max_gpus_per_replica=2)

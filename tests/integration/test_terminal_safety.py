@@ -1,10 +1,10 @@
 """What users write (author names, file names, specs) reaches an operator's terminal escaped."""
 import json
 
-from daemon.gitsync import GitRepo
-from daemon.spec import SpecPolicy
+from daemon.gitrepo import GitRepo
+from daemon.core.spec import SpecPolicy
 from daemon.store import Store
-from daemon.sync import Syncer
+from daemon.sync.syncer import Syncer
 from helpers import GitOps, run_argusctl, spec, write_config
 
 TITLE = "\x1b]0;owned\x07"   # sets the terminal's title

@@ -5,10 +5,10 @@ import subprocess
 
 import pytest
 
-from daemon.gitsync import GitRepo
-from daemon.spec import SpecPolicy
+from daemon.gitrepo import GitRepo
+from daemon.core.spec import SpecPolicy
 from daemon.store import Store
-from daemon.sync import Syncer
+from daemon.sync.syncer import Syncer
 from helpers import run_argusctl, spec, write_config
 
 
@@ -161,7 +161,7 @@ def test_commands_need_a_clone(tmp_path):
 
 def test_push_race_mechanism_rebases_and_conflicts_are_refused(setup):
     """Losing the race between sync and push: the commit is replayed on top, or refused on a conflict."""
-    from daemon import writepath
+    from argusctl.ops import write as writepath
     from daemon.errors import GitError
 
     tmp, config, env, ctl = setup

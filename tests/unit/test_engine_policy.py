@@ -1,6 +1,6 @@
 import pytest
 
-from daemon.engine_policy import ALLOWED, OWNED, UNSAFE, check_engine_kwargs
+from daemon.core.engine_policy import ALLOWED, OWNED, UNSAFE, check_engine_kwargs
 
 
 @pytest.mark.parametrize("key", sorted(OWNED))

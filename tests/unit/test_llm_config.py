@@ -1,8 +1,8 @@
 """Seed M4.3: spec -> LLMConfig for 1/2/4 GPUs, accelerator, runtime_env."""
 import pytest
 
-from daemon.llm_config import LlmSettings, build_llm_config, deployed_models, ModelDeployment, single_app
-from daemon.spec import ResolvedServingSpec
+from daemon.serving.llm_config import LlmSettings, build_llm_config, deployed_models, ModelDeployment, single_app
+from daemon.core.spec import ResolvedServingSpec
 
 
 def spec(gpus=1, replicas=1, engine_kwargs=None):

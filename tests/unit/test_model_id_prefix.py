@@ -2,7 +2,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from daemon.spec import ServingSpec, SpecPolicy, make_model_id_prefix, resolve_spec
+from daemon.core.spec import ServingSpec, SpecPolicy, make_model_id_prefix, resolve_spec
 
 
 @pytest.mark.parametrize("moment, expected", [

@@ -1,10 +1,10 @@
 """plan(desired, observed) as tables: what to apply and which transitions to record."""
 import pytest
 
-from daemon.llm_config import LlmSettings, deployment_name
-from daemon.reconcile_plan import (DesiredModel, Observed, ObservedApp, ObservedDeployment, ServeSettings,
+from daemon.serving.llm_config import LlmSettings, deployment_name
+from daemon.serving.plan import (DesiredModel, Observed, ObservedApp, ObservedDeployment, ServeSettings,
                                    observed_from_status, plan)
-from daemon.spec import ResolvedServingSpec
+from daemon.core.spec import ResolvedServingSpec
 
 CPU = LlmSettings(accelerator_type="cpu")
 GPU = LlmSettings(accelerator_type="H20")
@@ -176,7 +176,7 @@ def test_observed_from_dashboard_status():
 
 
 def test_failure_summary_keeps_the_first_sentence_and_the_final_exception():
-    from daemon.reconcile_plan import summarize_failure
+    from daemon.serving.plan import summarize_failure
 
     message = ("DEPLOY_FAILED: The deployment failed to start 3 times in a row. This may be due to a problem. "
                "Error:\n\x1b[36mray::ServeReplica\x1b[39m (pid=1)\n  File \"x.py\", line 1, in f\n    raise\n"

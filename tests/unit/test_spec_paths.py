@@ -5,7 +5,7 @@ import posixpath
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from daemon.spec import PathRejected, expand_macros, resolve_model_source
+from daemon.core.spec import PathRejected, expand_macros, resolve_model_source
 
 ROOT = "/private"
 
@@ -130,7 +130,7 @@ def test_no_accepted_source_escapes_through_symlinks(tmp_path_factory, parts):
 def test_a_folder_swapped_for_a_symlink_after_acceptance_is_caught_at_deploy(tmp_path):
     """The spec was accepted while models/a was alice's own folder; then it became a link into
     bob's tree. The deploy-time check (reconcile) follows the link and refuses it."""
-    from daemon.spec import source_problem
+    from daemon.core.spec import source_problem
 
     root = tmp_path / "private"
     mine, bobs = root / "users" / "alice" / "models", root / "users" / "bob" / "secret"

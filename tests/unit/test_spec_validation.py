@@ -2,7 +2,7 @@
 import pytest
 
 from daemon.errors import SpecError
-from daemon.spec import SpecPolicy, ServingSpec, parse_spec, validate_model_id_suffix
+from daemon.core.spec import SpecPolicy, ServingSpec, parse_spec, validate_model_id_suffix
 
 POLICY = SpecPolicy(root="/private", max_replicas=8, max_gpus_per_replica=8)
 SOURCE = "model_source: $HOME/common/hf/m\n"

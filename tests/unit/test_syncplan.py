@@ -4,9 +4,9 @@ from datetime import datetime, timezone
 import pytest
 
 from daemon.errors import SpecError
-from daemon.spec import SpecPolicy, parse_spec, resolve_spec
+from daemon.core.spec import SpecPolicy, parse_spec, resolve_spec
 from daemon.store import ModelRow, iso
-from daemon.syncplan import (ClearRejection, CreateModel, DeleteModel, MoveModel, RejectSpec, SpecFileState,
+from daemon.sync.plan import (ClearRejection, CreateModel, DeleteModel, MoveModel, RejectSpec, SpecFileState,
                              UpdateModel, plan_user)
 
 POLICY = SpecPolicy(root="/private")

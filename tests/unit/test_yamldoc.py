@@ -4,8 +4,8 @@ import time
 import pytest
 
 from daemon.errors import SpecError
-from daemon.spec import SpecPolicy, parse_spec
-from daemon.yamldoc import YamlDocError, load_mapping
+from daemon.core.spec import SpecPolicy, parse_spec
+from daemon.core.yamldoc import YamlDocError, load_mapping
 
 
 @pytest.mark.parametrize("data, where, message", [

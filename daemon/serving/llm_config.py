@@ -11,7 +11,7 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
-from .spec import ResolvedServingSpec
+from daemon.core.spec import ResolvedServingSpec
 
 BUILD_OPENAI_APP = "ray.serve.llm:build_openai_app"
 BUILD_MODEL_APP = "daemon.frontend:build_model_app"

@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
 
-from .core import layout
-from .core.ownership import Changer, Refusal, ownership_refusals
-from .errors import Problem, SpecError
-from .core.layout import FILE_MODES, MODELS_DIR, is_spec_path, user_of
-from .gitsync import CommitInfo, GitRepo, TreeFile, blob_id
-from .spec import SpecPolicy, parse_spec, validate_user_id
-from .store import Rejection, RejectionKind, Store, iso, utc_now
-from .syncplan import (ClearRejection, CreateModel, DeleteModel, MoveModel, RejectSpec, SpecFileState,
+from daemon.core import layout
+from daemon.core.ownership import Changer, Refusal, ownership_refusals
+from daemon.errors import Problem, SpecError
+from daemon.core.layout import FILE_MODES, MODELS_DIR, is_spec_path, user_of
+from daemon.gitrepo import CommitInfo, GitRepo, TreeFile, blob_id
+from daemon.core.spec import SpecPolicy, parse_spec, validate_user_id
+from daemon.store import Rejection, RejectionKind, Store, iso, utc_now
+from daemon.sync.plan import (ClearRejection, CreateModel, DeleteModel, MoveModel, RejectSpec, SpecFileState,
                        UpdateModel, plan_user)
 
 log = logging.getLogger("argus.sync")

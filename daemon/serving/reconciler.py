@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable
 
-from .config import Config
-from .errors import ClusterError
-from .llm_config import LlmSettings
-from .reconcile_plan import DesiredModel, Plan, ServeSettings, Transition, observed_from_status, plan
-from .serve_client import ServeClient
-from .spec import ResolvedServingSpec, source_problem
-from .store import Store, iso, utc_now
+from daemon.config import Config
+from daemon.errors import ClusterError
+from daemon.serving.llm_config import LlmSettings
+from daemon.serving.plan import DesiredModel, Plan, ServeSettings, Transition, observed_from_status, plan
+from daemon.serving.client import ServeClient
+from daemon.core.spec import ResolvedServingSpec, source_problem
+from daemon.store import Store, iso, utc_now
 
 log = logging.getLogger("argus.reconcile")
 

@@ -12,12 +12,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .core import layout
-from .core.ownership import ownership_refusals
-from .errors import GitError, SpecError
-from .core.layout import FILE_MODES, MODELS_DIR, is_spec_path, user_of
-from .gitsync import CommitInfo, GitRepo
-from .spec import SpecPolicy, parse_spec, validate_user_id
+from daemon.core import layout
+from daemon.core.ownership import ownership_refusals
+from daemon.errors import GitError, SpecError
+from daemon.core.layout import FILE_MODES, MODELS_DIR, is_spec_path, user_of
+from daemon.gitrepo import CommitInfo, GitRepo
+from daemon.core.spec import SpecPolicy, parse_spec, validate_user_id
 
 ZERO = "0" * 40
 HOOK_MARK = "# installed by argusctl hook install"

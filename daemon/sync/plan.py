@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Union
 
-from .core.layout import duplicate_model_id
-from .errors import Problem
-from .spec import ParsedSpec, ResolvedServingSpec, SpecPolicy, resolve_spec
-from .store import ModelRow, RejectionKind, parse_iso
+from daemon.core.layout import duplicate_model_id
+from daemon.errors import Problem
+from daemon.core.spec import ParsedSpec, ResolvedServingSpec, SpecPolicy, resolve_spec
+from daemon.store import ModelRow, RejectionKind, parse_iso
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .llm_config import (SINGLE_APP_NAME, LlmSettings, ModelDeployment, app_name, deployed_models, deployment_name,
+from daemon.serving.llm_config import (SINGLE_APP_NAME, LlmSettings, ModelDeployment, app_name, deployed_models, deployment_name,
                          frontend_app, frontend_route, model_app, serve_config, single_app)
-from .spec import ResolvedServingSpec
+from daemon.core.spec import ResolvedServingSpec
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-from .errors import GitError, NotFoundError, SpecError, UsageError
-from .core.layout import MODELS_DIR, SPEC_SUFFIXES
-from .hook import protect
-from .spec import SpecPolicy, parse_spec, validate_user_id
-from .yamldoc import YamlDocError, load_mapping
+from daemon.errors import GitError, NotFoundError, SpecError, UsageError
+from daemon.core.layout import MODELS_DIR, SPEC_SUFFIXES
+from argusctl.ops.hook import protect
+from daemon.core.spec import SpecPolicy, parse_spec, validate_user_id
+from daemon.core.yamldoc import YamlDocError, load_mapping
 
 PUSH_ATTEMPTS = 5
 PUBLIC_ID = re.compile(r"^(?P<user>[a-z][a-z0-9_-]{0,31})-(?P<ts>\d{12})-(?P<suffix>.+)$")

@@ -16,9 +16,9 @@ from datetime import datetime, timezone
 import git
 from git.exc import InvalidGitRepositoryError, NoSuchPathError
 
-from .core.layout import MODELS_DIR
-from .core.ownership import Changer, merge_changed_paths
-from .errors import GitError
+from daemon.core.layout import MODELS_DIR
+from daemon.core.ownership import Changer, merge_changed_paths
+from daemon.errors import GitError
 
 
 

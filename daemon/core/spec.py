@@ -14,10 +14,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .engine_policy import check_engine_kwargs
-from .errors import Problem, SpecError
-from .validation import problems_from
-from .yamldoc import DEFAULT_MAX_BYTES, YamlDoc, YamlDocError, load_mapping
+from daemon.core.engine_policy import check_engine_kwargs
+from daemon.errors import Problem, SpecError
+from daemon.core.validation import problems_from
+from daemon.core.yamldoc import DEFAULT_MAX_BYTES, YamlDoc, YamlDocError, load_mapping
 
 SUFFIX_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}")
 # Like a Linux user name: lowercase, starts with a letter, at most 32 characters.

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .config import Config, repo_root
-from .errors import ArgusError
-from .hook import protection_gaps
-from .serve_client import ServeClient
+from daemon.config import Config, repo_root
+from daemon.errors import ArgusError
+from argusctl.ops.hook import protection_gaps
+from daemon.serving.client import ServeClient
 
 RAY_VERSION = "2.60.0"
 OK, WARN, FAIL = "ok", "warn", "fail"

@@ -5,10 +5,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .core import layout
-from .core.layout import MODELS_DIR, SPEC_SUFFIXES
-from .errors import Problem, SpecError, UsageError
-from .spec import ParsedSpec, SpecPolicy, parse_spec
+from daemon.core import layout
+from daemon.core.layout import MODELS_DIR, SPEC_SUFFIXES
+from daemon.errors import Problem, SpecError, UsageError
+from daemon.core.spec import ParsedSpec, SpecPolicy, parse_spec
 
 
 

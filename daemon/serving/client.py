@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from .errors import ClusterError
+from daemon.errors import ClusterError
 
 APPLICATIONS = "/api/serve/applications/"
 

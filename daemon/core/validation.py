@@ -6,8 +6,8 @@ from typing import Any, Iterable
 
 from pydantic import BaseModel, ValidationError
 
-from .errors import Problem
-from .yamldoc import YamlDoc
+from daemon.errors import Problem
+from daemon.core.yamldoc import YamlDoc
 
 _TYPE_NAMES = {
     "int_type": "a whole number",

@@ -1,0 +1,108 @@
+"""The layout says where code runs; these rules keep it true (read from the code itself)."""
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SIDE_EFFECTS = {"sqlite3", "subprocess", "git", "ray", "vllm", "torch", "urllib", "http", "socket",
+                "requests", "fastapi", "watchdog", "threading"}
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for package in ("daemon", "argusctl"):
+        for path in (REPO / package).rglob("*.py"):
+            parts = list(path.relative_to(REPO).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            found[".".join(parts)] = path
+    return found
+
+
+def imports_of(name: str, path: Path) -> set[str]:
+    """Every module `name` imports, at any depth of the file (lazy imports in functions too)."""
+    is_package = path.name == "__init__.py"
+    package = name if is_package else name.rsplit(".", 1)[0]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            out.add(module)
+            out |= {f"{module}.{alias.name}" for alias in node.names}  # `from pkg import module`
+    return out
+
+
+MODULES = modules()
+IMPORTS = {name: imports_of(name, path) for name, path in MODULES.items()}
+
+
+def _top(module: str) -> str:
+    return module.split(".", 1)[0]
+
+
+def test_the_layout_has_the_packages_the_docs_name():
+    for package in ("daemon.core", "daemon.sync", "daemon.serving", "argusctl.ops"):
+        assert package in MODULES, package
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if n.startswith("daemon.core")))
+def test_core_is_pure(name):
+    bad = {m for m in IMPORTS[name] if _top(m) in SIDE_EFFECTS}
+    assert not bad, f"{name} imports {bad}: the core takes data and returns data"
+    upward = {m for m in IMPORTS[name] if m.startswith("daemon.") and not m.startswith(("daemon.core", "daemon.errors"))}
+    assert not upward, f"{name} imports {upward}: the core imports only itself and daemon.errors"
+
+
+def test_sync_and_serving_do_not_import_each_other():
+    for name, imported in IMPORTS.items():
+        if name.startswith("daemon.sync"):
+            assert not any(m.startswith("daemon.serving") for m in imported), name
+        if name.startswith("daemon.serving"):
+            assert not any(m.startswith("daemon.sync") for m in imported), name
+
+
+def test_only_the_frontend_imports_ray_or_vllm():
+    for name, imported in IMPORTS.items():
+        if name != "daemon.frontend":
+            assert not any(_top(m) in ("ray", "vllm", "torch") for m in imported), name
+
+
+def test_the_frontend_needs_nothing_else_of_argus():
+    # It is imported on every Ray node from the Serve config; argus's own modules may not be there.
+    assert not any(_top(m) in ("daemon", "argusctl") for m in IMPORTS["daemon.frontend"])
+
+
+def test_daemon_never_imports_argusctl_and_ops_have_no_typer():
+    for name, imported in IMPORTS.items():
+        if name.startswith("daemon"):
+            assert not any(_top(m) == "argusctl" for m in imported), name
+        if name.startswith("argusctl.ops"):
+            assert not any(_top(m) in ("typer", "click", "tabulate") for m in imported), name
+
+
+def test_the_import_graph_has_no_cycles():
+    graph = {name: {m for m in imported if m in MODULES and m != name} for name, imported in IMPORTS.items()}
+    # A package imports its own modules only to re-export; its modules importing it is not a cycle.
+    graph = {n: {m for m in deps if not n.startswith(m + ".")} for n, deps in graph.items()}
+    state: dict[str, int] = {}
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for dep in sorted(graph[node]):
+            if state.get(dep) == 1:
+                raise AssertionError("import cycle: " + " -> ".join(trail[trail.index(dep):] + [dep]))
+            if dep not in state:
+                visit(dep, trail + [dep])
+        state[node] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
