@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from daemon.core.states import EventType
+
 from argusctl.common import Output, OutputOption, load_config, print_json, printable
 
 EVENTS_IN_DETAIL = 10
@@ -46,7 +48,7 @@ def describe_event(event) -> str:
     p = dict(event.payload)
     who = f" by {p.pop('author')}" if "author" in p else ""
     commit = f" ({p.pop('commit')[:12]})" if "commit" in p else ""
-    if event.event_type == "REJECTED":
+    if event.event_type == EventType.REJECTED:
         return "; ".join(p.get("problems", [])) + who + commit
     if "changes" in p:
         changes = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in sorted(p.pop("changes").items()))

@@ -9,6 +9,8 @@ from typing import Optional
 
 import typer
 
+from daemon.core.states import ModelState
+
 from argusctl.common import EXIT_FAILED, EXIT_TIMEOUT, Output, OutputOption, load_config, print_json
 
 WorkdirOption = typer.Option(None, "--workdir", envvar="ARGUS_WORKDIR",
@@ -66,7 +68,7 @@ def _report(config, clone, change, output: Output, wait: bool, timeout: float,
             result["final_state"], result["reason"] = state, reason
         else:
             typer.echo(f"{clone.user}/{change.model_id}: {state}" + (f": {reason}" if reason else ""))
-        code = EXIT_TIMEOUT if reason == "timed out" else EXIT_FAILED if state == "FAILED" or reason else 0
+        code = EXIT_TIMEOUT if reason == "timed out" else EXIT_FAILED if state == ModelState.FAILED or reason else 0
     if output is Output.json:
         print_json(result)
     if code:
@@ -96,10 +98,10 @@ def wait_until_settled(config, user: str, change, timeout: float, deleting: bool
         if rejected is not None and (change.commit is None or rejected.commit_sha == change.commit):
             return row, "spec rejected: " + "; ".join(rejected.problems)
         recorded = row is not None and (change.commit is None or row.commit_sha == change.commit)
-        if deleting and (row is None or (recorded and row.state == "DELETED")):
+        if deleting and (row is None or (recorded and row.state == ModelState.DELETED)):
             return row, None
-        if not deleting and recorded and row.state in ("RUNNING", "FAILED"):
-            return row, row.error_summary if row.state == "FAILED" else None
+        if not deleting and recorded and row.state in (ModelState.RUNNING, ModelState.FAILED):
+            return row, row.error_summary if row.state == ModelState.FAILED else None
         state = row.state if recorded else "waiting for argusd"
         if not quiet and state != last:
             typer.echo(("\r" if tty else "") + f"... {state}", err=True, nl=not tty)

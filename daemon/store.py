@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from daemon.errors import NotFoundError, StoreError
+from daemon.core.states import LIVE_STATES, ModelState
 
-STATES = ("QUEUED", "DEPLOYING", "RUNNING", "FAILED", "DELETING", "DELETED")
-LIVE_STATES = ("QUEUED", "DEPLOYING", "RUNNING", "FAILED")
+STATES = tuple(ModelState)
 
 MIGRATIONS: list[str] = [
     # 1: models, events, rejections, cursor
@@ -109,7 +109,7 @@ class ModelRow:
     spec_path: str
     spec_yaml: str
     resolved: dict[str, Any]
-    state: str
+    state: ModelState
     error_summary: str | None
     generation: int
     attempted_generation: int | None
@@ -123,6 +123,7 @@ class ModelRow:
     def from_sql(cls, row: sqlite3.Row) -> "ModelRow":
         data = dict(row)
         data["resolved"] = json.loads(data.pop("resolved_json"))
+        data["state"] = ModelState(data["state"])
         return cls(**data)
 
     @property

@@ -19,6 +19,7 @@ from typing import Any
 from daemon.serving.llm_config import (SINGLE_APP_NAME, LlmSettings, ModelDeployment, app_name, deployed_models, deployment_name,
                          frontend_app, frontend_route, model_app, serve_config, single_app)
 from daemon.core.spec import ResolvedServingSpec
+from daemon.core.states import EventType, ModelState, ServeStatus
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ def config_differs(desired: dict[str, Any], observed: Observed, ignore: set[str]
     wanted = {a["name"]: _app_view(a) for a in desired["applications"] if a["name"] not in ignore}
     # An app Serve is already deleting counts as gone: putting the same config again is noise.
     have = {name: _app_view(app.deployed_config or {"name": name}) for name, app in observed.apps.items()
-            if app.status != "DELETING" and name not in ignore}
+            if app.status != ServeStatus.DELETING and name not in ignore}
     return wanted != have
 
 
@@ -131,10 +132,10 @@ def plan(models: list[DesiredModel], observed: Observed, *, gpus_total: float | 
     entries: dict[str, ModelDeployment] = {}
     held = 0
     for model in models:
-        if model.state in ("DEPLOYING", "RUNNING"):
+        if model.state in (ModelState.DEPLOYING, ModelState.RUNNING):
             entries[model.model_key] = ModelDeployment.of(model.model_key, model.spec, settings)
             held += model.gpus
-    queued = sorted((m for m in models if m.state == "QUEUED"), key=lambda m: m.model_key)
+    queued = sorted((m for m in models if m.state == ModelState.QUEUED), key=lambda m: m.model_key)
     # A queued update of a model Serve runs now: its running version holds GPUs until replaced.
     previous_gpus = {m.model_key: running_now[m.model_key].num_replicas * _tp(running_now[m.model_key])
                      for m in queued if m.model_key in running_now}
@@ -143,7 +144,7 @@ def plan(models: list[DesiredModel], observed: Observed, *, gpus_total: float | 
     for model in queued:
         if model.source_problem is not None:
             message = model.source_problem
-            transitions.append(Transition(model.model_key, "FAILED", "FAILED", {"message": message},
+            transitions.append(Transition(model.model_key, ModelState.FAILED, EventType.FAILED, {"message": message},
                                           error_summary=message, attempted_generation=model.generation))
             continue
         previous = previous_gpus.get(model.model_key, 0)
@@ -151,8 +152,8 @@ def plan(models: list[DesiredModel], observed: Observed, *, gpus_total: float | 
             free = gpus_total - held + previous
             if model.gpus > free:
                 payload = {"needed_gpus": model.gpus, "free_gpus": max(free, 0), "total_gpus": gpus_total}
-                if _once(model, "PENDING_RESOURCES", payload):
-                    transitions.append(Transition(model.model_key, None, "PENDING_RESOURCES", payload))
+                if _once(model, EventType.PENDING_RESOURCES, payload):
+                    transitions.append(Transition(model.model_key, None, EventType.PENDING_RESOURCES, payload))
                 if model.model_key in running_now:  # keep serving what runs until the update fits
                     entries[model.model_key] = running_now[model.model_key]
                 continue
@@ -184,29 +185,29 @@ def plan(models: list[DesiredModel], observed: Observed, *, gpus_total: float | 
         else:
             in_sync = apply is None
         if model.model_key in admitted:
-            transitions.append(Transition(model.model_key, "DEPLOYING", "APPLIED",
+            transitions.append(Transition(model.model_key, ModelState.DEPLOYING, EventType.APPLIED,
                                           {"generation": model.generation, "num_replicas": model.spec.num_replicas},
                                           attempted_generation=model.generation))
-        elif model.state == "DEPLOYING" and in_sync:
+        elif model.state == ModelState.DEPLOYING and in_sync:
             if seen is None:
-                if app is not None and app.status == "DEPLOY_FAILED":  # the app did not even build
+                if app is not None and app.status == ServeStatus.DEPLOY_FAILED:  # the app did not even build
                     transitions.append(_failed(model, f"DEPLOY_FAILED: {app.message}".strip()))
                 continue
             failed = _failure(*seen)
             if failed:
                 transitions.append(_failed(model, failed))
-            elif (seen[1].status == "HEALTHY" and seen[0].status == "RUNNING"
+            elif (seen[1].status == ServeStatus.HEALTHY and seen[0].status == ServeStatus.RUNNING
                   and seen[1].running_replicas == model.spec.num_replicas):
-                transitions.append(Transition(model.model_key, "RUNNING", "RUNNING",
+                transitions.append(Transition(model.model_key, ModelState.RUNNING, EventType.RUNNING,
                                               {"generation": model.generation}, applied_generation=model.generation))
-        elif model.state == "RUNNING":
-            if seen is not None and seen[1].status in ("DEPLOY_FAILED", "UNHEALTHY"):
+        elif model.state == ModelState.RUNNING:
+            if seen is not None and seen[1].status in (ServeStatus.DEPLOY_FAILED, ServeStatus.UNHEALTHY):
                 transitions.append(_failed(model, _failure(*seen)))
             elif not in_sync and (seen is None or running_now.get(model.model_key) != entries[model.model_key]):
-                transitions.append(Transition(model.model_key, "DEPLOYING", "DRIFT_REPAIRED",
+                transitions.append(Transition(model.model_key, ModelState.DEPLOYING, EventType.DRIFT_REPAIRED,
                                               {"message": "Serve did not run this model as specified; applied again"}))
-        elif model.state == "DELETING" and seen is None and model.model_key not in running_now:
-            transitions.append(Transition(model.model_key, "DELETED", "DELETED", {}))
+        elif model.state == ModelState.DELETING and seen is None and model.model_key not in running_now:
+            transitions.append(Transition(model.model_key, ModelState.DELETED, EventType.DELETED, {}))
     if not per_model:
         return Plan(apply, transitions)
 
@@ -218,10 +219,10 @@ def plan(models: list[DesiredModel], observed: Observed, *, gpus_total: float | 
     def routable(m: DesiredModel) -> bool:
         if m.model_key not in entries:
             return False
-        if state_after[m.model_key] == "RUNNING":
+        if state_after[m.model_key] == ModelState.RUNNING:
             return True
         seen = observed.deployment(deployment_name(m.model_key))
-        return (state_after[m.model_key] in ("QUEUED", "DEPLOYING") and m.was_running
+        return (state_after[m.model_key] in (ModelState.QUEUED, ModelState.DEPLOYING) and m.was_running
                 and seen is not None and seen[1].running_replicas > 0)
 
     routes = [frontend_route(entries[m.model_key]) for m in models if routable(m)]
@@ -231,14 +232,14 @@ def plan(models: list[DesiredModel], observed: Observed, *, gpus_total: float | 
 
 
 def _failed(model: DesiredModel, message: str) -> Transition:
-    return Transition(model.model_key, "FAILED", "FAILED", {"message": message},
+    return Transition(model.model_key, ModelState.FAILED, EventType.FAILED, {"message": message},
                       error_summary=summarize_failure(message))
 
 
 def _failure(app: ObservedApp, dep: ObservedDeployment) -> str | None:
-    if dep.status in ("DEPLOY_FAILED", "UNHEALTHY"):
+    if dep.status in (ServeStatus.DEPLOY_FAILED, ServeStatus.UNHEALTHY):
         return f"{dep.status}: {dep.message or app.message}".strip()
-    if app.status == "DEPLOY_FAILED" and dep.status != "HEALTHY":
+    if app.status == ServeStatus.DEPLOY_FAILED and dep.status != ServeStatus.HEALTHY:
         return f"DEPLOY_FAILED: {app.message}".strip()
     return None
 
@@ -273,7 +274,7 @@ def observed_from_status(status: dict[str, Any] | None) -> Observed:
             deployments[dep_name] = ObservedDeployment(
                 status=dep.get("status", ""), message=dep.get("message") or "",
                 target_replicas=dep.get("target_num_replicas"),
-                running_replicas=sum(1 for r in replicas if r.get("state") == "RUNNING"))
+                running_replicas=sum(1 for r in replicas if r.get("state") == ServeStatus.RUNNING))
         apps[name] = ObservedApp(status=app.get("status", ""), message=app.get("message") or "",
                                  deployed_config=app.get("deployed_app_config"), deployments=deployments)
     return Observed(apps)

@@ -18,6 +18,7 @@ from daemon.serving.llm_config import LlmSettings
 from daemon.serving.plan import DesiredModel, Plan, ServeSettings, Transition, observed_from_status, plan
 from daemon.serving.client import ServeClient
 from daemon.core.spec import ResolvedServingSpec, source_problem
+from daemon.core.states import EventType, ModelState
 from daemon.store import Store, iso, utc_now
 
 log = logging.getLogger("argus.reconcile")
@@ -51,7 +52,7 @@ class Reconciler:
                 # Checked here, before Serve, through symlinks: a missing or swapped folder fails
                 # fast with a clear reason instead of loading whatever the path leads to now.
                 source_problem=(source_problem(spec.model_source, spec.user_id, self.root)
-                                if row.state == "QUEUED" else None),
+                                if row.state == ModelState.QUEUED else None),
                 last_event=(last.event_type, last.payload) if last else None,
                 was_running=row.applied_generation is not None))
         return out
@@ -88,10 +89,10 @@ class Reconciler:
 
     def _record_apply_failure(self, decision: Plan, message: str) -> None:
         now = iso(self.clock())
-        applied = [t.model_key for t in decision.transitions if t.event_type == "APPLIED"]
+        applied = [t.model_key for t in decision.transitions if t.event_type == EventType.APPLIED]
         with self.store.transaction():
             for key in applied:
                 last = self.store.last_event(key)
-                if last is None or (last.event_type, last.payload.get("message")) != ("APPLY_FAILED", message):
-                    self.store.append_event("APPLY_FAILED", {"message": message}, now=now, model_key=key)
+                if last is None or (last.event_type, last.payload.get("message")) != (EventType.APPLY_FAILED, message):
+                    self.store.append_event(EventType.APPLY_FAILED, {"message": message}, now=now, model_key=key)
         log.error("applying the Serve config failed: %s", message)

@@ -12,6 +12,7 @@ from typing import Union
 from daemon.core.layout import duplicate_model_id
 from daemon.errors import Problem
 from daemon.core.spec import ParsedSpec, ResolvedServingSpec, SpecPolicy, resolve_spec
+from daemon.core.states import ModelState
 from daemon.store import ModelRow, RejectionKind, parse_iso
 
 
@@ -131,7 +132,7 @@ def plan_user(user_id: str, files: list[SpecFileState], models: list[ModelRow],
             continue
         resolved = resolve_spec(f.parsed.spec, user_id, parse_iso(model.created_at), policy, f.parsed.model_source)
         delta = _diff(model.resolved, resolved.to_dict())
-        if model.state == "DELETING":
+        if model.state == ModelState.DELETING:
             changes.append(UpdateModel(model.model_key, f.path, f.raw, resolved, "revived", delta))
         elif delta:
             kind = "scaled" if set(delta) == {"num_replicas"} else "updated"
@@ -140,7 +141,7 @@ def plan_user(user_id: str, files: list[SpecFileState], models: list[ModelRow],
             changes.append(MoveModel(model.model_key, f.path))
 
     for model in sorted(models, key=lambda m: m.model_key):
-        if model.model_id_suffix in desired or model.state == "DELETING":
+        if model.model_id_suffix in desired or model.state == ModelState.DELETING:
             continue
         if model.spec_path in invalid:
             continue  # its file is broken: keep the last good spec

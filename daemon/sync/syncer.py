@@ -20,6 +20,7 @@ from daemon.errors import Problem, SpecError
 from daemon.core.layout import FILE_MODES, MODELS_DIR, is_spec_path, user_of
 from daemon.gitrepo import CommitInfo, GitRepo, TreeFile, blob_id
 from daemon.core.spec import SpecPolicy, parse_spec, validate_user_id
+from daemon.core.states import EventType, ModelState
 from daemon.store import Rejection, RejectionKind, Store, iso, utc_now
 from daemon.sync.plan import (ClearRejection, CreateModel, DeleteModel, MoveModel, RejectSpec, SpecFileState,
                        UpdateModel, plan_user)
@@ -105,7 +106,7 @@ class Syncer:
         users |= {r.user_id for r in self.store.rejections() if r.user_id != STRAY_USER}
         strays = sorted({f.path for f in files if user_of(f.path) is None} |
                         {r.spec_path for r in self.store.rejections(STRAY_USER)})
-        event = ("HISTORY_REWRITTEN", {"previous": previous, "head": commit.sha})
+        event = (EventType.HISTORY_REWRITTEN, {"previous": previous, "head": commit.sha})
         # The same ownership rule as any step: what the rewrite changed, credited to the
         # commits that made it; a change no commit explains (a reset) is refused.
         if not self.owners:
@@ -140,7 +141,7 @@ class Syncer:
                 self.store.append_event(event[0], event[1], now=now)
             if commit.committed_at is None:
                 # A date no public id can carry (before 1970, after 9999): argusd's clock stands in.
-                self.store.append_event("COMMIT_DATE_REFUSED", {"commit": commit.sha, "author": commit.author,
+                self.store.append_event(EventType.COMMIT_DATE_REFUSED, {"commit": commit.sha, "author": commit.author,
                                                                 "committer_time": commit.raw_time, "used": now}, now=now)
             for user in users:
                 count += self._record_user(commit, user, by_user[user], refusals, blobs, now)
@@ -196,7 +197,7 @@ class Syncer:
         kept = []
         for model in models:
             path = model.spec_path
-            if path in present or model.state == "DELETING":
+            if path in present or model.state == ModelState.DELETING:
                 continue
             if path in refusals:
                 refused[path] = (f"{path}:1:1: {refusals[path].message}",)
@@ -280,38 +281,38 @@ class Syncer:
                                model_id=r.model_id, spec_path=change.spec_path, spec_yaml=change.spec_yaml,
                                resolved=r.to_dict(), commit_sha=commit.sha, commit_author=commit.author,
                                created_at=iso(self._created_time(commit)), now=now)
-            store.append_event("CREATED", {**who, "model_id": r.model_id, "spec_path": change.spec_path,
+            store.append_event(EventType.CREATED, {**who, "model_id": r.model_id, "spec_path": change.spec_path,
                                            "num_replicas": r.num_replicas, "gpus_per_replica": r.gpus_per_replica},
                                now=now, model_key=key, user_id=r.user_id, spec_path=change.spec_path)
-            store.append_event("QUEUED", {"generation": 1}, now=now, model_key=key, user_id=r.user_id)
+            store.append_event(EventType.QUEUED, {"generation": 1}, now=now, model_key=key, user_id=r.user_id)
         elif isinstance(change, UpdateModel):
             store.update_model_spec(change.model_key, spec_path=change.spec_path, spec_yaml=change.spec_yaml,
                                     resolved=change.resolved.to_dict(), commit_sha=commit.sha,
                                     commit_author=commit.author, now=now)
             row = store.get_model(change.model_key)
-            store.append_event(change.kind.upper(), {**who, "generation": row.generation, "changes": change.changes},
+            store.append_event(EventType(change.kind.upper()), {**who, "generation": row.generation, "changes": change.changes},
                                now=now, model_key=change.model_key, user_id=row.user_id, spec_path=change.spec_path)
-            store.append_event("QUEUED", {"generation": row.generation}, now=now, model_key=change.model_key,
+            store.append_event(EventType.QUEUED, {"generation": row.generation}, now=now, model_key=change.model_key,
                                user_id=row.user_id)
         elif isinstance(change, MoveModel):
             store.set_spec_path(change.model_key, change.spec_path, now)
-            store.append_event("MOVED", {**who, "spec_path": change.spec_path}, now=now,
+            store.append_event(EventType.MOVED, {**who, "spec_path": change.spec_path}, now=now,
                                model_key=change.model_key, spec_path=change.spec_path)
         elif isinstance(change, DeleteModel):
-            store.set_state(change.model_key, "DELETING", now=now, commit_sha=commit.sha,
+            store.set_state(change.model_key, ModelState.DELETING, now=now, commit_sha=commit.sha,
                             commit_author=commit.author)
-            store.append_event("DELETE_REQUESTED", {**who, "spec_path": change.spec_path}, now=now,
+            store.append_event(EventType.DELETE_REQUESTED, {**who, "spec_path": change.spec_path}, now=now,
                                model_key=change.model_key, spec_path=change.spec_path)
         elif isinstance(change, RejectSpec):
             store.set_rejection(Rejection(change.spec_path, change.user_id, change.blob, commit.sha, commit.author,
                                           list(change.problems), now, change.kind))
-            store.append_event("REJECTED", {**who, "problems": list(change.problems),
+            store.append_event(EventType.REJECTED, {**who, "problems": list(change.problems),
                                             "kept_last_good_spec": change.model_key is not None},
                                now=now, model_key=change.model_key, user_id=change.user_id or None,
                                spec_path=change.spec_path)
         elif isinstance(change, ClearRejection):
             store.clear_rejection(change.spec_path)
-            store.append_event("REJECTION_CLEARED", who, now=now, model_key=change.model_key,
+            store.append_event(EventType.REJECTION_CLEARED, who, now=now, model_key=change.model_key,
                                spec_path=change.spec_path)
         else:  # pragma: no cover - plan_user returns only the types above
             raise TypeError(change)

@@ -1,0 +1,59 @@
+"""The words argus's records are made of, as types: a model's state, an event's type, and the
+statuses Ray Serve reports. `str` enums: they compare equal to, store and print as their value."""
+from __future__ import annotations
+
+import enum
+
+
+class _StrEnum(str, enum.Enum):
+    # str() and f-strings give the value on every Python (3.10's (str, Enum) gave "Class.MEMBER").
+    __str__ = str.__str__
+    __format__ = str.__format__
+
+
+class ModelState(_StrEnum):
+    QUEUED = "QUEUED"          # recorded, waiting for reconcile (or for resources)
+    DEPLOYING = "DEPLOYING"    # applied to Serve, not healthy yet
+    RUNNING = "RUNNING"        # Serve reports it healthy
+    FAILED = "FAILED"          # Serve (or the deploy-time check) gave up; error_summary says why
+    DELETING = "DELETING"      # its spec is gone; Serve is removing it
+    DELETED = "DELETED"        # gone from Serve; kept for its history
+
+
+LIVE_STATES = (ModelState.QUEUED, ModelState.DEPLOYING, ModelState.RUNNING, ModelState.FAILED)
+
+
+class EventType(_StrEnum):
+    # from git (sync)
+    CREATED = "CREATED"
+    UPDATED = "UPDATED"
+    SCALED = "SCALED"
+    REVIVED = "REVIVED"
+    MOVED = "MOVED"
+    QUEUED = "QUEUED"
+    DELETE_REQUESTED = "DELETE_REQUESTED"
+    REJECTED = "REJECTED"
+    REJECTION_CLEARED = "REJECTION_CLEARED"
+    HISTORY_REWRITTEN = "HISTORY_REWRITTEN"
+    COMMIT_DATE_REFUSED = "COMMIT_DATE_REFUSED"
+    # from Serve (reconcile)
+    APPLIED = "APPLIED"
+    APPLY_FAILED = "APPLY_FAILED"
+    PENDING_RESOURCES = "PENDING_RESOURCES"
+    RUNNING = "RUNNING"
+    FAILED = "FAILED"
+    DRIFT_REPAIRED = "DRIFT_REPAIRED"
+    DELETED = "DELETED"
+
+
+class ServeStatus(_StrEnum):
+    """Statuses in Serve's REST answer (applications, deployments and replicas)."""
+
+    NOT_STARTED = "NOT_STARTED"
+    DEPLOYING = "DEPLOYING"
+    RUNNING = "RUNNING"              # an application (or a replica) that serves
+    UPDATING = "UPDATING"
+    HEALTHY = "HEALTHY"              # a deployment that serves
+    UNHEALTHY = "UNHEALTHY"
+    DEPLOY_FAILED = "DEPLOY_FAILED"
+    DELETING = "DELETING"
