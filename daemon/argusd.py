@@ -28,10 +28,11 @@ EXIT_ENVIRONMENT = 3
 class Daemon:
     """One sync loop. The store is opened once; the repo is (re)opened as it comes and goes."""
 
-    def __init__(self, config: Config, store: Store, watch: bool = True, serve: bool = True):
+    def __init__(self, config: Config, store: Store, serve_client: ServeClient | None, watch: bool = True):
+        """`serve_client`: the way into Ray Serve (None: record commits only, --sync-only)."""
         self.config = config
         self.watch = watch
-        self.reconciler = Reconciler(store, ServeClient(config.serving.serve.dashboard_url), config) if serve else None
+        self.reconciler = Reconciler(store, serve_client, config) if serve_client is not None else None
         self.store = store
         self.policy = SpecPolicy.from_config(config)
         self.wake = threading.Event()
@@ -154,7 +155,8 @@ def main(
     except (ConfigError, StoreError) as exc:
         typer.echo(f"argusd: error: {exc}", err=True)
         raise typer.Exit(EXIT_ENVIRONMENT)
-    daemon = Daemon(cfg, store, watch=not once, serve=not sync_only)
+    client = None if sync_only else ServeClient(cfg.serving.serve.dashboard_url)
+    daemon = Daemon(cfg, store, client, watch=not once)
     if once:
         ok = daemon.tick()
         daemon._drop_repo()

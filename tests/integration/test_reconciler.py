@@ -1,0 +1,110 @@
+"""The reconcile shell and the daemon loop in-process: a real store fed by a real git repo,
+and Serve's REST API stood in by tests/serve_fake.py. The decisions are table-tested in
+tests/unit/test_reconcile_plan.py; the real Serve runs in tests/e2e."""
+import pytest
+
+from daemon.argusd import Daemon
+from daemon.config import load_config
+from daemon.core.states import EventType, ModelState
+from daemon.serving.llm_config import app_name
+from daemon.serving.reconciler import Reconciler
+from daemon.store import Store
+from helpers import GitOps, spec, write_config
+from serve_fake import FakeServe
+
+
+@pytest.fixture(params=["per_model", "single_app"])
+def world(tmp_path, request):
+    (tmp_path / "private" / "hf" / "m").mkdir(parents=True)
+    gitops = GitOps(tmp_path / "g")
+    path = write_config(tmp_path / "c.yaml", root=tmp_path / "private", db=tmp_path / "s.db", repo=gitops.bare)
+    path.write_text(path.read_text().replace("    http_host: 127.0.0.1\n",
+                                             f"    http_host: 127.0.0.1\n    layout: {request.param}\n"))
+    config = load_config(path)
+    store = Store.open(tmp_path / "s.db")
+    serve = FakeServe()
+    daemon = Daemon(config, store, serve, watch=False)
+    gitops.write("models.d/alice/a.yaml", spec("a"))
+    gitops.commit("a")
+    gitops.push()
+    yield gitops, daemon, serve, store, request.param
+    daemon._drop_repo()
+    store.close()
+
+
+def state_of(store, suffix="a"):
+    return next(m.state for m in store.list_models() if m.model_id_suffix == suffix)
+
+
+def events_of(store, event_type):
+    return [e for e in store.events() if e.event_type == event_type]
+
+
+def test_a_push_goes_queued_deploying_running_in_the_loop(world):
+    gitops, daemon, serve, store, layout = world
+    assert daemon.tick()
+    assert state_of(store) == ModelState.DEPLOYING and len(serve.puts) == 1
+    assert daemon.tick() and state_of(store) == ModelState.DEPLOYING  # Serve still updating
+    serve.settle()
+    assert daemon.tick() and state_of(store) == ModelState.RUNNING
+    puts = len(serve.puts)
+    assert daemon.tick() and len(serve.puts) == puts  # level-triggered: a no-op writes nothing
+    events = len(store.events())
+    assert daemon.tick() and len(store.events()) == events
+
+
+def test_an_apply_failure_is_recorded_once_until_it_changes(world):
+    gitops, daemon, serve, store, layout = world
+    serve.put_error = "PUT /api/serve/applications/ failed (500): boom"
+    for _ in range(3):
+        assert not daemon.tick()
+    assert len(events_of(store, EventType.APPLY_FAILED)) == 1
+    assert state_of(store) == ModelState.QUEUED  # last attempted is not last applied
+    serve.put_error = "cannot reach the Ray dashboard"
+    daemon.tick()
+    assert [e.payload["message"] for e in events_of(store, EventType.APPLY_FAILED)] == [
+        "PUT /api/serve/applications/ failed (500): boom", "cannot reach the Ray dashboard"]
+    serve.put_error = None
+    assert daemon.tick() and state_of(store) == ModelState.DEPLOYING
+
+
+def test_drift_is_repaired(world):
+    gitops, daemon, serve, store, layout = world
+    daemon.tick()
+    serve.settle()
+    daemon.tick()
+    assert state_of(store) == ModelState.RUNNING
+    key = store.list_models()[0].model_key
+    serve.drop(app_name(key) if layout == "per_model" else "argus")
+    daemon.tick()
+    assert events_of(store, EventType.DRIFT_REPAIRED)
+    assert (app_name(key) if layout == "per_model" else "argus") in serve.apps  # applied again
+    serve.settle()
+    daemon.tick()
+    assert state_of(store) == ModelState.RUNNING
+
+
+def test_a_failed_deployment_fails_alone(world):
+    gitops, daemon, serve, store, layout = world
+    gitops.write("models.d/alice/b.yaml", spec("b"))
+    gitops.commit("b")
+    gitops.push()
+    daemon.tick()
+    serve.settle()
+    keys = {m.model_id_suffix: m.model_key for m in store.list_models()}
+    serve.fail(f"LLMServer:{keys['b']}", "ValueError: max_model_len (1000000) is greater than the model's")
+    daemon.tick()
+    assert state_of(store, "b") == ModelState.FAILED
+    assert "max_model_len (1000000)" in next(m.error_summary for m in store.list_models() if m.model_id_suffix == "b")
+    if layout == "single_app":  # one app for all: a waits for the next apply, which leaves b out
+        assert state_of(store, "a") == ModelState.DEPLOYING
+        daemon.tick()
+        serve.settle()
+        daemon.tick()
+        assert f"LLMServer:{keys['b']}" not in str(serve.puts[-1])
+    assert state_of(store, "a") == ModelState.RUNNING
+
+
+def test_the_reconciler_takes_its_client(world):
+    gitops, daemon, serve, store, layout = world
+    assert isinstance(daemon.reconciler, Reconciler) and daemon.reconciler.client is serve

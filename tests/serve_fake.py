@@ -1,0 +1,64 @@
+"""An in-memory stand-in for the Ray dashboard's Serve REST API, for in-process tests of the
+reconcile shell and the daemon loop. It answers in Serve's own JSON shape (so the real
+observed_from_status parses it) and, like Serve, a PUT replaces the whole set of
+applications. It is never the only proof: the e2e tests run the same paths on real Serve."""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from daemon.errors import ClusterError
+
+
+class FakeServe:
+    def __init__(self) -> None:
+        self.apps: dict[str, dict[str, Any]] = {}
+        self.puts: list[dict[str, Any]] = []
+        self.put_error: str | None = None   # set: every PUT fails with this message
+        self.resources = {"CPU": 8.0}
+
+    # -- the ServeClient interface ---------------------------------------------------------------
+
+    def get_applications(self) -> dict[str, Any]:
+        return {"applications": copy.deepcopy(self.apps)}
+
+    def put_config(self, config: dict[str, Any]) -> None:
+        if self.put_error is not None:
+            raise ClusterError(self.put_error)
+        self.puts.append(copy.deepcopy(config))
+        wanted = {app["name"]: app for app in config["applications"]}
+        for name in list(self.apps):
+            if name not in wanted:
+                del self.apps[name]
+        for name, app in wanted.items():
+            old = self.apps.get(name)
+            if old is not None and old["deployed_app_config"] == app:
+                continue  # unchanged: Serve leaves it as it is
+            self.apps[name] = {"status": "DEPLOYING", "message": "", "deployed_app_config": copy.deepcopy(app),
+                               "deployments": {d["name"]: {"status": "UPDATING", "message": "",
+                                                           "target_num_replicas": d.get("num_replicas", 1),
+                                                           "replicas": []}
+                                               for d in app.get("deployments", [])}}
+
+    def cluster_resources(self) -> dict[str, float]:
+        return dict(self.resources)
+
+    # -- what the cluster does meanwhile ---------------------------------------------------------
+
+    def settle(self) -> None:
+        """Every deployment becomes healthy with all its replicas running."""
+        for app in self.apps.values():
+            app["status"] = "RUNNING"
+            for dep in app["deployments"].values():
+                dep["status"] = "HEALTHY"
+                dep["replicas"] = [{"state": "RUNNING"} for _ in range(dep["target_num_replicas"])]
+
+    def fail(self, deployment: str, message: str) -> None:
+        for app in self.apps.values():
+            if deployment in app["deployments"]:
+                app["status"] = "DEPLOY_FAILED"
+                app["deployments"][deployment].update(status="DEPLOY_FAILED", message=message)
+
+    def drop(self, app: str) -> None:
+        """Someone removed an application behind argusd's back (drift)."""
+        del self.apps[app]
