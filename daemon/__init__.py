@@ -11,8 +11,9 @@
     store.py    the SQLite state store        gitrepo.py  reading the GitOps repo
     config.py   the platform config           errors.py   domain errors (the CLI maps them)
     argusd.py   the daemon's wiring and loop
-    frontend.py runs INSIDE Ray replicas (its import path is in every deployed Serve config)
+    frontend/   runs INSIDE Ray replicas (daemon.frontend:build_model_app / :build_frontend are
+                in every deployed Serve config); Ray's private names only in frontend/ray_private.py
 
-sync/ and serving/ never import each other; only frontend.py imports ray; nothing here
+sync/ and serving/ never import each other; only frontend/ imports ray; nothing here
 imports argusctl (whose ops/ package holds lint, the write path, the hook and doctor).
 """

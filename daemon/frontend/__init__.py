@@ -1,5 +1,6 @@
 """Code that runs inside Ray Serve for the per-model layout (loaded through import paths in
-the declarative config; argusd and argusctl never import it, so it may import Ray).
+the declarative config; argusd and argusctl never import it, so it may import Ray; Ray's
+private names it needs are in ray_private.py, and nothing else of argus).
 
 - `build_model_app`: one Serve application per model, holding only that model's
   LLMServer deployment (Ray Serve LLM's own server, built by `build_llm_deployment`).
@@ -15,9 +16,10 @@ from typing import Any
 
 from fastapi import HTTPException
 from ray import serve
-from ray.llm._internal.serve.core.configs.openai_api_models import ModelCard, OpenAIHTTPException
-from ray.llm._internal.serve.core.ingress.ingress import OpenAiIngress, make_fastapi_ingress
 from ray.serve.llm import LLMConfig, build_llm_deployment
+
+from daemon.frontend import ray_private
+from daemon.frontend.ray_private import OpenAiIngress, make_fastapi_ingress
 
 FRONTEND_DEPLOYMENT = "ArgusIngress"
 
@@ -32,30 +34,28 @@ class ArgusIngress(OpenAiIngress):
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         handles, cards, targets = {}, {}, {}
+        current = ray_private.handles(self)
         for model in (user_config or {}).get("models", []):
             model_id, target = model["model_id"], (model["app"], model["deployment"])
             if self._targets.get(model_id) == target:
-                handles[model_id] = self._default_serve_handles[model_id]  # keep its live handle
+                handles[model_id] = current[model_id]  # keep its live handle
             else:
-                handles[model_id] = serve.get_deployment_handle(target[1], app_name=target[0], _check_exists=False)
-                self._configured_serve_handles.pop(model_id, None)
+                handles[model_id] = ray_private.deployment_handle(target[1], target[0])
+                ray_private.forget_configured(self, model_id)
             targets[model_id] = target
-            cards[model_id] = ModelCard(id=model_id, object="model", owned_by="organization-owner", permission=[],
-                                        metadata={"model_id": model_id, "input_modality": "text",
-                                                  "max_request_context_length": model.get("max_request_context_length")})
-        for stale in set(self._configured_serve_handles) - set(handles):
-            self._configured_serve_handles.pop(stale, None)
-        self._default_serve_handles, self._model_cards, self._targets = handles, cards, targets
+            cards[model_id] = ray_private.model_card(model_id, model.get("max_request_context_length"))
+        for stale in ray_private.configured_ids(self) - set(handles):
+            ray_private.forget_configured(self, stale)
+        ray_private.set_tables(self, handles, cards)
+        self._targets = targets
 
     async def _get_model_id(self, model: str | None) -> str:
         # Ray's ingress raises FastAPI's HTTPException here, which FastAPI answers as
-        # {"detail": ...}; clients expect OpenAI's {"error": {...}}, which Ray's middleware
-        # produces for OpenAIHTTPException.
+        # {"detail": ...}; clients expect OpenAI's {"error": {...}}.
         try:
             return await super()._get_model_id(model)
         except HTTPException as exc:
-            kind = "NotFoundError" if exc.status_code == 404 else "BadRequestError"
-            raise OpenAIHTTPException(status_code=exc.status_code, message=str(exc.detail), type=kind) from None
+            raise ray_private.openai_error(exc.status_code, str(exc.detail)) from None
 
 
 def build_frontend(args: dict[str, Any] | None = None) -> Any:

@@ -1,0 +1,66 @@
+"""The contract with Ray's private API, checked against the Ray in the serving venv in
+seconds (no cluster): every private name daemon/frontend/ray_private.py relies on exists
+with the shape argus uses, and an untested Ray is refused at import with what to install."""
+import json
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SERVING_PYTHON = REPO / ".venv-serve" / "bin" / "python"
+pytestmark = pytest.mark.skipif(not SERVING_PYTHON.exists(),
+                                reason="needs .venv-serve (scripts/setup_serving.sh; CI has it)")
+
+
+def run_in_serving_venv(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(SERVING_PYTHON), "-c", textwrap.dedent(code)], cwd=REPO, capture_output=True,
+                          text=True, timeout=180, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO),
+                                                       "RAY_USAGE_STATS_ENABLED": "0"})
+
+
+def test_every_private_name_exists_with_the_shape_argus_uses():
+    result = run_in_serving_venv("""
+        import inspect, json
+        import ray
+        from ray import serve
+        from daemon.frontend import ray_private as rp
+        from daemon.frontend import ArgusIngress, build_frontend
+        init_source = inspect.getsource(rp.OpenAiIngress.__init__)
+        out = {
+            "ray": ray.__version__,
+            "attributes": {a: f"self.{a}" in init_source for a in rp.INGRESS_ATTRIBUTES},
+            "methods": {m: inspect.iscoroutinefunction(getattr(rp.OpenAiIngress, m, None))
+                        for m in rp.INGRESS_METHODS},
+            "handle_keyword": rp.HANDLE_KEYWORD in inspect.signature(serve.get_deployment_handle).parameters,
+            "init_keywords": sorted(inspect.signature(rp.OpenAiIngress.__init__).parameters),
+            "card": rp.model_card("m", 2048).model_dump()["metadata"]["max_request_context_length"],
+            "error": [rp.openai_error(404, "no such model").status_code, type(rp.openai_error(400, "x")).__name__],
+            "subclass": issubclass(ArgusIngress, rp.OpenAiIngress),
+            "frontend": type(build_frontend()).__name__,
+        }
+        print(json.dumps(out))
+    """)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["ray"] == "2.60.0"
+    assert out["attributes"] == {"_default_serve_handles": True, "_configured_serve_handles": True,
+                                 "_model_cards": True}
+    assert out["methods"] == {"_get_model_id": True}
+    assert out["handle_keyword"] is True
+    assert {"llm_deployments", "model_cards"} <= set(out["init_keywords"])
+    assert out["card"] == 2048
+    assert out["error"] == [404, "OpenAIHTTPException"]
+    assert out["subclass"] is True and out["frontend"] == "Application"
+
+
+def test_an_untested_ray_is_refused_at_import_with_what_to_install():
+    result = run_in_serving_venv("""
+        import ray
+        ray.__version__ = "2.99.0"
+        import daemon.frontend
+    """)
+    assert result.returncode != 0
+    assert ("ImportError: argus's front end is tested with Ray 2.60.0, and this node runs Ray 2.99.0; "
+            "install ray[serve,llm]==2.60.0 on every node") in result.stderr
