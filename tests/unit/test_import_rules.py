@@ -110,3 +110,15 @@ def test_the_import_graph_has_no_cycles():
     for name in sorted(graph):
         if name not in state:
             visit(name, [name])
+
+
+def test_every_package_ships_in_the_wheel():
+    # pyproject lists packages by name: a package missing there works in an editable
+    # checkout and is absent on a cluster node that installs the wheel.
+    import re
+
+    listed = set(re.search(r"^packages = \[(.*)\]$", (REPO / "pyproject.toml").read_text(), re.M).group(1)
+                 .replace('"', "").replace(" ", "").split(","))
+    on_disk = {".".join(p.parent.relative_to(REPO).parts) for d in ("daemon", "argusctl")
+               for p in (REPO / d).rglob("__init__.py")}
+    assert listed == on_disk
