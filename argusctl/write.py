@@ -84,7 +84,7 @@ def wait_until_settled(config, user: str, change, timeout: float, deleting: bool
     tty = sys.stderr.isatty() and not quiet
     last = None
     while True:
-        row, reason = None, None
+        row = None
         try:
             store = Store.open_readonly(config.state.db)
             try:

@@ -13,11 +13,11 @@ import typer
 from daemon.config import Config, load_config
 from daemon.errors import ArgusError, ClusterError, ConfigError, GitError, StoreError
 from daemon.gitrepo import GitRepo
-from daemon.serving.reconciler import Reconciler
+from daemon.serving.reconciler import ReconcileOutcome, Reconciler
 from daemon.serving.client import ServeClient
 from daemon.core.spec import SpecPolicy
 from daemon.store import Store, WriterLock
-from daemon.sync.syncer import Syncer
+from daemon.sync.syncer import SyncOutcome, Syncer
 from daemon.sync.watch import RefWatcher
 
 log = logging.getLogger("argus.daemon")
@@ -108,7 +108,7 @@ class Daemon:
             self._drop_repo()
             return False
         self._report("sync", None)
-        if result.outcome not in ("noop", "empty"):
+        if result.outcome not in (SyncOutcome.NOOP, SyncOutcome.EMPTY):
             log.info("sync %s: %d commit(s), %d change(s), head %s", result.outcome, result.commits,
                      result.changes, (result.head or "-")[:12])
         return True
@@ -123,7 +123,7 @@ class Daemon:
             log.exception("unexpected error in the reconcile loop (please report it); retrying")
             return False
         self._report("serve", None)
-        return result.outcome != "apply_failed"
+        return result.outcome != ReconcileOutcome.APPLY_FAILED
 
     def run(self) -> None:
         while not self.stopping.is_set():

@@ -222,10 +222,9 @@ class WriterLock:
 class Store:
     """One SQLite file. Not thread-safe: one Store per thread."""
 
-    def __init__(self, conn: sqlite3.Connection, path: str, readonly: bool):
+    def __init__(self, conn: sqlite3.Connection, path: str):
         self.conn = conn
         self.path = path
-        self.readonly = readonly
         self._identity = _identity(path)
 
     def replaced(self) -> bool:
@@ -248,7 +247,7 @@ class Store:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
-            store = cls(conn, path, readonly=False)
+            store = cls(conn, path)
             store._migrate()
         except sqlite3.DatabaseError as exc:
             conn.close()
@@ -276,7 +275,7 @@ class Store:
         if version < len(MIGRATIONS):
             raise StoreError(f"the state store {path} has schema {version}, older than this argus; "
                              "start argusd once to migrate it")
-        return cls(conn, path, readonly=True)
+        return cls(conn, path)
 
     def close(self) -> None:
         self.conn.close()
@@ -290,10 +289,6 @@ class Store:
             # executescript commits first; the version bump is inside the migration's own
             # transaction so a crash leaves the store at the old version, not in between.
             self.conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version={number};\nCOMMIT;")
-
-    @property
-    def schema_version(self) -> int:
-        return self.conn.execute("PRAGMA user_version").fetchone()[0]
 
     @contextmanager
     def transaction(self) -> Iterator["Store"]:
@@ -404,12 +399,6 @@ class Store:
             if row is not None:
                 return ModelRow.from_sql(row)
         raise NotFoundError(f"no model {ref!r}; `argusctl status` lists the models")
-
-    def pick_next_runnable(self) -> ModelRow | None:
-        """The oldest change the reconciler has to act on (QUEUED or DELETING)."""
-        row = self.conn.execute("SELECT * FROM serve_models WHERE state IN ('QUEUED','DELETING')"
-                                " ORDER BY updated_at, model_key LIMIT 1").fetchone()
-        return ModelRow.from_sql(row) if row is not None else None
 
     # -- events ------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from daemon.config import Config, repo_root
 from daemon.errors import ArgusError
@@ -61,7 +61,7 @@ def check_config(config: Config, path: str) -> list[Check]:
     checks = [Check("config", OK, detail)]
     if not os.path.isdir(os.path.join(config.storage.root, "hf")):
         checks.append(Check("storage root", WARN, f"{config.storage.root}/hf does not exist",
-                            f"create it and put models there (scripts/prepare_model.py on a CPU machine)"))
+                            "create it and put models there (scripts/prepare_model.py on a CPU machine)"))
     else:
         checks.append(Check("storage root", OK, f"{config.storage.root}/hf exists"))
     return checks

@@ -5,13 +5,13 @@ from __future__ import annotations
 import enum
 
 
-class _StrEnum(str, enum.Enum):
+class StrEnum(str, enum.Enum):
     # str() and f-strings give the value on every Python (3.10's (str, Enum) gave "Class.MEMBER").
     __str__ = str.__str__
     __format__ = str.__format__
 
 
-class ModelState(_StrEnum):
+class ModelState(StrEnum):
     QUEUED = "QUEUED"          # recorded, waiting for reconcile (or for resources)
     DEPLOYING = "DEPLOYING"    # applied to Serve, not healthy yet
     RUNNING = "RUNNING"        # Serve reports it healthy
@@ -23,7 +23,7 @@ class ModelState(_StrEnum):
 LIVE_STATES = (ModelState.QUEUED, ModelState.DEPLOYING, ModelState.RUNNING, ModelState.FAILED)
 
 
-class EventType(_StrEnum):
+class EventType(StrEnum):
     # from git (sync)
     CREATED = "CREATED"
     UPDATED = "UPDATED"
@@ -46,7 +46,7 @@ class EventType(_StrEnum):
     DELETED = "DELETED"
 
 
-class ServeStatus(_StrEnum):
+class ServeStatus(StrEnum):
     """Statuses in Serve's REST answer (applications, deployments and replicas)."""
 
     NOT_STARTED = "NOT_STARTED"

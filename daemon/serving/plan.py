@@ -42,7 +42,6 @@ class DesiredModel:
 class ObservedDeployment:
     status: str                 # UPDATING | HEALTHY | UNHEALTHY | DEPLOY_FAILED | ...
     message: str = ""
-    target_replicas: int | None = None
     running_replicas: int = 0
 
 
@@ -273,7 +272,6 @@ def observed_from_status(status: dict[str, Any] | None) -> Observed:
             replicas = dep.get("replicas") or []
             deployments[dep_name] = ObservedDeployment(
                 status=dep.get("status", ""), message=dep.get("message") or "",
-                target_replicas=dep.get("target_num_replicas"),
                 running_replicas=sum(1 for r in replicas if r.get("state") == ServeStatus.RUNNING))
         apps[name] = ObservedApp(status=app.get("status", ""), message=app.get("message") or "",
                                  deployed_config=app.get("deployed_app_config"), deployments=deployments)

@@ -18,16 +18,22 @@ from daemon.serving.llm_config import LlmSettings
 from daemon.serving.plan import DesiredModel, Plan, ServeSettings, Transition, observed_from_status, plan
 from daemon.serving.client import ServeClient
 from daemon.core.spec import ResolvedServingSpec, source_problem
-from daemon.core.states import EventType, ModelState
+from daemon.core.states import EventType, ModelState, StrEnum
 from daemon.store import Store, iso, utc_now
 
 log = logging.getLogger("argus.reconcile")
 
 
+class ReconcileOutcome(StrEnum):
+    NOOP = "noop"                  # nothing to apply, nothing to record
+    APPLIED = "applied"            # a new Serve config was applied (and its transitions recorded)
+    RECORDED = "recorded"          # only state changes observed in Serve were recorded
+    APPLY_FAILED = "apply_failed"  # Serve refused the config or could not be reached
+
+
 @dataclass
 class ReconcileResult:
-    outcome: str            # noop | applied | recorded | apply_failed
-    transitions: int = 0
+    outcome: ReconcileOutcome
 
 
 class Reconciler:
@@ -63,16 +69,16 @@ class Reconciler:
         gpus_total = None if self.settings.on_cpu else self.client.cluster_resources().get("GPU", 0.0)
         decision = plan(models, observed, gpus_total=gpus_total, settings=self.settings, serve=self.serve)
         if decision.noop:
-            return ReconcileResult("noop")
+            return ReconcileResult(ReconcileOutcome.NOOP)
         if decision.apply is not None:
             try:
                 self.client.put_config(decision.apply)
             except ClusterError as exc:
                 self._record_apply_failure(decision, str(exc))
-                return ReconcileResult("apply_failed")
+                return ReconcileResult(ReconcileOutcome.APPLY_FAILED)
             log.info("applied Serve config: %d application(s)", len(decision.apply["applications"]))
         self._record(decision.transitions)
-        return ReconcileResult("applied" if decision.apply is not None else "recorded", len(decision.transitions))
+        return ReconcileResult(ReconcileOutcome.APPLIED if decision.apply is not None else ReconcileOutcome.RECORDED)
 
     def _record(self, transitions: list[Transition]) -> None:
         now = iso(self.clock())

@@ -20,7 +20,7 @@ from daemon.errors import Problem, SpecError
 from daemon.core.layout import FILE_MODES, MODELS_DIR, is_spec_path, user_of
 from daemon.gitrepo import CommitInfo, GitRepo, TreeFile, blob_id
 from daemon.core.spec import SpecPolicy, parse_spec, validate_user_id
-from daemon.core.states import EventType, ModelState
+from daemon.core.states import EventType, ModelState, StrEnum
 from daemon.store import Rejection, RejectionKind, Store, iso, utc_now
 from daemon.sync.plan import (ClearRejection, CreateModel, DeleteModel, MoveModel, RejectSpec, SpecFileState,
                        UpdateModel, plan_user)
@@ -31,16 +31,19 @@ STRAY_USER = ""  # rejections of files that belong to no user directory
 DELETED_BLOB = "(deleted)"  # the blob of a rejection that keeps a model whose file was deleted
 
 
+class SyncOutcome(StrEnum):
+    NOOP = "noop"            # the branch has not moved
+    EMPTY = "empty"          # the branch does not exist yet
+    SYNCED = "synced"        # new commits recorded one by one
+    RESYNCED = "resynced"    # the history was rewritten: recorded from the tree
+
+
 @dataclass
 class SyncResult:
     head: str | None = None
     commits: int = 0
     changes: int = 0
-    resynced: bool = False
-    outcome: str = "noop"        # noop | synced | resynced | empty
-
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
+    outcome: SyncOutcome = SyncOutcome.NOOP
 
 
 def model_key_for(user_id: str, suffix: str, commit_sha: str) -> str:
@@ -62,7 +65,7 @@ class Syncer:
         head = self.repo.branch_head(self.branch)
         result = SyncResult(head=head)
         if head is None:
-            result.outcome = "empty"
+            result.outcome = SyncOutcome.EMPTY
             return result
         cursor = self.store.cursor()
         since = cursor[1] if cursor and cursor[0] == self.branch else None
@@ -72,14 +75,14 @@ class Syncer:
             log.warning("history of %s was rewritten (%s is not an ancestor of %s): resyncing from the tree",
                         self.branch, since[:12], head[:12])
             result.changes = self._resync(self.repo.commit_info(head), previous=since)
-            result.commits, result.resynced, result.outcome = 1, True, "resynced"
+            result.commits, result.outcome = 1, SyncOutcome.RESYNCED
             return result
         previous = since
         for commit in self.repo.commits(since, head):
             result.changes += self._record_commit(previous, commit)
             result.commits += 1
             previous = commit.sha
-        result.outcome = "synced"
+        result.outcome = SyncOutcome.SYNCED
         return result
 
     # -- one commit ------------------------------------------------------------------------------

@@ -110,7 +110,7 @@ def test_sigterm_stops_cleanly_and_a_restart_resumes(env):
     gitops.commit("b while down")
     gitops.push()
     start()
-    models = wait_until(lambda: [m for m in status_json(config)["models"] if m["model_id_suffix"] == "b"])
+    wait_until(lambda: [m for m in status_json(config)["models"] if m["model_id_suffix"] == "b"])
     logs = run_argusctl("--config", str(config), "logs", "a")
     assert logs.stdout.count("CREATED") == 1  # nothing recorded twice
 

@@ -1,6 +1,5 @@
 """argusctl lint / schema / --help as a user runs them: real files, real process, exit codes."""
 import json
-import shutil
 import subprocess
 import sys
 

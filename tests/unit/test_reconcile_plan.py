@@ -29,7 +29,7 @@ def served(config, dep_status="HEALTHY", app_status="RUNNING", message="", runni
                 continue
             status = dep_status(d["name"]) if callable(dep_status) else dep_status
             replicas = d.get("num_replicas", 1)
-            deps[d["name"]] = ObservedDeployment(status, message, replicas, replicas if running is None else running)
+            deps[d["name"]] = ObservedDeployment(status, message, replicas if running is None else running)
         apps[app["name"]] = ObservedApp(app_status, message, app, deps)
     return Observed(apps)
 
@@ -171,7 +171,7 @@ def test_observed_from_dashboard_status():
                                                 "replicas": [{"state": "RUNNING"}, {"state": "STARTING"}]}}}}}
     observed = observed_from_status(status)
     app, dep = observed.deployment("LLMServer:a")
-    assert (app.status, dep.status, dep.target_replicas, dep.running_replicas) == ("RUNNING", "HEALTHY", 2, 1)
+    assert (app.status, dep.status, dep.running_replicas) == ("RUNNING", "HEALTHY", 1)
     assert observed_from_status(None).apps == {}
 
 

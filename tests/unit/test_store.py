@@ -25,12 +25,12 @@ def add(store, key, user="alice", suffix="m", now="2026-01-01T00:00:00.000000Z",
 
 def test_wal_and_schema_version(store):
     assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert store.schema_version == len(MIGRATIONS)
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
 
 
 def test_reopen_does_not_migrate_twice(tmp_path):
     Store.open(tmp_path / "a.db").close()
-    assert Store.open(tmp_path / "a.db").schema_version == len(MIGRATIONS)
+    assert Store.open(tmp_path / "a.db").conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
 
 
 def test_newer_schema_is_refused(tmp_path):
@@ -93,16 +93,6 @@ def test_list_filters_and_orders_by_updated_at(store):
     assert [m.model_key for m in store.list_models(user_id="bob")] == []
     assert [m.model_key for m in store.list_models(states=("DELETED",))] == ["k3"]
     assert [m.model_key for m in store.list_models(limit=1, offset=1)] == ["k1"]
-
-
-def test_pick_next_runnable(store):
-    assert store.pick_next_runnable() is None
-    add(store, "k1", suffix="a", now="2026-01-01T00:00:03.000000Z", state="RUNNING")
-    add(store, "k2", suffix="b", now="2026-01-01T00:00:01.000000Z")
-    assert store.pick_next_runnable().model_key == "k2"
-    store.set_state("k2", "DEPLOYING", now="2026-01-01T00:00:05.000000Z")
-    store.set_state("k1", "DELETING", now="2026-01-01T00:00:06.000000Z")
-    assert store.pick_next_runnable().model_key == "k1"
 
 
 def test_find_model_by_suffix_key_or_id(store):

@@ -6,8 +6,7 @@ import pytest
 from daemon.errors import SpecError
 from daemon.core.spec import SpecPolicy, parse_spec, resolve_spec
 from daemon.store import ModelRow, iso
-from daemon.sync.plan import (ClearRejection, CreateModel, DeleteModel, MoveModel, RejectSpec, SpecFileState,
-                             UpdateModel, plan_user)
+from daemon.sync.plan import RejectSpec, SpecFileState, UpdateModel, plan_user
 
 POLICY = SpecPolicy(root="/private")
 T0 = datetime(2026, 1, 1, 0, 0, tzinfo=timezone.utc)
