@@ -140,3 +140,24 @@ def deployment_names(client) -> set[str]:
     """Every deployment Serve runs, across applications (either layout)."""
     return {name for app in (client.get_applications().get("applications") or {}).values()
             for name in app.get("deployments") or {}}
+
+
+def llm_settings(**overrides):
+    """LlmSettings projected from the config's own defaults (the dev profile's values), with
+    `overrides`: tests name what they change, nothing is defaulted twice."""
+    import dataclasses
+
+    from daemon.config import Config
+    from daemon.serving.llm_config import LlmSettings
+
+    return dataclasses.replace(LlmSettings.from_config(Config()), **overrides)
+
+
+def serve_settings(layout: str):
+    """ServeSettings for `layout` (per_model | single_app), the rest from the config's defaults."""
+    import dataclasses
+
+    from daemon.config import Config
+    from daemon.serving.plan import ServeSettings
+
+    return dataclasses.replace(ServeSettings.from_config(Config()), layout=layout)

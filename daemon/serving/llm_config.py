@@ -8,7 +8,7 @@ through per-deployment `num_replicas` overrides, which Serve applies in place).
 from __future__ import annotations
 
 import posixpath
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from daemon.core.spec import ResolvedServingSpec
@@ -27,10 +27,10 @@ ARGS_NUM_REPLICAS = 1
 class LlmSettings:
     """What build_llm_config needs from the platform config."""
 
-    accelerator_type: str = "H20"           # "cpu" for CPU-only serving
-    engine_defaults: dict[str, Any] = field(default_factory=dict)
-    env_vars: dict[str, str] = field(default_factory=dict)
-    cache_dir: str = "/tmp/argus-cache"
+    accelerator_type: str                   # "cpu" for CPU-only serving
+    engine_defaults: dict[str, Any]
+    env_vars: dict[str, str]
+    cache_dir: str
 
     @property
     def on_cpu(self) -> bool:

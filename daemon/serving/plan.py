@@ -66,10 +66,18 @@ class Observed:
 
 @dataclass(frozen=True)
 class ServeSettings:
-    http_host: str = "127.0.0.1"
-    http_port: int = 8000
-    proxy_location: str = "HeadOnly"
-    layout: str = "single_app"      # or per_model
+    """What the reconcile decision needs from the config's serving.serve (no defaults of its
+    own: the config's are the only ones)."""
+
+    http_host: str
+    http_port: int
+    proxy_location: str
+    layout: str                     # per_model | single_app
+
+    @classmethod
+    def from_config(cls, config: Any) -> "ServeSettings":
+        serve = config.serving.serve
+        return cls(serve.http_host, serve.http_port, serve.proxy_location, serve.layout)
 
 
 @dataclass(frozen=True)

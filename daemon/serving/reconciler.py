@@ -42,8 +42,7 @@ class Reconciler:
         self.store = store
         self.client = client
         self.settings = LlmSettings.from_config(config)
-        serve = config.serving.serve
-        self.serve = ServeSettings(serve.http_host, serve.http_port, serve.proxy_location, serve.layout)
+        self.serve = ServeSettings.from_config(config)
         self.clock = clock
         self.root = config.storage.root
 

@@ -1,7 +1,8 @@
 """Seed M4.3: spec -> LLMConfig for 1/2/4 GPUs, accelerator, runtime_env."""
 import pytest
 
-from daemon.serving.llm_config import LlmSettings, build_llm_config, deployed_models, ModelDeployment, single_app
+from daemon.serving.llm_config import build_llm_config, deployed_models, ModelDeployment, single_app
+from helpers import llm_settings
 from daemon.core.spec import ResolvedServingSpec
 
 
@@ -13,7 +14,7 @@ def spec(gpus=1, replicas=1, engine_kwargs=None):
 
 @pytest.mark.parametrize("gpus", [1, 2, 4])
 def test_gpu_counts(gpus):
-    config = build_llm_config(spec(gpus), "m-1", LlmSettings(accelerator_type="H20"))
+    config = build_llm_config(spec(gpus), "m-1", llm_settings(accelerator_type="H20"))
     assert config["engine_kwargs"]["tensor_parallel_size"] == gpus
     bundles = config["placement_group_config"]["bundles"]
     assert len(bundles) == gpus
@@ -23,19 +24,19 @@ def test_gpu_counts(gpus):
 
 
 def test_model_loading_and_names():
-    config = build_llm_config(spec(), "m-1", LlmSettings())
+    config = build_llm_config(spec(), "m-1", llm_settings())
     assert config["model_loading_config"] == {"model_id": "alice-202601010000-q", "model_source": "/private/hf/Q"}
     assert config["deployment_config"] == {"name": "m-1", "num_replicas": 1}
 
 
 def test_runtime_env_is_offline_with_caches():
-    env = build_llm_config(spec(), "m-1", LlmSettings(cache_dir="/c", env_vars={"X": "1"}))["runtime_env"]["env_vars"]
+    env = build_llm_config(spec(), "m-1", llm_settings(cache_dir="/c", env_vars={"X": "1"}))["runtime_env"]["env_vars"]
     assert env["HF_HUB_OFFLINE"] == "1" and env["TRANSFORMERS_OFFLINE"] == "1"
     assert env["HF_HOME"] == "/c/hf" and env["VLLM_CACHE_ROOT"] == "/c/vllm" and env["X"] == "1"
 
 
 def test_cpu_profile_uses_a_cpu_accelerator_config():
-    config = build_llm_config(spec(), "m-1", LlmSettings(accelerator_type="cpu",
+    config = build_llm_config(spec(), "m-1", llm_settings(accelerator_type="cpu",
                                                          engine_defaults={"enforce_eager": True, "max_model_len": 9}))
     assert config["accelerator_config"] == {"kind": "cpu"} and "accelerator_type" not in config
     assert config["placement_group_config"]["bundles"] == [{"CPU": 1}]
@@ -44,12 +45,12 @@ def test_cpu_profile_uses_a_cpu_accelerator_config():
 
 def test_spec_engine_kwargs_win_over_defaults_but_not_over_tp():
     config = build_llm_config(spec(2, engine_kwargs={"max_model_len": 100}), "m-1",
-                              LlmSettings(engine_defaults={"max_model_len": 9, "enforce_eager": True}))
+                              llm_settings(engine_defaults={"max_model_len": 9, "enforce_eager": True}))
     assert config["engine_kwargs"] == {"enforce_eager": True, "max_model_len": 100, "tensor_parallel_size": 2}
 
 
 def test_replicas_are_an_override_and_the_app_round_trips():
-    settings = LlmSettings()
+    settings = llm_settings()
     app = single_app([ModelDeployment.of("m-1", spec(replicas=3), settings)])
     assert app["args"]["llm_configs"][0]["deployment_config"]["num_replicas"] == 1
     assert app["deployments"] == [{"name": "LLMServer:m-1", "num_replicas": 3}]

@@ -1,14 +1,17 @@
-"""plan(desired, observed) as tables: what to apply and which transitions to record."""
+"""plan(desired, observed) as tables: what to apply and which transitions to record. Tests
+that hold for both layouts run in both (`layout`); the others say which layout they mean."""
 import pytest
 
-from daemon.serving.llm_config import LlmSettings, deployment_name
-from daemon.serving.plan import (DesiredModel, Observed, ObservedApp, ObservedDeployment, ServeSettings,
-                                   observed_from_status, plan)
 from daemon.core.spec import ResolvedServingSpec
+from daemon.serving.llm_config import deployment_name
+from daemon.serving.plan import DesiredModel, Observed, ObservedApp, ObservedDeployment, observed_from_status, plan
+from helpers import llm_settings, serve_settings
 
-CPU = LlmSettings(accelerator_type="cpu")
-GPU = LlmSettings(accelerator_type="H20")
-SERVE = ServeSettings()
+CPU = llm_settings(accelerator_type="cpu")
+GPU = llm_settings(accelerator_type="H20")
+SINGLE_APP = serve_settings("single_app")
+PER_MODEL = serve_settings("per_model")
+LAYOUTS = pytest.mark.parametrize("serve", [PER_MODEL, SINGLE_APP], ids=["per_model", "single_app"])
 
 
 def model(key, state="QUEUED", replicas=1, gpus=1, generation=1, source_problem=None, last_event=None, src="m",
@@ -38,21 +41,51 @@ def states(p):
     return [(t.model_key, t.state, t.event_type) for t in p.transitions]
 
 
-def test_new_model_is_applied_and_deploying():
-    p = plan([model("a")], Observed(), gpus_total=None, settings=CPU, serve=SERVE)
+def model_deployments(config):
+    """LLMServer deployment -> num_replicas, across the applications of either layout."""
+    return {d["name"]: d["num_replicas"] for app in config["applications"] for d in app["deployments"]
+            if d["name"].startswith("LLMServer:")}
+
+
+def settled(models, serve, settings=None, gpus_total=None):
+    """What Serve reports once argus has applied `models` (all healthy) and nothing is left to do."""
+    observed = Observed()
+    for _ in range(3):
+        p = plan(models, observed, gpus_total=gpus_total, settings=settings or CPU, serve=serve)
+        if p.noop:
+            return observed
+        if p.apply is not None:
+            observed = served(p.apply)
+    raise AssertionError("plan did not settle")
+
+
+def app_of(config, key):
+    return next(a for a in config["applications"] if any(d["name"] == f"LLMServer:{key}" for d in a["deployments"]))
+
+
+@LAYOUTS
+def test_new_model_is_applied_and_deploying(serve):
+    p = plan([model("a")], Observed(), gpus_total=None, settings=CPU, serve=serve)
     assert states(p) == [("a", "DEPLOYING", "APPLIED")]
+    assert model_deployments(p.apply) == {"LLMServer:a": 1}
+    assert p.apply["http_options"] == {"host": "0.0.0.0", "port": 8000}
+
+
+def test_single_app_holds_every_model_in_ray_serve_llm_s_own_app():
+    p = plan([model("a")], Observed(), gpus_total=None, settings=CPU, serve=SINGLE_APP)
     (app,) = p.apply["applications"]
     assert app["import_path"] == "ray.serve.llm:build_openai_app"
     assert app["deployments"] == [{"name": "LLMServer:a", "num_replicas": 1}]
-    assert p.apply["http_options"] == {"host": "127.0.0.1", "port": 8000}
 
 
-def test_nothing_changed_applies_nothing_and_records_nothing():
-    first = plan([model("a", "RUNNING")], Observed(), gpus_total=None, settings=CPU, serve=SERVE)
-    p = plan([model("a", "RUNNING")], served(first.apply), gpus_total=None, settings=CPU, serve=SERVE)
+@LAYOUTS
+def test_nothing_changed_applies_nothing_and_records_nothing(serve):
+    observed = settled([model("a", "RUNNING")], serve)  # raises unless it settles within a few applies
+    p = plan([model("a", "RUNNING")], observed, gpus_total=None, settings=CPU, serve=serve)
     assert p.noop
 
 
+@LAYOUTS
 @pytest.mark.parametrize("dep_status, app_status, running, expected", [
     ("HEALTHY", "RUNNING", None, [("a", "RUNNING", "RUNNING")]),
     ("UPDATING", "DEPLOYING", None, []),
@@ -61,107 +94,125 @@ def test_nothing_changed_applies_nothing_and_records_nothing():
     ("DEPLOY_FAILED", "DEPLOY_FAILED", None, [("a", "FAILED", "FAILED")]),
     ("UNHEALTHY", "RUNNING", None, [("a", "FAILED", "FAILED")]),
 ])
-def test_deploying_model_follows_serve(dep_status, app_status, running, expected):
-    applied = plan([model("a")], Observed(), gpus_total=None, settings=CPU, serve=SERVE).apply
+def test_deploying_model_follows_serve(serve, dep_status, app_status, running, expected):
+    applied = plan([model("a")], Observed(), gpus_total=None, settings=CPU, serve=serve).apply
     observed = served(applied, dep_status, app_status, message="engine died", running=running)
-    p = plan([model("a", "DEPLOYING")], observed, gpus_total=None, settings=CPU, serve=SERVE)
-    assert p.apply is None and states(p) == expected
+    p = plan([model("a", "DEPLOYING")], observed, gpus_total=None, settings=CPU, serve=serve)
+    assert states(p) == expected
+    # The models stay as applied; only the per-model front end learns a model that runs.
+    assert p.apply is None or model_deployments(p.apply) == model_deployments(applied)
     if expected and expected[0][1] == "FAILED":
         assert p.transitions[0].error_summary == f"{dep_status}: engine died"
 
 
-def test_app_that_does_not_build_fails_the_new_model_only():
-    applied = plan([model("a", "RUNNING"), model("b")], Observed(), gpus_total=None, settings=CPU, serve=SERVE).apply
+def test_single_app_that_does_not_build_fails_the_new_model_only():
+    applied = plan([model("a", "RUNNING"), model("b")], Observed(), gpus_total=None, settings=CPU,
+                   serve=SINGLE_APP).apply
     observed = served(applied, app_status="DEPLOY_FAILED", message="bad engine arg", drop=("LLMServer:b",))
-    p = plan([model("a", "RUNNING"), model("b", "DEPLOYING")], observed, gpus_total=None, settings=CPU, serve=SERVE)
+    p = plan([model("a", "RUNNING"), model("b", "DEPLOYING")], observed, gpus_total=None, settings=CPU,
+             serve=SINGLE_APP)
     assert states(p) == [("b", "FAILED", "FAILED")]
     # Next tick: b is FAILED and left out, so a is applied on its own again.
-    p = plan([model("a", "RUNNING"), model("b", "FAILED")], observed, gpus_total=None, settings=CPU, serve=SERVE)
-    assert [d["name"] for d in p.apply["applications"][0]["deployments"]] == ["LLMServer:a"]
+    p = plan([model("a", "RUNNING"), model("b", "FAILED")], observed, gpus_total=None, settings=CPU, serve=SINGLE_APP)
+    assert model_deployments(p.apply) == {"LLMServer:a": 1}
 
 
-def test_failed_model_is_left_out():
-    p = plan([model("a", "RUNNING"), model("b", "FAILED")], Observed(), gpus_total=None, settings=CPU, serve=SERVE)
-    assert [d["name"] for d in p.apply["applications"][0]["deployments"]] == ["LLMServer:a"]
+@LAYOUTS
+def test_failed_model_is_left_out(serve):
+    p = plan([model("a", "RUNNING"), model("b", "FAILED")], Observed(), gpus_total=None, settings=CPU, serve=serve)
+    assert model_deployments(p.apply) == {"LLMServer:a": 1}
 
 
-def test_deleting_is_removed_then_deleted_when_gone():
+@LAYOUTS
+def test_deleting_is_removed_then_deleted_when_gone(serve):
     both = plan([model("a", "RUNNING"), model("b", "RUNNING")], Observed(), gpus_total=None, settings=CPU,
-                serve=SERVE).apply
-    p = plan([model("a", "RUNNING"), model("b", "DELETING")], served(both), gpus_total=None, settings=CPU, serve=SERVE)
-    assert [d["name"] for d in p.apply["applications"][0]["deployments"]] == ["LLMServer:a"]
+                serve=serve).apply
+    p = plan([model("a", "RUNNING"), model("b", "DELETING")], served(both), gpus_total=None, settings=CPU,
+             serve=serve)
+    assert model_deployments(p.apply) == {"LLMServer:a": 1}
     assert states(p) == []
     p2 = plan([model("a", "RUNNING"), model("b", "DELETING")], served(p.apply), gpus_total=None, settings=CPU,
-              serve=SERVE)
+              serve=serve)
     assert p2.apply is None and states(p2) == [("b", "DELETED", "DELETED")]
 
 
-def test_last_model_deleted_applies_an_empty_config():
-    one = plan([model("a", "RUNNING")], Observed(), gpus_total=None, settings=CPU, serve=SERVE).apply
-    p = plan([model("a", "DELETING")], served(one), gpus_total=None, settings=CPU, serve=SERVE)
-    assert p.apply["applications"] == []
+@LAYOUTS
+def test_last_model_deleted_applies_a_config_without_models(serve):
+    one = plan([model("a", "RUNNING")], Observed(), gpus_total=None, settings=CPU, serve=serve).apply
+    p = plan([model("a", "DELETING")], served(one), gpus_total=None, settings=CPU, serve=serve)
+    assert model_deployments(p.apply) == {}
+    if serve is SINGLE_APP:
+        assert p.apply["applications"] == []
 
 
-def test_gpu_admission_records_pending_once():
-    only_a = plan([model("a", "RUNNING", gpus=2)], Observed(), gpus_total=4, settings=GPU, serve=SERVE).apply
-    p = plan([model("a", "RUNNING", gpus=2), model("b", replicas=2, gpus=2)], served(only_a), gpus_total=4,
-             settings=GPU, serve=SERVE)
+@LAYOUTS
+def test_gpu_admission_records_pending_once(serve):
+    only_a = settled([model("a", "RUNNING", gpus=2)], serve, GPU, gpus_total=4)
+    p = plan([model("a", "RUNNING", gpus=2), model("b", replicas=2, gpus=2)], only_a, gpus_total=4,
+             settings=GPU, serve=serve)
     assert p.apply is None  # b does not fit: the config stays as it is
     (pending,) = p.transitions
     assert (pending.model_key, pending.state, pending.event_type) == ("b", None, "PENDING_RESOURCES")
     assert pending.payload == {"needed_gpus": 4, "free_gpus": 2, "total_gpus": 4}
     again = plan([model("a", "RUNNING", gpus=2), model("b", replicas=2, gpus=2,
                                                        last_event=("PENDING_RESOURCES", pending.payload))],
-                 served(only_a), gpus_total=4, settings=GPU, serve=SERVE)
+                 only_a, gpus_total=4, settings=GPU, serve=serve)
     assert again.noop
 
 
-def test_update_that_does_not_fit_keeps_the_running_version():
+@LAYOUTS
+def test_update_that_does_not_fit_keeps_the_running_version(serve):
     running = plan([model("a", "RUNNING", replicas=1, gpus=2)], Observed(), gpus_total=4, settings=GPU,
-                   serve=SERVE).apply
+                   serve=serve).apply
     p = plan([model("a", "QUEUED", replicas=3, gpus=2, generation=2)], served(running), gpus_total=4,
-             settings=GPU, serve=SERVE)
+             settings=GPU, serve=serve)
     assert p.apply is None  # the running version stays exactly as it is
     assert states(p) == [("a", None, "PENDING_RESOURCES")]
     fits = plan([model("a", "QUEUED", replicas=2, gpus=2, generation=2)], served(running), gpus_total=4,
-                settings=GPU, serve=SERVE)
+                settings=GPU, serve=serve)
     assert states(fits) == [("a", "DEPLOYING", "APPLIED")]
 
 
-def test_missing_model_source_fails_fast():
+@LAYOUTS
+def test_missing_model_source_fails_fast(serve):
     problem = "model_source /private/hf/m does not exist; put the model there (or fix model_source in the spec)"
-    p = plan([model("a", source_problem=problem)], Observed(), gpus_total=None, settings=CPU, serve=SERVE)
-    assert p.apply is None
+    p = plan([model("a", source_problem=problem)], Observed(), gpus_total=None, settings=CPU, serve=serve)
+    assert p.apply is None or model_deployments(p.apply) == {}
     (t,) = p.transitions
     assert (t.state, t.event_type) == ("FAILED", "FAILED")
     assert t.error_summary == problem
 
 
-def test_drift_is_repaired():
-    p = plan([model("a", "RUNNING")], Observed(), gpus_total=None, settings=CPU, serve=SERVE)
+@LAYOUTS
+def test_drift_is_repaired(serve):
+    p = plan([model("a", "RUNNING")], Observed(), gpus_total=None, settings=CPU, serve=serve)
     assert p.apply is not None and states(p) == [("a", "DEPLOYING", "DRIFT_REPAIRED")]
-    ours = plan([model("a", "RUNNING")], Observed(), gpus_total=None, settings=CPU, serve=SERVE).apply
+    ours = plan([model("a", "RUNNING")], Observed(), gpus_total=None, settings=CPU, serve=serve).apply
     tampered = served(ours)
-    tampered.apps["argus"].deployed_config["deployments"][0]["num_replicas"] = 5
-    p = plan([model("a", "RUNNING")], tampered, gpus_total=None, settings=CPU, serve=SERVE)
-    assert p.apply["applications"][0]["deployments"][0]["num_replicas"] == 1
+    name = app_of(ours, "a")["name"]
+    tampered.apps[name].deployed_config["deployments"][0]["num_replicas"] = 5
+    p = plan([model("a", "RUNNING")], tampered, gpus_total=None, settings=CPU, serve=serve)
+    assert model_deployments(p.apply) == {"LLMServer:a": 1}
     assert states(p) == [("a", "DEPLOYING", "DRIFT_REPAIRED")]
 
 
-def test_scaling_changes_only_the_override_not_args():
+@LAYOUTS
+def test_scaling_changes_only_the_override_not_args(serve):
     one = plan([model("a", "RUNNING"), model("b", "RUNNING")], Observed(), gpus_total=None, settings=CPU,
-               serve=SERVE).apply
+               serve=serve).apply
     scaled = plan([model("a", "RUNNING"), model("b", "QUEUED", replicas=2, generation=2)], served(one),
-                  gpus_total=None, settings=CPU, serve=SERVE).apply
-    assert scaled["applications"][0]["args"] == one["applications"][0]["args"]
-    assert scaled["applications"][0]["deployments"][1] == {"name": "LLMServer:b", "num_replicas": 2}
+                  gpus_total=None, settings=CPU, serve=serve).apply
+    assert app_of(scaled, "b")["args"] == app_of(one, "b")["args"]  # args unchanged: no restart
+    assert model_deployments(scaled) == {"LLMServer:a": 1, "LLMServer:b": 2}
 
 
-def test_args_are_sorted_and_stable():
-    a = plan([model("b"), model("a")], Observed(), gpus_total=None, settings=CPU, serve=SERVE).apply
-    b = plan([model("a"), model("b")], Observed(), gpus_total=None, settings=CPU, serve=SERVE).apply
+@LAYOUTS
+def test_configs_are_sorted_and_stable(serve):
+    a = plan([model("b"), model("a")], Observed(), gpus_total=None, settings=CPU, serve=serve).apply
+    b = plan([model("a"), model("b")], Observed(), gpus_total=None, settings=CPU, serve=serve).apply
     assert a == b
-    assert [c["deployment_config"]["name"] for c in a["applications"][0]["args"]["llm_configs"]] == ["a", "b"]
+    if serve is SINGLE_APP:
+        assert [c["deployment_config"]["name"] for c in a["applications"][0]["args"]["llm_configs"]] == ["a", "b"]
 
 
 def test_observed_from_dashboard_status():
@@ -192,14 +243,13 @@ def test_failure_summary_keeps_the_first_sentence_and_the_final_exception():
     assert len(summarize_failure("x" * 2000)) == 500
 
 
-def test_an_app_serve_is_deleting_is_not_deleted_again_but_its_model_waits():
-    one = plan([model("a", "RUNNING")], Observed(), gpus_total=None, settings=CPU, serve=SERVE).apply
+def test_single_app_an_app_serve_is_deleting_is_not_deleted_again_but_its_model_waits():
+    one = plan([model("a", "RUNNING")], Observed(), gpus_total=None, settings=CPU, serve=SINGLE_APP).apply
     deleting = served(one, app_status="DELETING")
-    p = plan([model("a", "DELETING")], deleting, gpus_total=None, settings=CPU, serve=SERVE)
+    p = plan([model("a", "DELETING")], deleting, gpus_total=None, settings=CPU, serve=SINGLE_APP)
     assert p.noop  # no second PUT of the empty config, and not DELETED while Serve still has it
 
 
-PER_MODEL = ServeSettings(layout="per_model")
 
 
 def apps(config):
