@@ -127,15 +127,63 @@ def _tp(deployment: ModelDeployment) -> int:
     return int(deployment.llm_config.get("engine_kwargs", {}).get("tensor_parallel_size", 1))
 
 
+@dataclass
+class Admission:
+    entries: dict[str, ModelDeployment]   # model key -> what the next config holds for it
+    admitted: set[str]                    # QUEUED models that go in now
+    transitions: list[Transition]         # FAILED (folder) and PENDING_RESOURCES
+
+
 def plan(models: list[DesiredModel], observed: Observed, *, gpus_total: float | None,
          settings: LlmSettings, serve: ServeSettings) -> Plan:
-    """What to apply and record. `gpus_total` None: no GPU admission (CPU serving)."""
-    transitions: list[Transition] = []
+    """What to apply and record, in four phases: admit (who is in the next config), build the
+    models' config, judge each model against what Serve reports, and (per_model) the front
+    end's routes. `gpus_total` None: no GPU admission (CPU serving)."""
     running_now: dict[str, ModelDeployment] = {}
     for app in observed.apps.values():
         running_now.update(deployed_models(app.deployed_config))
+    admission = admit(models, running_now, gpus_total, settings)
+    per_model = serve.layout == "per_model"
+    if per_model:
+        model_apps = [model_app(m) for m in admission.entries.values()]
+        wanted_apps = {a["name"]: a for a in model_apps}
+        models_config = serve_config(model_apps, http_host=serve.http_host, http_port=serve.http_port,
+                                     proxy_location=serve.proxy_location)
+    else:
+        model_apps, wanted_apps = [], {}
+        models_config = serve_config([single_app(list(admission.entries.values()))] if admission.entries else [],
+                                     http_host=serve.http_host, http_port=serve.http_port,
+                                     proxy_location=serve.proxy_location)
+    # Whether the model part is applied as wanted (the front end is judged after the transitions).
+    apply = models_config if config_differs(models_config, observed, ignore={SINGLE_APP_NAME} if per_model
+                                            else set()) else None
 
-    # Who is in the next config: what already runs or deploys, plus admitted QUEUED models.
+    transitions = list(admission.transitions)
+    for model in models:
+        if per_model:  # only this model's own app decides whether it is applied
+            app = observed.apps.get(app_name(model.model_key))
+            name = app_name(model.model_key)
+            in_sync = (app is not None and name in wanted_apps
+                       and _app_view(wanted_apps[name]) == _app_view(app.deployed_config or {}))
+        else:
+            app = observed.apps.get(SINGLE_APP_NAME)
+            in_sync = apply is None
+        judged = judge(model, observed.deployment(deployment_name(model.model_key)), app, in_sync,
+                       model.model_key in admission.admitted, running_now.get(model.model_key),
+                       admission.entries.get(model.model_key))
+        if judged is not None:
+            transitions.append(judged)
+    if not per_model:
+        return Plan(apply, transitions)
+    desired = serve_config(model_apps + [frontend_app(routes(models, transitions, admission.entries, observed))],
+                           http_host=serve.http_host, http_port=serve.http_port, proxy_location=serve.proxy_location)
+    return Plan(desired if config_differs(desired, observed) else None, transitions)
+
+
+def admit(models: list[DesiredModel], running_now: dict[str, ModelDeployment], gpus_total: float | None,
+          settings: LlmSettings) -> Admission:
+    """Who is in the next config: what already runs or deploys, plus the QUEUED models whose
+    folder is usable and whose GPUs fit (a queued update keeps its running version until then)."""
     entries: dict[str, ModelDeployment] = {}
     held = 0
     for model in models:
@@ -148,11 +196,12 @@ def plan(models: list[DesiredModel], observed: Observed, *, gpus_total: float | 
                      for m in queued if m.model_key in running_now}
     held += sum(previous_gpus.values())
     admitted: set[str] = set()
+    transitions: list[Transition] = []
     for model in queued:
         if model.source_problem is not None:
-            message = model.source_problem
-            transitions.append(Transition(model.model_key, ModelState.FAILED, EventType.FAILED, {"message": message},
-                                          error_summary=message, attempted_generation=model.generation))
+            transitions.append(Transition(model.model_key, ModelState.FAILED, EventType.FAILED,
+                                          {"message": model.source_problem}, error_summary=model.source_problem,
+                                          attempted_generation=model.generation))
             continue
         previous = previous_gpus.get(model.model_key, 0)
         if gpus_total is not None:
@@ -167,59 +216,59 @@ def plan(models: list[DesiredModel], observed: Observed, *, gpus_total: float | 
         held += model.gpus - previous
         entries[model.model_key] = ModelDeployment.of(model.model_key, model.spec, settings)
         admitted.add(model.model_key)
+    return Admission(entries, admitted, transitions)
 
-    per_model = serve.layout == "per_model"
-    if per_model:
-        model_apps = [model_app(m) for m in entries.values()]
-        wanted_apps = {a["name"]: a for a in model_apps}
-        models_config = serve_config(model_apps, http_host=serve.http_host, http_port=serve.http_port,
-                                     proxy_location=serve.proxy_location)
-    else:
-        models_config = serve_config([single_app(list(entries.values()))] if entries else [],
-                                     http_host=serve.http_host, http_port=serve.http_port,
-                                     proxy_location=serve.proxy_location)
-    # Whether the model part is applied as wanted (the front end is judged after the transitions).
-    apply = models_config if config_differs(models_config, observed, ignore={SINGLE_APP_NAME} if per_model
-                                            else set()) else None
 
-    for model in models:
-        seen = observed.deployment(deployment_name(model.model_key))
-        app = observed.apps.get(app_name(model.model_key) if per_model else SINGLE_APP_NAME)
-        if per_model:  # only this model's own app decides whether it is applied
-            name = app_name(model.model_key)
-            in_sync = (app is not None and name in wanted_apps
-                       and _app_view(wanted_apps[name]) == _app_view(app.deployed_config or {}))
-        else:
-            in_sync = apply is None
-        if model.model_key in admitted:
-            transitions.append(Transition(model.model_key, ModelState.DEPLOYING, EventType.APPLIED,
-                                          {"generation": model.generation, "num_replicas": model.spec.num_replicas},
-                                          attempted_generation=model.generation))
-        elif model.state == ModelState.DEPLOYING and in_sync:
-            if seen is None:
-                if app is not None and app.status == ServeStatus.DEPLOY_FAILED:  # the app did not even build
-                    transitions.append(_failed(model, f"DEPLOY_FAILED: {app.message}".strip()))
-                continue
-            failed = _failure(*seen)
-            if failed:
-                transitions.append(_failed(model, failed))
-            elif (seen[1].status == ServeStatus.HEALTHY and seen[0].status == ServeStatus.RUNNING
-                  and seen[1].running_replicas == model.spec.num_replicas):
-                transitions.append(Transition(model.model_key, ModelState.RUNNING, EventType.RUNNING,
-                                              {"generation": model.generation}, applied_generation=model.generation))
-        elif model.state == ModelState.RUNNING:
-            if seen is not None and seen[1].status in (ServeStatus.DEPLOY_FAILED, ServeStatus.UNHEALTHY):
-                transitions.append(_failed(model, _failure(*seen)))
-            elif not in_sync and (seen is None or running_now.get(model.model_key) != entries[model.model_key]):
-                transitions.append(Transition(model.model_key, ModelState.DEPLOYING, EventType.DRIFT_REPAIRED,
-                                              {"message": "Serve did not run this model as specified; applied again"}))
-        elif model.state == ModelState.DELETING and seen is None and model.model_key not in running_now:
-            transitions.append(Transition(model.model_key, ModelState.DELETED, EventType.DELETED, {}))
-    if not per_model:
-        return Plan(apply, transitions)
+def judge(model: DesiredModel, seen: tuple[ObservedApp, ObservedDeployment] | None, app: ObservedApp | None,
+          in_sync: bool, admitted: bool, running: ModelDeployment | None,
+          wanted: ModelDeployment | None) -> Transition | None:
+    """One model's transition from what Serve reports about it, or None: an early-return
+    ladder. `seen`: its deployment (with its app); `app`: the app that should hold it;
+    `in_sync`: Serve has the config argus wants for it; `running`: what Serve runs for it
+    now; `wanted`: what the next config holds for it."""
+    # Admitted this tick: it goes into the config now.
+    if admitted:
+        return Transition(model.model_key, ModelState.DEPLOYING, EventType.APPLIED,
+                          {"generation": model.generation, "num_replicas": model.spec.num_replicas},
+                          attempted_generation=model.generation)
+    if model.state == ModelState.DEPLOYING:
+        # Its config is not in Serve yet (or is being replaced): wait for it.
+        if not in_sync:
+            return None
+        # No deployment at all: only an app that did not even build says why.
+        if seen is None:
+            if app is not None and app.status == ServeStatus.DEPLOY_FAILED:
+                return _failed(model, f"DEPLOY_FAILED: {app.message}".strip())
+            return None
+        # Serve gave up on it.
+        failed = _failure(*seen)
+        if failed:
+            return _failed(model, failed)
+        # Healthy with every replica running.
+        if (seen[1].status == ServeStatus.HEALTHY and seen[0].status == ServeStatus.RUNNING
+                and seen[1].running_replicas == model.spec.num_replicas):
+            return Transition(model.model_key, ModelState.RUNNING, EventType.RUNNING,
+                              {"generation": model.generation}, applied_generation=model.generation)
+        return None
+    if model.state == ModelState.RUNNING:
+        # It ran and broke.
+        if seen is not None and seen[1].status in (ServeStatus.DEPLOY_FAILED, ServeStatus.UNHEALTHY):
+            return _failed(model, _failure(*seen))
+        # Removed or changed behind argus's back: applied again.
+        if not in_sync and (seen is None or running != wanted):
+            return Transition(model.model_key, ModelState.DEPLOYING, EventType.DRIFT_REPAIRED,
+                              {"message": "Serve did not run this model as specified; applied again"})
+        return None
+    # Deleting, and Serve no longer has it.
+    if model.state == ModelState.DELETING and seen is None and running is None:
+        return Transition(model.model_key, ModelState.DELETED, EventType.DELETED, {})
+    return None
 
-    # The front end lists the models that can answer once this tick is recorded: RUNNING
-    # ones, and ones being updated or scaled that still have a replica serving.
+
+def routes(models: list[DesiredModel], transitions: list[Transition], entries: dict[str, ModelDeployment],
+           observed: Observed) -> list[dict[str, Any]]:
+    """The front end's model table once this tick is recorded: RUNNING models, and models being
+    updated or scaled that still have a replica serving."""
     state_after = {m.model_key: m.state for m in models}
     state_after.update({t.model_key: t.state for t in transitions if t.state is not None})
 
@@ -232,10 +281,7 @@ def plan(models: list[DesiredModel], observed: Observed, *, gpus_total: float | 
         return (state_after[m.model_key] in (ModelState.QUEUED, ModelState.DEPLOYING) and m.was_running
                 and seen is not None and seen[1].running_replicas > 0)
 
-    routes = [frontend_route(entries[m.model_key]) for m in models if routable(m)]
-    desired = serve_config(model_apps + [frontend_app(routes)], http_host=serve.http_host,
-                           http_port=serve.http_port, proxy_location=serve.proxy_location)
-    return Plan(desired if config_differs(desired, observed) else None, transitions)
+    return [frontend_route(entries[m.model_key]) for m in models if routable(m)]
 
 
 def _failed(model: DesiredModel, message: str) -> Transition:
