@@ -25,10 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from daemon.gitrepo import GitRepo  # noqa: E402
-from daemon.core.spec import SpecPolicy  # noqa: E402
 from daemon.store import Store  # noqa: E402
 from daemon.sync.syncer import Syncer  # noqa: E402
-from helpers import GitOps, write_config  # noqa: E402
+from helpers import GitOps, write_config, spec_policy  # noqa: E402
 
 
 def timed(args: list[str], env: dict) -> tuple[float, int]:
@@ -60,7 +59,7 @@ def main() -> None:
         db = tmp / "s.db"
         config = write_config(tmp / "c.yaml", root=Path("/private"), db=db, repo=gitops.bare)
         config.write_text(config.read_text() + f"  workdir: {gitops.work}\n")
-        syncer = Syncer(Store.open(db), GitRepo(gitops.bare), "main", SpecPolicy(root="/private"))
+        syncer = Syncer(Store.open(db), GitRepo(gitops.bare), "main", spec_policy(root="/private"))
         started = time.perf_counter()
         syncer.sync_once()
         full = time.perf_counter() - started

@@ -27,10 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from daemon.gitrepo import GitRepo  # noqa: E402
-from daemon.core.spec import SpecPolicy  # noqa: E402
 from daemon.store import Store  # noqa: E402
 from daemon.sync.syncer import Syncer  # noqa: E402
-from helpers import GitOps, spec, write_config  # noqa: E402
+from helpers import GitOps, spec, write_config, spec_policy  # noqa: E402
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -94,7 +93,7 @@ def bench_full_and_one_file(tmp: Path, users: int, specs: int) -> tuple[float, f
     make_tree(gitops, users, specs)
     gitops.commit("big tree")
     gitops.push()
-    policy = SpecPolicy(root="/private")
+    policy = spec_policy(root="/private")
     syncer = Syncer(Store.open(tmp / "big.db"), GitRepo(gitops.bare), "main", policy)
     started = time.perf_counter()
     result = syncer.sync_once()

@@ -161,3 +161,13 @@ def serve_settings(layout: str):
     from daemon.serving.plan import ServeSettings
 
     return dataclasses.replace(ServeSettings.from_config(Config()), layout=layout)
+
+
+def spec_policy(**overrides):
+    """SpecPolicy projected from the config's own defaults (the dev profile), with `overrides`."""
+    import dataclasses
+
+    from daemon.config import Config
+    from daemon.core.spec import SpecPolicy
+
+    return dataclasses.replace(SpecPolicy.from_config(Config()), **overrides)

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from daemon.core.engine_policy import check_engine_kwargs
 from daemon.errors import Problem, SpecError
 from daemon.core.validation import problems_from
-from daemon.core.yamldoc import DEFAULT_MAX_BYTES, YamlDoc, YamlDocError, load_mapping
+from daemon.core.yamldoc import YamlDoc, YamlDocError, load_mapping
 
 SUFFIX_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}")
 # Like a Linux user name: lowercase, starts with a letter, at most 32 characters.
@@ -40,14 +40,15 @@ class ServingSpec(BaseModel):
 
 @dataclass(frozen=True)
 class SpecPolicy:
-    """The parts of the platform config that decide whether a spec is valid."""
+    """The parts of the platform config that decide whether a spec is valid (no defaults of
+    its own: `from_config` is the one way to make it outside tests)."""
 
-    root: str = "/private"
-    max_replicas: int = 8
-    max_gpus_per_replica: int = 8
-    max_spec_bytes: int = DEFAULT_MAX_BYTES
-    allow_trust_remote_code: bool = False
-    extra_allowed: tuple[str, ...] = ()
+    root: str
+    max_replicas: int
+    max_gpus_per_replica: int
+    max_spec_bytes: int
+    allow_trust_remote_code: bool
+    extra_allowed: tuple[str, ...]
 
     @classmethod
     def from_config(cls, config: Any) -> "SpecPolicy":

@@ -2,10 +2,9 @@
 import json
 
 from daemon.gitrepo import GitRepo
-from daemon.core.spec import SpecPolicy
 from daemon.store import Store
 from daemon.sync.syncer import Syncer
-from helpers import GitOps, run_argusctl, spec, write_config
+from helpers import GitOps, run_argusctl, spec, write_config, spec_policy
 
 
 def test_diff_shows_each_kind_of_change_then_nothing(tmp_path):
@@ -17,7 +16,7 @@ def test_diff_shows_each_kind_of_change_then_nothing(tmp_path):
     gitops.push()
     config = write_config(tmp_path / "c.yaml", root=tmp_path / "private", db=tmp_path / "s.db", repo=gitops.bare)
     syncer = Syncer(Store.open(tmp_path / "s.db"), GitRepo(gitops.bare), "main",
-                    SpecPolicy(root=str(tmp_path / "private"), max_replicas=4, max_gpus_per_replica=2))
+                    spec_policy(root=str(tmp_path / "private"), max_replicas=4, max_gpus_per_replica=2))
     syncer.sync_once()
     ctl = lambda *a: run_argusctl("--config", str(config), "diff", "--workdir", str(gitops.work), *a)  # noqa: E731
     same = ctl()

@@ -6,10 +6,9 @@ import subprocess
 import pytest
 
 from daemon.gitrepo import GitRepo
-from daemon.core.spec import SpecPolicy
 from daemon.store import Store
 from daemon.sync.syncer import Syncer
-from helpers import GitOps, run_argusctl, spec, write_config
+from helpers import GitOps, run_argusctl, spec, write_config, spec_policy
 
 GOOD = spec("a")
 CASES = [
@@ -45,7 +44,7 @@ def test_lint_the_hook_and_argusd_refuse_it_alike(tmp_path, name, data, message)
     open_repo.write("models.d/alice/a.yaml", data)
     open_repo.commit("hostile")
     open_repo.push()
-    syncer = Syncer(Store.open(tmp_path / "s.db"), GitRepo(open_repo.bare), "main", SpecPolicy())
+    syncer = Syncer(Store.open(tmp_path / "s.db"), GitRepo(open_repo.bare), "main", spec_policy())
     syncer.sync_once()
     (rejection,) = syncer.store.rejections()
     assert message in rejection.problems[0]
@@ -67,7 +66,7 @@ def test_a_submodule_entry_named_like_a_spec_is_refused_not_retried_forever(tmp_
             assert pushed.returncode != 0
             assert "models.d/alice/sub.yaml:1:1: submodules and other non-file entries are not allowed" in pushed.stderr
             continue
-        syncer = Syncer(Store.open(tmp_path / "s.db"), GitRepo(g.bare), "main", SpecPolicy())
+        syncer = Syncer(Store.open(tmp_path / "s.db"), GitRepo(g.bare), "main", spec_policy())
         syncer.sync_once()
         (rejection,) = syncer.store.rejections()
         assert "submodules and other non-file entries are not allowed" in rejection.problems[0]

@@ -9,10 +9,9 @@ import pytest
 from daemon.config import load_config
 from argusctl.ops.doctor import check_state
 from daemon.gitrepo import GitRepo
-from daemon.core.spec import SpecPolicy
 from daemon.store import RejectionKind, Store
 from daemon.sync.syncer import Syncer
-from helpers import GitOps, run_argusctl, spec, write_config
+from helpers import GitOps, run_argusctl, spec, write_config, spec_policy
 
 USERS = ("users:\n  alice:\n    git_identities: [alice@example.com]\n"
          "  bob:\n    git_identities: [bob@example.com]\n")
@@ -32,7 +31,7 @@ class World:
                                   repo=self.gitops.bare, extra=USERS)
             result = run_argusctl("--config", str(config), "hook", "install")
             assert result.returncode == 0, result.stderr
-        self.syncer = Syncer(Store.open(tmp_path / "s.db"), GitRepo(self.gitops.bare), "main", SpecPolicy(),
+        self.syncer = Syncer(Store.open(tmp_path / "s.db"), GitRepo(self.gitops.bare), "main", spec_policy(),
                              owners=OWNERS)
 
     def push(self, *refspecs: str, force: bool = False) -> subprocess.CompletedProcess:

@@ -6,10 +6,9 @@ import subprocess
 import pytest
 
 from daemon.gitrepo import GitRepo
-from daemon.core.spec import SpecPolicy
 from daemon.store import Store
 from daemon.sync.syncer import Syncer
-from helpers import GitOps, run_argusctl, spec, write_config
+from helpers import GitOps, run_argusctl, spec, write_config, spec_policy
 
 TREES = {
     "wrong depth": {"models.d/stray.yaml": spec("s"), "models.d/alice/deeper/x.yaml": spec("x")},
@@ -59,7 +58,7 @@ def test_lint_hook_and_argusd_agree(tmp_path, name):
     open_repo.commit(name)
     open_repo.push()
     syncer = Syncer(Store.open(tmp_path / "s.db"), GitRepo(open_repo.bare), "main",
-                    SpecPolicy(root=str(tmp_path / "private")))
+                    spec_policy(root=str(tmp_path / "private")))
     syncer.sync_once()
     by_argusd = {p for r in syncer.store.rejections() for p in r.problems}
     assert by_lint == by_hook == by_argusd, (by_lint, by_hook, by_argusd)

@@ -6,10 +6,9 @@ import time
 import pytest
 
 from daemon.gitrepo import GitRepo
-from daemon.core.spec import SpecPolicy
 from daemon.store import Store
 from daemon.sync.syncer import Syncer
-from helpers import GitOps, run_argusctl, spec, write_config
+from helpers import GitOps, run_argusctl, spec, write_config, spec_policy
 
 USERS = ("users:\n  alice:\n    git_identities: [alice@example.com]\n"
          "  bob:\n    git_identities: [bob@example.com]\n")
@@ -77,7 +76,7 @@ def test_daemon_refuses_changes_by_the_wrong_author(tmp_path):
     gitops.write("models.d/alice/a.yaml", spec("a", replicas=3))
     gitops.commit("bob scales alice's model", author="Bob", email="bob@example.com")
     gitops.push()
-    syncer = Syncer(Store.open(tmp_path / "s.db"), GitRepo(gitops.bare), "main", SpecPolicy(), owners=OWNERS)
+    syncer = Syncer(Store.open(tmp_path / "s.db"), GitRepo(gitops.bare), "main", spec_policy(), owners=OWNERS)
     syncer.sync_once()
     (model,) = syncer.store.list_models()
     assert model.resolved["num_replicas"] == 1
@@ -107,7 +106,7 @@ def test_daemon_rejects_unknown_users(tmp_path):
     gitops.write("models.d/carol/c.yaml", spec("c"))
     gitops.commit("carol", author="Carol", email="carol@example.com")
     gitops.push()
-    syncer = Syncer(Store.open(tmp_path / "s.db"), GitRepo(gitops.bare), "main", SpecPolicy(), owners=OWNERS)
+    syncer = Syncer(Store.open(tmp_path / "s.db"), GitRepo(gitops.bare), "main", spec_policy(), owners=OWNERS)
     syncer.sync_once()
     assert syncer.store.list_models() == []
     assert "not known to this platform" in syncer.store.rejections()[0].problems[0]

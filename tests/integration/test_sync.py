@@ -8,12 +8,11 @@ import time
 import pytest
 
 from daemon.gitrepo import GitRepo
-from daemon.core.spec import SpecPolicy
 from daemon.store import Store
 from daemon.sync.syncer import Syncer
-from helpers import GitOps, spec, write_config
+from helpers import GitOps, spec, write_config, spec_policy
 
-POLICY = SpecPolicy(root="/private", max_replicas=4, max_gpus_per_replica=2)
+POLICY = spec_policy(root="/private", max_replicas=4, max_gpus_per_replica=2)
 
 
 @pytest.fixture
@@ -218,6 +217,6 @@ def test_kill_9_during_a_sync_then_restart_converges(gitops, tmp_path):
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     clean = Syncer(Store.open(tmp_path / "clean.db"), GitRepo(gitops.bare), "main",
-                   SpecPolicy(root=str(root), max_replicas=4, max_gpus_per_replica=2))
+                   spec_policy(root=str(root), max_replicas=4, max_gpus_per_replica=2))
     clean.sync_once()
     assert snapshot(Store.open(tmp_path / "crash.db")) == snapshot(clean.store)

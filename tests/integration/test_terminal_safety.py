@@ -2,10 +2,9 @@
 import json
 
 from daemon.gitrepo import GitRepo
-from daemon.core.spec import SpecPolicy
 from daemon.store import Store
 from daemon.sync.syncer import Syncer
-from helpers import GitOps, run_argusctl, spec, write_config
+from helpers import GitOps, run_argusctl, spec, write_config, spec_policy
 
 TITLE = "\x1b]0;owned\x07"   # sets the terminal's title
 CLEAR = "\x1b[2J"            # clears the screen
@@ -19,7 +18,7 @@ def test_status_and_logs_escape_control_characters(tmp_path):
     g.commit("broken", author=f"Eve{CLEAR}")
     g.push()
     config = write_config(tmp_path / "c.yaml", root=tmp_path / "private", db=tmp_path / "s.db", repo=g.bare)
-    Syncer(Store.open(tmp_path / "s.db"), GitRepo(g.bare), "main", SpecPolicy(root=str(tmp_path / "private"))).sync_once()
+    Syncer(Store.open(tmp_path / "s.db"), GitRepo(g.bare), "main", spec_policy(root=str(tmp_path / "private"))).sync_once()
     env = {"ARGUS_CONFIG": str(config)}
     for args in (["status"], ["status", "a"], ["logs", "a"]):
         result = run_argusctl(*args, env=env)

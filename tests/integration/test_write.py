@@ -6,10 +6,9 @@ import subprocess
 import pytest
 
 from daemon.gitrepo import GitRepo
-from daemon.core.spec import SpecPolicy
 from daemon.store import Store
 from daemon.sync.syncer import Syncer
-from helpers import run_argusctl, spec, write_config
+from helpers import run_argusctl, spec, write_config, spec_policy
 
 
 @pytest.fixture
@@ -71,7 +70,7 @@ def test_apply_commits_as_the_user_and_the_daemon_sees_it(setup):
     (tmp / "m.yaml").write_text(spec("m", replicas=2))
     assert ctl("apply", "-f", "m.yaml").returncode == 0
     assert log(tmp / "gitops.git")[0].endswith("apply alice/m: num_replicas 1 -> 2")
-    syncer = Syncer(Store.open(tmp / "s.db"), GitRepo(tmp / "gitops.git"), "main", SpecPolicy(root=str(tmp / "private")))
+    syncer = Syncer(Store.open(tmp / "s.db"), GitRepo(tmp / "gitops.git"), "main", spec_policy(root=str(tmp / "private")))
     syncer.sync_once()
     (model,) = syncer.store.list_models()
     assert (model.model_id_suffix, model.resolved["num_replicas"], model.commit_author) == (

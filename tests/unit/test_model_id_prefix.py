@@ -2,7 +2,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from daemon.core.spec import ServingSpec, SpecPolicy, make_model_id_prefix, resolve_spec
+from daemon.core.spec import ServingSpec, make_model_id_prefix, resolve_spec
+from helpers import spec_policy
 
 
 @pytest.mark.parametrize("moment, expected", [
@@ -27,7 +28,7 @@ def test_invalid_user_is_refused():
 def test_resolved_spec():
     spec = ServingSpec(model_id="qwen", model_source="$HOME/common/hf/Qwen", num_replicas=2,
                        gpus_per_replica=4, engine_kwargs={"max_model_len": 8192})
-    resolved = resolve_spec(spec, "alice", datetime(2026, 3, 4, 5, 6, tzinfo=timezone.utc), SpecPolicy())
+    resolved = resolve_spec(spec, "alice", datetime(2026, 3, 4, 5, 6, tzinfo=timezone.utc), spec_policy())
     assert resolved.model_id == "alice-202603040506-qwen"
     assert resolved.model_id_prefix == "alice-202603040506"
     assert resolved.model_source == "/private/hf/Qwen"

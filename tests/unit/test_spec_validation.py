@@ -3,8 +3,9 @@ import pytest
 
 from daemon.errors import SpecError
 from daemon.core.spec import SpecPolicy, ServingSpec, parse_spec, validate_model_id_suffix
+from helpers import spec_policy
 
-POLICY = SpecPolicy(root="/private", max_replicas=8, max_gpus_per_replica=8)
+POLICY = spec_policy(root="/private", max_replicas=8, max_gpus_per_replica=8)
 SOURCE = "model_source: $HOME/common/hf/m\n"
 
 

@@ -4,11 +4,12 @@ from datetime import datetime, timezone
 import pytest
 
 from daemon.errors import SpecError
-from daemon.core.spec import SpecPolicy, parse_spec, resolve_spec
+from daemon.core.spec import parse_spec, resolve_spec
+from helpers import spec_policy
 from daemon.store import ModelRow, iso
 from daemon.sync.plan import RejectSpec, SpecFileState, UpdateModel, plan_user
 
-POLICY = SpecPolicy(root="/private")
+POLICY = spec_policy(root="/private")
 T0 = datetime(2026, 1, 1, 0, 0, tzinfo=timezone.utc)
 T1 = datetime(2026, 2, 1, 12, 30, tzinfo=timezone.utc)
 

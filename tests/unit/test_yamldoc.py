@@ -4,7 +4,8 @@ import time
 import pytest
 
 from daemon.errors import SpecError
-from daemon.core.spec import SpecPolicy, parse_spec
+from daemon.core.spec import parse_spec
+from helpers import spec_policy
 from daemon.core.yamldoc import YamlDocError, load_mapping
 
 
@@ -76,7 +77,7 @@ def test_bom_is_accepted_and_positions_are_one_based():
 
 def test_spec_errors_carry_the_path():
     with pytest.raises(SpecError) as caught:
-        parse_spec("models.d/alice/x.yaml", b"model_id: [\n", "alice", SpecPolicy())
+        parse_spec("models.d/alice/x.yaml", b"model_id: [\n", "alice", spec_policy())
     assert str(caught.value.problems[0]).startswith("models.d/alice/x.yaml:2:1: YAML syntax error")
 
 
