@@ -29,7 +29,7 @@ def describe(change, models: dict) -> dict:
         return {"sign": "~", "model": name, "what": "moved", "detail": f"now in {change.spec_path}"}
     if isinstance(change, RejectSpec):
         kept = " (the model keeps its last good spec)" if change.model_key else ""
-        return {"sign": "!", "model": change.spec_path, "what": "rejected", "detail": "; ".join(change.problems) + kept}
+        return {"sign": "!", "model": change.spec_path, "what": "rejected", "detail": "; ".join(str(p) for p in change.problems) + kept}
     if isinstance(change, ClearRejection):
         return {"sign": "~", "model": change.spec_path, "what": "fixed", "detail": "no longer rejected"}
     return {"sign": "?", "model": "", "what": type(change).__name__, "detail": ""}

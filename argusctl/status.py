@@ -37,10 +37,16 @@ def age(timestamp: str, now: datetime | None = None) -> str:
 def reason_of(model, rejection) -> str:
     if rejection is not None:
         first = rejection.problems[0]
-        if first.startswith(rejection.spec_path + ":"):
-            first = "line " + first[len(rejection.spec_path) + 1:]
-        return f"spec rejected, last good spec kept: {first}"
+        where = f"line {first.line}:{first.col}" if first.path == rejection.spec_path else f"{first.path}:{first.line}"
+        return f"spec rejected, last good spec kept: {where}: {first.message}"
     return model.error_summary or ""
+
+
+def problem_text(problem) -> str:
+    """One stored problem as `path:line:col: message` (events keep them structured)."""
+    if isinstance(problem, dict):
+        return f"{problem.get('path')}:{problem.get('line')}:{problem.get('col')}: {problem.get('message')}"
+    return str(problem)
 
 
 def describe_event(event) -> str:
@@ -49,7 +55,7 @@ def describe_event(event) -> str:
     who = f" by {p.pop('author')}" if "author" in p else ""
     commit = f" ({p.pop('commit')[:12]})" if "commit" in p else ""
     if event.event_type == EventType.REJECTED:
-        return "; ".join(p.get("problems", [])) + who + commit
+        return "; ".join(problem_text(q) for q in p.get("problems", [])) + who + commit
     if "changes" in p:
         changes = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in sorted(p.pop("changes").items()))
         return f"gen {p.pop('generation', '?')}: {changes}{who}{commit}"
@@ -127,7 +133,7 @@ def status(
     if stray:
         typer.echo("\nRejected specs (not applied):")
         for r in stray:
-            typer.echo(f"  {_clip(printable(r.problems[0]), 160)}")
+            typer.echo(f"  {_clip(printable(problem_text(r.problems[0])), 160)}")
 
 
 def _clip(text: str, width: int = 80) -> str:

@@ -96,7 +96,7 @@ def wait_until_settled(config, user: str, change, timeout: float, deleting: bool
         except StoreError:
             rejected = None
         if rejected is not None and (change.commit is None or rejected.commit_sha == change.commit):
-            return row, "spec rejected: " + "; ".join(rejected.problems)
+            return row, "spec rejected: " + "; ".join(str(p) for p in rejected.problems)
         recorded = row is not None and (change.commit is None or row.commit_sha == change.commit)
         if deleting and (row is None or (recorded and row.state == ModelState.DELETED)):
             return row, None

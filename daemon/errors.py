@@ -19,6 +19,10 @@ class Problem:
     def to_dict(self) -> dict:
         return {"path": self.path, "line": self.line, "col": self.col, "message": self.message}
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "Problem":
+        return cls(data["path"], int(data["line"]), int(data["col"]), data["message"])
+
 
 class ArgusError(Exception):
     """Base of every error the engine reports to a user. `str()` is one line naming the fix."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-from daemon.errors import NotFoundError, StoreError
+from daemon.errors import NotFoundError, Problem, StoreError
 from daemon.core.states import LIVE_STATES, ModelState
 
 STATES = tuple(ModelState)
@@ -84,7 +85,32 @@ MIGRATIONS: list[str] = [
     ALTER TABLE spec_rejections ADD COLUMN kind TEXT NOT NULL DEFAULT 'spec';
     CREATE INDEX spec_rejections_user ON spec_rejections(user_id);
     """,
+    # 3: problems stay structured ({path, line, col, message}) in rejections and REJECTED
+    # events; text is made only where they are shown
+    lambda conn: _structure_problems(conn),
 ]
+
+_LEGACY_PROBLEM = re.compile(r"^(?P<path>.*?):(?P<line>\d+):(?P<col>\d+): (?P<message>.*)$", re.S)
+
+
+def _legacy_problem(text: str, path: str) -> dict:
+    """A problem stored as "path:line:col: message" by argus before schema 3."""
+    match = _LEGACY_PROBLEM.match(text)
+    if match is None:
+        return {"path": path, "line": 1, "col": 1, "message": text}
+    return {**match.groupdict(), "line": int(match["line"]), "col": int(match["col"])}
+
+
+def _structure_problems(conn: sqlite3.Connection) -> None:
+    for path, problems in conn.execute("SELECT spec_path, problems FROM spec_rejections").fetchall():
+        converted = [p if isinstance(p, dict) else _legacy_problem(p, path) for p in json.loads(problems)]
+        conn.execute("UPDATE spec_rejections SET problems=? WHERE spec_path=?", (json.dumps(converted), path))
+    for event_id, payload, spec_path in conn.execute(
+            "SELECT id, payload, spec_path FROM serve_events WHERE event_type='REJECTED'").fetchall():
+        data = json.loads(payload)
+        data["problems"] = [p if isinstance(p, dict) else _legacy_problem(p, spec_path or "")
+                            for p in data.get("problems", [])]
+        conn.execute("UPDATE serve_events SET payload=? WHERE id=?", (json.dumps(data), event_id))
 
 
 def utc_now() -> datetime:
@@ -161,12 +187,12 @@ class Rejection:
     blob_sha: str
     commit_sha: str
     commit_author: str
-    problems: list[str]
+    problems: list[Problem]
     time: str
     kind: str = "spec"  # RejectionKind
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {**self.__dict__, "problems": [p.to_dict() for p in self.problems]}
 
 
 class RejectionKind:
@@ -286,9 +312,19 @@ class Store:
             raise StoreError(f"the state store {self.path} has schema {version}, newer than this argus "
                              f"({len(MIGRATIONS)}); upgrade argus")
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            # executescript commits first; the version bump is inside the migration's own
-            # transaction so a crash leaves the store at the old version, not in between.
-            self.conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version={number};\nCOMMIT;")
+            # The version bump is inside the migration's own transaction, so a crash leaves
+            # the store at the old version, not in between.
+            if callable(script):
+                self.conn.execute("BEGIN IMMEDIATE")
+                try:
+                    script(self.conn)
+                    self.conn.execute(f"PRAGMA user_version={number}")
+                except BaseException:
+                    self.conn.execute("ROLLBACK")
+                    raise
+                self.conn.execute("COMMIT")
+            else:  # executescript commits first
+                self.conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version={number};\nCOMMIT;")
 
     @contextmanager
     def transaction(self) -> Iterator["Store"]:
@@ -441,7 +477,8 @@ class Store:
             "INSERT OR REPLACE INTO spec_rejections (spec_path, user_id, blob_sha, commit_sha, commit_author, problems,"
             " time, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (rejection.spec_path, rejection.user_id, rejection.blob_sha, rejection.commit_sha,
-             rejection.commit_author, json.dumps(rejection.problems), rejection.time, rejection.kind))
+             rejection.commit_author, json.dumps([p.to_dict() for p in rejection.problems]), rejection.time,
+             rejection.kind))
 
     def clear_rejection(self, spec_path: str) -> bool:
         return self.conn.execute("DELETE FROM spec_rejections WHERE spec_path=?", (spec_path,)).rowcount > 0
@@ -452,7 +489,8 @@ class Store:
             sql += " WHERE user_id=?"
             args.append(user_id)
         rows = self.conn.execute(sql + " ORDER BY spec_path", args).fetchall()
-        return [Rejection(**{**dict(r), "problems": json.loads(r["problems"])}) for r in rows]
+        return [Rejection(**{**dict(r), "problems": [Problem.from_dict(p) for p in json.loads(r["problems"])]})
+                for r in rows]
 
     # -- cursor ------------------------------------------------------------------------------
 

@@ -64,7 +64,7 @@ class RejectSpec:
     user_id: str
     spec_path: str
     blob: str
-    problems: tuple[str, ...]
+    problems: tuple[Problem, ...]
     model_key: str | None           # the model that keeps its last good spec, if any
     kind: str = RejectionKind.SPEC  # OWNERSHIP: refused for who changed it; stays until the owner does
 
@@ -84,8 +84,8 @@ def _diff(old: dict, new: dict) -> dict:
 
 
 def plan_user(user_id: str, files: list[SpecFileState], models: list[ModelRow],
-              rejections: dict[str, tuple[str, tuple[str, ...]]], committed_at: datetime,
-              policy: SpecPolicy, extra_problems: dict[str, tuple[str, ...]] | None = None) -> list[Change]:
+              rejections: dict[str, tuple[str, tuple[Problem, ...]]], committed_at: datetime,
+              policy: SpecPolicy, extra_problems: dict[str, tuple[Problem, ...]] | None = None) -> list[Change]:
     """Changes that make the store match the user's spec files at one commit.
 
     `models`: the user's models that are not DELETED. `rejections`: path -> (blob, problems)
@@ -97,13 +97,13 @@ def plan_user(user_id: str, files: list[SpecFileState], models: list[ModelRow],
     by_path = {m.spec_path: m for m in models}
     by_suffix = {m.model_id_suffix: m for m in models}
     invalid: dict[str, SpecFileState] = {}
-    problems_of: dict[str, tuple[str, ...]] = {}
+    problems_of: dict[str, tuple[Problem, ...]] = {}
     claims: dict[str, list[SpecFileState]] = {}
     for f in sorted(files, key=lambda f: f.path):
         extra = extra_problems.get(f.path, ())
         if f.parsed is None or extra:
             invalid[f.path] = f
-            problems_of[f.path] = tuple(str(p) for p in f.problems) + extra
+            problems_of[f.path] = tuple(f.problems) + tuple(extra)
         else:
             claims.setdefault(f.parsed.spec.model_id, []).append(f)
 
@@ -120,7 +120,7 @@ def plan_user(user_id: str, files: list[SpecFileState], models: list[ModelRow],
             others = [o.path for o in claimants if o is not c]
             line, col = _model_id_position(c)
             invalid[c.path] = c
-            problems_of[c.path] = (f"{c.path}:{line}:{col}: {duplicate_model_id(suffix, others)}",)
+            problems_of[c.path] = (Problem(c.path, line, col, duplicate_model_id(suffix, others)),)
         if keeper is not None:
             desired[suffix] = keeper
 

@@ -175,10 +175,10 @@ class Syncer:
         states = [self._file_state(f, user, user_problem, blobs) for f in tree]
         if on_record is None:
             on_record = {r.spec_path: r for r in self.store.rejections(user)}
-        refused: dict[str, tuple[str, ...]] = {}
+        refused: dict[str, tuple[Problem, ...]] = {}
         for f in tree:
             if f.path in refusals:
-                refused[f.path] = (f"{f.path}:1:1: {refusals[f.path].message}",)
+                refused[f.path] = (Problem(f.path, 1, 1, refusals[f.path].message),)
             elif _still_refused(on_record.get(f.path), f.blob):
                 refused[f.path] = tuple(on_record[f.path].problems)
         if models is None:
@@ -192,7 +192,8 @@ class Syncer:
 
     @staticmethod
     def _refused_deletions(tree: list[TreeFile], refusals: dict[str, Refusal], models: list,
-                           on_record: dict[str, Rejection], refused: dict[str, tuple[str, ...]]) -> list[SpecFileState]:
+                           on_record: dict[str, Rejection],
+                           refused: dict[str, tuple[Problem, ...]]) -> list[SpecFileState]:
         """A spec deleted by someone not allowed to: its model stays, as if the file were
         still there but broken, until the file comes back (a revert); the owner then deletes
         it in a commit of their own. Adds the refusals to `refused`."""
@@ -203,7 +204,7 @@ class Syncer:
             if path in present or model.state == ModelState.DELETING:
                 continue
             if path in refusals:
-                refused[path] = (f"{path}:1:1: {refusals[path].message}",)
+                refused[path] = (Problem(path, 1, 1, refusals[path].message),)
             elif _still_refused(on_record.get(path), DELETED_BLOB):
                 refused[path] = tuple(on_record[path].problems)
             else:
@@ -238,7 +239,7 @@ class Syncer:
                 self._apply(ClearRejection(path, None), commit, now)
                 return 1
             return 0
-        problem = f"{path}:1:1: {layout.WRONG_DEPTH}"
+        problem = Problem(path, 1, 1, layout.WRONG_DEPTH)
         old = existing.get(path)
         if old is not None and (old.blob_sha, tuple(old.problems)) == (present.blob, (problem,)):
             return 0
@@ -309,7 +310,7 @@ class Syncer:
         elif isinstance(change, RejectSpec):
             store.set_rejection(Rejection(change.spec_path, change.user_id, change.blob, commit.sha, commit.author,
                                           list(change.problems), now, change.kind))
-            store.append_event(EventType.REJECTED, {**who, "problems": list(change.problems),
+            store.append_event(EventType.REJECTED, {**who, "problems": [p.to_dict() for p in change.problems],
                                             "kept_last_good_spec": change.model_key is not None},
                                now=now, model_key=change.model_key, user_id=change.user_id or None,
                                spec_path=change.spec_path)

@@ -171,7 +171,7 @@ def test_logs_follow_streams_new_events(env):
         gitops.push()
         event = json.loads(follower.stdout.readline())
         assert event["event_type"] == "REJECTED"
-        assert "outside the allowed roots" in event["payload"]["problems"][0]
+        assert "outside the allowed roots" in event["payload"]["problems"][0]["message"]
     finally:
         follower.terminate()
         follower.wait(timeout=5)

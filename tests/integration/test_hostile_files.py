@@ -47,7 +47,7 @@ def test_lint_the_hook_and_argusd_refuse_it_alike(tmp_path, name, data, message)
     syncer = Syncer(Store.open(tmp_path / "s.db"), GitRepo(open_repo.bare), "main", spec_policy())
     syncer.sync_once()
     (rejection,) = syncer.store.rejections()
-    assert message in rejection.problems[0]
+    assert message in rejection.problems[0].message
     _next_commit_is_recorded(open_repo, syncer)
 
 
@@ -69,7 +69,7 @@ def test_a_submodule_entry_named_like_a_spec_is_refused_not_retried_forever(tmp_
         syncer = Syncer(Store.open(tmp_path / "s.db"), GitRepo(g.bare), "main", spec_policy())
         syncer.sync_once()
         (rejection,) = syncer.store.rejections()
-        assert "submodules and other non-file entries are not allowed" in rejection.problems[0]
+        assert "submodules and other non-file entries are not allowed" in rejection.problems[0].message
         _next_commit_is_recorded(g, syncer)
 
 

@@ -160,7 +160,7 @@ def test_a_refused_edit_and_file_never_go_live_through_the_owner_s_next_commit(t
     assert world.replicas() == {ALICE_A: ("QUEUED", 1), "models.d/alice/other.yaml": ("QUEUED", 1)}
     refused = {r.spec_path: r for r in world.syncer.store.rejections()}
     assert set(refused) == {ALICE_A, "models.d/alice/evil.yaml"}
-    assert all("Bob <bob@example.com> (commit" in r.problems[0] for r in refused.values())
+    assert all("Bob <bob@example.com> (commit" in r.problems[0].message for r in refused.values())
     # Recorded once each, not again on alice's commit.
     assert [e.event_type for e in world.syncer.store.events()].count("REJECTED") == 2
 

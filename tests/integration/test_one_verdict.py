@@ -60,6 +60,6 @@ def test_lint_hook_and_argusd_agree(tmp_path, name):
     syncer = Syncer(Store.open(tmp_path / "s.db"), GitRepo(open_repo.bare), "main",
                     spec_policy(root=str(tmp_path / "private")))
     syncer.sync_once()
-    by_argusd = {p for r in syncer.store.rejections() for p in r.problems}
+    by_argusd = {str(p) for r in syncer.store.rejections() for p in r.problems}
     assert by_lint == by_hook == by_argusd, (by_lint, by_hook, by_argusd)
     assert by_lint  # each tree is bad somewhere

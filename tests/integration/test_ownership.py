@@ -81,8 +81,8 @@ def test_daemon_refuses_changes_by_the_wrong_author(tmp_path):
     (model,) = syncer.store.list_models()
     assert model.resolved["num_replicas"] == 1
     (rejection,) = syncer.store.rejections()
-    assert "Bob <bob@example.com> (commit " in rejection.problems[0]
-    assert ") may not change models.d/alice/" in rejection.problems[0]
+    assert "Bob <bob@example.com> (commit " in rejection.problems[0].message
+    assert ") may not change models.d/alice/" in rejection.problems[0].message
     # bob deletes it: the model stays
     gitops.rm("models.d/alice/a.yaml")
     gitops.commit("bob deletes", author="Bob", email="bob@example.com")
@@ -109,7 +109,7 @@ def test_daemon_rejects_unknown_users(tmp_path):
     syncer = Syncer(Store.open(tmp_path / "s.db"), GitRepo(gitops.bare), "main", spec_policy(), owners=OWNERS)
     syncer.sync_once()
     assert syncer.store.list_models() == []
-    assert "not known to this platform" in syncer.store.rejections()[0].problems[0]
+    assert "not known to this platform" in syncer.store.rejections()[0].problems[0].message
 
 
 def test_install_refuses_to_overwrite_a_foreign_hook(tmp_path):

@@ -80,7 +80,7 @@ def test_one_broken_spec_does_not_block_the_others(gitops, tmp_path):
     assert set(by_suffix) == {"a", "b", "c"}
     assert by_suffix["a"].resolved["num_replicas"] == 1 and by_suffix["a"].generation == 1  # last good spec
     assert by_suffix["b"].resolved["num_replicas"] == 2
-    rejected = {r.spec_path: r.problems for r in s.store.rejections()}
+    rejected = {r.spec_path: [str(p) for p in r.problems] for r in s.store.rejections()}
     assert rejected["models.d/alice/a.yaml"] == [
         "models.d/alice/a.yaml:3:15: num_replicas must be a whole number, got '3' (a string)"]
     assert rejected["models.d/bob/new.yaml"][0].startswith("models.d/bob/new.yaml:1:1: missing required field")
@@ -167,7 +167,7 @@ def test_layout_symlinks_and_bad_user_dirs_are_rejected(gitops, tmp_path):
     s = syncer(gitops, tmp_path / "a.db")
     s.sync_once()
     assert [m.model_id_suffix for m in s.store.list_models()] == ["ok"]
-    rejected = {r.spec_path: r.problems[0] for r in s.store.rejections()}
+    rejected = {r.spec_path: r.problems[0].message for r in s.store.rejections()}
     assert "specs live at models.d/<user_id>/<name>.yaml" in rejected["models.d/stray.yaml"]
     assert "specs live at" in rejected["models.d/alice/deep/x.yaml"]
     assert "user id 'Bad User' is not valid" in rejected["models.d/Bad User/x.yaml"]

@@ -5,6 +5,7 @@ import threading
 import pytest
 
 from daemon.errors import NotFoundError, StoreError
+from daemon.errors import Problem
 from daemon.store import MIGRATIONS, Rejection, Store
 
 
@@ -116,8 +117,8 @@ def test_transaction_is_all_or_nothing(store):
 
 
 def test_rejections_roundtrip(store):
-    store.set_rejection(Rejection("p", "alice", "b1", "c1", "A", ["p:1:1: x"], "t"))
-    assert store.rejections("alice")[0].problems == ["p:1:1: x"]
+    store.set_rejection(Rejection("p", "alice", "b1", "c1", "A", [Problem("p", 1, 1, "x")], "t"))
+    assert store.rejections("alice")[0].problems == [Problem("p", 1, 1, "x")]
     assert store.clear_rejection("p") and not store.clear_rejection("p")
 
 
@@ -136,3 +137,26 @@ def test_reader_is_not_blocked_by_a_writer(tmp_path):
     assert [m.model_key for m in reader.list_models()] == ["k1"]
     writer.conn.execute("COMMIT")
     assert len(reader.list_models()) == 2
+
+
+def test_a_store_from_before_structured_problems_is_migrated_and_readable(tmp_path):
+    """Schema 2 kept problems as "path:line:col: message" text; schema 3 keeps them as data."""
+    import json
+    import sqlite3
+
+    db = tmp_path / "old.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    for number, script in enumerate(MIGRATIONS[:2], start=1):
+        conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version={number};\nCOMMIT;")
+    conn.execute("INSERT INTO spec_rejections (spec_path, user_id, blob_sha, commit_sha, commit_author, problems, time)"
+                 " VALUES ('models.d/a/x.yaml', 'a', 'b', 'c', 'A', ?, 't')",
+                 (json.dumps(["models.d/a/x.yaml:3:15: num_replicas must be a whole number", "odd text"]),))
+    conn.execute("INSERT INTO serve_events (spec_path, time, event_type, payload) VALUES ('models.d/a/x.yaml', 't', "
+                 "'REJECTED', ?)", (json.dumps({"problems": ["models.d/a/x.yaml:1:1: bad"], "author": "A"}),))
+    conn.close()
+    store = Store.open(db)
+    assert store.rejections()[0].problems == [Problem("models.d/a/x.yaml", 3, 15, "num_replicas must be a whole number"),
+                                             Problem("models.d/a/x.yaml", 1, 1, "odd text")]
+    (event,) = store.events()
+    assert event.payload == {"problems": [{"path": "models.d/a/x.yaml", "line": 1, "col": 1, "message": "bad"}],
+                             "author": "A"}

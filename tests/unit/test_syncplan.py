@@ -3,7 +3,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from daemon.errors import SpecError
+from daemon.errors import Problem, SpecError
 from daemon.core.spec import parse_spec, resolve_spec
 from helpers import spec_policy
 from daemon.store import ModelRow, iso
@@ -64,7 +64,7 @@ CASES = [
     ("broken file keeps the last good spec", [f(A, "model_id: [\n", "b1")], [model("x", A)], {},
      [("RejectSpec", "k-x")]),
     ("broken file already on record is not re-recorded", [f(A, "model_id: [\n", "b1")], [model("x", A)],
-     {A: ("b1", ("models.d/alice/a.yaml:2:1: YAML syntax error: did not find expected node content",))}, []),
+     {A: ("b1", (Problem(A, 2, 1, "YAML syntax error: did not find expected node content"),))}, []),
     ("fixed file clears the rejection", [f(A, spec("x"))], [model("x", A)], {A: ("b1", ("p",))},
      [("ClearRejection", "k-x")]),
     ("deleted broken file clears the rejection", [], [], {A: ("b1", ("p",))}, [("ClearRejection", A)]),
@@ -95,10 +95,10 @@ def test_conflict_message_names_the_other_file():
     changes = plan_user("alice", [f(A, spec("x")), f(B, spec("x", 2))], [model("x", A)], {}, T1, POLICY)
     (reject,) = changes
     assert isinstance(reject, RejectSpec)
-    assert reject.problems == (f"{B}:1:11: model_id 'x' is also defined in {A}; each model needs its own model_id",)
+    assert reject.problems == (Problem(B, 1, 11, f"model_id 'x' is also defined in {A}; each model needs its own model_id"),)
 
 
 def test_extra_problems_reject_a_valid_file_and_keep_the_model():
     changes = plan_user("alice", [f(A, spec("x", 2))], [model("x", A)], {}, T1, POLICY,
-                        extra_problems={A: ("not yours",)})
+                        extra_problems={A: (Problem(A, 1, 1, "not yours"),)})
     assert kinds(changes) == [("RejectSpec", "k-x")]
