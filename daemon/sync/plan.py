@@ -13,7 +13,7 @@ from daemon.core.layout import duplicate_model_id
 from daemon.errors import Problem
 from daemon.core.spec import ParsedSpec, ResolvedServingSpec, SpecPolicy, resolve_spec
 from daemon.core.states import ModelState
-from daemon.store import ModelRow, RejectionKind, parse_iso
+from daemon.store import ModelRow, Rejection, RejectionKind, parse_iso
 
 
 @dataclass(frozen=True)
@@ -159,6 +159,47 @@ def plan_user(user_id: str, files: list[SpecFileState], models: list[ModelRow],
             owner = by_path.get(path)
             changes.append(ClearRejection(path, owner.model_key if owner and path in present else None))
     return changes
+
+
+DELETED_BLOB = "(deleted)"  # the blob of a rejection that keeps a model whose file was deleted
+
+
+def ownership_holds(files: list[tuple[str, str]], refusals: dict[str, str], models: list[ModelRow],
+                    on_record: dict[str, Rejection]) -> tuple[dict[str, tuple[Problem, ...]], list[SpecFileState]]:
+    """Which of a user's files stay refused for WHO changed them, and which deleted specs keep
+    their model. `files`: (path, blob) at the commit; `refusals`: path -> message of a change
+    refused now (core.ownership); `on_record`: the user's rejections.
+
+    Returns the refused paths with their problems (plan_user's `extra_problems`) and a stand-in
+    file for each spec whose deletion is refused: its model stays, as if the file were still
+    there but broken, until the file comes back; the owner then deletes it themselves."""
+    refused: dict[str, tuple[Problem, ...]] = {}
+    for path, blob in files:
+        # Refused now, for this change.
+        if path in refusals:
+            refused[path] = (Problem(path, 1, 1, refusals[path]),)
+        # Refused before, and the file is still exactly that change.
+        elif _still_refused(on_record.get(path), blob):
+            refused[path] = tuple(on_record[path].problems)
+    present = {path for path, _ in files}
+    kept = []
+    for model in models:
+        path = model.spec_path
+        # Its file is there, or it is being deleted anyway: nothing to hold.
+        if path in present or model.state == ModelState.DELETING:
+            continue
+        if path in refusals:
+            refused[path] = (Problem(path, 1, 1, refusals[path]),)
+        elif _still_refused(on_record.get(path), DELETED_BLOB):
+            refused[path] = tuple(on_record[path].problems)
+        else:
+            continue  # deleted by someone allowed to: plan_user deletes the model
+        kept.append(SpecFileState(path, DELETED_BLOB, "", None))
+    return refused, kept
+
+
+def _still_refused(rejection: Rejection | None, blob: str) -> bool:
+    return rejection is not None and rejection.kind == RejectionKind.OWNERSHIP and rejection.blob_sha == blob
 
 
 def _model_id_position(f: SpecFileState) -> tuple[int, int]:

@@ -21,14 +21,13 @@ from daemon.core.layout import FILE_MODES, MODELS_DIR, is_spec_path, user_of
 from daemon.gitrepo import CommitInfo, GitRepo, TreeFile, blob_id
 from daemon.core.spec import SpecPolicy, parse_spec, validate_user_id
 from daemon.core.states import EventType, ModelState, StrEnum
-from daemon.store import Rejection, RejectionKind, Store, iso, utc_now
-from daemon.sync.plan import (ClearRejection, CreateModel, DeleteModel, MoveModel, RejectSpec, SpecFileState,
-                       UpdateModel, plan_user)
+from daemon.store import Rejection, Store, iso, utc_now
+from daemon.sync.plan import (ClearRejection, CreateModel, DeleteModel, MoveModel, RejectSpec,
+                               SpecFileState, UpdateModel, ownership_holds, plan_user)
 
 log = logging.getLogger("argus.sync")
 
 STRAY_USER = ""  # rejections of files that belong to no user directory
-DELETED_BLOB = "(deleted)"  # the blob of a rejection that keeps a model whose file was deleted
 
 
 class SyncOutcome(StrEnum):
@@ -175,42 +174,15 @@ class Syncer:
         states = [self._file_state(f, user, user_problem, blobs) for f in tree]
         if on_record is None:
             on_record = {r.spec_path: r for r in self.store.rejections(user)}
-        refused: dict[str, tuple[Problem, ...]] = {}
-        for f in tree:
-            if f.path in refusals:
-                refused[f.path] = (Problem(f.path, 1, 1, refusals[f.path].message),)
-            elif _still_refused(on_record.get(f.path), f.blob):
-                refused[f.path] = tuple(on_record[f.path].problems)
         if models is None:
             models = self.store.live_models_of(user)
-        states += self._refused_deletions(tree, refusals, models, on_record, refused)
+        refused, kept = ownership_holds([(f.path, f.blob) for f in tree],
+                                        {path: r.message for path, r in refusals.items()}, models, on_record)
         rejections = {path: (r.blob_sha, tuple(r.problems)) for path, r in on_record.items()}
-        return plan_user(user, states, models, rejections, self._created_time(commit), self.policy, refused)
+        return plan_user(user, states + kept, models, rejections, self._created_time(commit), self.policy, refused)
 
     def _created_time(self, commit: CommitInfo) -> datetime:
         return commit.committed_at or self.clock()
-
-    @staticmethod
-    def _refused_deletions(tree: list[TreeFile], refusals: dict[str, Refusal], models: list,
-                           on_record: dict[str, Rejection],
-                           refused: dict[str, tuple[Problem, ...]]) -> list[SpecFileState]:
-        """A spec deleted by someone not allowed to: its model stays, as if the file were
-        still there but broken, until the file comes back (a revert); the owner then deletes
-        it in a commit of their own. Adds the refusals to `refused`."""
-        present = {f.path for f in tree}
-        kept = []
-        for model in models:
-            path = model.spec_path
-            if path in present or model.state == ModelState.DELETING:
-                continue
-            if path in refusals:
-                refused[path] = (Problem(path, 1, 1, refusals[path].message),)
-            elif _still_refused(on_record.get(path), DELETED_BLOB):
-                refused[path] = tuple(on_record[path].problems)
-            else:
-                continue
-            kept.append(SpecFileState(path, DELETED_BLOB, "", None))
-        return kept
 
     def _file_state(self, f: TreeFile, user: str, user_problem: str | None, blobs: dict[str, bytes]) -> SpecFileState:
         if user_problem is not None:
@@ -322,7 +294,3 @@ class Syncer:
             raise TypeError(change)
         log.info("%s %s", type(change).__name__, getattr(change, "spec_path", ""))
 
-
-def _still_refused(rejection: Rejection | None, blob: str) -> bool:
-    """A change refused for who made it stays refused while the file is exactly that change."""
-    return rejection is not None and rejection.kind == RejectionKind.OWNERSHIP and rejection.blob_sha == blob

@@ -102,3 +102,28 @@ def test_extra_problems_reject_a_valid_file_and_keep_the_model():
     changes = plan_user("alice", [f(A, spec("x", 2))], [model("x", A)], {}, T1, POLICY,
                         extra_problems={A: (Problem(A, 1, 1, "not yours"),)})
     assert kinds(changes) == [("RejectSpec", "k-x")]
+
+
+def test_ownership_holds_as_a_table():
+    from daemon.store import Rejection, RejectionKind
+    from daemon.sync.plan import DELETED_BLOB, ownership_holds
+
+    refused_edit = Rejection(A, "alice", "bob-blob", "c", "Bob", [Problem(A, 1, 1, "Bob may not")], "t",
+                             RejectionKind.OWNERSHIP)
+    spec_error = Rejection(A, "alice", "bad-blob", "c", "Alice", [Problem(A, 2, 1, "syntax")], "t", RejectionKind.SPEC)
+    gone = Rejection(B, "alice", DELETED_BLOB, "c", "Bob", [Problem(B, 1, 1, "Bob may not delete")], "t",
+                     RejectionKind.OWNERSHIP)
+    cases = [
+        # (files, refusals now, models, on record) -> (refused paths, kept deletions)
+        ([(A, "x")], {A: "no"}, [], {}, {A}, []),                              # refused now
+        ([(A, "bob-blob")], {}, [], {A: refused_edit}, {A}, []),               # still exactly bob's change
+        ([(A, "alice-blob")], {}, [], {A: refused_edit}, set(), []),           # the owner changed it
+        ([(A, "bad-blob")], {}, [], {A: spec_error}, set(), []),               # a spec error is not held here
+        ([], {B: "no"}, [model("y", B)], {}, {B}, [B]),                        # deletion refused now
+        ([], {}, [model("y", B)], {B: gone}, {B}, [B]),                        # ... and it stays refused
+        ([], {}, [model("y", B)], {}, set(), []),                              # deleted by the owner
+        ([], {B: "no"}, [model("y", B, state="DELETING")], {}, set(), []),     # already being deleted
+    ]
+    for files, now, models, on_record, want_refused, want_kept in cases:
+        refused, kept = ownership_holds(files, now, models, on_record)
+        assert (set(refused), [k.path for k in kept]) == (want_refused, want_kept), (files, now, on_record)
