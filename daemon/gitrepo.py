@@ -79,6 +79,19 @@ def blob_id(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
+def run_git(*args: str, cwd: str | os.PathLike, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The one way argus runs git (the streaming blob reader below aside). Literal pathspecs:
+    a directory named "a*" must not match other users' directories. Replace refs ignored:
+    refs/replace/* must never change what argus reads. Output decoded without ever failing
+    on bytes that are not UTF-8 (a file name can hold any). Only "git cannot run" raises."""
+    try:
+        return subprocess.run(["git", "--literal-pathspecs", "--no-replace-objects", *args], cwd=cwd,
+                              capture_output=True, text=True, encoding="utf-8", errors="replace",
+                              env={**os.environ, **env} if env else None)
+    except OSError as exc:
+        raise GitError(f"cannot run git in {cwd}: {exc}") from None
+
+
 def missing_repo(path: str) -> GitError:
     return GitError(f"no git repository at {path}; create it (git init --bare), restore it, "
                     "or fix gitops.repo in the config")
@@ -108,14 +121,11 @@ class GitRepo:
     def _run(self, *args: str) -> tuple[int, str, str]:
         """(status, stdout, stderr) of one git command; only "cannot run git at all" raises."""
         try:
-            # Literal pathspecs: a directory named "a*" must not match other users' directories.
-            status, out, err = self.repo.git.execute(["git", "--literal-pathspecs", "--no-replace-objects", *args],
-                                                     with_exceptions=False, with_extended_output=True,
-                                                     stdout_as_string=True, strip_newline_in_stdout=False)
-        except (git.exc.GitError, OSError) as exc:  # e.g. the repository directory vanished
+            done = run_git(*args, cwd=self.path)
+        except GitError:  # e.g. the repository directory vanished
             self._check_present()
-            raise GitError(f"cannot run git in {self.path}: {exc}") from None
-        return status, out, err
+            raise
+        return done.returncode, done.stdout, done.stderr
 
     def _git(self, *args: str) -> str:
         status, out, err = self._run(*args)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import shlex
 import stat
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from daemon.core import layout
 from daemon.core.ownership import ownership_refusals
 from daemon.errors import GitError, SpecError
 from daemon.core.layout import FILE_MODES, MODELS_DIR, is_spec_path, user_of
-from daemon.gitrepo import CommitInfo, GitRepo
+from daemon.gitrepo import CommitInfo, GitRepo, run_git
 from daemon.core.spec import SpecPolicy, parse_spec, validate_user_id
 
 ZERO = "0" * 40
@@ -113,7 +112,7 @@ PROTECTION = {"receive.denyNonFastForwards": "true", "receive.denyDeletes": "tru
 def protect(bare: Path) -> None:
     """Make git refuse force-pushes and branch deletions in the bare repo."""
     for key, value in PROTECTION.items():
-        result = subprocess.run(["git", "--git-dir", str(bare), "config", key, value], capture_output=True, text=True)
+        result = run_git("--git-dir", str(bare), "config", key, value, cwd=bare)
         if result.returncode != 0:
             raise GitError(f"cannot set {key} in {bare}: {result.stderr.strip()}")
 
@@ -122,8 +121,7 @@ def protection_gaps(bare: Path) -> list[str]:
     """What is missing from the bare repo's push protection (for `argusctl doctor`)."""
     gaps = []
     for key, value in PROTECTION.items():
-        found = subprocess.run(["git", "--git-dir", str(bare), "config", "--get", key],
-                               capture_output=True, text=True).stdout.strip()
+        found = run_git("--git-dir", str(bare), "config", "--get", key, cwd=bare).stdout.strip()
         if found != value:
             gaps.append(f"{key} is not {value}")
     hook = bare / "hooks" / "pre-receive"

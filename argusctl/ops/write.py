@@ -15,6 +15,7 @@ from pathlib import Path
 
 from daemon.errors import GitError, NotFoundError, SpecError, UsageError
 from daemon.core.layout import MODELS_DIR, SPEC_SUFFIXES
+from daemon.gitrepo import run_git
 from argusctl.ops.hook import protect
 from daemon.core.spec import SpecPolicy, parse_spec, validate_user_id
 from daemon.core.yamldoc import YamlDocError, load_mapping
@@ -50,11 +51,7 @@ class Change:
 
 
 def _git(cwd: Path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
-    try:
-        result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
-                                env={**os.environ, **(env or {})})
-    except OSError as exc:
-        raise GitError(f"cannot run git in {cwd}: {exc}") from None
+    result = run_git(*args, cwd=cwd, env=env)
     if check and result.returncode != 0:
         raise GitError(f"git {args[0]} failed in {cwd}: {(result.stderr or result.stdout).strip()}")
     return result

@@ -95,3 +95,24 @@ def _next_commit_is_recorded(g: GitOps, syncer: Syncer) -> None:
     syncer.sync_once()
     assert [m.model_id_suffix for m in syncer.store.list_models()] == ["b"]
     assert syncer.store.cursor()[1] == g.git("rev-parse", "HEAD").strip()
+
+
+def test_a_file_name_that_is_not_utf8_never_stops_the_record(tmp_path):
+    g = GitOps(tmp_path / "g")
+    (g.work / "models.d" / "alice").mkdir(parents=True)
+    with open(os.fsencode(g.work / "models.d" / "alice") + b"/x\xff.yaml", "wb") as handle:
+        handle.write(spec("x").encode())
+    g.commit("odd name")
+    g.push()
+    syncer = Syncer(Store.open(tmp_path / "s.db"), GitRepo(g.bare), "main", spec_policy())
+    syncer.sync_once()
+    assert [m.model_id_suffix for m in syncer.store.list_models()] == ["x"]
+    _next_commit_is_recorded_after(g, syncer, ["b", "x"])
+
+
+def _next_commit_is_recorded_after(g: GitOps, syncer: Syncer, suffixes: list[str]) -> None:
+    g.write("models.d/bob/b.yaml", spec("b"))
+    g.commit("the next commit")
+    g.push()
+    syncer.sync_once()
+    assert sorted(m.model_id_suffix for m in syncer.store.list_models()) == suffixes
