@@ -237,10 +237,13 @@ class Syncer:
             user = user_of(f.path)
             if user is not None and is_spec_path(f.path):
                 tree[user].append(f)
-        blobs = self.repo.read_blobs([f.blob for fs in tree.values() for f in fs if f.mode in FILE_MODES],
+        # A user whose files are byte for byte what the store accepted has nothing to change
+        # (a sync re-reads only the users a commit touched, too): their specs are not parsed.
+        changed = sorted(u for u in users if not _as_accepted(tree[u], models.get(u, []), on_record.get(u, {})))
+        blobs = self.repo.read_blobs([f.blob for u in changed for f in tree[u] if f.mode in FILE_MODES],
                                      self.policy.max_spec_bytes)
         changes = []
-        for user in sorted(users):
+        for user in changed:
             changes += self.plan_user_at(commit, user, tree[user], {}, blobs, models.get(user, []),
                                          on_record.get(user, {}))
         return changes
@@ -294,3 +297,11 @@ class Syncer:
             raise TypeError(change)
         log.info("%s %s", type(change).__name__, getattr(change, "spec_path", ""))
 
+
+
+def _as_accepted(files: list[TreeFile], models: list, on_record: dict[str, Rejection]) -> bool:
+    """Whether a user's spec files are exactly what the store holds for them (live models'
+    specs, and rejected files as they were rejected)."""
+    accepted = {m.spec_path: blob_id(m.spec_yaml.encode()) for m in models if m.state != ModelState.DELETING}
+    accepted.update({path: r.blob_sha for path, r in on_record.items()})
+    return {f.path: f.blob for f in files} == accepted
