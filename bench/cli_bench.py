@@ -70,13 +70,20 @@ def main() -> None:
         status_json, code2 = timed(["status", "-o", "json"], env)
         diff, code3 = timed(["diff"], env)
         assert (code1, code2, code3) == (0, 0, 0), (code1, code2, code3)
+        for u in range(0, args.users, max(1, args.users // 500)):  # 500 users scale a model in the clone
+            gitops.write(f"models.d/user{u:05d}/m0.yaml", "model_id: m0\nmodel_source: $HOME/common/hf/Model-0\n"
+                                                          "num_replicas: 2\n")
+        gitops.commit("500 users scale m0")  # not pushed: diff shows what argusd would change
+        diff_changed, code4 = timed(["diff"], env)
+        assert code4 == 1, code4
     s = lambda v: f"{v:.2f} s"  # noqa: E731
     print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
           f"{args.users} users x {args.specs_per_user} specs = {models} models, {rejections} rejected specs "
           f"(full sync {s(full)})")
     print("\n| command | median of 3 | target |\n|---|---|---|")
     for name, value in (("argusctl status", status_table), ("argusctl status -o json", status_json),
-                        ("argusctl diff (HEAD = recorded)", diff)):
+                        ("argusctl diff (HEAD = recorded)", diff),
+                        ("argusctl diff (500 users changed in the clone)", diff_changed)):
         print(f"| {name} | {s(value)} | < 2 s |")
 
 
