@@ -1,7 +1,8 @@
 """Read the GitOps repo: commits on the tracked branch and spec blobs in their trees.
 
 Never a working tree: everything is read from committed objects, so a bare repo users push
-to and a local clone behave the same. Thin shell over git (through gitpython); every git
+to and a local clone behave the same. A thin shell: git runs through `run_git` (and one
+streaming `cat-file --batch`); gitpython only opens and checks the repository. Every git
 failure becomes a GitError that says what to check.
 """
 from __future__ import annotations
@@ -19,8 +20,6 @@ from git.exc import InvalidGitRepositoryError, NoSuchPathError
 from daemon.core.layout import MODELS_DIR
 from daemon.core.ownership import Changer, merge_changed_paths
 from daemon.errors import GitError
-
-
 
 # Years 1970-9999: a public id carries the creation time as YYYYMMDDHHMM.
 _MAX_COMMIT_TIME = 253402300800

@@ -225,3 +225,17 @@ def test_author_names_and_dates_that_broke_the_record_are_recorded(tmp_path):
     assert world.push().returncode == 0
     world.sync()
     assert len(world.syncer.store.list_models()) == 2  # the next commit is recorded
+
+
+def test_the_hook_takes_odd_commit_fields_without_a_traceback(tmp_path):
+    world = World(tmp_path, hooked=True)
+    g = world.gitops
+    g.write(ALICE_A, spec("a"))
+    g.git("add", "-A")
+    g.git("commit", "-q", "-m", "far future", env={"GIT_AUTHOR_NAME": "Al\x1fice", "GIT_AUTHOR_EMAIL": "alice@example.com",
+                                                   "GIT_COMMITTER_NAME": "Alice",
+                                                   "GIT_COMMITTER_EMAIL": "alice@example.com",
+                                                   "GIT_COMMITTER_DATE": "@253402300800 +0000"})
+    result = world.push()
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
