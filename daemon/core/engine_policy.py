@@ -111,8 +111,62 @@ ALLOWED: dict[str, Callable[[Any], str | None]] = {
     "mm_processor_kwargs": _mapping,
     "override_generation_config": _mapping,
     "hf_overrides": _mapping,
-    "compilation_config": _anything,
 }
+
+# compilation_config: vLLM's CompilationConfig imports `backend` and every entry of
+# `inductor_passes` by name and calls them, and reads or writes `debug_dump_path`,
+# `cache_dir` and `local_cache_dir`: as a whole it lets a spec run code or touch paths of its
+# author's choosing on the cluster. Only the tuning keys below may be set.
+_CUDAGRAPH_MODES = ("NONE", "PIECEWISE", "FULL", "FULL_DECODE_ONLY", "FULL_AND_PIECEWISE")
+
+
+def _sizes(v: Any) -> str | None:
+    ok = isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in v)
+    return None if ok else "must be a list of positive integers"
+
+
+COMPILATION_ALLOWED: dict[str, Callable[[Any], str | None]] = {
+    "mode": lambda v: None if (isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 3) or v in (
+        "NONE", "STOCK_TORCH_COMPILE", "DYNAMO_TRACE_ONCE", "VLLM_COMPILE") else
+    "must be 0-3 or NONE, STOCK_TORCH_COMPILE, DYNAMO_TRACE_ONCE, VLLM_COMPILE",
+    "cudagraph_mode": _one_of(*_CUDAGRAPH_MODES),
+    "cudagraph_capture_sizes": _sizes,
+    "max_cudagraph_capture_size": _positive_int,
+    "cudagraph_num_of_warmups": lambda v: None if isinstance(v, int) and not isinstance(v, bool) and v >= 0
+    else "must be a whole number >= 0",
+    "compile_sizes": _sizes,
+    "use_inductor_graph_partition": _boolean,
+}
+COMPILATION_UNSAFE: dict[str, str] = {
+    "backend": "vLLM imports the callable it names",
+    "inductor_passes": "vLLM imports and runs each pass it names",
+    "inductor_compile_config": "it passes arbitrary options (paths, code hooks) to torch inductor",
+    "pass_config": "it configures compiler passes beyond tuning",
+    "custom_ops": "it switches the engine's kernels; operators tune that, not specs",
+    "splitting_ops": "it names arbitrary torch operators",
+    "debug_dump_path": "it writes files to a path of the spec's choosing",
+    "cache_dir": "it reads and writes compiled code at a path of the spec's choosing",
+    "local_cache_dir": "it reads and writes compiled code at a path of the spec's choosing",
+    "traced_files": "it names files on the server",
+}
+
+
+def check_compilation_config(value: Any) -> list[str]:
+    """Problems of engine_kwargs.compilation_config, each naming the key and why."""
+    if not isinstance(value, dict):
+        return ["engine_kwargs.compilation_config must be a mapping"]
+    problems = []
+    for key in sorted(value):
+        name = f"engine_kwargs.compilation_config.{key}"
+        if key in COMPILATION_UNSAFE:
+            problems.append(f"{name} is not allowed: {COMPILATION_UNSAFE[key]}; remove it")
+        elif key in COMPILATION_ALLOWED:
+            error = COMPILATION_ALLOWED[key](value[key])
+            if error:
+                problems.append(f"{name} {error}, got {value[key]!r}")
+        else:
+            problems.append(f"{name} is not allowed; a spec may set only {', '.join(COMPILATION_ALLOWED)}")
+    return problems
 
 
 def check_engine_kwargs(kwargs: dict[str, Any], *, allow_trust_remote_code: bool = False,
@@ -129,6 +183,8 @@ def check_engine_kwargs(kwargs: dict[str, Any], *, allow_trust_remote_code: bool
                 problems.append((key, False, f"{name} must be true or false"))
         elif key in UNSAFE:
             problems.append((key, True, f"{name} is not allowed: {UNSAFE[key]}; remove it"))
+        elif key == "compilation_config":
+            problems += [(key, False, message) for message in check_compilation_config(value)]
         elif key in ALLOWED:
             error = ALLOWED[key](value)
             if error:

@@ -50,3 +50,25 @@ def test_extra_allowed_from_config():
 
 def test_lists_do_not_overlap():
     assert not (set(OWNED) & set(UNSAFE)) and not (set(ALLOWED) & (set(OWNED) | set(UNSAFE)))
+
+
+@pytest.mark.parametrize("value, fragment", [
+    ({"backend": "os.system"}, "compilation_config.backend is not allowed: vLLM imports the callable it names"),
+    ({"inductor_passes": {"x": "evil.module.run"}}, "compilation_config.inductor_passes is not allowed: vLLM imports"),
+    ({"debug_dump_path": "/etc"}, "compilation_config.debug_dump_path is not allowed: it writes files"),
+    ({"cache_dir": "/private/users/bob"}, "compilation_config.cache_dir is not allowed"),
+    ({"inductor_compile_config": {}}, "compilation_config.inductor_compile_config is not allowed"),
+    ({"levle": 3}, "compilation_config.levle is not allowed; a spec may set only mode, cudagraph_mode"),
+    ({"cudagraph_mode": "ALL"}, "compilation_config.cudagraph_mode must be one of NONE, PIECEWISE"),
+    ({"cudagraph_capture_sizes": [1, -2]}, "cudagraph_capture_sizes must be a list of positive integers"),
+    ("O3", "engine_kwargs.compilation_config must be a mapping"),
+])
+def test_compilation_config_keys_that_run_code_or_touch_paths_are_refused(value, fragment):
+    messages = [m for _, _, m in check_engine_kwargs({"compilation_config": value})]
+    assert any(fragment in m for m in messages), messages
+
+
+def test_compilation_config_tuning_is_fine():
+    assert check_engine_kwargs({"compilation_config": {"mode": 3, "cudagraph_mode": "FULL_AND_PIECEWISE",
+                                                       "cudagraph_capture_sizes": [1, 2, 4],
+                                                       "max_cudagraph_capture_size": 64}}) == []
