@@ -20,6 +20,7 @@ OWNED: dict[str, str] = {
     "distributed_executor_backend": "the platform runs replicas on Ray",
     "device": "the platform picks the device from the cluster config",
     "placement_group_config": "the platform builds placement from gpus_per_replica",
+    "disable_log_stats": "Ray Serve LLM manages engine stats (log_engine_metrics) and refuses it",
 }
 
 # Load code or reach outside the allowed roots / the offline cluster.
@@ -74,39 +75,39 @@ def _anything(v: Any) -> str | None:
     return None
 
 
+# The ranks vLLM's LoRA kernels take (vllm.config.LoRAConfig.max_lora_rank).
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
 # Known-safe tuning knobs, with a light value check where a wrong value is a common mistake.
+# Every key is a field of the engine that runs it (tests/integration/test_vllm_contract.py
+# checks them against the vLLM in the serving venv).
 ALLOWED: dict[str, Callable[[Any], str | None]] = {
     "max_model_len": _positive_int,
     "max_num_seqs": _positive_int,
     "max_num_batched_tokens": _positive_int,
-    "max_seq_len_to_capture": _positive_int,
     "max_logprobs": _positive_int,
     "block_size": _positive_int,
     "seed": _anything,
     "gpu_memory_utilization": _fraction,
-    "swap_space": _non_negative_number,
     "cpu_offload_gb": _non_negative_number,
     "enforce_eager": _boolean,
     "enable_prefix_caching": _boolean,
     "enable_chunked_prefill": _boolean,
-    "disable_log_stats": _boolean,
     "disable_sliding_window": _boolean,
     "disable_cascade_attn": _boolean,
     "enable_auto_tool_choice": _boolean,
     "async_scheduling": _boolean,
     "enable_lora": _boolean,
     "max_loras": _positive_int,
-    "max_lora_rank": _positive_int,
+    "max_lora_rank": lambda v: None if v in LORA_RANKS and not isinstance(v, bool) else
+    f"must be one of {', '.join(map(str, LORA_RANKS))}",
     "dtype": _one_of("auto", "half", "float16", "bfloat16", "float", "float32"),
     "kv_cache_dtype": _one_of("auto", "fp8", "fp8_e4m3", "fp8_e5m2", "bfloat16"),
     "quantization": _anything,
-    "tokenizer_mode": _one_of("auto", "slow", "mistral", "custom"),
+    "tokenizer_mode": _one_of("auto", "hf", "mistral"),
     "scheduling_policy": _one_of("fcfs", "priority"),
     "tool_call_parser": _anything,
     "reasoning_parser": _anything,
-    "guided_decoding_backend": _anything,
-    "rope_scaling": _mapping,
-    "rope_theta": _non_negative_number,
     "limit_mm_per_prompt": _mapping,
     "mm_processor_kwargs": _mapping,
     "override_generation_config": _mapping,

@@ -23,7 +23,8 @@ def test_trust_remote_code_only_when_the_config_allows_it():
 
 @pytest.mark.parametrize("kwargs", [
     {"max_model_len": 8192}, {"enforce_eager": True}, {"gpu_memory_utilization": 0.9},
-    {"dtype": "bfloat16"}, {"gpu_memory_utilization": 1}, {"rope_scaling": {"type": "yarn"}},
+    {"dtype": "bfloat16"}, {"gpu_memory_utilization": 1}, {"hf_overrides": {"rope_scaling": {"type": "yarn"}}},
+    {"tokenizer_mode": "hf"}, {"max_lora_rank": 320},
 ])
 def test_allowed_values(kwargs):
     assert check_engine_kwargs(kwargs) == []
@@ -72,3 +73,17 @@ def test_compilation_config_tuning_is_fine():
     assert check_engine_kwargs({"compilation_config": {"mode": 3, "cudagraph_mode": "FULL_AND_PIECEWISE",
                                                        "cudagraph_capture_sizes": [1, 2, 4],
                                                        "max_cudagraph_capture_size": 64}}) == []
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    # Keys vLLM 0.32 does not have: building the app raised "Unknown engine argument".
+    ({"max_seq_len_to_capture": 8192}, "is not a known engine option"),
+    ({"swap_space": 4}, "is not a known engine option"),
+    ({"rope_theta": 1e6}, "is not a known engine option"),
+    ({"disable_log_stats": True}, "Ray Serve LLM manages engine stats"),
+    ({"tokenizer_mode": "custom"}, "must be one of auto, hf, mistral"),
+    ({"max_lora_rank": 12}, "must be one of 1, 8, 16, 32, 64, 128, 256, 320, 512"),
+])
+def test_keys_and_values_the_engine_refuses_are_refused_at_lint(kwargs, fragment):
+    messages = [m for _, _, m in check_engine_kwargs(kwargs)]
+    assert any(fragment in m for m in messages), messages
