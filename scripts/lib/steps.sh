@@ -56,12 +56,12 @@ step() {
   took=$(_step_elapsed $((SECONDS - started)))
   if [ "$status" -ne 0 ]; then
     printf '%s %s FAILED after %s (exit %d). Last lines of its log:\n' "$prefix" "$label" "$took" "$status" >&2
-    tail -n +"$((mark + 2))" "$STEP_LOG" | tail -n 25 | sed 's/^/  | /' >&2
+    tail -n +"$((mark + 3))" "$STEP_LOG" | tail -n 25 | sed 's/^/  | /' >&2
     printf 'Full log: %s\n' "$STEP_LOG" >&2
     exit "$status"
   fi
   if [ "$show_result" = 1 ]; then
-    label="$label -> $(tail -n +"$((mark + 2))" "$STEP_LOG" | grep -v '^[[:space:]]*$' | tail -n 1)"
+    label="$label -> $(tail -n +"$((mark + 3))" "$STEP_LOG" | grep -v '^[[:space:]]*$' | tail -n 1)"
   fi
   printf '%s %s (%s)\n' "$prefix" "$label" "$took"
 }
