@@ -35,6 +35,10 @@ class LlmConfig(_Strict):
     env_vars: dict[str, str] = Field(default_factory=dict)
     # Writable by the replicas: HF_HOME and VLLM_CACHE_ROOT live here.
     cache_dir: str = "/tmp/argus-cache"
+    # GPU admission. fit: a model goes into Serve only when every replica fits on one node
+    # with the GPUs free now; the rest waits QUEUED with what it needs. autoscale: every model
+    # goes in and Ray's autoscaler turns the pending placement groups into new nodes.
+    admission: Literal["fit", "autoscale"] = "fit"
 
     @field_validator("accelerator_type")
     @classmethod

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon.errors import ClusterError
+from daemon.serving.placement import AdmissionMode, Capacity, capacity_from_ray
 
 APPLICATIONS = "/api/serve/applications/"
 
@@ -70,13 +71,22 @@ class ServeClient:
         self._request("PUT", APPLICATIONS, config)
 
     def cluster_resources(self) -> dict[str, float]:
-        """Total resources of the alive nodes (GPU admission)."""
-        data = self._request("GET", "/nodes?view=summary")
+        """Total resources of the alive nodes (doctor's summary)."""
         totals: dict[str, float] = {}
-        for node in (data or {}).get("data", {}).get("summary", []):
-            raylet = node.get("raylet", {})
-            if raylet.get("state") != "ALIVE":
+        for node in self.nodes():
+            if node.get("state") != "ALIVE":
                 continue
-            for name, value in (raylet.get("resourcesTotal") or {}).items():
+            for name, value in (node.get("resources_total") or {}).items():
                 totals[name] = totals.get(name, 0.0) + float(value)
         return totals
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """Ray's state API: every node with its state, resources_total and labels."""
+        data = self._request("GET", "/api/v0/nodes?detail=1&limit=10000")
+        return (((data or {}).get("data") or {}).get("result") or {}).get("result") or []
+
+    def capacity(self, accelerator_type: str, mode: AdmissionMode) -> Capacity:
+        """Free GPUs of the type and free CPUs per alive node, now (GPU admission)."""
+        nodes = self._request("GET", "/api/v0/nodes?detail=1&limit=10000")
+        status = self._request("GET", "/api/cluster_status")
+        return capacity_from_ray(nodes, status, accelerator_type, mode)

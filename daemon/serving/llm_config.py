@@ -54,6 +54,12 @@ def app_name(model_key: str) -> str:
     return f"llm-{model_key}"
 
 
+def is_argus_app(name: str) -> bool:
+    """Whether a Serve application is argus's to change: its front end (or the single app)
+    and its per-model apps. Every other app on the cluster is passed through unchanged."""
+    return name == SINGLE_APP_NAME or name.startswith("llm-")
+
+
 def runtime_env_vars(settings: LlmSettings) -> dict[str, str]:
     env = {
         "HF_HUB_OFFLINE": "1",
@@ -68,10 +74,14 @@ def runtime_env_vars(settings: LlmSettings) -> dict[str, str]:
 
 
 def placement_bundles(gpus_per_replica: int, settings: LlmSettings) -> list[dict[str, float]]:
-    """One bundle per tensor-parallel worker; on GPU clusters each pins one GPU of the type."""
+    """One bundle per tensor-parallel worker. On GPU clusters each holds one GPU of the type
+    and no CPU: vLLM's Ray workers ask for num_cpus=0, and Ray merges the replica's own CPU
+    into bundle 0, so a TP=N replica needs N GPUs and 1 CPU on one node (with a CPU per
+    bundle it needed N+1, and an 8-GPU 8-CPU node could never place TP=8). On CPU each
+    worker is a CPU."""
     if settings.on_cpu:
         return [{"CPU": 1} for _ in range(gpus_per_replica)]
-    bundle: dict[str, float] = {"CPU": 1, "GPU": 1}
+    bundle: dict[str, float] = {"GPU": 1}
     if settings.accelerator_type:
         bundle[f"accelerator_type:{settings.accelerator_type}"] = 0.001
     return [dict(bundle) for _ in range(gpus_per_replica)]

@@ -16,8 +16,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from daemon.serving.llm_config import (SINGLE_APP_NAME, LlmSettings, ModelDeployment, app_name, deployed_models, deployment_name,
+from daemon.serving.llm_config import (SINGLE_APP_NAME, is_argus_app, LlmSettings, ModelDeployment, app_name, deployed_models, deployment_name,
                          frontend_app, frontend_route, model_app, serve_config, single_app)
+from daemon.serving.placement import (AdmissionMode, Capacity, Free, free_of, place, placement_stalled,
+                                      shortfall)
 from daemon.core.spec import ResolvedServingSpec
 from daemon.core.states import EventType, ModelState, ServeStatus
 
@@ -32,10 +34,6 @@ class DesiredModel:
     source_problem: str | None = None  # why the model folder cannot be deployed now (see spec.source_problem)
     last_event: tuple[str, dict] | None = None   # (event_type, payload) of its newest event
     was_running: bool = False     # reached RUNNING before (so an update keeps it routable)
-
-    @property
-    def gpus(self) -> int:
-        return self.spec.num_replicas * self.spec.gpus_per_replica
 
 
 @dataclass(frozen=True)
@@ -111,11 +109,22 @@ def _app_view(app: dict[str, Any]) -> dict[str, Any]:
 
 
 def config_differs(desired: dict[str, Any], observed: Observed, ignore: set[str] = frozenset()) -> bool:
-    wanted = {a["name"]: _app_view(a) for a in desired["applications"] if a["name"] not in ignore}
+    """Whether Serve runs argus's applications other than as desired (other apps are not argus's)."""
+    wanted = {a["name"]: _app_view(a) for a in desired["applications"]
+              if a["name"] not in ignore and is_argus_app(a["name"])}
     # An app Serve is already deleting counts as gone: putting the same config again is noise.
     have = {name: _app_view(app.deployed_config or {"name": name}) for name, app in observed.apps.items()
-            if app.status != ServeStatus.DELETING and name not in ignore}
+            if app.status != ServeStatus.DELETING and name not in ignore and is_argus_app(name)}
     return wanted != have
+
+
+def foreign_apps(observed: Observed) -> list[dict[str, Any]]:
+    """Other teams' Serve applications on a shared cluster, to pass through unchanged: the
+    dashboard's PUT replaces every declaratively deployed app, so each one that is not argus's
+    goes back exactly as Serve reports it. Apps deployed with serve.run (no deployed config)
+    are left alone by Serve's PUT and need nothing."""
+    return [app.deployed_config for name, app in sorted(observed.apps.items())
+            if not is_argus_app(name) and app.deployed_config and app.status != ServeStatus.DELETING]
 
 
 def _once(model: DesiredModel, event_type: str, payload: dict[str, Any]) -> bool:
@@ -134,15 +143,17 @@ class Admission:
     transitions: list[Transition]         # FAILED (folder) and PENDING_RESOURCES
 
 
-def plan(models: list[DesiredModel], observed: Observed, *, gpus_total: float | None,
+def plan(models: list[DesiredModel], observed: Observed, *, capacity: Capacity | None,
          settings: LlmSettings, serve: ServeSettings) -> Plan:
     """What to apply and record, in four phases: admit (who is in the next config), build the
     models' config, judge each model against what Serve reports, and (per_model) the front
-    end's routes. `gpus_total` None: no GPU admission (CPU serving)."""
+    end's routes. `capacity` None: no GPU admission (CPU serving)."""
     running_now: dict[str, ModelDeployment] = {}
-    for app in observed.apps.values():
-        running_now.update(deployed_models(app.deployed_config))
-    admission = admit(models, running_now, gpus_total, settings)
+    for name, app in observed.apps.items():
+        if is_argus_app(name):
+            running_now.update(deployed_models(app.deployed_config))
+    others = foreign_apps(observed)
+    admission = admit(models, running_now, capacity, settings, observed)
     per_model = serve.layout == "per_model"
     if per_model:
         model_apps = [model_app(m) for m in admission.entries.values()]
@@ -151,7 +162,8 @@ def plan(models: list[DesiredModel], observed: Observed, *, gpus_total: float | 
                                      proxy_location=serve.proxy_location)
     else:
         model_apps, wanted_apps = [], {}
-        models_config = serve_config([single_app(list(admission.entries.values()))] if admission.entries else [],
+        models_config = serve_config(([single_app(list(admission.entries.values()))] if admission.entries else [])
+                                     + others,
                                      http_host=serve.http_host, http_port=serve.http_port,
                                      proxy_location=serve.proxy_location)
     # Whether the model part is applied as wanted (the front end is judged after the transitions).
@@ -159,7 +171,10 @@ def plan(models: list[DesiredModel], observed: Observed, *, gpus_total: float | 
                                             else set()) else None
 
     transitions = list(admission.transitions)
+    decided = {t.model_key for t in transitions}
     for model in models:
+        if model.model_key in decided:  # admission already said what happens to it this tick
+            continue
         if per_model:  # only this model's own app decides whether it is applied
             app = observed.apps.get(app_name(model.model_key))
             name = app_name(model.model_key)
@@ -175,48 +190,102 @@ def plan(models: list[DesiredModel], observed: Observed, *, gpus_total: float | 
             transitions.append(judged)
     if not per_model:
         return Plan(apply, transitions)
-    desired = serve_config(model_apps + [frontend_app(routes(models, transitions, admission.entries, observed))],
+    desired = serve_config(model_apps + [frontend_app(routes(models, transitions, admission.entries, observed))]
+                           + others,
                            http_host=serve.http_host, http_port=serve.http_port, proxy_location=serve.proxy_location)
     return Plan(desired if config_differs(desired, observed) else None, transitions)
 
 
-def admit(models: list[DesiredModel], running_now: dict[str, ModelDeployment], gpus_total: float | None,
-          settings: LlmSettings) -> Admission:
+def admit(models: list[DesiredModel], running_now: dict[str, ModelDeployment], capacity: Capacity | None,
+          settings: LlmSettings, observed: Observed | None = None) -> Admission:
     """Who is in the next config: what already runs or deploys, plus the QUEUED models whose
-    folder is usable and whose GPUs fit (a queued update keeps its running version until then)."""
+    folder is usable and whose every replica fits on one node now (a queued update keeps its
+    running version until then). `capacity` None: CPU serving, no GPU admission."""
+    observed = observed or Observed()
     entries: dict[str, ModelDeployment] = {}
-    held = 0
-    for model in models:
-        if model.state in (ModelState.DEPLOYING, ModelState.RUNNING):
-            entries[model.model_key] = ModelDeployment.of(model.model_key, model.spec, settings)
-            held += model.gpus
-    queued = sorted((m for m in models if m.state == ModelState.QUEUED), key=lambda m: m.model_key)
-    # A queued update of a model Serve runs now: its running version holds GPUs until replaced.
-    previous_gpus = {m.model_key: running_now[m.model_key].num_replicas * _tp(running_now[m.model_key])
-                     for m in queued if m.model_key in running_now}
-    held += sum(previous_gpus.values())
-    admitted: set[str] = set()
     transitions: list[Transition] = []
-    for model in queued:
+    free = free_of(capacity) if capacity is not None else None
+    for model in sorted(models, key=lambda m: m.model_key):
+        if model.state not in (ModelState.DEPLOYING, ModelState.RUNNING):
+            continue
+        seen = observed.deployment(deployment_name(model.model_key))
+        running = seen[1].running_replicas if seen else 0
+        if model.state == ModelState.DEPLOYING and seen and placement_stalled(seen[1].message):
+            stalled = _stalled(model, seen[1].message, running, capacity, free)
+            if stalled is not None:
+                transitions.append(stalled)
+                if stalled.state == ModelState.QUEUED:  # out of the config: its pending group holds nothing
+                    continue
+        entries[model.model_key] = ModelDeployment.of(model.model_key, model.spec, settings)
+        if free is not None and model.state == ModelState.DEPLOYING:
+            # In flight: Ray's usage shows new placement groups only seconds later, so the replicas
+            # not running yet are counted here; one that does not fit holds nothing (Ray cannot
+            # place it either).
+            free = place(free, max(model.spec.num_replicas - running, 0), model.spec.gpus_per_replica) or free
+    admitted: set[str] = set()
+    for model in sorted((m for m in models if m.state == ModelState.QUEUED), key=lambda m: m.model_key):
         if model.source_problem is not None:
             transitions.append(Transition(model.model_key, ModelState.FAILED, EventType.FAILED,
                                           {"message": model.source_problem}, error_summary=model.source_problem,
                                           attempted_generation=model.generation))
             continue
-        previous = previous_gpus.get(model.model_key, 0)
-        if gpus_total is not None:
-            free = gpus_total - held + previous
-            if model.gpus > free:
-                payload = {"needed_gpus": model.gpus, "free_gpus": max(free, 0), "total_gpus": gpus_total}
+        if capacity is not None and free is not None:
+            seen = observed.deployment(deployment_name(model.model_key))
+            extra = _extra_replicas(model, running_now.get(model.model_key), seen[1].running_replicas if seen else 0)
+            placed = place(free, extra, model.spec.gpus_per_replica)
+            waiting = _waits_after_stall(model, free)
+            if capacity.mode == AdmissionMode.FIT and (placed is None or waiting):
+                payload = (model.last_event[1] if waiting and model.last_event
+                           else shortfall(capacity, free, extra, model.spec.gpus_per_replica))
                 if _once(model, EventType.PENDING_RESOURCES, payload):
-                    transitions.append(Transition(model.model_key, None, EventType.PENDING_RESOURCES, payload))
+                    transitions.append(Transition(model.model_key, ModelState.QUEUED, EventType.PENDING_RESOURCES,
+                                                  payload, error_summary=str(payload["message"])))
                 if model.model_key in running_now:  # keep serving what runs until the update fits
                     entries[model.model_key] = running_now[model.model_key]
                 continue
-        held += model.gpus - previous
+            free = placed or free
         entries[model.model_key] = ModelDeployment.of(model.model_key, model.spec, settings)
         admitted.add(model.model_key)
     return Admission(entries, admitted, transitions)
+
+
+def _extra_replicas(model: DesiredModel, running: ModelDeployment | None, running_replicas: int) -> int:
+    """Replicas a queued model adds to what Ray holds now: a scale-up of the same shape adds
+    the difference; anything else is placed whole (its old replicas go only once the new
+    ones run)."""
+    if running is not None and _tp(running) == model.spec.gpus_per_replica:
+        return max(model.spec.num_replicas - running_replicas, 0)
+    return model.spec.num_replicas
+
+
+def _stalled(model: DesiredModel, message: str, running: int, capacity: Capacity | None,
+             free: Free | None) -> Transition | None:
+    """Serve says a replica could not be placed for 30 s. Admitting by fit, a model with
+    nothing running goes back to QUEUED (and waits for more free GPUs than now); otherwise
+    it keeps deploying (the autoscaler may add a node) with Serve's reason, recorded once."""
+    reason = f"Serve cannot place a replica yet: {summarize_failure(message)}"
+    if capacity is not None and capacity.mode == AdmissionMode.FIT and running == 0:
+        payload = {"message": reason, "free_gpus_then": _total_free(free)}
+        return Transition(model.model_key, ModelState.QUEUED, EventType.PENDING_RESOURCES, payload,
+                          error_summary=reason)
+    payload = {"message": reason}
+    if not _once(model, EventType.PENDING_RESOURCES, payload):
+        return None
+    return Transition(model.model_key, ModelState.DEPLOYING, EventType.PENDING_RESOURCES, payload,
+                      error_summary=reason)
+
+
+def _waits_after_stall(model: DesiredModel, free: Free) -> bool:
+    """A model Serve could not place is tried again only once more GPUs are free than when
+    it stalled (argus's view and Ray's disagreed; trying again at once would only repeat it)."""
+    if model.last_event is None or model.last_event[0] != EventType.PENDING_RESOURCES:
+        return False
+    then = model.last_event[1].get("free_gpus_then")
+    return then is not None and _total_free(free) <= float(then)
+
+
+def _total_free(free: Free | None) -> float:
+    return sum(gpus for gpus, _ in (free or {}).values())
 
 
 def judge(model: DesiredModel, seen: tuple[ObservedApp, ObservedDeployment] | None, app: ObservedApp | None,

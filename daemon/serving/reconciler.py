@@ -17,6 +17,7 @@ from daemon.errors import ClusterError
 from daemon.serving.llm_config import LlmSettings
 from daemon.serving.plan import DesiredModel, Plan, ServeSettings, Transition, observed_from_status, plan
 from daemon.serving.client import ServeClient
+from daemon.serving.placement import AdmissionMode
 from daemon.core.spec import ResolvedServingSpec, source_problem
 from daemon.core.states import EventType, ModelState, StrEnum
 from daemon.store import Store, iso, utc_now
@@ -43,6 +44,7 @@ class Reconciler:
         self.client = client
         self.settings = LlmSettings.from_config(config)
         self.serve = ServeSettings.from_config(config)
+        self.admission = AdmissionMode(config.serving.llm.admission)
         self.clock = clock
         self.root = config.storage.root
 
@@ -65,8 +67,9 @@ class Reconciler:
     def tick(self) -> ReconcileResult:
         models = self.desired()
         observed = observed_from_status(self.client.get_applications())
-        gpus_total = None if self.settings.on_cpu else self.client.cluster_resources().get("GPU", 0.0)
-        decision = plan(models, observed, gpus_total=gpus_total, settings=self.settings, serve=self.serve)
+        capacity = (None if self.settings.on_cpu
+                    else self.client.capacity(self.settings.accelerator_type, self.admission))
+        decision = plan(models, observed, capacity=capacity, settings=self.settings, serve=self.serve)
         if decision.noop:
             return ReconcileResult(ReconcileOutcome.NOOP)
         if decision.apply is not None:

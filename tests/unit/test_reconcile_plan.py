@@ -4,6 +4,8 @@ import pytest
 
 from daemon.core.spec import ResolvedServingSpec
 from daemon.serving.llm_config import deployment_name
+from daemon.serving.placement import AdmissionMode, Capacity, NodeFree
+from daemon.serving.placement import AdmissionMode, Capacity, NodeFree
 from daemon.serving.plan import DesiredModel, Observed, ObservedApp, ObservedDeployment, observed_from_status, plan
 from helpers import llm_settings, serve_settings
 
@@ -47,11 +49,17 @@ def model_deployments(config):
             if d["name"].startswith("LLMServer:")}
 
 
-def settled(models, serve, settings=None, gpus_total=None):
+def nodes(*free, total=None, mode=AdmissionMode.FIT):
+    """A live cluster: one node per number of free H20 GPUs (8 CPUs free each)."""
+    return Capacity(tuple(NodeFree(f"n{i}", float(f), 8.0, float(total or max(f, 4)))
+                          for i, f in enumerate(free)), "H20", mode)
+
+
+def settled(models, serve, settings=None, capacity=None):
     """What Serve reports once argus has applied `models` (all healthy) and nothing is left to do."""
     observed = Observed()
     for _ in range(3):
-        p = plan(models, observed, gpus_total=gpus_total, settings=settings or CPU, serve=serve)
+        p = plan(models, observed, capacity=capacity, settings=settings or CPU, serve=serve)
         if p.noop:
             return observed
         if p.apply is not None:
@@ -65,14 +73,14 @@ def app_of(config, key):
 
 @LAYOUTS
 def test_new_model_is_applied_and_deploying(serve):
-    p = plan([model("a")], Observed(), gpus_total=None, settings=CPU, serve=serve)
+    p = plan([model("a")], Observed(), capacity=None, settings=CPU, serve=serve)
     assert states(p) == [("a", "DEPLOYING", "APPLIED")]
     assert model_deployments(p.apply) == {"LLMServer:a": 1}
     assert p.apply["http_options"] == {"host": "0.0.0.0", "port": 8000}
 
 
 def test_single_app_holds_every_model_in_ray_serve_llm_s_own_app():
-    p = plan([model("a")], Observed(), gpus_total=None, settings=CPU, serve=SINGLE_APP)
+    p = plan([model("a")], Observed(), capacity=None, settings=CPU, serve=SINGLE_APP)
     (app,) = p.apply["applications"]
     assert app["import_path"] == "ray.serve.llm:build_openai_app"
     assert app["deployments"] == [{"name": "LLMServer:a", "num_replicas": 1}]
@@ -81,7 +89,7 @@ def test_single_app_holds_every_model_in_ray_serve_llm_s_own_app():
 @LAYOUTS
 def test_nothing_changed_applies_nothing_and_records_nothing(serve):
     observed = settled([model("a", "RUNNING")], serve)  # raises unless it settles within a few applies
-    p = plan([model("a", "RUNNING")], observed, gpus_total=None, settings=CPU, serve=serve)
+    p = plan([model("a", "RUNNING")], observed, capacity=None, settings=CPU, serve=serve)
     assert p.noop
 
 
@@ -95,9 +103,9 @@ def test_nothing_changed_applies_nothing_and_records_nothing(serve):
     ("UNHEALTHY", "RUNNING", None, [("a", "FAILED", "FAILED")]),
 ])
 def test_deploying_model_follows_serve(serve, dep_status, app_status, running, expected):
-    applied = plan([model("a")], Observed(), gpus_total=None, settings=CPU, serve=serve).apply
+    applied = plan([model("a")], Observed(), capacity=None, settings=CPU, serve=serve).apply
     observed = served(applied, dep_status, app_status, message="engine died", running=running)
-    p = plan([model("a", "DEPLOYING")], observed, gpus_total=None, settings=CPU, serve=serve)
+    p = plan([model("a", "DEPLOYING")], observed, capacity=None, settings=CPU, serve=serve)
     assert states(p) == expected
     # The models stay as applied; only the per-model front end learns a model that runs.
     assert p.apply is None or model_deployments(p.apply) == model_deployments(applied)
@@ -106,40 +114,40 @@ def test_deploying_model_follows_serve(serve, dep_status, app_status, running, e
 
 
 def test_single_app_that_does_not_build_fails_the_new_model_only():
-    applied = plan([model("a", "RUNNING"), model("b")], Observed(), gpus_total=None, settings=CPU,
+    applied = plan([model("a", "RUNNING"), model("b")], Observed(), capacity=None, settings=CPU,
                    serve=SINGLE_APP).apply
     observed = served(applied, app_status="DEPLOY_FAILED", message="bad engine arg", drop=("LLMServer:b",))
-    p = plan([model("a", "RUNNING"), model("b", "DEPLOYING")], observed, gpus_total=None, settings=CPU,
+    p = plan([model("a", "RUNNING"), model("b", "DEPLOYING")], observed, capacity=None, settings=CPU,
              serve=SINGLE_APP)
     assert states(p) == [("b", "FAILED", "FAILED")]
     # Next tick: b is FAILED and left out, so a is applied on its own again.
-    p = plan([model("a", "RUNNING"), model("b", "FAILED")], observed, gpus_total=None, settings=CPU, serve=SINGLE_APP)
+    p = plan([model("a", "RUNNING"), model("b", "FAILED")], observed, capacity=None, settings=CPU, serve=SINGLE_APP)
     assert model_deployments(p.apply) == {"LLMServer:a": 1}
 
 
 @LAYOUTS
 def test_failed_model_is_left_out(serve):
-    p = plan([model("a", "RUNNING"), model("b", "FAILED")], Observed(), gpus_total=None, settings=CPU, serve=serve)
+    p = plan([model("a", "RUNNING"), model("b", "FAILED")], Observed(), capacity=None, settings=CPU, serve=serve)
     assert model_deployments(p.apply) == {"LLMServer:a": 1}
 
 
 @LAYOUTS
 def test_deleting_is_removed_then_deleted_when_gone(serve):
-    both = plan([model("a", "RUNNING"), model("b", "RUNNING")], Observed(), gpus_total=None, settings=CPU,
+    both = plan([model("a", "RUNNING"), model("b", "RUNNING")], Observed(), capacity=None, settings=CPU,
                 serve=serve).apply
-    p = plan([model("a", "RUNNING"), model("b", "DELETING")], served(both), gpus_total=None, settings=CPU,
+    p = plan([model("a", "RUNNING"), model("b", "DELETING")], served(both), capacity=None, settings=CPU,
              serve=serve)
     assert model_deployments(p.apply) == {"LLMServer:a": 1}
     assert states(p) == []
-    p2 = plan([model("a", "RUNNING"), model("b", "DELETING")], served(p.apply), gpus_total=None, settings=CPU,
+    p2 = plan([model("a", "RUNNING"), model("b", "DELETING")], served(p.apply), capacity=None, settings=CPU,
               serve=serve)
     assert p2.apply is None and states(p2) == [("b", "DELETED", "DELETED")]
 
 
 @LAYOUTS
 def test_last_model_deleted_applies_a_config_without_models(serve):
-    one = plan([model("a", "RUNNING")], Observed(), gpus_total=None, settings=CPU, serve=serve).apply
-    p = plan([model("a", "DELETING")], served(one), gpus_total=None, settings=CPU, serve=serve)
+    one = plan([model("a", "RUNNING")], Observed(), capacity=None, settings=CPU, serve=serve).apply
+    p = plan([model("a", "DELETING")], served(one), capacity=None, settings=CPU, serve=serve)
     assert model_deployments(p.apply) == {}
     if serve is SINGLE_APP:
         assert p.apply["applications"] == []
@@ -147,36 +155,131 @@ def test_last_model_deleted_applies_a_config_without_models(serve):
 
 @LAYOUTS
 def test_gpu_admission_records_pending_once(serve):
-    only_a = settled([model("a", "RUNNING", gpus=2)], serve, GPU, gpus_total=4)
-    p = plan([model("a", "RUNNING", gpus=2), model("b", replicas=2, gpus=2)], only_a, gpus_total=4,
+    # a runs on n0 (Ray's live view already shows its 2 GPUs as used): 2 free there, none elsewhere.
+    only_a = settled([model("a", "RUNNING", gpus=2)], serve, GPU, capacity=nodes(4))
+    p = plan([model("a", "RUNNING", gpus=2), model("b", replicas=2, gpus=2)], only_a, capacity=nodes(2),
              settings=GPU, serve=serve)
     assert p.apply is None  # b does not fit: the config stays as it is
     (pending,) = p.transitions
-    assert (pending.model_key, pending.state, pending.event_type) == ("b", None, "PENDING_RESOURCES")
-    assert pending.payload == {"needed_gpus": 4, "free_gpus": 2, "total_gpus": 4}
+    assert (pending.model_key, pending.state, pending.event_type) == ("b", "QUEUED", "PENDING_RESOURCES")
+    assert pending.payload["message"] == ("needs 2 H20 GPUs and 1 CPU on one node for each of 2 replicas; "
+                                          "the freest node has 2 free now")
+    assert pending.error_summary == pending.payload["message"]  # status shows why it waits
     again = plan([model("a", "RUNNING", gpus=2), model("b", replicas=2, gpus=2,
                                                        last_event=("PENDING_RESOURCES", pending.payload))],
-                 only_a, gpus_total=4, settings=GPU, serve=serve)
+                 only_a, capacity=nodes(2), settings=GPU, serve=serve)
     assert again.noop
 
 
 @LAYOUTS
 def test_update_that_does_not_fit_keeps_the_running_version(serve):
-    running = plan([model("a", "RUNNING", replicas=1, gpus=2)], Observed(), gpus_total=4, settings=GPU,
+    running = plan([model("a", "RUNNING", replicas=1, gpus=2)], Observed(), capacity=nodes(4), settings=GPU,
                    serve=serve).apply
-    p = plan([model("a", "QUEUED", replicas=3, gpus=2, generation=2)], served(running), gpus_total=4,
+    # a's one replica holds 2 of n0's 4 GPUs; 3 replicas need 2 more of 2 GPUs each.
+    p = plan([model("a", "QUEUED", replicas=3, gpus=2, generation=2)], served(running), capacity=nodes(2),
              settings=GPU, serve=serve)
     assert p.apply is None  # the running version stays exactly as it is
-    assert states(p) == [("a", None, "PENDING_RESOURCES")]
-    fits = plan([model("a", "QUEUED", replicas=2, gpus=2, generation=2)], served(running), gpus_total=4,
+    assert states(p) == [("a", "QUEUED", "PENDING_RESOURCES")]
+    fits = plan([model("a", "QUEUED", replicas=2, gpus=2, generation=2)], served(running), capacity=nodes(2),
                 settings=GPU, serve=serve)
     assert states(fits) == [("a", "DEPLOYING", "APPLIED")]
+
+
+# (what is queued as (replicas, gpus_per_replica), free GPUs per node, admitted?, the reason's tail)
+PLACEMENT = [
+    ((1, 4), (2, 2), False, "the freest node has 2 free now"),                       # 2+2 split: TP=4 needs ONE node
+    ((1, 8), (4, 4), False, "no alive node has 8 H20 GPUs at all (the largest has 4)"),  # TP=8 on 4-GPU nodes
+    ((1, 4), (4, 0), True, None),
+    ((2, 2), (2, 2), True, None),                                                    # one replica per node
+    ((2, 4), (4, 2), False, "the freest node has 4 free now"),                       # the 2nd replica has no node
+    ((1, 2), (), False, "no alive node has H20 GPUs"),                               # only other GPU types
+    ((1, 1), (0, 0), False, "the freest node has 0 free now"),                       # training holds them all
+]
+
+
+@pytest.mark.parametrize("want,free,admitted,reason", PLACEMENT)
+def test_placement_table(want, free, admitted, reason):
+    replicas, gpus = want
+    p = plan([model("q", replicas=replicas, gpus=gpus)], Observed(), capacity=nodes(*free), settings=GPU,
+             serve=PER_MODEL)
+    if admitted:
+        assert states(p) == [("q", "DEPLOYING", "APPLIED")]
+    else:
+        assert states(p) == [("q", "QUEUED", "PENDING_RESOURCES")]
+        assert p.transitions[0].payload["message"].endswith(reason)
+
+
+def test_autoscale_admits_what_does_not_fit_now():
+    p = plan([model("q", gpus=8)], Observed(), capacity=nodes(mode=AdmissionMode.AUTOSCALE), settings=GPU,
+             serve=PER_MODEL)
+    assert states(p) == [("q", "DEPLOYING", "APPLIED")]
+
+
+def test_queued_models_share_the_free_gpus_and_in_flight_replicas_count():
+    # b (4) and c (4) on a node with 4 free and one with 4: both fit, d (4) does not.
+    p = plan([model("b", gpus=4), model("c", gpus=4), model("d", gpus=4)], Observed(), capacity=nodes(4, 4),
+             settings=GPU, serve=PER_MODEL)
+    assert states(p) == [("d", "QUEUED", "PENDING_RESOURCES"), ("b", "DEPLOYING", "APPLIED"),
+                         ("c", "DEPLOYING", "APPLIED")]
+    # Next tick, before Ray's usage shows b and c: their replicas still count, so d still waits.
+    deploying = served(p.apply, dep_status="UPDATING", app_status="DEPLOYING", running=0)
+    q = plan([model("b", "DEPLOYING", gpus=4), model("c", "DEPLOYING", gpus=4), model("d", gpus=4)], deploying,
+             capacity=nodes(4, 4), settings=GPU, serve=PER_MODEL)
+    assert [t.model_key for t in q.transitions if t.event_type == "APPLIED"] == []
+
+
+STALLED = ("Deployment 'LLMServer:s' in application 'llm-s' has 1 replicas that have taken more than 30s to be "
+           "scheduled. This may be due to waiting for the cluster to auto-scale or for a runtime environment to "
+           "be installed. Resources required for each replica: [{'GPU': 4.0, 'CPU': 1.0}], total resources "
+           "available: {}. Use `ray status` for more details.")
+
+
+def test_a_model_serve_cannot_place_goes_back_to_queued_with_serves_reason():
+    applied = plan([model("s", gpus=4)], Observed(), capacity=nodes(4), settings=GPU, serve=PER_MODEL).apply
+    stuck = served(applied, dep_status="UPDATING", app_status="DEPLOYING", running=0, message=STALLED)
+    p = plan([model("s", "DEPLOYING", gpus=4)], stuck, capacity=nodes(4), settings=GPU, serve=PER_MODEL)
+    (t,) = p.transitions
+    assert (t.state, t.event_type) == ("QUEUED", "PENDING_RESOURCES")
+    assert t.error_summary.startswith("Serve cannot place a replica yet: Deployment 'LLMServer:s'")
+    assert "llm-s" not in {a["name"] for a in p.apply["applications"]}  # its pending group is withdrawn
+    # Tried again only once more GPUs are free than when it stalled.
+    queued = model("s", gpus=4, last_event=("PENDING_RESOURCES", t.payload))
+    waits = plan([queued], Observed(), capacity=nodes(4), settings=GPU, serve=PER_MODEL)
+    assert states(waits) == [] and "llm-s" not in {a["name"] for a in waits.apply["applications"]}
+    assert states(plan([queued], Observed(), capacity=nodes(4, 4), settings=GPU, serve=PER_MODEL)) == [
+        ("s", "DEPLOYING", "APPLIED")]
+
+
+def test_autoscaling_keeps_deploying_with_serves_reason_once():
+    cap = nodes(mode=AdmissionMode.AUTOSCALE)
+    applied = plan([model("s", gpus=4)], Observed(), capacity=cap, settings=GPU, serve=PER_MODEL).apply
+    stuck = served(applied, dep_status="UPDATING", app_status="DEPLOYING", running=0, message=STALLED)
+    p = plan([model("s", "DEPLOYING", gpus=4)], stuck, capacity=cap, settings=GPU, serve=PER_MODEL)
+    (t,) = p.transitions
+    assert (t.state, t.event_type) == ("DEPLOYING", "PENDING_RESOURCES") and p.apply is None
+    again = plan([model("s", "DEPLOYING", gpus=4, last_event=(t.event_type, t.payload))], stuck, capacity=cap,
+                 settings=GPU, serve=PER_MODEL)
+    assert again.noop
+
+
+def test_other_teams_apps_pass_through_unchanged():
+    foreign = {"name": "team-b", "route_prefix": "/team-b", "import_path": "their.module:app",
+               "runtime_env": {"pip": ["x"]}, "deployments": [{"name": "D", "num_replicas": 3}]}
+    observed = Observed({"team-b": ObservedApp("RUNNING", "", foreign, {"D": ObservedDeployment("HEALTHY")}),
+                         "imperative": ObservedApp("RUNNING", "", None, {})})
+    p = plan([model("a")], observed, capacity=None, settings=CPU, serve=PER_MODEL)
+    assert [a for a in p.apply["applications"] if a["name"] == "team-b"] == [foreign]
+    assert "imperative" not in {a["name"] for a in p.apply["applications"]}  # serve.run apps: Serve keeps them
+    # Once argus's own apps are as wanted, the foreign app alone never makes argus apply.
+    ours = settled([model("a", "RUNNING")], PER_MODEL)
+    assert plan([model("a", "RUNNING")], Observed({**ours.apps, "team-b": observed.apps["team-b"]}), capacity=None,
+                settings=CPU, serve=PER_MODEL).noop
 
 
 @LAYOUTS
 def test_missing_model_source_fails_fast(serve):
     problem = "model_source /private/hf/m does not exist; put the model there (or fix model_source in the spec)"
-    p = plan([model("a", source_problem=problem)], Observed(), gpus_total=None, settings=CPU, serve=serve)
+    p = plan([model("a", source_problem=problem)], Observed(), capacity=None, settings=CPU, serve=serve)
     assert p.apply is None or model_deployments(p.apply) == {}
     (t,) = p.transitions
     assert (t.state, t.event_type) == ("FAILED", "FAILED")
@@ -185,31 +288,31 @@ def test_missing_model_source_fails_fast(serve):
 
 @LAYOUTS
 def test_drift_is_repaired(serve):
-    p = plan([model("a", "RUNNING")], Observed(), gpus_total=None, settings=CPU, serve=serve)
+    p = plan([model("a", "RUNNING")], Observed(), capacity=None, settings=CPU, serve=serve)
     assert p.apply is not None and states(p) == [("a", "DEPLOYING", "DRIFT_REPAIRED")]
-    ours = plan([model("a", "RUNNING")], Observed(), gpus_total=None, settings=CPU, serve=serve).apply
+    ours = plan([model("a", "RUNNING")], Observed(), capacity=None, settings=CPU, serve=serve).apply
     tampered = served(ours)
     name = app_of(ours, "a")["name"]
     tampered.apps[name].deployed_config["deployments"][0]["num_replicas"] = 5
-    p = plan([model("a", "RUNNING")], tampered, gpus_total=None, settings=CPU, serve=serve)
+    p = plan([model("a", "RUNNING")], tampered, capacity=None, settings=CPU, serve=serve)
     assert model_deployments(p.apply) == {"LLMServer:a": 1}
     assert states(p) == [("a", "DEPLOYING", "DRIFT_REPAIRED")]
 
 
 @LAYOUTS
 def test_scaling_changes_only_the_override_not_args(serve):
-    one = plan([model("a", "RUNNING"), model("b", "RUNNING")], Observed(), gpus_total=None, settings=CPU,
+    one = plan([model("a", "RUNNING"), model("b", "RUNNING")], Observed(), capacity=None, settings=CPU,
                serve=serve).apply
     scaled = plan([model("a", "RUNNING"), model("b", "QUEUED", replicas=2, generation=2)], served(one),
-                  gpus_total=None, settings=CPU, serve=serve).apply
+                  capacity=None, settings=CPU, serve=serve).apply
     assert app_of(scaled, "b")["args"] == app_of(one, "b")["args"]  # args unchanged: no restart
     assert model_deployments(scaled) == {"LLMServer:a": 1, "LLMServer:b": 2}
 
 
 @LAYOUTS
 def test_configs_are_sorted_and_stable(serve):
-    a = plan([model("b"), model("a")], Observed(), gpus_total=None, settings=CPU, serve=serve).apply
-    b = plan([model("a"), model("b")], Observed(), gpus_total=None, settings=CPU, serve=serve).apply
+    a = plan([model("b"), model("a")], Observed(), capacity=None, settings=CPU, serve=serve).apply
+    b = plan([model("a"), model("b")], Observed(), capacity=None, settings=CPU, serve=serve).apply
     assert a == b
     if serve is SINGLE_APP:
         assert [c["deployment_config"]["name"] for c in a["applications"][0]["args"]["llm_configs"]] == ["a", "b"]
@@ -244,9 +347,9 @@ def test_failure_summary_keeps_the_first_sentence_and_the_final_exception():
 
 
 def test_single_app_an_app_serve_is_deleting_is_not_deleted_again_but_its_model_waits():
-    one = plan([model("a", "RUNNING")], Observed(), gpus_total=None, settings=CPU, serve=SINGLE_APP).apply
+    one = plan([model("a", "RUNNING")], Observed(), capacity=None, settings=CPU, serve=SINGLE_APP).apply
     deleting = served(one, app_status="DELETING")
-    p = plan([model("a", "DELETING")], deleting, gpus_total=None, settings=CPU, serve=SINGLE_APP)
+    p = plan([model("a", "DELETING")], deleting, capacity=None, settings=CPU, serve=SINGLE_APP)
     assert p.noop  # no second PUT of the empty config, and not DELETED while Serve still has it
 
 
@@ -261,7 +364,7 @@ def routes(config):
 
 
 def test_per_model_layout_one_app_per_model_and_a_front_end():
-    p = plan([model("a")], Observed(), gpus_total=None, settings=CPU, serve=PER_MODEL)
+    p = plan([model("a")], Observed(), capacity=None, settings=CPU, serve=PER_MODEL)
     assert states(p) == [("a", "DEPLOYING", "APPLIED")]
     assert set(apps(p.apply)) == {"argus", "llm-a"}
     assert apps(p.apply)["llm-a"]["import_path"] == "daemon.frontend:build_model_app"
@@ -271,62 +374,62 @@ def test_per_model_layout_one_app_per_model_and_a_front_end():
 
 
 def test_per_model_running_model_is_added_to_the_front_end_in_place():
-    applied = plan([model("a")], Observed(), gpus_total=None, settings=CPU, serve=PER_MODEL).apply
-    p = plan([model("a", "DEPLOYING")], served(applied), gpus_total=None, settings=CPU, serve=PER_MODEL)
+    applied = plan([model("a")], Observed(), capacity=None, settings=CPU, serve=PER_MODEL).apply
+    p = plan([model("a", "DEPLOYING")], served(applied), capacity=None, settings=CPU, serve=PER_MODEL)
     assert states(p) == [("a", "RUNNING", "RUNNING")]
     assert routes(p.apply) == ["alice-202601010000-a"]
     assert apps(p.apply)["llm-a"] == apps(applied)["llm-a"]  # the model's own app is not touched
     assert apps(p.apply)["argus"]["args"] == apps(applied)["argus"]["args"]  # only user_config changes
-    settled = plan([model("a", "RUNNING")], served(p.apply), gpus_total=None, settings=CPU, serve=PER_MODEL)
+    settled = plan([model("a", "RUNNING")], served(p.apply), capacity=None, settings=CPU, serve=PER_MODEL)
     assert settled.noop
 
 
 def test_per_model_adding_or_failing_another_model_leaves_the_first_untouched():
-    first = plan([model("a", "RUNNING")], Observed(), gpus_total=None, settings=CPU, serve=PER_MODEL).apply
-    p = plan([model("a", "RUNNING"), model("b")], served(first), gpus_total=None, settings=CPU, serve=PER_MODEL)
+    first = plan([model("a", "RUNNING")], Observed(), capacity=None, settings=CPU, serve=PER_MODEL).apply
+    p = plan([model("a", "RUNNING"), model("b")], served(first), capacity=None, settings=CPU, serve=PER_MODEL)
     assert apps(p.apply)["llm-a"] == apps(first)["llm-a"]
     assert routes(p.apply) == ["alice-202601010000-a"]
     failing = served(p.apply, dep_status=lambda name: "DEPLOY_FAILED" if name == "LLMServer:b" else "HEALTHY",
                      message="boom")
-    q = plan([model("a", "RUNNING"), model("b", "DEPLOYING")], failing, gpus_total=None, settings=CPU,
+    q = plan([model("a", "RUNNING"), model("b", "DEPLOYING")], failing, capacity=None, settings=CPU,
              serve=PER_MODEL)
     assert states(q) == [("b", "FAILED", "FAILED")]
-    r = plan([model("a", "RUNNING"), model("b", "FAILED")], failing, gpus_total=None, settings=CPU, serve=PER_MODEL)
+    r = plan([model("a", "RUNNING"), model("b", "FAILED")], failing, capacity=None, settings=CPU, serve=PER_MODEL)
     assert set(apps(r.apply)) == {"argus", "llm-a"} and apps(r.apply)["llm-a"] == apps(first)["llm-a"]
 
 
 def test_per_model_a_deploying_model_is_judged_by_its_own_app_only():
-    both = plan([model("a"), model("b")], Observed(), gpus_total=None, settings=CPU, serve=PER_MODEL).apply
+    both = plan([model("a"), model("b")], Observed(), capacity=None, settings=CPU, serve=PER_MODEL).apply
     observed = served(both, dep_status=lambda name: "HEALTHY" if name == "LLMServer:a" else "UPDATING",
                       app_status="RUNNING")
     # c is new (so the config will change), yet a is recognised as RUNNING in the same tick.
-    p = plan([model("a", "DEPLOYING"), model("b", "DEPLOYING"), model("c")], observed, gpus_total=None,
+    p = plan([model("a", "DEPLOYING"), model("b", "DEPLOYING"), model("c")], observed, capacity=None,
              settings=CPU, serve=PER_MODEL)
     assert ("a", "RUNNING", "RUNNING") in states(p) and ("c", "DEPLOYING", "APPLIED") in states(p)
     assert routes(p.apply) == ["alice-202601010000-a"]
 
 
 def test_per_model_front_end_removed_behind_our_back_is_restored_without_touching_models():
-    config = plan([model("a", "RUNNING")], Observed(), gpus_total=None, settings=CPU, serve=PER_MODEL).apply
+    config = plan([model("a", "RUNNING")], Observed(), capacity=None, settings=CPU, serve=PER_MODEL).apply
     without_front = served(config)
     del without_front.apps["argus"]
-    p = plan([model("a", "RUNNING")], without_front, gpus_total=None, settings=CPU, serve=PER_MODEL)
+    p = plan([model("a", "RUNNING")], without_front, capacity=None, settings=CPU, serve=PER_MODEL)
     assert states(p) == [] and routes(p.apply) == ["alice-202601010000-a"]
 
 
 def test_per_model_a_model_being_scaled_stays_routed_while_a_replica_serves():
-    running = plan([model("a", "RUNNING", was_running=True)], Observed(), gpus_total=None, settings=CPU,
+    running = plan([model("a", "RUNNING", was_running=True)], Observed(), capacity=None, settings=CPU,
                    serve=PER_MODEL).apply
-    p = plan([model("a", "QUEUED", replicas=2, generation=2, was_running=True)], served(running), gpus_total=None,
+    p = plan([model("a", "QUEUED", replicas=2, generation=2, was_running=True)], served(running), capacity=None,
              settings=CPU, serve=PER_MODEL)
     assert states(p) == [("a", "DEPLOYING", "APPLIED")]
     assert routes(p.apply) == ["alice-202601010000-a"]
     gone = served(running, running=0)  # no replica left: not routed
-    q = plan([model("a", "DEPLOYING", replicas=2, generation=2, was_running=True)], gone, gpus_total=None,
+    q = plan([model("a", "DEPLOYING", replicas=2, generation=2, was_running=True)], gone, capacity=None,
              settings=CPU, serve=PER_MODEL)
     assert routes(q.apply) == []
-    never = plan([model("a", "DEPLOYING")], served(plan([model("a")], Observed(), gpus_total=None, settings=CPU,
+    never = plan([model("a", "DEPLOYING")], served(plan([model("a")], Observed(), capacity=None, settings=CPU,
                                                         serve=PER_MODEL).apply, dep_status="UPDATING",
                                                    app_status="DEPLOYING"),
-                 gpus_total=None, settings=CPU, serve=PER_MODEL)
+                 capacity=None, settings=CPU, serve=PER_MODEL)
     assert never.apply is None  # a first deployment is not routed before it is RUNNING
