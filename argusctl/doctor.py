@@ -12,9 +12,12 @@ def doctor(
     ctx: typer.Context,
     python: Optional[str] = typer.Option(None, "--python",
                                          help="Interpreter to check Ray/vLLM imports with (default: .venv-serve)."),
+    nodes: bool = typer.Option(True, "--nodes/--no-nodes",
+                               help="Probe every live Ray node (a short Ray job): it imports what argus "
+                                    "deploys, with the expected Ray and vLLM."),
     output: Output = OutputOption,
 ) -> None:
-    """Check the config, the Ray/vLLM imports, Ray and Serve, the HTTP port, GPUs, store and repo.
+    """Check the config, the Ray/vLLM imports, Ray and Serve, every node, the HTTP port, GPUs, store and repo.
 
     Exit 0 when nothing failed (warnings allowed), 1 when a check failed.
     """
@@ -23,7 +26,7 @@ def doctor(
 
     config = load_config(ctx)
     path = ctx.ensure_object(dict).get("config_path") or str(default_config_path())
-    checks = run_checks(config, path, python)
+    checks = run_checks(config, path, python, nodes=nodes)
     if output is Output.json:
         print_json([c.to_dict() for c in checks])
     else:

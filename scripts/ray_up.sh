@@ -16,24 +16,41 @@ reap_orphans() {
     kill -9 "$pid" 2>/dev/null || true
   done
 }
+# With Ray token auth on, the dashboard answers only with the token (as argusd sends it).
+up() {
+  local token=${RAY_AUTH_TOKEN:-}
+  [ -n "$token" ] || token=$(cat "${RAY_AUTH_TOKEN_PATH:-$HOME/.ray/auth_token}" 2>/dev/null || true)
+  if [ -n "$token" ]; then
+    curl -sf -H "Authorization: Bearer $token" "$DASHBOARD/api/ray/version" >/dev/null 2>&1
+  else
+    curl -sf "$DASHBOARD/api/ray/version" >/dev/null 2>&1
+  fi
+}
+if [ "${1:-}" = "check" ]; then  # is a cluster up at $ARGUS_DASHBOARD? (exit 0 / 3)
+  up && { echo "ray_up: Ray answers at $DASHBOARD"; exit 0; }
+  echo "ray_up: no Ray dashboard answers at $DASHBOARD (with a token if one is set)" >&2
+  exit 3
+fi
 if [ "${1:-}" = "stop" ]; then
   "$VENV/bin/ray" stop --force >/dev/null 2>&1 || true
   reap_orphans
   echo "ray_up: stopped"
   exit 0
 fi
-if curl -sf "$DASHBOARD/api/ray/version" >/dev/null 2>&1; then
+if up; then
   echo "ray_up: reusing the Ray cluster at $DASHBOARD"
   exit 0
 fi
 [ -x "$VENV/bin/ray" ] || { echo "ray_up: $VENV has no Ray; run scripts/setup_serving.sh first" >&2; exit 3; }
 reap_orphans
+# Ray jobs (argusctl doctor's node probe) run `python` from the head's PATH: make it this venv's.
+export PATH="$(cd "$(dirname "$VENV/bin/ray")" && pwd):$PATH"
 # More logical CPUs than cores: the ingress, each LLMServer replica and its engine worker
 # all need a CPU slot, and vLLM's CPU workers are mostly waiting on each other anyway.
 "$VENV/bin/ray" start --head --num-cpus "${ARGUS_RAY_CPUS:-8}" --dashboard-host 127.0.0.1 \
   --dashboard-port "${DASHBOARD##*:}" --disable-usage-stats >/dev/null
 for _ in $(seq 1 60); do
-  curl -sf "$DASHBOARD/api/ray/version" >/dev/null 2>&1 && { echo "ray_up: Ray is up at $DASHBOARD"; exit 0; }
+  up && { echo "ray_up: Ray is up at $DASHBOARD"; exit 0; }
   sleep 1
 done
 echo "ray_up: the Ray dashboard did not come up at $DASHBOARD; see ${RAY_TMPDIR:-${TMPDIR:-/tmp}}/ray/session_latest/logs" >&2

@@ -4,34 +4,54 @@
 # client, delete the spec, wait until the model is gone. Twice in a row needs no cleanup.
 #
 # CPU machine (default, local profile):   scripts/run_all_v38_serving.sh
-# GPU cluster (Ray already up, dev profile): ARGUS_CONFIG=configs/dev.yaml \
-#     E2E_MODEL_SOURCE='$HOME/common/hf/Qwen2-7B-Instruct' scripts/run_all_v38_serving.sh
+# GPU cluster (Ray already up, dev profile), from any machine that reaches it:
+#     ARGUS_CONFIG=configs/dev.yaml E2E_MODEL_SOURCE='$HOME/common/hf/Qwen2-7B-Instruct' \
+#     E2E_GPUS=2 scripts/run_all_v38_serving.sh
+# E2E_GPUS sets gpus_per_replica (tensor parallelism); E2E_ENDPOINT overrides the OpenAI base
+# URL (default: the config's http_host:http_port, or the dashboard's host when Serve binds
+# 0.0.0.0). With Ray token auth, $RAY_AUTH_TOKEN or ~/.ray/auth_token is sent.
 set -euo pipefail
+# A relative ARGUS_CONFIG means the caller's directory: resolve it before any cd.
+if [ -n "${ARGUS_CONFIG:-}" ]; then
+  [ -f "$ARGUS_CONFIG" ] || { echo "run_all: no config file $ARGUS_CONFIG" >&2; exit 2; }
+  ARGUS_CONFIG="$(cd "$(dirname "$ARGUS_CONFIG")" && pwd)/$(basename "$ARGUS_CONFIG")"
+fi
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 export ARGUS_CONFIG=${ARGUS_CONFIG:-$REPO/configs/local.yaml}
 ARGUSCTL="$REPO/.venv/bin/argusctl"
-SERVE_VENV=${ARGUS_SERVE_VENV:-$REPO/.venv-serve}
-SERVE_PY="$SERVE_VENV/bin/python"
+PY="$REPO/.venv/bin/python"
 E2E_USER=${E2E_USER:-e2e}
 E2E_MODEL=${E2E_MODEL:-smollm2-e2e}
 E2E_MODEL_SOURCE=${E2E_MODEL_SOURCE:-'$HOME/common/hf/SmolLM2-135M-Instruct'}
+E2E_GPUS=${E2E_GPUS:-1}
 TIMEOUT=${E2E_TIMEOUT:-900}
 say() { printf '[e2e %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 die() { say "FAILED: $*"; exit 1; }
 
 scripts/venv.sh
-cfg() { "$REPO/.venv/bin/python" -c "from daemon.config import load_config; c = load_config(); print($1)"; }
+cfg() { "$PY" -c "from daemon.config import load_config; c = load_config(); print($1)"; }
 GITOPS=$(cfg c.gitops.repo); BRANCH=$(cfg c.gitops.branch)
-ON_CPU=$(cfg c.serving.llm.on_cpu); PORT=$(cfg c.serving.serve.http_port)
-BASE="http://127.0.0.1:$PORT/v1"
+ON_CPU=$(cfg c.serving.llm.on_cpu)
+DASHBOARD=$(cfg c.serving.serve.dashboard_url)
+BASE=${E2E_ENDPOINT:-$("$PY" - <<'PY'
+from urllib.parse import urlsplit
+from daemon.config import load_config
+serve = load_config().serving.serve
+host = serve.http_host if serve.http_host not in ("0.0.0.0", "::", "") else urlsplit(serve.dashboard_url).hostname
+print(f"http://{host}:{serve.http_port}/v1")
+PY
+)}
 
-# 1. Ray and, on a CPU machine, the small model.
+# 1. Ray. A CPU machine gets the serving venv, the small model and a local head; a GPU
+# cluster must already be up (docs/operating.md, "GPU cluster"): only reachability is checked.
 if [ "$ON_CPU" = "True" ]; then
   scripts/setup_serving.sh
-  "$SERVE_PY" scripts/prepare_model.py
+  .venv-serve/bin/python scripts/prepare_model.py
+  ARGUS_DASHBOARD="$DASHBOARD" scripts/ray_up.sh
+else
+  ARGUS_DASHBOARD="$DASHBOARD" scripts/ray_up.sh check || die "no Ray cluster answers at $DASHBOARD"
 fi
-scripts/ray_up.sh
 
 # 2. The GitOps repo and the daemon (reused when already running).
 [ -d "$GITOPS" ] || { git init -q --bare -b "$BRANCH" "$GITOPS"; say "created $GITOPS"; }
@@ -70,7 +90,8 @@ fi
 
 # 3. Push a spec and wait for it to serve.
 mkdir -p "models.d/$E2E_USER"
-printf 'model_id: %s\nmodel_source: %s\nnum_replicas: 1\ngpus_per_replica: 1\n' "$E2E_MODEL" "$E2E_MODEL_SOURCE" > "$SPEC"
+printf 'model_id: %s\nmodel_source: %s\nnum_replicas: 1\ngpus_per_replica: %s\n' "$E2E_MODEL" "$E2E_MODEL_SOURCE" \
+  "$E2E_GPUS" > "$SPEC"
 "$ARGUSCTL" lint "$SPEC" >/dev/null || die "the e2e spec does not lint"
 push "e2e: serve $E2E_MODEL"
 started=$SECONDS
@@ -78,18 +99,19 @@ wait_state RUNNING
 MODEL_ID=$(model_state); MODEL_ID=${MODEL_ID#* }
 say "RUNNING as $MODEL_ID after $((SECONDS - started)) s"
 
-# 4. /v1/models lists it; a real chat answer through the official openai client.
+# 4. /v1/models lists it; a real chat answer over the OpenAI HTTP API (argus's own venv:
+# nothing here needs Ray or vLLM on this machine).
 curl -sf "$BASE/models" | grep -q "\"$MODEL_ID\"" || die "$MODEL_ID is not in $BASE/models"
 say "/v1/models lists $MODEL_ID"
-"$SERVE_PY" - "$BASE" "$MODEL_ID" <<'PY' || die "no chat answer"
-import sys, time
-from openai import OpenAI
+"$PY" - "$BASE" "$MODEL_ID" <<'PY' || die "no chat answer"
+import json, sys, time, urllib.request
 base, model = sys.argv[1], sys.argv[2]
-client = OpenAI(base_url=base, api_key="not-needed")
+body = json.dumps({"model": model, "max_tokens": 32,
+                   "messages": [{"role": "user", "content": "What is the capital of France?"}]}).encode()
+request = urllib.request.Request(f"{base}/chat/completions", data=body, headers={"Content-Type": "application/json"})
 started = time.monotonic()
-reply = client.chat.completions.create(model=model, max_tokens=32,
-                                       messages=[{"role": "user", "content": "What is the capital of France?"}])
-text = reply.choices[0].message.content or ""
+with urllib.request.urlopen(request, timeout=300) as response:
+    text = json.loads(response.read())["choices"][0]["message"]["content"] or ""
 assert text.strip(), "empty answer"
 print(f"[e2e] chat answer in {time.monotonic() - started:.1f} s: {text.strip()[:120]!r}")
 PY

