@@ -42,7 +42,9 @@ DASHBOARD = f"http://127.0.0.1:{DASHBOARD_PORT}"
 
 def _env(tmp: Path) -> dict[str, str]:
     return {"PATH": f"{SERVING}:/usr/bin:/bin", "HOME": str(tmp), "TMPDIR": str(tmp), "PYTHONPATH": str(REPO),
-            "RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
+            "RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
+            # Serve's "cannot be scheduled" message after 3 s instead of 30 (the Serve controller reads it).
+            "RAY_SERVE_SLOW_STARTUP_WARNING_S": "3", "RAY_SERVE_SLOW_STARTUP_WARNING_PERIOD_S": "3"}
 
 
 @pytest.fixture(scope="module")
@@ -189,3 +191,26 @@ def test_doctor_probes_every_node(cluster):
     on_gpu = node_checks(results, on_cpu=False)  # a GPU cluster must run the vLLM of ray[llm]==2.60.0
     assert [c.status for c in on_gpu] == [FAIL] * 4
     assert "argus expects ray 2.60.0, vllm 0.29.0" in on_gpu[0].detail and "pip install '.[gpu]'" in on_gpu[0].fix
+
+
+def test_serves_own_cannot_place_message_is_recognised(cluster):
+    """Real Serve on this cluster, a replica no node can hold (8 GPUs): the deployment's
+    status message is the one plan() acts on (placement_stalled), parsed by
+    observed_from_status as argusd does."""
+    from daemon.serving.placement import placement_stalled
+    from daemon.serving.plan import observed_from_status
+
+    client = ServeClient(DASHBOARD)
+    app = {"name": "llm-unplaceable", "route_prefix": "/unplaceable",
+           "import_path": "ray.serve._private.test_utils:get_pid_entrypoint",
+           "deployments": [{"name": "GetPID", "ray_actor_options": {"num_cpus": 0, "num_gpus": 8}}]}
+    client.put_config({"proxy_location": "HeadOnly", "http_options": {"host": "127.0.0.1", "port": 8075},
+                       "applications": [app]})
+    try:
+        def message():
+            seen = observed_from_status(client.get_applications()).deployment("GetPID")
+            return seen[1].message if seen else ""
+        _wait(lambda: placement_stalled(message()), "Serve to say the replica cannot be scheduled", timeout=120)
+        assert "Resources required for each replica" in message()
+    finally:
+        client.put_config({"applications": []})
