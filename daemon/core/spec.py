@@ -5,6 +5,7 @@ check, which must see symlinks to stop a path escaping its root.
 """
 from __future__ import annotations
 
+import json
 import os
 import posixpath
 import re
@@ -163,17 +164,42 @@ def resolve_model_source(source: str, user_id: str, root: str) -> str:
     return path
 
 
-def source_problem(path: str, user_id: str, root: str) -> str | None:
+def source_problem(path: str, user_id: str, root: str, gpus_per_replica: int = 1) -> str | None:
     """Why a model folder accepted earlier cannot be deployed now, or None. The path rules run
     again at deploy time: the folder (or a directory on the way) may have been replaced by a
-    symlink into another user's tree after the spec was accepted."""
+    symlink into another user's tree after the spec was accepted. And a tensor-parallel size
+    the model cannot be split into fails here in a second, not after minutes on GPUs."""
     try:
         resolve_model_source(path, user_id, root)
     except PathRejected as exc:
         return f"{exc}; the folder changed after the spec was accepted"
     if not os.path.isdir(path):
         return f"model_source {path} does not exist; put the model there (or fix model_source in the spec)"
-    return None
+    return tensor_parallel_problem(attention_heads(path), gpus_per_replica)
+
+
+CONFIG_JSON_BYTES = 1 << 20
+
+
+def attention_heads(path: str) -> int | None:
+    """num_attention_heads from the model folder's config.json (None when it cannot say)."""
+    try:
+        with open(os.path.join(path, "config.json"), "rb") as handle:
+            data = json.loads(handle.read(CONFIG_JSON_BYTES))
+    except (OSError, ValueError):
+        return None
+    config = data.get("text_config", data) if isinstance(data, dict) else {}
+    heads = config.get("num_attention_heads") if isinstance(config, dict) else None
+    return heads if _is_int(heads) and heads > 0 else None
+
+
+def tensor_parallel_problem(heads: int | None, gpus_per_replica: int) -> str | None:
+    """vLLM splits attention heads evenly across the tensor-parallel GPUs."""
+    if heads is None or gpus_per_replica <= 1 or heads % gpus_per_replica == 0:
+        return None
+    fits = ", ".join(str(n) for n in range(1, min(heads, 64) + 1) if heads % n == 0)
+    return (f"gpus_per_replica {gpus_per_replica} does not divide the model's {heads} attention heads "
+            f"(its config.json), so vLLM cannot split it; use one of {fits}")
 
 
 def _is_int(value: Any) -> bool:

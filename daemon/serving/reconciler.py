@@ -58,7 +58,7 @@ class Reconciler:
                 spec=spec,
                 # Checked here, before Serve, through symlinks: a missing or swapped folder fails
                 # fast with a clear reason instead of loading whatever the path leads to now.
-                source_problem=(source_problem(spec.model_source, spec.user_id, self.root)
+                source_problem=(source_problem(spec.model_source, spec.user_id, self.root, spec.gpus_per_replica)
                                 if row.state == ModelState.QUEUED else None),
                 last_event=(last.event_type, last.payload) if last else None,
                 was_running=row.applied_generation is not None))

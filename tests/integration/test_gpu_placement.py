@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from daemon.serving.client import ServeClient
-from daemon.serving.placement import AdmissionMode, place, free_of
+from daemon.serving.placement import AdmissionMode
 
 REPO = Path(__file__).resolve().parents[2]
 SERVING = REPO / ".venv-serve" / "bin"
@@ -126,6 +126,21 @@ def driver(env: dict[str, str], code: str) -> dict:
 CASES = [(1, 2), (1, 4), (2, 4), (1, 8), (3, 2), (4, 2), (2, 1)]
 
 
+def argus_decides(capacity, replicas: int, gpus: int):
+    """argusd's decision (plan) for one queued model on this capacity: its one transition."""
+    from daemon.core.spec import ResolvedServingSpec
+    from daemon.serving.plan import DesiredModel, Observed, plan
+    from helpers import llm_settings, serve_settings
+
+    spec = ResolvedServingSpec(user_id="u", model_id_suffix="m", model_id_prefix="u-202601010000",
+                               model_id="u-202601010000-m", model_source="/private/hf/m", num_replicas=replicas,
+                               gpus_per_replica=gpus, engine_kwargs={})
+    decision = plan([DesiredModel("m", spec.model_id, "QUEUED", 1, spec)], Observed(), capacity=capacity,
+                    settings=llm_settings(accelerator_type="H20"), serve=serve_settings("per_model"))
+    (transition,) = decision.transitions
+    return transition
+
+
 def test_admission_agrees_with_rays_placement(cluster):
     env = cluster
     # A training job argus cannot see holds 2 of node A's GPUs.
@@ -145,7 +160,8 @@ def test_admission_agrees_with_rays_placement(cluster):
     _wait(lambda: seen() == [(4.0, 2.0), (4.0, 4.0)], "the usage report to show the training job")
     capacity = client.capacity("H20", AdmissionMode.FIT)
     assert sum(1 for n in capacity.nodes if n.total_gpus == 0) == 2   # the head and the A100 node
-    argus = {f"{r}x{g}": place(free_of(capacity), r, g) is not None for r, g in CASES}
+    decided = {f"{r}x{g}": argus_decides(capacity, r, g) for r, g in CASES}
+    argus = {case: t.event_type == "APPLIED" for case, t in decided.items()}
 
     ray_says = driver(env, f"""
         from ray.serve.llm import LLMConfig
@@ -171,6 +187,10 @@ def test_admission_agrees_with_rays_placement(cluster):
     """)
     assert argus == ray_says["placed"], (argus, ray_says)
     assert argus == {"1x2": True, "1x4": True, "2x4": False, "1x8": False, "3x2": True, "4x2": False, "2x1": True}
+    # ... and it says why the rest waits.
+    assert decided["2x4"].error_summary == ("needs 4 H20 GPUs and 1 CPU on one node for each of 2 replicas; "
+                                            "the freest node has 4 free now")
+    assert decided["1x8"].error_summary.endswith("no alive node has 8 H20 GPUs at all (the largest has 4)")
     # The group Ray builds from argus's config: 4 one-GPU H20 bundles, the replica's one CPU in the first.
     assert ray_says["shapes"]["4"] == [[{"GPU": 1.0, "accelerator_type:H20": 0.001, "CPU": 1}]
                                        + [{"GPU": 1.0, "accelerator_type:H20": 0.001}] * 3, "STRICT_PACK"]

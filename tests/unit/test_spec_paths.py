@@ -145,3 +145,23 @@ def test_a_folder_swapped_for_a_symlink_after_acceptance_is_caught_at_deploy(tmp
     assert "the folder changed after the spec was accepted" in problem
     os.unlink(mine / "a")
     assert "does not exist; put the model there" in source_problem(path, "alice", str(root))
+
+
+@pytest.mark.parametrize("config,gpus,problem", [
+    ('{"num_attention_heads": 9}', 2, "gpus_per_replica 2 does not divide the model's 9 attention heads"),
+    ('{"num_attention_heads": 32}', 4, None),
+    ('{"text_config": {"num_attention_heads": 28}}', 8, "use one of 1, 2, 4, 7, 14, 28"),
+    ('{"num_attention_heads": 9}', 1, None),    # no tensor parallelism: nothing to split
+    ("not json", 3, None),                     # the folder cannot say: vLLM will
+    (None, 3, None),
+])
+def test_a_tensor_parallel_size_the_model_cannot_split_fails_at_deploy(tmp_path, config, gpus, problem):
+    from daemon.core.spec import source_problem
+
+    root = tmp_path / "private"
+    folder = root / "hf" / "m"
+    folder.mkdir(parents=True)
+    if config is not None:
+        (folder / "config.json").write_text(config)
+    found = source_problem(str(folder), "alice", str(root), gpus)
+    assert (found is None) if problem is None else (problem in found), found
