@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -48,8 +50,10 @@ def _env(tmp: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("ray")
+def cluster():
+    # Short: Ray's socket paths under it must fit in 107 bytes (pytest's tmp_path under CI's
+    # TMPDIR does not).
+    tmp = Path(tempfile.mkdtemp(prefix="argus-ray-", dir="/tmp"))
     env = _env(tmp)
     common = ["--block", "--disable-usage-stats", "--node-ip-address", "127.0.0.1"]
     nodes = [
@@ -78,6 +82,7 @@ def cluster(tmp_path_factory):
         for proc in reversed(procs):
             _kill_group(proc)
         log.close()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _alive_nodes() -> int:
