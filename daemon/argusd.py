@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sqlite3
 import sys
 import threading
-from typing import Optional
+import time
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
@@ -20,22 +22,33 @@ from daemon.store import Store, WriterLock
 from daemon.sync.syncer import SyncOutcome, Syncer
 from daemon.sync.watch import RefWatcher
 
+if TYPE_CHECKING:
+    from daemon.metrics import Metrics
+
 log = logging.getLogger("argus.daemon")
 
 EXIT_ENVIRONMENT = 3
+STOP_GRACE_SECONDS = 3.0
 
 
 class Daemon:
-    """One sync loop. The store is opened once; the repo is (re)opened as it comes and goes."""
+    """Two loops. Sync (this thread) records each commit as it lands; reconcile (its own
+    thread, its own store connection) brings Serve to the store. So recording a push never
+    waits for a Serve call, and a slow or hanging dashboard only delays reconcile. The store
+    is opened once per loop; the repo is (re)opened as it comes and goes."""
 
-    def __init__(self, config: Config, store: Store, serve_client: ServeClient | None, watch: bool = True):
+    def __init__(self, config: Config, store: Store, serve_client: ServeClient | None, watch: bool = True,
+                 metrics: Metrics | None = None):
         """`serve_client`: the way into Ray Serve (None: record commits only, --sync-only)."""
         self.config = config
+        self.metrics = metrics
         self.watch = watch
+        self.client = serve_client
         self.reconciler = Reconciler(store, serve_client, config) if serve_client is not None else None
         self.store = store
         self.policy = SpecPolicy.from_config(config)
-        self.wake = threading.Event()
+        self.wake = threading.Event()            # a ref changed (watcher) or stop
+        self.reconcile_wake = threading.Event()  # sync recorded something, or stop
         self.stopping = threading.Event()
         self.repo: GitRepo | None = None
         self.watcher: RefWatcher | None = None
@@ -44,6 +57,7 @@ class Daemon:
     def stop(self) -> None:
         self.stopping.set()
         self.wake.set()
+        self.reconcile_wake.set()
 
     def _ensure_repo(self) -> GitRepo:
         if self.repo is None:
@@ -74,12 +88,12 @@ class Daemon:
         self._errors[kind] = message
 
     def tick(self) -> bool:
-        """One level-triggered pass: sync git into the store, then reconcile Serve with it.
-        Returns False when a step failed (and was reported)."""
+        """One level-triggered pass in this thread (--once, tests): sync git into the store,
+        then reconcile Serve with it. Returns False when a step failed (and was reported)."""
         self._reopen_if_replaced()
         ok = self._sync()
         if self.reconciler is not None:
-            ok = self._reconcile() and ok
+            ok = self._reconcile(self.reconciler) and ok
         return ok
 
     def _reopen_if_replaced(self) -> None:
@@ -95,6 +109,7 @@ class Daemon:
             self.reconciler = Reconciler(self.store, self.reconciler.client, self.config)
 
     def _sync(self) -> bool:
+        started = time.perf_counter()
         try:
             repo = self._ensure_repo()
             syncer = Syncer(self.store, repo, self.config.gitops.branch, self.policy, owners=self.config.owners())
@@ -102,35 +117,90 @@ class Daemon:
         except (GitError, StoreError, sqlite3.Error) as exc:
             self._report("sync", str(exc))
             self._drop_repo()
+            self._count_sync("error", 0, started)
             return False
         except Exception:  # a bug: keep serving the other models, and say so loudly
             log.exception("unexpected error in the sync loop (please report it); retrying")
             self._drop_repo()
+            self._count_sync("error", 0, started)
             return False
         self._report("sync", None)
+        self._count_sync(str(result.outcome), result.commits, started)
         if result.outcome not in (SyncOutcome.NOOP, SyncOutcome.EMPTY):
+            self.reconcile_wake.set()
             log.info("sync %s: %d commit(s), %d change(s), head %s", result.outcome, result.commits,
                      result.changes, (result.head or "-")[:12])
         return True
 
-    def _reconcile(self) -> bool:
+    def _reconcile(self, reconciler: Reconciler) -> bool:
+        started = time.perf_counter()
         try:
-            result = self.reconciler.tick()
-        except (ClusterError, StoreError, sqlite3.Error) as exc:
+            result = reconciler.tick()
+        except ClusterError as exc:
             self._report("serve", str(exc))
+            self._count_reconcile("error", started, reachable=False)
+            return False
+        except (StoreError, sqlite3.Error) as exc:
+            self._report("serve", str(exc))
+            self._count_reconcile("error", started, reachable=True)
             return False
         except Exception:
             log.exception("unexpected error in the reconcile loop (please report it); retrying")
+            self._count_reconcile("error", started, reachable=True)
             return False
         self._report("serve", None)
+        self._count_reconcile(str(result.outcome), started, reachable=True)
         return result.outcome != ReconcileOutcome.APPLY_FAILED
 
+    def _count_sync(self, outcome: str, commits: int, started: float) -> None:
+        if self.metrics is not None:
+            self.metrics.synced(outcome, commits, time.perf_counter() - started)
+
+    def _count_reconcile(self, outcome: str, started: float, reachable: bool) -> None:
+        if self.metrics is not None:
+            self.metrics.reconciled(outcome, time.perf_counter() - started, reachable)
+
     def run(self) -> None:
+        worker = None
+        if self.client is not None:
+            worker = threading.Thread(target=self._reconcile_loop, name="argusd-reconcile", daemon=True)
+            worker.start()
         while not self.stopping.is_set():
             self.wake.clear()
-            self.tick()
+            self._reopen_if_replaced()
+            self._sync()
             self.wake.wait(timeout=self.config.gitops.poll_seconds)
+        if worker is not None:
+            # A tick that is writing finishes in milliseconds; one stuck in a Serve call is left
+            # behind (a daemon thread): nothing of it is recorded, and the next start plans again.
+            worker.join(timeout=STOP_GRACE_SECONDS)
         self._drop_repo()
+
+    def _reconcile_loop(self) -> None:
+        """Reconcile every poll interval and whenever sync recorded something. SQLite
+        connections stay in the thread that made them: this loop has its own."""
+        store: Store | None = None
+        reconciler: Reconciler | None = None
+        try:
+            while not self.stopping.is_set():
+                self.reconcile_wake.clear()
+                try:
+                    if store is None or store.replaced():  # see _reopen_if_replaced
+                        if store is not None:
+                            store.close()
+                        store = None
+                        store = Store.open(self.store.path)
+                        reconciler = Reconciler(store, self.client, self.config)
+                except StoreError as exc:
+                    self._report("serve", str(exc))
+                else:
+                    self._reconcile(reconciler)
+                self.reconcile_wake.wait(timeout=self.config.gitops.poll_seconds)
+        except Exception:
+            log.exception("the reconcile loop stopped (please report it); sync goes on")
+        finally:
+            if store is not None:
+                store.close()
 
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
@@ -156,7 +226,18 @@ def main(
         typer.echo(f"argusd: error: {exc}", err=True)
         raise typer.Exit(EXIT_ENVIRONMENT)
     client = None if sync_only else ServeClient(cfg.serving.serve.dashboard_url)
-    daemon = Daemon(cfg, store, client, watch=not once)
+    metrics = None
+    listen = os.environ.get("ARGUS_METRICS_LISTEN") or cfg.metrics.listen
+    if listen and not once:
+        from daemon.metrics import Metrics  # only when asked for
+
+        metrics = Metrics(cfg.state.db)
+        try:
+            metrics.serve(listen)
+            log.info("metrics on http://%s/metrics", listen)
+        except (OSError, ValueError) as exc:  # the side door failing never stops sync
+            log.error("cannot serve metrics on %s (%s); going on without them", listen, exc)
+    daemon = Daemon(cfg, store, client, watch=not once, metrics=metrics)
     if once:
         ok = daemon.tick()
         daemon._drop_repo()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Optional, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -152,8 +152,21 @@ class UserConfig(_Strict):
     git_identities: list[str] = Field(default_factory=list)
 
 
+class MetricsConfig(_Strict):
+    # HOST:PORT for argusd's Prometheus /metrics (ARGUS_METRICS_LISTEN overrides); None: off.
+    listen: Optional[str] = None
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not re.fullmatch(r"[^\s:]*:\d{1,5}", value):
+            raise ValueError(f"must be HOST:PORT such as 127.0.0.1:9464, got {value!r}")
+        return value
+
+
 class Config(_Strict):
     profile: str = "dev"
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)

@@ -379,6 +379,11 @@ class Store:
     def mark_applied(self, model_key: str, generation: int) -> None:
         self.conn.execute("UPDATE serve_models SET applied_generation=? WHERE model_key=?", (generation, model_key))
 
+    def model_version(self, model_key: str) -> tuple[int, str] | None:
+        """(generation, state) of a model, for writes that must not overwrite a newer change."""
+        row = self.conn.execute("SELECT generation, state FROM serve_models WHERE model_key=?", (model_key,)).fetchone()
+        return (row["generation"], row["state"]) if row else None
+
     def get_model(self, model_key: str) -> ModelRow:
         row = self.conn.execute("SELECT * FROM serve_models WHERE model_key=?", (model_key,)).fetchone()
         if row is None:

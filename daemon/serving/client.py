@@ -32,7 +32,8 @@ def auth_token(env: dict[str, str] | None = None) -> str | None:
 
 
 class ServeClient:
-    def __init__(self, dashboard_url: str, timeout: float = 30.0):
+    def __init__(self, dashboard_url: str, timeout: float = 15.0):
+        """Every call is bounded by `timeout` seconds (connect and each read)."""
         self.base = dashboard_url.rstrip("/")
         self.timeout = timeout
 

@@ -79,13 +79,21 @@ class Reconciler:
                 self._record_apply_failure(decision, str(exc))
                 return ReconcileResult(ReconcileOutcome.APPLY_FAILED)
             log.info("applied Serve config: %d application(s)", len(decision.apply["applications"]))
-        self._record(decision.transitions)
+        self._record(decision.transitions, {m.model_key: (m.generation, m.state) for m in models})
         return ReconcileResult(ReconcileOutcome.APPLIED if decision.apply is not None else ReconcileOutcome.RECORDED)
 
-    def _record(self, transitions: list[Transition]) -> None:
+    def _record(self, transitions: list[Transition], seen: dict[str, tuple[int, str]]) -> None:
+        """Write the plan's transitions, each only if sync has not changed its model since the
+        plan read it (sync records commits concurrently): a stale one is dropped and the next
+        tick plans from the new state."""
         now = iso(self.clock())
         with self.store.transaction():
             for t in transitions:
+                current = self.store.model_version(t.model_key)
+                if current != seen.get(t.model_key):
+                    log.info("%s %s: dropped, the model changed meanwhile (%s -> %s)", t.event_type, t.model_key,
+                             seen.get(t.model_key), current)
+                    continue
                 if t.state is not None:
                     self.store.set_state(t.model_key, t.state, error_summary=t.error_summary, now=now)
                 if t.attempted_generation is not None:

@@ -108,3 +108,27 @@ def test_a_failed_deployment_fails_alone(world):
 def test_the_reconciler_takes_its_client(world):
     gitops, daemon, serve, store, layout = world
     assert isinstance(daemon.reconciler, Reconciler) and daemon.reconciler.client is serve
+
+
+def test_a_transition_planned_before_a_concurrent_sync_is_dropped(world):
+    """Sync runs beside reconcile: a commit recorded while reconcile's PUT is in flight must
+    not be overwritten by the transitions planned from the older state."""
+    gitops, daemon, serve, store, layout = world
+    real_put = serve.put_config
+
+    def put_while_a_push_lands(config):
+        real_put(config)
+        gitops.write("models.d/alice/a.yaml", spec("a", replicas=2))
+        gitops.commit("a: 2 replicas")
+        gitops.push()
+        assert daemon._sync()  # what the sync thread does meanwhile
+        serve.put_config = real_put
+
+    serve.put_config = put_while_a_push_lands
+    daemon.tick()
+    model = store.list_models()[0]
+    assert (model.state, model.generation) == (ModelState.QUEUED, 2)  # not DEPLOYING for generation 1
+    assert not events_of(store, EventType.APPLIED)
+    assert daemon.tick()
+    model = store.get_model(model.model_key)
+    assert (model.state, model.attempted_generation) == (ModelState.DEPLOYING, 2)
