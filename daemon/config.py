@@ -61,6 +61,9 @@ class ServeConfig(_Strict):
     # place, so changing one model never restarts another. single_app: the seed's one
     # build_openai_app app, where any change restarts every model (kept for comparison).
     layout: Literal["per_model", "single_app"] = "per_model"
+    # per_model: replicas of the front end (the one OpenAI endpoint); two or more so that
+    # losing one replica does not make every model unreachable.
+    frontend_replicas: int = Field(2, ge=1, le=64)
 
 
 class RayConfig(_Strict):

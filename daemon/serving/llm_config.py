@@ -143,15 +143,16 @@ def model_app(model: ModelDeployment) -> dict[str, Any]:
     }
 
 
-def frontend_app(routes: list[dict[str, Any]]) -> dict[str, Any]:
+def frontend_app(routes: list[dict[str, Any]], replicas: int = 2) -> dict[str, Any]:
     """The one OpenAI endpoint of the per-model layout. Its model table is user_config, which
-    Serve applies in place: the front end is never restarted for a model change."""
+    Serve applies in place (to every replica): the front end is never restarted for a model
+    change. More than one replica, so that losing one does not make every model unreachable."""
     return {
         "name": SINGLE_APP_NAME,
         "route_prefix": "/",
         "import_path": BUILD_FRONTEND,
         "args": {},
-        "deployments": [{"name": FRONTEND_DEPLOYMENT,
+        "deployments": [{"name": FRONTEND_DEPLOYMENT, "num_replicas": replicas,
                          "user_config": {"models": sorted(routes, key=lambda r: r["model_id"])}}],
     }
 

@@ -71,11 +71,12 @@ class ServeSettings:
     http_port: int
     proxy_location: str
     layout: str                     # per_model | single_app
+    frontend_replicas: int          # per_model: replicas of the front end
 
     @classmethod
     def from_config(cls, config: Any) -> "ServeSettings":
         serve = config.serving.serve
-        return cls(serve.http_host, serve.http_port, serve.proxy_location, serve.layout)
+        return cls(serve.http_host, serve.http_port, serve.proxy_location, serve.layout, serve.frontend_replicas)
 
 
 @dataclass(frozen=True)
@@ -190,7 +191,7 @@ def plan(models: list[DesiredModel], observed: Observed, *, capacity: Capacity |
             transitions.append(judged)
     if not per_model:
         return Plan(apply, transitions)
-    desired = serve_config(model_apps + [frontend_app(routes(models, transitions, admission.entries, observed))]
+    desired = serve_config(model_apps + [frontend_app(routes(models, transitions, admission.entries, observed), serve.frontend_replicas)]
                            + others,
                            http_host=serve.http_host, http_port=serve.http_port, proxy_location=serve.proxy_location)
     return Plan(desired if config_differs(desired, observed) else None, transitions)

@@ -1,6 +1,9 @@
 """Zero disruption: while model A answers a steady stream of requests, model B is pushed,
-edited, scaled and deleted; A never fails a request and none of its replicas restarts."""
+edited, scaled and deleted; A never fails a request and none of its replicas restarts. And
+killing one of the front end's two replicas fails at most the requests it held."""
 import json
+import os
+import signal
 import time
 import urllib.error
 import urllib.request
@@ -80,4 +83,35 @@ def test_changing_one_model_never_disrupts_another(argusd, tmp_path):
     assert failed == 0, f"{failed} of {requests} requests to the steady model failed (longest outage {longest} s)"
     assert replicas_of(client, a["model_key"]) == before  # same replica ids and pids: nothing restarted
     assert listed_models() == [a["model_id"]]
+
+    # The front end survives losing a replica: kill -9 one of its two under a stream of
+    # requests from 3 clients; at most the requests that replica held fail.
+    fronts = front_end_replicas(client)
+    assert len(fronts) == 2, fronts
+    probers = [Prober(a["model_id"]) for _ in range(3)]
+    for p in probers:
+        p.start()
+    time.sleep(5)
+    killed_at = time.monotonic()
+    os.kill(sorted(fronts)[0][1], signal.SIGKILL)
+    time.sleep(20)
+    for p in probers:
+        p.stop.set()
+    for p in probers:
+        p.join(timeout=70)
+    counts = [p.window(killed_at - 5, time.monotonic()) for p in probers]
+    requests, failed = sum(c[0] for c in counts), sum(c[1] for c in counts)
+    print(f"front-end replica killed: {failed} of {requests} requests failed")
+    assert requests > 10 and failed <= len(probers), counts  # each client had at most one in flight
+    deadline = time.monotonic() + 120
+    while len(front_end_replicas(client)) < 2:  # Serve starts a new one, with the same table
+        assert time.monotonic() < deadline, front_end_replicas(client)
+        time.sleep(2)
+    assert listed_models() == [a["model_id"]]
     assert ctl("delete", "steady", "--wait").returncode == 0
+
+
+def front_end_replicas(client) -> set[tuple[str, int]]:
+    app = (client.get_applications().get("applications") or {}).get("argus") or {}
+    dep = (app.get("deployments") or {}).get("ArgusIngress") or {}
+    return {(r["replica_id"], r["pid"]) for r in dep.get("replicas") or [] if r.get("state") == "RUNNING"}

@@ -71,3 +71,24 @@ def test_metrics_say_what_argusd_did(tmp_path):
     finally:
         daemon.terminate()
         daemon.wait(timeout=30)
+
+
+def test_the_shipped_dashboard_graphs_only_metrics_argusd_exports(tmp_path):
+    """deploy/grafana-argus.json: every argus_* series it queries is one argusd serves."""
+    import json
+    import re
+    from pathlib import Path
+
+    from prometheus_client import generate_latest
+
+    from daemon.metrics import Metrics
+
+    metrics = Metrics(str(tmp_path / "none.db"))
+    metrics.synced("synced", 1, 0.01)
+    metrics.reconciled("applied", 0.1, True)
+    exported = set(re.findall(r"^(argus_\w+)", generate_latest(metrics.registry).decode(), re.M))
+    exported |= {"argus_models", "argus_rejected_specs"}  # read from the store at scrape time
+    dashboard = json.loads((Path(__file__).resolve().parents[2] / "deploy" / "grafana-argus.json").read_text())
+    queried = {name for panel in dashboard["panels"] for target in panel.get("targets", [])
+               for name in re.findall(r"argus_\w+", target["expr"])}
+    assert queried and queried <= exported, queried - exported

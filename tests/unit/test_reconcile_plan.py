@@ -433,3 +433,13 @@ def test_per_model_a_model_being_scaled_stays_routed_while_a_replica_serves():
                                                    app_status="DEPLOYING"),
                  capacity=None, settings=CPU, serve=PER_MODEL)
     assert never.apply is None  # a first deployment is not routed before it is RUNNING
+
+
+def test_the_front_end_runs_the_configured_replicas_each_with_the_whole_table():
+    p = plan([model("a", "RUNNING"), model("b", "RUNNING")], Observed(), capacity=None, settings=CPU,
+             serve=PER_MODEL)
+    (front,) = [a for a in p.apply["applications"] if a["name"] == "argus"]
+    (deployment,) = front["deployments"]
+    assert deployment["num_replicas"] == PER_MODEL.frontend_replicas == 2
+    # user_config goes to every replica: one table for all.
+    assert "user_config" in deployment and "num_replicas" not in front.get("args", {})
