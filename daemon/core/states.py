@@ -43,6 +43,8 @@ class EventType(StrEnum):
     RUNNING = "RUNNING"
     FAILED = "FAILED"
     DRIFT_REPAIRED = "DRIFT_REPAIRED"
+    DEGRADED = "DEGRADED"            # a running model's replica died or fails health checks; Serve replaces it
+    RECOVERED = "RECOVERED"          # healthy again after DEGRADED
     DELETED = "DELETED"
 
 

@@ -321,9 +321,23 @@ def judge(model: DesiredModel, seen: tuple[ObservedApp, ObservedDeployment] | No
                               {"generation": model.generation}, applied_generation=model.generation)
         return None
     if model.state == ModelState.RUNNING:
-        # It ran and broke.
-        if seen is not None and seen[1].status in (ServeStatus.DEPLOY_FAILED, ServeStatus.UNHEALTHY):
+        # Serve gave up on it.
+        if seen is not None and seen[1].status == ServeStatus.DEPLOY_FAILED:
             return _failed(model, _failure(*seen))
+        # A replica died or fails its health checks: Serve replaces it, so the model stays in the
+        # config (failing it would take it out, and with it the replicas that still serve); the
+        # reason is recorded once.
+        if seen is not None and seen[1].status == ServeStatus.UNHEALTHY:
+            reason = summarize_failure(f"UNHEALTHY: {seen[1].message or seen[0].message}".strip())
+            if not _once(model, EventType.DEGRADED, {"message": reason}):
+                return None
+            return Transition(model.model_key, ModelState.RUNNING, EventType.DEGRADED, {"message": reason},
+                              error_summary=reason)
+        # Healthy again: the reason goes.
+        if (seen is not None and seen[1].status == ServeStatus.HEALTHY and model.last_event is not None
+                and model.last_event[0] == EventType.DEGRADED):
+            return Transition(model.model_key, ModelState.RUNNING, EventType.RECOVERED,
+                              {"running_replicas": seen[1].running_replicas})
         # Removed or changed behind argus's back: applied again.
         if not in_sync and (seen is None or running != wanted):
             return Transition(model.model_key, ModelState.DEPLOYING, EventType.DRIFT_REPAIRED,

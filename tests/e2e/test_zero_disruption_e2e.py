@@ -108,7 +108,28 @@ def test_changing_one_model_never_disrupts_another(argusd, tmp_path):
         assert time.monotonic() < deadline, front_end_replicas(client)
         time.sleep(2)
     assert listed_models() == [a["model_id"]]
+
+    # The model's own replica is killed: Serve replaces it; argus keeps the model in (RUNNING,
+    # with the reason while it is degraded), and it answers again.
+    (replica,) = replicas_of(client, a["model_key"])
+    os.kill(replica[1], signal.SIGKILL)
+    deadline = time.monotonic() + 600
+    while True:
+        replaced = replicas_of(client, a["model_key"])
+        if replaced and replica not in replaced and status("steady")["state"] == "RUNNING" and chat_ok(a["model_id"]):
+            break
+        assert status("steady")["state"] == "RUNNING", status("steady")  # never FAILED, never taken out
+        assert time.monotonic() < deadline, "the killed replica was not replaced"
+        time.sleep(3)
+    logs = run_argusctl("logs", a["model_id"], "-o", "json", env=env).stdout
+    assert '"DEGRADED"' in logs and '"RECOVERED"' in logs, logs[-2000:]
     assert ctl("delete", "steady", "--wait").returncode == 0
+
+
+def chat_ok(model_id: str) -> bool:
+    status, _ = post("chat/completions", {"model": model_id, "max_tokens": 4,
+                                          "messages": [{"role": "user", "content": "Hi"}]})
+    return status == 200
 
 
 def front_end_replicas(client) -> set[tuple[str, int]]:

@@ -443,3 +443,24 @@ def test_the_front_end_runs_the_configured_replicas_each_with_the_whole_table():
     assert deployment["num_replicas"] == PER_MODEL.frontend_replicas == 2
     # user_config goes to every replica: one table for all.
     assert "user_config" in deployment and "num_replicas" not in front.get("args", {})
+
+
+@LAYOUTS
+def test_a_running_model_whose_replica_dies_stays_in_and_says_so_once(serve):
+    ours = settled([model("a", "RUNNING")], serve)
+    applied = {"applications": [a.deployed_config for a in ours.apps.values()]}
+    sick = served(applied, dep_status=lambda d: "UNHEALTHY" if d.startswith("LLMServer") else "HEALTHY",
+                  message="The replica died unexpectedly", running=0)
+    p = plan([model("a", "RUNNING")], sick, capacity=None, settings=CPU, serve=serve)
+    (t,) = p.transitions
+    assert (t.state, t.event_type) == ("RUNNING", "DEGRADED") and "replica died" in t.error_summary
+    assert p.apply is None  # still in the config: Serve replaces the replica
+    again = plan([model("a", "RUNNING", last_event=(t.event_type, t.payload))], sick, capacity=None, settings=CPU,
+                 serve=serve)
+    assert again.noop
+    well = plan([model("a", "RUNNING", last_event=(t.event_type, t.payload))], ours, capacity=None, settings=CPU,
+                serve=serve)
+    assert states(well) == [("a", "RUNNING", "RECOVERED")] and well.transitions[0].error_summary is None
+    gave_up = served(applied, dep_status="DEPLOY_FAILED", message="crash loop")
+    assert states(plan([model("a", "RUNNING")], gave_up, capacity=None, settings=CPU, serve=serve)) == [
+        ("a", "FAILED", "FAILED")]
