@@ -16,6 +16,7 @@ class FakeServe:
         self.puts: list[dict[str, Any]] = []
         self.put_error: str | None = None   # set: every PUT fails with this message
         self.resources = {"CPU": 8.0}
+        self.jobs: list[str] = []           # Ray jobs submitted (the engine reaper)
 
     # -- the ServeClient interface ---------------------------------------------------------------
 
@@ -42,6 +43,10 @@ class FakeServe:
 
     def cluster_resources(self) -> dict[str, float]:
         return dict(self.resources)
+
+    def submit_job(self, entrypoint: str, runtime_env: dict[str, Any] | None = None) -> str:
+        self.jobs.append(entrypoint)
+        return f"raysubmit_{len(self.jobs)}"
 
     # -- what the cluster does meanwhile ---------------------------------------------------------
 

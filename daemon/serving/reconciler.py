@@ -17,6 +17,7 @@ from daemon.errors import ClusterError
 from daemon.serving.llm_config import LlmSettings
 from daemon.serving.plan import DesiredModel, Plan, ServeSettings, Transition, observed_from_status, plan
 from daemon.serving.client import ServeClient
+from daemon.serving.reaper import reap_orphaned_engines
 from daemon.serving.placement import AdmissionMode
 from daemon.core.spec import ResolvedServingSpec, source_problem
 from daemon.core.states import EventType, ModelState, StrEnum
@@ -39,9 +40,11 @@ class ReconcileResult:
 
 class Reconciler:
     def __init__(self, store: Store, client: ServeClient, config: Config,
-                 clock: Callable[[], datetime] = utc_now):
+                 clock: Callable[[], datetime] = utc_now, reap: Callable[[], object] | None = None):
+        """`reap`: clears engine processes a dead replica left behind (default: the reaper job)."""
         self.store = store
         self.client = client
+        self.reap = reap if reap is not None else (lambda: reap_orphaned_engines(client))
         self.settings = LlmSettings.from_config(config)
         self.serve = ServeSettings.from_config(config)
         self.admission = AdmissionMode(config.serving.llm.admission)
@@ -80,6 +83,8 @@ class Reconciler:
                 return ReconcileResult(ReconcileOutcome.APPLY_FAILED)
             log.info("applied Serve config: %d application(s)", len(decision.apply["applications"]))
         self._record(decision.transitions, {m.model_key: (m.generation, m.state) for m in models})
+        if any(t.event_type in (EventType.DEGRADED, EventType.FAILED) for t in decision.transitions):
+            self.reap()  # a replica died or gave up: its engine processes may have outlived it
         return ReconcileResult(ReconcileOutcome.APPLIED if decision.apply is not None else ReconcileOutcome.RECORDED)
 
     def _record(self, transitions: list[Transition], seen: dict[str, tuple[int, str]]) -> None:

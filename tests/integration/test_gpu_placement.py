@@ -239,3 +239,40 @@ def test_serves_own_cannot_place_message_is_recognised(cluster):
         assert "Resources required for each replica" in message()
     finally:
         client.put_config({"applications": []})
+
+
+def test_the_reaper_kills_orphaned_engines_and_nothing_else(cluster):
+    """argusd's engine reaper as a real Ray job on every node: an engine process whose
+    replica is gone (adopted by init) is killed; one whose parent lives is not."""
+    from daemon.serving.reaper import reap_orphaned_engines
+
+    started = subprocess.run(["bash", "-c", "(exec -a VLLM::EngineCore sleep 600) >/dev/null 2>&1 & echo $!"],
+                             capture_output=True, text=True, check=True)
+    orphan = int(started.stdout.strip())
+    owned = subprocess.Popen(["bash", "-c", "exec -a VLLM::EngineCore sleep 600"])
+    try:
+        _wait(lambda: _ppid(orphan) == 1, "the orphan to be adopted by init")
+        client = ServeClient(DASHBOARD)
+        job = reap_orphaned_engines(client)
+        assert job is not None
+        _wait(lambda: client.job(job).get("status") in ("SUCCEEDED", "FAILED"), "the reaper job", timeout=240)
+        assert client.job(job)["status"] == "SUCCEEDED", client.job_logs(job)[-2000:]
+        assert f"[{orphan}, " in client.job_logs(job)
+        _wait(lambda: _ppid(orphan) is None, "the orphan to be gone")
+        assert owned.poll() is None  # its parent (this test) lives: not an orphan
+    finally:
+        owned.kill()
+        try:
+            os.kill(orphan, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _ppid(pid: int) -> int | None:
+    """Its parent's pid; None when it is gone (or a zombie waiting for init)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state, ppid = f.read().rsplit(")", 1)[1].split()[:2]
+    except (OSError, IndexError, ValueError):
+        return None
+    return None if state in ("Z", "X") else int(ppid)

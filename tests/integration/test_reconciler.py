@@ -93,8 +93,11 @@ def test_a_failed_deployment_fails_alone(world):
     serve.settle()
     keys = {m.model_id_suffix: m.model_key for m in store.list_models()}
     serve.fail(f"LLMServer:{keys['b']}", "ValueError: max_model_len (1000000) is greater than the model's")
+    assert serve.jobs == []
     daemon.tick()
     assert state_of(store, "b") == ModelState.FAILED
+    (job,) = serve.jobs  # its engine processes may have outlived it: the reaper job runs once
+    assert "VLLM::" in job and "NodeAffinitySchedulingStrategy" in job
     assert "max_model_len (1000000)" in next(m.error_summary for m in store.list_models() if m.model_id_suffix == "b")
     if layout == "single_app":  # one app for all: a waits for the next apply, which leaves b out
         assert state_of(store, "a") == ModelState.DEPLOYING
