@@ -15,6 +15,7 @@ import typer
 from daemon.config import Config, load_config
 from daemon.errors import ArgusError, ClusterError, ConfigError, GitError, StoreError
 from daemon.gitrepo import GitRepo
+from daemon.serving.lease import Role
 from daemon.serving.reconciler import ReconcileOutcome, Reconciler
 from daemon.serving.client import ServeClient
 from daemon.core.spec import SpecPolicy
@@ -149,16 +150,16 @@ class Daemon:
             self._count_reconcile("error", started, reachable=True)
             return False
         self._report("serve", None)
-        self._count_reconcile(str(result.outcome), started, reachable=True)
+        self._count_reconcile(str(result.outcome), started, reachable=True, active=reconciler.role == Role.ACTIVE)
         return result.outcome != ReconcileOutcome.APPLY_FAILED
 
     def _count_sync(self, outcome: str, commits: int, started: float) -> None:
         if self.metrics is not None:
             self.metrics.synced(outcome, commits, time.perf_counter() - started)
 
-    def _count_reconcile(self, outcome: str, started: float, reachable: bool) -> None:
+    def _count_reconcile(self, outcome: str, started: float, reachable: bool, active: bool = False) -> None:
         if self.metrics is not None:
-            self.metrics.reconciled(outcome, time.perf_counter() - started, reachable)
+            self.metrics.reconciled(outcome, time.perf_counter() - started, reachable, active)
 
     def run(self) -> None:
         worker = None

@@ -64,6 +64,9 @@ class ServeConfig(_Strict):
     # per_model: replicas of the front end (the one OpenAI endpoint); two or more so that
     # losing one replica does not make every model unreachable.
     frontend_replicas: int = Field(2, ge=1, le=64)
+    # One active argusd per cluster: the lease (kept in Serve) expires this many seconds after
+    # its holder stops renewing; a standby argusd then takes over. 0: no lease.
+    lease_seconds: float = Field(30.0, ge=0)
 
 
 class RayConfig(_Strict):

@@ -74,6 +74,8 @@ class Metrics:
                                            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
         self.serve_up = Gauge("argus_serve_reachable", "1 when the last reconcile reached Ray Serve, else 0",
                               registry=r)
+        self.lease_active = Gauge("argus_lease_active", "1 when this argusd holds the cluster's lease (it reconciles), "
+                                  "0 when it stands by", registry=r)
         r.register(StoreCollector(db_path))
 
     def synced(self, outcome: str, commits: int, seconds: float) -> None:
@@ -83,10 +85,11 @@ class Metrics:
             self.commits.inc(commits)
             self.sync_last.set(time.time())
 
-    def reconciled(self, outcome: str, seconds: float, reachable: bool) -> None:
+    def reconciled(self, outcome: str, seconds: float, reachable: bool, active: bool = True) -> None:
         self.reconciles.labels(outcome).inc()
         self.reconcile_seconds.observe(seconds)
         self.serve_up.set(1 if reachable else 0)
+        self.lease_active.set(1 if active else 0)
 
     def serve(self, listen: str) -> None:
         """Serve /metrics on HOST:PORT in a background thread."""

@@ -71,12 +71,12 @@ def spec(model_id: str, replicas: int = 1, src: str = "m") -> str:
 
 
 def write_config(path: Path, *, root: Path, db: Path, repo: Path, poll_seconds: float = 60,
-                 extra: str = "", dashboard_url: str = "http://127.0.0.1:8265") -> Path:
+                 extra: str = "", dashboard_url: str = "http://127.0.0.1:8265", lease_seconds: float = 0) -> Path:
     """A local-profile config pointing at test directories."""
     Path(path).write_text(
         "profile: test\n"
         "serving:\n  llm:\n    accelerator_type: cpu\n  serve:\n    http_host: 127.0.0.1\n"
-        f"    dashboard_url: {dashboard_url}\n"
+        f"    dashboard_url: {dashboard_url}\n    lease_seconds: {lease_seconds}\n"
         f"storage:\n  root: {root}\n"
         "limits:\n  max_replicas: 4\n  max_gpus_per_replica: 2\n"
         f"state:\n  db: {db}\n"

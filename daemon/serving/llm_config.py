@@ -16,6 +16,9 @@ from daemon.core.spec import ResolvedServingSpec
 BUILD_OPENAI_APP = "ray.serve.llm:build_openai_app"
 BUILD_MODEL_APP = "daemon.frontend:build_model_app"
 BUILD_FRONTEND = "daemon.frontend:build_frontend"
+BUILD_LEASE = "daemon.frontend:build_lease"
+LEASE_APP_NAME = "argus-lease"     # holds the lease (serving/lease.py) in its user_config
+LEASE_DEPLOYMENT = "ArgusLease"
 SINGLE_APP_NAME = "argus"          # the seed's one app, and the per-model layout's front end
 FRONTEND_DEPLOYMENT = "ArgusIngress"
 # Placeholder in args so Ray's LLM defaults do not switch on autoscaling; the real count
@@ -57,7 +60,7 @@ def app_name(model_key: str) -> str:
 def is_argus_app(name: str) -> bool:
     """Whether a Serve application is argus's to change: its front end (or the single app)
     and its per-model apps. Every other app on the cluster is passed through unchanged."""
-    return name == SINGLE_APP_NAME or name.startswith("llm-")
+    return name in (SINGLE_APP_NAME, LEASE_APP_NAME) or name.startswith("llm-")
 
 
 def runtime_env_vars(settings: LlmSettings) -> dict[str, str]:
@@ -155,6 +158,21 @@ def frontend_app(routes: list[dict[str, Any]], replicas: int = 2) -> dict[str, A
         "deployments": [{"name": FRONTEND_DEPLOYMENT, "num_replicas": replicas,
                          "user_config": {"models": sorted(routes, key=lambda r: r["model_id"])}}],
     }
+
+
+def lease_app(value: dict[str, Any]) -> dict[str, Any]:
+    """The lease's app: no route, one tiny replica; the lease is its user_config, which Serve
+    applies in place (a renewal restarts nothing)."""
+    return {"name": LEASE_APP_NAME, "route_prefix": None, "import_path": BUILD_LEASE, "args": {},
+            "deployments": [{"name": LEASE_DEPLOYMENT, "num_replicas": 1, "user_config": value}]}
+
+
+def lease_of(app_config: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The lease value in a deployed lease app's config."""
+    for deployment in (app_config or {}).get("deployments") or []:
+        if deployment.get("name") == LEASE_DEPLOYMENT:
+            return deployment.get("user_config")
+    return None
 
 
 def frontend_route(model: ModelDeployment) -> dict[str, Any]:

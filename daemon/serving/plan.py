@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from daemon.serving.llm_config import (SINGLE_APP_NAME, is_argus_app, LlmSettings, ModelDeployment, app_name, deployed_models, deployment_name,
+from daemon.serving.llm_config import (LEASE_APP_NAME, SINGLE_APP_NAME, is_argus_app, lease_app, LlmSettings, ModelDeployment, app_name, deployed_models, deployment_name,
                          frontend_app, frontend_route, model_app, serve_config, single_app)
 from daemon.serving.placement import (AdmissionMode, Capacity, Free, free_of, place, placement_stalled,
                                       shortfall)
@@ -145,15 +145,18 @@ class Admission:
 
 
 def plan(models: list[DesiredModel], observed: Observed, *, capacity: Capacity | None,
-         settings: LlmSettings, serve: ServeSettings) -> Plan:
+         settings: LlmSettings, serve: ServeSettings, lease: dict[str, Any] | None = None) -> Plan:
     """What to apply and record, in four phases: admit (who is in the next config), build the
     models' config, judge each model against what Serve reports, and (per_model) the front
-    end's routes. `capacity` None: no GPU admission (CPU serving)."""
+    end's routes. `capacity` None: no GPU admission (CPU serving). `lease`: the lease value
+    this daemon holds, kept in the config (None: no lease)."""
     running_now: dict[str, ModelDeployment] = {}
     for name, app in observed.apps.items():
         if is_argus_app(name):
             running_now.update(deployed_models(app.deployed_config))
     others = foreign_apps(observed)
+    held = [lease_app(lease)] if lease is not None else []
+    unleased = set() if lease is not None else {LEASE_APP_NAME}   # no lease: a leftover lease app is not judged
     admission = admit(models, running_now, capacity, settings, observed)
     per_model = serve.layout == "per_model"
     if per_model:
@@ -164,12 +167,12 @@ def plan(models: list[DesiredModel], observed: Observed, *, capacity: Capacity |
     else:
         model_apps, wanted_apps = [], {}
         models_config = serve_config(([single_app(list(admission.entries.values()))] if admission.entries else [])
-                                     + others,
+                                     + held + others,
                                      http_host=serve.http_host, http_port=serve.http_port,
                                      proxy_location=serve.proxy_location)
     # Whether the model part is applied as wanted (the front end is judged after the transitions).
-    apply = models_config if config_differs(models_config, observed, ignore={SINGLE_APP_NAME} if per_model
-                                            else set()) else None
+    apply = models_config if config_differs(models_config, observed, ignore={SINGLE_APP_NAME, LEASE_APP_NAME}
+                                            if per_model else unleased) else None
 
     transitions = list(admission.transitions)
     decided = {t.model_key for t in transitions}
@@ -192,9 +195,9 @@ def plan(models: list[DesiredModel], observed: Observed, *, capacity: Capacity |
     if not per_model:
         return Plan(apply, transitions)
     desired = serve_config(model_apps + [frontend_app(routes(models, transitions, admission.entries, observed), serve.frontend_replicas)]
-                           + others,
+                           + held + others,
                            http_host=serve.http_host, http_port=serve.http_port, proxy_location=serve.proxy_location)
-    return Plan(desired if config_differs(desired, observed) else None, transitions)
+    return Plan(desired if config_differs(desired, observed, ignore=unleased) else None, transitions)
 
 
 def admit(models: list[DesiredModel], running_now: dict[str, ModelDeployment], capacity: Capacity | None,

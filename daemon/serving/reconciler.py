@@ -8,6 +8,10 @@ the next tick tries again.
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import socket
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable
@@ -15,18 +19,22 @@ from typing import Callable
 from daemon.config import Config
 from daemon.errors import ClusterError
 from daemon.serving.llm_config import LlmSettings
-from daemon.serving.plan import DesiredModel, Plan, ServeSettings, Transition, observed_from_status, plan
+from daemon.serving.lease import LeaseMemory, LeaseValue, Role, decide
+from daemon.serving.llm_config import LEASE_APP_NAME, lease_app, lease_of, serve_config
+from daemon.serving.plan import DesiredModel, Observed, Plan, ServeSettings, Transition, observed_from_status, plan
 from daemon.serving.client import ServeClient
 from daemon.serving.reaper import reap_orphaned_engines
 from daemon.serving.placement import AdmissionMode
 from daemon.core.spec import ResolvedServingSpec, source_problem
-from daemon.core.states import EventType, ModelState, StrEnum
+from daemon.core.states import EventType, ModelState, ServeStatus, StrEnum
 from daemon.store import Store, iso, utc_now
 
 log = logging.getLogger("argus.reconcile")
 
 
 class ReconcileOutcome(StrEnum):
+    STANDBY = "standby"            # another argusd holds the lease: nothing touched
+    CLAIMED = "claimed"            # wrote (or waits to read back) a claim on the lease
     NOOP = "noop"                  # nothing to apply, nothing to record
     APPLIED = "applied"            # a new Serve config was applied (and its transitions recorded)
     RECORDED = "recorded"          # only state changes observed in Serve were recorded
@@ -40,10 +48,17 @@ class ReconcileResult:
 
 class Reconciler:
     def __init__(self, store: Store, client: ServeClient, config: Config,
-                 clock: Callable[[], datetime] = utc_now, reap: Callable[[], object] | None = None):
-        """`reap`: clears engine processes a dead replica left behind (default: the reaper job)."""
+                 clock: Callable[[], datetime] = utc_now, reap: Callable[[], object] | None = None,
+                 identity: str | None = None, monotonic: Callable[[], float] = time.monotonic):
+        """`reap`: clears engine processes a dead replica left behind (default: the reaper job).
+        `identity`: this daemon's name in the lease (default: host, pid and a random tag)."""
         self.store = store
         self.client = client
+        self.lease_ttl = config.serving.serve.lease_seconds
+        self.identity = identity or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.lease_memory = LeaseMemory()
+        self.role = Role.STANDBY if self.lease_ttl else Role.ACTIVE
+        self.monotonic = monotonic
         self.reap = reap if reap is not None else (lambda: reap_orphaned_engines(client))
         self.settings = LlmSettings.from_config(config)
         self.serve = ServeSettings.from_config(config)
@@ -68,11 +83,26 @@ class Reconciler:
         return out
 
     def tick(self) -> ReconcileResult:
-        models = self.desired()
         observed = observed_from_status(self.client.get_applications())
+        lease = None
+        if self.lease_ttl:
+            app = observed.apps.get(LEASE_APP_NAME)
+            step = decide(self.lease_memory, LeaseValue.from_dict(lease_of(app.deployed_config if app else None)),
+                          self.identity, self.monotonic(), self.lease_ttl)
+            if step.role != self.role:
+                log.info("lease: %s -> %s (%s)", self.role, step.role, self.identity)
+            self.lease_memory, self.role = step.memory, step.role
+            if step.role == Role.STANDBY:
+                return ReconcileResult(ReconcileOutcome.STANDBY)
+            if step.role == Role.CLAIMING:
+                if step.write is not None:
+                    self.client.put_config(self._claim(observed, step.write))
+                return ReconcileResult(ReconcileOutcome.CLAIMED)
+            lease = (step.write or step.memory.mine).to_dict()
+        models = self.desired()
         capacity = (None if self.settings.on_cpu
                     else self.client.capacity(self.settings.accelerator_type, self.admission))
-        decision = plan(models, observed, capacity=capacity, settings=self.settings, serve=self.serve)
+        decision = plan(models, observed, capacity=capacity, settings=self.settings, serve=self.serve, lease=lease)
         if decision.noop:
             return ReconcileResult(ReconcileOutcome.NOOP)
         if decision.apply is not None:
@@ -86,6 +116,13 @@ class Reconciler:
         if any(t.event_type in (EventType.DEGRADED, EventType.FAILED) for t in decision.transitions):
             self.reap()  # a replica died or gave up: its engine processes may have outlived it
         return ReconcileResult(ReconcileOutcome.APPLIED if decision.apply is not None else ReconcileOutcome.RECORDED)
+
+    def _claim(self, observed: Observed, value: LeaseValue) -> dict:
+        """A claim changes nothing but the lease: every app goes back exactly as Serve has it."""
+        apps = [app.deployed_config for name, app in sorted(observed.apps.items())
+                if name != LEASE_APP_NAME and app.deployed_config and app.status != ServeStatus.DELETING]
+        return serve_config(apps + [lease_app(value.to_dict())], http_host=self.serve.http_host,
+                            http_port=self.serve.http_port, proxy_location=self.serve.proxy_location)
 
     def _record(self, transitions: list[Transition], seen: dict[str, tuple[int, str]]) -> None:
         """Write the plan's transitions, each only if sync has not changed its model since the

@@ -4,6 +4,7 @@ killing one of the front end's two replicas fails at most the requests it held."
 import json
 import os
 import signal
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -108,6 +109,27 @@ def test_changing_one_model_never_disrupts_another(argusd, tmp_path):
         assert time.monotonic() < deadline, front_end_replicas(client)
         time.sleep(2)
     assert listed_models() == [a["model_id"]]
+
+    # The Serve controller is killed: Serve restarts it; the replicas never stop serving and
+    # argus changes nothing.
+    replicas_before = replicas_of(client, a["model_key"])
+    controller = int(subprocess.run(["pgrep", "-f", "^ray::ServeController"], capture_output=True,
+                                    text=True).stdout.split()[0])
+    prober = Prober(a["model_id"])
+    prober.start()
+    time.sleep(3)
+    killed_at = time.monotonic()
+    os.kill(controller, signal.SIGKILL)
+    time.sleep(30)
+    prober.stop.set()
+    prober.join(timeout=70)
+    requests, failed, _ = prober.window(killed_at - 3, time.monotonic())
+    print(f"Serve controller killed: {failed} of {requests} requests failed")
+    assert requests > 5 and failed == 0, (requests, failed)
+    deadline = time.monotonic() + 120
+    while not (replicas_of(client, a["model_key"]) == replicas_before and status("steady")["state"] == "RUNNING"):
+        assert time.monotonic() < deadline, (replicas_of(client, a["model_key"]), status("steady"))
+        time.sleep(2)
 
     # The model's own replica is killed: Serve replaces it; argus keeps the model in (RUNNING,
     # with the reason while it is degraded), and it answers again.

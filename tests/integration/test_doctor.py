@@ -15,10 +15,7 @@ def free_port() -> int:
 def test_doctor_names_each_problem_and_its_fix(tmp_path):
     port = free_port()
     config = write_config(tmp_path / "c.yaml", root=tmp_path / "private", db=tmp_path / "s.db",
-                          repo=tmp_path / "none.git",
-                          extra="")
-    config.write_text(config.read_text().replace(
-        "    http_host: 127.0.0.1\n", f"    http_host: 127.0.0.1\n    dashboard_url: http://127.0.0.1:{port}\n"))
+                          repo=tmp_path / "none.git", dashboard_url=f"http://127.0.0.1:{port}")
     result = run_argusctl("--config", str(config), "doctor", "--python", sys.executable, "-o", "json")
     assert result.returncode == 1, result.stderr
     checks = {c["name"]: c for c in json.loads(result.stdout)}

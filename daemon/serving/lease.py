@@ -1,0 +1,86 @@
+"""One active argusd per Ray cluster: a lease kept in the cluster itself.
+
+The lease is the user_config of a tiny Serve app argus owns (`argus-lease`), so every argusd
+that reaches the cluster sees it, whatever store or repo it has. The active daemon renews it
+(beat + 1) every third of the lease time with its normal apply; a standby that sees the value
+unchanged for a whole lease time (measured on its own monotonic clock, so clock skew between
+machines does not matter) claims the next epoch. A claim changes nothing else (every app goes
+back as Serve has it), and a daemon applies its models only once it reads its claim back:
+two daemons that claim at once both see who won before either applies anything.
+
+Pure: `decide` is a function of what the daemon remembers, what Serve shows and the time.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from daemon.core.states import StrEnum
+
+
+class Role(StrEnum):
+    ACTIVE = "active"        # holds the lease: reconciles
+    STANDBY = "standby"      # another daemon holds a live lease: touches nothing
+    CLAIMING = "claiming"    # wrote a claim; waits to read it back
+
+
+@dataclass(frozen=True)
+class LeaseValue:
+    holder: str
+    epoch: int
+    beat: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"holder": self.holder, "epoch": self.epoch, "beat": self.beat}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "LeaseValue | None":
+        if not isinstance(data, dict):
+            return None
+        holder, epoch, beat = data.get("holder"), data.get("epoch"), data.get("beat", 0)
+        if not isinstance(holder, str) or not isinstance(epoch, int) or not isinstance(beat, int):
+            return None
+        return cls(holder, epoch, beat)
+
+
+@dataclass(frozen=True)
+class LeaseMemory:
+    seen: LeaseValue | None = None    # the value last read from Serve
+    seen_since: float = 0.0           # when it was first read unchanged (monotonic)
+    mine: LeaseValue | None = None    # what this daemon last wrote
+    written_at: float = 0.0
+    confirmed: bool = False           # Serve showed `mine` (this daemon has been active on it)
+
+
+@dataclass(frozen=True)
+class LeaseStep:
+    role: Role
+    write: LeaseValue | None          # the value to put into Serve now (claim or renewal), or None
+    memory: LeaseMemory
+
+
+def decide(memory: LeaseMemory, observed: LeaseValue | None, me: str, now: float, ttl: float) -> LeaseStep:
+    """This daemon's role for this tick, and what (if anything) to write: an early-return ladder."""
+    if observed != memory.seen:
+        memory = replace(memory, seen=observed, seen_since=now)
+    # Mine, as I last claimed it: active; renew every third of the lease time.
+    if (observed is not None and memory.mine is not None and observed.holder == me
+            and observed.epoch == memory.mine.epoch):
+        memory = replace(memory, confirmed=True)
+        if now - memory.written_at >= ttl / 3:
+            renewal = LeaseValue(me, observed.epoch, max(observed.beat, memory.mine.beat) + 1)
+            return LeaseStep(Role.ACTIVE, renewal, replace(memory, mine=renewal, written_at=now))
+        return LeaseStep(Role.ACTIVE, None, memory)
+    # I claimed and Serve does not show it yet (or shows another claim made at the same time):
+    # wait for one lease time before trying again.
+    if memory.mine is not None and not memory.confirmed and now - memory.written_at < ttl and (
+            observed is None or observed.epoch <= memory.mine.epoch):
+        if observed is not None and observed.holder != me and observed.epoch == memory.mine.epoch:
+            return LeaseStep(Role.STANDBY, None, replace(memory, mine=None))  # the other claim won
+        return LeaseStep(Role.CLAIMING, None, memory)
+    # Nobody holds it, or its holder stopped renewing a whole lease time ago: claim the next epoch.
+    if observed is None or now - memory.seen_since >= ttl:
+        claim = LeaseValue(me, (observed.epoch if observed is not None else 0) + 1, 0)
+        return LeaseStep(Role.CLAIMING, claim, replace(memory, mine=claim, written_at=now, confirmed=False))
+    # Another daemon holds a live lease.
+    return LeaseStep(Role.STANDBY, None, replace(memory, mine=None, confirmed=False))

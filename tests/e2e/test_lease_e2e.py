@@ -1,0 +1,87 @@
+"""One active argusd per cluster, on the real local Ray Serve: two argusd with different
+stores and repos (one wants 1 front-end replica, the other 2, so Serve shows whose config
+runs); only the lease holder ever applies, and when it is killed the other takes over one
+lease time later. The takeover time is printed."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from daemon.serving.client import ServeClient
+from helpers import GitOps
+
+pytestmark = pytest.mark.e2e
+DASHBOARD = "http://127.0.0.1:8265"
+LEASE_SECONDS = 10
+
+
+def config_text(tmp, name: str, frontend_replicas: int, repo) -> str:
+    return (f"profile: test\nserving:\n  llm:\n    accelerator_type: cpu\n  serve:\n    http_host: 127.0.0.1\n"
+            f"    proxy_location: HeadOnly\n    dashboard_url: {DASHBOARD}\n"
+            f"    frontend_replicas: {frontend_replicas}\n    lease_seconds: {LEASE_SECONDS}\n"
+            f"storage:\n  root: {tmp / name / 'private'}\n"
+            f"state:\n  db: {tmp / name / 'argus.db'}\ngitops:\n  repo: {repo}\n  branch: main\n  poll_seconds: 1\n")
+
+
+def start(tmp, name: str, frontend_replicas: int) -> subprocess.Popen:
+    gitops = GitOps(tmp / name / "g")
+    gitops.write(".keep", "")
+    gitops.commit("start")
+    gitops.push()
+    path = tmp / name / "c.yaml"
+    path.write_text(config_text(tmp, name, frontend_replicas, gitops.bare))
+    return subprocess.Popen([sys.executable, "-m", "daemon.argusd", "--config", str(path)],
+                            stderr=open(tmp / name / "argusd.log", "w"))
+
+
+def seen(client: ServeClient) -> tuple[str | None, int | None]:
+    """(lease holder, front-end replicas in the deployed config)."""
+    apps = client.get_applications().get("applications") or {}
+    lease = (apps.get("argus-lease") or {}).get("deployed_app_config") or {}
+    holder = next((d.get("user_config", {}).get("holder") for d in lease.get("deployments") or []), None)
+    front = (apps.get("argus") or {}).get("deployed_app_config") or {}
+    replicas = next((d.get("num_replicas") for d in front.get("deployments") or []), None)
+    return holder, replicas
+
+
+def test_only_the_lease_holder_applies_and_the_standby_takes_over(e2e_home, tmp_path, repo_root):
+    home, env = e2e_home
+    subprocess.run(["scripts/argusd_up.sh", "stop"], cwd=repo_root, env=env, check=False)  # the suite's argusd
+    client = ServeClient(DASHBOARD)
+    a = start(tmp_path, "a", 1)
+    b = None
+    try:
+        deadline = time.monotonic() + 120
+        while not (seen(client)[0] or "").split(":")[1:2] == [str(a.pid)]:
+            assert time.monotonic() < deadline and a.poll() is None, seen(client)
+            time.sleep(0.5)
+        b = start(tmp_path, "b", 2)
+        watch_until = time.monotonic() + 3 * LEASE_SECONDS
+        while time.monotonic() < watch_until:  # b stands by: a's config (1 front-end replica) stays
+            holder, replicas = seen(client)
+            assert holder.split(":")[1] == str(a.pid) and replicas in (None, 1), (holder, replicas)
+            time.sleep(0.5)
+        os.kill(a.pid, signal.SIGKILL)
+        killed = time.monotonic()
+        while True:
+            holder, replicas = seen(client)
+            if holder and holder.split(":")[1] == str(b.pid) and replicas == 2:
+                break
+            assert time.monotonic() - killed < 6 * LEASE_SECONDS, (holder, replicas)
+            time.sleep(0.5)
+        takeover = time.monotonic() - killed
+        print(f"takeover after the holder was killed: {takeover:.1f} s (lease {LEASE_SECONDS} s)")
+        assert LEASE_SECONDS * 2 / 3 <= takeover <= 2 * LEASE_SECONDS + 5
+    finally:
+        for proc in (a, b):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=30)
+        # Leave the cluster as the next test expects it: no lease held by a daemon that is gone.
+        apps = client.get_applications().get("applications") or {}
+        client.put_config({"proxy_location": "HeadOnly", "http_options": {"host": "127.0.0.1", "port": 8000},
+                           "applications": [app["deployed_app_config"] for name, app in apps.items()
+                                            if name != "argus-lease" and app.get("deployed_app_config")]})

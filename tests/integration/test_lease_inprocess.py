@@ -1,0 +1,69 @@
+"""Two argusd reconcilers (each with its own store and repo) on one Serve, in-process: only
+the lease holder ever applies its models; a standby takes over one lease time after the
+holder stops. Serve is tests/serve_fake.py (a PUT replaces the set, like Serve); the real
+cluster runs the same in tests/e2e/test_lease_e2e.py."""
+from daemon.config import load_config
+from daemon.serving.reconciler import ReconcileOutcome, Reconciler
+from daemon.store import Store
+from daemon.sync.syncer import Syncer
+from daemon.gitrepo import GitRepo
+from daemon.core.spec import SpecPolicy
+from helpers import GitOps, spec, write_config
+from serve_fake import FakeServe
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def daemon(tmp_path, name, serve, clock):
+    (tmp_path / name / "private" / "hf" / "m").mkdir(parents=True)
+    gitops = GitOps(tmp_path / name / "g")
+    gitops.write(f"models.d/{name}/m.yaml", spec(f"from-{name}"))
+    gitops.commit(name)
+    gitops.push()
+    path = write_config(tmp_path / name / "c.yaml", root=tmp_path / name / "private", db=tmp_path / name / "s.db",
+                        repo=gitops.bare, lease_seconds=30)
+    config = load_config(path)
+    store = Store.open(tmp_path / name / "s.db")
+    Syncer(store, GitRepo(gitops.bare), "main", SpecPolicy.from_config(config)).sync_once()
+    return Reconciler(store, serve, config, identity=name, monotonic=clock, reap=lambda: None)
+
+
+def model_apps(serve):
+    return sorted(name for name in serve.apps if name.startswith("llm-"))
+
+
+def test_only_the_holder_applies_and_a_standby_takes_over(tmp_path):
+    serve, clock = FakeServe(), Clock()
+    a, b = daemon(tmp_path, "alice", serve, clock), daemon(tmp_path, "bob", serve, clock)
+    a_key = a.store.list_models()[0].model_key
+    b_key = b.store.list_models()[0].model_key
+    assert a.tick().outcome == ReconcileOutcome.CLAIMED
+    assert len(serve.puts) == 1 and model_apps(serve) == []      # a claim changes nothing else
+    clock.now = 2
+    assert b.tick().outcome == ReconcileOutcome.STANDBY           # a's claim is live
+    assert a.tick().outcome == ReconcileOutcome.APPLIED and model_apps(serve) == [f"llm-{a_key}"]
+    for t in range(4, 60, 2):                                     # a renews; b never applies
+        clock.now = t
+        a.tick()
+        serve.settle()
+        assert b.tick().outcome == ReconcileOutcome.STANDBY
+        assert model_apps(serve) == [f"llm-{a_key}"]
+    # a dies at 60 (it renewed within the last 10 s). b takes over one lease time after the last
+    # renewal it saw, and only then applies.
+    outcomes = {}
+    for t in range(60, 120, 2):
+        clock.now = t
+        outcomes[t] = b.tick().outcome
+        if outcomes[t] == ReconcileOutcome.APPLIED:
+            break
+    claimed = min(t for t, o in outcomes.items() if o == ReconcileOutcome.CLAIMED)
+    assert 50 + 30 <= claimed <= 60 + 30, outcomes
+    assert all(o != ReconcileOutcome.APPLIED for t, o in outcomes.items() if t <= claimed)
+    assert model_apps(serve) == [f"llm-{b_key}"]
+    assert serve.apps["argus-lease"]["deployed_app_config"]["deployments"][0]["user_config"]["holder"] == "bob"

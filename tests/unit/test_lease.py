@@ -1,0 +1,62 @@
+"""The lease decision as scenarios: who is active, who waits, when a standby takes over."""
+from daemon.serving.lease import LeaseMemory, LeaseValue, Role, decide
+
+TTL = 30.0
+
+
+def run(me, reads):
+    """Feed (now, observed) pairs; return each step's (role, written value)."""
+    memory, out = LeaseMemory(), []
+    for now, observed in reads:
+        step = decide(memory, observed, me, now, TTL)
+        memory = step.memory
+        out.append((step.role, step.write))
+    return out
+
+
+def test_a_lone_daemon_claims_confirms_and_renews():
+    claim = LeaseValue("a", 1, 0)
+    steps = run("a", [(0, None), (2, claim), (4, claim), (12, claim)])
+    assert steps[0] == (Role.CLAIMING, claim)
+    assert steps[1] == (Role.ACTIVE, None) and steps[2] == (Role.ACTIVE, None)   # applies models from here
+    assert steps[3] == (Role.ACTIVE, LeaseValue("a", 1, 1))                       # renewed after ttl/3
+
+
+def test_a_standby_waits_while_the_holder_renews_and_takes_over_a_ttl_after_it_stops():
+    reads = [(t, LeaseValue("a", 1, t // 10)) for t in range(0, 60, 2)]   # a renews every 10 s
+    assert {role for role, _ in run("b", reads)} == {Role.STANDBY}
+    stopped = [(t, LeaseValue("a", 1, 5)) for t in range(60, 95, 2)]         # a's last renewal was at 50
+    steps = run("b", reads + stopped)
+    takeover = next(i for i, (role, _) in enumerate(steps) if role == Role.CLAIMING)
+    assert (reads + stopped)[takeover][0] == 50 + TTL                        # one ttl after the last change
+    assert steps[takeover][1] == LeaseValue("b", 2, 0)
+
+
+def test_two_daemons_claiming_at_once_settle_on_the_one_serve_kept():
+    a_claim, b_claim = LeaseValue("a", 1, 0), LeaseValue("b", 1, 0)
+    # Both saw no lease and claimed; Serve kept b's (the later PUT).
+    a = run("a", [(0, None), (2, b_claim), (4, b_claim)])
+    b = run("b", [(0, None), (2, b_claim), (4, b_claim)])
+    assert [r for r, _ in a] == [Role.CLAIMING, Role.STANDBY, Role.STANDBY] and a[0][1] == a_claim
+    assert [r for r, _ in b] == [Role.CLAIMING, Role.ACTIVE, Role.ACTIVE]
+
+
+def test_a_holder_that_lost_the_lease_steps_down():
+    mine = LeaseValue("a", 1, 0)
+    steps = run("a", [(0, None), (2, mine), (40, LeaseValue("b", 2, 0))])
+    assert steps[-1] == (Role.STANDBY, None)
+
+
+def test_a_lease_removed_behind_the_holders_back_is_claimed_again():
+    mine = LeaseValue("a", 1, 0)
+    steps = run("a", [(0, None), (2, mine), (4, None)])
+    assert steps[-1] == (Role.CLAIMING, LeaseValue("a", 1, 0))
+
+
+def test_a_claim_not_seen_within_a_ttl_is_made_again():
+    steps = run("a", [(0, None), (10, None), (31, None)])
+    assert [r for r, _ in steps] == [Role.CLAIMING] * 3 and steps[1][1] is None and steps[2][1] is not None
+
+
+def test_garbage_in_serve_is_no_lease():
+    assert LeaseValue.from_dict({"holder": 1, "epoch": "x"}) is None and LeaseValue.from_dict(None) is None
