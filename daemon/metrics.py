@@ -67,7 +67,8 @@ class Metrics:
         self.sync_last = Gauge("argus_sync_last_success_timestamp_seconds", "When a sync pass last succeeded",
                                registry=r)
         self.reconciles = Counter("argus_reconcile_passes",
-                                  "Reconcile passes by outcome (noop, applied, recorded, apply_failed, error)",
+                                  "Reconcile passes by outcome (noop, applied, recorded, apply_failed, renewed, "
+                                  "claimed, standby, error)",
                                   ["outcome"], registry=r)
         self.reconcile_seconds = Histogram("argus_reconcile_duration_seconds", "One reconcile pass, Serve calls "
                                            "included", registry=r,

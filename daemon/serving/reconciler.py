@@ -21,7 +21,8 @@ from daemon.errors import ClusterError
 from daemon.serving.llm_config import LlmSettings
 from daemon.serving.lease import LeaseMemory, LeaseValue, Role, decide
 from daemon.serving.llm_config import LEASE_APP_NAME, lease_app, lease_of, serve_config
-from daemon.serving.plan import DesiredModel, Observed, Plan, ServeSettings, Transition, observed_from_status, plan
+from daemon.serving.plan import (DesiredModel, Observed, Plan, ServeSettings, Transition, config_differs,
+                                 observed_from_status, plan)
 from daemon.serving.client import ServeClient
 from daemon.serving.reaper import reap_orphaned_engines
 from daemon.serving.placement import AdmissionMode
@@ -35,6 +36,7 @@ log = logging.getLogger("argus.reconcile")
 class ReconcileOutcome(StrEnum):
     STANDBY = "standby"            # another argusd holds the lease: nothing touched
     CLAIMED = "claimed"            # wrote (or waits to read back) a claim on the lease
+    RENEWED = "renewed"            # only the lease was renewed
     NOOP = "noop"                  # nothing to apply, nothing to record
     APPLIED = "applied"            # a new Serve config was applied (and its transitions recorded)
     RECORDED = "recorded"          # only state changes observed in Serve were recorded
@@ -111,6 +113,11 @@ class Reconciler:
             except ClusterError as exc:
                 self._record_apply_failure(decision, str(exc))
                 return ReconcileResult(ReconcileOutcome.APPLY_FAILED)
+            renewal_only = (lease is not None and not decision.transitions
+                            and not config_differs(decision.apply, observed, ignore={LEASE_APP_NAME}))
+            if renewal_only:
+                log.debug("renewed the lease (%s)", lease)
+                return ReconcileResult(ReconcileOutcome.RENEWED)
             log.info("applied Serve config: %d application(s)", len(decision.apply["applications"]))
         self._record(decision.transitions, {m.model_key: (m.generation, m.state) for m in models})
         if any(t.event_type in (EventType.DEGRADED, EventType.FAILED) for t in decision.transitions):
