@@ -59,15 +59,20 @@ class LeaseStep:
     memory: LeaseMemory
 
 
-def decide(memory: LeaseMemory, observed: LeaseValue | None, me: str, now: float, ttl: float) -> LeaseStep:
-    """This daemon's role for this tick, and what (if anything) to write: an early-return ladder."""
-    if observed != memory.seen:
+def decide(memory: LeaseMemory, observed: LeaseValue | None, me: str, now: float, ttl: float,
+           busy: bool = False) -> LeaseStep:
+    """This daemon's role for this tick, and what (if anything) to write: an early-return ladder.
+
+    `busy`: Serve is building an application. Any PUT then makes Serve cancel and restart that
+    build (Ray 2.60 application_state.apply_app_config), so the holder does not renew while it
+    lasts, and a standby does not count that time towards the lease's expiry."""
+    if observed != memory.seen or busy:
         memory = replace(memory, seen=observed, seen_since=now)
     # Mine, as I last claimed it: active; renew every third of the lease time.
     if (observed is not None and memory.mine is not None and observed.holder == me
             and observed.epoch == memory.mine.epoch):
         memory = replace(memory, confirmed=True)
-        if now - memory.written_at >= ttl / 3:
+        if now - memory.written_at >= ttl / 3 and not busy:
             renewal = LeaseValue(me, observed.epoch, max(observed.beat, memory.mine.beat) + 1)
             return LeaseStep(Role.ACTIVE, renewal, replace(memory, mine=renewal, written_at=now))
         return LeaseStep(Role.ACTIVE, None, memory)

@@ -33,6 +33,12 @@ from daemon.store import Store, iso, utc_now
 log = logging.getLogger("argus.reconcile")
 
 
+def building(observed: Observed) -> bool:
+    """Whether Serve is building an application (DEPLOYING, no deployments yet): a PUT now
+    restarts that build, whatever it holds."""
+    return any(app.status == ServeStatus.DEPLOYING and not app.deployments for app in observed.apps.values())
+
+
 class ReconcileOutcome(StrEnum):
     STANDBY = "standby"            # another argusd holds the lease: nothing touched
     CLAIMED = "claimed"            # wrote (or waits to read back) a claim on the lease
@@ -90,7 +96,7 @@ class Reconciler:
         if self.lease_ttl:
             app = observed.apps.get(LEASE_APP_NAME)
             step = decide(self.lease_memory, LeaseValue.from_dict(lease_of(app.deployed_config if app else None)),
-                          self.identity, self.monotonic(), self.lease_ttl)
+                          self.identity, self.monotonic(), self.lease_ttl, busy=building(observed))
             if step.role != self.role:
                 log.info("lease: %s -> %s (%s)", self.role, step.role, self.identity)
             self.lease_memory, self.role = step.memory, step.role

@@ -60,3 +60,20 @@ def test_a_claim_not_seen_within_a_ttl_is_made_again():
 
 def test_garbage_in_serve_is_no_lease():
     assert LeaseValue.from_dict({"holder": 1, "epoch": "x"}) is None and LeaseValue.from_dict(None) is None
+
+
+def test_no_renewal_while_serve_builds_and_no_expiry_counted_for_it():
+    """A PUT while Serve builds an app restarts the build: the holder waits, the standby waits too."""
+    mine = LeaseValue("a", 1, 0)
+    memory = LeaseMemory()
+    for now, observed, busy in [(0, None, False), (2, mine, False)]:
+        memory = decide(memory, observed, "a", now, TTL, busy).memory
+    step = decide(memory, mine, "a", 20, TTL, busy=True)
+    assert (step.role, step.write) == (Role.ACTIVE, None)                  # due, but Serve is building
+    assert decide(step.memory, mine, "a", 22, TTL, busy=False).write == LeaseValue("a", 1, 1)
+    standby = LeaseMemory()
+    for now in range(0, 100, 2):                                            # builds for 100 s: no takeover
+        step = decide(standby, mine, "b", now, TTL, busy=True)
+        standby = step.memory
+        assert step.role == Role.STANDBY
+    assert decide(standby, mine, "b", 100 + TTL, TTL, busy=False).role == Role.CLAIMING
