@@ -45,9 +45,10 @@ fi
 reap_orphans
 # Ray jobs (argusctl doctor's node probe) run `python` from the head's PATH: make it this venv's.
 export PATH="$(cd "$(dirname "$VENV/bin/ray")" && pwd):$PATH"
-# More logical CPUs than cores: the ingress, each LLMServer replica and its engine worker
-# all need a CPU slot, and vLLM's CPU workers are mostly waiting on each other anyway.
-"$VENV/bin/ray" start --head --num-cpus "${ARGUS_RAY_CPUS:-8}" --dashboard-host 127.0.0.1 \
+# More logical CPUs than cores: the two front-end replicas, each LLMServer replica and its
+# engine worker all need a CPU slot (and a model being updated briefly holds two sets), while
+# vLLM's CPU workers are mostly waiting on each other anyway.
+"$VENV/bin/ray" start --head --num-cpus "${ARGUS_RAY_CPUS:-12}" --dashboard-host 127.0.0.1 \
   --dashboard-port "${DASHBOARD##*:}" --disable-usage-stats >/dev/null
 for _ in $(seq 1 60); do
   up && { echo "ray_up: Ray is up at $DASHBOARD"; exit 0; }

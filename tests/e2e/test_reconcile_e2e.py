@@ -105,3 +105,8 @@ def test_broken_model_fails_alone_and_drift_is_repaired(argusd, tmp_path):
     team_b = client.get_applications()["applications"]["team-b"]
     assert team_b["status"] == "RUNNING" and team_b["deployed_app_config"]["import_path"] == FOREIGN["import_path"]
     assert foreign_pid() == team_b_pid
+    # Leave the cluster as the next test expects it: without the other team's app.
+    apps = client.get_applications()["applications"]
+    client.put_config({"proxy_location": "HeadOnly", "http_options": {"host": "127.0.0.1", "port": 8000},
+                       "applications": [app["deployed_app_config"] for name, app in apps.items()
+                                        if name != "team-b" and app.get("deployed_app_config")]})
