@@ -50,18 +50,22 @@ def foreign_pid() -> int:
 
 
 def deploy_foreign(client: ServeClient) -> int:
-    """PUT the foreign app next to whatever runs (as its team would, declaratively)."""
-    current = [app["deployed_app_config"] for name, app in client.get_applications()["applications"].items()
-               if app.get("deployed_app_config")]
-    client.put_config({"proxy_location": "HeadOnly", "http_options": {"host": "127.0.0.1", "port": 8000},
-                       "applications": current + [FOREIGN]})
-    deadline = time.monotonic() + 120
+    """PUT the foreign app next to whatever runs (as its team would, declaratively). Serve's
+    REST API has no compare-and-set: a PUT that lands between argusd's read and its own write
+    (argusd starting up) is lost, so the team puts it again, as a real team would."""
+    deadline = time.monotonic() + 180
     while True:
-        try:
-            return foreign_pid()
-        except Exception:
-            assert time.monotonic() < deadline, client.get_applications()["applications"].get("team-b")
-            time.sleep(2)
+        current = [app["deployed_app_config"] for name, app in client.get_applications()["applications"].items()
+                   if app.get("deployed_app_config") and name != FOREIGN["name"]]
+        client.put_config({"proxy_location": "HeadOnly", "http_options": {"host": "127.0.0.1", "port": 8000},
+                           "applications": current + [FOREIGN]})
+        retry_at = time.monotonic() + 30
+        while time.monotonic() < retry_at:
+            try:
+                return foreign_pid()
+            except Exception:
+                time.sleep(2)
+        assert time.monotonic() < deadline, client.get_applications()["applications"].get("team-b")
 
 
 def test_broken_model_fails_alone_and_drift_is_repaired(argusd, tmp_path):
