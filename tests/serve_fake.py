@@ -48,6 +48,9 @@ class FakeServe:
         self.jobs.append(entrypoint)
         return f"raysubmit_{len(self.jobs)}"
 
+    def submit_python_job(self, code: str) -> str:
+        return self.submit_job(f"python -c {code}")
+
     # -- what the cluster does meanwhile ---------------------------------------------------------
 
     def settle(self) -> None:

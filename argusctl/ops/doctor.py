@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import socket
 import subprocess
 import sys
@@ -190,7 +189,7 @@ def probe_nodes(client: ServeClient, timeout: float = 300,
     """Run the node probe as a Ray job (no ray import here: the dashboard's Jobs API); each
     node's findings, or the check that says why the probe did not run."""
     try:
-        job = client.submit_job(f"python -c {shlex.quote(NODE_PROBE)}")
+        job = client.submit_python_job(NODE_PROBE)
         deadline = time.monotonic() + timeout
         while (status := client.job(job).get("status")) not in ("SUCCEEDED", "FAILED", "STOPPED"):
             if time.monotonic() > deadline:

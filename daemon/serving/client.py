@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -90,6 +91,10 @@ class ServeClient:
         """Ray Jobs: run `entrypoint` as a driver on the head node; its submission id."""
         reply = self._request("POST", "/api/jobs/", {"entrypoint": entrypoint, "runtime_env": runtime_env or {}})
         return reply["submission_id"]
+
+    def submit_python_job(self, code: str) -> str:
+        """Run Python `code` as a job driver on the head (`python` from the head's PATH)."""
+        return self.submit_job(f"python -c {shlex.quote(code)}")
 
     def job(self, submission_id: str) -> dict[str, Any]:
         return self._request("GET", f"/api/jobs/{submission_id}")

@@ -233,7 +233,7 @@ def admit(models: list[DesiredModel], running_now: dict[str, ModelDeployment], c
                                           {"message": model.source_problem}, error_summary=model.source_problem,
                                           attempted_generation=model.generation))
             continue
-        if capacity is not None and free is not None:
+        if capacity is not None:  # GPU serving (free is its live view)
             seen = observed.deployment(deployment_name(model.model_key))
             extra = _extra_replicas(model, running_now.get(model.model_key), seen[1].running_replicas if seen else 0)
             placed = place(free, extra, model.spec.gpus_per_replica)

@@ -11,7 +11,6 @@ has that replica as its parent and is never touched.
 from __future__ import annotations
 
 import logging
-import shlex
 
 from daemon.errors import ClusterError
 from daemon.serving.client import ServeClient
@@ -56,7 +55,7 @@ def reap_orphaned_engines(client: ServeClient) -> str | None:
     """Submit the reaper job (fire and forget: its result is in the job's logs); its id, or
     None when Ray would not take it (logged: reaping is best effort)."""
     try:
-        job = client.submit_job(f"python -c {shlex.quote(REAP_JOB % ENGINE_PREFIX)}")
+        job = client.submit_python_job(REAP_JOB % ENGINE_PREFIX)
     except ClusterError as exc:
         log.warning("could not start the engine reaper job: %s", exc)
         return None
