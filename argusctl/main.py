@@ -8,7 +8,7 @@ import typer
 
 from daemon.errors import ArgusError
 
-from argusctl import diff, doctor, hook, lint, status, write
+from argusctl import diff, doctor, hook, lint, status, token, write
 from argusctl.common import fail
 
 app = typer.Typer(
@@ -37,6 +37,7 @@ doctor.register(app)
 write.register(app)
 hook.register(app)
 diff.register(app)
+token.register(app)
 
 
 def run() -> None:

@@ -1,26 +1,18 @@
 """`argusctl status [MODEL]` and `argusctl logs MODEL`: read the store, never block the daemon."""
 from __future__ import annotations
 
-import socket
 import time
 from datetime import datetime, timezone
 from typing import Optional
 
 import typer
 
-from daemon.core.states import EventType
+from daemon.config import openai_base_url
+from daemon.core.describe import describe_event, problem_text, reason_of  # noqa: F401 (re-exported)
 
 from argusctl.common import Output, OutputOption, load_config, print_json, printable
 
 EVENTS_IN_DETAIL = 10
-
-
-def openai_base_url(config) -> str:
-    serve = config.serving.serve
-    host = serve.http_host
-    if host in ("0.0.0.0", "::", ""):
-        host = socket.gethostname()
-    return f"http://{host}:{serve.http_port}/v1"
 
 
 def age(timestamp: str, now: datetime | None = None) -> str:
@@ -32,37 +24,6 @@ def age(timestamp: str, now: datetime | None = None) -> str:
         if seconds >= size:
             return f"{seconds // size}{unit}"
     return f"{max(seconds, 0)}s"
-
-
-def reason_of(model, rejection) -> str:
-    if rejection is not None:
-        first = rejection.problems[0]
-        where = f"line {first.line}:{first.col}" if first.path == rejection.spec_path else f"{first.path}:{first.line}"
-        return f"spec rejected, last good spec kept: {where}: {first.message}"
-    return model.error_summary or ""
-
-
-def problem_text(problem) -> str:
-    """One stored problem as `path:line:col: message` (events keep them structured)."""
-    if isinstance(problem, dict):
-        return f"{problem.get('path')}:{problem.get('line')}:{problem.get('col')}: {problem.get('message')}"
-    return str(problem)
-
-
-def describe_event(event) -> str:
-    """One readable line for an event's payload."""
-    p = dict(event.payload)
-    who = f" by {p.pop('author')}" if "author" in p else ""
-    commit = f" ({p.pop('commit')[:12]})" if "commit" in p else ""
-    if event.event_type == EventType.REJECTED:
-        return "; ".join(problem_text(q) for q in p.get("problems", [])) + who + commit
-    if "changes" in p:
-        changes = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in sorted(p.pop("changes").items()))
-        return f"gen {p.pop('generation', '?')}: {changes}{who}{commit}"
-    if "message" in p:
-        return str(p.pop("message")) + who + commit
-    rest = ", ".join(f"{k}={v}" for k, v in sorted(p.items()))
-    return f"{rest}{who}{commit}".strip()
 
 
 def _open_store(ctx: typer.Context):

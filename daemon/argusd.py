@@ -55,6 +55,11 @@ class Daemon:
         self.watcher: RefWatcher | None = None
         self._errors: dict[str, str | None] = {}
 
+    def health(self) -> dict:
+        """What argusd itself knows of its loops (the API's admin status shows it)."""
+        return {"pid": os.getpid(), "serving": self.client is not None,
+                "repository_error": self._errors.get("sync"), "serve_error": self._errors.get("serve")}
+
     def stop(self) -> None:
         self.stopping.set()
         self.wake.set()
@@ -239,6 +244,16 @@ def main(
         except (OSError, ValueError) as exc:  # the side door failing never stops sync
             log.error("cannot serve metrics on %s (%s); going on without them", listen, exc)
     daemon = Daemon(cfg, store, client, watch=not once, metrics=metrics)
+    api = None
+    api_listen = os.environ.get("ARGUS_API_LISTEN") or cfg.api.listen
+    if api_listen and not once:
+        try:
+            from daemon.api.server import ApiServer  # only when asked for
+
+            api = ApiServer(cfg, api_listen, wake=daemon.wake.set, serve_client=client, health=daemon.health).start()
+            log.info("API and web UI on http://%s/ui (tokens: argusctl token create)", api_listen)
+        except (OSError, ValueError, ArgusError) as exc:  # the web part failing never stops sync
+            log.error("cannot serve the API on %s (%s); going on without it", api_listen, exc)
     if once:
         ok = daemon.tick()
         daemon._drop_repo()
@@ -249,6 +264,8 @@ def main(
         signal.signal(sig, lambda *_: daemon.stop())
     log.info("argusd started: repo %s branch %s, store %s", cfg.gitops.repo, cfg.gitops.branch, cfg.state.db)
     daemon.run()
+    if api is not None:
+        api.stop()
     daemon.store.close()
     lock.release()
     log.info("argusd stopped")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from pathlib import Path
 from typing import Optional, Literal
 
@@ -170,8 +171,21 @@ class MetricsConfig(_Strict):
         return value
 
 
+class ApiConfig(_Strict):
+    # HOST:PORT for argusd's management API and web UI (ARGUS_API_LISTEN overrides); None: off.
+    listen: Optional[str] = None
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not re.fullmatch(r"[^\s:]*:\d{1,5}", value):
+            raise ValueError(f"must be HOST:PORT such as 127.0.0.1:8080, got {value!r}")
+        return value
+
+
 class Config(_Strict):
     profile: str = "dev"
+    api: ApiConfig = Field(default_factory=ApiConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
@@ -185,6 +199,15 @@ class Config(_Strict):
     def owners(self) -> dict[str, tuple[str, ...]]:
         """user -> the git author emails allowed to change models.d/<user>/ (core.ownership)."""
         return {user: tuple(u.git_identities) for user, u in self.users.items()}
+
+
+def openai_base_url(config: Config) -> str:
+    """The one OpenAI endpoint as users reach it (a wildcard bind is shown as this host's name)."""
+    serve = config.serving.serve
+    host = serve.http_host
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.gethostname()
+    return f"http://{host}:{serve.http_port}/v1"
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

@@ -13,7 +13,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMANDS = [[], ["lint"], ["schema"], ["status"], ["logs"], ["doctor"], ["init"], ["apply"], ["scale"],
-            ["delete"], ["diff"], ["hook", "install"], ["hook", "pre-receive"]]
+            ["delete"], ["diff"], ["hook", "install"], ["hook", "pre-receive"], ["token", "create"],
+            ["token", "list"], ["token", "revoke"]]
 HEADER = """# argusctl reference
 
 Generated from each command's `--help` by `scripts/gen_cli_docs.py`; do not edit by hand.

@@ -73,6 +73,8 @@ Serving $MODEL on $ENDPOINT (no authentication on this port).
 
   .venv-serve/bin/python -c "from openai import OpenAI; c = OpenAI(base_url='$ENDPOINT', api_key='-'); print(c.chat.completions.create(model='$MODEL', messages=[{'role': 'user', 'content': 'Hi'}]).choices[0].message.content)"
 
+Web UI and API: http://127.0.0.1:8090/ui  (sign in with a token: .venv/bin/argusctl token create --user $QS_USER)
+
 Your GitOps clone: $WORKDIR
   .venv/bin/argusctl status | logs $MODEL --follow | scale smollm2-135m --replicas 2 --wait | delete smollm2-135m --wait
 Stop everything: scripts/quickstart.sh down   (add --purge to also delete $ARGUS_HOME_DIR, .venv, .venv-serve)

@@ -172,3 +172,94 @@ def spec_policy(**overrides):
     from daemon.core.spec import SpecPolicy
 
     return dataclasses.replace(SpecPolicy.from_config(Config()), **overrides)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Http:
+    """A tiny HTTP client for the API tests: no redirects followed, JSON decoded when it is JSON."""
+
+    def __init__(self, base: str):
+        self.base = base
+
+    def __call__(self, method: str, path: str, *, token: str | None = None, body: bytes | str | dict | None = None,
+                 ctype: str | None = None, headers: dict | None = None) -> tuple[int, object, dict]:
+        import http.client
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.base)
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+        all_headers = dict(headers or {})
+        if token:
+            all_headers["Authorization"] = f"Bearer {token}"
+        data = None
+        if isinstance(body, dict):
+            data, ctype = json.dumps(body).encode(), ctype or "application/json"
+        elif body is not None:
+            data = body.encode() if isinstance(body, str) else body
+        if ctype:
+            all_headers["Content-Type"] = ctype
+        conn.request(method, path, body=data, headers=all_headers)
+        response = conn.getresponse()
+        raw = response.read()
+        conn.close()
+        out: object = raw.decode(errors="replace")
+        if response.getheader("content-type", "").startswith("application/json"):
+            out = json.loads(raw)
+        return response.status, out, {k.lower(): v for k, v in response.getheaders()} | {
+            "set-cookie-all": response.msg.get_all("set-cookie") or []}
+
+
+class ApiDaemon:
+    """argusd --sync-only with its API and UI on a free port, over a GitOps repo that
+    `argusctl init` made (so the pre-receive hook guards it), and tokens made by the CLI."""
+
+    def __init__(self, tmp: Path, users: dict[str, str] | None = None):
+        self.tmp = Path(tmp)
+        (self.tmp / "private" / "hf" / "m").mkdir(parents=True)
+        (self.tmp / "private" / "hf" / "m" / "config.json").write_text("{}")
+        users = users or {}
+        extra = "".join(f"  {u}:\n    git_identities: [{e}]\n" for u, e in users.items())
+        self.port = free_port()
+        self.config = write_config(self.tmp / "argus.yaml", root=self.tmp / "private", db=self.tmp / "state" / "argus.db",
+                                   repo=self.tmp / "gitops.git", poll_seconds=60,
+                                   extra=("users:\n" + extra if extra else "") + f"api:\n  listen: 127.0.0.1:{self.port}\n")
+        self.env = {"ARGUS_CONFIG": str(self.config)}
+        first = next(iter(users), "alice")
+        result = run_argusctl("init", "--user", first, "--workdir", str(self.tmp / "work"), "--name", first,
+                              "--email", users.get(first, f"{first}@argus.local"), env=self.env)
+        assert result.returncode == 0, result.stderr
+        self.log_path = self.tmp / "argusd.log"
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "daemon.argusd", "--sync-only"],
+                                     env={**os.environ, **self.env}, stdout=self.log, stderr=subprocess.STDOUT)
+        self.wait_for_log("argusd started")
+        self.http = Http(f"http://127.0.0.1:{self.port}")
+
+    def wait_for_log(self, fragment: str, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while fragment not in self.log_path.read_text():
+            assert self.proc.poll() is None, self.log_path.read_text()
+            assert time.monotonic() < deadline, self.log_path.read_text()
+            time.sleep(0.05)
+
+    def token(self, user: str, *args: str) -> str:
+        result = run_argusctl("token", "create", "--user", user, *args, env=self.env)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip().splitlines()[-1]
+
+    def git_log(self, *args: str) -> list[str]:
+        return subprocess.run(["git", "log", "--format=%an <%ae>|%s", *args], cwd=self.tmp / "gitops.git",
+                              capture_output=True, text=True, check=True).stdout.splitlines()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=15)
+        self.log.close()

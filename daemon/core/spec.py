@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from daemon.core.engine_policy import check_engine_kwargs
-from daemon.errors import Problem, SpecError
+from daemon.errors import Problem, ProblemKind, SpecError
 from daemon.core.validation import problems_from
 from daemon.core.yamldoc import YamlDoc, YamlDocError, load_mapping
 
@@ -84,7 +84,12 @@ class ResolvedServingSpec:
 
 
 class PathRejected(ValueError):
-    """model_source is not an allowed local path; the message says why."""
+    """model_source is not an allowed local path; the message says why. `escapes`: it reaches
+    outside the user's own roots (another user's tree, '..', a symlink out), not merely malformed."""
+
+    def __init__(self, message: str, escapes: bool = False):
+        super().__init__(message)
+        self.escapes = escapes
 
 
 def validate_model_id_suffix(suffix: object) -> str:
@@ -136,7 +141,7 @@ def resolve_model_source(source: str, user_id: str, root: str) -> str:
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in source):
         raise PathRejected("model_source contains control characters")
     if ".." in source.split("/"):
-        raise PathRejected(f"model_source {source!r} contains a '..' segment; write the path without it")
+        raise PathRejected(f"model_source {source!r} contains a '..' segment; write the path without it", escapes=True)
     if "://" in source:
         raise PathRejected(f"model_source {source!r} is a URL; models load from local paths only")
     expanded = expand_macros(source, user_id, root)
@@ -154,13 +159,14 @@ def resolve_model_source(source: str, user_id: str, root: str) -> str:
     allowed = f"{hf}/ or {mine}/"
     if _is_below(path, users) and not (path == mine or _is_below(path, mine)):
         owner = path[len(users) + 1:].split("/", 1)[0]
-        raise PathRejected(f"model_source {path} is in user {owner!r}'s tree; use a path under {allowed}")
+        raise PathRejected(f"model_source {path} is in user {owner!r}'s tree; use a path under {allowed}", escapes=True)
     if not (_is_below(path, hf) or _is_below(path, mine)):
-        raise PathRejected(f"model_source {path} is outside the allowed roots; use a path under {allowed}")
+        raise PathRejected(f"model_source {path} is outside the allowed roots; use a path under {allowed}",
+                           escapes=True)
     # A symlink anywhere on the way must not lead out of the same allowed roots.
     real = os.path.realpath(path)
     if real != path and not (_is_below(real, os.path.realpath(hf)) or _is_below(real, os.path.realpath(mine))):
-        raise PathRejected(f"model_source {path} leads through a symlink to {real}, outside {allowed}")
+        raise PathRejected(f"model_source {path} leads through a symlink to {real}, outside {allowed}", escapes=True)
     return path
 
 
@@ -206,8 +212,9 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def check_spec(values: dict[str, Any], user_id: str, policy: SpecPolicy) -> tuple[list[tuple[tuple, bool, str]], str | None]:
-    """Rules that need the platform config: (problems as (loc, at_key, message), resolved model_source).
+def check_spec(values: dict[str, Any], user_id: str,
+               policy: SpecPolicy) -> tuple[list[tuple[tuple, bool, str, ProblemKind]], str | None]:
+    """Rules that need the platform config: (problems as (loc, at_key, message, kind), resolved model_source).
 
     Takes the raw mapping so it can run beside type validation: each rule looks only at a
     field whose type is already right, and a user sees every problem in one pass.
@@ -216,22 +223,25 @@ def check_spec(values: dict[str, Any], user_id: str, policy: SpecPolicy) -> tupl
     replicas, gpus = values.get("num_replicas"), values.get("gpus_per_replica")
     if _is_int(replicas) and replicas > policy.max_replicas:
         problems.append((("num_replicas",), False,
-                         f"num_replicas is {replicas}, over this platform's limit of {policy.max_replicas}"))
+                         f"num_replicas is {replicas}, over this platform's limit of {policy.max_replicas}",
+                         ProblemKind.INVALID))
     if _is_int(gpus) and gpus > policy.max_gpus_per_replica:
         problems.append((("gpus_per_replica",), False,
-                         f"gpus_per_replica is {gpus}, over this platform's limit of {policy.max_gpus_per_replica}"))
+                         f"gpus_per_replica is {gpus}, over this platform's limit of {policy.max_gpus_per_replica}",
+                         ProblemKind.INVALID))
     source, resolved_source = values.get("model_source"), None
     if isinstance(source, str):
         try:
             resolved_source = resolve_model_source(source, user_id, policy.root)
         except PathRejected as exc:
-            problems.append((("model_source",), False, str(exc)))
+            problems.append((("model_source",), False, str(exc),
+                             ProblemKind.FORBIDDEN if exc.escapes else ProblemKind.INVALID))
     engine_kwargs = values.get("engine_kwargs")
     if isinstance(engine_kwargs, dict):
         for key, at_key, message in check_engine_kwargs(engine_kwargs,
                                                         allow_trust_remote_code=policy.allow_trust_remote_code,
                                                         extra_allowed=policy.extra_allowed):
-            problems.append((("engine_kwargs", key), at_key, message))
+            problems.append((("engine_kwargs", key), at_key, message, ProblemKind.INVALID))
     return problems, resolved_source
 
 
@@ -251,7 +261,7 @@ def parse_spec(path: str, data: bytes, user_id: str, policy: SpecPolicy) -> Pars
     try:
         doc = load_mapping(data, max_bytes=policy.max_spec_bytes)
     except YamlDocError as exc:
-        raise SpecError([Problem(path, exc.line, exc.col, exc.message)]) from None
+        raise SpecError([Problem(path, exc.line, exc.col, exc.message, ProblemKind.SYNTAX)]) from None
     problems: list[Problem] = []
     spec = None
     try:
@@ -259,9 +269,9 @@ def parse_spec(path: str, data: bytes, user_id: str, policy: SpecPolicy) -> Pars
     except ValidationError as exc:
         problems = [_suffix_message(p, doc) for p in problems_from(exc, doc, path, ServingSpec)]
     checks, resolved_source = check_spec(doc.value, user_id, policy)
-    for loc, at_key, message in checks:
+    for loc, at_key, message, kind in checks:
         pos = doc.position(loc, prefer_key=at_key)
-        problems.append(Problem(path, pos.line, pos.col, message))
+        problems.append(Problem(path, pos.line, pos.col, message, kind))
     if problems or spec is None or resolved_source is None:
         raise SpecError(problems)
     return ParsedSpec(spec, doc, resolved_source)

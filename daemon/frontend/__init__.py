@@ -3,7 +3,8 @@ the declarative config; argusd and argusctl never import it, so it may import Ra
 private names it needs are in ray_private.py, and nothing else of argus).
 
 - `build_model_app`: one Serve application per model, holding only that model's
-  LLMServer deployment (Ray Serve LLM's own server, built by `build_llm_deployment`).
+  LLMServer deployment (Ray Serve LLM's own server, built by `build_llm_deployment`, with
+  one repair: `ArgusLLMServer`).
 - `build_frontend`: the one OpenAI endpoint. It is Ray Serve LLM's own `OpenAiIngress`
   (protocol, streaming, OpenAI-style errors) with one change: it starts with no models and
   learns them from its `user_config`, which Serve applies in place by calling
@@ -12,11 +13,13 @@ private names it needs are in ray_private.py, and nothing else of argus).
 """
 from __future__ import annotations
 
+import logging
+import logging.handlers
 from typing import Any
 
 from fastapi import HTTPException
 from ray import serve
-from ray.serve.llm import LLMConfig, build_llm_deployment
+from ray.serve.llm import LLMConfig, LLMServer, build_llm_deployment
 
 from daemon.frontend import ray_private
 from daemon.frontend.ray_private import OpenAiIngress, make_fastapi_ingress
@@ -59,7 +62,8 @@ class ArgusIngress(OpenAiIngress):
 
 
 def build_frontend(args: dict[str, Any] | None = None) -> Any:
-    """The front end app: one replica, so every request sees the same model table."""
+    """The front end app. Its replica count comes from the config's deployment options
+    (serving.serve.frontend_replicas); every replica gets the same model table."""
     return serve.deployment(make_fastapi_ingress(ArgusIngress), name=FRONTEND_DEPLOYMENT, num_replicas=1,
                             max_ongoing_requests=1000).bind()
 
@@ -82,6 +86,45 @@ def build_lease(args: dict[str, Any] | None = None) -> Any:
     return ArgusLease.bind()
 
 
+SERVE_LOGGER = "ray.serve"
+
+
+def serve_log_targets() -> list[tuple[logging.handlers.MemoryHandler, logging.Handler | None]]:
+    """Serve's buffered log handlers in this process with the file handler each writes to."""
+    return [(h, h.target) for h in logging.getLogger(SERVE_LOGGER).handlers
+            if isinstance(h, logging.handlers.MemoryHandler)]
+
+
+def restore_serve_log_targets(saved: list[tuple[logging.handlers.MemoryHandler, logging.Handler | None]]) -> int:
+    """Give back each buffered handler the target that a logging reset took from it; returns
+    how many were repaired. A closed FileHandler reopens its file on the next record."""
+    repaired = 0
+    for handler, target in saved:
+        if handler.target is None and target is not None:
+            handler.setTarget(target)
+            repaired += 1
+    return repaired
+
+
+class ArgusLLMServer(LLMServer):
+    """Ray Serve LLM's LLMServer, unchanged but for one repair. Starting the vLLM engine
+    applies vLLM's logging config (`logging.config.dictConfig`), which closes every handler
+    in the process, and closing Serve's MemoryHandler drops its file target. The replica then
+    buffers its log records forever, and when the Serve controller restarts, its recovery
+    call to the replica (`is_allocated` reads that target's file name) raises, so the
+    controller replaces a healthy replica and the model is down for a cold start. Seen in
+    argus's zero-disruption e2e with Ray 2.60 + vLLM 0.32."""
+
+    async def __init__(self, *args: Any, **kwargs: Any) -> None:
+        saved = serve_log_targets()
+        try:
+            await super().__init__(*args, **kwargs)
+        finally:
+            restore_serve_log_targets(saved)
+
+
 def build_model_app(args: dict[str, Any]) -> Any:
-    """One model's app: its LLMServer deployment alone, no HTTP route of its own."""
-    return build_llm_deployment(LLMConfig.model_validate(args["llm_config"]))
+    """One model's app: its LLMServer deployment alone, no HTTP route of its own. The
+    deployment keeps Ray's name ("LLMServer:<model key>")."""
+    return build_llm_deployment(LLMConfig.model_validate(args["llm_config"]), deployment_cls=ArgusLLMServer,
+                                name_prefix="LLMServer:")

@@ -6,7 +6,7 @@ import urllib.request
 
 import pytest
 
-from helpers import run_argusctl
+from helpers import Http, run_argusctl
 
 pytestmark = pytest.mark.e2e
 
@@ -33,6 +33,20 @@ def test_quickstart_serves_a_model_and_write_commands_report_the_final_state(e2e
     again = subprocess.run(["scripts/quickstart.sh"], cwd=repo_root, env=env, capture_output=True, text=True,
                            timeout=600)
     assert again.returncode == 0 and "demo/smollm2-135m: unchanged, RUNNING" in again.stdout  # idempotent
+    assert "Web UI and API: http://127.0.0.1:8090/ui" in again.stdout
+
+    # The API beside it (local profile: 127.0.0.1:8090) shows the model live in the real Serve.
+    http = Http("http://127.0.0.1:8090")
+    token = run_argusctl("token", "create", "--user", "demo", env=env).stdout.strip().splitlines()[-1]
+    admin = run_argusctl("token", "create", "--user", "demo", "--admin", env=env).stdout.strip().splitlines()[-1]
+    status, listed, _ = http("GET", "/api/v2/serve/models", token=token)
+    assert status == 200 and [m["state"] for m in listed["items"] if m["model_id"] == model_id] == ["RUNNING"]
+    key = next(m["model_key"] for m in listed["items"] if m["model_id"] == model_id)
+    status, detail, _ = http("GET", f"/api/v2/serve/models/{key}", token=token)
+    live = detail["serve_status"]
+    assert live["deployed"] and [r["state"] for r in live["replicas"]] == ["RUNNING"], live
+    status, admin_view, _ = http("GET", "/api/v2/serve/status", token=admin)
+    assert admin_view["serve"]["applications"]["argus"]["status"] == "RUNNING", admin_view
 
     scaled = run_argusctl("scale", "smollm2-135m", "--replicas", "2", "--wait", env=env, timeout=1200)
     assert scaled.returncode == 0, scaled.stdout + scaled.stderr

@@ -126,13 +126,14 @@ def test_changing_one_model_never_disrupts_another(argusd, tmp_path):
     requests, failed, _ = prober.window(killed_at - 3, time.monotonic())
     print(f"Serve controller killed: {failed} of {requests} requests failed")
     assert requests >= 3 and failed == 0, (requests, failed)  # requests are slower while it recovers
-    deadline = time.monotonic() + 120
-    while not (replicas_of(client, a["model_key"]) and status("steady")["state"] == "RUNNING"):
-        assert time.monotonic() < deadline, (replicas_of(client, a["model_key"]), status("steady"))
+    # The recovered controller adopts the very same replica (before ArgusLLMServer, vLLM's
+    # logging set-up broke Serve's recovery call and the replica was replaced: a cold start).
+    deadline = time.monotonic() + 60
+    while not replicas_of(client, a["model_key"]):  # the dashboard may not list it yet
+        assert time.monotonic() < deadline
         time.sleep(2)
-    # Whether the recovered controller kept the very same replica is printed, not asserted: one
-    # run here saw another replica afterwards (under investigation); no request failed either way.
-    print(f"replicas before / after the controller kill: {replicas_before} / {replicas_of(client, a['model_key'])}")
+    assert replicas_of(client, a["model_key"]) == replicas_before
+    assert status("steady")["state"] == "RUNNING", status("steady")
 
     # The model's own replica is killed: Serve replaces it; argus keeps the model in (RUNNING,
     # with the reason while it is degraded), and it answers again.

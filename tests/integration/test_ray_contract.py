@@ -64,3 +64,46 @@ def test_an_untested_ray_is_refused_at_import_with_what_to_install():
     assert result.returncode != 0
     assert ("ImportError: argus's front end is tested with Ray 2.60.0, and this node runs Ray 2.99.0; "
             "install ray[serve,llm]==2.60.0 on every node") in result.stderr
+
+
+def test_llm_server_keeps_serves_log_file_when_vllm_configures_logging():
+    """ArgusLLMServer: starting an engine runs vLLM's real logging set-up (dictConfig closes
+    every handler); Serve's buffered handler must still write to its file afterwards, or the
+    Serve controller's recovery replaces the replica (the e2e's controller kill)."""
+    result = run_in_serving_venv("""
+        import asyncio, json, logging, logging.handlers, tempfile, os
+        from vllm.config.logging import LoggingConfig
+        from vllm.logger import configure_logging
+        from ray.serve.llm import LLMConfig, LLMServer
+        from daemon.frontend import ArgusLLMServer, build_model_app
+
+        path = os.path.join(tempfile.mkdtemp(), "replica.log")
+        memory = logging.handlers.MemoryHandler(1, target=logging.FileHandler(path))
+        serve_logger = logging.getLogger("ray.serve")
+        serve_logger.addHandler(memory)
+        serve_logger.setLevel(logging.INFO)
+
+        class Engine:  # stands in for vLLM's engine; starting it applies vLLM's own logging config
+            def __init__(self, config): pass
+            async def start(self): configure_logging(LoggingConfig())
+            async def check_health(self): pass
+
+        config = LLMConfig(model_loading_config={"model_id": "m", "model_source": "/nonexistent"})
+        out = {}
+        for cls in (LLMServer, ArgusLLMServer):
+            memory.setTarget(logging.FileHandler(path))
+            server = cls.__new__(cls)  # Serve awaits the async constructor itself
+            asyncio.run(server.__init__(config, engine_cls=Engine))
+            out[cls.__name__] = memory.target is not None
+        serve_logger.info("after the engine started")
+        memory.flush()
+        out["written"] = "after the engine started" in open(path).read()
+        app = build_model_app({"llm_config": config.model_dump()})
+        out["deployment"] = app._bound_deployment.name
+        print(json.dumps(out))
+    """)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["LLMServer"] is False, out  # the interaction argus repairs (if Ray fixes it, drop the repair)
+    assert out["ArgusLLMServer"] is True and out["written"], out
+    assert out["deployment"] == "LLMServer:m", out  # argus and its tests find models by this name

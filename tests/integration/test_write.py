@@ -5,6 +5,7 @@ import subprocess
 
 import pytest
 
+from daemon import gitwrite
 from daemon.gitrepo import GitRepo
 from daemon.store import Store
 from daemon.sync.syncer import Syncer
@@ -168,19 +169,19 @@ def test_push_race_mechanism_rebases_and_conflicts_are_refused(setup):
     first = writepath.open_clone(tmp / "alice-work", None, "main")
     second = writepath.open_clone(tmp / "alice-2", None, "main")
     (second.user_dir / "x.yaml").write_text(spec("x"))
-    writepath._commit_and_push(second, [second.user_dir / "x.yaml"], "x from the second clone")
+    gitwrite.commit_and_push(second, [second.user_dir / "x.yaml"], "x from the second clone")
     (first.user_dir / "y.yaml").write_text(spec("y"))  # the first clone is stale now
-    sha = writepath._commit_and_push(first, [first.user_dir / "y.yaml"], "y from the first clone")
+    sha = gitwrite.commit_and_push(first, [first.user_dir / "y.yaml"], "y from the first clone")
     assert [line.split("|")[1] for line in log(tmp / "gitops.git")][:2] == ["y from the first clone",
                                                                              "x from the second clone"]
     assert log(tmp / "gitops.git", "-1", "--format=%H")[0].split("|")[0] == sha
     # Both clones now change the same file differently: the second to push is refused.
-    writepath._sync_clone(second)
+    gitwrite.sync_clone(second)
     (first.user_dir / "x.yaml").write_text(spec("x", replicas=2))
-    writepath._commit_and_push(first, [first.user_dir / "x.yaml"], "x to 2")
+    gitwrite.commit_and_push(first, [first.user_dir / "x.yaml"], "x to 2")
     (second.user_dir / "x.yaml").write_text(spec("x", replicas=3))
     with pytest.raises(GitError, match="changed the same spec meanwhile"):
-        writepath._commit_and_push(second, [second.user_dir / "x.yaml"], "x to 3")
+        gitwrite.commit_and_push(second, [second.user_dir / "x.yaml"], "x to 3")
     assert log(tmp / "gitops.git")[0].endswith("|x to 2")
     assert "num_replicas: 2" in (second.user_dir / "x.yaml").read_text()  # the clone is back on theirs
 

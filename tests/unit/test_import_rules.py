@@ -49,7 +49,7 @@ def _top(module: str) -> str:
 
 
 def test_the_layout_has_the_packages_the_docs_name():
-    for package in ("daemon.core", "daemon.sync", "daemon.serving", "argusctl.ops"):
+    for package in ("daemon.core", "daemon.sync", "daemon.serving", "daemon.api", "argusctl.ops"):
         assert package in MODULES, package
 
 
@@ -122,3 +122,19 @@ def test_every_package_ships_in_the_wheel():
     on_disk = {".".join(p.parent.relative_to(REPO).parts) for d in ("daemon", "argusctl")
                for p in (REPO / d).rglob("__init__.py")}
     assert listed == on_disk
+
+
+def test_the_web_part_loads_only_where_it_runs():
+    # argusd imports the API server only when api.listen is set (the frontend runs in Ray, with
+    # Ray's own FastAPI); argusctl only reads tokens, so
+    # neither the CLI nor sync/serving ever loads FastAPI or uvicorn.
+    for name, imported in IMPORTS.items():
+        web = {m for m in imported if _top(m) in ("fastapi", "uvicorn", "starlette")}
+        if web:
+            assert name in ("daemon.api.http", "daemon.api.server") or name.startswith("daemon.frontend"), (name, web)
+        if name.startswith(("daemon.sync", "daemon.serving", "daemon.core", "daemon.frontend")):
+            assert not any(m.startswith("daemon.api") for m in imported), name
+        if name.startswith("argusctl"):
+            assert {m for m in imported if m.startswith("daemon.api.")} <= {"daemon.api.tokens",
+                                                                          "daemon.api.tokens.TokenStore",
+                                                                          "daemon.api.tokens.tokens_path"}, name

@@ -1,0 +1,270 @@
+"""What the management API does, as plain calls on behalf of an Identity. The engine owns the
+errors (daemon.errors); daemon/api/http.py only maps them onto status codes.
+
+Every write is a commit by the caller, made in a clone argusd keeps for that user and pushed
+through the same write path as `argusctl apply/scale/delete` (daemon/gitwrite.py: the same
+lint, the pre-receive hook's ownership rules, rebase-and-retry). A write returns once argusd
+has recorded its commit, so the answer names the model's key and state.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import yaml
+
+from daemon import gitwrite
+from daemon.api.tokens import Identity
+from daemon.config import Config
+from daemon.core.describe import describe_event, reason_of
+from daemon.core.spec import SpecPolicy, parse_spec
+from daemon.errors import ArgusError, ClusterError, NotFoundError, SpecError, StoreError
+from daemon.store import ModelRow, Store
+
+EVENTS_PAGE = 50
+RECORD_TIMEOUT_SECONDS = 15.0
+
+
+class ForbiddenError(ArgusError):
+    """The caller may see this, but not do it (an admin-only route, another user's model)."""
+
+
+class ServeStatusSource:
+    """Live replica states from Serve; None when argusd runs --sync-only."""
+
+    def __init__(self, client: Any):
+        self.client = client
+
+    def applications(self) -> dict[str, Any]:
+        return (self.client.get_applications() or {}).get("applications") or {}
+
+    def gpus(self) -> dict[str, float]:
+        return self.client.cluster_resources()
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    model_key: Optional[str]
+    model_id: Optional[str]
+    state: str
+    action: str
+    commit: Optional[str]
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def model_summary(row: ModelRow, rejection: Any = None) -> dict[str, Any]:
+    """One model as the API lists it."""
+    resolved = row.resolved
+    return {"model_key": row.model_key, "model_id": row.model_id, "user_id": row.user_id,
+            "name": row.model_id_suffix, "state": row.state.value, "reason": reason_of(row, rejection),
+            "num_replicas": resolved.get("num_replicas"), "gpus_per_replica": resolved.get("gpus_per_replica"),
+            "model_source": resolved.get("model_source"), "spec_path": row.spec_path,
+            "generation": row.generation, "applied_generation": row.applied_generation,
+            "commit_sha": row.commit_sha, "commit_author": row.commit_author,
+            "created_at": row.created_at, "updated_at": row.updated_at}
+
+
+def replica_states(apps: dict[str, Any], model_key: str) -> Optional[dict[str, Any]]:
+    """The Serve application and replicas that serve one model, from Serve's applications."""
+    deployment = f"LLMServer:{model_key}"
+    for name, app in apps.items():
+        dep = (app.get("deployments") or {}).get(deployment)
+        if dep is not None:
+            return {"application": name, "app_status": app.get("status"), "status": dep.get("status"),
+                    "message": dep.get("message") or app.get("message") or "",
+                    "replicas": [{"replica_id": r.get("replica_id"), "state": r.get("state"),
+                                  "node_ip": r.get("node_ip"), "pid": r.get("pid")}
+                                 for r in dep.get("replicas") or []]}
+    return None
+
+
+class ModelService:
+    def __init__(self, config: Config, clones_dir: Path, *, wake: Callable[[], None] = lambda: None,
+                 serve: Optional[ServeStatusSource] = None, health: Callable[[], dict[str, Any]] = dict,
+                 record_timeout: float = RECORD_TIMEOUT_SECONDS):
+        self.config = config
+        self.policy = SpecPolicy.from_config(config)
+        self.clones_dir = Path(clones_dir)
+        self.wake = wake
+        self.serve = serve
+        self.health = health
+        self.record_timeout = record_timeout
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def _store(self) -> Store:
+        return Store.open_readonly(self.config.state.db)
+
+    def _visible(self, identity: Identity, row: ModelRow) -> ModelRow:
+        # Another user's model does not exist for a non-admin caller: 404, not 403, leaks nothing.
+        if row.user_id != identity.user and not identity.admin:
+            raise NotFoundError(f"no model {row.model_key!r} of yours; GET /api/v2/serve/models lists them")
+        return row
+
+    def _row(self, store: Store, identity: Identity, model_key: str) -> ModelRow:
+        try:
+            row = store.get_model(model_key)
+        except NotFoundError:
+            raise NotFoundError(f"no model {model_key!r} of yours; GET /api/v2/serve/models lists them") from None
+        return self._visible(identity, row)
+
+    def list_models(self, identity: Identity, user: Optional[str] = None,
+                    include_deleted: bool = False) -> dict[str, Any]:
+        if user is not None and user != identity.user and not identity.admin:
+            raise ForbiddenError(f"only an admin token lists other users' models; drop ?user={user}")
+        owner = user if identity.admin else identity.user
+        store = self._store()
+        try:
+            rejections = {r.spec_path: r for r in store.rejections(owner)}
+            rows = store.list_models(user_id=owner, include_deleted=include_deleted)
+        finally:
+            store.close()
+        rows.sort(key=lambda m: (m.user_id, m.model_id))
+        live = {m.spec_path for m in rows if m.live}
+        return {"items": [model_summary(m, rejections.get(m.spec_path) if m.live else None) for m in rows],
+                "rejected_specs": [r.to_dict() for p, r in sorted(rejections.items()) if p not in live]}
+
+    def get_model(self, identity: Identity, model_key: str, after: int = 0,
+                  limit: int = EVENTS_PAGE) -> dict[str, Any]:
+        store = self._store()
+        try:
+            row = self._row(store, identity, model_key)
+            rejection = {r.spec_path: r for r in store.rejections(row.user_id)}.get(row.spec_path) if row.live else None
+            events = store.events(model_key=row.model_key, spec_path=row.spec_path, after_id=after)
+        finally:
+            store.close()
+        page = events[:limit] if after else events[-limit:]  # the newest page first, then onwards
+        return {"model": model_summary(row, rejection), "spec_yaml": row.spec_yaml,
+                "resolved_spec_yaml": yaml.safe_dump(row.resolved, sort_keys=False),
+                "rejection": rejection.to_dict() if rejection else None,
+                "events": [{**e.to_dict(), "text": describe_event(e)} for e in page],
+                "events_next_after": page[-1].id if page else after,
+                "serve_status": self.serve_status(row)}
+
+    def serve_status(self, row: ModelRow) -> dict[str, Any]:
+        if self.serve is None:
+            return {"available": False, "reason": "argusd runs --sync-only: it does not talk to Ray Serve"}
+        try:
+            found = replica_states(self.serve.applications(), row.model_key)
+        except ClusterError as exc:
+            return {"available": False, "reason": f"Ray Serve is not reachable: {exc}"}
+        if found is None:
+            return {"available": True, "deployed": False, "replicas": [],
+                    "reason": "not deployed in Serve" + (" (it is queued)" if row.state.value == "QUEUED" else "")}
+        return {"available": True, "deployed": True, **found}
+
+    def status(self, identity: Identity) -> dict[str, Any]:
+        if not identity.admin:
+            raise ForbiddenError("GET /api/v2/serve/status needs an admin token (argusctl token create --admin)")
+        store = self._store()
+        try:
+            cursor = store.cursor()
+            counts: dict[str, int] = {}
+            for row in store.list_models():
+                counts[row.state.value] = counts.get(row.state.value, 0) + 1
+        finally:
+            store.close()
+        out: dict[str, Any] = {"sync": {"branch": cursor[0], "commit": cursor[1]} if cursor else None,
+                               "models_by_state": counts, "argusd": self.health()}
+        if self.serve is None:
+            out["serve"] = {"available": False, "reason": "argusd runs --sync-only"}
+            return out
+        try:
+            apps = self.serve.applications()
+            resources = self.serve.gpus()
+        except ClusterError as exc:
+            out["serve"] = {"available": False, "reason": f"Ray Serve is not reachable: {exc}"}
+            return out
+        out["serve"] = {"available": True,
+                        "applications": {n: {"status": a.get("status"), "message": a.get("message") or ""}
+                                         for n, a in sorted(apps.items())}}
+        out["cluster"] = {"gpus_total": resources.get("GPU", 0.0)}
+        return out
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def lint(self, identity: Identity, data: bytes) -> list[dict[str, Any]]:
+        """Every problem of a spec as the caller would commit it (the UI checks as you type)."""
+        try:
+            parse_spec("spec.yaml", data, identity.user, self.policy)
+        except SpecError as exc:
+            return [p.to_dict() for p in exc.problems]
+        return []
+
+    def _lock(self, user: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(user, threading.Lock())
+
+    def _clone(self, identity: Identity) -> gitwrite.Clone:
+        return gitwrite.server_clone(Path(self.config.gitops.repo), self.clones_dir / identity.user, identity.user,
+                                     self.config.gitops.branch, identity.git_name, identity.git_email)
+
+    def create(self, identity: Identity, data: bytes) -> WriteResult:
+        """Create or change a model from a spec (the body of POST)."""
+        parse_spec("spec.yaml", data, identity.user, self.policy)  # SpecError before git is touched
+        with self._lock(identity.user):
+            change = gitwrite.apply(self._clone(identity), data, "spec.yaml", self.policy)
+        return self._recorded(identity, change)
+
+    def scale(self, identity: Identity, model_key: str, replicas: int) -> WriteResult:
+        row = self._writable(identity, model_key)
+        with self._lock(identity.user):
+            change = gitwrite.scale(self._clone(identity), row.model_id_suffix, replicas, self.policy)
+        return self._recorded(identity, change)
+
+    def delete(self, identity: Identity, model_key: str) -> WriteResult:
+        row = self._writable(identity, model_key)
+        with self._lock(identity.user):
+            change = gitwrite.delete(self._clone(identity), row.model_id_suffix)
+        return self._recorded(identity, change, deleting=True)
+
+    def _writable(self, identity: Identity, model_key: str) -> ModelRow:
+        store = self._store()
+        try:
+            row = self._row(store, identity, model_key)
+        finally:
+            store.close()
+        if row.user_id != identity.user:
+            raise ForbiddenError(f"{row.model_id} is {row.user_id}'s; an admin token reads every model, but only "
+                                 f"its owner's commits change it")
+        if not row.live:
+            raise NotFoundError(f"model {row.model_id} is deleted; POST a spec to create it again")
+        return row
+
+    def _recorded(self, identity: Identity, change: gitwrite.Change, deleting: bool = False) -> WriteResult:
+        """Wait (bounded) until argusd has recorded the commit; the model as it is then."""
+        if change.commit is not None:
+            self.wake()
+        deadline = time.monotonic() + self.record_timeout
+        while True:
+            row = None
+            try:
+                store = self._store()
+                try:
+                    try:
+                        row = store.find_model(change.model_id, user_id=identity.user)
+                    except NotFoundError:
+                        row = None
+                    rejected = {r.spec_path: r for r in store.rejections(identity.user)}.get(change.path)
+                finally:
+                    store.close()
+            except StoreError:
+                rejected = None
+            if rejected is not None and change.commit is not None and rejected.commit_sha == change.commit:
+                raise SpecError(rejected.problems)  # argusd refused what the hook let in
+            if row is not None and (change.commit is None or row.commit_sha == change.commit):
+                return WriteResult(row.model_key, row.model_id, row.state.value, change.action, change.commit,
+                                   change.message)
+            if time.monotonic() > deadline:
+                return WriteResult(row.model_key if row else None, row.model_id if row else None,
+                                   "PENDING", change.action, change.commit,
+                                   f"{change.message}; argusd has not recorded it yet")
+            time.sleep(0.05)

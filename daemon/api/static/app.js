@@ -1,0 +1,269 @@
+// argus web UI: plain DOM, no framework, nothing loaded from the internet. Every value from the
+// server goes in through textContent (never innerHTML), so a spec cannot inject markup.
+"use strict";
+
+const DATA = JSON.parse(document.body.dataset.argus || "{}");
+const POLL_MS = 2000;
+
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "class") el.className = v;
+    else el.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+async function api(method, path, body, type) {
+  const headers = { "X-Argus-UI": "1" };
+  if (body !== undefined) headers["Content-Type"] = type || "application/json";
+  const res = await fetch(path, { method, headers, credentials: "same-origin",
+                                  body: body === undefined ? undefined : (typeof body === "string" ? body : JSON.stringify(body)) });
+  if (res.status === 401) { location.href = "/ui/login?next=" + encodeURIComponent(location.pathname); throw new Error("signed out"); }
+  const json = await res.json().catch(() => ({}));
+  if (!res.ok) { const e = new Error(json.message || res.statusText); e.status = res.status; e.body = json; throw e; }
+  return json;
+}
+
+function badge(state) { return h("span", { class: "badge " + state, "data-state": state }, state); }
+
+function ago(iso) {
+  if (!iso) return "";
+  const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
+  if (s < 60) return s + "s ago";
+  if (s < 3600) return Math.floor(s / 60) + "m ago";
+  if (s < 86400) return Math.floor(s / 3600) + "h ago";
+  return Math.floor(s / 86400) + "d ago";
+}
+
+function notice(kind, text) { return h("div", { class: "notice " + kind, role: kind === "error" ? "alert" : "status" }, text); }
+
+function problemList(problems, onPick) {
+  return h("ul", { class: "problems", id: "problems" }, problems.map(p =>
+    h("li", { onclick: () => onPick && onPick(p) }, h("span", { class: "where" }, `${p.line}:${p.col}`), p.message)));
+}
+
+function poll(fn) {
+  let stopped = false;
+  const tick = async () => {
+    if (stopped) return;
+    try { await fn(); } catch (e) { if (e.message === "signed out") return; }
+    if (!document.hidden) setTimeout(tick, POLL_MS); else document.addEventListener("visibilitychange", tick, { once: true });
+  };
+  tick();
+  return () => { stopped = true; };
+}
+
+// -- pages -------------------------------------------------------------------------------------
+
+function loginPage(main) {
+  main.append(h("div", { class: "login panel" },
+    h("h1", {}, "Sign in to argus"),
+    h("p", { class: "sub" }, "Use your API token. An admin makes one with ", h("code", {}, "argusctl token create --user <you>"), "."),
+    DATA.error ? notice("error", DATA.error) : null,
+    h("form", { method: "post", action: "/ui/session" },
+      h("input", { type: "hidden", name: "next", value: DATA.next || "/ui/serving" }),
+      h("label", { for: "token" }, "Token"),
+      h("input", { type: "password", name: "token", id: "token", autocomplete: "off", required: true, autofocus: true }),
+      h("p", {}, h("button", { class: "btn primary", type: "submit", id: "sign-in" }, "Sign in")))));
+}
+
+function listPage(main) {
+  const body = h("div", { id: "models" }, h("p", { class: "muted" }, "Loading…"));
+  main.append(
+    h("div", { class: "head" },
+      h("div", {}, h("h1", {}, DATA.admin ? "All models" : "Your models"),
+        h("p", { class: "sub" }, "Each model answers on the OpenAI endpoint ", h("code", {}, DATA.openai_base_url), " under its model id.")),
+      h("a", { class: "btn primary", href: "/ui/serving/new", id: "new-model" }, "+ New model")),
+    h("div", { class: "panel" }, body));
+  poll(async () => {
+    const data = await api("GET", "/api/v2/serve/models");
+    if (body.contains(document.activeElement) && document.activeElement.tagName === "INPUT") return;  // being typed in
+    body.replaceChildren(renderTable(data));
+  });
+}
+
+function renderTable(data) {
+  if (!data.items.length && !data.rejected_specs.length) {
+    return h("div", { class: "empty" }, h("h2", {}, "No models yet"),
+      h("p", {}, "Create one from a ServingSpec: it becomes a commit in the GitOps repo, and argus serves it."),
+      h("a", { class: "btn primary", href: "/ui/serving/new" }, "Create your first model"));
+  }
+  const rows = data.items.map(m => h("tr", { "data-model": m.model_id, "data-key": m.model_key },
+    h("td", {}, h("a", { href: "/ui/serving/" + encodeURIComponent(m.model_key) }, m.model_id),
+      DATA.admin ? h("div", { class: "muted" }, m.user_id) : null),
+    h("td", {}, badge(m.state)),
+    h("td", {}, String(m.num_replicas)),
+    h("td", { class: "reason" }, m.reason || "—"),
+    h("td", { title: m.updated_at }, ago(m.updated_at)),
+    h("td", {}, h("div", { class: "actions" },
+      scaleControl(m),
+      h("button", { class: "btn danger", "data-action": "delete", onclick: () => deleteModel(m) }, "Delete")))));
+  const out = [h("table", {}, h("thead", {}, h("tr", {}, ["Model", "State", "Replicas", "Reason", "Changed", "Actions"].map(t => h("th", {}, t)))),
+                   h("tbody", {}, rows))];
+  if (data.rejected_specs.length) {
+    out.push(h("h2", { style: "margin-top:18px" }, "Rejected specs (not applied)"),
+      h("ul", { class: "problems" }, data.rejected_specs.map(r => h("li", {}, h("span", { class: "where" }, r.spec_path), r.problems[0].message))));
+  }
+  return h("div", {}, out);
+}
+
+function scaleControl(m) {
+  const input = h("input", { type: "number", min: "1", value: String(m.num_replicas), "aria-label": "replicas", "data-action": "replicas" });
+  const button = h("button", { class: "btn", "data-action": "scale", onclick: async () => {
+    button.disabled = true;
+    try { await api("PATCH", "/api/v2/serve/models/" + encodeURIComponent(m.model_key), { num_replicas: Number(input.value) }); }
+    catch (e) { alert(e.message); }
+    button.disabled = false;
+  } }, "Scale");
+  return h("span", { class: "actions" }, input, button);
+}
+
+async function deleteModel(m, after) {
+  if (!confirm(`Delete ${m.model_id}? Its spec is removed in a commit by you, and argus stops serving it.`)) return;
+  try { await api("DELETE", "/api/v2/serve/models/" + encodeURIComponent(m.model_key)); if (after) after(); }
+  catch (e) { alert(e.message); }
+}
+
+const EXAMPLE = `# A ServingSpec. Paths use $HOME (your own tree) or $HOME/common/hf (shared models).
+model_id: my-chat
+model_source: $HOME/common/hf/SmolLM2-135M-Instruct
+num_replicas: 1
+# gpus_per_replica: 1
+# engine_kwargs:
+#   max_model_len: 2048
+`;
+
+function newPage(main) {
+  const text = h("textarea", { id: "spec", spellcheck: "false", "aria-label": "ServingSpec YAML" });
+  text.value = EXAMPLE;
+  const gutter = h("div", { class: "gutter", "aria-hidden": "true" });
+  const status = h("div", { id: "lint" });
+  const result = h("div", {});
+  const submit = h("button", { class: "btn primary", id: "submit", type: "button" }, "Create model");
+  const syncGutter = () => {
+    gutter.textContent = text.value.split("\n").map((_, i) => i + 1).join("\n");
+    gutter.scrollTop = text.scrollTop;
+  };
+  const pick = p => {
+    const lines = text.value.split("\n");
+    let offset = 0;
+    for (let i = 0; i < p.line - 1 && i < lines.length; i++) offset += lines[i].length + 1;
+    text.focus();
+    text.setSelectionRange(offset + p.col - 1, offset + (lines[p.line - 1] || "").length);
+  };
+  let timer = null, seq = 0;
+  const lint = async () => {
+    const mine = ++seq;
+    try {
+      const out = await api("POST", "/api/v2/serve/lint", text.value, "application/yaml");
+      if (mine !== seq) return;
+      status.replaceChildren(out.problems.length ? problemList(out.problems, pick)
+        : h("ul", { class: "problems" }, h("li", { class: "ok", id: "lint-ok" }, "Valid spec")));
+      submit.disabled = out.problems.length > 0;
+    } catch (e) { if (mine === seq) status.replaceChildren(notice("error", e.message)); }
+  };
+  text.addEventListener("input", () => { syncGutter(); clearTimeout(timer); timer = setTimeout(lint, 250); });
+  text.addEventListener("scroll", syncGutter);
+  submit.addEventListener("click", async () => {
+    submit.disabled = true;
+    result.replaceChildren(notice("info", "Committing and waiting for argusd to record it…"));
+    try {
+      const out = await api("POST", "/api/v2/serve/models", text.value, "application/yaml");
+      location.href = "/ui/serving/" + encodeURIComponent(out.model_key);
+    } catch (e) {
+      result.replaceChildren(notice("error", e.message), e.body && e.body.problems ? problemList(e.body.problems, pick) : "");
+      submit.disabled = false;
+    }
+  });
+  main.append(
+    h("h1", {}, "New model"),
+    h("p", { class: "sub" }, "Write a ServingSpec. It is checked as you type by the same rules as ",
+      h("code", {}, "argusctl lint"), " and the repo's hook, then committed as ", h("strong", {}, DATA.user),
+      " to ", h("code", {}, `models.d/${DATA.user}/`), "."),
+    h("div", { class: "panel" }, h("div", { class: "editor" }, gutter, text), status,
+      h("p", { class: "actions", style: "margin-top:14px" }, submit, h("a", { class: "btn", href: "/ui/serving" }, "Cancel")), result));
+  syncGutter();
+  lint();
+}
+
+function detailPage(main) {
+  const key = DATA.model_key;
+  const header = h("div", { class: "head" }, h("h1", {}, "Loading…"));
+  const facts = h("dl", { class: "facts", id: "facts" });
+  const serve = h("div", { id: "serve-status" });
+  const events = h("tbody", {});
+  const spec = h("pre", { id: "resolved-spec" });
+  const usage = h("div", { id: "usage" });
+  const message = h("div", {});
+  let lastEvent = 0, loaded = false, actions = null;
+  main.append(header, message,
+    h("div", { class: "grid" },
+      h("div", { class: "panel" }, h("h2", {}, "Model"), facts),
+      h("div", { class: "panel" }, h("h2", {}, "Live in Ray Serve"), serve)),
+    h("div", { class: "panel" }, h("h2", {}, "Call it"), usage),
+    h("div", { class: "grid" },
+      h("div", { class: "panel" }, h("h2", {}, "Resolved spec"), spec),
+      h("div", { class: "panel" }, h("h2", {}, "Events"),
+        h("table", { class: "events" }, h("thead", {}, h("tr", {}, h("th", {}, "Time"), h("th", {}, "Event"), h("th", {}, "What"))), events))));
+  poll(async () => {
+    let d;
+    try { d = await api("GET", `/api/v2/serve/models/${encodeURIComponent(key)}?after=${lastEvent}`); }
+    catch (e) {
+      if (e.status === 404) { header.replaceChildren(h("h1", {}, "Not found")); message.replaceChildren(notice("error", e.message)); }
+      throw e;
+    }
+    const m = d.model;
+    const gone = m.state === "DELETED";
+    if (!actions || (gone && !actions.dataset.gone)) {  // made once, so a number being typed survives the polls
+      actions = gone ? h("a", { class: "btn", href: "/ui/serving", "data-gone": "1" }, "Back to models")
+        : h("div", { class: "actions" }, scaleControl(m),
+            h("button", { class: "btn danger", "data-action": "delete", onclick: () => deleteModel(m) }, "Delete"));
+    }
+    header.replaceChildren(
+      h("div", {}, h("h1", { id: "model-id" }, m.model_id, " ", badge(m.state)),
+        h("p", { class: "sub" }, m.reason || `Spec ${m.spec_path}, last changed by ${m.commit_author}`)),
+      actions);
+    facts.replaceChildren(...[["Model id", m.model_id], ["Owner", m.user_id], ["Replicas", m.num_replicas],
+      ["GPUs per replica", m.gpus_per_replica], ["Source", m.model_source], ["Spec", m.spec_path],
+      ["Generation", `${m.generation} (applied: ${m.applied_generation ?? "—"})`],
+      ["Last commit", `${(m.commit_sha || "").slice(0, 12)} by ${m.commit_author}`], ["Key", m.model_key],
+      ["Updated", `${m.updated_at} (${ago(m.updated_at)})`]].flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, String(v))]));
+    const s = d.serve_status;
+    serve.replaceChildren(!s.available ? h("p", { class: "muted" }, s.reason)
+      : !s.deployed ? h("p", { class: "muted" }, s.reason)
+      : h("div", {}, h("p", {}, `Application ${s.application}: `, badge(s.status || "?"), s.message ? h("span", { class: "muted" }, " " + s.message) : ""),
+          h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Replica"), h("th", {}, "State"), h("th", {}, "Node"))),
+            h("tbody", {}, s.replicas.map(r => h("tr", {}, h("td", {}, r.replica_id), h("td", {}, badge(r.state)), h("td", {}, r.node_ip || "")))))));
+    spec.textContent = d.resolved_spec_yaml;
+    if (!loaded) { usage.replaceChildren(usageExamples(d.openai_base_url, m.model_id)); loaded = true; }
+    for (const e of d.events) {
+      events.prepend(h("tr", { "data-event": e.event_type }, h("td", { title: e.time }, e.time.slice(0, 19).replace("T", " ")),
+        h("td", { class: "type" }, e.event_type), h("td", {}, e.text)));
+    }
+    lastEvent = d.events_next_after;
+  });
+}
+
+function usageExamples(base, modelId) {
+  const curl = `curl ${base}/chat/completions \\\n  -H 'Content-Type: application/json' \\\n  -d '{"model": "${modelId}", "messages": [{"role": "user", "content": "Hello"}]}'`;
+  const py = `from openai import OpenAI\n\nclient = OpenAI(base_url="${base}", api_key="unused")\nreply = client.chat.completions.create(\n    model="${modelId}",\n    messages=[{"role": "user", "content": "Hello"}],\n)\nprint(reply.choices[0].message.content)`;
+  const pre = h("pre", { id: "example" }, curl);
+  const tabs = h("div", { class: "tabs" });
+  const show = (which, text) => { pre.textContent = text; for (const b of tabs.children) b.classList.toggle("on", b.dataset.tab === which); };
+  tabs.append(h("button", { class: "on", "data-tab": "curl", onclick: () => show("curl", curl) }, "curl"),
+              h("button", { "data-tab": "python", onclick: () => show("python", py) }, "Python (openai)"));
+  return h("div", {}, tabs, pre, h("p", { class: "muted" }, "The endpoint has no authentication; the model answers once it is RUNNING."));
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const main = document.getElementById("main");
+  main.replaceChildren();
+  ({ login: loginPage, list: listPage, new: newPage, detail: detailPage })[document.body.dataset.page](main);
+});

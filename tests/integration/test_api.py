@@ -1,0 +1,277 @@
+"""The management API (the seed's M3.4) and the UI's routes (M7.2), against a real argusd
+(--sync-only) serving them, a real GitOps repo guarded by the pre-receive hook, and tokens
+made by the real CLI. Every write must be exactly one commit by the caller."""
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from daemon.api.http import status_of
+from daemon.errors import (ConflictError, GitError, NotFoundError, Problem, ProblemKind, RefusedError, SpecError,
+                           StoreError, UsageError)
+from daemon.api.service import ForbiddenError
+from helpers import ApiDaemon, run_argusctl
+
+USERS = {"alice": "alice@argus.local", "bob": "bob@argus.local", "ops": "ops@argus.local"}
+SPEC = "model_id: {name}\nmodel_source: $HOME/common/hf/m\n"
+YAML = "application/yaml"
+MODELS = "/api/v2/serve/models"
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory):
+    daemon = ApiDaemon(tmp_path_factory.mktemp("api"), USERS)
+    daemon.alice, daemon.bob, daemon.admin = daemon.token("alice"), daemon.token("bob"), daemon.token("ops", "--admin")
+    yield daemon
+    daemon.stop()
+
+
+def create(api, token, name, body=None):
+    return api.http("POST", MODELS, token=token, body=body or SPEC.format(name=name), ctype=YAML)
+
+
+def test_create_list_get_scale_delete_each_write_is_one_commit_by_the_caller(api):
+    commits = len(api.git_log())
+    status, out, _ = create(api, api.alice, "happy")
+    assert status == 202, out
+    assert out["state"] == "QUEUED" and out["model_id"].startswith("alice-") and out["model_id"].endswith("-happy")
+    key = out["model_key"]
+    assert api.git_log()[0] == "alice <alice@argus.local>|apply alice/happy: new model"
+    assert len(api.git_log()) == commits + 1
+
+    status, listed, _ = api.http("GET", MODELS, token=api.alice)
+    assert status == 200 and listed["openai_base_url"] == "http://127.0.0.1:8000/v1"
+    assert key in [m["model_key"] for m in listed["items"]]
+
+    status, detail, _ = api.http("GET", f"{MODELS}/{key}", token=api.alice)
+    assert status == 200 and detail["model"]["state"] == "QUEUED"
+    assert "num_replicas: 1" in detail["resolved_spec_yaml"] and "model_source:" in detail["resolved_spec_yaml"]
+    assert detail["events"] and "alice <alice@argus.local>" in detail["events"][0]["text"]
+    assert detail["serve_status"] == {"available": False,
+                                      "reason": "argusd runs --sync-only: it does not talk to Ray Serve"}
+
+    status, out, _ = api.http("PATCH", f"{MODELS}/{key}", token=api.alice, body={"num_replicas": 2})
+    assert status == 202 and out["action"] == "scaled", out
+    assert api.git_log()[0] == "alice <alice@argus.local>|scale alice/happy: num_replicas 1 -> 2"
+    status, detail, _ = api.http("GET", f"{MODELS}/{key}?after={detail['events_next_after']}", token=api.alice)
+    assert detail["model"]["num_replicas"] == 2 and any("num_replicas 1 -> 2" in e["text"] for e in detail["events"])
+
+    status, out, _ = api.http("PATCH", f"{MODELS}/{key}", token=api.alice, body={"num_replicas": 2})
+    assert status == 202 and out["action"] == "unchanged" and out["commit"] is None  # no empty commit
+
+    status, out, _ = api.http("DELETE", f"{MODELS}/{key}", token=api.alice)
+    assert status == 202 and out["state"] in ("DELETING", "DELETED"), out
+    assert api.git_log()[0] == "alice <alice@argus.local>|delete alice/happy"
+    assert len(api.git_log()) == commits + 3
+    status, listed, _ = api.http("GET", MODELS, token=api.alice)
+    assert key not in [m["model_key"] for m in listed["items"] if m["state"] != "DELETING"]
+
+
+def test_users_never_see_or_change_each_others_models(api):
+    status, out, _ = create(api, api.alice, "mine")
+    key = out["model_key"]
+    commits = len(api.git_log())
+    _, listed, _ = api.http("GET", MODELS, token=api.bob)
+    assert key not in [m["model_key"] for m in listed["items"]]
+    for method, body in (("GET", None), ("PATCH", {"num_replicas": 2}), ("DELETE", None)):
+        status, out, _ = api.http(method, f"{MODELS}/{key}", token=api.bob, body=body)
+        assert status == 404 and key in out["message"], (method, out)  # 404, not 403: nothing leaks
+    status, out, _ = api.http("GET", f"{MODELS}?user=alice", token=api.bob)
+    assert status == 403
+    # bob's spec of the same name is his own model; alice's is untouched.
+    status, out, _ = create(api, api.bob, "mine")
+    assert status == 202 and out["model_key"] != key and out["model_id"].startswith("bob-")
+    assert api.git_log()[0] == "bob <bob@argus.local>|apply bob/mine: new model"
+    # An admin reads everyone's models, filters by user, but cannot change alice's.
+    _, everyone, _ = api.http("GET", MODELS, token=api.admin)
+    assert {"alice", "bob"} <= {m["user_id"] for m in everyone["items"]}
+    _, only, _ = api.http("GET", f"{MODELS}?user=alice", token=api.admin)
+    assert {m["user_id"] for m in only["items"]} == {"alice"}
+    assert api.http("GET", f"{MODELS}/{key}", token=api.admin)[0] == 200
+    status, out, _ = api.http("DELETE", f"{MODELS}/{key}", token=api.admin)
+    assert status == 403 and "only its owner" in out["message"]
+    assert len(api.git_log()) == commits + 1  # bob's create only
+
+
+@pytest.mark.parametrize("body, status, code, where", [
+    ("model_id: [broken\n", 400, "yaml_invalid", (2, 1)),
+    ("model_id: ok\nmodel_source: $HOME/common/hf/m\nnum_replicas: 99\n", 422, "spec_invalid", (3, 15)),
+    ("model_id: ok\nmodel_source: $HOME/common/hf/m\nnum_gpus: 1\n", 422, "spec_invalid", (3, 1)),
+    ("model_id: ok\nmodel_source: /etc\n", 403, "path_forbidden", (2, 15)),
+    ("model_id: ok\nmodel_source: /srv/../etc\n", 403, "path_forbidden", (2, 15)),
+])
+def test_bad_specs_get_the_seeds_status_codes_with_line_and_column_and_change_nothing(api, body, status, code, where):
+    commits = len(api.git_log())
+    got, out, _ = create(api, api.alice, "x", body=body)
+    assert got == status and out["error"] == code, out
+    assert (out["problems"][0]["line"], out["problems"][0]["col"]) == where, out
+    assert out["problems"][0]["message"]
+    assert len(api.git_log()) == commits
+
+
+def test_another_users_path_is_forbidden(api):
+    got, out, _ = create(api, api.alice, "x", body="model_id: x\nmodel_source: $HOME/../bob/m\n")
+    assert got == 403 and "'..'" in out["problems"][0]["message"]
+    bobs = api.tmp / "private" / "users" / "bob" / "m"
+    got, out, _ = create(api, api.alice, "x", body=f"model_id: x\nmodel_source: {bobs}\n")
+    assert got == 403 and "in user 'bob''s tree" in out["problems"][0]["message"], out
+
+
+def test_auth_and_request_errors(api):
+    assert api.http("GET", MODELS)[0] == 401
+    status, out, headers = api.http("GET", MODELS, token="argus_nope_nope")
+    assert status == 401 and headers.get("www-authenticate") == "Bearer"
+    assert api.http("GET", MODELS, headers={"Authorization": "Basic abc"})[0] == 401
+    assert api.http("GET", f"{MODELS}/m-0000000000000000", token=api.alice)[0] == 404
+    status, out, _ = api.http("POST", MODELS, token=api.alice, body="{}", ctype="application/json")
+    assert status == 415 and "application/yaml" in out["message"]
+    status, out, _ = api.http("PATCH", f"{MODELS}/m-0000000000000000", token=api.alice, body={"num_replicas": "x"})
+    assert status == 422 and "num_replicas" in out["message"]
+    status, out, _ = api.http("GET", "/api/v2/serve/status", token=api.alice)
+    assert status == 403 and "--admin" in out["message"]
+    status, out, _ = api.http("GET", "/api/v2/serve/status", token=api.admin)
+    assert status == 200 and out["sync"]["branch"] == "main" and out["argusd"]["serving"] is False
+    # A revoked token stops working at once.
+    token = api.token("alice")
+    token_id = token.split("_")[1]
+    assert api.http("GET", MODELS, token=token)[0] == 200
+    assert run_argusctl("token", "revoke", token_id, env=api.env).returncode == 0
+    assert api.http("GET", MODELS, token=token)[0] == 401
+
+
+def test_openapi_document_names_every_route(api):
+    status, doc, _ = api.http("GET", "/api/v2/openapi.json")
+    assert status == 200
+    paths = doc["paths"]
+    assert set(paths[MODELS]) == {"get", "post"}
+    assert set(paths[MODELS + "/{model_key}"]) == {"get", "patch", "delete"}
+    assert "get" in paths["/api/v2/serve/status"]
+
+
+def test_token_cli_shows_a_token_once_and_never_stores_it(api):
+    result = run_argusctl("token", "create", "--user", "bob", "-o", "json", env=api.env)
+    made = json.loads(result.stdout)
+    listed = run_argusctl("token", "list", "-o", "json", env=api.env).stdout
+    assert made["token"] not in listed and made["token_id"] in listed
+    raw = (api.tmp / "state" / "api-tokens.db").read_bytes()
+    assert made["token"].encode() not in raw
+    bad = run_argusctl("token", "create", "--user", "mallory", env=api.env)
+    assert bad.returncode == 2 and "users map" in bad.stderr
+    bad = run_argusctl("token", "create", "--user", "bob", "--email", "evil@example.com", env=api.env)
+    assert bad.returncode == 2 and "git_identities" in bad.stderr
+
+
+def test_ui_pages_sign_in_by_cookie_and_guard_writes(api):
+    """The seed's M7.2: routes answer 200, the key links are there, the 8000 endpoint is shown."""
+    status, _, headers = api.http("GET", "/ui/serving")
+    assert status == 303 and headers["location"].startswith("/ui/login")
+    status, page, _ = api.http("GET", "/ui/login")
+    assert status == 200 and 'action="/ui/session"' not in page  # the form is built by app.js
+    status, _, headers = api.http("POST", "/ui/session", body=f"token={api.alice}&next=/ui/serving",
+                                  ctype="application/x-www-form-urlencoded")
+    assert status == 303 and headers["location"] == "/ui/serving"
+    cookie = headers["set-cookie-all"][0]
+    assert "HttpOnly" in cookie and "Secure" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
+    session = {"Cookie": cookie.split(";")[0]}
+    for path in ("/ui/serving", "/ui/serving/new", "/ui/serving/m-0000000000000000"):
+        status, page, headers = api.http("GET", path, headers=session)
+        assert status == 200, path
+        assert 'href="/ui/serving"' in page and 'href="/ui/serving/new"' in page
+        assert "http://127.0.0.1:8000/v1" in page
+        assert "frame-ancestors 'none'" in headers["content-security-policy"]
+    assert api.http("GET", "/ui/static/app.js")[0] == 200 and api.http("GET", "/ui/static/x.js")[0] == 404
+    # A cookie alone cannot write (a cross-site form could send it); the UI's header can.
+    spec = SPEC.format(name="bycookie")
+    status, out, _ = api.http("POST", MODELS, body=spec, ctype=YAML, headers=session)
+    assert status == 403 and "X-Argus-UI" in out["message"]
+    status, out, _ = api.http("POST", MODELS, body=spec, ctype=YAML, headers={**session, "X-Argus-UI": "1"})
+    assert status == 202, out
+    status, _, headers = api.http("POST", "/ui/session", body="token=argus_wrong", ctype="application/x-www-form-urlencoded")
+    assert status == 303 and "error=" in headers["location"]
+
+
+def test_lint_route_reports_what_the_hook_would_refuse(api):
+    status, out, _ = api.http("POST", "/api/v2/serve/lint", token=api.alice, body="model_id: a\nnum_replicas: 0\n",
+                              ctype=YAML)
+    assert status == 200 and {p["line"] for p in out["problems"]} >= {1, 2}
+    status, out, _ = api.http("POST", "/api/v2/serve/lint", token=api.alice, body=SPEC.format(name="a"), ctype=YAML)
+    assert out == {"problems": []}
+
+
+@pytest.mark.parametrize("error, status", [
+    (SpecError([Problem("s", 1, 1, "x", ProblemKind.SYNTAX), Problem("s", 2, 1, "y")]), 400),
+    (SpecError([Problem("s", 2, 1, "y"), Problem("s", 3, 1, "z", ProblemKind.FORBIDDEN)]), 403),
+    (SpecError([Problem("s", 2, 1, "y")]), 422),
+    (NotFoundError("x"), 404), (ForbiddenError("x"), 403), (RefusedError("x"), 403),
+    (ConflictError("x"), 409), (UsageError("x"), 400), (GitError("x"), 503), (StoreError("x"), 503),
+])
+def test_engine_errors_map_to_status_codes(error, status):
+    assert status_of(error)[0] == status
+
+
+def test_a_write_that_loses_to_a_concurrent_edit_is_a_conflict_and_pushes_nothing(tmp_path, monkeypatch):
+    """Real git: alice's own clone pushes a different edit of the same spec between the API's
+    read of the repo and its push; the API's write is refused (409), the repo keeps hers."""
+    from daemon import gitwrite
+    from daemon.api.service import ModelService
+    from daemon.api.tokens import Identity
+    from daemon.config import load_config
+
+    daemon = ApiDaemon(tmp_path, {"alice": "alice@argus.local"})
+    try:
+        token = daemon.token("alice")
+        _, out, _ = create(daemon, token, "race")
+        key = out["model_key"]
+        work = tmp_path / "work"
+        subprocess.run(["git", "pull", "-q"], cwd=work, check=True)
+        real_sync = gitwrite.sync_clone
+
+        def sync_then_someone_pushes(clone):
+            real_sync(clone)
+            (work / "models.d/alice/race.yaml").write_text(SPEC.format(name="race") + "num_replicas: 3\n")
+            subprocess.run(["git", "commit", "-qam", "edit from her laptop"], cwd=work, check=True)
+            subprocess.run(["git", "push", "-q", "origin", "HEAD:main"], cwd=work, check=True)
+
+        monkeypatch.setattr(gitwrite, "sync_clone", sync_then_someone_pushes)
+        service = ModelService(load_config(daemon.config), tmp_path / "clones")
+        with pytest.raises(ConflictError, match="changed the same spec meanwhile"):
+            service.scale(Identity("alice", False, "alice", "alice@argus.local"), key, 2)
+        assert daemon.git_log()[0].endswith("|edit from her laptop")
+    finally:
+        daemon.stop()
+
+
+def test_the_api_failing_to_start_never_stops_sync(tmp_path):
+    import socket
+    import time
+
+    daemon = ApiDaemon(tmp_path)
+    daemon.stop()
+    with socket.socket() as busy:  # the API's port is taken now
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        daemon.config.write_text(daemon.config.read_text().replace(f"127.0.0.1:{daemon.port}", f"127.0.0.1:{port}"))
+        log_path = tmp_path / "again.log"
+        with open(log_path, "w") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "daemon.argusd", "--sync-only", "--config",
+                                     str(daemon.config)], stdout=log, stderr=subprocess.STDOUT)
+            try:
+                deadline = time.monotonic() + 20
+                while "argusd started" not in log_path.read_text() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                assert re.search(rf"cannot serve the API on 127\.0\.0\.1:{port} .*going on without it",
+                                 log_path.read_text()), log_path.read_text()
+                spec = tmp_path / "later.yaml"
+                spec.write_text(SPEC.format(name="later"))
+                assert run_argusctl("apply", "-f", str(spec), "--workdir", str(tmp_path / "work"),
+                                    env=daemon.env).returncode == 0
+                while "CreateModel models.d/alice/later.yaml" not in log_path.read_text():
+                    assert time.monotonic() < deadline + 20, log_path.read_text()
+                    time.sleep(0.05)
+                assert proc.poll() is None  # argusd records commits all the same
+            finally:
+                proc.terminate()
+                proc.wait(timeout=15)
