@@ -74,8 +74,9 @@ def status(
     rows.sort(key=lambda m: (m.user_id, m.model_id))
     live_paths = {m.spec_path for m in rows if m.live}
     stray = [rj for path, rj in rejections.items() if path not in live_paths]
+    lease = store.lease_view()
     if output is Output.json:
-        print_json({"openai_base_url": base_url,
+        print_json({"openai_base_url": base_url, "daemon": lease,
                     "models": [{**m.to_dict(), "reason": reason_of(m, rejections.get(m.spec_path) if m.live else None)}
                                for m in rows],
                     "rejected_specs": [r.to_dict() for r in stray]})
@@ -86,6 +87,8 @@ def status(
               m.resolved["num_replicas"] * m.resolved["gpus_per_replica"], age(m.updated_at),
               _clip(printable(reason_of(m, rejections.get(m.spec_path) if m.live else None)))] for m in rows]
     typer.echo(f"OpenAI base URL: {base_url}")
+    if lease is not None:
+        typer.echo(f"argusd: {daemon_line(lease)}")
     if table:
         typer.echo(tabulate(table, headers=["MODEL", "USER", "STATE", "REPLICAS", "GPUS", "UPDATED", "REASON"],
                             tablefmt="plain"))
@@ -95,6 +98,18 @@ def status(
         typer.echo("\nRejected specs (not applied):")
         for r in stray:
             typer.echo(f"  {_clip(printable(problem_text(r.problems[0])), 160)}")
+
+
+def daemon_line(lease: dict) -> str:
+    """Which argusd reconciles the cluster, as this store's argusd last saw the lease."""
+    since = f" since {lease['since'][:19]}Z"
+    if lease["role"] == "active":
+        return f"this store's daemon ({printable(lease['me'])}) is the active one{since}"
+    if lease["role"] == "claiming":
+        return f"this store's daemon ({printable(lease['me'])}) is claiming the lease{since}"
+    holder = printable(lease["holder"]) if lease["holder"] else "none"
+    return (f"this store's daemon ({printable(lease['me'])}) stands by; active: {holder}{since} "
+            "(`argusctl doctor` reads the lease live)")
 
 
 def _clip(text: str, width: int = 80) -> str:

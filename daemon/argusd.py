@@ -19,7 +19,7 @@ from daemon.serving.lease import Role
 from daemon.serving.reconciler import ReconcileOutcome, Reconciler
 from daemon.serving.client import ServeClient
 from daemon.core.spec import SpecPolicy
-from daemon.store import Store, WriterLock
+from daemon.store import Store, WriterLock, write_failed
 from daemon.sync.syncer import SyncOutcome, Syncer
 from daemon.sync.watch import RefWatcher
 
@@ -90,7 +90,7 @@ class Daemon:
         if message is not None and message != previous:
             log.error("%s (retrying every %ss)", message, self.config.gitops.poll_seconds)
         elif message is None and previous is not None:
-            log.info("%s is reachable again", "repository" if kind == "sync" else "Ray Serve")
+            log.info("%s works again", "sync" if kind == "sync" else "reconcile (Ray Serve)")
         self._errors[kind] = message
 
     def tick(self) -> bool:
@@ -121,7 +121,7 @@ class Daemon:
             syncer = Syncer(self.store, repo, self.config.gitops.branch, self.policy, owners=self.config.owners())
             result = syncer.sync_once()
         except (GitError, StoreError, sqlite3.Error) as exc:
-            self._report("sync", str(exc))
+            self._report("sync", str(write_failed(self.store.path, exc) if isinstance(exc, sqlite3.Error) else exc))
             self._drop_repo()
             self._count_sync("error", 0, started)
             return False

@@ -88,6 +88,17 @@ MIGRATIONS: list[str] = [
     # 3: problems stay structured ({path, line, col, message}) in rejections and REJECTED
     # events; text is made only where they are shown
     lambda conn: _structure_problems(conn),
+    # 4: what this store's argusd last saw of the cluster's lease (status names the active daemon)
+    """
+    CREATE TABLE daemon_lease (
+        id      INTEGER PRIMARY KEY CHECK (id = 1),
+        role    TEXT NOT NULL,
+        me      TEXT NOT NULL,
+        holder  TEXT,
+        epoch   INTEGER,
+        since   TEXT NOT NULL
+    );
+    """,
 ]
 
 _LEGACY_PROBLEM = re.compile(r"^(?P<path>.*?):(?P<line>\d+):(?P<col>\d+): (?P<message>.*)$", re.S)
@@ -208,6 +219,13 @@ def unusable(path: str | None, exc: object) -> StoreError:
     """The one message for a store SQLite cannot read, with how to get a good one back."""
     where = f" {path}" if path else ""
     return StoreError(f"the state store{where} is not usable ({exc}); {REBUILD}")
+
+
+def write_failed(path: str, exc: BaseException) -> StoreError:
+    """The one message for a store argusd cannot write (a full disk, an I/O error): nothing is
+    half written (each commit is one transaction), and every commit since is recorded later."""
+    return StoreError(f"cannot write the state store {path} ({exc}): free space on its disk or fix the "
+                      "I/O error; argusd retries, and records every commit since when it can write again")
 
 
 class WriterLock:
@@ -474,6 +492,22 @@ class Store:
         row = self.conn.execute("SELECT * FROM serve_events WHERE model_key=? ORDER BY id DESC LIMIT 1",
                                 (model_key,)).fetchone()
         return Event.from_sql(row) if row is not None else None
+
+    # -- the lease, as this store's argusd sees it ------------------------------------------------
+
+    def set_lease_view(self, role: str, me: str, holder: str | None, epoch: int | None, now: str) -> bool:
+        """Record a change of role or holder; the same view again writes nothing."""
+        current = self.lease_view()
+        if current is not None and (current["role"], current["me"], current["holder"], current["epoch"]) == (
+                role, me, holder, epoch):
+            return False
+        self.conn.execute("INSERT OR REPLACE INTO daemon_lease (id, role, me, holder, epoch, since)"
+                          " VALUES (1, ?, ?, ?, ?, ?)", (role, me, holder, epoch, now))
+        return True
+
+    def lease_view(self) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT role, me, holder, epoch, since FROM daemon_lease WHERE id=1").fetchone()
+        return dict(row) if row is not None else None
 
     # -- rejections ----------------------------------------------------------------------------
 

@@ -100,6 +100,11 @@ class Reconciler:
             if step.role != self.role:
                 log.info("lease: %s -> %s (%s)", self.role, step.role, self.identity)
             self.lease_memory, self.role = step.memory, step.role
+            seen = step.memory.mine if step.role == Role.ACTIVE else LeaseValue.from_dict(
+                lease_of(app.deployed_config if app else None))
+            # For `argusctl status` (one statement, autocommit); an unchanged view writes nothing.
+            self.store.set_lease_view(step.role.value, self.identity, seen.holder if seen else None,
+                                      seen.epoch if seen else None, iso(self.clock()))
             if step.role == Role.STANDBY:
                 return ReconcileResult(ReconcileOutcome.STANDBY)
             if step.role == Role.CLAIMING:

@@ -133,7 +133,7 @@ def test_a_vanished_repo_is_reported_once_and_retried(env, tmp_path):
     gitops.write("models.d/alice/b.yaml", spec("b"))
     gitops.commit("b")
     gitops.push()
-    daemon.wait_for_log("repository is reachable again")
+    daemon.wait_for_log("sync works again")
     wait_until(lambda: len(status_json(config)["models"]) == 2)
 
 
@@ -290,3 +290,44 @@ def test_a_reader_who_may_not_write_the_state_directory_can_read_it(tmp_path):
          str(state), sys.executable, str(config)], capture_output=True, text=True, timeout=60)
     assert reader.returncode == 0, reader.stderr
     assert [m["model_id_suffix"] for m in json.loads(reader.stdout)["models"]] == ["a"]
+
+
+def test_a_full_disk_under_the_store_loses_no_commit(tmp_path):
+    """The store's disk fills while argusd runs (RLIMIT_FSIZE on the live process: every write
+    past 4 KiB into any file fails, as on a full disk): a push is not recorded, argusd says why
+    and how to fix it once, keeps running and never half-writes; with space back it records it."""
+    import resource
+    import threading
+
+    gitops = GitOps(tmp_path / "g")
+    config = write_config(tmp_path / "argus.yaml", root=tmp_path / "private", db=tmp_path / "state" / "argus.db",
+                          repo=gitops.bare, poll_seconds=0.5)
+    gitops.write("models.d/alice/a.yaml", spec("a"))
+    gitops.commit("a")
+    gitops.push()
+    # Its log goes to a pipe: a log file would hit the same limit.
+    proc = subprocess.Popen([sys.executable, "-m", "daemon.argusd", "--sync-only", "--config", str(config)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()
+    try:
+        wait_until(lambda: any("argusd started" in line for line in lines), timeout=20)
+        wait_until(lambda: [m["model_id_suffix"] for m in status_json(config)["models"]] == ["a"], timeout=20)
+        resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (4096, resource.RLIM_INFINITY))
+        gitops.write("models.d/alice/b.yaml", spec("b"))
+        gitops.commit("b")
+        gitops.push()
+        wait_until(lambda: any("cannot write the state store" in line for line in lines), timeout=20)
+        time.sleep(2)  # several retries, all failing
+        failing = [line for line in lines if "cannot write the state store" in line]
+        assert len(failing) == 1, failing  # said once, not on every retry
+        assert "free space on its disk" in failing[0] and "Traceback" not in "".join(lines)
+        assert proc.poll() is None
+        assert [m["model_id_suffix"] for m in status_json(config)["models"]] == ["a"]  # nothing half-written
+        resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        wait_until(lambda: sorted(m["model_id_suffix"] for m in status_json(config)["models"]) == ["a", "b"],
+                   timeout=20)
+        assert any("sync works again" in line for line in lines)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)

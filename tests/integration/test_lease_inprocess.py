@@ -8,7 +8,7 @@ from daemon.store import Store
 from daemon.sync.syncer import Syncer
 from daemon.gitrepo import GitRepo
 from daemon.core.spec import SpecPolicy
-from helpers import GitOps, spec, write_config
+from helpers import GitOps, run_argusctl, spec, write_config
 from serve_fake import FakeServe
 
 
@@ -48,12 +48,16 @@ def test_only_the_holder_applies_and_a_standby_takes_over(tmp_path):
     clock.now = 2
     assert b.tick().outcome == ReconcileOutcome.STANDBY           # a's claim is live
     assert a.tick().outcome == ReconcileOutcome.APPLIED and model_apps(serve) == [f"llm-{a_key}"]
+    assert (a.store.lease_view()["role"], a.store.lease_view()["holder"]) == ("active", "alice")
+    b_view = b.store.lease_view()
+    assert (b_view["role"], b_view["holder"], b_view["me"]) == ("standby", "alice", "bob")
     for t in range(4, 60, 2):                                     # a renews; b never applies
         clock.now = t
         a.tick()
         serve.settle()
         assert b.tick().outcome == ReconcileOutcome.STANDBY
         assert model_apps(serve) == [f"llm-{a_key}"]
+    assert b.store.lease_view() == b_view  # the same view tick after tick: nothing written
     # a dies at 60 (it renewed within the last 10 s). b takes over one lease time after the last
     # renewal it saw, and only then applies.
     outcomes = {}
@@ -67,3 +71,6 @@ def test_only_the_holder_applies_and_a_standby_takes_over(tmp_path):
     assert all(o != ReconcileOutcome.APPLIED for t, o in outcomes.items() if t <= claimed)
     assert model_apps(serve) == [f"llm-{b_key}"]
     assert serve.apps["argus-lease"]["deployed_app_config"]["deployments"][0]["user_config"]["holder"] == "bob"
+    assert (b.store.lease_view()["role"], b.store.lease_view()["holder"]) == ("active", "bob")
+    shown = run_argusctl("--config", str(tmp_path / "bob" / "c.yaml"), "status")
+    assert "argusd: this store's daemon (bob) is the active one since " in shown.stdout, shown.stdout + shown.stderr
