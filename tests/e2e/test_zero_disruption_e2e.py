@@ -1,6 +1,9 @@
 """Zero disruption: while model A answers a steady stream of requests, model B is pushed,
-edited, scaled and deleted; A never fails a request and none of its replicas restarts. And
-killing one of the front end's two replicas fails at most the requests it held."""
+edited, scaled and deleted; A never fails a request and none of its replicas restarts. Then
+faults on the real stack, one after another on A: one of the front end's two replicas killed
+(at most the requests it held fail), the Serve controller killed (nothing fails, the same
+replica serves on), A's replica killed (replaced, A stays RUNNING), and the whole Ray head
+restarted (argusd brings A back unattended)."""
 import json
 import os
 import signal
@@ -46,7 +49,7 @@ def check_front_end(model_id: str) -> None:
     assert status == 404 and "error" in json.loads(body), body[:500]
 
 
-def test_changing_one_model_never_disrupts_another(argusd, tmp_path):
+def test_changing_one_model_never_disrupts_another(argusd, tmp_path, repo_root):
     home, env = argusd
     ctl = lambda *a: run_argusctl(*a, "--workdir", str(tmp_path / "work"), env=env, timeout=1500)  # noqa: E731
     client = ServeClient("http://127.0.0.1:8265")
@@ -149,7 +152,30 @@ def test_changing_one_model_never_disrupts_another(argusd, tmp_path):
         time.sleep(3)
     logs = run_argusctl("logs", a["model_id"], "-o", "json", env=env).stdout
     assert '"DEGRADED"' in logs and '"RECOVERED"' in logs, logs[-2000:]
+
+    # The whole Ray head restarts (every Serve app, the controller and the replicas gone, an
+    # empty cluster back): argusd, left running, brings the same model back unattended.
+    started = time.monotonic()
+    for step in (["scripts/ray_up.sh", "stop"], ["scripts/ray_up.sh"]):
+        done = subprocess.run(step, cwd=repo_root, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+    ray_back = time.monotonic() - started
+    deadline = time.monotonic() + 900
+    while not chat_ok_quietly(a["model_id"]):
+        assert time.monotonic() < deadline, run_argusctl("logs", a["model_id"], env=env).stdout[-3000:]
+        time.sleep(3)
+    print(f"Ray head restart: Ray up again after {ray_back:.0f} s, the model answers after "
+          f"{time.monotonic() - started:.0f} s")
+    after = status("steady")
+    assert after["state"] == "RUNNING" and after["model_key"] == a["model_key"]  # the same model, not a new one
     assert ctl("delete", "steady", "--wait").returncode == 0
+
+
+def chat_ok_quietly(model_id: str) -> bool:
+    try:
+        return chat_ok(model_id)
+    except OSError:  # the proxy is not up yet
+        return False
 
 
 def chat_ok(model_id: str) -> bool:
