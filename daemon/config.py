@@ -159,8 +159,8 @@ class UserConfig(_Strict):
     git_identities: list[str] = Field(default_factory=list)
 
 
-class MetricsConfig(_Strict):
-    # HOST:PORT for argusd's Prometheus /metrics (ARGUS_METRICS_LISTEN overrides); None: off.
+class _Listener(_Strict):
+    # HOST:PORT to serve on (an environment variable overrides it); None: off.
     listen: Optional[str] = None
 
     @field_validator("listen")
@@ -171,16 +171,12 @@ class MetricsConfig(_Strict):
         return value
 
 
-class ApiConfig(_Strict):
-    # HOST:PORT for argusd's management API and web UI (ARGUS_API_LISTEN overrides); None: off.
-    listen: Optional[str] = None
+class MetricsConfig(_Listener):
+    """argusd's Prometheus /metrics (ARGUS_METRICS_LISTEN overrides)."""
 
-    @field_validator("listen")
-    @classmethod
-    def _listen(cls, value: Optional[str]) -> Optional[str]:
-        if value is not None and not re.fullmatch(r"[^\s:]*:\d{1,5}", value):
-            raise ValueError(f"must be HOST:PORT such as 127.0.0.1:8080, got {value!r}")
-        return value
+
+class ApiConfig(_Listener):
+    """argusd's management API and web UI (ARGUS_API_LISTEN overrides)."""
 
 
 class Config(_Strict):

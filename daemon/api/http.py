@@ -93,8 +93,7 @@ def static_text(name: str) -> str:
     return resources.files("daemon.api").joinpath("static", name).read_text()
 
 
-def create_app(service: ModelService, tokens: TokenStore, openai_base_url: str,
-               on_request: Callable[[], None] = lambda: None) -> FastAPI:
+def create_app(service: ModelService, tokens: TokenStore, openai_base_url: str) -> FastAPI:
     app = FastAPI(title="argus management API", version="2", openapi_url="/api/v2/openapi.json",
                   docs_url=None, redoc_url=None,
                   description="Every write is a git commit by the caller; argusd serves what git says.")
@@ -125,7 +124,6 @@ def create_app(service: ModelService, tokens: TokenStore, openai_base_url: str,
         return JSONResponse(body, status_code=status)
 
     def identity_of(request: Request, writing: bool = False) -> Identity:
-        on_request()
         header = request.headers.get("authorization", "")
         if header:
             scheme, _, token = header.partition(" ")

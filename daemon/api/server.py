@@ -25,7 +25,6 @@ def bind(listen: str) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host.strip("[]") or "0.0.0.0", int(port)))
     sock.listen(128)
-    sock.set_inheritable(True)
     return sock
 
 

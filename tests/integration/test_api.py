@@ -141,6 +141,17 @@ def test_auth_and_request_errors(api):
     assert api.http("GET", MODELS, token=token)[0] == 401
 
 
+def test_a_missing_gitops_repo_is_503_naming_the_fix(tmp_path):
+    daemon = ApiDaemon(tmp_path, {"alice": "alice@argus.local"})
+    try:
+        token = daemon.token("alice")
+        (tmp_path / "gitops.git").rename(tmp_path / "moved.git")
+        status, out, _ = create(daemon, token, "x")
+        assert status == 503 and out["error"] == "unavailable" and "argusctl init" in out["message"], out
+    finally:
+        daemon.stop()
+
+
 def test_openapi_document_names_every_route(api):
     status, doc, _ = api.http("GET", "/api/v2/openapi.json")
     assert status == 200
@@ -168,7 +179,7 @@ def test_ui_pages_sign_in_by_cookie_and_guard_writes(api):
     status, _, headers = api.http("GET", "/ui/serving")
     assert status == 303 and headers["location"].startswith("/ui/login")
     status, page, _ = api.http("GET", "/ui/login")
-    assert status == 200 and 'action="/ui/session"' not in page  # the form is built by app.js
+    assert status == 200 and '/ui/static/app.js' in page and 'data-page="login"' in page
     status, _, headers = api.http("POST", "/ui/session", body=f"token={api.alice}&next=/ui/serving",
                                   ctype="application/x-www-form-urlencoded")
     assert status == 303 and headers["location"] == "/ui/serving"
