@@ -2,8 +2,8 @@
 
 The serving venv's vLLM is checked at runtime (tests/integration/test_vllm_contract.py); the
 GPU extra's vLLM (Ray 2.60 pins 0.29.0) cannot be installed on a machine without CUDA, so this
-reads the wheel's source instead: every allowed engine key must be a field of EngineArgs or of
-the frontend args, every compilation_config key argus names must be a CompilationConfig field,
+reads the wheel's source instead: every allowed engine key (and the LoRA keys argus sets) must
+be a field of EngineArgs or of the frontend args, every compilation_config key argus names must be a CompilationConfig field,
 and argus's LoRA ranks and tokenizer modes must be vLLM's.
 
     pip download vllm==0.29.0 --no-deps -d /tmp/vllm-wheel
@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from daemon.core.engine_policy import (ALLOWED, COMPILATION_ALLOWED, COMPILATION_UNSAFE,  # noqa: E402
-                                       LORA_RANKS)
+                                       LORA_ENGINE_KEYS, LORA_RANKS)
 
 SOURCES = {"args": "vllm/engine/arg_utils.py", "frontend": "vllm/entrypoints/launchers/cli_args.py",
            "compilation": "vllm/config/compilation.py", "lora": "vllm/config/lora.py", "model": "vllm/config/model.py"}
@@ -59,7 +59,7 @@ def check(wheel: Path) -> dict[str, object]:
     ranks = literal_values(trees["lora"], "MaxLoRARanks")
     modes = literal_values(trees["model"], "TokenizerMode")
     return {"vllm": version,
-            "engine_keys_missing": sorted(k for k in ALLOWED if k not in engine),
+            "engine_keys_missing": sorted(k for k in [*ALLOWED, *LORA_ENGINE_KEYS] if k not in engine),
             "compilation_keys_missing": sorted(k for k in {**COMPILATION_ALLOWED, **COMPILATION_UNSAFE}
                                                if k not in compilation),
             "lora_ranks_differ": sorted(ranks) != sorted(LORA_RANKS),

@@ -21,7 +21,12 @@ OWNED: dict[str, str] = {
     "device": "the platform picks the device from the cluster config",
     "placement_group_config": "the platform builds placement from gpus_per_replica",
     "disable_log_stats": "Ray Serve LLM manages engine stats (log_engine_metrics) and refuses it",
+    "enable_lora": "the platform sets it from the spec's `adapters:` (max_rank, max_loaded)",
+    "max_lora_rank": "the platform sets it from adapters.max_rank",
+    "max_loras": "the platform sets it from adapters.max_loaded",
 }
+# The engine keys the platform sets for a model that takes adapters (spec `adapters:`).
+LORA_ENGINE_KEYS = ("enable_lora", "max_lora_rank", "max_loras")
 
 # Load code or reach outside the allowed roots / the offline cluster.
 UNSAFE: dict[str, str] = {
@@ -97,10 +102,6 @@ ALLOWED: dict[str, Callable[[Any], str | None]] = {
     "disable_cascade_attn": _boolean,
     "enable_auto_tool_choice": _boolean,
     "async_scheduling": _boolean,
-    "enable_lora": _boolean,
-    "max_loras": _positive_int,
-    "max_lora_rank": lambda v: None if v in LORA_RANKS and not isinstance(v, bool) else
-    f"must be one of {', '.join(map(str, LORA_RANKS))}",
     "dtype": _one_of("auto", "half", "float16", "bfloat16", "float", "float32"),
     "kv_cache_dtype": _one_of("auto", "fp8", "fp8_e4m3", "fp8_e5m2", "bfloat16"),
     "quantization": _anything,

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from daemon.core.engine_policy import check_engine_kwargs
+from daemon.core.engine_policy import LORA_RANKS, check_engine_kwargs
 from daemon.errors import Problem, ProblemKind, SpecError
 from daemon.core.validation import problems_from
 from daemon.core.yamldoc import YamlDoc, YamlDocError, load_mapping
@@ -26,8 +26,26 @@ USER_ID_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 MAX_SOURCE_LEN = 4096
 
 
+MAX_ADAPTERS_LOADED = 64
+ANY_USER = "*"
+
+
+class AdapterPolicy(BaseModel):
+    """A base model's opt-in to LoRA adapters: what its replicas reserve for them and who may
+    attach them (its owner always may)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    max_rank: int = Field(description=f"Largest LoRA rank an adapter may have; one of {', '.join(map(str, LORA_RANKS))}.")
+    max_loaded: int = Field(4, ge=1, le=MAX_ADAPTERS_LOADED,
+                            description="Adapters each replica holds at once (vLLM max_loras); more are swapped in.")
+    users: list[str] = Field(default_factory=list,
+                             description="Other users who may attach adapters to this model; \"*\" for everyone.")
+
+
 class ServingSpec(BaseModel):
-    """One model a user wants served. Strict: `"2"`, `true` or `1.5` are not integers."""
+    """One model a user wants served, or (with base_model) a LoRA adapter on a model that
+    runs. Strict: `"2"`, `true` or `1.5` are not integers."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -37,6 +55,14 @@ class ServingSpec(BaseModel):
     num_replicas: int = Field(1, ge=1, description="Serve replicas of the model.")
     gpus_per_replica: int = Field(1, ge=1, description="GPUs per replica; becomes tensor_parallel_size.")
     engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="vLLM engine arguments (policy-checked).")
+    adapters: AdapterPolicy | None = Field(None, description="Take LoRA adapters (specs with base_model) on this model.")
+    base_model: str | None = Field(None, description="Makes this spec a LoRA adapter on that model: its public id, "
+                                   "or the model_id of one of your own models. model_source is then the adapter folder.",
+                                   pattern=f"^{SUFFIX_RE.pattern}$", max_length=110)
+
+
+# Fields an adapter spec does not take: it runs on its base model's replicas.
+ADAPTER_ONLY_FIELDS = ("model_id", "base_model", "model_source")
 
 
 @dataclass(frozen=True)
@@ -71,12 +97,24 @@ class ResolvedServingSpec:
     num_replicas: int
     gpus_per_replica: int
     engine_kwargs: dict[str, Any] = field(default_factory=dict)
+    adapters: dict[str, Any] | None = None   # AdapterPolicy as a dict: the model takes adapters
+    base_model: str | None = None            # this is an adapter on that model (public id or own suffix)
+
+    @property
+    def is_adapter(self) -> bool:
+        return self.base_model is not None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"user_id": self.user_id, "model_id_suffix": self.model_id_suffix,
-                "model_id_prefix": self.model_id_prefix, "model_id": self.model_id,
-                "model_source": self.model_source, "num_replicas": self.num_replicas,
-                "gpus_per_replica": self.gpus_per_replica, "engine_kwargs": dict(self.engine_kwargs)}
+        out = {"user_id": self.user_id, "model_id_suffix": self.model_id_suffix,
+               "model_id_prefix": self.model_id_prefix, "model_id": self.model_id,
+               "model_source": self.model_source, "num_replicas": self.num_replicas,
+               "gpus_per_replica": self.gpus_per_replica, "engine_kwargs": dict(self.engine_kwargs)}
+        # Only when set, so the stored form of every other model stays what it was.
+        if self.adapters is not None:
+            out["adapters"] = dict(self.adapters)
+        if self.base_model is not None:
+            out["base_model"] = self.base_model
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ResolvedServingSpec":
@@ -220,6 +258,23 @@ def check_spec(values: dict[str, Any], user_id: str,
     field whose type is already right, and a user sees every problem in one pass.
     """
     problems: list[tuple[tuple, bool, str]] = []
+    if values.get("base_model") is not None:
+        for key in values:
+            if key not in ADAPTER_ONLY_FIELDS:
+                problems.append(((key,), True, f"{key} is not taken by an adapter spec (base_model is set): an adapter "
+                                 "runs on its base model's replicas; remove it", ProblemKind.INVALID))
+    adapters = values.get("adapters")
+    if isinstance(adapters, dict):
+        rank = adapters.get("max_rank")
+        if _is_int(rank) and rank not in LORA_RANKS:
+            problems.append((("adapters", "max_rank"), False, f"adapters.max_rank must be one of "
+                             f"{', '.join(map(str, LORA_RANKS))} (vLLM's LoRA ranks), got {rank}", ProblemKind.INVALID))
+        users = adapters.get("users")
+        for i, user in enumerate(users if isinstance(users, list) else []):
+            if isinstance(user, str) and user != ANY_USER and not USER_ID_RE.fullmatch(user):
+                problems.append((("adapters", "users", i), False, f"adapters.users[{i}] {user!r} is not a user id; "
+                                 f"use user ids (the directories under models.d/) or \"{ANY_USER}\"",
+                                 ProblemKind.INVALID))
     replicas, gpus = values.get("num_replicas"), values.get("gpus_per_replica")
     if _is_int(replicas) and replicas > policy.max_replicas:
         problems.append((("num_replicas",), False,
@@ -292,15 +347,18 @@ def resolve_spec(spec: ServingSpec, user_id: str, created_at: datetime, policy: 
     """The spec as the platform runs it. `created_at` is when the model was first created;
     `model_source`, when given, is the already-resolved path (ParsedSpec.model_source)."""
     prefix = make_model_id_prefix(user_id, created_at)
+    adapter = spec.base_model is not None   # runs on its base's replicas: no replicas or GPUs of its own
     return ResolvedServingSpec(
         user_id=user_id,
         model_id_suffix=spec.model_id,
         model_id_prefix=prefix,
         model_id=f"{prefix}-{spec.model_id}",
         model_source=model_source or resolve_model_source(spec.model_source, user_id, policy.root),
-        num_replicas=spec.num_replicas,
-        gpus_per_replica=spec.gpus_per_replica,
+        num_replicas=0 if adapter else spec.num_replicas,
+        gpus_per_replica=0 if adapter else spec.gpus_per_replica,
         engine_kwargs=dict(spec.engine_kwargs),
+        adapters=spec.adapters.model_dump() if spec.adapters is not None else None,
+        base_model=spec.base_model,
     )
 
 

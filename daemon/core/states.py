@@ -45,6 +45,7 @@ class EventType(StrEnum):
     DRIFT_REPAIRED = "DRIFT_REPAIRED"
     DEGRADED = "DEGRADED"            # a running model's replica died or fails health checks; Serve replaces it
     RECOVERED = "RECOVERED"          # healthy again after DEGRADED
+    WAITING_FOR_BASE = "WAITING_FOR_BASE"  # an adapter whose base model cannot take it now (the reason says why)
     DELETED = "DELETED"
 
 

@@ -13,6 +13,7 @@ private names it needs are in ray_private.py, and nothing else of argus).
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import logging.handlers
 from typing import Any
@@ -29,24 +30,31 @@ FRONTEND_DEPLOYMENT = "ArgusIngress"
 
 class ArgusIngress(OpenAiIngress):
     """OpenAiIngress whose model table comes from user_config: {"models": [{"model_id",
-    "app", "deployment", "max_request_context_length"}]} (only models that are RUNNING)."""
+    "app", "deployment", "max_request_context_length", "base_model"?}]} (only models that are
+    RUNNING, and adapters being loaded or running). An entry with base_model is a LoRA
+    adapter: its requests go to the base's deployment with the adapter id as the multiplexed
+    model id, which ArgusLLMServer loads into vLLM under that name."""
 
     def __init__(self) -> None:
         super().__init__(llm_deployments={}, model_cards={})
-        self._targets: dict[str, tuple[str, str]] = {}
+        self._targets: dict[str, tuple[str, str, str | None]] = {}
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         handles, cards, targets = {}, {}, {}
         current = ray_private.handles(self)
         for model in (user_config or {}).get("models", []):
-            model_id, target = model["model_id"], (model["app"], model["deployment"])
+            base = model.get("base_model")
+            model_id, target = model["model_id"], (model["app"], model["deployment"], base)
             if self._targets.get(model_id) == target:
                 handles[model_id] = current[model_id]  # keep its live handle
             else:
                 handles[model_id] = ray_private.deployment_handle(target[1], target[0])
                 ray_private.forget_configured(self, model_id)
+                if base is not None:
+                    ray_private.set_configured(self, model_id, handles[model_id].options(
+                        stream=True, multiplexed_model_id=model_id))
             targets[model_id] = target
-            cards[model_id] = ray_private.model_card(model_id, model.get("max_request_context_length"))
+            cards[model_id] = ray_private.model_card(model_id, model.get("max_request_context_length"), base)
         for stale in ray_private.configured_ids(self) - set(handles):
             ray_private.forget_configured(self, stale)
         ray_private.set_tables(self, handles, cards)
@@ -116,11 +124,45 @@ class ArgusLLMServer(LLMServer):
     argus's zero-disruption e2e with Ray 2.60 + vLLM 0.32."""
 
     async def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # LoRA adapters (a model whose spec has `adapters:`): the table argusd sends as
+        # user_config, {public id: (folder, generation)}, and what this replica's vLLM holds.
+        self._adapters: dict[str, tuple[str, int]] = {}
+        self._loaded: dict[str, tuple[str, int]] = {}
+        self._adapter_lock = asyncio.Lock()
         saved = serve_log_targets()
         try:
             await super().__init__(*args, **kwargs)
         finally:
             restore_serve_log_targets(saved)
+
+    async def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Serve applies a new adapter table in place: nothing restarts. Adapters load on their
+        first request; one that left the table is unloaded."""
+        table = (user_config or {}).get("adapters") or {}
+        self._adapters = {adapter_id: (entry["path"], int(entry["generation"])) for adapter_id, entry in table.items()}
+        async with self._adapter_lock:
+            for gone in [a for a in self._loaded if a not in self._adapters]:
+                await ray_private.unload_adapter(self, gone)
+                del self._loaded[gone]
+
+    async def _maybe_resolve_lora_from_multiplex(self) -> None:
+        """Ray's version loads adapters from cloud storage by id; argus's come from the table:
+        a local folder per adapter id, loaded again (after an unload) when its generation
+        changes, so changed weights never reuse the old ones or their cache."""
+        adapter_id = serve.get_multiplexed_model_id()
+        if not adapter_id:
+            return
+        wanted = self._adapters.get(adapter_id)
+        if wanted is None:
+            raise ray_private.openai_error(404, f'The model "{adapter_id}" does not exist on this base model.')
+        async with self._adapter_lock:
+            if self._loaded.get(adapter_id) == wanted:
+                return
+            if adapter_id in self._loaded:
+                await ray_private.unload_adapter(self, adapter_id)
+                del self._loaded[adapter_id]
+            await ray_private.load_adapter(self, adapter_id, wanted[0])
+            self._loaded[adapter_id] = wanted
 
 
 def build_model_app(args: dict[str, Any]) -> Any:

@@ -22,18 +22,27 @@ if ray.__version__ not in TESTED_RAY:
         "(docs/operating.md), or upgrade argus")
 
 from ray import serve  # noqa: E402
+from ray.llm._internal.serve.core.configs.llm_config import DiskMultiplexConfig  # noqa: E402
 from ray.llm._internal.serve.core.configs.openai_api_models import (  # noqa: E402
     ModelCard, OpenAIHTTPException)
 from ray.serve.llm.ingress import OpenAiIngress, make_fastapi_ingress  # noqa: E402 (public paths)
 
 __all__ = ["OpenAiIngress", "make_fastapi_ingress", "deployment_handle", "model_card", "openai_error", "handles",
-           "forget_configured", "configured_ids", "set_tables", "TESTED_RAY"]
+           "forget_configured", "configured_ids", "set_configured", "set_tables", "load_adapter", "unload_adapter",
+           "TESTED_RAY"]
 
 # What the contract test checks: attributes OpenAiIngress sets in __init__ and uses per
 # request, the method argus overrides, and the keyword the handle lookup needs.
 INGRESS_ATTRIBUTES = ("_default_serve_handles", "_configured_serve_handles", "_model_cards")
 INGRESS_METHODS = ("_get_model_id",)
+# The ingress serves a model id through _configured_serve_handles when it holds one
+# (set_configured pins an adapter's handle there).
+CONFIGURED_LOOKUP = ("_get_configured_serve_handle", "if model_id not in self._configured_serve_handles")
 HANDLE_KEYWORD = "_check_exists"
+# LoRA adapters: the LLMServer method argus's server overrides (every request by an adapter id
+# passes through it), the engine's vLLM model registry, and its load/unload calls.
+LLM_SERVER_METHODS = ("_maybe_resolve_lora_from_multiplex",)
+ENGINE_ATTRIBUTES = ("_oai_models",)
 
 
 def deployment_handle(deployment: str, app: str) -> Any:
@@ -42,10 +51,11 @@ def deployment_handle(deployment: str, app: str) -> Any:
     return serve.get_deployment_handle(deployment, app_name=app, _check_exists=False)
 
 
-def model_card(model_id: str, max_request_context_length: int | None) -> ModelCard:
-    return ModelCard(id=model_id, object="model", owned_by="organization-owner", permission=[],
-                     metadata={"model_id": model_id, "input_modality": "text",
-                               "max_request_context_length": max_request_context_length})
+def model_card(model_id: str, max_request_context_length: int | None, base_model: str | None = None) -> ModelCard:
+    metadata = {"model_id": model_id, "input_modality": "text", "max_request_context_length": max_request_context_length}
+    if base_model is not None:
+        metadata["base_model"] = base_model   # an adapter: served on that model's replicas
+    return ModelCard(id=model_id, object="model", owned_by="organization-owner", permission=[], metadata=metadata)
 
 
 def openai_error(status_code: int, message: str) -> OpenAIHTTPException:
@@ -63,9 +73,31 @@ def forget_configured(ingress: OpenAiIngress, model_id: str) -> None:
     ingress._configured_serve_handles.pop(model_id, None)
 
 
+def set_configured(ingress: OpenAiIngress, model_id: str, handle: Any) -> None:
+    """Pin the handle a model id is served through (the ingress looks here first): for an
+    adapter, its base's handle with the adapter id as the multiplexed model id."""
+    ingress._configured_serve_handles[model_id] = handle
+
+
 def configured_ids(ingress: OpenAiIngress) -> set[str]:
     return set(ingress._configured_serve_handles)
 
 
 def set_tables(ingress: OpenAiIngress, new_handles: dict[str, Any], cards: dict[str, ModelCard]) -> None:
     ingress._default_serve_handles, ingress._model_cards = new_handles, cards
+
+
+async def load_adapter(server: Any, name: str, path: str) -> None:
+    """Load a LoRA adapter into the replica's vLLM under `name` (vLLM's load_lora_adapter,
+    through Ray's engine). Raises ValueError with vLLM's reason when it cannot."""
+    await server.engine.resolve_lora(DiskMultiplexConfig(model_id=name, max_total_tokens=None, local_path=path,
+                                                         lora_assigned_int_id=0))
+
+
+async def unload_adapter(server: Any, name: str) -> None:
+    """Forget an adapter in the replica's vLLM, so that loading it again (changed weights)
+    gets a new LoRA id and no prefix-cache entry of the old weights is reused."""
+    from vllm.entrypoints.serve.lora.protocol import UnloadLoRAAdapterRequest
+    models = server.engine._oai_models
+    if name in models.lora_requests:
+        await models.unload_lora_adapter(UnloadLoRAAdapterRequest(lora_name=name))

@@ -94,6 +94,11 @@ def build_llm_config(spec: ResolvedServingSpec, model_key: str, settings: LlmSet
     """LLMConfig fields for one model, with keys in a fixed order (see module doc)."""
     engine_kwargs = {**settings.engine_defaults, **spec.engine_kwargs,
                      "tensor_parallel_size": spec.gpus_per_replica}
+    if spec.adapters is not None:
+        # vLLM reserves LoRA slots for max_loras adapters of up to max_lora_rank at engine start;
+        # the adapters themselves come and go at run time (ArgusLLMServer), never in these args.
+        engine_kwargs.update(enable_lora=True, max_lora_rank=int(spec.adapters["max_rank"]),
+                             max_loras=int(spec.adapters["max_loaded"]))
     config: dict[str, Any] = {
         "model_loading_config": {"model_id": spec.model_id, "model_source": spec.model_source},
         "engine_kwargs": dict(sorted(engine_kwargs.items())),
@@ -135,15 +140,33 @@ def single_app(models: list[ModelDeployment]) -> dict[str, Any]:
     }
 
 
-def model_app(model: ModelDeployment) -> dict[str, Any]:
-    """The per-model layout: one application per model, reachable only through the front end."""
+def takes_adapters(llm_config: dict[str, Any]) -> bool:
+    return bool((llm_config.get("engine_kwargs") or {}).get("enable_lora"))
+
+
+def model_app(model: ModelDeployment, adapters: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The per-model layout: one application per model, reachable only through the front end.
+    A model that takes adapters gets its adapter table ({public id: {"path", "generation"}}) as
+    its deployment's user_config, which Serve applies in place (ArgusLLMServer.reconfigure):
+    adapters come and go without restarting a replica."""
+    deployment: dict[str, Any] = {"name": deployment_name(model.model_key), "num_replicas": model.num_replicas}
+    if takes_adapters(model.llm_config):
+        deployment["user_config"] = {"adapters": dict(sorted((adapters or {}).items()))}
     return {
         "name": app_name(model.model_key),
         "route_prefix": None,
         "import_path": BUILD_MODEL_APP,
         "args": {"llm_config": model.llm_config},
-        "deployments": [{"name": deployment_name(model.model_key), "num_replicas": model.num_replicas}],
+        "deployments": [deployment],
     }
+
+
+def adapter_table(app_config: dict[str, Any] | None, model_key: str) -> dict[str, dict[str, Any]]:
+    """The adapter table Serve holds for a model (its deployment's user_config)."""
+    for deployment in (app_config or {}).get("deployments") or []:
+        if deployment.get("name") == deployment_name(model_key):
+            return dict(((deployment.get("user_config") or {}).get("adapters")) or {})
+    return {}
 
 
 def frontend_app(routes: list[dict[str, Any]], replicas: int = 2) -> dict[str, Any]:
@@ -179,6 +202,20 @@ def frontend_route(model: ModelDeployment) -> dict[str, Any]:
     return {"model_id": model.model_id, "app": app_name(model.model_key),
             "deployment": deployment_name(model.model_key),
             "max_request_context_length": model.llm_config.get("engine_kwargs", {}).get("max_model_len")}
+
+
+def adapter_route(adapter_id: str, base: ModelDeployment) -> dict[str, Any]:
+    """An adapter is reached through its base's deployment, with its id as the multiplexed
+    model id (which is also the LoRA name vLLM serves it under)."""
+    return {**frontend_route(base), "model_id": adapter_id, "base_model": base.model_id}
+
+
+def frontend_routes(app_config: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """The model table the deployed front end holds, by public id."""
+    for deployment in (app_config or {}).get("deployments") or []:
+        if deployment.get("name") == FRONTEND_DEPLOYMENT:
+            return {r["model_id"]: r for r in (deployment.get("user_config") or {}).get("models") or []}
+    return {}
 
 
 def deployed_models(app_config: dict[str, Any] | None) -> dict[str, ModelDeployment]:

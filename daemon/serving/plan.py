@@ -16,10 +16,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from daemon.serving.llm_config import (LEASE_APP_NAME, SINGLE_APP_NAME, is_argus_app, lease_app, LlmSettings, ModelDeployment, app_name, deployed_models, deployment_name,
-                         frontend_app, frontend_route, model_app, serve_config, single_app)
+from daemon.serving.llm_config import (LEASE_APP_NAME, SINGLE_APP_NAME, LlmSettings, ModelDeployment, adapter_route,
+                                       adapter_table, app_name, deployed_models, deployment_name, frontend_app,
+                                       frontend_route, frontend_routes, is_argus_app, lease_app, model_app,
+                                       serve_config, single_app)
 from daemon.serving.placement import (AdmissionMode, Capacity, Free, free_of, place, placement_stalled,
                                       shortfall)
+from daemon.core.adapters import AdapterInfo, BaseRef, adapter_fit, find_base
 from daemon.core.spec import ResolvedServingSpec
 from daemon.core.states import EventType, ModelState, ServeStatus
 
@@ -34,6 +37,7 @@ class DesiredModel:
     source_problem: str | None = None  # why the model folder cannot be deployed now (see spec.source_problem)
     last_event: tuple[str, dict] | None = None   # (event_type, payload) of its newest event
     was_running: bool = False     # reached RUNNING before (so an update keeps it routable)
+    adapter: AdapterInfo | str | None = None   # an adapter's folder facts, or why it cannot be served
 
 
 @dataclass(frozen=True)
@@ -144,12 +148,25 @@ class Admission:
     transitions: list[Transition]         # FAILED (folder) and PENDING_RESOURCES
 
 
+def _model_view(app: dict[str, Any]) -> dict[str, Any]:
+    """An app's view without the deployments' user_config: a model's adapter table changes in
+    place and is not a change of the model itself."""
+    view = _app_view(app)
+    view["deployments"] = [{**d, "user_config": None} for d in view["deployments"]]
+    return view
+
+
 def plan(models: list[DesiredModel], observed: Observed, *, capacity: Capacity | None,
-         settings: LlmSettings, serve: ServeSettings, lease: dict[str, Any] | None = None) -> Plan:
-    """What to apply and record, in four phases: admit (who is in the next config), build the
-    models' config, judge each model against what Serve reports, and (per_model) the front
-    end's routes. `capacity` None: no GPU admission (CPU serving). `lease`: the lease value
-    this daemon holds, kept in the config (None: no lease)."""
+         settings: LlmSettings, serve: ServeSettings, lease: dict[str, Any] | None = None,
+         probes: dict[str, str | None] | None = None) -> Plan:
+    """What to apply and record, in five phases: admit (who is in the next config), build the
+    models' config, judge each model against what Serve reports, judge the adapters against
+    their base models, and (per_model) the front end's routes. `capacity` None: no GPU
+    admission (CPU serving). `lease`: the lease value this daemon holds, kept in the config
+    (None: no lease). `probes`: adapters the shell asked through the endpoint this tick
+    (model key -> None when it answered, else the failure message)."""
+    adapters = [m for m in models if m.spec.is_adapter]
+    models = [m for m in models if not m.spec.is_adapter]
     running_now: dict[str, ModelDeployment] = {}
     for name, app in observed.apps.items():
         if is_argus_app(name):
@@ -183,7 +200,7 @@ def plan(models: list[DesiredModel], observed: Observed, *, capacity: Capacity |
             app = observed.apps.get(app_name(model.model_key))
             name = app_name(model.model_key)
             in_sync = (app is not None and name in wanted_apps
-                       and _app_view(wanted_apps[name]) == _app_view(app.deployed_config or {}))
+                       and _model_view(wanted_apps[name]) == _model_view(app.deployed_config or {}))
         else:
             app = observed.apps.get(SINGLE_APP_NAME)
             in_sync = apply is None
@@ -192,12 +209,139 @@ def plan(models: list[DesiredModel], observed: Observed, *, capacity: Capacity |
                        admission.entries.get(model.model_key))
         if judged is not None:
             transitions.append(judged)
+    state_after = {m.model_key: m.state for m in models}
+    state_after.update({t.model_key: t.state for t in transitions if t.state is not None})
+    served = judge_adapters(adapters, models, state_after, admission.entries, observed, probes or {}, per_model)
+    transitions += served.transitions
     if not per_model:
         return Plan(apply, transitions)
-    desired = serve_config(model_apps + [frontend_app(routes(models, transitions, admission.entries, observed), serve.frontend_replicas)]
+    model_apps = [model_app(m, served.tables.get(m.model_key)) for m in admission.entries.values()]
+    base_routes = routes(models, transitions, admission.entries, observed)
+    routed = {r["model_id"] for r in base_routes}
+    adapter_routes = [r for r in served.routes if r["base_model"] in routed]
+    desired = serve_config(model_apps + [frontend_app(base_routes + adapter_routes, serve.frontend_replicas)]
                            + held + others,
                            http_host=serve.http_host, http_port=serve.http_port, proxy_location=serve.proxy_location)
     return Plan(desired if config_differs(desired, observed, ignore=unleased) else None, transitions)
+
+
+@dataclass
+class ServedAdapters:
+    transitions: list[Transition]
+    tables: dict[str, dict[str, dict[str, Any]]]   # base model key -> its adapter table
+    routes: list[dict[str, Any]]                  # the front end's entries for the adapters
+
+
+def adapter_applied(adapter: DesiredModel, base: DesiredModel, observed: Observed) -> bool:
+    """Serve holds the adapter at its generation in its base's table, and the front end routes
+    it: a request by its id reaches a base replica that knows its folder."""
+    app = observed.apps.get(app_name(base.model_key))
+    entry = adapter_table(app.deployed_config if app else None, base.model_key).get(adapter.model_id) or {}
+    frontend = observed.apps.get(SINGLE_APP_NAME)
+    routed = frontend_routes(frontend.deployed_config if frontend else None).get(adapter.model_id) or {}
+    return entry.get("generation") == adapter.generation and routed.get("base_model") == base.model_id
+
+
+def base_refs(models: list[DesiredModel]) -> list[BaseRef]:
+    """The models adapters may name (not adapters, not deleted ones)."""
+    return [BaseRef(m.model_id, m.spec.user_id, m.spec.model_id_suffix, m.spec.model_source, m.spec.adapters)
+            for m in models if not m.spec.is_adapter and m.state != ModelState.DELETED]
+
+
+def adapters_to_probe(models: list[DesiredModel], observed: Observed) -> list[tuple[DesiredModel, DesiredModel]]:
+    """(adapter, base) pairs the shell asks through the endpoint this tick: DEPLOYING adapters
+    that Serve and the front end already hold, on a RUNNING base. The first answer proves that
+    vLLM loaded the adapter (or says why not)."""
+    bases = {m.model_id: m for m in models if not m.spec.is_adapter}
+    refs = base_refs(models)
+    out = []
+    for adapter in models:
+        if not adapter.spec.is_adapter or adapter.state != ModelState.DEPLOYING:
+            continue
+        ref = find_base(adapter.spec.base_model or "", adapter.spec.user_id, refs)
+        base = bases.get(ref.model_id) if ref else None
+        if base is not None and base.state == ModelState.RUNNING and adapter_applied(adapter, base, observed):
+            out.append((adapter, base))
+    return out
+
+
+def judge_adapters(adapters: list[DesiredModel], models: list[DesiredModel], state_after: dict[str, str],
+                   entries: dict[str, ModelDeployment], observed: Observed, probes: dict[str, str | None],
+                   per_model: bool) -> ServedAdapters:
+    """Each adapter against its base model this tick: an early-return ladder per adapter. An
+    adapter is in its base's table (and routed) while DEPLOYING or RUNNING on a RUNNING base."""
+    refs = base_refs(models)
+    bases = {m.model_id: m for m in models}
+    out = ServedAdapters([], {}, [])
+    for adapter in sorted(adapters, key=lambda m: m.model_key):
+        transition = _judge_adapter(adapter, refs, bases, state_after, entries, observed, probes, per_model)
+        if transition is not None:
+            out.transitions.append(transition)
+        state = transition.state if transition is not None and transition.state is not None else adapter.state
+        if state not in (ModelState.DEPLOYING, ModelState.RUNNING):
+            continue
+        ref = find_base(adapter.spec.base_model or "", adapter.spec.user_id, refs)
+        base = bases[ref.model_id]
+        out.tables.setdefault(base.model_key, {})[adapter.model_id] = {"path": adapter.spec.model_source,
+                                                                       "generation": adapter.generation}
+        out.routes.append(adapter_route(adapter.model_id, entries[base.model_key]))
+    return out
+
+
+def _judge_adapter(adapter: DesiredModel, refs: list[BaseRef], bases: dict[str, DesiredModel],
+                   state_after: dict[str, str], entries: dict[str, ModelDeployment], observed: Observed,
+                   probes: dict[str, str | None], per_model: bool) -> Transition | None:
+    key, state = adapter.model_key, adapter.state
+
+    def wait(reason: str) -> Transition | None:
+        payload = {"message": reason}
+        if state == ModelState.QUEUED and not _once(adapter, EventType.WAITING_FOR_BASE, payload):
+            return None
+        return Transition(key, ModelState.QUEUED, EventType.WAITING_FOR_BASE, payload, error_summary=reason)
+
+    # Its spec is gone: DELETED once no base table and no route holds it any more.
+    if state == ModelState.DELETING:
+        held = any(adapter.model_id in adapter_table(app.deployed_config, k)
+                   for app in observed.apps.values() for k in deployed_models(app.deployed_config))
+        frontend = observed.apps.get(SINGLE_APP_NAME)
+        routed = adapter.model_id in frontend_routes(frontend.deployed_config if frontend else None)
+        return None if held or routed else Transition(key, ModelState.DELETED, EventType.DELETED, {})
+    # Failed (until its spec changes) or deleted: nothing to do.
+    if state not in (ModelState.QUEUED, ModelState.DEPLOYING, ModelState.RUNNING):
+        return None
+    # Ray's own app for all models (single_app) has no adapter table.
+    if not per_model:
+        return wait("adapters need serving.serve.layout: per_model (this platform runs single_app)")
+    # Its folder is not a usable adapter.
+    if isinstance(adapter.adapter, str) and state == ModelState.QUEUED:
+        return _failed(adapter, adapter.adapter)
+    ref = find_base(adapter.spec.base_model or "", adapter.spec.user_id, refs)
+    # The base it names does not exist.
+    if ref is None:
+        return wait(f"base model {adapter.spec.base_model} is not in argus: no model has that public id, and "
+                    f"{adapter.spec.user_id} has no model with that model_id")
+    # The base does not take it (not opted in, not allowed, rank too large, another base).
+    problem = (adapter_fit(adapter.adapter, adapter.spec.user_id, ref) if isinstance(adapter.adapter, AdapterInfo)
+               else None)
+    if problem is not None:
+        return wait(problem)
+    base = bases[ref.model_id]
+    # The base does not run (yet, or any more): the adapter waits for it.
+    if state_after.get(base.model_key) != ModelState.RUNNING or base.model_key not in entries:
+        return wait(f"waits for base model {base.model_id}, which is {state_after.get(base.model_key)}")
+    # The base runs and takes it: into its table now.
+    if state == ModelState.QUEUED:
+        return Transition(key, ModelState.DEPLOYING, EventType.APPLIED,
+                          {"generation": adapter.generation, "base_model": base.model_id},
+                          attempted_generation=adapter.generation)
+    # In the table: the shell's first request through the endpoint says whether vLLM loaded it.
+    if state == ModelState.DEPLOYING and key in probes and adapter_applied(adapter, base, observed):
+        if probes[key] is None:
+            return Transition(key, ModelState.RUNNING, EventType.RUNNING,
+                              {"generation": adapter.generation, "base_model": base.model_id},
+                              applied_generation=adapter.generation)
+        return _failed(adapter, str(probes[key]))
+    return None
 
 
 def admit(models: list[DesiredModel], running_now: dict[str, ModelDeployment], capacity: Capacity | None,

@@ -21,11 +21,13 @@ from daemon.errors import ClusterError
 from daemon.serving.llm_config import LlmSettings
 from daemon.serving.lease import LeaseMemory, LeaseValue, Role, decide
 from daemon.serving.llm_config import LEASE_APP_NAME, lease_app, lease_of, serve_config
-from daemon.serving.plan import (DesiredModel, Observed, Plan, ServeSettings, Transition, config_differs,
-                                 observed_from_status, plan)
+from daemon.serving.plan import (DesiredModel, Observed, Plan, ServeSettings, Transition, adapters_to_probe,
+                                 config_differs, observed_from_status, plan)
+from daemon.serving.probe import endpoint_url, probe_adapter
 from daemon.serving.client import ServeClient
 from daemon.serving.reaper import reap_orphaned_engines
 from daemon.serving.placement import AdmissionMode
+from daemon.core.adapters import read_adapter
 from daemon.core.spec import ResolvedServingSpec, source_problem
 from daemon.core.states import EventType, ModelState, ServeStatus, StrEnum
 from daemon.store import Store, iso, utc_now
@@ -57,9 +59,11 @@ class ReconcileResult:
 class Reconciler:
     def __init__(self, store: Store, client: ServeClient, config: Config,
                  clock: Callable[[], datetime] = utc_now, reap: Callable[[], object] | None = None,
-                 identity: str | None = None, monotonic: Callable[[], float] = time.monotonic):
+                 identity: str | None = None, monotonic: Callable[[], float] = time.monotonic,
+                 probe: Callable[[str], tuple[bool, str | None]] | None = None):
         """`reap`: clears engine processes a dead replica left behind (default: the reaper job).
-        `identity`: this daemon's name in the lease (default: host, pid and a random tag)."""
+        `identity`: this daemon's name in the lease (default: host, pid and a random tag).
+        `probe`: asks the endpoint by an adapter's id (default: a request to Serve's endpoint)."""
         self.store = store
         self.client = client
         self.lease_ttl = config.serving.serve.lease_seconds
@@ -73,6 +77,9 @@ class Reconciler:
         self.admission = AdmissionMode(config.serving.llm.admission)
         self.clock = clock
         self.root = config.storage.root
+        serve = config.serving.serve
+        base_url = endpoint_url(serve.http_host, serve.http_port, serve.dashboard_url)
+        self.probe = probe if probe is not None else (lambda model_id: probe_adapter(base_url, model_id))
 
     def desired(self) -> list[DesiredModel]:
         out = []
@@ -85,7 +92,9 @@ class Reconciler:
                 # Checked here, before Serve, through symlinks: a missing or swapped folder fails
                 # fast with a clear reason instead of loading whatever the path leads to now.
                 source_problem=(source_problem(spec.model_source, spec.user_id, self.root, spec.gpus_per_replica)
-                                if row.state == ModelState.QUEUED else None),
+                                if row.state == ModelState.QUEUED and not spec.is_adapter else None),
+                adapter=(read_adapter(spec.model_source, spec.user_id, self.root)
+                         if spec.is_adapter and row.state in (ModelState.QUEUED, ModelState.DEPLOYING) else None),
                 last_event=(last.event_type, last.payload) if last else None,
                 was_running=row.applied_generation is not None))
         return out
@@ -115,7 +124,13 @@ class Reconciler:
         models = self.desired()
         capacity = (None if self.settings.on_cpu
                     else self.client.capacity(self.settings.accelerator_type, self.admission))
-        decision = plan(models, observed, capacity=capacity, settings=self.settings, serve=self.serve, lease=lease)
+        probes = {}
+        for adapter, _ in adapters_to_probe(models, observed):
+            decided, failure = self.probe(adapter.model_id)
+            if decided:
+                probes[adapter.model_key] = failure
+        decision = plan(models, observed, capacity=capacity, settings=self.settings, serve=self.serve, lease=lease,
+                        probes=probes)
         if decision.noop:
             return ReconcileResult(ReconcileOutcome.NOOP)
         if decision.apply is not None:
@@ -131,7 +146,9 @@ class Reconciler:
                 return ReconcileResult(ReconcileOutcome.RENEWED)
             log.info("applied Serve config: %d application(s)", len(decision.apply["applications"]))
         self._record(decision.transitions, {m.model_key: (m.generation, m.state) for m in models})
-        if any(t.event_type in (EventType.DEGRADED, EventType.FAILED) for t in decision.transitions):
+        adapters = {m.model_key for m in models if m.spec.is_adapter}
+        if any(t.event_type in (EventType.DEGRADED, EventType.FAILED) and t.model_key not in adapters
+               for t in decision.transitions):
             self.reap()  # a replica died or gave up: its engine processes may have outlived it
         return ReconcileResult(ReconcileOutcome.APPLIED if decision.apply is not None else ReconcileOutcome.RECORDED)
 

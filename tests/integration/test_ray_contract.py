@@ -39,6 +39,25 @@ def test_every_private_name_exists_with_the_shape_argus_uses():
             "error": [rp.openai_error(404, "no such model").status_code, type(rp.openai_error(400, "x")).__name__],
             "subclass": issubclass(ArgusIngress, rp.OpenAiIngress),
             "frontend": type(build_frontend()).__name__,
+            "configured_lookup": rp.CONFIGURED_LOOKUP[1] in inspect.getsource(
+                getattr(rp.OpenAiIngress, rp.CONFIGURED_LOOKUP[0])),
+            "adapter_card": rp.model_card("a", 1024, "b").model_dump()["metadata"]["base_model"],
+        }
+        from ray.serve.llm import LLMServer
+        from ray.llm._internal.serve.engines.vllm.vllm_engine import VLLMEngine
+        from vllm.entrypoints.serve.lora.protocol import UnloadLoRAAdapterRequest
+        from vllm.entrypoints.openai.models.serving import OpenAIServingModels
+        engine_source = inspect.getsource(VLLMEngine)
+        out["lora"] = {
+            "server_methods": {m: inspect.iscoroutinefunction(getattr(LLMServer, m, None))
+                               for m in rp.LLM_SERVER_METHODS},
+            "engine_attributes": {a: f"self.{a}" in engine_source for a in rp.ENGINE_ATTRIBUTES},
+            "resolve_lora": list(inspect.signature(VLLMEngine.resolve_lora).parameters),
+            "disk_config": sorted(rp.DiskMultiplexConfig.model_fields),
+            "unload": inspect.iscoroutinefunction(OpenAIServingModels.unload_lora_adapter)
+                      and "lora_requests" in inspect.getsource(OpenAIServingModels.unload_lora_adapter),
+            "unload_request": sorted(UnloadLoRAAdapterRequest.model_fields),
+            "argus_overrides": "_maybe_resolve_lora_from_multiplex" in vars(__import__("daemon.frontend").frontend.ArgusLLMServer),
         }
         print(json.dumps(out))
     """)
@@ -53,6 +72,13 @@ def test_every_private_name_exists_with_the_shape_argus_uses():
     assert out["card"] == 2048
     assert out["error"] == [404, "OpenAIHTTPException"]
     assert out["subclass"] is True and out["frontend"] == "Application"
+    assert out["configured_lookup"] is True and out["adapter_card"] == "b"
+    assert out["lora"] == {"server_methods": {"_maybe_resolve_lora_from_multiplex": True},
+                           "engine_attributes": {"_oai_models": True},
+                           "resolve_lora": ["self", "disk_lora_model"],
+                           "disk_config": ["local_path", "lora_assigned_int_id", "max_total_tokens", "model_id"],
+                           "unload": True, "unload_request": ["lora_int_id", "lora_name"],
+                           "argus_overrides": True}
 
 
 def test_an_untested_ray_is_refused_at_import_with_what_to_install():

@@ -22,14 +22,14 @@ def test_every_allowed_engine_key_exists_in_the_installed_vllm():
         import vllm
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.entrypoints.launchers.cli_args import FrontendArgs
-        from daemon.core.engine_policy import ALLOWED, LORA_RANKS, OWNED, UNSAFE
+        from daemon.core.engine_policy import ALLOWED, LORA_ENGINE_KEYS, LORA_RANKS, OWNED, UNSAFE
         fields = {f.name: f for f in dataclasses.fields(AsyncEngineArgs)}
         fields.update({f.name: f for f in dataclasses.fields(FrontendArgs)})
         def literal(name):
             args = typing.get_args(fields[name].type)
             found = [a for a in args if typing.get_origin(a) is typing.Literal] or [fields[name].type]
             return sorted(map(str, typing.get_args(found[0])))
-        print(json.dumps({"vllm": vllm.__version__, "missing": sorted(k for k in ALLOWED if k not in fields),
+        print(json.dumps({"vllm": vllm.__version__, "missing": sorted(k for k in [*ALLOWED, *LORA_ENGINE_KEYS] if k not in fields),
                           "tokenizer_modes": literal("tokenizer_mode"),
                           "lora_ranks": sorted(map(str, typing.get_args(fields["max_lora_rank"].type))),
                           "ours": sorted(map(str, LORA_RANKS))}))

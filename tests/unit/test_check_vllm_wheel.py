@@ -30,15 +30,15 @@ def _wheel(tmp_path: Path, engine_keys: list[str], ranks: str) -> Path:
 
 
 def test_a_wheel_with_every_key_passes(tmp_path):
-    from daemon.core.engine_policy import ALLOWED, LORA_RANKS
-    result = checker.check(_wheel(tmp_path, list(ALLOWED), ", ".join(map(str, LORA_RANKS))))
+    from daemon.core.engine_policy import ALLOWED, LORA_ENGINE_KEYS, LORA_RANKS
+    result = checker.check(_wheel(tmp_path, [*ALLOWED, *LORA_ENGINE_KEYS], ", ".join(map(str, LORA_RANKS))))
     assert result == {"vllm": "9.9.9", "engine_keys_missing": [], "compilation_keys_missing": [],
                       "lora_ranks_differ": False, "tokenizer_modes_missing": []}
 
 
 def test_a_missing_engine_key_and_other_ranks_fail(tmp_path):
-    from daemon.core.engine_policy import ALLOWED
-    wheel = _wheel(tmp_path, [k for k in ALLOWED if k != "max_loras"], "1, 8, 16")
+    from daemon.core.engine_policy import ALLOWED, LORA_ENGINE_KEYS
+    wheel = _wheel(tmp_path, [*ALLOWED, *(k for k in LORA_ENGINE_KEYS if k != "max_loras")], "1, 8, 16")
     result = checker.check(wheel)
     assert result["engine_keys_missing"] == ["max_loras"] and result["lora_ranks_differ"] is True
     assert checker.main([str(wheel)]) == 1
