@@ -4,6 +4,10 @@ v_proj of every layer, weights from a seeded generator. For tests and benchmarks
 with the serving venv's Python, which has torch and safetensors).
 
     .venv-serve/bin/python scripts/make_test_adapter.py <model folder> <out folder> [seed]
+    .venv-serve/bin/python scripts/make_test_adapter.py --merge <model folder> <adapter folder> <out folder>
+
+--merge writes the model with the adapter's weights merged in (W + alpha/r * B @ A): the same
+fine-tune as a full model, for comparing its deployment with the adapter's.
 """
 from __future__ import annotations
 
@@ -40,7 +44,31 @@ def make_adapter(base: str, out: str, seed: int = 0) -> str:
     return out
 
 
+def merge_adapter(base: str, adapter: str, out: str) -> str:
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    with open(os.path.join(adapter, "adapter_config.json")) as handle:
+        config = json.load(handle)
+    scale = config["lora_alpha"] / config["r"]
+    lora = load_file(os.path.join(adapter, "adapter_model.safetensors"))
+    shutil.copytree(base, out)
+    weights_path = os.path.join(out, "model.safetensors")
+    weights = load_file(weights_path)
+    for key in [k for k in lora if k.endswith(".lora_A.weight")]:
+        target = key.removeprefix("base_model.model.").replace(".lora_A.weight", ".weight")
+        a, b = lora[key].float(), lora[key.replace("lora_A", "lora_B")].float()
+        weights[target] = (weights[target].float() + scale * (b @ a)).to(weights[target].dtype)
+    save_file(weights, weights_path, metadata={"format": "pt"})
+    return out
+
+
 if __name__ == "__main__":
-    if len(sys.argv) not in (3, 4):
+    if len(sys.argv) == 5 and sys.argv[1] == "--merge":
+        print(merge_adapter(*sys.argv[2:]))
+    elif len(sys.argv) in (3, 4):
+        print(make_adapter(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) == 4 else 0))
+    else:
         sys.exit(__doc__.strip())
-    print(make_adapter(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) == 4 else 0))

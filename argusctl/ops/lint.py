@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from daemon.core import layout
+from daemon.core.adapters import AdapterInfo, BaseRef, adapter_fit, find_base, read_adapter
 from daemon.core.layout import MODELS_DIR, SPEC_SUFFIXES
 from daemon.errors import Problem, SpecError, UsageError
 from daemon.core.spec import ParsedSpec, SpecPolicy, parse_spec
@@ -107,8 +108,35 @@ def lint_files(files: list[SpecFile], policy: SpecPolicy) -> LintReport:
             report.problems.extend(exc.problems)
     users = {f.display: f.user_id for f in files}
     report.problems.extend(duplicate_model_ids(report.specs, users))
+    report.problems.extend(adapter_problems(report.specs, users, policy))
     report.problems.sort()
     return report
+
+
+def adapter_problems(specs: dict[str, ParsedSpec], users: dict[str, str | None], policy: SpecPolicy) -> list[Problem]:
+    """What lint can check of an adapter without a GPU, where this machine has its folder:
+    that it is a LoRA adapter, and, when its base is among the linted files (named by its
+    model_id), that the base takes it. The same rules argusd applies (daemon/core/adapters.py);
+    a base named by public id is checked by argusd, which knows the ids."""
+    bases = [BaseRef(f"{users[d]}/{p.spec.model_id}", users[d] or "", p.spec.model_id, p.model_source,
+                     p.spec.adapters.model_dump() if p.spec.adapters else None)
+             for d, p in specs.items() if p.spec.base_model is None]
+    problems = []
+    for display, parsed in specs.items():
+        user = users[display]
+        if parsed.spec.base_model is None or user is None or not os.path.isdir(parsed.model_source):
+            continue
+        info = read_adapter(parsed.model_source, user, policy.root)
+        if isinstance(info, str):
+            pos = parsed.doc.position(("model_source",))
+            problems.append(Problem(display, pos.line, pos.col, info))
+            continue
+        base = find_base(parsed.spec.base_model, user, bases)
+        found = adapter_fit(info, user, base) if isinstance(info, AdapterInfo) and base is not None else None
+        if found:
+            pos = parsed.doc.position(("base_model",))
+            problems.append(Problem(display, pos.line, pos.col, found))
+    return problems
 
 
 def duplicate_model_ids(specs: dict[str, ParsedSpec], users: dict[str, str | None]) -> list[Problem]:

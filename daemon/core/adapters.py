@@ -45,6 +45,21 @@ def read_adapter(path: str, user_id: str, root: str) -> AdapterInfo | str:
         resolve_model_source(path, user_id, root)
     except PathRejected as exc:
         return f"{exc}; the folder changed after the spec was accepted"
+    # A file in the folder that is a symlink must not lead out of the same roots (into another
+    # user's adapter, say): vLLM reads every file it finds there.
+    try:
+        names = sorted(os.listdir(path))
+    except FileNotFoundError:
+        return f"model_source {path} does not exist; put the adapter there (or fix model_source in the spec)"
+    except OSError as exc:
+        return f"cannot read the adapter folder {path}: {exc}"
+    for name in names:
+        entry = os.path.join(path, name)
+        if os.path.islink(entry):
+            try:
+                resolve_model_source(os.path.realpath(entry), user_id, root)
+            except PathRejected:
+                return f"{entry} is a symlink to {os.path.realpath(entry)}, outside your roots; copy the file instead"
     config_path = os.path.join(path, ADAPTER_CONFIG)
     try:
         with open(config_path, "rb") as handle:

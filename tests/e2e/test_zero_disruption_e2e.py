@@ -1,5 +1,7 @@
 """Zero disruption: while model A answers a steady stream of requests, model B is pushed,
-edited, scaled and deleted; A never fails a request and none of its replicas restarts. Then
+edited, scaled and deleted, and LoRA adapters on A come, change, fail and go; A never fails a
+request and none of its replicas restarts. An adapter answers what plain vLLM answers with
+the same adapter (temperature 0), seconds after its commit. Then
 faults on the real stack, one after another on A: one of the front end's two replicas killed
 (at most the requests it held fail), the Serve controller killed (nothing fails, the same
 replica serves on), A's replica killed (replaced, A stays RUNNING), and the whole Ray head
@@ -19,6 +21,7 @@ from helpers import Prober, replicas_of, run_argusctl
 
 pytestmark = pytest.mark.e2e
 SOURCE = "$HOME/common/hf/SmolLM2-135M-Instruct"
+LORA_PROMPT, LORA_TOKENS = "Once upon a time", 24
 
 
 def listed_models() -> list[str]:
@@ -34,6 +37,13 @@ def post(path: str, body: dict) -> tuple[int, bytes]:
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
+
+
+def completion(model_id: str) -> str:
+    status, body = post("completions", {"model": model_id, "prompt": LORA_PROMPT, "max_tokens": LORA_TOKENS,
+                                        "temperature": 0})
+    assert status == 200, body[:2000]
+    return json.loads(body)["choices"][0]["text"]
 
 
 def check_front_end(model_id: str) -> None:
@@ -55,7 +65,26 @@ def test_changing_one_model_never_disrupts_another(argusd, tmp_path, repo_root):
     client = ServeClient("http://127.0.0.1:8265")
     assert ctl("init", "--user", "zd", "--name", "zd", "--email", "zd@argus.local").returncode == 0
     steady, churn = tmp_path / "steady.yaml", tmp_path / "churn.yaml"
-    steady.write_text(f"model_id: steady\nmodel_source: {SOURCE}\n")
+    # The LoRA reference first, while the CPU is free: plain vLLM with the same adapters.
+    adapters = home / "private" / "users" / "zd" / "adapters"
+    model_dir = home / "private" / "hf" / "SmolLM2-135M-Instruct"
+    for name, seed in (("a1", 1), ("a1-v2", 2)):
+        made = subprocess.run([str(repo_root / ".venv-serve" / "bin" / "python"), "scripts/make_test_adapter.py",
+                               str(model_dir), str(adapters / name), str(seed)], cwd=repo_root, capture_output=True,
+                              text=True)
+        assert made.returncode == 0, made.stderr[-2000:]
+    (adapters / "broken").mkdir()
+    (adapters / "broken" / "adapter_config.json").write_text((adapters / "a1" / "adapter_config.json").read_text())
+    (adapters / "broken" / "adapter_model.safetensors").write_bytes(b"not safetensors")
+    reference = subprocess.run([str(repo_root / ".venv-serve" / "bin" / "python"), "scripts/lora_reference.py",
+                                str(model_dir), str(adapters / "a1"), str(LORA_TOKENS), LORA_PROMPT],
+                               cwd=repo_root, capture_output=True, text=True, timeout=900,
+                               env={**env, "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"})
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    expected = json.loads([line for line in reference.stdout.splitlines() if line.startswith("{")][-1])
+    assert expected["base"] != expected["adapter"]
+
+    steady.write_text(f"model_id: steady\nmodel_source: {SOURCE}\nadapters:\n  max_rank: 8\n  max_loaded: 2\n")
     result = ctl("apply", "-f", str(steady), "--wait")
     assert result.returncode == 0, result.stdout + result.stderr
     status = lambda name: json.loads(run_argusctl("status", name, "-o", "json", env=env).stdout)["model"]  # noqa: E731
@@ -77,6 +106,34 @@ def test_changing_one_model_never_disrupts_another(argusd, tmp_path, repo_root):
     for args in (("apply", "-f", str(churn), "--wait"), ("scale", "churn", "--replicas", "2", "--wait"),
                  ("delete", "churn", "--wait")):
         result = ctl(*args)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+    # LoRA adapters on A: a commit answers in seconds, with plain vLLM's answer.
+    adapter = tmp_path / "tutor.yaml"
+    adapter.write_text("model_id: tutor\nbase_model: steady\nmodel_source: $HOME/adapters/a1\n")
+    committed = time.monotonic()
+    result = ctl("apply", "-f", str(adapter), "--wait")
+    assert result.returncode == 0, result.stdout + result.stderr
+    tutor = status("tutor")
+    assert completion(tutor["model_id"]) == expected["adapter"]
+    print(f"adapter: commit -> RUNNING -> first answer in {time.monotonic() - committed:.1f} s")
+    assert completion(a["model_id"]) == expected["base"]
+    cards = {m["id"]: m for m in json.loads(urllib.request.urlopen("http://127.0.0.1:8000/v1/models",
+                                                                    timeout=30).read())["data"]}
+    assert cards[tutor["model_id"]]["metadata"]["base_model"] == a["model_id"]
+    # Changed weights (a new folder): the same id answers with them, no restart.
+    adapter.write_text("model_id: tutor\nbase_model: steady\nmodel_source: $HOME/adapters/a1-v2\n")
+    result = ctl("apply", "-f", str(adapter), "--wait")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert completion(tutor["model_id"]) not in (expected["adapter"], expected["base"])
+    # A folder vLLM cannot load: FAILED with vLLM's reason, A unharmed.
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("model_id: broken\nbase_model: steady\nmodel_source: $HOME/adapters/broken\n")
+    result = ctl("apply", "-f", str(broken), "--wait")
+    assert result.returncode != 0 and status("broken")["state"] == "FAILED", result.stdout + result.stderr
+    assert "Failed to load lora model" in status("broken")["error_summary"], status("broken")
+    for name in ("tutor", "broken"):
+        result = ctl("delete", name, "--wait")
         assert result.returncode == 0, result.stdout + result.stderr
     time.sleep(3)
     prober.stop.set()

@@ -97,6 +97,12 @@ def test_read_adapter(tmp_path):
     assert read_adapter(str(folder), "bob", str(tmp_path)) == AdapterInfo(8, "org/M")
     (tmp_path / "users" / "bob" / "b").symlink_to(tmp_path / "users")
     assert "symlink" in read_adapter(str(tmp_path / "users" / "bob" / "b"), "bob", str(tmp_path))
+    assert "does not exist" in read_adapter(str(tmp_path / "users" / "bob" / "gone"), "bob", str(tmp_path))
+    theirs = tmp_path / "users" / "alice" / "secret"
+    theirs.mkdir(parents=True)
+    (theirs / "adapter_model.safetensors").write_bytes(b"alice's weights")
+    (folder / "adapter_model.safetensors").symlink_to(theirs / "adapter_model.safetensors")
+    assert "outside your roots" in read_adapter(str(folder), "bob", str(tmp_path))
 
 
 # --- the reconcile decision ---------------------------------------------------------------
