@@ -57,7 +57,11 @@ def status(
         fields = [("Model", row.model_id), ("User", row.user_id), ("State", row.state),
                   ("Reason", reason_of(row, rejection)), ("Replicas", r["num_replicas"]),
                   ("GPUs per replica", r["gpus_per_replica"]), ("Source", r["model_source"]),
-                  ("Engine kwargs", r["engine_kwargs"] or "{}"), ("Spec", row.spec_path),
+                  ("Engine kwargs", r["engine_kwargs"] or "{}"),
+                  *([("Base model", f"{r['base_model']} (a LoRA adapter: runs on its replicas)")]
+                    if r.get("base_model") else []),
+                  *([("Adapters", r["adapters"])] if r.get("adapters") else []),
+                  ("Spec", row.spec_path),
                   ("Generation", f"{row.generation} (applied: {row.applied_generation or '-'})"),
                   ("Last commit", f"{row.commit_sha[:12]} by {row.commit_author}"),
                   ("Created", row.created_at), ("Updated", row.updated_at), ("Key", row.model_key),
@@ -83,8 +87,10 @@ def status(
         return
     from tabulate import tabulate
 
-    table = [[m.model_id, m.user_id, m.state, m.resolved["num_replicas"],
-              m.resolved["num_replicas"] * m.resolved["gpus_per_replica"], age(m.updated_at),
+    # An adapter has no replicas or GPUs of its own: "-" (it runs on its base's).
+    table = [[m.model_id, m.user_id, m.state, "-" if m.resolved.get("base_model") else m.resolved["num_replicas"],
+              "-" if m.resolved.get("base_model") else m.resolved["num_replicas"] * m.resolved["gpus_per_replica"],
+              age(m.updated_at),
               _clip(printable(reason_of(m, rejections.get(m.spec_path) if m.live else None)))] for m in rows]
     typer.echo(f"OpenAI base URL: {base_url}")
     if lease is not None:

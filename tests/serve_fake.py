@@ -35,6 +35,9 @@ class FakeServe:
             old = self.apps.get(name)
             if old is not None and old["deployed_app_config"] == app:
                 continue  # unchanged: Serve leaves it as it is
+            if old is not None and _without_user_config(old["deployed_app_config"]) == _without_user_config(app):
+                old["deployed_app_config"] = copy.deepcopy(app)  # only user_config: applied in place
+                continue
             self.apps[name] = {"status": "DEPLOYING", "message": "", "deployed_app_config": copy.deepcopy(app),
                                "deployments": {d["name"]: {"status": "UPDATING", "message": "",
                                                            "target_num_replicas": d.get("num_replicas", 1),
@@ -70,3 +73,10 @@ class FakeServe:
     def drop(self, app: str) -> None:
         """Someone removed an application behind argusd's back (drift)."""
         del self.apps[app]
+
+
+def _without_user_config(app: dict[str, Any]) -> dict[str, Any]:
+    app = copy.deepcopy(app)
+    for deployment in app.get("deployments") or []:
+        deployment.pop("user_config", None)
+    return app

@@ -1,6 +1,9 @@
 """The reconcile shell and the daemon loop in-process: a real store fed by a real git repo,
 and Serve's REST API stood in by tests/serve_fake.py. The decisions are table-tested in
 tests/unit/test_reconcile_plan.py; the real Serve runs in tests/e2e."""
+import json
+import os
+
 import pytest
 
 from daemon.argusd import Daemon
@@ -135,3 +138,43 @@ def test_a_transition_planned_before_a_concurrent_sync_is_dropped(world):
     assert daemon.tick()
     model = store.get_model(model.model_key)
     assert (model.state, model.attempted_generation) == (ModelState.DEPLOYING, 2)
+
+
+def test_an_adapter_pushed_next_to_its_base_goes_through_its_states(world):
+    """The shell with adapters: the folder read from disk, the probe asked only once Serve and
+    the front end hold the adapter (the probe stands in for the endpoint here; the real one
+    is in the zero-disruption e2e), and the base's app changed only in place."""
+    gitops, daemon, serve, store, layout = world
+    if layout != "per_model":
+        pytest.skip("adapters need the per_model layout (single_app: table-tested)")
+    root = daemon.config.storage.root
+    folder = f"{root}/users/alice/adapters/t"
+    os.makedirs(folder)
+    with open(f"{folder}/adapter_config.json", "w") as handle:
+        json.dump({"peft_type": "LORA", "r": 8}, handle)
+    gitops.write("models.d/alice/a.yaml", spec("a") + "adapters:\n  max_rank: 8\n")
+    gitops.commit("a takes adapters")
+    gitops.push()
+    daemon.tick()
+    serve.settle()
+    daemon.tick()
+    assert state_of(store) == ModelState.RUNNING
+    base_key = next(m.model_key for m in store.list_models() if m.model_id_suffix == "a")
+    base_app = serve.apps[app_name(base_key)]
+    asked = []
+    daemon.reconciler.probe = lambda model_id: (asked.append(model_id), (True, None))[1]
+    gitops.write("models.d/alice/t.yaml", "model_id: t\nbase_model: a\nmodel_source: $HOME/adapters/t\n")
+    gitops.commit("adapter t")
+    gitops.push()
+    daemon.tick()
+    assert state_of(store, "t") == ModelState.DEPLOYING and not asked   # the table goes in first
+    daemon.tick()
+    assert state_of(store, "t") == ModelState.RUNNING and len(asked) == 1
+    assert serve.apps[app_name(base_key)] is base_app and base_app["status"] == "RUNNING"  # applied in place
+    gitops.rm("models.d/alice/t.yaml")
+    gitops.commit("no t")
+    gitops.push()
+    daemon.tick()
+    serve.settle()
+    daemon.tick()
+    assert next(m.state for m in store.list_models(include_deleted=True) if m.model_id_suffix == "t") == "DELETED"
