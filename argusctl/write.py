@@ -11,7 +11,7 @@ import typer
 
 from daemon.core.states import ModelState
 
-from argusctl.common import EXIT_FAILED, EXIT_TIMEOUT, Output, OutputOption, load_config, print_json
+from argusctl.common import EXIT_FAILED, EXIT_TIMEOUT, Output, OutputOption, load_config, print_json, printable
 
 WorkdirOption = typer.Option(None, "--workdir", envvar="ARGUS_WORKDIR",
                              help="Your GitOps clone (default: gitops.workdir from the config).")
@@ -103,6 +103,8 @@ def wait_until_settled(config, user: str, change, timeout: float, deleting: bool
         if not deleting and recorded and row.state in (ModelState.RUNNING, ModelState.FAILED):
             return row, row.error_summary if row.state == ModelState.FAILED else None
         state = row.state if recorded else "waiting for argusd"
+        if recorded and row.state == ModelState.QUEUED and row.error_summary:
+            state = f"{row.state}: {printable(row.error_summary)}"   # why it waits (resources, its base)
         if not quiet and state != last:
             typer.echo(("\r" if tty else "") + f"... {state}", err=True, nl=not tty)
             last = state
