@@ -14,7 +14,7 @@ from pathlib import Path
 from daemon.core.layout import MODELS_DIR, SPEC_SUFFIXES
 from daemon.core.spec import SpecPolicy, parse_spec
 from daemon.core.yamldoc import YamlDocError, load_mapping
-from daemon.errors import ConflictError, GitError, NotFoundError, RefusedError, SpecError
+from daemon.errors import ConflictError, GitError, NotFoundError, RefusedError, SpecError, UsageError
 from daemon.gitrepo import run_git
 
 PUSH_ATTEMPTS = 5

@@ -6,7 +6,6 @@ Usage: .venv/bin/python scripts/gen_cli_docs.py [--check]
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path

@@ -47,7 +47,6 @@ def make_adapter(base: str, out: str, seed: int = 0) -> str:
 def merge_adapter(base: str, adapter: str, out: str) -> str:
     import shutil
 
-    import torch
     from safetensors.torch import load_file, save_file
 
     with open(os.path.join(adapter, "adapter_config.json")) as handle:

@@ -218,6 +218,10 @@ def test_init_never_destroys_work_nor_touches_another_project(setup, tmp_path):
     again = ctl("init", "--user", "alice")
     assert again.returncode == 2 and "has uncommitted changes" in again.stderr
     assert edit.read_text() == spec("draft")
+    (tmp / "other.yaml").write_text(spec("other"))
+    blocked = ctl("apply", "-f", str(tmp / "other.yaml"))   # a write starts from what is pushed
+    assert blocked.returncode == 2 and "has uncommitted changes under models.d/" in blocked.stderr, blocked.stderr
+    assert "Traceback" not in blocked.stderr and edit.read_text() == spec("draft")
     subprocess.run(["git", "-C", str(work), "add", "-A"], check=True)
     subprocess.run(["git", "-C", str(work), "commit", "-qm", "draft"], check=True)
     local = ctl("init", "--user", "alice")

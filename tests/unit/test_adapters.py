@@ -137,12 +137,8 @@ def settle(models, probes=None):
     return last, observed
 
 
-def base_args(config):
-    return next(a["args"] for a in config["applications"] if a["name"] == "llm-k-base")
-
-
 def test_an_adapter_on_a_running_base_goes_into_its_table_without_touching_its_args():
-    running, observed = settle([base()])
+    _, observed = settle([base()])
     p = plan([base(), adapter()], observed, capacity=None, settings=CPU, serve=PER_MODEL)
     assert states(p) == [("k-ad", "DEPLOYING", "APPLIED")]
     app = next(a for a in p.apply["applications"] if a["name"] == "llm-k-base")

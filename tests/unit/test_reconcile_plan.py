@@ -5,7 +5,6 @@ import pytest
 from daemon.core.spec import ResolvedServingSpec
 from daemon.serving.llm_config import deployment_name
 from daemon.serving.placement import AdmissionMode, Capacity, NodeFree
-from daemon.serving.placement import AdmissionMode, Capacity, NodeFree
 from daemon.serving.plan import DesiredModel, Observed, ObservedApp, ObservedDeployment, observed_from_status, plan
 from helpers import llm_settings, serve_settings
 

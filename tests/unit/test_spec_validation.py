@@ -88,4 +88,4 @@ def test_every_problem_is_reported_in_one_pass():
 def test_user_id_rules():
     assert problems(f"model_id: m\n{SOURCE}", user="Alice")[0].startswith("1:1: user id 'Alice' is not valid")
     assert problems(f"model_id: m\n{SOURCE}", user="a" * 33)[0].startswith("1:1: user id")
-    assert problems(f"model_id: m\nmodel_source: $HOME/x\n", user="a_b-9") == []
+    assert problems("model_id: m\nmodel_source: $HOME/x\n", user="a_b-9") == []
