@@ -11,7 +11,7 @@ from helpers import run_argusctl
 def test_example_tree_lints_clean(repo_root, argus_home):
     result = run_argusctl("lint", str(repo_root / "models.d"), cwd=repo_root)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1] == "3 files checked: 3 valid, 0 invalid"
+    assert result.stdout.strip().splitlines()[-1] == "4 files checked: 4 valid, 0 invalid"
     assert result.stderr == ""
 
 
