@@ -22,11 +22,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from daemon.core.engine_policy import (ALLOWED, COMPILATION_ALLOWED, COMPILATION_UNSAFE,  # noqa: E402
-                                       LORA_ENGINE_KEYS, LORA_RANKS)
+                                       LORA_ENGINE_KEYS, LORA_RANKS, TOKENIZER_MODES)
 
 SOURCES = {"args": "vllm/engine/arg_utils.py", "frontend": "vllm/entrypoints/launchers/cli_args.py",
            "compilation": "vllm/config/compilation.py", "lora": "vllm/config/lora.py", "model": "vllm/config/model.py"}
-TOKENIZER_MODES = ("auto", "hf", "mistral")   # what engine_policy lets a spec choose
 
 
 def class_fields(tree: ast.Module, name: str) -> set[str]:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from daemon.core import layout
-from daemon.core.adapters import AdapterInfo, BaseRef, adapter_fit, find_base, read_adapter
+from daemon.core.adapters import BaseRef, adapter_fit, find_base, read_adapter
 from daemon.core.layout import MODELS_DIR, SPEC_SUFFIXES
 from daemon.errors import Problem, SpecError, UsageError
 from daemon.core.spec import ParsedSpec, SpecPolicy, parse_spec
@@ -132,7 +132,7 @@ def adapter_problems(specs: dict[str, ParsedSpec], users: dict[str, str | None],
             problems.append(Problem(display, pos.line, pos.col, info))
             continue
         base = find_base(parsed.spec.base_model, user, bases)
-        found = adapter_fit(info, user, base) if isinstance(info, AdapterInfo) and base is not None else None
+        found = adapter_fit(info, user, base) if base is not None else None
         if found:
             pos = parsed.doc.position(("base_model",))
             problems.append(Problem(display, pos.line, pos.col, found))

@@ -92,8 +92,9 @@ def _folder_name(name_or_path: str) -> str:
     return posixpath.basename(name_or_path.rstrip("/")).lower()
 
 
-def adapter_fit(info: AdapterInfo, adapter_user: str, base: BaseRef) -> str | None:
-    """Why this adapter cannot run on this base, or None: an early-return ladder."""
+def base_allows(adapter_user: str, base: BaseRef) -> str | None:
+    """Why the base's own spec keeps this user's adapters off it, or None (no folder needed:
+    judged for running adapters too, so an owner's revocation takes effect)."""
     policy = base.adapters
     # The base has not opted in.
     if policy is None:
@@ -104,6 +105,16 @@ def adapter_fit(info: AdapterInfo, adapter_user: str, base: BaseRef) -> str | No
     if adapter_user != base.user_id and ANY_USER not in users and adapter_user not in users:
         return (f"base model {base.model_id} belongs to {base.user_id}, who has not allowed {adapter_user}'s "
                 f"adapters; they add {adapter_user} to adapters.users in its spec")
+    return None
+
+
+def adapter_fit(info: AdapterInfo, adapter_user: str, base: BaseRef) -> str | None:
+    """Why this adapter cannot run on this base, or None: an early-return ladder."""
+    # The base's spec keeps it off.
+    refused = base_allows(adapter_user, base)
+    if refused is not None:
+        return refused
+    policy = base.adapters
     # Larger than the rank the base's replicas reserve.
     if info.rank > int(policy["max_rank"]):
         return (f"the adapter's rank is {info.rank} (r in {ADAPTER_CONFIG}), over base model {base.model_id}'s "

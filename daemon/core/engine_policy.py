@@ -80,6 +80,8 @@ def _anything(v: Any) -> str | None:
     return None
 
 
+# The tokenizer modes a spec may choose (vLLM has more; "custom" loads code, "slow" is refused by Ray).
+TOKENIZER_MODES = ("auto", "hf", "mistral")
 # The ranks vLLM's LoRA kernels take (vllm.config.LoRAConfig.max_lora_rank).
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 
@@ -105,7 +107,7 @@ ALLOWED: dict[str, Callable[[Any], str | None]] = {
     "dtype": _one_of("auto", "half", "float16", "bfloat16", "float", "float32"),
     "kv_cache_dtype": _one_of("auto", "fp8", "fp8_e4m3", "fp8_e5m2", "bfloat16"),
     "quantization": _anything,
-    "tokenizer_mode": _one_of("auto", "hf", "mistral"),
+    "tokenizer_mode": _one_of(*TOKENIZER_MODES),
     "scheduling_policy": _one_of("fcfs", "priority"),
     "tool_call_parser": _anything,
     "reasoning_parser": _anything,

@@ -22,7 +22,7 @@ from daemon.serving.llm_config import (LEASE_APP_NAME, SINGLE_APP_NAME, LlmSetti
                                        serve_config, single_app)
 from daemon.serving.placement import (AdmissionMode, Capacity, Free, free_of, place, placement_stalled,
                                       shortfall)
-from daemon.core.adapters import AdapterInfo, BaseRef, adapter_fit, find_base
+from daemon.core.adapters import AdapterInfo, BaseRef, adapter_fit, base_allows, find_base
 from daemon.core.spec import ResolvedServingSpec
 from daemon.core.states import EventType, ModelState, ServeStatus
 
@@ -248,21 +248,33 @@ def base_refs(models: list[DesiredModel]) -> list[BaseRef]:
             for m in models if not m.spec.is_adapter and m.state != ModelState.DELETED]
 
 
+def _base_of(adapter: DesiredModel, refs: list[BaseRef],
+             bases: dict[str, DesiredModel]) -> tuple[BaseRef, DesiredModel] | None:
+    ref = find_base(adapter.spec.base_model or "", adapter.spec.user_id, refs)
+    return (ref, bases[ref.model_id]) if ref is not None else None
+
+
 def adapters_to_probe(models: list[DesiredModel], observed: Observed) -> list[tuple[DesiredModel, DesiredModel]]:
     """(adapter, base) pairs the shell asks through the endpoint this tick: DEPLOYING adapters
     that Serve and the front end already hold, on a RUNNING base. The first answer proves that
     vLLM loaded the adapter (or says why not)."""
-    bases = {m.model_id: m for m in models if not m.spec.is_adapter}
-    refs = base_refs(models)
+    refs, bases = base_refs(models), {m.model_id: m for m in models if not m.spec.is_adapter}
     out = []
     for adapter in models:
         if not adapter.spec.is_adapter or adapter.state != ModelState.DEPLOYING:
             continue
-        ref = find_base(adapter.spec.base_model or "", adapter.spec.user_id, refs)
-        base = bases.get(ref.model_id) if ref else None
-        if base is not None and base.state == ModelState.RUNNING and adapter_applied(adapter, base, observed):
-            out.append((adapter, base))
+        found = _base_of(adapter, refs, bases)
+        if found is not None and found[1].state == ModelState.RUNNING and adapter_applied(adapter, found[1], observed):
+            out.append((adapter, found[1]))
     return out
+
+
+def _held_adapter_ids(observed: Observed) -> set[str]:
+    """Adapter ids any base table in Serve or the front end's table still holds."""
+    held = {adapter_id for app in observed.apps.values() for d in (app.deployed_config or {}).get("deployments") or []
+            for adapter_id in ((d.get("user_config") or {}).get("adapters") or {})}
+    frontend = observed.apps.get(SINGLE_APP_NAME)
+    return held | set(frontend_routes(frontend.deployed_config if frontend else None))
 
 
 def judge_adapters(adapters: list[DesiredModel], models: list[DesiredModel], state_after: dict[str, str],
@@ -270,27 +282,27 @@ def judge_adapters(adapters: list[DesiredModel], models: list[DesiredModel], sta
                    per_model: bool) -> ServedAdapters:
     """Each adapter against its base model this tick: an early-return ladder per adapter. An
     adapter is in its base's table (and routed) while DEPLOYING or RUNNING on a RUNNING base."""
-    refs = base_refs(models)
-    bases = {m.model_id: m for m in models}
+    refs, bases = base_refs(models), {m.model_id: m for m in models}
+    held = _held_adapter_ids(observed)
     out = ServedAdapters([], {}, [])
     for adapter in sorted(adapters, key=lambda m: m.model_key):
-        transition = _judge_adapter(adapter, refs, bases, state_after, entries, observed, probes, per_model)
+        found = _base_of(adapter, refs, bases)
+        transition = _judge_adapter(adapter, found, state_after, entries, observed, probes, per_model, held)
         if transition is not None:
             out.transitions.append(transition)
         state = transition.state if transition is not None and transition.state is not None else adapter.state
-        if state not in (ModelState.DEPLOYING, ModelState.RUNNING):
+        if state not in (ModelState.DEPLOYING, ModelState.RUNNING) or found is None:
             continue
-        ref = find_base(adapter.spec.base_model or "", adapter.spec.user_id, refs)
-        base = bases[ref.model_id]
+        base = found[1]
         out.tables.setdefault(base.model_key, {})[adapter.model_id] = {"path": adapter.spec.model_source,
                                                                        "generation": adapter.generation}
         out.routes.append(adapter_route(adapter.model_id, entries[base.model_key]))
     return out
 
 
-def _judge_adapter(adapter: DesiredModel, refs: list[BaseRef], bases: dict[str, DesiredModel],
-                   state_after: dict[str, str], entries: dict[str, ModelDeployment], observed: Observed,
-                   probes: dict[str, str | None], per_model: bool) -> Transition | None:
+def _judge_adapter(adapter: DesiredModel, found: tuple[BaseRef, DesiredModel] | None, state_after: dict[str, str],
+                   entries: dict[str, ModelDeployment], observed: Observed, probes: dict[str, str | None],
+                   per_model: bool, held: set[str]) -> Transition | None:
     key, state = adapter.model_key, adapter.state
 
     def wait(reason: str) -> Transition | None:
@@ -301,11 +313,7 @@ def _judge_adapter(adapter: DesiredModel, refs: list[BaseRef], bases: dict[str, 
 
     # Its spec is gone: DELETED once no base table and no route holds it any more.
     if state == ModelState.DELETING:
-        held = any(adapter.model_id in adapter_table(app.deployed_config, k)
-                   for app in observed.apps.values() for k in deployed_models(app.deployed_config))
-        frontend = observed.apps.get(SINGLE_APP_NAME)
-        routed = adapter.model_id in frontend_routes(frontend.deployed_config if frontend else None)
-        return None if held or routed else Transition(key, ModelState.DELETED, EventType.DELETED, {})
+        return None if adapter.model_id in held else Transition(key, ModelState.DELETED, EventType.DELETED, {})
     # Failed (until its spec changes) or deleted: nothing to do.
     if state not in (ModelState.QUEUED, ModelState.DEPLOYING, ModelState.RUNNING):
         return None
@@ -315,17 +323,17 @@ def _judge_adapter(adapter: DesiredModel, refs: list[BaseRef], bases: dict[str, 
     # Its folder is not a usable adapter.
     if isinstance(adapter.adapter, str) and state == ModelState.QUEUED:
         return _failed(adapter, adapter.adapter)
-    ref = find_base(adapter.spec.base_model or "", adapter.spec.user_id, refs)
     # The base it names does not exist.
-    if ref is None:
+    if found is None:
         return wait(f"base model {adapter.spec.base_model} is not in argus: no model has that public id, and "
                     f"{adapter.spec.user_id} has no model with that model_id")
-    # The base does not take it (not opted in, not allowed, rank too large, another base).
+    ref, base = found
+    # The base does not take it: not opted in or not allowed (also for a running adapter, when
+    # its owner revokes), or (read from its folder) a rank too large or another base.
     problem = (adapter_fit(adapter.adapter, adapter.spec.user_id, ref) if isinstance(adapter.adapter, AdapterInfo)
-               else None)
+               else base_allows(adapter.spec.user_id, ref))
     if problem is not None:
         return wait(problem)
-    base = bases[ref.model_id]
     # The base does not run (yet, or any more): the adapter waits for it.
     if state_after.get(base.model_key) != ModelState.RUNNING or base.model_key not in entries:
         return wait(f"waits for base model {base.model_id}, which is {state_after.get(base.model_key)}")
@@ -533,6 +541,13 @@ _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\
 SUMMARY_CHARS = 500
 
 
+def final_exception(text: str) -> str:
+    """The last exception line of a traceback and what follows it, on one line ("" if none)."""
+    lines = text.splitlines()
+    last = max((i for i, line in enumerate(lines) if _EXCEPTION_LINE.match(line.strip())), default=None)
+    return " ".join(" ".join(lines[last:]).split()) if last is not None else ""
+
+
 def summarize_failure(message: str) -> str:
     """Serve's failure messages carry whole tracebacks; the summary keeps the first
     sentence and the final exception (the full text stays in the FAILED event)."""
@@ -541,9 +556,7 @@ def summarize_failure(message: str) -> str:
     if not lines or "Traceback" not in text:
         return " ".join(text.split())[:SUMMARY_CHARS]
     head = lines[0].split(". ")[0].rstrip(".") + "."
-    last = max((i for i, line in enumerate(lines) if _EXCEPTION_LINE.match(line)), default=None)
-    tail = " ".join(" ".join(lines[last:]).split()) if last is not None else ""
-    tail = re.sub(r"\s*\[type=.*", "", tail)  # pydantic's input echo
+    tail = re.sub(r"\s*\[type=.*", "", final_exception(text))  # pydantic's input echo
     summary = f"{head} {tail}".strip()
     return summary if len(summary) <= SUMMARY_CHARS else summary[: SUMMARY_CHARS - 1] + "…"
 

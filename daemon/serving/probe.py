@@ -5,11 +5,12 @@ load on demand, inside a request."""
 from __future__ import annotations
 
 import json
-import re
 import urllib.error
 import urllib.parse
 import urllib.request
 from typing import Any
+
+from daemon.serving.plan import final_exception
 
 PROBE_TIMEOUT_S = 60.0
 # The endpoint is busy or a replica is being replaced: no verdict, ask again next tick.
@@ -57,12 +58,9 @@ def _error_message(text: str) -> str:
     return str(data.get("detail") if isinstance(data, dict) and "detail" in data else data)
 
 
-_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception)\b: .*")
 REASON_CHARS = 1000
 
 
 def _reason(message: str) -> str:
     """The final exception of a traceback (vLLM's own words), else the message."""
-    lines = [line.strip() for line in message.splitlines()]
-    found = [line for line in lines if _EXCEPTION_LINE.match(line)]
-    return (found[-1] if found else " ".join(message.split()))[:REASON_CHARS]
+    return (final_exception(message) or " ".join(message.split()))[:REASON_CHARS]

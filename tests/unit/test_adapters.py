@@ -232,3 +232,22 @@ def test_the_probe_reason_is_vllms_final_exception():
                                             "ValueError: Failed to load lora model: header too large"}})
     assert _reason(_error_message(body)) == "ValueError: Failed to load lora model: header too large"
     assert _reason("plain text\nno traceback") == "plain text no traceback"
+
+
+def test_a_running_adapter_leaves_its_base_when_the_owner_revokes():
+    """Running adapters carry no folder facts (argusd reads the folder only before they run);
+    the base's own policy is judged for them still, so a revocation takes effect at once."""
+    running = adapter(state="RUNNING", info=None)
+    _, observed = settle([base(), running])
+    revoked = base()
+    revoked = DesiredModel(revoked.model_key, revoked.model_id, revoked.state, revoked.generation,
+                           ResolvedServingSpec(**{**revoked.spec.to_dict(),
+                                                  "adapters": {"max_rank": 8, "max_loaded": 2, "users": []}}),
+                           was_running=True)
+    p = plan([revoked, running], observed, capacity=None, settings=CPU, serve=PER_MODEL)
+    assert states(p) == [("k-ad", "QUEUED", "WAITING_FOR_BASE")]
+    assert "who has not allowed bob's adapters" in p.transitions[0].payload["message"]
+    app = next(a for a in p.apply["applications"] if a["name"] == "llm-k-base")
+    assert adapter_table(app, "k-base") == {}
+    assert "bob-202611251310-k-ad" not in frontend_routes(next(a for a in p.apply["applications"]
+                                                               if a["name"] == "argus"))
