@@ -2,23 +2,32 @@
 and the engine's errors onto status codes; it decides nothing itself.
 
 Auth: `Authorization: Bearer <token>` (argusctl token create), or the UI's session cookie
-(HttpOnly, Secure, SameSite=Strict) made by signing in with a token. A cookie-authenticated
-write must also carry `X-Argus-UI: 1`, which a cross-site form cannot send.
+(HttpOnly, Secure, SameSite=Strict) made by signing in with a token. Every request that writes
+a cookie or writes by cookie (sign-in, sign-out, a model change) must come from the UI's own
+pages (`from_the_ui`), which a cross-site form or script cannot fake.
+
+Writes run off the event loop (`WriteLanes`): their git work and the wait for argusd block a
+worker thread, never the loop that answers everyone else.
 """
 from __future__ import annotations
 
+import asyncio
+import functools
 import html
 import json
 import secrets
 import threading
 import time
 from importlib import resources
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, TypeVar
 
-from fastapi import FastAPI, Request
+import anyio
+import anyio.to_thread
+from fastapi import Depends, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from daemon.api.service import ForbiddenError, ModelService
 from daemon.api.tokens import Identity, TokenStore
@@ -29,6 +38,11 @@ SESSION_COOKIE = "argus_session"
 SESSION_SECONDS = 12 * 3600
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain")
 MAX_BODY = 1 << 20
+UI_HEADER = "x-argus-ui"
+# Worker threads for writes, apart from the pool that serves reads: a write holds one for its
+# git work and up to RECORD_TIMEOUT_SECONDS of waiting for argusd. One user holds at most one.
+WRITE_THREADS = 32
+T = TypeVar("T")
 
 
 class ApiError(Exception):
@@ -38,7 +52,54 @@ class ApiError(Exception):
 
 
 class ScaleRequest(BaseModel):
+    """The body of PATCH. Strict, as specs are: "2", true and 2.0 are not a replica count, and a
+    key this route does not know is an error, not something silently ignored."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
     num_replicas: int = Field(..., ge=1, description="The new number of replicas.")
+
+
+class SignIn(BaseModel):
+    """The body of POST /ui/session (the sign-in page sends it)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+    token: str
+    next: str = "/ui/serving"
+
+
+def from_the_ui(headers: Any) -> Optional[str]:
+    """Why a request that writes by cookie, or writes the cookie (sign-in, sign-out), is not
+    from argus's own pages; None when it is. The one rule against cross-site requests.
+
+    The UI's scripts send `X-Argus-UI: 1`. A form on another site cannot set a header, and a
+    script there could only with a CORS preflight this app never grants. Browsers also say
+    where a request comes from in `Sec-Fetch-Site`, which no page can set; anything but
+    same-origin is refused. (Origin is not compared with Host: a TLS proxy in front rewrites
+    one and not the other.)"""
+    if headers.get(UI_HEADER) != "1":
+        return "this must come from the argus UI (header X-Argus-UI: 1); scripts use a Bearer token"
+    site = headers.get("sec-fetch-site")
+    if site is not None and site != "same-origin":
+        return f"a {site} request cannot use the argus UI's session; open the UI itself"
+    return None
+
+
+class WriteLanes:
+    """Runs writes in worker threads, off the event loop, so one user's write (git, the hook,
+    the wait for argusd) never stalls another user's request. One user's writes go one at a
+    time (they share that user's clone); a user's queued writes wait on the loop, not in a
+    thread, so they cannot take the threads other users' writes need."""
+
+    def __init__(self, threads: int = WRITE_THREADS):
+        self.threads = threads
+        self._users: dict[str, asyncio.Lock] = {}
+        self._limiter: Optional[anyio.CapacityLimiter] = None
+
+    async def run(self, user: str, fn: Callable[..., T], *args: Any) -> T:
+        if self._limiter is None:  # made on the loop that uses it
+            self._limiter = anyio.CapacityLimiter(self.threads)
+        async with self._users.setdefault(user, asyncio.Lock()):
+            return await anyio.to_thread.run_sync(functools.partial(fn, *args), limiter=self._limiter)
 
 
 def status_of(exc: ArgusError) -> tuple[int, str]:
@@ -98,6 +159,7 @@ def create_app(service: ModelService, tokens: TokenStore, openai_base_url: str) 
                   docs_url=None, redoc_url=None,
                   description="Every write is a git commit by the caller; argusd serves what git says.")
     sessions = Sessions()
+    lanes = WriteLanes()
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -108,11 +170,12 @@ def create_app(service: ModelService, tokens: TokenStore, openai_base_url: str) 
         return JSONResponse(body, status_code=exc.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
-    async def request_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         where = "; ".join(f"{'.'.join(str(x) for x in e.get('loc', ())[1:]) or 'body'}: {e.get('msg')}"
                           for e in exc.errors())
-        return JSONResponse({"error": "invalid_request", "message": f"{where} (e.g. {{\"num_replicas\": 2}})"},
-                            status_code=422)
+        if request.method == "PATCH":
+            where += '; send JSON {"num_replicas": N} with N a whole number >= 1 (e.g. {"num_replicas": 2})'
+        return JSONResponse({"error": "invalid_request", "message": where}, status_code=422)
 
     @app.exception_handler(ArgusError)
     async def engine_error(_: Request, exc: ArgusError) -> JSONResponse:
@@ -136,9 +199,9 @@ def create_app(service: ModelService, tokens: TokenStore, openai_base_url: str) 
             if token is None:
                 raise ApiError(401, "unauthenticated", "no token: send `Authorization: Bearer <token>` "
                                "(an admin makes one with `argusctl token create --user <you>`)")
-            if writing and request.headers.get("x-argus-ui") != "1":
-                raise ApiError(403, "forbidden", "a write signed in by cookie must come from the argus UI "
-                               "(header X-Argus-UI: 1); scripts use a Bearer token")
+            refused = from_the_ui(request.headers) if writing else None
+            if refused is not None:
+                raise ApiError(403, "forbidden", f"a write signed in by cookie: {refused}")
             found = tokens.authenticate(token)
         if found is None:
             raise ApiError(401, "unauthenticated", "this token is unknown or revoked; ask for a new one")
@@ -167,15 +230,16 @@ def create_app(service: ModelService, tokens: TokenStore, openai_base_url: str) 
                   "schema": {"type": "string"}, "example": "model_id: chat\nmodel_source: $HOME/common/hf/Model\n"}}}})
     async def create_model(request: Request) -> dict:
         """Create or change a model from a ServingSpec (YAML). A commit by you; 202 once argusd recorded it."""
-        who = identity_of(request, writing=True)
+        who = await run_in_threadpool(identity_of, request, True)
         data = await yaml_body(request)
-        return service.create(who, data).to_dict()
+        return (await lanes.run(who.user, service.create, who, data)).to_dict()
 
     @app.post("/api/v2/serve/lint", tags=["models"])
     async def lint_spec(request: Request) -> dict:
         """Every problem of a spec as you would commit it (nothing is written)."""
-        who = identity_of(request)
-        return {"problems": service.lint(who, await yaml_body(request))}
+        who = await run_in_threadpool(identity_of, request)
+        data = await yaml_body(request)
+        return {"problems": await run_in_threadpool(service.lint, who, data)}
 
     @app.get("/api/v2/serve/models", tags=["models"])
     def list_models(request: Request, user: Optional[str] = None, all: bool = False) -> dict:  # noqa: A002
@@ -191,16 +255,18 @@ def create_app(service: ModelService, tokens: TokenStore, openai_base_url: str) 
                 "openai_base_url": openai_base_url}
 
     @app.patch("/api/v2/serve/models/{model_key}", status_code=202, tags=["models"])
-    def scale_model(request: Request, model_key: str, body: ScaleRequest) -> dict:
+    async def scale_model(request: Request, model_key: str, body: ScaleRequest) -> dict:
         """Set num_replicas (a commit by you)."""
-        who = identity_of(request, writing=True)
-        return service.scale(who, model_key, body.num_replicas).to_dict()
+        who = await run_in_threadpool(identity_of, request, True)
+        return (await lanes.run(who.user, service.scale, who, model_key, body.num_replicas)).to_dict()
 
     @app.delete("/api/v2/serve/models/{model_key}", status_code=202, tags=["models"])
-    def delete_model(request: Request, model_key: str) -> dict:
+    async def delete_model(request: Request, model_key: str) -> dict:
         """Delete a model: remove its spec (a commit by you)."""
-        who = identity_of(request, writing=True)
-        return service.delete(who, model_key).to_dict()
+        who = await run_in_threadpool(identity_of, request, True)
+        if await request.body():
+            raise ApiError(422, "invalid_request", "DELETE takes no body; send the request without one")
+        return (await lanes.run(who.user, service.delete, who, model_key)).to_dict()
 
     @app.get("/api/v2/serve/status", tags=["admin"])
     def admin_status(request: Request) -> dict:
@@ -211,7 +277,7 @@ def create_app(service: ModelService, tokens: TokenStore, openai_base_url: str) 
 
     def page(title: str, body_class: str, who: Optional[Identity], data: dict[str, Any]) -> HTMLResponse:
         user = (f'<span class="who">{html.escape(who.user)}{" (admin)" if who.admin else ""}</span>'
-                '<form method="post" action="/ui/logout"><button class="link">Sign out</button></form>') if who else ""
+                '<form method="post" action="/ui/logout" id="sign-out"><button class="link">Sign out</button></form>') if who else ""
         nav = ('<nav><a class="brand" href="/ui/serving">argus</a><a href="/ui/serving" class="nav-item">Serving</a>'
                f'<a href="/ui/serving/new" class="nav-item">New model</a><div class="spacer"></div>{user}</nav>'
                if who else '<nav><span class="brand">argus</span></nav>')
@@ -238,28 +304,35 @@ def create_app(service: ModelService, tokens: TokenStore, openai_base_url: str) 
     def ui_root() -> Response:
         return RedirectResponse("/ui/serving", status_code=303)
 
-    @app.get("/ui/login", include_in_schema=False)
-    def ui_login(request: Request, next: str = "/ui/serving", error: str = "") -> Response:  # noqa: A002
-        return page("Sign in", "login", None, {"next": next if next.startswith("/ui/") else "/ui/serving",
-                                               "error": error})
+    def local_page(target: str) -> str:
+        return target if target.startswith("/ui/") else "/ui/serving"
 
-    @app.post("/ui/session", include_in_schema=False)
-    async def ui_session(request: Request) -> Response:
-        form = await request.form()
-        token = str(form.get("token", "")).strip()
-        target = str(form.get("next", "/ui/serving"))
-        target = target if target.startswith("/ui/") else "/ui/serving"
+    @app.get("/ui/login", include_in_schema=False)
+    def ui_login(request: Request, next: str = "/ui/serving") -> Response:  # noqa: A002
+        return page("Sign in", "login", None, {"next": local_page(next)})
+
+    def ui_only(request: Request) -> None:
+        # Sign-in and sign-out write the cookie: the same rule as every write by cookie, or a
+        # site could sign a visitor into its own account (login CSRF) or out of theirs.
+        refused = from_the_ui(request.headers)
+        if refused is not None:
+            raise ApiError(403, "forbidden", f"signing in or out: {refused}")
+
+    @app.post("/ui/session", include_in_schema=False, dependencies=[Depends(ui_only)])
+    def ui_session(body: SignIn) -> Response:
+        """Sign in (the login page's script): the session cookie and the page to open."""
+        token = body.token.strip()
         if tokens.authenticate(token) is None:
-            return RedirectResponse("/ui/login?error=That+token+is+unknown+or+revoked", status_code=303)
-        response = RedirectResponse(target, status_code=303)
+            raise ApiError(401, "unauthenticated", "That token is unknown or revoked; ask an admin for a new one.")
+        response = JSONResponse({"next": local_page(body.next)})
         response.set_cookie(SESSION_COOKIE, sessions.open(token), max_age=SESSION_SECONDS, httponly=True,
                             secure=True, samesite="strict", path="/")
         return response
 
-    @app.post("/ui/logout", include_in_schema=False)
+    @app.post("/ui/logout", include_in_schema=False, dependencies=[Depends(ui_only)])
     def ui_logout(request: Request) -> Response:
         sessions.close(request.cookies.get(SESSION_COOKIE, ""))
-        response = RedirectResponse("/ui/login", status_code=303)
+        response = JSONResponse({"next": "/ui/login"})
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
 

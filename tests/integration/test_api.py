@@ -18,6 +18,7 @@ USERS = {"alice": "alice@argus.local", "bob": "bob@argus.local", "ops": "ops@arg
 SPEC = "model_id: {name}\nmodel_source: $HOME/common/hf/m\n"
 YAML = "application/yaml"
 MODELS = "/api/v2/serve/models"
+FROM_THE_UI = {"X-Argus-UI": "1", "Sec-Fetch-Site": "same-origin"}  # what the UI's own fetch sends
 
 
 @pytest.fixture(scope="module")
@@ -180,9 +181,9 @@ def test_ui_pages_sign_in_by_cookie_and_guard_writes(api):
     assert status == 303 and headers["location"].startswith("/ui/login")
     status, page, _ = api.http("GET", "/ui/login")
     assert status == 200 and '/ui/static/app.js' in page and 'data-page="login"' in page
-    status, _, headers = api.http("POST", "/ui/session", body=f"token={api.alice}&next=/ui/serving",
-                                  ctype="application/x-www-form-urlencoded")
-    assert status == 303 and headers["location"] == "/ui/serving"
+    status, out, headers = api.http("POST", "/ui/session", body={"token": api.alice, "next": "/ui/serving/new"},
+                                    headers=FROM_THE_UI)
+    assert status == 200 and out == {"next": "/ui/serving/new"}, out
     cookie = headers["set-cookie-all"][0]
     assert "HttpOnly" in cookie and "Secure" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
     session = {"Cookie": cookie.split(";")[0]}
@@ -199,8 +200,94 @@ def test_ui_pages_sign_in_by_cookie_and_guard_writes(api):
     assert status == 403 and "X-Argus-UI" in out["message"]
     status, out, _ = api.http("POST", MODELS, body=spec, ctype=YAML, headers={**session, "X-Argus-UI": "1"})
     assert status == 202, out
-    status, _, headers = api.http("POST", "/ui/session", body="token=argus_wrong", ctype="application/x-www-form-urlencoded")
-    assert status == 303 and "error=" in headers["location"]
+    status, out, headers = api.http("POST", "/ui/session", body={"token": "argus_wrong"}, headers=FROM_THE_UI)
+    assert status == 401 and "unknown or revoked" in out["message"] and not headers["set-cookie-all"]
+    # Only pages of this UI are a place to go after signing in.
+    status, out, _ = api.http("POST", "/ui/session", body={"token": api.alice, "next": "https://evil.example/"},
+                              headers=FROM_THE_UI)
+    assert status == 200 and out == {"next": "/ui/serving"}
+
+
+SIGN_IN_FROM_ELSEWHERE = [
+    # what a form on another site sends (login CSRF, issue 21.7): its Origin, no UI header
+    ({"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}, "urlencoded"),
+    ({"Origin": "https://evil.example"}, "json"),
+    # the UI's header but the browser says the request is not from this origin
+    ({**{"X-Argus-UI": "1"}, "Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}, "json"),
+    ({"X-Argus-UI": "1", "Sec-Fetch-Site": "same-site"}, "json"),
+    ({}, "json"),  # no header at all
+]
+
+
+@pytest.mark.parametrize("headers, kind", SIGN_IN_FROM_ELSEWHERE)
+def test_sign_in_and_sign_out_from_another_site_are_refused(api, headers, kind):
+    """Login CSRF: another site must not sign a visitor into the attacker's account (with the
+    attacker's valid token), nor out of theirs. The same rule as every write by cookie."""
+    body = f"token={api.alice}" if kind == "urlencoded" else {"token": api.alice}
+    ctype = "application/x-www-form-urlencoded" if kind == "urlencoded" else None
+    status, out, got = api.http("POST", "/ui/session", body=body, ctype=ctype, headers=headers)
+    assert status == 403 and out["error"] == "forbidden", out
+    assert not got["set-cookie-all"]  # no session
+    _, _, signed = api.http("POST", "/ui/session", body={"token": api.alice}, headers=FROM_THE_UI)
+    session = {"Cookie": signed["set-cookie-all"][0].split(";")[0]}
+    status, out, got = api.http("POST", "/ui/logout", headers={**session, **headers})
+    assert status == 403 and not got["set-cookie-all"], out
+    assert api.http("GET", "/ui/serving", headers=session)[0] == 200  # still signed in
+    status, out, got = api.http("POST", "/ui/logout", headers={**session, **FROM_THE_UI})
+    assert status == 200 and "argus_session=" in got["set-cookie-all"][0]
+    assert api.http("GET", "/ui/serving", headers=session)[0] == 303  # signed out: the session is gone
+
+
+def test_a_write_by_cookie_from_another_site_is_refused_even_with_the_ui_header(api):
+    _, _, signed = api.http("POST", "/ui/session", body={"token": api.alice}, headers=FROM_THE_UI)
+    session = {"Cookie": signed["set-cookie-all"][0].split(";")[0]}
+    commits = len(api.git_log())
+    status, out, _ = api.http("POST", MODELS, body=SPEC.format(name="csrf"), ctype=YAML,
+                              headers={**session, "X-Argus-UI": "1", "Sec-Fetch-Site": "cross-site"})
+    assert status == 403 and "cross-site" in out["message"], out
+    assert len(api.git_log()) == commits
+
+
+@pytest.mark.parametrize("body, reason", [
+    ({"num_replicas": "2"}, "valid integer"),
+    ({"num_replicas": True}, "valid integer"),
+    ({"num_replicas": 2.0}, "valid integer"),
+    ({"num_replicas": 2.5}, "valid integer"),
+    ({"num_replicas": None}, "valid integer"),
+    ({"num_replicas": 0}, "greater than or equal to 1"),
+    ({"num_replicas": 2, "gpus_per_replica": 1}, "gpus_per_replica: Extra inputs are not permitted"),
+    ({"replicas": 2}, "num_replicas: Field required"),
+    ({}, "num_replicas: Field required"),
+    ([2], "valid dictionary"),
+    ("2", "valid dictionary"),
+])
+def test_patch_takes_only_a_whole_number_of_replicas_and_nothing_else(api, body, reason):
+    """Strict types at the API edge, as in specs: no coercion ("2", true -> 1, 2.0), no unknown keys."""
+    _, out, _ = create(api, api.alice, "strict")
+    key = out["model_key"]
+    commits = len(api.git_log())
+    raw = json.dumps(body) if not isinstance(body, dict) else body
+    status, out, _ = api.http("PATCH", f"{MODELS}/{key}", token=api.alice, body=raw, ctype="application/json")
+    assert status == 422 and out["error"] == "invalid_request" and reason in out["message"], out
+    assert '{"num_replicas": N}' in out["message"]
+    assert len(api.git_log()) == commits
+
+
+@pytest.mark.parametrize("value, says", [('"2"', "a string"), ("true", "a boolean"), ("2.0", "a decimal")])
+def test_post_takes_spec_types_strictly_too(api, value, says):
+    commits = len(api.git_log())
+    status, out, _ = create(api, api.alice, "x", body=SPEC.format(name="x") + f"num_replicas: {value}\n")
+    assert status == 422 and out["error"] == "spec_invalid" and says in out["problems"][0]["message"], out
+    assert (out["problems"][0]["line"], out["problems"][0]["col"]) == (3, 15)
+    assert len(api.git_log()) == commits
+
+
+def test_delete_takes_no_body(api):
+    _, out, _ = create(api, api.alice, "keepme")
+    commits = len(api.git_log())
+    status, out, _ = api.http("DELETE", f"{MODELS}/{out['model_key']}", token=api.alice, body={"force": True})
+    assert status == 422 and "no body" in out["message"], out
+    assert len(api.git_log()) == commits
 
 
 def test_lint_route_reports_what_the_hook_would_refuse(api):

@@ -66,12 +66,33 @@ function loginPage(main) {
   main.append(h("div", { class: "login panel" },
     h("h1", {}, "Sign in to argus"),
     h("p", { class: "sub" }, "Use your API token. An admin makes one with ", h("code", {}, "argusctl token create --user <you>"), "."),
-    DATA.error ? notice("error", DATA.error) : null,
-    h("form", { method: "post", action: "/ui/session" },
-      h("input", { type: "hidden", name: "next", value: DATA.next || "/ui/serving" }),
+    h("div", { id: "sign-in-error" }),
+    h("form", { method: "post", action: "/ui/session", onsubmit: signIn },
       h("label", { for: "token" }, "Token"),
       h("input", { type: "password", name: "token", id: "token", autocomplete: "off", required: true, autofocus: true }),
       h("p", {}, h("button", { class: "btn primary", type: "submit", id: "sign-in" }, "Sign in")))));
+}
+
+// Sign-in and sign-out go through fetch with the X-Argus-UI header, like every write by cookie:
+// argusd refuses them from a plain form, so another site cannot sign you in or out.
+async function signIn(event) {
+  event.preventDefault();
+  const token = document.getElementById("token").value;
+  const res = await fetch("/ui/session", { method: "POST", credentials: "same-origin",
+    headers: { "X-Argus-UI": "1", "Content-Type": "application/json" },
+    body: JSON.stringify({ token, next: DATA.next || "/ui/serving" }) });
+  const json = await res.json().catch(() => ({}));
+  if (res.ok) { location.href = json.next; return; }
+  document.getElementById("sign-in-error").replaceChildren(notice("error", json.message || res.statusText));
+  const field = document.getElementById("token");
+  field.value = "";  // a refused token is of no more use: ready for the next one
+  field.focus();
+}
+
+async function signOut(event) {
+  event.preventDefault();
+  await fetch("/ui/logout", { method: "POST", credentials: "same-origin", headers: { "X-Argus-UI": "1" } });
+  location.href = "/ui/login";
 }
 
 function listPage(main) {
@@ -265,5 +286,7 @@ function usageExamples(base, modelId) {
 document.addEventListener("DOMContentLoaded", () => {
   const main = document.getElementById("main");
   main.replaceChildren();
+  const signOutForm = document.getElementById("sign-out");
+  if (signOutForm) signOutForm.addEventListener("submit", signOut);
   ({ login: loginPage, list: listPage, new: newPage, detail: detailPage })[document.body.dataset.page](main);
 });
