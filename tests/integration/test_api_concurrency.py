@@ -71,10 +71,11 @@ def test_a_slow_write_of_one_user_stalls_neither_reads_nor_writes_of_another(api
         time.sleep(0.3)
         assert slow.is_alive()
 
-        # bob reads while alice's write waits: answered in milliseconds, as when idle.
+        # bob reads while alice's write waits: answered at once (milliseconds, as when idle; the
+        # bound allows for a loaded machine), not after her write as when writes held the loop.
         during = [timed_get(api, api.bob) for _ in range(5)]
         assert slow.is_alive()
-        assert statistics.median(during) < 0.25 and max(during) < 1.0, (idle, during)
+        assert statistics.median(during) < max(0.25, 3 * idle) and max(during) < 2.0, (idle, during)
 
         # bob writes meanwhile: his commit is pushed while alice's request still waits.
         parallel = post(api, api.bob, "parallel")

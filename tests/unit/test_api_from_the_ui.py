@@ -1,7 +1,7 @@
-"""The one rule for requests that write by cookie or write the cookie (daemon.api.http.from_the_ui)."""
+"""The one rule for requests that write by cookie or write the cookie (daemon.api.dependencies.from_the_ui)."""
 import pytest
 
-from daemon.api.http import from_the_ui
+from daemon.api.dependencies import from_the_ui
 
 
 @pytest.mark.parametrize("headers, refused_because", [
