@@ -130,6 +130,8 @@ def test_auth_and_request_errors(api):
     assert status == 415 and "application/yaml" in out["message"]
     status, out, _ = api.http("PATCH", f"{MODELS}/m-0000000000000000", token=api.alice, body={"num_replicas": "x"})
     assert status == 422 and "num_replicas" in out["message"]
+    # Who you are is checked before what you sent: no token, 401 whatever the body.
+    assert api.http("PATCH", f"{MODELS}/m-0000000000000000", body={"num_replicas": "x"})[0] == 401
     status, out, _ = api.http("GET", "/api/v2/serve/status", token=api.alice)
     assert status == 403 and "--admin" in out["message"]
     status, out, _ = api.http("GET", "/api/v2/serve/status", token=api.admin)
@@ -206,6 +208,10 @@ def test_ui_pages_sign_in_by_cookie_and_guard_writes(api):
     status, out, _ = api.http("POST", "/ui/session", body={"token": api.alice, "next": "https://evil.example/"},
                               headers=FROM_THE_UI)
     assert status == 200 and out == {"next": "/ui/serving"}
+    # The sign-in body is strict too: an unknown key is refused, not ignored.
+    status, out, headers = api.http("POST", "/ui/session", body={"token": api.alice, "admin": True},
+                                    headers=FROM_THE_UI)
+    assert status == 422 and "admin: Extra inputs are not permitted" in out["message"] and not headers["set-cookie-all"]
 
 
 SIGN_IN_FROM_ELSEWHERE = [
