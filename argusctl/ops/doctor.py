@@ -49,9 +49,13 @@ def probe(ray_gpus):
     if ray_gpus:
         try:
             done = subprocess.run([sys.executable, "-c", CUDA_PROBE], capture_output=True, text=True, timeout=180)
-            out["cuda"] = json.loads(done.stdout.strip().splitlines()[-1])
+            lines = done.stdout.strip().splitlines()
+            out["cuda"] = (json.loads(lines[-1]) if lines else
+                           {"error": f"the CUDA check exited {done.returncode}: " + " ".join(done.stderr.split()[-40:])})
         except Exception as exc:
-            out["cuda"] = {"error": f"the CUDA check did not run: {type(exc).__name__}: {exc}"[:400]}
+            out["cuda"] = {"error": f"the CUDA check did not run: {type(exc).__name__}: {exc}"}
+        if "error" in out["cuda"]:
+            out["cuda"]["error"] = out["cuda"]["error"][:400]
     try:
         import ray as r
         out["ray"] = r.__version__

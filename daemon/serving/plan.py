@@ -446,7 +446,8 @@ def _waits_after_stall(model: DesiredModel, free: Free) -> bool:
 
 
 def _gpus_by_node(free: Free | None) -> dict[str, float]:
-    return {node: gpus for node, (gpus, _) in sorted((free or {}).items())}
+    """Free GPUs per node, nodes with none left out (the payload stays small on large clusters)."""
+    return {node: gpus for node, (gpus, _) in sorted((free or {}).items()) if gpus > 0}
 
 
 def _total_free(free: Free | None) -> float:

@@ -4,7 +4,11 @@ with logical GPUs (no CUDA needed: Ray schedules GPUs as numbers).
 The cluster: a head without GPUs; node A with 4 H20 GPUs, 2 of them held by a "training job"
 (a detached placement group argus knows nothing about); node B with 4 A100 GPUs; node C
 with 4 H20 GPUs and only 4 CPUs. argus reads the live per-node view through the dashboard
-(ServeClient.capacity, as argusd does) and decides each case with placement.place. Then
+(ServeClient.capacity, as argusd does: GET /nodes?view=summary, which on this hand-started
+cluster Ray keys by node id; the training group reserves GPUs it does not use, which Ray's text
+shows only in its "reserved in placement groups" suffix) and decides each case with
+placement.place. The other kinds of cluster (IP keys under autoscaler v1, autoscaler v2) are
+proven against Ray's own code in test_capacity_contract.py. Then
 Ray decides the same case: a driver asks Ray's own LLMServer.get_deployment_options for the
 placement group of argus's LLMConfig (exactly what Serve creates per replica) and creates one
 group per replica. argus's "admit" must be Ray's "every group placed", its "wait" Ray's
@@ -165,6 +169,7 @@ def test_admission_agrees_with_rays_placement(cluster):
     _wait(lambda: seen() == [(4.0, 2.0), (4.0, 4.0)], "the usage report to show the training job")
     capacity = client.capacity("H20", AdmissionMode.FIT)
     assert sum(1 for n in capacity.nodes if n.total_gpus == 0) == 2   # the head and the A100 node
+    assert capacity.usage_problem is None and all(n.reported for n in capacity.nodes)
     decided = {f"{r}x{g}": argus_decides(capacity, r, g) for r, g in CASES}
     argus = {case: t.event_type == "APPLIED" for case, t in decided.items()}
 
