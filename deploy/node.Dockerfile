@@ -19,8 +19,9 @@
 # Without it the build stops at FROM ("invalid reference format"): argus ships no digest it
 # could not check (none could be resolved where this file was written).
 #
-# Shared memory: Ray's vLLM executor keeps a ~160 MB shared-memory ring per engine, and NCCL
-# its intra-node buffers, in /dev/shm; Docker's and Kubernetes' default is 64 MB. Run the
+# Shared memory: vLLM 0.29's Ray executor keeps shared-memory rings in /dev/shm (160 MiB per
+# engine, 240 MiB per worker, so up to 400 MiB per GPU), NCCL its intra-node buffers too;
+# Docker's and Kubernetes' default is 64 MB. `argusctl doctor` wants 512 MiB per GPU. Run the
 # container with --shm-size=16g (or --ipc=host); on KubeRay mount an emptyDir with
 # medium: Memory (sizeLimit: 16Gi) at /dev/shm in every Ray pod (docs/operating.md).
 ARG RAY_BASE_DIGEST

@@ -257,10 +257,12 @@ def node_checks(results: list[dict], on_cpu: bool) -> list[Check]:
 
 
 MIB = 1024 * 1024
-# Ray's vLLM executor on GPU keeps a shared-memory ring of about 160 MB per engine, and NCCL
-# its intra-node buffers; a node runs at most one engine per GPU. Docker's and Kubernetes'
-# default /dev/shm is 64 MB.
-SHM_PER_GPU = 256 * MIB
+# vLLM 0.29's RayExecutorV2 (v1/executor/ray_executor_v2.py, shm_broadcast.MessageQueue) keeps
+# in /dev/shm a broadcast ring per engine (10 chunks of VLLM_MQ_MAX_CHUNK_BYTES_MB=16: 160 MiB)
+# and a response ring per worker on the engine's node (10 x 24 MiB: 240 MiB); NCCL adds its
+# intra-node buffers. A GPU holds at most one worker, so at most 400 MiB per GPU plus NCCL.
+# Docker's and Kubernetes' default /dev/shm is 64 MB.
+SHM_PER_GPU = 512 * MIB
 SHM_FLOOR = 1024 * MIB
 SHM_FIX = ("give the node a larger /dev/shm: docker run --shm-size=16g (or --ipc=host); on KubeRay mount "
            "an emptyDir {medium: Memory, sizeLimit: 16Gi} at /dev/shm (docs/operating.md, GPU cluster)")
@@ -279,7 +281,7 @@ def shm_check(name: str, shm_bytes: int | None, gpus: float, error: str | None =
     seen = f"{shm_bytes / MIB:,.0f} MiB"
     if shm_bytes < need:
         return Check(name, FAIL, f"{seen}; {gpus:g} GPU(s) here need at least {need / MIB:,.0f} MiB "
-                                 "(vLLM's ~160 MB ring per engine plus NCCL)", SHM_FIX)
+                                 "(vLLM's shared-memory rings: 160 MiB per engine, 240 MiB per worker, plus NCCL)", SHM_FIX)
     return Check(name, OK, f"{seen} (at least {need / MIB:,.0f} MiB needed)")
 
 

@@ -36,10 +36,11 @@ def test_no_node_is_a_failure():
 
 
 @pytest.mark.parametrize("shm_bytes, gpus, status, says", [
-    (64 * MIB, 8, FAIL, "64 MiB; 8 GPU(s) here need at least 2,048 MiB"),   # Docker's / Kubernetes' default
+    (64 * MIB, 8, FAIL, "64 MiB; 8 GPU(s) here need at least 4,096 MiB"),   # Docker's / Kubernetes' default
     (64 * MIB, 0, FAIL, "need at least 1,024 MiB"),
     (GIB, 0, OK, "1,024 MiB (at least 1,024 MiB needed)"),
-    (GIB, 8, FAIL, "need at least 2,048 MiB"),
+    (GIB, 8, FAIL, "need at least 4,096 MiB"),
+    (4 * GIB, 8, OK, "4,096 MiB (at least 4,096 MiB needed)"),
     (16 * GIB, 8, OK, "16,384 MiB"),
     (None, 8, FAIL, "cannot read /dev/shm: No such file"),
 ])
