@@ -6,7 +6,7 @@
 #
 # CUDA: the gpu extra pins ray[serve,llm]==2.60.0, which pins vllm==0.29.0 and torch==2.13.0;
 # the torch 2.13.0 wheel on PyPI requires cuda-toolkit==13.0.3 (its wheel metadata) and vLLM
-# 0.29.0 requires nvidia-cutlass-dsl[cu13]: both are CUDA 13.0 builds, so the nodes need NVIDIA
+# 0.29.0's extensions link libcudart.so.13: both are CUDA 13.0 builds, so the nodes need NVIDIA
 # driver 580 or newer. The base image is Ray's CUDA 13.0 build of Ray 2.60.0 on Python 3.11
 # (tag -cu130, Ray's short name for its cu13.0.0-cudnn platform). Not -gpu: that tag is an
 # alias of Ray's default GPU platform, CUDA 12.1.
