@@ -10,8 +10,9 @@ protobuf messages: node a has 4 H20 GPUs, 2 reserved by a placement group that r
 yet and 1 used by a task outside it; node b has 8 H20 GPUs, all free; node c has 4 A100s, 3
 used. What this proves: argus reads the same free GPUs (1, 8, A100s not counted) keyed by the
 node ids of the state API on all three. What it does not: the autoscalers' processes
-themselves (the real four-node cluster in test_gpu_placement.py runs the hand-started case end
-to end)."""
+themselves (real clusters run two of the cases end to end: the hand-started one in
+test_gpu_placement.py, autoscaler v2 in test_gpu_usage_v2.py; v1 with a real provider needs
+nodes with their own IPs)."""
 import json
 import subprocess
 import textwrap
