@@ -5,6 +5,11 @@ of N one-GPU bundles of the configured accelerator type plus the replica's own C
 llm_config.placement_bundles), so it needs N free GPUs of that type and one free CPU on a
 single node. "Free" is what Ray has available now, not its total: training jobs and other
 teams hold GPUs that argus cannot see.
+
+Ray's per-node usage reaches argus only through the dashboard UI's node summary, not a
+documented API: its key rules and text format are read in one place here (usage_by_node_id,
+held_and_total), against what Ray 2.60's own code produces for each kind of cluster in
+tests/integration/test_capacity_contract.py.
 """
 from __future__ import annotations
 
