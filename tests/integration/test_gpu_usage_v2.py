@@ -74,6 +74,9 @@ def test_free_gpus_by_node_id_under_autoscaler_v2():
             return client.capacity("H20", AdmissionMode.FIT)
         _wait(lambda: seen().nodes == (NodeFree(node_id, 2.0, 2.0, 4.0),), "the usage view to show the group")
         assert seen().usage_problem is None
+        from argusctl.ops.doctor import OK, usage_view_check
+        verdict = usage_view_check(seen())
+        assert (verdict.status, verdict.detail) == (OK, "Ray reports every node's usage: 2 of 4 H20 GPUs free on 1 node(s)")
     finally:
         for sig in (signal.SIGTERM, signal.SIGKILL):
             try:
