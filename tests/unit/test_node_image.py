@@ -1,23 +1,41 @@
 """deploy/node.Dockerfile cannot be built here (no Docker daemon, no registry): what can be
 checked without building it is that it stays in step with the project: its base image's Ray is
-the Ray the gpu extra pins, it copies every package the wheel ships, and its own build check
-asserts that same Ray version."""
+the Ray the gpu extra pins and its CUDA the CUDA that extra's torch/vLLM are built for (the one
+doctor's CUDA check expects), it is pinned by digest, it copies every package the wheel ships,
+and its own build check asserts that same Ray and CUDA."""
 import re
 import tomllib
 from pathlib import Path
 
+from argusctl.ops.doctor import CUDA_BUILD
+
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = (REPO / "deploy" / "node.Dockerfile").read_text()
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
+BASE = re.compile(r"^FROM rayproject/ray:(?P<ray>[\d.]+)-py(?P<py>\d+)-cu(?P<cuda>\d+)@\$\{RAY_BASE_DIGEST\}$", re.M)
 
 
 def test_the_base_image_runs_the_ray_the_gpu_extra_pins():
     pinned = next(re.search(r"==([\d.]+)$", dep).group(1) for dep in PYPROJECT["project"]["optional-dependencies"]["gpu"]
                   if dep.startswith("ray["))
-    base = re.search(r"^FROM rayproject/ray:([\d.]+)-py(\d)(\d+)-gpu$", DOCKERFILE, re.M)
-    assert base, "FROM must be a rayproject/ray GPU image"
-    assert base.group(1) == pinned
+    base = BASE.search(DOCKERFILE)
+    assert base, "FROM must be a rayproject/ray image whose tag names its CUDA, pinned by digest"
+    assert base.group("ray") == pinned
     assert f"ray.__version__ == '{pinned}'" in DOCKERFILE
+
+
+def test_the_base_image_is_the_cuda_build_torch_and_vllm_need():
+    # torch 2.13.0 (pinned by vllm 0.29.0, pinned by ray[llm]==2.60.0) requires cuda-toolkit==13.0.3.
+    base = BASE.search(DOCKERFILE)
+    assert base.group("cuda") == CUDA_BUILD.replace(".", "") == "130"
+    assert "-gpu" not in base.group(0)   # Ray's -gpu alias is CUDA 12.1
+    assert f"torch.version.cuda.startswith('{CUDA_BUILD.split('.')[0]}.')" in DOCKERFILE
+    # The digest is a build argument declared before FROM (it must be, for FROM to see it).
+    assert DOCKERFILE.index("ARG RAY_BASE_DIGEST") < DOCKERFILE.index("\nFROM ")
+
+
+def test_the_notes_say_what_shared_memory_to_give_the_container():
+    assert "--shm-size=16g" in DOCKERFILE and "--ipc=host" in DOCKERFILE and "medium: Memory" in DOCKERFILE
 
 
 def test_every_shipped_package_is_copied_into_the_image():

@@ -249,6 +249,31 @@ def test_a_model_serve_cannot_place_goes_back_to_queued_with_serves_reason():
         ("s", "DEPLOYING", "APPLIED")]
 
 
+def test_a_stalled_model_is_tried_again_when_the_free_gpus_move_between_nodes():
+    # It stalled with 4 free on n0; later n0 is busy and n1 has 4 free: the same total, another
+    # cluster, so Serve is asked again (the retry compares the per-node view, not a sum).
+    applied = plan([model("s", gpus=4)], Observed(), capacity=nodes(4, 0), settings=GPU, serve=PER_MODEL).apply
+    stuck = served(applied, dep_status="UPDATING", app_status="DEPLOYING", running=0, message=STALLED)
+    (t,) = plan([model("s", "DEPLOYING", gpus=4)], stuck, capacity=nodes(4, 0), settings=GPU,
+                serve=PER_MODEL).transitions
+    assert t.payload["free_by_node_then"] == {"n0": 4.0}
+    queued = model("s", gpus=4, last_event=("PENDING_RESOURCES", t.payload))
+    assert states(plan([queued], Observed(), capacity=nodes(4, 0), settings=GPU, serve=PER_MODEL)) == []
+    assert states(plan([queued], Observed(), capacity=nodes(0, 4), settings=GPU, serve=PER_MODEL)) == [
+        ("s", "DEPLOYING", "APPLIED")]
+
+
+def test_nodes_ray_reports_no_usage_for_are_not_free_and_the_reason_says_why():
+    unknown = Capacity((NodeFree("n0", 0.0, 0.0, 8.0, reported=False),), "H20", AdmissionMode.FIT,
+                       usage_problem="the Ray dashboard's /nodes?view=summary reports no per-node usage")
+    p = plan([model("q", gpus=4)], Observed(), capacity=unknown, settings=GPU, serve=PER_MODEL)
+    assert states(p) == [("q", "QUEUED", "PENDING_RESOURCES")]
+    assert p.transitions[0].error_summary == (
+        "needs 4 H20 GPUs and 1 CPU on one node; the freest node has 0 free now; Ray reports no usage for 1 "
+        "node(s) with H20 GPUs, so argus counts none of them as free (the Ray dashboard's /nodes?view=summary "
+        "reports no per-node usage)")
+
+
 def test_autoscaling_keeps_deploying_with_serves_reason_once():
     cap = nodes(mode=AdmissionMode.AUTOSCALE)
     applied = plan([model("s", gpus=4)], Observed(), capacity=cap, settings=GPU, serve=PER_MODEL).apply
