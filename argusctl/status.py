@@ -9,6 +9,7 @@ import typer
 
 from daemon.config import openai_base_url
 from daemon.core.describe import describe_event, problem_text, reason_of  # noqa: F401 (re-exported)
+from daemon.core.states import CLUSTER_EVENTS, SERVE_CONFIRMED_STATES, EventType
 
 from argusctl.common import Output, OutputOption, load_config, print_json, printable
 
@@ -24,6 +25,25 @@ def age(timestamp: str, now: datetime | None = None) -> str:
         if seconds >= size:
             return f"{seconds // size}{unit}"
     return f"{max(seconds, 0)}s"
+
+
+def cluster_down(store) -> dict | None:
+    """Since when (and why) argusd cannot reach Ray's dashboard, or None while it can."""
+    last = store.last_cluster_event(CLUSTER_EVENTS)
+    if last is None or last.event_type != EventType.CLUSTER_UNREACHABLE:
+        return None
+    return {"since": last.time, "message": last.payload.get("message", "")}
+
+
+def shown_state(state: str, down: dict | None) -> str:
+    """The stored state, unless it is one only Serve can confirm and Serve cannot be reached."""
+    return "UNKNOWN" if down is not None and state in SERVE_CONFIRMED_STATES else state
+
+
+def shown_reason(state: str, reason: str, down: dict | None) -> str:
+    if down is None or state not in SERVE_CONFIRMED_STATES:
+        return reason
+    return f"cluster unreachable since {down['since'][:19]}Z; last seen {state}" + (f"; {reason}" if reason else "")
 
 
 def _open_store(ctx: typer.Context):
@@ -44,18 +64,21 @@ def status(
     store = _open_store(ctx)
     base_url = openai_base_url(config)
     rejections = {r.spec_path: r for r in store.rejections(user)}
+    down = cluster_down(store)
+    cluster = {"reachable": down is None, **(down or {})}
     if model is not None:
         row = store.find_model(model, user_id=user)
         events = store.events(model_key=row.model_key, spec_path=row.spec_path, limit=EVENTS_IN_DETAIL)
         rejection = rejections.get(row.spec_path) if row.live else None
         if output is Output.json:
-            print_json({"openai_base_url": base_url, "model": row.to_dict(),
+            print_json({"openai_base_url": base_url, "cluster": cluster,
+                        "model": {**row.to_dict(), "state_shown": shown_state(row.state, down)},
                         "rejection": rejection.to_dict() if rejection else None,
                         "events": [e.to_dict() for e in events]})
             return
         r = row.resolved
-        fields = [("Model", row.model_id), ("User", row.user_id), ("State", row.state),
-                  ("Reason", reason_of(row, rejection)), ("Replicas", r["num_replicas"]),
+        fields = [("Model", row.model_id), ("User", row.user_id), ("State", shown_state(row.state, down)),
+                  ("Reason", shown_reason(row.state, reason_of(row, rejection), down)), ("Replicas", r["num_replicas"]),
                   ("GPUs per replica", r["gpus_per_replica"]), ("Source", r["model_source"]),
                   ("Engine kwargs", r["engine_kwargs"] or "{}"),
                   *([("Base model", f"{r['base_model']} (a LoRA adapter: runs on its replicas)")]
@@ -80,21 +103,27 @@ def status(
     stray = [rj for path, rj in rejections.items() if path not in live_paths]
     lease = store.lease_view()
     if output is Output.json:
-        print_json({"openai_base_url": base_url, "daemon": lease,
-                    "models": [{**m.to_dict(), "reason": reason_of(m, rejections.get(m.spec_path) if m.live else None)}
+        print_json({"openai_base_url": base_url, "daemon": lease, "cluster": cluster,
+                    "models": [{**m.to_dict(), "state_shown": shown_state(m.state, down),
+                                "reason": shown_reason(m.state, reason_of(m, rejections.get(m.spec_path)
+                                                                          if m.live else None), down)}
                                for m in rows],
                     "rejected_specs": [r.to_dict() for r in stray]})
         return
     from tabulate import tabulate
 
     # An adapter has no replicas or GPUs of its own: "-" (it runs on its base's).
-    table = [[m.model_id, m.user_id, m.state, "-" if m.resolved.get("base_model") else m.resolved["num_replicas"],
+    table = [[m.model_id, m.user_id, shown_state(m.state, down), "-" if m.resolved.get("base_model") else m.resolved["num_replicas"],
               "-" if m.resolved.get("base_model") else m.resolved["num_replicas"] * m.resolved["gpus_per_replica"],
               age(m.updated_at),
-              _clip(printable(reason_of(m, rejections.get(m.spec_path) if m.live else None)))] for m in rows]
+              _clip(printable(shown_reason(m.state, reason_of(m, rejections.get(m.spec_path) if m.live else None),
+                                           down)))] for m in rows]
     typer.echo(f"OpenAI base URL: {base_url}")
     if lease is not None:
         typer.echo(f"argusd: {daemon_line(lease)}")
+    if down is not None:
+        typer.echo(f"Ray Serve: unreachable since {down['since'][:19]}Z ({printable(down['message'])}); "
+                   "states below are the last ones seen")
     if table:
         typer.echo(tabulate(table, headers=["MODEL", "USER", "STATE", "REPLICAS", "GPUS", "UPDATED", "REASON"],
                             tablefmt="plain"))

@@ -493,6 +493,13 @@ class Store:
                                 (model_key,)).fetchone()
         return Event.from_sql(row) if row is not None else None
 
+    def last_cluster_event(self, event_types: tuple[str, ...]) -> Event | None:
+        """The newest of these events that belong to no model (the cluster's own)."""
+        marks = ",".join("?" * len(event_types))
+        row = self.conn.execute(f"SELECT * FROM serve_events WHERE model_key IS NULL AND event_type IN ({marks})"
+                                " ORDER BY id DESC LIMIT 1", tuple(str(t) for t in event_types)).fetchone()
+        return Event.from_sql(row) if row is not None else None
+
     # -- the lease, as this store's argusd sees it ------------------------------------------------
 
     def set_lease_view(self, role: str, me: str, holder: str | None, epoch: int | None, now: str) -> bool:

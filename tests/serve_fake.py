@@ -17,10 +17,13 @@ class FakeServe:
         self.put_error: str | None = None   # set: every PUT fails with this message
         self.resources = {"CPU": 8.0}
         self.jobs: list[str] = []           # Ray jobs submitted (the engine reaper)
+        self.unreachable: str | None = None  # set: Ray's dashboard does not answer (Ray stopped)
 
     # -- the ServeClient interface ---------------------------------------------------------------
 
     def get_applications(self) -> dict[str, Any]:
+        if self.unreachable is not None:
+            raise ClusterError(self.unreachable)
         return {"applications": copy.deepcopy(self.apps)}
 
     def put_config(self, config: dict[str, Any]) -> None:
@@ -69,6 +72,17 @@ class FakeServe:
             if deployment in app["deployments"]:
                 app["status"] = "DEPLOY_FAILED"
                 app["deployments"][deployment].update(status="DEPLOY_FAILED", message=message)
+
+    def restart(self) -> None:
+        """Ray stopped and started again: Serve has no application (none is restored)."""
+        self.apps.clear()
+
+    def retrying(self, deployment: str, message: str) -> None:
+        """A replica of this deployment failed to start and Serve retries: no replica runs."""
+        for app in self.apps.values():
+            if deployment in app["deployments"]:
+                app["status"] = "DEPLOYING"
+                app["deployments"][deployment].update(status="UPDATING", message=message, replicas=[])
 
     def drop(self, app: str) -> None:
         """Someone removed an application behind argusd's back (drift)."""

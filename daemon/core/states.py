@@ -45,8 +45,18 @@ class EventType(StrEnum):
     DRIFT_REPAIRED = "DRIFT_REPAIRED"
     DEGRADED = "DEGRADED"            # a running model's replica died or fails health checks; Serve replaces it
     RECOVERED = "RECOVERED"          # healthy again after DEGRADED
+    REPLICAS_LOST = "REPLICAS_LOST"  # a RUNNING model Serve has no running replica of (Ray restarted, app gone)
+    REPLICA_START_FAILED = "REPLICA_START_FAILED"  # a replica failed to start and Serve retries: why it is not up
+    # the cluster as a whole (no model): argusd could not reach Ray's dashboard, and could again
+    CLUSTER_UNREACHABLE = "CLUSTER_UNREACHABLE"
+    CLUSTER_REACHABLE = "CLUSTER_REACHABLE"
     WAITING_FOR_BASE = "WAITING_FOR_BASE"  # an adapter whose base model cannot take it now (the reason says why)
     DELETED = "DELETED"
+
+
+CLUSTER_EVENTS = (EventType.CLUSTER_UNREACHABLE, EventType.CLUSTER_REACHABLE)
+# States that only Serve can confirm: while the cluster cannot be reached, they are not known.
+SERVE_CONFIRMED_STATES = (ModelState.DEPLOYING, ModelState.RUNNING)
 
 
 class ServeStatus(StrEnum):

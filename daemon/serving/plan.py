@@ -6,7 +6,10 @@ the config and writes the outcome.
 
 State machine: QUEUED -> DEPLOYING when applied; DEPLOYING -> RUNNING when Serve reports
 the model's deployment healthy at the applied config; DEPLOYING/RUNNING -> FAILED with
-Serve's message; DELETING -> DELETED when Serve no longer has it. A FAILED model is left
+Serve's message; RUNNING -> DEPLOYING when Serve has no running replica of it (Ray restarted,
+its app removed, every replica died), and back once Serve runs it again; DELETING -> DELETED
+when Serve no longer has it. While DEPLOYING, why it is not up yet (a replica that failed to
+start and is being retried) is recorded once per distinct reason. A FAILED model is left
 out of every apply until its spec changes (sync re-queues it), so one broken model never
 keeps the others from being applied.
 """
@@ -37,6 +40,7 @@ class DesiredModel:
     source_problem: str | None = None  # why the model folder cannot be deployed now (see spec.source_problem)
     last_event: tuple[str, dict] | None = None   # (event_type, payload) of its newest event
     was_running: bool = False     # reached RUNNING before (so an update keeps it routable)
+    ran_this_generation: bool = False  # this very generation reached RUNNING (a redeploy after Serve lost it)
     adapter: AdapterInfo | str | None = None   # an adapter's folder facts, or why it cannot be served
 
 
@@ -475,20 +479,31 @@ def judge(model: DesiredModel, seen: tuple[ObservedApp, ObservedDeployment] | No
             if app is not None and app.status == ServeStatus.DEPLOY_FAILED:
                 return _failed(model, f"DEPLOY_FAILED: {app.message}".strip())
             return None
-        # Serve gave up on it.
+        # Serve gave up on it. (A generation that ran before and lost its replicas is UNHEALTHY
+        # while Serve replaces them: waited for, not failed.)
         failed = _failure(*seen)
-        if failed:
+        if failed and not (model.ran_this_generation and seen[1].status == ServeStatus.UNHEALTHY):
             return _failed(model, failed)
         # Healthy with every replica running.
         if (seen[1].status == ServeStatus.HEALTHY and seen[0].status == ServeStatus.RUNNING
                 and seen[1].running_replicas == model.spec.num_replicas):
             return Transition(model.model_key, ModelState.RUNNING, EventType.RUNNING,
                               {"generation": model.generation}, applied_generation=model.generation)
+        # Not up yet, and Serve says why: recorded once per distinct reason.
+        reason = startup_failure(seen[1].message or seen[0].message)
+        if reason is not None and _once(model, EventType.REPLICA_START_FAILED, {"message": reason}):
+            return Transition(model.model_key, ModelState.DEPLOYING, EventType.REPLICA_START_FAILED,
+                              {"message": reason}, error_summary=reason)
         return None
     if model.state == ModelState.RUNNING:
         # Serve gave up on it.
         if seen is not None and seen[1].status == ServeStatus.DEPLOY_FAILED:
             return _failed(model, _failure(*seen))
+        # Serve has no running replica of it: not RUNNING, whatever argus applied before.
+        lost = replicas_lost(seen, app, in_sync)
+        if lost is not None:
+            return Transition(model.model_key, ModelState.DEPLOYING, EventType.REPLICAS_LOST, {"message": lost},
+                              error_summary=lost)
         # A replica died or fails its health checks: Serve replaces it, so the model stays in the
         # config (failing it would take it out, and with it the replicas that still serve); the
         # reason is recorded once.
@@ -511,6 +526,47 @@ def judge(model: DesiredModel, seen: tuple[ObservedApp, ObservedDeployment] | No
     # Deleting, and Serve no longer has it.
     if model.state == ModelState.DELETING and seen is None and running is None:
         return Transition(model.model_key, ModelState.DELETED, EventType.DELETED, {})
+    return None
+
+
+def replicas_lost(seen: tuple[ObservedApp, ObservedDeployment] | None, app: ObservedApp | None,
+                  in_sync: bool) -> str | None:
+    """Why a RUNNING model is not served any more, or None while Serve runs a replica of it (or
+    cannot tell: an app Serve is re-importing lists no deployments while its replicas serve on)."""
+    if seen is None and app is not None and app.status == ServeStatus.DEPLOYING and not app.deployments:
+        return None
+    if seen is not None and seen[1].running_replicas > 0:
+        return None
+    said = summarize_failure(seen[1].message or seen[0].message) if seen is not None else ""
+    reason = ("Serve has no replica of it; redeploying" if not in_sync
+              else "Serve has no running replica of it; Serve is starting one")
+    return f"{reason} ({said})" if said else reason
+
+
+# In Serve's deployment message while it retries a replica that did not start (Ray 2.60
+# deployment_state: "A replica failed to start with exception. Retrying N more time(s). Error:\n...").
+STARTUP_FAILED_MARK = "failed to start"
+_RETRY_COUNT = re.compile(r"Retrying \d+ more time\(s\)")
+
+
+def startup_failure(message: str) -> str | None:
+    """Why Serve's replicas do not start, from its deployment message while it retries (the
+    engine's own error is the final exception), or None when the message says no such thing.
+    The retry count is left out: the same failure on every retry is one reason."""
+    if STARTUP_FAILED_MARK not in (message or ""):
+        return None
+    return summarize_failure(_RETRY_COUNT.sub("Retrying", message))
+
+
+def cluster_event(last: tuple[str, dict[str, Any]] | None,
+                  unreachable: str | None) -> tuple[EventType, dict[str, Any]] | None:
+    """The cluster event to record this tick, once per change: `last` is the newest one
+    recorded, `unreachable` why Ray's dashboard could not be reached now (None: it answered)."""
+    if unreachable is not None:
+        event = (EventType.CLUSTER_UNREACHABLE, {"message": unreachable})
+        return None if last == event else event
+    if last is not None and last[0] == EventType.CLUSTER_UNREACHABLE:
+        return EventType.CLUSTER_REACHABLE, {}
     return None
 
 

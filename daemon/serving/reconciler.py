@@ -21,15 +21,15 @@ from daemon.errors import ClusterError
 from daemon.serving.llm_config import LlmSettings
 from daemon.serving.lease import LeaseMemory, LeaseValue, Role, decide
 from daemon.serving.llm_config import LEASE_APP_NAME, lease_app, lease_of, serve_config
-from daemon.serving.plan import (DesiredModel, Observed, Plan, ServeSettings, Transition, adapters_to_probe,
-                                 config_differs, observed_from_status, plan)
+from daemon.serving.plan import (DesiredModel, Observed, Plan, ServeSettings, Transition,
+                                 adapters_to_probe, cluster_event, config_differs, observed_from_status, plan)
 from daemon.serving.probe import endpoint_url, probe_adapter
 from daemon.serving.client import ServeClient
 from daemon.serving.reaper import reap_orphaned_engines
 from daemon.serving.placement import AdmissionMode
 from daemon.core.adapters import read_adapter
 from daemon.core.spec import ResolvedServingSpec, source_problem
-from daemon.core.states import EventType, ModelState, ServeStatus, StrEnum
+from daemon.core.states import CLUSTER_EVENTS, EventType, ModelState, ServeStatus, StrEnum
 from daemon.store import Store, iso, utc_now
 
 log = logging.getLogger("argus.reconcile")
@@ -79,6 +79,7 @@ class Reconciler:
         self.root = config.storage.root
         serve = config.serving.serve
         base_url = endpoint_url(serve.http_host, serve.http_port, serve.dashboard_url)
+        self._last_cluster: tuple[str, dict] | None = None   # the newest cluster event (read once)
         self.probe = probe if probe is not None else (lambda model_id: probe_adapter(base_url, model_id))
 
     def desired(self) -> list[DesiredModel]:
@@ -96,11 +97,18 @@ class Reconciler:
                 adapter=(read_adapter(spec.model_source, spec.user_id, self.root)
                          if spec.is_adapter and row.state in (ModelState.QUEUED, ModelState.DEPLOYING) else None),
                 last_event=(last.event_type, last.payload) if last else None,
-                was_running=row.applied_generation is not None))
+                was_running=row.applied_generation is not None,
+                ran_this_generation=row.applied_generation == row.generation))
         return out
 
     def tick(self) -> ReconcileResult:
-        observed = observed_from_status(self.client.get_applications())
+        try:
+            status = self.client.get_applications()
+        except ClusterError as exc:
+            self._record_cluster(str(exc))
+            raise
+        self._record_cluster(None)
+        observed = observed_from_status(status)
         lease = None
         if self.lease_ttl:
             app = observed.apps.get(LEASE_APP_NAME)
@@ -151,6 +159,19 @@ class Reconciler:
                for t in decision.transitions):
             self.reap()  # a replica died or gave up: its engine processes may have outlived it
         return ReconcileResult(ReconcileOutcome.APPLIED if decision.apply is not None else ReconcileOutcome.RECORDED)
+
+    def _record_cluster(self, unreachable: str | None) -> None:
+        """Record once when Ray's dashboard stops answering and once when it answers again, so
+        `status` says "cluster unreachable since T" instead of the last state Serve reported."""
+        if self._last_cluster is None:
+            last = self.store.last_cluster_event(CLUSTER_EVENTS)
+            self._last_cluster = (last.event_type, last.payload) if last else ("", {})
+        event = cluster_event(self._last_cluster, unreachable)
+        if event is None:
+            return
+        with self.store.transaction():
+            self.store.append_event(event[0], event[1], now=iso(self.clock()))
+        self._last_cluster = event
 
     def _claim(self, observed: Observed, value: LeaseValue) -> dict:
         """A claim changes nothing but the lease: every app goes back exactly as Serve has it."""

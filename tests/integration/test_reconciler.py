@@ -12,7 +12,7 @@ from daemon.core.states import EventType, ModelState
 from daemon.serving.llm_config import app_name
 from daemon.serving.reconciler import Reconciler
 from daemon.store import Store
-from helpers import GitOps, spec, write_config
+from helpers import GitOps, run_argusctl, spec, write_config
 from serve_fake import FakeServe
 
 
@@ -80,7 +80,10 @@ def test_drift_is_repaired(world):
     key = store.list_models()[0].model_key
     serve.drop(app_name(key) if layout == "per_model" else "argus")
     daemon.tick()
-    assert events_of(store, EventType.DRIFT_REPAIRED)
+    # Its app removed behind argusd's back: Serve has no replica of it, so not RUNNING; applied again.
+    (lost,) = events_of(store, EventType.REPLICAS_LOST)
+    assert lost.payload == {"message": "Serve has no replica of it; redeploying"}
+    assert state_of(store) == ModelState.DEPLOYING
     assert (app_name(key) if layout == "per_model" else "argus") in serve.apps  # applied again
     serve.settle()
     daemon.tick()
@@ -178,3 +181,70 @@ def test_an_adapter_pushed_next_to_its_base_goes_through_its_states(world):
     serve.settle()
     daemon.tick()
     assert next(m.state for m in store.list_models(include_deleted=True) if m.model_id_suffix == "t") == "DELETED"
+
+
+def test_a_ray_restart_is_not_shown_as_running(world, tmp_path):
+    """Ray stopped (argusd cannot reach it), then started empty: status says so at each step,
+    records each change once, and says RUNNING again only once Serve runs the model again."""
+    gitops, daemon, serve, store, layout = world
+    config = tmp_path / "c.yaml"
+    daemon.tick()
+    serve.settle()
+    daemon.tick()
+    assert state_of(store) == ModelState.RUNNING
+    # Ray stopped: the dashboard does not answer.
+    serve.unreachable = "cannot reach the Ray dashboard at http://127.0.0.1:8265 (Connection refused)"
+    for _ in range(3):
+        assert not daemon.tick()
+    (down,) = events_of(store, EventType.CLUSTER_UNREACHABLE)
+    assert down.model_key is None and "Connection refused" in down.payload["message"]
+    shown = status_json(config)
+    assert shown["cluster"] == {"reachable": False, "since": down.time, "message": down.payload["message"]}
+    (row,) = shown["models"]
+    assert (row["state"], row["state_shown"]) == ("RUNNING", "UNKNOWN")
+    assert row["reason"] == f"cluster unreachable since {down.time[:19]}Z; last seen RUNNING"
+    table = run_argusctl("--config", str(config), "status").stdout
+    assert f"Ray Serve: unreachable since {down.time[:19]}Z" in table and " UNKNOWN " in table
+    assert " RUNNING " not in table.splitlines()[-1]
+    # Ray is back, with nothing in Serve: not RUNNING, redeployed, recorded once.
+    serve.unreachable = None
+    serve.restart()
+    for _ in range(3):
+        assert daemon.tick()
+    assert len(events_of(store, EventType.CLUSTER_REACHABLE)) == 1
+    assert len(events_of(store, EventType.REPLICAS_LOST)) == 1
+    (row,) = status_json(config)["models"]
+    assert (row["state_shown"], row["reason"]) == ("DEPLOYING", "Serve has no replica of it; redeploying")
+    assert status_json(config)["cluster"] == {"reachable": True}
+    assert (app_name(store.list_models()[0].model_key) if layout == "per_model" else "argus") in serve.apps
+    serve.settle()
+    assert daemon.tick()
+    (row,) = status_json(config)["models"]
+    assert (row["state_shown"], row["reason"]) == ("RUNNING", "")
+
+
+def test_why_a_model_is_not_up_is_shown_while_serve_retries(world, tmp_path):
+    gitops, daemon, serve, store, layout = world
+    daemon.tick()
+    key = store.list_models()[0].model_key
+    retry = ("A replica failed to start with exception. Retrying {} more time(s). Error:\n"
+             "Traceback (most recent call last):\n  File \"x.py\", line 1, in f\n"
+             "ValueError: max_model_len (999999) is greater than the derived max_model_len (8192).")
+    for remaining in (2, 1, 0):
+        serve.retrying(f"LLMServer:{key}", retry.format(remaining))
+        assert daemon.tick()
+    (event,) = events_of(store, EventType.REPLICA_START_FAILED)
+    reason = ("A replica failed to start with exception. ValueError: max_model_len (999999) is greater than the "
+              "derived max_model_len (8192).")
+    assert event.payload == {"message": reason}
+    (row,) = status_json(tmp_path / "c.yaml")["models"]
+    assert (row["state"], row["reason"]) == ("DEPLOYING", reason)
+    serve.fail(f"LLMServer:{key}", "The deployment failed to start 3 times in a row.")
+    daemon.tick()
+    assert state_of(store) == ModelState.FAILED
+
+
+def status_json(config):
+    result = run_argusctl("--config", str(config), "status", "-o", "json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)

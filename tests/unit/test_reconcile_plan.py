@@ -5,7 +5,8 @@ import pytest
 from daemon.core.spec import ResolvedServingSpec
 from daemon.serving.llm_config import deployment_name
 from daemon.serving.placement import AdmissionMode, Capacity, NodeFree
-from daemon.serving.plan import DesiredModel, Observed, ObservedApp, ObservedDeployment, observed_from_status, plan
+from daemon.serving.plan import (DesiredModel, Observed, ObservedApp, ObservedDeployment, cluster_event,
+                                 observed_from_status, plan)
 from helpers import llm_settings, serve_settings
 
 CPU = llm_settings(accelerator_type="cpu")
@@ -16,11 +17,12 @@ LAYOUTS = pytest.mark.parametrize("serve", [PER_MODEL, SINGLE_APP], ids=["per_mo
 
 
 def model(key, state="QUEUED", replicas=1, gpus=1, generation=1, source_problem=None, last_event=None, src="m",
-          was_running=False):
+          was_running=False, ran_this_generation=False):
     spec = ResolvedServingSpec(user_id="alice", model_id_suffix=key, model_id_prefix="alice-202601010000",
                                model_id=f"alice-202601010000-{key}", model_source=f"/private/hf/{src}",
                                num_replicas=replicas, gpus_per_replica=gpus, engine_kwargs={})
-    return DesiredModel(key, spec.model_id, state, generation, spec, source_problem, last_event, was_running)
+    return DesiredModel(key, spec.model_id, state, generation, spec, source_problem, last_event, was_running,
+                        ran_this_generation=ran_this_generation)
 
 
 def served(config, dep_status="HEALTHY", app_status="RUNNING", message="", running=None, drop=()):
@@ -312,8 +314,10 @@ def test_missing_model_source_fails_fast(serve):
 
 @LAYOUTS
 def test_drift_is_repaired(serve):
+    # Gone from Serve altogether (Ray restarted): not RUNNING, and applied again.
     p = plan([model("a", "RUNNING")], Observed(), capacity=None, settings=CPU, serve=serve)
-    assert p.apply is not None and states(p) == [("a", "DEPLOYING", "DRIFT_REPAIRED")]
+    assert p.apply is not None and states(p) == [("a", "DEPLOYING", "REPLICAS_LOST")]
+    assert p.transitions[0].error_summary == "Serve has no replica of it; redeploying"
     ours = plan([model("a", "RUNNING")], Observed(), capacity=None, settings=CPU, serve=serve).apply
     tampered = served(ours)
     name = app_of(ours, "a")["name"]
@@ -473,8 +477,9 @@ def test_the_front_end_runs_the_configured_replicas_each_with_the_whole_table():
 def test_a_running_model_whose_replica_dies_stays_in_and_says_so_once(serve):
     ours = settled([model("a", "RUNNING")], serve)
     applied = {"applications": [a.deployed_config for a in ours.apps.values()]}
+    # One replica still counts as RUNNING in Serve's answer (it fails its health checks).
     sick = served(applied, dep_status=lambda d: "UNHEALTHY" if d.startswith("LLMServer") else "HEALTHY",
-                  message="The replica died unexpectedly", running=0)
+                  message="The replica died unexpectedly")
     p = plan([model("a", "RUNNING")], sick, capacity=None, settings=CPU, serve=serve)
     (t,) = p.transitions
     assert (t.state, t.event_type) == ("RUNNING", "DEGRADED") and "replica died" in t.error_summary
@@ -488,3 +493,120 @@ def test_a_running_model_whose_replica_dies_stays_in_and_says_so_once(serve):
     gave_up = served(applied, dep_status="DEPLOY_FAILED", message="crash loop")
     assert states(plan([model("a", "RUNNING")], gave_up, capacity=None, settings=CPU, serve=serve)) == [
         ("a", "FAILED", "FAILED")]
+
+
+def model_key_of(p):
+    return [t.model_key for t in p.transitions]
+
+
+@LAYOUTS
+@pytest.mark.parametrize("case, dep_status, running, drop_app, expected_reason", [
+    # Ray restarted (or the app was removed): Serve has nothing; argus applies it again.
+    ("gone", None, None, True, "Serve has no replica of it; redeploying"),
+    # Serve still has the deployment at argus's config, but no replica runs (the only one died).
+    ("no replica", "UNHEALTHY", 0, False,
+     "Serve has no running replica of it; Serve is starting one (The replica died unexpectedly)"),
+    ("no replica, updating", "UPDATING", 0, False,
+     "Serve has no running replica of it; Serve is starting one (The replica died unexpectedly)"),
+])
+def test_a_running_model_serve_does_not_run_is_not_running(serve, case, dep_status, running, drop_app,
+                                                           expected_reason):
+    ours = settled([model("a", "RUNNING")], serve)
+    applied = {"applications": [a.deployed_config for a in ours.apps.values()]}
+    if drop_app:
+        observed = Observed()
+    else:
+        observed = served(applied, dep_status=lambda d: dep_status if d.startswith("LLMServer") else "HEALTHY",
+                          message="The replica died unexpectedly", running=running)
+    p = plan([model("a", "RUNNING", was_running=True, ran_this_generation=True)], observed, capacity=None,
+             settings=CPU, serve=serve)
+    (t,) = p.transitions
+    assert (t.model_key, t.state, t.event_type) == ("a", "DEPLOYING", "REPLICAS_LOST")
+    assert t.error_summary == expected_reason == t.payload["message"]
+    if drop_app:
+        assert model_deployments(p.apply) == {"LLMServer:a": 1}   # redeployed
+    lost = (t.event_type, t.payload)
+    # Next tick, nothing changed in Serve: nothing new is recorded (once), and an UNHEALTHY
+    # deployment of a generation that ran is waited for, not failed.
+    again = observed if not drop_app else served(p.apply, dep_status="UPDATING", app_status="DEPLOYING", running=0)
+    q = plan([model("a", "DEPLOYING", last_event=lost, was_running=True, ran_this_generation=True)], again,
+             capacity=None, settings=CPU, serve=serve)
+    assert q.transitions == []
+    # Serve runs it again: RUNNING, the reason goes.
+    back = settled([model("a", "RUNNING")], serve)
+    r = plan([model("a", "DEPLOYING", last_event=lost, was_running=True, ran_this_generation=True)], back,
+             capacity=None, settings=CPU, serve=serve)
+    assert states(r) == [("a", "RUNNING", "RUNNING")] and r.transitions[0].error_summary is None
+
+
+def test_a_running_model_is_not_lost_while_serve_reimports_its_app():
+    """Serve lists no deployments while it re-imports an app, and its replicas serve on."""
+    ours = settled([model("a", "RUNNING")], SINGLE_APP)
+    (app,) = ours.apps.values()
+    building = Observed({"argus": ObservedApp("DEPLOYING", "", app.deployed_config, {})})
+    assert plan([model("a", "RUNNING")], building, capacity=None, settings=CPU, serve=SINGLE_APP).transitions == []
+
+
+def test_an_unhealthy_new_generation_still_fails():
+    """Only a generation that ran before is waited for while UNHEALTHY; a new one fails as before."""
+    applied = plan([model("a")], Observed(), capacity=None, settings=CPU, serve=PER_MODEL).apply
+    sick = served(applied, "UNHEALTHY", message="engine died")
+    p = plan([model("a", "DEPLOYING", was_running=True, ran_this_generation=False)], sick, capacity=None,
+             settings=CPU, serve=PER_MODEL)
+    assert states(p) == [("a", "FAILED", "FAILED")]
+
+
+RETRY = ("A replica failed to start with exception. Retrying {n} more time(s). Error:\n"
+         "Traceback (most recent call last):\n  File \"llm_server.py\", line 1, in start\n"
+         "ValueError: max_model_len (999999) is greater than the derived max_model_len (8192).")
+RETRY_OTHER = RETRY.replace("ValueError: max_model_len (999999) is greater than the derived max_model_len (8192).",
+                            "RuntimeError: Engine core initialization failed")
+
+
+@LAYOUTS
+@pytest.mark.parametrize("messages, recorded", [
+    # The same failure on every retry (the count changes): one event.
+    ([RETRY.format(n=2), RETRY.format(n=1), RETRY.format(n=0)],
+     ["A replica failed to start with exception. ValueError: max_model_len (999999) is greater than the derived "
+      "max_model_len (8192)."]),
+    # A new reason: recorded too.
+    ([RETRY.format(n=2), RETRY_OTHER.format(n=1)],
+     ["A replica failed to start with exception. ValueError: max_model_len (999999) is greater than the derived "
+      "max_model_len (8192).",
+      "A replica failed to start with exception. RuntimeError: Engine core initialization failed"]),
+    # Without a traceback: the count is left out all the same.
+    (["A replica failed to start with exception. Retrying 2 more time(s). Error:\nno engine",
+      "A replica failed to start with exception. Retrying 1 more time(s). Error:\nno engine"],
+     ["A replica failed to start with exception. Retrying. Error: no engine"]),
+    # Starting slowly is not a reason to report; nothing is recorded.
+    (["Deployment 'x' has 1 replicas that have taken more than 30s to initialize."], []),
+])
+def test_why_a_deploying_model_is_not_up_is_recorded_once_per_reason(serve, messages, recorded):
+    applied = plan([model("a")], Observed(), capacity=None, settings=CPU, serve=serve).apply
+    last, seen = None, []
+    for message in messages:
+        observed = served(applied, dep_status="UPDATING", app_status="DEPLOYING", running=0, message=message)
+        p = plan([model("a", "DEPLOYING", last_event=last)], observed, capacity=None, settings=CPU, serve=serve)
+        for t in p.transitions:
+            assert (t.state, t.event_type) == ("DEPLOYING", "REPLICA_START_FAILED")
+            assert t.error_summary == t.payload["message"]
+            seen.append(t.error_summary)
+            last = (t.event_type, t.payload)
+    assert seen == recorded
+    # Serve gives up: FAILED with its message, as before.
+    gave_up = served(applied, "DEPLOY_FAILED", "DEPLOY_FAILED", message="The deployment failed to start 3 times")
+    assert states(plan([model("a", "DEPLOYING", last_event=last)], gave_up, capacity=None, settings=CPU,
+                       serve=serve)) == [("a", "FAILED", "FAILED")]
+
+
+@pytest.mark.parametrize("last, unreachable, expected", [
+    (None, None, None),                                         # always reachable: nothing
+    (None, "cannot reach", ("CLUSTER_UNREACHABLE", {"message": "cannot reach"})),
+    (("CLUSTER_UNREACHABLE", {"message": "cannot reach"}), "cannot reach", None),   # once
+    (("CLUSTER_UNREACHABLE", {"message": "cannot reach"}), "refused the token",
+     ("CLUSTER_UNREACHABLE", {"message": "refused the token"})),                   # a new reason
+    (("CLUSTER_UNREACHABLE", {"message": "cannot reach"}), None, ("CLUSTER_REACHABLE", {})),
+    (("CLUSTER_REACHABLE", {}), None, None),
+])
+def test_the_cluster_being_unreachable_is_recorded_once_per_change(last, unreachable, expected):
+    assert cluster_event(last, unreachable) == expected
