@@ -155,7 +155,8 @@ class Reconciler:
             log.info("applied Serve config: %d application(s)", len(decision.apply["applications"]))
         self._record(decision.transitions, {m.model_key: (m.generation, m.state) for m in models})
         adapters = {m.model_key for m in models if m.spec.is_adapter}
-        if any(t.event_type in (EventType.DEGRADED, EventType.FAILED) and t.model_key not in adapters
+        if any(t.event_type in (EventType.DEGRADED, EventType.REPLICAS_LOST, EventType.FAILED)
+               and t.model_key not in adapters
                for t in decision.transitions):
             self.reap()  # a replica died or gave up: its engine processes may have outlived it
         return ReconcileResult(ReconcileOutcome.APPLIED if decision.apply is not None else ReconcileOutcome.RECORDED)

@@ -213,6 +213,7 @@ def test_a_ray_restart_is_not_shown_as_running(world, tmp_path):
         assert daemon.tick()
     assert len(events_of(store, EventType.CLUSTER_REACHABLE)) == 1
     assert len(events_of(store, EventType.REPLICAS_LOST)) == 1
+    assert len(serve.jobs) == 1   # engine processes the old replicas left behind are reaped, once
     (row,) = status_json(config)["models"]
     assert (row["state_shown"], row["reason"]) == ("DEPLOYING", "Serve has no replica of it; redeploying")
     assert status_json(config)["cluster"] == {"reachable": True}
