@@ -572,8 +572,10 @@ def cluster_event(last: tuple[str, dict[str, Any]] | None,
 
 def routes(models: list[DesiredModel], transitions: list[Transition], entries: dict[str, ModelDeployment],
            observed: Observed) -> list[dict[str, Any]]:
-    """The front end's model table once this tick is recorded: RUNNING models, and models being
-    updated or scaled that still have a replica serving."""
+    """The front end's model table once this tick is recorded: RUNNING models, models being
+    updated or scaled that still have a replica serving, and models whose replicas Serve lost
+    and restarts at the generation that ran (Serve holds their requests until a replica runs,
+    rather than the front end answering that no such model exists)."""
     state_after = {m.model_key: m.state for m in models}
     state_after.update({t.model_key: t.state for t in transitions if t.state is not None})
 
@@ -584,7 +586,9 @@ def routes(models: list[DesiredModel], transitions: list[Transition], entries: d
             return True
         seen = observed.deployment(deployment_name(m.model_key))
         return (state_after[m.model_key] in (ModelState.QUEUED, ModelState.DEPLOYING) and m.was_running
-                and seen is not None and seen[1].running_replicas > 0)
+                and seen is not None
+                and (seen[1].running_replicas > 0
+                     or (state_after[m.model_key] == ModelState.DEPLOYING and m.ran_this_generation)))
 
     return [frontend_route(entries[m.model_key]) for m in models if routable(m)]
 

@@ -532,6 +532,10 @@ def test_a_running_model_serve_does_not_run_is_not_running(serve, case, dep_stat
     q = plan([model("a", "DEPLOYING", last_event=lost, was_running=True, ran_this_generation=True)], again,
              capacity=None, settings=CPU, serve=serve)
     assert q.transitions == []
+    if serve is PER_MODEL and not drop_app:  # Serve restarts its replica: requests wait for it, not a 404
+        assert routes(plan([model("a", "DEPLOYING", last_event=lost, was_running=True, ran_this_generation=True)],
+                           again, capacity=None, settings=CPU, serve=serve).apply or applied) == [
+            "alice-202601010000-a"]
     # Serve runs it again: RUNNING, the reason goes.
     back = settled([model("a", "RUNNING")], serve)
     r = plan([model("a", "DEPLOYING", last_event=lost, was_running=True, ran_this_generation=True)], back,
