@@ -113,7 +113,8 @@ def status(
     from tabulate import tabulate
 
     # An adapter has no replicas or GPUs of its own: "-" (it runs on its base's).
-    table = [[m.model_id, m.user_id, shown_state(m.state, down), "-" if m.resolved.get("base_model") else m.resolved["num_replicas"],
+    table = [[m.model_id, m.user_id, shown_state(m.state, down),
+              "-" if m.resolved.get("base_model") else m.resolved["num_replicas"],
               "-" if m.resolved.get("base_model") else m.resolved["num_replicas"] * m.resolved["gpus_per_replica"],
               age(m.updated_at),
               _clip(printable(shown_reason(m.state, reason_of(m, rejections.get(m.spec_path) if m.live else None),
