@@ -560,11 +560,14 @@ def startup_failure(message: str) -> str | None:
 
 def cluster_event(last: tuple[str, dict[str, Any]] | None,
                   unreachable: str | None) -> tuple[EventType, dict[str, Any]] | None:
-    """The cluster event to record this tick, once per change: `last` is the newest one
-    recorded, `unreachable` why Ray's dashboard could not be reached now (None: it answered)."""
+    """The cluster event to record this tick, once per change of reachability: `last` is the
+    newest one recorded, `unreachable` why Ray's dashboard could not be reached now (None: it
+    answered). A starting dashboard fails in several ways in a row (refused, timed out, closed):
+    the first one is recorded, so "unreachable since" stays when it began (argusd logs each)."""
     if unreachable is not None:
-        event = (EventType.CLUSTER_UNREACHABLE, {"message": unreachable})
-        return None if last == event else event
+        if last is not None and last[0] == EventType.CLUSTER_UNREACHABLE:
+            return None
+        return EventType.CLUSTER_UNREACHABLE, {"message": unreachable}
     if last is not None and last[0] == EventType.CLUSTER_UNREACHABLE:
         return EventType.CLUSTER_REACHABLE, {}
     return None
