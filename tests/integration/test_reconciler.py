@@ -206,6 +206,9 @@ def test_a_ray_restart_is_not_shown_as_running(world, tmp_path):
     table = run_argusctl("--config", str(config), "status").stdout
     assert f"Ray Serve: unreachable since {down.time[:19]}Z" in table and " UNKNOWN " in table
     assert " RUNNING " not in table.splitlines()[-1]
+    detail = run_argusctl("--config", str(config), "status", "a").stdout
+    assert "State:" in detail and "UNKNOWN" in detail.split("State:")[1].splitlines()[0]
+    assert f"cluster unreachable since {down.time[:19]}Z; last seen RUNNING" in detail
     # Ray is back, with nothing in Serve: not RUNNING, redeployed, recorded once.
     serve.unreachable = None
     serve.restart()
