@@ -543,6 +543,22 @@ def replicas_lost(seen: tuple[ObservedApp, ObservedDeployment] | None, app: Obse
     return f"{reason} ({said})" if said else reason
 
 
+def lost_while_claiming(models: list[DesiredModel], observed: Observed, serve: ServeSettings) -> list[Transition]:
+    """RUNNING models Serve has no running replica of, while this argusd claims the lease (after
+    a Ray restart the lease is gone with everything else): it applies nothing until it holds the
+    lease, but it does not keep saying RUNNING meanwhile. Holding the lease, plan() redeploys."""
+    out = []
+    for model in models:
+        if model.spec.is_adapter or model.state != ModelState.RUNNING:
+            continue
+        app = observed.apps.get(app_name(model.model_key) if serve.layout == "per_model" else SINGLE_APP_NAME)
+        lost = replicas_lost(observed.deployment(deployment_name(model.model_key)), app, in_sync=False)
+        if lost is not None:
+            out.append(Transition(model.model_key, ModelState.DEPLOYING, EventType.REPLICAS_LOST, {"message": lost},
+                                  error_summary=lost))
+    return out
+
+
 # In Serve's deployment message while it retries a replica that did not start (Ray 2.60
 # deployment_state: "A replica failed to start with exception. Retrying N more time(s). Error:\n...").
 STARTUP_FAILED_MARK = "failed to start"

@@ -22,7 +22,8 @@ from daemon.serving.llm_config import LlmSettings
 from daemon.serving.lease import LeaseMemory, LeaseValue, Role, decide
 from daemon.serving.llm_config import LEASE_APP_NAME, lease_app, lease_of, serve_config
 from daemon.serving.plan import (DesiredModel, Observed, Plan, ServeSettings, Transition,
-                                 adapters_to_probe, cluster_event, config_differs, observed_from_status, plan)
+                                 adapters_to_probe, cluster_event, config_differs, lost_while_claiming,
+                                 observed_from_status, plan)
 from daemon.serving.probe import endpoint_url, probe_adapter
 from daemon.serving.client import ServeClient
 from daemon.serving.reaper import reap_orphaned_engines
@@ -127,6 +128,9 @@ class Reconciler:
             if step.role == Role.CLAIMING:
                 if step.write is not None:
                     self.client.put_config(self._claim(observed, step.write))
+                models = self.desired()
+                self._record(lost_while_claiming(models, observed, self.serve),
+                             {m.model_key: (m.generation, m.state) for m in models})
                 return ReconcileResult(ReconcileOutcome.CLAIMED)
             lease = (step.write or step.memory.mine).to_dict()
         models = self.desired()

@@ -74,3 +74,35 @@ def test_only_the_holder_applies_and_a_standby_takes_over(tmp_path):
     assert (b.store.lease_view()["role"], b.store.lease_view()["holder"]) == ("active", "bob")
     shown = run_argusctl("--config", str(tmp_path / "bob" / "c.yaml"), "status")
     assert "argusd: this store's daemon (bob) is the active one since " in shown.stdout, shown.stdout + shown.stderr
+
+
+def test_after_a_ray_restart_the_claiming_daemon_does_not_say_running(tmp_path):
+    """Ray restarts: the lease went with everything else, so argusd claims it again before it
+    applies. Meanwhile its model is DEPLOYING (Serve has no replica of it), recorded once; it
+    is redeployed once the claim holds and RUNNING once Serve runs it."""
+    serve, clock = FakeServe(), Clock()
+    a = daemon(tmp_path, "alice", serve, clock)
+    (row,) = a.store.list_models()
+    assert a.tick().outcome == ReconcileOutcome.CLAIMED
+    clock.now = 2
+    assert a.tick().outcome == ReconcileOutcome.APPLIED
+    serve.settle()
+    clock.now = 4
+    a.tick()
+    assert a.store.list_models()[0].state == "RUNNING"
+    serve.restart()
+    outcomes = []
+    for t in range(6, 20, 2):
+        clock.now = t
+        outcomes.append(a.tick().outcome)
+        if outcomes[-1] == ReconcileOutcome.CLAIMED:
+            model = a.store.list_models()[0]
+            assert (model.state, model.error_summary) == ("DEPLOYING", "Serve has no replica of it; redeploying")
+    assert outcomes[0] == ReconcileOutcome.CLAIMED and ReconcileOutcome.APPLIED in outcomes
+    assert model_apps(serve) == [f"llm-{row.model_key}"]
+    assert [e.event_type for e in a.store.events(model_key=row.model_key)].count("REPLICAS_LOST") == 1
+    serve.settle()
+    clock.now = 22
+    a.tick()
+    model = a.store.list_models()[0]
+    assert (model.state, model.error_summary) == ("RUNNING", None)

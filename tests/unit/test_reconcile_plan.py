@@ -615,3 +615,16 @@ def test_why_a_deploying_model_is_not_up_is_recorded_once_per_reason(serve, mess
 ])
 def test_the_cluster_being_unreachable_is_recorded_once_per_change(last, unreachable, expected):
     assert cluster_event(last, unreachable) == expected
+
+
+@LAYOUTS
+def test_while_claiming_the_lease_a_model_serve_lost_is_not_running(serve):
+    """After a Ray restart argusd claims the lease before it applies anything; meanwhile a
+    model Serve does not run is not shown as RUNNING (and one it runs is left alone)."""
+    from daemon.serving.plan import lost_while_claiming
+    ours = settled([model("a", "RUNNING")], serve)
+    models = [model("a", "RUNNING"), model("b", "QUEUED"), model("c", "FAILED")]
+    assert lost_while_claiming(models[:1], ours, serve) == []
+    (t,) = lost_while_claiming(models, Observed(), serve)
+    assert (t.model_key, t.state, t.event_type, t.error_summary) == (
+        "a", "DEPLOYING", "REPLICAS_LOST", "Serve has no replica of it; redeploying")
