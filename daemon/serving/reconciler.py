@@ -126,11 +126,13 @@ class Reconciler:
             if step.role == Role.STANDBY:
                 return ReconcileResult(ReconcileOutcome.STANDBY)
             if step.role == Role.CLAIMING:
-                if step.write is not None:
-                    self.client.put_config(self._claim(observed, step.write))
+                # Recorded before the claim's PUT: the first PUT after a Ray restart starts Serve,
+                # which takes seconds (or fails), and status should not say RUNNING meanwhile.
                 models = self.desired()
                 self._record(lost_while_claiming(models, observed, self.serve),
                              {m.model_key: (m.generation, m.state) for m in models})
+                if step.write is not None:
+                    self.client.put_config(self._claim(observed, step.write))
                 return ReconcileResult(ReconcileOutcome.CLAIMED)
             lease = (step.write or step.memory.mine).to_dict()
         models = self.desired()
