@@ -153,16 +153,25 @@ def test_wait_times_out_with_exit_5_when_nothing_applies_it(setup):
     assert "alice/m: absent: timed out" in result.stdout
 
 
-def test_commands_need_a_clone(tmp_path):
+@pytest.mark.parametrize("command", [["apply", "-f", "m.yaml"], ["scale", "m", "--replicas", "2"], ["delete", "m"],
+                                     ["diff"]])
+@pytest.mark.parametrize("workdir", ["none", "plain"])
+def test_every_command_says_the_same_when_the_workdir_is_not_a_clone(tmp_path, command, workdir):
+    # One code for one condition: 3, "environment not usable" (docs/cli.md), the git repo here.
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "m.yaml").write_text(spec("m"))
     config = write_config(tmp_path / "c.yaml", root=tmp_path, db=tmp_path / "s.db", repo=tmp_path / "g.git")
-    result = run_argusctl("delete", "m", "--workdir", str(tmp_path / "none"), env={"ARGUS_CONFIG": str(config)})
-    assert result.returncode == 2 and "argusctl init" in result.stderr
+    result = run_argusctl(*command, "--workdir", str(tmp_path / workdir), env={"ARGUS_CONFIG": str(config)},
+                          cwd=tmp_path)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert result.stderr == (f"argusctl: error: {tmp_path / workdir} is not a GitOps clone; create one with "
+                             "`argusctl init` or pass --workdir\n")
 
 
 def test_push_race_mechanism_rebases_and_conflicts_are_refused(setup):
     """Losing the race between sync and push: the commit is replayed on top, or refused on a conflict."""
     from argusctl.ops import write as writepath
-    from daemon.errors import GitError
+    from daemon.errors import ConflictError
 
     tmp, config, env, ctl = setup
     ctl("init", "--user", "alice", "--name", "Alice", "--email", "alice@example.com", workdir=tmp / "alice-2")
@@ -179,11 +188,17 @@ def test_push_race_mechanism_rebases_and_conflicts_are_refused(setup):
     gitwrite.sync_clone(second)
     (first.user_dir / "x.yaml").write_text(spec("x", replicas=2))
     gitwrite.commit_and_push(first, [first.user_dir / "x.yaml"], "x to 2")
-    (second.user_dir / "x.yaml").write_text(spec("x", replicas=3))
-    with pytest.raises(GitError, match="changed the same spec meanwhile"):
-        gitwrite.commit_and_push(second, [second.user_dir / "x.yaml"], "x to 3")
+    with pytest.raises(ConflictError, match="changed the same spec meanwhile"):
+        with gitwrite.write_transaction(second, sync=False):
+            (second.user_dir / "x.yaml").write_text(spec("x", replicas=3))
+            gitwrite.commit_and_push(second, [second.user_dir / "x.yaml"], "x to 3")
     assert log(tmp / "gitops.git")[0].endswith("|x to 2")
     assert "num_replicas: 2" in (second.user_dir / "x.yaml").read_text()  # the clone is back on theirs
+    assert git(second.path, "status", "--porcelain") == ""
+
+
+def git(path, *args):
+    return subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True, check=True).stdout
 
 
 def test_a_push_the_hook_refuses_says_why_and_leaves_the_clone_clean(tmp_path):
@@ -220,7 +235,7 @@ def test_init_never_destroys_work_nor_touches_another_project(setup, tmp_path):
     assert edit.read_text() == spec("draft")
     (tmp / "other.yaml").write_text(spec("other"))
     blocked = ctl("apply", "-f", str(tmp / "other.yaml"))   # a write starts from what is pushed
-    assert blocked.returncode == 2 and "has uncommitted changes under models.d/" in blocked.stderr, blocked.stderr
+    assert blocked.returncode == 2 and "has uncommitted changes (models.d/alice/draft.yaml)" in blocked.stderr, blocked.stderr
     assert "Traceback" not in blocked.stderr and edit.read_text() == spec("draft")
     subprocess.run(["git", "-C", str(work), "add", "-A"], check=True)
     subprocess.run(["git", "-C", str(work), "commit", "-qm", "draft"], check=True)
