@@ -276,3 +276,65 @@ def test_a_hostile_file_in_the_clone_does_not_crash_apply_or_scale(setup):
     assert applied.returncode == 0, applied.stderr
     scaled = ctl("scale", "m", "--replicas", "2")
     assert scaled.returncode == 0 and "Traceback" not in scaled.stderr, scaled.stderr
+
+
+QUOTED = '"model_id": m\n"model_source": "$HOME/common/hf/x"\n"num_replicas": 1  # one to start\n'
+FLOW = "# flow style\n{model_id: m, model_source: $HOME/common/hf/x,\n engine_kwargs: {max_model_len: 2048}}\n"
+
+
+@pytest.mark.parametrize("written,scaled", [
+    (QUOTED, QUOTED.replace('"num_replicas": 1', '"num_replicas": 3')),
+    (FLOW, FLOW.replace("2048}}", "2048}, num_replicas: 3}")),
+])
+def test_scale_edits_the_one_value_of_any_valid_spec(setup, written, scaled):
+    # Was: quoted keys got a second num_replicas (a duplicate key), flow style became invalid YAML.
+    tmp, config, env, ctl = setup
+    (tmp / "m.yaml").write_text(written)
+    assert ctl("apply", "-f", "m.yaml").returncode == 0
+    result = ctl("scale", "m", "--replicas", "3")
+    assert result.returncode == 0, result.stderr
+    spec_file = tmp / "alice-work" / "models.d" / "alice" / "m.yaml"
+    assert spec_file.read_text() == scaled
+    assert log(tmp / "gitops.git")[0].endswith("|scale alice/m: num_replicas 1 -> 3")
+    assert run_argusctl("lint", str(spec_file), env=env, cwd=tmp).returncode == 0
+
+
+def test_the_commit_message_names_a_new_adapters_section(setup):
+    tmp, config, env, ctl = setup
+    (tmp / "m.yaml").write_text(spec("m"))
+    assert ctl("apply", "-f", "m.yaml").returncode == 0
+    (tmp / "m.yaml").write_text(spec("m") + "adapters:\n  max_rank: 8\n  users: [bob]\n")
+    result = ctl("apply", "-f", "m.yaml", "-o", "json")
+    assert result.returncode == 0, result.stderr
+    said = 'apply alice/m: adapters added: {"max_rank": 8, "users": ["bob"]}'
+    assert log(tmp / "gitops.git")[0].endswith("|" + said) and json.loads(result.stdout)["message"] == said
+    (tmp / "m.yaml").write_text("# now with a comment\n" + (tmp / "m.yaml").read_text())
+    assert ctl("apply", "-f", "m.yaml").returncode == 0
+    assert log(tmp / "gitops.git")[0].endswith("|apply alice/m: comments or layout")
+    unchanged = ctl("apply", "-f", "m.yaml", "-o", "json")
+    assert json.loads(unchanged.stdout)["message"] == "alice/m is already as in models.d/alice/m.yaml"
+
+
+def test_the_api_patch_and_post_share_the_write_path(tmp_path):
+    """The API's PATCH edits a flow-style spec with quoted keys in place, and an unchanged POST
+    names the model and its file in the repo (not a file name the user never used)."""
+    from helpers import ApiDaemon
+
+    daemon = ApiDaemon(tmp_path)
+    try:
+        token = daemon.token("alice")
+        body = '{"model_id": "flow", "model_source": "$HOME/common/hf/m"}  # all on one line\n'
+        headers = {"token": token, "ctype": "application/yaml"}
+        status, out, _ = daemon.http("POST", "/api/v2/serve/models", body=body, **headers)
+        assert status in (201, 202), out
+        status, out, _ = daemon.http("PATCH", f"/api/v2/serve/models/{out['model_key']}", token=token,
+                                     body={"num_replicas": 2})
+        assert status == 202 and out["action"] == "scaled", out
+        shown = subprocess.run(["git", "-C", str(tmp_path / "gitops.git"), "show", "main:models.d/alice/flow.yaml"],
+                               capture_output=True, text=True, check=True).stdout
+        assert shown == '{"model_id": "flow", "model_source": "$HOME/common/hf/m", num_replicas: 2}  # all on one line\n'
+        status, out, _ = daemon.http("POST", "/api/v2/serve/models", body=shown, **headers)
+        assert out["action"] == "unchanged" and out["message"].startswith(
+            "alice/flow is already as in models.d/alice/flow.yaml"), out
+    finally:
+        daemon.stop()
