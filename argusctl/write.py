@@ -69,10 +69,27 @@ def _report(config, clone, change, output: Output, wait: bool, timeout: float,
         else:
             typer.echo(f"{clone.user}/{change.model_id}: {state}" + (f": {reason}" if reason else ""))
         code = EXIT_TIMEOUT if reason == "timed out" else EXIT_FAILED if state == ModelState.FAILED or reason else 0
+        if not deleting and row is not None and state == ModelState.RUNNING:
+            _how_to_call(config, row.model_id, result)
     if output is Output.json:
         print_json(result)
     if code:
         raise typer.Exit(code)
+
+
+def _how_to_call(config, public_id: str, result: dict | None) -> None:
+    """What a client sends once the model runs: its public id as `model`, on the one endpoint."""
+    import json
+
+    from daemon.config import openai_base_url
+
+    base_url = openai_base_url(config)
+    if result is not None:
+        result["model"], result["openai_base_url"] = public_id, base_url
+        return
+    body = json.dumps({"model": public_id, "messages": [{"role": "user", "content": "Hi"}]})
+    typer.echo(printable(f"model: {public_id}  (send this as \"model\" to {base_url})"))
+    typer.echo(printable(f"  curl {base_url}/chat/completions -H 'Content-Type: application/json' -d '{body}'"))
 
 
 def wait_until_settled(config, user: str, change, timeout: float, deleting: bool, quiet: bool):

@@ -338,3 +338,43 @@ def test_the_api_patch_and_post_share_the_write_path(tmp_path):
             "alice/flow is already as in models.d/alice/flow.yaml"), out
     finally:
         daemon.stop()
+
+
+@pytest.mark.parametrize("output", ["table", "json"])
+def test_apply_wait_says_what_a_client_sends_once_the_model_runs(setup, output):
+    import sys
+    import time
+    from datetime import datetime, timezone
+
+    tmp, config, env, ctl = setup
+    (tmp / "m.yaml").write_text(spec("m"))
+    waiting = subprocess.Popen([sys.executable, "-m", "argusctl", "apply", "-f", "m.yaml", "--wait", "--timeout", "120",
+                                "-o", output, "--workdir", str(tmp / "alice-work")],
+                               cwd=tmp, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        # argusd's part, by hand: record the pushed commit, then Serve reports the model healthy.
+        bare = tmp / "gitops.git"
+        deadline = time.monotonic() + 60
+        while "apply alice/m" not in subprocess.run(["git", "-C", str(bare), "log", "-1", "--format=%s"],
+                                                    capture_output=True, text=True).stdout:
+            assert time.monotonic() < deadline and waiting.poll() is None
+            time.sleep(0.1)
+        syncer = Syncer(Store.open(tmp / "state.db"), GitRepo(bare), "main", spec_policy(root=str(tmp / "private")))
+        syncer.sync_once()
+        (model,) = syncer.store.list_models()
+        syncer.store.set_state(model.model_key, "RUNNING", now=datetime.now(timezone.utc).isoformat())
+        syncer.store.close()
+        out, err = waiting.communicate(timeout=60)
+    finally:
+        waiting.kill()
+    assert waiting.returncode == 0, out + err
+    url = "http://127.0.0.1:8000/v1"
+    if output == "json":
+        result = json.loads(out)
+        assert (result["final_state"], result["model"], result["openai_base_url"]) == ("RUNNING", model.model_id, url)
+        return
+    assert f'model: {model.model_id}  (send this as "model" to {url})' in out
+    assert (f"curl {url}/chat/completions -H 'Content-Type: application/json' -d "
+            f"'{{\"model\": \"{model.model_id}\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hi\"}}]}}'") in out
+    assert model.model_id.startswith("alice-") and model.model_id.endswith("-m")
