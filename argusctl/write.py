@@ -18,6 +18,8 @@ WorkdirOption = typer.Option(None, "--workdir", envvar="ARGUS_WORKDIR",
 UserOption = typer.Option(None, "--user", "-u", help="Act as this user (default: the clone's argus.user).")
 DryRunOption = typer.Option(False, "--dry-run", help="Show the change as a diff; touch nothing.")
 WaitOption = typer.Option(False, "--wait", help="Block until the model settles (RUNNING, FAILED or gone).")
+RunWaitOption = typer.Option(False, "--wait", help="Block until the model settles (RUNNING or FAILED); once it "
+                             "runs, print the id a client sends as `model` and a curl line.")
 TimeoutOption = typer.Option(900.0, "--timeout", help="Seconds --wait waits before giving up (exit 5).")
 
 
@@ -136,10 +138,17 @@ def apply(
     ctx: typer.Context,
     file: Path = typer.Option(..., "--filename", "-f", help="The spec file to apply.", exists=False),
     workdir: Optional[str] = WorkdirOption, user: Optional[str] = UserOption,
-    dry_run: bool = DryRunOption, wait: bool = WaitOption, timeout: float = TimeoutOption,
+    dry_run: bool = DryRunOption, wait: bool = RunWaitOption, timeout: float = TimeoutOption,
     output: Output = OutputOption,
 ) -> None:
-    """Create or change a model from a spec file: lint, commit as you, push."""
+    """Create or change a model from a spec file: lint, commit as you, push.
+
+    Your clone must have no uncommitted changes. A push that loses a race with another push is
+    replayed on top of it (never forced, never merged); if the other change touched the same
+    spec, nothing is pushed, your clone gets theirs, and the command exits 3: look, then run it
+    again. A write that fails for any reason (a git hook, no git identity, an interrupt) leaves
+    your clone as it was. Two commands writing through one clone take turns.
+    """
     from daemon.errors import UsageError
     from daemon.core.spec import SpecPolicy
     from argusctl.ops.write import apply as do_apply
@@ -158,10 +167,14 @@ def scale(
     model: str = typer.Argument(..., help="Model suffix or full public id."),
     replicas: int = typer.Option(..., "--replicas", "-r", min=1, help="The new number of replicas."),
     workdir: Optional[str] = WorkdirOption, user: Optional[str] = UserOption,
-    dry_run: bool = DryRunOption, wait: bool = WaitOption, timeout: float = TimeoutOption,
+    dry_run: bool = DryRunOption, wait: bool = RunWaitOption, timeout: float = TimeoutOption,
     output: Output = OutputOption,
 ) -> None:
-    """Set a model's num_replicas: commit as you, push."""
+    """Set a model's num_replicas: commit as you, push.
+
+    Only that value of your spec file changes: comments, quoting, flow or block style and
+    layout stay as you wrote them. Races and failures as for apply.
+    """
     from daemon.core.spec import SpecPolicy
     from argusctl.ops.write import scale as do_scale
 
@@ -177,7 +190,7 @@ def delete(
     dry_run: bool = DryRunOption, wait: bool = WaitOption, timeout: float = TimeoutOption,
     output: Output = OutputOption,
 ) -> None:
-    """Delete a model: remove its spec, commit as you, push."""
+    """Delete a model: remove its spec, commit as you, push. Races and failures as for apply."""
     from argusctl.ops.write import delete as do_delete
 
     config, clone = _clone(ctx, workdir, user)
