@@ -6,8 +6,8 @@ and retried, never forced. Git is the only thing written: argusd applies what it
 from __future__ import annotations
 
 import difflib
-import json
 import fcntl
+import json
 import random
 import re
 import subprocess
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Iterator
 
 from daemon.core.layout import MODELS_DIR, SPEC_SUFFIXES
-from daemon.core.spec import ServingSpec, SpecPolicy, parse_spec
+from daemon.core.spec import ParsedSpec, ServingSpec, SpecPolicy, parse_spec
 from daemon.core.specedit import SpecEditError, set_top_level
 from daemon.core.states import StrEnum
 from daemon.core.yamldoc import YamlDocError, load_mapping
@@ -282,7 +282,10 @@ def _default(key: str) -> object:
 
 
 def _show(value: object) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, separators=(", ", ": "), default=str)
+    # A value as it reads in one line of a commit subject: a string as written unless it holds
+    # a line break or another control character (then escaped), anything else as JSON.
+    text = value if isinstance(value, str) and value.isprintable() else json.dumps(value, separators=(", ", ": "),
+                                                                                    default=str)
     return text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS - 3] + "..."
 
 
@@ -291,7 +294,7 @@ def _changes(old: object, new: object, path: str) -> list[str]:
         return []
     if isinstance(old, dict) and isinstance(new, dict):
         return [line for key in sorted(old.keys() | new.keys(), key=str)
-                for line in _changes(old.get(key, _NO_VALUE), new.get(key, _NO_VALUE), f"{path}.{key}")]
+                for line in _changes(old.get(key, _NO_VALUE), new.get(key, _NO_VALUE), f"{path}.{_show(key)}")]
     if old is _NO_VALUE or old is None:
         return [f"{path} added: {_show(new)}"]
     if new is _NO_VALUE or new is None:
@@ -305,7 +308,7 @@ def describe_change(old: dict, new: dict) -> str:
     not written counts as its default, and nested mappings name the changed key inside."""
     changed = []
     for key in sorted(old.keys() | new.keys(), key=str):
-        changed += _changes(old.get(key, _default(key)), new.get(key, _default(key)), str(key))
+        changed += _changes(old.get(key, _default(key)), new.get(key, _default(key)), _show(key))
     return ", ".join(changed) or "comments or layout"
 
 
@@ -319,7 +322,7 @@ def apply(clone: Clone, data: bytes, source: str, policy: SpecPolicy, dry_run: b
         return _apply(clone, data, parsed, dry_run=False)
 
 
-def _apply(clone: Clone, data: bytes, parsed, dry_run: bool) -> Change:
+def _apply(clone: Clone, data: bytes, parsed: ParsedSpec, dry_run: bool) -> Change:
     suffix = parsed.spec.model_id
     target = _spec_files(clone).get(suffix) or clone.user_dir / f"{suffix}.yaml"
     rel = _rel(clone, target)

@@ -33,6 +33,8 @@ CASES = [
     ("a long value", BASE, {**BASE, "model_source": "$HOME/common/hf/" + "x" * 80},
      "model_source $HOME/common/hf/a -> $HOME/common/hf/" + "x" * 29 + "..."),   # clipped at 48
     ("nothing", BASE, dict(BASE), "comments or layout"),
+    ("a line break stays out of the subject", {**BASE, "engine_kwargs": {"chat_template": "a"}},
+     {**BASE, "engine_kwargs": {"chat_template": "a\nb\x85"}}, 'engine_kwargs.chat_template a -> "a\\nb\\u0085"'),
 ]
 
 
