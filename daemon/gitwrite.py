@@ -6,19 +6,39 @@ and retried, never forced. Git is the only thing written: argusd applies what it
 from __future__ import annotations
 
 import difflib
+import fcntl
+import json
+import random
 import re
 import subprocess
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from daemon.core.layout import MODELS_DIR, SPEC_SUFFIXES
-from daemon.core.spec import SpecPolicy, parse_spec
+from daemon.core.spec import ParsedSpec, ServingSpec, SpecPolicy, parse_spec
+from daemon.core.specedit import SpecEditError, set_top_level
+from daemon.core.states import StrEnum
 from daemon.core.yamldoc import YamlDocError, load_mapping
-from daemon.errors import ConflictError, GitError, NotFoundError, RefusedError, SpecError, UsageError
+from daemon.errors import (ConflictError, GitError, NotFoundError, Problem, ProblemKind, RefusedError, SpecError,
+                           UsageError)
 from daemon.gitrepo import run_git
 
-PUSH_ATTEMPTS = 5
+# A lost race (another push won) is replayed on top of the winner this many times, waiting a
+# random, growing pause between tries so racing writers fall out of step.
+PUSH_ATTEMPTS = 10
+RETRY_PAUSE_S = 0.05
+# Another write through the same clone (a second argusctl, the API's thread) is waited for.
+LOCK_WAIT_S = 120.0
 PUBLIC_ID = re.compile(r"^(?P<user>[a-z][a-z0-9_-]{0,31})-(?P<ts>\d{12})-(?P<suffix>.+)$")
+# What git prints when a push lost a race with another push: the branch moved (rejected as
+# not a fast-forward), or the remote's ref moved while this push held it (a lock race in
+# receive-pack: "cannot lock ref ...: is at X but expected Y", "failed to update ref").
+_LOST_RACE = re.compile(r"\[rejected\]|fetch first|non-fast-forward|failed to update ref|cannot lock ref|"
+                        r"incorrect old value|but expected")
+_HOOK_REFUSED = re.compile(r"hook declined")
 
 
 @dataclass(frozen=True)
@@ -32,11 +52,19 @@ class Clone:
         return self.path / MODELS_DIR / self.user
 
 
+class ChangeAction(StrEnum):
+    CREATED = "created"
+    CHANGED = "changed"
+    SCALED = "scaled"
+    DELETED = "deleted"
+    UNCHANGED = "unchanged"
+
+
 @dataclass(frozen=True)
 class Change:
     """What a write did (or, with dry_run, would do)."""
 
-    action: str             # created | changed | scaled | deleted | unchanged
+    action: ChangeAction
     model_id: str           # the suffix
     path: str               # repo-relative spec path
     diff: str
@@ -44,7 +72,7 @@ class Change:
     commit: str | None = None
 
     def to_dict(self) -> dict:
-        return dict(self.__dict__)
+        return {**self.__dict__, "action": self.action.value}
 
 
 def _git(cwd: Path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -74,44 +102,116 @@ def server_clone(bare: Path, path: Path, user: str, branch: str, git_name: str, 
     return Clone(path, user, branch)
 
 
+def require_identity(path: Path) -> None:
+    """Refuse before anything is written when git has no identity to commit as."""
+    if _git(path, "var", "GIT_COMMITTER_IDENT", check=False).returncode != 0:
+        raise UsageError(f"git has no identity to commit as in {path}: pass --name and --email to "
+                         f"`argusctl init` (or set `git config --global user.name` and `user.email`)")
+
+
 def sync_clone(clone: Clone) -> None:
-    """Start from what is pushed: fetch, and fast-forward a clean clone."""
+    """Start from what is pushed: fetch, and replay the clone's own commits (if any) on top.
+    Refuses a clone with uncommitted changes: a write must never mix them into its commit,
+    nor lose them when it restores the clone after a failure."""
+    dirty = _git(clone.path, "status", "--porcelain", "--untracked-files=no").stdout.splitlines()
+    dirty += _git(clone.path, "status", "--porcelain", "--", MODELS_DIR).stdout.splitlines()
+    if dirty:
+        shown = ", ".join(sorted({line[3:] for line in dirty})[:5])
+        raise UsageError(f"{clone.path} has uncommitted changes ({shown}); commit or discard them first "
+                         f"(git -C {clone.path} status shows them)")
     _git(clone.path, "fetch", "-q", "origin")
     if _git(clone.path, "rev-parse", "--verify", "-q", f"origin/{clone.branch}", check=False).returncode != 0:
         return  # nothing pushed yet
-    if _git(clone.path, "status", "--porcelain", "--", MODELS_DIR).stdout.strip():
-        raise UsageError(f"{clone.path} has uncommitted changes under {MODELS_DIR}/; commit or discard them first")
     _git(clone.path, "checkout", "-q", clone.branch)
-    _git(clone.path, "rebase", "-q", f"origin/{clone.branch}")
+    if _git(clone.path, "rebase", "-q", f"origin/{clone.branch}", check=False).returncode != 0:
+        _git(clone.path, "rebase", "--abort", check=False)
+        raise ConflictError(f"{clone.path} has commits of its own that conflict with what is pushed; resolve them "
+                            f"with `git -C {clone.path} pull --rebase`, then run the command again")
+
+
+def _head(clone: Clone) -> str | None:
+    found = _git(clone.path, "rev-parse", "--verify", "-q", "HEAD", check=False)
+    return found.stdout.strip() if found.returncode == 0 else None
+
+
+@contextmanager
+def _clone_lock(clone: Clone) -> Iterator[None]:
+    """One write at a time through one clone, across processes (two argusctl at once, or the
+    API and a person sharing a clone): the second waits, then starts from the first's push."""
+    git_dir = Path(_git(clone.path, "rev-parse", "--absolute-git-dir").stdout.strip())
+    with open(git_dir / "argus-write.lock", "a+") as handle:
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise ConflictError(f"another write through {clone.path} has not finished in {LOCK_WAIT_S:.0f} s; "
+                                        "nothing was changed: run the command again when it is done") from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
+def write_transaction(clone: Clone, sync: bool = True) -> Iterator[None]:
+    """Hold the clone's write lock, start from what is pushed, and if anything inside fails
+    (git, a hook, a lost conflict, an interrupt) put the clone back as it was, so a failed
+    write leaves nothing behind for the next command to trip on."""
+    with _clone_lock(clone):
+        if sync:
+            sync_clone(clone)
+        start = _head(clone)
+        try:
+            yield
+        except BaseException:
+            _restore(clone, start)
+            raise
+
+
+def _restore(clone: Clone, start: str | None) -> None:
+    """The clone as it was at `start` (clean: sync_clone refused any uncommitted change), then
+    forward onto what is pushed when that loses nothing (after a conflict: theirs)."""
+    _git(clone.path, "rebase", "--abort", check=False)
+    if start is not None:
+        _git(clone.path, "reset", "-q", "--hard", start, check=False)
+    else:  # the branch had no commit yet: forget any the write made
+        _git(clone.path, "update-ref", "-d", "HEAD", check=False)
+        _git(clone.path, "read-tree", "--empty", check=False)
+    _git(clone.path, "clean", "-q", "-f", "-d", "--", MODELS_DIR, check=False)
+    _git(clone.path, "merge", "-q", "--ff-only", f"origin/{clone.branch}", check=False)
 
 
 def commit_and_push(clone: Clone, paths: list[Path], message: str) -> str:
+    """Commit `paths` and push; a push that lost a race is replayed on top of the winner (never
+    forced), at most PUSH_ATTEMPTS times. Run inside write_transaction, which undoes a failure."""
     _git(clone.path, "add", "-A", "--", *[str(p) for p in paths])
     _git(clone.path, "commit", "-q", "-m", message)
-    for _ in range(PUSH_ATTEMPTS):
+    for attempt in range(PUSH_ATTEMPTS):
         pushed = _git(clone.path, "push", "-q", "origin", f"HEAD:{clone.branch}", check=False)
         if pushed.returncode == 0:
             return _git(clone.path, "rev-parse", "HEAD").stdout.strip()
-        if "[remote rejected]" in pushed.stderr:
-            # The server refused it (the pre-receive hook): no retry helps. Leave the clone
-            # as the server has it, so the next command starts clean, and say why.
-            if _git(clone.path, "rev-parse", "--verify", "-q", "HEAD~1", check=False).returncode == 0:
-                _git(clone.path, "reset", "-q", "--hard", "HEAD~1")
-            else:  # the refused commit was the first one
-                _git(clone.path, "update-ref", "-d", "HEAD")
+        said = pushed.stderr
+        if _HOOK_REFUSED.search(said):
+            # The server refused it (the pre-receive hook): no retry helps; say why.
             reasons = [line.removeprefix("remote: ").strip() for line in pushed.stderr.splitlines()
                        if line.startswith("remote: ")]
             raise RefusedError("the GitOps repo refused the push; nothing changed:\n  " +
-                           "\n  ".join(reasons or [pushed.stderr.strip()]))
-        # Lost a race with another push: replay our commit on top of theirs, never force.
+                               "\n  ".join(reasons or [pushed.stderr.strip()]))
+        if not _LOST_RACE.search(said):
+            raise GitError(f"git push failed in {clone.path}: {pushed.stderr.strip()}")
+        # Lost a race with another push: replay our commit on top of theirs.
+        time.sleep(random.uniform(0, RETRY_PAUSE_S * 2 ** min(attempt, 4)))
         _git(clone.path, "fetch", "-q", "origin")
-        rebased = _git(clone.path, "rebase", "-q", f"origin/{clone.branch}", check=False)
-        if rebased.returncode != 0:
+        if _git(clone.path, "rebase", "-q", f"origin/{clone.branch}", check=False).returncode != 0:
             _git(clone.path, "rebase", "--abort", check=False)
-            _git(clone.path, "reset", "-q", "--hard", f"origin/{clone.branch}")
-            raise ConflictError(f"someone else changed the same spec meanwhile ({message}); your change was not pushed: "
-                           "run the command again on top of theirs")
-    raise GitError(f"could not push after {PUSH_ATTEMPTS} attempts (the branch keeps moving); try again")
+            raise ConflictError(f"someone else changed the same spec meanwhile ({message}); your change was not "
+                                "pushed and your clone now has theirs: look at it, then run the command again")
+    raise ConflictError(f"other pushes won {PUSH_ATTEMPTS} times in a row ({message}); your change was not pushed: "
+                        "run the command again")
 
 
 def suffix_of(model: str, user: str) -> str:
@@ -169,78 +269,125 @@ def _diff(clone: Clone, path: Path, old: str, new: str) -> str:
                                         tofile=f"b/{rel}" if new else "/dev/null"))
 
 
-def _describe(old: dict, new: dict) -> str:
+_NO_VALUE = object()
+_SHOWN_CHARS = 48
+
+
+def _default(key: str) -> object:
+    """What the spec means when `key` is not written (ServingSpec's own default)."""
+    field = ServingSpec.model_fields.get(key)
+    if field is None or field.is_required():
+        return _NO_VALUE
+    return field.get_default(call_default_factory=True)
+
+
+def _show(value: object) -> str:
+    # A value as it reads in one line of a commit subject: a string as written unless it holds
+    # a line break or another control character (then escaped), anything else as JSON.
+    text = value if isinstance(value, str) and value.isprintable() else json.dumps(value, separators=(", ", ": "),
+                                                                                    default=str)
+    return text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS - 3] + "..."
+
+
+def _changes(old: object, new: object, path: str) -> list[str]:
+    if old == new:
+        return []
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [line for key in sorted(old.keys() | new.keys(), key=str)
+                for line in _changes(old.get(key, _NO_VALUE), new.get(key, _NO_VALUE), f"{path}.{_show(key)}")]
+    if old is _NO_VALUE or old is None:
+        return [f"{path} added: {_show(new)}"]
+    if new is _NO_VALUE or new is None:
+        return [f"{path} removed (was {_show(old)})"]
+    return [f"{path} {_show(old)} -> {_show(new)}"]
+
+
+def describe_change(old: dict, new: dict) -> str:
+    """What changed between two versions of a spec, for the commit message: every key of
+    either file counts (nothing is listed here to keep in step with the spec), a key that is
+    not written counts as its default, and nested mappings name the changed key inside."""
     changed = []
-    for key in ("model_source", "num_replicas", "gpus_per_replica", "engine_kwargs"):
-        if old.get(key) != new.get(key):
-            if key in ("num_replicas", "gpus_per_replica"):
-                changed.append(f"{key} {old.get(key, 1)} -> {new.get(key, 1)}")
-            else:
-                changed.append(f"{key} changed")
+    for key in sorted(old.keys() | new.keys(), key=str):
+        changed += _changes(old.get(key, _default(key)), new.get(key, _default(key)), _show(key))
     return ", ".join(changed) or "comments or layout"
 
 
 def apply(clone: Clone, data: bytes, source: str, policy: SpecPolicy, dry_run: bool = False) -> Change:
     """Put a spec file into models.d/<user>/ (replacing the file that defines its model_id)."""
     parsed = parse_spec(source, data, clone.user, policy)  # SpecError: nothing is touched
-    if not dry_run:
-        sync_clone(clone)
+    if dry_run:
+        return _apply(clone, data, parsed, dry_run=True)
+    require_identity(clone.path)
+    with write_transaction(clone):
+        return _apply(clone, data, parsed, dry_run=False)
+
+
+def _apply(clone: Clone, data: bytes, parsed: ParsedSpec, dry_run: bool) -> Change:
     suffix = parsed.spec.model_id
     target = _spec_files(clone).get(suffix) or clone.user_dir / f"{suffix}.yaml"
+    rel = _rel(clone, target)
     old = target.read_text() if target.exists() else ""
     new = data.decode("utf-8")
     if old == new:
-        return Change("unchanged", suffix, _rel(clone, target), "", f"{suffix} is already as in {source}")
-    action = "changed" if old else "created"
-    detail = _describe(_mapping(old.encode()), parsed.doc.value) if old else "new model"
+        return Change(ChangeAction.UNCHANGED, suffix, rel, "", f"{clone.user}/{suffix} is already as in {rel}")
+    action = ChangeAction.CHANGED if old else ChangeAction.CREATED
+    detail = describe_change(_mapping(old.encode()), parsed.doc.value) if old else "new model"
     message = f"apply {clone.user}/{suffix}: {detail}"
-    change = Change(action, suffix, _rel(clone, target), _diff(clone, target, old, new), message)
+    change = Change(action, suffix, rel, _diff(clone, target, old, new), message)
     if dry_run:
         return change
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(new)
-    return Change(**{**change.to_dict(), "commit": commit_and_push(clone, [target], message)})
+    return Change(**{**change.__dict__, "commit": commit_and_push(clone, [target], message)})
 
 
 def scale(clone: Clone, model: str, replicas: int, policy: SpecPolicy, dry_run: bool = False) -> Change:
-    """Set num_replicas in the model's spec, keeping the rest of the file as written."""
-    if not dry_run:
-        sync_clone(clone)
+    """Set num_replicas in the model's spec, keeping every other byte of the file as written."""
+    if dry_run:
+        return _scale(clone, model, replicas, policy, dry_run=True)
+    require_identity(clone.path)
+    with write_transaction(clone):
+        return _scale(clone, model, replicas, policy, dry_run=False)
+
+
+def _scale(clone: Clone, model: str, replicas: int, policy: SpecPolicy, dry_run: bool) -> Change:
     suffix, path = _locate(clone, model)
+    rel = _rel(clone, path)
     old = path.read_text()
-    new = set_top_level_scalar(old, "num_replicas", str(replicas))
-    parse_spec(_rel(clone, path), new.encode(), clone.user, policy)  # e.g. over the replica limit
+    try:
+        new = set_top_level(old, "num_replicas", replicas)
+    except YamlDocError as exc:
+        raise SpecError([Problem(rel, exc.line, exc.col, exc.message, ProblemKind.SYNTAX)]) from None
+    except SpecEditError as exc:
+        raise SpecError([Problem(rel, 1, 1, str(exc))]) from None
+    parse_spec(rel, new.encode(), clone.user, policy)  # e.g. over the replica limit
     if old == new:
-        return Change("unchanged", suffix, _rel(clone, path), "", f"{suffix} already has {replicas} replica(s)")
-    before = _mapping(old.encode()).get("num_replicas", 1)
-    message = f"scale {clone.user}/{suffix}: num_replicas {before} -> {replicas}"
-    change = Change("scaled", suffix, _rel(clone, path), _diff(clone, path, old, new), message)
+        return Change(ChangeAction.UNCHANGED, suffix, rel, "", f"{clone.user}/{suffix} already has {replicas} replica(s)")
+    message = f"scale {clone.user}/{suffix}: {describe_change(_mapping(old.encode()), _mapping(new.encode()))}"
+    change = Change(ChangeAction.SCALED, suffix, rel, _diff(clone, path, old, new), message)
     if dry_run:
         return change
     path.write_text(new)
-    return Change(**{**change.to_dict(), "commit": commit_and_push(clone, [path], message)})
+    return Change(**{**change.__dict__, "commit": commit_and_push(clone, [path], message)})
 
 
 def delete(clone: Clone, model: str, dry_run: bool = False) -> Change:
-    if not dry_run:
-        sync_clone(clone)
+    if dry_run:
+        return _delete(clone, model, dry_run=True)
+    require_identity(clone.path)
+    with write_transaction(clone):
+        return _delete(clone, model, dry_run=False)
+
+
+def _delete(clone: Clone, model: str, dry_run: bool) -> Change:
     suffix, path = _locate(clone, model)
     message = f"delete {clone.user}/{suffix}"
-    change = Change("deleted", suffix, _rel(clone, path), _diff(clone, path, path.read_text(), ""), message)
+    change = Change(ChangeAction.DELETED, suffix, _rel(clone, path), _diff(clone, path, path.read_text(), ""), message)
     if dry_run:
         return change
     path.unlink()
-    return Change(**{**change.to_dict(), "commit": commit_and_push(clone, [path], message)})
+    return Change(**{**change.__dict__, "commit": commit_and_push(clone, [path], message)})
 
 
-def set_top_level_scalar(text: str, key: str, value: str) -> str:
-    """Replace (or append) `key: value` at the top level of a YAML mapping, keeping comments."""
-    pattern = re.compile(rf"^{re.escape(key)}[ \t]*:[ \t]*[^#\n]*?(?P<comment>[ \t]+#[^\n]*)?$", re.MULTILINE)
-    match = pattern.search(text)
-    if match:
-        comment = match.group("comment") or ""
-        return text[:match.start()] + f"{key}: {value}{comment}" + text[match.end():]
-    return text + ("" if text.endswith("\n") or not text else "\n") + f"{key}: {value}\n"
-
-
-__all__ = ["Clone", "Change", "apply", "scale", "delete", "suffix_of", "SpecError", "commit_and_push", "sync_clone"]
+__all__ = ["Clone", "Change", "ChangeAction", "apply", "scale", "delete", "suffix_of", "SpecError", "commit_and_push",
+           "sync_clone", "write_transaction", "require_identity", "describe_change"]
