@@ -19,6 +19,11 @@ CASES = [
     ("not a number", (GOOD + "engine_kwargs: {seed: .nan}\n").encode(), ".nan is not a finite number"),
     ("an explicit tag", b"model_id: !!str a\nmodel_source: $HOME/common/hf/m\n", "tag '!!str' is not allowed"),
     ("a C1 control", "model_id: a\nmodel_source: $HOME/common/hf/m\u009b2J\n".encode(), "control character U+009B"),
+    # Written as escapes in a quoted string, the characters appear only after parsing.
+    ("an escaped C1 control", b'model_id: a\nmodel_source: "$HOME/common/hf/m\\x85"\n',
+     "control character U+0085 (written as an escape)"),
+    ("an escaped CSI", b'model_id: a\nmodel_source: "$HOME/common/hf/m\\u009b2J"\n',
+     "control character U+009B (written as an escape)"),
 ]
 
 
