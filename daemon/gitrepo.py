@@ -135,11 +135,24 @@ class GitRepo:
 
     def branch_head(self, branch: str) -> str | None:
         """The branch's commit, or None when the branch does not exist yet (empty repo)."""
-        status, out, _ = self._run("rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}")
-        if status != 0:
-            self._check_present()
+        ref = f"refs/heads/{branch}"
+        status, out, _ = self._run("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+        if status == 0 and out.strip():
+            return out.strip()
+        self._check_present()
+        # No commit: the branch may still exist, pointing at an object this repo does not have
+        # (an interrupted copy, a deleted object) or at something that is not a commit. That is
+        # a damaged repo, not an empty one: say so instead of syncing nothing in silence.
+        status, out, _ = self._run("for-each-ref", "--format=%(refname)%00%(objectname)", ref)
+        target = next((line.split("\x00", 1)[1] for line in out.splitlines()
+                       if line.split("\x00", 1)[0] == ref), None) if status == 0 else None
+        if target is None:
             return None
-        return out.strip() or None
+        missing = self._run("cat-file", "-e", target)[0] != 0
+        what = "an object this repository does not have" if missing else "an object that is not a commit"
+        raise GitError(f"{ref} in {self.path} points at {target}, {what}: the repository is damaged (an "
+                       f"interrupted copy or a lost object; `git -C {self.path} fsck` lists the damage). Restore it "
+                       f"from a backup, or point the branch at a good commit: git -C {self.path} update-ref {ref} <commit>")
 
     def resolve(self, ref: str) -> str | None:
         """The commit a ref, branch, tag or sha names; None when it names none."""
