@@ -17,7 +17,7 @@ from typing import Callable
 from daemon.core import layout
 from daemon.core.ownership import Changer, Refusal, ownership_refusals
 from daemon.errors import Problem, SpecError
-from daemon.core.layout import FILE_MODES, MODELS_DIR, is_spec_path, user_of
+from daemon.core.layout import FILE_MODES, MODELS_DIR, user_of
 from daemon.gitrepo import CommitInfo, GitRepo, TreeFile, blob_id
 from daemon.core.spec import SpecPolicy, parse_spec, validate_user_id
 from daemon.core.states import EventType, ModelState, StrEnum
@@ -122,7 +122,7 @@ class Syncer:
     def _differs_from_store(self, files: list[TreeFile]) -> set[str]:
         accepted = {m.spec_path: blob_id(m.spec_yaml.encode()) for m in self.store.list_models()}
         accepted.update({r.spec_path: r.blob_sha for r in self.store.rejections()})
-        tree = {f.path: f.blob for f in files if is_spec_path(f.path)}
+        tree = {f.path: f.blob for f in files if layout.is_judged(f.path, f.mode)}
         return {p for p, blob in tree.items() if accepted.get(p) != blob} | (accepted.keys() - tree.keys())
 
     def _record(self, commit: CommitInfo, users: list[str], files: list[TreeFile], strays: list[str],
@@ -130,7 +130,7 @@ class Syncer:
         by_user: dict[str, list[TreeFile]] = {u: [] for u in users}
         for f in files:
             user = user_of(f.path)
-            if user in by_user and is_spec_path(f.path):
+            if user in by_user and layout.is_judged(f.path, f.mode):
                 by_user[user].append(f)
         stray_present = {f.path: f for f in files if f.path in strays}
         # One `git cat-file --batch` for every spec this commit needs, read before the write lock.
@@ -206,12 +206,13 @@ class Syncer:
 
     def _record_stray(self, commit: CommitInfo, path: str, present: TreeFile | None, now: str) -> int:
         existing = {r.spec_path: r for r in self.store.rejections(STRAY_USER)}
-        if present is None or not is_spec_path(path):
+        message = layout.stray_problem(path, present.mode) if present is not None else None
+        if message is None:
             if path in existing:
                 self._apply(ClearRejection(path, None), commit, now)
                 return 1
             return 0
-        problem = Problem(path, 1, 1, layout.WRONG_DEPTH)
+        problem = Problem(path, 1, 1, message)
         old = existing.get(path)
         if old is not None and (old.blob_sha, tuple(old.problems)) == (present.blob, (problem,)):
             return 0
@@ -235,7 +236,7 @@ class Syncer:
         tree: dict[str, list[TreeFile]] = {u: [] for u in users}
         for f in files:  # one pass: grouping per user by scanning the tree per user was quadratic
             user = user_of(f.path)
-            if user is not None and is_spec_path(f.path):
+            if user is not None and layout.is_judged(f.path, f.mode):
                 tree[user].append(f)
         # A user whose files are byte for byte what the store accepted has nothing to change
         # (a sync re-reads only the users a commit touched, too): their specs are not parsed.
