@@ -359,3 +359,33 @@ def test_a_full_disk_under_the_store_loses_no_commit(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+
+
+def test_recovery_after_a_force_pushed_rewrite_keeps_the_ids_clients_use(tmp_path):
+    """docs/operating.md's recovery, as an operator runs it: argusd records, the history is
+    rewritten (force-push), the store is lost, argusd rebuilds it: every model has the key and
+    public id it had."""
+    gitops = GitOps(tmp_path / "g")
+    gitops.write("models.d/alice/a.yaml", spec("a"))
+    gitops.commit("a", when="2026-01-01T00:00:00Z")
+    gitops.push()
+    db = tmp_path / "state" / "argus.db"
+    config = write_config(tmp_path / "c.yaml", root=tmp_path / "private", db=db, repo=gitops.bare)
+    once = [sys.executable, "-m", "daemon.argusd", "--once", "--sync-only", "--config", str(config)]
+
+    def ids():
+        return {m["model_id_suffix"]: (m["model_key"], m["model_id"]) for m in status_json(config)["models"]}
+
+    assert subprocess.run(once, capture_output=True, text=True, timeout=60).returncode == 0
+    before = ids()
+    assert before["a"][1] == "alice-202601010000-a"
+    gitops.git("commit", "-q", "--amend", "-m", "a, reworded",
+               env={"GIT_COMMITTER_DATE": "2026-01-02T00:00:00Z", "GIT_AUTHOR_DATE": "2026-01-02T00:00:00Z"})
+    gitops.push(force=True)
+    assert subprocess.run(once, capture_output=True, text=True, timeout=60).returncode == 0
+    for suffix in ("", "-wal", "-shm"):
+        (tmp_path / "state" / f"argus.db{suffix}").unlink(missing_ok=True)
+    rebuilt = subprocess.run(once, capture_output=True, text=True, timeout=60)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert ids() == before
+    assert "keeps its public id alice-202601010000-a (the history alone gives alice-202601020000-a)" in rebuilt.stderr
