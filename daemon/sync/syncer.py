@@ -145,7 +145,9 @@ class Syncer:
         being rebuilt: its ids are not the ones clients use until it reaches the head."""
         if self.store.rebuilding():
             return
-        entries = ids.snapshot(self._live_models())
+        # Only what the ledger accepts back: a row it would leave out must not make argusd write
+        # the ledger again on every tick (each write wakes the ref watcher).
+        entries = ids.parse(ids.render(ids.snapshot(self._live_models()))).entries
         if entries == read.ledger.entries and not read.ledger.problems and read.commit is not None:
             return
         try:

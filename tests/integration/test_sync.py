@@ -395,3 +395,24 @@ def test_a_ledger_argusd_cannot_write_never_stops_the_record_and_is_said_once(gi
     assert [m.model_id_suffix for m in s.store.list_models()] == ["a"]
     trouble = [r.getMessage() for r in caplog.records if "cannot write the id ledger" in r.getMessage()]
     assert len(trouble) == 1 and "let argusd's user write the repository" in trouble[0], trouble
+
+
+def test_a_row_the_ledger_would_refuse_is_left_out_and_never_rewritten_each_tick(gitops, tmp_path):
+    gitops.write("models.d/alice/a.yaml", spec("a"))
+    gitops.write("models.d/alice/b.yaml", spec("b"))
+    gitops.commit("a+b", when="2026-01-01T00:00:00Z")
+    gitops.push()
+    s = syncer(gitops, tmp_path / "a.db")
+    s.sync_once()
+    # a row no argus writes (an id its creation time does not give), e.g. from a hand-edited store
+    s.store.conn.execute("UPDATE serve_models SET model_id='alice-199001010000-b' WHERE model_id_suffix='b'")
+    head = lambda: subprocess.run(["git", "-C", str(gitops.bare), "rev-parse", "refs/argus/ids"],
+                                  capture_output=True, text=True, check=True).stdout.strip()
+    s.sync_once()
+    first = head()
+    for _ in range(3):
+        assert s.sync_once().outcome == "noop"
+    assert head() == first
+    text = subprocess.run(["git", "-C", str(gitops.bare), "show", "refs/argus/ids:ids.json"],
+                          capture_output=True, text=True, check=True).stdout
+    assert "alice-202601010000-a" in text and "alice-202601010000-b" not in text and "1990" not in text
