@@ -24,6 +24,8 @@ SUFFIX_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}")
 # Like a Linux user name: lowercase, starts with a letter, at most 32 characters.
 USER_ID_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 MAX_SOURCE_LEN = 4096
+# C0, DEL and C1 (U+0080-U+009F): no path argus serves from has any of them.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 MAX_ADAPTERS_LOADED = 64
@@ -176,8 +178,8 @@ def resolve_model_source(source: str, user_id: str, root: str) -> str:
         raise PathRejected("model_source is empty; give a local model folder such as $HOME/common/hf/<model>")
     if len(source) > MAX_SOURCE_LEN:
         raise PathRejected(f"model_source is longer than {MAX_SOURCE_LEN} characters")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in source):
-        raise PathRejected("model_source contains control characters")
+    if _CONTROL.search(source):
+        raise PathRejected("model_source contains control characters; write the path without them")
     if ".." in source.split("/"):
         raise PathRejected(f"model_source {source!r} contains a '..' segment; write the path without it", escapes=True)
     if "://" in source:

@@ -115,6 +115,7 @@ class _Builder:
                 key = self._constructor.construct_object(key_node)
                 if not isinstance(key, str):
                     raise YamlDocError(kp.line, kp.col, f"key {key!r} must be a string; quote it")
+                _refuse_escaped_c1(key, kp)
                 if key in out:
                     first = self.key_pos[loc + (key,)]
                     raise YamlDocError(kp.line, kp.col, f"duplicate key {key!r} (first at line {first.line}); keep one")
@@ -127,7 +128,18 @@ class _Builder:
         if isinstance(value, float) and not math.isfinite(value):
             p = _pos(node.start_mark)
             raise YamlDocError(p.line, p.col, f"{node.value} is not a finite number; write a number such as 0.5")
+        if isinstance(value, str):
+            _refuse_escaped_c1(value, _pos(node.start_mark))
         return value
+
+
+def _refuse_escaped_c1(text: str, where: Position) -> None:
+    """The text was checked for C1 characters before parsing; a double-quoted escape ("\\x85",
+    "\\u009b") makes one only now, so the same rule is applied to every key and string value."""
+    bad = _C1.search(text)
+    if bad:
+        raise YamlDocError(where.line, where.col, f"control character U+{ord(bad.group()):04X} (written as an escape) "
+                           "is not allowed in a spec; remove it")
 
 
 def load_mapping(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, what: str = "spec") -> YamlDoc:

@@ -194,6 +194,34 @@ def test_once_on_a_missing_repo_exits_3(tmp_path):
     assert "no git repository at" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("target", ["missing", "a blob"])
+def test_once_on_a_branch_that_points_at_no_commit_exits_3_and_says_so(tmp_path, target):
+    """A damaged repo (refs/heads/main names an object it lacks, or a blob) is not an empty one."""
+    gitops = GitOps(tmp_path / "g")
+    gitops.write("models.d/alice/a.yaml", spec("a"))
+    gitops.commit("a")
+    gitops.push()
+    config = write_config(tmp_path / "c.yaml", root=tmp_path, db=tmp_path / "s.db", repo=gitops.bare)
+    if target == "missing":
+        sha = "1234567890" * 4
+    else:
+        sha = subprocess.run(["git", "-C", str(gitops.bare), "rev-parse", "main:models.d/alice/a.yaml"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    (gitops.bare / "refs" / "heads" / "main").write_text(sha + "\n")
+    result = subprocess.run([sys.executable, "-m", "daemon.argusd", "--once", "--sync-only", "--config", str(config)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 3, result.stderr
+    what = "an object this repository does not have" if target == "missing" else "an object that is not a commit"
+    assert f"refs/heads/main in {gitops.bare} points at {sha}, {what}: the repository is damaged" in result.stderr
+    assert f"update-ref refs/heads/main <commit>" in result.stderr and "Traceback" not in result.stderr
+    # The branch that does not exist at all is still an empty repo, not an error.
+    (gitops.bare / "refs" / "heads" / "main").unlink()
+    subprocess.run(["git", "-C", str(gitops.bare), "pack-refs", "--all"], check=True)
+    empty = subprocess.run([sys.executable, "-m", "daemon.argusd", "--once", "--sync-only", "--config", str(config)],
+                           capture_output=True, text=True, timeout=60)
+    assert empty.returncode == 0, empty.stderr
+
+
 def _cpu_seconds(pid: int) -> float:
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -331,3 +359,33 @@ def test_a_full_disk_under_the_store_loses_no_commit(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+
+
+def test_recovery_after_a_force_pushed_rewrite_keeps_the_ids_clients_use(tmp_path):
+    """docs/operating.md's recovery, as an operator runs it: argusd records, the history is
+    rewritten (force-push), the store is lost, argusd rebuilds it: every model has the key and
+    public id it had."""
+    gitops = GitOps(tmp_path / "g")
+    gitops.write("models.d/alice/a.yaml", spec("a"))
+    gitops.commit("a", when="2026-01-01T00:00:00Z")
+    gitops.push()
+    db = tmp_path / "state" / "argus.db"
+    config = write_config(tmp_path / "c.yaml", root=tmp_path / "private", db=db, repo=gitops.bare)
+    once = [sys.executable, "-m", "daemon.argusd", "--once", "--sync-only", "--config", str(config)]
+
+    def ids():
+        return {m["model_id_suffix"]: (m["model_key"], m["model_id"]) for m in status_json(config)["models"]}
+
+    assert subprocess.run(once, capture_output=True, text=True, timeout=60).returncode == 0
+    before = ids()
+    assert before["a"][1] == "alice-202601010000-a"
+    gitops.git("commit", "-q", "--amend", "-m", "a, reworded",
+               env={"GIT_COMMITTER_DATE": "2026-01-02T00:00:00Z", "GIT_AUTHOR_DATE": "2026-01-02T00:00:00Z"})
+    gitops.push(force=True)
+    assert subprocess.run(once, capture_output=True, text=True, timeout=60).returncode == 0
+    for suffix in ("", "-wal", "-shm"):
+        (tmp_path / "state" / f"argus.db{suffix}").unlink(missing_ok=True)
+    rebuilt = subprocess.run(once, capture_output=True, text=True, timeout=60)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert ids() == before
+    assert "keeps its public id alice-202601010000-a (the history alone gives alice-202601020000-a)" in rebuilt.stderr

@@ -38,6 +38,11 @@ from daemon.core.yamldoc import YamlDocError, load_mapping
     # C1 controls: invisible or acting on a terminal (U+009B is CSI); U+0085 is a YAML line break.
     ("a: x\u0085y\n".encode(), (1, 5), "control character U+0085"),
     ("a: ok\nb: x\u009b2J\n".encode(), (2, 5), "control character U+009B"),
+    # ... and the same characters written as escapes in a double-quoted string, value or key.
+    (b'a: ok\nb: "x\\x85y"\n', (2, 4), "control character U+0085 (written as an escape)"),
+    (b'a: "\\u009b2J"\n', (1, 4), "control character U+009B (written as an escape)"),
+    (b'"k\\N": 1\n', (1, 1), "control character U+0085 (written as an escape)"),
+    (b'a: {b: ["\\x9b"]}\n', (1, 9), "control character U+009B (written as an escape)"),
     # Nesting that once raised RecursionError in lint, the hook and argusd (1.2 KB, 490 deep).
     (b"a: " + b"[" * 490 + b"]" * 490 + b"\n", (1, 20), "nested more than 16 levels deep"),
     (b"a: " + b"{a: " * 990 + b"1" + b"}" * 990 + b"\n", (1, 68), "nested more than 16 levels deep"),
