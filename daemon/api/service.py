@@ -22,6 +22,7 @@ from daemon.config import Config
 from daemon.core.adapters import BaseRef, find_base
 from daemon.core.describe import adapter_load, describe_event, reason_of
 from daemon.core.spec import SpecPolicy, parse_spec
+from daemon.core.states import ModelState
 from daemon.errors import ArgusError, ClusterError, NotFoundError, SpecError, StoreError
 from daemon.serving.llm_config import adapter_table, app_name
 from daemon.store import ModelRow, Store
@@ -68,7 +69,7 @@ def base_refs(rows: list[ModelRow]) -> list[BaseRef]:
     """The models an adapter may name (not adapters, not deleted ones), as the reconciler
     resolves them (daemon.serving.plan.base_refs does the same from its own rows)."""
     return [BaseRef(r.model_id, r.user_id, r.model_id_suffix, r.resolved.get("model_source", ""), r.resolved.get("adapters"))
-            for r in rows if not is_adapter(r) and r.state.value != "DELETED"]
+            for r in rows if not is_adapter(r) and r.state != ModelState.DELETED]
 
 
 @dataclass(frozen=True)
@@ -82,11 +83,11 @@ class Adapters:
     @classmethod
     def of(cls, every: list[ModelRow]) -> "Adapters":
         refs = base_refs(every)
-        bases = {r.model_id: r for r in every if not is_adapter(r) and r.state.value != "DELETED"}
+        bases = {r.model_id: r for r in every if not is_adapter(r) and r.state != ModelState.DELETED}
         base_of: dict[str, ModelRow] = {}
         on: dict[str, list[ModelRow]] = {}
         for row in every:
-            if not is_adapter(row) or row.state.value == "DELETED":
+            if not is_adapter(row) or row.state == ModelState.DELETED:
                 continue
             ref = find_base(row.resolved["base_model"], row.user_id, refs)
             if ref is not None:
