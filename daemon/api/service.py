@@ -78,7 +78,7 @@ class Adapters:
     every model on record (a base may be another user's model)."""
 
     base_of: dict[str, ModelRow]        # adapter model_key -> its base, where one resolves
-    on: dict[str, list[ModelRow]]       # base model_key -> its adapters (not deleted)
+    on: dict[str, list[ModelRow]]       # base model_key -> its adapters (deleted ones not)
 
     @classmethod
     def of(cls, every: list[ModelRow]) -> "Adapters":
@@ -87,12 +87,13 @@ class Adapters:
         base_of: dict[str, ModelRow] = {}
         on: dict[str, list[ModelRow]] = {}
         for row in every:
-            if not is_adapter(row) or row.state == ModelState.DELETED:
+            if not is_adapter(row):
                 continue
             ref = find_base(row.resolved["base_model"], row.user_id, refs)
             if ref is not None:
-                base_of[row.model_key] = bases[ref.model_id]
-                on.setdefault(bases[ref.model_id].model_key, []).append(row)
+                base_of[row.model_key] = bases[ref.model_id]  # a deleted adapter's too: its history names it
+                if row.state != ModelState.DELETED:
+                    on.setdefault(bases[ref.model_id].model_key, []).append(row)
         return cls(base_of, on)
 
 

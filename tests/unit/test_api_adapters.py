@@ -38,6 +38,7 @@ def test_an_adapter_names_its_base_and_load_state_and_has_no_replicas():
     assert tone["base_model"] == {"ref": "chat", "model_id": BASE.model_id, "model_key": "m-base", "state": "RUNNING"}
     # bob's adapter on alice's base: the base's id, but no key to open a page bob may not see.
     assert adapter_facts(BOB, PIRATE, adapters)["base_model"]["model_key"] is None
+    assert adapter_facts(ALICE, GONE, adapters)["base_model"]["model_id"] == BASE.model_id  # still named
     assert adapter_facts(BOB, LOST, adapters)["base_model"] == {"ref": "chat", "model_id": None, "model_key": None,
                                                                "state": None}
 
