@@ -190,7 +190,9 @@ def check_cluster(config: Config, client: ServeClient) -> list[Check]:
     checks.append(check_lease(config, serve))
     gpus = resources.get("GPU", 0.0)
     if config.serving.llm.on_cpu:
-        checks.append(Check("gpus", OK, f"CPU serving; the cluster has {resources.get('CPU', 0):g} CPUs"))
+        checks.append(Check("gpus", OK, f"CPU serving; the cluster has {resources.get('CPU', 0):g} logical CPUs "
+                            "(Ray's scheduling slots, not cores: scripts/ray_up.sh starts 12 so that the front "
+                            "end, each model's replica and engine, and an update's second set all fit)"))
     elif gpus <= 0:
         checks.append(Check("gpus", FAIL, "the cluster reports no GPUs",
                             "start GPU nodes, or use a CPU profile (accelerator_type: cpu)"))

@@ -64,12 +64,24 @@ def test_json_output(tmp_path, argus_home):
     assert [(p["line"], p["col"]) for p in report["problems"]] == [(1, 11), (2, 15)]
 
 
-def test_file_outside_models_d_needs_user(tmp_path, argus_home):
-    _tree(tmp_path, {"spec.yaml": b"model_id: m\nmodel_source: $HOME/x\n"})
+def test_file_outside_models_d_is_the_users_of_the_clone_as_for_apply(tmp_path, argus_home):
+    _tree(tmp_path, {"spec.yaml": b"model_id: m\nmodel_source: $HOME/x\n",
+                     "models.d/carol/m.yaml": b"model_id: m\nmodel_source: $HOME/y\n"})
+    # No clone yet: nothing says whose it is.
     result = run_argusctl("lint", "spec.yaml", cwd=tmp_path)
     assert result.returncode == 1
-    assert "spec.yaml:1:1: cannot tell whose spec this is" in result.stdout
+    assert "spec.yaml:1:1: cannot tell whose spec this is" in result.stdout and "argusctl init" in result.stdout
     assert run_argusctl("lint", "--user", "alice", "spec.yaml", cwd=tmp_path).returncode == 0
+    # With a clone, the clone's user, as `argusctl apply -f spec.yaml` would commit it.
+    made = run_argusctl("init", "--user", "carol", "--name", "Carol", "--email", "carol@example.com", cwd=tmp_path)
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert run_argusctl("lint", "spec.yaml", cwd=tmp_path).returncode == 0
+    # Proof that it is carol's: it now clashes with carol's own m (a path under models.d/ still says whose).
+    result = run_argusctl("lint", "spec.yaml", "models.d", cwd=tmp_path)
+    assert result.returncode == 1 and "spec.yaml:1:11: " in result.stdout and "models.d/carol/m.yaml" in result.stdout
+    # A --workdir that is no clone is said so, not guessed around.
+    result = run_argusctl("lint", "--workdir", str(tmp_path / "nowhere"), "spec.yaml", cwd=tmp_path)
+    assert result.returncode == 3 and "is not a GitOps clone" in result.stderr
 
 
 @pytest.mark.parametrize("args, fragment", [
@@ -112,8 +124,9 @@ def test_schema_is_json_schema_with_limits(argus_home, tmp_path):
 def test_help_on_every_command(argus_home, tmp_path):
     top = run_argusctl("--help", cwd=tmp_path)
     assert top.returncode == 0
+    # A command's row starts right after the border; a wrapped description line is indented.
     commands = [line.split()[1] for line in top.stdout.splitlines() if line.startswith("│ ") and
-                len(line.split()) > 2 and line.split()[1].isalpha()]
+                not line.startswith("│  ") and len(line.split()) > 2 and line.split()[1].isalpha()]
     assert {"lint", "schema"} <= set(commands)
     for command in commands:
         result = run_argusctl(command, "--help", cwd=tmp_path)

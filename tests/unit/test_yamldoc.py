@@ -56,6 +56,29 @@ def test_bad_documents(data, where, message):
     assert message in caught.value.message
 
 
+@pytest.mark.parametrize("data, where, message", [
+    # The parser notices an unclosed bracket or quote where the next construct starts: the
+    # message names where it opened too, and how to close it.
+    (b"model_id: a\nengine_kwargs: [1, 2\nmodel_source: x\n", (3, 13), "(the '[' at 2:16 is not closed; add ']')"),
+    (b"a: {b: 1\nc: 2\n", (2, 2), "(the '{' at 1:4 is not closed; add '}')"),
+    (b'a: "abc\nb: 1\n', (3, 1), "(the quote at 1:4 is not closed; add the closing quote)"),
+    (b"a:\n  - 1\n b: 2\n", (3, 2), "(in the block mapping that starts at 1:1)"),
+])
+def test_syntax_errors_say_where_the_unclosed_construct_opened(data, where, message):
+    with pytest.raises(YamlDocError) as caught:
+        load_mapping(data)
+    assert (caught.value.line, caught.value.col) == where
+    assert caught.value.message.startswith("YAML syntax error: ") and caught.value.message.endswith(message)
+
+
+def test_a_syntax_error_where_nothing_opened_elsewhere_is_the_problem_alone():
+    with pytest.raises(YamlDocError) as caught:
+        load_mapping(b"a: b: c\n")
+    assert (caught.value.line, caught.value.col) == (1, 5)
+    assert caught.value.message.startswith("YAML syntax error: mapping values are not allowed")
+    assert "(" not in caught.value.message
+
+
 def test_size_limit():
     with pytest.raises(YamlDocError, match="over the 1024-byte limit"):
         load_mapping(b"a: " + b"x" * 2000, max_bytes=1024)

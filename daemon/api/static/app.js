@@ -325,8 +325,8 @@ function notFoundPage(main, why) {
 }
 
 function usageExamples(base, modelId) {
-  const curl = `curl ${base}/chat/completions \\\n  -H 'Content-Type: application/json' \\\n  -d '{"model": "${modelId}", "messages": [{"role": "user", "content": "Hello"}]}'`;
-  const py = `from openai import OpenAI\n\nclient = OpenAI(base_url="${base}", api_key="unused")\nreply = client.chat.completions.create(\n    model="${modelId}",\n    messages=[{"role": "user", "content": "Hello"}],\n)\nprint(reply.choices[0].message.content)`;
+  const curl = `curl ${base}/chat/completions \\\n  -H 'Content-Type: application/json' \\\n  -d '{"model": "${modelId}", "temperature": 0, "messages": [{"role": "user", "content": "Hello"}]}'`;
+  const py = `from openai import OpenAI\n\nclient = OpenAI(base_url="${base}", api_key="unused")\nreply = client.chat.completions.create(\n    model="${modelId}",\n    temperature=0,\n    messages=[{"role": "user", "content": "Hello"}],\n)\nprint(reply.choices[0].message.content)`;
   const pre = h("pre", { id: "example" }, curl);
   const tabs = h("div", { class: "tabs" });
   const show = (which, text) => { pre.textContent = text; for (const b of tabs.children) b.classList.toggle("on", b.dataset.tab === which); };
