@@ -7,7 +7,6 @@ from typing import Optional
 
 import typer
 
-from daemon.config import openai_base_url
 from daemon.core.describe import describe_event, problem_text, reason_of  # noqa: F401 (re-exported)
 
 from argusctl.common import Output, OutputOption, load_config, print_json, printable
@@ -40,6 +39,8 @@ def status(
     output: Output = OutputOption,
 ) -> None:
     """List models with their state, or show one model in detail with its recent events."""
+    from daemon.config import openai_base_url
+
     config = load_config(ctx)
     store = _open_store(ctx)
     base_url = openai_base_url(config)
