@@ -128,9 +128,11 @@ def lease_status(view: dict, last_reconcile: datetime | None, lease_seconds: flo
     only in ticks that reach Serve, so its lease has expired once `lease_seconds` have passed
     since the last such tick (it was killed, stopped, or cannot reach Serve). `expired`: None
     when unknown (no tick recorded, or the view names another daemon's lease)."""
+    from daemon.serving.lease import Role
+
     expires = last_reconcile + timedelta(seconds=lease_seconds) if last_reconcile is not None else None
     stale = expires is not None and lease_seconds > 0 and now >= expires
-    mine = view["role"] in ("active", "claiming")
+    mine = view["role"] in (Role.ACTIVE, Role.CLAIMING)
     return {**view, "last_reconcile": _iso(last_reconcile), "expires": _iso(expires) if mine else None,
             "expired": (stale if mine else None) if expires is not None else None, "stale": stale}
 
@@ -141,20 +143,22 @@ def _iso(moment: datetime | None) -> str | None:
 
 def daemon_line(lease: dict) -> str:
     """Which argusd reconciles the cluster, as this store's argusd last saw the lease."""
+    from daemon.serving.lease import Role
+
     me = printable(lease["me"])
     since = f" since {lease['since'][:19]}Z"
     live = "(`argusctl doctor` reads the lease live)"
     if lease.get("stale"):
         last = f"{lease['last_reconcile'][:19]}Z"
-        if lease["role"] in ("active", "claiming"):
-            was = "the active one" if lease["role"] == "active" else "claiming the lease"
+        if lease["role"] in (Role.ACTIVE, Role.CLAIMING):
+            was = "the active one" if lease["role"] == Role.ACTIVE else "claiming the lease"
             return (f"this store's daemon ({me}) was {was}{since}; its lease expired at "
                     f"{lease['expires'][:19]}Z (no reconcile since {last}: argusd stopped or cannot reach Serve) {live}")
         holder = printable(lease["holder"]) if lease["holder"] else "none"
         return f"this store's daemon ({me}) stood by; active then: {holder} (as of {last}: no reconcile since) {live}"
-    if lease["role"] == "active":
+    if lease["role"] == Role.ACTIVE:
         return f"this store's daemon ({me}) is the active one{since}"
-    if lease["role"] == "claiming":
+    if lease["role"] == Role.CLAIMING:
         return f"this store's daemon ({me}) is claiming the lease{since}"
     holder = printable(lease["holder"]) if lease["holder"] else "none"
     return f"this store's daemon ({me}) stands by; active: {holder}{since} {live}"
