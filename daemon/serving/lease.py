@@ -88,9 +88,9 @@ def decide(memory: LeaseMemory, observed: LeaseValue | None, me: str, now: float
             return LeaseStep(Role.ACTIVE, renewal, replace(memory, mine=renewal, written_at=now))
         return LeaseStep(Role.ACTIVE, None, memory)
     # A lease in my name that this process did not write: my own earlier life (a restart or a
-    # rebuilt reconciler; no live daemon shares my name). Claim the next epoch now; I apply only
-    # once I read it back, as after any claim.
-    if observed is not None and observed.holder == me and memory.mine is None:
+    # rebuilt reconciler; no live daemon shares my name). Claim the next epoch now (once Serve is
+    # not building: a PUT would restart the build); I apply only once I read it back.
+    if observed is not None and observed.holder == me and memory.mine is None and not busy:
         claim = LeaseValue(me, observed.epoch + 1, 0)
         return LeaseStep(Role.CLAIMING, claim, replace(memory, mine=claim, written_at=now, confirmed=False))
     # I claimed and Serve does not show it yet (or shows another claim made at the same time):

@@ -123,3 +123,14 @@ def test_status_reads_a_lease_view_against_the_last_reconcile():
         shown = lease_status(view, last, 30.0, now)
         assert shown["expired"] is expired and text in daemon_line(shown), (view["role"], ago, daemon_line(shown))
     assert lease_status(active, now - timedelta(hours=1), 0.0, now)["expired"] is False   # no lease configured
+
+
+def test_a_restarted_daemon_waits_for_serve_to_finish_a_build_before_claiming():
+    left_behind = LeaseValue("h:/s.db", 3, 7)
+    memory = LeaseMemory()
+    for now in (0, 2, 4):                                       # Serve builds an app: a PUT would restart it
+        step = decide(memory, left_behind, "h:/s.db", now, TTL, busy=True)
+        memory = step.memory
+        assert (step.role, step.write) == (Role.STANDBY, None)
+    step = decide(memory, left_behind, "h:/s.db", 6, TTL, busy=False)  # built: claimed at once, no ttl waited
+    assert (step.role, step.write) == (Role.CLAIMING, LeaseValue("h:/s.db", 4, 0))
