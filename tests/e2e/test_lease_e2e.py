@@ -90,6 +90,12 @@ def test_only_the_lease_holder_applies_and_the_standby_takes_over(e2e_home, tmp_
         print(f"takeover after the holder was killed: {takeover:.1f} s (lease {LEASE_SECONDS} s)")
         assert LEASE_SECONDS * 2 / 3 <= takeover <= 2 * LEASE_SECONDS + 5
         # b killed and started again (same host, same store): its own lease, taken back at once.
+        # First Serve finishes building b's front end: a restarted daemon waits for a build (a
+        # PUT would restart it), and that wait is not what is measured here.
+        built = time.monotonic() + 300
+        while ((client.get_applications().get("applications") or {}).get("argus") or {}).get("status") != "RUNNING":
+            assert time.monotonic() < built, "b's front end did not finish building"
+            time.sleep(1)
         os.kill(b.pid, signal.SIGKILL)
         b.wait()
         epoch = lease_epoch(client)
