@@ -1,6 +1,7 @@
 """`argusctl lint` and `argusctl schema`."""
 from __future__ import annotations
 
+import functools
 from typing import List, Optional
 
 import typer
@@ -26,7 +27,8 @@ def lint(
     from daemon.core.spec import SpecPolicy
 
     policy = SpecPolicy.from_config(load_config(ctx))
-    report = lint_paths(paths, policy, user, None if user else _clone_user(ctx, workdir))
+    # Asked only for a file outside models.d/ (a clone lookup loads git), and once.
+    report = lint_paths(paths, policy, user, None if user else functools.cache(lambda: _clone_user(ctx, workdir)))
     if output is Output.json:
         print_json(report.to_dict())
     else:

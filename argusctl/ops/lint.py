@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from daemon.core import layout
 from daemon.core.adapters import BaseRef, adapter_fit, find_base, read_adapter
@@ -51,19 +52,22 @@ def user_of_spec_path(parts: tuple[str, ...]) -> tuple[str | None, str | None]:
     return below[0], None
 
 
-def _spec_file(display: str, fs_path: Path, user_override: str | None, clone_user: str | None) -> SpecFile:
+CloneUser = Callable[[], "str | None"]   # the user of your clone, asked only for a file outside models.d/
+
+
+def _spec_file(display: str, fs_path: Path, user_override: str | None, clone_user: CloneUser | None) -> SpecFile:
     # abspath, not resolve: a symlinked spec is judged where it stands (and refused there).
     parts = Path(os.path.abspath(fs_path)).parts
     user, layout_error = user_of_spec_path(parts)
     if user_override is not None:
         return SpecFile(display, fs_path, user_override)
-    if MODELS_DIR not in parts and clone_user is not None:
-        return SpecFile(display, fs_path, clone_user)  # apply's rule: the file goes to your directory
+    if MODELS_DIR not in parts and clone_user is not None and (owner := clone_user()) is not None:
+        return SpecFile(display, fs_path, owner)  # apply's rule: the file goes to your directory
     return SpecFile(display, fs_path, user, layout_error)
 
 
 def find_spec_files(paths: list[str], user_override: str | None = None,
-                    clone_user: str | None = None) -> list[SpecFile]:
+                    clone_user: CloneUser | None = None) -> list[SpecFile]:
     """Files named directly are always linted; directories are searched for *.yaml/*.yml.
     Whose spec a file is: --user for every file, else models.d/<user>/ in its path, else (a
     file outside models.d/) the user of your clone, as `argusctl apply` would commit it."""
@@ -163,7 +167,7 @@ def duplicate_model_ids(specs: dict[str, ParsedSpec], users: dict[str, str | Non
 
 
 def lint_paths(paths: list[str], policy: SpecPolicy, user_override: str | None = None,
-               clone_user: str | None = None) -> LintReport:
+               clone_user: CloneUser | None = None) -> LintReport:
     files = find_spec_files(paths, user_override, clone_user)
     if not files:
         raise UsageError(f"no spec files (*.yaml, *.yml) found in {', '.join(paths)}")
