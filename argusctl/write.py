@@ -143,11 +143,13 @@ def apply(
 ) -> None:
     """Create or change a model from a spec file: lint, commit as you, push.
 
-    Your clone must have no uncommitted changes. A push that loses a race with another push is
-    replayed on top of it (never forced, never merged); if the other change touched the same
-    spec, nothing is pushed, your clone gets theirs, and the command exits 3: look, then run it
-    again. A write that fails for any reason (a git hook, no git identity, an interrupt) leaves
-    your clone as it was. Two commands writing through one clone take turns.
+    Your clone must have no uncommitted changes nor commits of its own that are not pushed (a
+    write would push them too: exit 2 says how many). A push that loses a race with another
+    push is made again on top of it (the edit redone and linted there; never forced, never
+    merged); if the other change touched the same spec, nothing is pushed, your clone gets
+    theirs, and the command exits 3: look, then run it again. A write that fails for any
+    reason (a git hook, no git identity, an interrupt) leaves your clone as it was. Two commands
+    writing through one clone take turns.
     """
     from daemon.errors import UsageError
     from daemon.core.spec import SpecPolicy

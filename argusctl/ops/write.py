@@ -46,10 +46,13 @@ def init(bare: Path, workdir: Path, user: str, branch: str = "main", name: str |
         _git(workdir, "checkout", "-q", "-B", branch)
     keep = clone.user_dir / ".gitkeep"
     if not keep.exists():
-        with write_transaction(clone, sync=False):
+        def make_keep() -> tuple[list[Path], str]:
             keep.parent.mkdir(parents=True, exist_ok=True)
             keep.write_text("")
-            commit_and_push(clone, [keep], f"init: models.d/{user}/")
+            return [keep], f"init: models.d/{user}/"
+
+        with write_transaction(clone, sync=False):
+            commit_and_push(clone, make_keep)
     return clone
 
 

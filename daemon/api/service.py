@@ -8,7 +8,6 @@ has recorded its commit, so the answer names the model's key and state.
 """
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,8 +171,9 @@ class ModelService:
         self.serve = serve
         self.health = health
         self.record_timeout = record_timeout
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
+        # No lock of its own around a user's writes: in argusd, WriteLanes (daemon/api/dependencies.py)
+        # runs one user's writes one at a time, and gitwrite's flock on the clone serializes any
+        # two writers through it, threads of this process included (flock locks are per open file).
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -288,10 +288,6 @@ class ModelService:
             return [p.to_dict() for p in exc.problems]
         return []
 
-    def _lock(self, user: str) -> threading.Lock:
-        with self._locks_guard:
-            return self._locks.setdefault(user, threading.Lock())
-
     def _clone(self, identity: Identity) -> gitwrite.Clone:
         return gitwrite.server_clone(Path(self.config.gitops.repo), self.clones_dir / identity.user, identity.user,
                                      self.config.gitops.branch, identity.git_name, identity.git_email)
@@ -299,20 +295,17 @@ class ModelService:
     def create(self, identity: Identity, data: bytes) -> WriteResult:
         """Create or change a model from a spec (the body of POST)."""
         parse_spec("spec.yaml", data, identity.user, self.policy)  # SpecError before git is touched
-        with self._lock(identity.user):
-            change = gitwrite.apply(self._clone(identity), data, "spec.yaml", self.policy)
+        change = gitwrite.apply(self._clone(identity), data, "spec.yaml", self.policy)
         return self._recorded(identity, change)
 
     def scale(self, identity: Identity, model_key: str, replicas: int) -> WriteResult:
         row = self._writable(identity, model_key)
-        with self._lock(identity.user):
-            change = gitwrite.scale(self._clone(identity), row.model_id_suffix, replicas, self.policy)
+        change = gitwrite.scale(self._clone(identity), row.model_id_suffix, replicas, self.policy)
         return self._recorded(identity, change)
 
     def delete(self, identity: Identity, model_key: str) -> WriteResult:
         row = self._writable(identity, model_key)
-        with self._lock(identity.user):
-            change = gitwrite.delete(self._clone(identity), row.model_id_suffix)
+        change = gitwrite.delete(self._clone(identity), row.model_id_suffix)
         return self._recorded(identity, change, deleting=True)
 
     def _writable(self, identity: Identity, model_key: str) -> ModelRow:

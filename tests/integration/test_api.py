@@ -330,7 +330,7 @@ def test_a_write_that_loses_to_a_concurrent_edit_is_a_conflict_and_pushes_nothin
         key = out["model_key"]
         work = tmp_path / "work"
         subprocess.run(["git", "pull", "-q"], cwd=work, check=True)
-        real_sync = gitwrite.sync_clone
+        real_sync = gitwrite.reset_to_pushed
 
         def sync_then_someone_pushes(clone):
             real_sync(clone)
@@ -338,7 +338,7 @@ def test_a_write_that_loses_to_a_concurrent_edit_is_a_conflict_and_pushes_nothin
             subprocess.run(["git", "commit", "-qam", "edit from her laptop"], cwd=work, check=True)
             subprocess.run(["git", "push", "-q", "origin", "HEAD:main"], cwd=work, check=True)
 
-        monkeypatch.setattr(gitwrite, "sync_clone", sync_then_someone_pushes)
+        monkeypatch.setattr(gitwrite, "reset_to_pushed", sync_then_someone_pushes)
         service = ModelService(load_config(daemon.config), tmp_path / "clones")
         with pytest.raises(ConflictError, match="changed the same spec meanwhile"):
             service.scale(Identity("alice", False, "alice", "alice@argus.local"), key, 2)

@@ -168,8 +168,17 @@ def test_every_command_says_the_same_when_the_workdir_is_not_a_clone(tmp_path, c
                              "`argusctl init` or pass --workdir\n")
 
 
-def test_push_race_mechanism_rebases_and_conflicts_are_refused(setup):
-    """Losing the race between sync and push: the commit is replayed on top, or refused on a conflict."""
+def writing(path, text, message):
+    """An edit for commit_and_push: write `text` to `path` (again on every retry)."""
+    def edit():
+        path.write_text(text)
+        return [path], message
+    return edit
+
+
+def test_push_race_mechanism_redoes_the_edit_and_conflicts_are_refused(setup):
+    """Losing the race between sync and push: the edit is made again on the winner's head when
+    the winner did not touch the edited file, and refused when it did."""
     from argusctl.ops import write as writepath
     from daemon.errors import ConflictError
 
@@ -177,21 +186,18 @@ def test_push_race_mechanism_rebases_and_conflicts_are_refused(setup):
     ctl("init", "--user", "alice", "--name", "Alice", "--email", "alice@example.com", workdir=tmp / "alice-2")
     first = writepath.open_clone(tmp / "alice-work", None, "main")
     second = writepath.open_clone(tmp / "alice-2", None, "main")
-    (second.user_dir / "x.yaml").write_text(spec("x"))
-    gitwrite.commit_and_push(second, [second.user_dir / "x.yaml"], "x from the second clone")
-    (first.user_dir / "y.yaml").write_text(spec("y"))  # the first clone is stale now
-    sha = gitwrite.commit_and_push(first, [first.user_dir / "y.yaml"], "y from the first clone")
+    gitwrite.commit_and_push(second, writing(second.user_dir / "x.yaml", spec("x"), "x from the second clone"))
+    # the first clone is stale now
+    sha = gitwrite.commit_and_push(first, writing(first.user_dir / "y.yaml", spec("y"), "y from the first clone"))
     assert [line.split("|")[1] for line in log(tmp / "gitops.git")][:2] == ["y from the first clone",
                                                                              "x from the second clone"]
     assert log(tmp / "gitops.git", "-1", "--format=%H")[0].split("|")[0] == sha
     # Both clones now change the same file differently: the second to push is refused.
     gitwrite.sync_clone(second)
-    (first.user_dir / "x.yaml").write_text(spec("x", replicas=2))
-    gitwrite.commit_and_push(first, [first.user_dir / "x.yaml"], "x to 2")
+    gitwrite.commit_and_push(first, writing(first.user_dir / "x.yaml", spec("x", replicas=2), "x to 2"))
     with pytest.raises(ConflictError, match="changed the same spec meanwhile"):
         with gitwrite.write_transaction(second, sync=False):
-            (second.user_dir / "x.yaml").write_text(spec("x", replicas=3))
-            gitwrite.commit_and_push(second, [second.user_dir / "x.yaml"], "x to 3")
+            gitwrite.commit_and_push(second, writing(second.user_dir / "x.yaml", spec("x", replicas=3), "x to 3"))
     assert log(tmp / "gitops.git")[0].endswith("|x to 2")
     assert "num_replicas: 2" in (second.user_dir / "x.yaml").read_text()  # the clone is back on theirs
     assert git(second.path, "status", "--porcelain") == ""
