@@ -24,6 +24,9 @@ FRONTEND_DEPLOYMENT = "ArgusIngress"
 # Placeholder in args so Ray's LLM defaults do not switch on autoscaling; the real count
 # is the per-deployment override.
 ARGS_NUM_REPLICAS = 1
+# In the environment of every replica argus starts, and so of its vLLM engine process: the
+# model key. The engine reaper (serving/reaper.py) kills only orphaned engines that carry it.
+ENGINE_MARK = "ARGUS_MODEL_KEY"
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,9 @@ def build_llm_config(spec: ResolvedServingSpec, model_key: str, settings: LlmSet
         "deployment_config": {"name": model_key, "num_replicas": ARGS_NUM_REPLICAS},
         "placement_group_config": {"bundles": placement_bundles(spec.gpus_per_replica, settings),
                                    "strategy": "STRICT_PACK"},
-        "runtime_env": {"env_vars": runtime_env_vars(settings)},
+        # The mark (last: no configured variable replaces it) that tells the engine reaper an
+        # orphaned vLLM engine is argus's (serving/reaper.py).
+        "runtime_env": {"env_vars": dict(sorted({**runtime_env_vars(settings), ENGINE_MARK: model_key}.items()))},
     }
     if settings.on_cpu:
         config["accelerator_config"] = {"kind": "cpu"}
