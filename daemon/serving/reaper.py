@@ -20,7 +20,7 @@ import logging
 
 from daemon.errors import ClusterError
 from daemon.serving.client import ServeClient
-from daemon.serving.llm_config import ENGINE_MARK
+from daemon.core.replica_contract import ENGINE_MARK
 
 log = logging.getLogger("argus.reaper")
 

@@ -246,7 +246,7 @@ def test_the_reaper_kills_orphaned_engines_and_nothing_else(cluster):
     (ENGINE_MARK in its environment, as every argus replica's runtime_env sets it) whose
     replica is gone (adopted by init) is killed; another team's orphaned engine (no mark) and
     an engine whose parent lives are not."""
-    from daemon.serving.llm_config import ENGINE_MARK
+    from daemon.core.replica_contract import ENGINE_MARK
     from daemon.serving.reaper import reap_orphaned_engines
 
     def orphan_engine(env: dict[str, str]) -> int:

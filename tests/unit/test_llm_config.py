@@ -36,7 +36,7 @@ def test_runtime_env_is_offline_with_caches():
 
 
 def test_every_engine_carries_the_reapers_mark_which_no_setting_replaces():
-    from daemon.serving.llm_config import ENGINE_MARK
+    from daemon.core.replica_contract import ENGINE_MARK
     env = build_llm_config(spec(), "m-1", llm_settings(env_vars={ENGINE_MARK: "spoofed"}))["runtime_env"]["env_vars"]
     assert env[ENGINE_MARK] == "m-1" and list(env) == sorted(env)
 
