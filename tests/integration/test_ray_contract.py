@@ -169,3 +169,79 @@ def test_llm_server_keeps_serves_log_file_and_checks_the_model_folder_before_the
                               "is in user 'eve''s tree, not alice's; only alice's own files and shared models are served",
                               2], out  # no third engine
     assert out["deployment"] == "LLMServer:m", out  # argus and its tests find models by this name
+
+
+def test_argus_llm_server_serves_each_adapters_weights_under_a_name_of_their_own():
+    """ArgusLLMServer's adapter path inside Ray's real LLMServer (its _run_request and request
+    flow), with an engine that stands in for vLLM's as Ray's VLLMEngine drives it (resolve_lora
+    by name from a local path; the request's model picks the adapter). Weights written into the
+    same folder are a new name and the old one is unloaded; vLLM only ever reads the replica's
+    copies; a folder swapped for a symlink to another user's adapter is refused with 403 and
+    the reason, and nothing stays loaded. The whole path on the real vLLM: the e2e."""
+    result = run_in_serving_venv("""
+        import asyncio, json, os, tempfile, types
+        import ray.serve
+        from ray.serve.llm import LLMConfig
+        from daemon.frontend import ArgusLLMServer
+        from daemon.core.replica_contract import OWNER_ENV, ROOT_ENV
+
+        root = tempfile.mkdtemp()
+        for folder, weights in (("users/bob/ad", b"v1"), ("users/eve/ad", b"eve")):
+            os.makedirs(os.path.join(root, folder))
+            open(os.path.join(root, folder, "adapter_model.safetensors"), "wb").write(weights)
+        os.makedirs(os.path.join(root, "users/alice/m"))
+        os.environ.update({OWNER_ENV: "alice", ROOT_ENV: root})
+        adapter = os.path.join(root, "users/bob/ad")
+
+        class Models:
+            def __init__(self): self.lora_requests = {}
+            async def unload_lora_adapter(self, request): self.lora_requests.pop(request.lora_name)
+
+        class Engine:
+            def __init__(self, config): self._oai_models, self.read = Models(), []
+            async def start(self): pass
+            async def check_health(self): pass
+            async def resolve_lora(self, disk):
+                self.read.append(disk.local_path)
+                with open(os.path.join(disk.local_path, "adapter_model.safetensors"), "rb") as f:
+                    self._oai_models.lora_requests[disk.model_id] = f.read().decode()
+            async def completions(self, request, raw_request_info):
+                yield types.SimpleNamespace(model=request.model, text=self._oai_models.lora_requests[request.model])
+
+        ray.serve.get_multiplexed_model_id = lambda: "bob-1-ad"   # Serve's routing sets it per request
+        server = ArgusLLMServer.__new__(ArgusLLMServer)
+        config = LLMConfig(model_loading_config={"model_id": "m", "model_source": os.path.join(root, "users/alice/m")})
+
+        async def main():
+            await server.__init__(config, engine_cls=Engine)
+            await server.reconfigure({"adapters": {"bob-1-ad": {"path": adapter, "generation": 1, "user_id": "bob"}}})
+            async def ask():
+                try:
+                    stream = await server.completions(types.SimpleNamespace(model="bob-1-ad", stream=False))
+                    return [(item.model, item.text) async for item in stream]
+                except Exception as exc:
+                    return [type(exc).__name__, getattr(exc, "status_code", None), str(getattr(exc, "message", exc)).replace(root, "<root>")]
+            out = {"first": await ask(), "again": await ask()}
+            names = list(server.engine._oai_models.lora_requests)
+            open(os.path.join(adapter, "adapter_model.safetensors"), "wb").write(b"v2")
+            out["changed"] = await ask()
+            out["names"] = [names, list(server.engine._oai_models.lora_requests)]
+            os.rename(adapter, adapter + "-old")
+            os.symlink(os.path.join(root, "users/eve/ad"), adapter)
+            out["swapped"] = await ask()
+            out["loaded_after_swap"] = list(server.engine._oai_models.lora_requests)
+            out["read_from_copies"] = all(p.startswith(server._copies) for p in server.engine.read)
+            out["reads"] = len(server.engine.read)
+            return out
+        print(json.dumps(asyncio.run(main())))
+    """)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["first"] == out["again"] == [["bob-1-ad", "v1"]], out     # answers name the adapter id
+    assert out["changed"] == [["bob-1-ad", "v2"]], out
+    (old,), (new,) = out["names"]
+    assert old.startswith("bob-1-ad@") and new.startswith("bob-1-ad@") and old != new, out   # old one unloaded
+    kind, code, message = out["swapped"]
+    assert (kind, code) == ("OpenAIHTTPException", 403), out
+    assert "<root>/users/eve/ad is in user 'eve'" in message, out
+    assert out["loaded_after_swap"] == [] and out["reads"] == 2 and out["read_from_copies"], out
