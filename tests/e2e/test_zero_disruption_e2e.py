@@ -27,8 +27,16 @@ from helpers import Prober, replicas_of, run_argusctl
 pytestmark = pytest.mark.e2e
 SOURCE = "$HOME/common/hf/SmolLM2-135M-Instruct"
 LORA_PROMPT, LORA_TOKENS = "Once upon a time", 24
-# Long enough to fill several KV-cache blocks, which vLLM's prefix cache keeps and reuses.
-LONG_PROMPT = "The old lighthouse keeper wrote in his log every evening. " * 40 + "On the last night he wrote:"
+# Long enough to fill several KV-cache blocks, which vLLM's prefix cache keeps and reuses, and
+# ending where the two test adapters answer differently.
+LONG_PROMPT = ("Mara kept the lighthouse on the northern cape for thirty years. Each evening she climbed the "
+               "ninety-one steps, trimmed the wick, polished the great lens and wrote the weather in her log: wind "
+               "from the west, a grey swell, two fishing boats returning late, a gull with a broken wing on the rail. "
+               "In winter the storms came in from the sea like freight trains, and the tower hummed with them all "
+               "night long. In summer tourists climbed the hill with cameras and asked her whether she was ever "
+               "lonely. She always said no, because the ships talked to her with their lights, the foxes came to the "
+               "door for bread, and the postman brought letters from her sister every second Tuesday.\n\n") * 2 \
+    + LORA_PROMPT
 
 
 def listed_models() -> list[str]:
