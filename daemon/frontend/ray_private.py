@@ -62,7 +62,9 @@ def model_card(model_id: str, max_request_context_length: int | None, base_model
 def openai_error(status_code: int, message: str) -> OpenAIHTTPException:
     """An error Ray's middleware answers in OpenAI's {"error": {...}} shape."""
     kind = {404: "NotFoundError", 403: "PermissionDeniedError"}.get(status_code, "BadRequestError")
-    return OpenAIHTTPException(status_code=status_code, message=message, type=kind)
+    error = OpenAIHTTPException(status_code=status_code, message=message, type=kind)
+    error.args = (message,)   # its str() is empty otherwise, and Serve reports a replica's error by str()
+    return error
 
 
 def handles(ingress: OpenAiIngress) -> dict[str, Any]:
