@@ -63,7 +63,9 @@ def openai_error(status_code: int, message: str) -> OpenAIHTTPException:
     """An error Ray's middleware answers in OpenAI's {"error": {...}} shape."""
     kind = {404: "NotFoundError", 403: "PermissionDeniedError"}.get(status_code, "BadRequestError")
     error = OpenAIHTTPException(status_code=status_code, message=message, type=kind)
-    error.args = (message,)   # its str() is empty otherwise, and Serve reports a replica's error by str()
+    # Serve pickles a replica's error to the front end, which rebuilds it from args: without
+    # them it cannot ("Failed to deserialize exception") and the reason is lost.
+    error.args = (status_code, message)
     return error
 
 
