@@ -296,30 +296,42 @@ def test_serves_own_cannot_place_message_is_recognised(cluster):
 
 
 def test_the_reaper_kills_orphaned_engines_and_nothing_else(cluster):
-    """argusd's engine reaper as a real Ray job on every node: an engine process whose
-    replica is gone (adopted by init) is killed; one whose parent lives is not."""
+    """argusd's engine reaper as a real Ray job on every node: an engine process of argus's
+    (ENGINE_MARK in its environment, as every argus replica's runtime_env sets it) whose
+    replica is gone (adopted by init) is killed; another team's orphaned engine (no mark) and
+    an engine whose parent lives are not."""
+    from daemon.core.replica_contract import ENGINE_MARK
     from daemon.serving.reaper import reap_orphaned_engines
 
-    started = subprocess.run(["bash", "-c", "(exec -a VLLM::EngineCore sleep 600) >/dev/null 2>&1 & echo $!"],
-                             capture_output=True, text=True, check=True)
-    orphan = int(started.stdout.strip())
-    owned = subprocess.Popen(["bash", "-c", "exec -a VLLM::EngineCore sleep 600"])
+    def orphan_engine(env: dict[str, str]) -> int:
+        started = subprocess.run(["bash", "-c", "(exec -a VLLM::EngineCore sleep 600) >/dev/null 2>&1 & echo $!"],
+                                 capture_output=True, text=True, check=True, env=env)
+        return int(started.stdout.strip())
+
+    plain = {k: v for k, v in os.environ.items() if k != ENGINE_MARK}
+    ours = orphan_engine({**plain, ENGINE_MARK: "m-1"})
+    foreign = orphan_engine(plain)
+    owned = subprocess.Popen(["bash", "-c", "exec -a VLLM::EngineCore sleep 600"], env={**plain, ENGINE_MARK: "m-2"})
     try:
-        _wait(lambda: _ppid(orphan) == 1, "the orphan to be adopted by init")
+        _wait(lambda: _ppid(ours) == 1 and _ppid(foreign) == 1, "the orphans to be adopted by init")
         client = ServeClient(DASHBOARD)
         job = reap_orphaned_engines(client)
         assert job is not None
         _wait(lambda: client.job(job).get("status") in ("SUCCEEDED", "FAILED"), "the reaper job", timeout=240)
-        assert client.job(job)["status"] == "SUCCEEDED", client.job_logs(job)[-2000:]
-        assert f"[{orphan}, " in client.job_logs(job)
-        _wait(lambda: _ppid(orphan) is None, "the orphan to be gone")
+        logs = client.job_logs(job)
+        assert client.job(job)["status"] == "SUCCEEDED", logs[-2000:]
+        assert f'[{ours}, "VLLM::EngineCore", "m-1"]' in logs, logs[-2000:]
+        _wait(lambda: _ppid(ours) is None, "argus's orphan to be gone")
+        assert f'[{foreign}, "VLLM::EngineCore"]' in logs, logs[-2000:]  # seen, spared
+        assert _ppid(foreign) == 1  # another team's engine: alive
         assert owned.poll() is None  # its parent (this test) lives: not an orphan
     finally:
         owned.kill()
-        try:
-            os.kill(orphan, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        for pid in (ours, foreign):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def _ppid(pid: int) -> int | None:
