@@ -46,6 +46,9 @@ def diff(
 
     Exit 0 when there is no difference, 1 when there are differences (like kubectl diff).
     """
+    from pathlib import Path
+
+    from argusctl.ops.write import require_clone
     from daemon.errors import UsageError
     from daemon.gitrepo import GitRepo
     from daemon.core.spec import SpecPolicy
@@ -54,6 +57,7 @@ def diff(
 
     config = load_config(ctx)
     path = os.path.expanduser(workdir or config.gitops.workdir)
+    require_clone(Path(path))   # the same check and exit code (3) as apply, scale and delete
     repo = GitRepo(path)
     sha = repo.resolve(ref)
     if sha is None:

@@ -14,8 +14,9 @@ def doctor(
                                          help="Interpreter to check Ray/vLLM imports with (default: .venv-serve)."),
     nodes: bool = typer.Option(True, "--nodes/--no-nodes",
                                help="Probe every live Ray node (a short Ray job): it imports what argus "
-                                    "deploys, with the expected Ray and vLLM; its /dev/shm size; on nodes "
-                                    "with GPUs, torch sees them and a small matmul runs."),
+                                    "deploys, with the expected Ray and vLLM; its /dev/shm size; on the GPUs "
+                                    "free on each node (never those in use), torch sees them and a small "
+                                    "matmul runs."),
     output: Output = OutputOption,
 ) -> None:
     """Check the config, the Ray/vLLM imports, Ray and Serve, every node, the HTTP port, GPUs and their usage view, store and repo.

@@ -11,7 +11,7 @@ import typer
 from argusctl.common import EXIT_FAILED, load_config, printable
 
 hook_app = typer.Typer(help="Server-side validation of pushes (a pre-receive hook in the bare repo).",
-                       no_args_is_help=True)
+                       no_args_is_help=True, rich_markup_mode=None)
 
 
 @hook_app.command("install")

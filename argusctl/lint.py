@@ -1,6 +1,7 @@
 """`argusctl lint` and `argusctl schema`."""
 from __future__ import annotations
 
+import functools
 from typing import List, Optional
 
 import typer
@@ -12,7 +13,10 @@ def lint(
     ctx: typer.Context,
     paths: List[str] = typer.Argument(..., help="Spec files or directories (e.g. models.d) to check."),
     user: Optional[str] = typer.Option(None, "--user", "-u",
-                                       help="Treat every file as this user's (for files outside models.d/<user>/)."),
+                                       help="Treat every file as this user's (default: models.d/<user>/ in the "
+                                            "path, else your clone's user, as apply does)."),
+    workdir: Optional[str] = typer.Option(None, "--workdir", envvar="ARGUS_WORKDIR",
+                                          help="Your GitOps clone (default: gitops.workdir from the config)."),
     output: Output = OutputOption,
 ) -> None:
     """Check ServingSpec files: one `path:line:col: message` line per problem.
@@ -23,7 +27,8 @@ def lint(
     from daemon.core.spec import SpecPolicy
 
     policy = SpecPolicy.from_config(load_config(ctx))
-    report = lint_paths(paths, policy, user)
+    # Asked only for a file outside models.d/ (a clone lookup loads git), and once.
+    report = lint_paths(paths, policy, user, None if user else functools.cache(lambda: _clone_user(ctx, workdir)))
     if output is Output.json:
         print_json(report.to_dict())
     else:
@@ -37,6 +42,20 @@ def lint(
         typer.echo(summary)
     if not report.ok:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _clone_user(ctx: typer.Context, workdir: Optional[str]) -> Optional[str]:
+    """The user apply would commit as (the clone's argus.user, the same lookup), or None when
+    there is no clone; a --workdir given that is not one is a usage error."""
+    from argusctl.write import _clone
+    from daemon.errors import GitError, UsageError
+
+    try:
+        return _clone(ctx, workdir, None)[1].user
+    except (GitError, UsageError):
+        if workdir is not None:
+            raise
+        return None
 
 
 def schema(ctx: typer.Context) -> None:

@@ -1,7 +1,7 @@
 """The argusctl entry point: one Typer app, one module per command group."""
 from __future__ import annotations
 
-import sqlite3
+import sys
 from typing import Optional
 
 import typer
@@ -17,7 +17,10 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    # Click's plain help, not Rich's boxes: importing and laying out Rich took twice as long as
+    # importing Typer itself, on every --help and usage error. Subcommands inherit the width.
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 
 
@@ -41,12 +44,17 @@ token.register(app)
 
 
 def run() -> None:
-    from daemon.store import unusable
-
     try:
         try:
             app(prog_name="argusctl")
-        except sqlite3.DatabaseError as exc:  # a store that broke after it was opened
+        except Exception as exc:
+            # A store that broke after it was opened. sqlite3 is looked up, not imported: a
+            # command that never imported it (--help, lint) cannot have raised its errors.
+            sqlite3 = sys.modules.get("sqlite3")
+            if sqlite3 is None or not isinstance(exc, sqlite3.DatabaseError):
+                raise
+            from daemon.store import unusable
+
             raise unusable(None, exc) from None
     except ArgusError as error:
         try:

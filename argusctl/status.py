@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Optional
 
 import typer
 
-from daemon.config import openai_base_url
 from daemon.core.describe import describe_event, problem_text, reason_of  # noqa: F401 (re-exported)
 from daemon.core.states import CLUSTER_EVENTS, SERVE_CONFIRMED_STATES, EventType
 
@@ -60,6 +59,8 @@ def status(
     output: Output = OutputOption,
 ) -> None:
     """List models with their state, or show one model in detail with its recent events."""
+    from daemon.config import openai_base_url
+
     config = load_config(ctx)
     store = _open_store(ctx)
     base_url = openai_base_url(config)
@@ -102,6 +103,9 @@ def status(
     live_paths = {m.spec_path for m in rows if m.live}
     stray = [rj for path, rj in rejections.items() if path not in live_paths]
     lease = store.lease_view()
+    if lease is not None:
+        lease = lease_status(lease, _last_reconcile(load_config(ctx).state.db), config.serving.serve.lease_seconds,
+                             datetime.now(timezone.utc))
     if output is Output.json:
         print_json({"openai_base_url": base_url, "daemon": lease, "cluster": cluster,
                     "models": [{**m.to_dict(), "state_shown": shown_state(m.state, down),
@@ -136,16 +140,58 @@ def status(
             typer.echo(f"  {_clip(printable(problem_text(r.problems[0])), 160)}")
 
 
+def _last_reconcile(db: str) -> datetime | None:
+    """When this store's argusd last finished a reconcile tick that reached Serve: it touches its
+    writer lock file then (daemon/argusd.py). None: no argusd ever ran on this store."""
+    import os
+
+    from daemon.store import WriterLock
+
+    try:
+        return datetime.fromtimestamp(os.stat(WriterLock(db).path).st_mtime, timezone.utc)
+    except OSError:
+        return None
+
+
+def lease_status(view: dict, last_reconcile: datetime | None, lease_seconds: float, now: datetime) -> dict:
+    """The stored lease view with what follows from the time: an active daemon renews its lease
+    only in ticks that reach Serve, so its lease has expired once `lease_seconds` have passed
+    since the last such tick (it was killed, stopped, or cannot reach Serve). `expired`: None
+    when unknown (no tick recorded, or the view names another daemon's lease)."""
+    from daemon.serving.lease import Role
+
+    expires = last_reconcile + timedelta(seconds=lease_seconds) if last_reconcile is not None else None
+    stale = expires is not None and lease_seconds > 0 and now >= expires
+    mine = view["role"] in (Role.ACTIVE, Role.CLAIMING)
+    return {**view, "last_reconcile": _iso(last_reconcile), "expires": _iso(expires) if mine else None,
+            "expired": (stale if mine else None) if expires is not None else None, "stale": stale}
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment is not None else None
+
+
 def daemon_line(lease: dict) -> str:
     """Which argusd reconciles the cluster, as this store's argusd last saw the lease."""
+    from daemon.serving.lease import Role
+
+    me = printable(lease["me"])
     since = f" since {lease['since'][:19]}Z"
-    if lease["role"] == "active":
-        return f"this store's daemon ({printable(lease['me'])}) is the active one{since}"
-    if lease["role"] == "claiming":
-        return f"this store's daemon ({printable(lease['me'])}) is claiming the lease{since}"
+    live = "(`argusctl doctor` reads the lease live)"
+    if lease.get("stale"):
+        last = f"{lease['last_reconcile'][:19]}Z"
+        if lease["role"] in (Role.ACTIVE, Role.CLAIMING):
+            was = "the active one" if lease["role"] == Role.ACTIVE else "claiming the lease"
+            return (f"this store's daemon ({me}) was {was}{since}; its lease expired at "
+                    f"{lease['expires'][:19]}Z (no reconcile since {last}: argusd stopped or cannot reach Serve) {live}")
+        holder = printable(lease["holder"]) if lease["holder"] else "none"
+        return f"this store's daemon ({me}) stood by; active then: {holder} (as of {last}: no reconcile since) {live}"
+    if lease["role"] == Role.ACTIVE:
+        return f"this store's daemon ({me}) is the active one{since}"
+    if lease["role"] == Role.CLAIMING:
+        return f"this store's daemon ({me}) is claiming the lease{since}"
     holder = printable(lease["holder"]) if lease["holder"] else "none"
-    return (f"this store's daemon ({printable(lease['me'])}) stands by; active: {holder}{since} "
-            "(`argusctl doctor` reads the lease live)")
+    return f"this store's daemon ({me}) stands by; active: {holder}{since} {live}"
 
 
 def _clip(text: str, width: int = 80) -> str:

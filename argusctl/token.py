@@ -8,7 +8,7 @@ import typer
 from argusctl.common import Output, OutputOption, load_config, print_json, printable
 
 app = typer.Typer(help="API tokens for argusd's HTTP API and web UI (each writes as its user).",
-                  no_args_is_help=True)
+                  no_args_is_help=True, rich_markup_mode=None)
 
 
 def _store(ctx: typer.Context):

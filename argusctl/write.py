@@ -18,6 +18,8 @@ WorkdirOption = typer.Option(None, "--workdir", envvar="ARGUS_WORKDIR",
 UserOption = typer.Option(None, "--user", "-u", help="Act as this user (default: the clone's argus.user).")
 DryRunOption = typer.Option(False, "--dry-run", help="Show the change as a diff; touch nothing.")
 WaitOption = typer.Option(False, "--wait", help="Block until the model settles (RUNNING, FAILED or gone).")
+RunWaitOption = typer.Option(False, "--wait", help="Block until the model settles (RUNNING or FAILED); once it "
+                             "runs, print the id a client sends as `model` and a curl line.")
 TimeoutOption = typer.Option(900.0, "--timeout", help="Seconds --wait waits before giving up (exit 5).")
 
 
@@ -69,10 +71,27 @@ def _report(config, clone, change, output: Output, wait: bool, timeout: float,
         else:
             typer.echo(f"{clone.user}/{change.model_id}: {state}" + (f": {reason}" if reason else ""))
         code = EXIT_TIMEOUT if reason == "timed out" else EXIT_FAILED if state == ModelState.FAILED or reason else 0
+        if not deleting and row is not None and state == ModelState.RUNNING:
+            _how_to_call(config, row.model_id, result)
     if output is Output.json:
         print_json(result)
     if code:
         raise typer.Exit(code)
+
+
+def _how_to_call(config, public_id: str, result: dict | None) -> None:
+    """What a client sends once the model runs: its public id as `model`, on the one endpoint."""
+    import json
+
+    from daemon.config import openai_base_url
+
+    base_url = openai_base_url(config)
+    if result is not None:
+        result["model"], result["openai_base_url"] = public_id, base_url
+        return
+    body = json.dumps({"model": public_id, "messages": [{"role": "user", "content": "Hi"}]})
+    typer.echo(printable(f"model: {public_id}  (send this as \"model\" to {base_url})"))
+    typer.echo(printable(f"  curl {base_url}/chat/completions -H 'Content-Type: application/json' -d '{body}'"))
 
 
 def wait_until_settled(config, user: str, change, timeout: float, deleting: bool, quiet: bool):
@@ -119,10 +138,19 @@ def apply(
     ctx: typer.Context,
     file: Path = typer.Option(..., "--filename", "-f", help="The spec file to apply.", exists=False),
     workdir: Optional[str] = WorkdirOption, user: Optional[str] = UserOption,
-    dry_run: bool = DryRunOption, wait: bool = WaitOption, timeout: float = TimeoutOption,
+    dry_run: bool = DryRunOption, wait: bool = RunWaitOption, timeout: float = TimeoutOption,
     output: Output = OutputOption,
 ) -> None:
-    """Create or change a model from a spec file: lint, commit as you, push."""
+    """Create or change a model from a spec file: lint, commit as you, push.
+
+    Your clone must have no uncommitted changes nor commits of its own that are not pushed (a
+    write would push them too: exit 2 says how many). A push that loses a race with another
+    push is made again on top of it (the edit redone and linted there; never forced, never
+    merged); if the other change touched the same spec, nothing is pushed, your clone gets
+    theirs, and the command exits 3: look, then run it again. A write that fails for any
+    reason (a git hook, no git identity, an interrupt) leaves your clone as it was. Two commands
+    writing through one clone take turns.
+    """
     from daemon.errors import UsageError
     from daemon.core.spec import SpecPolicy
     from argusctl.ops.write import apply as do_apply
@@ -141,10 +169,14 @@ def scale(
     model: str = typer.Argument(..., help="Model suffix or full public id."),
     replicas: int = typer.Option(..., "--replicas", "-r", min=1, help="The new number of replicas."),
     workdir: Optional[str] = WorkdirOption, user: Optional[str] = UserOption,
-    dry_run: bool = DryRunOption, wait: bool = WaitOption, timeout: float = TimeoutOption,
+    dry_run: bool = DryRunOption, wait: bool = RunWaitOption, timeout: float = TimeoutOption,
     output: Output = OutputOption,
 ) -> None:
-    """Set a model's num_replicas: commit as you, push."""
+    """Set a model's num_replicas: commit as you, push.
+
+    Only that value of your spec file changes: comments, quoting, flow or block style and
+    layout stay as you wrote them. Races and failures as for apply.
+    """
     from daemon.core.spec import SpecPolicy
     from argusctl.ops.write import scale as do_scale
 
@@ -160,7 +192,7 @@ def delete(
     dry_run: bool = DryRunOption, wait: bool = WaitOption, timeout: float = TimeoutOption,
     output: Output = OutputOption,
 ) -> None:
-    """Delete a model: remove its spec, commit as you, push."""
+    """Delete a model: remove its spec, commit as you, push. Races and failures as for apply."""
     from argusctl.ops.write import delete as do_delete
 
     config, clone = _clone(ctx, workdir, user)

@@ -1,12 +1,18 @@
 #!/usr/bin/env python3
-"""argusctl status and diff on a large tree (issue: ownership and hostile input, item 5).
+"""argusctl's cost: status and diff on a large tree, and (--startup) what every command pays to start.
 
-Builds U users x S specs each plus R rejected specs in one commit, records it with the real
-Syncer, then times the real CLI as a user runs it (a child process, median of 3):
+Default: builds U users x S specs each plus R rejected specs in one commit, records it with the
+real Syncer, then times the real CLI as a user runs it (a child process, median of 3):
 `argusctl status`, `argusctl status -o json` and `argusctl diff` (the clone's HEAD against
 the store). Both used to be quadratic in users x rejections.
 
+--startup: `argusctl --help` and `argusctl lint` of one example spec against
+`python -c "import typer"` (the floor of any Typer CLI), paired: A and B run in turn, and the
+ratio of their CPU seconds (user + sys, the kernel's accounting of each finished child) is taken
+pair by pair, so a machine whose speed drifts still gives a fair ratio. Prints the medians.
+
 Usage: .venv/bin/python bench/cli_bench.py [--users 5000] [--specs-per-user 2] [--rejections 2000]
+       .venv/bin/python bench/cli_bench.py --startup [--runs 15]
 Prints a markdown table for docs/benchmarks.md.
 """
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -39,12 +46,43 @@ def timed(args: list[str], env: dict) -> tuple[float, int]:
     return statistics.median(runs), done.returncode
 
 
+def cpu_seconds(command: list[str], env: dict) -> float:
+    """User + sys CPU seconds of one run of `command` (its exit code must be 0)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def startup(runs: int) -> None:
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "ARGUS_CONFIG": str(root / "configs" / "local.yaml"), "ARGUS_HOME": tempfile.mkdtemp()}
+    argusctl = str(Path(sys.executable).parent / "argusctl")  # the console script a user runs
+    floor = [sys.executable, "-c", "import typer"]
+    commands = {"argusctl --help": [argusctl, "--help"],
+                "argusctl lint (one spec)": [argusctl, "lint", str(root / "models.d" / "bob" / "smollm2.yaml")]}
+    print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+          f"{runs} pairs after one warm-up each; CPU seconds (user + sys) of the whole process")
+    print("\n| command | CPU s (median) | `python -c \"import typer\"` | ratio (median of pairs) |\n|---|---|---|---|")
+    for name, command in commands.items():
+        cpu_seconds(command, env), cpu_seconds(floor, env)  # warm-up: page cache, .pyc files
+        pairs = [(cpu_seconds(command, env), cpu_seconds(floor, env)) for _ in range(runs)]
+        a, b = statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
+        ratio = statistics.median(x / y for x, y in pairs)
+        print(f"| {name} | {a:.3f} | {b:.3f} | {ratio:.2f}x |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=5000)
     parser.add_argument("--specs-per-user", type=int, default=2)
     parser.add_argument("--rejections", type=int, default=2000)
+    parser.add_argument("--startup", action="store_true", help="Time what every command pays to start.")
+    parser.add_argument("--runs", type=int, default=15, help="--startup: pairs of runs.")
     args = parser.parse_args()
+    if args.startup:
+        startup(args.runs)
+        return
     with tempfile.TemporaryDirectory(prefix="argus-cli-bench-") as tmp_name:
         tmp = Path(tmp_name)
         gitops = GitOps(tmp / "g")

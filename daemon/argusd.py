@@ -1,9 +1,11 @@
-"""argusd: the sync daemon. Watches the GitOps repo and records every commit in the store."""
+"""argusd: records every commit of the GitOps repo in the store (sync loop) and brings Ray Serve to
+the store (reconcile loop), as the one active daemon of its cluster (the lease)."""
 from __future__ import annotations
 
 import logging
 import os
 import signal
+import socket
 import sqlite3
 import sys
 import threading
@@ -15,7 +17,7 @@ import typer
 from daemon.config import Config, load_config
 from daemon.errors import ArgusError, ClusterError, ConfigError, GitError, StoreError
 from daemon.gitrepo import GitRepo
-from daemon.serving.lease import Role
+from daemon.serving.lease import Role, daemon_identity
 from daemon.serving.reconciler import ReconcileOutcome, Reconciler
 from daemon.serving.client import ServeClient
 from daemon.core.spec import SpecPolicy
@@ -39,13 +41,19 @@ class Daemon:
     is opened once per loop; the repo is (re)opened as it comes and goes."""
 
     def __init__(self, config: Config, store: Store, serve_client: ServeClient | None, watch: bool = True,
-                 metrics: Metrics | None = None):
-        """`serve_client`: the way into Ray Serve (None: record commits only, --sync-only)."""
+                 metrics: Metrics | None = None, alive_file: str | None = None):
+        """`serve_client`: the way into Ray Serve (None: record commits only, --sync-only).
+        `alive_file`: touched after each reconcile tick that reached Serve (the store's writer
+        lock file), so `argusctl status` can tell when the lease this daemon held has expired."""
         self.config = config
         self.metrics = metrics
         self.watch = watch
         self.client = serve_client
-        self.reconciler = Reconciler(store, serve_client, config) if serve_client is not None else None
+        self.alive_file = alive_file
+        # The same name in the lease after a restart: a restarted argusd takes its lease back at once.
+        self.identity = daemon_identity(socket.gethostname(), os.path.realpath(config.state.db))
+        self.reconciler = (Reconciler(store, serve_client, config, identity=self.identity)
+                           if serve_client is not None else None)
         self.store = store
         self.policy = SpecPolicy.from_config(config)
         self.wake = threading.Event()            # a ref changed (watcher) or stop
@@ -112,7 +120,7 @@ class Daemon:
         self.store.close()
         self.store = Store.open(self.store.path)
         if self.reconciler is not None:
-            self.reconciler = Reconciler(self.store, self.reconciler.client, self.config)
+            self.reconciler = Reconciler(self.store, self.reconciler.client, self.config, identity=self.identity)
 
     def _sync(self) -> bool:
         started = time.perf_counter()
@@ -156,7 +164,17 @@ class Daemon:
             return False
         self._report("serve", None)
         self._count_reconcile(str(result.outcome), started, reachable=True, active=reconciler.role == Role.ACTIVE)
+        self._touch_alive()
         return result.outcome != ReconcileOutcome.APPLY_FAILED
+
+    def _touch_alive(self) -> None:
+        """Mark a tick that reached Serve: an active daemon renews its lease within such ticks, so
+        its lease expires at the latest a lease time after the last mark."""
+        if self.alive_file is not None:
+            try:
+                os.utime(self.alive_file)
+            except OSError as exc:  # a hint for status, never a reason to stop reconciling
+                log.debug("cannot touch %s: %s", self.alive_file, exc)
 
     def _count_sync(self, outcome: str, commits: int, started: float) -> None:
         if self.metrics is not None:
@@ -196,7 +214,7 @@ class Daemon:
                             store.close()
                         store = None
                         store = Store.open(self.store.path)
-                        reconciler = Reconciler(store, self.client, self.config)
+                        reconciler = Reconciler(store, self.client, self.config, identity=self.identity)
                 except StoreError as exc:
                     self._report("serve", str(exc))
                 else:
@@ -243,7 +261,7 @@ def main(
             log.info("metrics on http://%s/metrics", listen)
         except (OSError, ValueError) as exc:  # the side door failing never stops sync
             log.error("cannot serve metrics on %s (%s); going on without them", listen, exc)
-    daemon = Daemon(cfg, store, client, watch=not once, metrics=metrics)
+    daemon = Daemon(cfg, store, client, watch=not once, metrics=metrics, alive_file=lock.path)
     api = None
     api_listen = os.environ.get("ARGUS_API_LISTEN") or cfg.api.listen
     if api_listen and not once:

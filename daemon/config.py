@@ -11,10 +11,11 @@ import os
 import re
 import socket
 from pathlib import Path
-from typing import Optional, Literal
+from typing import Annotated, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from daemon.core.spec import USER_ID_RE, validate_user_id
 from daemon.errors import ConfigError, Problem
 from daemon.core.validation import problems_from
 from daemon.core.yamldoc import YamlDocError, load_mapping
@@ -187,6 +188,20 @@ class GitopsConfig(_Strict):
         return value
 
 
+def _user_id(value: str) -> str:
+    """A key of `users:` is a user id as docs/spec.md defines it (the directory under models.d/):
+    `Alice` would never match models.d/alice/, and git treats the two as different paths."""
+    try:
+        return validate_user_id(value)
+    except ValueError as exc:
+        lower = value.lower()
+        fix = f"; write {lower!r} here and name the directory models.d/{lower}/" if USER_ID_RE.fullmatch(lower) else ""
+        raise ValueError(f"{exc}{fix}") from None
+
+
+UserId = Annotated[str, AfterValidator(_user_id)]
+
+
 class UserConfig(_Strict):
     # Git author emails allowed to change models.d/<user>/ (enforced by hook and daemon).
     git_identities: list[str] = Field(default_factory=list)
@@ -223,7 +238,7 @@ class Config(_Strict):
     state: StateConfig = Field(default_factory=StateConfig)
     gitops: GitopsConfig = Field(default_factory=GitopsConfig)
     # Empty means "no ownership map": every well-formed user directory is accepted.
-    users: dict[str, UserConfig] = Field(default_factory=dict)
+    users: dict[UserId, UserConfig] = Field(default_factory=dict)
 
     def owners(self) -> dict[str, tuple[str, ...]]:
         """user -> the git author emails allowed to change models.d/<user>/ (core.ownership)."""

@@ -78,7 +78,8 @@ def blob_id(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
-def run_git(*args: str, cwd: str | os.PathLike, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_git(*args: str, cwd: str | os.PathLike, env: dict[str, str] | None = None,
+            input: str | None = None) -> subprocess.CompletedProcess:
     """The one way argus runs git (the streaming blob reader below aside). Literal pathspecs:
     a directory named "a*" must not match other users' directories. Replace refs ignored:
     refs/replace/* must never change what argus reads. Output decoded without ever failing
@@ -86,7 +87,7 @@ def run_git(*args: str, cwd: str | os.PathLike, env: dict[str, str] | None = Non
     try:
         return subprocess.run(["git", "--literal-pathspecs", "--no-replace-objects", *args], cwd=cwd,
                               capture_output=True, text=True, encoding="utf-8", errors="replace",
-                              env={**os.environ, **env} if env else None)
+                              env={**os.environ, **env} if env else None, input=input)
     except OSError as exc:
         raise GitError(f"cannot run git in {cwd}: {exc}") from None
 
@@ -126,8 +127,12 @@ class GitRepo:
             raise
         return done.returncode, done.stdout, done.stderr
 
-    def _git(self, *args: str) -> str:
-        status, out, err = self._run(*args)
+    def _git(self, *args: str, input: str | None = None, env: dict[str, str] | None = None) -> str:
+        if input is not None or env is not None:
+            done = run_git(*args, cwd=self.path, env=env, input=input)
+            status, out, err = done.returncode, done.stdout, done.stderr
+        else:
+            status, out, err = self._run(*args)
         if status != 0:
             self._check_present()
             raise GitError(f"git {args[0]} failed in {self.path}: {err.strip() or f'exit {status}'}")
@@ -135,11 +140,24 @@ class GitRepo:
 
     def branch_head(self, branch: str) -> str | None:
         """The branch's commit, or None when the branch does not exist yet (empty repo)."""
-        status, out, _ = self._run("rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}")
-        if status != 0:
-            self._check_present()
+        ref = f"refs/heads/{branch}"
+        status, out, _ = self._run("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+        if status == 0 and out.strip():
+            return out.strip()
+        self._check_present()
+        # No commit: the branch may still exist, pointing at an object this repo does not have
+        # (an interrupted copy, a deleted object) or at something that is not a commit. That is
+        # a damaged repo, not an empty one: say so instead of syncing nothing in silence.
+        status, out, _ = self._run("for-each-ref", "--format=%(refname)%00%(objectname)", ref)
+        target = next((line.split("\x00", 1)[1] for line in out.splitlines()
+                       if line.split("\x00", 1)[0] == ref), None) if status == 0 else None
+        if target is None:
             return None
-        return out.strip() or None
+        missing = self._run("cat-file", "-e", target)[0] != 0
+        what = "an object this repository does not have" if missing else "an object that is not a commit"
+        raise GitError(f"{ref} in {self.path} points at {target}, {what}: the repository is damaged (an "
+                       f"interrupted copy or a lost object; `git -C {self.path} fsck` lists the damage). Restore it "
+                       f"from a backup, or point the branch at a good commit: git -C {self.path} update-ref {ref} <commit>")
 
     def resolve(self, ref: str) -> str | None:
         """The commit a ref, branch, tag or sha names; None when it names none."""
@@ -226,6 +244,31 @@ class GitRepo:
                 mode, _kind, blob = meta.split()
                 files.append(TreeFile(path, blob, mode))
         return files
+
+    # -- a file argusd keeps under a ref of its own (the id ledger) ------------------------------
+
+    def read_ref_file(self, ref: str, name: str) -> tuple[str | None, str | None]:
+        """(the commit `ref` names, the text of `name` in its tree); (None, None) when there is no
+        such ref, (commit, None) when its tree has no such file."""
+        status, out, _ = self._run("rev-parse", "--verify", "-q", f"{ref}^{{commit}}")
+        if status != 0 or not out.strip():
+            self._check_present()
+            return None, None
+        commit = out.strip()
+        status, out, _ = self._run("cat-file", "blob", f"{commit}:{name}")
+        return commit, out if status == 0 else None
+
+    def write_ref_file(self, ref: str, name: str, text: str, parent: str | None, message: str) -> str:
+        """Commit `text` as the only file `name` under `ref`, on top of `parent` (what the ref
+        named when it was read; None: it must not exist yet). A ref moved by someone else since
+        is not overwritten: git refuses, and the caller reads again next time."""
+        who = {"GIT_AUTHOR_NAME": "argusd", "GIT_AUTHOR_EMAIL": "argusd@localhost",
+               "GIT_COMMITTER_NAME": "argusd", "GIT_COMMITTER_EMAIL": "argusd@localhost"}
+        blob = self._git("hash-object", "-w", "--stdin", input=text).strip()
+        tree = self._git("mktree", input=f"100644 blob {blob}\t{name}\n").strip()
+        commit = self._git("commit-tree", tree, *(["-p", parent] if parent else []), "-m", message, env=who).strip()
+        self._git("update-ref", "-m", message, ref, commit, parent or "0" * 40)
+        return commit
 
     def read_blobs(self, blobs: list[str], limit: int) -> dict[str, bytes]:
         """Each blob's first limit+1 bytes (enough to tell a spec is over the limit), read by

@@ -99,6 +99,14 @@ MIGRATIONS: list[str] = [
         since   TEXT NOT NULL
     );
     """,
+    # 5: a store being rebuilt from git (it began with no cursor) takes the public ids and model
+    # keys of the repo's id ledger when it reaches the branch's head (sync/ids.py)
+    """
+    CREATE TABLE rebuild_pending (
+        id      INTEGER PRIMARY KEY CHECK (id = 1),
+        since   TEXT NOT NULL
+    );
+    """,
 ]
 
 _LEGACY_PROBLEM = re.compile(r"^(?P<path>.*?):(?P<line>\d+):(?P<col>\d+): (?P<message>.*)$", re.S)
@@ -458,6 +466,37 @@ class Store:
             if row is not None:
                 return ModelRow.from_sql(row)
         raise NotFoundError(f"no model {ref!r}; `argusctl status` lists the models")
+
+    def has_model_key(self, model_key: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM serve_models WHERE model_key=?", (model_key,)).fetchone() is not None
+
+    def identities(self) -> list[tuple[str, str, str, str, str]]:
+        """(user_id, suffix, model_key, model_id, created_at) of every model not DELETED: the id
+        ledger's view, read without parsing any spec."""
+        return [tuple(r) for r in self.conn.execute(
+            "SELECT user_id, model_id_suffix, model_key, model_id, created_at FROM serve_models"
+            " WHERE state != 'DELETED' ORDER BY user_id, model_id_suffix")]
+
+    def rekey_model(self, model_key: str, *, new_key: str, model_id: str, created_at: str, now: str) -> None:
+        """Give a model another key and public id (a rebuilt store taking back the ids clients use);
+        its events follow it."""
+        row = self.get_model(model_key)
+        resolved = {**row.resolved, "model_id": model_id, "model_id_prefix": model_id[:-len(row.model_id_suffix) - 1]}
+        self.conn.execute("UPDATE serve_models SET model_key=?, model_id=?, created_at=?, resolved_json=?, updated_at=?"
+                          " WHERE model_key=?", (new_key, model_id, created_at, json.dumps(resolved, sort_keys=True),
+                                                 now, model_key))
+        self.conn.execute("UPDATE serve_events SET model_key=? WHERE model_key=?", (new_key, model_key))
+
+    # -- rebuilding from git -----------------------------------------------------------------
+
+    def mark_rebuilding(self, now: str) -> None:
+        self.conn.execute("INSERT OR IGNORE INTO rebuild_pending (id, since) VALUES (1, ?)", (now,))
+
+    def rebuilding(self) -> bool:
+        return self.conn.execute("SELECT 1 FROM rebuild_pending WHERE id=1").fetchone() is not None
+
+    def rebuilt(self) -> None:
+        self.conn.execute("DELETE FROM rebuild_pending")
 
     # -- events ------------------------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 # argus deploys Serve apps whose code is `daemon.frontend` and Ray Serve LLM + vLLM; Serve
 # builds them in a task that can land on any node, so every node needs the same Ray, the
 # same vLLM and argus itself. `argusctl doctor` checks exactly that on a running cluster
-# (and, on each GPU node, that torch sees the GPUs and a matmul runs, and /dev/shm's size).
+# (and /dev/shm's size, and on each GPU node that torch sees the GPUs free there and a matmul
+# runs on them; GPUs in use are not touched).
 #
 # CUDA: the gpu extra pins ray[serve,llm]==2.60.0, which pins vllm==0.29.0 and torch==2.13.0;
 # the torch 2.13.0 wheel on PyPI requires cuda-toolkit==13.0.3 (its wheel metadata) and vLLM
@@ -11,17 +12,20 @@
 # (tag -cu130, Ray's short name for its cu13.0.0-cudnn platform). Not -gpu: that tag is an
 # alias of Ray's default GPU platform, CUDA 12.1.
 #
-# Pinned by digest: the tag can be re-pushed, the digest cannot. Resolve it once on a machine
-# that reaches Docker Hub and pass it (or write it as the ARG's default and commit that):
+# The base image's digest: argus commits none (none could be resolved where this file was
+# written: no registry access), so RAY_BASE_DIGEST is a required build argument without a
+# default and the build refuses to start without it (FROM "...-cu130@" is an invalid reference
+# format). Resolve it once on a machine that reaches Docker Hub, then commit it as the default
+# so every build after that uses the same image (the tag can be re-pushed, the digest cannot):
 #   crane digest rayproject/ray:2.60.0-py311-cu130        # or: docker buildx imagetools inspect ...
-#   docker build -f deploy/node.Dockerfile --build-arg RAY_BASE_DIGEST=sha256:<that digest> \
-#       -t registry.example.com/argus-node:0.1.0 .
-# Without it the build stops at FROM ("invalid reference format"): argus ships no digest it
-# could not check (none could be resolved where this file was written).
+#   edit the ARG line below to: ARG RAY_BASE_DIGEST=sha256:<that digest>   (and commit it)
+#   docker build -f deploy/node.Dockerfile -t registry.example.com/argus-node:0.1.0 .
+# Until then pass it on every build: --build-arg RAY_BASE_DIGEST=sha256:<that digest>.
 #
 # Shared memory: vLLM 0.29's Ray executor keeps shared-memory rings in /dev/shm (160 MiB per
 # engine, 240 MiB per worker, so up to 400 MiB per GPU), NCCL its intra-node buffers too;
-# Docker's and Kubernetes' default is 64 MB. `argusctl doctor` wants 512 MiB per GPU. Run the
+# Docker's and Kubernetes' default is 64 MB. `argusctl doctor` wants 512 MiB per GPU (at
+# least 1 GiB) on GPU nodes and nothing on nodes without GPUs. Run the
 # container with --shm-size=16g (or --ipc=host); on KubeRay mount an emptyDir with
 # medium: Memory (sizeLimit: 16Gi) at /dev/shm in every Ray pod (docs/operating.md).
 ARG RAY_BASE_DIGEST

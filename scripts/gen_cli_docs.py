@@ -5,12 +5,11 @@ Usage: .venv/bin/python scripts/gen_cli_docs.py [--check]
 """
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 COMMANDS = [[], ["lint"], ["schema"], ["status"], ["logs"], ["doctor"], ["init"], ["apply"], ["scale"],
             ["delete"], ["diff"], ["hook", "install"], ["hook", "pre-receive"], ["token", "create"],
             ["token", "list"], ["token", "revoke"]]
@@ -25,10 +24,16 @@ model; 5 `--wait` timed out. Errors go to stderr as `argusctl: error: ...` namin
 
 
 def help_text(args: list[str]) -> str:
-    env = dict(os.environ, COLUMNS="100", TERM="dumb", NO_COLOR="1")
-    out = subprocess.run([sys.executable, "-m", "argusctl", *args, "--help"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, check=True).stdout
-    return "\n".join(line.rstrip() for line in out.strip("\n").splitlines())
+    """What `argusctl ARGS --help` prints on a 100-column terminal (in-process: one Python for
+    every command instead of one process each)."""
+    from typer.testing import CliRunner
+
+    from argusctl.main import app
+
+    result = CliRunner().invoke(app, [*args, "--help"], prog_name="argusctl", terminal_width=100)
+    if result.exit_code != 0:
+        raise SystemExit(f"argusctl {' '.join(args)} --help exited {result.exit_code}: {result.output}")
+    return "\n".join(line.rstrip() for line in result.stdout.strip("\n").splitlines())
 
 
 def render() -> str:

@@ -2,11 +2,12 @@
 # From a fresh machine to a served model: .venv, Ray Serve + vLLM (CPU), the small model,
 # a local Ray head with Serve on :8000, a GitOps repo from `argusctl init` with its
 # pre-receive hook, argusd, the example spec applied, and one question asked of it.
-# Idempotent: run it again and it reuses what is there. Everything lives under
+# Run it again and it reuses what is there, leaves your demo model as you left it, and waits
+# until that model answers (after `down`, argusd puts it back in 2-8 min). Everything lives under
 # $ARGUS_HOME (default ~/.argus); one line per step here, every tool's output in
 # $ARGUS_HOME/logs/quickstart.log.
 #
-#   scripts/quickstart.sh               set up and serve (the first time ~10-15 min)
+#   scripts/quickstart.sh               set up and serve (the first time 10-20 min on 2 cores)
 #   scripts/quickstart.sh down          stop argusd and the Ray head it started
 #   scripts/quickstart.sh down --purge  ... and delete $ARGUS_HOME, .venv and .venv-serve
 set -euo pipefail
@@ -17,6 +18,7 @@ ARGUS_HOME_DIR=${ARGUS_HOME:-$HOME/.argus}
 QS_USER=${QS_USER:-demo}
 ENDPOINT=http://127.0.0.1:8000/v1
 QUESTION="What is the capital of France?"
+DEMO=smollm2-135m   # the example spec's model_id
 
 if [ "${1:-}" = "down" ]; then
   [ -x .venv/bin/python ] && scripts/argusd_up.sh stop
@@ -37,19 +39,62 @@ ask() {
     | .venv/bin/python -c 'import json, sys; print(" ".join(json.load(sys.stdin)["choices"][0]["message"]["content"].split()))'
 }
 
-# apply --wait prints what it did (created / unchanged) first and the final state last.
-apply_example() {
-  local out action state
-  out=$(.venv/bin/argusctl apply -f models.d/bob/smollm2.yaml --wait) || { echo "$out"; return 1; }
-  echo "$out"
-  action=$(printf '%s\n' "$out" | grep -m1 "^$QS_USER/smollm2-135m: " | sed -E 's/^[^:]*: //; s/ \([0-9a-f]+\)$//')
-  state=$(printf '%s\n' "$out" | tail -n 1 | sed 's/^[^:]*: //')
-  echo "$QS_USER/smollm2-135m: $action, $state"
+# The demo model's row in argusd's store as JSON ("" when the user has none): its state and
+# public id. Only live models (a deleted demo model is created again).
+demo_row() {
+  .venv/bin/argusctl status -o json --user "$QS_USER" | .venv/bin/python -c '
+import json, sys
+rows = [m for m in json.load(sys.stdin)["models"] if m["model_id_suffix"] == sys.argv[1]]
+print(json.dumps(rows[0]) if rows else "")' "$DEMO"
+}
+field() { .venv/bin/python -c 'import json, sys; print(json.loads(sys.argv[1]).get(sys.argv[2]) or "")' "$1" "$2"; }
+
+# RUNNING means the endpoint answers for the model, not that argusd's store says so: after
+# `quickstart.sh down` the store still says RUNNING while the new, empty Ray serves nothing
+# until argusd has put the model back. A FAILED model stops the wait with argusd's reason.
+wait_until_answering() {
+  local model=$1 deadline=$((SECONDS + ${QS_WAIT_SECONDS:-1200})) row body
+  body=$(.venv/bin/python -c 'import json, sys; print(json.dumps({"model": sys.argv[1], "max_tokens": 1,
+    "temperature": 0, "messages": [{"role": "user", "content": "Hi"}]}))' "$model")
+  while [ "$SECONDS" -lt "$deadline" ]; do
+    if curl -sf -o /dev/null --max-time 60 "$ENDPOINT/chat/completions" -H 'Content-Type: application/json' \
+        -d "$body"; then
+      return 0
+    fi
+    row=$(demo_row)
+    if [ "$(field "$row" state)" = FAILED ]; then
+      echo "$QS_USER/$DEMO: FAILED: $(field "$row" reason) (argusctl status $DEMO; argusctl logs $model)"
+      return 1
+    fi
+    sleep 3
+  done
+  echo "$QS_USER/$DEMO: $model does not answer on $ENDPOINT after ${QS_WAIT_SECONDS:-1200} s" \
+       "(argusd says $(field "$(demo_row)" state)); see argusctl status $DEMO and argusctl logs $model"
+  return 1
+}
+
+# A first run applies the example spec; a later run finds the user's demo model and leaves
+# it as they left it (their adapters, replicas, engine settings: no commit, no restart).
+# The last line says which, and RUNNING once the model answers.
+serve_demo() {
+  local row out found
+  row=$(demo_row)
+  if [ -n "$row" ]; then
+    found="already in your repo ($(field "$row" state) in argusd's store), left as it is"
+  else
+    out=$(.venv/bin/argusctl apply -f models.d/bob/smollm2.yaml --wait) || { echo "$out"; return 1; }
+    echo "$out"
+    found=$(printf '%s\n' "$out" | grep -m1 "^$QS_USER/$DEMO: " | sed -E 's/^[^:]*: //; s/ \([0-9a-f]+\)$//')
+    row=$(demo_row)
+  fi
+  echo "waiting until $ENDPOINT answers for $(field "$row" model_id)"
+  wait_until_answering "$(field "$row" model_id)" || return 1
+  echo "$QS_USER/$DEMO: $found, RUNNING"
 }
 
 steps_begin 9 "$ARGUS_HOME_DIR/logs/quickstart.log"
 step "argusctl and argusd in .venv" scripts/venv.sh
-step "Ray Serve 2.60 + vLLM (CPU) in .venv-serve (the first time ~4 min, ~4 GB)" scripts/setup_serving.sh
+step "Ray Serve 2.60 + vLLM (CPU) in .venv-serve (the first time 4-8 min, ~4 GB)" scripts/setup_serving.sh
 step "Small model SmolLM2-135M-Instruct under $ARGUS_HOME_DIR/private/hf" \
   .venv-serve/bin/python scripts/prepare_model.py
 step "Ray head up (dashboard http://127.0.0.1:8265)" scripts/ray_up.sh
@@ -57,10 +102,8 @@ step "GitOps repo $ARGUS_HOME_DIR/gitops.git and your clone" \
   .venv/bin/argusctl init --user "$QS_USER" --name "$QS_USER" --email "$QS_USER@argus.local"
 step "Pre-receive hook installed" .venv/bin/argusctl hook install
 step "argusd running" scripts/argusd_up.sh
-step --result "Example spec applied (RUNNING takes ~90 s)" apply_example
-MODEL=$(.venv/bin/argusctl status -o json --user "$QS_USER" | .venv/bin/python -c "
-import json, sys
-print(next(m['model_id'] for m in json.load(sys.stdin)['models'] if m['model_id_suffix'] == 'smollm2-135m'))")
+step --result "Example model $DEMO answering (starting takes 2-8 min on 2 cores)" serve_demo
+MODEL=$(field "$(demo_row)" model_id)
 step --result "Asked \"$QUESTION\"" ask "$MODEL"
 WORKDIR=$(.venv/bin/python -c 'from daemon.config import load_config; import os; print(os.path.expanduser(load_config().gitops.workdir))')
 
@@ -69,9 +112,9 @@ cat <<MSG
 Serving $MODEL on $ENDPOINT (no authentication on this port).
 
   curl $ENDPOINT/chat/completions -H 'Content-Type: application/json' \\
-    -d '{"model": "$MODEL", "messages": [{"role": "user", "content": "$QUESTION"}]}'
+    -d '{"model": "$MODEL", "temperature": 0, "messages": [{"role": "user", "content": "$QUESTION"}]}'
 
-  .venv-serve/bin/python -c "from openai import OpenAI; c = OpenAI(base_url='$ENDPOINT', api_key='-'); print(c.chat.completions.create(model='$MODEL', messages=[{'role': 'user', 'content': 'Hi'}]).choices[0].message.content)"
+  .venv-serve/bin/python -c "from openai import OpenAI; c = OpenAI(base_url='$ENDPOINT', api_key='-'); print(c.chat.completions.create(model='$MODEL', temperature=0, messages=[{'role': 'user', 'content': 'Hi'}]).choices[0].message.content)"
 
 Web UI and API: http://127.0.0.1:8090/ui  (sign in with a token: .venv/bin/argusctl token create --user $QS_USER)
 

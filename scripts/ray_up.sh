@@ -45,13 +45,16 @@ fi
 reap_orphans
 # Ray jobs (argusctl doctor's node probe) run `python` from the head's PATH: make it this venv's.
 export PATH="$(cd "$(dirname "$VENV/bin/ray")" && pwd):$PATH"
-# More logical CPUs than cores: the two front-end replicas, each LLMServer replica and its
-# engine worker all need a CPU slot (and a model being updated briefly holds two sets), while
-# vLLM's CPU workers are mostly waiting on each other anyway.
-"$VENV/bin/ray" start --head --num-cpus "${ARGUS_RAY_CPUS:-12}" --dashboard-host 127.0.0.1 \
+# Ray's CPUs are scheduling slots, not cores, and 12 is deliberately more than a laptop has
+# (2 on CI): the two front-end replicas, each LLMServer replica and its engine worker all need
+# a slot, and a model being updated briefly holds two sets; with only as many slots as cores,
+# a second model or an update would stay pending, while the processes themselves
+# mostly wait on each other. ARGUS_RAY_CPUS=N sets another count.
+CPUS=${ARGUS_RAY_CPUS:-12}
+"$VENV/bin/ray" start --head --num-cpus "$CPUS" --dashboard-host 127.0.0.1 \
   --dashboard-port "${DASHBOARD##*:}" --disable-usage-stats >/dev/null
 for _ in $(seq 1 60); do
-  up && { echo "ray_up: Ray is up at $DASHBOARD"; exit 0; }
+  up && { echo "ray_up: Ray is up at $DASHBOARD with $CPUS logical CPUs for $(nproc) cores (slots, not cores; ARGUS_RAY_CPUS)"; exit 0; }
   sleep 1
 done
 echo "ray_up: the Ray dashboard did not come up at $DASHBOARD; see ${RAY_TMPDIR:-${TMPDIR:-/tmp}}/ray/session_latest/logs" >&2

@@ -27,14 +27,25 @@ OK, WARN, FAIL = "ok", "warn", "fail"
 
 # Run on the head as a Ray job: one task pinned to each alive node imports what argus deploys
 # there (the front end and the per-model app builder import daemon.frontend, Ray Serve LLM
-# and vLLM; Serve's build task can land on any node), measures /dev/shm and, on a node where
-# Ray counts GPUs, runs CUDA_PROBE in a child process (so no CUDA context stays in Ray's pooled
-# worker; num_gpus=0, so Ray leaves the node's own CUDA_VISIBLE_DEVICES as vLLM's workers see it).
+# and vLLM; Serve's build task can land on any node) and measures /dev/shm. On a node where
+# Ray counts GPUs, an actor asks Ray for the GPUs that are free there now (num_gpus = their
+# whole number), so Ray hands it only free ones and sets CUDA_VISIBLE_DEVICES to them (Ray
+# 2.60's set_visible_accelerator_ids); its CUDA_PROBE child (no CUDA context stays in a Ray
+# worker) sees only those. GPUs held by replicas or other teams' jobs are never touched; a node
+# with none free is not checked. If Ray does not start the actor within START_S (the GPUs were
+# taken meanwhile, or are shared fractionally), the check is skipped and the actor killed.
+# available_resources_per_node is a Ray DeveloperAPI (ray._private.state): its contract test is
+# tests/integration/test_gpu_placement.py::test_doctor_probes_every_node, on a real Ray 2.60.
 NODE_PROBE = """
-import json, os, subprocess, sys, ray
+import json, math, os, subprocess, sys, ray
+from ray._private.state import available_resources_per_node
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 ray.init(logging_level="ERROR")
 CUDA_PROBE = %r
+START_S = 30
+
+def on(node):
+    return NodeAffinitySchedulingStrategy(node, soft=False)
 
 @ray.remote(num_cpus=0)
 def probe(ray_gpus):
@@ -46,16 +57,6 @@ def probe(ray_gpus):
         out["shm_bytes"] = shm.f_frsize * shm.f_blocks
     except OSError as exc:
         out["shm_error"] = str(exc)[:200]
-    if ray_gpus:
-        try:
-            done = subprocess.run([sys.executable, "-c", CUDA_PROBE], capture_output=True, text=True, timeout=180)
-            lines = done.stdout.strip().splitlines()
-            out["cuda"] = (json.loads(lines[-1]) if lines else
-                           {"error": f"the CUDA check exited {done.returncode}: " + " ".join(done.stderr.split()[-40:])})
-        except Exception as exc:
-            out["cuda"] = {"error": f"the CUDA check did not run: {type(exc).__name__}: {exc}"}
-        if "error" in out["cuda"]:
-            out["cuda"]["error"] = out["cuda"]["error"][:400]
     try:
         import ray as r
         out["ray"] = r.__version__
@@ -67,16 +68,57 @@ def probe(ray_gpus):
         out["error"] = f"{type(exc).__name__}: {exc}"[:400]
     return out
 
+@ray.remote(num_cpus=0)
+class CudaCheck:
+    def given(self):
+        return {"gpu_ids": sorted(str(i) for i in ray.get_gpu_ids()),
+                "visible": os.environ.get("CUDA_VISIBLE_DEVICES")}
+
+    def run(self):
+        try:
+            done = subprocess.run([sys.executable, "-c", CUDA_PROBE], capture_output=True, text=True, timeout=180)
+            lines = done.stdout.strip().splitlines()
+            out = (json.loads(lines[-1]) if lines else
+                   {"error": f"the CUDA check exited {done.returncode}: " + " ".join(done.stderr.split()[-40:])})
+        except Exception as exc:
+            out = {"error": f"the CUDA check did not run: {type(exc).__name__}: {exc}"}
+        if "error" in out:
+            out["error"] = out["error"][:400]
+        return out
+
 nodes = [(n["NodeID"], n["Resources"].get("GPU", 0.0)) for n in ray.nodes() if n["Alive"]]
-refs = [probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote(g) for n, g in nodes]
-print("ARGUS-NODES " + json.dumps(ray.get(refs, timeout=240)))
+free = {n: math.floor(r.get("GPU", 0.0) + 1e-6) for n, r in available_resources_per_node().items()}
+free = {n: free.get(n, 0) if g else 0 for n, g in nodes}
+refs = [probe.options(scheduling_strategy=on(n)).remote(g) for n, g in nodes]
+checks = {n: CudaCheck.options(num_gpus=k, scheduling_strategy=on(n)).remote() for n, k in free.items() if k}
+given = {n: a.given.remote() for n, a in checks.items()}
+started, _ = ray.wait(list(given.values()), num_returns=len(given), timeout=START_S) if given else ([], [])
+runs = {n: checks[n].run.remote() for n, ref in given.items() if ref in started}
+results = ray.get(refs, timeout=240)
+for out in results:
+    node = out["node_id"]
+    out["gpus_free"] = free.get(node, 0)
+    if node in runs:
+        try:
+            out["cuda"] = {**ray.get(given[node]), **ray.get(runs[node], timeout=240)}
+        except Exception as exc:
+            out["cuda"] = {"error": f"the CUDA check did not run: {type(exc).__name__}: {exc}"[:400]}
+    elif node in given:
+        out["cuda"] = {"not_started": START_S}
+for actor in checks.values():
+    ray.kill(actor)
+print("ARGUS-NODES " + json.dumps(results))
 """
-# Torch sees the node's GPUs and a tiny matmul runs on each: a CUDA build the driver cannot run
-# (vLLM 0.29 and torch 2.13 are CUDA 13.0 builds) fails here, before the first model does.
+# Torch sees the GPUs Ray gave the check (CUDA_VISIBLE_DEVICES) and a tiny matmul runs on each:
+# a CUDA build the driver cannot run (vLLM 0.29 and torch 2.13 are CUDA 13.0 builds) fails
+# here, before the first model does.
 CUDA_PROBE = """
-import json
+import json, os
 out = {}
 try:
+    # Ray sets it to the GPUs it handed the check; unset, torch would see every GPU of the node.
+    if not os.environ.get("CUDA_VISIBLE_DEVICES"):
+        raise RuntimeError("Ray gave the check no GPU (CUDA_VISIBLE_DEVICES unset): not run")
     import torch
     out["torch"], out["cuda_build"] = torch.__version__, torch.version.cuda
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -190,7 +232,9 @@ def check_cluster(config: Config, client: ServeClient) -> list[Check]:
     checks.append(check_lease(config, serve))
     gpus = resources.get("GPU", 0.0)
     if config.serving.llm.on_cpu:
-        checks.append(Check("gpus", OK, f"CPU serving; the cluster has {resources.get('CPU', 0):g} CPUs"))
+        checks.append(Check("gpus", OK, f"CPU serving; the cluster has {resources.get('CPU', 0):g} logical CPUs "
+                            "(Ray's scheduling slots, not cores: scripts/ray_up.sh starts 12 so that the front "
+                            "end, each model's replica and engine, and an update's second set all fit)"))
     elif gpus <= 0:
         checks.append(Check("gpus", FAIL, "the cluster reports no GPUs",
                             "start GPU nodes, or use a CPU profile (accelerator_type: cpu)"))
@@ -252,7 +296,7 @@ def node_checks(results: list[dict], on_cpu: bool) -> list[Check]:
         gpus = float(node.get("ray_gpus") or 0.0)
         checks.append(shm_check(f"{name} /dev/shm", node.get("shm_bytes"), gpus, node.get("shm_error")))
         if not on_cpu:
-            checks.append(cuda_check(f"{name} CUDA", node.get("cuda"), gpus))
+            checks.append(cuda_check(f"{name} CUDA", node.get("cuda"), gpus, int(node.get("gpus_free") or 0)))
     return checks or [Check("nodes", FAIL, "the probe saw no alive node", "check `ray status`")]
 
 
@@ -270,42 +314,59 @@ CUDA_BUILD = "13.0"   # the CUDA that torch 2.13 and vLLM 0.29 (the gpu extra) a
 
 
 def shm_needed(gpus: float) -> int:
-    return max(SHM_FLOOR, int(gpus) * SHM_PER_GPU)
+    """The /dev/shm a node with `gpus` GPUs needs; 0 without GPUs: no GPU engine runs there
+    (a KubeRay head pod keeps Kubernetes' 64 MB default, and so may a CPU dev/CI container)."""
+    return max(SHM_FLOOR, int(gpus) * SHM_PER_GPU) if gpus else 0
 
 
 def shm_check(name: str, shm_bytes: int | None, gpus: float, error: str | None = None) -> Check:
-    """Is the node's /dev/shm large enough for the engines its GPUs can hold (pure)?"""
+    """Is the node's /dev/shm large enough for the engines its GPUs can hold (pure)? A node
+    without GPUs needs nothing: its size is only reported."""
     need = shm_needed(gpus)
     if shm_bytes is None:
+        if not need:
+            return Check(name, WARN, f"cannot read /dev/shm: {error or 'not reported'} (no GPU here: nothing required)")
         return Check(name, FAIL, f"cannot read /dev/shm: {error or 'not reported'}", SHM_FIX)
     seen = f"{shm_bytes / MIB:,.0f} MiB"
+    if not need:
+        return Check(name, OK, f"{seen} (no GPU here, so no GPU engine's shared-memory rings: nothing required)")
     if shm_bytes < need:
         return Check(name, FAIL, f"{seen}; {gpus:g} GPU(s) here need at least {need / MIB:,.0f} MiB "
                                  "(vLLM's shared-memory rings: 160 MiB per engine, 240 MiB per worker, plus NCCL)", SHM_FIX)
     return Check(name, OK, f"{seen} (at least {need / MIB:,.0f} MiB needed)")
 
 
-def cuda_check(name: str, found: dict | None, gpus: float) -> Check:
-    """What the node's CUDA check found (pure): torch must see every GPU Ray counts there,
-    be the CUDA build argus pins, and run a matmul on each."""
+def cuda_check(name: str, found: dict | None, gpus: float, given: int) -> Check:
+    """What the node's CUDA check found (pure). It ran only on the `given` GPUs Ray counted free
+    and handed it (CUDA_VISIBLE_DEVICES set by Ray): torch must see each of them, be the CUDA
+    build argus pins, and run a matmul on each. GPUs in use are never touched, so a node with
+    none free is not checked (WARN), nor one where Ray did not start the check in time."""
     fix = (f"vLLM 0.29 and torch 2.13 are CUDA {CUDA_BUILD} builds: use deploy/node.Dockerfile's cu130 "
            "base image (or pip install '.[gpu]' into the node's venv) and NVIDIA driver 580 or newer")
+    again = "run `argusctl doctor` again when some of its GPUs are free"
     if not gpus:
         return Check(name, OK, "no GPU on this node (Ray counts none): nothing to check")
+    if not given:
+        return Check(name, WARN, f"all {gpus:g} GPUs busy: not checked", again)
     found = found or {}
+    if found.get("not_started"):
+        return Check(name, WARN, f"Ray did not start the check on the {given} GPU(s) it counted free within "
+                                 f"{found['not_started']:g} s (taken meanwhile, or shared fractionally): not checked",
+                     again)
     build = f"torch {found.get('torch', '?')} (CUDA build {found.get('cuda_build')})"
+    mine = f"the {given} free GPU(s) Ray gave the check (CUDA_VISIBLE_DEVICES={found.get('visible')})"
+    untouched = f"; {gpus - given:g} busy GPU(s) not touched" if gpus > given else ""
     if found.get("error"):
-        return Check(name, FAIL, f"Ray counts {gpus:g} GPU(s); {build}: {found['error']}", fix)
+        return Check(name, FAIL, f"on {mine}: {build}: {found['error']}", fix)
     devices = found.get("devices") or []
-    if len(devices) < gpus:
-        return Check(name, FAIL, f"Ray counts {gpus:g} GPU(s) but {build} sees "
-                                 f"{len(devices) or 'none'}", fix)
+    if len(devices) < given:
+        return Check(name, FAIL, f"{build} sees {len(devices) or 'none'} of {mine}", fix)
     if not str(found.get("cuda_build") or "").startswith(CUDA_BUILD.split(".")[0] + "."):
         return Check(name, FAIL, f"{build}; argus's gpu extra is built for CUDA {CUDA_BUILD}", fix)
     if found.get("matmul_ok") != len(devices):
         return Check(name, FAIL, f"{build} sees {len(devices)} GPU(s) but the matmul did not run on each", fix)
-    return Check(name, OK, f"{build} sees {len(devices)} GPU(s) ({', '.join(sorted(set(devices)))}); "
-                           "a matmul ran on each")
+    return Check(name, OK, f"{build} sees {mine} ({', '.join(sorted(set(devices)))}); a matmul ran on "
+                           f"each{untouched}")
 
 
 def probe_nodes(client: ServeClient, timeout: float = 300,

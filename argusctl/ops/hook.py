@@ -31,9 +31,11 @@ def check_step(repo: GitRepo, previous: str | None, commit: CommitInfo, policy: 
     changed = list(changes)
     refusals = ownership_refusals(changes, owners)
     users = sorted({u for u in (user_of(p) for p in changed) if u is not None})
-    strays = [p for p in changed if user_of(p) is None and is_spec_path(p)]
+    strays = [p for p in changed if user_of(p) is None]
     for stray in repo.tree_files(commit.sha, strays) if strays else []:  # one ls-tree, not one per file
-        problems.append(f"{stray.path}:1:1: {layout.WRONG_DEPTH}")
+        message = layout.stray_problem(stray.path, stray.mode)
+        if message is not None:
+            problems.append(f"{stray.path}:1:1: {message}")
     files = repo.tree_files(commit.sha, [f"{MODELS_DIR}/{u}/" for u in users]) if users else []
     blobs = repo.read_blobs([f.blob for f in files if is_spec_path(f.path) and f.mode in FILE_MODES],
                             policy.max_spec_bytes)
@@ -53,7 +55,7 @@ def check_step(repo: GitRepo, previous: str | None, commit: CommitInfo, policy: 
             continue
         ids: dict[str, list] = {}
         for f in files:
-            if user_of(f.path) != user or not is_spec_path(f.path):
+            if user_of(f.path) != user or not layout.is_judged(f.path, f.mode):
                 continue
             entry_problem = layout.entry_problem(f.mode)
             if entry_problem is not None:

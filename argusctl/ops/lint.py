@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from daemon.core import layout
 from daemon.core.adapters import BaseRef, adapter_fit, find_base, read_adapter
@@ -51,16 +52,25 @@ def user_of_spec_path(parts: tuple[str, ...]) -> tuple[str | None, str | None]:
     return below[0], None
 
 
-def _spec_file(display: str, fs_path: Path, user_override: str | None) -> SpecFile:
+CloneUser = Callable[[], "str | None"]   # the user of your clone, asked only for a file outside models.d/
+
+
+def _spec_file(display: str, fs_path: Path, user_override: str | None, clone_user: CloneUser | None) -> SpecFile:
     # abspath, not resolve: a symlinked spec is judged where it stands (and refused there).
-    user, layout_error = user_of_spec_path(Path(os.path.abspath(fs_path)).parts)
+    parts = Path(os.path.abspath(fs_path)).parts
+    user, layout_error = user_of_spec_path(parts)
     if user_override is not None:
         return SpecFile(display, fs_path, user_override)
+    if MODELS_DIR not in parts and clone_user is not None and (owner := clone_user()) is not None:
+        return SpecFile(display, fs_path, owner)  # apply's rule: the file goes to your directory
     return SpecFile(display, fs_path, user, layout_error)
 
 
-def find_spec_files(paths: list[str], user_override: str | None = None) -> list[SpecFile]:
-    """Files named directly are always linted; directories are searched for *.yaml/*.yml."""
+def find_spec_files(paths: list[str], user_override: str | None = None,
+                    clone_user: CloneUser | None = None) -> list[SpecFile]:
+    """Files named directly are always linted; directories are searched for *.yaml/*.yml.
+    Whose spec a file is: --user for every file, else models.d/<user>/ in its path, else (a
+    file outside models.d/) the user of your clone, as `argusctl apply` would commit it."""
     found: list[SpecFile] = []
     for given in paths:
         path = Path(given)
@@ -70,9 +80,9 @@ def find_spec_files(paths: list[str], user_override: str | None = None) -> list[
                 for name in sorted(filenames):
                     if name.endswith(SPEC_SUFFIXES) and not name.startswith("."):
                         fs_path = Path(dirpath) / name
-                        found.append(_spec_file(str(fs_path), fs_path, user_override))
+                        found.append(_spec_file(str(fs_path), fs_path, user_override, clone_user))
         elif path.exists():
-            found.append(_spec_file(given, path, user_override))
+            found.append(_spec_file(given, path, user_override, clone_user))
         else:
             raise UsageError(f"{given}: no such file or directory")
     return found
@@ -95,7 +105,8 @@ def lint_files(files: list[SpecFile], policy: SpecPolicy) -> LintReport:
         if spec_file.user_id is None:
             report.problems.append(Problem(spec_file.display, 1, 1,
                                            f"cannot tell whose spec this is: put it at {MODELS_DIR}/<user_id>/"
-                                           "<name>.yaml or pass --user"))
+                                           "<name>.yaml, pass --user, or make your clone with `argusctl "
+                                           "init` (lint then takes its user, as apply does)"))
             continue
         try:
             data = _read_capped(spec_file.fs_path, policy.max_spec_bytes)
@@ -155,8 +166,9 @@ def duplicate_model_ids(specs: dict[str, ParsedSpec], users: dict[str, str | Non
     return problems
 
 
-def lint_paths(paths: list[str], policy: SpecPolicy, user_override: str | None = None) -> LintReport:
-    files = find_spec_files(paths, user_override)
+def lint_paths(paths: list[str], policy: SpecPolicy, user_override: str | None = None,
+               clone_user: CloneUser | None = None) -> LintReport:
+    files = find_spec_files(paths, user_override, clone_user)
     if not files:
         raise UsageError(f"no spec files (*.yaml, *.yml) found in {', '.join(paths)}")
     return lint_files(files, policy)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from argusctl.ops.hook import protect
 from daemon.core.spec import validate_user_id
-from daemon.errors import UsageError
-from daemon.gitwrite import (Change, Clone, SpecError, _git, apply, commit_and_push, delete, scale,
-                             set_top_level_scalar, suffix_of)
+from daemon.errors import GitError, UsageError
+from daemon.gitwrite import (Change, Clone, SpecError, _git, apply, commit_and_push, delete, require_identity, scale,
+                             suffix_of, write_transaction)
 
 
 def init(bare: Path, workdir: Path, user: str, branch: str = "main", name: str | None = None,
@@ -37,10 +37,7 @@ def init(bare: Path, workdir: Path, user: str, branch: str = "main", name: str |
         _git(workdir, "config", "user.name", name)
     if email:
         _git(workdir, "config", "user.email", email)
-    if _git(workdir, "var", "GIT_COMMITTER_IDENT", check=False).returncode != 0:
-        # Without one every later apply/scale/delete fails inside git on a fresh machine.
-        raise UsageError(f"git has no identity to commit as in {workdir}: pass --name and --email "
-                         f"(or set `git config --global user.name` and `user.email`)")
+    require_identity(workdir)  # without one every later apply/scale/delete would fail inside git
     clone = Clone(workdir, user, branch)
     if _git(workdir, "rev-parse", "--verify", "-q", f"origin/{branch}", check=False).returncode == 0:
         # Only ever forward: _check_existing_clone made sure nothing local would be lost.
@@ -49,9 +46,13 @@ def init(bare: Path, workdir: Path, user: str, branch: str = "main", name: str |
         _git(workdir, "checkout", "-q", "-B", branch)
     keep = clone.user_dir / ".gitkeep"
     if not keep.exists():
-        keep.parent.mkdir(parents=True, exist_ok=True)
-        keep.write_text("")
-        commit_and_push(clone, [keep], f"init: models.d/{user}/")
+        def make_keep() -> tuple[list[Path], str]:
+            keep.parent.mkdir(parents=True, exist_ok=True)
+            keep.write_text("")
+            return [keep], f"init: models.d/{user}/"
+
+        with write_transaction(clone, sync=False):
+            commit_and_push(clone, make_keep)
     return clone
 
 
@@ -75,9 +76,15 @@ def _check_existing_clone(workdir: Path, bare: Path, branch: str) -> None:
                          f"(git push origin HEAD:{branch}) or drop them, then run init again")
 
 
-def open_clone(workdir: Path, user: str | None, branch: str) -> Clone:
+def require_clone(workdir: Path) -> None:
+    """The one check (and exit code, 3: the git repo is not usable) for every command that
+    reads or writes through a clone: apply, scale, delete, diff."""
     if not (workdir / ".git").exists():
-        raise UsageError(f"{workdir} is not a GitOps clone; create one with `argusctl init` or pass --workdir")
+        raise GitError(f"{workdir} is not a GitOps clone; create one with `argusctl init` or pass --workdir")
+
+
+def open_clone(workdir: Path, user: str | None, branch: str) -> Clone:
+    require_clone(workdir)
     if user is None:
         found = _git(workdir, "config", "argus.user", check=False).stdout.strip()
         if not found:
@@ -92,5 +99,5 @@ def open_clone(workdir: Path, user: str | None, branch: str) -> Clone:
 
 
 
-__all__ = ["Clone", "Change", "init", "open_clone", "apply", "scale", "delete", "suffix_of", "SpecError",
-           "set_top_level_scalar"]
+__all__ = ["Clone", "Change", "init", "open_clone", "require_clone", "apply", "scale", "delete", "suffix_of",
+           "SpecError"]

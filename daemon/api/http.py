@@ -13,7 +13,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from daemon.api import routes_account, routes_admin, routes_models, routes_ui
 from daemon.api.dependencies import ApiContext, ApiError
@@ -61,6 +62,16 @@ async def request_invalid(request: Request, exc: RequestValidationError) -> JSON
     return JSONResponse({"error": "invalid_request", "message": where}, status_code=422)
 
 
+async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    """Starlette's own answers (no such route, a method a route does not take): a page for a
+    person in a browser, the API's error shape under /api/."""
+    if exc.status_code == 404 and not request.url.path.startswith("/api/"):
+        return routes_ui.not_found_page(request)
+    code = "not_found" if exc.status_code == 404 else "method_not_allowed" if exc.status_code == 405 else "error"
+    return JSONResponse({"error": code, "message": f"{exc.detail}: {request.method} {request.url.path}"},
+                        status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+
 async def engine_error(_: Request, exc: ArgusError) -> JSONResponse:
     status, code = status_of(exc)
     body: dict[str, Any] = {"error": code, "message": str(exc)}
@@ -78,6 +89,7 @@ def create_app(service: ModelService, tokens: TokenStore, openai_base_url: str) 
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(RequestValidationError, request_invalid)
     app.add_exception_handler(ArgusError, engine_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
     for routes in (routes_account, routes_models, routes_admin, routes_ui):
         app.include_router(routes.router)
     return app

@@ -23,18 +23,19 @@ def static_text(name: str) -> str:
     return resources.files("daemon.api").joinpath("static", name).read_text()
 
 
-def page(ctx: ApiContext, title: str, body_class: str, who: Optional[Identity], data: dict[str, Any]) -> HTMLResponse:
+def page(ctx: ApiContext, title: str, body_class: str, who: Optional[Identity], data: dict[str, Any],
+         status_code: int = 200) -> HTMLResponse:
     user = (f'<span class="who">{html.escape(who.user)}{" (admin)" if who.admin else ""}</span>'
             '<form method="post" action="/ui/logout" id="sign-out"><button class="link">Sign out</button></form>'
             ) if who else ""
     nav = ('<nav><a class="brand" href="/ui/serving">argus</a><a href="/ui/serving" class="nav-item">Serving</a>'
            f'<a href="/ui/serving/new" class="nav-item">New model</a><div class="spacer"></div>{user}</nav>'
-           if who else '<nav><span class="brand">argus</span></nav>')
+           if who else '<nav><a class="brand" href="/ui/serving">argus</a></nav>')
     text = (static_text("page.html").replace("{{title}}", html.escape(title)).replace("{{nav}}", nav)
             .replace("{{page}}", body_class)
             .replace("{{data}}", html.escape(json.dumps({**data, "openai_base_url": ctx.openai_base_url})))
             .replace("{{openai_base_url}}", html.escape(ctx.openai_base_url)))
-    return HTMLResponse(text, headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
+    return HTMLResponse(text, status_code=status_code, headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
                                        "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'"})
 
 
@@ -71,6 +72,13 @@ def ui_new(request: Request, who: Optional[Identity] = Depends(session_identity)
 def ui_detail(request: Request, model_key: str, who: Optional[Identity] = Depends(session_identity),
               ctx: ApiContext = Depends(context)) -> Response:
     return signed_in(request, who, lambda w: page(ctx, "Model", "detail", w, {"user": w.user, "model_key": model_key}))
+
+
+def not_found_page(request: Request) -> HTMLResponse:
+    """A page no route has: a page saying so (404), with the way back to the models."""
+    ctx = context(request)
+    who = session_identity(request)
+    return page(ctx, "Not found", "notfound", who, {"path": request.url.path}, status_code=404)
 
 
 @router.get("/ui/static/{name}")

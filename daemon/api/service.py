@@ -8,7 +8,6 @@ has recorded its commit, so the answer names the model's key and state.
 """
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +18,12 @@ import yaml
 from daemon import gitwrite
 from daemon.api.tokens import Identity
 from daemon.config import Config
-from daemon.core.describe import describe_event, reason_of
+from daemon.core.adapters import BaseRef, find_base
+from daemon.core.describe import adapter_load, describe_event, reason_of
 from daemon.core.spec import SpecPolicy, parse_spec
+from daemon.core.states import ModelState
 from daemon.errors import ArgusError, ClusterError, NotFoundError, SpecError, StoreError
+from daemon.serving.llm_config import adapter_table, app_name
 from daemon.store import ModelRow, Store
 
 EVENTS_PAGE = 50
@@ -58,16 +60,76 @@ class WriteResult:
         return dict(self.__dict__)
 
 
-def model_summary(row: ModelRow, rejection: Any = None) -> dict[str, Any]:
-    """One model as the API lists it."""
+def is_adapter(row: ModelRow) -> bool:
+    return row.resolved.get("base_model") is not None
+
+
+def base_refs(rows: list[ModelRow]) -> list[BaseRef]:
+    """The models an adapter may name (not adapters, not deleted ones), as the reconciler
+    resolves them (daemon.serving.plan.base_refs does the same from its own rows)."""
+    return [BaseRef(r.model_id, r.user_id, r.model_id_suffix, r.resolved.get("model_source", ""), r.resolved.get("adapters"))
+            for r in rows if not is_adapter(r) and r.state != ModelState.DELETED]
+
+
+@dataclass(frozen=True)
+class Adapters:
+    """Which base each adapter runs on and which adapters each base carries, read once from
+    every model on record (a base may be another user's model)."""
+
+    base_of: dict[str, ModelRow]        # adapter model_key -> its base, where one resolves
+    on: dict[str, list[ModelRow]]       # base model_key -> its adapters (deleted ones not)
+
+    @classmethod
+    def of(cls, every: list[ModelRow]) -> "Adapters":
+        refs = base_refs(every)
+        bases = {r.model_id: r for r in every if not is_adapter(r) and r.state != ModelState.DELETED}
+        base_of: dict[str, ModelRow] = {}
+        on: dict[str, list[ModelRow]] = {}
+        for row in every:
+            if not is_adapter(row):
+                continue
+            ref = find_base(row.resolved["base_model"], row.user_id, refs)
+            if ref is not None:
+                base_of[row.model_key] = bases[ref.model_id]  # a deleted adapter's too: its history names it
+                if row.state != ModelState.DELETED:
+                    on.setdefault(bases[ref.model_id].model_key, []).append(row)
+        return cls(base_of, on)
+
+
+def visible_to(identity: Identity, row: ModelRow) -> bool:
+    return identity.admin or row.user_id == identity.user
+
+
+def adapter_facts(identity: Identity, row: ModelRow, adapters: Adapters) -> dict[str, Any]:
+    """What the list and the page say of an adapter and of a base's adapters: an adapter's base
+    and load state; a base's adapters (another user's adapter: its id, owner and load state
+    only, as /v1/models would show the id; its reason may name that user's paths)."""
+    if is_adapter(row):
+        base = adapters.base_of.get(row.model_key)
+        return {"kind": "adapter", "adapter_load": adapter_load(row.state).value,
+                "base_model": {"ref": row.resolved["base_model"], "model_id": base.model_id if base else None,
+                               "model_key": base.model_key if base and visible_to(identity, base) else None,
+                               "state": base.state.value if base else None}}
+    mine = sorted(adapters.on.get(row.model_key, []), key=lambda a: a.model_id)
+    return {"kind": "model", "takes_adapters": row.resolved.get("adapters"),
+            "adapters": [{"model_id": a.model_id, "user_id": a.user_id, "state": a.state.value,
+                          "adapter_load": adapter_load(a.state).value,
+                          "model_key": a.model_key if visible_to(identity, a) else None,
+                          "reason": (a.error_summary or "") if visible_to(identity, a) else ""} for a in mine]}
+
+
+def model_summary(row: ModelRow, rejection: Any = None, facts: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """One model as the API lists it. An adapter has no replicas or GPUs of its own (null)."""
     resolved = row.resolved
+    adapter = is_adapter(row)
     return {"model_key": row.model_key, "model_id": row.model_id, "user_id": row.user_id,
             "name": row.model_id_suffix, "state": row.state.value, "reason": reason_of(row, rejection),
-            "num_replicas": resolved.get("num_replicas"), "gpus_per_replica": resolved.get("gpus_per_replica"),
+            "num_replicas": None if adapter else resolved.get("num_replicas"),
+            "gpus_per_replica": None if adapter else resolved.get("gpus_per_replica"),
             "model_source": resolved.get("model_source"), "spec_path": row.spec_path,
             "generation": row.generation, "applied_generation": row.applied_generation,
             "commit_sha": row.commit_sha, "commit_author": row.commit_author,
-            "created_at": row.created_at, "updated_at": row.updated_at}
+            "created_at": row.created_at, "updated_at": row.updated_at, **(facts or {})}
 
 
 def replica_states(apps: dict[str, Any], model_key: str) -> Optional[dict[str, Any]]:
@@ -84,6 +146,20 @@ def replica_states(apps: dict[str, Any], model_key: str) -> Optional[dict[str, A
     return None
 
 
+def adapter_serve_status(apps: dict[str, Any], adapter: ModelRow, base: ModelRow) -> dict[str, Any]:
+    """An adapter in Serve: its base's deployment and replicas, and whether the base's adapter
+    table (its deployment's user_config) holds the adapter, at which generation."""
+    found = replica_states(apps, base.model_key)
+    app = apps.get(app_name(base.model_key)) or {}
+    entry = adapter_table(app.get("deployed_app_config"), base.model_key).get(adapter.model_id)
+    on_base = {"base_model_id": base.model_id, "in_adapter_table": entry is not None,
+               "table_generation": (entry or {}).get("generation")}
+    if found is None:
+        return {"available": True, "deployed": False, "replicas": [], **on_base,
+                "reason": f"its base model {base.model_id} is not deployed in Serve"}
+    return {"available": True, "deployed": True, **found, **on_base}
+
+
 class ModelService:
     def __init__(self, config: Config, clones_dir: Path, *, wake: Callable[[], None] = lambda: None,
                  serve: Optional[ServeStatusSource] = None, health: Callable[[], dict[str, Any]] = dict,
@@ -95,8 +171,9 @@ class ModelService:
         self.serve = serve
         self.health = health
         self.record_timeout = record_timeout
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
+        # No lock of its own around a user's writes: in argusd, WriteLanes (daemon/api/dependencies.py)
+        # runs one user's writes one at a time, and gitwrite's flock on the clone serializes any
+        # two writers through it, threads of this process included (flock locks are per open file).
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -125,11 +202,13 @@ class ModelService:
         try:
             rejections = {r.spec_path: r for r in store.rejections(owner)}
             rows = store.list_models(user_id=owner, include_deleted=include_deleted)
+            adapters = Adapters.of(store.list_models())
         finally:
             store.close()
         rows.sort(key=lambda m: (m.user_id, m.model_id))
         live = {m.spec_path for m in rows if m.live}
-        return {"items": [model_summary(m, rejections.get(m.spec_path) if m.live else None) for m in rows],
+        return {"items": [model_summary(m, rejections.get(m.spec_path) if m.live else None,
+                                        adapter_facts(identity, m, adapters)) for m in rows],
                 "rejected_specs": [r.to_dict() for p, r in sorted(rejections.items()) if p not in live]}
 
     def get_model(self, identity: Identity, model_key: str, after: int = 0,
@@ -139,23 +218,33 @@ class ModelService:
             row = self._row(store, identity, model_key)
             rejection = {r.spec_path: r for r in store.rejections(row.user_id)}.get(row.spec_path) if row.live else None
             events = store.events(model_key=row.model_key, spec_path=row.spec_path, after_id=after)
+            adapters = Adapters.of(store.list_models())
         finally:
             store.close()
         page = events[:limit] if after else events[-limit:]  # the newest page first, then onwards
-        return {"model": model_summary(row, rejection), "spec_yaml": row.spec_yaml,
+        return {"model": model_summary(row, rejection, adapter_facts(identity, row, adapters)),
+                "spec_yaml": row.spec_yaml,
                 "resolved_spec_yaml": yaml.safe_dump(row.resolved, sort_keys=False),
                 "rejection": rejection.to_dict() if rejection else None,
                 "events": [{**e.to_dict(), "text": describe_event(e)} for e in page],
                 "events_next_after": page[-1].id if page else after,
-                "serve_status": self.serve_status(row)}
+                "serve_status": self.serve_status(row, adapters.base_of.get(row.model_key) if is_adapter(row) else None)}
 
-    def serve_status(self, row: ModelRow) -> dict[str, Any]:
+    def serve_status(self, row: ModelRow, base: Optional[ModelRow] = None) -> dict[str, Any]:
+        """The model's deployment and replicas in Serve. An adapter has none of its own: its
+        base's, and whether the base's adapter table in Serve holds it."""
         if self.serve is None:
             return {"available": False, "reason": "argusd runs --sync-only: it does not talk to Ray Serve"}
+        if is_adapter(row) and base is None:
+            return {"available": True, "deployed": False, "replicas": [],
+                    "reason": f"base model {row.resolved['base_model']} is not in argus"}
         try:
-            found = replica_states(self.serve.applications(), row.model_key)
+            apps = self.serve.applications()
         except ClusterError as exc:
             return {"available": False, "reason": f"Ray Serve is not reachable: {exc}"}
+        if base is not None:
+            return adapter_serve_status(apps, row, base)
+        found = replica_states(apps, row.model_key)
         if found is None:
             return {"available": True, "deployed": False, "replicas": [],
                     "reason": "not deployed in Serve" + (" (it is queued)" if row.state.value == "QUEUED" else "")}
@@ -199,10 +288,6 @@ class ModelService:
             return [p.to_dict() for p in exc.problems]
         return []
 
-    def _lock(self, user: str) -> threading.Lock:
-        with self._locks_guard:
-            return self._locks.setdefault(user, threading.Lock())
-
     def _clone(self, identity: Identity) -> gitwrite.Clone:
         return gitwrite.server_clone(Path(self.config.gitops.repo), self.clones_dir / identity.user, identity.user,
                                      self.config.gitops.branch, identity.git_name, identity.git_email)
@@ -210,20 +295,17 @@ class ModelService:
     def create(self, identity: Identity, data: bytes) -> WriteResult:
         """Create or change a model from a spec (the body of POST)."""
         parse_spec("spec.yaml", data, identity.user, self.policy)  # SpecError before git is touched
-        with self._lock(identity.user):
-            change = gitwrite.apply(self._clone(identity), data, "spec.yaml", self.policy)
+        change = gitwrite.apply(self._clone(identity), data, "spec.yaml", self.policy)
         return self._recorded(identity, change)
 
     def scale(self, identity: Identity, model_key: str, replicas: int) -> WriteResult:
         row = self._writable(identity, model_key)
-        with self._lock(identity.user):
-            change = gitwrite.scale(self._clone(identity), row.model_id_suffix, replicas, self.policy)
+        change = gitwrite.scale(self._clone(identity), row.model_id_suffix, replicas, self.policy)
         return self._recorded(identity, change)
 
     def delete(self, identity: Identity, model_key: str) -> WriteResult:
         row = self._writable(identity, model_key)
-        with self._lock(identity.user):
-            change = gitwrite.delete(self._clone(identity), row.model_id_suffix)
+        change = gitwrite.delete(self._clone(identity), row.model_id_suffix)
         return self._recorded(identity, change, deleting=True)
 
     def _writable(self, identity: Identity, model_key: str) -> ModelRow:

@@ -2,7 +2,9 @@
 and the HTTP API and UI. Pure: takes store rows and events, returns text."""
 from __future__ import annotations
 
-from daemon.core.states import EventType
+from typing import Any, Mapping
+
+from daemon.core.states import EventType, ModelState, StrEnum
 
 
 def reason_of(model, rejection) -> str:
@@ -20,17 +22,139 @@ def problem_text(problem) -> str:
     return str(problem)
 
 
+# -- adapters ------------------------------------------------------------------------------------
+
+
+class AdapterLoad(StrEnum):
+    """Where a LoRA adapter is on its base model's replicas, as its state says (an adapter has
+    no replicas of its own: its state is whether the base's vLLM has it)."""
+
+    WAITING = "waiting for base"   # QUEUED: its base does not run or does not take it (the reason says why)
+    LOADING = "loading"            # DEPLOYING: in the base's adapter table; its first answer not in yet
+    LOADED = "loaded"              # RUNNING: the base's replicas answered by its id
+    FAILED = "failed to load"      # FAILED: vLLM or its folder refused it (the reason says why)
+    UNLOADING = "unloading"        # DELETING: its spec is gone; the base's table still holds it
+    REMOVED = "removed"            # DELETED
+
+
+ADAPTER_LOAD = {ModelState.QUEUED: AdapterLoad.WAITING, ModelState.DEPLOYING: AdapterLoad.LOADING,
+                ModelState.RUNNING: AdapterLoad.LOADED, ModelState.FAILED: AdapterLoad.FAILED,
+                ModelState.DELETING: AdapterLoad.UNLOADING, ModelState.DELETED: AdapterLoad.REMOVED}
+
+
+def adapter_load(state: ModelState) -> AdapterLoad:
+    return ADAPTER_LOAD[ModelState(state)]
+
+
+# -- values and changes --------------------------------------------------------------------------
+
+
+def value_text(value: Any) -> str:
+    """A stored value as a person writes it: `none`, `a, b`, `max_rank 16, max_loaded 4`."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k} {value_text(v)}" for k, v in value.items()) or "{}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(value_text(v) for v in value) or "none"
+    return str(value)
+
+
+def change_texts(field: str, old: Any, new: Any) -> list[str]:
+    """What changed in one field, as phrases: `num_replicas 1 -> 2`; a table of settings (like
+    adapters or engine_kwargs) key by key, and `adapters set: ...` / `adapters removed` when it
+    appears or goes as a whole."""
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        out: list[str] = []
+        for key in sorted(set(old) | set(new), key=str):
+            if key not in new:
+                out.append(f"{field}.{key} removed (was {value_text(old[key])})")
+            elif key not in old:
+                out.append(f"{field}.{key} set to {value_text(new[key])}")
+            elif old[key] != new[key]:
+                out += change_texts(f"{field}.{key}", old[key], new[key])
+        return out
+    if old is None or old == {}:
+        return [f"{field} set: {value_text(new)}" if isinstance(new, Mapping) else f"{field} set to {value_text(new)}"]
+    if new is None or new == {}:
+        return [f"{field} removed (was {value_text(old)})"]
+    return [f"{field} {value_text(old)} -> {value_text(new)}"]
+
+
+def changes_text(changes: Mapping[str, Any]) -> str:
+    """A spec's changes (field -> [old, new], as sync records them) as one line."""
+    return "; ".join(t for field, (old, new) in sorted(changes.items()) for t in change_texts(field, old, new))
+
+
+# -- events --------------------------------------------------------------------------------------
+
+
+def _generation(p: dict) -> str:
+    return f"generation {p.pop('generation')}" if "generation" in p else "the spec"
+
+
+def _replicas(n: Any) -> str:
+    return f"{n} replica" + ("" if n == 1 else "s")
+
+
+def _what(event_type: str, p: dict) -> str:
+    """The event's own words, from its payload (consumes the keys it uses)."""
+    kind = EventType(event_type) if event_type in EventType._value2member_map_ else None
+    if kind == EventType.REJECTED:
+        kept = p.pop("kept_last_good_spec", None)
+        return ("; ".join(problem_text(q) for q in p.pop("problems", []))
+                + (" (the last good spec keeps serving)" if kept else ""))
+    if "changes" in p:
+        gen = _generation(p)
+        return f"{gen}: {changes_text(p.pop('changes'))}"
+    if kind == EventType.CREATED:
+        model_id, path = p.pop("model_id", "?"), p.pop("spec_path", "?")
+        replicas, gpus = p.pop("num_replicas", 0), p.pop("gpus_per_replica", 0)
+        # An adapter is created with no replicas of its own (it runs on its base's).
+        size = f", {_replicas(replicas)} x {gpus} GPU" if replicas else ""
+        return f"{model_id} from {path}{size}"
+    if kind == EventType.QUEUED:
+        return f"{_generation(p)} waits for argusd to apply it"
+    if kind == EventType.APPLIED:
+        gen, base = _generation(p), p.pop("base_model", None)
+        if base is not None:
+            return f"{gen} added to the adapters of base model {base}, loading on its replicas"
+        replicas = p.pop("num_replicas", None)
+        return f"{gen} sent to Ray Serve" + (f" with {_replicas(replicas)}" if replicas is not None else "")
+    if kind == EventType.RUNNING:
+        gen, base = _generation(p), p.pop("base_model", None)
+        return f"{gen} loaded on base model {base}; it answers by its id" if base else f"{gen} serves"
+    if kind == EventType.RECOVERED and "running_replicas" in p:
+        return f"healthy again, {_replicas(p.pop('running_replicas'))} running"
+    if kind in (EventType.MOVED, EventType.DELETE_REQUESTED) and "spec_path" in p:
+        path = p.pop("spec_path")
+        return f"spec now at {path}" if kind == EventType.MOVED else f"{path} removed"
+    if kind == EventType.DELETED:
+        return "gone from Ray Serve"
+    if kind == EventType.REJECTION_CLEARED:
+        return "the spec is valid again"
+    if kind == EventType.HISTORY_REWRITTEN:
+        return f"the branch was rewritten: {str(p.pop('previous', '?'))[:12]} -> {str(p.pop('head', '?'))[:12]}"
+    if kind == EventType.COMMIT_DATE_REFUSED:
+        raw, used = p.pop("committer_time", "?"), p.pop("used", "?")
+        return f"commit date {raw} cannot be a model id's date; argusd's clock ({used}) stands in"
+    if "message" in p:
+        message = str(p.pop("message"))
+        if "free_gpus_then" in p:
+            message += f" ({value_text(p.pop('free_gpus_then'))} GPUs free then)"
+        return message
+    return ""
+
+
 def describe_event(event) -> str:
-    """One readable line for an event's payload."""
+    """One readable line for an event: its own words, then anything else it carries as
+    `key value`, then who made it and in which commit."""
     p = dict(event.payload)
     who = f" by {p.pop('author')}" if "author" in p else ""
-    commit = f" ({p.pop('commit')[:12]})" if "commit" in p else ""
-    if event.event_type == EventType.REJECTED:
-        return "; ".join(problem_text(q) for q in p.get("problems", [])) + who + commit
-    if "changes" in p:
-        changes = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in sorted(p.pop("changes").items()))
-        return f"gen {p.pop('generation', '?')}: {changes}{who}{commit}"
-    if "message" in p:
-        return str(p.pop("message")) + who + commit
-    rest = ", ".join(f"{k}={v}" for k, v in sorted(p.items()))
-    return f"{rest}{who}{commit}".strip()
+    commit = f" ({str(p.pop('commit'))[:12]})" if "commit" in p else ""
+    what = _what(event.event_type, p)
+    rest = ", ".join(f"{k} {value_text(v)}" for k, v in sorted(p.items()))
+    text = "; ".join(t for t in (what, rest) if t)
+    return f"{text}{who}{commit}".strip()

@@ -32,6 +32,20 @@ def entry_problem(mode: str) -> str | None:
     return SYMLINK if mode == SYMLINK_MODE else NOT_A_FILE
 
 
+def is_judged(path: str, mode: str) -> bool:
+    """Whether argus judges this entry under models.d/: a spec by its name, or any entry that is
+    not a regular file (a submodule, a symlink), which is refused whatever its name or depth."""
+    return is_spec_path(path) or (path.startswith(MODELS_DIR + "/") and mode not in FILE_MODES)
+
+
+def stray_problem(path: str, mode: str) -> str | None:
+    """Why an entry under models.d/ but not at <user_id>/<name> is refused; None: argus ignores it
+    (a README.md beside the user directories)."""
+    if not path.startswith(MODELS_DIR + "/"):
+        return None
+    return entry_problem(mode) or (WRONG_DEPTH if is_spec_path(path) else None)
+
+
 def user_of(path: str) -> str | None:
     """`models.d/<user>/<name>` -> user; None for any other depth."""
     parts = path.split("/")

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from daemon.core.engine_policy import LORA_RANKS, check_engine_kwargs
+from daemon.core.replica_contract import is_below, served_path_problem
 from daemon.errors import Problem, ProblemKind, SpecError
 from daemon.core.validation import problems_from
 from daemon.core.yamldoc import YamlDoc, YamlDocError, load_mapping
@@ -24,6 +25,8 @@ SUFFIX_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}")
 # Like a Linux user name: lowercase, starts with a letter, at most 32 characters.
 USER_ID_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 MAX_SOURCE_LEN = 4096
+# C0, DEL and C1 (U+0080-U+009F): no path argus serves from has any of them.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 MAX_ADAPTERS_LOADED = 64
@@ -165,19 +168,14 @@ def expand_macros(source: str, user_id: str, root: str) -> str:
     return source
 
 
-def _is_below(path: str, base: str) -> bool:
-    """True when `path` is strictly inside `base` (both normalized, absolute)."""
-    return path != base and path.startswith(base.rstrip("/") + "/")
-
-
 def resolve_model_source(source: str, user_id: str, root: str) -> str:
     """Expand macros and check the path rules; returns the normalized absolute path."""
     if not isinstance(source, str) or not source.strip():
         raise PathRejected("model_source is empty; give a local model folder such as $HOME/common/hf/<model>")
     if len(source) > MAX_SOURCE_LEN:
         raise PathRejected(f"model_source is longer than {MAX_SOURCE_LEN} characters")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in source):
-        raise PathRejected("model_source contains control characters")
+    if _CONTROL.search(source):
+        raise PathRejected("model_source contains control characters; write the path without them")
     if ".." in source.split("/"):
         raise PathRejected(f"model_source {source!r} contains a '..' segment; write the path without it", escapes=True)
     if "://" in source:
@@ -195,17 +193,28 @@ def resolve_model_source(source: str, user_id: str, root: str) -> str:
     users = posixpath.join(root, "users")
     mine = posixpath.join(users, user_id)
     allowed = f"{hf}/ or {mine}/"
-    if _is_below(path, users) and not (path == mine or _is_below(path, mine)):
+    if is_below(path, users) and not (path == mine or is_below(path, mine)):
         owner = path[len(users) + 1:].split("/", 1)[0]
         raise PathRejected(f"model_source {path} is in user {owner!r}'s tree; use a path under {allowed}", escapes=True)
-    if not (_is_below(path, hf) or _is_below(path, mine)):
+    if not (is_below(path, hf) or is_below(path, mine)):
         raise PathRejected(f"model_source {path} is outside the allowed roots; use a path under {allowed}",
                            escapes=True)
     # A symlink anywhere on the way must not lead out of the same allowed roots.
     real = os.path.realpath(path)
-    if real != path and not (_is_below(real, os.path.realpath(hf)) or _is_below(real, os.path.realpath(mine))):
+    if real != path and served_path_problem(real, user_id, root) is not None:
         raise PathRejected(f"model_source {path} leads through a symlink to {real}, outside {allowed}", escapes=True)
     return path
+
+
+def path_problem(path: str, user_id: str, root: str) -> str | None:
+    """Why a folder accepted earlier breaks the path rules now (swapped for a symlink into
+    another user's tree, say), or None. Checked again on every reconcile tick while the
+    model or adapter runs, and by its replica where vLLM reads (daemon/frontend/weights.py)."""
+    try:
+        resolve_model_source(path, user_id, root)
+    except PathRejected as exc:
+        return f"{exc}; the folder changed after the spec was accepted"
+    return None
 
 
 def source_problem(path: str, user_id: str, root: str, gpus_per_replica: int = 1) -> str | None:
@@ -213,10 +222,9 @@ def source_problem(path: str, user_id: str, root: str, gpus_per_replica: int = 1
     again at deploy time: the folder (or a directory on the way) may have been replaced by a
     symlink into another user's tree after the spec was accepted. And a tensor-parallel size
     the model cannot be split into fails here in a second, not after minutes on GPUs."""
-    try:
-        resolve_model_source(path, user_id, root)
-    except PathRejected as exc:
-        return f"{exc}; the folder changed after the spec was accepted"
+    swapped = path_problem(path, user_id, root)
+    if swapped is not None:
+        return swapped
     if not os.path.isdir(path):
         return f"model_source {path} does not exist; put the model there (or fix model_source in the spec)"
     return tensor_parallel_problem(attention_heads(path), gpus_per_replica)

@@ -36,6 +36,7 @@ class EventType(StrEnum):
     REJECTION_CLEARED = "REJECTION_CLEARED"
     HISTORY_REWRITTEN = "HISTORY_REWRITTEN"
     COMMIT_DATE_REFUSED = "COMMIT_DATE_REFUSED"
+    ID_RESTORED = "ID_RESTORED"      # a rebuilt store took back the model's key and public id from the id ledger
     # from Serve (reconcile)
     APPLIED = "APPLIED"
     APPLY_FAILED = "APPLY_FAILED"

@@ -38,8 +38,12 @@ def _describe(value: Any) -> str:
     return repr(value)
 
 
+# pydantic's last loc part for an error in a mapping's key (not its value)
+KEY_LOC = "[key]"
+
+
 def dotted(loc: Iterable[Any]) -> str:
-    return ".".join(str(part) for part in loc) or "(document)"
+    return ".".join(str(part) for part in loc if part != KEY_LOC) or "(document)"
 
 
 def message_for(error: dict, allowed_fields: Iterable[str] = ()) -> str:
@@ -80,6 +84,8 @@ def problems_from(exc: ValidationError, doc: YamlDoc, path: str, model: type[Bas
     for error in exc.errors(include_url=False):
         loc = tuple(error["loc"])
         prefer_key = error["type"] == "extra_forbidden"
+        if loc and loc[-1] == KEY_LOC:  # the key itself is wrong: point at it
+            loc, prefer_key = loc[:-1], True
         if error["type"] == "missing":
             pos = doc.position(loc[:-1])  # the mapping that lacks the field
         else:

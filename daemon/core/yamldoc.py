@@ -66,6 +66,31 @@ def _pos(mark: yaml.Mark | None) -> Position:
     return Position(mark.line + 1, mark.column + 1) if mark is not None else Position(1, 1)
 
 
+# The parser notices an unclosed construct only where it ends (often lines later): name where
+# it opened and how to close it. Keyed by the parser's `context`, the same in pyyaml and libyaml.
+_OPENED_AT = {
+    "while parsing a flow sequence": "the '[' at {at} is not closed; add ']'",
+    "while parsing a flow mapping": "the '{{' at {at} is not closed; add '}}'",
+    "while scanning a quoted scalar": "the quote at {at} is not closed; add the closing quote",
+}
+
+
+def syntax_message(exc: yaml.MarkedYAMLError) -> str:
+    """The parser's problem, plus where the construct it was reading opened, when that is elsewhere."""
+    message = f"YAML syntax error: {exc.problem or exc.context or 'invalid YAML'}"
+    context, opened = exc.context, exc.context_mark
+    if not exc.problem or context is None or opened is None or (
+            exc.problem_mark is not None and (opened.line, opened.column) == (exc.problem_mark.line, exc.problem_mark.column)):
+        return message
+    at = _pos(opened)
+    at_text = f"{at.line}:{at.col}"
+    hint = _OPENED_AT.get(context)
+    if hint is None:  # "while parsing a block mapping" -> "in the block mapping that starts at 1:1"
+        kind = re.sub(r"^while \w+ an? ", "", context)
+        return f"{message} (in the {kind} that starts at {at_text})"
+    return f"{message} ({hint.format(at=at_text)})"
+
+
 def _decode(data: bytes) -> str:
     try:
         text = data.decode("utf-8")
@@ -115,6 +140,7 @@ class _Builder:
                 key = self._constructor.construct_object(key_node)
                 if not isinstance(key, str):
                     raise YamlDocError(kp.line, kp.col, f"key {key!r} must be a string; quote it")
+                _refuse_escaped_c1(key, kp)
                 if key in out:
                     first = self.key_pos[loc + (key,)]
                     raise YamlDocError(kp.line, kp.col, f"duplicate key {key!r} (first at line {first.line}); keep one")
@@ -127,7 +153,18 @@ class _Builder:
         if isinstance(value, float) and not math.isfinite(value):
             p = _pos(node.start_mark)
             raise YamlDocError(p.line, p.col, f"{node.value} is not a finite number; write a number such as 0.5")
+        if isinstance(value, str):
+            _refuse_escaped_c1(value, _pos(node.start_mark))
         return value
+
+
+def _refuse_escaped_c1(text: str, where: Position) -> None:
+    """The text was checked for C1 characters before parsing; a double-quoted escape ("\\x85",
+    "\\u009b") makes one only now, so the same rule is applied to every key and string value."""
+    bad = _C1.search(text)
+    if bad:
+        raise YamlDocError(where.line, where.col, f"control character U+{ord(bad.group()):04X} (written as an escape) "
+                           "is not allowed in a spec; remove it")
 
 
 def load_mapping(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, what: str = "spec") -> YamlDoc:
@@ -169,11 +206,10 @@ def load_mapping(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, what: str =
         if "single document" in str(exc.context or ""):
             raise YamlDocError(p.line, p.col, "a spec file holds one document; move the next one ('---') to a file "
                                "of its own") from None
-        raise YamlDocError(p.line, p.col, f"YAML syntax error: {exc.problem or exc.context}") from None
+        raise YamlDocError(p.line, p.col, syntax_message(exc)) from None
     except yaml.MarkedYAMLError as exc:
         p = _pos(exc.problem_mark or exc.context_mark)
-        reason = exc.problem or exc.context or "invalid YAML"
-        raise YamlDocError(p.line, p.col, f"YAML syntax error: {reason}") from None
+        raise YamlDocError(p.line, p.col, syntax_message(exc)) from None
     except yaml.YAMLError as exc:  # e.g. reader errors on control characters
         mark = getattr(exc, "position", None)
         line = text[:mark].count("\n") + 1 if isinstance(mark, int) else 1

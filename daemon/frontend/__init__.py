@@ -1,10 +1,11 @@
 """Code that runs inside Ray Serve for the per-model layout (loaded through import paths in
 the declarative config; argusd and argusctl never import it, so it may import Ray; Ray's
-private names it needs are in ray_private.py, and nothing else of argus).
+private names it needs are in ray_private.py, and nothing else of argus but the stdlib-only
+daemon.core.replica_contract).
 
 - `build_model_app`: one Serve application per model, holding only that model's
-  LLMServer deployment (Ray Serve LLM's own server, built by `build_llm_deployment`, with
-  one repair: `ArgusLLMServer`).
+  LLMServer deployment (Ray Serve LLM's own server, built by `build_llm_deployment`, as
+  `ArgusLLMServer`: argus's adapters, the path rules where weights are read, one repair).
 - `build_frontend`: the one OpenAI endpoint. It is Ray Serve LLM's own `OpenAiIngress`
   (protocol, streaming, OpenAI-style errors) with one change: it starts with no models and
   learns them from its `user_config`, which Serve applies in place by calling
@@ -14,9 +15,14 @@ private names it needs are in ray_private.py, and nothing else of argus).
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import logging.handlers
-from typing import Any
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from typing import Any, AsyncGenerator
 
 from fastapi import HTTPException
 from ray import serve
@@ -24,6 +30,8 @@ from ray.serve.llm import LLMConfig, LLMServer, build_llm_deployment
 
 from daemon.frontend import ray_private
 from daemon.frontend.ray_private import OpenAiIngress, make_fastapi_ingress
+from daemon.frontend.weights import (Owner, WeightsRefusedError, adapter_stamp, check_model_folder,
+                                     snapshot_adapter)
 
 FRONTEND_DEPLOYMENT = "ArgusIngress"
 
@@ -114,8 +122,58 @@ def restore_serve_log_targets(saved: list[tuple[logging.handlers.MemoryHandler, 
     return repaired
 
 
+@dataclass(frozen=True)
+class AdapterEntry:
+    """One adapter in the table argusd sends (user_config): its folder, its generation and its
+    owner, whose roots the folder must stay in."""
+
+    path: str
+    generation: int
+    user_id: str | None
+
+    @classmethod
+    def of(cls, entry: dict[str, Any]) -> "AdapterEntry":
+        return cls(entry["path"], int(entry["generation"]), entry.get("user_id"))
+
+
+@dataclass(frozen=True)
+class LoadedAdapter:
+    entry: AdapterEntry
+    stamp: tuple          # the folder as it was when loaded (weights.adapter_stamp)
+    vllm_name: str        # the name vLLM holds these weights under
+
+
+def vllm_lora_name(adapter_id: str, digest: str) -> str:
+    """The LoRA name inside vLLM: the adapter id and its weights' digest. vLLM keys prefix-cache
+    blocks by LoRA name (0.29: the name alone; 0.32: name and path), so changed weights get
+    names no block of the old weights was cached under."""
+    return f"{adapter_id}@{digest[:16]}"
+
+
+def renamed(item: Any, vllm_name: str, adapter_id: str) -> Any:
+    """A response item (vLLM names the model by its LoRA name) as the client asked: the
+    adapter's public id. Streamed items are `data: {json}` strings, batched in lists."""
+    if isinstance(item, str):
+        return item.replace(vllm_name, adapter_id)   # the digest makes the name unique
+    if isinstance(item, list):
+        return [renamed(i, vllm_name, adapter_id) for i in item]
+    if getattr(item, "model", None) == vllm_name:
+        item.model = adapter_id
+    error = getattr(item, "error", None)
+    if isinstance(getattr(error, "message", None), str):
+        error.message = error.message.replace(vllm_name, adapter_id)
+    return item
+
+
+async def _renamed_stream(stream: AsyncGenerator[Any, None], vllm_name: str,
+                          adapter_id: str) -> AsyncGenerator[Any, None]:
+    async for item in stream:
+        yield renamed(item, vllm_name, adapter_id)
+
+
 class ArgusLLMServer(LLMServer):
-    """Ray Serve LLM's LLMServer, unchanged but for one repair. Starting the vLLM engine
+    """Ray Serve LLM's LLMServer with argus's adapter table, its path rules where the weights
+    are read (weights.py), and one repair. Starting the vLLM engine
     applies vLLM's logging config (`logging.config.dictConfig`), which closes every handler
     in the process, and closing Serve's MemoryHandler drops its file target. The replica then
     buffers its log records forever, and when the Serve controller restarts, its recovery
@@ -123,15 +181,24 @@ class ArgusLLMServer(LLMServer):
     controller replaces a healthy replica and the model is down for a cold start. Seen in
     argus's zero-disruption e2e with Ray 2.60 + vLLM 0.32."""
 
-    async def __init__(self, *args: Any, **kwargs: Any) -> None:
+    async def __init__(self, llm_config: LLMConfig, **kwargs: Any) -> None:
         # LoRA adapters (a model whose spec has `adapters:`): the table argusd sends as
-        # user_config, {public id: (folder, generation)}, and what this replica's vLLM holds.
-        self._adapters: dict[str, tuple[str, int]] = {}
-        self._loaded: dict[str, tuple[str, int]] = {}
+        # user_config, and what this replica's vLLM holds, by public id.
+        self._adapters: dict[str, AdapterEntry] = {}
+        self._loaded: dict[str, LoadedAdapter] = {}
         self._adapter_lock = asyncio.Lock()
+        # The model folder, checked as opened just before vLLM reads it; a folder that leads
+        # out of its owner's roots fails the replica with the reason and starts no engine.
+        self._owner = Owner.from_env(os.environ)
+        source = llm_config.model_loading_config.model_source
+        if isinstance(source, str):
+            llm_config.model_loading_config.model_source = check_model_folder(source, self._owner)
+        # vLLM reads adapters only from copies in this replica's own folder (weights.py).
+        self._copies = tempfile.mkdtemp(prefix="argus-adapters-")
+        atexit.register(shutil.rmtree, self._copies, True)
         saved = serve_log_targets()
         try:
-            await super().__init__(*args, **kwargs)
+            await super().__init__(llm_config, **kwargs)
         finally:
             restore_serve_log_targets(saved)
 
@@ -139,30 +206,54 @@ class ArgusLLMServer(LLMServer):
         """Serve applies a new adapter table in place: nothing restarts. Adapters load on their
         first request; one that left the table is unloaded."""
         table = (user_config or {}).get("adapters") or {}
-        self._adapters = {adapter_id: (entry["path"], int(entry["generation"])) for adapter_id, entry in table.items()}
+        self._adapters = {adapter_id: AdapterEntry.of(entry) for adapter_id, entry in table.items()}
         async with self._adapter_lock:
             for gone in [a for a in self._loaded if a not in self._adapters]:
-                await ray_private.unload_adapter(self, gone)
-                del self._loaded[gone]
+                await ray_private.unload_adapter(self, self._loaded.pop(gone).vllm_name)
 
     async def _maybe_resolve_lora_from_multiplex(self) -> None:
-        """Ray's version loads adapters from cloud storage by id; argus's come from the table:
-        a local folder per adapter id, loaded again (after an unload) when its generation
-        changes, so changed weights never reuse the old ones or their cache."""
+        """Ray's version loads adapters from cloud storage by id; argus's come from the table."""
         adapter_id = serve.get_multiplexed_model_id()
-        if not adapter_id:
-            return
+        if adapter_id:
+            await self._load(adapter_id)
+
+    async def _load(self, adapter_id: str) -> str:
+        """The vLLM name of the adapter's current weights, loaded (again) when its generation
+        changed or its folder did (new weights written into it, or swapped): each time the
+        folder is checked and copied, and vLLM loads the copy under a name of its own."""
         wanted = self._adapters.get(adapter_id)
         if wanted is None:
             raise ray_private.openai_error(404, f'The model "{adapter_id}" does not exist on this base model.')
         async with self._adapter_lock:
-            if self._loaded.get(adapter_id) == wanted:
-                return
-            if adapter_id in self._loaded:
-                await ray_private.unload_adapter(self, adapter_id)
-                del self._loaded[adapter_id]
-            await ray_private.load_adapter(self, adapter_id, wanted[0])
-            self._loaded[adapter_id] = wanted
+            stamp = await asyncio.to_thread(adapter_stamp, wanted.path)
+            loaded = self._loaded.get(adapter_id)
+            if loaded is not None and (loaded.entry, loaded.stamp) == (wanted, stamp):
+                return loaded.vllm_name
+            if loaded is not None:
+                await ray_private.unload_adapter(self, self._loaded.pop(adapter_id).vllm_name)
+            try:
+                if not wanted.user_id:
+                    raise WeightsRefusedError("argus did not say whose adapter this is: nothing is loaded")
+                copy = await asyncio.to_thread(snapshot_adapter, wanted.path, Owner(wanted.user_id, self._owner.root),
+                                               self._copies)
+            except WeightsRefusedError as exc:
+                raise ray_private.openai_error(403, f'The adapter "{adapter_id}" is not loaded: {exc}') from None
+            name = vllm_lora_name(adapter_id, copy.digest)
+            await ray_private.load_adapter(self, name, copy.path)
+            self._loaded[adapter_id] = LoadedAdapter(wanted, stamp, name)
+            return name
+
+    async def _run_request(self, request: Any, **kwargs: Any) -> AsyncGenerator[Any, None]:
+        """An adapter's request asks vLLM for the adapter's current weights by their vLLM name,
+        and its answer names the adapter as the client did. (Ray's _run_request resolves the
+        adapter again: a change in between leaves the request asking for a name vLLM no longer
+        holds, which vLLM refuses; it never runs on other weights under the old name.)"""
+        adapter_id = serve.get_multiplexed_model_id()
+        if not adapter_id or not hasattr(request, "model"):
+            return await super()._run_request(request, **kwargs)
+        vllm_name = await self._load(adapter_id)
+        request.model = vllm_name
+        return _renamed_stream(await super()._run_request(request, **kwargs), vllm_name, adapter_id)
 
 
 def build_model_app(args: dict[str, Any]) -> Any:

@@ -39,9 +39,10 @@ INGRESS_METHODS = ("_get_model_id",)
 # (set_configured pins an adapter's handle there).
 CONFIGURED_LOOKUP = ("_get_configured_serve_handle", "if model_id not in self._configured_serve_handles")
 HANDLE_KEYWORD = "_check_exists"
-# LoRA adapters: the LLMServer method argus's server overrides (every request by an adapter id
-# passes through it), the engine's vLLM model registry, and its load/unload calls.
-LLM_SERVER_METHODS = ("_maybe_resolve_lora_from_multiplex",)
+# LoRA adapters: the LLMServer methods argus's server overrides (every request passes through
+# _run_request, which resolves the adapter before it calls the engine), the engine's vLLM
+# model registry, and its load/unload calls.
+LLM_SERVER_METHODS = ("_maybe_resolve_lora_from_multiplex", "_run_request")
 ENGINE_ATTRIBUTES = ("_oai_models",)
 
 
@@ -60,8 +61,12 @@ def model_card(model_id: str, max_request_context_length: int | None, base_model
 
 def openai_error(status_code: int, message: str) -> OpenAIHTTPException:
     """An error Ray's middleware answers in OpenAI's {"error": {...}} shape."""
-    kind = "NotFoundError" if status_code == 404 else "BadRequestError"
-    return OpenAIHTTPException(status_code=status_code, message=message, type=kind)
+    kind = {404: "NotFoundError", 403: "PermissionDeniedError"}.get(status_code, "BadRequestError")
+    error = OpenAIHTTPException(status_code=status_code, message=message, type=kind)
+    # Serve pickles a replica's error to the front end, which rebuilds it from args: without
+    # them it cannot ("Failed to deserialize exception") and the reason is lost.
+    error.args = (status_code, message)
+    return error
 
 
 def handles(ingress: OpenAiIngress) -> dict[str, Any]:
@@ -95,8 +100,7 @@ async def load_adapter(server: Any, name: str, path: str) -> None:
 
 
 async def unload_adapter(server: Any, name: str) -> None:
-    """Forget an adapter in the replica's vLLM, so that loading it again (changed weights)
-    gets a new LoRA id and no prefix-cache entry of the old weights is reused."""
+    """Forget an adapter in the replica's vLLM by its vLLM name."""
     from vllm.entrypoints.serve.lora.protocol import UnloadLoRAAdapterRequest
     models = server.engine._oai_models
     if name in models.lora_requests:

@@ -8,6 +8,10 @@ machines does not matter) claims the next epoch. A claim changes nothing else (e
 back as Serve has it), and a daemon applies its models only once it reads its claim back:
 two daemons that claim at once both see who won before either applies anything.
 
+A daemon's name in the lease is stable (`daemon_identity`: its host and its store), so a
+restarted argusd, or one whose reconciler was rebuilt, knows the lease in its name as its own
+and takes over at once instead of standing by behind its dead self for a lease time.
+
 Pure: `decide` is a function of what the daemon remembers, what Serve shows and the time.
 """
 from __future__ import annotations
@@ -22,6 +26,13 @@ class Role(StrEnum):
     ACTIVE = "active"        # holds the lease: reconciles
     STANDBY = "standby"      # another daemon holds a live lease: touches nothing
     CLAIMING = "claiming"    # wrote a claim; waits to read it back
+
+
+def daemon_identity(host: str, state_db: str) -> str:
+    """This argusd's name in the lease: the same after a restart, different for any other argusd.
+    The store's file, not its directory: two stores in one directory are two daemons, and the
+    store's writer lock lets only one argusd per store run, so no two live daemons share a name."""
+    return f"{host}:{state_db}"
 
 
 @dataclass(frozen=True)
@@ -76,6 +87,12 @@ def decide(memory: LeaseMemory, observed: LeaseValue | None, me: str, now: float
             renewal = LeaseValue(me, observed.epoch, max(observed.beat, memory.mine.beat) + 1)
             return LeaseStep(Role.ACTIVE, renewal, replace(memory, mine=renewal, written_at=now))
         return LeaseStep(Role.ACTIVE, None, memory)
+    # A lease in my name that this process did not write: my own earlier life (a restart or a
+    # rebuilt reconciler; no live daemon shares my name). Claim the next epoch now (once Serve is
+    # not building: a PUT would restart the build); I apply only once I read it back.
+    if observed is not None and observed.holder == me and memory.mine is None and not busy:
+        claim = LeaseValue(me, observed.epoch + 1, 0)
+        return LeaseStep(Role.CLAIMING, claim, replace(memory, mine=claim, written_at=now, confirmed=False))
     # I claimed and Serve does not show it yet (or shows another claim made at the same time):
     # wait for one lease time before trying again.
     if memory.mine is not None and not memory.confirmed and now - memory.written_at < ttl and (

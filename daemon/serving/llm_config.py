@@ -11,6 +11,7 @@ import posixpath
 from dataclasses import dataclass
 from typing import Any
 
+from daemon.core.replica_contract import ENGINE_MARK, OWNER_ENV, ROOT_ENV
 from daemon.core.spec import ResolvedServingSpec
 
 BUILD_OPENAI_APP = "ray.serve.llm:build_openai_app"
@@ -34,6 +35,7 @@ class LlmSettings:
     engine_defaults: dict[str, Any]
     env_vars: dict[str, str]
     cache_dir: str
+    storage_root: str = ""                  # storage.root: the replica checks weights' paths against it
 
     @property
     def on_cpu(self) -> bool:
@@ -43,7 +45,7 @@ class LlmSettings:
     def from_config(cls, config: Any) -> "LlmSettings":
         llm = config.serving.llm
         return cls(accelerator_type=llm.accelerator_type, engine_defaults=dict(llm.engine_defaults),
-                   env_vars=dict(llm.env_vars), cache_dir=llm.cache_dir)
+                   env_vars=dict(llm.env_vars), cache_dir=llm.cache_dir, storage_root=config.storage.root)
 
 
 def deployment_name(model_key: str) -> str:
@@ -76,6 +78,14 @@ def runtime_env_vars(settings: LlmSettings) -> dict[str, str]:
     return dict(sorted(env.items()))
 
 
+def replica_identity(spec: ResolvedServingSpec, model_key: str, settings: LlmSettings) -> dict[str, str]:
+    """What a replica and its vLLM engine know of themselves (set last: no configured variable
+    replaces them): the model key, the mark by which the engine reaper knows an orphaned
+    engine is argus's (serving/reaper.py); and whose weights it serves, relative to which root,
+    which the replica checks where it reads them (daemon/frontend/weights.py)."""
+    return {ENGINE_MARK: model_key, OWNER_ENV: spec.user_id, ROOT_ENV: settings.storage_root}
+
+
 def placement_bundles(gpus_per_replica: int, settings: LlmSettings) -> list[dict[str, float]]:
     """One bundle per tensor-parallel worker. On GPU clusters each holds one GPU of the type
     and no CPU: vLLM's Ray workers ask for num_cpus=0, and Ray merges the replica's own CPU
@@ -105,7 +115,8 @@ def build_llm_config(spec: ResolvedServingSpec, model_key: str, settings: LlmSet
         "deployment_config": {"name": model_key, "num_replicas": ARGS_NUM_REPLICAS},
         "placement_group_config": {"bundles": placement_bundles(spec.gpus_per_replica, settings),
                                    "strategy": "STRICT_PACK"},
-        "runtime_env": {"env_vars": runtime_env_vars(settings)},
+        "runtime_env": {"env_vars": dict(sorted({**runtime_env_vars(settings), **replica_identity(spec, model_key,
+                                                                                                   settings)}.items()))},
     }
     if settings.on_cpu:
         config["accelerator_config"] = {"kind": "cpu"}

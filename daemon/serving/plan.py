@@ -37,7 +37,9 @@ class DesiredModel:
     state: str
     generation: int
     spec: ResolvedServingSpec
-    source_problem: str | None = None  # why the model folder cannot be deployed now (see spec.source_problem)
+    # Why the folder cannot be served now: for a QUEUED model spec.source_problem; for one that
+    # deploys or runs (adapters too), spec.path_problem (swapped out of its owner's roots).
+    source_problem: str | None = None
     last_event: tuple[str, dict] | None = None   # (event_type, payload) of its newest event
     was_running: bool = False     # reached RUNNING before (so an update keeps it routable)
     ran_this_generation: bool = False  # this very generation reached RUNNING (a redeploy after Serve lost it)
@@ -299,7 +301,8 @@ def judge_adapters(adapters: list[DesiredModel], models: list[DesiredModel], sta
             continue
         base = found[1]
         out.tables.setdefault(base.model_key, {})[adapter.model_id] = {"path": adapter.spec.model_source,
-                                                                       "generation": adapter.generation}
+                                                                       "generation": adapter.generation,
+                                                                       "user_id": adapter.spec.user_id}
         out.routes.append(adapter_route(adapter.model_id, entries[base.model_key]))
     return out
 
@@ -324,9 +327,12 @@ def _judge_adapter(adapter: DesiredModel, found: tuple[BaseRef, DesiredModel] | 
     # Ray's own app for all models (single_app) has no adapter table.
     if not per_model:
         return wait("adapters need serving.serve.layout: per_model (this platform runs single_app)")
-    # Its folder is not a usable adapter.
+    # Its folder is not a usable adapter, or (deploying or running) was swapped out of its owner's
+    # roots: the base's replicas refuse to load it anyway (daemon/frontend/weights.py).
     if isinstance(adapter.adapter, str) and state == ModelState.QUEUED:
         return _failed(adapter, adapter.adapter)
+    if adapter.source_problem is not None and state in (ModelState.DEPLOYING, ModelState.RUNNING):
+        return _failed(adapter, adapter.source_problem)
     # The base it names does not exist.
     if found is None:
         return wait(f"base model {adapter.spec.base_model} is not in argus: no model has that public id, and "
@@ -470,6 +476,10 @@ def judge(model: DesiredModel, seen: tuple[ObservedApp, ObservedDeployment] | No
         return Transition(model.model_key, ModelState.DEPLOYING, EventType.APPLIED,
                           {"generation": model.generation, "num_replicas": model.spec.num_replicas},
                           attempted_generation=model.generation)
+    # Its folder was swapped out of its owner's roots while it deploys or runs: failed (and out of
+    # the next config); its replicas would refuse to load it anyway (daemon/frontend/weights.py).
+    if model.state in (ModelState.DEPLOYING, ModelState.RUNNING) and model.source_problem is not None:
+        return _failed(model, model.source_problem)
     if model.state == ModelState.DEPLOYING:
         # Its config is not in Serve yet (or is being replaced): wait for it.
         if not in_sync:

@@ -29,7 +29,7 @@ from daemon.serving.client import ServeClient
 from daemon.serving.reaper import reap_orphaned_engines
 from daemon.serving.placement import AdmissionMode
 from daemon.core.adapters import read_adapter
-from daemon.core.spec import ResolvedServingSpec, source_problem
+from daemon.core.spec import ResolvedServingSpec, path_problem, source_problem
 from daemon.core.states import CLUSTER_EVENTS, EventType, ModelState, ServeStatus, StrEnum
 from daemon.store import Store, iso, utc_now
 
@@ -94,7 +94,10 @@ class Reconciler:
                 # Checked here, before Serve, through symlinks: a missing or swapped folder fails
                 # fast with a clear reason instead of loading whatever the path leads to now.
                 source_problem=(source_problem(spec.model_source, spec.user_id, self.root, spec.gpus_per_replica)
-                                if row.state == ModelState.QUEUED and not spec.is_adapter else None),
+                                if row.state == ModelState.QUEUED and not spec.is_adapter
+                                # While it runs, the path rules still hold: a swapped folder fails it.
+                                else path_problem(spec.model_source, spec.user_id, self.root)
+                                if row.state in (ModelState.DEPLOYING, ModelState.RUNNING) else None),
                 adapter=(read_adapter(spec.model_source, spec.user_id, self.root)
                          if spec.is_adapter and row.state in (ModelState.QUEUED, ModelState.DEPLOYING) else None),
                 last_event=(last.event_type, last.payload) if last else None,

@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
 
 from daemon.core import layout
 from daemon.core.ownership import Changer, Refusal, ownership_refusals
-from daemon.errors import Problem, SpecError
-from daemon.core.layout import FILE_MODES, MODELS_DIR, is_spec_path, user_of
+from daemon.errors import GitError, Problem, SpecError
+from daemon.core.layout import FILE_MODES, MODELS_DIR, user_of
 from daemon.gitrepo import CommitInfo, GitRepo, TreeFile, blob_id
 from daemon.core.spec import SpecPolicy, parse_spec, validate_user_id
 from daemon.core.states import EventType, ModelState, StrEnum
 from daemon.store import Rejection, Store, iso, utc_now
+from daemon.sync import ids
 from daemon.sync.plan import (ClearRejection, CreateModel, DeleteModel, MoveModel, RejectSpec,
                                SpecFileState, UpdateModel, ownership_holds, plan_user)
 
@@ -45,6 +47,23 @@ class SyncResult:
     outcome: SyncOutcome = SyncOutcome.NOOP
 
 
+@dataclass(frozen=True)
+class LedgerRead:
+    commit: str | None   # what refs/argus/ids named when read (None: no ledger yet)
+    ledger: ids.Ledger
+
+
+_LEDGER_TROUBLE: dict[str, str | None] = {}   # repo -> the ledger problem last logged (logged once)
+
+
+def _ledger_trouble(repo: str, message: str | None) -> None:
+    if message is not None and _LEDGER_TROUBLE.get(repo) != message:
+        log.error("%s", message)
+    elif message is None and _LEDGER_TROUBLE.get(repo) is not None:
+        log.info("the id ledger of %s is written again", repo)
+    _LEDGER_TROUBLE[repo] = message
+
+
 def model_key_for(user_id: str, suffix: str, commit_sha: str) -> str:
     """Deterministic: rebuilding the store from the same history gives the same keys."""
     return "m-" + hashlib.sha256(f"{user_id}/{suffix}@{commit_sha}".encode()).hexdigest()[:16]
@@ -66,27 +85,86 @@ class Syncer:
         if head is None:
             result.outcome = SyncOutcome.EMPTY
             return result
+        ledger = self._read_ledger()
         cursor = self.store.cursor()
         since = cursor[1] if cursor and cursor[0] == self.branch else None
         if since == head:
+            self._keep_ledger(ledger)  # models DELETED since, or a ledger that is missing or stale
             return result
         if since is not None and not (self.repo.has_commit(since) and self.repo.is_ancestor(since, head)):
             log.warning("history of %s was rewritten (%s is not an ancestor of %s): resyncing from the tree",
                         self.branch, since[:12], head[:12])
             result.changes = self._resync(self.repo.commit_info(head), previous=since)
             result.commits, result.outcome = 1, SyncOutcome.RESYNCED
+            self._keep_ledger(ledger)
             return result
         previous = since
         for commit in self.repo.commits(since, head):
-            result.changes += self._record_commit(previous, commit)
+            result.changes += self._record_commit(previous, commit, ledger if commit.sha == head else None)
             result.commits += 1
             previous = commit.sha
         result.outcome = SyncOutcome.SYNCED
+        self._keep_ledger(ledger)
         return result
+
+    # -- the id ledger (sync/ids.py) ----------------------------------------------------------------
+
+    def _read_ledger(self) -> LedgerRead:
+        """The repo's id ledger (an empty one when there is none). Raises GitError only when the
+        repo itself is gone, like every other read of a sync."""
+        commit, text = self.repo.read_ref_file(ids.LEDGER_REF, ids.LEDGER_FILE)
+        if commit is None:
+            ledger = ids.parse(None)
+        else:  # a ledger commit without the file is not a ledger: written anew
+            ledger = ids.parse(text.encode() if text is not None else b"")
+        if ledger.problems:
+            log.warning("the id ledger %s in %s: %s (left out; argusd writes it anew)", ids.LEDGER_REF,
+                        self.repo.path, "; ".join(ledger.problems[:5]))
+        return LedgerRead(commit, ledger)
+
+    def _live_models(self) -> list[ids.LiveModel]:
+        return [ids.LiveModel(user, suffix, ids.Identity(key, model_id, created))
+                for user, suffix, key, model_id, created in self.store.identities()]
+
+    def _restore_ids(self, ledger: LedgerRead, now: str) -> None:
+        """A rebuilt store at the branch's head: each model takes back the key and public id the
+        ledger holds for it, so clients and the running Serve apps find it under the same names."""
+        for a in ids.adoptions(self._live_models(), ledger.ledger.entries, self.store.has_model_key):
+            self.store.rekey_model(a.current, new_key=a.kept.model_key, model_id=a.kept.model_id,
+                                   created_at=a.kept.created_at, now=now)
+            self.store.append_event(EventType.ID_RESTORED, {
+                "model_id": a.kept.model_id, "was": a.was,
+                "message": f"kept public id {a.kept.model_id} from the id ledger ({ids.LEDGER_REF}); "
+                           f"the rewritten history alone gives {a.was}"},
+                now=now, model_key=a.kept.model_key, user_id=a.owner[0])
+            log.info("rebuilt store: %s keeps its public id %s (the history alone gives %s)", a.owner[1],
+                     a.kept.model_id, a.was)
+
+    def _keep_ledger(self, read: LedgerRead) -> None:
+        """Write the live models' ids to the ledger when they differ from it. Never while a store is
+        being rebuilt: its ids are not the ones clients use until it reaches the head."""
+        if self.store.rebuilding():
+            return
+        # Only what the ledger accepts back: a row it would leave out must not make argusd write
+        # the ledger again on every tick (each write wakes the ref watcher).
+        entries = ids.parse(ids.render(ids.snapshot(self._live_models()))).entries
+        if entries == read.ledger.entries and not read.ledger.problems and read.commit is not None:
+            return
+        try:
+            self.repo.write_ref_file(ids.LEDGER_REF, ids.LEDGER_FILE, ids.render(entries).decode(), read.commit,
+                                     f"argusd: the ids of {len(entries)} model(s)")
+        except GitError as exc:
+            if not os.path.isdir(self.repo.path):
+                raise  # the repo is gone: the sync loop reports that, once
+            _ledger_trouble(self.repo.path, f"cannot write the id ledger {ids.LEDGER_REF} in {self.repo.path} "
+                            f"({exc}); let argusd's user write the repository (objects/ and refs/), or a store "
+                            "rebuilt after a rewritten history gives models new ids (docs/operating.md)")
+            return
+        _ledger_trouble(self.repo.path, None)
 
     # -- one commit ------------------------------------------------------------------------------
 
-    def _record_commit(self, previous: str | None, commit: CommitInfo) -> int:
+    def _record_commit(self, previous: str | None, commit: CommitInfo, ledger: LedgerRead | None = None) -> int:
         # Against the step before, not the first parent: a branch merged in by a fast-forward
         # is one step, judged by who made each path what it is (core.ownership).
         changes = self._changes(previous, commit.sha)
@@ -94,7 +172,8 @@ class Syncer:
         strays = sorted(p for p in changes if user_of(p) is None)
         pathspecs = [f"{MODELS_DIR}/{u}/" for u in users] + strays
         files = self.repo.tree_files(commit.sha, pathspecs) if pathspecs else []
-        return self._record(commit, users, files, strays, ownership_refusals(changes, self.owners), event=None)
+        return self._record(commit, users, files, strays, ownership_refusals(changes, self.owners), event=None,
+                            ledger=ledger)
 
     def _changes(self, previous: str | None, sha: str) -> dict[str, list[Changer]]:
         if not self.owners:  # no ownership checks: who changed a path does not matter
@@ -122,15 +201,17 @@ class Syncer:
     def _differs_from_store(self, files: list[TreeFile]) -> set[str]:
         accepted = {m.spec_path: blob_id(m.spec_yaml.encode()) for m in self.store.list_models()}
         accepted.update({r.spec_path: r.blob_sha for r in self.store.rejections()})
-        tree = {f.path: f.blob for f in files if is_spec_path(f.path)}
+        tree = {f.path: f.blob for f in files if layout.is_judged(f.path, f.mode)}
         return {p for p, blob in tree.items() if accepted.get(p) != blob} | (accepted.keys() - tree.keys())
 
     def _record(self, commit: CommitInfo, users: list[str], files: list[TreeFile], strays: list[str],
-                refusals: dict[str, Refusal], event: tuple[str, dict] | None) -> int:
+                refusals: dict[str, Refusal], event: tuple[str, dict] | None, ledger: LedgerRead | None = None) -> int:
+        """Record one step in one transaction. `ledger`: this step is the branch's head; a store
+        being rebuilt takes back the ledger's ids in the same transaction."""
         by_user: dict[str, list[TreeFile]] = {u: [] for u in users}
         for f in files:
             user = user_of(f.path)
-            if user in by_user and is_spec_path(f.path):
+            if user in by_user and layout.is_judged(f.path, f.mode):
                 by_user[user].append(f)
         stray_present = {f.path: f for f in files if f.path in strays}
         # One `git cat-file --batch` for every spec this commit needs, read before the write lock.
@@ -139,6 +220,8 @@ class Syncer:
         now = iso(self.clock())
         count = 0
         with self.store.transaction():
+            if self.store.cursor() is None:  # a new store: built from the history, ids from the ledger at the head
+                self.store.mark_rebuilding(now)
             if event is not None:
                 self.store.append_event(event[0], event[1], now=now)
             if commit.committed_at is None:
@@ -149,6 +232,9 @@ class Syncer:
                 count += self._record_user(commit, user, by_user[user], refusals, blobs, now)
             for path in strays:
                 count += self._record_stray(commit, path, stray_present.get(path), now)
+            if ledger is not None and self.store.rebuilding():
+                self._restore_ids(ledger, now)
+                self.store.rebuilt()
             self.store.set_cursor(self.branch, commit.sha, now)
         return count
 
@@ -206,12 +292,13 @@ class Syncer:
 
     def _record_stray(self, commit: CommitInfo, path: str, present: TreeFile | None, now: str) -> int:
         existing = {r.spec_path: r for r in self.store.rejections(STRAY_USER)}
-        if present is None or not is_spec_path(path):
+        message = layout.stray_problem(path, present.mode) if present is not None else None
+        if message is None:
             if path in existing:
                 self._apply(ClearRejection(path, None), commit, now)
                 return 1
             return 0
-        problem = Problem(path, 1, 1, layout.WRONG_DEPTH)
+        problem = Problem(path, 1, 1, message)
         old = existing.get(path)
         if old is not None and (old.blob_sha, tuple(old.problems)) == (present.blob, (problem,)):
             return 0
@@ -235,7 +322,7 @@ class Syncer:
         tree: dict[str, list[TreeFile]] = {u: [] for u in users}
         for f in files:  # one pass: grouping per user by scanning the tree per user was quadratic
             user = user_of(f.path)
-            if user is not None and is_spec_path(f.path):
+            if user is not None and layout.is_judged(f.path, f.mode):
                 tree[user].append(f)
         # A user whose files are byte for byte what the store accepted has nothing to change
         # (a sync re-reads only the users a commit touched, too): their specs are not parsed.

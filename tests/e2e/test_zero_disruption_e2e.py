@@ -1,13 +1,18 @@
 """Zero disruption: while model A answers a steady stream of requests, model B is pushed,
 edited, scaled and deleted, and LoRA adapters on A come, change, fail and go; A never fails a
 request and none of its replicas restarts. An adapter answers what plain vLLM answers with
-the same adapter (temperature 0), seconds after its commit. Then
+the same adapter (temperature 0), seconds after its commit; new weights written into an
+adapter's folder answer a long-prefix prompt as plain vLLM does with them (no prefix-cache
+block of the old weights reused); an adapter folder swapped for a symlink to another user's
+adapter is refused by the replica and FAILED by argusd. Then
 faults on the real stack, one after another on A: one of the front end's two replicas killed
 (at most the requests it held fail), the Serve controller killed (nothing fails, the same
-replica serves on), A's replica killed (replaced; A stays in, DEPLOYING until it runs again), and the whole Ray head
-restarted (argusd brings A back unattended)."""
+replica serves on), A's replica killed (replaced; A stays in, DEPLOYING until it runs again), and the whole
+Ray head restarted (argusd brings A back unattended). Last, A's model folder swapped into another
+user's tree: its next replica refuses to start with the reason, and argusd FAILS A."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -22,6 +27,16 @@ from helpers import Prober, replicas_of, run_argusctl
 pytestmark = pytest.mark.e2e
 SOURCE = "$HOME/common/hf/SmolLM2-135M-Instruct"
 LORA_PROMPT, LORA_TOKENS = "Once upon a time", 24
+# Long enough to fill several KV-cache blocks, which vLLM's prefix cache keeps and reuses, and
+# ending where the two test adapters answer differently.
+LONG_PROMPT = ("Mara kept the lighthouse on the northern cape for thirty years. Each evening she climbed the "
+               "ninety-one steps, trimmed the wick, polished the great lens and wrote the weather in her log: wind "
+               "from the west, a grey swell, two fishing boats returning late, a gull with a broken wing on the rail. "
+               "In winter the storms came in from the sea like freight trains, and the tower hummed with them all "
+               "night long. In summer tourists climbed the hill with cameras and asked her whether she was ever "
+               "lonely. She always said no, because the ships talked to her with their lights, the foxes came to the "
+               "door for bread, and the postman brought letters from her sister every second Tuesday.\n\n") * 2 \
+    + LORA_PROMPT
 
 
 def listed_models() -> list[str]:
@@ -39,8 +54,8 @@ def post(path: str, body: dict) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
-def completion(model_id: str) -> str:
-    status, body = post("completions", {"model": model_id, "prompt": LORA_PROMPT, "max_tokens": LORA_TOKENS,
+def completion(model_id: str, prompt: str = LORA_PROMPT) -> str:
+    status, body = post("completions", {"model": model_id, "prompt": prompt, "max_tokens": LORA_TOKENS,
                                         "temperature": 0})
     assert status == 200, body[:2000]
     return json.loads(body)["choices"][0]["text"]
@@ -77,13 +92,18 @@ def test_changing_one_model_never_disrupts_another(argusd, tmp_path, repo_root):
     (adapters / "broken" / "adapter_config.json").write_text((adapters / "a1" / "adapter_config.json").read_text())
     (adapters / "broken" / "adapter_model.safetensors").write_bytes(b"not safetensors")
     reference = subprocess.run([str(repo_root / ".venv-serve" / "bin" / "python"), "scripts/lora_reference.py",
-                                str(model_dir), str(adapters / "a1"), str(LORA_TOKENS), LORA_PROMPT],
+                                str(model_dir), f"{adapters / 'a1'},{adapters / 'a1-v2'}", str(LORA_TOKENS),
+                                LORA_PROMPT, LONG_PROMPT],
                                cwd=repo_root, capture_output=True, text=True, timeout=900,
                                env={**env, "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"})
     assert reference.returncode == 0, reference.stderr[-3000:]
     found = json.loads([line for line in reference.stdout.splitlines() if line.startswith("{")][-1])
-    expected = {"base": found["base"][0], "adapter": found["adapter"][0]}   # one prompt
-    assert expected["base"] != expected["adapter"]
+    expected = {"base": found["base"][0], "adapter": found["adapter"][0],
+                "long": found["adapters"][0][1], "long-v2": found["adapters"][1][1]}
+    assert expected["base"] != expected["adapter"] and expected["long"] != expected["long-v2"]
+    eve = home / "private" / "users" / "eve" / "adapters" / "a1"   # another user's adapter
+    eve.parent.mkdir(parents=True)
+    shutil.copytree(adapters / "a1", eve)
 
     steady.write_text(f"model_id: steady\nmodel_source: {SOURCE}\nadapters:\n  max_rank: 8\n  max_loaded: 2\n")
     result = ctl("apply", "-f", str(steady), "--wait")
@@ -133,7 +153,36 @@ def test_changing_one_model_never_disrupts_another(argusd, tmp_path, repo_root):
     result = ctl("apply", "-f", str(broken), "--wait")
     assert result.returncode != 0 and status("broken")["state"] == "FAILED", result.stdout + result.stderr
     assert "Failed to load lora model" in status("broken")["error_summary"], status("broken")
-    for name in ("tutor", "broken"):
+    # New weights written into the same folder: the long-prefix prompt answers as plain vLLM
+    # does with them (vLLM 0.32 keys prefix-cache blocks by LoRA name and path, 0.29 by name
+    # alone; the replica loads changed weights under a new name, from a copy of its own).
+    shutil.copytree(adapters / "a1", adapters / "live")
+    live = tmp_path / "live.yaml"
+    live.write_text("model_id: live\nbase_model: steady\nmodel_source: $HOME/adapters/live\n")
+    result = ctl("apply", "-f", str(live), "--wait")
+    assert result.returncode == 0, result.stdout + result.stderr
+    live_id = status("live")["model_id"]
+    assert completion(live_id, LONG_PROMPT) == expected["long"]
+    assert completion(live_id, LONG_PROMPT) == expected["long"]   # now from the prefix cache
+    changed = time.monotonic()
+    shutil.copyfile(adapters / "a1-v2" / "adapter_model.safetensors", adapters / "live" / "adapter_model.safetensors")
+    assert completion(live_id, LONG_PROMPT) == expected["long-v2"]
+    print(f"adapter: new weights in the same folder answered in {time.monotonic() - changed:.1f} s")
+    # The folder swapped for a symlink to another user's adapter (argusd stopped, so that the
+    # replica's own check answers): refused with the reason, nothing loaded; then argusd FAILS it.
+    assert subprocess.run(["scripts/argusd_up.sh", "stop"], cwd=repo_root, env=env).returncode == 0
+    os.rename(adapters / "live", adapters / "live-old")
+    os.symlink(eve, adapters / "live")
+    code, body = post("completions", {"model": live_id, "prompt": LONG_PROMPT, "max_tokens": 4})
+    assert code != 200 and b"users/eve/adapters/a1 is in user 'eve'" in body, (code, body[:2000])
+    print(f"adapter swapped into another user's tree: the replica answered {code}")
+    assert subprocess.run(["scripts/argusd_up.sh"], cwd=repo_root, env=env).returncode == 0
+    deadline = time.monotonic() + 180   # the restarted argusd first waits out its old lease
+    while status("live")["state"] != "FAILED":
+        assert time.monotonic() < deadline, status("live")
+        time.sleep(2)
+    assert "users/eve/adapters/a1" in status("live")["error_summary"], status("live")
+    for name in ("tutor", "broken", "live"):
         result = ctl("delete", name, "--wait")
         assert result.returncode == 0, result.stdout + result.stderr
     time.sleep(3)
@@ -227,7 +276,38 @@ def test_changing_one_model_never_disrupts_another(argusd, tmp_path, repo_root):
           f"{time.monotonic() - started:.0f} s")
     after = status("steady")
     assert after["state"] == "RUNNING" and after["model_key"] == a["model_key"]  # the same model, not a new one
+
+    # A's model folder swapped into another user's tree (argusd stopped, so that only the
+    # replica decides): its next replica refuses to start with the reason and starts no
+    # engine; argusd, back, FAILS A with the reason.
+    assert subprocess.run(["scripts/argusd_up.sh", "stop"], cwd=repo_root, env=env).returncode == 0
+    eve_model = home / "private" / "users" / "eve" / model_dir.name
+    os.rename(model_dir, eve_model)
+    os.symlink(eve_model, model_dir)
+    try:
+        (replica,) = replicas_of(client, a["model_key"])
+        os.kill(replica[1], signal.SIGKILL)
+        deadline = time.monotonic() + 300
+        while "WeightsRefusedError" not in deployment_message(client, a["model_key"]):
+            assert time.monotonic() < deadline, deployment_message(client, a["model_key"])
+            time.sleep(3)
+        assert f"{eve_model} is in user 'eve'" in deployment_message(client, a["model_key"])
+        assert not replicas_of(client, a["model_key"])   # no replica runs it
+        assert subprocess.run(["scripts/argusd_up.sh"], cwd=repo_root, env=env).returncode == 0
+        deadline = time.monotonic() + 180
+        while status("steady")["state"] != "FAILED":
+            assert time.monotonic() < deadline, status("steady")
+            time.sleep(2)
+        assert str(eve_model) in status("steady")["error_summary"], status("steady")
+    finally:
+        os.unlink(model_dir)
+        os.rename(eve_model, model_dir)
     assert ctl("delete", "steady", "--wait").returncode == 0
+
+
+def deployment_message(client, model_key: str) -> str:
+    app = (client.get_applications().get("applications") or {}).get(f"llm-{model_key}") or {}
+    return ((app.get("deployments") or {}).get(f"LLMServer:{model_key}") or {}).get("message") or ""
 
 
 def chat_ok_quietly(model_id: str) -> bool:

@@ -330,7 +330,7 @@ def test_a_write_that_loses_to_a_concurrent_edit_is_a_conflict_and_pushes_nothin
         key = out["model_key"]
         work = tmp_path / "work"
         subprocess.run(["git", "pull", "-q"], cwd=work, check=True)
-        real_sync = gitwrite.sync_clone
+        real_sync = gitwrite.reset_to_pushed
 
         def sync_then_someone_pushes(clone):
             real_sync(clone)
@@ -338,7 +338,7 @@ def test_a_write_that_loses_to_a_concurrent_edit_is_a_conflict_and_pushes_nothin
             subprocess.run(["git", "commit", "-qam", "edit from her laptop"], cwd=work, check=True)
             subprocess.run(["git", "push", "-q", "origin", "HEAD:main"], cwd=work, check=True)
 
-        monkeypatch.setattr(gitwrite, "sync_clone", sync_then_someone_pushes)
+        monkeypatch.setattr(gitwrite, "reset_to_pushed", sync_then_someone_pushes)
         service = ModelService(load_config(daemon.config), tmp_path / "clones")
         with pytest.raises(ConflictError, match="changed the same spec meanwhile"):
             service.scale(Identity("alice", False, "alice", "alice@argus.local"), key, 2)
@@ -379,3 +379,65 @@ def test_the_api_failing_to_start_never_stops_sync(tmp_path):
             finally:
                 proc.terminate()
                 proc.wait(timeout=15)
+
+
+def adapter_folder(api, user: str, name: str, rank: int = 8) -> None:
+    folder = api.tmp / "private" / "users" / user / "adapters" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": rank}))
+
+
+def test_adapters_name_their_base_and_load_state_and_a_base_lists_its_adapters(api):
+    """Issue 26.6: an adapter has no replicas of its own (null, not 0) and says which base it is
+    on and where it is (argusd --sync-only here: it waits for its base); the base lists every
+    adapter on it, another user's by id, owner and load state only."""
+    status, base, _ = create(api, api.alice, "lorabase")
+    assert status == 202, base
+    status, out, _ = create(api, api.alice, "lorabase",
+                            body=SPEC.format(name="lorabase") + "adapters:\n  max_rank: 8\n  users: [bob]\n")
+    assert status == 202 and out["action"] != "unchanged", out
+    adapter_folder(api, "alice", "loramine")
+    adapter_folder(api, "bob", "loratheirs")
+    status, mine, _ = create(api, api.alice, "loramine", body="model_id: loramine\nbase_model: lorabase\n"
+                                                             "model_source: $HOME/adapters/loramine\n")
+    assert status == 202, mine
+    status, theirs, _ = create(api, api.bob, "loratheirs", body=f"model_id: loratheirs\nbase_model: {base['model_id']}\n"
+                                                                "model_source: $HOME/adapters/loratheirs\n")
+    assert status == 202, theirs
+
+    status, listed, _ = api.http("GET", MODELS, token=api.bob)
+    row = next(m for m in listed["items"] if m["model_key"] == theirs["model_key"])
+    assert row["kind"] == "adapter" and row["num_replicas"] is None and row["gpus_per_replica"] is None
+    assert row["adapter_load"] == "waiting for base"
+    # bob may not open alice's base: its id, no key to link by.
+    assert row["base_model"] == {"ref": base["model_id"], "model_id": base["model_id"], "model_key": None,
+                                 "state": "QUEUED"}
+
+    status, detail, _ = api.http("GET", f"{MODELS}/{base['model_key']}", token=api.alice)
+    m = detail["model"]
+    assert m["kind"] == "model" and m["takes_adapters"] == {"max_rank": 8, "max_loaded": 4, "users": ["bob"]}
+    assert [(a["model_id"], a["user_id"], a["adapter_load"], a["model_key"]) for a in m["adapters"]] == [
+        (mine["model_id"], "alice", "waiting for base", mine["model_key"]),
+        (theirs["model_id"], "bob", "waiting for base", None)]
+    # Opting in reads as a sentence, not a Python dict.
+    text = next(e["text"] for e in detail["events"] if e["event_type"] == "UPDATED")
+    assert text.startswith("generation 2: adapters set: max_loaded 4, max_rank 8, users bob by alice"), text
+    assert not re.search(r"None|[{}\[\]']", text), text
+
+    status, detail, _ = api.http("GET", f"{MODELS}/{mine['model_key']}", token=api.alice)
+    assert detail["model"]["base_model"]["model_key"] == base["model_key"]
+    assert detail["model"]["adapter_load"] == "waiting for base"
+    created = next(e["text"] for e in detail["events"] if e["event_type"] == "CREATED")
+    assert "replica" not in created, created  # no "0 replicas x 0 GPU" for an adapter
+
+
+def test_an_unknown_page_is_a_page_and_an_unknown_api_route_is_json(api):
+    for path in ("/ui/nope", "/ui/serving/new/extra", "/favicon.ico"):
+        status, page, headers = api.http("GET", path)
+        assert status == 404 and headers["content-type"].startswith("text/html"), path
+        assert 'data-page="notfound"' in page and 'href="/ui/serving"' in page and '"detail"' not in page
+        assert "frame-ancestors 'none'" in headers["content-security-policy"]
+    status, out, _ = api.http("GET", "/api/v2/nope", token=api.alice)
+    assert status == 404 and out["error"] == "not_found" and "/api/v2/nope" in out["message"]
+    status, out, _ = api.http("PUT", MODELS, token=api.alice)
+    assert status == 405 and out["error"] == "method_not_allowed"

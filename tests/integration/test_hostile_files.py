@@ -1,5 +1,6 @@
 """Files that once stopped lint, the hook or argusd: each gets the same refusal through all
 three doors (no traceback), and argusd goes on to record the next commit."""
+import json
 import os
 import subprocess
 
@@ -19,6 +20,11 @@ CASES = [
     ("not a number", (GOOD + "engine_kwargs: {seed: .nan}\n").encode(), ".nan is not a finite number"),
     ("an explicit tag", b"model_id: !!str a\nmodel_source: $HOME/common/hf/m\n", "tag '!!str' is not allowed"),
     ("a C1 control", "model_id: a\nmodel_source: $HOME/common/hf/m\u009b2J\n".encode(), "control character U+009B"),
+    # Written as escapes in a quoted string, the characters appear only after parsing.
+    ("an escaped C1 control", b'model_id: a\nmodel_source: "$HOME/common/hf/m\\x85"\n',
+     "control character U+0085 (written as an escape)"),
+    ("an escaped CSI", b'model_id: a\nmodel_source: "$HOME/common/hf/m\\u009b2J"\n',
+     "control character U+009B (written as an escape)"),
 ]
 
 
@@ -51,25 +57,56 @@ def test_lint_the_hook_and_argusd_refuse_it_alike(tmp_path, name, data, message)
     _next_commit_is_recorded(open_repo, syncer)
 
 
-def test_a_submodule_entry_named_like_a_spec_is_refused_not_retried_forever(tmp_path):
-    for hooked in (True, False):
-        g = GitOps(tmp_path / f"g{hooked}")
-        if hooked:
-            assert run_argusctl("--config", _config(tmp_path, g.bare), "hook", "install").returncode == 0
+SUBMODULE = "submodules and other non-file entries are not allowed in models.d; commit the file itself"
+USERS = "users:\n  alice:\n    git_identities: [alice@example.com]\n"
+
+
+@pytest.mark.parametrize("where, users, message", [
+    ("models.d/alice/sub.yaml", "", SUBMODULE),
+    ("models.d/alice/sub", "", SUBMODULE),                 # any name: not only *.yaml
+    ("models.d/sub", "", SUBMODULE),                       # beside the user directories
+    ("models.d/alice/deeper/sub", "", SUBMODULE),          # below one
+    ("models.d/carol/sub", USERS, "user 'carol' is not known to this platform"),
+], ids=["named-like-a-spec", "any-name", "stray", "deeper", "unknown-user"])
+def test_a_submodule_the_hook_refuses_is_a_rejection_argusd_records_and_status_shows(tmp_path, where, users, message):
+    """A gitlink pushed past the hook (no hook, or a push made some other way) is recorded like any
+    other rejected file: `status` shows it, removing it clears it, the next commit is recorded."""
+    def add_submodule(g: GitOps) -> None:
         g.write("models.d/alice/keep.txt", "x")
         g.commit("first")
-        g.git("update-index", "--add", "--cacheinfo", f"160000,{'1' * 40},models.d/alice/sub.yaml")
-        g.git("commit", "-q", "-m", "a submodule", env={"GIT_AUTHOR_NAME": "A", "GIT_AUTHOR_EMAIL": "a@x",
+        g.git("update-index", "--add", "--cacheinfo", f"160000,{'1' * 40},{where}")
+        g.git("commit", "-q", "-m", "a submodule", env={"GIT_AUTHOR_NAME": "A", "GIT_AUTHOR_EMAIL": "alice@example.com",
                                                          "GIT_COMMITTER_NAME": "A", "GIT_COMMITTER_EMAIL": "a@x"})
-        pushed = subprocess.run(["git", "push", "origin", "HEAD:main"], cwd=g.work, capture_output=True, text=True)
-        if hooked:
-            assert pushed.returncode != 0
-            assert "models.d/alice/sub.yaml:1:1: submodules and other non-file entries are not allowed" in pushed.stderr
-            continue
-        syncer = Syncer(Store.open(tmp_path / "s.db"), GitRepo(g.bare), "main", spec_policy())
-        syncer.sync_once()
-        (rejection,) = syncer.store.rejections()
-        assert "submodules and other non-file entries are not allowed" in rejection.problems[0].message
+
+    hooked = GitOps(tmp_path / "hooked")
+    config = write_config(tmp_path / "c.yaml", root=tmp_path / "private", db=tmp_path / "s.db", repo=hooked.bare,
+                          extra=users)
+    assert run_argusctl("--config", str(config), "hook", "install").returncode == 0
+    add_submodule(hooked)
+    pushed = subprocess.run(["git", "push", "origin", "HEAD:main"], cwd=hooked.work, capture_output=True, text=True)
+    assert pushed.returncode != 0 and f"{where}:1:1: {message}" in pushed.stderr, pushed.stderr
+    # argusd, with no hook in the way
+    g = GitOps(tmp_path / "open")
+    add_submodule(g)
+    g.push()
+    owners = {"alice": ("alice@example.com",)} if users else {}
+    syncer = Syncer(Store.open(tmp_path / "s.db"), GitRepo(g.bare), "main", spec_policy(), owners=owners)
+    syncer.sync_once()
+    (rejection,) = syncer.store.rejections()
+    assert (rejection.spec_path, rejection.problems[0].message.startswith(message)) == (where, True)
+    status = run_argusctl("--config", str(config), "status", "-o", "json")
+    assert status.returncode == 0, status.stderr
+    assert [(r["spec_path"], r["problems"][0]["message"][:len(message)])
+            for r in json.loads(status.stdout)["rejected_specs"]] == [(where, message)]
+    shown = run_argusctl("--config", str(config), "status")
+    assert f"Rejected specs (not applied):\n  {where}:1:1: {message}" in shown.stdout, shown.stdout
+    g.git("rm", "-q", "--cached", where)
+    g.commit("drop the submodule")
+    g.push()
+    syncer.sync_once()
+    assert syncer.store.rejections() == []
+    assert "REJECTION_CLEARED" in [e.event_type for e in syncer.store.events(spec_path=where)]
+    if not users:
         _next_commit_is_recorded(g, syncer)
 
 

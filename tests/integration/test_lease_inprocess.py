@@ -2,9 +2,16 @@
 the lease holder ever applies its models; a standby takes over one lease time after the
 holder stops. Serve is tests/serve_fake.py (a PUT replaces the set, like Serve); the real
 cluster runs the same in tests/e2e/test_lease_e2e.py."""
+import json
+import os
+import socket
+import time
+
+from daemon.argusd import Daemon
 from daemon.config import load_config
+from daemon.serving.lease import Role
 from daemon.serving.reconciler import ReconcileOutcome, Reconciler
-from daemon.store import Store
+from daemon.store import Store, WriterLock
 from daemon.sync.syncer import Syncer
 from daemon.gitrepo import GitRepo
 from daemon.core.spec import SpecPolicy
@@ -106,3 +113,70 @@ def test_after_a_ray_restart_the_claiming_daemon_does_not_say_running(tmp_path):
     a.tick()
     model = a.store.list_models()[0]
     assert (model.state, model.error_summary) == ("RUNNING", None)
+
+
+def test_a_restarted_daemon_takes_over_at_once_and_another_still_waits(tmp_path):
+    """kill -9 and restart: the new process has the old one's name (host and store), so the lease
+    in that name is its own; a daemon with any other name waits out the lease as before."""
+    serve, clock = FakeServe(), Clock()
+    a, b = daemon(tmp_path, "alice", serve, clock), daemon(tmp_path, "bob", serve, clock)
+    a_key = a.store.list_models()[0].model_key
+    a.tick()
+    clock.now = 2
+    assert a.tick().outcome == ReconcileOutcome.APPLIED
+    clock.now = 4                                      # alice is killed; a new alice starts
+    config = load_config(tmp_path / "alice" / "c.yaml")
+    restarted = Reconciler(a.store, serve, config, identity="alice", monotonic=clock, reap=lambda: None)
+    assert restarted.tick().outcome == ReconcileOutcome.CLAIMED          # at once: no lease time waited
+    assert b.tick().outcome == ReconcileOutcome.STANDBY
+    clock.now = 6
+    restarted.tick()
+    serve.settle()
+    assert restarted.role == Role.ACTIVE and model_apps(serve) == [f"llm-{a_key}"]
+    lease = serve.apps["argus-lease"]["deployed_app_config"]["deployments"][0]["user_config"]
+    assert (lease["holder"], lease["epoch"]) == ("alice", 2)
+    # alice (restarted) is killed for good at 6: bob waits a whole lease time after the last
+    # change it saw (the claim at 4), as before.
+    outcomes = {}
+    for t in range(8, 40, 2):
+        clock.now = t
+        outcomes[t] = b.tick().outcome
+    assert min(t for t, o in outcomes.items() if o == ReconcileOutcome.CLAIMED) == 4 + 30, outcomes
+
+
+def test_argusd_names_itself_by_host_and_store(tmp_path):
+    config = load_config(write_config(tmp_path / "c.yaml", root=tmp_path, db=tmp_path / "s.db", repo=tmp_path / "g",
+                                      lease_seconds=30))
+    other = load_config(write_config(tmp_path / "o.yaml", root=tmp_path, db=tmp_path / "o.db", repo=tmp_path / "g",
+                                     lease_seconds=30))
+    names = []
+    for cfg in (config, config, other):
+        store = Store.open(cfg.state.db)
+        names.append(Daemon(cfg, store, FakeServe(), watch=False).reconciler.identity)
+        store.close()
+    assert names[0] == names[1] == f"{socket.gethostname()}:{tmp_path / 's.db'}"   # a restart: the same name
+    assert names[2] != names[0]
+
+
+def test_status_says_when_the_lease_it_shows_has_expired(tmp_path):
+    """argusd marks each reconcile tick that reached Serve on its lock file; a lease time after the
+    last mark the lease it held has expired, and status says so instead of naming it active."""
+    serve, clock = FakeServe(), Clock()
+    a = daemon(tmp_path, "alice", serve, clock)
+    config_path = tmp_path / "alice" / "c.yaml"
+    config = load_config(config_path)
+    lock = WriterLock(config.state.db).acquire()
+    argusd = Daemon(config, a.store, serve, watch=False, alive_file=lock.path)
+    argusd.reconciler = a
+    os.utime(lock.path, (0, 0))
+    assert argusd.tick() and argusd.tick()                 # claims, reads it back, applies
+    assert time.time() - os.stat(lock.path).st_mtime < 30  # marked
+    shown = run_argusctl("--config", str(config_path), "status")
+    assert "argusd: this store's daemon (alice) is the active one since " in shown.stdout, shown.stdout + shown.stderr
+    lock.release()                                         # killed; a minute goes by
+    os.utime(lock.path, (time.time() - 60, time.time() - 60))
+    shown = run_argusctl("--config", str(config_path), "status")
+    assert "argusd: this store's daemon (alice) was the active one since " in shown.stdout, shown.stdout
+    assert "its lease expired at " in shown.stdout and "is the active one" not in shown.stdout
+    as_json = json.loads(run_argusctl("--config", str(config_path), "status", "-o", "json").stdout)["daemon"]
+    assert (as_json["role"], as_json["expired"]) == ("active", True)

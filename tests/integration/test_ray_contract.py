@@ -16,7 +16,7 @@ pytestmark = pytest.mark.skipif(not SERVING_PYTHON.exists(),
 
 def run_in_serving_venv(code: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(SERVING_PYTHON), "-c", textwrap.dedent(code)], cwd=REPO, capture_output=True,
-                          text=True, timeout=180, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO),
+                          text=True, timeout=420, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO),
                                                        "RAY_USAGE_STATS_ENABLED": "0"})
 
 
@@ -57,7 +57,14 @@ def test_every_private_name_exists_with_the_shape_argus_uses():
             "unload": inspect.iscoroutinefunction(OpenAIServingModels.unload_lora_adapter)
                       and "lora_requests" in inspect.getsource(OpenAIServingModels.unload_lora_adapter),
             "unload_request": sorted(UnloadLoRAAdapterRequest.model_fields),
-            "argus_overrides": "_maybe_resolve_lora_from_multiplex" in vars(__import__("daemon.frontend").frontend.ArgusLLMServer),
+            "argus_overrides": sorted(m for m in rp.LLM_SERVER_METHODS
+                                      if m in vars(__import__("daemon.frontend").frontend.ArgusLLMServer)),
+            # Ray's _run_request resolves the adapter, then hands the request object itself to the
+            # engine (so the vLLM name argus writes into request.model is what vLLM looks up).
+            "run_request": list(inspect.signature(LLMServer._run_request).parameters),
+            "run_request_order": [inspect.getsource(LLMServer._run_request).find(s) for s in (
+                "self._maybe_resolve_lora_from_multiplex()", "getattr(self.engine, engine_method)(request")],
+            "server_init": list(inspect.signature(LLMServer.__init__).parameters)[:2],
         }
         print(json.dumps(out))
     """)
@@ -73,12 +80,17 @@ def test_every_private_name_exists_with_the_shape_argus_uses():
     assert out["error"] == [404, "OpenAIHTTPException"]
     assert out["subclass"] is True and out["frontend"] == "Application"
     assert out["configured_lookup"] is True and out["adapter_card"] == "b"
-    assert out["lora"] == {"server_methods": {"_maybe_resolve_lora_from_multiplex": True},
+    run_order = out["lora"].pop("run_request_order")
+    assert 0 < run_order[0] < run_order[1], run_order
+    assert out["lora"] == {"server_methods": {"_maybe_resolve_lora_from_multiplex": True, "_run_request": True},
                            "engine_attributes": {"_oai_models": True},
                            "resolve_lora": ["self", "disk_lora_model"],
                            "disk_config": ["local_path", "lora_assigned_int_id", "max_total_tokens", "model_id"],
                            "unload": True, "unload_request": ["lora_int_id", "lora_name"],
-                           "argus_overrides": True}
+                           "argus_overrides": ["_maybe_resolve_lora_from_multiplex", "_run_request"],
+                           "run_request": ["self", "request", "engine_method", "batch_output_stream",
+                                           "raw_request_info"],
+                           "server_init": ["self", "llm_config"]}
 
 
 def test_an_untested_ray_is_refused_at_import_with_what_to_install():
@@ -92,39 +104,58 @@ def test_an_untested_ray_is_refused_at_import_with_what_to_install():
             "install ray[serve,llm]==2.60.0 on every node") in result.stderr
 
 
-def test_llm_server_keeps_serves_log_file_when_vllm_configures_logging():
+def test_llm_server_keeps_serves_log_file_and_checks_the_model_folder_before_the_engine():
     """ArgusLLMServer: starting an engine runs vLLM's real logging set-up (dictConfig closes
     every handler); Serve's buffered handler must still write to its file afterwards, or the
-    Serve controller's recovery replaces the replica (the e2e's controller kill)."""
+    Serve controller's recovery replaces the replica (the e2e's controller kill). And its model
+    folder is checked as the replica opens it: vLLM is given the resolved path, and a folder
+    swapped for a symlink into another user's tree fails the replica with the reason before
+    any engine is made."""
     result = run_in_serving_venv("""
         import asyncio, json, logging, logging.handlers, tempfile, os
         from vllm.config.logging import LoggingConfig
         from vllm.logger import configure_logging
         from ray.serve.llm import LLMConfig, LLMServer
         from daemon.frontend import ArgusLLMServer, build_model_app
+        from daemon.core.replica_contract import OWNER_ENV, ROOT_ENV
 
+        root = tempfile.mkdtemp()
+        for folder in ("users/alice/m", "users/eve/m"):
+            os.makedirs(os.path.join(root, folder))
+        os.symlink(os.path.join(root, "users/alice/m"), os.path.join(root, "users/alice/link"))
+        os.environ.update({OWNER_ENV: "alice", ROOT_ENV: root})
         path = os.path.join(tempfile.mkdtemp(), "replica.log")
         memory = logging.handlers.MemoryHandler(1, target=logging.FileHandler(path))
         serve_logger = logging.getLogger("ray.serve")
         serve_logger.addHandler(memory)
         serve_logger.setLevel(logging.INFO)
+        engines = []
 
         class Engine:  # stands in for vLLM's engine; starting it applies vLLM's own logging config
-            def __init__(self, config): pass
+            def __init__(self, config): engines.append(config.model_loading_config.model_source)
             async def start(self): configure_logging(LoggingConfig())
             async def check_health(self): pass
 
-        config = LLMConfig(model_loading_config={"model_id": "m", "model_source": "/nonexistent"})
+        def config(source):
+            return LLMConfig(model_loading_config={"model_id": "m", "model_source": source})
         out = {}
         for cls in (LLMServer, ArgusLLMServer):
             memory.setTarget(logging.FileHandler(path))
             server = cls.__new__(cls)  # Serve awaits the async constructor itself
-            asyncio.run(server.__init__(config, engine_cls=Engine))
+            asyncio.run(server.__init__(config(os.path.join(root, "users/alice/link")), engine_cls=Engine))
             out[cls.__name__] = memory.target is not None
         serve_logger.info("after the engine started")
         memory.flush()
         out["written"] = "after the engine started" in open(path).read()
-        app = build_model_app({"llm_config": config.model_dump()})
+        out["engine_read"] = [p.replace(root, "<root>") for p in engines]
+        os.rename(os.path.join(root, "users/alice/m"), os.path.join(root, "users/alice/old"))
+        os.symlink(os.path.join(root, "users/eve/m"), os.path.join(root, "users/alice/m"))
+        try:
+            server = ArgusLLMServer.__new__(ArgusLLMServer)
+            asyncio.run(server.__init__(config(os.path.join(root, "users/alice/m")), engine_cls=Engine))
+        except Exception as exc:
+            out["swapped"] = [type(exc).__name__, str(exc).replace(root, "<root>"), len(engines)]
+        app = build_model_app({"llm_config": config("/m").model_dump()})
         out["deployment"] = app._bound_deployment.name
         print(json.dumps(out))
     """)
@@ -132,4 +163,85 @@ def test_llm_server_keeps_serves_log_file_when_vllm_configures_logging():
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["LLMServer"] is False, out  # the interaction argus repairs (if Ray fixes it, drop the repair)
     assert out["ArgusLLMServer"] is True and out["written"], out
+    # Ray's server reads the path as given; argus's gives vLLM the folder it checked.
+    assert out["engine_read"] == ["<root>/users/alice/link", "<root>/users/alice/m"], out
+    assert out["swapped"] == ["WeightsRefusedError", "<root>/users/alice/m leads to <root>/users/eve/m: <root>/users/eve/m "
+                              "is in user 'eve''s tree, not alice's; only alice's own files and shared models are served",
+                              2], out  # no third engine
     assert out["deployment"] == "LLMServer:m", out  # argus and its tests find models by this name
+
+
+def test_argus_llm_server_serves_each_adapters_weights_under_a_name_of_their_own():
+    """ArgusLLMServer's adapter path inside Ray's real LLMServer (its _run_request and request
+    flow), with an engine that stands in for vLLM's as Ray's VLLMEngine drives it (resolve_lora
+    by name from a local path; the request's model picks the adapter). Weights written into the
+    same folder are a new name and the old one is unloaded; vLLM only ever reads the replica's
+    copies; a folder swapped for a symlink to another user's adapter is refused with 403 and
+    the reason, and nothing stays loaded. The whole path on the real vLLM: the e2e."""
+    result = run_in_serving_venv("""
+        import asyncio, json, os, tempfile, types
+        import ray.serve
+        from ray.serve.llm import LLMConfig
+        from daemon.frontend import ArgusLLMServer
+        from daemon.core.replica_contract import OWNER_ENV, ROOT_ENV
+
+        root = tempfile.mkdtemp()
+        for folder, weights in (("users/bob/ad", b"v1"), ("users/eve/ad", b"eve")):
+            os.makedirs(os.path.join(root, folder))
+            open(os.path.join(root, folder, "adapter_model.safetensors"), "wb").write(weights)
+        os.makedirs(os.path.join(root, "users/alice/m"))
+        os.environ.update({OWNER_ENV: "alice", ROOT_ENV: root})
+        adapter = os.path.join(root, "users/bob/ad")
+
+        class Models:
+            def __init__(self): self.lora_requests = {}
+            async def unload_lora_adapter(self, request): self.lora_requests.pop(request.lora_name)
+
+        class Engine:
+            def __init__(self, config): self._oai_models, self.read = Models(), []
+            async def start(self): pass
+            async def check_health(self): pass
+            async def resolve_lora(self, disk):
+                self.read.append(disk.local_path)
+                with open(os.path.join(disk.local_path, "adapter_model.safetensors"), "rb") as f:
+                    self._oai_models.lora_requests[disk.model_id] = f.read().decode()
+            async def completions(self, request, raw_request_info):
+                yield types.SimpleNamespace(model=request.model, text=self._oai_models.lora_requests[request.model])
+
+        ray.serve.get_multiplexed_model_id = lambda: "bob-1-ad"   # Serve's routing sets it per request
+        server = ArgusLLMServer.__new__(ArgusLLMServer)
+        config = LLMConfig(model_loading_config={"model_id": "m", "model_source": os.path.join(root, "users/alice/m")})
+
+        async def main():
+            await server.__init__(config, engine_cls=Engine)
+            await server.reconfigure({"adapters": {"bob-1-ad": {"path": adapter, "generation": 1, "user_id": "bob"}}})
+            async def ask():
+                try:
+                    stream = await server.completions(types.SimpleNamespace(model="bob-1-ad", stream=False))
+                    return [(item.model, item.text) async for item in stream]
+                except Exception as exc:
+                    return [type(exc).__name__, getattr(exc, "status_code", None), str(getattr(exc, "message", exc)).replace(root, "<root>")]
+            out = {"first": await ask(), "again": await ask()}
+            names = list(server.engine._oai_models.lora_requests)
+            open(os.path.join(adapter, "adapter_model.safetensors"), "wb").write(b"v2")
+            out["changed"] = await ask()
+            out["names"] = [names, list(server.engine._oai_models.lora_requests)]
+            os.rename(adapter, adapter + "-old")
+            os.symlink(os.path.join(root, "users/eve/ad"), adapter)
+            out["swapped"] = await ask()
+            out["loaded_after_swap"] = list(server.engine._oai_models.lora_requests)
+            out["read_from_copies"] = all(p.startswith(server._copies) for p in server.engine.read)
+            out["reads"] = len(server.engine.read)
+            return out
+        print(json.dumps(asyncio.run(main())))
+    """)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["first"] == out["again"] == [["bob-1-ad", "v1"]], out     # answers name the adapter id
+    assert out["changed"] == [["bob-1-ad", "v2"]], out
+    (old,), (new,) = out["names"]
+    assert old.startswith("bob-1-ad@") and new.startswith("bob-1-ad@") and old != new, out   # old one unloaded
+    kind, code, message = out["swapped"]
+    assert (kind, code) == ("OpenAIHTTPException", 403), out
+    assert "<root>/users/eve/ad is in user 'eve'" in message, out
+    assert out["loaded_after_swap"] == [] and out["reads"] == 2 and out["read_from_copies"], out

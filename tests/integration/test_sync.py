@@ -1,4 +1,5 @@
 """Git sync on real repos (bare + clone + push) into a real SQLite file."""
+import json
 import os
 import signal
 import subprocess
@@ -189,6 +190,19 @@ def test_missing_or_corrupt_repo_is_a_git_error(tmp_path):
         GitRepo(tmp_path / "bad.git")
 
 
+def _has_cursor(db) -> bool:
+    try:
+        store = Store.open_readonly(db)
+    except Exception:  # not created or not migrated yet
+        return False
+    try:
+        return store.cursor() is not None
+    except Exception:
+        return False
+    finally:
+        store.close()
+
+
 def test_kill_9_during_a_sync_then_restart_converges(gitops, tmp_path):
     """A crash mid-sync leaves whole commits only; the restart finishes with nothing lost or doubled."""
     for i in range(150):
@@ -200,9 +214,14 @@ def test_kill_9_during_a_sync_then_restart_converges(gitops, tmp_path):
     root = tmp_path / "root"
     cfg = write_config(tmp_path / "c.yaml", root=root, db=tmp_path / "crash.db", repo=gitops.bare)
     crashed_midway = False
-    for delay in (0.6, 0.9, 1.3, 2.0):
+    for delay in (0.0, 0.1, 0.3, 0.6):
         proc = subprocess.Popen([sys.executable, "-m", "daemon.argusd", "--once", "--sync-only", "--config", str(cfg),
                                  "--log-level", "WARNING"])
+        # Kill once it has recorded something (not after a fixed time: on a loaded machine
+        # argusd may take seconds to start), `delay` later, so the kill lands mid-sync.
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline and not _has_cursor(tmp_path / "crash.db"):
+            time.sleep(0.02)
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -220,3 +239,180 @@ def test_kill_9_during_a_sync_then_restart_converges(gitops, tmp_path):
                    spec_policy(root=str(root), max_replicas=4, max_gpus_per_replica=2))
     clean.sync_once()
     assert snapshot(Store.open(tmp_path / "crash.db")) == snapshot(clean.store)
+
+
+# -- disaster recovery: a store rebuilt after a rewritten history keeps the ids clients use ------
+
+def _ids(store):
+    return {m.model_id_suffix: (m.model_key, m.model_id, m.state) for m in store.list_models()}
+
+
+def _rebuild(gitops, db):
+    """What docs/operating.md says to do: the store is gone, argusd records the history again."""
+    for suffix in ("", "-wal", "-shm"):
+        (db.parent / f"{db.name}{suffix}").unlink(missing_ok=True)
+    return syncer(gitops, db)
+
+
+def _rewrite(gitops):
+    """A force-pushed rewrite of the whole history: the same tree, commits of another day."""
+    gitops.git("checkout", "-q", "--orphan", "rewritten")
+    head = gitops.commit("everything, squashed", when="2026-01-02T00:00:00Z")
+    gitops.git("branch", "-q", "-M", "main")
+    gitops.push(force=True)
+    return head
+
+
+def test_a_store_rebuilt_after_a_force_pushed_rewrite_keeps_the_public_ids(gitops, tmp_path):
+    gitops.write("models.d/alice/a.yaml", spec("a"))
+    gitops.commit("a", when="2026-01-01T00:00:00Z")
+    gitops.write("models.d/bob/b.yaml", spec("b"))
+    gitops.commit("b", when="2026-01-01T00:05:00Z")
+    gitops.push()
+    db = tmp_path / "state" / "argus.db"
+    live = syncer(gitops, db)
+    live.sync_once()
+    before = _ids(live.store)
+    assert before["a"][1] == "alice-202601010000-a" and before["b"][1] == "bob-202601010005-b"
+    _rewrite(gitops)
+    assert live.sync_once().outcome == "resynced"
+    assert _ids(live.store) == before              # the live store keeps them (as before this change)
+    live.store.close()
+
+    rebuilt = _rebuild(gitops, db)
+    assert rebuilt.sync_once().outcome == "synced"
+    assert _ids(rebuilt.store) == before           # keys (Serve's app names) and public ids
+    (restored,) = [e for e in rebuilt.store.events(model_key=before["a"][0]) if e.event_type == "ID_RESTORED"]
+    assert restored.payload["was"] == "alice-202601020000-a"
+    assert [e.event_type for e in rebuilt.store.events(model_key=before["a"][0])][:2] == ["CREATED", "QUEUED"]
+    assert not rebuilt.store.rebuilding()
+    rebuilt.store.close()
+
+    # Without the ledger the rewritten history alone decides: the ids the issue saw change.
+    subprocess.run(["git", "-C", str(gitops.bare), "update-ref", "-d", "refs/argus/ids"], check=True)
+    bare = _rebuild(gitops, db)
+    bare.sync_once()
+    assert _ids(bare.store)["a"][1] == "alice-202601020000-a"
+
+
+def test_the_ledger_is_a_commit_in_the_repo_with_the_live_models_ids(gitops, tmp_path):
+    gitops.write("models.d/alice/a.yaml", spec("a"))
+    gitops.write("models.d/alice/b.yaml", spec("b"))
+    gitops.commit("a+b", when="2026-01-01T00:00:00Z")
+    gitops.push()
+    s = syncer(gitops, tmp_path / "a.db")
+    s.sync_once()
+    show = lambda: json.loads(subprocess.run(["git", "-C", str(gitops.bare), "show", "refs/argus/ids:ids.json"],
+                                             capture_output=True, text=True, check=True).stdout)
+    assert [(r["user_id"], r["model_id"]) for r in show()["models"]] == [
+        ("alice", "alice-202601010000-a"), ("alice", "alice-202601010000-b")]
+    # A model that is DELETED leaves it (on the next sync, even with no new commit) ...
+    gitops.rm("models.d/alice/b.yaml")
+    gitops.commit("rm b")
+    gitops.push()
+    s.sync_once()
+    assert len(show()["models"]) == 2              # DELETING: it can still be revived
+    with s.store.transaction():
+        s.store.set_state(_ids(s.store)["b"][0], "DELETED", now="2026-01-01T00:00:00.000000Z")
+    assert s.sync_once().outcome == "noop"
+    assert [r["model_id"] for r in show()["models"]] == ["alice-202601010000-a"]
+    # ... and an unchanged set of ids writes nothing: one commit per change.
+    s.sync_once()
+    log = subprocess.run(["git", "-C", str(gitops.bare), "log", "--format=%an %s", "refs/argus/ids"],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    assert log == ["argusd argusd: the ids of 1 model(s)", "argusd argusd: the ids of 2 model(s)"]
+
+
+def test_a_rebuild_that_replays_a_delete_and_recreate_keeps_the_last_ids(gitops, tmp_path):
+    """The live store saw `a` deleted (DELETED) and created again: a new key and id. A rebuild
+    replays both without a reconcile in between (a revive of the first); the ledger gives the
+    second's ids back."""
+    gitops.write("models.d/alice/a.yaml", spec("a"))
+    gitops.commit("a", when="2026-01-01T00:00:00Z")
+    gitops.push()
+    db = tmp_path / "a.db"
+    live = syncer(gitops, db)
+    live.sync_once()
+    gitops.rm("models.d/alice/a.yaml")
+    gitops.commit("rm a", when="2026-01-01T01:00:00Z")
+    gitops.push()
+    live.sync_once()
+    with live.store.transaction():   # what reconcile does once Serve has removed it
+        live.store.set_state(_ids(live.store)["a"][0], "DELETED", now="2026-01-01T01:00:01.000000Z")
+    gitops.write("models.d/alice/a.yaml", spec("a", replicas=2))
+    gitops.commit("a again", when="2026-01-01T02:00:00Z")
+    gitops.push()
+    live.sync_once()
+    before = _ids(live.store)
+    assert before["a"][1] == "alice-202601010200-a"
+    live.store.close()
+    rebuilt = _rebuild(gitops, db)
+    rebuilt.sync_once()
+    assert _ids(rebuilt.store) == before
+
+
+def test_a_damaged_or_forged_ledger_never_stops_a_rebuild(gitops, tmp_path):
+    gitops.write("models.d/alice/a.yaml", spec("a"))
+    gitops.write("models.d/bob/b.yaml", spec("b"))
+    gitops.commit("a+b", when="2026-01-01T00:00:00Z")
+    gitops.push()
+    forged = {"version": 1, "models": [
+        # bob's id under alice's name, and an id that is not the one its time gives: both left out
+        {"user_id": "alice", "model_id_suffix": "a", "model_key": "m-" + "1" * 16,
+         "model_id": "bob-202001010000-a", "created_at": "2020-01-01T00:00:00.000000Z"},
+        {"user_id": "bob", "model_id_suffix": "b", "model_key": "m-" + "2" * 16,
+         "model_id": "bob-202001010000-b", "created_at": "2021-01-01T00:00:00.000000Z"},
+        "not an entry"]}
+    from daemon.gitrepo import GitRepo as Repo
+    Repo(gitops.bare).write_ref_file("refs/argus/ids", "ids.json", json.dumps(forged), None, "forged")
+    s = syncer(gitops, tmp_path / "a.db")
+    assert s.sync_once().outcome == "synced"
+    assert {m.model_id for m in s.store.list_models()} == {"alice-202601010000-a", "bob-202601010000-b"}
+    # and argusd wrote a good ledger over it (the forged one stays in the ref's history)
+    text = subprocess.run(["git", "-C", str(gitops.bare), "show", "refs/argus/ids:ids.json"],
+                          capture_output=True, text=True, check=True).stdout
+    assert "2020" not in text and "2021" not in text
+    for garbage in ("not json", json.dumps({"version": 99, "models": []})):
+        Repo(gitops.bare).write_ref_file("refs/argus/ids", "ids.json", garbage,
+                                         Repo(gitops.bare).resolve("refs/argus/ids"), "garbage")
+        again = _rebuild(gitops, tmp_path / "a.db")
+        assert again.sync_once().outcome == "synced"
+        assert {m.model_id for m in again.store.list_models()} == {"alice-202601010000-a", "bob-202601010000-b"}
+        again.store.close()
+
+
+def test_a_ledger_argusd_cannot_write_never_stops_the_record_and_is_said_once(gitops, tmp_path, caplog):
+    gitops.write("models.d/alice/a.yaml", spec("a"))
+    gitops.commit("a")
+    gitops.push()
+    # A file where the ref's directory must be: git refuses the update (as it would a read-only
+    # repo; the tests run as root, for whom permissions refuse nothing).
+    (gitops.bare / "refs" / "argus").write_text("in the way\n")
+    s = syncer(gitops, tmp_path / "a.db")
+    with caplog.at_level("ERROR", logger="argus.sync"):
+        assert s.sync_once().outcome == "synced"
+        assert s.sync_once().outcome == "noop"
+    assert [m.model_id_suffix for m in s.store.list_models()] == ["a"]
+    trouble = [r.getMessage() for r in caplog.records if "cannot write the id ledger" in r.getMessage()]
+    assert len(trouble) == 1 and "let argusd's user write the repository" in trouble[0], trouble
+
+
+def test_a_row_the_ledger_would_refuse_is_left_out_and_never_rewritten_each_tick(gitops, tmp_path):
+    gitops.write("models.d/alice/a.yaml", spec("a"))
+    gitops.write("models.d/alice/b.yaml", spec("b"))
+    gitops.commit("a+b", when="2026-01-01T00:00:00Z")
+    gitops.push()
+    s = syncer(gitops, tmp_path / "a.db")
+    s.sync_once()
+    # a row no argus writes (an id its creation time does not give), e.g. from a hand-edited store
+    s.store.conn.execute("UPDATE serve_models SET model_id='alice-199001010000-b' WHERE model_id_suffix='b'")
+    head = lambda: subprocess.run(["git", "-C", str(gitops.bare), "rev-parse", "refs/argus/ids"],
+                                  capture_output=True, text=True, check=True).stdout.strip()
+    s.sync_once()
+    first = head()
+    for _ in range(3):
+        assert s.sync_once().outcome == "noop"
+    assert head() == first
+    text = subprocess.run(["git", "-C", str(gitops.bare), "show", "refs/argus/ids:ids.json"],
+                          capture_output=True, text=True, check=True).stdout
+    assert "alice-202601010000-a" in text and "alice-202601010000-b" not in text and "1990" not in text

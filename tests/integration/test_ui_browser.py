@@ -4,7 +4,9 @@ in with a token, creates a model from YAML (checked as they type), sees it in th
 its detail with events, scales it and deletes it; every step is a commit by them.
 
 Set ARGUS_UI_SCREENSHOTS=docs/ui to refresh the screenshots the docs show."""
+import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -124,5 +126,125 @@ def test_a_researcher_does_everything_from_the_browser(tmp_path, browser):
         assert [line.split("|")[1] for line in api.git_log()[:3]] == [
             "delete alice/chat", "scale alice/chat: num_replicas 1 -> 2", "apply alice/chat: new model"]
         assert {line.split("|")[0] for line in api.git_log()[:3]} == {"alice <alice@argus.local>"}
+    finally:
+        api.stop()
+
+
+def record(db: Path, model_key: str, state: str, event_type: str, payload: dict, *, error_summary=None,
+           applied_generation=None) -> None:
+    """Write one transition as the reconciler's _record writes it (state, applied generation,
+    event). argusd runs --sync-only here, so nothing else moves a model past QUEUED; the
+    transitions themselves are the plan's (tests/unit/test_adapters.py, the e2e adapter run)."""
+    from daemon.store import Store, iso
+    from datetime import datetime, timezone
+
+    store = Store.open(db)
+    try:
+        with store.transaction():
+            now = iso(datetime.now(timezone.utc))
+            store.set_state(model_key, state, error_summary=error_summary, now=now)
+            if applied_generation is not None:
+                store.mark_applied(model_key, applied_generation)
+            store.append_event(event_type, payload, now=now, model_key=model_key)
+    finally:
+        store.close()
+
+
+def test_adapters_show_their_base_and_load_state_and_a_base_lists_them(tmp_path, browser):
+    """Issue 26.6 in the browser: an adapter shows its base and its load state and has no scale
+    control; its base lists its adapters (another user's without a link); the events read as
+    sentences; an unknown page is a page with a way back."""
+    api = ApiDaemon(tmp_path / "argus", {"alice": "alice@argus.local", "bob": "bob@argus.local"})
+    try:
+        alice, bob = api.token("alice"), api.token("bob")
+        base_url = f"http://127.0.0.1:{api.port}"
+        wait = WebDriverWait(browser, 20)
+        for user, name, rank in (("alice", "tone", 8), ("alice", "big", 16), ("bob", "pirate", 8)):
+            folder = api.tmp / "private" / "users" / user / "adapters" / name
+            folder.mkdir(parents=True)
+            (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": rank}))
+
+        def post(token, body):
+            status, out, _ = api.http("POST", "/api/v2/serve/models", token=token, body=body, ctype="application/yaml")
+            assert status == 202, out
+            return out
+
+        base = post(alice, SPEC)
+        base = post(alice, SPEC + "adapters:\n  max_rank: 8\n  users: [bob]\n")  # opted in: an UPDATED event
+        tone = post(alice, "model_id: tone\nbase_model: chat\nmodel_source: $HOME/adapters/tone\n")
+        big = post(alice, "model_id: big\nbase_model: chat\nmodel_source: $HOME/adapters/big\n")
+        pirate = post(bob, f"model_id: pirate\nbase_model: {base['model_id']}\nmodel_source: $HOME/adapters/pirate\n")
+        # What the reconciler records with the base running (see `record`).
+        db = api.tmp / "state" / "argus.db"
+        record(db, base["model_key"], "DEPLOYING", "APPLIED", {"generation": 2, "num_replicas": 1})
+        record(db, base["model_key"], "RUNNING", "RUNNING", {"generation": 2}, applied_generation=2)
+        on_base = {"generation": 1, "base_model": base["model_id"]}
+        record(db, tone["model_key"], "DEPLOYING", "APPLIED", on_base)
+        record(db, tone["model_key"], "RUNNING", "RUNNING", on_base, applied_generation=1)
+        too_big = (f"the adapter's rank is 16 (r in adapter_config.json), over base model {base['model_id']}'s "
+                   "adapters.max_rank 8; train with r <= 8 or raise max_rank")
+        record(db, big["model_key"], "QUEUED", "WAITING_FOR_BASE", {"message": too_big}, error_summary=too_big)
+        record(db, pirate["model_key"], "DEPLOYING", "APPLIED", on_base)
+
+        browser.get(f"{base_url}/ui/login")
+        wait.until(EC.presence_of_element_located((By.ID, "token"))).send_keys(alice)
+        browser.find_element(By.ID, "sign-in").click()
+        wait.until(EC.url_to_be(f"{base_url}/ui/serving"))
+
+        # The list: adapters name their base and load state, and have no scale control.
+        row = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, f'tr[data-model="{tone["model_id"]}"]')))
+        assert row.find_element(By.CSS_SELECTOR, "[data-base]").text == f"LoRA adapter on {base['model_id']}"
+        assert row.find_element(By.CSS_SELECTOR, "[data-load]").text == "loaded"
+        assert not row.find_elements(By.CSS_SELECTOR, "[data-action=scale], [data-action=replicas]")
+        assert row.find_elements(By.CSS_SELECTOR, "[data-action=delete]")
+        waiting = browser.find_element(By.CSS_SELECTOR, f'tr[data-model="{big["model_id"]}"]')
+        assert waiting.find_element(By.CSS_SELECTOR, "[data-load]").text == "waiting for base"
+        assert "rank is 16" in waiting.find_element(By.CSS_SELECTOR, ".reason").text
+        base_row = browser.find_element(By.CSS_SELECTOR, f'tr[data-model="{base["model_id"]}"]')
+        assert base_row.find_element(By.CSS_SELECTOR, "[data-adapters]").text == "takes LoRA adapters · 3 attached"
+        assert base_row.find_elements(By.CSS_SELECTOR, "[data-action=scale]")  # a base scales as before
+        assert not browser.find_elements(By.CSS_SELECTOR, f'tr[data-model="{pirate["model_id"]}"]')  # bob's
+        # Each adapter right under its base.
+        assert [r.get_attribute("data-model") for r in browser.find_elements(By.CSS_SELECTOR, "tr[data-model]")] == [
+            base["model_id"], big["model_id"], tone["model_id"]]
+        shot(browser, "adapters-list", tmp_path)
+
+        # The adapter's page: its base (a link), its load state, no scale control.
+        row.find_element(By.CSS_SELECTOR, "a").click()
+        wait.until(EC.text_to_be_present_in_element((By.ID, "model-id"), "loaded"))
+        facts = browser.find_element(By.ID, "facts").text
+        assert f"Base model\n{base['model_id']}" in facts and "Replicas" not in facts
+        assert not browser.find_elements(By.CSS_SELECTOR, "[data-action=scale]")
+        wait.until(lambda d: any(f"generation 1 loaded on base model {base['model_id']}" in e.text
+                                 for e in d.find_elements(By.CSS_SELECTOR, "tr[data-event]")))
+        assert "not deployed in Serve" not in browser.find_element(By.ID, "serve-status").text
+        assert f'"model": "{tone["model_id"]}"' in browser.find_element(By.ID, "example").text
+        shot(browser, "adapter", tmp_path)
+
+        # Its base's page lists its adapters; bob's is shown by id and owner, without a link.
+        browser.find_element(By.CSS_SELECTOR, "#facts [data-base-link]").click()
+        wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#adapters tr[data-adapter]")))
+        listed = {r.get_attribute("data-adapter"): r for r in browser.find_elements(By.CSS_SELECTOR, "#adapters tr[data-adapter]")}
+        assert set(listed) == {tone["model_id"], big["model_id"], pirate["model_id"]}
+        assert listed[tone["model_id"]].find_element(By.CSS_SELECTOR, "[data-load]").text == "loaded"
+        assert listed[pirate["model_id"]].find_element(By.CSS_SELECTOR, "[data-load]").text == "loading"
+        assert not listed[pirate["model_id"]].find_elements(By.CSS_SELECTOR, "a")
+        assert listed[tone["model_id"]].find_elements(By.CSS_SELECTOR, "a")
+        events = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "tr[data-event]")]
+        opted = next(t for t in events if "UPDATED" in t)
+        assert "adapters set: max_loaded 4, max_rank 8, users bob by alice" in opted, opted
+        assert not any(re.search(r"None|[{}\[\]']", t) for t in events), events
+        browser.execute_script("document.getElementById('adapters-panel').scrollIntoView()")
+        shot(browser, "base-adapters", tmp_path)
+
+        # A page that does not exist is a page (404), with the way back.
+        for missing in ("/ui/serving/m-0000000000000000", "/ui/nope"):
+            browser.get(base_url + missing)
+            back = wait.until(EC.element_to_be_clickable((By.ID, "back")))
+            assert "Not found" in browser.find_element(By.ID, "not-found").text
+            assert "detail" not in browser.page_source.lower().split("<main")[1]
+        shot(browser, "not-found", tmp_path)
+        back.click()
+        wait.until(EC.url_to_be(f"{base_url}/ui/serving"))
     finally:
         api.stop()

@@ -153,37 +153,58 @@ def test_wait_times_out_with_exit_5_when_nothing_applies_it(setup):
     assert "alice/m: absent: timed out" in result.stdout
 
 
-def test_commands_need_a_clone(tmp_path):
+@pytest.mark.parametrize("command", [["apply", "-f", "m.yaml"], ["scale", "m", "--replicas", "2"], ["delete", "m"],
+                                     ["diff"]])
+@pytest.mark.parametrize("workdir", ["none", "plain"])
+def test_every_command_says_the_same_when_the_workdir_is_not_a_clone(tmp_path, command, workdir):
+    # One code for one condition: 3, "environment not usable" (docs/cli.md), the git repo here.
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "m.yaml").write_text(spec("m"))
     config = write_config(tmp_path / "c.yaml", root=tmp_path, db=tmp_path / "s.db", repo=tmp_path / "g.git")
-    result = run_argusctl("delete", "m", "--workdir", str(tmp_path / "none"), env={"ARGUS_CONFIG": str(config)})
-    assert result.returncode == 2 and "argusctl init" in result.stderr
+    result = run_argusctl(*command, "--workdir", str(tmp_path / workdir), env={"ARGUS_CONFIG": str(config)},
+                          cwd=tmp_path)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert result.stderr == (f"argusctl: error: {tmp_path / workdir} is not a GitOps clone; create one with "
+                             "`argusctl init` or pass --workdir\n")
 
 
-def test_push_race_mechanism_rebases_and_conflicts_are_refused(setup):
-    """Losing the race between sync and push: the commit is replayed on top, or refused on a conflict."""
+def writing(path, text, message):
+    """An edit for commit_and_push: write `text` to `path` (again on every retry)."""
+    def edit():
+        path.write_text(text)
+        return [path], message
+    return edit
+
+
+def test_push_race_mechanism_redoes_the_edit_and_conflicts_are_refused(setup):
+    """Losing the race between sync and push: the edit is made again on the winner's head when
+    the winner did not touch the edited file, and refused when it did."""
     from argusctl.ops import write as writepath
-    from daemon.errors import GitError
+    from daemon.errors import ConflictError
 
     tmp, config, env, ctl = setup
     ctl("init", "--user", "alice", "--name", "Alice", "--email", "alice@example.com", workdir=tmp / "alice-2")
     first = writepath.open_clone(tmp / "alice-work", None, "main")
     second = writepath.open_clone(tmp / "alice-2", None, "main")
-    (second.user_dir / "x.yaml").write_text(spec("x"))
-    gitwrite.commit_and_push(second, [second.user_dir / "x.yaml"], "x from the second clone")
-    (first.user_dir / "y.yaml").write_text(spec("y"))  # the first clone is stale now
-    sha = gitwrite.commit_and_push(first, [first.user_dir / "y.yaml"], "y from the first clone")
+    gitwrite.commit_and_push(second, writing(second.user_dir / "x.yaml", spec("x"), "x from the second clone"))
+    # the first clone is stale now
+    sha = gitwrite.commit_and_push(first, writing(first.user_dir / "y.yaml", spec("y"), "y from the first clone"))
     assert [line.split("|")[1] for line in log(tmp / "gitops.git")][:2] == ["y from the first clone",
                                                                              "x from the second clone"]
     assert log(tmp / "gitops.git", "-1", "--format=%H")[0].split("|")[0] == sha
     # Both clones now change the same file differently: the second to push is refused.
     gitwrite.sync_clone(second)
-    (first.user_dir / "x.yaml").write_text(spec("x", replicas=2))
-    gitwrite.commit_and_push(first, [first.user_dir / "x.yaml"], "x to 2")
-    (second.user_dir / "x.yaml").write_text(spec("x", replicas=3))
-    with pytest.raises(GitError, match="changed the same spec meanwhile"):
-        gitwrite.commit_and_push(second, [second.user_dir / "x.yaml"], "x to 3")
+    gitwrite.commit_and_push(first, writing(first.user_dir / "x.yaml", spec("x", replicas=2), "x to 2"))
+    with pytest.raises(ConflictError, match="changed the same spec meanwhile"):
+        with gitwrite.write_transaction(second, sync=False):
+            gitwrite.commit_and_push(second, writing(second.user_dir / "x.yaml", spec("x", replicas=3), "x to 3"))
     assert log(tmp / "gitops.git")[0].endswith("|x to 2")
     assert "num_replicas: 2" in (second.user_dir / "x.yaml").read_text()  # the clone is back on theirs
+    assert git(second.path, "status", "--porcelain") == ""
+
+
+def git(path, *args):
+    return subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True, check=True).stdout
 
 
 def test_a_push_the_hook_refuses_says_why_and_leaves_the_clone_clean(tmp_path):
@@ -220,7 +241,7 @@ def test_init_never_destroys_work_nor_touches_another_project(setup, tmp_path):
     assert edit.read_text() == spec("draft")
     (tmp / "other.yaml").write_text(spec("other"))
     blocked = ctl("apply", "-f", str(tmp / "other.yaml"))   # a write starts from what is pushed
-    assert blocked.returncode == 2 and "has uncommitted changes under models.d/" in blocked.stderr, blocked.stderr
+    assert blocked.returncode == 2 and "has uncommitted changes (models.d/alice/draft.yaml)" in blocked.stderr, blocked.stderr
     assert "Traceback" not in blocked.stderr and edit.read_text() == spec("draft")
     subprocess.run(["git", "-C", str(work), "add", "-A"], check=True)
     subprocess.run(["git", "-C", str(work), "commit", "-qm", "draft"], check=True)
@@ -261,3 +282,105 @@ def test_a_hostile_file_in_the_clone_does_not_crash_apply_or_scale(setup):
     assert applied.returncode == 0, applied.stderr
     scaled = ctl("scale", "m", "--replicas", "2")
     assert scaled.returncode == 0 and "Traceback" not in scaled.stderr, scaled.stderr
+
+
+QUOTED = '"model_id": m\n"model_source": "$HOME/common/hf/x"\n"num_replicas": 1  # one to start\n'
+FLOW = "# flow style\n{model_id: m, model_source: $HOME/common/hf/x,\n engine_kwargs: {max_model_len: 2048}}\n"
+
+
+@pytest.mark.parametrize("written,scaled", [
+    (QUOTED, QUOTED.replace('"num_replicas": 1', '"num_replicas": 3')),
+    (FLOW, FLOW.replace("2048}}", "2048}, num_replicas: 3}")),
+])
+def test_scale_edits_the_one_value_of_any_valid_spec(setup, written, scaled):
+    # Was: quoted keys got a second num_replicas (a duplicate key), flow style became invalid YAML.
+    tmp, config, env, ctl = setup
+    (tmp / "m.yaml").write_text(written)
+    assert ctl("apply", "-f", "m.yaml").returncode == 0
+    result = ctl("scale", "m", "--replicas", "3")
+    assert result.returncode == 0, result.stderr
+    spec_file = tmp / "alice-work" / "models.d" / "alice" / "m.yaml"
+    assert spec_file.read_text() == scaled
+    assert log(tmp / "gitops.git")[0].endswith("|scale alice/m: num_replicas 1 -> 3")
+    assert run_argusctl("lint", str(spec_file), env=env, cwd=tmp).returncode == 0
+
+
+def test_the_commit_message_names_a_new_adapters_section(setup):
+    tmp, config, env, ctl = setup
+    (tmp / "m.yaml").write_text(spec("m"))
+    assert ctl("apply", "-f", "m.yaml").returncode == 0
+    (tmp / "m.yaml").write_text(spec("m") + "adapters:\n  max_rank: 8\n  users: [bob]\n")
+    result = ctl("apply", "-f", "m.yaml", "-o", "json")
+    assert result.returncode == 0, result.stderr
+    said = 'apply alice/m: adapters added: {"max_rank": 8, "users": ["bob"]}'
+    assert log(tmp / "gitops.git")[0].endswith("|" + said) and json.loads(result.stdout)["message"] == said
+    (tmp / "m.yaml").write_text("# now with a comment\n" + (tmp / "m.yaml").read_text())
+    assert ctl("apply", "-f", "m.yaml").returncode == 0
+    assert log(tmp / "gitops.git")[0].endswith("|apply alice/m: comments or layout")
+    unchanged = ctl("apply", "-f", "m.yaml", "-o", "json")
+    assert json.loads(unchanged.stdout)["message"] == "alice/m is already as in models.d/alice/m.yaml"
+
+
+def test_the_api_patch_and_post_share_the_write_path(tmp_path):
+    """The API's PATCH edits a flow-style spec with quoted keys in place, and an unchanged POST
+    names the model and its file in the repo (not a file name the user never used)."""
+    from helpers import ApiDaemon
+
+    daemon = ApiDaemon(tmp_path)
+    try:
+        token = daemon.token("alice")
+        body = '{"model_id": "flow", "model_source": "$HOME/common/hf/m"}  # all on one line\n'
+        headers = {"token": token, "ctype": "application/yaml"}
+        status, out, _ = daemon.http("POST", "/api/v2/serve/models", body=body, **headers)
+        assert status in (201, 202), out
+        status, out, _ = daemon.http("PATCH", f"/api/v2/serve/models/{out['model_key']}", token=token,
+                                     body={"num_replicas": 2})
+        assert status == 202 and out["action"] == "scaled", out
+        shown = subprocess.run(["git", "-C", str(tmp_path / "gitops.git"), "show", "main:models.d/alice/flow.yaml"],
+                               capture_output=True, text=True, check=True).stdout
+        assert shown == '{"model_id": "flow", "model_source": "$HOME/common/hf/m", num_replicas: 2}  # all on one line\n'
+        status, out, _ = daemon.http("POST", "/api/v2/serve/models", body=shown, **headers)
+        assert out["action"] == "unchanged" and out["message"].startswith(
+            "alice/flow is already as in models.d/alice/flow.yaml"), out
+    finally:
+        daemon.stop()
+
+
+@pytest.mark.parametrize("output", ["table", "json"])
+def test_apply_wait_says_what_a_client_sends_once_the_model_runs(setup, output):
+    import sys
+    import time
+    from datetime import datetime, timezone
+
+    tmp, config, env, ctl = setup
+    (tmp / "m.yaml").write_text(spec("m"))
+    waiting = subprocess.Popen([sys.executable, "-m", "argusctl", "apply", "-f", "m.yaml", "--wait", "--timeout", "120",
+                                "-o", output, "--workdir", str(tmp / "alice-work")],
+                               cwd=tmp, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        # argusd's part, by hand: record the pushed commit, then Serve reports the model healthy.
+        bare = tmp / "gitops.git"
+        deadline = time.monotonic() + 60
+        while "apply alice/m" not in subprocess.run(["git", "-C", str(bare), "log", "-1", "--format=%s"],
+                                                    capture_output=True, text=True).stdout:
+            assert time.monotonic() < deadline and waiting.poll() is None
+            time.sleep(0.1)
+        syncer = Syncer(Store.open(tmp / "state.db"), GitRepo(bare), "main", spec_policy(root=str(tmp / "private")))
+        syncer.sync_once()
+        (model,) = syncer.store.list_models()
+        syncer.store.set_state(model.model_key, "RUNNING", now=datetime.now(timezone.utc).isoformat())
+        syncer.store.close()
+        out, err = waiting.communicate(timeout=60)
+    finally:
+        waiting.kill()
+    assert waiting.returncode == 0, out + err
+    url = "http://127.0.0.1:8000/v1"
+    if output == "json":
+        result = json.loads(out)
+        assert (result["final_state"], result["model"], result["openai_base_url"]) == ("RUNNING", model.model_id, url)
+        return
+    assert f'model: {model.model_id}  (send this as "model" to {url})' in out
+    assert (f"curl {url}/chat/completions -H 'Content-Type: application/json' -d "
+            f"'{{\"model\": \"{model.model_id}\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hi\"}}]}}'") in out
+    assert model.model_id.startswith("alice-") and model.model_id.endswith("-m")

@@ -144,7 +144,7 @@ def test_an_adapter_on_a_running_base_goes_into_its_table_without_touching_its_a
     app = next(a for a in p.apply["applications"] if a["name"] == "llm-k-base")
     assert app["args"] == observed.apps["llm-k-base"].deployed_config["args"]   # the base is not restarted
     assert adapter_table(app, "k-base") == {"bob-202611251310-k-ad": {"path": "/private/users/bob/k-ad",
-                                                                       "generation": 1}}
+                                                                       "generation": 1, "user_id": "bob"}}
     route = frontend_routes(next(a for a in p.apply["applications"] if a["name"] == "argus"))["bob-202611251310-k-ad"]
     assert (route["app"], route["deployment"], route["base_model"]) == ("llm-k-base", "LLMServer:k-base",
                                                                         "alice-202611251300-smollm2")
@@ -217,6 +217,18 @@ def test_a_changed_adapter_goes_back_through_its_table_at_the_new_generation():
     assert states(p) == [("k-ad", "DEPLOYING", "APPLIED")]
     table = adapter_table(next(a for a in p.apply["applications"] if a["name"] == "llm-k-base"), "k-base")
     assert table["bob-202611251310-k-ad"]["generation"] == 2
+
+
+@pytest.mark.parametrize("state", ["DEPLOYING", "RUNNING"])
+def test_an_adapter_whose_folder_is_swapped_out_of_its_owners_roots_fails_and_leaves_the_table(state):
+    import dataclasses
+    _, observed = settle([base(), adapter(state="RUNNING")])
+    reason = ("model_source /private/users/bob/k-ad leads through a symlink to /private/users/eve/a, outside "
+              "/private/hf/ or /private/users/bob/; the folder changed after the spec was accepted")
+    swapped = dataclasses.replace(adapter(state=state), source_problem=reason)
+    p = plan([base(), swapped], observed, capacity=None, settings=CPU, serve=PER_MODEL)
+    assert states(p) == [("k-ad", "FAILED", "FAILED")] and p.transitions[0].error_summary == reason
+    assert adapter_table(next(a for a in p.apply["applications"] if a["name"] == "llm-k-base"), "k-base") == {}
 
 
 def test_single_app_layout_keeps_adapters_waiting():

@@ -44,6 +44,12 @@ def test_local_profile_default_home(repo_root):
     ("gitops:\n  branch: ''\n", "cfg.yaml:2:11: gitops.branch: '' is not a branch name"),
     ("gitops:\n  branch: a..b\n", "gitops.branch: 'a..b' is not a branch name"),
     ("gitops:\n  workdir: ''\n", "gitops.workdir: is empty"),
+    # docs/spec.md: user ids are lower-case (the directory under models.d/); pointed at the key.
+    ("users:\n  bob: {}\n  Alice:\n    git_identities: [a@x]\n",
+     "cfg.yaml:3:3: users.Alice: user id 'Alice' is not valid: use 1-32 lowercase letters, digits, '_' or '-', "
+     "starting with a letter (the directory name under models.d/); write 'alice' here and name the directory "
+     "models.d/alice/"),
+    ("users:\n  'a b': {}\n", "cfg.yaml:2:3: users.a b: user id 'a b' is not valid: use 1-32 lowercase"),
 ])
 def test_invalid_configs_name_the_line(tmp_path, text, fragment):
     path = tmp_path / "cfg.yaml"

@@ -75,11 +75,18 @@ def test_only_the_frontend_imports_ray_or_vllm():
             assert not any(_top(m) in ("ray", "vllm", "torch") for m in imported), name
 
 
+def test_the_replica_contract_is_standard_library_only():
+    allowed = {"__future__", "os", "posixpath"}
+    assert {_top(m) for m in IMPORTS["daemon.core.replica_contract"]} <= allowed
+
+
 def test_the_frontend_needs_nothing_else_of_argus_and_keeps_ray_private_names_in_one_place():
     # It is imported on every Ray node from the Serve config; argus's other modules need not be there.
     for name, imported in IMPORTS.items():
         if name.startswith("daemon.frontend"):
-            assert all(m.startswith("daemon.frontend") for m in imported if _top(m) in ("daemon", "argusctl")), name
+            # ...but the stdlib-only contract it shares with argusd (environment names, the path rule).
+            assert all(m.startswith(("daemon.frontend", "daemon.core.replica_contract"))
+                       for m in imported if _top(m) in ("daemon", "argusctl")), name
             if name != "daemon.frontend.ray_private":
                 assert not any("._internal" in m or "._private" in m for m in imported), name
 

@@ -77,3 +77,60 @@ def test_no_renewal_while_serve_builds_and_no_expiry_counted_for_it():
         standby = step.memory
         assert step.role == Role.STANDBY
     assert decide(standby, mine, "b", 100 + TTL, TTL, busy=False).role == Role.CLAIMING
+
+
+def test_a_restarted_daemon_takes_its_own_lease_back_at_once():
+    """Same identity (same host and store): the lease in its name is its own dead self's."""
+    left_behind = LeaseValue("h:/var/lib/argus/argus.db", 3, 7)     # the holder was killed mid-lease
+    steps = run("h:/var/lib/argus/argus.db", [(0, left_behind), (2, LeaseValue("h:/var/lib/argus/argus.db", 4, 0))])
+    assert steps[0] == (Role.CLAIMING, LeaseValue("h:/var/lib/argus/argus.db", 4, 0))   # at once, not after a ttl
+    assert steps[1] == (Role.ACTIVE, None)
+
+
+def test_a_different_daemon_still_waits_a_lease_time_for_a_dead_holder():
+    left_behind = LeaseValue("h:/var/lib/argus/argus.db", 3, 7)
+    steps = run("h:/srv/other/argus.db", [(t, left_behind) for t in range(0, 32, 2)])
+    assert [r for r, _ in steps[:15]] == [Role.STANDBY] * 15                  # 0..28 s
+    assert steps[15] == (Role.CLAIMING, LeaseValue("h:/srv/other/argus.db", 4, 0))   # at 30 s
+
+
+def test_identity_is_per_host_and_store_file():
+    from daemon.serving.lease import daemon_identity
+
+    assert daemon_identity("h", "/var/lib/argus/argus.db") == daemon_identity("h", "/var/lib/argus/argus.db")
+    assert len({daemon_identity("h", "/a/argus.db"), daemon_identity("h", "/a/other.db"),
+                daemon_identity("g", "/a/argus.db")}) == 3
+
+
+def test_status_reads_a_lease_view_against_the_last_reconcile():
+    from datetime import datetime, timedelta, timezone
+
+    from argusctl.status import daemon_line, lease_status
+
+    now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+    active = {"role": "active", "me": "h:/s.db", "holder": "h:/s.db", "epoch": 2, "since": "2026-01-01T11:00:00Z"}
+    standby = {**active, "role": "standby", "me": "g:/t.db"}
+    table = [  # (view, seconds since the last reconcile or None, expired, line contains)
+        (active, 5, False, "is the active one since 2026-01-01T11:00:00Z"),
+        (active, 29, False, "is the active one"),
+        (active, 31, True, "its lease expired at 2026-01-01T11:59:59Z"),
+        (active, None, None, "is the active one"),                   # no argusd ever marked a tick
+        (standby, 5, None, "stands by; active: h:/s.db"),
+        (standby, 31, None, "active then: h:/s.db (as of 2026-01-01T11:59:29Z: no reconcile since)"),
+    ]
+    for view, ago, expired, text in table:
+        last = now - timedelta(seconds=ago) if ago is not None else None
+        shown = lease_status(view, last, 30.0, now)
+        assert shown["expired"] is expired and text in daemon_line(shown), (view["role"], ago, daemon_line(shown))
+    assert lease_status(active, now - timedelta(hours=1), 0.0, now)["expired"] is False   # no lease configured
+
+
+def test_a_restarted_daemon_waits_for_serve_to_finish_a_build_before_claiming():
+    left_behind = LeaseValue("h:/s.db", 3, 7)
+    memory = LeaseMemory()
+    for now in (0, 2, 4):                                       # Serve builds an app: a PUT would restart it
+        step = decide(memory, left_behind, "h:/s.db", now, TTL, busy=True)
+        memory = step.memory
+        assert (step.role, step.write) == (Role.STANDBY, None)
+    step = decide(memory, left_behind, "h:/s.db", 6, TTL, busy=False)  # built: claimed at once, no ttl waited
+    assert (step.role, step.write) == (Role.CLAIMING, LeaseValue("h:/s.db", 4, 0))

@@ -35,6 +35,12 @@ def test_runtime_env_is_offline_with_caches():
     assert env["HF_HOME"] == "/c/hf" and env["VLLM_CACHE_ROOT"] == "/c/vllm" and env["X"] == "1"
 
 
+def test_every_engine_carries_the_reapers_mark_which_no_setting_replaces():
+    from daemon.core.replica_contract import ENGINE_MARK
+    env = build_llm_config(spec(), "m-1", llm_settings(env_vars={ENGINE_MARK: "spoofed"}))["runtime_env"]["env_vars"]
+    assert env[ENGINE_MARK] == "m-1" and list(env) == sorted(env)
+
+
 def test_cpu_profile_uses_a_cpu_accelerator_config():
     config = build_llm_config(spec(), "m-1", llm_settings(accelerator_type="cpu",
                                                          engine_defaults={"enforce_eager": True, "max_model_len": 9}))

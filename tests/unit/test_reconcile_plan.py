@@ -313,6 +313,19 @@ def test_missing_model_source_fails_fast(serve):
 
 
 @LAYOUTS
+@pytest.mark.parametrize("state", ["DEPLOYING", "RUNNING"])
+def test_a_model_whose_folder_is_swapped_out_of_its_owners_roots_fails_and_leaves_the_config(serve, state):
+    reason = ("model_source /private/hf/m leads through a symlink to /private/users/eve/m, outside /private/hf/ or "
+              "/private/users/alice/; the folder changed after the spec was accepted")
+    observed = settled([model("a", "RUNNING"), model("b", "RUNNING")], serve)
+    p = plan([model("a", state, source_problem=reason), model("b", "RUNNING")], observed, capacity=None,
+             settings=CPU, serve=serve)
+    assert states(p) == [("a", "FAILED", "FAILED")] and p.transitions[0].error_summary == reason
+    after = plan([model("a", "FAILED"), model("b", "RUNNING")], observed, capacity=None, settings=CPU, serve=serve)
+    assert model_deployments(after.apply) == {"LLMServer:b": 1}
+
+
+@LAYOUTS
 def test_drift_is_repaired(serve):
     # Gone from Serve altogether (Ray restarted): not RUNNING, and applied again.
     p = plan([model("a", "RUNNING")], Observed(), capacity=None, settings=CPU, serve=serve)

@@ -59,6 +59,11 @@ def test_allowed_paths(source, expected):
     ("hf://org/model", "URL"),
     ("s3://bucket/m", "URL"),
     ("/private/hf/m\x00", "control characters"),
+    ("/private/hf/m\x7f", "control characters"),
+    # C1 too (U+0085 is a line break to YAML, U+009B a terminal's CSI): the rule the replica and
+    # the deploy-time check run on an already-parsed path, where no YAML rule applies.
+    ("/private/hf/m\x85", "control characters"),
+    ("/private/hf/m\x9b2J", "control characters"),
     ("/private/hf/" + "a" * 5000, "longer than"),
 ])
 def test_rejected_paths(source, reason):

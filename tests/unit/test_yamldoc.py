@@ -38,6 +38,11 @@ from daemon.core.yamldoc import YamlDocError, load_mapping
     # C1 controls: invisible or acting on a terminal (U+009B is CSI); U+0085 is a YAML line break.
     ("a: x\u0085y\n".encode(), (1, 5), "control character U+0085"),
     ("a: ok\nb: x\u009b2J\n".encode(), (2, 5), "control character U+009B"),
+    # ... and the same characters written as escapes in a double-quoted string, value or key.
+    (b'a: ok\nb: "x\\x85y"\n', (2, 4), "control character U+0085 (written as an escape)"),
+    (b'a: "\\u009b2J"\n', (1, 4), "control character U+009B (written as an escape)"),
+    (b'"k\\N": 1\n', (1, 1), "control character U+0085 (written as an escape)"),
+    (b'a: {b: ["\\x9b"]}\n', (1, 9), "control character U+009B (written as an escape)"),
     # Nesting that once raised RecursionError in lint, the hook and argusd (1.2 KB, 490 deep).
     (b"a: " + b"[" * 490 + b"]" * 490 + b"\n", (1, 20), "nested more than 16 levels deep"),
     (b"a: " + b"{a: " * 990 + b"1" + b"}" * 990 + b"\n", (1, 68), "nested more than 16 levels deep"),
@@ -49,6 +54,29 @@ def test_bad_documents(data, where, message):
         load_mapping(data)
     assert (caught.value.line, caught.value.col) == where
     assert message in caught.value.message
+
+
+@pytest.mark.parametrize("data, where, message", [
+    # The parser notices an unclosed bracket or quote where the next construct starts: the
+    # message names where it opened too, and how to close it.
+    (b"model_id: a\nengine_kwargs: [1, 2\nmodel_source: x\n", (3, 13), "(the '[' at 2:16 is not closed; add ']')"),
+    (b"a: {b: 1\nc: 2\n", (2, 2), "(the '{' at 1:4 is not closed; add '}')"),
+    (b'a: "abc\nb: 1\n', (3, 1), "(the quote at 1:4 is not closed; add the closing quote)"),
+    (b"a:\n  - 1\n b: 2\n", (3, 2), "(in the block mapping that starts at 1:1)"),
+])
+def test_syntax_errors_say_where_the_unclosed_construct_opened(data, where, message):
+    with pytest.raises(YamlDocError) as caught:
+        load_mapping(data)
+    assert (caught.value.line, caught.value.col) == where
+    assert caught.value.message.startswith("YAML syntax error: ") and caught.value.message.endswith(message)
+
+
+def test_a_syntax_error_where_nothing_opened_elsewhere_is_the_problem_alone():
+    with pytest.raises(YamlDocError) as caught:
+        load_mapping(b"a: b: c\n")
+    assert (caught.value.line, caught.value.col) == (1, 5)
+    assert caught.value.message.startswith("YAML syntax error: mapping values are not allowed")
+    assert "(" not in caught.value.message
 
 
 def test_size_limit():

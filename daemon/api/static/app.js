@@ -33,6 +33,16 @@ async function api(method, path, body, type) {
 
 function badge(state) { return h("span", { class: "badge " + state, "data-state": state }, state); }
 
+// An adapter's load state on its base's replicas ("waiting for base", "loading", "loaded", ...).
+function loadBadge(load) { return h("span", { class: "load " + load.replace(/ /g, "-"), "data-load": load }, load); }
+
+// An adapter's base: a link where the caller may open it, else its public id.
+function baseLink(base) {
+  if (!base.model_id) return h("span", { class: "missing" }, `${base.ref} (not in argus)`);
+  return base.model_key ? h("a", { href: "/ui/serving/" + encodeURIComponent(base.model_key), "data-base-link": "" }, base.model_id)
+    : h("span", {}, base.model_id);
+}
+
 function ago(iso) {
   if (!iso) return "";
   const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
@@ -116,15 +126,20 @@ function renderTable(data) {
       h("p", {}, "Create one from a ServingSpec: it becomes a commit in the GitOps repo, and argus serves it."),
       h("a", { class: "btn primary", href: "/ui/serving/new" }, "Create your first model"));
   }
-  const rows = data.items.map(m => h("tr", { "data-model": m.model_id, "data-key": m.model_key },
-    h("td", {}, h("a", { href: "/ui/serving/" + encodeURIComponent(m.model_key) }, m.model_id),
+  const rows = withAdaptersUnderTheirBase(data.items).map(m => h("tr", { "data-model": m.model_id, "data-key": m.model_key, "data-kind": m.kind },
+    h("td", { class: m.under_base ? "under-base" : null }, h("a", { href: "/ui/serving/" + encodeURIComponent(m.model_key) }, m.model_id),
+      m.kind === "adapter" ? h("div", { class: "muted", "data-base": "" }, "LoRA adapter on ", baseLink(m.base_model)) : null,
+      m.kind === "model" && m.takes_adapters ? h("div", { class: "muted", "data-adapters": String(m.adapters.length) },
+        `takes LoRA adapters · ${m.adapters.length} attached`) : null,
       DATA.admin ? h("div", { class: "muted" }, m.user_id) : null),
-    h("td", {}, badge(m.state)),
-    h("td", {}, String(m.num_replicas)),
+    h("td", {}, badge(m.state), m.kind === "adapter" ? h("div", {}, loadBadge(m.adapter_load)) : null),
+    // An adapter has no replicas of its own: it runs on its base's (no scale control).
+    h("td", {}, m.kind === "adapter" ? h("span", { class: "muted", title: "runs on its base model's replicas" }, "on base")
+      : String(m.num_replicas)),
     h("td", { class: "reason" }, m.reason || "—"),
     h("td", { title: m.updated_at }, ago(m.updated_at)),
     h("td", {}, h("div", { class: "actions" },
-      scaleControl(m),
+      m.kind === "adapter" ? null : scaleControl(m),
       h("button", { class: "btn danger", "data-action": "delete", onclick: () => deleteModel(m) }, "Delete")))));
   const out = [h("table", {}, h("thead", {}, h("tr", {}, ["Model", "State", "Replicas", "Reason", "Changed", "Actions"].map(t => h("th", {}, t)))),
                    h("tbody", {}, rows))];
@@ -133,6 +148,18 @@ function renderTable(data) {
       h("ul", { class: "problems" }, data.rejected_specs.map(r => h("li", {}, h("span", { class: "where" }, r.spec_path), r.problems[0].message))));
   }
   return h("div", {}, out);
+}
+
+// Each adapter right under its base when the base is in the list too (else where it sorts).
+function withAdaptersUnderTheirBase(items) {
+  const keys = new Set(items.map(m => m.model_key));
+  const under = {};
+  for (const m of items) {
+    const base = m.kind === "adapter" && m.base_model.model_key;
+    if (base && keys.has(base)) (under[base] = under[base] || []).push({ ...m, under_base: true });
+  }
+  return items.filter(m => !(m.kind === "adapter" && keys.has(m.base_model.model_key)))
+    .flatMap(m => [m, ...(under[m.model_key] || [])]);
 }
 
 function scaleControl(m) {
@@ -223,45 +250,63 @@ function detailPage(main) {
   const spec = h("pre", { id: "resolved-spec" });
   const usage = h("div", { id: "usage" });
   const message = h("div", {});
+  const adaptersBody = h("div", {});
+  const adaptersPanel = h("div", { class: "panel", id: "adapters-panel", hidden: true }, h("h2", {}, "LoRA adapters on this model"), adaptersBody);
   let lastEvent = 0, loaded = false, actions = null;
   main.append(header, message,
     h("div", { class: "grid" },
       h("div", { class: "panel" }, h("h2", {}, "Model"), facts),
       h("div", { class: "panel" }, h("h2", {}, "Live in Ray Serve"), serve)),
+    adaptersPanel,
     h("div", { class: "panel" }, h("h2", {}, "Call it"), usage),
     h("div", { class: "grid" },
       h("div", { class: "panel" }, h("h2", {}, "Resolved spec"), spec),
       h("div", { class: "panel" }, h("h2", {}, "Events"),
         h("table", { class: "events" }, h("thead", {}, h("tr", {}, h("th", {}, "Time"), h("th", {}, "Event"), h("th", {}, "What"))), events))));
-  poll(async () => {
+  const stop = poll(async () => {
     let d;
     try { d = await api("GET", `/api/v2/serve/models/${encodeURIComponent(key)}?after=${lastEvent}`); }
     catch (e) {
-      if (e.status === 404) { header.replaceChildren(h("h1", {}, "Not found")); message.replaceChildren(notice("error", e.message)); }
+      if (e.status === 404) { stop(); main.replaceChildren(); notFoundPage(main, `There is no model ${key} among yours.`); }
       throw e;
     }
     const m = d.model;
     const gone = m.state === "DELETED";
+    const adapter = m.kind === "adapter";
     if (!actions || (gone && !actions.dataset.gone)) {  // made once, so a number being typed survives the polls
       actions = gone ? h("a", { class: "btn", href: "/ui/serving", "data-gone": "1" }, "Back to models")
-        : h("div", { class: "actions" }, scaleControl(m),
+        : h("div", { class: "actions" }, adapter ? null : scaleControl(m),
             h("button", { class: "btn danger", "data-action": "delete", onclick: () => deleteModel(m) }, "Delete"));
     }
     header.replaceChildren(
-      h("div", {}, h("h1", { id: "model-id" }, m.model_id, " ", badge(m.state)),
+      h("div", {}, h("h1", { id: "model-id" }, m.model_id, " ", badge(m.state), adapter ? [" ", loadBadge(m.adapter_load)] : null),
         h("p", { class: "sub" }, m.reason || `Spec ${m.spec_path}, last changed by ${m.commit_author}`)),
       actions);
-    facts.replaceChildren(...[["Model id", m.model_id], ["Owner", m.user_id], ["Replicas", m.num_replicas],
-      ["GPUs per replica", m.gpus_per_replica], ["Source", m.model_source], ["Spec", m.spec_path],
+    const size = adapter
+      ? [["Kind", "LoRA adapter"], ["Base model", baseLink(m.base_model)], ["Load state", loadBadge(m.adapter_load)], ["Adapter folder", m.model_source]]
+      : [["Replicas", m.num_replicas], ["GPUs per replica", m.gpus_per_replica], ["Source", m.model_source],
+         ["Adapters", m.takes_adapters ? `takes LoRA adapters: rank up to ${m.takes_adapters.max_rank}, ${m.takes_adapters.max_loaded} loaded at once per replica` +
+           (m.takes_adapters.users && m.takes_adapters.users.length ? `, also from ${m.takes_adapters.users.join(", ")}` : ", its owner's only") : "takes none"]];
+    facts.replaceChildren(...[["Model id", m.model_id], ["Owner", m.user_id], ...size, ["Spec", m.spec_path],
       ["Generation", `${m.generation} (applied: ${m.applied_generation ?? "—"})`],
       ["Last commit", `${(m.commit_sha || "").slice(0, 12)} by ${m.commit_author}`], ["Key", m.model_key],
-      ["Updated", `${m.updated_at} (${ago(m.updated_at)})`]].flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, String(v))]));
+      ["Updated", `${m.updated_at} (${ago(m.updated_at)})`]].flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v instanceof Node ? v : String(v))]));
     const s = d.serve_status;
+    const onBase = adapter && s.base_model_id
+      ? h("p", { id: "adapter-table" }, `Runs on the replicas of base model ${s.base_model_id}: `,
+          s.in_adapter_table ? `in its adapter table (generation ${s.table_generation})` : "not in its adapter table") : null;
     serve.replaceChildren(!s.available ? h("p", { class: "muted" }, s.reason)
-      : !s.deployed ? h("p", { class: "muted" }, s.reason)
-      : h("div", {}, h("p", {}, `Application ${s.application}: `, badge(s.status || "?"), s.message ? h("span", { class: "muted" }, " " + s.message) : ""),
+      : !s.deployed ? h("div", {}, onBase, h("p", { class: "muted" }, s.reason))
+      : h("div", {}, onBase, h("p", {}, `Application ${s.application}: `, badge(s.status || "?"), s.message ? h("span", { class: "muted" }, " " + s.message) : ""),
           h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Replica"), h("th", {}, "State"), h("th", {}, "Node"))),
             h("tbody", {}, s.replicas.map(r => h("tr", {}, h("td", {}, r.replica_id), h("td", {}, badge(r.state)), h("td", {}, r.node_ip || "")))))));
+    adaptersPanel.hidden = adapter || !(m.takes_adapters || (m.adapters && m.adapters.length));
+    if (!adapter) adaptersBody.replaceChildren(m.adapters.length ? h("table", { id: "adapters" },
+        h("thead", {}, h("tr", {}, ["Adapter", "Owner", "Load state", "Reason"].map(t => h("th", {}, t)))),
+        h("tbody", {}, m.adapters.map(a => h("tr", { "data-adapter": a.model_id },
+          h("td", {}, a.model_key ? h("a", { href: "/ui/serving/" + encodeURIComponent(a.model_key) }, a.model_id) : a.model_id),
+          h("td", {}, a.user_id), h("td", {}, loadBadge(a.adapter_load)), h("td", { class: "reason" }, a.reason || "—")))))
+      : h("p", { class: "muted", id: "adapters" }, "No adapters yet. An adapter spec names this model in ", h("code", {}, "base_model:"), "."));
     spec.textContent = d.resolved_spec_yaml;
     if (!loaded) { usage.replaceChildren(usageExamples(d.openai_base_url, m.model_id)); loaded = true; }
     for (const e of d.events) {
@@ -272,9 +317,16 @@ function detailPage(main) {
   });
 }
 
+function notFoundPage(main, why) {
+  main.append(h("div", { class: "empty panel", id: "not-found" },
+    h("h1", {}, "Not found"),
+    h("p", {}, why || `There is no page at ${DATA.path || location.pathname}.`),
+    h("a", { class: "btn primary", href: "/ui/serving", id: "back" }, "Back to your models")));
+}
+
 function usageExamples(base, modelId) {
-  const curl = `curl ${base}/chat/completions \\\n  -H 'Content-Type: application/json' \\\n  -d '{"model": "${modelId}", "messages": [{"role": "user", "content": "Hello"}]}'`;
-  const py = `from openai import OpenAI\n\nclient = OpenAI(base_url="${base}", api_key="unused")\nreply = client.chat.completions.create(\n    model="${modelId}",\n    messages=[{"role": "user", "content": "Hello"}],\n)\nprint(reply.choices[0].message.content)`;
+  const curl = `curl ${base}/chat/completions \\\n  -H 'Content-Type: application/json' \\\n  -d '{"model": "${modelId}", "temperature": 0, "messages": [{"role": "user", "content": "Hello"}]}'`;
+  const py = `from openai import OpenAI\n\nclient = OpenAI(base_url="${base}", api_key="unused")\nreply = client.chat.completions.create(\n    model="${modelId}",\n    temperature=0,\n    messages=[{"role": "user", "content": "Hello"}],\n)\nprint(reply.choices[0].message.content)`;
   const pre = h("pre", { id: "example" }, curl);
   const tabs = h("div", { class: "tabs" });
   const show = (which, text) => { pre.textContent = text; for (const b of tabs.children) b.classList.toggle("on", b.dataset.tab === which); };
@@ -288,5 +340,5 @@ document.addEventListener("DOMContentLoaded", () => {
   main.replaceChildren();
   const signOutForm = document.getElementById("sign-out");
   if (signOutForm) signOutForm.addEventListener("submit", signOut);
-  ({ login: loginPage, list: listPage, new: newPage, detail: detailPage })[document.body.dataset.page](main);
+  ({ login: loginPage, list: listPage, new: newPage, detail: detailPage, notfound: notFoundPage })[document.body.dataset.page](main);
 });
