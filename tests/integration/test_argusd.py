@@ -392,7 +392,9 @@ def test_recovery_after_a_force_pushed_rewrite_keeps_the_ids_clients_use(tmp_pat
     before = ids()
     assert before["a"][1] == "alice-202601010000-a"
     gitops.git("commit", "-q", "--amend", "-m", "a, reworded",
-               env={"GIT_COMMITTER_DATE": "2026-01-02T00:00:00Z", "GIT_AUTHOR_DATE": "2026-01-02T00:00:00Z"})
+               env={"GIT_COMMITTER_DATE": "2026-01-02T00:00:00Z", "GIT_AUTHOR_DATE": "2026-01-02T00:00:00Z",
+                    # the identity too: CI's fresh HOME has no global git identity
+                    "GIT_COMMITTER_NAME": "Alice", "GIT_COMMITTER_EMAIL": "alice@example.com"})
     gitops.push(force=True)
     assert subprocess.run(once, capture_output=True, text=True, timeout=60).returncode == 0
     for suffix in ("", "-wal", "-shm"):
