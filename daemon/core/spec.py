@@ -213,7 +213,7 @@ def path_problem(path: str, user_id: str, root: str) -> str | None:
     try:
         resolve_model_source(path, user_id, root)
     except PathRejected as exc:
-        return f"{exc}; the folder changed after the spec was accepted"
+        return f"{exc} (checked again after the spec was accepted)"
     return None
 
 

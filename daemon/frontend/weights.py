@@ -28,6 +28,10 @@ from typing import Mapping
 from daemon.core.replica_contract import OWNER_ENV, ROOT_ENV, served_path_problem
 
 COPY_CHUNK = 1 << 20
+# Opening never waits: a pipe (or a file swapped for one) would block forever in open(2) while
+# the replica holds its adapter lock. Regular files ignore O_NONBLOCK; anything else is refused.
+READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
+NOT_A_FILE = "not a regular file (a pipe, socket or device); an adapter folder holds only files and folders"
 
 
 class WeightsRefusedError(Exception):
@@ -51,7 +55,7 @@ class Owner:
 @dataclass(frozen=True)
 class Snapshot:
     path: str      # the replica's own copy, which vLLM reads
-    digest: str    # sha256 of the copied names and contents
+    digest: str    # sha256 of each copied file's name and content digest
 
 
 def _opened(fd: int) -> str:
@@ -120,20 +124,30 @@ def snapshot_adapter(path: str, owner: Owner, into: str) -> Snapshot:
             mode = os.stat(name, dir_fd=folder, follow_symlinks=False).st_mode
             if stat.S_ISLNK(mode):
                 target = os.path.realpath(os.path.join(opened, name))
-                fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW)
+                _check(target, f"{path}/{name} leads to {target}", owner)   # before opening it
+                fd = os.open(target, READ_FLAGS)
             elif stat.S_ISREG(mode):
-                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=folder)
-            else:
+                fd = os.open(name, READ_FLAGS, dir_fd=folder)
+            elif stat.S_ISDIR(mode):
                 continue  # sub-folders (checkpoints, ...): vLLM reads the files at the top
+            else:
+                raise WeightsRefusedError(f"{path}/{name}: {NOT_A_FILE}")
             with os.fdopen(fd, "rb") as source:
                 _check(_opened(source.fileno()), f"{path}/{name} leads to {_opened(source.fileno())}", owner)
-                if not stat.S_ISREG(os.fstat(source.fileno()).st_mode):
-                    continue
-                digest.update(name.encode() + b"\0")
+                opened_mode = os.fstat(source.fileno()).st_mode
+                if stat.S_ISDIR(opened_mode):
+                    continue  # a symlink to a sub-folder: not read, as above
+                if not stat.S_ISREG(opened_mode):   # swapped for a pipe or device after the stat
+                    raise WeightsRefusedError(f"{path}/{name}: {NOT_A_FILE}")
+                content = hashlib.sha256()
                 with open(os.path.join(staging, name), "wb") as copy:
                     while chunk := source.read(COPY_CHUNK):
-                        digest.update(chunk)
+                        content.update(chunk)
                         copy.write(chunk)
+                # Each name with its length, each content by its own fixed-size digest: two
+                # different sets of files can never feed the same bytes to the digest.
+                encoded = name.encode()
+                digest.update(len(encoded).to_bytes(8, "big") + encoded + content.digest())
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise WeightsRefusedError(f"cannot read the adapter folder {path}: {exc}") from None

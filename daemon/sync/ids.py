@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Iterable
@@ -86,8 +87,12 @@ def parse(data: bytes | None) -> Ledger:
         return Ledger(problems=(f"{LEDGER_FILE} is not an argus id ledger (version {LEDGER_VERSION})",))
     entries: dict[Owner, Identity] = {}
     problems = []
-    for i, row in enumerate(rows):
-        problem = _row_problem(row)
+    row_problems = [_row_problem(row) for row in rows]
+    # A key names one model: a key on two entries cannot say which, so neither gets it.
+    keys = Counter(row["model_key"] for row, problem in zip(rows, row_problems) if problem is None)
+    for i, (row, problem) in enumerate(zip(rows, row_problems)):
+        if problem is None and keys[row["model_key"]] > 1:
+            problem = f"model_key {row['model_key']!r} is on {keys[row['model_key']]} entries"
         if problem is None and (row["user_id"], row["model_id_suffix"]) in entries:
             problem = "a second entry for the same model"
         if problem is not None:

@@ -77,3 +77,12 @@ def test_two_models_never_take_the_same_key():
     ledger = {("alice", "a"): A, ("alice", "b"): A}   # only a hand-made ledger can say this
     found = ids.adoptions([live("alice", "a", "m-1"), live("alice", "b", "m-2")], ledger, lambda key: False)
     assert [a.current for a in found] == ["m-1"]
+
+
+def test_a_key_on_two_entries_is_left_out_of_both():
+    bob = row(user_id="bob", model_id="bob-202601010000-a")   # alice's key on bob's model too
+    carol = row(user_id="carol", model_id="carol-202601010000-a", model_key="m-" + "c" * 16)
+    ledger = ids.parse(json.dumps({"version": 1, "models": [row(), bob, carol]}).encode())
+    assert list(ledger.entries) == [("carol", "a")]
+    assert len(ledger.problems) == 2 and all(f"model_key {A.model_key!r} is on 2 entries" in p for p in ledger.problems)
+    assert [p.split(":")[0] for p in ledger.problems] == ["entry 0", "entry 1"]

@@ -84,3 +84,55 @@ def test_an_adapter_is_copied_checked_and_named_by_its_content(root, tmp_path_fa
     with pytest.raises(weights.WeightsRefusedError, match="adapter_model.safetensors leads to .*users/eve"):
         weights.snapshot_adapter(str(folder), owner, copies)
     assert sorted(os.listdir(copies)) == sorted([os.path.basename(first.path), os.path.basename(second.path)])
+
+
+def _snapshot_within(seconds: float, *args) -> object:
+    """snapshot_adapter's result or exception, run in a thread so a blocking open cannot hang
+    the test: a call still running after `seconds` fails it."""
+    import threading
+    outcome: list = []
+
+    def run() -> None:
+        try:
+            outcome.append(weights.snapshot_adapter(*args))
+        except Exception as exc:   # noqa: BLE001 - handed to the test
+            outcome.append(exc)
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), "snapshot_adapter blocked (opening a pipe)"
+    return outcome[0]
+
+
+@pytest.mark.parametrize("how", ["a pipe in the folder", "a symlink to a pipe in the owner's tree"])
+def test_a_pipe_in_an_adapter_folder_is_refused_at_once(root, tmp_path_factory, how):
+    owner, copies = weights.Owner("alice", str(root)), str(tmp_path_factory.mktemp("copies"))
+    folder = root / "users/alice/a"
+    pipe = folder / "adapter_model.safetensors" if how == "a pipe in the folder" else root / "users/alice/pipe"
+    (folder / "adapter_model.safetensors").unlink()
+    os.mkfifo(pipe)
+    if pipe.parent != folder:
+        (folder / "adapter_model.safetensors").symlink_to(pipe)
+    try:
+        outcome = _snapshot_within(5, str(folder), owner, copies)
+    finally:   # a reader still blocked in open(2) (the old code) is let go by a writer
+        try:
+            os.close(os.open(pipe, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
+    assert isinstance(outcome, weights.WeightsRefusedError), outcome
+    assert "adapter_model.safetensors: not a regular file" in str(outcome)
+    assert os.listdir(copies) == []   # nothing half-copied is left
+
+
+def test_different_files_never_share_a_digest(root, tmp_path_factory):
+    # Names and contents hashed without lengths: {a: "X", b: "Y"} and {a: "Xb\0Y"} fed the
+    # same bytes, so different weights would have been one LoRA inside vLLM.
+    owner, copies = weights.Owner("alice", str(root)), str(tmp_path_factory.mktemp("copies"))
+    two, one = root / "users/alice/two", root / "users/alice/one"
+    two.mkdir()
+    one.mkdir()
+    (two / "a").write_bytes(b"X")
+    (two / "b").write_bytes(b"Y")
+    (one / "a").write_bytes(b"Xb\0Y")
+    assert weights.snapshot_adapter(str(two), owner, copies).digest != weights.snapshot_adapter(str(one), owner, copies).digest
