@@ -13,7 +13,7 @@ import posixpath
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from daemon.core.spec import ANY_USER, PathRejected, resolve_model_source
+from daemon.core.spec import ANY_USER, PathRejected, path_problem, resolve_model_source
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_CONFIG_BYTES = 1 << 20
@@ -41,10 +41,8 @@ class BaseRef:
 def read_adapter(path: str, user_id: str, root: str) -> AdapterInfo | str:
     """The adapter folder's facts, or why it cannot be served (the path rules run again: the
     folder may have been swapped for a symlink after the spec was accepted)."""
-    try:
-        resolve_model_source(path, user_id, root)
-    except PathRejected as exc:
-        return f"{exc}; the folder changed after the spec was accepted"
+    if (problem := path_problem(path, user_id, root)) is not None:
+        return problem
     # A file in the folder that is a symlink must not lead out of the same roots (into another
     # user's adapter, say): vLLM reads every file it finds there.
     try:
