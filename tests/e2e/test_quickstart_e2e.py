@@ -71,7 +71,9 @@ def test_quickstart_serves_a_model_and_write_commands_report_the_final_state(e2e
 
     scaled = run_argusctl("scale", "smollm2-135m", "--replicas", "2", "--wait", env=env, timeout=1200)
     assert scaled.returncode == 0, scaled.stdout + scaled.stderr
-    assert scaled.stdout.strip().splitlines()[-1] == "demo/smollm2-135m: RUNNING"
+    # --wait ends with the id a client sends and a curl line, after the model's final state.
+    assert "demo/smollm2-135m: RUNNING" in scaled.stdout.splitlines(), scaled.stdout
+    assert f"model: {model_id}  (send this as \"model\"" in scaled.stdout, scaled.stdout
     # The user's change survives another run: no commit, still 2 replicas.
     commits = git_log()
     again = quickstart(timeout=600)
