@@ -295,13 +295,19 @@ def test_a_store_rebuilt_after_a_force_pushed_rewrite_keeps_the_public_ids(gitop
     assert _ids(bare.store)["a"][1] == "alice-202601020000-a"
 
 
-def test_the_ledger_is_a_commit_in_the_repo_with_the_live_models_ids(gitops, tmp_path):
+def _alice_a_and_b_synced(gitops, db):
+    """alice's models a and b in one commit of 2026-01-01, recorded by a syncer on `db`."""
     gitops.write("models.d/alice/a.yaml", spec("a"))
     gitops.write("models.d/alice/b.yaml", spec("b"))
     gitops.commit("a+b", when="2026-01-01T00:00:00Z")
     gitops.push()
-    s = syncer(gitops, tmp_path / "a.db")
+    s = syncer(gitops, db)
     s.sync_once()
+    return s
+
+
+def test_the_ledger_is_a_commit_in_the_repo_with_the_live_models_ids(gitops, tmp_path):
+    s = _alice_a_and_b_synced(gitops, tmp_path / "a.db")
     show = lambda: json.loads(subprocess.run(["git", "-C", str(gitops.bare), "show", "refs/argus/ids:ids.json"],
                                              capture_output=True, text=True, check=True).stdout)
     assert [(r["user_id"], r["model_id"]) for r in show()["models"]] == [
@@ -398,12 +404,7 @@ def test_a_ledger_argusd_cannot_write_never_stops_the_record_and_is_said_once(gi
 
 
 def test_a_row_the_ledger_would_refuse_is_left_out_and_never_rewritten_each_tick(gitops, tmp_path):
-    gitops.write("models.d/alice/a.yaml", spec("a"))
-    gitops.write("models.d/alice/b.yaml", spec("b"))
-    gitops.commit("a+b", when="2026-01-01T00:00:00Z")
-    gitops.push()
-    s = syncer(gitops, tmp_path / "a.db")
-    s.sync_once()
+    s = _alice_a_and_b_synced(gitops, tmp_path / "a.db")
     # a row no argus writes (an id its creation time does not give), e.g. from a hand-edited store
     s.store.conn.execute("UPDATE serve_models SET model_id='alice-199001010000-b' WHERE model_id_suffix='b'")
     head = lambda: subprocess.run(["git", "-C", str(gitops.bare), "rev-parse", "refs/argus/ids"],
