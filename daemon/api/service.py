@@ -22,16 +22,12 @@ from daemon.core.adapters import BaseRef, find_base
 from daemon.core.describe import adapter_load, describe_event, reason_of
 from daemon.core.spec import SpecPolicy, parse_spec
 from daemon.core.states import ModelState
-from daemon.errors import ArgusError, ClusterError, NotFoundError, SpecError, StoreError
+from daemon.errors import ClusterError, ForbiddenError, NotFoundError, SpecError, StoreError
 from daemon.serving.llm_config import adapter_table, app_name
 from daemon.store import ModelRow, Store
 
 EVENTS_PAGE = 50
 RECORD_TIMEOUT_SECONDS = 15.0
-
-
-class ForbiddenError(ArgusError):
-    """The caller may see this, but not do it (an admin-only route, another user's model)."""
 
 
 class ServeStatusSource:

@@ -8,10 +8,7 @@ import sys
 
 import pytest
 
-from daemon.api.http import status_of
-from daemon.errors import (ConflictError, GitError, NotFoundError, Problem, ProblemKind, RefusedError, SpecError,
-                           StoreError, UsageError)
-from daemon.api.service import ForbiddenError
+from daemon.errors import ConflictError
 from helpers import ApiDaemon, run_argusctl
 
 USERS = {"alice": "alice@argus.local", "bob": "bob@argus.local", "ops": "ops@argus.local"}
@@ -302,17 +299,6 @@ def test_lint_route_reports_what_the_hook_would_refuse(api):
     assert status == 200 and {p["line"] for p in out["problems"]} >= {1, 2}
     status, out, _ = api.http("POST", "/api/v2/serve/lint", token=api.alice, body=SPEC.format(name="a"), ctype=YAML)
     assert out == {"problems": []}
-
-
-@pytest.mark.parametrize("error, status", [
-    (SpecError([Problem("s", 1, 1, "x", ProblemKind.SYNTAX), Problem("s", 2, 1, "y")]), 400),
-    (SpecError([Problem("s", 2, 1, "y"), Problem("s", 3, 1, "z", ProblemKind.FORBIDDEN)]), 403),
-    (SpecError([Problem("s", 2, 1, "y")]), 422),
-    (NotFoundError("x"), 404), (ForbiddenError("x"), 403), (RefusedError("x"), 403),
-    (ConflictError("x"), 409), (UsageError("x"), 400), (GitError("x"), 503), (StoreError("x"), 503),
-])
-def test_engine_errors_map_to_status_codes(error, status):
-    assert status_of(error)[0] == status
 
 
 def test_a_write_that_loses_to_a_concurrent_edit_is_a_conflict_and_pushes_nothing(tmp_path, monkeypatch):
