@@ -190,9 +190,9 @@ def _iso(moment: datetime | None) -> str | None:
 
 def daemon_line(lease: dict) -> str:
     """Which argusd reconciles the cluster, as this store's argusd last saw the lease."""
-    from daemon.serving.lease import Role
+    from daemon.serving.lease import Role, display_name
 
-    me = printable(lease["me"])
+    me = printable(display_name(lease["me"]))
     since = f" since {lease['since'][:19]}Z"
     live = "(`argusctl doctor` reads the lease live)"
     if lease.get("stale"):
@@ -201,13 +201,13 @@ def daemon_line(lease: dict) -> str:
             was = "the active one" if lease["role"] == Role.ACTIVE else "claiming the lease"
             return (f"this store's daemon ({me}) was {was}{since}; its lease expired at "
                     f"{lease['expires'][:19]}Z (no reconcile since {last}: argusd stopped or cannot reach Serve) {live}")
-        holder = printable(lease["holder"]) if lease["holder"] else "none"
+        holder = printable(display_name(lease["holder"])) if lease["holder"] else "none"
         return f"this store's daemon ({me}) stood by; active then: {holder} (as of {last}: no reconcile since) {live}"
     if lease["role"] == Role.ACTIVE:
         return f"this store's daemon ({me}) is the active one{since}"
     if lease["role"] == Role.CLAIMING:
         return f"this store's daemon ({me}) is claiming the lease{since}"
-    holder = printable(lease["holder"]) if lease["holder"] else "none"
+    holder = printable(display_name(lease["holder"])) if lease["holder"] else "none"
     return f"this store's daemon ({me}) stands by; active: {holder}{since} {live}"
 
 

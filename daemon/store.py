@@ -615,3 +615,22 @@ def _connect_readonly(path: str) -> sqlite3.Connection:
         if os.access(os.path.dirname(path) or ".", os.W_OK) or os.path.exists(f"{path}-wal"):
             raise
         return connect(f"file:{path}?mode=ro&immutable=1")
+
+
+# -- argusd's instance id (the lease's daemon name; helper "errors", self-contained) ----------------
+
+def daemon_instance(store: Store, host: str, state_db: str, fresh: str) -> str:
+    """This store's argusd instance id (daemon/serving/lease.py): `fresh` the first time, then
+    the same on every start, so a restarted argusd knows its own lease. A store opened under
+    another host name or path than the one it was made for (copied or moved) takes `fresh`
+    instead: it is another daemon, and stands by behind the original's lease like any other.
+    Its own table, made on first use (not a migration): only argusd, under the writer lock, asks."""
+    conn = store.conn
+    conn.execute("CREATE TABLE IF NOT EXISTS daemon_instance (id INTEGER PRIMARY KEY CHECK (id = 1),"
+                 " instance TEXT NOT NULL, host TEXT NOT NULL, state_db TEXT NOT NULL)")
+    row = conn.execute("SELECT instance, host, state_db FROM daemon_instance WHERE id=1").fetchone()
+    if row is not None and (row["host"], row["state_db"]) == (host, state_db):
+        return row["instance"]
+    conn.execute("INSERT OR REPLACE INTO daemon_instance (id, instance, host, state_db) VALUES (1, ?, ?, ?)",
+                 (fresh, host, state_db))
+    return fresh
