@@ -1,4 +1,4 @@
-"""`argusctl doctor` checks (seed M0.3/M0.4): config, imports, Ray, Serve, port, GPUs,
+"""`argusctl doctor` checks: config, imports, Ray, Serve, port, GPUs,
 store and repo. Each check says what it saw and, when something is wrong, the fix."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""/api/v2/serve/models and /api/v2/serve/lint: the models of the caller (the seed's M3 routes).
+"""/api/v2/serve/models and /api/v2/serve/lint: the models of the caller.
 Every write is a commit by the caller, run in the write lanes (off the event loop)."""
 from __future__ import annotations
 

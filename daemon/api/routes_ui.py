@@ -1,4 +1,4 @@
-"""The web UI's pages (the seed's M7): one HTML shell per page, filled in by static/app.js from
+"""The web UI's pages: one HTML shell per page, filled in by static/app.js from
 the API. Sign-in and sign-out are in routes_account."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The management API (the seed's M3.4) and the UI's routes (M7.2), against a real argusd
+"""The management API and the UI's routes, against a real argusd
 (--sync-only) serving them, a real GitOps repo guarded by the pre-receive hook, and tokens
 made by the real CLI. Every write must be exactly one commit by the caller."""
 import json
@@ -175,7 +175,7 @@ def test_token_cli_shows_a_token_once_and_never_stores_it(api):
 
 
 def test_ui_pages_sign_in_by_cookie_and_guard_writes(api):
-    """The seed's M7.2: routes answer 200, the key links are there, the 8000 endpoint is shown."""
+    """Routes answer 200, the key links are there, the 8000 endpoint is shown."""
     status, _, headers = api.http("GET", "/ui/serving")
     assert status == 303 and headers["location"].startswith("/ui/login")
     status, page, _ = api.http("GET", "/ui/login")
