@@ -184,3 +184,32 @@ def test_status_says_when_the_lease_it_shows_has_expired(tmp_path):
     assert "its lease expired at " in shown.stdout and "is the active one" not in shown.stdout
     as_json = json.loads(run_argusctl("--config", str(config_path), "status", "-o", "json").stdout)["daemon"]
     assert (as_json["role"], as_json["expired"]) == ("active", True)
+
+
+def test_two_live_daemons_of_one_instance_never_both_apply(tmp_path):
+    """A store copied byte for byte to a host of the same name and path: two live argusd of one
+    instance (another boot id each). The copy claims at once, once; from then on exactly one of
+    them applies its models and they do not take turns."""
+    serve, clock = FakeServe(), Clock()
+    first, copy = daemon(tmp_path, "alice", serve, clock), daemon(tmp_path, "bob", serve, clock)
+    first.identity, copy.identity = "inst.boot1@h:/var/lib/argus/argus.db", "inst.boot2@h:/var/lib/argus/argus.db"
+    first_key, copy_key = first.store.list_models()[0].model_key, copy.store.list_models()[0].model_key
+    first.tick()
+    clock.now = 2
+    assert first.tick().outcome == ReconcileOutcome.APPLIED
+    serve.settle()
+    outcomes = []
+    for t in range(4, 200, 2):
+        clock.now = t
+        for name, rec in (("copy", copy), ("first", first)):
+            outcomes.append((t, name, rec.tick().outcome))
+            serve.settle()
+        assert model_apps(serve) in ([f"llm-{first_key}"], [f"llm-{copy_key}"]), (t, model_apps(serve))
+        assert [first.role, copy.role].count(Role.ACTIVE) <= 1, t
+    claims = [t for t, name, o in outcomes if name == "copy" and o == ReconcileOutcome.CLAIMED]
+    assert claims == [4], claims                                   # at once, and only once
+    late = {(name, o) for t, name, o in outcomes if t > 40}
+    assert not any(o == ReconcileOutcome.CLAIMED for _, o in late)      # settled: nobody claims again
+    for name in ("copy", "first"):                                       # each keeps its one role
+        stood_by = {o == ReconcileOutcome.STANDBY for n, o in late if n == name}
+        assert len(stood_by) == 1, (name, late)
