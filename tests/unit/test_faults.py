@@ -2,6 +2,8 @@
 HTTP status; both agree with the one table in docs/cli.md and docs/api.md."""
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import re
 from pathlib import Path
 
@@ -40,6 +42,18 @@ TABLE = [
 
 
 def all_error_classes() -> set[type]:
+    """Every subclass of ArgusError in argus (each module imported that imports without Ray)."""
+    import argusctl
+    import daemon
+
+    for package in (daemon, argusctl):
+        for module in pkgutil.walk_packages(package.__path__, f"{package.__name__}."):
+            if module.name.endswith("__main__"):   # runs the program
+                continue
+            try:
+                importlib.import_module(module.name)
+            except ImportError:   # the code that runs in Ray replicas needs Ray (the serving venv)
+                pass
     found, todo = set(), [ArgusError]
     while todo:
         for sub in todo.pop().__subclasses__():
