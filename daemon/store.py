@@ -22,8 +22,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-from daemon.core.records import (Event, ModelRow, Rejection, RejectionKind, event_type, iso,  # noqa: F401
-                                  parse_iso)
+from daemon.core.records import Event, ModelRow, Rejection, RejectionKind, event_type
+from daemon.core.records import iso, parse_iso  # noqa: F401 (the store's time format, read where rows are)
 from daemon.core.states import EventType, ModelState
 from daemon.errors import NotFoundError, Problem, StoreError
 

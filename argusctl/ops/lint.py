@@ -115,9 +115,10 @@ def _at_head(fs_paths: dict[str, Path], limit: int) -> Before:
     return read
 
 
-def lint_files(files: list[SpecFile], policy: SpecPolicy) -> LintReport:
+def lint_files(files: list[SpecFile], policy: SpecPolicy, users: frozenset[str] | None = None) -> LintReport:
     """Every problem of the files: where they are and what they are (read here), then the
-    judge's verdict (core/verdict.py), per user, as the hook and argusd give it."""
+    judge's verdict (core/verdict.py), per user, as the hook and argusd give it. `users`: the
+    config's users: section, when it has one (a user it does not name is refused)."""
     report = LintReport(files=[f.display for f in files])
     entries: dict[str, list[TreeEntry]] = {}
     fs_paths: dict[str, Path] = {}
@@ -141,13 +142,14 @@ def lint_files(files: list[SpecFile], policy: SpecPolicy) -> LintReport:
             continue
         entries.setdefault(spec_file.user_id, []).append(TreeEntry(spec_file.display, "", FILE_MODES[0], data))
         fs_paths[spec_file.display] = spec_file.fs_path
-    users = {f.display: f.user_id for f in files}
+    owners = {f.display: f.user_id for f in files}
     for user, mine in sorted(entries.items()):
-        for verdict in judge_files(UserFacts(user, tuple(mine)), policy, _at_head(fs_paths, policy.max_spec_bytes)):
+        facts = UserFacts(user, tuple(mine), known=users is None or user in users)
+        for verdict in judge_files(facts, policy, _at_head(fs_paths, policy.max_spec_bytes)):
             report.problems.extend(verdict.problems)
             if verdict.spec is not None:
                 report.specs[verdict.path] = verdict.spec
-    report.problems.extend(adapter_problems(report.specs, users, policy))
+    report.problems.extend(adapter_problems(report.specs, owners, policy))
     report.problems.sort()
     return report
 
@@ -179,8 +181,8 @@ def adapter_problems(specs: dict[str, ParsedSpec], users: dict[str, str | None],
 
 
 def lint_paths(paths: list[str], policy: SpecPolicy, user_override: str | None = None,
-               clone_user: CloneUser | None = None) -> LintReport:
+               clone_user: CloneUser | None = None, users: frozenset[str] | None = None) -> LintReport:
     files = find_spec_files(paths, user_override, clone_user)
     if not files:
         raise UsageError(f"no spec files (*.yaml, *.yml) found in {', '.join(paths)}")
-    return lint_files(files, policy)
+    return lint_files(files, policy, users)

@@ -20,6 +20,7 @@ SECOND = {
     "models.d/alice/d.yaml": spec("d") + "replicas: 2\n",                                   # unknown field
     "models.d/alice/e.yaml": "model_id: e\nmodel_source: $HOME/common/hf/link\n",          # a symlink out
     "models.d/Alice/f.yaml": spec("f"),                                                    # bad user id
+    "models.d/carol/g.yaml": spec("g"),                                                    # a user not in users:
     "models.d/stray.yaml": spec("s"),                                                      # wrong depth
 }
 LINE = re.compile(r"^(models\.d/\S+?:\d+:\d+: .*?)(?: \(commit [0-9a-f]{12}\))?$")
@@ -39,7 +40,8 @@ def test_lint_hook_and_argusd_give_the_judges_verdict(tmp_path):
     (tmp_path / "elsewhere").mkdir()
     (root / "hf" / "link").symlink_to(tmp_path / "elsewhere")
     config = write_config(tmp_path / "c.yaml", root=root, db=tmp_path / "unused.db",
-                          repo=tmp_path / "hooked" / "gitops.git")
+                          repo=tmp_path / "hooked" / "gitops.git",
+                          extra="users:\n  alice:\n    git_identities: [alice@example.com]\n")
     hooked, open_repo = GitOps(tmp_path / "hooked"), GitOps(tmp_path / "open")
     assert run_argusctl("--config", str(config), "hook", "install").returncode == 0
     _commit_both([hooked, open_repo], FIRST, "a holds m")
@@ -58,7 +60,8 @@ def test_lint_hook_and_argusd_give_the_judges_verdict(tmp_path):
     by_hook = {LINE.match(line[len("remote: argus: "):].rstrip()).group(1) for line in pushed.stderr.splitlines()
                if line.startswith("remote: argus: models.d/")}
     # argusd, from a repo without the hook, that recorded the first commit before the second came
-    syncer = Syncer(Store.open(tmp_path / "s.db"), GitRepo(open_repo.bare), "main", spec_policy(root=str(root)))
+    syncer = Syncer(Store.open(tmp_path / "s.db"), GitRepo(open_repo.bare), "main", spec_policy(root=str(root)),
+                    owners={"alice": ("alice@example.com",)})
     syncer.sync_once()
     _commit_both([open_repo], SECOND, "more")
     open_repo.push()
@@ -67,7 +70,8 @@ def test_lint_hook_and_argusd_give_the_judges_verdict(tmp_path):
 
     assert by_lint == by_hook == by_argusd, (by_lint, by_hook, by_argusd)
     refused = {line.split(":", 1)[0] for line in by_lint}
-    assert refused == {f"models.d/alice/{n}.yaml" for n in "bcde"} | {"models.d/Alice/f.yaml", "models.d/stray.yaml"}
+    assert refused == {f"models.d/alice/{n}.yaml" for n in "bcde"} | {"models.d/Alice/f.yaml", "models.d/stray.yaml",
+                                                                     "models.d/carol/g.yaml"}
     assert ("models.d/alice/b.yaml:2:11: model_id 'm' is already served from models.d/alice/a.yaml; this file cannot "
             "take it over: give it its own model_id, or change models.d/alice/a.yaml instead") in by_lint
     assert any(line.startswith("models.d/alice/c.yaml:4:18: engine_kwargs.max_model_len 9000 is above the model's own "
