@@ -4,6 +4,7 @@ specs name (daemon/folders.py) and, when two files claim one model_id and nothin
 holds it, what those files named before."""
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from typing import Callable, Mapping, Sequence
 
@@ -19,9 +20,15 @@ from daemon.folders import read_folder
 Before = Callable[[Sequence[str]], Mapping[str, bytes]]
 
 
-def judge_files(user: UserFacts, policy: SpecPolicy, before: Before | None = None) -> list[FileVerdict]:
-    """The verdict on each of `user`'s entries, with the folder facts read here."""
+def judge_files(user: UserFacts, policy: SpecPolicy, before: Before | None = None,
+                log: logging.Logger | None = None) -> list[FileVerdict]:
+    """The verdict on each of `user`'s entries, with the folder facts read here. `log`: where a
+    file that broke the reader itself is logged with its traceback (argusd's log; the hook
+    and lint only show the refusal)."""
     readings = read_user(user, policy)
+    for reading in readings:
+        if reading.crash is not None and log is not None:
+            log.error("reading %s failed", reading.entry.path, exc_info=reading.crash)
     disputes = contested(readings, user.recorded)
     if disputes and before is not None:
         old = before(sorted({p for paths in disputes.values() for p in paths}))

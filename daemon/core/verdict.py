@@ -72,6 +72,7 @@ class Reading:
     spec: SpecReading | None                   # None: refused before its content was read
     problems: tuple[Problem, ...] = ()
     kind: RejectionKind = RejectionKind.SPEC
+    crash: Exception | None = None             # the reader itself broke on this file (for argusd's log)
 
 
 def read_user(user: UserFacts, policy: SpecPolicy) -> list[Reading]:
@@ -97,7 +98,7 @@ def read_user(user: UserFacts, policy: SpecPolicy) -> list[Reading]:
             try:
                 reading = read_spec(at, entry.data, user.user_id, policy)
             except Exception as exc:  # noqa: BLE001 - a hostile file gets a refusal, never a traceback
-                out.append(Reading(entry, None, (Problem(at, 1, 1, layout.unreadable(exc)),)))
+                out.append(Reading(entry, None, (Problem(at, 1, 1, layout.unreadable(exc)),), crash=exc))
                 continue
             out.append(Reading(entry, reading, reading.problems))
     return out

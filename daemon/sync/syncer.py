@@ -262,7 +262,7 @@ class Syncer:
         facts = UserFacts(user, tuple(TreeEntry(f.path, f.blob, f.mode, blobs.get(f.blob)) for f in tree),
                           known=not self.owners or user in self.owners, refused=refused,
                           recorded={m.model_id_suffix: m.spec_path for m in models})
-        verdicts = judge_files(facts, self.policy) + kept
+        verdicts = judge_files(facts, self.policy, log=log) + kept
         rejections = {path: (r.blob_sha, tuple(r.problems)) for path, r in on_record.items()}
         return plan_user(user, verdicts, models, rejections, self._created_time(commit), self.policy)
 

@@ -158,3 +158,20 @@ def test_max_model_len_over_the_limit_but_within_model_max_length_is_allowed_as_
     assert context_problem({"max_model_len": 9000}, {"max_position_embeddings": 8192, "model_max_length": 9000}) is None
     assert context_problem({"max_model_len": 9001}, {"max_position_embeddings": 8192}) is not None
     assert context_problem({}, {"max_position_embeddings": 8}) is None
+
+
+def test_a_file_that_breaks_the_reader_is_refused_and_argusd_logs_why(monkeypatch, caplog):
+    import logging
+
+    import daemon.core.verdict as verdict
+    from daemon.verdicts import judge_files
+
+    def broken(*_):
+        raise RecursionError("deep")
+
+    monkeypatch.setattr(verdict, "read_spec", broken)
+    facts = UserFacts("alice", (entry(A, spec()),))
+    (found,) = judge_files(facts, POLICY, log=logging.getLogger("argus.sync"))
+    assert not found.applied and found.problems == (
+        Problem(A, 1, 1, "argus could not read this file (RecursionError); simplify it, and report it to the operators"),)
+    assert f"reading {A} failed" in caplog.text and "RecursionError: deep" in caplog.text
