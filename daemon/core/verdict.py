@@ -10,7 +10,8 @@ The rules, in the order a file meets them:
 3. what it is: a regular file git has the content of;
 4. the spec itself: YAML, fields, limits, the path rules as written (core.spec);
 5. its folder, where it exists: through its symlinks still inside its owner's roots, and an
-   engine the model can take (max_model_len within its config.json's limit: core.folders);
+   engine the model can take (max_model_len within its config.json's limit, GPUs its
+   attention heads split across: core.folders);
 6. one model_id, one file: when two files of a user name the same model_id, the file the model
    is recorded from keeps it (the model keeps serving) and the newcomer is refused, naming that
    file; when none of them is on record, each is refused, naming the others.
@@ -21,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 from daemon.core import layout
-from daemon.core.folders import FolderFacts, context_problem, json_object
+from daemon.core.folders import (FolderFacts, attention_heads, context_problem, json_object,
+                                 tensor_parallel_problem)
 from daemon.core.records import RejectionKind
 from daemon.core.spec import ParsedSpec, SpecPolicy, SpecReading, path_problem, read_spec, validate_user_id
 from daemon.errors import Problem, ProblemKind
@@ -153,10 +155,16 @@ def _folder_problems(path: str, parsed: ParsedSpec, facts: FolderFacts | None, u
         return [_at(parsed, ("model_source",), path, escaped, ProblemKind.FORBIDDEN)]
     if not facts.is_dir or parsed.spec.base_model is not None:
         return []
-    too_long = context_problem(parsed.spec.engine_kwargs, json_object(facts.config_json))
+    config = json_object(facts.config_json)
+    found = []
+    unsplittable = tensor_parallel_problem(attention_heads(config), parsed.spec.gpus_per_replica)
+    if unsplittable is not None:
+        found.append(_at(parsed, ("gpus_per_replica",), path, unsplittable, ProblemKind.INVALID))
+    too_long = context_problem(parsed.spec.engine_kwargs, config)
     if too_long is not None:
-        return [_at(parsed, ("engine_kwargs", "max_model_len"), path, f"engine_kwargs.{too_long}", ProblemKind.INVALID)]
-    return []
+        found.append(_at(parsed, ("engine_kwargs", "max_model_len"), path, f"engine_kwargs.{too_long}",
+                         ProblemKind.INVALID))
+    return found
 
 
 def _model_id_position(reading: SpecReading) -> tuple[int, int]:

@@ -92,6 +92,10 @@ CASES = [
      {"folders": {MODEL: folder({"max_position_embeddings": 8192})}}, {A: [(4, 18, LIMIT, ProblemKind.INVALID)]}),
     ("max_model_len within it", [entry(A, spec(extra="engine_kwargs:\n  max_model_len: 8192\n"))],
      {"folders": {MODEL: folder({"max_position_embeddings": 8192})}}, {A: []}),
+    ("GPUs the model's attention heads cannot be split across", [entry(A, spec(extra="gpus_per_replica: 2\n"))],
+     {"folders": {MODEL: folder({"num_attention_heads": 9})}},
+     {A: [(3, 19, "gpus_per_replica 2 does not divide the model's 9 attention heads (its config.json), so vLLM "
+           "cannot split it; use one of 1, 3, 9", ProblemKind.INVALID)]}),
     ("no folder here: nothing to judge it by (argusd says so at deploy)",
      [entry(A, spec(extra="engine_kwargs:\n  max_model_len: 9000\n"))], {"folders": {MODEL: folder(is_dir=False)}},
      {A: []}),
