@@ -117,6 +117,29 @@ def test_another_users_path_is_forbidden(api):
     assert got == 403 and "in user 'bob''s tree" in out["problems"][0]["message"], out
 
 
+def test_a_write_the_model_folder_cannot_take_is_refused_before_git_with_the_limit_named(api):
+    """The API's writes ask the same judge as lint, the hook and argusd, with the folder's facts."""
+    folder = api.tmp / "private" / "hf" / "short"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text('{"max_position_embeddings": 128}')
+    commits = len(api.git_log())
+    body = "model_id: short\nmodel_source: $HOME/common/hf/short\nengine_kwargs:\n  max_model_len: 4096\n"
+    got, out, _ = create(api, api.alice, "short", body=body)
+    assert got == 422 and out["error"] == "spec_invalid", out
+    (problem,) = out["problems"]
+    assert (problem["line"], problem["col"]) == (4, 18)
+    assert problem["message"].startswith("engine_kwargs.max_model_len 4096 is above the model's own limit of 128 "
+                                         "tokens (max_position_embeddings 128 in its config.json)"), problem
+    # A folder that leads through a symlink into bob's tree: forbidden, and nothing in it is read.
+    (api.tmp / "private" / "users" / "bob" / "m").mkdir(parents=True, exist_ok=True)
+    link = api.tmp / "private" / "hf" / "bobs"
+    if not link.is_symlink():
+        link.symlink_to(api.tmp / "private" / "users" / "bob" / "m")
+    got, out, _ = create(api, api.alice, "x", body="model_id: x\nmodel_source: $HOME/common/hf/bobs\n")
+    assert got == 403 and out["error"] == "path_forbidden" and "leads through a symlink" in out["problems"][0]["message"]
+    assert len(api.git_log()) == commits
+
+
 def test_auth_and_request_errors(api):
     assert api.http("GET", MODELS)[0] == 401
     status, out, headers = api.http("GET", MODELS, token="argus_nope_nope")
