@@ -23,6 +23,7 @@ from daemon.core.describe import adapter_load, describe_event, reason_of
 from daemon.core.spec import SpecPolicy, parse_spec
 from daemon.core.states import ModelState
 from daemon.errors import ArgusError, ClusterError, NotFoundError, SpecError, StoreError
+from daemon.replicas.names import deployment_name
 from daemon.serving.llm_config import adapter_table, app_name
 from daemon.store import ModelRow, Store
 
@@ -134,7 +135,7 @@ def model_summary(row: ModelRow, rejection: Any = None, facts: Optional[dict[str
 
 def replica_states(apps: dict[str, Any], model_key: str) -> Optional[dict[str, Any]]:
     """The Serve application and replicas that serve one model, from Serve's applications."""
-    deployment = f"LLMServer:{model_key}"
+    deployment = deployment_name(model_key)
     for name, app in apps.items():
         dep = (app.get("deployments") or {}).get(deployment)
         if dep is not None:

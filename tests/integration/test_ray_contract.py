@@ -1,5 +1,5 @@
 """The contract with Ray's private API, checked against the Ray in the serving venv in
-seconds (no cluster): every private name daemon/frontend/ray_private.py relies on exists
+seconds (no cluster): every private name daemon/replicas/ray_private.py relies on exists
 with the shape argus uses, and an untested Ray is refused at import with what to install."""
 import json
 import subprocess
@@ -25,8 +25,8 @@ def test_every_private_name_exists_with_the_shape_argus_uses():
         import inspect, json
         import ray
         from ray import serve
-        from daemon.frontend import ray_private as rp
-        from daemon.frontend import ArgusIngress, build_frontend
+        from daemon.replicas import ray_private as rp
+        from daemon.replicas.frontend import ArgusIngress, build_frontend
         init_source = inspect.getsource(rp.OpenAiIngress.__init__)
         out = {
             "ray": ray.__version__,
@@ -58,7 +58,7 @@ def test_every_private_name_exists_with_the_shape_argus_uses():
                       and "lora_requests" in inspect.getsource(OpenAIServingModels.unload_lora_adapter),
             "unload_request": sorted(UnloadLoRAAdapterRequest.model_fields),
             "argus_overrides": sorted(m for m in rp.LLM_SERVER_METHODS
-                                      if m in vars(__import__("daemon.frontend").frontend.ArgusLLMServer)),
+                                      if m in vars(__import__("daemon.replicas.model_server").replicas.model_server.ArgusLLMServer)),
             # Ray's _run_request resolves the adapter, then hands the request object itself to the
             # engine (so the vLLM name argus writes into request.model is what vLLM looks up).
             "run_request": list(inspect.signature(LLMServer._run_request).parameters),
@@ -97,7 +97,7 @@ def test_an_untested_ray_is_refused_at_import_with_what_to_install():
     result = run_in_serving_venv("""
         import ray
         ray.__version__ = "2.99.0"
-        import daemon.frontend
+        import daemon.replicas.model_server
     """)
     assert result.returncode != 0
     assert ("ImportError: argus's front end is tested with Ray 2.60.0, and this node runs Ray 2.99.0; "
@@ -116,7 +116,7 @@ def test_llm_server_keeps_serves_log_file_and_checks_the_model_folder_before_the
         from vllm.config.logging import LoggingConfig
         from vllm.logger import configure_logging
         from ray.serve.llm import LLMConfig, LLMServer
-        from daemon.frontend import ArgusLLMServer, build_model_app
+        from daemon.replicas.model_server import ArgusLLMServer, build_model_app
         from daemon.core.replica_contract import OWNER_ENV, ROOT_ENV
 
         root = tempfile.mkdtemp()
@@ -182,7 +182,7 @@ def test_argus_llm_server_serves_each_adapters_weights_under_a_name_of_their_own
         import asyncio, json, os, tempfile, types
         import ray.serve
         from ray.serve.llm import LLMConfig
-        from daemon.frontend import ArgusLLMServer
+        from daemon.replicas.model_server import ArgusLLMServer
         from daemon.core.replica_contract import OWNER_ENV, ROOT_ENV
 
         root = tempfile.mkdtemp()

@@ -408,7 +408,7 @@ def test_per_model_layout_one_app_per_model_and_a_front_end():
     p = plan([model("a")], Observed(), capacity=None, settings=CPU, serve=PER_MODEL)
     assert states(p) == [("a", "DEPLOYING", "APPLIED")]
     assert set(apps(p.apply)) == {"argus", "llm-a"}
-    assert apps(p.apply)["llm-a"]["import_path"] == "daemon.frontend:build_model_app"
+    assert apps(p.apply)["llm-a"]["import_path"] == "daemon.replicas.model_server:build_model_app"
     assert apps(p.apply)["llm-a"]["route_prefix"] is None
     assert apps(p.apply)["argus"]["route_prefix"] == "/"
     assert routes(p.apply) == []  # not RUNNING yet: not listed

@@ -1,21 +1,14 @@
-"""The replica's side of the path rules (daemon/frontend/weights.py), on real folders and
+"""The replica's side of the path rules (daemon/replicas/weights.py), on real folders and
 symlinks: what the replica opens is checked, vLLM gets only checked paths or the replica's own
-copies, and a copy's digest changes exactly when the weights do. Loaded from its file: the
-daemon.frontend package imports Ray, which the dev venv does not have."""
-import importlib.util
+copies, and a copy's digest changes exactly when the weights do. (weights.py and its package's
+own module are Ray-free, so the dev venv imports them.)"""
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
 from daemon.core.replica_contract import served_path_problem
-
-REPO = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("replica_weights", REPO / "daemon" / "frontend" / "weights.py")
-weights = importlib.util.module_from_spec(_spec)
-sys.modules["replica_weights"] = weights   # dataclasses look their module up
-_spec.loader.exec_module(weights)
+from daemon.replicas import weights
 
 
 @pytest.fixture

@@ -1,16 +1,7 @@
-"""Code that runs inside Ray Serve for the per-model layout (loaded through import paths in
-the declarative config; argusd and argusctl never import it, so it may import Ray; Ray's
-private names it needs are in ray_private.py, and nothing else of argus but the stdlib-only
-daemon.core.replica_contract).
-
-- `build_model_app`: one Serve application per model, holding only that model's
-  LLMServer deployment (Ray Serve LLM's own server, built by `build_llm_deployment`, as
-  `ArgusLLMServer`: argus's adapters, the path rules where weights are read, one repair).
-- `build_frontend`: the one OpenAI endpoint. It is Ray Serve LLM's own `OpenAiIngress`
-  (protocol, streaming, OpenAI-style errors) with one change: it starts with no models and
-  learns them from its `user_config`, which Serve applies in place by calling
-  `reconfigure`. Adding, changing or removing a model therefore never restarts the front
-  end or any other model.
+"""The model server, run inside Ray Serve: one Serve application per model (argusd names
+`build_model_app` in the Serve config: daemon.replicas.names.BUILD_MODEL_APP), holding only
+that model's LLMServer deployment (Ray Serve LLM's own server, built by `build_llm_deployment`,
+as `ArgusLLMServer`: argus's adapters, the path rules where weights are read, one repair).
 """
 from __future__ import annotations
 
@@ -24,82 +15,13 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any, AsyncGenerator
 
-from fastapi import HTTPException
 from ray import serve
 from ray.serve.llm import LLMConfig, LLMServer, build_llm_deployment
 
-from daemon.frontend import ray_private
-from daemon.frontend.ray_private import OpenAiIngress, make_fastapi_ingress
-from daemon.frontend.weights import (Owner, WeightsRefusedError, adapter_stamp, check_model_folder,
+from daemon.replicas import ray_private
+from daemon.replicas.names import MODEL_SERVER_PREFIX
+from daemon.replicas.weights import (Owner, WeightsRefusedError, adapter_stamp, check_model_folder,
                                      snapshot_adapter)
-
-FRONTEND_DEPLOYMENT = "ArgusIngress"
-
-
-class ArgusIngress(OpenAiIngress):
-    """OpenAiIngress whose model table comes from user_config: {"models": [{"model_id",
-    "app", "deployment", "max_request_context_length", "base_model"?}]} (only models that are
-    RUNNING, and adapters being loaded or running). An entry with base_model is a LoRA
-    adapter: its requests go to the base's deployment with the adapter id as the multiplexed
-    model id, which ArgusLLMServer loads into vLLM under that name."""
-
-    def __init__(self) -> None:
-        super().__init__(llm_deployments={}, model_cards={})
-        self._targets: dict[str, tuple[str, str, str | None]] = {}
-
-    def reconfigure(self, user_config: dict[str, Any]) -> None:
-        handles, cards, targets = {}, {}, {}
-        current = ray_private.handles(self)
-        for model in (user_config or {}).get("models", []):
-            base = model.get("base_model")
-            model_id, target = model["model_id"], (model["app"], model["deployment"], base)
-            if self._targets.get(model_id) == target:
-                handles[model_id] = current[model_id]  # keep its live handle
-            else:
-                handles[model_id] = ray_private.deployment_handle(target[1], target[0])
-                ray_private.forget_configured(self, model_id)
-                if base is not None:
-                    ray_private.set_configured(self, model_id, handles[model_id].options(
-                        stream=True, multiplexed_model_id=model_id))
-            targets[model_id] = target
-            cards[model_id] = ray_private.model_card(model_id, model.get("max_request_context_length"), base)
-        for stale in ray_private.configured_ids(self) - set(handles):
-            ray_private.forget_configured(self, stale)
-        ray_private.set_tables(self, handles, cards)
-        self._targets = targets
-
-    async def _get_model_id(self, model: str | None) -> str:
-        # Ray's ingress raises FastAPI's HTTPException here, which FastAPI answers as
-        # {"detail": ...}; clients expect OpenAI's {"error": {...}}.
-        try:
-            return await super()._get_model_id(model)
-        except HTTPException as exc:
-            raise ray_private.openai_error(exc.status_code, str(exc.detail)) from None
-
-
-def build_frontend(args: dict[str, Any] | None = None) -> Any:
-    """The front end app. Its replica count comes from the config's deployment options
-    (serving.serve.frontend_replicas); every replica gets the same model table."""
-    return serve.deployment(make_fastapi_ingress(ArgusIngress), name=FRONTEND_DEPLOYMENT, num_replicas=1,
-                            max_ongoing_requests=1000).bind()
-
-
-@serve.deployment(name="ArgusLease", num_replicas=1, ray_actor_options={"num_cpus": 0})
-class ArgusLease:
-    """Holds argusd's lease (daemon/serving/lease.py) as its user_config; serves nothing."""
-
-    def __init__(self) -> None:
-        self.value: dict[str, Any] | None = None
-
-    def reconfigure(self, user_config: dict[str, Any]) -> None:
-        self.value = user_config
-
-    def __call__(self) -> dict[str, Any] | None:
-        return self.value
-
-
-def build_lease(args: dict[str, Any] | None = None) -> Any:
-    return ArgusLease.bind()
 
 
 SERVE_LOGGER = "ray.serve"
@@ -258,6 +180,6 @@ class ArgusLLMServer(LLMServer):
 
 def build_model_app(args: dict[str, Any]) -> Any:
     """One model's app: its LLMServer deployment alone, no HTTP route of its own. The
-    deployment keeps Ray's name ("LLMServer:<model key>")."""
+    deployment keeps Ray's name (names.deployment_name: "LLMServer:<model key>")."""
     return build_llm_deployment(LLMConfig.model_validate(args["llm_config"]), deployment_cls=ArgusLLMServer,
-                                name_prefix="LLMServer:")
+                                name_prefix=MODEL_SERVER_PREFIX)
