@@ -17,7 +17,7 @@ from daemon.errors import ArgusError
 from argusctl.ops.hook import protection_gaps
 from daemon.serving.client import ServeClient
 from daemon.serving.lease import LeaseValue
-from daemon.serving.llm_config import LEASE_APP_NAME, lease_of
+from daemon.serving.observe import observed_from_status
 from daemon.serving.placement import AdmissionMode, Capacity
 
 RAY_VERSION = "2.60.0"
@@ -403,8 +403,7 @@ def check_lease(config: Config, serve: dict) -> Check:
     if not config.serving.serve.lease_seconds:
         return Check("argusd lease", WARN, "lease_seconds is 0: nothing keeps a second argusd from applying",
                      "set serving.serve.lease_seconds (default 30)")
-    app = (serve.get("applications") or {}).get(LEASE_APP_NAME) or {}
-    value = LeaseValue.from_dict(lease_of(app.get("deployed_app_config")))
+    value = LeaseValue.from_dict(observed_from_status(serve).lease())
     if value is None:
         return Check("argusd lease", WARN, "no argusd holds the lease: none is reconciling this cluster",
                      "start argusd (scripts/argusd_up.sh or the systemd unit)")

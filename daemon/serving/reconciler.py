@@ -1,5 +1,5 @@
 """The reconcile shell: gather desired (store) and observed (Serve) state, ask
-reconcile_plan.plan what to do, apply it declaratively, record the outcome.
+plan.plan what to do, apply it declaratively, record the outcome.
 
 Level-triggered and idempotent: every tick starts from scratch. A no-op applies nothing
 and writes nothing. A failed apply records one APPLY_FAILED event per model and returns;
@@ -18,28 +18,24 @@ from typing import Callable
 
 from daemon.config import Config
 from daemon.errors import ClusterError
-from daemon.serving.llm_config import LlmSettings
+from daemon.replicas.names import LEASE_APP
+from daemon.serving.desired import DesiredModel, Transition
+from daemon.serving.judge import adapters_to_probe, cluster_event, lost_while_claiming
 from daemon.serving.lease import LeaseMemory, LeaseValue, Role, decide
-from daemon.serving.llm_config import LEASE_APP_NAME, lease_app, lease_of, serve_config
-from daemon.serving.plan import (DesiredModel, Observed, Plan, ServeSettings, Transition,
-                                 adapters_to_probe, cluster_event, config_differs, lost_while_claiming,
-                                 observed_from_status, plan)
+from daemon.serving.llm_config import LlmSettings
+from daemon.serving.observe import Observed, building, observed_from_status
+from daemon.serving.plan import Plan, ServeSettings, plan, renews_only
+from daemon.serving.serve_config import LeaseApp, OtherApp, ServeConfig
 from daemon.serving.probe import endpoint_url, probe_adapter
 from daemon.serving.client import ServeClient
 from daemon.serving.reaper import reap_orphaned_engines
 from daemon.serving.placement import AdmissionMode
 from daemon.core.adapters import read_adapter
 from daemon.core.spec import ResolvedServingSpec, path_problem, source_problem
-from daemon.core.states import CLUSTER_EVENTS, EventType, ModelState, ServeStatus, StrEnum
+from daemon.core.states import CLUSTER_EVENTS, EventType, ModelState, StrEnum
 from daemon.store import Store, iso, utc_now
 
 log = logging.getLogger("argus.reconcile")
-
-
-def building(observed: Observed) -> bool:
-    """Whether Serve is building an application (DEPLOYING, no deployments yet): a PUT now
-    restarts that build, whatever it holds."""
-    return any(app.status == ServeStatus.DEPLOYING and not app.deployments for app in observed.apps.values())
 
 
 class ReconcileOutcome(StrEnum):
@@ -115,14 +111,12 @@ class Reconciler:
         observed = observed_from_status(status)
         lease = None
         if self.lease_ttl:
-            app = observed.apps.get(LEASE_APP_NAME)
-            step = decide(self.lease_memory, LeaseValue.from_dict(lease_of(app.deployed_config if app else None)),
+            step = decide(self.lease_memory, LeaseValue.from_dict(observed.lease()),
                           self.identity, self.monotonic(), self.lease_ttl, busy=building(observed))
             if step.role != self.role:
                 log.info("lease: %s -> %s (%s)", self.role, step.role, self.identity)
             self.lease_memory, self.role = step.memory, step.role
-            seen = step.memory.mine if step.role == Role.ACTIVE else LeaseValue.from_dict(
-                lease_of(app.deployed_config if app else None))
+            seen = step.memory.mine if step.role == Role.ACTIVE else LeaseValue.from_dict(observed.lease())
             # For `argusctl status` (one statement, autocommit); an unchanged view writes nothing.
             self.store.set_lease_view(step.role.value, self.identity, seen.holder if seen else None,
                                       seen.epoch if seen else None, iso(self.clock()))
@@ -132,7 +126,7 @@ class Reconciler:
                 # Recorded before the claim's PUT: the first PUT after a Ray restart starts Serve,
                 # which takes seconds (or fails), and status should not say RUNNING meanwhile.
                 models = self.desired()
-                self._record(lost_while_claiming(models, observed, self.serve),
+                self._record(lost_while_claiming(models, observed),
                              {m.model_key: (m.generation, m.state) for m in models})
                 if step.write is not None:
                     self.client.put_config(self._claim(observed, step.write))
@@ -152,16 +146,15 @@ class Reconciler:
             return ReconcileResult(ReconcileOutcome.NOOP)
         if decision.apply is not None:
             try:
-                self.client.put_config(decision.apply)
+                self.client.put_config(decision.apply.to_json())
             except ClusterError as exc:
                 self._record_apply_failure(decision, str(exc))
                 return ReconcileResult(ReconcileOutcome.APPLY_FAILED)
-            renewal_only = (lease is not None and not decision.transitions
-                            and not config_differs(decision.apply, observed, ignore={LEASE_APP_NAME}))
+            renewal_only = lease is not None and not decision.transitions and renews_only(decision.apply, observed)
             if renewal_only:
                 log.debug("renewed the lease (%s)", lease)
                 return ReconcileResult(ReconcileOutcome.RENEWED)
-            log.info("applied Serve config: %d application(s)", len(decision.apply["applications"]))
+            log.info("applied Serve config: %d application(s)", len(decision.apply.apps))
         self._record(decision.transitions, {m.model_key: (m.generation, m.state) for m in models})
         adapters = {m.model_key for m in models if m.spec.is_adapter}
         if any(t.event_type in (EventType.DEGRADED, EventType.REPLICAS_LOST, EventType.FAILED)
@@ -185,10 +178,9 @@ class Reconciler:
 
     def _claim(self, observed: Observed, value: LeaseValue) -> dict:
         """A claim changes nothing but the lease: every app goes back exactly as Serve has it."""
-        apps = [app.deployed_config for name, app in sorted(observed.apps.items())
-                if name != LEASE_APP_NAME and app.deployed_config and app.status != ServeStatus.DELETING]
-        return serve_config(apps + [lease_app(value.to_dict())], http_host=self.serve.http_host,
-                            http_port=self.serve.http_port, proxy_location=self.serve.proxy_location)
+        apps = [OtherApp(name, app.deployed) for name, app in sorted(observed.apps.items())
+                if name != LEASE_APP and app.deployed and not app.going]
+        return ServeConfig(self.serve.http, tuple(apps) + (LeaseApp(value.to_dict()),)).to_json()
 
     def _record(self, transitions: list[Transition], seen: dict[str, tuple[int, str]]) -> None:
         """Write the plan's transitions, each only if sync has not changed its model since the

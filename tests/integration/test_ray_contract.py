@@ -245,3 +245,141 @@ def test_argus_llm_server_serves_each_adapters_weights_under_a_name_of_their_own
     assert (kind, code) == ("OpenAIHTTPException", 403), out
     assert "<root>/users/eve/ad is in user 'eve'" in message, out
     assert out["loaded_after_swap"] == [] and out["reads"] == 2 and out["read_from_copies"], out
+
+
+def test_the_serve_config_argus_writes_is_valid_for_ray_and_reads_back_as_written():
+    """serve_config against Ray's own code: the whole config a plan puts (a model app with its
+    adapter table, a plain model app, the front end with routes to both, the lease, another team's
+    app) validates as Ray's ServeDeploySchema and each LLMConfig as Ray's LLMConfig; Serve's status
+    answer is then made by Ray's own schema classes the way its controller makes it (each app
+    checkpointed as `model_dump(exclude_unset=True)`, the answer as ServeInstanceDetails'
+    user-facing dict), and argus reads every app back as the object it wrote, so the next plan
+    applies nothing. An app with the import path an older argus wrote (daemon.frontend) reads back
+    as other than what argus wants, so it is redeployed on the new path. And argus's status enums
+    are Ray's."""
+    result = run_in_serving_venv("""
+        import dataclasses, json
+        from ray.serve.llm import LLMConfig
+        from ray.serve.schema import (ApplicationDetails, ApplicationStatus, DeploymentDetails, DeploymentSchema,
+                                      ReplicaDetails, ServeDeploySchema, ServeInstanceDetails)
+        from ray.serve._private.common import DeploymentStatus, DeploymentStatusTrigger, ReplicaState
+        from daemon.config import Config
+        from daemon.core.adapters import AdapterInfo
+        from daemon.core.spec import ResolvedServingSpec
+        from daemon.serving import observe
+        from daemon.serving.desired import DesiredModel
+        from daemon.serving.llm_config import LlmSettings
+        from daemon.serving.plan import ServeSettings, plan
+        from daemon.serving.serve_config import FrontendApp, LeaseApp, ModelApp, OtherApp
+
+        config = Config()
+        settings = dataclasses.replace(LlmSettings.from_config(config), accelerator_type="cpu")
+        serve = ServeSettings.from_config(config)
+        base_spec = ResolvedServingSpec("alice", "smollm2", "alice-1", "alice-1-smollm2", "/private/hf/m", 1, 1,
+                                        {"max_model_len": 2048},
+                                        adapters={"max_rank": 8, "max_loaded": 2, "users": ["bob"]})
+        plain_spec = ResolvedServingSpec("alice", "plain", "alice-1", "alice-1-plain", "/private/hf/p", 2, 1, {})
+        adapter_spec = ResolvedServingSpec("bob", "tutor", "bob-1", "bob-1-tutor", "/private/users/bob/t", 0, 0, {},
+                                           base_model="alice-1-smollm2")
+        models = [DesiredModel("k-base", base_spec.model_id, "RUNNING", 1, base_spec, was_running=True),
+                  DesiredModel("k-plain", plain_spec.model_id, "RUNNING", 1, plain_spec, was_running=True),
+                  DesiredModel("k-ad", adapter_spec.model_id, "DEPLOYING", 1, adapter_spec,
+                               adapter=AdapterInfo(8, None))]
+        foreign = {"name": "team-b", "route_prefix": "/team-b", "import_path": "their.module:app",
+                   "deployments": [{"name": "D", "num_replicas": 3}]}
+        foreign_status = {"applications": {"team-b": {"status": "RUNNING", "message": "",
+                                                      "deployed_app_config": foreign, "deployments": {}}}}
+        lease = {"holder": "h:1", "epoch": 1, "beat": 1}
+        def deployment(name, replicas):
+            return DeploymentDetails(
+                name=name, status=DeploymentStatus.HEALTHY,
+                status_trigger=DeploymentStatusTrigger.CONFIG_UPDATE_COMPLETED, message="",
+                deployment_config=DeploymentSchema(name=name), target_num_replicas=replicas, required_resources={},
+                replicas=[ReplicaDetails(replica_id=f"{name}-{i}", state=ReplicaState.RUNNING, start_time_s=0)
+                          for i in range(replicas)])
+
+        def answer(apps):
+            details = {}
+            for app in apps:
+                checkpoint = app.model_dump(exclude_unset=True)   # what Serve's controller keeps and reports
+                details[app.name] = ApplicationDetails(
+                    name=app.name, route_prefix=app.route_prefix, docs_path=None, status=ApplicationStatus.RUNNING,
+                    message="", last_deployed_time_s=0, deployed_app_config=checkpoint, source="declarative",
+                    deployments={d.name: deployment(d.name, d.num_replicas) for d in app.deployments},
+                    external_scaler_enabled=False)
+            return json.loads(json.dumps(ServeInstanceDetails(proxies={}, applications=details)
+                                         ._get_user_facing_json_serializable_dict(exclude_unset=True)))
+
+        # Serve takes each config the plan puts until the plan has nothing left to apply.
+        observed, puts = observe.observed_from_status(foreign_status), 0
+        while puts < 4:
+            step = plan(models, observed, capacity=None, settings=settings, serve=serve, lease=lease)
+            if step.apply is None:
+                break
+            desired, written, puts = step.apply, step.apply.to_json(), puts + 1
+            for app in written["applications"]:
+                if "llm_config" in app.get("args", {}):
+                    LLMConfig.model_validate(app["args"]["llm_config"])
+            observed = observe.observed_from_status(answer(ServeDeploySchema.model_validate(written).applications))
+        kinds = {name: type(app.config).__name__ for name, app in observed.apps.items()}
+        read_back = {name: observed.apps[name].config == app for name, app in desired.by_name().items()}
+        running = {name: {d: o.running_replicas for d, o in app.deployments.items()}
+                   for name, app in observed.apps.items()}
+        statuses = {name: [app.status, *(d.status for d in app.deployments.values())]
+                    for name, app in observed.apps.items()}
+        routes = [(r.model_id, r.app, r.base_model) for r in observed.frontend().routes]
+        adapters = {k: v.generation for k, v in observed.model_app("k-base").adapters.items()}
+
+        old = json.loads(json.dumps(written).replace("daemon.replicas.model_server:build_model_app",
+                                                     "daemon.frontend:build_model_app"))
+        stale = observe.observed_from_status(answer(ServeDeploySchema.model_validate(old).applications))
+        redeployed = plan(models, stale, capacity=None, settings=settings, serve=serve, lease=lease).apply
+        print(json.dumps({
+            "kinds": kinds, "read_back": read_back, "running": running, "statuses": statuses,
+            "puts": puts, "routes": routes, "adapters": adapters,
+            "stale_is_desired": stale.apps["llm-k-base"].config == desired.by_name()["llm-k-base"],
+            "redeployed_paths": sorted({a["import_path"] for a in (redeployed.to_json()["applications"]
+                                                                    if redeployed else [])}),
+            "enums": {
+                "app": [sorted(s.value for s in ApplicationStatus),
+                        sorted(s.value for s in observe.AppStatus if s != observe.AppStatus.UNKNOWN)],
+                "deployment": [sorted(s.value for s in DeploymentStatus),
+                               sorted(s.value for s in observe.DeploymentStatus
+                                      if s != observe.DeploymentStatus.UNKNOWN)],
+                "replica": [sorted(s.value for s in ReplicaState),
+                            sorted(s.value for s in observe.ReplicaState if s != observe.ReplicaState.UNKNOWN)]},
+        }))
+    """)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["kinds"] == {"argus": "FrontendApp", "argus-lease": "LeaseApp", "llm-k-base": "ModelApp",
+                            "llm-k-plain": "ModelApp", "team-b": "OtherApp"}
+    assert out["read_back"] == {"argus": True, "argus-lease": True, "llm-k-base": True, "llm-k-plain": True,
+                                "team-b": True}
+    assert out["running"]["llm-k-plain"] == {"LLMServer:k-plain": 2}
+    assert out["statuses"]["llm-k-base"] == ["RUNNING", "HEALTHY"]
+    assert out["puts"] == 2   # the models, then the front end routing the ones Serve runs; then nothing
+    assert out["routes"] == [["alice-1-plain", "llm-k-plain", None], ["alice-1-smollm2", "llm-k-base", None],
+                             ["bob-1-tutor", "llm-k-base", "alice-1-smollm2"]]
+    assert out["adapters"] == {"bob-1-tutor": 1}
+    assert out["stale_is_desired"] is False
+    assert "daemon.replicas.model_server:build_model_app" in out["redeployed_paths"]
+    assert "daemon.frontend:build_model_app" not in out["redeployed_paths"]
+    for ray_names, argus_names in out["enums"].values():
+        assert ray_names == argus_names
+
+
+def test_the_import_paths_argus_writes_name_builders_that_exist():
+    result = run_in_serving_venv("""
+        import importlib, json
+        from daemon.replicas import names
+        out = {}
+        for path in (names.BUILD_MODEL_APP, names.BUILD_FRONTEND, names.BUILD_LEASE):
+            module, attr = path.split(":")
+            out[path] = callable(getattr(importlib.import_module(module), attr, None))
+        print(json.dumps(out))
+    """)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {
+        "daemon.replicas.model_server:build_model_app": True, "daemon.replicas.frontend:build_frontend": True,
+        "daemon.replicas.lease:build_lease": True}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.serving.plan import startup_failure
+from daemon.serving.observe import startup_failure
 
 REPO = Path(__file__).resolve().parents[2]
 SERVING_PYTHON = REPO / ".venv-serve" / "bin" / "python"
