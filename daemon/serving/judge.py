@@ -18,12 +18,12 @@ from typing import Any
 
 from daemon.core.adapters import AdapterInfo, BaseRef, adapter_fit, base_allows, find_base
 from daemon.core.states import EventType, ModelState
+from daemon.replicas.names import model_app_name
 from daemon.serving.desired import DesiredModel, Transition, failed, once
 from daemon.serving.llm_config import ModelDeployment
 from daemon.serving.observe import (AppStatus, DeploymentStatus, Observed, ObservedApp, ObservedDeployment,
                                     startup_failure, summarize_failure)
 from daemon.serving.serve_config import AdapterEntry, ModelApp, Route
-from daemon.replicas.names import model_app_name
 
 
 @dataclass

@@ -17,22 +17,22 @@ from datetime import datetime
 from typing import Callable
 
 from daemon.config import Config
+from daemon.core.adapters import read_adapter
+from daemon.core.spec import ResolvedServingSpec, path_problem, source_problem
+from daemon.core.states import CLUSTER_EVENTS, EventType, ModelState, StrEnum
 from daemon.errors import ClusterError
 from daemon.replicas.names import LEASE_APP
+from daemon.serving.client import ServeClient
 from daemon.serving.desired import DesiredModel, Transition
 from daemon.serving.judge import adapters_to_probe, cluster_event, lost_while_claiming
 from daemon.serving.lease import LeaseMemory, LeaseValue, Role, decide
 from daemon.serving.llm_config import LlmSettings
 from daemon.serving.observe import Observed, building, observed_from_status
-from daemon.serving.plan import Plan, ServeSettings, plan, renews_only
-from daemon.serving.serve_config import LeaseApp, OtherApp, ServeConfig
-from daemon.serving.probe import endpoint_url, probe_adapter
-from daemon.serving.client import ServeClient
-from daemon.serving.reaper import reap_orphaned_engines
 from daemon.serving.placement import AdmissionMode
-from daemon.core.adapters import read_adapter
-from daemon.core.spec import ResolvedServingSpec, path_problem, source_problem
-from daemon.core.states import CLUSTER_EVENTS, EventType, ModelState, StrEnum
+from daemon.serving.plan import Plan, ServeSettings, plan, renews_only
+from daemon.serving.probe import endpoint_url, probe_adapter
+from daemon.serving.reaper import reap_orphaned_engines
+from daemon.serving.serve_config import LeaseApp, OtherApp, ServeConfig
 from daemon.store import Store, iso, utc_now
 
 log = logging.getLogger("argus.reconcile")
