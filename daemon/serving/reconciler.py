@@ -38,11 +38,25 @@ from daemon.store import Store, iso, utc_now
 log = logging.getLogger("argus.reconcile")
 
 
+def sync_behind(store: Store) -> str | None:
+    """Why the store is not yet what git says, read from the store's own state each tick (so it
+    cannot stick: sync clears it in the transaction that records the head): no commit recorded
+    yet (a new or lost store: applying it would remove every model Serve runs), or a store being
+    rebuilt from the history that has not reached the head (applying it would deploy older
+    versions of the models). None: caught up."""
+    if store.cursor() is None:
+        return "the store has recorded no commit yet"
+    if store.rebuilding():
+        return "the store is being rebuilt from the git history and has not reached its head"
+    return None
+
+
 class ReconcileOutcome(StrEnum):
     STANDBY = "standby"            # another argusd holds the lease: nothing touched
     CLAIMED = "claimed"            # wrote (or waits to read back) a claim on the lease
     RENEWED = "renewed"            # only the lease was renewed
     NOOP = "noop"                  # nothing to apply, nothing to record
+    WAITING_FOR_SYNC = "waiting_for_sync"  # the store has not caught up with git: Serve left as it is
     APPLIED = "applied"            # a new Serve config was applied (and its transitions recorded)
     RECORDED = "recorded"          # only state changes observed in Serve were recorded
     APPLY_FAILED = "apply_failed"  # Serve refused the config or could not be reached
@@ -77,6 +91,7 @@ class Reconciler:
         serve = config.serving.serve
         base_url = endpoint_url(serve.http_host, serve.http_port, serve.dashboard_url)
         self._last_cluster: tuple[str, dict] | None = None   # the newest cluster event (read once)
+        self._waiting: str | None = None   # why the last tick waited for sync (logged once per reason)
         self.probe = probe if probe is not None else (lambda model_id: probe_adapter(base_url, model_id))
 
     def desired(self) -> list[DesiredModel]:
@@ -109,7 +124,7 @@ class Reconciler:
             raise
         self._record_cluster(None)
         observed = observed_from_status(status)
-        lease = None
+        lease, renewal = None, None
         if self.lease_ttl:
             step = decide(self.lease_memory, LeaseValue.from_dict(observed.lease()),
                           self.identity, self.monotonic(), self.lease_ttl, busy=building(observed))
@@ -131,7 +146,11 @@ class Reconciler:
                 if step.write is not None:
                     self.client.put_config(self._claim(observed, step.write))
                 return ReconcileResult(ReconcileOutcome.CLAIMED)
-            lease = (step.write or step.memory.mine).to_dict()
+            lease, renewal = (step.write or step.memory.mine).to_dict(), step.write
+        behind = sync_behind(self.store)
+        if behind is not None:
+            return self._wait_for_sync(behind, observed, renewal)
+        self._waiting = None
         models = self.desired()
         capacity = (None if self.settings.on_cpu
                     else self.client.capacity(self.settings.accelerator_type, self.admission))
@@ -162,6 +181,17 @@ class Reconciler:
                for t in decision.transitions):
             self.reap()  # a replica died or gave up: its engine processes may have outlived it
         return ReconcileResult(ReconcileOutcome.APPLIED if decision.apply is not None else ReconcileOutcome.RECORDED)
+
+    def _wait_for_sync(self, why: str, observed: Observed, renewal: LeaseValue | None) -> ReconcileResult:
+        """Nothing of the store is applied while it is behind git (what it holds is not what users
+        committed); a lease renewal that is due still goes in, changing no other app."""
+        if self._waiting != why:
+            log.info("reconcile waits: %s; Serve is left as it is", why)
+            self._waiting = why
+        if renewal is not None:
+            self.client.put_config(self._claim(observed, renewal))
+            return ReconcileResult(ReconcileOutcome.RENEWED)
+        return ReconcileResult(ReconcileOutcome.WAITING_FOR_SYNC)
 
     def _record_cluster(self, unreachable: str | None) -> None:
         """Record once when Ray's dashboard stops answering and once when it answers again, so

@@ -242,3 +242,38 @@ def status_json(config):
     result = run_argusctl("--config", str(config), "status", "-o", "json")
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
+
+
+def test_nothing_is_applied_while_the_store_is_behind_git(world, tmp_path):
+    """A store that has recorded no commit (new or lost) or is being rebuilt from the history
+    would apply what users did not commit (no models: every app removed; an older commit:
+    older versions): reconcile leaves Serve as it is, read from the store's own state each tick,
+    and applies again once sync has caught up."""
+    from daemon.core.spec import SpecPolicy
+    from daemon.gitrepo import GitRepo
+    from daemon.serving.reconciler import ReconcileOutcome, sync_behind
+    from daemon.sync.syncer import Syncer
+
+    gitops, daemon, serve, store = world
+    daemon.tick()
+    serve.settle()
+    daemon.tick()
+    assert state_of(store) == ModelState.RUNNING
+    running, puts = set(serve.apps), len(serve.puts)
+    fresh = Store.open(tmp_path / "fresh.db")
+    try:
+        reconciler = Reconciler(fresh, serve, daemon.config, reap=lambda: None)
+        assert sync_behind(fresh) == "the store has recorded no commit yet"
+        assert reconciler.tick().outcome == ReconcileOutcome.WAITING_FOR_SYNC
+        assert reconciler.tick().outcome == ReconcileOutcome.WAITING_FOR_SYNC
+        assert set(serve.apps) == running and len(serve.puts) == puts   # nothing removed
+        Syncer(fresh, GitRepo(gitops.bare), "main", SpecPolicy.from_config(daemon.config)).sync_once()
+        assert sync_behind(fresh) is None   # the rebuild reached the head in the same pass
+        with fresh.transaction():
+            fresh.mark_rebuilding("2026-01-01T00:00:00Z")   # as a rebuild between two commits leaves it
+        assert reconciler.tick().outcome == ReconcileOutcome.WAITING_FOR_SYNC and len(serve.puts) == puts
+        with fresh.transaction():
+            fresh.rebuilt()
+        assert reconciler.tick().outcome != ReconcileOutcome.WAITING_FOR_SYNC
+    finally:
+        fresh.close()
