@@ -63,6 +63,13 @@ class LoadedAdapter:
     entry: AdapterEntry
     stamp: tuple          # the folder as it was when loaded (weights.adapter_stamp)
     vllm_name: str        # the name vLLM holds these weights under
+    copy: str             # the replica's own copy vLLM reads them from
+
+
+# Adapters one replica keeps loaded (and copied under its own folder): beyond it, the least
+# recently used one is unloaded and its copy removed; its next request loads it again (checked
+# and copied anew). With one copy per loaded adapter this bounds the replica's copies.
+MAX_LOADED_ADAPTERS = 16
 
 
 def vllm_lora_name(adapter_id: str, digest: str) -> str:
@@ -131,7 +138,7 @@ class ArgusLLMServer(LLMServer):
         self._adapters = {adapter_id: AdapterEntry.of(entry) for adapter_id, entry in table.items()}
         async with self._adapter_lock:
             for gone in [a for a in self._loaded if a not in self._adapters]:
-                await ray_private.unload_adapter(self, self._loaded.pop(gone).vllm_name)
+                await self._unload(gone)
 
     async def _maybe_resolve_lora_from_multiplex(self) -> None:
         """Ray's version loads adapters from cloud storage by id; argus's come from the table."""
@@ -150,9 +157,10 @@ class ArgusLLMServer(LLMServer):
             stamp = await asyncio.to_thread(adapter_stamp, wanted.path)
             loaded = self._loaded.get(adapter_id)
             if loaded is not None and (loaded.entry, loaded.stamp) == (wanted, stamp):
+                self._loaded[adapter_id] = self._loaded.pop(adapter_id)   # the most recently used
                 return loaded.vllm_name
             if loaded is not None:
-                await ray_private.unload_adapter(self, self._loaded.pop(adapter_id).vllm_name)
+                await self._unload(adapter_id)
             try:
                 if not wanted.user_id:
                     raise WeightsRefusedError("argus did not say whose adapter this is: nothing is loaded")
@@ -161,9 +169,26 @@ class ArgusLLMServer(LLMServer):
             except WeightsRefusedError as exc:
                 raise ray_private.openai_error(403, f'The adapter "{adapter_id}" is not loaded: {exc}') from None
             name = vllm_lora_name(adapter_id, copy.digest)
-            await ray_private.load_adapter(self, name, copy.path)
-            self._loaded[adapter_id] = LoadedAdapter(wanted, stamp, name)
+            try:
+                await ray_private.load_adapter(self, name, copy.path)
+            except BaseException:
+                self._drop_copy(copy.path)
+                raise
+            self._loaded[adapter_id] = LoadedAdapter(wanted, stamp, name, copy.path)
+            while len(self._loaded) > MAX_LOADED_ADAPTERS:
+                await self._unload(next(iter(self._loaded)))
             return name
+
+    async def _unload(self, adapter_id: str) -> None:
+        """Unload an adapter from vLLM and remove its copy (the caller holds the adapter lock)."""
+        loaded = self._loaded.pop(adapter_id)
+        await ray_private.unload_adapter(self, loaded.vllm_name)
+        self._drop_copy(loaded.copy)
+
+    def _drop_copy(self, path: str) -> None:
+        """Remove a copy no loaded adapter reads any more (the same weights share one copy)."""
+        if all(loaded.copy != path for loaded in self._loaded.values()):
+            shutil.rmtree(path, ignore_errors=True)
 
     async def _run_request(self, request: Any, **kwargs: Any) -> AsyncGenerator[Any, None]:
         """An adapter's request asks vLLM for the adapter's current weights by their vLLM name,

@@ -208,7 +208,8 @@ def test_argus_llm_server_serves_each_adapters_weights_under_a_name_of_their_own
             async def completions(self, request, raw_request_info):
                 yield types.SimpleNamespace(model=request.model, text=self._oai_models.lora_requests[request.model])
 
-        ray.serve.get_multiplexed_model_id = lambda: "bob-1-ad"   # Serve's routing sets it per request
+        current = ["bob-1-ad"]
+        ray.serve.get_multiplexed_model_id = lambda: current[0]   # Serve's routing sets it per request
         server = ArgusLLMServer.__new__(ArgusLLMServer)
         config = LLMConfig(model_loading_config={"model_id": "m", "model_source": os.path.join(root, "users/alice/m")})
 
@@ -217,7 +218,7 @@ def test_argus_llm_server_serves_each_adapters_weights_under_a_name_of_their_own
             await server.reconfigure({"adapters": {"bob-1-ad": {"path": adapter, "generation": 1, "user_id": "bob"}}})
             async def ask():
                 try:
-                    stream = await server.completions(types.SimpleNamespace(model="bob-1-ad", stream=False))
+                    stream = await server.completions(types.SimpleNamespace(model=current[0], stream=False))
                     return [(item.model, item.text) async for item in stream]
                 except Exception as exc:
                     return [type(exc).__name__, getattr(exc, "status_code", None), str(getattr(exc, "message", exc)).replace(root, "<root>")]
@@ -226,12 +227,31 @@ def test_argus_llm_server_serves_each_adapters_weights_under_a_name_of_their_own
             open(os.path.join(adapter, "adapter_model.safetensors"), "wb").write(b"v2")
             out["changed"] = await ask()
             out["names"] = [names, list(server.engine._oai_models.lora_requests)]
+            out["copies_after_change"] = len(os.listdir(server._copies))
             os.rename(adapter, adapter + "-old")
             os.symlink(os.path.join(root, "users/eve/ad"), adapter)
             out["swapped"] = await ask()
             out["loaded_after_swap"] = list(server.engine._oai_models.lora_requests)
             out["read_from_copies"] = all(p.startswith(server._copies) for p in server.engine.read)
             out["reads"] = len(server.engine.read)
+            out["copies_after_swap"] = os.listdir(server._copies)
+            table = {}
+            for i in range(18):
+                folder = os.path.join(root, f"users/bob/n{i}")
+                os.makedirs(folder)
+                open(os.path.join(folder, "adapter_model.safetensors"), "wb").write(f"n{i}".encode())
+                open(os.path.join(folder, "README.md"), "w").write("not read by vLLM")
+                table[f"bob-1-n{i}"] = {"path": folder, "generation": 1, "user_id": "bob"}
+            await server.reconfigure({"adapters": table})
+            for i in range(18):
+                current[0] = f"bob-1-n{i}"
+                await ask()
+            copies = os.listdir(server._copies)
+            out["bounded"] = [len(server._loaded), len(server.engine._oai_models.lora_requests), len(copies),
+                              "bob-1-n0" in server._loaded, "bob-1-n17" in server._loaded,
+                              sorted({f for c in copies for f in os.listdir(os.path.join(server._copies, c))})]
+            await server.reconfigure({"adapters": {}})
+            out["after_empty_table"] = [os.listdir(server._copies), list(server.engine._oai_models.lora_requests)]
             return out
         print(json.dumps(asyncio.run(main())))
     """)
@@ -245,6 +265,11 @@ def test_argus_llm_server_serves_each_adapters_weights_under_a_name_of_their_own
     assert (kind, code) == ("OpenAIHTTPException", 403), out
     assert "<root>/users/eve/ad is in user 'eve'" in message, out
     assert out["loaded_after_swap"] == [] and out["reads"] == 2 and out["read_from_copies"], out
+    # Copies: the old weights' copy goes with them; a refused swap leaves none; at most 16 adapters
+    # stay loaded (the least recently used goes, with its copy); only the files vLLM reads are copied.
+    assert out["copies_after_change"] == 1 and out["copies_after_swap"] == [], out
+    assert out["bounded"] == [16, 16, 16, False, True, ["adapter_model.safetensors"]], out
+    assert out["after_empty_table"] == [[], []], out
 
 
 def test_the_serve_config_argus_writes_is_valid_for_ray_and_reads_back_as_written():
