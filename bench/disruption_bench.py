@@ -2,12 +2,12 @@
 """Zero-disruption benchmark: while model A answers a steady stream of chat requests,
 model B is added, its engine_kwargs edited, scaled to 2 and deleted. For each change: how
 many of A's replicas were restarted (replica id or pid changed) and how many of A's
-requests failed, with the longest time A could not answer. Both layouts side by side.
+requests failed, with the longest time A could not answer.
 
 Real Ray Serve + vLLM on CPU: needs .venv-serve, the small model and a Ray head
 (scripts/setup_serving.sh, scripts/prepare_model.py, scripts/ray_up.sh). ~15 min.
 
-Usage: .venv/bin/python bench/disruption_bench.py [--layouts per_model,single_app]
+Usage: .venv/bin/python bench/disruption_bench.py
 """
 from __future__ import annotations
 
@@ -31,12 +31,11 @@ from helpers import Prober, replicas_of  # noqa: E402
 SOURCE = "$HOME/common/hf/SmolLM2-135M-Instruct"
 
 
-def run_layout(layout: str, tmp: Path) -> list[dict]:
-    home = tmp / layout
+def run(tmp: Path) -> list[dict]:
+    home = tmp / "bench"
     config = home / "argus.yaml"
     home.mkdir(parents=True)
-    text = (ROOT / "configs" / "local.yaml").read_text().replace("layout: per_model", f"layout: {layout}")
-    config.write_text(text)
+    config.write_text((ROOT / "configs" / "local.yaml").read_text())
     env = dict(os.environ, ARGUS_HOME=str(home), ARGUS_CONFIG=str(config))
     model_dir = home / "private" / "hf" / "SmolLM2-135M-Instruct"
     prepared = Path(os.environ.get("ARGUS_BENCH_MODEL", Path.home() / ".argus/private/hf/SmolLM2-135M-Instruct"))
@@ -81,7 +80,7 @@ def run_layout(layout: str, tmp: Path) -> list[dict]:
                 time.sleep(2)
             after = replicas_of(client, status["model_key"])
             requests, failed, longest = prober.window(started, max(ended, time.monotonic()))
-            rows.append({"layout": layout, "change": name, "ok": result.returncode == 0,
+            rows.append({"change": name, "ok": result.returncode == 0,
                          "seconds": round(ended - started), "other_replicas_restarted": len(before - after),
                          "requests_to_other": requests, "failed": failed, "longest_outage_s": round(longest, 1)})
             print(json.dumps(rows[-1]), flush=True)
@@ -97,16 +96,13 @@ def run_layout(layout: str, tmp: Path) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--layouts", default="per_model,single_app")
-    args = parser.parse_args()
-    rows = []
+    parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="argus-disruption-") as name:
-        for layout in args.layouts.split(","):
-            rows += run_layout(layout, Path(name))
-    print("\n| layout | change to model B | took | A's replicas restarted | requests to A | failed | "
-          "longest outage of A |\n|---|---|---|---|---|---|---|")
+        rows = run(Path(name))
+    print("\n| change to model B | took | A's replicas restarted | requests to A | failed | "
+          "longest outage of A |\n|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['layout']} | {r['change']}{'' if r['ok'] else ' (FAILED)'} | {r['seconds']} s | "
+        print(f"| {r['change']}{'' if r['ok'] else ' (FAILED)'} | {r['seconds']} s | "
               f"{r['other_replicas_restarted']} | {r['requests_to_other']} | {r['failed']} | "
               f"{r['longest_outage_s']} s |")
 

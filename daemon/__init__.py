@@ -11,9 +11,11 @@
     store.py    the SQLite state store        gitrepo.py  reading the GitOps repo
     config.py   the platform config           errors.py   domain errors (the CLI maps them)
     argusd.py   the daemon's wiring and loop
-    frontend/   runs INSIDE Ray replicas (daemon.frontend:build_model_app / :build_frontend are
-                in every deployed Serve config); Ray's private names only in frontend/ray_private.py
+    replicas/   runs INSIDE Ray replicas: the model server, the front end, the lease's holder
+                (their builders' import paths are in every deployed Serve config); the names
+                argusd shares with them in replicas/names.py (Ray-free, the only part argusd
+                imports); Ray's private names only in replicas/ray_private.py
 
-sync/ and serving/ never import each other; only frontend/ imports ray; nothing here
+sync/ and serving/ never import each other; only replicas/ imports ray; nothing here
 imports argusctl (whose ops/ package holds lint, the write path, the hook and doctor).
 """

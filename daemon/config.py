@@ -11,7 +11,7 @@ import os
 import re
 import socket
 from pathlib import Path
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -92,16 +92,25 @@ class ServeConfig(_Strict):
     http_port: int = Field(8000, ge=1, le=65535)
     proxy_location: Literal["HeadOnly", "EveryNode", "Disabled"] = "HeadOnly"
     dashboard_url: str = "http://127.0.0.1:8265"
-    # per_model: one Serve app per model behind one OpenAI front end that learns models in
-    # place, so changing one model never restarts another. single_app: the seed's one
-    # build_openai_app app, where any change restarts every model (kept for comparison).
-    layout: Literal["per_model", "single_app"] = "per_model"
-    # per_model: replicas of the front end (the one OpenAI endpoint); two or more so that
-    # losing one replica does not make every model unreachable.
+    # Removed: argus always runs one Serve app per model behind its front end. Only a field so
+    # that a config still naming it gets one error that says so, at its line (never set).
+    layout: Optional[str] = Field(None, exclude=True, repr=False)
+    # Replicas of the front end (the one OpenAI endpoint); two or more so that losing one
+    # replica does not make every model unreachable.
     frontend_replicas: int = Field(2, ge=1, le=64)
     # One active argusd per cluster: the lease (kept in Serve) expires this many seconds after
     # its holder stops renewing; a standby argusd then takes over. 0: no lease.
     lease_seconds: float = Field(30.0, ge=0)
+
+
+    @field_validator("layout", mode="before")
+    @classmethod
+    def _layout_removed(cls, value: Any) -> None:
+        raise ValueError(LAYOUT_REMOVED)
+
+
+LAYOUT_REMOVED = ("this key was removed: argus always runs one Serve application per model behind its front "
+                  "end (what `per_model` was; `single_app` is gone); delete the line")
 
 
 class RayConfig(_Strict):

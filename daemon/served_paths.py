@@ -1,5 +1,5 @@
 """The path rule of daemon/core/replica_contract.py with the roots read from the file system:
-what a replica (daemon/frontend/weights.py) and argusd's shells call. Standard library only, for
+what a replica (daemon/replicas/weights.py) and argusd's shells call. Standard library only, for
 the same reason as the contract: it runs on every Ray node."""
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 # One image for every Ray node of a GPU cluster (head and workers) that argus serves on.
-# argus deploys Serve apps whose code is `daemon.frontend` and Ray Serve LLM + vLLM; Serve
+# argus deploys Serve apps whose code is `daemon.replicas` and Ray Serve LLM + vLLM; Serve
 # builds them in a task that can land on any node, so every node needs the same Ray, the
 # same vLLM and argus itself. `argusctl doctor` checks exactly that on a running cluster
 # (and /dev/shm's size, and on each GPU node that torch sees the GPUs free there and a matmul
@@ -36,6 +36,6 @@ COPY --chown=ray:users pyproject.toml README.md ./
 COPY --chown=ray:users daemon ./daemon
 COPY --chown=ray:users argusctl ./argusctl
 RUN pip install --no-cache-dir '.[gpu]' \
- && python -c "import ray, vllm, torch, daemon.frontend; assert ray.__version__ == '2.60.0', ray.__version__; assert torch.version.cuda.startswith('13.'), torch.version.cuda; print('ray', ray.__version__, 'vllm', vllm.__version__, 'torch', torch.__version__, 'cuda', torch.version.cuda)"
+ && python -c "import ray, vllm, torch, daemon.replicas.model_server, daemon.replicas.frontend, daemon.replicas.lease; assert ray.__version__ == '2.60.0', ray.__version__; assert torch.version.cuda.startswith('13.'), torch.version.cuda; print('ray', ray.__version__, 'vllm', vllm.__version__, 'torch', torch.__version__, 'cuda', torch.version.cuda)"
 # Models come from the shared mount every node has at the same path (storage.root).
 VOLUME ["/private"]

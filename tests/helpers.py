@@ -138,7 +138,7 @@ def replicas_of(client, model_key: str) -> set[tuple[str, int]]:
 
 
 def deployment_names(client) -> set[str]:
-    """Every deployment Serve runs, across applications (either layout)."""
+    """Every deployment Serve runs, across applications."""
     return {name for app in (client.get_applications().get("applications") or {}).values()
             for name in app.get("deployments") or {}}
 
@@ -154,14 +154,14 @@ def llm_settings(**overrides):
     return dataclasses.replace(LlmSettings.from_config(Config()), **overrides)
 
 
-def serve_settings(layout: str):
-    """ServeSettings for `layout` (per_model | single_app), the rest from the config's defaults."""
+def serve_settings(**overrides):
+    """ServeSettings from the config's defaults, with `overrides`."""
     import dataclasses
 
     from daemon.config import Config
     from daemon.serving.plan import ServeSettings
 
-    return dataclasses.replace(ServeSettings.from_config(Config()), layout=layout)
+    return dataclasses.replace(ServeSettings.from_config(Config()), **overrides)
 
 
 def spec_policy(**overrides):

@@ -17,7 +17,7 @@ from daemon.errors import ArgusError
 from argusctl.ops.hook import protection_gaps
 from daemon.serving.client import ServeClient
 from daemon.serving.lease import LeaseValue, display_name
-from daemon.serving.llm_config import LEASE_APP_NAME, lease_of
+from daemon.serving.observe import observed_from_status
 from daemon.serving.placement import AdmissionMode, Capacity
 
 RAY_VERSION = "2.60.0"
@@ -26,7 +26,7 @@ VLLM_VERSION = {"cpu": "0.32.0", "gpu": "0.29.0"}
 OK, WARN, FAIL = "ok", "warn", "fail"
 
 # Run on the head as a Ray job: one task pinned to each alive node imports what argus deploys
-# there (the front end and the per-model app builder import daemon.frontend, Ray Serve LLM
+# there (the front end and the per-model app builder import daemon.replicas, Ray Serve LLM
 # and vLLM; Serve's build task can land on any node) and measures /dev/shm. On a node where
 # Ray counts GPUs, an actor asks Ray for the GPUs that are free there now (num_gpus = their
 # whole number), so Ray hands it only free ones and sets CUDA_VISIBLE_DEVICES to them (Ray
@@ -62,7 +62,7 @@ def probe(ray_gpus):
         out["ray"] = r.__version__
         import vllm
         out["vllm"] = vllm.__version__
-        import daemon.frontend  # noqa: F401  what argus's Serve apps import
+        from daemon.replicas import frontend, lease, model_server  # noqa: F401  what argus's Serve apps import
         out["argus"] = "ok"
     except BaseException as exc:
         out["error"] = f"{type(exc).__name__}: {exc}"[:400]
@@ -292,7 +292,7 @@ def node_checks(results: list[dict], on_cpu: bool) -> list[Check]:
             checks.append(Check(name, FAIL, f"{seen}; argus expects ray {RAY_VERSION}, vllm {vllm_want}",
                                 f"give every node the same image or venv: {install}"))
         else:
-            checks.append(Check(name, OK, f"{seen}, imports daemon.frontend"))
+            checks.append(Check(name, OK, f"{seen}, imports daemon.replicas"))
         gpus = float(node.get("ray_gpus") or 0.0)
         checks.append(shm_check(f"{name} /dev/shm", node.get("shm_bytes"), gpus, node.get("shm_error")))
         if not on_cpu:
@@ -403,8 +403,7 @@ def check_lease(config: Config, serve: dict) -> Check:
     if not config.serving.serve.lease_seconds:
         return Check("argusd lease", WARN, "lease_seconds is 0: nothing keeps a second argusd from applying",
                      "set serving.serve.lease_seconds (default 30)")
-    app = (serve.get("applications") or {}).get(LEASE_APP_NAME) or {}
-    value = LeaseValue.from_dict(lease_of(app.get("deployed_app_config")))
+    value = LeaseValue.from_dict(observed_from_status(serve).lease())
     if value is None:
         return Check("argusd lease", WARN, "no argusd holds the lease: none is reconciling this cluster",
                      "start argusd (scripts/argusd_up.sh or the systemd unit)")

@@ -24,7 +24,8 @@ from daemon.core.spec import SpecPolicy
 from daemon.verdicts import judged_spec
 from daemon.core.states import ModelState
 from daemon.errors import ClusterError, ForbiddenError, NotFoundError, SpecError, StoreError
-from daemon.serving.llm_config import adapter_table, app_name
+from daemon.replicas.names import deployment_name, model_app_name
+from daemon.serving.serve_config import ModelApp, parse_app
 from daemon.core.records import ModelRow
 from daemon.store import Store
 
@@ -132,7 +133,7 @@ def model_summary(row: ModelRow, rejection: Any = None, facts: Optional[dict[str
 
 def replica_states(apps: dict[str, Any], model_key: str) -> Optional[dict[str, Any]]:
     """The Serve application and replicas that serve one model, from Serve's applications."""
-    deployment = f"LLMServer:{model_key}"
+    deployment = deployment_name(model_key)
     for name, app in apps.items():
         dep = (app.get("deployments") or {}).get(deployment)
         if dep is not None:
@@ -148,10 +149,11 @@ def adapter_serve_status(apps: dict[str, Any], adapter: ModelRow, base: ModelRow
     """An adapter in Serve: its base's deployment and replicas, and whether the base's adapter
     table (its deployment's user_config) holds the adapter, at which generation."""
     found = replica_states(apps, base.model_key)
-    app = apps.get(app_name(base.model_key)) or {}
-    entry = adapter_table(app.get("deployed_app_config"), base.model_key).get(adapter.model_id)
+    deployed = (apps.get(model_app_name(base.model_key)) or {}).get("deployed_app_config")
+    app = parse_app(deployed) if deployed else None
+    entry = (app.adapters or {}).get(adapter.model_id) if isinstance(app, ModelApp) else None
     on_base = {"base_model_id": base.model_id, "in_adapter_table": entry is not None,
-               "table_generation": (entry or {}).get("generation")}
+               "table_generation": entry.generation if entry is not None else None}
     if found is None:
         return {"available": True, "deployed": False, "replicas": [], **on_base,
                 "reason": f"its base model {base.model_id} is not deployed in Serve"}

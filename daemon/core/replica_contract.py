@@ -1,6 +1,6 @@
-"""What argusd and the code inside its Ray replicas (daemon/frontend) share: the names argusd
+"""What argusd and the code inside its Ray replicas (daemon/replicas) share: the names argusd
 sets in every replica's environment, and the rule that says whose weights a replica may read.
-Standard library only and pure: daemon/frontend imports it on every Ray node, where it needs
+Standard library only and pure: daemon/replicas imports it on every Ray node, where it needs
 nothing else of argus; the roots' real paths are read by daemon/served_paths.py."""
 from __future__ import annotations
 

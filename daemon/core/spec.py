@@ -209,7 +209,7 @@ def path_problem(facts: FolderFacts, user_id: str, root: str) -> str | None:
     """Why a folder breaks the path rules, or None: as written (resolve_model_source), and
     through its symlinks (a folder swapped for a symlink into another user's tree after the
     spec was accepted, say). Judged when a spec is read, again on every reconcile tick while
-    the model or adapter runs, and by its replica where vLLM reads (daemon/frontend/weights.py)."""
+    the model or adapter runs, and by its replica where vLLM reads (daemon/replicas/weights.py)."""
     try:
         resolve_model_source(facts.path, user_id, root)
     except PathRejected as exc:

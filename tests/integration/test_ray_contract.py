@@ -1,5 +1,5 @@
 """The contract with Ray's private API, checked against the Ray in the serving venv in
-seconds (no cluster): every private name daemon/frontend/ray_private.py relies on exists
+seconds (no cluster): every private name daemon/replicas/ray_private.py relies on exists
 with the shape argus uses, and an untested Ray is refused at import with what to install."""
 import json
 import subprocess
@@ -25,8 +25,8 @@ def test_every_private_name_exists_with_the_shape_argus_uses():
         import inspect, json
         import ray
         from ray import serve
-        from daemon.frontend import ray_private as rp
-        from daemon.frontend import ArgusIngress, build_frontend
+        from daemon.replicas import ray_private as rp
+        from daemon.replicas.frontend import ArgusIngress, build_frontend
         init_source = inspect.getsource(rp.OpenAiIngress.__init__)
         out = {
             "ray": ray.__version__,
@@ -58,7 +58,7 @@ def test_every_private_name_exists_with_the_shape_argus_uses():
                       and "lora_requests" in inspect.getsource(OpenAIServingModels.unload_lora_adapter),
             "unload_request": sorted(UnloadLoRAAdapterRequest.model_fields),
             "argus_overrides": sorted(m for m in rp.LLM_SERVER_METHODS
-                                      if m in vars(__import__("daemon.frontend").frontend.ArgusLLMServer)),
+                                      if m in vars(__import__("daemon.replicas.model_server").replicas.model_server.ArgusLLMServer)),
             # Ray's _run_request resolves the adapter, then hands the request object itself to the
             # engine (so the vLLM name argus writes into request.model is what vLLM looks up).
             "run_request": list(inspect.signature(LLMServer._run_request).parameters),
@@ -97,7 +97,7 @@ def test_an_untested_ray_is_refused_at_import_with_what_to_install():
     result = run_in_serving_venv("""
         import ray
         ray.__version__ = "2.99.0"
-        import daemon.frontend
+        import daemon.replicas.model_server
     """)
     assert result.returncode != 0
     assert ("ImportError: argus's front end is tested with Ray 2.60.0, and this node runs Ray 2.99.0; "
@@ -116,7 +116,7 @@ def test_llm_server_keeps_serves_log_file_and_checks_the_model_folder_before_the
         from vllm.config.logging import LoggingConfig
         from vllm.logger import configure_logging
         from ray.serve.llm import LLMConfig, LLMServer
-        from daemon.frontend import ArgusLLMServer, build_model_app
+        from daemon.replicas.model_server import ArgusLLMServer, build_model_app
         from daemon.core.replica_contract import OWNER_ENV, ROOT_ENV
 
         root = tempfile.mkdtemp()
@@ -182,7 +182,7 @@ def test_argus_llm_server_serves_each_adapters_weights_under_a_name_of_their_own
         import asyncio, json, os, tempfile, types
         import ray.serve
         from ray.serve.llm import LLMConfig
-        from daemon.frontend import ArgusLLMServer
+        from daemon.replicas.model_server import ArgusLLMServer
         from daemon.core.replica_contract import OWNER_ENV, ROOT_ENV
 
         root = tempfile.mkdtemp()
@@ -208,7 +208,8 @@ def test_argus_llm_server_serves_each_adapters_weights_under_a_name_of_their_own
             async def completions(self, request, raw_request_info):
                 yield types.SimpleNamespace(model=request.model, text=self._oai_models.lora_requests[request.model])
 
-        ray.serve.get_multiplexed_model_id = lambda: "bob-1-ad"   # Serve's routing sets it per request
+        current = ["bob-1-ad"]
+        ray.serve.get_multiplexed_model_id = lambda: current[0]   # Serve's routing sets it per request
         server = ArgusLLMServer.__new__(ArgusLLMServer)
         config = LLMConfig(model_loading_config={"model_id": "m", "model_source": os.path.join(root, "users/alice/m")})
 
@@ -217,7 +218,7 @@ def test_argus_llm_server_serves_each_adapters_weights_under_a_name_of_their_own
             await server.reconfigure({"adapters": {"bob-1-ad": {"path": adapter, "generation": 1, "user_id": "bob"}}})
             async def ask():
                 try:
-                    stream = await server.completions(types.SimpleNamespace(model="bob-1-ad", stream=False))
+                    stream = await server.completions(types.SimpleNamespace(model=current[0], stream=False))
                     return [(item.model, item.text) async for item in stream]
                 except Exception as exc:
                     return [type(exc).__name__, getattr(exc, "status_code", None), str(getattr(exc, "message", exc)).replace(root, "<root>")]
@@ -226,12 +227,31 @@ def test_argus_llm_server_serves_each_adapters_weights_under_a_name_of_their_own
             open(os.path.join(adapter, "adapter_model.safetensors"), "wb").write(b"v2")
             out["changed"] = await ask()
             out["names"] = [names, list(server.engine._oai_models.lora_requests)]
+            out["copies_after_change"] = len(os.listdir(server._copies))
             os.rename(adapter, adapter + "-old")
             os.symlink(os.path.join(root, "users/eve/ad"), adapter)
             out["swapped"] = await ask()
             out["loaded_after_swap"] = list(server.engine._oai_models.lora_requests)
             out["read_from_copies"] = all(p.startswith(server._copies) for p in server.engine.read)
             out["reads"] = len(server.engine.read)
+            out["copies_after_swap"] = os.listdir(server._copies)
+            table = {}
+            for i in range(18):
+                folder = os.path.join(root, f"users/bob/n{i}")
+                os.makedirs(folder)
+                open(os.path.join(folder, "adapter_model.safetensors"), "wb").write(f"n{i}".encode())
+                open(os.path.join(folder, "README.md"), "w").write("not read by vLLM")
+                table[f"bob-1-n{i}"] = {"path": folder, "generation": 1, "user_id": "bob"}
+            await server.reconfigure({"adapters": table})
+            for i in range(18):
+                current[0] = f"bob-1-n{i}"
+                await ask()
+            copies = os.listdir(server._copies)
+            out["bounded"] = [len(server._loaded), len(server.engine._oai_models.lora_requests), len(copies),
+                              "bob-1-n0" in server._loaded, "bob-1-n17" in server._loaded,
+                              sorted({f for c in copies for f in os.listdir(os.path.join(server._copies, c))})]
+            await server.reconfigure({"adapters": {}})
+            out["after_empty_table"] = [os.listdir(server._copies), list(server.engine._oai_models.lora_requests)]
             return out
         print(json.dumps(asyncio.run(main())))
     """)
@@ -245,3 +265,146 @@ def test_argus_llm_server_serves_each_adapters_weights_under_a_name_of_their_own
     assert (kind, code) == ("OpenAIHTTPException", 403), out
     assert "<root>/users/eve/ad is in user 'eve'" in message, out
     assert out["loaded_after_swap"] == [] and out["reads"] == 2 and out["read_from_copies"], out
+    # Copies: the old weights' copy goes with them; a refused swap leaves none; at most 16 adapters
+    # stay loaded (the least recently used goes, with its copy); only the files vLLM reads are copied.
+    assert out["copies_after_change"] == 1 and out["copies_after_swap"] == [], out
+    assert out["bounded"] == [16, 16, 16, False, True, ["adapter_model.safetensors"]], out
+    assert out["after_empty_table"] == [[], []], out
+
+
+def test_the_serve_config_argus_writes_is_valid_for_ray_and_reads_back_as_written():
+    """serve_config against Ray's own code: the whole config a plan puts (a model app with its
+    adapter table, a plain model app, the front end with routes to both, the lease, another team's
+    app) validates as Ray's ServeDeploySchema and each LLMConfig as Ray's LLMConfig; Serve's status
+    answer is then made by Ray's own schema classes the way its controller makes it (each app
+    checkpointed as `model_dump(exclude_unset=True)`, the answer as ServeInstanceDetails'
+    user-facing dict), and argus reads every app back as the object it wrote, so the next plan
+    applies nothing. An app with the import path an older argus wrote (daemon.frontend) reads back
+    as other than what argus wants, so it is redeployed on the new path. And argus's status enums
+    are Ray's."""
+    result = run_in_serving_venv("""
+        import dataclasses, json
+        from ray.serve.llm import LLMConfig
+        from ray.serve.schema import (ApplicationDetails, ApplicationStatus, DeploymentDetails, DeploymentSchema,
+                                      ReplicaDetails, ServeDeploySchema, ServeInstanceDetails)
+        from ray.serve._private.common import DeploymentStatus, DeploymentStatusTrigger, ReplicaState
+        from daemon.config import Config
+        from daemon.core.adapters import AdapterInfo
+        from daemon.core.spec import ResolvedServingSpec
+        from daemon.serving import observe
+        from daemon.serving.desired import DesiredModel
+        from daemon.serving.llm_config import LlmSettings
+        from daemon.serving.plan import ServeSettings, plan
+        from daemon.serving.serve_config import FrontendApp, LeaseApp, ModelApp, OtherApp
+
+        config = Config()
+        settings = dataclasses.replace(LlmSettings.from_config(config), accelerator_type="cpu")
+        serve = ServeSettings.from_config(config)
+        base_spec = ResolvedServingSpec("alice", "smollm2", "alice-1", "alice-1-smollm2", "/private/hf/m", 1, 1,
+                                        {"max_model_len": 2048},
+                                        adapters={"max_rank": 8, "max_loaded": 2, "users": ["bob"]})
+        plain_spec = ResolvedServingSpec("alice", "plain", "alice-1", "alice-1-plain", "/private/hf/p", 2, 1, {})
+        adapter_spec = ResolvedServingSpec("bob", "tutor", "bob-1", "bob-1-tutor", "/private/users/bob/t", 0, 0, {},
+                                           base_model="alice-1-smollm2")
+        models = [DesiredModel("k-base", base_spec.model_id, "RUNNING", 1, base_spec, was_running=True),
+                  DesiredModel("k-plain", plain_spec.model_id, "RUNNING", 1, plain_spec, was_running=True),
+                  DesiredModel("k-ad", adapter_spec.model_id, "DEPLOYING", 1, adapter_spec,
+                               adapter=AdapterInfo(8, None))]
+        foreign = {"name": "team-b", "route_prefix": "/team-b", "import_path": "their.module:app",
+                   "deployments": [{"name": "D", "num_replicas": 3}]}
+        foreign_status = {"applications": {"team-b": {"status": "RUNNING", "message": "",
+                                                      "deployed_app_config": foreign, "deployments": {}}}}
+        lease = {"holder": "h:1", "epoch": 1, "beat": 1}
+        def deployment(name, replicas):
+            return DeploymentDetails(
+                name=name, status=DeploymentStatus.HEALTHY,
+                status_trigger=DeploymentStatusTrigger.CONFIG_UPDATE_COMPLETED, message="",
+                deployment_config=DeploymentSchema(name=name), target_num_replicas=replicas, required_resources={},
+                replicas=[ReplicaDetails(replica_id=f"{name}-{i}", state=ReplicaState.RUNNING, start_time_s=0)
+                          for i in range(replicas)])
+
+        def answer(apps):
+            details = {}
+            for app in apps:
+                checkpoint = app.model_dump(exclude_unset=True)   # what Serve's controller keeps and reports
+                details[app.name] = ApplicationDetails(
+                    name=app.name, route_prefix=app.route_prefix, docs_path=None, status=ApplicationStatus.RUNNING,
+                    message="", last_deployed_time_s=0, deployed_app_config=checkpoint, source="declarative",
+                    deployments={d.name: deployment(d.name, d.num_replicas) for d in app.deployments},
+                    external_scaler_enabled=False)
+            return json.loads(json.dumps(ServeInstanceDetails(proxies={}, applications=details)
+                                         ._get_user_facing_json_serializable_dict(exclude_unset=True)))
+
+        # Serve takes each config the plan puts until the plan has nothing left to apply.
+        observed, puts = observe.observed_from_status(foreign_status), 0
+        while puts < 4:
+            step = plan(models, observed, capacity=None, settings=settings, serve=serve, lease=lease)
+            if step.apply is None:
+                break
+            desired, written, puts = step.apply, step.apply.to_json(), puts + 1
+            for app in written["applications"]:
+                if "llm_config" in app.get("args", {}):
+                    LLMConfig.model_validate(app["args"]["llm_config"])
+            observed = observe.observed_from_status(answer(ServeDeploySchema.model_validate(written).applications))
+        kinds = {name: type(app.config).__name__ for name, app in observed.apps.items()}
+        read_back = {name: observed.apps[name].config == app for name, app in desired.by_name().items()}
+        running = {name: {d: o.running_replicas for d, o in app.deployments.items()}
+                   for name, app in observed.apps.items()}
+        statuses = {name: [app.status, *(d.status for d in app.deployments.values())]
+                    for name, app in observed.apps.items()}
+        routes = [(r.model_id, r.app, r.base_model) for r in observed.frontend().routes]
+        adapters = {k: v.generation for k, v in observed.model_app("k-base").adapters.items()}
+
+        old = json.loads(json.dumps(written).replace("daemon.replicas.model_server:build_model_app",
+                                                     "daemon.frontend:build_model_app"))
+        stale = observe.observed_from_status(answer(ServeDeploySchema.model_validate(old).applications))
+        redeployed = plan(models, stale, capacity=None, settings=settings, serve=serve, lease=lease).apply
+        print(json.dumps({
+            "kinds": kinds, "read_back": read_back, "running": running, "statuses": statuses,
+            "puts": puts, "routes": routes, "adapters": adapters,
+            "stale_is_desired": stale.apps["llm-k-base"].config == desired.by_name()["llm-k-base"],
+            "redeployed_paths": sorted({a["import_path"] for a in (redeployed.to_json()["applications"]
+                                                                    if redeployed else [])}),
+            "enums": {
+                "app": [sorted(s.value for s in ApplicationStatus),
+                        sorted(s.value for s in observe.AppStatus if s != observe.AppStatus.UNKNOWN)],
+                "deployment": [sorted(s.value for s in DeploymentStatus),
+                               sorted(s.value for s in observe.DeploymentStatus
+                                      if s != observe.DeploymentStatus.UNKNOWN)],
+                "replica": [sorted(s.value for s in ReplicaState),
+                            sorted(s.value for s in observe.ReplicaState if s != observe.ReplicaState.UNKNOWN)]},
+        }))
+    """)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["kinds"] == {"argus": "FrontendApp", "argus-lease": "LeaseApp", "llm-k-base": "ModelApp",
+                            "llm-k-plain": "ModelApp", "team-b": "OtherApp"}
+    assert out["read_back"] == {"argus": True, "argus-lease": True, "llm-k-base": True, "llm-k-plain": True,
+                                "team-b": True}
+    assert out["running"]["llm-k-plain"] == {"LLMServer:k-plain": 2}
+    assert out["statuses"]["llm-k-base"] == ["RUNNING", "HEALTHY"]
+    assert out["puts"] == 2   # the models, then the front end routing the ones Serve runs; then nothing
+    assert out["routes"] == [["alice-1-plain", "llm-k-plain", None], ["alice-1-smollm2", "llm-k-base", None],
+                             ["bob-1-tutor", "llm-k-base", "alice-1-smollm2"]]
+    assert out["adapters"] == {"bob-1-tutor": 1}
+    assert out["stale_is_desired"] is False
+    assert "daemon.replicas.model_server:build_model_app" in out["redeployed_paths"]
+    assert "daemon.frontend:build_model_app" not in out["redeployed_paths"]
+    for ray_names, argus_names in out["enums"].values():
+        assert ray_names == argus_names
+
+
+def test_the_import_paths_argus_writes_name_builders_that_exist():
+    result = run_in_serving_venv("""
+        import importlib, json
+        from daemon.replicas import names
+        out = {}
+        for path in (names.BUILD_MODEL_APP, names.BUILD_FRONTEND, names.BUILD_LEASE):
+            module, attr = path.split(":")
+            out[path] = callable(getattr(importlib.import_module(module), attr, None))
+        print(json.dumps(out))
+    """)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {
+        "daemon.replicas.model_server:build_model_app": True, "daemon.replicas.frontend:build_frontend": True,
+        "daemon.replicas.lease:build_lease": True}

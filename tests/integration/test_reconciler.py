@@ -9,20 +9,18 @@ import pytest
 from daemon.argusd import Daemon
 from daemon.config import load_config
 from daemon.core.states import EventType, ModelState
-from daemon.serving.llm_config import app_name
+from daemon.replicas.names import model_app_name as app_name
 from daemon.serving.reconciler import Reconciler
 from daemon.store import Store
 from helpers import GitOps, run_argusctl, spec, write_config
 from serve_fake import FakeServe
 
 
-@pytest.fixture(params=["per_model", "single_app"])
-def world(tmp_path, request):
+@pytest.fixture
+def world(tmp_path):
     (tmp_path / "private" / "hf" / "m").mkdir(parents=True)
     gitops = GitOps(tmp_path / "g")
     path = write_config(tmp_path / "c.yaml", root=tmp_path / "private", db=tmp_path / "s.db", repo=gitops.bare)
-    path.write_text(path.read_text().replace("    http_host: 127.0.0.1\n",
-                                             f"    http_host: 127.0.0.1\n    layout: {request.param}\n"))
     config = load_config(path)
     store = Store.open(tmp_path / "s.db")
     serve = FakeServe()
@@ -30,7 +28,7 @@ def world(tmp_path, request):
     gitops.write("models.d/alice/a.yaml", spec("a"))
     gitops.commit("a")
     gitops.push()
-    yield gitops, daemon, serve, store, request.param
+    yield gitops, daemon, serve, store
     daemon._drop_repo()
     store.close()
 
@@ -44,7 +42,7 @@ def events_of(store, event_type):
 
 
 def test_a_push_goes_queued_deploying_running_in_the_loop(world):
-    gitops, daemon, serve, store, layout = world
+    gitops, daemon, serve, store = world
     assert daemon.tick()
     assert state_of(store) == ModelState.DEPLOYING and len(serve.puts) == 1
     assert daemon.tick() and state_of(store) == ModelState.DEPLOYING  # Serve still updating
@@ -57,7 +55,7 @@ def test_a_push_goes_queued_deploying_running_in_the_loop(world):
 
 
 def test_an_apply_failure_is_recorded_once_until_it_changes(world):
-    gitops, daemon, serve, store, layout = world
+    gitops, daemon, serve, store = world
     serve.put_error = "PUT /api/serve/applications/ failed (500): boom"
     for _ in range(3):
         assert not daemon.tick()
@@ -72,26 +70,26 @@ def test_an_apply_failure_is_recorded_once_until_it_changes(world):
 
 
 def test_drift_is_repaired(world):
-    gitops, daemon, serve, store, layout = world
+    gitops, daemon, serve, store = world
     daemon.tick()
     serve.settle()
     daemon.tick()
     assert state_of(store) == ModelState.RUNNING
     key = store.list_models()[0].model_key
-    serve.drop(app_name(key) if layout == "per_model" else "argus")
+    serve.drop(app_name(key))
     daemon.tick()
     # Its app removed behind argusd's back: Serve has no replica of it, so not RUNNING; applied again.
     (lost,) = events_of(store, EventType.REPLICAS_LOST)
     assert lost.payload == {"message": "Serve has no replica of it; redeploying"}
     assert state_of(store) == ModelState.DEPLOYING
-    assert (app_name(key) if layout == "per_model" else "argus") in serve.apps  # applied again
+    assert app_name(key) in serve.apps  # applied again
     serve.settle()
     daemon.tick()
     assert state_of(store) == ModelState.RUNNING
 
 
 def test_a_failed_deployment_fails_alone(world):
-    gitops, daemon, serve, store, layout = world
+    gitops, daemon, serve, store = world
     gitops.write("models.d/alice/b.yaml", spec("b"))
     gitops.commit("b")
     gitops.push()
@@ -105,24 +103,18 @@ def test_a_failed_deployment_fails_alone(world):
     (job,) = serve.jobs  # its engine processes may have outlived it: the reaper job runs once
     assert "VLLM::" in job and "NodeAffinitySchedulingStrategy" in job
     assert "max_model_len (1000000)" in next(m.error_summary for m in store.list_models() if m.model_id_suffix == "b")
-    if layout == "single_app":  # one app for all: a waits for the next apply, which leaves b out
-        assert state_of(store, "a") == ModelState.DEPLOYING
-        daemon.tick()
-        serve.settle()
-        daemon.tick()
-        assert f"LLMServer:{keys['b']}" not in str(serve.puts[-1])
     assert state_of(store, "a") == ModelState.RUNNING
 
 
 def test_the_reconciler_takes_its_client(world):
-    gitops, daemon, serve, store, layout = world
+    gitops, daemon, serve, store = world
     assert isinstance(daemon.reconciler, Reconciler) and daemon.reconciler.client is serve
 
 
 def test_a_transition_planned_before_a_concurrent_sync_is_dropped(world):
     """Sync runs beside reconcile: a commit recorded while reconcile's PUT is in flight must
     not be overwritten by the transitions planned from the older state."""
-    gitops, daemon, serve, store, layout = world
+    gitops, daemon, serve, store = world
     real_put = serve.put_config
 
     def put_while_a_push_lands(config):
@@ -147,9 +139,7 @@ def test_an_adapter_pushed_next_to_its_base_goes_through_its_states(world):
     """The shell with adapters: the folder read from disk, the probe asked only once Serve and
     the front end hold the adapter (the probe stands in for the endpoint here; the real one
     is in the zero-disruption e2e), and the base's app changed only in place."""
-    gitops, daemon, serve, store, layout = world
-    if layout != "per_model":
-        pytest.skip("adapters need the per_model layout (single_app: table-tested)")
+    gitops, daemon, serve, store = world
     root = daemon.config.storage.root
     folder = f"{root}/users/alice/adapters/t"
     os.makedirs(folder)
@@ -186,7 +176,7 @@ def test_an_adapter_pushed_next_to_its_base_goes_through_its_states(world):
 def test_a_ray_restart_is_not_shown_as_running(world, tmp_path):
     """Ray stopped (argusd cannot reach it), then started empty: status says so at each step,
     records each change once, and says RUNNING again only once Serve runs the model again."""
-    gitops, daemon, serve, store, layout = world
+    gitops, daemon, serve, store = world
     config = tmp_path / "c.yaml"
     daemon.tick()
     serve.settle()
@@ -220,7 +210,7 @@ def test_a_ray_restart_is_not_shown_as_running(world, tmp_path):
     (row,) = status_json(config)["models"]
     assert (row["state_shown"], row["reason"]) == ("DEPLOYING", "Serve has no replica of it; redeploying")
     assert status_json(config)["cluster"] == {"reachable": True}
-    assert (app_name(store.list_models()[0].model_key) if layout == "per_model" else "argus") in serve.apps
+    assert app_name(store.list_models()[0].model_key) in serve.apps
     serve.settle()
     assert daemon.tick()
     (row,) = status_json(config)["models"]
@@ -228,7 +218,7 @@ def test_a_ray_restart_is_not_shown_as_running(world, tmp_path):
 
 
 def test_why_a_model_is_not_up_is_shown_while_serve_retries(world, tmp_path):
-    gitops, daemon, serve, store, layout = world
+    gitops, daemon, serve, store = world
     daemon.tick()
     key = store.list_models()[0].model_key
     retry = ("A replica failed to start with exception. Retrying {} more time(s). Error:\n"
@@ -252,3 +242,38 @@ def status_json(config):
     result = run_argusctl("--config", str(config), "status", "-o", "json")
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
+
+
+def test_nothing_is_applied_while_the_store_is_behind_git(world, tmp_path):
+    """A store that has recorded no commit (new or lost) or is being rebuilt from the history
+    would apply what users did not commit (no models: every app removed; an older commit:
+    older versions): reconcile leaves Serve as it is, read from the store's own state each tick,
+    and applies again once sync has caught up."""
+    from daemon.core.spec import SpecPolicy
+    from daemon.gitrepo import GitRepo
+    from daemon.serving.reconciler import ReconcileOutcome, sync_behind
+    from daemon.sync.syncer import Syncer
+
+    gitops, daemon, serve, store = world
+    daemon.tick()
+    serve.settle()
+    daemon.tick()
+    assert state_of(store) == ModelState.RUNNING
+    running, puts = set(serve.apps), len(serve.puts)
+    fresh = Store.open(tmp_path / "fresh.db")
+    try:
+        reconciler = Reconciler(fresh, serve, daemon.config, reap=lambda: None)
+        assert sync_behind(fresh) == "the store has recorded no commit yet"
+        assert reconciler.tick().outcome == ReconcileOutcome.WAITING_FOR_SYNC
+        assert reconciler.tick().outcome == ReconcileOutcome.WAITING_FOR_SYNC
+        assert set(serve.apps) == running and len(serve.puts) == puts   # nothing removed
+        Syncer(fresh, GitRepo(gitops.bare), "main", SpecPolicy.from_config(daemon.config)).sync_once()
+        assert sync_behind(fresh) is None   # the rebuild reached the head in the same pass
+        with fresh.transaction():
+            fresh.mark_rebuilding("2026-01-01T00:00:00Z")   # as a rebuild between two commits leaves it
+        assert reconciler.tick().outcome == ReconcileOutcome.WAITING_FOR_SYNC and len(serve.puts) == puts
+        with fresh.transaction():
+            fresh.rebuilt()
+        assert reconciler.tick().outcome != ReconcileOutcome.WAITING_FOR_SYNC
+    finally:
+        fresh.close()

@@ -1,6 +1,6 @@
 """The deployment message Ray 2.60's own code writes while it retries a replica that failed to
 start (DeploymentState.record_replica_startup_failure, run in the serving venv on a bare state
-object, no cluster), against argus's reading of it (plan.startup_failure): the same engine
+object, no cluster), against argus's reading of it (observe.startup_failure): the same engine
 error on every retry is one reason, with the engine's final exception and no retry count.
 What this proves: the message format argus recognises is Ray 2.60's, on first deploy and
 after a replica has run. What it does not: when Serve writes it (the plan tests and the real
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.serving.plan import startup_failure
+from daemon.serving.observe import startup_failure
 
 REPO = Path(__file__).resolve().parents[2]
 SERVING_PYTHON = REPO / ".venv-serve" / "bin" / "python"

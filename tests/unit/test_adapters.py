@@ -9,12 +9,15 @@ from daemon.core.adapters import AdapterInfo, AdapterRefused, BaseRef, adapter_f
 from daemon.folders import read_adapter
 from daemon.core.spec import ResolvedServingSpec, parse_spec
 from daemon.errors import SpecError
-from daemon.serving.llm_config import adapter_table, frontend_routes
-from daemon.serving.plan import DesiredModel, Observed, adapters_to_probe, plan
+from daemon.serving.desired import DesiredModel
+from daemon.serving.judge import adapters_to_probe
+from daemon.serving.observe import Observed
+from daemon.serving.plan import plan
+from daemon.serving.serve_config import parse_app
 from helpers import llm_settings, serve_settings, spec_policy
 
 CPU = llm_settings(accelerator_type="cpu")
-PER_MODEL = serve_settings("per_model")
+PER_MODEL = serve_settings()
 POLICY = spec_policy(root="/private")
 
 
@@ -126,6 +129,18 @@ def adapter(state="QUEUED", generation=1, ref="alice-202611251300-smollm2", info
     return DesiredModel(key, spec.model_id, state, generation, spec, adapter=info, last_event=last_event)
 
 
+def adapter_table(app, model_key):
+    """A model app's adapter table, read back from Serve's JSON of the app."""
+    parsed = parse_app(app)
+    assert parsed.model_key == model_key
+    return {k: v.to_json() for k, v in (parsed.adapters or {}).items()}
+
+
+def frontend_routes(app):
+    """The front end's route table, read back from Serve's JSON of the app."""
+    return {r.model_id: r.to_json() for r in parse_app(app).routes}
+
+
 def states(p):
     return [(t.model_key, t.state, t.event_type) for t in p.transitions]
 
@@ -146,11 +161,11 @@ def test_an_adapter_on_a_running_base_goes_into_its_table_without_touching_its_a
     _, observed = settle([base()])
     p = plan([base(), adapter()], observed, capacity=None, settings=CPU, serve=PER_MODEL)
     assert states(p) == [("k-ad", "DEPLOYING", "APPLIED")]
-    app = next(a for a in p.apply["applications"] if a["name"] == "llm-k-base")
-    assert app["args"] == observed.apps["llm-k-base"].deployed_config["args"]   # the base is not restarted
+    app = next(a for a in p.apply.to_json()["applications"] if a["name"] == "llm-k-base")
+    assert app["args"] == observed.apps["llm-k-base"].deployed["args"]   # the base is not restarted
     assert adapter_table(app, "k-base") == {"bob-202611251310-k-ad": {"path": "/private/users/bob/k-ad",
                                                                        "generation": 1, "user_id": "bob"}}
-    route = frontend_routes(next(a for a in p.apply["applications"] if a["name"] == "argus"))["bob-202611251310-k-ad"]
+    route = frontend_routes(next(a for a in p.apply.to_json()["applications"] if a["name"] == "argus"))["bob-202611251310-k-ad"]
     assert (route["app"], route["deployment"], route["base_model"]) == ("llm-k-base", "LLMServer:k-base",
                                                                         "alice-202611251300-smollm2")
     engine = app["args"]["llm_config"]["engine_kwargs"]
@@ -161,7 +176,7 @@ def test_the_base_args_are_the_same_with_and_without_adapters():
     """Adding or removing an adapter changes only the base's user_config (applied in place)."""
     _, without = settle([base()])
     _, with_one = settle([base(), adapter(state="DEPLOYING")])
-    old, new = without.apps["llm-k-base"].deployed_config, with_one.apps["llm-k-base"].deployed_config
+    old, new = without.apps["llm-k-base"].deployed, with_one.apps["llm-k-base"].deployed
     assert old["args"] == new["args"] and old["import_path"] == new["import_path"]
     assert old["deployments"][0]["user_config"] == {"adapters": {}}
     assert new["deployments"][0]["user_config"]["adapters"]
@@ -178,7 +193,7 @@ def test_probe_decides_running_or_failed_and_a_running_base_is_never_judged_as_d
                probes={"k-ad": "vLLM could not serve the adapter (400): Failed to load lora model: bad shape"})
     assert states(bad) == [("k-ad", "FAILED", "FAILED")]
     assert "bob-202611251310-k-ad" not in frontend_routes(
-        next(a for a in bad.apply["applications"] if a["name"] == "argus"))
+        next(a for a in bad.apply.to_json()["applications"] if a["name"] == "argus"))
 
 
 @pytest.mark.parametrize("models, reason", [
@@ -208,7 +223,7 @@ def test_a_folder_that_is_not_an_adapter_fails_and_a_deleted_adapter_leaves_tabl
     assert states(p) == [("k-ad", "FAILED", "FAILED")]
     _, observed = settle([base(), adapter(state="RUNNING")])
     p = plan([base(), adapter(state="DELETING")], observed, capacity=None, settings=CPU, serve=PER_MODEL)
-    assert states(p) == [] and adapter_table(next(a for a in p.apply["applications"] if a["name"] == "llm-k-base"),
+    assert states(p) == [] and adapter_table(next(a for a in p.apply.to_json()["applications"] if a["name"] == "llm-k-base"),
                                              "k-base") == {}
     from test_reconcile_plan import served
     after = served(p.apply)
@@ -220,7 +235,7 @@ def test_a_changed_adapter_goes_back_through_its_table_at_the_new_generation():
     _, observed = settle([base(), adapter(state="RUNNING")])
     p = plan([base(), adapter(state="QUEUED", generation=2)], observed, capacity=None, settings=CPU, serve=PER_MODEL)
     assert states(p) == [("k-ad", "DEPLOYING", "APPLIED")]
-    table = adapter_table(next(a for a in p.apply["applications"] if a["name"] == "llm-k-base"), "k-base")
+    table = adapter_table(next(a for a in p.apply.to_json()["applications"] if a["name"] == "llm-k-base"), "k-base")
     assert table["bob-202611251310-k-ad"]["generation"] == 2
 
 
@@ -233,12 +248,7 @@ def test_an_adapter_whose_folder_is_swapped_out_of_its_owners_roots_fails_and_le
     swapped = dataclasses.replace(adapter(state=state), source_problem=reason)
     p = plan([base(), swapped], observed, capacity=None, settings=CPU, serve=PER_MODEL)
     assert states(p) == [("k-ad", "FAILED", "FAILED")] and p.transitions[0].error_summary == reason
-    assert adapter_table(next(a for a in p.apply["applications"] if a["name"] == "llm-k-base"), "k-base") == {}
-
-
-def test_single_app_layout_keeps_adapters_waiting():
-    p = plan([base(), adapter()], Observed(), capacity=None, settings=CPU, serve=serve_settings("single_app"))
-    assert ("k-ad", "QUEUED", "WAITING_FOR_BASE") in states(p)
+    assert adapter_table(next(a for a in p.apply.to_json()["applications"] if a["name"] == "llm-k-base"), "k-base") == {}
 
 
 def test_the_probe_reason_is_vllms_final_exception():
@@ -264,7 +274,7 @@ def test_a_running_adapter_leaves_its_base_when_the_owner_revokes():
     p = plan([revoked, running], observed, capacity=None, settings=CPU, serve=PER_MODEL)
     assert states(p) == [("k-ad", "QUEUED", "WAITING_FOR_BASE")]
     assert "who has not allowed bob's adapters" in p.transitions[0].payload["message"]
-    app = next(a for a in p.apply["applications"] if a["name"] == "llm-k-base")
+    app = next(a for a in p.apply.to_json()["applications"] if a["name"] == "llm-k-base")
     assert adapter_table(app, "k-base") == {}
-    assert "bob-202611251310-k-ad" not in frontend_routes(next(a for a in p.apply["applications"]
+    assert "bob-202611251310-k-ad" not in frontend_routes(next(a for a in p.apply.to_json()["applications"]
                                                                if a["name"] == "argus"))

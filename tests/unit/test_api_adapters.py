@@ -1,12 +1,14 @@
 """What the API says of adapters (issue 26.6), as tables over store rows: which base each
 adapter resolves to (the reconciler's rule, find_base), what a base lists, and an adapter's
-place in Serve, read from the config the reconciler itself builds (model_app), as Serve's
+place in Serve, read from the config the reconciler itself builds (ModelApp), as Serve's
 REST answer echoes it back in deployed_app_config."""
 from daemon.api.service import Adapters, adapter_facts, adapter_serve_status, model_summary
 from daemon.api.tokens import Identity
 from daemon.core.spec import ResolvedServingSpec
 from daemon.core.states import ModelState
-from daemon.serving.llm_config import ModelDeployment, app_name, deployment_name, model_app
+from daemon.replicas.names import deployment_name, model_app_name
+from daemon.serving.llm_config import ModelDeployment
+from daemon.serving.serve_config import AdapterEntry, ModelApp, render_app
 from daemon.core.records import ModelRow
 from helpers import llm_settings
 
@@ -55,10 +57,12 @@ def test_a_base_lists_its_adapters_and_another_users_without_its_reason():
 
 def serve_answer(table):
     """GET /api/serve/applications/ as Serve answers it for the base: its app, with the config the
-    reconciler PUT (model_app, with the adapter table) as deployed_app_config."""
+    reconciler PUT (its ModelApp, with the adapter table) as deployed_app_config."""
     spec = ResolvedServingSpec.from_dict(BASE.resolved)
-    app = model_app(ModelDeployment.of(BASE.model_key, spec, llm_settings(accelerator_type="cpu")), table)
-    return {app_name(BASE.model_key): {"status": "RUNNING", "message": "", "deployed_app_config": app,
+    entries = {k: AdapterEntry(v["path"], v["generation"], "alice") for k, v in table.items()}
+    app = render_app(ModelApp.of(ModelDeployment.of(BASE.model_key, spec, llm_settings(accelerator_type="cpu")),
+                                 model_app_name(BASE.model_key), entries))
+    return {model_app_name(BASE.model_key): {"status": "RUNNING", "message": "", "deployed_app_config": app,
                                        "deployments": {deployment_name(BASE.model_key): {
                                            "status": "HEALTHY", "message": "",
                                            "replicas": [{"replica_id": "r1", "state": "RUNNING", "node_ip": "10.0.0.1",

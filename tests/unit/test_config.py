@@ -80,3 +80,15 @@ def test_empty_config_means_defaults(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("profile: dev\n")
     assert load_config(path, env={}) == Config()
+
+
+@pytest.mark.parametrize("value", ["per_model", "single_app"])
+def test_the_removed_layout_key_is_one_error_at_its_line_that_says_to_delete_it(tmp_path, value):
+    path = tmp_path / "c.yaml"
+    path.write_text(f"serving:\n  serve:\n    http_port: 8000\n    layout: {value}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, env={})
+    (line,) = str(err.value).splitlines()[1:]
+    assert line == (f"{path}:4:13: serving.serve.layout: this key was removed: argus always runs one Serve "
+                    "application per model behind its front end (what `per_model` was; `single_app` is gone); "
+                    "delete the line")

@@ -14,7 +14,7 @@ TWO_FREE = {**H20, "devices": ["NVIDIA H20"] * 2, "matmul_ok": 2, "gpu_ids": ["5
 
 
 @pytest.mark.parametrize("finding,status,says", [
-    (GOOD, OK, "imports daemon.frontend"),
+    (GOOD, OK, "imports daemon.replicas"),
     ({**GOOD, "ray": "2.55.0"}, FAIL, "argus expects ray 2.60.0, vllm 0.29.0"),
     ({**GOOD, "vllm": "0.32.0"}, FAIL, "argus expects ray 2.60.0, vllm 0.29.0"),
     ({**GOOD, "error": "ModuleNotFoundError: No module named 'daemon'"}, FAIL, "No module named 'daemon'"),

@@ -139,10 +139,31 @@ def test_sync_and_serving_do_not_import_each_other():
             assert not any(m.startswith("daemon.sync") for m in imported), name
 
 
-def test_only_the_frontend_imports_ray_or_vllm():
+# What runs inside Ray replicas; of it argusd imports only the names they share (Ray-free).
+REPLICAS = "daemon.replicas"
+SHARED_NAMES = "daemon.replicas.names"
+RAY_FREE_REPLICA_MODULES = {REPLICAS, SHARED_NAMES, "daemon.replicas.weights"}
+
+
+def _in_replicas(name: str) -> bool:
+    return name == REPLICAS or name.startswith(REPLICAS + ".")
+
+
+def test_only_the_replicas_import_ray_or_vllm():
     for name, imported in IMPORTS.items():
-        if not name.startswith("daemon.frontend"):
+        if not _in_replicas(name) or name in RAY_FREE_REPLICA_MODULES:
             assert not any(_top(m) in ("ray", "vllm", "torch") for m in imported), name
+
+
+def test_argusd_imports_of_the_replica_code_only_the_shared_names():
+    for name, imported in IMPORTS.items():
+        if not _in_replicas(name):
+            reached = {m for m in imported if _in_replicas(m)}
+            assert all(m == SHARED_NAMES or m.startswith(SHARED_NAMES + ".") for m in reached), (name, reached)
+
+
+def test_the_shared_names_are_standard_library_only():
+    assert {_top(m) for m in IMPORTS[SHARED_NAMES]} <= {"__future__"}
 
 
 def test_the_replica_contract_is_standard_library_only():
@@ -154,14 +175,14 @@ def test_the_replica_contract_is_standard_library_only():
     assert {_top(m) for m in IMPORTS["daemon.served_paths"]} <= {"__future__", "os", "posixpath", "daemon"}
 
 
-def test_the_frontend_needs_nothing_else_of_argus_and_keeps_ray_private_names_in_one_place():
+def test_the_replicas_need_nothing_else_of_argus_and_keep_ray_private_names_in_one_place():
     # It is imported on every Ray node from the Serve config; argus's other modules need not be there.
     for name, imported in IMPORTS.items():
-        if name.startswith("daemon.frontend"):
+        if _in_replicas(name):
             # ...but the stdlib-only contract it shares with argusd (environment names, the path rule).
-            assert all(m.startswith(("daemon.frontend", "daemon.core.replica_contract", "daemon.served_paths"))
+            assert all(m.startswith((REPLICAS, "daemon.core.replica_contract", "daemon.served_paths"))
                        for m in imported if _top(m) in ("daemon", "argusctl")), name
-            if name != "daemon.frontend.ray_private":
+            if name != "daemon.replicas.ray_private":
                 assert not any("._internal" in m or "._private" in m for m in imported), name
 
 
@@ -214,8 +235,8 @@ def test_the_web_part_loads_only_where_it_runs():
         if web:
             # the HTTP layer of daemon.api (http, server, dependencies, routes_*); never what argusctl reads
             assert (name.startswith("daemon.api.") and name not in ("daemon.api.tokens", "daemon.api.service")
-                    or name.startswith("daemon.frontend")), (name, web)
-        if name.startswith(("daemon.sync", "daemon.serving", "daemon.core", "daemon.frontend")):
+                    or _in_replicas(name)), (name, web)
+        if name.startswith(("daemon.sync", "daemon.serving", "daemon.core", REPLICAS)):
             assert not any(m.startswith("daemon.api") for m in imported), name
         if name.startswith("argusctl"):
             assert {m for m in imported if m.startswith("daemon.api.")} <= {"daemon.api.tokens",

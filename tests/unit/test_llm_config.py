@@ -1,7 +1,7 @@
 """Seed M4.3: spec -> LLMConfig for 1/2/4 GPUs, accelerator, runtime_env."""
 import pytest
 
-from daemon.serving.llm_config import build_llm_config, deployed_models, ModelDeployment, single_app
+from daemon.serving.llm_config import build_llm_config
 from helpers import llm_settings
 from daemon.core.spec import ResolvedServingSpec
 
@@ -53,12 +53,3 @@ def test_spec_engine_kwargs_win_over_defaults_but_not_over_tp():
     config = build_llm_config(spec(2, engine_kwargs={"max_model_len": 100}), "m-1",
                               llm_settings(engine_defaults={"max_model_len": 9, "enforce_eager": True}))
     assert config["engine_kwargs"] == {"enforce_eager": True, "max_model_len": 100, "tensor_parallel_size": 2}
-
-
-def test_replicas_are_an_override_and_the_app_round_trips():
-    settings = llm_settings()
-    app = single_app([ModelDeployment.of("m-1", spec(replicas=3), settings)])
-    assert app["args"]["llm_configs"][0]["deployment_config"]["num_replicas"] == 1
-    assert app["deployments"] == [{"name": "LLMServer:m-1", "num_replicas": 3}]
-    (back,) = deployed_models(app).values()
-    assert back == ModelDeployment.of("m-1", spec(replicas=3), settings)

@@ -1,19 +1,25 @@
-"""plan(desired, observed) as tables: what to apply and which transitions to record. Tests
-that hold for both layouts run in both (`layout`); the others say which layout they mean."""
+"""plan(desired, observed) as tables: what to apply and which transitions to record. The
+desired side is DesiredModel rows; the observed side is what Serve would report once it took a
+plan's config (built through the same parsing as Serve's real answer)."""
 import pytest
 
 from daemon.core.spec import ResolvedServingSpec
-from daemon.serving.llm_config import deployment_name
+from daemon.replicas.names import deployment_name
+from daemon.serving.desired import DesiredModel
+from daemon.serving.judge import cluster_event
+from daemon.serving.observe import Observed, ObservedApp, ObservedDeployment, observed_from_status
 from daemon.serving.placement import AdmissionMode, Capacity, NodeFree
-from daemon.serving.plan import (DesiredModel, Observed, ObservedApp, ObservedDeployment, cluster_event,
-                                 observed_from_status, plan)
+from daemon.serving.plan import plan
 from helpers import llm_settings, serve_settings
 
 CPU = llm_settings(accelerator_type="cpu")
 GPU = llm_settings(accelerator_type="H20")
-SINGLE_APP = serve_settings("single_app")
-PER_MODEL = serve_settings("per_model")
-LAYOUTS = pytest.mark.parametrize("serve", [PER_MODEL, SINGLE_APP], ids=["per_model", "single_app"])
+PER_MODEL = serve_settings()
+
+
+@pytest.fixture
+def serve():
+    return PER_MODEL
 
 
 def model(key, state="QUEUED", replicas=1, gpus=1, generation=1, source_problem=None, last_event=None, src="m",
@@ -27,6 +33,7 @@ def model(key, state="QUEUED", replicas=1, gpus=1, generation=1, source_problem=
 
 def served(config, dep_status="HEALTHY", app_status="RUNNING", message="", running=None, drop=()):
     """What Serve reports once it has taken `config` (a plan's apply)."""
+    config = js(config)
     apps = {}
     for app in config["applications"]:
         deps = {}
@@ -36,8 +43,13 @@ def served(config, dep_status="HEALTHY", app_status="RUNNING", message="", runni
             status = dep_status(d["name"]) if callable(dep_status) else dep_status
             replicas = d.get("num_replicas", 1)
             deps[d["name"]] = ObservedDeployment(status, message, replicas if running is None else running)
-        apps[app["name"]] = ObservedApp(app_status, message, app, deps)
+        apps[app["name"]] = ObservedApp(app_status, message, app, deps, name=app["name"])
     return Observed(apps)
+
+
+def js(config):
+    """A plan's config as Serve's JSON (tests also pass that JSON itself)."""
+    return config.to_json() if hasattr(config, "to_json") else config
 
 
 def states(p):
@@ -46,7 +58,7 @@ def states(p):
 
 def model_deployments(config):
     """LLMServer deployment -> num_replicas, across the applications of either layout."""
-    return {d["name"]: d["num_replicas"] for app in config["applications"] for d in app["deployments"]
+    return {d["name"]: d["num_replicas"] for app in js(config)["applications"] for d in app["deployments"]
             if d["name"].startswith("LLMServer:")}
 
 
@@ -69,32 +81,22 @@ def settled(models, serve, settings=None, capacity=None):
 
 
 def app_of(config, key):
-    return next(a for a in config["applications"] if any(d["name"] == f"LLMServer:{key}" for d in a["deployments"]))
+    return next(a for a in js(config)["applications"] if any(d["name"] == f"LLMServer:{key}" for d in a["deployments"]))
 
 
-@LAYOUTS
 def test_new_model_is_applied_and_deploying(serve):
     p = plan([model("a")], Observed(), capacity=None, settings=CPU, serve=serve)
     assert states(p) == [("a", "DEPLOYING", "APPLIED")]
     assert model_deployments(p.apply) == {"LLMServer:a": 1}
-    assert p.apply["http_options"] == {"host": "0.0.0.0", "port": 8000}
+    assert p.apply.to_json()["http_options"] == {"host": "0.0.0.0", "port": 8000}
 
 
-def test_single_app_holds_every_model_in_ray_serve_llm_s_own_app():
-    p = plan([model("a")], Observed(), capacity=None, settings=CPU, serve=SINGLE_APP)
-    (app,) = p.apply["applications"]
-    assert app["import_path"] == "ray.serve.llm:build_openai_app"
-    assert app["deployments"] == [{"name": "LLMServer:a", "num_replicas": 1}]
-
-
-@LAYOUTS
 def test_nothing_changed_applies_nothing_and_records_nothing(serve):
     observed = settled([model("a", "RUNNING")], serve)  # raises unless it settles within a few applies
     p = plan([model("a", "RUNNING")], observed, capacity=None, settings=CPU, serve=serve)
     assert p.noop
 
 
-@LAYOUTS
 @pytest.mark.parametrize("dep_status, app_status, running, expected", [
     ("HEALTHY", "RUNNING", None, [("a", "RUNNING", "RUNNING")]),
     ("UPDATING", "DEPLOYING", None, []),
@@ -114,25 +116,11 @@ def test_deploying_model_follows_serve(serve, dep_status, app_status, running, e
         assert p.transitions[0].error_summary == f"{dep_status}: engine died"
 
 
-def test_single_app_that_does_not_build_fails_the_new_model_only():
-    applied = plan([model("a", "RUNNING"), model("b")], Observed(), capacity=None, settings=CPU,
-                   serve=SINGLE_APP).apply
-    observed = served(applied, app_status="DEPLOY_FAILED", message="bad engine arg", drop=("LLMServer:b",))
-    p = plan([model("a", "RUNNING"), model("b", "DEPLOYING")], observed, capacity=None, settings=CPU,
-             serve=SINGLE_APP)
-    assert states(p) == [("b", "FAILED", "FAILED")]
-    # Next tick: b is FAILED and left out, so a is applied on its own again.
-    p = plan([model("a", "RUNNING"), model("b", "FAILED")], observed, capacity=None, settings=CPU, serve=SINGLE_APP)
-    assert model_deployments(p.apply) == {"LLMServer:a": 1}
-
-
-@LAYOUTS
 def test_failed_model_is_left_out(serve):
     p = plan([model("a", "RUNNING"), model("b", "FAILED")], Observed(), capacity=None, settings=CPU, serve=serve)
     assert model_deployments(p.apply) == {"LLMServer:a": 1}
 
 
-@LAYOUTS
 def test_deleting_is_removed_then_deleted_when_gone(serve):
     both = plan([model("a", "RUNNING"), model("b", "RUNNING")], Observed(), capacity=None, settings=CPU,
                 serve=serve).apply
@@ -145,16 +133,12 @@ def test_deleting_is_removed_then_deleted_when_gone(serve):
     assert p2.apply is None and states(p2) == [("b", "DELETED", "DELETED")]
 
 
-@LAYOUTS
 def test_last_model_deleted_applies_a_config_without_models(serve):
     one = plan([model("a", "RUNNING")], Observed(), capacity=None, settings=CPU, serve=serve).apply
     p = plan([model("a", "DELETING")], served(one), capacity=None, settings=CPU, serve=serve)
     assert model_deployments(p.apply) == {}
-    if serve is SINGLE_APP:
-        assert p.apply["applications"] == []
 
 
-@LAYOUTS
 def test_gpu_admission_records_pending_once(serve):
     # a runs on n0 (Ray's live view already shows its 2 GPUs as used): 2 free there, none elsewhere.
     only_a = settled([model("a", "RUNNING", gpus=2)], serve, GPU, capacity=nodes(4))
@@ -172,7 +156,6 @@ def test_gpu_admission_records_pending_once(serve):
     assert again.noop
 
 
-@LAYOUTS
 def test_update_that_does_not_fit_keeps_the_running_version(serve):
     running = plan([model("a", "RUNNING", replicas=1, gpus=2)], Observed(), capacity=nodes(4), settings=GPU,
                    serve=serve).apply
@@ -242,11 +225,11 @@ def test_a_model_serve_cannot_place_goes_back_to_queued_with_serves_reason():
     (t,) = p.transitions
     assert (t.state, t.event_type) == ("QUEUED", "PENDING_RESOURCES")
     assert t.error_summary.startswith("Serve cannot place a replica yet: Deployment 'LLMServer:s'")
-    assert "llm-s" not in {a["name"] for a in p.apply["applications"]}  # its pending group is withdrawn
+    assert "llm-s" not in {a["name"] for a in p.apply.to_json()["applications"]}  # its pending group is withdrawn
     # Tried again only once more GPUs are free than when it stalled.
     queued = model("s", gpus=4, last_event=("PENDING_RESOURCES", t.payload))
     waits = plan([queued], Observed(), capacity=nodes(4), settings=GPU, serve=PER_MODEL)
-    assert states(waits) == [] and "llm-s" not in {a["name"] for a in waits.apply["applications"]}
+    assert states(waits) == [] and "llm-s" not in {a["name"] for a in waits.apply.to_json()["applications"]}
     assert states(plan([queued], Observed(), capacity=nodes(4, 4), settings=GPU, serve=PER_MODEL)) == [
         ("s", "DEPLOYING", "APPLIED")]
 
@@ -294,15 +277,14 @@ def test_other_teams_apps_pass_through_unchanged():
     observed = Observed({"team-b": ObservedApp("RUNNING", "", foreign, {"D": ObservedDeployment("HEALTHY")}),
                          "imperative": ObservedApp("RUNNING", "", None, {})})
     p = plan([model("a")], observed, capacity=None, settings=CPU, serve=PER_MODEL)
-    assert [a for a in p.apply["applications"] if a["name"] == "team-b"] == [foreign]
-    assert "imperative" not in {a["name"] for a in p.apply["applications"]}  # serve.run apps: Serve keeps them
+    assert [a for a in p.apply.to_json()["applications"] if a["name"] == "team-b"] == [foreign]
+    assert "imperative" not in {a["name"] for a in p.apply.to_json()["applications"]}  # serve.run apps: Serve keeps them
     # Once argus's own apps are as wanted, the foreign app alone never makes argus apply.
     ours = settled([model("a", "RUNNING")], PER_MODEL)
     assert plan([model("a", "RUNNING")], Observed({**ours.apps, "team-b": observed.apps["team-b"]}), capacity=None,
                 settings=CPU, serve=PER_MODEL).noop
 
 
-@LAYOUTS
 def test_missing_model_source_fails_fast(serve):
     problem = "model_source /private/hf/m does not exist; put the model there (or fix model_source in the spec)"
     p = plan([model("a", source_problem=problem)], Observed(), capacity=None, settings=CPU, serve=serve)
@@ -312,7 +294,6 @@ def test_missing_model_source_fails_fast(serve):
     assert t.error_summary == problem
 
 
-@LAYOUTS
 @pytest.mark.parametrize("state", ["DEPLOYING", "RUNNING"])
 def test_a_model_whose_folder_is_swapped_out_of_its_owners_roots_fails_and_leaves_the_config(serve, state):
     reason = ("model_source /private/hf/m leads through a symlink to /private/users/eve/m, outside /private/hf/ or "
@@ -325,22 +306,20 @@ def test_a_model_whose_folder_is_swapped_out_of_its_owners_roots_fails_and_leave
     assert model_deployments(after.apply) == {"LLMServer:b": 1}
 
 
-@LAYOUTS
 def test_drift_is_repaired(serve):
     # Gone from Serve altogether (Ray restarted): not RUNNING, and applied again.
     p = plan([model("a", "RUNNING")], Observed(), capacity=None, settings=CPU, serve=serve)
     assert p.apply is not None and states(p) == [("a", "DEPLOYING", "REPLICAS_LOST")]
     assert p.transitions[0].error_summary == "Serve has no replica of it; redeploying"
     ours = plan([model("a", "RUNNING")], Observed(), capacity=None, settings=CPU, serve=serve).apply
-    tampered = served(ours)
-    name = app_of(ours, "a")["name"]
-    tampered.apps[name].deployed_config["deployments"][0]["num_replicas"] = 5
+    config = ours.to_json()
+    app_of(config, "a")["deployments"][0]["num_replicas"] = 5
+    tampered = served(config)
     p = plan([model("a", "RUNNING")], tampered, capacity=None, settings=CPU, serve=serve)
     assert model_deployments(p.apply) == {"LLMServer:a": 1}
     assert states(p) == [("a", "DEPLOYING", "DRIFT_REPAIRED")]
 
 
-@LAYOUTS
 def test_scaling_changes_only_the_override_not_args(serve):
     one = plan([model("a", "RUNNING"), model("b", "RUNNING")], Observed(), capacity=None, settings=CPU,
                serve=serve).apply
@@ -350,13 +329,11 @@ def test_scaling_changes_only_the_override_not_args(serve):
     assert model_deployments(scaled) == {"LLMServer:a": 1, "LLMServer:b": 2}
 
 
-@LAYOUTS
 def test_configs_are_sorted_and_stable(serve):
     a = plan([model("b"), model("a")], Observed(), capacity=None, settings=CPU, serve=serve).apply
     b = plan([model("a"), model("b")], Observed(), capacity=None, settings=CPU, serve=serve).apply
-    assert a == b
-    if serve is SINGLE_APP:
-        assert [c["deployment_config"]["name"] for c in a["applications"][0]["args"]["llm_configs"]] == ["a", "b"]
+    assert a == b and a.to_json() == b.to_json()
+    assert [app["name"] for app in a.to_json()["applications"]] == ["argus", "llm-a", "llm-b"]
 
 
 def test_observed_from_dashboard_status():
@@ -365,13 +342,13 @@ def test_observed_from_dashboard_status():
         "deployments": {deployment_name("a"): {"status": "HEALTHY", "message": "", "target_num_replicas": 2,
                                                 "replicas": [{"state": "RUNNING"}, {"state": "STARTING"}]}}}}}
     observed = observed_from_status(status)
-    app, dep = observed.deployment("LLMServer:a")
+    app, dep = observed.server("a", "argus")
     assert (app.status, dep.status, dep.running_replicas) == ("RUNNING", "HEALTHY", 1)
     assert observed_from_status(None).apps == {}
 
 
 def test_failure_summary_keeps_the_first_sentence_and_the_final_exception():
-    from daemon.serving.plan import summarize_failure
+    from daemon.serving.observe import summarize_failure
 
     message = ("DEPLOY_FAILED: The deployment failed to start 3 times in a row. This may be due to a problem. "
                "Error:\n\x1b[36mray::ServeReplica\x1b[39m (pid=1)\n  File \"x.py\", line 1, in f\n    raise\n"
@@ -387,17 +364,10 @@ def test_failure_summary_keeps_the_first_sentence_and_the_final_exception():
     assert len(summarize_failure("x" * 2000)) == 500
 
 
-def test_single_app_an_app_serve_is_deleting_is_not_deleted_again_but_its_model_waits():
-    one = plan([model("a", "RUNNING")], Observed(), capacity=None, settings=CPU, serve=SINGLE_APP).apply
-    deleting = served(one, app_status="DELETING")
-    p = plan([model("a", "DELETING")], deleting, capacity=None, settings=CPU, serve=SINGLE_APP)
-    assert p.noop  # no second PUT of the empty config, and not DELETED while Serve still has it
-
-
 
 
 def apps(config):
-    return {a["name"]: a for a in config["applications"]}
+    return {a["name"]: a for a in js(config)["applications"]}
 
 
 def routes(config):
@@ -408,7 +378,7 @@ def test_per_model_layout_one_app_per_model_and_a_front_end():
     p = plan([model("a")], Observed(), capacity=None, settings=CPU, serve=PER_MODEL)
     assert states(p) == [("a", "DEPLOYING", "APPLIED")]
     assert set(apps(p.apply)) == {"argus", "llm-a"}
-    assert apps(p.apply)["llm-a"]["import_path"] == "daemon.frontend:build_model_app"
+    assert apps(p.apply)["llm-a"]["import_path"] == "daemon.replicas.model_server:build_model_app"
     assert apps(p.apply)["llm-a"]["route_prefix"] is None
     assert apps(p.apply)["argus"]["route_prefix"] == "/"
     assert routes(p.apply) == []  # not RUNNING yet: not listed
@@ -479,17 +449,16 @@ def test_per_model_a_model_being_scaled_stays_routed_while_a_replica_serves():
 def test_the_front_end_runs_the_configured_replicas_each_with_the_whole_table():
     p = plan([model("a", "RUNNING"), model("b", "RUNNING")], Observed(), capacity=None, settings=CPU,
              serve=PER_MODEL)
-    (front,) = [a for a in p.apply["applications"] if a["name"] == "argus"]
+    (front,) = [a for a in p.apply.to_json()["applications"] if a["name"] == "argus"]
     (deployment,) = front["deployments"]
     assert deployment["num_replicas"] == PER_MODEL.frontend_replicas == 2
     # user_config goes to every replica: one table for all.
     assert "user_config" in deployment and "num_replicas" not in front.get("args", {})
 
 
-@LAYOUTS
 def test_a_running_model_whose_replica_dies_stays_in_and_says_so_once(serve):
     ours = settled([model("a", "RUNNING")], serve)
-    applied = {"applications": [a.deployed_config for a in ours.apps.values()]}
+    applied = {"applications": [a.deployed for a in ours.apps.values()]}
     # One replica still counts as RUNNING in Serve's answer (it fails its health checks).
     sick = served(applied, dep_status=lambda d: "UNHEALTHY" if d.startswith("LLMServer") else "HEALTHY",
                   message="The replica died unexpectedly")
@@ -512,7 +481,6 @@ def model_key_of(p):
     return [t.model_key for t in p.transitions]
 
 
-@LAYOUTS
 @pytest.mark.parametrize("case, dep_status, running, drop_app, expected_reason", [
     # Ray restarted (or the app was removed): Serve has nothing; argus applies it again.
     ("gone", None, None, True, "Serve has no replica of it; redeploying"),
@@ -525,7 +493,7 @@ def model_key_of(p):
 def test_a_running_model_serve_does_not_run_is_not_running(serve, case, dep_status, running, drop_app,
                                                            expected_reason):
     ours = settled([model("a", "RUNNING")], serve)
-    applied = {"applications": [a.deployed_config for a in ours.apps.values()]}
+    applied = {"applications": [a.deployed for a in ours.apps.values()]}
     if drop_app:
         observed = Observed()
     else:
@@ -545,7 +513,7 @@ def test_a_running_model_serve_does_not_run_is_not_running(serve, case, dep_stat
     q = plan([model("a", "DEPLOYING", last_event=lost, was_running=True, ran_this_generation=True)], again,
              capacity=None, settings=CPU, serve=serve)
     assert q.transitions == []
-    if serve is PER_MODEL and not drop_app:  # Serve restarts its replica: requests wait for it, not a 404
+    if not drop_app:  # Serve restarts its replica: requests wait for it, not a 404
         assert routes(plan([model("a", "DEPLOYING", last_event=lost, was_running=True, ran_this_generation=True)],
                            again, capacity=None, settings=CPU, serve=serve).apply or applied) == [
             "alice-202601010000-a"]
@@ -558,10 +526,10 @@ def test_a_running_model_serve_does_not_run_is_not_running(serve, case, dep_stat
 
 def test_a_running_model_is_not_lost_while_serve_reimports_its_app():
     """Serve lists no deployments while it re-imports an app, and its replicas serve on."""
-    ours = settled([model("a", "RUNNING")], SINGLE_APP)
-    (app,) = ours.apps.values()
-    building = Observed({"argus": ObservedApp("DEPLOYING", "", app.deployed_config, {})})
-    assert plan([model("a", "RUNNING")], building, capacity=None, settings=CPU, serve=SINGLE_APP).transitions == []
+    ours = settled([model("a", "RUNNING")], PER_MODEL)
+    app = ours.apps["llm-a"]
+    building = Observed({**ours.apps, "llm-a": ObservedApp("DEPLOYING", "", app.deployed, {})})
+    assert plan([model("a", "RUNNING")], building, capacity=None, settings=CPU, serve=PER_MODEL).transitions == []
 
 
 def test_an_unhealthy_new_generation_still_fails():
@@ -580,7 +548,6 @@ RETRY_OTHER = RETRY.replace("ValueError: max_model_len (999999) is greater than 
                             "RuntimeError: Engine core initialization failed")
 
 
-@LAYOUTS
 @pytest.mark.parametrize("messages, recorded", [
     # The same failure on every retry (the count changes): one event.
     ([RETRY.format(n=2), RETRY.format(n=1), RETRY.format(n=0)],
@@ -630,14 +597,13 @@ def test_the_cluster_being_unreachable_is_recorded_once_per_change(last, unreach
     assert cluster_event(last, unreachable) == expected
 
 
-@LAYOUTS
 def test_while_claiming_the_lease_a_model_serve_lost_is_not_running(serve):
     """After a Ray restart argusd claims the lease before it applies anything; meanwhile a
     model Serve does not run is not shown as RUNNING (and one it runs is left alone)."""
-    from daemon.serving.plan import lost_while_claiming
+    from daemon.serving.judge import lost_while_claiming
     ours = settled([model("a", "RUNNING")], serve)
     models = [model("a", "RUNNING"), model("b", "QUEUED"), model("c", "FAILED")]
-    assert lost_while_claiming(models[:1], ours, serve) == []
-    (t,) = lost_while_claiming(models, Observed(), serve)
+    assert lost_while_claiming(models[:1], ours) == []
+    (t,) = lost_while_claiming(models, Observed())
     assert (t.model_key, t.state, t.event_type, t.error_summary) == (
         "a", "DEPLOYING", "REPLICAS_LOST", "Serve has no replica of it; redeploying")

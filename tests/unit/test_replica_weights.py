@@ -1,21 +1,14 @@
-"""The replica's side of the path rules (daemon/frontend/weights.py), on real folders and
+"""The replica's side of the path rules (daemon/replicas/weights.py), on real folders and
 symlinks: what the replica opens is checked, vLLM gets only checked paths or the replica's own
-copies, and a copy's digest changes exactly when the weights do. Loaded from its file: the
-daemon.frontend package imports Ray, which the dev venv does not have."""
-import importlib.util
+copies, and a copy's digest changes exactly when the weights do. (weights.py and its package's
+own module are Ray-free, so the dev venv imports them.)"""
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
 from daemon.served_paths import served_path_problem
-
-REPO = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("replica_weights", REPO / "daemon" / "frontend" / "weights.py")
-weights = importlib.util.module_from_spec(_spec)
-sys.modules["replica_weights"] = weights   # dataclasses look their module up
-_spec.loader.exec_module(weights)
+from daemon.replicas import weights
 
 
 @pytest.fixture
@@ -132,7 +125,20 @@ def test_different_files_never_share_a_digest(root, tmp_path_factory):
     two, one = root / "users/alice/two", root / "users/alice/one"
     two.mkdir()
     one.mkdir()
-    (two / "a").write_bytes(b"X")
-    (two / "b").write_bytes(b"Y")
-    (one / "a").write_bytes(b"Xb\0Y")
+    (two / "adapter_config.json").write_bytes(b"X")
+    (two / "adapter_model.bin").write_bytes(b"Y")
+    (one / "adapter_config.json").write_bytes(b"Xadapter_model.bin\0Y")
     assert weights.snapshot_adapter(str(two), owner, copies).digest != weights.snapshot_adapter(str(one), owner, copies).digest
+
+
+def test_only_the_files_vllms_lora_loader_reads_are_copied(root, tmp_path_factory):
+    owner, copies = weights.Owner("alice", str(root)), str(tmp_path_factory.mktemp("copies"))
+    folder = root / "users/alice/a"
+    (folder / "checkpoint-500").mkdir()
+    (folder / "checkpoint-500" / "optimizer.pt").write_bytes(b"x" * 1000)
+    (folder / "README.md").write_text("notes")
+    (folder / "training_args.bin").write_bytes(b"y")
+    before = weights.snapshot_adapter(str(folder), owner, copies)
+    assert sorted(os.listdir(before.path)) == ["adapter_config.json", "adapter_model.safetensors"]
+    (folder / "README.md").write_text("other notes")   # nothing vLLM reads changed: the same weights
+    assert weights.snapshot_adapter(str(folder), owner, copies).digest == before.digest

@@ -1,16 +1,7 @@
-"""Code that runs inside Ray Serve for the per-model layout (loaded through import paths in
-the declarative config; argusd and argusctl never import it, so it may import Ray; Ray's
-private names it needs are in ray_private.py, and nothing else of argus but the stdlib-only
-daemon.core.replica_contract).
-
-- `build_model_app`: one Serve application per model, holding only that model's
-  LLMServer deployment (Ray Serve LLM's own server, built by `build_llm_deployment`, as
-  `ArgusLLMServer`: argus's adapters, the path rules where weights are read, one repair).
-- `build_frontend`: the one OpenAI endpoint. It is Ray Serve LLM's own `OpenAiIngress`
-  (protocol, streaming, OpenAI-style errors) with one change: it starts with no models and
-  learns them from its `user_config`, which Serve applies in place by calling
-  `reconfigure`. Adding, changing or removing a model therefore never restarts the front
-  end or any other model.
+"""The model server, run inside Ray Serve: one Serve application per model (argusd names
+`build_model_app` in the Serve config: daemon.replicas.names.BUILD_MODEL_APP), holding only
+that model's LLMServer deployment (Ray Serve LLM's own server, built by `build_llm_deployment`,
+as `ArgusLLMServer`: argus's adapters, the path rules where weights are read, one repair).
 """
 from __future__ import annotations
 
@@ -24,82 +15,13 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any, AsyncGenerator
 
-from fastapi import HTTPException
 from ray import serve
 from ray.serve.llm import LLMConfig, LLMServer, build_llm_deployment
 
-from daemon.frontend import ray_private
-from daemon.frontend.ray_private import OpenAiIngress, make_fastapi_ingress
-from daemon.frontend.weights import (Owner, WeightsRefusedError, adapter_stamp, check_model_folder,
+from daemon.replicas import ray_private
+from daemon.replicas.names import MODEL_SERVER_PREFIX
+from daemon.replicas.weights import (Owner, WeightsRefusedError, adapter_stamp, check_model_folder,
                                      snapshot_adapter)
-
-FRONTEND_DEPLOYMENT = "ArgusIngress"
-
-
-class ArgusIngress(OpenAiIngress):
-    """OpenAiIngress whose model table comes from user_config: {"models": [{"model_id",
-    "app", "deployment", "max_request_context_length", "base_model"?}]} (only models that are
-    RUNNING, and adapters being loaded or running). An entry with base_model is a LoRA
-    adapter: its requests go to the base's deployment with the adapter id as the multiplexed
-    model id, which ArgusLLMServer loads into vLLM under that name."""
-
-    def __init__(self) -> None:
-        super().__init__(llm_deployments={}, model_cards={})
-        self._targets: dict[str, tuple[str, str, str | None]] = {}
-
-    def reconfigure(self, user_config: dict[str, Any]) -> None:
-        handles, cards, targets = {}, {}, {}
-        current = ray_private.handles(self)
-        for model in (user_config or {}).get("models", []):
-            base = model.get("base_model")
-            model_id, target = model["model_id"], (model["app"], model["deployment"], base)
-            if self._targets.get(model_id) == target:
-                handles[model_id] = current[model_id]  # keep its live handle
-            else:
-                handles[model_id] = ray_private.deployment_handle(target[1], target[0])
-                ray_private.forget_configured(self, model_id)
-                if base is not None:
-                    ray_private.set_configured(self, model_id, handles[model_id].options(
-                        stream=True, multiplexed_model_id=model_id))
-            targets[model_id] = target
-            cards[model_id] = ray_private.model_card(model_id, model.get("max_request_context_length"), base)
-        for stale in ray_private.configured_ids(self) - set(handles):
-            ray_private.forget_configured(self, stale)
-        ray_private.set_tables(self, handles, cards)
-        self._targets = targets
-
-    async def _get_model_id(self, model: str | None) -> str:
-        # Ray's ingress raises FastAPI's HTTPException here, which FastAPI answers as
-        # {"detail": ...}; clients expect OpenAI's {"error": {...}}.
-        try:
-            return await super()._get_model_id(model)
-        except HTTPException as exc:
-            raise ray_private.openai_error(exc.status_code, str(exc.detail)) from None
-
-
-def build_frontend(args: dict[str, Any] | None = None) -> Any:
-    """The front end app. Its replica count comes from the config's deployment options
-    (serving.serve.frontend_replicas); every replica gets the same model table."""
-    return serve.deployment(make_fastapi_ingress(ArgusIngress), name=FRONTEND_DEPLOYMENT, num_replicas=1,
-                            max_ongoing_requests=1000).bind()
-
-
-@serve.deployment(name="ArgusLease", num_replicas=1, ray_actor_options={"num_cpus": 0})
-class ArgusLease:
-    """Holds argusd's lease (daemon/serving/lease.py) as its user_config; serves nothing."""
-
-    def __init__(self) -> None:
-        self.value: dict[str, Any] | None = None
-
-    def reconfigure(self, user_config: dict[str, Any]) -> None:
-        self.value = user_config
-
-    def __call__(self) -> dict[str, Any] | None:
-        return self.value
-
-
-def build_lease(args: dict[str, Any] | None = None) -> Any:
-    return ArgusLease.bind()
 
 
 SERVE_LOGGER = "ray.serve"
@@ -141,6 +63,13 @@ class LoadedAdapter:
     entry: AdapterEntry
     stamp: tuple          # the folder as it was when loaded (weights.adapter_stamp)
     vllm_name: str        # the name vLLM holds these weights under
+    copy: str             # the replica's own copy vLLM reads them from
+
+
+# Adapters one replica keeps loaded (and copied under its own folder): beyond it, the least
+# recently used one is unloaded and its copy removed; its next request loads it again (checked
+# and copied anew). With one copy per loaded adapter this bounds the replica's copies.
+MAX_LOADED_ADAPTERS = 16
 
 
 def vllm_lora_name(adapter_id: str, digest: str) -> str:
@@ -209,7 +138,7 @@ class ArgusLLMServer(LLMServer):
         self._adapters = {adapter_id: AdapterEntry.of(entry) for adapter_id, entry in table.items()}
         async with self._adapter_lock:
             for gone in [a for a in self._loaded if a not in self._adapters]:
-                await ray_private.unload_adapter(self, self._loaded.pop(gone).vllm_name)
+                await self._unload(gone)
 
     async def _maybe_resolve_lora_from_multiplex(self) -> None:
         """Ray's version loads adapters from cloud storage by id; argus's come from the table."""
@@ -228,9 +157,10 @@ class ArgusLLMServer(LLMServer):
             stamp = await asyncio.to_thread(adapter_stamp, wanted.path)
             loaded = self._loaded.get(adapter_id)
             if loaded is not None and (loaded.entry, loaded.stamp) == (wanted, stamp):
+                self._loaded[adapter_id] = self._loaded.pop(adapter_id)   # the most recently used
                 return loaded.vllm_name
             if loaded is not None:
-                await ray_private.unload_adapter(self, self._loaded.pop(adapter_id).vllm_name)
+                await self._unload(adapter_id)
             try:
                 if not wanted.user_id:
                     raise WeightsRefusedError("argus did not say whose adapter this is: nothing is loaded")
@@ -239,9 +169,26 @@ class ArgusLLMServer(LLMServer):
             except WeightsRefusedError as exc:
                 raise ray_private.openai_error(403, f'The adapter "{adapter_id}" is not loaded: {exc}') from None
             name = vllm_lora_name(adapter_id, copy.digest)
-            await ray_private.load_adapter(self, name, copy.path)
-            self._loaded[adapter_id] = LoadedAdapter(wanted, stamp, name)
+            try:
+                await ray_private.load_adapter(self, name, copy.path)
+            except BaseException:
+                self._drop_copy(copy.path)
+                raise
+            self._loaded[adapter_id] = LoadedAdapter(wanted, stamp, name, copy.path)
+            while len(self._loaded) > MAX_LOADED_ADAPTERS:
+                await self._unload(next(iter(self._loaded)))
             return name
+
+    async def _unload(self, adapter_id: str) -> None:
+        """Unload an adapter from vLLM and remove its copy (the caller holds the adapter lock)."""
+        loaded = self._loaded.pop(adapter_id)
+        await ray_private.unload_adapter(self, loaded.vllm_name)
+        self._drop_copy(loaded.copy)
+
+    def _drop_copy(self, path: str) -> None:
+        """Remove a copy no loaded adapter reads any more (the same weights share one copy)."""
+        if all(loaded.copy != path for loaded in self._loaded.values()):
+            shutil.rmtree(path, ignore_errors=True)
 
     async def _run_request(self, request: Any, **kwargs: Any) -> AsyncGenerator[Any, None]:
         """An adapter's request asks vLLM for the adapter's current weights by their vLLM name,
@@ -258,6 +205,6 @@ class ArgusLLMServer(LLMServer):
 
 def build_model_app(args: dict[str, Any]) -> Any:
     """One model's app: its LLMServer deployment alone, no HTTP route of its own. The
-    deployment keeps Ray's name ("LLMServer:<model key>")."""
+    deployment keeps Ray's name (names.deployment_name: "LLMServer:<model key>")."""
     return build_llm_deployment(LLMConfig.model_validate(args["llm_config"]), deployment_cls=ArgusLLMServer,
-                                name_prefix="LLMServer:")
+                                name_prefix=MODEL_SERVER_PREFIX)

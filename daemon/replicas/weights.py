@@ -29,6 +29,11 @@ from daemon.core.replica_contract import OWNER_ENV, ROOT_ENV
 from daemon.served_paths import served_path_problem
 
 COPY_CHUNK = 1 << 20
+# The files vLLM's LoRA loader reads from an adapter folder (vLLM 0.32: lora/peft_helper.py
+# reads adapter_config.json, lora/lora_model.py the first of adapter_model.safetensors, .bin,
+# .pt; older releases also new_embeddings.safetensors or .bin): only these are copied.
+LOADER_FILES = frozenset({"adapter_config.json", "adapter_model.safetensors", "adapter_model.bin",
+                          "adapter_model.pt", "new_embeddings.safetensors", "new_embeddings.bin"})
 # Opening never waits: a pipe (or a file swapped for one) would block forever in open(2) while
 # the replica holds its adapter lock. Regular files ignore O_NONBLOCK; anything else is refused.
 READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
@@ -114,14 +119,17 @@ def adapter_stamp(path: str) -> tuple:
 
 
 def snapshot_adapter(path: str, owner: Owner, into: str) -> Snapshot:
-    """Copy the adapter folder's files (a symlinked file: its checked target) into a new
-    folder under `into`, named by the digest of what was copied; raises WeightsRefusedError.
+    """Copy the adapter folder's files vLLM reads (LOADER_FILES; a symlinked file: its checked
+    target) into a new folder under `into`, named by the digest of what was copied; raises
+    WeightsRefusedError.
     Each file is checked as opened, so a swap between the check and the read is seen."""
     folder, opened = _open_folder(path, owner)
     digest = hashlib.sha256()
     staging = tempfile.mkdtemp(prefix=".copy-", dir=into)
     try:
         for name in sorted(os.listdir(folder)):
+            if name not in LOADER_FILES:
+                continue   # checkpoints, READMEs, training state: vLLM never reads them
             mode = os.stat(name, dir_fd=folder, follow_symlinks=False).st_mode
             if stat.S_ISLNK(mode):
                 target = os.path.realpath(os.path.join(opened, name))
@@ -130,14 +138,14 @@ def snapshot_adapter(path: str, owner: Owner, into: str) -> Snapshot:
             elif stat.S_ISREG(mode):
                 fd = os.open(name, READ_FLAGS, dir_fd=folder)
             elif stat.S_ISDIR(mode):
-                continue  # sub-folders (checkpoints, ...): vLLM reads the files at the top
+                continue  # a folder under a loader file's name: nothing vLLM reads
             else:
                 raise WeightsRefusedError(f"{path}/{name}: {NOT_A_FILE}")
             with os.fdopen(fd, "rb") as source:
                 _check(_opened(source.fileno()), f"{path}/{name} leads to {_opened(source.fileno())}", owner)
                 opened_mode = os.fstat(source.fileno()).st_mode
                 if stat.S_ISDIR(opened_mode):
-                    continue  # a symlink to a sub-folder: not read, as above
+                    continue  # a symlink to a folder: not read, as above
                 if not stat.S_ISREG(opened_mode):   # swapped for a pipe or device after the stat
                     raise WeightsRefusedError(f"{path}/{name}: {NOT_A_FILE}")
                 content = hashlib.sha256()

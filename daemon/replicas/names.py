@@ -1,0 +1,37 @@
+"""The names argusd and the code inside its Ray replicas share: the Serve applications,
+deployments and import paths argusd writes into its Serve config and the replicas are built
+as. Standard library only (argusd imports it without Ray; the replicas import it on every
+Ray node)."""
+from __future__ import annotations
+
+# Ray Serve LLM names a model's deployment "LLMServer:" + deployment_config.name (argus
+# passes the prefix to build_llm_deployment, which is Ray's own default).
+MODEL_SERVER_PREFIX = "LLMServer:"
+MODEL_APP_PREFIX = "llm-"            # a model's Serve application: "llm-<model key>"
+FRONTEND_APP = "argus"               # the one OpenAI endpoint's application (route "/")
+FRONTEND_DEPLOYMENT = "ArgusIngress"
+LEASE_APP = "argus-lease"            # holds argusd's lease (daemon/serving/lease.py) in its user_config
+LEASE_DEPLOYMENT = "ArgusLease"
+
+# Serve's import paths of argus's applications (module:builder), built by Serve on every node.
+BUILD_MODEL_APP = "daemon.replicas.model_server:build_model_app"
+BUILD_FRONTEND = "daemon.replicas.frontend:build_frontend"
+BUILD_LEASE = "daemon.replicas.lease:build_lease"
+
+
+def deployment_name(model_key: str) -> str:
+    """A model's LLMServer deployment as Serve names it (its status maps back to the model)."""
+    return f"{MODEL_SERVER_PREFIX}{model_key}"
+
+
+def model_app_name(model_key: str) -> str:
+    """A model's Serve application. Serve's status is mapped back to models through the
+    LLMConfig each app holds, not through this name, so a later name (one app per generation
+    of a model) reads back the same way."""
+    return f"{MODEL_APP_PREFIX}{model_key}"
+
+
+def is_argus_app(name: str) -> bool:
+    """Whether a Serve application is argus's to change: its front end, its lease and its model
+    apps. Every other app on the cluster is passed through unchanged."""
+    return name in (FRONTEND_APP, LEASE_APP) or name.startswith(MODEL_APP_PREFIX)

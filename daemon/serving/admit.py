@@ -1,0 +1,126 @@
+"""Who is in the next Serve config: what already runs or deploys, and the QUEUED models that
+may start now (their folder is usable; on GPUs, every replica fits on one node). Pure."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from daemon.core.states import EventType, ModelState
+from daemon.serving.desired import DesiredModel, Transition, once
+from daemon.serving.llm_config import LlmSettings, ModelDeployment
+from daemon.serving.observe import Observed, summarize_failure
+from daemon.serving.placement import (AdmissionMode, Capacity, Free, free_of, place, placement_stalled,
+                                      shortfall)
+
+
+def tensor_parallel(deployment: ModelDeployment) -> int:
+    return int(deployment.llm_config.get("engine_kwargs", {}).get("tensor_parallel_size", 1))
+
+
+
+@dataclass
+class Admission:
+    entries: dict[str, ModelDeployment]   # model key -> what the next config holds for it
+    admitted: set[str]                    # QUEUED models that go in now
+    transitions: list[Transition]         # FAILED (folder) and PENDING_RESOURCES
+
+
+def admit(models: list[DesiredModel], running_now: dict[str, ModelDeployment], capacity: Capacity | None,
+          settings: LlmSettings, observed: Observed | None = None) -> Admission:
+    """Who is in the next config: what already runs or deploys, plus the QUEUED models whose
+    folder is usable and whose every replica fits on one node now (a queued update keeps its
+    running version until then). `capacity` None: CPU serving, no GPU admission."""
+    observed = observed or Observed()
+    entries: dict[str, ModelDeployment] = {}
+    transitions: list[Transition] = []
+    free = free_of(capacity) if capacity is not None else None
+    for model in sorted(models, key=lambda m: m.model_key):
+        if model.state not in (ModelState.DEPLOYING, ModelState.RUNNING):
+            continue
+        seen = observed.server(model.model_key)
+        running = seen[1].running_replicas if seen else 0
+        if model.state == ModelState.DEPLOYING and seen and placement_stalled(seen[1].message):
+            stalled = _stalled(model, seen[1].message, running, capacity, free)
+            if stalled is not None:
+                transitions.append(stalled)
+                if stalled.state == ModelState.QUEUED:  # out of the config: its pending group holds nothing
+                    continue
+        entries[model.model_key] = ModelDeployment.of(model.model_key, model.spec, settings)
+        if free is not None and model.state == ModelState.DEPLOYING:
+            # In flight: Ray's usage shows new placement groups only seconds later, so the replicas
+            # not running yet are counted here; one that does not fit holds nothing (Ray cannot
+            # place it either).
+            free = place(free, max(model.spec.num_replicas - running, 0), model.spec.gpus_per_replica) or free
+    admitted: set[str] = set()
+    for model in sorted((m for m in models if m.state == ModelState.QUEUED), key=lambda m: m.model_key):
+        if model.source_problem is not None:
+            transitions.append(Transition(model.model_key, ModelState.FAILED, EventType.FAILED,
+                                          {"message": model.source_problem}, error_summary=model.source_problem,
+                                          attempted_generation=model.generation))
+            continue
+        if capacity is not None:  # GPU serving (free is its live view)
+            seen = observed.server(model.model_key)
+            extra = _extra_replicas(model, running_now.get(model.model_key), seen[1].running_replicas if seen else 0)
+            placed = place(free, extra, model.spec.gpus_per_replica)
+            waiting = _waits_after_stall(model, free)
+            if capacity.mode == AdmissionMode.FIT and (placed is None or waiting):
+                payload = (model.last_event[1] if waiting and model.last_event
+                           else shortfall(capacity, free, extra, model.spec.gpus_per_replica))
+                if once(model, EventType.PENDING_RESOURCES, payload):
+                    transitions.append(Transition(model.model_key, ModelState.QUEUED, EventType.PENDING_RESOURCES,
+                                                  payload, error_summary=str(payload["message"])))
+                if model.model_key in running_now:  # keep serving what runs until the update fits
+                    entries[model.model_key] = running_now[model.model_key]
+                continue
+            free = placed or free
+        entries[model.model_key] = ModelDeployment.of(model.model_key, model.spec, settings)
+        admitted.add(model.model_key)
+    return Admission(entries, admitted, transitions)
+
+
+def _extra_replicas(model: DesiredModel, running: ModelDeployment | None, running_replicas: int) -> int:
+    """Replicas a queued model adds to what Ray holds now: a scale-up of the same shape adds
+    the difference; anything else is placed whole (its old replicas go only once the new
+    ones run)."""
+    if running is not None and tensor_parallel(running) == model.spec.gpus_per_replica:
+        return max(model.spec.num_replicas - running_replicas, 0)
+    return model.spec.num_replicas
+
+
+def _stalled(model: DesiredModel, message: str, running: int, capacity: Capacity | None,
+             free: Free | None) -> Transition | None:
+    """Serve says a replica could not be placed for 30 s. Admitting by fit, a model with
+    nothing running goes back to QUEUED (and waits for more free GPUs than now); otherwise
+    it keeps deploying (the autoscaler may add a node) with Serve's reason, recorded once."""
+    reason = f"Serve cannot place a replica yet: {summarize_failure(message)}"
+    if capacity is not None and capacity.mode == AdmissionMode.FIT and running == 0:
+        payload = {"message": reason, "free_gpus_then": _total_free(free), "free_by_node_then": _gpus_by_node(free)}
+        return Transition(model.model_key, ModelState.QUEUED, EventType.PENDING_RESOURCES, payload,
+                          error_summary=reason)
+    payload = {"message": reason}
+    if not once(model, EventType.PENDING_RESOURCES, payload):
+        return None
+    return Transition(model.model_key, ModelState.DEPLOYING, EventType.PENDING_RESOURCES, payload,
+                      error_summary=reason)
+
+
+def _waits_after_stall(model: DesiredModel, free: Free) -> bool:
+    """A model Serve could not place is tried again once the free GPUs change from what they
+    were when it stalled, on any node (argus's view and Ray's disagreed; trying again on the
+    same view would only repeat it). A stall recorded before per-node views: once more GPUs
+    are free in all."""
+    if model.last_event is None or model.last_event[0] != EventType.PENDING_RESOURCES:
+        return False
+    by_node = model.last_event[1].get("free_by_node_then")
+    if by_node is not None:
+        return _gpus_by_node(free) == by_node
+    then = model.last_event[1].get("free_gpus_then")
+    return then is not None and _total_free(free) <= float(then)
+
+
+def _gpus_by_node(free: Free | None) -> dict[str, float]:
+    """Free GPUs per node, nodes with none left out (the payload stays small on large clusters)."""
+    return {node: gpus for node, (gpus, _) in sorted((free or {}).items()) if gpus > 0}
+
+
+def _total_free(free: Free | None) -> float:
+    return sum(gpus for gpus, _ in (free or {}).values())

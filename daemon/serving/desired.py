@@ -1,0 +1,56 @@
+"""What the reconcile decision reads of each model (the store's view, with the facts the shell
+checked) and what it decides for it: a state transition and an event. Pure."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from daemon.core.adapters import AdapterInfo
+from daemon.core.spec import ResolvedServingSpec
+from daemon.core.states import EventType, ModelState
+from daemon.serving.observe import summarize_failure
+
+
+@dataclass(frozen=True)
+class DesiredModel:
+    model_key: str
+    model_id: str
+    state: ModelState
+    generation: int
+    spec: ResolvedServingSpec
+    # Why the folder cannot be served now: for a QUEUED model spec.source_problem; for one that
+    # deploys or runs (adapters too), spec.path_problem (swapped out of its owner's roots).
+    source_problem: str | None = None
+    last_event: tuple[str, dict] | None = None   # (event_type, payload) of its newest event
+    was_running: bool = False     # reached RUNNING before (so an update keeps it routable)
+    ran_this_generation: bool = False  # this very generation reached RUNNING (a redeploy after Serve lost it)
+    adapter: AdapterInfo | str | None = None   # an adapter's folder facts, or why it cannot be served
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state", ModelState(self.state))
+
+
+@dataclass(frozen=True)
+class Transition:
+    model_key: str
+    state: ModelState | None        # None: no state change, only an event
+    event_type: EventType
+    payload: dict[str, Any]
+    error_summary: str | None = None
+    attempted_generation: int | None = None
+    applied_generation: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.state is not None:
+            object.__setattr__(self, "state", ModelState(self.state))
+        object.__setattr__(self, "event_type", EventType(self.event_type))
+
+
+def once(model: DesiredModel, event_type: EventType, payload: dict[str, Any]) -> bool:
+    """Whether an event says something new (a persisting condition is recorded once)."""
+    return model.last_event != (event_type, payload)
+
+
+def failed(model: DesiredModel, message: str) -> Transition:
+    return Transition(model.model_key, ModelState.FAILED, EventType.FAILED, {"message": message},
+                      error_summary=summarize_failure(message))

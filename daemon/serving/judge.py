@@ -1,0 +1,308 @@
+"""Each model and adapter against what Serve reports: its state transition this tick (an
+early-return ladder per model), the adapters' tables, and the front end's route table once the
+tick is recorded. Pure.
+
+State machine: QUEUED -> DEPLOYING when applied; DEPLOYING -> RUNNING when Serve reports
+the model's deployment healthy at the applied config; DEPLOYING/RUNNING -> FAILED with
+Serve's message; RUNNING -> DEPLOYING when Serve has no running replica of it (Ray restarted,
+its app removed, every replica died), and back once Serve runs it again; DELETING -> DELETED
+when Serve no longer has it. While DEPLOYING, why it is not up yet (a replica that failed to
+start and is being retried) is recorded once per distinct reason. A FAILED model is left
+out of every apply until its spec changes (sync re-queues it), so one broken model never
+keeps the others from being applied.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from daemon.core.adapters import AdapterInfo, BaseRef, adapter_fit, base_allows, find_base
+from daemon.core.states import EventType, ModelState
+from daemon.replicas.names import model_app_name
+from daemon.serving.desired import DesiredModel, Transition, failed, once
+from daemon.serving.llm_config import ModelDeployment
+from daemon.serving.observe import (AppStatus, DeploymentStatus, Observed, ObservedApp, ObservedDeployment,
+                                    startup_failure, summarize_failure)
+from daemon.serving.serve_config import AdapterEntry, ModelApp, Route
+
+
+@dataclass
+class ServedAdapters:
+    transitions: list[Transition]
+    tables: dict[str, dict[str, AdapterEntry]]   # base model key -> its adapter table
+    routes: list[Route]                          # the front end's entries for the adapters
+
+
+def adapter_applied(adapter: DesiredModel, base: DesiredModel, observed: Observed) -> bool:
+    """Serve holds the adapter at its generation in its base's table, and the front end routes
+    it: a request by its id reaches a base replica that knows its folder."""
+    app, frontend = observed.model_app(base.model_key), observed.frontend()
+    entry = (app.adapters or {}).get(adapter.model_id) if app is not None else None
+    routed = frontend.route(adapter.model_id) if frontend is not None else None
+    return (entry is not None and entry.generation == adapter.generation
+            and routed is not None and routed.base_model == base.model_id)
+
+
+def base_refs(models: list[DesiredModel]) -> list[BaseRef]:
+    """The models adapters may name (not adapters, not deleted ones)."""
+    return [BaseRef(m.model_id, m.spec.user_id, m.spec.model_id_suffix, m.spec.model_source, m.spec.adapters)
+            for m in models if not m.spec.is_adapter and m.state != ModelState.DELETED]
+
+
+def _base_of(adapter: DesiredModel, refs: list[BaseRef],
+             bases: dict[str, DesiredModel]) -> tuple[BaseRef, DesiredModel] | None:
+    ref = find_base(adapter.spec.base_model or "", adapter.spec.user_id, refs)
+    return (ref, bases[ref.model_id]) if ref is not None else None
+
+
+def adapters_to_probe(models: list[DesiredModel], observed: Observed) -> list[tuple[DesiredModel, DesiredModel]]:
+    """(adapter, base) pairs the shell asks through the endpoint this tick: DEPLOYING adapters
+    that Serve and the front end already hold, on a RUNNING base. The first answer proves that
+    vLLM loaded the adapter (or says why not)."""
+    refs, bases = base_refs(models), {m.model_id: m for m in models if not m.spec.is_adapter}
+    out = []
+    for adapter in models:
+        if not adapter.spec.is_adapter or adapter.state != ModelState.DEPLOYING:
+            continue
+        found = _base_of(adapter, refs, bases)
+        if found is not None and found[1].state == ModelState.RUNNING and adapter_applied(adapter, found[1], observed):
+            out.append((adapter, found[1]))
+    return out
+
+
+def _held_adapter_ids(observed: Observed) -> set[str]:
+    """Adapter ids any base table in Serve or the front end's table still holds."""
+    held = {adapter_id for app in observed.apps.values() if isinstance(app.config, ModelApp)
+            for adapter_id in app.config.adapters or {}}
+    frontend = observed.frontend()
+    return held | {r.model_id for r in (frontend.routes if frontend is not None else ())}
+
+
+def judge_adapters(adapters: list[DesiredModel], models: list[DesiredModel], state_after: dict[str, ModelState],
+                   model_apps: dict[str, ModelApp], observed: Observed,
+                   probes: dict[str, str | None]) -> ServedAdapters:
+    """Each adapter against its base model this tick: an early-return ladder per adapter. An
+    adapter is in its base's table (and routed to its base's app) while DEPLOYING or RUNNING on
+    a RUNNING base. `model_apps`: the model apps the next config holds, by model key."""
+    refs, bases = base_refs(models), {m.model_id: m for m in models}
+    held = _held_adapter_ids(observed)
+    out = ServedAdapters([], {}, [])
+    for adapter in sorted(adapters, key=lambda m: m.model_key):
+        found = _base_of(adapter, refs, bases)
+        transition = _judge_adapter(adapter, found, state_after, model_apps, observed, probes, held)
+        if transition is not None:
+            out.transitions.append(transition)
+        state = transition.state if transition is not None and transition.state is not None else adapter.state
+        if state not in (ModelState.DEPLOYING, ModelState.RUNNING) or found is None:
+            continue
+        base = found[1]
+        out.tables.setdefault(base.model_key, {})[adapter.model_id] = AdapterEntry(
+            adapter.spec.model_source, adapter.generation, adapter.spec.user_id)
+        # An adapter is reached through its base's deployment, with its id as the multiplexed
+        # model id (which is also the LoRA name vLLM serves it under).
+        out.routes.append(replace(model_apps[base.model_key].route(), model_id=adapter.model_id,
+                                  base_model=base.model_id))
+    return out
+
+
+def _judge_adapter(adapter: DesiredModel, found: tuple[BaseRef, DesiredModel] | None,
+                   state_after: dict[str, ModelState], model_apps: dict[str, ModelApp], observed: Observed,
+                   probes: dict[str, str | None], held: set[str]) -> Transition | None:
+    key, state = adapter.model_key, adapter.state
+
+    def wait(reason: str) -> Transition | None:
+        payload = {"message": reason}
+        if state == ModelState.QUEUED and not once(adapter, EventType.WAITING_FOR_BASE, payload):
+            return None
+        return Transition(key, ModelState.QUEUED, EventType.WAITING_FOR_BASE, payload, error_summary=reason)
+
+    # Its spec is gone: DELETED once no base table and no route holds it any more.
+    if state == ModelState.DELETING:
+        return None if adapter.model_id in held else Transition(key, ModelState.DELETED, EventType.DELETED, {})
+    # Failed (until its spec changes) or deleted: nothing to do.
+    if state not in (ModelState.QUEUED, ModelState.DEPLOYING, ModelState.RUNNING):
+        return None
+    # Its folder is not a usable adapter, or (deploying or running) was swapped out of its owner's
+    # roots: the base's replicas refuse to load it anyway (daemon/replicas/weights.py).
+    if isinstance(adapter.adapter, str) and state == ModelState.QUEUED:
+        return failed(adapter, adapter.adapter)
+    if adapter.source_problem is not None and state in (ModelState.DEPLOYING, ModelState.RUNNING):
+        return failed(adapter, adapter.source_problem)
+    # The base it names does not exist.
+    if found is None:
+        return wait(f"base model {adapter.spec.base_model} is not in argus: no model has that public id, and "
+                    f"{adapter.spec.user_id} has no model with that model_id")
+    ref, base = found
+    # The base does not take it: not opted in or not allowed (also for a running adapter, when
+    # its owner revokes), or (read from its folder) a rank too large or another base.
+    problem = (adapter_fit(adapter.adapter, adapter.spec.user_id, ref) if isinstance(adapter.adapter, AdapterInfo)
+               else base_allows(adapter.spec.user_id, ref))
+    if problem is not None:
+        return wait(problem)
+    # The base does not run (yet, or any more): the adapter waits for it.
+    if state_after.get(base.model_key) != ModelState.RUNNING or base.model_key not in model_apps:
+        return wait(f"waits for base model {base.model_id}, which is {state_after.get(base.model_key)}")
+    # The base runs and takes it: into its table now.
+    if state == ModelState.QUEUED:
+        return Transition(key, ModelState.DEPLOYING, EventType.APPLIED,
+                          {"generation": adapter.generation, "base_model": base.model_id},
+                          attempted_generation=adapter.generation)
+    # In the table: the shell's first request through the endpoint says whether vLLM loaded it.
+    if state == ModelState.DEPLOYING and key in probes and adapter_applied(adapter, base, observed):
+        if probes[key] is None:
+            return Transition(key, ModelState.RUNNING, EventType.RUNNING,
+                              {"generation": adapter.generation, "base_model": base.model_id},
+                              applied_generation=adapter.generation)
+        return failed(adapter, str(probes[key]))
+    return None
+
+
+def judge(model: DesiredModel, seen: tuple[ObservedApp, ObservedDeployment] | None, app: ObservedApp | None,
+          in_sync: bool, admitted: bool, running: ModelDeployment | None,
+          wanted: ModelDeployment | None) -> Transition | None:
+    """One model's transition from what Serve reports about it, or None: an early-return
+    ladder. `seen`: its deployment (with its app); `app`: the app that should hold it;
+    `in_sync`: Serve has the config argus wants for it; `running`: what Serve runs for it
+    now; `wanted`: what the next config holds for it."""
+    # Admitted this tick: it goes into the config now.
+    if admitted:
+        return Transition(model.model_key, ModelState.DEPLOYING, EventType.APPLIED,
+                          {"generation": model.generation, "num_replicas": model.spec.num_replicas},
+                          attempted_generation=model.generation)
+    # Its folder was swapped out of its owner's roots while it deploys or runs: failed (and out of
+    # the next config); its replicas would refuse to load it anyway (daemon/replicas/weights.py).
+    if model.state in (ModelState.DEPLOYING, ModelState.RUNNING) and model.source_problem is not None:
+        return failed(model, model.source_problem)
+    if model.state == ModelState.DEPLOYING:
+        # Its config is not in Serve yet (or is being replaced): wait for it.
+        if not in_sync:
+            return None
+        # No deployment at all: only an app that did not even build says why.
+        if seen is None:
+            if app is not None and app.status == AppStatus.DEPLOY_FAILED:
+                return failed(model, f"DEPLOY_FAILED: {app.message}".strip())
+            return None
+        # Serve gave up on it. (A generation that ran before and lost its replicas is UNHEALTHY
+        # while Serve replaces them: waited for, not failed.)
+        failure = _failure(*seen)
+        if failure and not (model.ran_this_generation and seen[1].status == DeploymentStatus.UNHEALTHY):
+            return failed(model, failure)
+        # Healthy with every replica running.
+        if (seen[1].status == DeploymentStatus.HEALTHY and seen[0].status == AppStatus.RUNNING
+                and seen[1].running_replicas == model.spec.num_replicas):
+            return Transition(model.model_key, ModelState.RUNNING, EventType.RUNNING,
+                              {"generation": model.generation}, applied_generation=model.generation)
+        # Not up yet, and Serve says why: recorded once per distinct reason.
+        reason = startup_failure(seen[1].message or seen[0].message)
+        if reason is not None and once(model, EventType.REPLICA_START_FAILED, {"message": reason}):
+            return Transition(model.model_key, ModelState.DEPLOYING, EventType.REPLICA_START_FAILED,
+                              {"message": reason}, error_summary=reason)
+        return None
+    if model.state == ModelState.RUNNING:
+        # Serve gave up on it.
+        if seen is not None and seen[1].status == DeploymentStatus.DEPLOY_FAILED:
+            return failed(model, _failure(*seen) or DeploymentStatus.DEPLOY_FAILED.value)
+        # Serve has no running replica of it: not RUNNING, whatever argus applied before.
+        lost = replicas_lost(seen, app, in_sync)
+        if lost is not None:
+            return Transition(model.model_key, ModelState.DEPLOYING, EventType.REPLICAS_LOST, {"message": lost},
+                              error_summary=lost)
+        # A replica died or fails its health checks: Serve replaces it, so the model stays in the
+        # config (failing it would take it out, and with it the replicas that still serve); the
+        # reason is recorded once.
+        if seen is not None and seen[1].status == DeploymentStatus.UNHEALTHY:
+            reason = summarize_failure(f"UNHEALTHY: {seen[1].message or seen[0].message}".strip())
+            if not once(model, EventType.DEGRADED, {"message": reason}):
+                return None
+            return Transition(model.model_key, ModelState.RUNNING, EventType.DEGRADED, {"message": reason},
+                              error_summary=reason)
+        # Healthy again: the reason goes.
+        if (seen is not None and seen[1].status == DeploymentStatus.HEALTHY and model.last_event is not None
+                and model.last_event[0] == EventType.DEGRADED):
+            return Transition(model.model_key, ModelState.RUNNING, EventType.RECOVERED,
+                              {"running_replicas": seen[1].running_replicas})
+        # Removed or changed behind argus's back: applied again.
+        if not in_sync and (seen is None or running != wanted):
+            return Transition(model.model_key, ModelState.DEPLOYING, EventType.DRIFT_REPAIRED,
+                              {"message": "Serve did not run this model as specified; applied again"})
+        return None
+    # Deleting, and Serve no longer has it.
+    if model.state == ModelState.DELETING and seen is None and running is None:
+        return Transition(model.model_key, ModelState.DELETED, EventType.DELETED, {})
+    return None
+
+
+def replicas_lost(seen: tuple[ObservedApp, ObservedDeployment] | None, app: ObservedApp | None,
+                  in_sync: bool) -> str | None:
+    """Why a RUNNING model is not served any more, or None while Serve runs a replica of it (or
+    cannot tell: an app Serve is re-importing lists no deployments while its replicas serve on)."""
+    if seen is None and app is not None and app.status == AppStatus.DEPLOYING and not app.deployments:
+        return None
+    if seen is not None and seen[1].running_replicas > 0:
+        return None
+    said = summarize_failure(seen[1].message or seen[0].message) if seen is not None else ""
+    reason = ("Serve has no replica of it; redeploying" if not in_sync
+              else "Serve has no running replica of it; Serve is starting one")
+    return f"{reason} ({said})" if said else reason
+
+
+def lost_while_claiming(models: list[DesiredModel], observed: Observed) -> list[Transition]:
+    """RUNNING models Serve has no running replica of, while this argusd claims the lease (after
+    a Ray restart the lease is gone with everything else): it applies nothing until it holds the
+    lease, but it does not keep saying RUNNING meanwhile. Holding the lease, plan() redeploys."""
+    out = []
+    for model in models:
+        if model.spec.is_adapter or model.state != ModelState.RUNNING:
+            continue
+        lost = replicas_lost(observed.server(model.model_key), observed.apps.get(model_app_name(model.model_key)),
+                             in_sync=False)
+        if lost is not None:
+            out.append(Transition(model.model_key, ModelState.DEPLOYING, EventType.REPLICAS_LOST, {"message": lost},
+                                  error_summary=lost))
+    return out
+
+
+def cluster_event(last: tuple[str, dict[str, Any]] | None,
+                  unreachable: str | None) -> tuple[EventType, dict[str, Any]] | None:
+    """The cluster event to record this tick, once per change of reachability: `last` is the
+    newest one recorded, `unreachable` why Ray's dashboard could not be reached now (None: it
+    answered). A starting dashboard fails in several ways in a row (refused, timed out, closed):
+    the first one is recorded, so "unreachable since" stays when it began (argusd logs each)."""
+    if unreachable is not None:
+        if last is not None and last[0] == EventType.CLUSTER_UNREACHABLE:
+            return None
+        return EventType.CLUSTER_UNREACHABLE, {"message": unreachable}
+    if last is not None and last[0] == EventType.CLUSTER_UNREACHABLE:
+        return EventType.CLUSTER_REACHABLE, {}
+    return None
+
+
+def routes(models: list[DesiredModel], transitions: list[Transition], model_apps: dict[str, ModelApp],
+           observed: Observed) -> list[Route]:
+    """The front end's model table once this tick is recorded: RUNNING models, models being
+    updated or scaled that still have a replica serving, and models whose replicas Serve lost
+    and restarts at the generation that ran (Serve holds their requests until a replica runs,
+    rather than the front end answering that no such model exists)."""
+    state_after = {m.model_key: m.state for m in models}
+    state_after.update({t.model_key: t.state for t in transitions if t.state is not None})
+
+    def routable(m: DesiredModel) -> bool:
+        if m.model_key not in model_apps:
+            return False
+        if state_after[m.model_key] == ModelState.RUNNING:
+            return True
+        seen = observed.server(m.model_key)
+        return (state_after[m.model_key] in (ModelState.QUEUED, ModelState.DEPLOYING) and m.was_running
+                and seen is not None
+                and (seen[1].running_replicas > 0
+                     or (state_after[m.model_key] == ModelState.DEPLOYING and m.ran_this_generation)))
+
+    return [model_apps[m.model_key].route() for m in models if routable(m)]
+
+
+def _failure(app: ObservedApp, dep: ObservedDeployment) -> str | None:
+    if dep.status in (DeploymentStatus.DEPLOY_FAILED, DeploymentStatus.UNHEALTHY):
+        return f"{dep.status.value}: {dep.message or app.message}".strip()
+    if app.status == AppStatus.DEPLOY_FAILED and dep.status != DeploymentStatus.HEALTHY:
+        return f"DEPLOY_FAILED: {app.message}".strip()
+    return None

@@ -1,0 +1,206 @@
+"""What Serve runs, as it reports it (GET /api/serve/applications/), typed: each app's status,
+its deployments' statuses and running replicas, and its deployed config read back through
+serve_config.parse_app; and the reading of Serve's failure messages (tracebacks summarized,
+a replica's start failure recognized). Pure: no ray import, no I/O.
+
+The status names are Ray's own (Ray 2.60: ray.serve.schema.ApplicationStatus,
+ray.serve._private.common.DeploymentStatus and ReplicaState), pinned by
+tests/integration/test_ray_contract.py. A status a later Ray adds reads as UNKNOWN (argus
+then waits, as for any status it does not act on) rather than failing the tick.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from daemon.core.states import StrEnum
+from daemon.replicas.names import FRONTEND_APP, LEASE_APP, deployment_name, is_argus_app, model_app_name
+from daemon.serving.llm_config import ModelDeployment
+from daemon.serving.serve_config import App, FrontendApp, LeaseApp, ModelApp, OtherApp, parse_app
+
+
+class _Status(StrEnum):
+    @classmethod
+    def read(cls, value: Any) -> "_Status":
+        try:
+            return cls(value)
+        except ValueError:
+            return cls("UNKNOWN")
+
+
+class AppStatus(_Status):
+    """An application's status (Ray's ApplicationStatus)."""
+
+    NOT_STARTED = "NOT_STARTED"
+    DEPLOYING = "DEPLOYING"
+    DEPLOY_FAILED = "DEPLOY_FAILED"
+    RUNNING = "RUNNING"
+    UNHEALTHY = "UNHEALTHY"
+    DELETING = "DELETING"
+    UNKNOWN = "UNKNOWN"          # argus's: a status this Ray does not have
+
+
+class DeploymentStatus(_Status):
+    """A deployment's status (Ray's DeploymentStatus)."""
+
+    UPDATING = "UPDATING"
+    HEALTHY = "HEALTHY"
+    UNHEALTHY = "UNHEALTHY"
+    DEPLOY_FAILED = "DEPLOY_FAILED"
+    UPSCALING = "UPSCALING"
+    DOWNSCALING = "DOWNSCALING"
+    UNKNOWN = "UNKNOWN"
+
+
+class ReplicaState(_Status):
+    """A replica's state (Ray's ReplicaState); argus counts the RUNNING ones."""
+
+    STARTING = "STARTING"
+    UPDATING = "UPDATING"
+    RECOVERING = "RECOVERING"
+    RUNNING = "RUNNING"
+    STOPPING = "STOPPING"
+    STOPPED = "STOPPED"
+    PENDING_MIGRATION = "PENDING_MIGRATION"
+    UNKNOWN = "UNKNOWN"
+
+
+@dataclass(frozen=True)
+class ObservedDeployment:
+    status: DeploymentStatus
+    message: str = ""
+    running_replicas: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", DeploymentStatus.read(self.status))
+
+
+@dataclass(frozen=True)
+class ObservedApp:
+    """One application as Serve reports it. `deployed`: its deployed config as Serve holds it
+    (None for an app deployed with serve.run); `config`: the same, read back as argus's own
+    (serve_config.parse_app)."""
+
+    status: AppStatus
+    message: str = ""
+    deployed: dict[str, Any] | None = None
+    deployments: dict[str, ObservedDeployment] = field(default_factory=dict)
+    name: str = ""
+    config: App = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", AppStatus.read(self.status))
+        raw = self.deployed if self.deployed is not None else {"name": self.name}
+        object.__setattr__(self, "name", self.name or str(raw.get("name") or ""))
+        object.__setattr__(self, "config", parse_app({**raw, "name": raw.get("name") or self.name}))
+
+    @property
+    def going(self) -> bool:
+        """Serve is deleting it: it counts as gone (putting the same config again is noise)."""
+        return self.status == AppStatus.DELETING
+
+
+@dataclass(frozen=True)
+class Observed:
+    apps: dict[str, ObservedApp] = field(default_factory=dict)
+
+    def server(self, model_key: str, app_name: str | None = None) -> tuple[ObservedApp, ObservedDeployment] | None:
+        """A model's LLMServer deployment in its app (by default the model's app as argus names
+        it now), with the app."""
+        app = self.apps.get(app_name or model_app_name(model_key))
+        deployment = app.deployments.get(deployment_name(model_key)) if app is not None else None
+        return (app, deployment) if app is not None and deployment is not None else None
+
+    def model_app(self, model_key: str) -> ModelApp | None:
+        """The model's app as Serve holds it, when it reads back as argus's own."""
+        app = self.apps.get(model_app_name(model_key))
+        return app.config if app is not None and isinstance(app.config, ModelApp) else None
+
+    def running_models(self) -> dict[str, ModelDeployment]:
+        """What Serve holds for each model now, by model key."""
+        return {app.config.model_key: app.config.deployment for app in self.apps.values()
+                if isinstance(app.config, ModelApp)}
+
+    def frontend(self) -> FrontendApp | None:
+        app = self.apps.get(FRONTEND_APP)
+        return app.config if app is not None and isinstance(app.config, FrontendApp) else None
+
+    def lease(self) -> dict[str, Any] | None:
+        """The lease value the deployed lease app holds."""
+        app = self.apps.get(LEASE_APP)
+        return app.config.value if app is not None and isinstance(app.config, LeaseApp) else None
+
+    def as_configured(self, names: set[str] | None = None) -> dict[str, App]:
+        """The apps Serve holds (and is not deleting) by name, read back as argus's own, of `names`."""
+        return {name: app.config for name, app in self.apps.items()
+                if not app.going and (names is None or name in names)}
+
+    def foreign(self) -> list[OtherApp]:
+        """Other teams' Serve applications on a shared cluster, to pass through unchanged: the
+        dashboard's PUT replaces every declaratively deployed app, so each one that is not argus's
+        goes back exactly as Serve reports it. Apps deployed with serve.run (no deployed config)
+        are left alone by Serve's PUT and need nothing."""
+        return [OtherApp(name, app.deployed) for name, app in sorted(self.apps.items())
+                if not is_argus_app(name) and app.deployed and not app.going]
+
+
+def observed_from_status(status: dict[str, Any] | None) -> Observed:
+    """Parse GET /api/serve/applications/ into Observed."""
+    apps = {}
+    for name, app in ((status or {}).get("applications") or {}).items():
+        deployments = {}
+        for dep_name, dep in (app.get("deployments") or {}).items():
+            replicas = dep.get("replicas") or []
+            deployments[dep_name] = ObservedDeployment(
+                status=dep.get("status", ""), message=dep.get("message") or "",
+                running_replicas=sum(1 for r in replicas if ReplicaState.read(r.get("state")) == ReplicaState.RUNNING))
+        apps[name] = ObservedApp(status=app.get("status", ""), message=app.get("message") or "",
+                                 deployed=app.get("deployed_app_config"), deployments=deployments, name=name)
+    return Observed(apps)
+
+
+def building(observed: Observed) -> bool:
+    """Whether Serve is building an application (DEPLOYING, no deployments yet): a PUT now
+    restarts that build, whatever it holds."""
+    return any(app.status == AppStatus.DEPLOYING and not app.deployments for app in observed.apps.values())
+
+
+# In Serve's deployment message while it retries a replica that did not start (Ray 2.60
+# deployment_state: "A replica failed to start with exception. Retrying N more time(s). Error:\n...").
+STARTUP_FAILED_MARK = "failed to start"
+_RETRY_COUNT = re.compile(r"Retrying \d+ more time\(s\)")
+
+
+def startup_failure(message: str) -> str | None:
+    """Why Serve's replicas do not start, from its deployment message while it retries (the
+    engine's own error is the final exception), or None when the message says no such thing.
+    The retry count is left out: the same failure on every retry is one reason."""
+    if STARTUP_FAILED_MARK not in (message or ""):
+        return None
+    return summarize_failure(_RETRY_COUNT.sub("Retrying", message))
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b.*")
+SUMMARY_CHARS = 500
+
+
+def final_exception(text: str) -> str:
+    """The last exception line of a traceback and what follows it, on one line ("" if none)."""
+    lines = text.splitlines()
+    last = max((i for i, line in enumerate(lines) if _EXCEPTION_LINE.match(line.strip())), default=None)
+    return " ".join(" ".join(lines[last:]).split()) if last is not None else ""
+
+
+def summarize_failure(message: str) -> str:
+    """Serve's failure messages carry whole tracebacks; the summary keeps the first
+    sentence and the final exception (the full text stays in the FAILED event)."""
+    text = _ANSI.sub("", message or "").strip()
+    lines = text.splitlines()
+    if not lines or "Traceback" not in text:
+        return " ".join(text.split())[:SUMMARY_CHARS]
+    head = lines[0].split(". ")[0].rstrip(".") + "."
+    tail = re.sub(r"\s*\[type=.*", "", final_exception(text))  # pydantic's input echo
+    summary = f"{head} {tail}".strip()
+    return summary if len(summary) <= SUMMARY_CHARS else summary[: SUMMARY_CHARS - 1] + "…"
