@@ -18,7 +18,7 @@ from daemon.config import Config, gitops_mirror, load_config
 from daemon.core.forge import backoff_seconds
 from daemon.errors import ArgusError, ClusterError, ConfigError, GitError, StoreError
 from daemon.gitrepo import GitRepo
-from daemon.remote import FetchState, Mirror, fetch_state_path, now_iso, write_fetch_state
+from daemon.remote import FetchState, Mirror, fetch_state_path, now_iso, write_allowed_signers, write_fetch_state
 from daemon.serving.lease import Role, daemon_identity
 from daemon.serving.reconciler import ReconcileOutcome, Reconciler
 from daemon.serving.client import ServeClient
@@ -70,6 +70,8 @@ class Daemon:
         self._next_fetch = 0.0       # monotonic time before which no fetch is tried (backoff)
         self._last_good_fetch: float | None = None
         self._started = time.time()
+        # gitops.require_signed: git checks each commit's signature against the config's keys.
+        self.allowed_signers = write_allowed_signers(config, fetch_state_path(config).parent / "allowed_signers")
 
     def health(self) -> dict:
         """What argusd itself knows of its loops (the API's admin status shows it)."""
@@ -88,7 +90,7 @@ class Daemon:
 
     def _ensure_repo(self) -> GitRepo:
         if self.repo is None:
-            self.repo = GitRepo(gitops_mirror(self.config))
+            self.repo = GitRepo(gitops_mirror(self.config), allowed_signers=self.allowed_signers)
         if self.watch and self.mirror is None and (self.watcher is None or not self.watcher.alive):
             if self.watcher is not None:
                 self.watcher.stop()

@@ -15,7 +15,7 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from daemon.core.forge import RepoKind, RepoLocation, parse_repo
+from daemon.core.forge import RepoKind, RepoLocation, parse_repo, ssh_public_key_problem
 from daemon.core.spec import USER_ID_RE, validate_user_id
 from daemon.errors import ConfigError, Problem
 from daemon.core.validation import problems_from
@@ -239,6 +239,23 @@ class GitopsConfig(_Strict):
     fetch_timeout_seconds: float = Field(60.0, gt=0, le=3600, strict=False)
     credentials: GitCredentials = Field(default_factory=GitCredentials)
     webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
+    # A change under models.d/<user>/ applies only if a commit signed by one of the user's
+    # users.<user>.signing_keys made it (git verifies: gpg.ssh.allowedSignersFile).
+    require_signed: bool = False
+    # argusd's own SSH private key: it signs the API's writes (the .pub beside it is trusted as
+    # argusd's; see docs/operating.md, "Signed commits").
+    api_signing_key: Optional[str] = None
+
+    @field_validator("api_signing_key")
+    @classmethod
+    def _api_signing_key(cls, value: Optional[str]) -> Optional[str]:
+        if value is None:
+            return None
+        path = _readable_file(value, "SSH private key argusd signs API writes with")
+        if not os.path.isfile(path + ".pub"):
+            raise ValueError(f"{path}.pub does not exist; put the key's public half beside it "
+                             f"(ssh-keygen -y -f {path} > {path}.pub)")
+        return path
 
     @field_validator("repo")
     @classmethod
@@ -308,9 +325,22 @@ def _user_id(value: str) -> str:
 UserId = Annotated[str, AfterValidator(_user_id)]
 
 
+def _ssh_public_key(value: str) -> str:
+    problem = ssh_public_key_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value.strip()
+
+
+SshPublicKey = Annotated[str, AfterValidator(_ssh_public_key)]
+
+
 class UserConfig(_Strict):
     # Git author emails allowed to change models.d/<user>/ (enforced by hook and daemon).
     git_identities: list[str] = Field(default_factory=list)
+    # SSH public keys ("ssh-ed25519 AAAA... comment") whose signatures prove a commit is this
+    # user's (checked when gitops.require_signed is true).
+    signing_keys: list[SshPublicKey] = Field(default_factory=list)
 
 
 class _Listener(_Strict):
@@ -345,6 +375,10 @@ class Config(_Strict):
     gitops: GitopsConfig = Field(default_factory=GitopsConfig)
     # Empty means "no ownership map": every well-formed user directory is accepted.
     users: dict[UserId, UserConfig] = Field(default_factory=dict)
+
+    def signing_keys(self) -> dict[str, list[str]]:
+        """user -> the SSH public keys whose signatures prove that user's commits."""
+        return {user: list(u.signing_keys) for user, u in self.users.items()}
 
     def owners(self) -> dict[str, tuple[str, ...]]:
         """user -> the git author emails allowed to change models.d/<user>/ (core.ownership)."""

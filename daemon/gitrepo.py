@@ -34,9 +34,10 @@ class CommitInfo:
     committed_at: datetime | None  # UTC committer time (fixes a new model's public id); None if out of range
     parents: tuple[str, ...] = ()
     raw_time: str = ""      # the committer time as git recorded it
+    signature: tuple[str, str] | None = None  # (%G?, %GS) when the repo checks signatures
 
     def changer(self) -> Changer:
-        return Changer(self.sha, self.author, self.author_email)
+        return Changer(self.sha, self.author, self.author_email, self.signature)
 
 
 def commit_time(raw: str) -> datetime | None:
@@ -52,17 +53,21 @@ def commit_time(raw: str) -> datetime | None:
 
 # NUL between fields: the one byte no name or e-mail in a commit can hold (\x1f can).
 _LOG_FORMAT = "%H%x00%P%x00%ct%x00%ae%x00%an%x00"
+# With signatures checked: git's verdict (%G?) and the principal of the allowed signer (%GS).
+_SIGNED_LOG_FORMAT = _LOG_FORMAT + "%G?%x00%GS%x00"
 
 
-def _parse_log(out: str) -> list[CommitInfo]:
+def _parse_log(out: str, signed: bool = False) -> list[CommitInfo]:
     fields = out.split("\x00")
+    width = 7 if signed else 5
     commits = []
-    for i in range(0, len(fields) - 4, 5):
+    for i in range(0, len(fields) - (width - 1), width):
         sha, parents, ctime, email, name = fields[i:i + 5]
         sha = sha.lstrip("\n")
         parent_list = tuple(parents.split())
+        signature = (fields[i + 5], fields[i + 6]) if signed else None
         commits.append(CommitInfo(sha, parent_list[0] if parent_list else None, f"{name} <{email}>", email,
-                                  commit_time(ctime), parent_list, ctime))
+                                  commit_time(ctime), parent_list, ctime, signature))
     return commits
 
 
@@ -98,8 +103,11 @@ def missing_repo(path: str) -> GitError:
 
 
 class GitRepo:
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, allowed_signers: str | None = None):
+        """`allowed_signers`: git's gpg.ssh.allowedSignersFile (gitops.require_signed): every
+        commit read then carries git's verdict on its signature, judged by core.ownership."""
         self.path = str(path)
+        self.allowed_signers = allowed_signers
         try:
             self.repo = git.Repo(self.path)
         except (NoSuchPathError, InvalidGitRepositoryError):
@@ -177,15 +185,21 @@ class GitRepo:
         """The tracked branch's steps after `since` up to `head`, oldest first: first parents
         that descend from `since` (a branch merged in by a fast-forward is one step, its merge)."""
         revs = [f"{since}..{head}", "--ancestry-path"] if since else [head]
-        return _parse_log(self._git("log", "--reverse", "--first-parent", f"--format={_LOG_FORMAT}", *revs, "--"))
+        return self._log("--reverse", "--first-parent", *revs)
 
     def range_commits(self, since: str | None, head: str) -> list[CommitInfo]:
         """Every commit in since..head (merged side branches included), oldest first."""
         revs = [head, "--not", since] if since else [head]
-        return _parse_log(self._git("log", "--reverse", "--topo-order", f"--format={_LOG_FORMAT}", *revs, "--"))
+        return self._log("--reverse", "--topo-order", *revs)
 
     def commit_info(self, sha: str) -> CommitInfo:
-        return _parse_log(self._git("log", "-1", f"--format={_LOG_FORMAT}", sha, "--"))[0]
+        return self._log("-1", sha)[0]
+
+    def _log(self, *args: str) -> list[CommitInfo]:
+        if self.allowed_signers is None:
+            return _parse_log(self._git("log", f"--format={_LOG_FORMAT}", *args, "--"))
+        checked = ("-c", f"gpg.ssh.allowedSignersFile={self.allowed_signers}")
+        return _parse_log(self._git(*checked, "log", f"--format={_SIGNED_LOG_FORMAT}", *args, "--"), signed=True)
 
     def merge_base(self, shas: tuple[str, ...]) -> str | None:
         status, out, _ = self._run("merge-base", "--octopus", *shas)

@@ -126,7 +126,7 @@ def _is_repo(origin: str | os.PathLike) -> bool:
 
 
 def server_clone(bare: Path | str, path: Path, user: str, branch: str, git_name: str, git_email: str,
-                 credentials: "GitCredentials | None" = None) -> Clone:
+                 credentials: "GitCredentials | None" = None, signing_key: str | None = None) -> Clone:
     """The clone argusd writes through for one user of the HTTP API, made on first use and
     committing as that user's git identity. Every write resets it to exactly what is pushed
     (write_transaction, under the clone's lock), so a write that failed half-way leaves
@@ -141,6 +141,11 @@ def server_clone(bare: Path | str, path: Path, user: str, branch: str, git_name:
         configure_remote(path, str(bare), credentials)  # the config may have changed since
     _git(path, "config", "user.name", git_name)
     _git(path, "config", "user.email", git_email)
+    if signing_key:  # gitops.api_signing_key: argusd signs the API's writes with its own key
+        from daemon.remote import signing_settings
+
+        for key, value in signing_settings(signing_key):
+            _git(path, "config", key, value)
     return Clone(path, user, branch, disposable=True)
 
 

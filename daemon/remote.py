@@ -219,3 +219,26 @@ def fetch_line(summary: Optional[dict]) -> Optional[str]:
         return f"GitOps repo: {summary['repo']} (last fetched {good})"
     return (f"GitOps repo: {summary['repo']}: fetch failing ({summary['failures']} in a row, last good {good}): "
             f"{summary['error']}; models keep serving what was recorded")
+
+
+def write_allowed_signers(config: Config, path: Path) -> Optional[str]:
+    """gitops.require_signed: git's allowed signers file made from the config (each user's keys,
+    argusd's API key), written atomically at `path`; None when signatures are not required."""
+    from daemon.core.forge import allowed_signers
+
+    if not config.gitops.require_signed:
+        return None
+    api_key = None
+    if config.gitops.api_signing_key:
+        api_key = Path(config.gitops.api_signing_key + ".pub").read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".signers-", dir=path.parent)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(allowed_signers(config.signing_keys(), api_key))
+    os.replace(tmp, path)
+    return str(path)
+
+
+def signing_settings(key: str) -> list[tuple[str, str]]:
+    """The git config that makes a clone sign every commit with the SSH key at `key`."""
+    return [("gpg.format", "ssh"), ("user.signingkey", key), ("commit.gpgsign", "true")]

@@ -150,3 +150,62 @@ def delivery_id(forge: Forge, headers: Mapping[str, str]) -> str | None:
 def read_secret(data: bytes) -> bytes:
     """A secret file's content: one line; the trailing newline an editor adds is not part of it."""
     return data.rstrip(b"\r\n")
+
+
+# -- signed commits: the proof of identity (gitops.require_signed) -------------------------------
+
+# The principal argusd's own key signs API writes as (a user id never starts with "@").
+API_SIGNER = "@argusd"
+_SSH_PUBLIC_KEY = re.compile(r"(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|"
+                             r"sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}( \S.*)?")
+
+
+def ssh_public_key_problem(value: str) -> str | None:
+    """Why `value` is not one SSH public key line (as in id_ed25519.pub), or None."""
+    if "\n" in value.strip() or not _SSH_PUBLIC_KEY.fullmatch(value.strip()):
+        return ("is not an SSH public key; paste one line of the user's .pub file, e.g. "
+                "'ssh-ed25519 AAAAC3Nza... alice@laptop'")
+    return None
+
+
+def allowed_signers(keys: Mapping[str, list[str]], api_key: str | None = None) -> str:
+    """git's gpg.ssh.allowedSignersFile: each user's keys under the user's id as principal (so
+    a good signature names the user it proves), argusd's own key as API_SIGNER."""
+    lines = []
+    for user, user_keys in sorted(keys.items()):
+        for key in user_keys:
+            kind, blob = key.split()[:2]
+            lines.append(f'{user} namespaces="git" {kind} {blob}')
+    if api_key:
+        kind, blob = api_key.split()[:2]
+        lines.append(f'{API_SIGNER} namespaces="git" {kind} {blob}')
+    return "".join(line + "\n" for line in lines)
+
+
+# git's %G? letters, as a reason a commit is no proof of its author.
+_SIGNATURE_TROUBLE = {
+    "N": "is not signed",
+    "U": "is signed by a key no user in the config has",
+    "B": "has a bad signature (the commit was changed after it was signed)",
+    "E": "has a signature that cannot be checked",
+    "X": "has an expired signature", "Y": "is signed by an expired key", "R": "is signed by a revoked key",
+}
+
+
+def signature_problem(user: str, status: str, signer: str, sha: str, author: str, author_email: str,
+                      allowed_emails: tuple[str, ...] | list[str]) -> str | None:
+    """Why a commit that changed models.d/<user>/ is not proven to be <user>'s (None: it is).
+    `status`/`signer`: git's %G? and %GS with the config's allowed signers. A good signature by
+    the user's own key proves it; one by argusd's key proves an API write argusd authenticated,
+    made as one of the user's git identities."""
+    if status == "G" and signer == user:
+        return None
+    if status == "G" and signer == API_SIGNER and author_email in allowed_emails:
+        return None
+    if status == "G":
+        why = ("is signed by argusd's API key but not as one of this user's git identities" if signer == API_SIGNER
+               else f"is signed by {signer}'s key")
+    else:
+        why = _SIGNATURE_TROUBLE.get(status, "has a signature git cannot verify")
+    return (f"{author} (commit {sha[:12]}) {why}; models.d/{user}/ takes only commits signed by {user}'s keys "
+            f"(users.{user}.signing_keys; gitops.require_signed): sign it (git commit -S) with one of them")

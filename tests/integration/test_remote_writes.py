@@ -135,3 +135,11 @@ def test_a_push_that_loses_a_race_at_the_forge_is_redone_on_the_winners_head(tmp
     assert log[0] == "alice@argus.local|create a" and log[1].startswith("bob@argus.local|")
     assert subprocess.run(["git", "rev-parse", "main"], cwd=forge, capture_output=True, text=True).stdout.strip() == commit
     assert cfg.gitops.location.remote
+
+
+def test_no_hook_is_installed_on_a_forge(tmp_path):
+    config = write_config(tmp_path / "argus.yaml", root=tmp_path / "private", db=tmp_path / "state" / "argus.db",
+                          repo="https://gitlab.example.com/platform/gitops.git")
+    done = run_argusctl("--config", str(config), "hook", "install")
+    assert done.returncode != 0 and "where no argus hook runs: argusd alone enforces" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -54,7 +54,27 @@ def test_a_local_repo_is_its_own_mirror(files):
      "unknown field 'gitops.webhooks.bitbucket'"),
 ])
 def test_mistakes_are_one_error_at_their_place(files, gitops, fragment):
+    """(gitops only; the users section's signing keys below)"""
     with pytest.raises(ConfigError) as exc:
         load(files, "gitops:\n" + gitops.format(d=files))
     assert fragment.format(d=files) in str(exc.value)
     assert "glpat-XYZ" not in str(exc.value)
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("users:\n  alice:\n    signing_keys: ['-----BEGIN PGP PUBLIC KEY BLOCK-----']\n",
+     "cfg.yaml:5:20: users.alice.signing_keys.0: is not an SSH public key; paste one line of the user's .pub file"),
+    ("gitops:\n  api_signing_key: {d}/key\n",
+     "cfg.yaml:4:20: gitops.api_signing_key: {d}/key.pub does not exist; put the key's public half beside it"),
+])
+def test_signing_mistakes(files, text, fragment):
+    with pytest.raises(ConfigError) as exc:
+        load(files, text.format(d=files))
+    assert fragment.format(d=files) in str(exc.value)
+
+
+def test_signing_keys_load(files):
+    (files / "key.pub").write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMq argusd\n")
+    config = load(files, f"gitops:\n  require_signed: true\n  api_signing_key: {files}/key\n"
+                         "users:\n  alice:\n    signing_keys: ['ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMq alice']\n")
+    assert config.gitops.require_signed and config.signing_keys() == {"alice": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMq alice"]}

@@ -90,3 +90,50 @@ def test_delivery_ids_and_secret_files():
     assert delivery_id(Forge.GITLAB, {"idempotency-key": "k1"}) == "k1"
     assert delivery_id(Forge.GITEA, {}) is None
     assert read_secret(b"s3cret\n") == b"s3cret" and read_secret(b"s3cret\r\n") == b"s3cret"
+
+
+from daemon.core.forge import API_SIGNER, allowed_signers, signature_problem, ssh_public_key_problem  # noqa: E402
+
+ALLOWED = ("alice@example.com",)
+
+
+@pytest.mark.parametrize("status, signer, email, why", [
+    ("G", "alice", "alice@example.com", None),
+    ("G", "alice", "someone@else", None),          # the author-email rule is core.ownership's own
+    ("G", API_SIGNER, "alice@example.com", None),  # an API write argusd authenticated as alice
+    ("G", API_SIGNER, "bob@example.com", "is signed by argusd's API key but not as one of this user's git identities"),
+    ("G", "bob", "alice@example.com", "is signed by bob's key"),
+    ("N", "", "alice@example.com", "is not signed"),
+    ("U", "", "alice@example.com", "is signed by a key no user in the config has"),
+    ("B", "alice", "alice@example.com", "has a bad signature (the commit was changed after it was signed)"),
+    ("E", "", "alice@example.com", "has a signature that cannot be checked"),
+    ("R", "alice", "alice@example.com", "is signed by a revoked key"),
+    ("?", "", "alice@example.com", "has a signature git cannot verify"),
+])
+def test_signature_verdicts(status, signer, email, why):
+    got = signature_problem("alice", status, signer, "0123456789abcdef", "A <a@x>", email, ALLOWED)
+    if why is None:
+        assert got is None
+    else:
+        assert got.startswith(f"A <a@x> (commit 0123456789ab) {why}; models.d/alice/ takes only commits signed by "
+                              "alice's keys")
+
+
+def test_allowed_signers_names_each_key_by_its_user():
+    text = allowed_signers({"alice": ["ssh-ed25519 AAAAalice alice@laptop", "ssh-rsa AAAAold"], "bob": []},
+                           api_key="ssh-ed25519 AAAAargusd argusd@host")
+    assert text == ('alice namespaces="git" ssh-ed25519 AAAAalice\nalice namespaces="git" ssh-rsa AAAAold\n'
+                    '@argusd namespaces="git" ssh-ed25519 AAAAargusd\n')
+
+
+@pytest.mark.parametrize("key, ok", [
+    ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl alice@laptop", True),
+    ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl", True),
+    ("ecdsa-sha2-nistp256 AAAAE2VjZHNh", True),
+    ("-----BEGIN PGP PUBLIC KEY BLOCK-----", False),
+    ("ssh-ed25519", False),
+    ("ssh-ed25519 AAAA\nssh-rsa BBBB", False),
+    ('cert-authority ssh-ed25519 AAAA', False),
+])
+def test_ssh_public_keys(key, ok):
+    assert (ssh_public_key_problem(key) is None) is ok
