@@ -44,11 +44,10 @@ def pre_receive(ctx: typer.Context) -> None:
     updates = [tuple(line.split()) for line in sys.stdin.read().splitlines() if len(line.split()) == 3]
     import tempfile
 
-    from daemon.remote import write_allowed_signers
+    from daemon.remote import prepare_signatures
 
     with tempfile.TemporaryDirectory(prefix="argus-hook-") as tmp:  # signers: gitops.require_signed
-        signers = write_allowed_signers(config, Path(tmp) / "allowed_signers")
-        repo = GitRepo(os.environ.get("GIT_DIR", "."), allowed_signers=signers)
+        repo = GitRepo(os.environ.get("GIT_DIR", "."), signatures=prepare_signatures(config, Path(tmp)))
         problems = check_push(repo, updates, config.gitops.branch, SpecPolicy.from_config(config), config.owners())
     if problems:
         typer.echo(f"argus: push refused: {len(problems)} problem(s); fix them, amend and push again", err=True)

@@ -18,7 +18,7 @@ from daemon.config import Config, gitops_mirror, load_config
 from daemon.core.forge import backoff_seconds
 from daemon.errors import ArgusError, ClusterError, ConfigError, GitError, StoreError
 from daemon.gitrepo import GitRepo
-from daemon.remote import FetchState, Mirror, fetch_state_path, now_iso, write_allowed_signers, write_fetch_state
+from daemon.remote import FetchState, Mirror, fetch_state_path, now_iso, prepare_signatures, write_fetch_state
 from daemon.serving.lease import Role, daemon_identity
 from daemon.serving.reconciler import ReconcileOutcome, Reconciler
 from daemon.serving.client import ServeClient
@@ -71,7 +71,7 @@ class Daemon:
         self._last_good_fetch: float | None = None
         self._started = time.time()
         # gitops.require_signed: git checks each commit's signature against the config's keys.
-        self.allowed_signers = write_allowed_signers(config, fetch_state_path(config).parent / "allowed_signers")
+        self.signatures = prepare_signatures(config, fetch_state_path(config).parent / "signers")
 
     def health(self) -> dict:
         """What argusd itself knows of its loops (the API's admin status shows it)."""
@@ -90,7 +90,7 @@ class Daemon:
 
     def _ensure_repo(self) -> GitRepo:
         if self.repo is None:
-            self.repo = GitRepo(gitops_mirror(self.config), allowed_signers=self.allowed_signers)
+            self.repo = GitRepo(gitops_mirror(self.config), signatures=self.signatures)
         if self.watch and self.mirror is None and (self.watcher is None or not self.watcher.alive):
             if self.watcher is not None:
                 self.watcher.stop()
@@ -159,6 +159,7 @@ class Daemon:
         except Exception:  # a bug: never stop syncing for it
             log.exception("unexpected error fetching the remote repo (please report it); retrying")
             state.failures += 1
+            state.error = "unexpected error while fetching (argusd's log has it; please report it)"
             self._next_fetch = time.monotonic() + backoff_seconds(state.failures, self.config.gitops.poll_seconds)
         else:
             if self._errors.get("fetch") is not None:

@@ -329,7 +329,7 @@ def _ssh_public_key(value: str) -> str:
     problem = ssh_public_key_problem(value)
     if problem:
         raise ValueError(problem)
-    return value.strip()
+    return value.strip() + ("\n" if value.lstrip().startswith("-----BEGIN PGP") else "")
 
 
 SshPublicKey = Annotated[str, AfterValidator(_ssh_public_key)]
@@ -338,8 +338,8 @@ SshPublicKey = Annotated[str, AfterValidator(_ssh_public_key)]
 class UserConfig(_Strict):
     # Git author emails allowed to change models.d/<user>/ (enforced by hook and daemon).
     git_identities: list[str] = Field(default_factory=list)
-    # SSH public keys ("ssh-ed25519 AAAA... comment") whose signatures prove a commit is this
-    # user's (checked when gitops.require_signed is true).
+    # Public keys whose signatures prove a commit is this user's (gitops.require_signed): SSH
+    # ("ssh-ed25519 AAAA... comment") or armored OpenPGP (gpg --armor --export <key id>).
     signing_keys: list[SshPublicKey] = Field(default_factory=list)
 
 

@@ -166,15 +166,20 @@ class Mirror:
         self.creds = gitops.credentials
         self.timeout = gitops.fetch_timeout_seconds
         self.path = gitops_mirror(config)
+        self._configured = False
 
     def ensure(self) -> None:
-        """The mirror exists and fetches from the configured URL with the configured credentials."""
+        """The mirror exists and fetches from the configured URL with the configured credentials
+        (set once per argusd run: the config's credentials win over whatever the mirror had)."""
         if not os.path.exists(os.path.join(self.path, "HEAD")):
             os.makedirs(self.path, exist_ok=True)
             done = run_git("init", "-q", "--bare", "-b", self.branch, cwd=self.path)
             if done.returncode != 0:
                 raise GitError(f"cannot create the mirror {self.path}: {done.stderr.strip()}")
-        configure_remote(self.path, self.url, self.creds)
+            self._configured = False
+        if not self._configured:
+            configure_remote(self.path, self.url, self.creds)
+            self._configured = True
 
     def fetch(self) -> bool:
         """Fetch the tracked branch, forced (a force-push upstream is resynced by the syncer with
@@ -221,22 +226,49 @@ def fetch_line(summary: Optional[dict]) -> Optional[str]:
             f"{summary['error']}; models keep serving what was recorded")
 
 
-def write_allowed_signers(config: Config, path: Path) -> Optional[str]:
-    """gitops.require_signed: git's allowed signers file made from the config (each user's keys,
-    argusd's API key), written atomically at `path`; None when signatures are not required."""
-    from daemon.core.forge import allowed_signers
+def prepare_signatures(config: Config, directory: Path) -> Optional["SignatureCheck"]:
+    """gitops.require_signed: what git verifies signatures with, made from the config under
+    `directory` (made anew each time: a key removed from the config is gone): the allowed
+    signers file for SSH keys (each user's, argusd's API key) and a keyring of the users'
+    OpenPGP keys. None when signatures are not required."""
+    import shutil
+
+    from daemon.core.forge import allowed_signers, is_openpgp_key
+    from daemon.gitrepo import SignatureCheck
 
     if not config.gitops.require_signed:
         return None
+    ssh_keys = {u: [k for k in keys if not is_openpgp_key(k)] for u, keys in config.signing_keys().items()}
+    pgp_keys = [(u, k) for u, keys in config.signing_keys().items() for k in keys if is_openpgp_key(k)]
     api_key = None
     if config.gitops.api_signing_key:
         api_key = Path(config.gitops.api_signing_key + ".pub").read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".signers-", dir=path.parent)
+    directory.mkdir(parents=True, exist_ok=True)
+    signers = directory / "allowed_signers"
+    fd, tmp = tempfile.mkstemp(prefix=".signers-", dir=directory)
     with os.fdopen(fd, "w") as handle:
-        handle.write(allowed_signers(config.signing_keys(), api_key))
-    os.replace(tmp, path)
-    return str(path)
+        handle.write(allowed_signers(ssh_keys, api_key))
+    os.replace(tmp, signers)
+    home = directory / "gnupg"
+    shutil.rmtree(home, ignore_errors=True)
+    if not pgp_keys:
+        return SignatureCheck(str(signers))
+    home.mkdir(mode=0o700)
+    # Being listed in the config is the trust; importing and verifying need no agent (none is left running).
+    (home / "gpg.conf").write_text("trust-model always\nno-autostart\n")
+    users: list[tuple[str, str]] = []
+    for user, key in pgp_keys:
+        env = {**os.environ, "GNUPGHOME": str(home)}
+        shown = subprocess.run(["gpg", "--batch", "--with-colons", "--import-options", "show-only", "--import"],
+                               input=key, capture_output=True, text=True, env=env)
+        fingerprints = [line.split(":")[9] for line in shown.stdout.splitlines() if line.startswith("fpr:")]
+        done = subprocess.run(["gpg", "--batch", "--quiet", "--import"], input=key, capture_output=True, text=True,
+                              env=env)
+        if done.returncode != 0 or not fingerprints:
+            raise GitError(f"cannot import an OpenPGP key of users.{user}.signing_keys: {done.stderr.strip()}; "
+                           "paste the output of gpg --armor --export <key id>")
+        users.append((fingerprints[0].upper(), user))  # the primary key's: what %GP names
+    return SignatureCheck(str(signers), str(home), tuple(users))
 
 
 def signing_settings(key: str) -> list[tuple[str, str]]:

@@ -160,11 +160,24 @@ _SSH_PUBLIC_KEY = re.compile(r"(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521
                              r"sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}( \S.*)?")
 
 
+_PGP_BLOCK = re.compile(r"-----BEGIN PGP PUBLIC KEY BLOCK-----\n.+\n-----END PGP PUBLIC KEY BLOCK-----", re.S)
+
+
+def is_openpgp_key(value: str) -> bool:
+    return value.lstrip().startswith("-----BEGIN PGP PUBLIC KEY BLOCK-----")
+
+
 def ssh_public_key_problem(value: str) -> str | None:
-    """Why `value` is not one SSH public key line (as in id_ed25519.pub), or None."""
+    """Why `value` is neither one SSH public key line (as in id_ed25519.pub) nor one armored
+    OpenPGP public key (gpg --armor --export), or None."""
+    if is_openpgp_key(value):
+        if not _PGP_BLOCK.fullmatch(value.strip()):
+            return ("is not a whole armored OpenPGP public key; paste all of `gpg --armor --export <key id>`, "
+                    "from -----BEGIN PGP PUBLIC KEY BLOCK----- to -----END PGP PUBLIC KEY BLOCK-----")
+        return None
     if "\n" in value.strip() or not _SSH_PUBLIC_KEY.fullmatch(value.strip()):
         return ("is not an SSH public key; paste one line of the user's .pub file, e.g. "
-                "'ssh-ed25519 AAAAC3Nza... alice@laptop'")
+                "'ssh-ed25519 AAAAC3Nza... alice@laptop', or an armored OpenPGP public key")
     return None
 
 
@@ -174,6 +187,8 @@ def allowed_signers(keys: Mapping[str, list[str]], api_key: str | None = None) -
     lines = []
     for user, user_keys in sorted(keys.items()):
         for key in user_keys:
+            if is_openpgp_key(key):
+                continue  # verified by gpg with its own keyring (daemon/remote.py)
             kind, blob = key.split()[:2]
             lines.append(f'{user} namespaces="git" {kind} {blob}')
     if api_key:
@@ -187,7 +202,7 @@ _SIGNATURE_TROUBLE = {
     "N": "is not signed",
     "U": "is signed by a key no user in the config has",
     "B": "has a bad signature (the commit was changed after it was signed)",
-    "E": "has a signature that cannot be checked",
+    "E": "is signed by a key no user in the config has (or one git cannot check)",
     "X": "has an expired signature", "Y": "is signed by an expired key", "R": "is signed by a revoked key",
 }
 

@@ -130,7 +130,7 @@ def test_argusds_key_signs_api_writes_as_the_authenticated_user(tmp_path, keys):
     gitwrite.apply(clone, spec("b").encode(), "spec.yaml", gitwrite.SpecPolicy.from_config(cfg))
     tick(config)
     assert state(config) == ({"b": 1}, {})
-    signed = subprocess.run(["git", "-C", str(gitops.bare), "-c", f"gpg.ssh.allowedSignersFile={tmp_path / 'state' / 'allowed_signers'}",
+    signed = subprocess.run(["git", "-C", str(gitops.bare), "-c", f"gpg.ssh.allowedSignersFile={tmp_path / 'state' / 'signers' / 'allowed_signers'}",
                              "log", "-1", "--format=%G? %GS %ae"], capture_output=True, text=True).stdout.strip()
     assert signed == "G @argusd alice@example.com"
 
@@ -179,3 +179,56 @@ def test_argusctl_signs_when_the_users_git_signs(tmp_path, keys):
     tick(config)
     models, refused = state(config)
     assert models == {"a": 1} and refused == {}
+
+
+def gpg_key(home: Path, uid: str) -> tuple[str, str]:
+    """A throwaway OpenPGP signing key in its own GNUPGHOME: (fingerprint, armored public key)."""
+    home.mkdir(mode=0o700)
+    env = {**os.environ, "GNUPGHOME": str(home)}
+    subprocess.run(["gpg", "--batch", "--quiet", "--pinentry-mode", "loopback", "--passphrase", "",
+                    "--quick-gen-key", uid, "ed25519", "sign", "never"], env=env, check=True, capture_output=True)
+    listed = subprocess.run(["gpg", "--with-colons", "--list-keys", uid], env=env, capture_output=True, text=True).stdout
+    fpr = next(line.split(":")[9] for line in listed.splitlines() if line.startswith("fpr:"))
+    armored = subprocess.run(["gpg", "--armor", "--export", fpr], env=env, capture_output=True, text=True).stdout
+    return fpr, armored
+
+
+@pytest.fixture
+def gpg_homes(tmp_path):
+    """GNUPGHOMEs for throwaway keys; their gpg-agents (started by key generation and signing) are stopped after."""
+    yield tmp_path
+    for home in tmp_path.glob("gpg-*"):
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], capture_output=True)
+
+
+def test_openpgp_keys_prove_identity_too(tmp_path, keys, gpg_homes):
+    alice_fpr, alice_pub = gpg_key(tmp_path / "gpg-alice", "Alice <alice@example.com>")
+    other_fpr, _ = gpg_key(tmp_path / "gpg-other", "Mallory <alice@example.com>")
+    gitops = GitOps(tmp_path / "g")
+    block = "".join(f"          {line}\n" for line in alice_pub.strip().splitlines())
+    config = write_config(tmp_path / "argus.yaml", root=tmp_path / "private", db=tmp_path / "state" / "argus.db",
+                          repo=gitops.bare, extra=("  require_signed: true\nusers:\n  alice:\n"
+                                                   "    git_identities: [alice@example.com]\n"
+                                                   f"    signing_keys:\n      - |\n{block}"))
+
+    def pgp_commit(message: str, home: str, fpr: str) -> str:
+        env = {"GNUPGHOME": home, "GIT_AUTHOR_NAME": "Alice", "GIT_AUTHOR_EMAIL": "alice@example.com",
+               "GIT_COMMITTER_NAME": "Alice", "GIT_COMMITTER_EMAIL": "alice@example.com"}
+        gitops.git("add", "-A")
+        gitops.git("-c", "gpg.format=openpgp", "-c", f"user.signingkey={fpr}", "commit", "-S", "-q", "-m", message,
+                   env=env)
+        return gitops.git("rev-parse", "HEAD").strip()
+
+    gitops.write(A, spec("a"))
+    pgp_commit("alice signs with gpg", str(tmp_path / "gpg-alice"), alice_fpr)
+    gitops.push()
+    tick(config)
+    assert state(config) == ({"a": 1}, {})
+    gitops.write(A, spec("a", replicas=2))
+    sha = pgp_commit("a key that is not alice's", str(tmp_path / "gpg-other"), other_fpr)
+    gitops.push()
+    tick(config)
+    models, refused = state(config)
+    assert models == {"a": 1}
+    assert refused[A].startswith(f"Alice <alice@example.com> (commit {sha[:12]}) is signed by a key no user in the "
+                                 "config has")

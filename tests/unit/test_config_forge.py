@@ -62,8 +62,10 @@ def test_mistakes_are_one_error_at_their_place(files, gitops, fragment):
 
 
 @pytest.mark.parametrize("text, fragment", [
-    ("users:\n  alice:\n    signing_keys: ['-----BEGIN PGP PUBLIC KEY BLOCK-----']\n",
+    ("users:\n  alice:\n    signing_keys: ['ssh-ed25519']\n",
      "cfg.yaml:5:20: users.alice.signing_keys.0: is not an SSH public key; paste one line of the user's .pub file"),
+    ("users:\n  alice:\n    signing_keys: ['-----BEGIN PGP PUBLIC KEY BLOCK-----']\n",
+     "cfg.yaml:5:20: users.alice.signing_keys.0: is not a whole armored OpenPGP public key"),
     ("gitops:\n  api_signing_key: {d}/key\n",
      "cfg.yaml:4:20: gitops.api_signing_key: {d}/key.pub does not exist; put the key's public half beside it"),
 ])

@@ -106,7 +106,7 @@ ALLOWED = ("alice@example.com",)
     ("N", "", "alice@example.com", "is not signed"),
     ("U", "", "alice@example.com", "is signed by a key no user in the config has"),
     ("B", "alice", "alice@example.com", "has a bad signature (the commit was changed after it was signed)"),
-    ("E", "", "alice@example.com", "has a signature that cannot be checked"),
+    ("E", "", "alice@example.com", "is signed by a key no user in the config has (or one git cannot check)"),
     ("R", "alice", "alice@example.com", "is signed by a revoked key"),
     ("?", "", "alice@example.com", "has a signature git cannot verify"),
 ])
@@ -131,6 +131,7 @@ def test_allowed_signers_names_each_key_by_its_user():
     ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl", True),
     ("ecdsa-sha2-nistp256 AAAAE2VjZHNh", True),
     ("-----BEGIN PGP PUBLIC KEY BLOCK-----", False),
+    ("-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmDMEZ\n-----END PGP PUBLIC KEY BLOCK-----\n", True),
     ("ssh-ed25519", False),
     ("ssh-ed25519 AAAA\nssh-rsa BBBB", False),
     ('cert-authority ssh-ed25519 AAAA', False),
