@@ -89,10 +89,6 @@ def redact(text: str, creds: GitCredentials) -> str:
     return text
 
 
-class FetchTimeout(GitError):
-    pass
-
-
 def run_remote_git(args: list[str], cwd: str | os.PathLike, timeout: float) -> subprocess.CompletedProcess:
     """git talking to a remote, stopped whole (ssh and git-remote-https too: its own process
     group) when it takes longer than `timeout`: a hung server never wedges argusd."""
@@ -111,7 +107,7 @@ def run_remote_git(args: list[str], cwd: str | os.PathLike, timeout: float) -> s
         except ProcessLookupError:
             pass
         proc.communicate()
-        raise FetchTimeout(f"git {args[0]} did not finish in {timeout:g} s (gitops.fetch_timeout_seconds); "
+        raise GitError(f"git {args[0]} did not finish in {timeout:g} s (gitops.fetch_timeout_seconds); "
                            "the server or the network hangs") from None
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 

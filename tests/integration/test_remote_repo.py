@@ -126,7 +126,7 @@ def test_a_remote_repo_records_exactly_what_a_local_one_does(tmp_path, servers, 
 def test_a_failing_forge_keeps_what_is_recorded_backs_off_and_recovers(tmp_path, servers):
     http, _ = servers
     url, creds_yaml = http_remote(tmp_path, http, "down.git")
-    cfg = config_for(tmp_path, "remote", url, creds_yaml + "  fetch_timeout_seconds: 2\n", poll=0.5)
+    cfg = config_for(tmp_path, "remote", url, creds_yaml + "  fetch_timeout_seconds: 10\n", poll=1.5)
     gitops = GitOps(tmp_path / "g")
     daemon = daemon_for(cfg)
     gitops.write("models.d/alice/a.yaml", spec("a"))
@@ -141,28 +141,29 @@ def test_a_failing_forge_keeps_what_is_recorded_backs_off_and_recovers(tmp_path,
     daemon.tick()
     state = read_fetch_state(cfg)
     assert state.failures == 1 and state.error and "down.git" in state.error
-    assert state.next_attempt_in == 1.0                       # the poll interval doubled: backoff
+    assert state.next_attempt_in == 3.0                       # the poll interval doubled: backoff
     assert daemon.health()["fetch"]["failures"] == 1
     assert recorded(cfg) == before
     store = Store.open_readonly(cfg.state.db)
     assert [m.model_id_suffix for m in store.list_models()] == ["a"]
     store.close()
+    assert daemon._next_fetch > time.monotonic()
     daemon.tick()                                             # inside the backoff: no new try
     assert read_fetch_state(cfg).failures == 1
-    time.sleep(1.1)
+    time.sleep(3.1)
     daemon.tick()
-    assert read_fetch_state(cfg).failures == 2 and read_fetch_state(cfg).next_attempt_in == 2.0
-    assert daemon.seconds_since_good_fetch() >= 1.0
+    assert read_fetch_state(cfg).failures == 2 and read_fetch_state(cfg).next_attempt_in == 6.0
+    assert daemon.seconds_since_good_fetch() >= 3.0
 
     os.rename(moved, http.root / "down.git")
     gitops.write("models.d/alice/b.yaml", spec("b"))
     gitops.commit("b")
     publish(gitops, url, cfg.gitops.credentials)
-    time.sleep(2.1)
+    time.sleep(6.1)
     assert daemon.tick()
     state = read_fetch_state(cfg)
     assert state.failures == 0 and state.error is None
-    assert daemon.seconds_since_good_fetch() < 1.0
+    assert daemon.seconds_since_good_fetch() < 5.0
     store = Store.open_readonly(cfg.state.db)
     assert sorted(m.model_id_suffix for m in store.list_models()) == ["a", "b"]
     store.close()
@@ -200,7 +201,7 @@ def test_a_hanging_forge_is_cut_off_and_no_secret_shows_anywhere(tmp_path, serve
         scanner.join()
     finally:
         http.resume()
-    assert took < 5, took
+    assert took < 12, took                         # cut off at 1.5 s, not left hanging
     state = read_fetch_state(cfg)
     assert state.failures == 1 and "did not finish in 1.5 s" in state.error
     assert seen_in_processes == []
@@ -238,7 +239,7 @@ def metric(port: int, name: str) -> float | None:
     return next((float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + " ")), None)
 
 
-def wait_for(check, timeout: float = 20, what: str = ""):
+def wait_for(check, timeout: float = 60, what: str = ""):
     deadline = time.monotonic() + timeout
     while True:
         value = check()

@@ -82,7 +82,7 @@ def test_cli_and_api_writes_push_to_the_forge_and_are_recorded(tmp_path, servers
     proc = subprocess.Popen([sys.executable, "-m", "daemon.argusd", "--sync-only", "--config", str(config)],
                             stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         while "alice-" not in run_argusctl("--config", str(config), "status").stdout:
             assert time.monotonic() < deadline, (tmp_path / "argusd.log").read_text()
             time.sleep(0.2)
@@ -94,7 +94,7 @@ def test_cli_and_api_writes_push_to_the_forge_and_are_recorded(tmp_path, servers
         took = time.monotonic() - started
         assert status == 202 and out["state"] == "QUEUED", out  # recorded by argusd (queued: --sync-only)
         # Recorded long before the 60 s poll: the API's write woke argusd, which fetched at once.
-        assert took < 15, took
+        assert took < 40, took
         assert out["model_id"].startswith("bob-")
         assert forge_log(forge)[0].startswith("bob@argus.local|")
         key = out["model_key"]
