@@ -10,26 +10,27 @@ from typing import Any, NoReturn
 
 import typer
 
-from daemon.errors import (ArgusError, ClusterError, ConfigError, GitError, NotFoundError,
-                           SpecError, StoreError, UsageError)
+from daemon.errors import ArgusError, Fault
 
 # Exit codes (docs/cli.md): kept stable for scripts.
 EXIT_OK = 0
-EXIT_FAILED = 1      # invalid specs, a model that failed, a refused change
-EXIT_USAGE = 2       # bad arguments or paths
+EXIT_FAILED = 1       # invalid input, a refused change, a failed check, a failed model, a diff
+EXIT_USAGE = 2        # bad arguments or paths
 EXIT_ENVIRONMENT = 3  # config, store, git repo or cluster not usable
-EXIT_NOT_FOUND = 4   # no such model
-EXIT_TIMEOUT = 5     # --wait ran out of time
+EXIT_NOT_FOUND = 4    # no such model
+EXIT_TIMEOUT = 5      # --wait ran out of time
+EXIT_CONFLICT = 6     # someone else changed the same spec meanwhile; nothing changed: run it again
 
-_EXIT_CODES: list[tuple[type[ArgusError], int]] = [
-    (SpecError, EXIT_FAILED),
-    (UsageError, EXIT_USAGE),
-    (NotFoundError, EXIT_NOT_FOUND),
-    (ConfigError, EXIT_ENVIRONMENT),
-    (StoreError, EXIT_ENVIRONMENT),
-    (GitError, EXIT_ENVIRONMENT),
-    (ClusterError, EXIT_ENVIRONMENT),
-]
+# Whose fault -> exit code: the twin of daemon/api/http.py's HTTP_STATUS, one table in the docs.
+EXIT_CODES: dict[Fault, int] = {
+    Fault.INPUT: EXIT_FAILED,
+    Fault.NOT_ALLOWED: EXIT_FAILED,
+    Fault.UNAUTHENTICATED: EXIT_FAILED,
+    Fault.USAGE: EXIT_USAGE,
+    Fault.NOT_FOUND: EXIT_NOT_FOUND,
+    Fault.CONFLICT: EXIT_CONFLICT,
+    Fault.ENVIRONMENT: EXIT_ENVIRONMENT,
+}
 
 
 class Output(str, enum.Enum):
@@ -43,10 +44,7 @@ OutputOption = typer.Option(Output.table, "--output", "-o",
 
 
 def exit_code_for(error: ArgusError) -> int:
-    for kind, code in _EXIT_CODES:
-        if isinstance(error, kind):
-            return code
-    return EXIT_FAILED
+    return EXIT_CODES[error.fault]
 
 
 # Control characters (C0, DEL, C1) and bidi overrides: what a user wrote into an author name,

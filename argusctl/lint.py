@@ -26,9 +26,11 @@ def lint(
     from argusctl.ops.lint import lint_paths
     from daemon.core.spec import SpecPolicy
 
-    policy = SpecPolicy.from_config(load_config(ctx))
+    config = load_config(ctx)
+    policy = SpecPolicy.from_config(config)
     # Asked only for a file outside models.d/ (a clone lookup loads git), and once.
-    report = lint_paths(paths, policy, user, None if user else functools.cache(lambda: _clone_user(ctx, workdir)))
+    report = lint_paths(paths, policy, user, None if user else functools.cache(lambda: _clone_user(ctx, workdir)),
+                        users=frozenset(config.users) if config.users else None)
     if output is Output.json:
         print_json(report.to_dict())
     else:

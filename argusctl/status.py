@@ -8,9 +8,10 @@ from typing import Optional
 import typer
 
 from daemon.core.describe import describe_event, problem_text, reason_of  # noqa: F401 (re-exported)
-from daemon.core.states import CLUSTER_EVENTS, SERVE_CONFIRMED_STATES, EventType
+from daemon.core.states import CLUSTER_EVENTS, SERVE_CONFIRMED_STATES, EventType, ModelState
 
-from argusctl.common import Output, OutputOption, load_config, print_json, printable
+from argusctl.common import (EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_OK, Output, OutputOption, load_config, print_json,
+                             printable)
 
 EVENTS_IN_DETAIL = 10
 
@@ -45,6 +46,17 @@ def shown_reason(state: str, reason: str, down: dict | None) -> str:
     return f"cluster unreachable since {down['since'][:19]}Z; last seen {state}" + (f"; {reason}" if reason else "")
 
 
+def model_exit_code(state: str, rejected: bool, down: bool) -> int:
+    """What `status MODEL` exits with (docs/cli.md): 1 when the model failed or its latest spec
+    was rejected (what runs is not what was committed), 3 when Serve cannot be reached to
+    confirm its state (shown UNKNOWN), else 0. A listing always exits 0."""
+    if state == ModelState.FAILED or rejected:
+        return EXIT_FAILED
+    if shown_state(state, {} if down else None) == "UNKNOWN":
+        return EXIT_ENVIRONMENT
+    return EXIT_OK
+
+
 def _open_store(ctx: typer.Context):
     from daemon.store import Store
 
@@ -58,7 +70,11 @@ def status(
     all_: bool = typer.Option(False, "--all", "-a", help="Include DELETED models."),
     output: Output = OutputOption,
 ) -> None:
-    """List models with their state, or show one model in detail with its recent events."""
+    """List models with their state, or show one model in detail with its recent events.
+
+    Exit 0 for a listing. For one MODEL: 1 when it FAILED or its latest spec was rejected, 3 when
+    Ray Serve cannot be reached to confirm its state (UNKNOWN), else 0.
+    """
     from daemon.config import openai_base_url
 
     config = load_config(ctx)
@@ -71,12 +87,13 @@ def status(
         row = store.find_model(model, user_id=user)
         events = store.events(model_key=row.model_key, spec_path=row.spec_path, limit=EVENTS_IN_DETAIL)
         rejection = rejections.get(row.spec_path) if row.live else None
+        code = model_exit_code(row.state, rejection is not None, down is not None)
         if output is Output.json:
             print_json({"openai_base_url": base_url, "cluster": cluster,
                         "model": {**row.to_dict(), "state_shown": shown_state(row.state, down)},
                         "rejection": rejection.to_dict() if rejection else None,
                         "events": [e.to_dict() for e in events]})
-            return
+            raise typer.Exit(code)
         r = row.resolved
         fields = [("Model", row.model_id), ("User", row.user_id), ("State", shown_state(row.state, down)),
                   ("Reason", shown_reason(row.state, reason_of(row, rejection), down)), ("Replicas", r["num_replicas"]),
@@ -96,7 +113,7 @@ def status(
         typer.echo("\nEvents:")
         for e in events:
             typer.echo(f"  {e.time[:19]}Z  {e.event_type:<18} {printable(describe_event(e))}")
-        return
+        raise typer.Exit(code)
 
     rows = store.list_models(user_id=user, include_deleted=all_)
     rows.sort(key=lambda m: (m.user_id, m.model_id))
@@ -178,9 +195,9 @@ def _iso(moment: datetime | None) -> str | None:
 
 def daemon_line(lease: dict) -> str:
     """Which argusd reconciles the cluster, as this store's argusd last saw the lease."""
-    from daemon.serving.lease import Role
+    from daemon.serving.lease import Role, display_name
 
-    me = printable(lease["me"])
+    me = printable(display_name(lease["me"]))
     since = f" since {lease['since'][:19]}Z"
     live = "(`argusctl doctor` reads the lease live)"
     if lease.get("stale"):
@@ -189,13 +206,13 @@ def daemon_line(lease: dict) -> str:
             was = "the active one" if lease["role"] == Role.ACTIVE else "claiming the lease"
             return (f"this store's daemon ({me}) was {was}{since}; its lease expired at "
                     f"{lease['expires'][:19]}Z (no reconcile since {last}: argusd stopped or cannot reach Serve) {live}")
-        holder = printable(lease["holder"]) if lease["holder"] else "none"
+        holder = printable(display_name(lease["holder"])) if lease["holder"] else "none"
         return f"this store's daemon ({me}) stood by; active then: {holder} (as of {last}: no reconcile since) {live}"
     if lease["role"] == Role.ACTIVE:
         return f"this store's daemon ({me}) is the active one{since}"
     if lease["role"] == Role.CLAIMING:
         return f"this store's daemon ({me}) is claiming the lease{since}"
-    holder = printable(lease["holder"]) if lease["holder"] else "none"
+    holder = printable(display_name(lease["holder"])) if lease["holder"] else "none"
     return f"this store's daemon ({me}) stands by; active: {holder}{since} {live}"
 
 

@@ -148,7 +148,7 @@ def apply(
     write would push them too: exit 2 says how many). A push that loses a race with another
     push is made again on top of it (the edit redone and linted there; never forced, never
     merged); if the other change touched the same spec, nothing is pushed, your clone gets
-    theirs, and the command exits 3: look, then run it again. A write that fails for any
+    theirs, and the command exits 6: look, then run it again. A write that fails for any
     reason (a git hook, no git identity, an interrupt) leaves your clone as it was. Two commands
     writing through one clone take turns.
     """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import signal
 import socket
 import sqlite3
@@ -19,11 +20,11 @@ from daemon.core.forge import backoff_seconds
 from daemon.errors import ArgusError, ClusterError, ConfigError, GitError, StoreError
 from daemon.gitrepo import GitRepo
 from daemon.remote import FetchState, Mirror, fetch_state_path, now_iso, prepare_signatures, write_fetch_state
-from daemon.serving.lease import Role, daemon_identity
+from daemon.serving.lease import Role, daemon_name
 from daemon.serving.reconciler import ReconcileOutcome, Reconciler
 from daemon.serving.client import ServeClient
 from daemon.core.spec import SpecPolicy
-from daemon.store import Store, WriterLock, write_failed
+from daemon.store import Store, WriterLock, daemon_instance, write_failed
 from daemon.sync.syncer import SyncOutcome, Syncer
 from daemon.sync.watch import RefWatcher
 
@@ -52,8 +53,10 @@ class Daemon:
         self.watch = watch
         self.client = serve_client
         self.alive_file = alive_file
-        # The same name in the lease after a restart: a restarted argusd takes its lease back at once.
-        self.identity = daemon_identity(socket.gethostname(), os.path.realpath(config.state.db))
+        # The store's instance in the lease: a restarted argusd takes its lease back at once.
+        host, state_db = socket.gethostname(), os.path.realpath(config.state.db)
+        self.identity = daemon_name(daemon_instance(store, host, state_db, secrets.token_hex(8)), secrets.token_hex(4),
+                                    host, state_db)
         self.reconciler = (Reconciler(store, serve_client, config, identity=self.identity)
                            if serve_client is not None else None)
         self.store = store

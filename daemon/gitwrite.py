@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from daemon.core.layout import MODELS_DIR, SPEC_SUFFIXES
-from daemon.core.spec import ParsedSpec, ServingSpec, SpecPolicy, parse_spec
+from daemon.core.spec import ParsedSpec, ServingSpec, SpecPolicy
+from daemon.verdicts import judged_spec
 from daemon.core.specedit import SpecEditError, set_top_level
 from daemon.core.states import StrEnum
 from daemon.core.yamldoc import YamlDocError, load_mapping
@@ -456,7 +457,7 @@ def _written(clone: Clone, plan: Callable[[], Change], dry_run: bool, write: Cal
 
 def apply(clone: Clone, data: bytes, source: str, policy: SpecPolicy, dry_run: bool = False) -> Change:
     """Put a spec file into models.d/<user>/ (replacing the file that defines its model_id)."""
-    parsed = parse_spec(source, data, clone.user, policy)  # SpecError: nothing is touched
+    parsed = judged_spec(source, data, clone.user, policy)  # SpecError: nothing is touched
     new = data.decode("utf-8")
     plan = lambda: _plan_apply(clone, new, parsed)  # noqa: E731
     write = lambda change: _write(clone.path / change.path, new)  # noqa: E731
@@ -503,7 +504,7 @@ def _plan_scale(clone: Clone, model: str, replicas: int, policy: SpecPolicy, edi
     except SpecEditError as exc:
         raise SpecError([Problem(rel, 1, 1, str(exc))]) from None
     new_bytes = new.encode("utf-8", errors="surrogateescape")
-    parse_spec(rel, new_bytes, clone.user, policy)  # e.g. over the replica limit
+    judged_spec(rel, new_bytes, clone.user, policy)  # e.g. over the replica limit
     if old == new:
         return Change(ChangeAction.UNCHANGED, suffix, rel, "", f"{clone.user}/{suffix} already has {replicas} replica(s)")
     edited[rel] = new

@@ -16,7 +16,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from daemon.core.states import ModelState
-from daemon.store import RejectionKind, Store
+from daemon.core.records import RejectionKind
+from daemon.store import Store
 
 log = logging.getLogger("argus.metrics")
 

@@ -18,13 +18,14 @@ import os
 import re
 import sqlite3
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
+from daemon.core.records import Event, ModelRow, Rejection, RejectionKind, event_type
+from daemon.core.records import iso, parse_iso  # noqa: F401 (the store's time format, read where rows are)
+from daemon.core.states import EventType, ModelState
 from daemon.errors import NotFoundError, Problem, StoreError
-from daemon.core.states import LIVE_STATES, ModelState
 
 STATES = tuple(ModelState)
 
@@ -136,87 +137,18 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def _model_row(row: sqlite3.Row) -> ModelRow:
+    data = dict(row)
+    data["resolved"] = json.loads(data.pop("resolved_json"))
+    data["state"] = ModelState(data["state"])
+    return ModelRow(**data)
 
 
-def parse_iso(text: str) -> datetime:
-    # fromisoformat (3.11 reads the "Z"): ~20x faster than strptime, which large diffs felt.
-    return datetime.fromisoformat(text).astimezone(timezone.utc)
-
-
-@dataclass(frozen=True)
-class ModelRow:
-    model_key: str
-    user_id: str
-    model_id_suffix: str
-    model_id: str
-    spec_path: str
-    spec_yaml: str
-    resolved: dict[str, Any]
-    state: ModelState
-    error_summary: str | None
-    generation: int
-    attempted_generation: int | None
-    applied_generation: int | None
-    commit_sha: str
-    commit_author: str
-    created_at: str
-    updated_at: str
-
-    @classmethod
-    def from_sql(cls, row: sqlite3.Row) -> "ModelRow":
-        data = dict(row)
-        data["resolved"] = json.loads(data.pop("resolved_json"))
-        data["state"] = ModelState(data["state"])
-        return cls(**data)
-
-    @property
-    def live(self) -> bool:
-        return self.state in LIVE_STATES
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-@dataclass(frozen=True)
-class Event:
-    id: int
-    model_key: str | None
-    user_id: str | None
-    spec_path: str | None
-    time: str
-    event_type: str
-    payload: dict[str, Any]
-
-    @classmethod
-    def from_sql(cls, row: sqlite3.Row) -> "Event":
-        data = dict(row)
-        data["payload"] = json.loads(data["payload"])
-        return cls(**data)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-@dataclass(frozen=True)
-class Rejection:
-    spec_path: str
-    user_id: str
-    blob_sha: str
-    commit_sha: str
-    commit_author: str
-    problems: list[Problem]
-    time: str
-    kind: str = "spec"  # RejectionKind
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "problems": [p.to_dict() for p in self.problems]}
-
-
-class RejectionKind:
-    SPEC = "spec"            # the file's content breaks a spec rule
-    OWNERSHIP = "ownership"  # the change came from someone who may not make it
+def _event(row: sqlite3.Row) -> Event:
+    data = dict(row)
+    data["payload"] = json.loads(data["payload"])
+    data["event_type"] = event_type(data["event_type"])
+    return Event(**data)
 
 
 REBUILD = ("stop argusd, move the file away and start argusd again: it rebuilds the store from git "
@@ -390,10 +322,9 @@ class Store:
         self.conn.execute("UPDATE serve_models SET spec_path=?, updated_at=? WHERE model_key=?",
                           (spec_path, now, model_key))
 
-    def set_state(self, model_key: str, state: str, *, error_summary: str | None = None, now: str,
+    def set_state(self, model_key: str, state: ModelState, *, error_summary: str | None = None, now: str,
                   commit_sha: str | None = None, commit_author: str | None = None) -> None:
-        if state not in STATES:
-            raise ValueError(f"unknown state {state!r}")
+        state = ModelState(state)  # a misspelt state fails here, not in SQLite's CHECK
         self.conn.execute(
             "UPDATE serve_models SET state=?, error_summary=?, updated_at=?,"
             " commit_sha=COALESCE(?, commit_sha), commit_author=COALESCE(?, commit_author) WHERE model_key=?",
@@ -405,19 +336,19 @@ class Store:
     def mark_applied(self, model_key: str, generation: int) -> None:
         self.conn.execute("UPDATE serve_models SET applied_generation=? WHERE model_key=?", (generation, model_key))
 
-    def model_version(self, model_key: str) -> tuple[int, str] | None:
+    def model_version(self, model_key: str) -> tuple[int, ModelState] | None:
         """(generation, state) of a model, for writes that must not overwrite a newer change."""
         row = self.conn.execute("SELECT generation, state FROM serve_models WHERE model_key=?", (model_key,)).fetchone()
-        return (row["generation"], row["state"]) if row else None
+        return (row["generation"], ModelState(row["state"])) if row else None
 
     def get_model(self, model_key: str) -> ModelRow:
         row = self.conn.execute("SELECT * FROM serve_models WHERE model_key=?", (model_key,)).fetchone()
         if row is None:
             raise NotFoundError(f"no model with key {model_key!r}")
-        return ModelRow.from_sql(row)
+        return _model_row(row)
 
     def list_models(self, *, user_id: str | None = None, include_deleted: bool = False,
-                    states: tuple[str, ...] | None = None, limit: int | None = None,
+                    states: tuple[ModelState, ...] | None = None, limit: int | None = None,
                     offset: int = 0) -> list[ModelRow]:
         """Ordered by updated_at (oldest first), then key, so output is stable."""
         where, args = [], []
@@ -436,7 +367,7 @@ class Store:
         if limit is not None:
             sql += " LIMIT ? OFFSET ?"
             args.extend([limit, offset])
-        return [ModelRow.from_sql(r) for r in self.conn.execute(sql, args)]
+        return [_model_row(r) for r in self.conn.execute(sql, args)]
 
     def live_models_of(self, user_id: str) -> list[ModelRow]:
         """Every model of a user that is not DELETED (DELETING included: it can be revived)."""
@@ -449,14 +380,14 @@ class Store:
             row = self.conn.execute(f"SELECT * FROM serve_models WHERE {column}=?"
                                     " ORDER BY state = 'DELETED', updated_at DESC LIMIT 1", (ref,)).fetchone()
             if row is not None:
-                return ModelRow.from_sql(row)
+                return _model_row(row)
         sql, args = "SELECT * FROM serve_models WHERE model_id_suffix=? AND state != 'DELETED'", [ref]
         if user_id is not None:
             sql += " AND user_id=?"
             args.append(user_id)
         rows = self.conn.execute(sql, args).fetchall()
         if len(rows) == 1:
-            return ModelRow.from_sql(rows[0])
+            return _model_row(rows[0])
         if len(rows) > 1:
             ids = ", ".join(sorted(r["model_id"] for r in rows))
             raise NotFoundError(f"model {ref!r} is ambiguous ({ids}); give the full model id or --user")
@@ -464,7 +395,7 @@ class Store:
             sql = sql.replace("state != 'DELETED'", "state = 'DELETED'") + " ORDER BY updated_at DESC LIMIT 1"
             row = self.conn.execute(sql, args).fetchone()
             if row is not None:
-                return ModelRow.from_sql(row)
+                return _model_row(row)
         raise NotFoundError(f"no model {ref!r}; `argusctl status` lists the models")
 
     def has_model_key(self, model_key: str) -> bool:
@@ -500,13 +431,13 @@ class Store:
 
     # -- events ------------------------------------------------------------------------------
 
-    def append_event(self, event_type: str, payload: dict[str, Any] | None = None, *, now: str,
+    def append_event(self, event_type: EventType, payload: dict[str, Any] | None = None, *, now: str,
                      model_key: str | None = None, user_id: str | None = None,
                      spec_path: str | None = None) -> None:
         self.conn.execute(
             "INSERT INTO serve_events (model_key, user_id, spec_path, time, event_type, payload)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            (model_key, user_id, spec_path, now, event_type, json.dumps(payload or {}, sort_keys=True)))
+            (model_key, user_id, spec_path, now, str(event_type), json.dumps(payload or {}, sort_keys=True)))
 
     def events(self, *, model_key: str | None = None, spec_path: str | None = None, after_id: int = 0,
                limit: int | None = None) -> list[Event]:
@@ -525,19 +456,19 @@ class Store:
         if limit is not None:
             sql = f"SELECT * FROM ({sql.replace('ORDER BY id', 'ORDER BY id DESC')} LIMIT ?) ORDER BY id"
             args.append(limit)
-        return [Event.from_sql(r) for r in self.conn.execute(sql, args)]
+        return [_event(r) for r in self.conn.execute(sql, args)]
 
     def last_event(self, model_key: str) -> Event | None:
         row = self.conn.execute("SELECT * FROM serve_events WHERE model_key=? ORDER BY id DESC LIMIT 1",
                                 (model_key,)).fetchone()
-        return Event.from_sql(row) if row is not None else None
+        return _event(row) if row is not None else None
 
-    def last_cluster_event(self, event_types: tuple[str, ...]) -> Event | None:
+    def last_cluster_event(self, event_types: tuple[EventType, ...]) -> Event | None:
         """The newest of these events that belong to no model (the cluster's own)."""
         marks = ",".join("?" * len(event_types))
         row = self.conn.execute(f"SELECT * FROM serve_events WHERE model_key IS NULL AND event_type IN ({marks})"
                                 " ORDER BY id DESC LIMIT 1", tuple(str(t) for t in event_types)).fetchone()
-        return Event.from_sql(row) if row is not None else None
+        return _event(row) if row is not None else None
 
     # -- the lease, as this store's argusd sees it ------------------------------------------------
 
@@ -574,7 +505,8 @@ class Store:
             sql += " WHERE user_id=?"
             args.append(user_id)
         rows = self.conn.execute(sql + " ORDER BY spec_path", args).fetchall()
-        return [Rejection(**{**dict(r), "problems": [Problem.from_dict(p) for p in json.loads(r["problems"])]})
+        return [Rejection(**{**dict(r), "problems": [Problem.from_dict(p) for p in json.loads(r["problems"])],
+                             "kind": RejectionKind(r["kind"])})
                 for r in rows]
 
     # -- cursor ------------------------------------------------------------------------------
@@ -615,3 +547,22 @@ def _connect_readonly(path: str) -> sqlite3.Connection:
         if os.access(os.path.dirname(path) or ".", os.W_OK) or os.path.exists(f"{path}-wal"):
             raise
         return connect(f"file:{path}?mode=ro&immutable=1")
+
+
+# -- argusd's instance id (the lease's daemon name; helper "errors", self-contained) ----------------
+
+def daemon_instance(store: Store, host: str, state_db: str, fresh: str) -> str:
+    """This store's argusd instance id (daemon/serving/lease.py): `fresh` the first time, then
+    the same on every start, so a restarted argusd knows its own lease. A store opened under
+    another host name or path than the one it was made for (copied or moved) takes `fresh`
+    instead: it is another daemon, and stands by behind the original's lease like any other.
+    Its own table, made on first use (not a migration): only argusd, under the writer lock, asks."""
+    conn = store.conn
+    conn.execute("CREATE TABLE IF NOT EXISTS daemon_instance (id INTEGER PRIMARY KEY CHECK (id = 1),"
+                 " instance TEXT NOT NULL, host TEXT NOT NULL, state_db TEXT NOT NULL)")
+    row = conn.execute("SELECT instance, host, state_db FROM daemon_instance WHERE id=1").fetchone()
+    if row is not None and (row["host"], row["state_db"]) == (host, state_db):
+        return row["instance"]
+    conn.execute("INSERT OR REPLACE INTO daemon_instance (id, instance, host, state_db) VALUES (1, ?, ?, ?)",
+                 (fresh, host, state_db))
+    return fresh

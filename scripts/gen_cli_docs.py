@@ -17,9 +17,19 @@ HEADER = """# argusctl reference
 
 Generated from each command's `--help` by `scripts/gen_cli_docs.py`; do not edit by hand.
 
-Exit codes (every command): 0 ok; 1 invalid input, a failed check, a failed model or a
-diff; 2 usage error; 3 environment not usable (config, store, git repo, cluster); 4 no such
-model; 5 `--wait` timed out. Errors go to stderr as `argusctl: error: ...` naming the fix.
+Errors go to stderr as `argusctl: error: ...` naming the fix. Exit codes (every command; an
+error's code says whose fault it is, the same answer the HTTP API gives as a status, see
+docs/api.md):
+
+| exit | whose fault | HTTP |
+| --- | --- | --- |
+| 0 | ok | 2xx |
+| 1 | input: a spec or request is invalid; not allowed: the repo's hook refused the change, a path outside your roots (the API also: no or an unknown token); also a failed check, a failed model, a diff | 400 `yaml_invalid`, 401, 403, 413, 415, 422 |
+| 2 | usage: bad arguments, flags or paths; a clone with uncommitted or unpushed changes | 400 `bad_request` |
+| 3 | environment: the config, store, GitOps repo or cluster is not usable (an operator fixes it) | 503 |
+| 4 | not found: no such model | 404 |
+| 5 | `--wait` timed out | - |
+| 6 | conflict: someone else changed the same spec meanwhile; nothing changed, run it again | 409 |
 """
 
 

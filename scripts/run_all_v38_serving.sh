@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Seed M6.3, end to end and idempotent: start or reuse Ray, start argusd on the GitOps repo,
+# The end-to-end check, idempotent: start or reuse Ray, start argusd on the GitOps repo,
 # push a spec, wait for RUNNING, check /v1/models, get a real chat answer with the openai
 # client, delete the spec, wait until the model is gone. Twice in a row needs no cleanup.
 #

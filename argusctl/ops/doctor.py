@@ -1,4 +1,4 @@
-"""`argusctl doctor` checks (seed M0.3/M0.4): config, imports, Ray, Serve, port, GPUs,
+"""`argusctl doctor` checks: config, imports, Ray, Serve, port, GPUs,
 store and repo. Each check says what it saw and, when something is wrong, the fix."""
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from daemon.config import Config, repo_root
 from daemon.errors import ArgusError
 from argusctl.ops.hook import protection_gaps
 from daemon.serving.client import ServeClient
-from daemon.serving.lease import LeaseValue
+from daemon.serving.lease import LeaseValue, display_name
 from daemon.serving.llm_config import LEASE_APP_NAME, lease_of
 from daemon.serving.placement import AdmissionMode, Capacity
 
@@ -408,8 +408,8 @@ def check_lease(config: Config, serve: dict) -> Check:
     if value is None:
         return Check("argusd lease", WARN, "no argusd holds the lease: none is reconciling this cluster",
                      "start argusd (scripts/argusd_up.sh or the systemd unit)")
-    return Check("argusd lease", OK, f"active argusd: {value.holder} (epoch {value.epoch}, renewal {value.beat}); "
-                                     "any other argusd on this cluster stands by")
+    return Check("argusd lease", OK, f"active argusd: {display_name(value.holder)} (epoch {value.epoch}, "
+                                     f"renewal {value.beat}); any other argusd on this cluster stands by")
 
 
 def check_port(port: int, serve_started: bool) -> Check:

@@ -1,6 +1,6 @@
 """Server-side validation: the pre-receive hook refuses a push that carries an invalid spec,
 a spec of an unknown user, or a change to models.d/<user>/ by someone not allowed to make
-it. The same validator as `argusctl lint` and the daemon; the daemon checks again, for
+it. The same judge as `argusctl lint` and argusd (core/verdict.py); argusd judges again, for
 commits that get in some other way.
 """
 from __future__ import annotations
@@ -10,13 +10,16 @@ import shlex
 import stat
 import sys
 from pathlib import Path
+from typing import Mapping, Sequence
 
 from daemon.core import layout
+from daemon.core.layout import FILE_MODES, MODELS_DIR, user_of
 from daemon.core.ownership import ownership_refusals
-from daemon.errors import GitError, SpecError
-from daemon.core.layout import FILE_MODES, MODELS_DIR, is_spec_path, user_of
+from daemon.core.spec import SpecPolicy
+from daemon.core.verdict import TreeEntry, UserFacts
+from daemon.errors import GitError, Problem
 from daemon.gitrepo import CommitInfo, GitRepo, run_git
-from daemon.core.spec import SpecPolicy, parse_spec, validate_user_id
+from daemon.verdicts import Before, judge_files
 
 ZERO = "0" * 40
 HOOK_MARK = "# installed by argusctl hook install"
@@ -25,60 +28,45 @@ HOOK_MARK = "# installed by argusctl hook install"
 def check_step(repo: GitRepo, previous: str | None, commit: CommitInfo, policy: SpecPolicy,
                owners: dict[str, tuple[str, ...]]) -> list[str]:
     """Problems of one step of the branch (previous -> commit, as argusd records it), each as
-    `path:line:col: message`. Ownership by core.ownership: who made each changed path what it is."""
+    `path:line:col: message`: the judge's verdict (core/verdict.py) on the files this step
+    changed, with the previous step as what is on record."""
     problems: list[str] = []
     changes = repo.changers(previous, commit.sha) if owners else {p: [] for p in repo.changed_paths(previous, commit.sha)}
-    changed = list(changes)
+    changed = set(changes)
     refusals = ownership_refusals(changes, owners)
     users = sorted({u for u in (user_of(p) for p in changed) if u is not None})
-    strays = [p for p in changed if user_of(p) is None]
+    strays = sorted(p for p in changed if user_of(p) is None)
     for stray in repo.tree_files(commit.sha, strays) if strays else []:  # one ls-tree, not one per file
         message = layout.stray_problem(stray.path, stray.mode)
         if message is not None:
             problems.append(f"{stray.path}:1:1: {message}")
-    files = repo.tree_files(commit.sha, [f"{MODELS_DIR}/{u}/" for u in users]) if users else []
-    blobs = repo.read_blobs([f.blob for f in files if is_spec_path(f.path) and f.mode in FILE_MODES],
-                            policy.max_spec_bytes)
+    files = [f for f in (repo.tree_files(commit.sha, [f"{MODELS_DIR}/{u}/" for u in users]) if users else [])
+             if layout.is_judged(f.path, f.mode)]
+    blobs = repo.read_blobs([f.blob for f in files if f.mode in FILE_MODES], policy.max_spec_bytes)
     for user in users:
-        mine = [p for p in changed if user_of(p) == user]
-        try:
-            validate_user_id(user)
-        except ValueError as exc:
-            problems += [f"{p}:1:1: {exc}" for p in mine]
-            continue
-        if owners and user not in owners:
-            problems += [f"{p}:1:1: {layout.unknown_user(user)}" for p in mine]
-            continue
-        mine_refused = [p for p in mine if p in refusals]
-        if mine_refused:
-            problems += [f"{p}:1:1: {refusals[p].message}" for p in mine_refused]
-            continue
-        ids: dict[str, list] = {}
-        for f in files:
-            if user_of(f.path) != user or not layout.is_judged(f.path, f.mode):
-                continue
-            entry_problem = layout.entry_problem(f.mode)
-            if entry_problem is not None:
-                if f.path in mine:
-                    problems.append(f"{f.path}:1:1: {entry_problem}")
-                continue
-            try:
-                parsed = parse_spec(f.path, blobs.get(f.blob, b""), user, policy)
-            except SpecError as exc:
-                if f.path in mine:
-                    problems += [str(p) for p in exc.problems]
-                continue
-            except Exception as exc:  # noqa: BLE001 - a hostile file gets a refusal, not a traceback
-                if f.path in mine:
-                    problems.append(f"{f.path}:1:1: {layout.unreadable(exc)}")
-                continue
-            ids.setdefault(parsed.spec.model_id, []).append((f.path, parsed.doc.position(("model_id",))))
-        for model_id, claims in ids.items():
-            if len(claims) > 1:
-                problems += [f"{p}:{pos.line}:{pos.col}: "
-                             f"{layout.duplicate_model_id(model_id, [o for o, _ in claims if o != p])}"
-                             for p, pos in claims if p in mine]
+        facts = UserFacts(user, tuple(TreeEntry(f.path, f.blob, f.mode, blobs.get(f.blob))
+                                      for f in files if user_of(f.path) == user),
+                          known=not owners or user in owners,
+                          refused={p: (Problem(p, 1, 1, r.message),) for p, r in refusals.items() if user_of(p) == user})
+        verdicts = judge_files(facts, policy, _before(repo, previous, policy))
+        for verdict in verdicts:
+            if verdict.path in changed:
+                problems += [str(p) for p in verdict.problems]
+        # A refused change the tree no longer shows (a deletion, a file argus does not read).
+        judged = {v.path for v in verdicts}
+        problems += [str(p) for path, found in sorted(facts.refused.items()) if path not in judged for p in found]
     return problems
+
+
+def _before(repo: GitRepo, previous: str | None, policy: SpecPolicy) -> Before:
+    """The files as the previous step of the branch has them (what argusd has on record)."""
+    def read(paths: Sequence[str]) -> Mapping[str, bytes]:
+        if previous is None:
+            return {}
+        old = [f for f in repo.tree_files(previous, list(paths)) if f.mode in FILE_MODES]
+        blobs = repo.read_blobs([f.blob for f in old], policy.max_spec_bytes)
+        return {f.path: blobs[f.blob] for f in old if f.blob in blobs}
+    return read
 
 
 def check_push(repo: GitRepo, updates: list[tuple[str, str, str]], branch: str, policy: SpecPolicy,

@@ -2,15 +2,19 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping, Sequence
 
 from daemon.core import layout
-from daemon.core.adapters import BaseRef, adapter_fit, find_base, read_adapter
-from daemon.core.layout import MODELS_DIR, SPEC_SUFFIXES
-from daemon.errors import Problem, SpecError, UsageError
-from daemon.core.spec import ParsedSpec, SpecPolicy, parse_spec
+from daemon.core.adapters import AdapterRefused, BaseRef, adapter_fit, find_base
+from daemon.core.layout import FILE_MODES, MODELS_DIR, SPEC_SUFFIXES
+from daemon.core.spec import ParsedSpec, SpecPolicy
+from daemon.core.verdict import TreeEntry, UserFacts
+from daemon.errors import Problem, UsageError
+from daemon.folders import read_adapter
+from daemon.verdicts import Before, judge_files
 
 
 
@@ -93,8 +97,31 @@ def _read_capped(path: Path, limit: int) -> bytes:
         return handle.read(limit + 1)  # one byte over is enough to report the size limit
 
 
-def lint_files(files: list[SpecFile], policy: SpecPolicy) -> LintReport:
+def _at_head(fs_paths: dict[str, Path], limit: int) -> Before:
+    """The linted files as the clone's HEAD has them: what a push of them is judged against
+    (the file a model is recorded from keeps its model_id). Nothing outside a git work tree."""
+    def read(displays: Sequence[str]) -> Mapping[str, bytes]:
+        out = {}
+        for display in displays:
+            fs_path = fs_paths[display]
+            try:
+                shown = subprocess.run(["git", "--no-replace-objects", "show", f"HEAD:./{fs_path.name}"],
+                                       cwd=fs_path.parent, capture_output=True, timeout=30)
+            except (OSError, subprocess.SubprocessError):
+                return {}
+            if shown.returncode == 0:
+                out[display] = shown.stdout[:limit + 1]
+        return out
+    return read
+
+
+def lint_files(files: list[SpecFile], policy: SpecPolicy, users: frozenset[str] | None = None) -> LintReport:
+    """Every problem of the files: where they are and what they are (read here), then the
+    judge's verdict (core/verdict.py), per user, as the hook and argusd give it. `users`: the
+    config's users: section, when it has one (a user it does not name is refused)."""
     report = LintReport(files=[f.display for f in files])
+    entries: dict[str, list[TreeEntry]] = {}
+    fs_paths: dict[str, Path] = {}
     for spec_file in files:
         if spec_file.layout_error:
             report.problems.append(Problem(spec_file.display, 1, 1, spec_file.layout_error))
@@ -113,13 +140,16 @@ def lint_files(files: list[SpecFile], policy: SpecPolicy) -> LintReport:
         except OSError as exc:
             report.problems.append(Problem(spec_file.display, 1, 1, f"cannot read file: {exc.strerror}"))
             continue
-        try:
-            report.specs[spec_file.display] = parse_spec(spec_file.display, data, spec_file.user_id, policy)
-        except SpecError as exc:
-            report.problems.extend(exc.problems)
-    users = {f.display: f.user_id for f in files}
-    report.problems.extend(duplicate_model_ids(report.specs, users))
-    report.problems.extend(adapter_problems(report.specs, users, policy))
+        entries.setdefault(spec_file.user_id, []).append(TreeEntry(spec_file.display, "", FILE_MODES[0], data))
+        fs_paths[spec_file.display] = spec_file.fs_path
+    owners = {f.display: f.user_id for f in files}
+    for user, mine in sorted(entries.items()):
+        facts = UserFacts(user, tuple(mine), known=users is None or user in users)
+        for verdict in judge_files(facts, policy, _at_head(fs_paths, policy.max_spec_bytes)):
+            report.problems.extend(verdict.problems)
+            if verdict.spec is not None:
+                report.specs[verdict.path] = verdict.spec
+    report.problems.extend(adapter_problems(report.specs, owners, policy))
     report.problems.sort()
     return report
 
@@ -127,8 +157,8 @@ def lint_files(files: list[SpecFile], policy: SpecPolicy) -> LintReport:
 def adapter_problems(specs: dict[str, ParsedSpec], users: dict[str, str | None], policy: SpecPolicy) -> list[Problem]:
     """What lint can check of an adapter without a GPU, where this machine has its folder:
     that it is a LoRA adapter, and, when its base is among the linted files (named by its
-    model_id), that the base takes it. The same rules argusd applies (daemon/core/adapters.py);
-    a base named by public id is checked by argusd, which knows the ids."""
+    model_id), that the base takes it. The same rules argusd applies when it loads the adapter
+    (daemon/core/adapters.py); a base named by public id is checked by argusd, which knows the ids."""
     bases = [BaseRef(f"{users[d]}/{p.spec.model_id}", users[d] or "", p.spec.model_id, p.model_source,
                      p.spec.adapters.model_dump() if p.spec.adapters else None)
              for d, p in specs.items() if p.spec.base_model is None]
@@ -136,11 +166,11 @@ def adapter_problems(specs: dict[str, ParsedSpec], users: dict[str, str | None],
     for display, parsed in specs.items():
         user = users[display]
         if parsed.spec.base_model is None or user is None or not os.path.isdir(parsed.model_source):
-            continue
+            continue  # not on this machine: argusd checks it where the adapter is
         info = read_adapter(parsed.model_source, user, policy.root)
-        if isinstance(info, str):
+        if isinstance(info, AdapterRefused):
             pos = parsed.doc.position(("model_source",))
-            problems.append(Problem(display, pos.line, pos.col, info))
+            problems.append(Problem(display, pos.line, pos.col, info.reason))
             continue
         base = find_base(parsed.spec.base_model, user, bases)
         found = adapter_fit(info, user, base) if base is not None else None
@@ -150,25 +180,9 @@ def adapter_problems(specs: dict[str, ParsedSpec], users: dict[str, str | None],
     return problems
 
 
-def duplicate_model_ids(specs: dict[str, ParsedSpec], users: dict[str, str | None]) -> list[Problem]:
-    """Two files of one user naming the same model_id are both wrong."""
-    by_id: dict[tuple, list[str]] = {}
-    for display, parsed in specs.items():
-        by_id.setdefault((users[display], parsed.spec.model_id), []).append(display)
-    problems = []
-    for (user, model_id), displays in by_id.items():
-        if len(displays) < 2:
-            continue
-        for display in displays:
-            others = [d for d in sorted(displays) if d != display]
-            pos = specs[display].doc.position(("model_id",))
-            problems.append(Problem(display, pos.line, pos.col, layout.duplicate_model_id(model_id, others)))
-    return problems
-
-
 def lint_paths(paths: list[str], policy: SpecPolicy, user_override: str | None = None,
-               clone_user: CloneUser | None = None) -> LintReport:
+               clone_user: CloneUser | None = None, users: frozenset[str] | None = None) -> LintReport:
     files = find_spec_files(paths, user_override, clone_user)
     if not files:
         raise UsageError(f"no spec files (*.yaml, *.yml) found in {', '.join(paths)}")
-    return lint_files(files, policy)
+    return lint_files(files, policy, users)

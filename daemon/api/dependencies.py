@@ -20,6 +20,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Callable, Optional, TypeVar
 
 import anyio
@@ -28,6 +29,7 @@ from fastapi import Request
 
 from daemon.api.service import ModelService
 from daemon.api.tokens import Identity, TokenStore
+from daemon.errors import ArgusError, Fault, ForbiddenError, UnauthenticatedError
 
 SESSION_COOKIE = "argus_session"
 SESSION_SECONDS = 12 * 3600
@@ -38,12 +40,28 @@ WRITE_THREADS = 32
 T = TypeVar("T")
 
 
-class ApiError(Exception):
-    """An answer other than success that the HTTP layer decides itself (auth, request shape)."""
+class RequestShape(str, Enum):
+    """What is wrong with an HTTP request before argus reads what it says; HTTP has a status of
+    its own for each (the value is the API's error code)."""
 
-    def __init__(self, status: int, code: str, message: str, problems: Optional[list] = None):
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    TOO_LARGE = "too_large"
+    INVALID = "invalid_request"
+
+    @property
+    def status(self) -> int:
+        return {RequestShape.UNSUPPORTED_MEDIA_TYPE: 415, RequestShape.TOO_LARGE: 413, RequestShape.INVALID: 422}[self]
+
+
+class RequestError(ArgusError):
+    """The request itself is not one this API takes (its media type, size or body): the caller's
+    input, as a spec error is, with HTTP's own status for its shape."""
+
+    fault = Fault.INPUT
+
+    def __init__(self, shape: RequestShape, message: str):
         super().__init__(message)
-        self.status, self.code, self.message, self.problems = status, code, message, problems
+        self.shape = shape
 
 
 class Sessions:
@@ -128,20 +146,20 @@ def _identity(request: Request, writing: bool) -> Identity:
     if header:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise ApiError(401, "unauthenticated", "use `Authorization: Bearer <token>`")
+            raise UnauthenticatedError("use `Authorization: Bearer <token>`")
         found = ctx.tokens.authenticate(token.strip())
     else:
         session = request.cookies.get(SESSION_COOKIE)
         token = ctx.sessions.token(session) if session else None
         if token is None:
-            raise ApiError(401, "unauthenticated", "no token: send `Authorization: Bearer <token>` "
-                           "(an admin makes one with `argusctl token create --user <you>`)")
+            raise UnauthenticatedError("no token: send `Authorization: Bearer <token>` "
+                                       "(an admin makes one with `argusctl token create --user <you>`)")
         refused = from_the_ui(request.headers) if writing else None
         if refused is not None:
-            raise ApiError(403, "forbidden", f"a write signed in by cookie: {refused}")
+            raise ForbiddenError(f"a write signed in by cookie: {refused}")
         found = ctx.tokens.authenticate(token)
     if found is None:
-        raise ApiError(401, "unauthenticated", "this token is unknown or revoked; ask for a new one")
+        raise UnauthenticatedError("this token is unknown or revoked; ask for a new one")
     return found
 
 
@@ -168,4 +186,4 @@ def ui_only(request: Request) -> None:
     could sign a visitor into its own account (login CSRF) or out of theirs."""
     refused = from_the_ui(request.headers)
     if refused is not None:
-        raise ApiError(403, "forbidden", f"signing in or out: {refused}")
+        raise ForbiddenError(f"signing in or out: {refused}")

@@ -18,41 +18,35 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from daemon.api import routes_account, routes_admin, routes_models, routes_ui, routes_webhooks
-from daemon.api.dependencies import ApiContext, ApiError
-from daemon.api.service import ForbiddenError, ModelService
+from daemon.api.dependencies import ApiContext, RequestError, RequestShape
+from daemon.api.service import ModelService
 from daemon.api.tokens import TokenStore
-from daemon.errors import (ArgusError, ConflictError, GitError, NotFoundError, ProblemKind, RefusedError, SpecError,
-                           StoreError, UsageError)
+from daemon.errors import ArgusError, Fault, ProblemKind, SpecError
+
+# Whose fault -> HTTP status and error code: the twin of argusctl/common.py's EXIT_CODES, one
+# table in docs/api.md. Within a fault HTTP says a little more than an exit code can (below).
+HTTP_STATUS: dict[Fault, tuple[int, str]] = {
+    Fault.INPUT: (422, "spec_invalid"),
+    Fault.USAGE: (400, "bad_request"),
+    Fault.UNAUTHENTICATED: (401, "unauthenticated"),
+    Fault.NOT_ALLOWED: (403, "forbidden"),
+    Fault.NOT_FOUND: (404, "not_found"),
+    Fault.CONFLICT: (409, "conflict"),
+    Fault.ENVIRONMENT: (503, "unavailable"),
+}
 
 
 def status_of(exc: ArgusError) -> tuple[int, str]:
-    """The HTTP status and error code for an engine error (the seed's M3.3 mapping)."""
+    """The HTTP status and error code for an error: its fault's, made finer where HTTP has a
+    word of its own (a YAML syntax error, a path outside the user's roots, the request's shape)."""
+    if isinstance(exc, RequestError):
+        return exc.shape.status, exc.shape.value
     if isinstance(exc, SpecError):
-        kinds = {p.kind for p in exc.problems}
-        if ProblemKind.SYNTAX in kinds:
-            return 400, "yaml_invalid"
-        if ProblemKind.FORBIDDEN in kinds:
+        if exc.fault is Fault.NOT_ALLOWED:
             return 403, "path_forbidden"
-        return 422, "spec_invalid"
-    if isinstance(exc, NotFoundError):
-        return 404, "not_found"
-    if isinstance(exc, (ForbiddenError, RefusedError)):
-        return 403, "forbidden"
-    if isinstance(exc, ConflictError):
-        return 409, "conflict"
-    if isinstance(exc, UsageError):
-        return 400, "bad_request"
-    if isinstance(exc, (GitError, StoreError)):
-        return 503, "unavailable"
-    return 500, "error"
-
-
-async def api_error(_: Request, exc: ApiError) -> JSONResponse:
-    body: dict[str, Any] = {"error": exc.code, "message": exc.message}
-    if exc.problems is not None:
-        body["problems"] = exc.problems
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-    return JSONResponse(body, status_code=exc.status, headers=headers)
+        if any(p.kind is ProblemKind.SYNTAX for p in exc.problems):
+            return 400, "yaml_invalid"
+    return HTTP_STATUS[exc.fault]
 
 
 async def request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -60,7 +54,7 @@ async def request_invalid(request: Request, exc: RequestValidationError) -> JSON
                       for e in exc.errors())
     if request.method == "PATCH":
         where += '; send JSON {"num_replicas": N} with N a whole number >= 1 (e.g. {"num_replicas": 2})'
-    return JSONResponse({"error": "invalid_request", "message": where}, status_code=422)
+    return await engine_error(request, RequestError(RequestShape.INVALID, where))
 
 
 async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -79,7 +73,8 @@ async def engine_error(_: Request, exc: ArgusError) -> JSONResponse:
     if isinstance(exc, SpecError):
         body["message"] = "the spec is not valid; fix each problem at its line:col and send it again"
         body["problems"] = [p.to_dict() for p in exc.problems]
-    return JSONResponse(body, status_code=status)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.fault is Fault.UNAUTHENTICATED else None
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def create_app(service: ModelService, tokens: TokenStore, openai_base_url: str) -> FastAPI:
@@ -87,7 +82,6 @@ def create_app(service: ModelService, tokens: TokenStore, openai_base_url: str) 
                   docs_url=None, redoc_url=None,
                   description="Every write is a git commit by the caller; argusd serves what git says.")
     app.state.argus = ApiContext(service, tokens, openai_base_url)
-    app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(RequestValidationError, request_invalid)
     app.add_exception_handler(ArgusError, engine_error)
     app.add_exception_handler(StarletteHTTPException, http_error)

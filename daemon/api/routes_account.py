@@ -5,9 +5,9 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
 
-from daemon.api.dependencies import (SESSION_COOKIE, SESSION_SECONDS, ApiContext, ApiError, context, reader,
-                                     ui_only)
+from daemon.api.dependencies import SESSION_COOKIE, SESSION_SECONDS, ApiContext, context, reader, ui_only
 from daemon.api.tokens import Identity
+from daemon.errors import UnauthenticatedError
 
 router = APIRouter()
 
@@ -36,7 +36,7 @@ def ui_session(body: SignIn, ctx: ApiContext = Depends(context)) -> Response:
     """Sign in (the login page's script): the session cookie and the page to open."""
     token = body.token.strip()
     if ctx.tokens.authenticate(token) is None:
-        raise ApiError(401, "unauthenticated", "That token is unknown or revoked; ask an admin for a new one.")
+        raise UnauthenticatedError("That token is unknown or revoked; ask an admin for a new one.")
     response = JSONResponse({"next": local_page(body.next)})
     response.set_cookie(SESSION_COOKIE, ctx.sessions.open(token), max_age=SESSION_SECONDS, httponly=True,
                         secure=True, samesite="strict", path="/")

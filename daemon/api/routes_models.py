@@ -1,4 +1,4 @@
-"""/api/v2/serve/models and /api/v2/serve/lint: the models of the caller (the seed's M3 routes).
+"""/api/v2/serve/models and /api/v2/serve/lint: the models of the caller.
 Every write is a commit by the caller, run in the write lanes (off the event loop)."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
-from daemon.api.dependencies import ApiContext, ApiError, context, reader, writer
+from daemon.api.dependencies import ApiContext, RequestError, RequestShape, context, reader, writer
 from daemon.api.tokens import Identity
 
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain")
@@ -30,11 +30,11 @@ class ScaleRequest(BaseModel):
 async def yaml_body(request: Request) -> bytes:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind not in YAML_TYPES:
-        raise ApiError(415, "unsupported_media_type",
-                       f"send the spec as YAML with `Content-Type: application/yaml` (got {kind or 'none'})")
+        raise RequestError(RequestShape.UNSUPPORTED_MEDIA_TYPE,
+                           f"send the spec as YAML with `Content-Type: application/yaml` (got {kind or 'none'})")
     body = await request.body()
     if len(body) > MAX_BODY:
-        raise ApiError(413, "too_large", f"the spec is over {MAX_BODY} bytes")
+        raise RequestError(RequestShape.TOO_LARGE, f"the spec is over {MAX_BODY} bytes")
     return body
 
 
@@ -80,5 +80,5 @@ async def delete_model(request: Request, model_key: str, who: Identity = Depends
                        ctx: ApiContext = Depends(context)) -> dict:
     """Delete a model: remove its spec (a commit by you)."""
     if await request.body():
-        raise ApiError(422, "invalid_request", "DELETE takes no body; send the request without one")
+        raise RequestError(RequestShape.INVALID, "DELETE takes no body; send the request without one")
     return (await ctx.lanes.run(who.user, ctx.service.delete, who, model_key)).to_dict()

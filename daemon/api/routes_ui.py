@@ -1,4 +1,4 @@
-"""The web UI's pages (the seed's M7): one HTML shell per page, filled in by static/app.js from
+"""The web UI's pages: one HTML shell per page, filled in by static/app.js from
 the API. Sign-in and sign-out are in routes_account."""
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from typing import Any, Callable, Optional
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from daemon.api.dependencies import ApiContext, ApiError, context, session_identity
+from daemon.api.dependencies import ApiContext, context, session_identity
 from daemon.api.routes_account import local_page
 from daemon.api.tokens import Identity
+from daemon.errors import NotFoundError
 
 STATIC_TYPES = {"app.js": "text/javascript", "app.css": "text/css"}
 
@@ -84,5 +85,5 @@ def not_found_page(request: Request) -> HTMLResponse:
 @router.get("/ui/static/{name}")
 def ui_static(name: str) -> Response:
     if name not in STATIC_TYPES:
-        raise ApiError(404, "not_found", f"no file {name}")
+        raise NotFoundError(f"no file {name}")
     return Response(static_text(name), media_type=STATIC_TYPES[name], headers={"Cache-Control": "no-cache"})

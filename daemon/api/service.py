@@ -20,18 +20,16 @@ from daemon.api.tokens import Identity
 from daemon.config import Config
 from daemon.core.adapters import BaseRef, find_base
 from daemon.core.describe import adapter_load, describe_event, reason_of
-from daemon.core.spec import SpecPolicy, parse_spec
+from daemon.core.spec import SpecPolicy
+from daemon.verdicts import judged_spec
 from daemon.core.states import ModelState
-from daemon.errors import ArgusError, ClusterError, NotFoundError, SpecError, StoreError
+from daemon.errors import ClusterError, ForbiddenError, NotFoundError, SpecError, StoreError
 from daemon.serving.llm_config import adapter_table, app_name
-from daemon.store import ModelRow, Store
+from daemon.core.records import ModelRow
+from daemon.store import Store
 
 EVENTS_PAGE = 50
 RECORD_TIMEOUT_SECONDS = 15.0
-
-
-class ForbiddenError(ArgusError):
-    """The caller may see this, but not do it (an admin-only route, another user's model)."""
 
 
 class ServeStatusSource:
@@ -283,7 +281,7 @@ class ModelService:
     def lint(self, identity: Identity, data: bytes) -> list[dict[str, Any]]:
         """Every problem of a spec as the caller would commit it (the UI checks as you type)."""
         try:
-            parse_spec("spec.yaml", data, identity.user, self.policy)
+            judged_spec("spec.yaml", data, identity.user, self.policy)
         except SpecError as exc:
             return [p.to_dict() for p in exc.problems]
         return []
@@ -296,7 +294,7 @@ class ModelService:
 
     def create(self, identity: Identity, data: bytes) -> WriteResult:
         """Create or change a model from a spec (the body of POST)."""
-        parse_spec("spec.yaml", data, identity.user, self.policy)  # SpecError before git is touched
+        judged_spec("spec.yaml", data, identity.user, self.policy)  # SpecError before git is touched
         change = gitwrite.apply(self._clone(identity), data, "spec.yaml", self.policy)
         return self._recorded(identity, change)
 

@@ -2,29 +2,17 @@
 
 An adapter spec (`base_model:` set) names a model that runs in argus and a local adapter
 folder (PEFT layout: adapter_config.json + weights). The base opts in with `adapters:`
-(max_rank, max_loaded, users). Pure but for reading adapter_config.json, like
-spec.attention_heads reads config.json.
+(max_rank, max_loaded, users). Pure: what the adapter folder holds is read by a shell
+(daemon/folders.py, read_adapter) and judged in core.folders.adapter_reading.
 """
 from __future__ import annotations
 
-import json
-import os
 import posixpath
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from daemon.core.spec import ANY_USER, PathRejected, path_problem, resolve_model_source
-
-ADAPTER_CONFIG = "adapter_config.json"
-ADAPTER_CONFIG_BYTES = 1 << 20
-
-
-@dataclass(frozen=True)
-class AdapterInfo:
-    """What adapter_config.json says about an adapter folder."""
-
-    rank: int
-    base_name: str | None      # base_model_name_or_path, as the trainer wrote it
+from daemon.core.folders import ADAPTER_CONFIG, AdapterInfo, AdapterReading, AdapterRefused  # noqa: F401
+from daemon.core.spec import ANY_USER
 
 
 @dataclass(frozen=True)
@@ -36,44 +24,6 @@ class BaseRef:
     suffix: str
     model_source: str
     adapters: dict[str, Any] | None
-
-
-def read_adapter(path: str, user_id: str, root: str) -> AdapterInfo | str:
-    """The adapter folder's facts, or why it cannot be served (the path rules run again: the
-    folder may have been swapped for a symlink after the spec was accepted)."""
-    if (problem := path_problem(path, user_id, root)) is not None:
-        return problem
-    # A file in the folder that is a symlink must not lead out of the same roots (into another
-    # user's adapter, say): vLLM reads every file it finds there.
-    try:
-        names = sorted(os.listdir(path))
-    except FileNotFoundError:
-        return f"model_source {path} does not exist; put the adapter there (or fix model_source in the spec)"
-    except OSError as exc:
-        return f"cannot read the adapter folder {path}: {exc}"
-    for name in names:
-        entry = os.path.join(path, name)
-        if os.path.islink(entry):
-            try:
-                resolve_model_source(os.path.realpath(entry), user_id, root)
-            except PathRejected:
-                return f"{entry} is a symlink to {os.path.realpath(entry)}, outside your roots; copy the file instead"
-    config_path = os.path.join(path, ADAPTER_CONFIG)
-    try:
-        with open(config_path, "rb") as handle:
-            data = json.loads(handle.read(ADAPTER_CONFIG_BYTES))
-    except FileNotFoundError:
-        return (f"{config_path} does not exist; model_source must be a LoRA adapter folder as PEFT saves it "
-                "(adapter_config.json and adapter_model.safetensors)")
-    except (OSError, ValueError) as exc:
-        return f"cannot read {config_path}: {exc}"
-    if not isinstance(data, dict) or str(data.get("peft_type", "")).upper() != "LORA":
-        return f"{config_path} is not a LoRA adapter (peft_type is {data.get('peft_type') if isinstance(data, dict) else None!r})"
-    rank = data.get("r")
-    if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
-        return f"{config_path} has no valid rank (r is {rank!r})"
-    base = data.get("base_model_name_or_path")
-    return AdapterInfo(rank, base if isinstance(base, str) and base.strip() else None)
 
 
 def find_base(ref: str, adapter_user: str, models: Iterable[BaseRef]) -> BaseRef | None:

@@ -1,13 +1,15 @@
 """How a model's state and events read to a person: one wording for `argusctl status/logs`
-and the HTTP API and UI. Pure: takes store rows and events, returns text."""
+and the HTTP API and UI. Pure: takes the records (core/records.py), returns text."""
 from __future__ import annotations
 
 from typing import Any, Mapping
 
+from daemon.core.records import Event, ModelRow, Rejection, event_type
 from daemon.core.states import EventType, ModelState, StrEnum
+from daemon.errors import Problem
 
 
-def reason_of(model, rejection) -> str:
+def reason_of(model: ModelRow, rejection: Rejection | None) -> str:
     if rejection is not None:
         first = rejection.problems[0]
         where = f"line {first.line}:{first.col}" if first.path == rejection.spec_path else f"{first.path}:{first.line}"
@@ -15,9 +17,9 @@ def reason_of(model, rejection) -> str:
     return model.error_summary or ""
 
 
-def problem_text(problem) -> str:
+def problem_text(problem: Problem | Mapping[str, Any]) -> str:
     """One stored problem as `path:line:col: message` (events keep them structured)."""
-    if isinstance(problem, dict):
+    if isinstance(problem, Mapping):
         return f"{problem.get('path')}:{problem.get('line')}:{problem.get('col')}: {problem.get('message')}"
     return str(problem)
 
@@ -99,9 +101,8 @@ def _replicas(n: Any) -> str:
     return f"{n} replica" + ("" if n == 1 else "s")
 
 
-def _what(event_type: str, p: dict) -> str:
+def _what(kind: EventType | str, p: dict) -> str:
     """The event's own words, from its payload (consumes the keys it uses)."""
-    kind = EventType(event_type) if event_type in EventType._value2member_map_ else None
     if kind == EventType.REJECTED:
         kept = p.pop("kept_last_good_spec", None)
         return ("; ".join(problem_text(q) for q in p.pop("problems", []))
@@ -148,13 +149,13 @@ def _what(event_type: str, p: dict) -> str:
     return ""
 
 
-def describe_event(event) -> str:
+def describe_event(event: Event) -> str:
     """One readable line for an event: its own words, then anything else it carries as
     `key value`, then who made it and in which commit."""
     p = dict(event.payload)
     who = f" by {p.pop('author')}" if "author" in p else ""
     commit = f" ({str(p.pop('commit'))[:12]})" if "commit" in p else ""
-    what = _what(event.event_type, p)
+    what = _what(event_type(str(event.event_type)), p)
     rest = ", ".join(f"{k} {value_text(v)}" for k, v in sorted(p.items()))
     text = "; ".join(t for t in (what, rest) if t)
     return f"{text}{who}{commit}".strip()

@@ -1,12 +1,10 @@
 """ServingSpec: what a user writes, the rules it must follow, and how it resolves.
 
-Pure functions of their inputs; the only I/O is `os.path.realpath` in the model_source
-check, which must see symlinks to stop a path escaping its root.
+Pure functions of their inputs: the path rules here are lexical; what a folder really is
+(symlinks, config.json) is read by a shell into core.folders.FolderFacts and judged there.
 """
 from __future__ import annotations
 
-import json
-import os
 import posixpath
 import re
 from dataclasses import dataclass, field
@@ -16,7 +14,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from daemon.core.engine_policy import LORA_RANKS, check_engine_kwargs
-from daemon.core.replica_contract import is_below, served_path_problem
+from daemon.core.folders import FolderFacts, escape_problem, model_folder_problem
+from daemon.core.replica_contract import is_below
 from daemon.errors import Problem, ProblemKind, SpecError
 from daemon.core.validation import problems_from
 from daemon.core.yamldoc import YamlDoc, YamlDocError, load_mapping
@@ -199,59 +198,33 @@ def resolve_model_source(source: str, user_id: str, root: str) -> str:
     if not (is_below(path, hf) or is_below(path, mine)):
         raise PathRejected(f"model_source {path} is outside the allowed roots; use a path under {allowed}",
                            escapes=True)
-    # A symlink anywhere on the way must not lead out of the same allowed roots.
-    real = os.path.realpath(path)
-    if real != path and served_path_problem(real, user_id, root) is not None:
-        raise PathRejected(f"model_source {path} leads through a symlink to {real}, outside {allowed}", escapes=True)
     return path
 
 
-def path_problem(path: str, user_id: str, root: str) -> str | None:
-    """Why a folder accepted earlier breaks the path rules now (swapped for a symlink into
-    another user's tree, say), or None. Checked again on every reconcile tick while the
-    model or adapter runs, and by its replica where vLLM reads (daemon/frontend/weights.py)."""
+def allowed_roots(user_id: str, root: str) -> str:
+    return f"{posixpath.join(root, 'hf')}/ or {posixpath.join(root, 'users', user_id)}/"
+
+
+def path_problem(facts: FolderFacts, user_id: str, root: str) -> str | None:
+    """Why a folder breaks the path rules, or None: as written (resolve_model_source), and
+    through its symlinks (a folder swapped for a symlink into another user's tree after the
+    spec was accepted, say). Judged when a spec is read, again on every reconcile tick while
+    the model or adapter runs, and by its replica where vLLM reads (daemon/frontend/weights.py)."""
     try:
-        resolve_model_source(path, user_id, root)
+        resolve_model_source(facts.path, user_id, root)
     except PathRejected as exc:
-        return f"{exc} (checked again after the spec was accepted)"
-    return None
+        return str(exc)
+    return escape_problem(facts, user_id, allowed_roots(user_id, root))
 
 
-def source_problem(path: str, user_id: str, root: str, gpus_per_replica: int = 1) -> str | None:
+def source_problem(facts: FolderFacts, user_id: str, root: str, gpus_per_replica: int = 1) -> str | None:
     """Why a model folder accepted earlier cannot be deployed now, or None. The path rules run
-    again at deploy time: the folder (or a directory on the way) may have been replaced by a
-    symlink into another user's tree after the spec was accepted. And a tensor-parallel size
-    the model cannot be split into fails here in a second, not after minutes on GPUs."""
-    swapped = path_problem(path, user_id, root)
+    again at deploy time; a missing folder, or a tensor-parallel size the model cannot be split
+    into, fails here in a second, not after minutes on GPUs."""
+    swapped = path_problem(facts, user_id, root)
     if swapped is not None:
-        return swapped
-    if not os.path.isdir(path):
-        return f"model_source {path} does not exist; put the model there (or fix model_source in the spec)"
-    return tensor_parallel_problem(attention_heads(path), gpus_per_replica)
-
-
-CONFIG_JSON_BYTES = 1 << 20
-
-
-def attention_heads(path: str) -> int | None:
-    """num_attention_heads from the model folder's config.json (None when it cannot say)."""
-    try:
-        with open(os.path.join(path, "config.json"), "rb") as handle:
-            data = json.loads(handle.read(CONFIG_JSON_BYTES))
-    except (OSError, ValueError):
-        return None
-    config = data.get("text_config", data) if isinstance(data, dict) else {}
-    heads = config.get("num_attention_heads") if isinstance(config, dict) else None
-    return heads if _is_int(heads) and heads > 0 else None
-
-
-def tensor_parallel_problem(heads: int | None, gpus_per_replica: int) -> str | None:
-    """vLLM splits attention heads evenly across the tensor-parallel GPUs."""
-    if heads is None or gpus_per_replica <= 1 or heads % gpus_per_replica == 0:
-        return None
-    fits = ", ".join(str(n) for n in range(1, min(heads, 64) + 1) if heads % n == 0)
-    return (f"gpus_per_replica {gpus_per_replica} does not divide the model's {heads} attention heads "
-            f"(its config.json), so vLLM cannot split it; use one of {fits}")
+        return f"{swapped} (checked again after the spec was accepted)"
+    return model_folder_problem(facts, gpus_per_replica)
 
 
 def _is_int(value: Any) -> bool:
@@ -315,16 +288,31 @@ class ParsedSpec:
     model_source: str  # resolved when parsed: resolve_spec need not touch the file system again
 
 
-def parse_spec(path: str, data: bytes, user_id: str, policy: SpecPolicy) -> ParsedSpec:
-    """Load, validate and check one spec file. Raises SpecError listing every problem."""
+@dataclass(frozen=True)
+class SpecReading:
+    """One spec file read on its own, before its folder is looked at: what it asks for
+    (`parsed`), or every problem found. `model_id`: the model it names, whenever that much can
+    be read, even in a file that is otherwise invalid (it still claims that model_id)."""
+
+    path: str
+    parsed: ParsedSpec | None
+    problems: tuple[Problem, ...] = ()
+    model_id: str | None = None
+    doc: YamlDoc | None = None
+
+
+def read_spec(path: str, data: bytes, user_id: str, policy: SpecPolicy) -> SpecReading:
+    """Load, validate and check one spec file (never raises for bad input)."""
     try:
         validate_user_id(user_id)
     except ValueError as exc:
-        raise SpecError([Problem(path, 1, 1, str(exc))]) from None
+        return SpecReading(path, None, (Problem(path, 1, 1, str(exc)),))
     try:
         doc = load_mapping(data, max_bytes=policy.max_spec_bytes)
     except YamlDocError as exc:
-        raise SpecError([Problem(path, exc.line, exc.col, exc.message, ProblemKind.SYNTAX)]) from None
+        return SpecReading(path, None, (Problem(path, exc.line, exc.col, exc.message, ProblemKind.SYNTAX),))
+    named = doc.value.get("model_id")
+    model_id = named if isinstance(named, str) and SUFFIX_RE.fullmatch(named) else None
     problems: list[Problem] = []
     spec = None
     try:
@@ -336,8 +324,17 @@ def parse_spec(path: str, data: bytes, user_id: str, policy: SpecPolicy) -> Pars
         pos = doc.position(loc, prefer_key=at_key)
         problems.append(Problem(path, pos.line, pos.col, message, kind))
     if problems or spec is None or resolved_source is None:
-        raise SpecError(problems)
-    return ParsedSpec(spec, doc, resolved_source)
+        return SpecReading(path, None, tuple(sorted(problems)), model_id, doc)
+    return SpecReading(path, ParsedSpec(spec, doc, resolved_source), (), model_id, doc)
+
+
+def parse_spec(path: str, data: bytes, user_id: str, policy: SpecPolicy) -> ParsedSpec:
+    """Load, validate and check one spec file on its own (no folder facts: the judge,
+    core/verdict.py, adds those). Raises SpecError listing every problem."""
+    reading = read_spec(path, data, user_id, policy)
+    if reading.parsed is None:
+        raise SpecError(list(reading.problems))
+    return reading.parsed
 
 
 def _suffix_message(problem: Problem, doc: YamlDoc) -> Problem:

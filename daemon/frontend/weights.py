@@ -25,7 +25,8 @@ import tempfile
 from dataclasses import dataclass
 from typing import Mapping
 
-from daemon.core.replica_contract import OWNER_ENV, ROOT_ENV, served_path_problem
+from daemon.core.replica_contract import OWNER_ENV, ROOT_ENV
+from daemon.served_paths import served_path_problem
 
 COPY_CHUNK = 1 << 20
 # Opening never waits: a pipe (or a file swapped for one) would block forever in open(2) while

@@ -8,9 +8,15 @@ machines does not matter) claims the next epoch. A claim changes nothing else (e
 back as Serve has it), and a daemon applies its models only once it reads its claim back:
 two daemons that claim at once both see who won before either applies anything.
 
-A daemon's name in the lease is stable (`daemon_identity`: its host and its store), so a
-restarted argusd, or one whose reconciler was rebuilt, knows the lease in its name as its own
-and takes over at once instead of standing by behind its dead self for a lease time.
+A daemon's name in the lease (`daemon_name`) is `<instance>.<boot>@<host>:<store>`. The
+instance is a random id made once and kept in the store (`daemon.store.daemon_instance`), so a
+restarted argusd, or one whose reconciler was rebuilt, knows a lease of its instance as its
+own dead self's and claims it at once instead of standing by for a lease time. Host and store
+are there for people to read; they never decide anything (two machines or containers may share
+both). The boot is random per process, so even two live daemons of one instance (a store copied
+byte for byte to a host of the same name and path) never read each other's claim as their own:
+each claims by instance at most once, before it was ever active, and then the usual read-back
+decides which one is active; never both.
 
 Pure: `decide` is a function of what the daemon remembers, what Serve shows and the time.
 """
@@ -28,11 +34,21 @@ class Role(StrEnum):
     CLAIMING = "claiming"    # wrote a claim; waits to read it back
 
 
-def daemon_identity(host: str, state_db: str) -> str:
-    """This argusd's name in the lease: the same after a restart, different for any other argusd.
-    The store's file, not its directory: two stores in one directory are two daemons, and the
-    store's writer lock lets only one argusd per store run, so no two live daemons share a name."""
-    return f"{host}:{state_db}"
+def daemon_name(instance: str, boot: str, host: str, state_db: str) -> str:
+    """This argusd process's name in the lease: its store's instance id, a per-process boot id,
+    and (for display only) its host and store file."""
+    return f"{instance}.{boot}@{host}:{state_db}"
+
+
+def instance_of(name: str) -> str:
+    """The instance a name in the lease belongs to (a name not made by `daemon_name` is its own)."""
+    return name.partition("@")[0].partition(".")[0] if "@" in name else name
+
+
+def display_name(name: str) -> str:
+    """A name in the lease as people read it: `host:store (instance 1a2b3c4d)`."""
+    head, at, where = name.partition("@")
+    return f"{where} (instance {instance_of(name)[:8]})" if at else name
 
 
 @dataclass(frozen=True)
@@ -61,6 +77,9 @@ class LeaseMemory:
     mine: LeaseValue | None = None    # what this daemon last wrote
     written_at: float = 0.0
     confirmed: bool = False           # Serve showed `mine` (this daemon has been active on it)
+    # This process may no longer claim a lease of its instance at once: it did so already, or it
+    # has been active itself (a lease of its instance it did not write is then a live twin's).
+    heir_done: bool = False
 
 
 @dataclass(frozen=True)
@@ -82,17 +101,19 @@ def decide(memory: LeaseMemory, observed: LeaseValue | None, me: str, now: float
     # Mine, as I last claimed it: active; renew every third of the lease time.
     if (observed is not None and memory.mine is not None and observed.holder == me
             and observed.epoch == memory.mine.epoch):
-        memory = replace(memory, confirmed=True)
+        memory = replace(memory, confirmed=True, heir_done=True)
         if now - memory.written_at >= ttl / 3 and not busy:
             renewal = LeaseValue(me, observed.epoch, max(observed.beat, memory.mine.beat) + 1)
             return LeaseStep(Role.ACTIVE, renewal, replace(memory, mine=renewal, written_at=now))
         return LeaseStep(Role.ACTIVE, None, memory)
-    # A lease in my name that this process did not write: my own earlier life (a restart or a
-    # rebuilt reconciler; no live daemon shares my name). Claim the next epoch now (once Serve is
-    # not building: a PUT would restart the build); I apply only once I read it back.
-    if observed is not None and observed.holder == me and memory.mine is None and not busy:
+    # A lease of my instance that this process did not write: my own earlier life (a restart or
+    # a rebuilt reconciler). Claim the next epoch now (once Serve is not building: a PUT would
+    # restart the build), once per process; I apply only once I read it back.
+    if (observed is not None and instance_of(observed.holder) == instance_of(me) and memory.mine is None
+            and not memory.heir_done and not busy):
         claim = LeaseValue(me, observed.epoch + 1, 0)
-        return LeaseStep(Role.CLAIMING, claim, replace(memory, mine=claim, written_at=now, confirmed=False))
+        return LeaseStep(Role.CLAIMING, claim,
+                         replace(memory, mine=claim, written_at=now, confirmed=False, heir_done=True))
     # I claimed and Serve does not show it yet (or shows another claim made at the same time):
     # wait for one lease time before trying again.
     if memory.mine is not None and not memory.confirmed and now - memory.written_at < ttl and (

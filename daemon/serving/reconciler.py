@@ -28,8 +28,8 @@ from daemon.serving.probe import endpoint_url, probe_adapter
 from daemon.serving.client import ServeClient
 from daemon.serving.reaper import reap_orphaned_engines
 from daemon.serving.placement import AdmissionMode
-from daemon.core.adapters import read_adapter
-from daemon.core.spec import ResolvedServingSpec, path_problem, source_problem
+from daemon.core.spec import ResolvedServingSpec
+from daemon.folders import adapter_or_reason as read_adapter, path_problem, source_problem
 from daemon.core.states import CLUSTER_EVENTS, EventType, ModelState, ServeStatus, StrEnum
 from daemon.store import Store, iso, utc_now
 

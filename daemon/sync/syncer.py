@@ -16,16 +16,19 @@ from datetime import datetime
 from typing import Callable
 
 from daemon.core import layout
-from daemon.core.ownership import Changer, Refusal, ownership_refusals
-from daemon.errors import GitError, Problem, SpecError
 from daemon.core.layout import FILE_MODES, MODELS_DIR, user_of
-from daemon.gitrepo import CommitInfo, GitRepo, TreeFile, blob_id
-from daemon.core.spec import SpecPolicy, parse_spec, validate_user_id
+from daemon.core.ownership import Changer, Refusal, ownership_refusals
+from daemon.core.records import ModelRow, Rejection, iso
+from daemon.core.spec import SpecPolicy
 from daemon.core.states import EventType, ModelState, StrEnum
-from daemon.store import Rejection, Store, iso, utc_now
+from daemon.core.verdict import TreeEntry, UserFacts
+from daemon.errors import GitError, Problem
+from daemon.gitrepo import CommitInfo, GitRepo, TreeFile, blob_id
+from daemon.store import Store, utc_now
 from daemon.sync import ids
-from daemon.sync.plan import (ClearRejection, CreateModel, DeleteModel, MoveModel, RejectSpec,
-                               SpecFileState, UpdateModel, ownership_holds, plan_user)
+from daemon.sync.plan import (Change, ClearRejection, CreateModel, DeleteModel, MoveModel, RejectSpec, UpdateModel,
+                              ownership_holds, plan_user)
+from daemon.verdicts import judge_files
 
 log = logging.getLogger("argus.sync")
 
@@ -246,49 +249,25 @@ class Syncer:
         return len(changes)
 
     def plan_user_at(self, commit: CommitInfo, user: str, tree: list[TreeFile], refusals: dict[str, Refusal],
-                     blobs: dict[str, bytes], models: list | None = None,
-                     on_record: dict[str, Rejection] | None = None) -> list:
+                     blobs: dict[str, bytes], models: list[ModelRow] | None = None,
+                     on_record: dict[str, Rejection] | None = None) -> list[Change]:
         """What recording this commit would change for one user (reads the store, writes nothing;
         `models` / `on_record`: the user's live models and rejections, when already read)."""
-        try:
-            validate_user_id(user)
-            user_problem = None
-        except ValueError as exc:
-            user_problem = str(exc)
-        if user_problem is None and self.owners and user not in self.owners:
-            user_problem = layout.unknown_user(user)
-        states = [self._file_state(f, user, user_problem, blobs) for f in tree]
         if on_record is None:
             on_record = {r.spec_path: r for r in self.store.rejections(user)}
         if models is None:
             models = self.store.live_models_of(user)
         refused, kept = ownership_holds([(f.path, f.blob) for f in tree],
                                         {path: r.message for path, r in refusals.items()}, models, on_record)
+        facts = UserFacts(user, tuple(TreeEntry(f.path, f.blob, f.mode, blobs.get(f.blob)) for f in tree),
+                          known=not self.owners or user in self.owners, refused=refused,
+                          recorded={m.model_id_suffix: m.spec_path for m in models})
+        verdicts = judge_files(facts, self.policy, log=log) + kept
         rejections = {path: (r.blob_sha, tuple(r.problems)) for path, r in on_record.items()}
-        return plan_user(user, states + kept, models, rejections, self._created_time(commit), self.policy, refused)
+        return plan_user(user, verdicts, models, rejections, self._created_time(commit), self.policy)
 
     def _created_time(self, commit: CommitInfo) -> datetime:
         return commit.committed_at or self.clock()
-
-    def _file_state(self, f: TreeFile, user: str, user_problem: str | None, blobs: dict[str, bytes]) -> SpecFileState:
-        if user_problem is not None:
-            return SpecFileState(f.path, f.blob, "", None, (Problem(f.path, 1, 1, user_problem),))
-        entry_problem = layout.entry_problem(f.mode)
-        if entry_problem is not None:
-            return SpecFileState(f.path, f.blob, "", None, (Problem(f.path, 1, 1, entry_problem),))
-        data = blobs.get(f.blob)
-        if data is None:
-            return SpecFileState(f.path, f.blob, "", None, (Problem(
-                f.path, 1, 1, f"git has no content for this file (object {f.blob[:12]} is missing); commit the file again"),))
-        try:
-            parsed = parse_spec(f.path, data, user, self.policy)
-        except SpecError as exc:
-            return SpecFileState(f.path, f.blob, data.decode("utf-8", "replace"), None, tuple(exc.problems))
-        except Exception as exc:  # noqa: BLE001 - one file must never stop the record of a commit
-            log.exception("reading %s failed", f.path)
-            return SpecFileState(f.path, f.blob, data.decode("utf-8", "replace"), None,
-                                 (Problem(f.path, 1, 1, layout.unreadable(exc)),))
-        return SpecFileState(f.path, f.blob, data.decode("utf-8"), parsed)
 
     def _record_stray(self, commit: CommitInfo, path: str, present: TreeFile | None, now: str) -> int:
         existing = {r.spec_path: r for r in self.store.rejections(STRAY_USER)}
@@ -305,12 +284,12 @@ class Syncer:
         self._apply(RejectSpec(STRAY_USER, path, present.blob, (problem,), None), commit, now)
         return 1
 
-    def plan_tree(self, sha: str) -> list:
+    def plan_tree(self, sha: str) -> list[Change]:
         """`argusctl diff`: what syncing the tree at `sha` would change, as one step from the
         store's state (like a resync; ownership is judged per commit, so not here)."""
         commit = self.repo.commit_info(sha)
         files = self.repo.tree_files(sha)
-        models: dict[str, list] = {}
+        models: dict[str, list[ModelRow]] = {}
         for model in self.store.list_models():  # one read each, not one per user
             models.setdefault(model.user_id, []).append(model)
         on_record: dict[str, dict[str, Rejection]] = {}
@@ -337,7 +316,7 @@ class Syncer:
 
     # -- writing a change ------------------------------------------------------------------------
 
-    def _apply(self, change, commit: CommitInfo, now: str) -> None:
+    def _apply(self, change: Change, commit: CommitInfo, now: str) -> None:
         store = self.store
         who = {"commit": commit.sha, "author": commit.author}
         if isinstance(change, CreateModel):
@@ -386,7 +365,7 @@ class Syncer:
 
 
 
-def _as_accepted(files: list[TreeFile], models: list, on_record: dict[str, Rejection]) -> bool:
+def _as_accepted(files: list[TreeFile], models: list[ModelRow], on_record: dict[str, Rejection]) -> bool:
     """Whether a user's spec files are exactly what the store holds for them (live models'
     specs, and rejected files as they were rejected)."""
     accepted = {m.spec_path: blob_id(m.spec_yaml.encode()) for m in models if m.state != ModelState.DELETING}

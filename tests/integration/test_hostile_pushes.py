@@ -9,7 +9,8 @@ import pytest
 from daemon.config import load_config
 from argusctl.ops.doctor import check_state
 from daemon.gitrepo import GitRepo
-from daemon.store import RejectionKind, Store
+from daemon.core.records import RejectionKind
+from daemon.store import Store
 from daemon.sync.syncer import Syncer
 from helpers import GitOps, run_argusctl, spec, write_config, spec_policy
 

@@ -9,7 +9,7 @@ import time
 
 from daemon.argusd import Daemon
 from daemon.config import load_config
-from daemon.serving.lease import Role
+from daemon.serving.lease import Role, display_name, instance_of
 from daemon.serving.reconciler import ReconcileOutcome, Reconciler
 from daemon.store import Store, WriterLock
 from daemon.sync.syncer import Syncer
@@ -116,17 +116,20 @@ def test_after_a_ray_restart_the_claiming_daemon_does_not_say_running(tmp_path):
 
 
 def test_a_restarted_daemon_takes_over_at_once_and_another_still_waits(tmp_path):
-    """kill -9 and restart: the new process has the old one's name (host and store), so the lease
-    in that name is its own; a daemon with any other name waits out the lease as before."""
+    """kill -9 and restart: the new process is of the old one's instance (kept in its store), so
+    the lease of that instance is its own; a daemon of any other instance waits out the lease."""
     serve, clock = FakeServe(), Clock()
     a, b = daemon(tmp_path, "alice", serve, clock), daemon(tmp_path, "bob", serve, clock)
+    config = load_config(tmp_path / "alice" / "c.yaml")
+    a.identity = Daemon(config, a.store, serve, watch=False).identity   # named as argusd names itself
     a_key = a.store.list_models()[0].model_key
     a.tick()
     clock.now = 2
     assert a.tick().outcome == ReconcileOutcome.APPLIED
     clock.now = 4                                      # alice is killed; a new alice starts
-    config = load_config(tmp_path / "alice" / "c.yaml")
-    restarted = Reconciler(a.store, serve, config, identity="alice", monotonic=clock, reap=lambda: None)
+    name = Daemon(config, a.store, serve, watch=False).identity
+    assert name != a.identity and instance_of(name) == instance_of(a.identity)   # another process, one instance
+    restarted = Reconciler(a.store, serve, config, identity=name, monotonic=clock, reap=lambda: None)
     assert restarted.tick().outcome == ReconcileOutcome.CLAIMED          # at once: no lease time waited
     assert b.tick().outcome == ReconcileOutcome.STANDBY
     clock.now = 6
@@ -134,7 +137,7 @@ def test_a_restarted_daemon_takes_over_at_once_and_another_still_waits(tmp_path)
     serve.settle()
     assert restarted.role == Role.ACTIVE and model_apps(serve) == [f"llm-{a_key}"]
     lease = serve.apps["argus-lease"]["deployed_app_config"]["deployments"][0]["user_config"]
-    assert (lease["holder"], lease["epoch"]) == ("alice", 2)
+    assert (lease["holder"], lease["epoch"]) == (name, 2)
     # alice (restarted) is killed for good at 6: bob waits a whole lease time after the last
     # change it saw (the claim at 4), as before.
     outcomes = {}
@@ -144,7 +147,7 @@ def test_a_restarted_daemon_takes_over_at_once_and_another_still_waits(tmp_path)
     assert min(t for t, o in outcomes.items() if o == ReconcileOutcome.CLAIMED) == 4 + 30, outcomes
 
 
-def test_argusd_names_itself_by_host_and_store(tmp_path):
+def test_argusd_names_itself_by_its_stores_instance(tmp_path):
     config = load_config(write_config(tmp_path / "c.yaml", root=tmp_path, db=tmp_path / "s.db", repo=tmp_path / "g",
                                       lease_seconds=30))
     other = load_config(write_config(tmp_path / "o.yaml", root=tmp_path, db=tmp_path / "o.db", repo=tmp_path / "g",
@@ -154,8 +157,9 @@ def test_argusd_names_itself_by_host_and_store(tmp_path):
         store = Store.open(cfg.state.db)
         names.append(Daemon(cfg, store, FakeServe(), watch=False).reconciler.identity)
         store.close()
-    assert names[0] == names[1] == f"{socket.gethostname()}:{tmp_path / 's.db'}"   # a restart: the same name
-    assert names[2] != names[0]
+    assert instance_of(names[0]) == instance_of(names[1]) and names[0] != names[1]   # a restart: its instance
+    assert instance_of(names[2]) != instance_of(names[0])                             # another store: another
+    assert display_name(names[0]).startswith(f"{socket.gethostname()}:{tmp_path / 's.db'} (instance ")
 
 
 def test_status_says_when_the_lease_it_shows_has_expired(tmp_path):
@@ -180,3 +184,32 @@ def test_status_says_when_the_lease_it_shows_has_expired(tmp_path):
     assert "its lease expired at " in shown.stdout and "is the active one" not in shown.stdout
     as_json = json.loads(run_argusctl("--config", str(config_path), "status", "-o", "json").stdout)["daemon"]
     assert (as_json["role"], as_json["expired"]) == ("active", True)
+
+
+def test_two_live_daemons_of_one_instance_never_both_apply(tmp_path):
+    """A store copied byte for byte to a host of the same name and path: two live argusd of one
+    instance (another boot id each). The copy claims at once, once; from then on exactly one of
+    them applies its models and they do not take turns."""
+    serve, clock = FakeServe(), Clock()
+    first, copy = daemon(tmp_path, "alice", serve, clock), daemon(tmp_path, "bob", serve, clock)
+    first.identity, copy.identity = "inst.boot1@h:/var/lib/argus/argus.db", "inst.boot2@h:/var/lib/argus/argus.db"
+    first_key, copy_key = first.store.list_models()[0].model_key, copy.store.list_models()[0].model_key
+    first.tick()
+    clock.now = 2
+    assert first.tick().outcome == ReconcileOutcome.APPLIED
+    serve.settle()
+    outcomes = []
+    for t in range(4, 200, 2):
+        clock.now = t
+        for name, rec in (("copy", copy), ("first", first)):
+            outcomes.append((t, name, rec.tick().outcome))
+            serve.settle()
+        assert model_apps(serve) in ([f"llm-{first_key}"], [f"llm-{copy_key}"]), (t, model_apps(serve))
+        assert [first.role, copy.role].count(Role.ACTIVE) <= 1, t
+    claims = [t for t, name, o in outcomes if name == "copy" and o == ReconcileOutcome.CLAIMED]
+    assert claims == [4], claims                                   # at once, and only once
+    late = {(name, o) for t, name, o in outcomes if t > 40}
+    assert not any(o == ReconcileOutcome.CLAIMED for _, o in late)      # settled: nobody claims again
+    for name in ("copy", "first"):                                       # each keeps its one role
+        stood_by = {o == ReconcileOutcome.STANDBY for n, o in late if n == name}
+        assert len(stood_by) == 1, (name, late)

@@ -1,65 +1,80 @@
-"""One rule, one verdict: the same bad trees through `argusctl lint`, the pre-receive hook and
-argusd must give the same problems, word for word, at the same `path:line:col`."""
+"""One judge, three shells: the same commits through `argusctl lint` (in the clone, before the
+push), the pre-receive hook and argusd give the same problems, word for word, at the same
+`path:line:col`. The rules themselves are a table in tests/unit/test_verdict.py; this proves
+only that each shell reads the same facts and shows the judge's verdict unchanged: the file a
+model is recorded from keeps it, a newcomer is refused naming it, and an engine argument the
+model folder cannot take is refused with its limit."""
+import json
 import re
 import subprocess
-
-import pytest
 
 from daemon.gitrepo import GitRepo
 from daemon.store import Store
 from daemon.sync.syncer import Syncer
-from helpers import GitOps, run_argusctl, spec, write_config, spec_policy
+from helpers import GitOps, run_argusctl, spec, spec_policy, write_config
 
-TREES = {
-    "wrong depth": {"models.d/stray.yaml": spec("s"), "models.d/alice/deeper/x.yaml": spec("x")},
-    "bad user id": {"models.d/Alice/a.yaml": spec("a")},
-    "invalid spec": {"models.d/alice/a.yaml": "model_id: a\nmodel_source: $HOME/common/hf/m\nnum_replicas: 0\n"},
-    "unknown field": {"models.d/alice/a.yaml": spec("a") + "replicas: 2\n"},
-    "duplicate ids": {"models.d/alice/a.yaml": spec("m"), "models.d/alice/b.yaml": "# c\n" + spec("m")},
-    "path outside the roots": {"models.d/alice/a.yaml": "model_id: a\nmodel_source: /etc\n"},
-    "too deep": {"models.d/alice/a.yaml": "model_id: a\nmodel_source: $HOME/m\nx: " + "[" * 40 + "]" * 40 + "\n"},
-    "symlink": {"models.d/alice/a.yaml": spec("a"), "models.d/alice/b.yaml": ("link", "a.yaml")},
+FIRST = {"models.d/alice/a.yaml": spec("m")}
+SECOND = {
+    "models.d/alice/b.yaml": "# a second file for m\n" + spec("m"),                       # newcomer: refused
+    "models.d/alice/c.yaml": "model_id: c\nmodel_source: $HOME/common/hf/m\nengine_kwargs:\n  max_model_len: 9000\n",
+    "models.d/alice/d.yaml": spec("d") + "replicas: 2\n",                                   # unknown field
+    "models.d/alice/e.yaml": "model_id: e\nmodel_source: $HOME/common/hf/link\n",          # a symlink out
+    "models.d/Alice/f.yaml": spec("f"),                                                    # bad user id
+    "models.d/carol/g.yaml": spec("g"),                                                    # a user not in users:
+    "models.d/stray.yaml": spec("s"),                                                      # wrong depth
 }
 LINE = re.compile(r"^(models\.d/\S+?:\d+:\d+: .*?)(?: \(commit [0-9a-f]{12}\))?$")
 
 
-def _write(root, files):
-    for rel, content in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, tuple):
-            path.symlink_to(content[1])
-        else:
-            path.write_text(content)
+def _commit_both(repos, files, message):
+    for repo in repos:
+        for rel, text in files.items():
+            repo.write(rel, text)
+        repo.commit(message)
 
 
-@pytest.mark.parametrize("name", sorted(TREES))
-def test_lint_hook_and_argusd_agree(tmp_path, name):
-    files = TREES[name]
-    config = write_config(tmp_path / "c.yaml", root=tmp_path / "private", db=tmp_path / "unused.db",
-                          repo=tmp_path / "hooked" / "gitops.git")
-    # lint, in a checkout of the tree
-    _write(tmp_path / "tree", files)
-    linted = run_argusctl("lint", "models.d", cwd=tmp_path / "tree", env={"ARGUS_CONFIG": str(config)})
+def test_lint_hook_and_argusd_give_the_judges_verdict(tmp_path):
+    root = tmp_path / "private"
+    (root / "hf" / "m").mkdir(parents=True)
+    (root / "hf" / "m" / "config.json").write_text(json.dumps({"max_position_embeddings": 8192}))
+    (tmp_path / "elsewhere").mkdir()
+    (root / "hf" / "link").symlink_to(tmp_path / "elsewhere")
+    config = write_config(tmp_path / "c.yaml", root=root, db=tmp_path / "unused.db",
+                          repo=tmp_path / "hooked" / "gitops.git",
+                          extra="users:\n  alice:\n    git_identities: [alice@example.com]\n")
+    hooked, open_repo = GitOps(tmp_path / "hooked"), GitOps(tmp_path / "open")
+    assert run_argusctl("--config", str(config), "hook", "install").returncode == 0
+    _commit_both([hooked, open_repo], FIRST, "a holds m")
+    hooked.push()
+    open_repo.push()
+    for rel, text in SECOND.items():
+        hooked.write(rel, text)
+    # lint, in the clone, before the commit: HEAD says a.yaml holds m
+    linted = run_argusctl("lint", "models.d", cwd=hooked.work, env={"ARGUS_CONFIG": str(config)})
     assert linted.returncode == 1
     by_lint = {line for line in linted.stdout.splitlines() if line.startswith("models.d/")}
     # the hook
-    hooked = GitOps(tmp_path / "hooked")
-    assert run_argusctl("--config", str(config), "hook", "install").returncode == 0
-    _write(hooked.work, files)
-    hooked.commit(name)
+    hooked.commit("more")
     pushed = subprocess.run(["git", "push", "origin", "HEAD:main"], cwd=hooked.work, capture_output=True, text=True)
     assert pushed.returncode != 0
     by_hook = {LINE.match(line[len("remote: argus: "):].rstrip()).group(1) for line in pushed.stderr.splitlines()
                if line.startswith("remote: argus: models.d/")}
-    # argusd, from a repo without the hook
-    open_repo = GitOps(tmp_path / "open")
-    _write(open_repo.work, files)
-    open_repo.commit(name)
+    # argusd, from a repo without the hook, that recorded the first commit before the second came
+    syncer = Syncer(Store.open(tmp_path / "s.db"), GitRepo(open_repo.bare), "main", spec_policy(root=str(root)),
+                    owners={"alice": ("alice@example.com",)})
+    syncer.sync_once()
+    _commit_both([open_repo], SECOND, "more")
     open_repo.push()
-    syncer = Syncer(Store.open(tmp_path / "s.db"), GitRepo(open_repo.bare), "main",
-                    spec_policy(root=str(tmp_path / "private")))
     syncer.sync_once()
     by_argusd = {str(p) for r in syncer.store.rejections() for p in r.problems}
+
     assert by_lint == by_hook == by_argusd, (by_lint, by_hook, by_argusd)
-    assert by_lint  # each tree is bad somewhere
+    refused = {line.split(":", 1)[0] for line in by_lint}
+    assert refused == {f"models.d/alice/{n}.yaml" for n in "bcde"} | {"models.d/Alice/f.yaml", "models.d/stray.yaml",
+                                                                     "models.d/carol/g.yaml"}
+    assert ("models.d/alice/b.yaml:2:11: model_id 'm' is already served from models.d/alice/a.yaml; this file cannot "
+            "take it over: give it its own model_id, or change models.d/alice/a.yaml instead") in by_lint
+    assert any(line.startswith("models.d/alice/c.yaml:4:18: engine_kwargs.max_model_len 9000 is above the model's own "
+                               "limit of 8192 tokens") for line in by_lint)
+    (model,) = syncer.store.list_models()
+    assert (model.model_id_suffix, model.spec_path) == ("m", "models.d/alice/a.yaml")   # m keeps serving from a

@@ -219,7 +219,7 @@ def test_a_push_the_hook_refuses_says_why_and_leaves_the_clone_clean(tmp_path):
     subprocess.run(["git", "-C", str(work), "config", "user.email", "mallory@example.com"], check=True)
     (tmp_path / "m.yaml").write_text(spec("m"))
     refused = run_argusctl("apply", "-f", str(tmp_path / "m.yaml"), "--workdir", str(work), env=env, cwd=tmp_path)
-    assert refused.returncode == 3, refused.stdout + refused.stderr
+    assert refused.returncode == 1, refused.stdout + refused.stderr   # the user's fault, not the environment's
     assert "the GitOps repo refused the push; nothing changed" in refused.stderr
     assert "models.d/alice/m.yaml:1:1: Alice <mallory@example.com> (commit" in refused.stderr
     assert "could not push after" not in refused.stderr

@@ -78,7 +78,7 @@ LONG_SPEC = ("model_id: m\nmodel_source: $HOME/common/hf/m\nnum_replicas: 1\n# o
 
 def test_a_lost_race_with_an_edit_of_the_same_spec_is_a_conflict_even_lines_apart(repo):
     """Clone A scales m while clone B applies its own file (max_model_len); B loses the push
-    race. Its write is refused (exit 3, 'changed the same spec'), never merged with A's."""
+    race. Its write is refused (exit 6, 'changed the same spec'), never merged with A's."""
     tmp, env = repo
     (tmp / "m.yaml").write_text(LONG_SPEC.format(len=2048))
     assert ctl(tmp, env, "apply", "-f", "m.yaml").returncode == 0
@@ -93,7 +93,7 @@ def test_a_lost_race_with_an_edit_of_the_same_spec_is_a_conflict_even_lines_apar
     (tmp / "b.yaml").write_text(LONG_SPEC.format(len=1024))
     b_applies = ctl(tmp, env, "apply", "-f", "b.yaml", workdir="alice-2")
     assert (tmp / "raced").exists()
-    assert b_applies.returncode == 3, b_applies.stdout + b_applies.stderr
+    assert b_applies.returncode == 6, b_applies.stdout + b_applies.stderr
     assert "someone else changed the same spec meanwhile" in b_applies.stderr
     pushed = show(tmp / "gitops.git", "models.d/alice/m.yaml").decode()
     assert pushed == LONG_SPEC.format(len=2048).replace("num_replicas: 1", "num_replicas: 3")  # A's, alone

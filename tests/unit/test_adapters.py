@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from daemon.core.adapters import AdapterInfo, BaseRef, adapter_fit, find_base, read_adapter
+from daemon.core.adapters import AdapterInfo, AdapterRefused, BaseRef, adapter_fit, find_base
+from daemon.folders import read_adapter
 from daemon.core.spec import ResolvedServingSpec, parse_spec
 from daemon.errors import SpecError
 from daemon.serving.llm_config import adapter_table, frontend_routes
@@ -87,22 +88,26 @@ def test_find_base_by_public_id_or_own_suffix():
 
 
 def test_read_adapter(tmp_path):
+    def read_adapter_reason(path, user, root):
+        found = read_adapter(path, user, root)
+        return found.reason if isinstance(found, AdapterRefused) else found
+
     folder = tmp_path / "users" / "bob" / "a"
     folder.mkdir(parents=True)
-    assert "adapter_config.json does not exist" in read_adapter(str(folder), "bob", str(tmp_path))
+    assert "adapter_config.json does not exist" in read_adapter_reason(str(folder), "bob", str(tmp_path))
     (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "PREFIX_TUNING"}))
-    assert "is not a LoRA adapter" in read_adapter(str(folder), "bob", str(tmp_path))
+    assert "is not a LoRA adapter" in read_adapter_reason(str(folder), "bob", str(tmp_path))
     (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 8,
                                                             "base_model_name_or_path": "org/M"}))
     assert read_adapter(str(folder), "bob", str(tmp_path)) == AdapterInfo(8, "org/M")
     (tmp_path / "users" / "bob" / "b").symlink_to(tmp_path / "users")
-    assert "symlink" in read_adapter(str(tmp_path / "users" / "bob" / "b"), "bob", str(tmp_path))
-    assert "does not exist" in read_adapter(str(tmp_path / "users" / "bob" / "gone"), "bob", str(tmp_path))
+    assert "symlink" in read_adapter_reason(str(tmp_path / "users" / "bob" / "b"), "bob", str(tmp_path))
+    assert "does not exist" in read_adapter_reason(str(tmp_path / "users" / "bob" / "gone"), "bob", str(tmp_path))
     theirs = tmp_path / "users" / "alice" / "secret"
     theirs.mkdir(parents=True)
     (theirs / "adapter_model.safetensors").write_bytes(b"alice's weights")
     (folder / "adapter_model.safetensors").symlink_to(theirs / "adapter_model.safetensors")
-    assert "outside your roots" in read_adapter(str(folder), "bob", str(tmp_path))
+    assert "outside your roots" in read_adapter_reason(str(folder), "bob", str(tmp_path))
 
 
 # --- the reconcile decision ---------------------------------------------------------------

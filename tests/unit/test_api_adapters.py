@@ -7,7 +7,7 @@ from daemon.api.tokens import Identity
 from daemon.core.spec import ResolvedServingSpec
 from daemon.core.states import ModelState
 from daemon.serving.llm_config import ModelDeployment, app_name, deployment_name, model_app
-from daemon.store import ModelRow
+from daemon.core.records import ModelRow
 from helpers import llm_settings
 
 POLICY = {"max_rank": 8, "max_loaded": 4, "users": ["bob"]}

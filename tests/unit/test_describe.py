@@ -6,7 +6,7 @@ import pytest
 
 from daemon.core.describe import AdapterLoad, adapter_load, change_texts, describe_event
 from daemon.core.states import ModelState
-from daemon.store import Event
+from daemon.core.records import Event
 
 WHO = {"author": "alice <alice@argus.local>", "commit": "0123456789abcdef0123"}
 BY = " by alice <alice@argus.local> (0123456789ab)"

@@ -61,6 +61,76 @@ def test_core_is_pure(name):
     assert not upward, f"{name} imports {upward}: the core imports only itself and daemon.errors"
 
 
+# What the core may not do: touch files, processes, sockets or databases. Read from each
+# module's syntax tree, so a call hidden in a function (or behind an alias) is caught too.
+BANNED_CALLS = {
+    "open", "os.open", "os.listdir", "os.scandir", "os.walk", "os.stat", "os.lstat", "os.readlink", "os.access",
+    "os.remove", "os.unlink", "os.rename", "os.replace", "os.mkdir", "os.makedirs", "os.rmdir", "os.symlink",
+    "os.chmod", "os.system", "os.popen", "os.getcwd", "os.environ", "os.getenv",
+    "os.path.realpath", "os.path.abspath", "os.path.isdir", "os.path.isfile", "os.path.islink", "os.path.exists",
+    "os.path.lexists", "os.path.getsize", "os.path.getmtime", "os.path.samefile", "os.path.expanduser",
+    "io.open", "shutil", "tempfile", "glob", "pathlib", "subprocess", "sqlite3", "socket", "urllib", "http",
+    "requests", "fcntl", "mmap",
+}
+# pathlib's methods that reach the file system, whatever the object is called.
+BANNED_METHODS = {"read_text", "read_bytes", "write_text", "write_bytes", "exists", "is_dir", "is_file",
+                  "is_symlink", "iterdir", "glob", "rglob", "resolve", "stat", "lstat", "mkdir", "unlink",
+                  "rmdir", "touch", "readlink", "symlink_to", "open", "samefile", "chmod"}
+
+
+def _dotted(node: ast.AST) -> str | None:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        inner = _dotted(node.value)
+        return f"{inner}.{node.attr}" if inner else None
+    return None
+
+
+def io_uses(path: Path) -> list[str]:
+    """Each use of a banned name in a module, as `line: name` (imports resolved to full names)."""
+    tree = ast.parse(path.read_text())
+    aliases: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            aliases.update({(a.asname or a.name).split(".")[0]: a.name if a.asname else a.name.split(".")[0]
+                            for a in node.names})
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            aliases.update({a.asname or a.name: f"{node.module}.{a.name}" for a in node.names})
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Name, ast.Attribute)) and isinstance(getattr(node, "ctx", None), ast.Load):
+            name = _dotted(node)
+            if name is None:
+                continue
+            head, _, rest = name.partition(".")
+            full = aliases.get(head, head) + (f".{rest}" if rest else "")
+            if any(full == b or full.startswith(b + ".") for b in BANNED_CALLS):
+                found.append(f"{node.lineno}: {full}")
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in BANNED_METHODS:
+            found.append(f"{node.lineno}: .{node.func.attr}()")
+    return sorted(set(found))
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if n.startswith("daemon.core")))
+def test_core_does_no_io(name):
+    assert not io_uses(MODULES[name]), f"{name} touches the outside world: the shell reads the facts and passes them in"
+
+
+def test_the_io_rule_catches_what_it_is_meant_to(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("import os\nimport os.path as p\nfrom os.path import realpath as rp\nfrom pathlib import Path\n"
+                   "def f(x):\n    os.path.isdir(x)\n    p.exists(x)\n    rp(x)\n    open(x)\n"
+                   "    Path(x)\n    x.read_text()\n    return os.listdir\n")
+    found = io_uses(bad)
+    for name in ("os.path.isdir", "os.path.exists", "os.path.realpath", "open", "pathlib.Path", ".read_text()",
+                 "os.listdir"):
+        assert any(f.endswith(name) for f in found), (name, found)
+    good = tmp_path / "good.py"
+    good.write_text("import posixpath\nimport json\ndef f(x):\n    return posixpath.join(x, 'a'), json.loads(x)\n")
+    assert io_uses(good) == []
+
+
 def test_sync_and_serving_do_not_import_each_other():
     for name, imported in IMPORTS.items():
         if name.startswith("daemon.sync"):
@@ -76,8 +146,12 @@ def test_only_the_frontend_imports_ray_or_vllm():
 
 
 def test_the_replica_contract_is_standard_library_only():
-    allowed = {"__future__", "os", "posixpath"}
-    assert {_top(m) for m in IMPORTS["daemon.core.replica_contract"]} <= allowed
+    assert {_top(m) for m in IMPORTS["daemon.core.replica_contract"]} <= {"__future__", "posixpath", "dataclasses"}
+    # ...and its shell (the roots' real paths), which replicas import beside it.
+    assert {m for m in IMPORTS["daemon.served_paths"] if _top(m) in ("daemon", "argusctl")} <= {
+        "daemon.core.replica_contract", "daemon.core.replica_contract.Roots",
+        "daemon.core.replica_contract.outside_roots"}
+    assert {_top(m) for m in IMPORTS["daemon.served_paths"]} <= {"__future__", "os", "posixpath", "daemon"}
 
 
 def test_the_frontend_needs_nothing_else_of_argus_and_keeps_ray_private_names_in_one_place():
@@ -85,7 +159,7 @@ def test_the_frontend_needs_nothing_else_of_argus_and_keeps_ray_private_names_in
     for name, imported in IMPORTS.items():
         if name.startswith("daemon.frontend"):
             # ...but the stdlib-only contract it shares with argusd (environment names, the path rule).
-            assert all(m.startswith(("daemon.frontend", "daemon.core.replica_contract"))
+            assert all(m.startswith(("daemon.frontend", "daemon.core.replica_contract", "daemon.served_paths"))
                        for m in imported if _top(m) in ("daemon", "argusctl")), name
             if name != "daemon.frontend.ray_private":
                 assert not any("._internal" in m or "._private" in m for m in imported), name

@@ -1,4 +1,6 @@
 """The lease decision as scenarios: who is active, who waits, when a standby takes over."""
+from dataclasses import replace
+
 from daemon.serving.lease import LeaseMemory, LeaseValue, Role, decide
 
 TTL = 30.0
@@ -79,27 +81,80 @@ def test_no_renewal_while_serve_builds_and_no_expiry_counted_for_it():
     assert decide(standby, mine, "b", 100 + TTL, TTL, busy=False).role == Role.CLAIMING
 
 
+OLD = "1f2e3d4c5b6a7988.aaaa0001@h:/var/lib/argus/argus.db"    # instance 1f2e..., the process killed
+NEW = "1f2e3d4c5b6a7988.bbbb0002@h:/var/lib/argus/argus.db"    # the same instance, restarted
+STRANGER = "9a8b7c6d5e4f3021.cccc0003@h:/var/lib/argus/argus.db"  # another store on a host of the same name
+
+
 def test_a_restarted_daemon_takes_its_own_lease_back_at_once():
-    """Same identity (same host and store): the lease in its name is its own dead self's."""
-    left_behind = LeaseValue("h:/var/lib/argus/argus.db", 3, 7)     # the holder was killed mid-lease
-    steps = run("h:/var/lib/argus/argus.db", [(0, left_behind), (2, LeaseValue("h:/var/lib/argus/argus.db", 4, 0))])
-    assert steps[0] == (Role.CLAIMING, LeaseValue("h:/var/lib/argus/argus.db", 4, 0))   # at once, not after a ttl
+    """Same instance (kept in its store), another process: the lease is its own dead self's."""
+    left_behind = LeaseValue(OLD, 3, 7)                            # the holder was killed mid-lease
+    steps = run(NEW, [(0, left_behind), (2, LeaseValue(NEW, 4, 0))])
+    assert steps[0] == (Role.CLAIMING, LeaseValue(NEW, 4, 0))        # at once, not after a ttl
     assert steps[1] == (Role.ACTIVE, None)
 
 
-def test_a_different_daemon_still_waits_a_lease_time_for_a_dead_holder():
-    left_behind = LeaseValue("h:/var/lib/argus/argus.db", 3, 7)
-    steps = run("h:/srv/other/argus.db", [(t, left_behind) for t in range(0, 32, 2)])
+def test_a_different_daemon_waits_a_lease_time_for_a_dead_holder_whatever_its_host_and_path():
+    left_behind = LeaseValue(OLD, 3, 7)
+    steps = run(STRANGER, [(t, left_behind) for t in range(0, 32, 2)])
     assert [r for r, _ in steps[:15]] == [Role.STANDBY] * 15                  # 0..28 s
-    assert steps[15] == (Role.CLAIMING, LeaseValue("h:/srv/other/argus.db", 4, 0))   # at 30 s
+    assert steps[15] == (Role.CLAIMING, LeaseValue(STRANGER, 4, 0))          # at 30 s
 
 
-def test_identity_is_per_host_and_store_file():
-    from daemon.serving.lease import daemon_identity
+def test_two_live_daemons_of_one_instance_are_never_both_active_and_do_not_take_turns():
+    """A store copied byte for byte to a host of the same name and path: two live processes of
+    one instance. Each claims by instance at most once and never after it was active, so they
+    settle like any two daemons; the copy's one claim never comes back."""
+    ttl = TTL
+    serve = LeaseValue(OLD, 3, 0)                  # OLD is active on epoch 3
+    old, new = LeaseMemory(), LeaseMemory()
+    old = decide(old, None, OLD, -10, ttl).memory
+    old = decide(old, LeaseValue(OLD, 1, 0), OLD, -9, ttl).memory   # (its own claim, epoch 1, confirmed)
+    old = decide(replace(old, mine=serve), serve, OLD, -8, ttl).memory
+    roles = []
+    for now in range(0, 200, 2):
+        for name in ("new", "old"):
+            memory, me = (new, NEW) if name == "new" else (old, OLD)
+            step = decide(memory, serve, me, now, ttl)
+            if step.write is not None:
+                serve = step.write
+            if name == "new":
+                new = step.memory
+            else:
+                old = step.memory
+            roles.append((now, name, step.role))
+    for now in range(0, 200, 2):
+        active = [n for t, n, r in roles if t == now and r == Role.ACTIVE]
+        assert len(active) <= 1, (now, active)
+    claims_by_new = [t for t, n, r in roles if n == "new" and r == Role.CLAIMING]
+    assert claims_by_new and max(claims_by_new) < ttl     # one claim, settled within a lease time
+    assert {r for t, n, r in roles if t > ttl} == {Role.ACTIVE, Role.STANDBY}
 
-    assert daemon_identity("h", "/var/lib/argus/argus.db") == daemon_identity("h", "/var/lib/argus/argus.db")
-    assert len({daemon_identity("h", "/a/argus.db"), daemon_identity("h", "/a/other.db"),
-                daemon_identity("g", "/a/argus.db")}) == 3
+
+def test_names_say_their_instance_and_read_as_host_and_store():
+    from daemon.serving.lease import daemon_name, display_name, instance_of
+
+    name = daemon_name("1f2e3d4c5b6a7988", "aaaa0001", "h", "/var/lib/argus/argus.db")
+    assert name == OLD and instance_of(OLD) == instance_of(NEW) != instance_of(STRANGER)
+    assert display_name(OLD) == "h:/var/lib/argus/argus.db (instance 1f2e3d4c)"
+    assert instance_of("alice") == "alice" and display_name("alice") == "alice"   # a name argus did not make
+
+
+def test_the_instance_is_kept_by_its_store_and_new_for_a_copy_elsewhere(tmp_path):
+    """Real SQLite: the id is made once; a restart reads it back; the same file opened under
+    another host name or path (a copy, a move) is another daemon and gets the fresh id."""
+    from daemon.store import Store, daemon_instance
+
+    db = str(tmp_path / "s.db")
+    store = Store.open(db)
+    assert daemon_instance(store, "h", db, "first") == "first"
+    store.close()
+    store = Store.open(db)                                     # a restart
+    assert daemon_instance(store, "h", db, "second") == "first"
+    assert daemon_instance(store, "g", db, "third") == "third"           # copied to another host
+    assert daemon_instance(store, "g", "/elsewhere/s.db", "fourth") == "fourth"   # or moved
+    assert daemon_instance(store, "g", "/elsewhere/s.db", "fifth") == "fourth"
+    store.close()
 
 
 def test_status_reads_a_lease_view_against_the_last_reconcile():
@@ -126,11 +181,11 @@ def test_status_reads_a_lease_view_against_the_last_reconcile():
 
 
 def test_a_restarted_daemon_waits_for_serve_to_finish_a_build_before_claiming():
-    left_behind = LeaseValue("h:/s.db", 3, 7)
+    left_behind = LeaseValue(OLD, 3, 7)
     memory = LeaseMemory()
     for now in (0, 2, 4):                                       # Serve builds an app: a PUT would restart it
-        step = decide(memory, left_behind, "h:/s.db", now, TTL, busy=True)
+        step = decide(memory, left_behind, NEW, now, TTL, busy=True)
         memory = step.memory
         assert (step.role, step.write) == (Role.STANDBY, None)
-    step = decide(memory, left_behind, "h:/s.db", 6, TTL, busy=False)  # built: claimed at once, no ttl waited
-    assert (step.role, step.write) == (Role.CLAIMING, LeaseValue("h:/s.db", 4, 0))
+    step = decide(memory, left_behind, NEW, 6, TTL, busy=False)  # built: claimed at once, no ttl waited
+    assert (step.role, step.write) == (Role.CLAIMING, LeaseValue(NEW, 4, 0))

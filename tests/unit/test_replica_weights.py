@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.core.replica_contract import served_path_problem
+from daemon.served_paths import served_path_problem
 
 REPO = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("replica_weights", REPO / "daemon" / "frontend" / "weights.py")

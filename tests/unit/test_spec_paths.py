@@ -81,12 +81,14 @@ def test_symlink_escape_is_rejected(tmp_path):
     os.symlink(outside, root / "hf" / "evil")
     os.symlink(root / "users" / "bob" / "secret", root / "users" / "alice" / "bobs")
     os.symlink(root / "hf", root / "users" / "alice" / "shared")
-    with pytest.raises(PathRejected, match="symlink"):
-        resolve_model_source("$HOME/common/hf/evil/m", "alice", str(root))
-    with pytest.raises(PathRejected, match="symlink"):
-        resolve_model_source("$HOME/bobs", "alice", str(root))
+    # As written, each is inside alice's roots; through its symlinks (read by the shell), two are not.
+    from daemon.folders import path_problem
+    for source in ("$HOME/common/hf/evil/m", "$HOME/bobs"):
+        path = resolve_model_source(source, "alice", str(root))
+        assert "leads through a symlink" in path_problem(path, "alice", str(root)), source
     # A link from a user's tree into the shared hf tree stays inside allowed roots.
-    assert resolve_model_source("$HOME/shared/m", "alice", str(root)) == f"{root}/users/alice/shared/m"
+    path = resolve_model_source("$HOME/shared/m", "alice", str(root))
+    assert path == f"{root}/users/alice/shared/m" and path_problem(path, "alice", str(root)) is None
 
 
 def _inside_allowed(path: str, root: str, user: str) -> bool:
@@ -124,10 +126,13 @@ def test_no_accepted_source_escapes_through_symlinks(tmp_path_factory, parts):
     os.symlink(root / "users" / "alice" / "loop", root / "users" / "alice" / "loop")
     source = "/" + "/".join(["private"] + parts)
     source = str(base) + source
+    from daemon.folders import path_problem
     try:
         resolved = resolve_model_source(source, "alice", str(root))
     except PathRejected:
         return
+    if path_problem(resolved, "alice", str(root)) is not None:
+        return   # refused through its symlinks
     real = os.path.realpath(resolved)
     assert _inside_allowed(real, os.path.realpath(root), "alice"), (source, real)
 
@@ -135,7 +140,7 @@ def test_no_accepted_source_escapes_through_symlinks(tmp_path_factory, parts):
 def test_a_folder_swapped_for_a_symlink_after_acceptance_is_caught_at_deploy(tmp_path):
     """The spec was accepted while models/a was alice's own folder; then it became a link into
     bob's tree. The deploy-time check (reconcile) follows the link and refuses it."""
-    from daemon.core.spec import source_problem
+    from daemon.folders import source_problem
 
     root = tmp_path / "private"
     mine, bobs = root / "users" / "alice" / "models", root / "users" / "bob" / "secret"
@@ -161,7 +166,7 @@ def test_a_folder_swapped_for_a_symlink_after_acceptance_is_caught_at_deploy(tmp
     (None, 3, None),
 ])
 def test_a_tensor_parallel_size_the_model_cannot_split_fails_at_deploy(tmp_path, config, gpus, problem):
-    from daemon.core.spec import source_problem
+    from daemon.folders import source_problem
 
     root = tmp_path / "private"
     folder = root / "hf" / "m"
@@ -170,3 +175,23 @@ def test_a_tensor_parallel_size_the_model_cannot_split_fails_at_deploy(tmp_path,
         (folder / "config.json").write_text(config)
     found = source_problem(str(folder), "alice", str(root), gpus)
     assert (found is None) if problem is None else (problem in found), found
+
+
+def test_the_shell_reads_nothing_in_a_folder_that_leads_out_of_the_roots(tmp_path):
+    """The facts the judge gets: a folder (or its config.json) that leads through a symlink out
+    of alice's roots is never opened, so a spec cannot make argus read a file of its choosing."""
+    from daemon.folders import read_folder
+
+    root = tmp_path / "private"
+    (root / "hf" / "m").mkdir(parents=True)
+    (root / "users" / "bob" / "secret").mkdir(parents=True)
+    (root / "users" / "bob" / "secret" / "config.json").write_text('{"max_position_embeddings": 1}')
+    os.symlink(root / "users" / "bob" / "secret", root / "hf" / "evil")
+    os.symlink(root / "users" / "bob" / "secret" / "config.json", root / "hf" / "m" / "config.json")
+    evil = read_folder(f"{root}/hf/evil", "alice", str(root))
+    assert (evil.real, evil.is_dir, evil.config_json) == (f"{root}/users/bob/secret", False, None)
+    linked = read_folder(f"{root}/hf/m", "alice", str(root))
+    assert linked.is_dir and linked.config_json is None
+    (root / "hf" / "m" / "config.json").unlink()
+    (root / "hf" / "m" / "config.json").write_text('{"max_position_embeddings": 8}')
+    assert read_folder(f"{root}/hf/m", "alice", str(root)).config_json == b'{"max_position_embeddings": 8}'

@@ -6,7 +6,9 @@ import pytest
 
 from daemon.errors import NotFoundError, StoreError
 from daemon.errors import Problem
-from daemon.store import MIGRATIONS, Rejection, Store
+from daemon.core.records import Rejection
+from daemon.core.states import ModelState
+from daemon.store import MIGRATIONS, Store
 
 
 @pytest.fixture
@@ -59,14 +61,14 @@ def test_live_suffix_is_unique_per_user_but_reusable_after_deleted(store):
     add(store, "k2", user="bob")
     with pytest.raises(sqlite3.IntegrityError):
         add(store, "k3")
-    store.set_state("k1", "DELETED", now="2026-01-01T00:00:01.000000Z")
+    store.set_state("k1", ModelState.DELETED, now="2026-01-01T00:00:01.000000Z")
     add(store, "k3", now="2026-01-01T00:00:02.000000Z")
     assert store.find_model("alice-202601010000-m").model_key == "k3"  # the live one wins
 
 
 def test_state_flow_and_events(store):
     add(store, "k1")
-    store.set_state("k1", "FAILED", error_summary="boom", now="2026-01-01T00:00:05.000000Z")
+    store.set_state("k1", ModelState.FAILED, error_summary="boom", now="2026-01-01T00:00:05.000000Z")
     row = store.get_model("k1")
     assert (row.state, row.error_summary) == ("FAILED", "boom")
     store.update_model_spec("k1", spec_path="p", spec_yaml="y2", resolved={"num_replicas": 2}, commit_sha="c2",
@@ -88,7 +90,7 @@ def test_list_filters_and_orders_by_updated_at(store):
     add(store, "k1", suffix="a", now="2026-01-01T00:00:03.000000Z")
     add(store, "k2", suffix="b", now="2026-01-01T00:00:01.000000Z")
     add(store, "k3", user="bob", suffix="c", now="2026-01-01T00:00:02.000000Z")
-    store.set_state("k3", "DELETED", now="2026-01-01T00:00:04.000000Z")
+    store.set_state("k3", ModelState.DELETED, now="2026-01-01T00:00:04.000000Z")
     assert [m.model_key for m in store.list_models()] == ["k2", "k1"]
     assert [m.model_key for m in store.list_models(include_deleted=True)] == ["k2", "k1", "k3"]
     assert [m.model_key for m in store.list_models(user_id="bob")] == []

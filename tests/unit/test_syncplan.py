@@ -1,32 +1,39 @@
-"""plan_user as a table: (files at a commit, models on record) -> changes."""
+"""plan_user as a table: (files at a commit, models on record) -> changes, with the judge's
+verdict (core/verdict.py, tested as a table of its own in test_verdict.py) in between."""
 from datetime import datetime, timezone
 
 import pytest
 
-from daemon.errors import Problem, SpecError
+from daemon.core.records import ModelRow, iso
 from daemon.core.spec import parse_spec, resolve_spec
+from daemon.core.states import ModelState
+from daemon.core.verdict import TreeEntry, UserFacts, judge, read_user
+from daemon.errors import Problem
+from daemon.sync.plan import RejectSpec, UpdateModel, plan_user
 from helpers import spec_policy
-from daemon.store import ModelRow, iso
-from daemon.sync.plan import RejectSpec, SpecFileState, UpdateModel, plan_user
 
 POLICY = spec_policy(root="/private")
 T0 = datetime(2026, 1, 1, 0, 0, tzinfo=timezone.utc)
 T1 = datetime(2026, 2, 1, 12, 30, tzinfo=timezone.utc)
 
 
-def f(path: str, text: str, blob: str | None = None) -> SpecFileState:
-    blob = blob or f"blob-{abs(hash(text))}"
-    try:
-        return SpecFileState(path, blob, text, parse_spec(path, text.encode(), "alice", POLICY))
-    except SpecError as exc:
-        return SpecFileState(path, blob, text, None, tuple(exc.problems))
+def f(path: str, text: str, blob: str | None = None) -> TreeEntry:
+    return TreeEntry(path, blob or f"blob-{abs(hash(text))}", "100644", text.encode())
+
+
+def plan(files, models, rejections, refused=None):
+    """The judge on the files (models on record as the store has them), then the plan."""
+    user = UserFacts("alice", tuple(files), refused=refused or {},
+                     recorded={m.model_id_suffix: m.spec_path for m in models})
+    verdicts = judge(user, read_user(user, POLICY), {}, POLICY)
+    return plan_user("alice", verdicts, models, rejections, T1, POLICY)
 
 
 def spec(model_id: str, replicas: int = 1, src: str = "m") -> str:
     return f"model_id: {model_id}\nmodel_source: $HOME/common/hf/{src}\nnum_replicas: {replicas}\n"
 
 
-def model(suffix: str, path: str, replicas: int = 1, state: str = "RUNNING", src: str = "m") -> ModelRow:
+def model(suffix: str, path: str, replicas: int = 1, state: ModelState = ModelState.RUNNING, src: str = "m") -> ModelRow:
     resolved = resolve_spec(parse_spec(path, spec(suffix, replicas, src).encode(), "alice", POLICY).spec,
                             "alice", T0, POLICY)
     return ModelRow(model_key=f"k-{suffix}", user_id="alice", model_id_suffix=suffix, model_id=resolved.model_id,
@@ -80,32 +87,33 @@ CASES = [
 
 @pytest.mark.parametrize("name, files, models, rejections, expected", CASES, ids=[c[0] for c in CASES])
 def test_plan_user(name, files, models, rejections, expected):
-    assert kinds(plan_user("alice", files, models, rejections, T1, POLICY)) == expected
+    assert kinds(plan(files, models, rejections)) == expected
 
 
 def test_new_model_id_uses_the_commit_time_and_updates_keep_the_first():
-    (create,) = plan_user("alice", [f(A, spec("x"))], [], {}, T1, POLICY)
+    (create,) = plan([f(A, spec("x"))], [], {})
     assert create.resolved.model_id == "alice-202602011230-x"
-    (update,) = plan_user("alice", [f(A, spec("x", 2))], [model("x", A)], {}, T1, POLICY)
+    (update,) = plan([f(A, spec("x", 2))], [model("x", A)], {})
     assert update.resolved.model_id == "alice-202601010000-x"
     assert update.changes == {"num_replicas": [1, 2]}
 
 
 def test_conflict_message_names_the_other_file():
-    changes = plan_user("alice", [f(A, spec("x")), f(B, spec("x", 2))], [model("x", A)], {}, T1, POLICY)
+    changes = plan([f(A, spec("x")), f(B, spec("x", 2))], [model("x", A)], {})
     (reject,) = changes
     assert isinstance(reject, RejectSpec)
-    assert reject.problems == (Problem(B, 1, 11, f"model_id 'x' is also defined in {A}; each model needs its own model_id"),)
+    assert reject.problems == (Problem(B, 1, 11, f"model_id 'x' is already served from {A}; this file cannot take "
+                                              f"it over: give it its own model_id, or change {A} instead"),)
 
 
-def test_extra_problems_reject_a_valid_file_and_keep_the_model():
-    changes = plan_user("alice", [f(A, spec("x", 2))], [model("x", A)], {}, T1, POLICY,
-                        extra_problems={A: (Problem(A, 1, 1, "not yours"),)})
+def test_a_change_refused_for_its_author_rejects_a_valid_file_and_keeps_the_model():
+    changes = plan([f(A, spec("x", 2))], [model("x", A)], {}, refused={A: (Problem(A, 1, 1, "not yours"),)})
     assert kinds(changes) == [("RejectSpec", "k-x")]
+    assert changes[0].kind == "ownership" and changes[0].problems == (Problem(A, 1, 1, "not yours"),)
 
 
 def test_ownership_holds_as_a_table():
-    from daemon.store import Rejection, RejectionKind
+    from daemon.core.records import Rejection, RejectionKind
     from daemon.sync.plan import DELETED_BLOB, ownership_holds
 
     refused_edit = Rejection(A, "alice", "bob-blob", "c", "Bob", [Problem(A, 1, 1, "Bob may not")], "t",

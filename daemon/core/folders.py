@@ -1,0 +1,202 @@
+"""A model or adapter folder as argus judges it: the facts a shell read of it (daemon/folders.py)
+and the rules that decide from them whether it may be served. Pure: the core never touches the
+file system; the shell resolves symlinks, lists and reads, and passes the result in.
+
+Why facts and not paths: a spec must never make argusd, the hook or a replica read a path of
+the user's choosing. The shell reads a folder's files only after the real path (every symlink
+resolved) is inside the owner's roots; the rules here check the same real path again, so a
+folder swapped for a symlink into another user's tree is refused whoever asks.
+"""
+from __future__ import annotations
+
+import json
+import posixpath
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from daemon.core.replica_contract import Roots, outside_roots
+
+CONFIG_JSON = "config.json"
+ADAPTER_CONFIG = "adapter_config.json"
+JSON_BYTES = 1 << 20   # the most of config.json / adapter_config.json a shell reads
+
+
+@dataclass(frozen=True)
+class FolderFacts:
+    """What a shell read of one folder named by a spec (`path`, as the spec resolved it)."""
+
+    path: str
+    real: str                          # `path` with every symlink resolved
+    roots: Roots                       # the owner's roots, each with its symlinks resolved
+    is_dir: bool = False               # a directory is there (through the symlinks)
+    config_json: bytes | None = None   # config.json (None: absent, or not read: the folder is outside the roots)
+    adapter_config_json: bytes | None = None
+    links: tuple[tuple[str, str], ...] = ()   # (entry, where it leads) for each symlink in the folder
+    read_error: str | None = None      # why the folder or one of its files could not be read
+
+
+def escape_problem(facts: FolderFacts, user_id: str, allowed: str) -> str | None:
+    """A folder whose real path leads out of its owner's roots (a symlink on the way)."""
+    if facts.real != facts.path and outside_roots(facts.real, user_id, facts.roots) is not None:
+        return f"model_source {facts.path} leads through a symlink to {facts.real}, outside {allowed}"
+    return None
+
+
+def json_object(data: bytes | None) -> dict[str, Any] | None:
+    """A JSON file's top-level object, or None when there is none (absent, not JSON, a list)."""
+    if data is None:
+        return None
+    try:
+        value = json.loads(data[:JSON_BYTES])
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def text_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The language model's part of a config.json (a multimodal model nests it)."""
+    inner = config.get("text_config")
+    return inner if isinstance(inner, dict) else config
+
+
+# -- tensor parallelism --------------------------------------------------------------------------
+
+
+def attention_heads(config: Mapping[str, Any] | None) -> int | None:
+    """num_attention_heads of a model's config.json (None when it cannot say)."""
+    heads = text_config(config).get("num_attention_heads") if config else None
+    return heads if _is_int(heads) and heads > 0 else None
+
+
+def tensor_parallel_problem(heads: int | None, gpus_per_replica: int) -> str | None:
+    """vLLM splits attention heads evenly across the tensor-parallel GPUs."""
+    if heads is None or gpus_per_replica <= 1 or heads % gpus_per_replica == 0:
+        return None
+    fits = ", ".join(str(n) for n in range(1, min(heads, 64) + 1) if heads % n == 0)
+    return (f"gpus_per_replica {gpus_per_replica} does not divide the model's {heads} attention heads "
+            f"(its config.json), so vLLM cannot split it; use one of {fits}")
+
+
+# -- the model's own context length --------------------------------------------------------------
+
+# vLLM 0.29-0.32 (transformers_utils/model_arch_config_convertor.py, derive_max_model_len_and_key):
+# the smallest of these keys of the text config, but model_max_length wins when set.
+MAX_LEN_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length", "model_max_length",
+                "max_target_positions", "max_sequence_length", "max_seq_length", "seq_len")
+# RoPE types whose max_position_embeddings is already scaled (vLLM config/model.py, _get_and_verify_max_len).
+SCALED_ROPE_TYPES = ("su", "longrope", "llama3", "yarn", "deepseek_yarn", "deepseek_llama_scaling")
+
+
+@dataclass(frozen=True)
+class ModelLimit:
+    tokens: int
+    key: str   # where config.json says it, as a person reads it
+
+
+def _rope_parameters(config: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    found = config.get("rope_parameters", config.get("rope_scaling"))
+    if not isinstance(found, dict) or not found:
+        return []
+    if all(isinstance(v, dict) for v in found.values()):   # one per layer type
+        return [v for v in found.values() if v]
+    return [found]
+
+
+def model_limit(config: Mapping[str, Any] | None) -> ModelLimit | None:
+    """The longest max_model_len vLLM starts this model with, from its config.json, or None when
+    config.json does not say (vLLM then takes whatever is asked). vLLM's own derivation, short
+    of the tokenizer's model_max_length (which only lowers it: leaving it out refuses less, never
+    more than vLLM does)."""
+    if not config:
+        return None
+    text = text_config(config)
+    found = [(text[k], k) for k in MAX_LEN_KEYS if _is_int(text.get(k)) and text[k] > 0]
+    if not found:
+        return None
+    tokens, key = min(found)
+    if _is_int(text.get("model_max_length")) and text["model_max_length"] > 0:
+        tokens, key = text["model_max_length"], "model_max_length"
+    params = _rope_parameters(config)
+    if params and "gemma3" not in str(config.get("model_type", "")):
+        factor: Any = 1.0
+        for p in params:
+            kind = p.get("rope_type", p.get("type"))
+            if kind not in SCALED_ROPE_TYPES:
+                factor = p.get("factor", factor)
+        if isinstance(factor, (int, float)) and not isinstance(factor, bool) and factor > 0 and factor != 1:
+            return ModelLimit(int(tokens * factor), f"{key} {tokens} x rope factor {factor}")
+    return ModelLimit(int(tokens), f"{key} {tokens}")
+
+
+def context_problem(engine_kwargs: Mapping[str, Any], config: Mapping[str, Any] | None) -> str | None:
+    """engine_kwargs.max_model_len above what the model can take: vLLM refuses to start with it
+    (unless the model's own model_max_length allows it), after minutes of loading on GPUs."""
+    asked = engine_kwargs.get("max_model_len")
+    limit = model_limit(config)
+    if not _is_int(asked) or asked <= 0 or limit is None or asked <= limit.tokens:
+        return None
+    top = config.get("model_max_length") if config else None
+    if _is_int(top) and asked <= top:
+        return None
+    return (f"max_model_len {asked} is above the model's own limit of {limit.tokens} tokens ({limit.key} in its "
+            f"{CONFIG_JSON}); vLLM refuses to start with it: use at most {limit.tokens}, or remove max_model_len")
+
+
+# -- the folder as a whole -----------------------------------------------------------------------
+
+
+def model_folder_problem(facts: FolderFacts, gpus_per_replica: int) -> str | None:
+    """Why a model folder whose path passed the rules cannot be deployed now, or None."""
+    if not facts.is_dir:
+        return f"model_source {facts.path} does not exist; put the model there (or fix model_source in the spec)"
+    return tensor_parallel_problem(attention_heads(json_object(facts.config_json)), gpus_per_replica)
+
+
+@dataclass(frozen=True)
+class AdapterInfo:
+    """What adapter_config.json says about an adapter folder."""
+
+    rank: int
+    base_name: str | None      # base_model_name_or_path, as the trainer wrote it
+
+
+@dataclass(frozen=True)
+class AdapterRefused:
+    """Why an adapter folder cannot be served (one sentence with the fix)."""
+
+    reason: str
+
+
+AdapterReading = AdapterInfo | AdapterRefused
+
+
+def adapter_reading(facts: FolderFacts, user_id: str) -> AdapterReading:
+    """The adapter folder's facts, or why it cannot be served (its path passed the rules)."""
+    if not facts.is_dir:
+        return AdapterRefused(f"model_source {facts.path} does not exist; put the adapter there "
+                              "(or fix model_source in the spec)")
+    if facts.read_error is not None:
+        return AdapterRefused(f"cannot read the adapter folder {facts.path}: {facts.read_error}")
+    # A file in the folder that is a symlink must not lead out of the same roots (into another
+    # user's adapter, say): vLLM reads every file it finds there.
+    for entry, target in facts.links:
+        if outside_roots(target, user_id, facts.roots) is not None:
+            return AdapterRefused(f"{entry} is a symlink to {target}, outside your roots; copy the file instead")
+    config_path = posixpath.join(facts.path, ADAPTER_CONFIG)
+    if facts.adapter_config_json is None:
+        return AdapterRefused(f"{config_path} does not exist; model_source must be a LoRA adapter folder as PEFT "
+                              "saves it (adapter_config.json and adapter_model.safetensors)")
+    data = json_object(facts.adapter_config_json)
+    if data is None:
+        return AdapterRefused(f"cannot read {config_path}: it is not a JSON object")
+    if str(data.get("peft_type", "")).upper() != "LORA":
+        return AdapterRefused(f"{config_path} is not a LoRA adapter (peft_type is {data.get('peft_type')!r})")
+    rank = data.get("r")
+    if not _is_int(rank) or rank < 1:
+        return AdapterRefused(f"{config_path} has no valid rank (r is {rank!r})")
+    base = data.get("base_model_name_or_path")
+    return AdapterInfo(rank, base if isinstance(base, str) and base.strip() else None)

@@ -1,0 +1,47 @@
+"""Asking the judge (core/verdict.py): the one step lint, the pre-receive hook, argusd's sync and
+the API's writes share. The caller brings what it read of the tree; this reads the folders the
+specs name (daemon/folders.py) and, when two files claim one model_id and nothing says which
+holds it, what those files named before."""
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Callable, Mapping, Sequence
+
+from daemon.core.layout import FILE_MODES
+from daemon.core.spec import ParsedSpec, SpecPolicy, read_spec
+from daemon.core.verdict import (FileVerdict, TreeEntry, UserFacts, contested, folders_to_read, judge, read_user,
+                                 recorded_before)
+from daemon.errors import SpecError
+from daemon.folders import read_folder
+
+# paths -> their content before this change (absent paths left out): the previous step of the
+# branch for the hook, the clone's HEAD for lint.
+Before = Callable[[Sequence[str]], Mapping[str, bytes]]
+
+
+def judge_files(user: UserFacts, policy: SpecPolicy, before: Before | None = None,
+                log: logging.Logger | None = None) -> list[FileVerdict]:
+    """The verdict on each of `user`'s entries, with the folder facts read here. `log`: where a
+    file that broke the reader itself is logged with its traceback (argusd's log; the hook
+    and lint only show the refusal)."""
+    readings = read_user(user, policy)
+    for reading in readings:
+        if reading.crash is not None and log is not None:
+            log.error("reading %s failed", reading.entry.path, exc_info=reading.crash)
+    disputes = contested(readings, user.recorded)
+    if disputes and before is not None:
+        old = before(sorted({p for paths in disputes.values() for p in paths}))
+        named = {path: read_spec(path, data, user.user_id, policy).model_id for path, data in old.items()}
+        user = replace(user, recorded={**user.recorded, **recorded_before(named, disputes)})
+    folders = {path: read_folder(path, user.user_id, policy.root) for path in folders_to_read(readings)}
+    return judge(user, readings, folders, policy)
+
+
+def judged_spec(path: str, data: bytes, user_id: str, policy: SpecPolicy) -> ParsedSpec:
+    """One spec file on its own, as the API's writes check it before git is touched: every rule
+    but the ones that need the rest of the tree. Raises SpecError listing every problem."""
+    (verdict,) = judge_files(UserFacts(user_id, (TreeEntry(path, "", FILE_MODES[0], data),)), policy)
+    if verdict.spec is None:
+        raise SpecError(list(verdict.problems))
+    return verdict.spec

@@ -1,0 +1,181 @@
+"""The one judge (core/verdict.py) as a table: (a user's files, who may change them, what is on
+record, the folders' facts) -> the verdict on each file. lint, the pre-receive hook, argusd's
+sync and the API's writes all show this verdict (tests/integration/test_one_verdict.py holds
+the three shells to it on a real repo)."""
+import json
+
+import pytest
+
+from daemon.core.folders import FolderFacts, context_problem, model_limit
+from daemon.core.records import RejectionKind
+from daemon.core.replica_contract import lexical_roots
+from daemon.core.verdict import (TreeEntry, UserFacts, contested, folders_to_read, judge, read_user,
+                                 recorded_before)
+from daemon.errors import Problem, ProblemKind
+from helpers import spec_policy
+
+ROOT = "/private"
+POLICY = spec_policy(root=ROOT)
+A, B, C = "models.d/alice/a.yaml", "models.d/alice/b.yaml", "models.d/alice/c.yaml"
+MODEL = f"{ROOT}/hf/m"
+
+
+def spec(model_id="m", extra=""):
+    return f"model_id: {model_id}\nmodel_source: $HOME/common/hf/m\n{extra}"
+
+
+def entry(path, text, mode="100644"):
+    return TreeEntry(path, f"blob-{path}", mode, text.encode() if text is not None else None)
+
+
+def folder(config=None, real=MODEL, is_dir=True):
+    return FolderFacts(MODEL, real, lexical_roots(ROOT, "alice"), is_dir=is_dir,
+                       config_json=json.dumps(config).encode() if config is not None else None)
+
+
+def verdicts(entries, *, user="alice", known=True, refused=None, recorded=None, folders=None):
+    facts = UserFacts(user, tuple(entries), known, refused or {}, recorded or {})
+    readings = read_user(facts, POLICY)
+    return {v.path: v for v in judge(facts, readings, folders or {}, POLICY)}
+
+
+def only(found):
+    """path -> [(line, col, message start, kind)] of each refused file; applied files map to []."""
+    return {p: [(q.line, q.col, q.message, q.kind) for q in v.problems] for p, v in found.items()}
+
+
+NEW_DUP = "model_id 'm' is also defined in {}; each model needs its own model_id"
+KEPT_DUP = ("model_id 'm' is already served from {0}; this file cannot take it over: give it its own model_id, "
+            "or change {0} instead")
+LIMIT = ("engine_kwargs.max_model_len 9000 is above the model's own limit of 8192 tokens (max_position_embeddings "
+         "8192 in its config.json); vLLM refuses to start with it: use at most 8192, or remove max_model_len")
+
+CASES = [
+    # name, entries, options, expected {path: [(line, col, message, kind)]}
+    ("a valid spec is applied", [entry(A, spec())], {}, {A: []}),
+    ("a user id argus does not take", [entry("models.d/Al/a.yaml", spec())], {"user": "Al"},
+     {"models.d/Al/a.yaml": [(1, 1, "user id 'Al' is not valid: use 1-32 lowercase letters, digits, '_' or '-', "
+                              "starting with a letter (the directory name under models.d/)", ProblemKind.INVALID)]}),
+    ("a user the config does not name", [entry(A, spec())], {"known": False},
+     {A: [(1, 1, "user 'alice' is not known to this platform; an operator adds users to the config's users: "
+           "section", ProblemKind.INVALID)]}),
+    ("a change refused for its author: that alone is said", [entry(A, "model_id: [\n")],
+     {"refused": {A: (Problem(A, 1, 1, "bob may not"),)}}, {A: [(1, 1, "bob may not", ProblemKind.INVALID)]}),
+    ("a symlink", [entry(A, spec(), mode="120000")], {},
+     {A: [(1, 1, "symlinks are not allowed in models.d; commit the file itself", ProblemKind.INVALID)]}),
+    ("git has no content", [entry(A, None)], {},
+     {A: [(1, 1, "git has no content for this file (object blob-models. is missing); commit the file again",
+           ProblemKind.INVALID)]}),
+    ("two new files with one model_id: both refused, each naming the other",
+     [entry(A, spec()), entry(B, "# b\n" + spec())], {},
+     {A: [(1, 11, NEW_DUP.format(B), ProblemKind.INVALID)], B: [(2, 11, NEW_DUP.format(A), ProblemKind.INVALID)]}),
+    ("a newcomer claiming a recorded model_id is refused; the model keeps serving",
+     [entry(A, spec()), entry(B, spec())], {"recorded": {"m": A}},
+     {A: [], B: [(1, 11, KEPT_DUP.format(A), ProblemKind.INVALID)]}),
+    ("... whichever path sorts first", [entry(A, spec()), entry(B, spec()), entry(C, spec())], {"recorded": {"m": B}},
+     {A: [(1, 11, KEPT_DUP.format(B), ProblemKind.INVALID)], B: [], C: [(1, 11, KEPT_DUP.format(B), ProblemKind.INVALID)]}),
+    ("a broken recorded file still holds its model_id",
+     [entry(A, spec(extra="num_replicas: 0\n")), entry(B, spec())], {"recorded": {"m": A}},
+     {A: [(3, 15, "num_replicas input should be greater than or equal to 1, got 0", ProblemKind.INVALID)],
+      B: [(1, 11, KEPT_DUP.format(A), ProblemKind.INVALID)]}),
+    ("a file refused for its author claims nothing", [entry(A, spec()), entry(B, spec())],
+     {"refused": {B: (Problem(B, 1, 1, "bob may not"),)}}, {A: [], B: [(1, 1, "bob may not", ProblemKind.INVALID)]}),
+    ("a folder that leads out of the roots through a symlink", [entry(A, spec())],
+     {"folders": {MODEL: folder(real="/etc")}},
+     {A: [(2, 15, f"model_source {MODEL} leads through a symlink to /etc, outside {ROOT}/hf/ or {ROOT}/users/alice/",
+           ProblemKind.FORBIDDEN)]}),
+    ("a folder that leads into another user's tree", [entry(A, spec())],
+     {"folders": {MODEL: folder(real=f"{ROOT}/users/bob/m")}},
+     {A: [(2, 15, f"model_source {MODEL} leads through a symlink to {ROOT}/users/bob/m, outside {ROOT}/hf/ or "
+           f"{ROOT}/users/alice/", ProblemKind.FORBIDDEN)]}),
+    ("max_model_len above the model's own limit", [entry(A, spec(extra="engine_kwargs:\n  max_model_len: 9000\n"))],
+     {"folders": {MODEL: folder({"max_position_embeddings": 8192})}}, {A: [(4, 18, LIMIT, ProblemKind.INVALID)]}),
+    ("max_model_len within it", [entry(A, spec(extra="engine_kwargs:\n  max_model_len: 8192\n"))],
+     {"folders": {MODEL: folder({"max_position_embeddings": 8192})}}, {A: []}),
+    ("GPUs the model's attention heads cannot be split across", [entry(A, spec(extra="gpus_per_replica: 2\n"))],
+     {"folders": {MODEL: folder({"num_attention_heads": 9})}},
+     {A: [(3, 19, "gpus_per_replica 2 does not divide the model's 9 attention heads (its config.json), so vLLM "
+           "cannot split it; use one of 1, 3, 9", ProblemKind.INVALID)]}),
+    ("no folder here: nothing to judge it by (argusd says so at deploy)",
+     [entry(A, spec(extra="engine_kwargs:\n  max_model_len: 9000\n"))], {"folders": {MODEL: folder(is_dir=False)}},
+     {A: []}),
+    ("an adapter's folder holds no model config", [entry(A, spec(extra="base_model: x\n"))],
+     {"folders": {MODEL: folder({"max_position_embeddings": 8})}}, {A: []}),
+]
+
+
+@pytest.mark.parametrize("name, entries, options, expected", CASES, ids=[c[0] for c in CASES])
+def test_the_verdict(name, entries, options, expected):
+    found = verdicts(entries, **options)
+    assert only(found) == expected
+    for path, problems in expected.items():
+        v = found[path]
+        assert v.applied == (not problems)
+        assert v.kind == (None if not problems else
+                          RejectionKind.OWNERSHIP if path in options.get("refused", {}) else RejectionKind.SPEC)
+
+
+def test_an_adapter_spec_does_not_take_model_fields_and_the_base_model_wins_no_duplicate():
+    found = verdicts([entry(A, "model_id: t\nbase_model: m\nmodel_source: $HOME/a\n"), entry(B, spec())])
+    assert found[A].applied and found[B].applied
+
+
+def test_the_folders_to_read_are_those_of_specs_that_passed_the_rules_as_written():
+    facts = UserFacts("alice", (entry(A, spec()), entry(B, "model_id: b\nmodel_source: /etc\n"),
+                                entry(C, "model_id: [\n")))
+    assert folders_to_read(read_user(facts, POLICY)) == [MODEL]   # /etc is never looked at
+
+
+def test_a_dispute_is_settled_by_what_the_files_named_before():
+    facts = UserFacts("alice", (entry(A, spec()), entry(B, spec()), entry(C, spec("n"))))
+    readings = read_user(facts, POLICY)
+    disputes = contested(readings, {})
+    assert disputes == {"m": [A, B]}
+    assert contested(readings, {"m": B}) == {}
+    assert recorded_before({A: None, B: "m"}, disputes) == {"m": B}     # b held it before a was added
+    assert recorded_before({A: "m", B: "m"}, disputes) == {}            # both did: nobody is on record
+    assert recorded_before({}, disputes) == {}                          # both are new
+
+
+@pytest.mark.parametrize("config, limit", [
+    ({"max_position_embeddings": 8192}, 8192),
+    ({"max_position_embeddings": 8192, "n_positions": 4096}, 4096),            # the smallest key
+    ({"max_position_embeddings": 8192, "model_max_length": 16384}, 16384),      # model_max_length wins
+    ({"text_config": {"max_position_embeddings": 4096}}, 4096),                 # a multimodal model's text part
+    ({"max_position_embeddings": 4096, "rope_scaling": {"type": "linear", "factor": 4.0}}, 16384),
+    ({"max_position_embeddings": 4096, "rope_parameters": {"rope_type": "dynamic", "factor": 2}}, 8192),
+    ({"max_position_embeddings": 131072, "rope_scaling": {"rope_type": "llama3", "factor": 8.0}}, 131072),
+    ({"max_position_embeddings": 32768, "rope_scaling": {"type": "yarn", "factor": 4.0}}, 32768),
+    ({"model_type": "gemma3", "max_position_embeddings": 131072, "rope_scaling": {"factor": 8.0}}, 131072),
+    ({"max_position_embeddings": 4096, "rope_parameters": {"full_attention": {"rope_type": "linear", "factor": 2},
+                                                           "sliding_attention": {"rope_type": "default"}}}, 8192),
+    ({"hidden_size": 64}, None),       # no key vLLM reads: vLLM takes what is asked
+    ({"max_position_embeddings": True}, None),
+    (None, None),
+])
+def test_the_models_own_limit_as_vllm_derives_it(config, limit):
+    found = model_limit(config)
+    assert (found.tokens if found else None) == limit
+
+
+def test_max_model_len_over_the_limit_but_within_model_max_length_is_allowed_as_vllm_does():
+    assert context_problem({"max_model_len": 9000}, {"max_position_embeddings": 8192, "model_max_length": 9000}) is None
+    assert context_problem({"max_model_len": 9001}, {"max_position_embeddings": 8192}) is not None
+    assert context_problem({}, {"max_position_embeddings": 8}) is None
+
+
+def test_a_file_that_breaks_the_reader_is_refused_and_argusd_logs_why(monkeypatch, caplog):
+    import logging
+
+    import daemon.core.verdict as verdict
+    from daemon.verdicts import judge_files
+
+    def broken(*_):
+        raise RecursionError("deep")
+
+    monkeypatch.setattr(verdict, "read_spec", broken)
+    facts = UserFacts("alice", (entry(A, spec()),))
+    (found,) = judge_files(facts, POLICY, log=logging.getLogger("argus.sync"))
+    assert not found.applied and found.problems == (
+        Problem(A, 1, 1, "argus could not read this file (RecursionError); simplify it, and report it to the operators"),)
+    assert f"reading {A} failed" in caplog.text and "RecursionError: deep" in caplog.text
