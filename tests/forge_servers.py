@@ -28,7 +28,16 @@ def missing_servers() -> str | None:
     return None
 
 
-def _wait_port(port: int, proc: subprocess.Popen, log: Path, timeout: float = 10) -> None:
+def _wait_port(port: int, proc: subprocess.Popen, log: Path, timeout: float = 30) -> None:
+    """Until the server listens; a server that does not is stopped before the error is raised."""
+    try:
+        _wait_listening(port, proc, log, timeout)
+    except BaseException:
+        _stop(proc)
+        raise
+
+
+def _wait_listening(port: int, proc: subprocess.Popen, log: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -29,7 +29,11 @@ def servers(tmp_path_factory):
     assert missing is None, missing  # CI installs them: a missing server is a failure, not a skip
     base = tmp_path_factory.mktemp("forge")
     http = HttpGitServer(base / "http").start()
-    ssh = SshGitServer(base / "ssh").start()
+    try:
+        ssh = SshGitServer(base / "ssh").start()
+    except BaseException:
+        http.stop()
+        raise
     yield http, ssh
     http.stop()
     ssh.stop()

@@ -50,8 +50,12 @@ class Forge:
         self.proc = subprocess.Popen([sys.executable, "-m", "daemon.argusd", "--sync-only", "--config",
                                       str(self.config)], stdout=self.log, stderr=subprocess.STDOUT)
         self.api = Http(f"http://127.0.0.1:{self.port}")
-        self.wait(lambda: read_fetch_state(self.cfg) is not None, "the first fetch")
-        self.wait(lambda: self._answers(), "the API")
+        try:
+            self.wait(lambda: read_fetch_state(self.cfg) is not None, "the first fetch")
+            self.wait(lambda: self._answers(), "the API")
+        except BaseException:  # no server left running after a failed start
+            self.stop()
+            raise
 
     def _answers(self) -> bool:
         try:
