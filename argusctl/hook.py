@@ -22,8 +22,12 @@ def install(
     """Install the pre-receive hook that refuses invalid specs and changes by the wrong author."""
     from daemon.config import default_config_path
     from argusctl.ops.hook import hook_command, install as do_install
+    from daemon.errors import UsageError
 
     config = load_config(ctx)
+    if repo is None and config.gitops.location.remote:
+        raise UsageError(f"gitops.repo is a forge ({config.gitops.repo}), where no argus hook runs: argusd alone "
+                         "enforces validity and ownership there (docs/operating.md, 'Remote repos and webhooks')")
     config_path = ctx.ensure_object(dict).get("config_path") or str(default_config_path())
     hook = do_install(Path(os.path.expanduser(repo or config.gitops.repo)), hook_command(config_path))
     typer.echo(f"installed {hook}")
@@ -38,8 +42,13 @@ def pre_receive(ctx: typer.Context) -> None:
 
     config = load_config(ctx)
     updates = [tuple(line.split()) for line in sys.stdin.read().splitlines() if len(line.split()) == 3]
-    repo = GitRepo(os.environ.get("GIT_DIR", "."))
-    problems = check_push(repo, updates, config.gitops.branch, SpecPolicy.from_config(config), config.owners())
+    import tempfile
+
+    from daemon.remote import prepare_signatures
+
+    with tempfile.TemporaryDirectory(prefix="argus-hook-") as tmp:  # signers: gitops.require_signed
+        repo = GitRepo(os.environ.get("GIT_DIR", "."), signatures=prepare_signatures(config, Path(tmp)))
+        problems = check_push(repo, updates, config.gitops.branch, SpecPolicy.from_config(config), config.owners())
     if problems:
         typer.echo(f"argus: push refused: {len(problems)} problem(s); fix them, amend and push again", err=True)
         for problem in problems:

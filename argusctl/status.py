@@ -123,8 +123,11 @@ def status(
     if lease is not None:
         lease = lease_status(lease, _last_reconcile(load_config(ctx).state.db), config.serving.serve.lease_seconds,
                              datetime.now(timezone.utc))
+    from daemon.remote import fetch_line, fetch_summary
+
+    fetched = fetch_summary(config)  # a remote gitops.repo: how argusd's fetches of it go
     if output is Output.json:
-        print_json({"openai_base_url": base_url, "daemon": lease, "cluster": cluster,
+        print_json({"openai_base_url": base_url, "daemon": lease, "cluster": cluster, "gitops_fetch": fetched,
                     "models": [{**m.to_dict(), "state_shown": shown_state(m.state, down),
                                 "reason": shown_reason(m.state, reason_of(m, rejections.get(m.spec_path)
                                                                           if m.live else None), down)}
@@ -143,6 +146,8 @@ def status(
     typer.echo(f"OpenAI base URL: {base_url}")
     if lease is not None:
         typer.echo(f"argusd: {daemon_line(lease)}")
+    if fetched is not None:
+        typer.echo(printable(fetch_line(fetched)))
     if down is not None:
         typer.echo(f"Ray Serve: unreachable since {down['since'][:19]}Z ({printable(down['message'])}); "
                    "states below are the last ones seen")

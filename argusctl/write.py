@@ -45,8 +45,9 @@ def init(
     from argusctl.ops.write import init as do_init
 
     config = load_config(ctx)
-    clone = do_init(Path(os.path.expanduser(config.gitops.repo)), _workdir(config, workdir), user,
-                    config.gitops.branch, name, email)
+    repo = config.gitops.repo if config.gitops.location.remote else Path(os.path.expanduser(config.gitops.repo))
+    clone = do_init(repo, _workdir(config, workdir), user, config.gitops.branch, name, email,
+                    credentials=config.gitops.credentials)
     typer.echo(f"GitOps repo: {config.gitops.repo}")
     typer.echo(f"Your clone:  {clone.path} (user {clone.user}); put specs in {clone.user_dir}/")
 

@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from daemon.config import Config, load_config
+from daemon.config import Config, gitops_mirror, load_config
+from daemon.core.forge import backoff_seconds
 from daemon.errors import ArgusError, ClusterError, ConfigError, GitError, StoreError
 from daemon.gitrepo import GitRepo
+from daemon.remote import FetchState, Mirror, fetch_state_path, now_iso, prepare_signatures, write_fetch_state
 from daemon.serving.lease import Role, daemon_name
 from daemon.serving.reconciler import ReconcileOutcome, Reconciler
 from daemon.serving.client import ServeClient
@@ -59,17 +61,30 @@ class Daemon:
                            if serve_client is not None else None)
         self.store = store
         self.policy = SpecPolicy.from_config(config)
-        self.wake = threading.Event()            # a ref changed (watcher) or stop
+        self.wake = threading.Event()            # a ref changed (watcher), fetch now (webhook, API write), or stop
         self.reconcile_wake = threading.Event()  # sync recorded something, or stop
         self.stopping = threading.Event()
         self.repo: GitRepo | None = None
         self.watcher: RefWatcher | None = None
         self._errors: dict[str, str | None] = {}
+        # A remote gitops.repo: sync reads argusd's mirror of it, fetched before each pass.
+        self.mirror = Mirror(config) if config.gitops.location.remote else None
+        self.fetch_state = FetchState(config.gitops.repo)
+        self._next_fetch = 0.0       # monotonic time before which no fetch is tried (backoff)
+        self._last_good_fetch: float | None = None
+        self._started = time.time()
+        # gitops.require_signed: git checks each commit's signature against the config's keys.
+        self.signatures = prepare_signatures(config, fetch_state_path(config).parent / "signers")
 
     def health(self) -> dict:
         """What argusd itself knows of its loops (the API's admin status shows it)."""
         return {"pid": os.getpid(), "serving": self.client is not None,
-                "repository_error": self._errors.get("sync"), "serve_error": self._errors.get("serve")}
+                "repository_error": self._errors.get("sync"), "serve_error": self._errors.get("serve"),
+                **({"fetch": dict(self.fetch_state.__dict__)} if self.mirror is not None else {})}
+
+    def seconds_since_good_fetch(self) -> float:
+        """Since the last fetch that worked (since start while none has): the /metrics gauge."""
+        return time.time() - (self._last_good_fetch or self._started)
 
     def stop(self) -> None:
         self.stopping.set()
@@ -78,8 +93,8 @@ class Daemon:
 
     def _ensure_repo(self) -> GitRepo:
         if self.repo is None:
-            self.repo = GitRepo(self.config.gitops.repo)
-        if self.watch and (self.watcher is None or not self.watcher.alive):
+            self.repo = GitRepo(gitops_mirror(self.config), signatures=self.signatures)
+        if self.watch and self.mirror is None and (self.watcher is None or not self.watcher.alive):
             if self.watcher is not None:
                 self.watcher.stop()
             self.watcher = RefWatcher(self.repo.git_dir, self.wake)
@@ -101,13 +116,14 @@ class Daemon:
         if message is not None and message != previous:
             log.error("%s (retrying every %ss)", message, self.config.gitops.poll_seconds)
         elif message is None and previous is not None:
-            log.info("%s works again", "sync" if kind == "sync" else "reconcile (Ray Serve)")
+            log.info("%s works again", {"sync": "sync", "fetch": "fetching the remote repo"}.get(kind, "reconcile (Ray Serve)"))
         self._errors[kind] = message
 
     def tick(self) -> bool:
         """One level-triggered pass in this thread (--once, tests): sync git into the store,
         then reconcile Serve with it. Returns False when a step failed (and was reported)."""
         self._reopen_if_replaced()
+        self._fetch()
         ok = self._sync()
         if self.reconciler is not None:
             ok = self._reconcile(self.reconciler) and ok
@@ -124,6 +140,39 @@ class Daemon:
         self.store = Store.open(self.store.path)
         if self.reconciler is not None:
             self.reconciler = Reconciler(self.store, self.reconciler.client, self.config, identity=self.identity)
+
+    def _fetch(self) -> None:
+        """Bring the mirror up to the remote, unless a failed fetch's backoff runs. A failure
+        changes nothing recorded: sync goes on from the mirror, and every model keeps serving."""
+        if self.mirror is None or time.monotonic() < self._next_fetch:
+            return
+        state = self.fetch_state
+        state.last_attempt = now_iso()
+        try:
+            self.mirror.fetch()
+        except GitError as exc:
+            state.failures += 1
+            state.error = str(exc)
+            state.next_attempt_in = backoff_seconds(state.failures, self.config.gitops.poll_seconds)
+            self._next_fetch = time.monotonic() + state.next_attempt_in
+            message = f"{exc} (everything recorded keeps serving; next try in {state.next_attempt_in:g} s)"
+            if self._errors.get("fetch") is None or state.failures in (2, 5) or state.failures % 20 == 0:
+                log.error("%s", message)
+            self._errors["fetch"] = message
+        except Exception:  # a bug: never stop syncing for it
+            log.exception("unexpected error fetching the remote repo (please report it); retrying")
+            state.failures += 1
+            state.error = "unexpected error while fetching (argusd's log has it; please report it)"
+            self._next_fetch = time.monotonic() + backoff_seconds(state.failures, self.config.gitops.poll_seconds)
+        else:
+            if self._errors.get("fetch") is not None:
+                log.info("fetching the remote repo works again")
+            self._errors["fetch"] = None
+            state.failures, state.error, state.next_attempt_in = 0, None, 0.0
+            state.last_success = state.last_attempt
+            self._last_good_fetch = time.time()
+            self._next_fetch = 0.0
+        write_fetch_state(fetch_state_path(self.config), state)
 
     def _sync(self) -> bool:
         started = time.perf_counter()
@@ -195,6 +244,7 @@ class Daemon:
         while not self.stopping.is_set():
             self.wake.clear()
             self._reopen_if_replaced()
+            self._fetch()
             self._sync()
             self.wake.wait(timeout=self.config.gitops.poll_seconds)
         if worker is not None:
@@ -265,6 +315,8 @@ def main(
         except (OSError, ValueError) as exc:  # the side door failing never stops sync
             log.error("cannot serve metrics on %s (%s); going on without them", listen, exc)
     daemon = Daemon(cfg, store, client, watch=not once, metrics=metrics, alive_file=lock.path)
+    if metrics is not None and daemon.mirror is not None:
+        metrics.watch_fetch(daemon.seconds_since_good_fetch)
     api = None
     api_listen = os.environ.get("ARGUS_API_LISTEN") or cfg.api.listen
     if api_listen and not once:

@@ -13,8 +13,9 @@ import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from daemon.core.forge import RepoKind, RepoLocation, parse_repo, ssh_public_key_problem
 from daemon.core.spec import USER_ID_RE, validate_user_id
 from daemon.errors import ConfigError, Problem
 from daemon.core.validation import problems_from
@@ -170,17 +171,110 @@ class StateConfig(_Strict):
         return _absolute_path(value, "SQLite file argusd keeps its state in")
 
 
+def _readable_file(value: str, what: str) -> str:
+    """A credential or secret named by path: checked when the config loads, so a typo is one
+    error at its line instead of a fetch that fails later (the content is never read here)."""
+    path = _absolute_path(value, what)
+    if not os.path.isfile(path):
+        raise ValueError(f"{path} does not exist or is not a file; create the {what} there or fix the path")
+    if not os.access(path, os.R_OK):
+        raise ValueError(f"{path} is not readable by this user; fix its owner or mode (chmod 600, owned by argusd's user)")
+    return path
+
+
+class GitCredentials(_Strict):
+    """How argusd (and `argusctl init`'s clone) authenticates to a remote gitops.repo: files
+    only, never the secret itself. SSH: a private key and the known_hosts that pins the host
+    key (no trust on first use). HTTPS: a file with a token, given to git by a credential
+    helper that reads it (never in a URL)."""
+    ssh_key: Optional[str] = None
+    known_hosts: Optional[str] = None
+    token_file: Optional[str] = None
+    # The HTTPS user the token goes with (GitHub: x-access-token; GitLab: oauth2 or the token's name).
+    username: str = "git"
+
+    @field_validator("ssh_key")
+    @classmethod
+    def _ssh_key(cls, value: Optional[str]) -> Optional[str]:
+        return None if value is None else _readable_file(value, "SSH private key")
+
+    @field_validator("known_hosts")
+    @classmethod
+    def _known_hosts(cls, value: Optional[str]) -> Optional[str]:
+        return None if value is None else _readable_file(value, "known_hosts file (ssh-keyscan -p PORT HOST > FILE, checked)")
+
+    @field_validator("token_file")
+    @classmethod
+    def _token_file(cls, value: Optional[str]) -> Optional[str]:
+        return None if value is None else _readable_file(value, "file holding the HTTPS access token")
+
+    @field_validator("username")
+    @classmethod
+    def _username(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9._@+-]{1,100}", value):
+            raise ValueError(f"{value!r} is not a user name a forge gives; e.g. git, oauth2 or x-access-token")
+        return value
+
+
+class WebhookSecret(_Strict):
+    # A file holding the webhook's shared secret (one line), as set in the forge's webhook form.
+    secret_file: str
+
+    @field_validator("secret_file")
+    @classmethod
+    def _secret_file(cls, value: str) -> str:
+        return _readable_file(value, "file holding the webhook secret")
+
+
+class WebhooksConfig(_Strict):
+    """Receivers on the API listener, POST /api/v2/webhooks/<forge>; one absent: its receiver is off."""
+    github: Optional[WebhookSecret] = None
+    gitlab: Optional[WebhookSecret] = None
+    gitea: Optional[WebhookSecret] = None    # Gitea and Forgejo
+    generic: Optional[WebhookSecret] = None  # any sender signing the body with HMAC-SHA256
+
+
 class GitopsConfig(_Strict):
+    # A bare repo on this machine (absolute path), or a remote one argusd mirrors:
+    # ssh://git@host[:port]/group/repo.git, git@host:group/repo.git, https://host/group/repo.git.
     repo: str = "/srv/argus/gitops.git"
     branch: str = "main"
     # The user's working clone for argusctl init/apply/scale/delete (ARGUS_WORKDIR wins).
     workdir: str = "~/argus-gitops"
     poll_seconds: float = Field(5.0, gt=0, le=3600, strict=False)
+    # A remote repo: argusd's local mirror (default: gitops-mirror.git beside state.db).
+    mirror: Optional[str] = None
+    # A fetch that takes longer is stopped and counted as failed (a hung server never wedges sync).
+    fetch_timeout_seconds: float = Field(60.0, gt=0, le=3600, strict=False)
+    credentials: GitCredentials = Field(default_factory=GitCredentials)
+    webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
+    # A change under models.d/<user>/ applies only if a commit signed by one of the user's
+    # users.<user>.signing_keys made it (git verifies: gpg.ssh.allowedSignersFile).
+    require_signed: bool = False
+    # argusd's own SSH private key: it signs the API's writes (the .pub beside it is trusted as
+    # argusd's; see docs/operating.md, "Signed commits").
+    api_signing_key: Optional[str] = None
+
+    @field_validator("api_signing_key")
+    @classmethod
+    def _api_signing_key(cls, value: Optional[str]) -> Optional[str]:
+        if value is None:
+            return None
+        path = _readable_file(value, "SSH private key argusd signs API writes with")
+        if not os.path.isfile(path + ".pub"):
+            raise ValueError(f"{path}.pub does not exist; put the key's public half beside it "
+                             f"(ssh-keygen -y -f {path} > {path}.pub)")
+        return path
 
     @field_validator("repo")
     @classmethod
     def _repo(cls, value: str) -> str:
-        return _absolute_path(value, "GitOps repo (a bare repo on this machine)")
+        return parse_repo(value).value
+
+    @field_validator("mirror")
+    @classmethod
+    def _mirror(cls, value: Optional[str]) -> Optional[str]:
+        return None if value is None else _absolute_path(value, "mirror argusd keeps of the remote repo")
 
     @field_validator("branch")
     @classmethod
@@ -195,6 +289,35 @@ class GitopsConfig(_Strict):
         if not value.strip():
             raise ValueError("is empty; give the path of your working clone, e.g. ~/argus-gitops")
         return value
+
+    @model_validator(mode="after")
+    def _credentials_fit(self) -> "GitopsConfig":
+        kind = self.location.kind
+        creds = self.credentials
+        if kind is RepoKind.SSH and (creds.ssh_key is None) != (creds.known_hosts is None):
+            given, missing = ("known_hosts", "ssh_key") if creds.ssh_key is None else ("ssh_key", "known_hosts")
+            raise ValueError(f"gitops.credentials.{given} is set but not gitops.credentials.{missing}: an SSH repo "
+                             "needs both (the key argusd logs in with, and the known_hosts that pins the server's "
+                             "host key; ssh-keyscan -p PORT HOST > FILE, then check it)")
+        if kind is not RepoKind.SSH and (creds.ssh_key or creds.known_hosts):
+            raise ValueError(f"gitops.credentials.ssh_key and known_hosts are for an ssh:// repo, and gitops.repo is "
+                             f"{kind.value}; remove them (an HTTPS repo takes token_file)")
+        if kind is not RepoKind.HTTPS and creds.token_file:
+            raise ValueError(f"gitops.credentials.token_file is for an https:// repo, and gitops.repo is {kind.value}; "
+                             "remove it (an SSH repo takes ssh_key and known_hosts)")
+        return self
+
+    @property
+    def location(self) -> RepoLocation:
+        return parse_repo(self.repo)
+
+
+def gitops_mirror(config: "Config") -> str:
+    """The repo argusd reads commits from: gitops.repo itself when local, else its mirror."""
+    gitops = config.gitops
+    if not gitops.location.remote:
+        return gitops.repo
+    return gitops.mirror or os.path.join(os.path.dirname(config.state.db), "gitops-mirror.git")
 
 
 def _user_id(value: str) -> str:
@@ -211,9 +334,22 @@ def _user_id(value: str) -> str:
 UserId = Annotated[str, AfterValidator(_user_id)]
 
 
+def _ssh_public_key(value: str) -> str:
+    problem = ssh_public_key_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value.strip() + ("\n" if value.lstrip().startswith("-----BEGIN PGP") else "")
+
+
+SshPublicKey = Annotated[str, AfterValidator(_ssh_public_key)]
+
+
 class UserConfig(_Strict):
     # Git author emails allowed to change models.d/<user>/ (enforced by hook and daemon).
     git_identities: list[str] = Field(default_factory=list)
+    # Public keys whose signatures prove a commit is this user's (gitops.require_signed): SSH
+    # ("ssh-ed25519 AAAA... comment") or armored OpenPGP (gpg --armor --export <key id>).
+    signing_keys: list[SshPublicKey] = Field(default_factory=list)
 
 
 class _Listener(_Strict):
@@ -248,6 +384,10 @@ class Config(_Strict):
     gitops: GitopsConfig = Field(default_factory=GitopsConfig)
     # Empty means "no ownership map": every well-formed user directory is accepted.
     users: dict[UserId, UserConfig] = Field(default_factory=dict)
+
+    def signing_keys(self) -> dict[str, list[str]]:
+        """user -> the SSH public keys whose signatures prove that user's commits."""
+        return {user: list(u.signing_keys) for user, u in self.users.items()}
 
     def owners(self) -> dict[str, tuple[str, ...]]:
         """user -> the git author emails allowed to change models.d/<user>/ (core.ownership)."""

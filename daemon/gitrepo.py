@@ -34,9 +34,10 @@ class CommitInfo:
     committed_at: datetime | None  # UTC committer time (fixes a new model's public id); None if out of range
     parents: tuple[str, ...] = ()
     raw_time: str = ""      # the committer time as git recorded it
+    signature: tuple[str, str] | None = None  # (%G?, %GS) when the repo checks signatures
 
     def changer(self) -> Changer:
-        return Changer(self.sha, self.author, self.author_email)
+        return Changer(self.sha, self.author, self.author_email, self.signature)
 
 
 def commit_time(raw: str) -> datetime | None:
@@ -52,17 +53,40 @@ def commit_time(raw: str) -> datetime | None:
 
 # NUL between fields: the one byte no name or e-mail in a commit can hold (\x1f can).
 _LOG_FORMAT = "%H%x00%P%x00%ct%x00%ae%x00%an%x00"
+# With signatures checked: git's verdict (%G?) and the principal of the allowed signer (%GS).
+# %GP: the primary key's fingerprint, which names the user of an OpenPGP key.
+_SIGNED_LOG_FORMAT = _LOG_FORMAT + "%G?%x00%GS%x00%GP%x00"
 
 
-def _parse_log(out: str) -> list[CommitInfo]:
+@dataclass(frozen=True)
+class SignatureCheck:
+    """How git verifies signatures for gitops.require_signed: SSH keys through an allowed
+    signers file (each key's principal is its user), OpenPGP keys imported into a keyring of
+    their own (`gnupg_home`, trust-model always: being in the config is the trust), whose
+    primary fingerprints name their users."""
+    allowed_signers: str
+    gnupg_home: str | None = None
+    openpgp_users: tuple[tuple[str, str], ...] = ()   # (primary key fingerprint, user)
+
+    def signer(self, status: str, principal: str, fingerprint: str) -> tuple[str, str]:
+        """(git's %G?, the user the signature proves or "") for one commit."""
+        pgp_user = dict(self.openpgp_users).get(fingerprint.upper())
+        if pgp_user is not None:
+            return status, pgp_user
+        return status, principal
+
+
+def _parse_log(out: str, check: SignatureCheck | None = None) -> list[CommitInfo]:
     fields = out.split("\x00")
+    width = 8 if check else 5
     commits = []
-    for i in range(0, len(fields) - 4, 5):
+    for i in range(0, len(fields) - (width - 1), width):
         sha, parents, ctime, email, name = fields[i:i + 5]
         sha = sha.lstrip("\n")
         parent_list = tuple(parents.split())
+        signature = check.signer(*fields[i + 5:i + 8]) if check else None
         commits.append(CommitInfo(sha, parent_list[0] if parent_list else None, f"{name} <{email}>", email,
-                                  commit_time(ctime), parent_list, ctime))
+                                  commit_time(ctime), parent_list, ctime, signature))
     return commits
 
 
@@ -98,8 +122,11 @@ def missing_repo(path: str) -> GitError:
 
 
 class GitRepo:
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, signatures: SignatureCheck | None = None):
+        """`signatures` (gitops.require_signed): every commit read then carries git's verdict on
+        its signature and the user it proves, judged by core.ownership."""
         self.path = str(path)
+        self.signatures = signatures
         try:
             self.repo = git.Repo(self.path)
         except (NoSuchPathError, InvalidGitRepositoryError):
@@ -177,15 +204,24 @@ class GitRepo:
         """The tracked branch's steps after `since` up to `head`, oldest first: first parents
         that descend from `since` (a branch merged in by a fast-forward is one step, its merge)."""
         revs = [f"{since}..{head}", "--ancestry-path"] if since else [head]
-        return _parse_log(self._git("log", "--reverse", "--first-parent", f"--format={_LOG_FORMAT}", *revs, "--"))
+        return self._log("--reverse", "--first-parent", *revs)
 
     def range_commits(self, since: str | None, head: str) -> list[CommitInfo]:
         """Every commit in since..head (merged side branches included), oldest first."""
         revs = [head, "--not", since] if since else [head]
-        return _parse_log(self._git("log", "--reverse", "--topo-order", f"--format={_LOG_FORMAT}", *revs, "--"))
+        return self._log("--reverse", "--topo-order", *revs)
 
     def commit_info(self, sha: str) -> CommitInfo:
-        return _parse_log(self._git("log", "-1", f"--format={_LOG_FORMAT}", sha, "--"))[0]
+        return self._log("-1", sha)[0]
+
+    def _log(self, *args: str) -> list[CommitInfo]:
+        check = self.signatures
+        if check is None:
+            return _parse_log(self._git("log", f"--format={_LOG_FORMAT}", *args, "--"))
+        env = {"GNUPGHOME": check.gnupg_home} if check.gnupg_home else {}
+        out = self._git("-c", f"gpg.ssh.allowedSignersFile={check.allowed_signers}", "log",
+                        f"--format={_SIGNED_LOG_FORMAT}", *args, "--", env=env)
+        return _parse_log(out, check)
 
     def merge_base(self, shas: tuple[str, ...]) -> str | None:
         status, out, _ = self._run("merge-base", "--octopus", *shas)

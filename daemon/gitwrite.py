@@ -18,7 +18,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from daemon.core.layout import MODELS_DIR, SPEC_SUFFIXES
 from daemon.core.spec import ParsedSpec, ServingSpec, SpecPolicy
@@ -30,12 +30,17 @@ from daemon.errors import (ConflictError, GitError, NotFoundError, Problem, Prob
                            UsageError)
 from daemon.gitrepo import run_git
 
+if TYPE_CHECKING:
+    from daemon.config import GitCredentials
+
 # A lost race (another push won) is redone on top of the winner this many times, waiting a
 # random, growing pause between tries so racing writers fall out of step.
 PUSH_ATTEMPTS = 10
 RETRY_PAUSE_S = 0.05
 # Another write through the same clone (a second argusctl, the API's thread) is waited for.
 LOCK_WAIT_S = 120.0
+# A first fetch from a forge that takes longer is stopped (a hung server never wedges a write).
+REMOTE_TIMEOUT_S = 120.0
 PUBLIC_ID = re.compile(r"^(?P<user>[a-z][a-z0-9_-]{0,31})-(?P<ts>\d{12})-(?P<suffix>.+)$")
 # What git prints when a push lost a race with another push: the branch moved (rejected as
 # not a fast-forward), or the remote's ref moved while this push held it (a lock race in
@@ -92,19 +97,63 @@ def _git(cwd: Path, *args: str, check: bool = True, env: dict | None = None) -> 
     return result
 
 
-def server_clone(bare: Path, path: Path, user: str, branch: str, git_name: str, git_email: str) -> Clone:
+def clone_repo(origin: str | os.PathLike, path: Path, branch: str,
+               credentials: "GitCredentials | None" = None) -> None:
+    """A new clone of the GitOps repo at `path`. A remote repo (a forge URL) gets the config's
+    credentials in the clone's own git config before the first fetch (paths only, no secret;
+    daemon/remote.py), so every later fetch and push from it authenticates the same way."""
+    from daemon.core.forge import parse_repo
+    from daemon.remote import configure_remote, run_remote_git
+
+    origin = str(origin)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not parse_repo(origin).remote:
+        _git(path.parent, "clone", "-q", origin, str(path))
+        return
+    from daemon.config import GitCredentials
+
+    path.mkdir(exist_ok=True)
+    _git(path, "init", "-q", "-b", branch)
+    configure_remote(path, origin, credentials or GitCredentials())
+    _git(path, "config", "remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*")
+    fetched = run_remote_git(["fetch", "-q", "origin"], cwd=path, timeout=REMOTE_TIMEOUT_S)
+    if fetched.returncode != 0:
+        raise GitError(f"cannot fetch the GitOps repo {origin}: {fetched.stderr.strip()}; check the URL, "
+                       "gitops.credentials and the network")
+
+
+def _is_repo(origin: str | os.PathLike) -> bool:
+    return _is_remote(origin) or (Path(origin) / "HEAD").exists()
+
+
+def server_clone(bare: Path | str, path: Path, user: str, branch: str, git_name: str, git_email: str,
+                 credentials: "GitCredentials | None" = None, signing_key: str | None = None) -> Clone:
     """The clone argusd writes through for one user of the HTTP API, made on first use and
     committing as that user's git identity. Every write resets it to exactly what is pushed
     (write_transaction, under the clone's lock), so a write that failed half-way leaves
-    nothing for the next one."""
+    nothing for the next one. `bare` may be a forge's URL: the clone pushes there."""
     if not (path / ".git").exists():
-        if not (bare / "HEAD").exists():
+        if not _is_repo(bare):
             raise GitError(f"no GitOps repo at {bare}; create it with `argusctl init` (or fix gitops.repo)")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _git(path.parent, "clone", "-q", str(bare), str(path))
+        clone_repo(bare, path, branch, credentials)
+    elif credentials is not None and _is_remote(bare):
+        from daemon.remote import configure_remote
+
+        configure_remote(path, str(bare), credentials)  # the config may have changed since
     _git(path, "config", "user.name", git_name)
     _git(path, "config", "user.email", git_email)
+    if signing_key:  # gitops.api_signing_key: argusd signs the API's writes with its own key
+        from daemon.remote import signing_settings
+
+        for key, value in signing_settings(signing_key):
+            _git(path, "config", key, value)
     return Clone(path, user, branch, disposable=True)
+
+
+def _is_remote(origin: str | os.PathLike) -> bool:
+    from daemon.core.forge import parse_repo
+
+    return parse_repo(str(origin)).remote
 
 
 def reset_to_pushed(clone: Clone) -> None:
@@ -481,5 +530,5 @@ def _plan_delete(clone: Clone, model: str) -> Change:
 
 
 __all__ = ["Clone", "Change", "ChangeAction", "apply", "scale", "delete", "suffix_of", "SpecError", "commit_and_push",
-           "sync_clone", "write_transaction", "require_identity", "describe_change", "server_clone", "reset_to_pushed",
+           "sync_clone", "write_transaction", "require_identity", "describe_change", "server_clone", "clone_repo", "reset_to_pushed",
            "unpushed_commits"]

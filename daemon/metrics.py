@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Iterator
+from typing import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
@@ -79,6 +79,12 @@ class Metrics:
         self.lease_active = Gauge("argus_lease_active", "1 when this argusd holds the cluster's lease (it reconciles), "
                                   "0 when it stands by", registry=r)
         r.register(StoreCollector(db_path))
+
+    def watch_fetch(self, seconds_since_good_fetch: Callable[[], float]) -> None:
+        """A remote gitops.repo: how stale argusd's mirror may be, read at scrape time."""
+        Gauge("argus_gitops_fetch_age_seconds", "Seconds since argusd last fetched the remote GitOps repo "
+              "successfully (since argusd started, while no fetch has worked)",
+              registry=self.registry).set_function(seconds_since_good_fetch)
 
     def synced(self, outcome: str, commits: int, seconds: float) -> None:
         self.syncs.labels(outcome).inc()

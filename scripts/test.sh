@@ -7,6 +7,7 @@
 # fresh ARGUS_E2E_HOME. Other arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/setup_forge_servers.sh  # lighttpd + sshd for the remote-repo tests (a no-op when installed)
 if [ "${1:-}" = "--e2e" ]; then
   shift
   . scripts/lib/steps.sh

@@ -422,10 +422,31 @@ def check_port(port: int, serve_started: bool) -> Check:
     return Check("http port", WARN, f"nothing listens on {port} yet", "argusd starts Serve with its first apply")
 
 
+def check_remote(config: Config, now: float | None = None) -> Check:
+    """A remote gitops.repo: whether argusd's last fetches of it worked (argusd's fetch state)."""
+    from daemon.remote import read_fetch_state
+    from daemon.store import parse_iso
+
+    url, state = config.gitops.repo, read_fetch_state(config)
+    if state is None or state.repo != url:
+        return Check("gitops fetch", WARN, f"{url}: argusd has not fetched it yet",
+                     "start argusd; it fetches every gitops.poll_seconds and on each webhook")
+    now = time.time() if now is None else now
+    ago = f"{now - parse_iso(state.last_success).timestamp():.0f} s ago" if state.last_success else "never"
+    if state.error:
+        return Check("gitops fetch", FAIL, f"{url}: {state.failures} fetch(es) failed in a row (last good: {ago}): "
+                     f"{state.error}", "fix the cause above (network, gitops.credentials, the forge); argusd keeps "
+                     "serving what it recorded and retries with backoff")
+    return Check("gitops fetch", OK, f"{url}: last good fetch {ago}; no hook runs on a remote repo, argusd alone "
+                 "enforces ownership and validity")
+
+
 def check_state(config: Config) -> list[Check]:
     db, repo = config.state.db, config.gitops.repo
     checks = [Check("state store", OK if os.path.exists(db) else WARN, db,
                     "" if os.path.exists(db) else "argusd creates it when it starts")]
+    if config.gitops.location.remote:
+        return checks + [check_remote(config)]
     exists = os.path.isdir(repo)
     checks.append(Check("gitops repo", OK if exists else FAIL, repo,
                         "" if exists else "create it: git init --bare -b main " + repo))

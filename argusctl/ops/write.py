@@ -8,30 +8,39 @@ import os
 from pathlib import Path
 
 from argusctl.ops.hook import protect
+from daemon.config import GitCredentials
+from daemon.core.forge import parse_repo
+from daemon.remote import configure_remote
 from daemon.core.spec import validate_user_id
 from daemon.errors import GitError, UsageError
-from daemon.gitwrite import (Change, Clone, SpecError, _git, apply, commit_and_push, delete, require_identity, scale,
+from daemon.gitwrite import (Change, Clone, SpecError, _git, apply, clone_repo, commit_and_push, delete, require_identity, scale,
                              suffix_of, write_transaction)
 
 
-def init(bare: Path, workdir: Path, user: str, branch: str = "main", name: str | None = None,
-         email: str | None = None) -> Clone:
-    """A bare GitOps repo (if missing) and the user's working clone with models.d/<user>/."""
+def init(bare: Path | str, workdir: Path, user: str, branch: str = "main", name: str | None = None,
+         email: str | None = None, credentials: GitCredentials | None = None) -> Clone:
+    """A bare GitOps repo (if missing) and the user's working clone with models.d/<user>/.
+    `bare` may be a forge's URL (the repo exists there already): the clone fetches from and
+    pushes to it, authenticated with `credentials` (gitops.credentials) when given."""
     try:
         validate_user_id(user)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    if not bare.exists():
-        bare.mkdir(parents=True)
-        _git(bare, "init", "-q", "--bare", "-b", branch)
-        protect(bare)
+    remote = parse_repo(str(bare)).remote
+    if not remote:
+        bare = Path(bare)
+        if not bare.exists():
+            bare.mkdir(parents=True)
+            _git(bare, "init", "-q", "--bare", "-b", branch)
+            protect(bare)
     if workdir.exists() and any(workdir.iterdir()):
         if not (workdir / ".git").exists():
             raise UsageError(f"{workdir} exists and is not a git clone; choose another --workdir")
+        if remote and credentials is not None and _origin(workdir) == str(bare):
+            configure_remote(workdir, str(bare), credentials)  # the config's credentials may have changed
         _check_existing_clone(workdir, bare, branch)
     else:
-        workdir.parent.mkdir(parents=True, exist_ok=True)
-        _git(workdir.parent, "clone", "-q", str(bare), str(workdir))
+        clone_repo(bare, workdir, branch, credentials)
     _git(workdir, "config", "argus.user", user)
     if name:
         _git(workdir, "config", "user.name", name)
@@ -56,10 +65,20 @@ def init(bare: Path, workdir: Path, user: str, branch: str = "main", name: str |
     return clone
 
 
-def _check_existing_clone(workdir: Path, bare: Path, branch: str) -> None:
+def _origin(workdir: Path) -> str:
+    return _git(workdir, "remote", "get-url", "origin", check=False).stdout.strip()
+
+
+def _same_repo(origin: str, repo: Path | str) -> bool:
+    if parse_repo(str(repo)).remote:
+        return origin == str(repo)
+    return os.path.realpath(os.path.expanduser(origin)) == os.path.realpath(repo)
+
+
+def _check_existing_clone(workdir: Path, bare: Path | str, branch: str) -> None:
     """Re-running init on a clone must not lose work or touch another project's repo."""
-    origin = _git(workdir, "remote", "get-url", "origin", check=False).stdout.strip()
-    if not origin or os.path.realpath(os.path.expanduser(origin)) != os.path.realpath(bare):
+    origin = _origin(workdir)
+    if not origin or not _same_repo(origin, bare):
         raise UsageError(f"{workdir} is a clone of {origin or 'no remote'}, not of the GitOps repo {bare}; "
                          "choose another --workdir")
     if _git(workdir, "status", "--porcelain").stdout.strip():

@@ -5,7 +5,8 @@ codes; it decides nothing itself.
 - `dependencies`: who a request acts as, the one rule against cross-site requests, the lanes
   writes run in (off the event loop), the context the routers share.
 - `routes_models`: /api/v2/serve/models and /lint; `routes_admin`: /api/v2/serve/status;
-  `routes_account`: /api/v2/whoami and the UI's sign-in and sign-out; `routes_ui`: the pages.
+  `routes_account`: /api/v2/whoami and the UI's sign-in and sign-out; `routes_ui`: the pages;
+  `routes_webhooks`: /api/v2/webhooks/<forge>, a forge's push makes argusd fetch now.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from daemon.api import routes_account, routes_admin, routes_models, routes_ui
+from daemon.api import routes_account, routes_admin, routes_models, routes_ui, routes_webhooks
 from daemon.api.dependencies import ApiContext, RequestError, RequestShape
 from daemon.api.service import ModelService
 from daemon.api.tokens import TokenStore
@@ -84,6 +85,6 @@ def create_app(service: ModelService, tokens: TokenStore, openai_base_url: str) 
     app.add_exception_handler(RequestValidationError, request_invalid)
     app.add_exception_handler(ArgusError, engine_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
-    for routes in (routes_account, routes_models, routes_admin, routes_ui):
+    for routes in (routes_account, routes_models, routes_admin, routes_ui, routes_webhooks):
         app.include_router(routes.router)
     return app

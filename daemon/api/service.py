@@ -289,8 +289,10 @@ class ModelService:
         return []
 
     def _clone(self, identity: Identity) -> gitwrite.Clone:
-        return gitwrite.server_clone(Path(self.config.gitops.repo), self.clones_dir / identity.user, identity.user,
-                                     self.config.gitops.branch, identity.git_name, identity.git_email)
+        return gitwrite.server_clone(self.config.gitops.repo, self.clones_dir / identity.user, identity.user,
+                                     self.config.gitops.branch, identity.git_name, identity.git_email,
+                                     credentials=self.config.gitops.credentials,
+                                     signing_key=self.config.gitops.api_signing_key)
 
     def create(self, identity: Identity, data: bytes) -> WriteResult:
         """Create or change a model from a spec (the body of POST)."""

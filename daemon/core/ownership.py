@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence
 
+from daemon.core.forge import signature_problem
 from daemon.core.layout import MODELS_DIR, user_of
 
 Blob = Optional[str]  # a path's blob id in one tree, None when the path is absent
@@ -29,6 +30,8 @@ class Changer:
     sha: str
     author: str        # "Name <email>", as recorded
     author_email: str
+    # (git's %G?, %GS) when signatures are required (gitops.require_signed), else None.
+    signature: Optional[tuple[str, str]] = None
 
 
 def merge_changed_paths(paths: Sequence[str], base: Mapping[str, Blob], parents: Sequence[Mapping[str, Blob]],
@@ -96,4 +99,9 @@ def ownership_refusals(changes: Mapping[str, Sequence[Changer]],
         intruder = next((c for c in changers if c.author_email not in allowed), None)
         if intruder is not None:
             refused[path] = Refusal(path, user, ownership_message(user, intruder, allowed))
+            continue
+        unproven = next((why for c in changers if c.signature is not None and (why := signature_problem(
+            user, *c.signature, c.sha, c.author, c.author_email, allowed))), None)
+        if unproven is not None:
+            refused[path] = Refusal(path, user, unproven)
     return refused

@@ -39,8 +39,8 @@ def test_local_profile_default_home(repo_root):
     # Configs that point at nothing (argusd then synced whatever repo it was started in).
     ("state:\n  db: ''\n", "cfg.yaml:2:7: state.db: is empty; give the absolute path"),
     ("state:\n  db: ':memory:'\n", "cfg.yaml:2:7: state.db: must be an absolute path"),
-    ("gitops:\n  repo: ''\n", "cfg.yaml:2:9: gitops.repo: is empty; give the absolute path of the GitOps repo"),
-    ("gitops:\n  repo: git@example.com:x.git\n", "gitops.repo: must be an absolute path"),
+    ("gitops:\n  repo: ''\n", "cfg.yaml:2:9: gitops.repo: is empty; give the absolute path of a bare repo"),
+    ("gitops:\n  repo: relative/x.git\n", "gitops.repo: 'relative/x.git' is neither an absolute path nor a git URL"),
     ("gitops:\n  branch: ''\n", "cfg.yaml:2:11: gitops.branch: '' is not a branch name"),
     ("gitops:\n  branch: a..b\n", "gitops.branch: 'a..b' is not a branch name"),
     ("gitops:\n  workdir: ''\n", "gitops.workdir: is empty"),

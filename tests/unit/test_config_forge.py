@@ -1,0 +1,82 @@
+"""gitops.repo as a URL, its credential files and webhook secrets: one error at path:line:col
+with the fix, and never the secret itself in it."""
+import pytest
+
+from daemon.config import gitops_mirror, load_config
+from daemon.errors import ConfigError
+
+
+@pytest.fixture
+def files(tmp_path):
+    for name in ("key", "known_hosts", "token", "hook-secret"):
+        (tmp_path / name).write_text("x\n")
+    return tmp_path
+
+
+def load(tmp_path, text):
+    path = tmp_path / "cfg.yaml"
+    path.write_text(f"state:\n  db: {tmp_path}/state/argus.db\n" + text)
+    return load_config(path, env={})
+
+
+def test_an_ssh_repo_with_its_key_and_known_hosts(files):
+    config = load(files, f"gitops:\n  repo: git@gitlab.example.com:team/gitops.git\n  credentials:\n"
+                         f"    ssh_key: {files}/key\n    known_hosts: {files}/known_hosts\n"
+                         f"  webhooks:\n    gitlab:\n      secret_file: {files}/hook-secret\n")
+    assert config.gitops.location.remote
+    assert gitops_mirror(config) == f"{files}/state/gitops-mirror.git"
+    assert config.gitops.webhooks.gitlab.secret_file == f"{files}/hook-secret"
+
+
+def test_a_local_repo_is_its_own_mirror(files):
+    config = load(files, "gitops:\n  repo: /srv/argus/gitops.git\n")
+    assert gitops_mirror(config) == "/srv/argus/gitops.git"
+
+
+@pytest.mark.parametrize("gitops, fragment", [
+    ("  repo: https://oauth2:glpat-XYZ@gitlab.example.com/t/g.git\n",
+     "cfg.yaml:4:9: gitops.repo: has a user or token in the URL; remove it and name a file holding the token"),
+    ("  repo: gitops.git\n", "cfg.yaml:4:9: gitops.repo: 'gitops.git' is neither an absolute path nor a git URL"),
+    ("  repo: ssh://git@h/r.git\n  credentials:\n    ssh_key: {d}/missing-key\n    known_hosts: {d}/known_hosts\n",
+     "cfg.yaml:6:14: gitops.credentials.ssh_key: {d}/missing-key does not exist or is not a file; create the SSH "
+     "private key there or fix the path"),
+    ("  repo: ssh://git@h/r.git\n  credentials:\n    ssh_key: {d}/key\n",
+     "gitops.credentials.ssh_key is set but not gitops.credentials.known_hosts"),
+    ("  repo: https://h/r.git\n  credentials:\n    ssh_key: {d}/key\n    known_hosts: {d}/known_hosts\n",
+     "ssh_key and known_hosts are for an ssh:// repo"),
+    ("  repo: ssh://git@h/r.git\n  credentials:\n    token_file: {d}/token\n",
+     "token_file is for an https:// repo"),
+    ("  repo: https://h/r.git\n  credentials:\n    token_file: token\n",
+     "cfg.yaml:6:17: gitops.credentials.token_file: must be an absolute path"),
+    ("  repo: https://h/r.git\n  webhooks:\n    github:\n      secret_file: {d}/nope\n",
+     "cfg.yaml:7:20: gitops.webhooks.github.secret_file: {d}/nope does not exist"),
+    ("  repo: https://h/r.git\n  webhooks:\n    bitbucket:\n      secret_file: {d}/hook-secret\n",
+     "unknown field 'gitops.webhooks.bitbucket'"),
+])
+def test_mistakes_are_one_error_at_their_place(files, gitops, fragment):
+    """(gitops only; the users section's signing keys below)"""
+    with pytest.raises(ConfigError) as exc:
+        load(files, "gitops:\n" + gitops.format(d=files))
+    assert fragment.format(d=files) in str(exc.value)
+    assert "glpat-XYZ" not in str(exc.value)
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("users:\n  alice:\n    signing_keys: ['ssh-ed25519']\n",
+     "cfg.yaml:5:20: users.alice.signing_keys.0: is not an SSH public key; paste one line of the user's .pub file"),
+    ("users:\n  alice:\n    signing_keys: ['-----BEGIN PGP PUBLIC KEY BLOCK-----']\n",
+     "cfg.yaml:5:20: users.alice.signing_keys.0: is not a whole armored OpenPGP public key"),
+    ("gitops:\n  api_signing_key: {d}/key\n",
+     "cfg.yaml:4:20: gitops.api_signing_key: {d}/key.pub does not exist; put the key's public half beside it"),
+])
+def test_signing_mistakes(files, text, fragment):
+    with pytest.raises(ConfigError) as exc:
+        load(files, text.format(d=files))
+    assert fragment.format(d=files) in str(exc.value)
+
+
+def test_signing_keys_load(files):
+    (files / "key.pub").write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMq argusd\n")
+    config = load(files, f"gitops:\n  require_signed: true\n  api_signing_key: {files}/key\n"
+                         "users:\n  alice:\n    signing_keys: ['ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMq alice']\n")
+    assert config.gitops.require_signed and config.signing_keys() == {"alice": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMq alice"]}
