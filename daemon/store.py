@@ -4,7 +4,7 @@ Writers (the daemon) use `transaction()`; readers (argusctl status/logs) open th
 read-only and never block or get blocked by the writer. Schema changes are forward
 migrations keyed on `PRAGMA user_version`.
 
-Upsert policy (seed M2.3): a model is identified by (user_id, model_id suffix) while it
+Upsert policy: a model is identified by (user_id, model_id suffix) while it
 lives and keeps its `model_key` and public `model_id` for its whole life; a changed spec
 bumps `generation` and re-queues it; an unchanged spec is a no-op with no event; a removed
 spec moves it to DELETING; re-adding it while DELETING revives the same model; after
@@ -462,6 +462,12 @@ class Store:
         row = self.conn.execute("SELECT * FROM serve_events WHERE model_key=? ORDER BY id DESC LIMIT 1",
                                 (model_key,)).fetchone()
         return _event(row) if row is not None else None
+
+    def last_events(self) -> dict[str, Event]:
+        """Each model's newest event, in one query (the reconciler reads them every tick)."""
+        rows = self.conn.execute("SELECT e.* FROM serve_events e JOIN (SELECT MAX(id) AS id FROM serve_events"
+                                 " WHERE model_key IS NOT NULL GROUP BY model_key) newest ON e.id = newest.id")
+        return {row["model_key"]: _event(row) for row in rows}
 
     def last_cluster_event(self, event_types: tuple[EventType, ...]) -> Event | None:
         """The newest of these events that belong to no model (the cluster's own)."""

@@ -96,9 +96,10 @@ class Reconciler:
 
     def desired(self) -> list[DesiredModel]:
         out = []
+        newest = self.store.last_events()
         for row in self.store.list_models():
             spec = ResolvedServingSpec.from_dict(row.resolved)
-            last = self.store.last_event(row.model_key)
+            last = newest.get(row.model_key)
             out.append(DesiredModel(
                 model_key=row.model_key, model_id=row.model_id, state=row.state, generation=row.generation,
                 spec=spec,

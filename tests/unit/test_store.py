@@ -1,4 +1,4 @@
-"""Seed M2.3 on a real SQLite file: upsert policy, state flow + events, list filters/order."""
+"""The store on a real SQLite file: upsert policy, state flow + events, list filters/order."""
 import sqlite3
 import threading
 
@@ -84,6 +84,9 @@ def test_state_flow_and_events(store):
     assert [e.event_type for e in store.events(model_key="k1", limit=1)] == ["B"]
     first = store.events(model_key="k1")[0]
     assert [e.event_type for e in store.events(model_key="k1", after_id=first.id)] == ["B"]
+    store.append_event("D", None, now="t4")   # the cluster's own: no model's newest
+    assert {k: e.event_type for k, e in store.last_events().items()} == {"k1": "B", "k2": "C"}
+    assert store.last_events()["k1"] == store.last_event("k1")
 
 
 def test_list_filters_and_orders_by_updated_at(store):
