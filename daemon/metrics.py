@@ -69,7 +69,7 @@ class Metrics:
                                registry=r)
         self.reconciles = Counter("argus_reconcile_passes",
                                   "Reconcile passes by outcome (noop, applied, recorded, apply_failed, renewed, "
-                                  "claimed, standby, error)",
+                                  "claimed, standby, waiting_for_sync, error)",
                                   ["outcome"], registry=r)
         self.reconcile_seconds = Histogram("argus_reconcile_duration_seconds", "One reconcile pass, Serve calls "
                                            "included", registry=r,

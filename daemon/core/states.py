@@ -59,15 +59,3 @@ CLUSTER_EVENTS = (EventType.CLUSTER_UNREACHABLE, EventType.CLUSTER_REACHABLE)
 # States that only Serve can confirm: while the cluster cannot be reached, they are not known.
 SERVE_CONFIRMED_STATES = (ModelState.DEPLOYING, ModelState.RUNNING)
 
-
-class ServeStatus(StrEnum):
-    """Statuses in Serve's REST answer (applications, deployments and replicas)."""
-
-    NOT_STARTED = "NOT_STARTED"
-    DEPLOYING = "DEPLOYING"
-    RUNNING = "RUNNING"              # an application (or a replica) that serves
-    UPDATING = "UPDATING"
-    HEALTHY = "HEALTHY"              # a deployment that serves
-    UNHEALTHY = "UNHEALTHY"
-    DEPLOY_FAILED = "DEPLOY_FAILED"
-    DELETING = "DELETING"
