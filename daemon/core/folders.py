@@ -43,12 +43,13 @@ def escape_problem(facts: FolderFacts, user_id: str, allowed: str) -> str | None
 
 
 def json_object(data: bytes | None) -> dict[str, Any] | None:
-    """A JSON file's top-level object, or None when there is none (absent, not JSON, a list)."""
+    """A JSON file's top-level object, or None when there is none (absent, not JSON, nested too deep
+    to parse, a list): the rules then judge without it, as for a folder with no config.json."""
     if data is None:
         return None
     try:
         value = json.loads(data[:JSON_BYTES])
-    except ValueError:
+    except (ValueError, RecursionError):   # RecursionError: nesting deeper than the parser goes ("[" * 100000)
         return None
     return value if isinstance(value, dict) else None
 

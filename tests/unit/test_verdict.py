@@ -179,3 +179,13 @@ def test_a_file_that_breaks_the_reader_is_refused_and_argusd_logs_why(monkeypatc
     assert not found.applied and found.problems == (
         Problem(A, 1, 1, "argus could not read this file (RecursionError); simplify it, and report it to the operators"),)
     assert f"reading {A} failed" in caplog.text and "RecursionError: deep" in caplog.text
+
+
+@pytest.mark.parametrize("data", [b"[" * 100000, b'{"a": ' * 100000, b"not json", b"[1]", None])
+def test_a_config_json_argus_cannot_take_as_an_object_is_judged_without(data):
+    """Deeper than the parser goes raised RecursionError out of the judge (and the deploy check)."""
+    from daemon.core.folders import json_object, model_folder_problem
+
+    assert json_object(data) is None
+    facts = FolderFacts(MODEL, MODEL, lexical_roots(ROOT, "alice"), is_dir=True, config_json=data)
+    assert model_folder_problem(facts, 2) is None
