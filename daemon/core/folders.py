@@ -67,19 +67,46 @@ def text_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
 # -- tensor parallelism --------------------------------------------------------------------------
 
 
-def attention_heads(config: Mapping[str, Any] | None) -> int | None:
-    """num_attention_heads of a model's config.json (None when it cannot say)."""
-    heads = text_config(config).get("num_attention_heads") if config else None
-    return heads if _is_int(heads) and heads > 0 else None
+# vLLM reads the key/value heads from the first of these keys of the text config, else it takes
+# the attention heads (model_arch_config_convertor.py, get_total_num_kv_heads, 0.29 and 0.32).
+KV_HEAD_KEYS = ("n_head_kv", "num_kv_heads", "num_key_value_heads", "multi_query_group_num",
+                "num_attention_groups")
 
 
-def tensor_parallel_problem(heads: int | None, gpus_per_replica: int) -> str | None:
-    """vLLM splits attention heads evenly across the tensor-parallel GPUs."""
-    if heads is None or gpus_per_replica <= 1 or heads % gpus_per_replica == 0:
+@dataclass(frozen=True)
+class AttentionHeads:
+    query: int   # num_attention_heads
+    kv: int      # key/value heads (grouped-query attention has fewer)
+
+
+def attention_heads(config: Mapping[str, Any] | None) -> AttentionHeads | None:
+    """The attention heads of a model's config.json (None when it cannot say)."""
+    text = text_config(config) if config else {}
+    heads = text.get("num_attention_heads")
+    if not _is_int(heads) or heads <= 0:
         return None
-    fits = ", ".join(str(n) for n in range(1, min(heads, 64) + 1) if heads % n == 0)
-    return (f"gpus_per_replica {gpus_per_replica} does not divide the model's {heads} attention heads "
-            f"(its config.json), so vLLM cannot split it; use one of {fits}")
+    kv = next((text[k] for k in KV_HEAD_KEYS if text.get(k) is not None), heads)
+    return AttentionHeads(heads, kv if _is_int(kv) and kv > 0 else heads)
+
+
+def splits(heads: AttentionHeads, tp: int) -> bool:
+    """vLLM's QKVParallelLinear (model_executor/layers/linear.py, 0.29 and 0.32): each GPU takes
+    num_heads / tp query heads (`divide`), and the key/value heads are split the same way, or,
+    with at least as many GPUs as key/value heads, replicated tp / kv times (`divide` again)."""
+    kv_fits = tp % heads.kv == 0 if tp >= heads.kv else heads.kv % tp == 0
+    return heads.query % tp == 0 and kv_fits
+
+
+def tensor_parallel_problem(heads: AttentionHeads | None, gpus_per_replica: int) -> str | None:
+    """vLLM splits attention heads evenly across the tensor-parallel GPUs."""
+    if heads is None or gpus_per_replica <= 1 or splits(heads, gpus_per_replica):
+        return None
+    fits = ", ".join(str(n) for n in range(1, min(heads.query, 64) + 1) if splits(heads, n))
+    if heads.query % gpus_per_replica != 0:
+        return (f"gpus_per_replica {gpus_per_replica} does not divide the model's {heads.query} attention heads "
+                f"(its config.json), so vLLM cannot split it; use one of {fits}")
+    return (f"gpus_per_replica {gpus_per_replica} cannot split the model's {heads.kv} key/value heads (its "
+            f"config.json): vLLM needs one of the two to divide the other; use one of {fits}")
 
 
 # -- the model's own context length --------------------------------------------------------------

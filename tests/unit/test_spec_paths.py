@@ -161,6 +161,18 @@ def test_a_folder_swapped_for_a_symlink_after_acceptance_is_caught_at_deploy(tmp
     ('{"num_attention_heads": 9}', 2, "gpus_per_replica 2 does not divide the model's 9 attention heads"),
     ('{"num_attention_heads": 32}', 4, None),
     ('{"text_config": {"num_attention_heads": 28}}', 8, "use one of 1, 2, 4, 7, 14, 28"),
+    # Qwen2.5-7B: 28 heads, 4 key/value heads; 7 and 14 divide 28 but fail at load in vLLM
+    ('{"num_attention_heads": 28, "num_key_value_heads": 4}', 7,
+     "gpus_per_replica 7 cannot split the model's 4 key/value heads (its config.json): vLLM needs one of the two "
+     "to divide the other; use one of 1, 2, 4, 28"),
+    ('{"num_attention_heads": 28, "num_key_value_heads": 4}', 8,
+     "does not divide the model's 28 attention heads (its config.json), so vLLM cannot split it; use one of 1, 2, 4, 28"),
+    ('{"num_attention_heads": 28, "num_key_value_heads": 4}', 28, None),   # each key/value head on 7 GPUs
+    ('{"num_attention_heads": 32, "num_key_value_heads": 8}', 4, None),    # 2 key/value heads a GPU
+    ('{"num_attention_heads": 32, "num_key_value_heads": 8}', 16, None),
+    ('{"num_attention_heads": 12, "num_key_value_heads": 8}', 6, "cannot split the model's 8 key/value heads"),
+    ('{"num_attention_heads": 12, "num_key_value_heads": 8}', 3, "cannot split the model's 8 key/value heads"),
+    ('{"num_attention_heads": 12, "multi_query_group_num": 2}', 3, "use one of 1, 2, 4, 6, 12"),   # ChatGLM's key
     ('{"num_attention_heads": 9}', 1, None),    # no tensor parallelism: nothing to split
     ("not json", 3, None),                     # the folder cannot say: vLLM will
     (None, 3, None),
