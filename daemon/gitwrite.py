@@ -140,8 +140,9 @@ def sync_clone(clone: Clone) -> None:
     _git(clone.path, "checkout", "-q", clone.branch)
     if _git(clone.path, "rebase", "-q", f"origin/{clone.branch}", check=False).returncode != 0:
         _git(clone.path, "rebase", "--abort", check=False)
-        raise ConflictError(f"{clone.path} has commits of its own that conflict with what is pushed; resolve them "
-                            f"with `git -C {clone.path} pull --rebase`, then run the command again")
+        # the user's to resolve, in the clone: running again meets the same conflict (not a race)
+        raise UsageError(f"{clone.path} has commits of its own that conflict with what is pushed; resolve them "
+                         f"with `git -C {clone.path} pull --rebase`, then run the command again")
 
 
 def _head(clone: Clone) -> str | None:
