@@ -236,3 +236,25 @@ def test_a_config_json_argus_cannot_take_as_an_object_is_judged_without(data):
     assert json_object(data) is None
     facts = FolderFacts(MODEL, MODEL, lexical_roots(ROOT, "alice"), is_dir=True, config_json=data)
     assert model_folder_problem(facts, 2) is None
+
+
+def test_an_earlier_version_that_breaks_the_reader_names_no_model_id(monkeypatch, caplog):
+    """A dispute is settled by what the files named before; an earlier version that breaks the
+    reader (hook, lint) named nothing, so nobody is on record: both are refused, no traceback."""
+    import logging
+
+    import daemon.verdicts as shell
+
+    def broken(path, data, *_):
+        if data == b"old":
+            raise RecursionError("deep")
+        return real(path, data, *_)
+
+    real = shell.read_spec
+    monkeypatch.setattr(shell, "read_spec", broken)
+    facts = UserFacts("alice", (entry(A, spec()), entry(B, spec())))
+    found = shell.judge_files(facts, POLICY, before=lambda paths: {p: b"old" for p in paths},
+                              log=logging.getLogger("argus.sync"))
+    assert [(v.path, [q.message for q in v.problems]) for v in found] == [
+        (A, [NEW_DUP.format(B)]), (B, [NEW_DUP.format(A)])]
+    assert f"reading the earlier {A} failed" in caplog.text and "RecursionError: deep" in caplog.text
