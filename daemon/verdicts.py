@@ -50,10 +50,12 @@ def _named_before(path: str, data: bytes, user_id: str, policy: SpecPolicy,
         return None
 
 
-def judged_spec(path: str, data: bytes, user_id: str, policy: SpecPolicy) -> ParsedSpec:
-    """One spec file on its own, as the API's writes check it before git is touched: every rule
-    but the ones that need the rest of the tree. Raises SpecError listing every problem."""
-    (verdict,) = judge_files(UserFacts(user_id, (TreeEntry(path, "", FILE_MODES[0], data),)), policy)
+def judged_spec(path: str, data: bytes, user_id: str, policy: SpecPolicy, known: bool = True) -> ParsedSpec:
+    """One spec file on its own, as the writes check it before anything is pushed: every rule
+    but the ones that need the rest of the tree. `known`: the config's users: names `user_id`
+    (known_user; the API passes it, as argusd and the hook judge it). Raises SpecError listing
+    every problem."""
+    (verdict,) = judge_files(UserFacts(user_id, (TreeEntry(path, "", FILE_MODES[0], data),), known), policy)
     if verdict.spec is None:
         raise SpecError(list(verdict.problems))
     return verdict.spec
