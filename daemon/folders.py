@@ -11,10 +11,8 @@ import stat
 from daemon.core.folders import (ADAPTER_CONFIG, CONFIG_JSON, JSON_BYTES, AdapterInfo, AdapterReading,
                                  AdapterRefused, FolderFacts, adapter_reading)
 from daemon.core.replica_contract import Roots, outside_roots
-from daemon.core.spec import path_problem as path_rule, source_problem as source_rule
+from daemon.core.spec import CHECKED_AGAIN, path_problem as path_rule, source_problem as source_rule
 from daemon.served_paths import real_roots
-
-AGAIN = " (checked again after the spec was accepted)"
 
 
 # Opening never waits and never follows a last symlink: a FIFO named config.json would block
@@ -80,7 +78,7 @@ def read_folder(path: str, user_id: str, root: str, contents: bool = True) -> Fo
 def path_problem(path: str, user_id: str, root: str) -> str | None:
     """Why a folder accepted earlier breaks the path rules now, or None."""
     found = path_rule(read_folder(path, user_id, root, contents=False), user_id, root)
-    return f"{found}{AGAIN}" if found is not None else None
+    return f"{found}{CHECKED_AGAIN}" if found is not None else None
 
 
 def source_problem(path: str, user_id: str, root: str, gpus_per_replica: int = 1) -> str | None:
@@ -93,7 +91,7 @@ def read_adapter(path: str, user_id: str, root: str) -> AdapterReading:
     facts = read_folder(path, user_id, root)
     found = path_rule(facts, user_id, root)
     if found is not None:
-        return AdapterRefused(f"{found}{AGAIN}")
+        return AdapterRefused(f"{found}{CHECKED_AGAIN}")
     return adapter_reading(facts, user_id)
 
 

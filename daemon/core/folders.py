@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from daemon.core.replica_contract import Roots, outside_roots
+from daemon.core.validation import is_int
 
 CONFIG_JSON = "config.json"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -54,10 +55,6 @@ def json_object(data: bytes | None) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def text_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
     """The language model's part of a config.json (a multimodal model nests it)."""
     inner = config.get("text_config")
@@ -83,10 +80,10 @@ def attention_heads(config: Mapping[str, Any] | None) -> AttentionHeads | None:
     """The attention heads of a model's config.json (None when it cannot say)."""
     text = text_config(config) if config else {}
     heads = text.get("num_attention_heads")
-    if not _is_int(heads) or heads <= 0:
+    if not is_int(heads) or heads <= 0:
         return None
     kv = next((text[k] for k in KV_HEAD_KEYS if text.get(k) is not None), heads)
-    return AttentionHeads(heads, kv if _is_int(kv) and kv > 0 else heads)
+    return AttentionHeads(heads, kv if is_int(kv) and kv > 0 else heads)
 
 
 def splits(heads: AttentionHeads, tp: int) -> bool:
@@ -173,7 +170,7 @@ def _limit_under(rule: RopeRule, tokens: int, key: str, params: list[Mapping[str
             continue
         factor = p.get("factor", factor)
         original = p.get("original_max_position_embeddings")
-        if rule.yarn_from_original and kind == "yarn" and _is_int(original) and original > 0:
+        if rule.yarn_from_original and kind == "yarn" and is_int(original) and original > 0:
             tokens, key = original, "rope original_max_position_embeddings"
     if _number(factor) and factor != 1:
         return ModelLimit(int(tokens * factor), f"{key} {tokens} x rope factor {factor}")
@@ -188,11 +185,11 @@ def model_limit(config: Mapping[str, Any] | None) -> ModelLimit | None:
     if not config:
         return None
     text = text_config(config)
-    found = [(text[k], k) for k in MAX_LEN_KEYS if _is_int(text.get(k)) and text[k] > 0]
+    found = [(text[k], k) for k in MAX_LEN_KEYS if is_int(text.get(k)) and text[k] > 0]
     if not found:
         return None
     tokens, key = min(found)
-    if _is_int(text.get("model_max_length")) and text["model_max_length"] > 0:
+    if is_int(text.get("model_max_length")) and text["model_max_length"] > 0:
         tokens, key = text["model_max_length"], "model_max_length"
     params = _rope_parameters(text)
     model_type = str(text.get("model_type") or config.get("model_type") or "")
@@ -209,10 +206,10 @@ def context_problem(engine_kwargs: Mapping[str, Any], config: Mapping[str, Any] 
     if isinstance(overrides, dict) and LENGTH_OVERRIDES & set(overrides):
         return None
     limit = model_limit(config)
-    if not _is_int(asked) or asked <= 0 or limit is None or asked <= limit.tokens:
+    if not is_int(asked) or asked <= 0 or limit is None or asked <= limit.tokens:
         return None
     top = text_config(config).get("model_max_length") if config else None
-    if _is_int(top) and asked <= top:
+    if is_int(top) and asked <= top:
         return None
     return (f"max_model_len {asked} is above the model's own limit of {limit.tokens} tokens ({limit.key} in its "
             f"{CONFIG_JSON}); vLLM refuses to start with it: use at most {limit.tokens}, or remove max_model_len")
@@ -268,7 +265,7 @@ def adapter_reading(facts: FolderFacts, user_id: str) -> AdapterReading:
     if str(data.get("peft_type", "")).upper() != "LORA":
         return AdapterRefused(f"{config_path} is not a LoRA adapter (peft_type is {data.get('peft_type')!r})")
     rank = data.get("r")
-    if not _is_int(rank) or rank < 1:
+    if not is_int(rank) or rank < 1:
         return AdapterRefused(f"{config_path} has no valid rank (r is {rank!r})")
     base = data.get("base_model_name_or_path")
     return AdapterInfo(rank, base if isinstance(base, str) and base.strip() else None)
