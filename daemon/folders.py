@@ -6,26 +6,48 @@ from __future__ import annotations
 
 import os
 import posixpath
+import stat
 
 from daemon.core.folders import (ADAPTER_CONFIG, CONFIG_JSON, JSON_BYTES, AdapterInfo, AdapterReading,
                                  AdapterRefused, FolderFacts, adapter_reading)
 from daemon.core.replica_contract import Roots, outside_roots
-from daemon.core.spec import path_problem as path_rule, source_problem as source_rule
+from daemon.core.spec import CHECKED_AGAIN, path_problem as path_rule, source_problem as source_rule
 from daemon.served_paths import real_roots
 
-AGAIN = " (checked again after the spec was accepted)"
+
+# Opening never waits and never follows a last symlink: a FIFO named config.json would block
+# open(2) forever (lint, the hook, argusd's sync and the API with it). Regular files ignore
+# O_NONBLOCK; anything else is not read.
+READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
+
+
+def _opened(fd: int) -> str:
+    """The path the kernel opened for `fd`: a directory on the way swapped for a symlink after
+    realpath() shows here, not in the name that was asked for."""
+    return os.readlink(f"/proc/self/fd/{fd}")
 
 
 def _read_json(folder_real: str, name: str, roots: Roots, user_id: str) -> bytes | None:
-    """A JSON file of the folder, when it is there and leads nowhere outside the roots."""
+    """A JSON file of the folder, when it is a regular file of at most JSON_BYTES that leads
+    nowhere outside the roots, as opened (None otherwise: the rules then judge without it)."""
     real = os.path.realpath(posixpath.join(folder_real, name))
     if outside_roots(real, user_id, roots) is not None:
         return None
     try:
-        with open(real, "rb") as handle:
+        fd = os.open(real, READ_FLAGS)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if (not stat.S_ISREG(info.st_mode) or info.st_size > JSON_BYTES
+                or outside_roots(_opened(fd), user_id, roots) is not None):
+            return None
+        with os.fdopen(os.dup(fd), "rb") as handle:
             return handle.read(JSON_BYTES + 1)
     except OSError:
         return None
+    finally:
+        os.close(fd)
 
 
 def read_folder(path: str, user_id: str, root: str, contents: bool = True) -> FolderFacts:
@@ -56,7 +78,7 @@ def read_folder(path: str, user_id: str, root: str, contents: bool = True) -> Fo
 def path_problem(path: str, user_id: str, root: str) -> str | None:
     """Why a folder accepted earlier breaks the path rules now, or None."""
     found = path_rule(read_folder(path, user_id, root, contents=False), user_id, root)
-    return f"{found}{AGAIN}" if found is not None else None
+    return f"{found}{CHECKED_AGAIN}" if found is not None else None
 
 
 def source_problem(path: str, user_id: str, root: str, gpus_per_replica: int = 1) -> str | None:
@@ -69,7 +91,7 @@ def read_adapter(path: str, user_id: str, root: str) -> AdapterReading:
     facts = read_folder(path, user_id, root)
     found = path_rule(facts, user_id, root)
     if found is not None:
-        return AdapterRefused(f"{found}{AGAIN}")
+        return AdapterRefused(f"{found}{CHECKED_AGAIN}")
     return adapter_reading(facts, user_id)
 
 

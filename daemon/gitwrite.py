@@ -189,8 +189,9 @@ def sync_clone(clone: Clone) -> None:
     _git(clone.path, "checkout", "-q", clone.branch)
     if _git(clone.path, "rebase", "-q", f"origin/{clone.branch}", check=False).returncode != 0:
         _git(clone.path, "rebase", "--abort", check=False)
-        raise ConflictError(f"{clone.path} has commits of its own that conflict with what is pushed; resolve them "
-                            f"with `git -C {clone.path} pull --rebase`, then run the command again")
+        # the user's to resolve, in the clone: running again meets the same conflict (not a race)
+        raise UsageError(f"{clone.path} has commits of its own that conflict with what is pushed; resolve them "
+                         f"with `git -C {clone.path} pull --rebase`, then run the command again")
 
 
 def _head(clone: Clone) -> str | None:
@@ -455,9 +456,11 @@ def _written(clone: Clone, plan: Callable[[], Change], dry_run: bool, write: Cal
     return Change(**{**latest[0].__dict__, "commit": commit})
 
 
-def apply(clone: Clone, data: bytes, source: str, policy: SpecPolicy, dry_run: bool = False) -> Change:
-    """Put a spec file into models.d/<user>/ (replacing the file that defines its model_id)."""
-    parsed = judged_spec(source, data, clone.user, policy)  # SpecError: nothing is touched
+def apply(clone: Clone, data: bytes, source: str, policy: SpecPolicy, dry_run: bool = False,
+          known: bool = True) -> Change:
+    """Put a spec file into models.d/<user>/ (replacing the file that defines its model_id).
+    `known`: the config's users: names the user (judged_spec)."""
+    parsed = judged_spec(source, data, clone.user, policy, known)  # SpecError: nothing is touched
     new = data.decode("utf-8")
     plan = lambda: _plan_apply(clone, new, parsed)  # noqa: E731
     write = lambda change: _write(clone.path / change.path, new)  # noqa: E731
@@ -481,10 +484,11 @@ def _plan_apply(clone: Clone, new: str, parsed: ParsedSpec) -> Change:
     return Change(action, suffix, rel, _diff(clone, target, old, new), f"apply {clone.user}/{suffix}: {detail}")
 
 
-def scale(clone: Clone, model: str, replicas: int, policy: SpecPolicy, dry_run: bool = False) -> Change:
+def scale(clone: Clone, model: str, replicas: int, policy: SpecPolicy, dry_run: bool = False,
+          known: bool = True) -> Change:
     """Set num_replicas in the model's spec, keeping every other byte of the file as written."""
     edited: dict[str, str] = {}
-    plan = lambda: _plan_scale(clone, model, replicas, policy, edited)  # noqa: E731
+    plan = lambda: _plan_scale(clone, model, replicas, policy, edited, known)  # noqa: E731
     write = lambda change: _write(clone.path / change.path, edited[change.path])  # noqa: E731
     if dry_run:
         return _written(clone, plan, True, write)
@@ -493,7 +497,8 @@ def scale(clone: Clone, model: str, replicas: int, policy: SpecPolicy, dry_run: 
         return _written(clone, plan, False, write)
 
 
-def _plan_scale(clone: Clone, model: str, replicas: int, policy: SpecPolicy, edited: dict[str, str]) -> Change:
+def _plan_scale(clone: Clone, model: str, replicas: int, policy: SpecPolicy, edited: dict[str, str],
+                known: bool = True) -> Change:
     suffix, path = _locate(clone, model)
     rel = _rel(clone, path)
     old = _read(path)
@@ -504,7 +509,7 @@ def _plan_scale(clone: Clone, model: str, replicas: int, policy: SpecPolicy, edi
     except SpecEditError as exc:
         raise SpecError([Problem(rel, 1, 1, str(exc))]) from None
     new_bytes = new.encode("utf-8", errors="surrogateescape")
-    judged_spec(rel, new_bytes, clone.user, policy)  # e.g. over the replica limit
+    judged_spec(rel, new_bytes, clone.user, policy, known)  # e.g. over the replica limit
     if old == new:
         return Change(ChangeAction.UNCHANGED, suffix, rel, "", f"{clone.user}/{suffix} already has {replicas} replica(s)")
     edited[rel] = new

@@ -108,6 +108,16 @@ MIGRATIONS: list[str] = [
         since   TEXT NOT NULL
     );
     """,
+    # 6: this store's argusd instance id (daemon_instance). IF NOT EXISTS: argus before this
+    # migration made the same table on first use, and such a store keeps its row (its id).
+    """
+    CREATE TABLE IF NOT EXISTS daemon_instance (
+        id        INTEGER PRIMARY KEY CHECK (id = 1),
+        instance  TEXT NOT NULL,
+        host      TEXT NOT NULL,
+        state_db  TEXT NOT NULL
+    );
+    """,
 ]
 
 _LEGACY_PROBLEM = re.compile(r"^(?P<path>.*?):(?P<line>\d+):(?P<col>\d+): (?P<message>.*)$", re.S)
@@ -561,11 +571,9 @@ def daemon_instance(store: Store, host: str, state_db: str, fresh: str) -> str:
     """This store's argusd instance id (daemon/serving/lease.py): `fresh` the first time, then
     the same on every start, so a restarted argusd knows its own lease. A store opened under
     another host name or path than the one it was made for (copied or moved) takes `fresh`
-    instead: it is another daemon, and stands by behind the original's lease like any other.
-    Its own table, made on first use (not a migration): only argusd, under the writer lock, asks."""
+    instead: it is another daemon, and stands by behind the original's lease like any other
+    (migration 6 makes the table; only argusd, under the writer lock, asks)."""
     conn = store.conn
-    conn.execute("CREATE TABLE IF NOT EXISTS daemon_instance (id INTEGER PRIMARY KEY CHECK (id = 1),"
-                 " instance TEXT NOT NULL, host TEXT NOT NULL, state_db TEXT NOT NULL)")
     row = conn.execute("SELECT instance, host, state_db FROM daemon_instance WHERE id=1").fetchone()
     if row is not None and (row["host"], row["state_db"]) == (host, state_db):
         return row["instance"]

@@ -32,16 +32,30 @@ def judge_files(user: UserFacts, policy: SpecPolicy, before: Before | None = Non
     disputes = contested(readings, user.recorded)
     if disputes and before is not None:
         old = before(sorted({p for paths in disputes.values() for p in paths}))
-        named = {path: read_spec(path, data, user.user_id, policy).model_id for path, data in old.items()}
+        named = {path: _named_before(path, data, user.user_id, policy, log) for path, data in old.items()}
         user = replace(user, recorded={**user.recorded, **recorded_before(named, disputes)})
     folders = {path: read_folder(path, user.user_id, policy.root) for path in folders_to_read(readings)}
     return judge(user, readings, folders, policy)
 
 
-def judged_spec(path: str, data: bytes, user_id: str, policy: SpecPolicy) -> ParsedSpec:
-    """One spec file on its own, as the API's writes check it before git is touched: every rule
-    but the ones that need the rest of the tree. Raises SpecError listing every problem."""
-    (verdict,) = judge_files(UserFacts(user_id, (TreeEntry(path, "", FILE_MODES[0], data),)), policy)
+def _named_before(path: str, data: bytes, user_id: str, policy: SpecPolicy,
+                  log: logging.Logger | None) -> str | None:
+    """The model_id an earlier version of a disputed file named; None (it named none) when that
+    version breaks the reader, as read_user refuses such a file instead of raising."""
+    try:
+        return read_spec(path, data, user_id, policy).model_id
+    except Exception as exc:  # noqa: BLE001 - a hostile old file settles nothing, never a traceback
+        if log is not None:
+            log.error("reading the earlier %s failed", path, exc_info=exc)
+        return None
+
+
+def judged_spec(path: str, data: bytes, user_id: str, policy: SpecPolicy, known: bool = True) -> ParsedSpec:
+    """One spec file on its own, as the writes check it before anything is pushed: every rule
+    but the ones that need the rest of the tree. `known`: the config's users: names `user_id`
+    (known_user; the API passes it, as argusd and the hook judge it). Raises SpecError listing
+    every problem."""
+    (verdict,) = judge_files(UserFacts(user_id, (TreeEntry(path, "", FILE_MODES[0], data),), known), policy)
     if verdict.spec is None:
         raise SpecError(list(verdict.problems))
     return verdict.spec

@@ -21,6 +21,7 @@ from daemon.config import Config
 from daemon.core.adapters import BaseRef, find_base
 from daemon.core.describe import adapter_load, describe_event, reason_of
 from daemon.core.spec import SpecPolicy
+from daemon.core.verdict import known_user
 from daemon.verdicts import judged_spec
 from daemon.core.states import ModelState
 from daemon.errors import ClusterError, ForbiddenError, NotFoundError, SpecError, StoreError
@@ -283,10 +284,14 @@ class ModelService:
     def lint(self, identity: Identity, data: bytes) -> list[dict[str, Any]]:
         """Every problem of a spec as the caller would commit it (the UI checks as you type)."""
         try:
-            judged_spec("spec.yaml", data, identity.user, self.policy)
+            judged_spec("spec.yaml", data, identity.user, self.policy, self._known(identity))
         except SpecError as exc:
             return [p.to_dict() for p in exc.problems]
         return []
+
+    def _known(self, identity: Identity) -> bool:
+        """The config's users: still names the caller (a token outlives its user's removal)."""
+        return known_user(identity.user, self.config.owners())
 
     def _clone(self, identity: Identity) -> gitwrite.Clone:
         return gitwrite.server_clone(self.config.gitops.repo, self.clones_dir / identity.user, identity.user,
@@ -296,13 +301,14 @@ class ModelService:
 
     def create(self, identity: Identity, data: bytes) -> WriteResult:
         """Create or change a model from a spec (the body of POST)."""
-        judged_spec("spec.yaml", data, identity.user, self.policy)  # SpecError before git is touched
-        change = gitwrite.apply(self._clone(identity), data, "spec.yaml", self.policy)
+        # judged once, in apply, before anything is written (SpecError)
+        change = gitwrite.apply(self._clone(identity), data, "spec.yaml", self.policy, known=self._known(identity))
         return self._recorded(identity, change)
 
     def scale(self, identity: Identity, model_key: str, replicas: int) -> WriteResult:
         row = self._writable(identity, model_key)
-        change = gitwrite.scale(self._clone(identity), row.model_id_suffix, replicas, self.policy)
+        change = gitwrite.scale(self._clone(identity), row.model_id_suffix, replicas, self.policy,
+                                known=self._known(identity))
         return self._recorded(identity, change)
 
     def delete(self, identity: Identity, model_key: str) -> WriteResult:

@@ -17,7 +17,7 @@ from daemon.core.engine_policy import LORA_RANKS, check_engine_kwargs
 from daemon.core.folders import FolderFacts, escape_problem, model_folder_problem
 from daemon.core.replica_contract import is_below
 from daemon.errors import Problem, ProblemKind, SpecError
-from daemon.core.validation import problems_from
+from daemon.core.validation import is_int, problems_from
 from daemon.core.yamldoc import YamlDoc, YamlDocError, load_mapping
 
 SUFFIX_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}")
@@ -217,18 +217,18 @@ def path_problem(facts: FolderFacts, user_id: str, root: str) -> str | None:
     return escape_problem(facts, user_id, allowed_roots(user_id, root))
 
 
+# said of a folder's path that broke the rules after its spec was accepted (argusd, at deploy)
+CHECKED_AGAIN = " (checked again after the spec was accepted)"
+
+
 def source_problem(facts: FolderFacts, user_id: str, root: str, gpus_per_replica: int = 1) -> str | None:
     """Why a model folder accepted earlier cannot be deployed now, or None. The path rules run
     again at deploy time; a missing folder, or a tensor-parallel size the model cannot be split
     into, fails here in a second, not after minutes on GPUs."""
     swapped = path_problem(facts, user_id, root)
     if swapped is not None:
-        return f"{swapped} (checked again after the spec was accepted)"
+        return f"{swapped}{CHECKED_AGAIN}"
     return model_folder_problem(facts, gpus_per_replica)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def check_spec(values: dict[str, Any], user_id: str,
@@ -247,7 +247,7 @@ def check_spec(values: dict[str, Any], user_id: str,
     adapters = values.get("adapters")
     if isinstance(adapters, dict):
         rank = adapters.get("max_rank")
-        if _is_int(rank) and rank not in LORA_RANKS:
+        if is_int(rank) and rank not in LORA_RANKS:
             problems.append((("adapters", "max_rank"), False, f"adapters.max_rank must be one of "
                              f"{', '.join(map(str, LORA_RANKS))} (vLLM's LoRA ranks), got {rank}", ProblemKind.INVALID))
         users = adapters.get("users")
@@ -257,11 +257,11 @@ def check_spec(values: dict[str, Any], user_id: str,
                                  f"use user ids (the directories under models.d/) or \"{ANY_USER}\"",
                                  ProblemKind.INVALID))
     replicas, gpus = values.get("num_replicas"), values.get("gpus_per_replica")
-    if _is_int(replicas) and replicas > policy.max_replicas:
+    if is_int(replicas) and replicas > policy.max_replicas:
         problems.append((("num_replicas",), False,
                          f"num_replicas is {replicas}, over this platform's limit of {policy.max_replicas}",
                          ProblemKind.INVALID))
-    if _is_int(gpus) and gpus > policy.max_gpus_per_replica:
+    if is_int(gpus) and gpus > policy.max_gpus_per_replica:
         problems.append((("gpus_per_replica",), False,
                          f"gpus_per_replica is {gpus}, over this platform's limit of {policy.max_gpus_per_replica}",
                          ProblemKind.INVALID))

@@ -9,6 +9,11 @@ from pydantic import BaseModel, ValidationError
 from daemon.errors import Problem
 from daemon.core.yamldoc import YamlDoc
 
+def is_int(value: Any) -> bool:
+    """A whole number as YAML or JSON gives it (bool is an int to Python, not to a person)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 _TYPE_NAMES = {
     "int_type": "a whole number",
     "int_parsing": "a whole number",

@@ -50,6 +50,11 @@ class UserFacts:
     recorded: Mapping[str, str] = field(default_factory=dict)   # model_id -> the file the model is recorded from
 
 
+def known_user(user_id: str, owners: Mapping[str, object]) -> bool:
+    """Whether the config's users: section lets `user_id` have models (no users: lets everyone)."""
+    return not owners or user_id in owners
+
+
 @dataclass(frozen=True)
 class FileVerdict:
     """The judge's word on one file: applied (`spec` set) or refused (`problems`, `kind`)."""

@@ -11,12 +11,15 @@ two daemons that claim at once both see who won before either applies anything.
 A daemon's name in the lease (`daemon_name`) is `<instance>.<boot>@<host>:<store>`. The
 instance is a random id made once and kept in the store (`daemon.store.daemon_instance`), so a
 restarted argusd, or one whose reconciler was rebuilt, knows a lease of its instance as its
-own dead self's and claims it at once instead of standing by for a lease time. Host and store
-are there for people to read; they never decide anything (two machines or containers may share
-both). The boot is random per process, so even two live daemons of one instance (a store copied
-byte for byte to a host of the same name and path) never read each other's claim as their own:
-each claims by instance at most once, before it was ever active, and then the usual read-back
-decides which one is active; never both.
+own dead self's and claims it at once instead of standing by for a lease time. In the lease,
+host and store are for people to read: `decide` compares instance and boot only (two machines
+or containers may share a host name and a store path). The store does use them, once, to tell
+a copied or moved store from its original (`daemon_instance` makes a fresh instance then).
+The boot is random per process, so two live daemons of one instance (a store copied byte for
+byte to a host of the same name and path) never read each other's claim as their own. Each
+claims by instance at most once, before it was ever active: the one started later takes the
+lease from the live earlier one at once, and the earlier one stands by from its next read of
+the lease, so for at most the tick it had begun both may apply; afterwards only one is active.
 
 Pure: `decide` is a function of what the daemon remembers, what Serve shows and the time.
 """

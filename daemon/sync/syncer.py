@@ -21,7 +21,7 @@ from daemon.core.ownership import Changer, Refusal, ownership_refusals
 from daemon.core.records import ModelRow, Rejection, iso
 from daemon.core.spec import SpecPolicy
 from daemon.core.states import EventType, ModelState, StrEnum
-from daemon.core.verdict import TreeEntry, UserFacts
+from daemon.core.verdict import TreeEntry, UserFacts, known_user
 from daemon.errors import GitError, Problem
 from daemon.gitrepo import CommitInfo, GitRepo, TreeFile, blob_id
 from daemon.store import Store, utc_now
@@ -260,7 +260,7 @@ class Syncer:
         refused, kept = ownership_holds([(f.path, f.blob) for f in tree],
                                         {path: r.message for path, r in refusals.items()}, models, on_record)
         facts = UserFacts(user, tuple(TreeEntry(f.path, f.blob, f.mode, blobs.get(f.blob)) for f in tree),
-                          known=not self.owners or user in self.owners, refused=refused,
+                          known=known_user(user, self.owners), refused=refused,
                           recorded={m.model_id_suffix: m.spec_path for m in models})
         verdicts = judge_files(facts, self.policy, log=log) + kept
         rejections = {path: (r.blob_sha, tuple(r.problems)) for path, r in on_record.items()}

@@ -356,6 +356,38 @@ def test_a_write_that_loses_to_a_concurrent_edit_is_a_conflict_and_pushes_nothin
         daemon.stop()
 
 
+def test_a_user_removed_from_users_is_refused_by_the_api_as_by_the_hook_and_argusd(tmp_path):
+    """A token outlives its user's removal from users:. The API's writes ask the judge with the
+    config's users: as argusd and the hook do, so the write is refused before anything is pushed
+    (it was accepted, then refused by the hook or argusd)."""
+    from daemon.api.service import ModelService
+    from daemon.api.tokens import Identity
+    from daemon.config import load_config
+    from daemon.errors import SpecError
+
+    daemon = ApiDaemon(tmp_path, {"alice": "alice@argus.local", "bob": "bob@argus.local"})
+    try:
+        token = daemon.token("bob")
+        _, out, _ = create(daemon, token, "kept")
+        key = out["model_key"]
+        config = load_config(daemon.config)
+        config.users.pop("bob")                       # the operator removed bob; his token still works
+        service = ModelService(config, tmp_path / "clones")
+        bob = Identity("bob", False, "bob", "bob@argus.local")
+        commits = len(daemon.git_log())
+        unknown = "user 'bob' is not known to this platform"
+        with pytest.raises(SpecError, match=unknown):
+            service.create(bob, SPEC.format(name="new").encode())
+        with pytest.raises(SpecError, match=unknown):
+            service.scale(bob, key, 2)
+        assert [p["message"] for p in service.lint(bob, SPEC.format(name="new").encode())][0].startswith(unknown)
+        assert len(daemon.git_log()) == commits
+        alice = Identity("alice", False, "alice", "alice@argus.local")
+        assert service.lint(alice, SPEC.format(name="new").encode()) == []
+    finally:
+        daemon.stop()
+
+
 def test_the_api_failing_to_start_never_stops_sync(tmp_path):
     import socket
     import time

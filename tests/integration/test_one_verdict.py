@@ -78,3 +78,31 @@ def test_lint_hook_and_argusd_give_the_judges_verdict(tmp_path):
                                "limit of 8192 tokens") for line in by_lint)
     (model,) = syncer.store.list_models()
     assert (model.model_id_suffix, model.spec_path) == ("m", "models.d/alice/a.yaml")   # m keeps serving from a
+
+
+def test_a_config_json_nested_too_deep_to_parse_breaks_neither_lint_nor_anyones_sync(tmp_path):
+    """`"[" * 100000` raised RecursionError out of the JSON parser: lint printed a traceback and
+    Syncer.sync_once raised, so one user's file stopped everyone's sync. Such a config.json says
+    nothing argus can judge by (as one that is not JSON): the spec is judged without it."""
+    root = tmp_path / "private"
+    (root / "users" / "alice" / "m").mkdir(parents=True)
+    (root / "users" / "alice" / "m" / "config.json").write_text("[" * 100000)
+    (root / "hf" / "m").mkdir(parents=True)
+    config = write_config(tmp_path / "c.yaml", root=root, db=tmp_path / "unused.db", repo=tmp_path / "r" / "gitops.git",
+                          extra="users:\n  alice:\n    git_identities: [alice@example.com]\n"
+                                "  bob:\n    git_identities: [bob@example.com]\n")
+    repo = GitOps(tmp_path / "r")
+    files = {"models.d/alice/a.yaml": "model_id: a\nmodel_source: $HOME/m\ngpus_per_replica: 2\n"
+                                      "engine_kwargs:\n  max_model_len: 9000\n",
+             "models.d/bob/b.yaml": spec("b")}
+    repo.write("models.d/bob/b.yaml", spec("b"))
+    repo.commit("bob's", author="Bob", email="bob@example.com")
+    repo.write("models.d/alice/a.yaml", files["models.d/alice/a.yaml"])
+    repo.commit("deep")
+    repo.push()
+    linted = run_argusctl("lint", "models.d", cwd=repo.work, env={"ARGUS_CONFIG": str(config)})
+    assert (linted.returncode, "Traceback" in linted.stdout + linted.stderr) == (0, False), linted
+    syncer = Syncer(Store.open(tmp_path / "s.db"), GitRepo(repo.bare), "main", spec_policy(root=str(root)),
+                    owners={"alice": ("alice@example.com",), "bob": ("bob@example.com",)})
+    syncer.sync_once()
+    assert sorted(m.model_id_suffix for m in syncer.store.list_models()) == ["a", "b"]

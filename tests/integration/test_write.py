@@ -203,6 +203,28 @@ def test_push_race_mechanism_redoes_the_edit_and_conflicts_are_refused(setup):
     assert git(second.path, "status", "--porcelain") == ""
 
 
+def test_a_local_commit_that_conflicts_with_what_is_pushed_is_the_users_to_resolve_exit_2(setup):
+    """The clone's own unpushed commit and a pushed one change the same lines: the rebase stops.
+    That is not a race lost (exit 6, "run it again" would fail the same way every time): the
+    user resolves it in the clone, so it is a usage error, exit 2, saying how."""
+    tmp, config, env, ctl = setup
+    ctl("init", "--user", "alice", "--name", "Alice", "--email", "alice@example.com", workdir=tmp / "alice-2")
+    (tmp / "x.yaml").write_text(spec("x"))
+    assert ctl("apply", "-f", str(tmp / "x.yaml")).returncode == 0
+    second = tmp / "alice-2"
+    git(second, "pull", "-q", "origin", "main")
+    (second / "models.d" / "alice" / "x.yaml").write_text(spec("x", replicas=3))
+    git(second, "commit", "-qam", "x to 3, not pushed")
+    assert ctl("scale", "x", "--replicas", "2").returncode == 0
+    (tmp / "y.yaml").write_text(spec("y"))
+    for _ in range(2):   # the same answer the second time: nothing to wait for
+        found = ctl("apply", "-f", str(tmp / "y.yaml"), workdir=second)
+        assert found.returncode == 2, found.stdout + found.stderr
+        assert "conflict with what is pushed" in found.stderr and "pull --rebase" in found.stderr
+    assert git(second, "status", "--porcelain") == ""
+    assert git(second, "log", "-1", "--format=%s").strip() == "x to 3, not pushed"   # theirs, kept
+
+
 def git(path, *args):
     return subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True, check=True).stdout
 

@@ -161,6 +161,18 @@ def test_a_folder_swapped_for_a_symlink_after_acceptance_is_caught_at_deploy(tmp
     ('{"num_attention_heads": 9}', 2, "gpus_per_replica 2 does not divide the model's 9 attention heads"),
     ('{"num_attention_heads": 32}', 4, None),
     ('{"text_config": {"num_attention_heads": 28}}', 8, "use one of 1, 2, 4, 7, 14, 28"),
+    # Qwen2.5-7B: 28 heads, 4 key/value heads; 7 and 14 divide 28 but fail at load in vLLM
+    ('{"num_attention_heads": 28, "num_key_value_heads": 4}', 7,
+     "gpus_per_replica 7 cannot split the model's 4 key/value heads (its config.json): vLLM needs one of the two "
+     "to divide the other; use one of 1, 2, 4, 28"),
+    ('{"num_attention_heads": 28, "num_key_value_heads": 4}', 8,
+     "does not divide the model's 28 attention heads (its config.json), so vLLM cannot split it; use one of 1, 2, 4, 28"),
+    ('{"num_attention_heads": 28, "num_key_value_heads": 4}', 28, None),   # each key/value head on 7 GPUs
+    ('{"num_attention_heads": 32, "num_key_value_heads": 8}', 4, None),    # 2 key/value heads a GPU
+    ('{"num_attention_heads": 32, "num_key_value_heads": 8}', 16, None),
+    ('{"num_attention_heads": 12, "num_key_value_heads": 8}', 6, "cannot split the model's 8 key/value heads"),
+    ('{"num_attention_heads": 12, "num_key_value_heads": 8}', 3, "cannot split the model's 8 key/value heads"),
+    ('{"num_attention_heads": 12, "multi_query_group_num": 2}', 3, "use one of 1, 2, 4, 6, 12"),   # ChatGLM's key
     ('{"num_attention_heads": 9}', 1, None),    # no tensor parallelism: nothing to split
     ("not json", 3, None),                     # the folder cannot say: vLLM will
     (None, 3, None),
@@ -195,3 +207,60 @@ def test_the_shell_reads_nothing_in_a_folder_that_leads_out_of_the_roots(tmp_pat
     (root / "hf" / "m" / "config.json").unlink()
     (root / "hf" / "m" / "config.json").write_text('{"max_position_embeddings": 8}')
     assert read_folder(f"{root}/hf/m", "alice", str(root)).config_json == b'{"max_position_embeddings": 8}'
+
+
+def _alice_model(tmp_path):
+    root = tmp_path / "private"
+    folder = root / "hf" / "m"
+    folder.mkdir(parents=True)
+    (root / "users" / "bob" / "secret").mkdir(parents=True)
+    (root / "users" / "bob" / "secret" / "config.json").write_text('{"max_position_embeddings": 1}')
+    return root, folder
+
+
+def test_a_fifo_named_config_json_is_not_read_and_nothing_waits(tmp_path):
+    """open(2) of a FIFO blocks until a writer comes: lint, the hook and argusd's sync hung on it.
+    The read runs in a thread so a regression fails the test instead of hanging it."""
+    import threading
+
+    from daemon.folders import read_folder
+
+    root, folder = _alice_model(tmp_path)
+    os.mkfifo(folder / "config.json")
+    found = []
+    reader = threading.Thread(target=lambda: found.append(read_folder(str(folder), "alice", str(root))), daemon=True)
+    reader.start()
+    reader.join(5)
+    assert not reader.is_alive(), "reading a folder with a FIFO named config.json blocked"
+    assert found[0].is_dir and found[0].config_json is None
+
+
+def test_a_config_json_larger_than_argus_reads_is_not_read(tmp_path):
+    from daemon.core.folders import JSON_BYTES
+    from daemon.folders import read_folder
+
+    root, folder = _alice_model(tmp_path)
+    with open(folder / "config.json", "wb") as handle:
+        handle.truncate(8 << 30)     # sparse: 8 GiB that take no disk
+    assert read_folder(str(folder), "alice", str(root)).config_json is None
+    (folder / "config.json").write_bytes(b" " * (JSON_BYTES - 2) + b"{}")
+    assert read_folder(str(folder), "alice", str(root)).config_json is not None
+
+
+def test_a_folder_swapped_for_a_symlink_after_realpath_is_caught_as_opened(tmp_path, monkeypatch):
+    """The swap between the check and the open: realpath() saw alice's folder, then a folder on
+    the way became a symlink into bob's tree (or config.json itself became one). What the kernel
+    opened is checked, so nothing of bob's is read."""
+    import daemon.folders as shell
+
+    root, folder = _alice_model(tmp_path)
+    (folder / "config.json").write_text('{"max_position_embeddings": 8}')
+    roots = shell.real_roots(str(root), "alice")
+    assert shell._read_json(str(folder), "config.json", roots, "alice") == b'{"max_position_embeddings": 8}'
+    monkeypatch.setattr(shell.os.path, "realpath", lambda p: p)   # realpath ran before the swap
+    (folder / "config.json").unlink()
+    os.symlink(root / "users" / "bob" / "secret" / "config.json", folder / "config.json")
+    assert shell._read_json(str(folder), "config.json", roots, "alice") is None       # the file itself
+    swapped = root / "hf" / "swapped"
+    os.symlink(root / "users" / "bob" / "secret", swapped)
+    assert shell._read_json(str(swapped), "config.json", roots, "alice") is None      # a folder on the way

@@ -165,3 +165,24 @@ def test_a_store_from_before_structured_problems_is_migrated_and_readable(tmp_pa
     (event,) = store.events()
     assert event.payload == {"problems": [{"path": "models.d/a/x.yaml", "line": 1, "col": 1, "message": "bad"}],
                              "author": "A"}
+
+
+def test_the_instance_table_is_a_migration_and_a_store_that_made_it_on_first_use_keeps_its_id(tmp_path):
+    """Schema 6 makes daemon_instance; argus before it made the same table on first use
+    (at schema 5). Such a store migrates cleanly and keeps its instance id (its lease)."""
+    from daemon.store import daemon_instance
+
+    assert len(MIGRATIONS) == 6
+    store = Store.open(tmp_path / "new.db")
+    assert store.conn.execute("SELECT name FROM sqlite_master WHERE name='daemon_instance'").fetchone() is not None
+    store.close()
+    db = str(tmp_path / "today.db")
+    store = Store.open(db)
+    assert daemon_instance(store, "h", db, "kept") == "kept"
+    store.conn.execute("PRAGMA user_version=5")         # as argus at schema 5 left it: table and row
+    store.close()
+    store = Store.open(db)
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == 6
+    assert daemon_instance(store, "h", db, "fresh") == "kept"
+    store.close()
+    assert Store.open_readonly(db).conn.execute("SELECT instance FROM daemon_instance").fetchone()[0] == "kept"

@@ -137,31 +137,78 @@ def test_a_dispute_is_settled_by_what_the_files_named_before():
     assert recorded_before({}, disputes) == {}                          # both are new
 
 
-@pytest.mark.parametrize("config, limit", [
-    ({"max_position_embeddings": 8192}, 8192),
-    ({"max_position_embeddings": 8192, "n_positions": 4096}, 4096),            # the smallest key
-    ({"max_position_embeddings": 8192, "model_max_length": 16384}, 16384),      # model_max_length wins
-    ({"text_config": {"max_position_embeddings": 4096}}, 4096),                 # a multimodal model's text part
-    ({"max_position_embeddings": 4096, "rope_scaling": {"type": "linear", "factor": 4.0}}, 16384),
-    ({"max_position_embeddings": 4096, "rope_parameters": {"rope_type": "dynamic", "factor": 2}}, 8192),
-    ({"max_position_embeddings": 131072, "rope_scaling": {"rope_type": "llama3", "factor": 8.0}}, 131072),
-    ({"max_position_embeddings": 32768, "rope_scaling": {"type": "yarn", "factor": 4.0}}, 32768),
-    ({"model_type": "gemma3", "max_position_embeddings": 131072, "rope_scaling": {"factor": 8.0}}, 131072),
-    ({"max_position_embeddings": 4096, "rope_parameters": {"full_attention": {"rope_type": "linear", "factor": 2},
-                                                           "sliding_attention": {"rope_type": "default"}}}, 8192),
-    ({"hidden_size": 64}, None),       # no key vLLM reads: vLLM takes what is asked
-    ({"max_position_embeddings": True}, None),
-    (None, None),
+QWEN_YARN = {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}   # the Qwen2.5 recipe
+LINEAR_2 = {"rope_type": "linear", "factor": 2}
+
+
+@pytest.mark.parametrize("config, under_029, under_032", [
+    ({"max_position_embeddings": 8192}, 8192, 8192),
+    ({"max_position_embeddings": 8192, "n_positions": 4096}, 4096, 4096),            # the smallest key
+    ({"max_position_embeddings": 8192, "model_max_length": 16384}, 16384, 16384),      # model_max_length wins
+    ({"text_config": {"max_position_embeddings": 4096}}, 4096, 4096),                 # a multimodal model's text part
+    ({"max_position_embeddings": 4096, "rope_scaling": {"type": "linear", "factor": 4.0}}, 16384, 16384),
+    ({"max_position_embeddings": 4096, "rope_parameters": {"rope_type": "dynamic", "factor": 2}}, 8192, 8192),
+    ({"max_position_embeddings": 131072, "rope_scaling": {"rope_type": "llama3", "factor": 8.0}}, 131072, 131072),
+    # yarn: 0.29 takes original_max_position_embeddings x factor, 0.32 the length as it is
+    ({"max_position_embeddings": 32768, "rope_scaling": QWEN_YARN}, 131072, 32768),
+    ({"max_position_embeddings": 131072, "rope_scaling": QWEN_YARN}, 131072, 131072),
+    ({"max_position_embeddings": 32768, "rope_scaling": {"type": "yarn", "factor": 4.0}}, 131072, 32768),
+    # the DeepSeek variants: multiplied by 0.29, already scaled for 0.32
+    ({"max_position_embeddings": 4096, "rope_scaling": {"type": "deepseek_yarn", "factor": 40}}, 163840, 4096),
+    ({"max_position_embeddings": 4096, "rope_scaling": {"rope_type": "deepseek_llama_scaling", "factor": 2}},
+     8192, 4096),
+    ({"max_position_embeddings": 4096, "rope_scaling": {"rope_type": "longrope", "factor": 32}}, 4096, 4096),
+    ({"model_type": "gemma3", "max_position_embeddings": 131072, "rope_scaling": {"factor": 8.0}}, 131072, 131072),
+    ({"model_type": "gemma3", "text_config": {"model_type": "gemma3_text", "max_position_embeddings": 131072,
+                                              "rope_scaling": {"rope_type": "linear", "factor": 8.0}}},
+     131072, 131072),
+    ({"max_position_embeddings": 4096, "rope_parameters": {"full_attention": LINEAR_2,
+                                                           "sliding_attention": {"rope_type": "default"}}}, 8192, 8192),
+    # vLLM reads the text config's RoPE parameters, not the top level's
+    ({"text_config": {"max_position_embeddings": 4096, "rope_scaling": LINEAR_2}}, 8192, 8192),
+    ({"rope_scaling": LINEAR_2, "text_config": {"max_position_embeddings": 4096}}, 4096, 4096),
+    ({"hidden_size": 64}, None, None),       # no key vLLM reads: vLLM takes what is asked
+    ({"max_position_embeddings": True}, None, None),
+    (None, None, None),
 ])
-def test_the_models_own_limit_as_vllm_derives_it(config, limit):
+def test_the_models_own_limit_as_each_vllm_derives_it_and_argus_takes_the_larger(config, under_029, under_032):
+    from daemon.core.folders import ROPE_RULES, _limit_under, _rope_parameters, text_config
+
     found = model_limit(config)
-    assert (found.tokens if found else None) == limit
+    assert (found.tokens if found else None) == (max(under_029, under_032) if under_029 else None)
+    text = text_config(config or {})
+    if found is None or "gemma3" in str(text.get("model_type", config.get("model_type", ""))):
+        return
+    lengths = [v for k, v in text.items() if k in ("max_position_embeddings", "n_positions")]
+    base = text.get("model_max_length", min(lengths))
+    by_version = {rule.vllm: _limit_under(rule, base, "k", _rope_parameters(text)).tokens for rule in ROPE_RULES}
+    assert by_version == {"0.29": under_029, "0.32": under_032}
 
 
 def test_max_model_len_over_the_limit_but_within_model_max_length_is_allowed_as_vllm_does():
     assert context_problem({"max_model_len": 9000}, {"max_position_embeddings": 8192, "model_max_length": 9000}) is None
     assert context_problem({"max_model_len": 9001}, {"max_position_embeddings": 8192}) is not None
     assert context_problem({}, {"max_position_embeddings": 8}) is None
+
+
+def test_the_qwen_recipes_run_on_vllm_029_so_argus_takes_them():
+    model = {"max_position_embeddings": 32768}
+    assert context_problem({"max_model_len": 131072}, {**model, "rope_scaling": QWEN_YARN}) is None
+    assert context_problem({"max_model_len": 131073}, {**model, "rope_scaling": QWEN_YARN}) is not None
+    # the same recipe as an engine argument (vLLM applies hf_overrides to config.json first)
+    overrides = {"rope_scaling": {"rope_type": "yarn", "factor": 4, "original_max_position_embeddings": 32768}}
+    assert context_problem({"max_model_len": 131072, "hf_overrides": overrides}, model) is None
+    assert context_problem({"max_model_len": 131072, "hf_overrides": {"max_position_embeddings": 131072}}, model) is None
+    # overrides of keys that leave the length alone change nothing
+    assert context_problem({"max_model_len": 131072, "hf_overrides": {"rope_theta": 1e6}}, model) is not None
+
+
+def test_a_multimodal_models_text_config_says_its_length_and_its_scaling():
+    config = {"text_config": {"max_position_embeddings": 4096, "rope_scaling": {"type": "linear", "factor": 2}}}
+    assert context_problem({"max_model_len": 8192}, config) is None
+    assert context_problem({"max_model_len": 8193}, config) is not None
+    assert context_problem({"max_model_len": 9000}, {"text_config": {"max_position_embeddings": 8192,
+                                                                      "model_max_length": 9000}}) is None
 
 
 def test_a_file_that_breaks_the_reader_is_refused_and_argusd_logs_why(monkeypatch, caplog):
@@ -179,3 +226,35 @@ def test_a_file_that_breaks_the_reader_is_refused_and_argusd_logs_why(monkeypatc
     assert not found.applied and found.problems == (
         Problem(A, 1, 1, "argus could not read this file (RecursionError); simplify it, and report it to the operators"),)
     assert f"reading {A} failed" in caplog.text and "RecursionError: deep" in caplog.text
+
+
+@pytest.mark.parametrize("data", [b"[" * 100000, b'{"a": ' * 100000, b"not json", b"[1]", None])
+def test_a_config_json_argus_cannot_take_as_an_object_is_judged_without(data):
+    """Deeper than the parser goes raised RecursionError out of the judge (and the deploy check)."""
+    from daemon.core.folders import json_object, model_folder_problem
+
+    assert json_object(data) is None
+    facts = FolderFacts(MODEL, MODEL, lexical_roots(ROOT, "alice"), is_dir=True, config_json=data)
+    assert model_folder_problem(facts, 2) is None
+
+
+def test_an_earlier_version_that_breaks_the_reader_names_no_model_id(monkeypatch, caplog):
+    """A dispute is settled by what the files named before; an earlier version that breaks the
+    reader (hook, lint) named nothing, so nobody is on record: both are refused, no traceback."""
+    import logging
+
+    import daemon.verdicts as shell
+
+    def broken(path, data, *_):
+        if data == b"old":
+            raise RecursionError("deep")
+        return real(path, data, *_)
+
+    real = shell.read_spec
+    monkeypatch.setattr(shell, "read_spec", broken)
+    facts = UserFacts("alice", (entry(A, spec()), entry(B, spec())))
+    found = shell.judge_files(facts, POLICY, before=lambda paths: {p: b"old" for p in paths},
+                              log=logging.getLogger("argus.sync"))
+    assert [(v.path, [q.message for q in v.problems]) for v in found] == [
+        (A, [NEW_DUP.format(B)]), (B, [NEW_DUP.format(A)])]
+    assert f"reading the earlier {A} failed" in caplog.text and "RecursionError: deep" in caplog.text
