@@ -1,4 +1,4 @@
-"""Seed M4.3: spec -> LLMConfig for 1/2/4 GPUs, accelerator, runtime_env."""
+"""spec -> LLMConfig for 1/2/4 GPUs, accelerator, runtime_env."""
 import pytest
 
 from daemon.serving.llm_config import build_llm_config

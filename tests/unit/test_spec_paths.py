@@ -1,4 +1,4 @@
-"""Seed M1.3 paths: macros, allowed roots, other users, '..', symlink escapes (+ properties)."""
+"""Paths: macros, allowed roots, other users, '..', symlink escapes (+ properties)."""
 import os
 import posixpath
 

@@ -1,4 +1,4 @@
-"""Seed M1.3: suffix rules, replicas/gpus boundaries, types, unknown fields, whole-file problems."""
+"""Spec validation: suffix rules, replicas/gpus boundaries, types, unknown fields, whole-file problems."""
 import pytest
 
 from daemon.errors import SpecError
