@@ -314,7 +314,11 @@ def main(
             log.info("metrics on http://%s/metrics", listen)
         except (OSError, ValueError) as exc:  # the side door failing never stops sync
             log.error("cannot serve metrics on %s (%s); going on without them", listen, exc)
-    daemon = Daemon(cfg, store, client, watch=not once, metrics=metrics, alive_file=lock.path)
+    try:
+        daemon = Daemon(cfg, store, client, watch=not once, metrics=metrics, alive_file=lock.path)
+    except GitError as exc:  # e.g. a signing key that cannot be used: one line, no traceback
+        typer.echo(f"argusd: error: {exc}", err=True)
+        raise typer.Exit(EXIT_ENVIRONMENT)
     if metrics is not None and daemon.mirror is not None:
         metrics.watch_fetch(daemon.seconds_since_good_fetch)
     api = None

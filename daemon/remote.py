@@ -258,9 +258,20 @@ def prepare_signatures(config: Config, directory: Path) -> Optional["SignatureCh
     users: list[tuple[str, str]] = []
     for user, key in pgp_keys:
         env = {**os.environ, "GNUPGHOME": str(home)}
-        shown = subprocess.run(["gpg", "--batch", "--with-colons", "--import-options", "show-only", "--import"],
-                               input=key, capture_output=True, text=True, env=env)
+        try:
+            shown = subprocess.run(["gpg", "--batch", "--with-colons", "--import-options", "show-only", "--import"],
+                                   input=key, capture_output=True, text=True, env=env)
+        except FileNotFoundError:
+            raise GitError(f"users.{user}.signing_keys holds an OpenPGP key but gpg is not installed; "
+                           "install gnupg (apt-get install gnupg) or give an SSH key instead") from None
         fingerprints = [line.split(":")[9] for line in shown.stdout.splitlines() if line.startswith("fpr:")]
+        primaries = sum(1 for line in shown.stdout.splitlines() if line.startswith("pub:"))
+        if primaries > 1:
+            # Only the first primary key is tied to the user; another (with any user ID) would sign as no one
+            # at best, so a block holding several is refused rather than half-trusted.
+            raise GitError(f"users.{user}.signing_keys: an OpenPGP key block holds {primaries} primary keys "
+                           f"(first {fingerprints[0].upper()}); give each key as its own entry "
+                           "(gpg --armor --export <one key id>)")
         done = subprocess.run(["gpg", "--batch", "--quiet", "--import"], input=key, capture_output=True, text=True,
                               env=env)
         if done.returncode != 0 or not fingerprints:

@@ -138,3 +138,19 @@ def test_allowed_signers_names_each_key_by_its_user():
 ])
 def test_ssh_public_keys(key, ok):
     assert (ssh_public_key_problem(key) is None) is ok
+
+
+from daemon.gitrepo import SignatureCheck  # noqa: E402
+
+PGP_ALICE = "A" * 40
+
+
+@pytest.mark.parametrize("principal, primary, key, user", [
+    ("alice", "", "SHA256:abc", "alice"),            # SSH: the allowed signers' principal
+    ("bob", PGP_ALICE.lower(), PGP_ALICE, "alice"),  # OpenPGP: the primary fingerprint's user, never the UID
+    ("bob", "B" * 40, "B" * 40, ""),                 # OpenPGP key of no user whose UID says "bob": no one
+    ("bob", "", "", ""),                             # no key at all
+])
+def test_an_openpgp_signer_is_never_its_user_id(principal, primary, key, user):
+    check = SignatureCheck("signers", "gnupg", ((PGP_ALICE, "alice"),))
+    assert check.signer("G", principal, primary, key) == ("G", user)
