@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from daemon.config import Config, gitops_mirror, load_config
+from daemon.config import Config, Reader, gitops_mirror, load_config
 from daemon.core.forge import backoff_seconds
 from daemon.errors import ArgusError, ClusterError, ConfigError, GitError, StoreError
 from daemon.gitrepo import GitRepo
@@ -296,7 +296,7 @@ def main(
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO), stream=sys.stderr,
                         format="%(asctime)s argusd %(levelname)s %(message)s")
     try:
-        cfg = load_config(config)
+        cfg = load_config(config, reader=Reader.ARGUSD)
         lock = WriterLock(cfg.state.db).acquire()
         store = Store.open(cfg.state.db)
     except (ConfigError, StoreError) as exc:
