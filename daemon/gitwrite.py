@@ -99,9 +99,10 @@ def _git(cwd: Path, *args: str, check: bool = True, env: dict | None = None) -> 
 
 def clone_repo(origin: str | os.PathLike, path: Path, branch: str,
                credentials: "GitCredentials | None" = None) -> None:
-    """A new clone of the GitOps repo at `path`. A remote repo (a forge URL) gets the config's
-    credentials in the clone's own git config before the first fetch (paths only, no secret;
-    daemon/remote.py), so every later fetch and push from it authenticates the same way."""
+    """A new clone of the GitOps repo at `path`. A remote repo (a forge URL) gets `credentials`
+    in the clone's own git config before the first fetch (paths only, no secret; daemon/remote.py),
+    so every later fetch and push from it authenticates the same way: argusd's server clones
+    pass gitops.credentials, a user's clone none (the user's own git credentials push)."""
     from daemon.core.forge import parse_repo
     from daemon.remote import configure_remote, run_remote_git
 
@@ -119,7 +120,7 @@ def clone_repo(origin: str | os.PathLike, path: Path, branch: str,
     fetched = run_remote_git(["fetch", "-q", "origin"], cwd=path, timeout=REMOTE_TIMEOUT_S)
     if fetched.returncode != 0:
         raise GitError(f"cannot fetch the GitOps repo {origin}: {fetched.stderr.strip()}; check the URL, "
-                       "gitops.credentials and the network")
+                       "the git credentials (yours for argusctl, gitops.credentials for argusd) and the network")
 
 
 def _is_repo(origin: str | os.PathLike) -> bool:

@@ -56,13 +56,27 @@ def forge_config(tmp_path: Path, servers, transport: str, extra: str = "") -> tu
     return config, repo, url
 
 
+def users_git(tmp_path: Path, servers, transport: str) -> dict[str, str]:
+    """The environment of a user whose own git reaches the forge (their credential helper or
+    SSH key, in their global git config): what `argusctl init`'s clone pushes with."""
+    http, ssh = servers
+    gitconfig = tmp_path / "users-gitconfig"
+    if transport == "https":
+        gitconfig.write_text(f"[credential]\n\thelper = \"!f() {{ echo username={http.user}; "
+                             f"echo password={http.token}; }}; f\"\n")
+    else:
+        gitconfig.write_text(f"[core]\n\tsshCommand = ssh -F /dev/null -i {ssh.client_key} -o IdentitiesOnly=yes "
+                             f"-o UserKnownHostsFile={ssh.known_hosts} -o StrictHostKeyChecking=yes -o BatchMode=yes\n")
+    return {"GIT_CONFIG_GLOBAL": str(gitconfig)}
+
+
 def forge_log(repo: Path) -> list[str]:
     return subprocess.run(["git", "log", "--format=%ae|%s", "main"], cwd=repo, capture_output=True, text=True,
                           check=True).stdout.splitlines()
 
 
-def argusctl(config: Path, *args: str) -> subprocess.CompletedProcess:
-    done = run_argusctl("--config", str(config), *args)
+def argusctl(config: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    done = run_argusctl("--config", str(config), *args, env=env)
     assert done.returncode == 0, done.stderr
     return done
 
@@ -71,13 +85,21 @@ def argusctl(config: Path, *args: str) -> subprocess.CompletedProcess:
 def test_cli_and_api_writes_push_to_the_forge_and_are_recorded(tmp_path, servers, transport):
     config, forge, url = forge_config(tmp_path, servers, transport, extra=f"api:\n  listen: 127.0.0.1:{free_port()}\n")
     work = tmp_path / "work"
-    argusctl(config, "init", "--user", "alice", "--workdir", str(work), "--name", "Alice", "--email", "alice@argus.local")
+    init = ("init", "--user", "alice", "--workdir", str(work), "--name", "Alice", "--email", "alice@argus.local")
+    # argusd's credentials are never the user's: without their own, the user's clone cannot fetch.
+    refused = run_argusctl("--config", str(config), *init, env={"GIT_CONFIG_GLOBAL": "/dev/null"})
+    assert refused.returncode != 0 and "cannot fetch the GitOps repo" in refused.stderr, refused.stderr
+    subprocess.run(["rm", "-rf", str(work)], check=True)
+    mine = users_git(tmp_path, servers, transport)
+    argusctl(config, *init, env=mine)
     assert subprocess.run(["git", "remote", "get-url", "origin"], cwd=work, capture_output=True,
                           text=True).stdout.strip() == url
+    clone_config = (work / ".git" / "config").read_text()
+    assert str(tmp_path / "token") not in clone_config and "client_key" not in clone_config, clone_config
     assert forge_log(forge) == ["alice@argus.local|init: models.d/alice/"]
     (tmp_path / "a.yaml").write_text(spec("a"))
-    argusctl(config, "apply", "-f", str(tmp_path / "a.yaml"), "--workdir", str(work))
-    argusctl(config, "scale", "a", "--replicas", "2", "--workdir", str(work))
+    argusctl(config, "apply", "-f", str(tmp_path / "a.yaml"), "--workdir", str(work), env=mine)
+    argusctl(config, "scale", "a", "--replicas", "2", "--workdir", str(work), env=mine)
     assert [line.split("|")[0] for line in forge_log(forge)] == ["alice@argus.local"] * 3
 
     cfg = load_config(config)
@@ -110,12 +132,14 @@ def test_cli_and_api_writes_push_to_the_forge_and_are_recorded(tmp_path, servers
         proc.terminate()
         proc.wait(timeout=15)
         log.close()
-    argusctl(config, "delete", "a", "--workdir", str(work))
+    argusctl(config, "delete", "a", "--workdir", str(work), env=mine)
     assert len(forge_log(forge)) == 6 and forge_log(forge)[0].startswith("alice@argus.local|")
 
 
-def test_a_push_that_loses_a_race_at_the_forge_is_redone_on_the_winners_head(tmp_path, servers):
+def test_a_push_that_loses_a_race_at_the_forge_is_redone_on_the_winners_head(tmp_path, servers, monkeypatch):
     config, forge, url = forge_config(tmp_path, servers, "https")
+    env = users_git(tmp_path, servers, "https")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", env["GIT_CONFIG_GLOBAL"])  # the in-process push below too
     mine, theirs = tmp_path / "mine", tmp_path / "theirs"
     argusctl(config, "init", "--user", "alice", "--workdir", str(mine), "--name", "Alice", "--email", "alice@argus.local")
     argusctl(config, "init", "--user", "bob", "--workdir", str(theirs), "--name", "Bob", "--email", "bob@argus.local")
