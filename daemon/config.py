@@ -472,6 +472,21 @@ def default_config_path(env: dict[str, str] | None = None) -> Path:
     return repo_root() / "configs" / "local.yaml"
 
 
+def signing_problems(config: Config) -> list[tuple[tuple, str]]:
+    """(place in the config, message) for a require_signed that would check nothing: without
+    a users section no directory has an owner whose keys could be required, and a user without
+    a signing key could never change their models."""
+    if not config.gitops.require_signed:
+        return []
+    if not config.users:
+        return [(("gitops", "require_signed"),
+                 "gitops.require_signed: is true but there is no users section, so no signature would be "
+                 "checked; add users.<user>.git_identities and signing_keys for each user, or set it to false")]
+    return [(("users", user), f"users.{user}: has no signing_keys, and gitops.require_signed is true; add the "
+                              "user's public key (a line of their .pub file, or gpg --armor --export <key id>)")
+            for user, u in config.users.items() if not u.signing_keys]
+
+
 def load_config(path: str | os.PathLike | None = None, env: dict[str, str] | None = None,
                 reader: Reader = Reader.USER) -> Config:
     """Read and validate a config file. Raises ConfigError with `path:line:col` lines. Secret
@@ -493,9 +508,13 @@ def load_config(path: str | os.PathLike | None = None, env: dict[str, str] | Non
     problems = [Problem(str(cfg_path), *_lc(doc, loc), msg) for loc, msg in errors]
     if not problems:
         try:
-            return Config.model_validate(value, context={"reader": reader})
+            config = Config.model_validate(value, context={"reader": reader})
         except ValidationError as exc:
             problems = problems_from(exc, doc, str(cfg_path), Config)
+        else:
+            problems = [Problem(str(cfg_path), *_lc(doc, loc), msg) for loc, msg in signing_problems(config)]
+            if not problems:
+                return config
     raise ConfigError("invalid config:\n" + "\n".join(str(p) for p in sorted(problems)))
 
 

@@ -110,8 +110,9 @@ def test_only_the_owners_signature_applies_a_change(tmp_path, keys):
     assert state(config) == ({"a": 2}, {})
 
     # A key removed from the config after it signed: what it signed stays applied (ownership is
-    # judged when a commit is recorded); its next signature proves nothing.
-    config2 = make_config(tmp_path, gitops, keys, name="argus2.yaml", alice_keys=())
+    # judged when a commit is recorded); its next signature proves nothing. (Her new key replaces
+    # it: a user without signing keys is refused under require_signed.)
+    config2 = make_config(tmp_path, gitops, keys, name="argus2.yaml", alice_keys=("stranger",))
     tick(config2)
     assert state(config2) == ({"a": 2}, {})
     gitops.write(A, spec("a", replicas=3))

@@ -82,6 +82,20 @@ def test_signing_mistakes(files, text, fragment):
     assert fragment.format(d=files) in str(exc.value)
 
 
+@pytest.mark.parametrize("text, fragment", [
+    ("gitops:\n  require_signed: true\n",
+     "cfg.yaml:4:19: gitops.require_signed: is true but there is no users section, so no signature would be "
+     "checked; add users.<user>.git_identities and signing_keys"),
+    ("gitops:\n  require_signed: true\nusers:\n  alice:\n    signing_keys: ['ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMq a']\n"
+     "  bob:\n    git_identities: [bob@example.com]\n",
+     "cfg.yaml:9:5: users.bob: has no signing_keys, and gitops.require_signed is true; add the user's public key"),
+])
+def test_require_signed_that_would_check_nothing_is_refused(files, text, fragment):
+    with pytest.raises(ConfigError) as exc:
+        load(files, text.format(d=files))
+    assert fragment.format(d=files) in str(exc.value)
+
+
 def test_signing_keys_load(files):
     (files / "key.pub").write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMq argusd\n")
     config = load(files, f"gitops:\n  require_signed: true\n  api_signing_key: {files}/key\n"
