@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal, Optional
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
                       model_validator)
 
-from daemon.core.forge import RepoKind, RepoLocation, parse_repo, ssh_public_key_problem
+from daemon.core.forge import RepoKind, RepoLocation, cleartext_token_problem, parse_repo, ssh_public_key_problem
 from daemon.core.spec import USER_ID_RE, validate_user_id
 from daemon.errors import ConfigError, Problem
 from daemon.core.validation import problems_from
@@ -330,6 +330,9 @@ class GitopsConfig(_Strict):
         if kind is not RepoKind.HTTPS and creds.token_file:
             raise ValueError(f"gitops.credentials.token_file is for an https:// repo, and gitops.repo is {kind.value}; "
                              "remove it (an SSH repo takes ssh_key and known_hosts)")
+        cleartext = cleartext_token_problem(self.repo) if creds.token_file else None
+        if cleartext:
+            raise ValueError(cleartext)
         return self
 
     @property

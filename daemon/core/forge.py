@@ -73,6 +73,19 @@ def parse_repo(value: str) -> RepoLocation:
     return RepoLocation(RepoKind.SSH, text)
 
 
+def cleartext_token_problem(url: str) -> str | None:
+    """Why a token must not go to `url`, or None: over http:// it would cross the network in
+    cleartext, so only a loopback host (127.0.0.0/8, ::1, localhost) may take one."""
+    match = _HTTP_URL.fullmatch(url.strip())
+    if match is None or match["scheme"] != "http":
+        return None
+    host = match["host"].strip("[]").lower()
+    if host == "localhost" or host == "::1" or re.fullmatch(r"127(\.\d{1,3}){3}", host):
+        return None
+    return (f"gitops.repo is http:// on {host}, so gitops.credentials.token_file would be sent in cleartext; "
+            "use https:// (or an ssh:// repo with ssh_key)")
+
+
 def _check_port(port: str | None) -> None:
     if port is not None and not 1 <= int(port) <= 65535:
         raise ValueError(f"has port {port}, which is not a TCP port (1-65535)")
@@ -90,6 +103,19 @@ def backoff_seconds(failures: int, poll_seconds: float, cap: float = MAX_BACKOFF
     if failures <= 0:
         return poll_seconds
     return max(poll_seconds, min(cap, poll_seconds * 2 ** min(failures, 30)))
+
+
+# Fetches woken by webhooks (or API writes) start at most this often: deliveries replayed with
+# fresh ids (not signed for GitHub, Gitea, generic) cannot make argusd fetch back to back; one
+# arriving meanwhile is coalesced into the one next fetch.
+MIN_FETCH_INTERVAL_S = 2.0
+
+
+def fetch_wait_seconds(now: float, last_started: float | None, min_interval: float = MIN_FETCH_INTERVAL_S) -> float:
+    """How long to wait before a fetch may start (0: now), given when the last one started."""
+    if last_started is None:
+        return 0.0
+    return max(0.0, last_started + min_interval - now)
 
 
 # -- webhooks ------------------------------------------------------------------------------------

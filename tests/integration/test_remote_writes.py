@@ -171,3 +171,70 @@ def test_no_hook_is_installed_on_a_forge(tmp_path):
     done = run_argusctl("--config", str(config), "hook", "install")
     assert done.returncode != 0 and "where no argus hook runs: argusd alone enforces" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def _clone_with_hook(tmp_path: Path, hook: str) -> gitwrite.Clone:
+    bare = bare_repo(tmp_path / "repo.git")
+    (bare / "hooks" / "pre-receive").write_text("#!/bin/sh\n" + hook)
+    (bare / "hooks" / "pre-receive").chmod(0o755)
+    work = tmp_path / "work"
+    gitwrite.clone_repo(bare, work, "main")
+    for key, value in (("user.name", "Alice"), ("user.email", "alice@argus.local")):
+        subprocess.run(["git", "config", key, value], cwd=work, check=True)
+    return gitwrite.Clone(work, "alice", "main")
+
+
+def _edit(clone: gitwrite.Clone):
+    def edit():
+        path = clone.user_dir / "a.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(spec("a"))
+        return [path], "create a"
+    return edit
+
+
+def test_a_push_never_prompts_and_its_error_shows_no_password(tmp_path):
+    """The server's answer names a URL with a password: the error shows it redacted; git runs
+    with GIT_TERMINAL_PROMPT=0 (the hook sees git's environment)."""
+    clone = _clone_with_hook(tmp_path, 'echo "prompt=$GIT_TERMINAL_PROMPT https://bob:hunter22@forge.example/x.git" >&2\n'
+                                       "exit 1\n")
+    with pytest.raises(gitwrite.RefusedError) as refused:
+        with gitwrite.write_transaction(clone, sync=False):
+            gitwrite.commit_and_push(clone, _edit(clone))
+    assert "prompt=0 https://***@forge.example/x.git" in str(refused.value)
+    assert "hunter22" not in str(refused.value)
+
+
+def test_a_push_that_hangs_is_stopped_whole(tmp_path, monkeypatch):
+    monkeypatch.setattr(gitwrite, "REMOTE_TIMEOUT_S", 2.0)
+    clone = _clone_with_hook(tmp_path, f"echo $$ > {tmp_path}/hook.pid\nsleep 60\n")
+    started = time.monotonic()
+    with pytest.raises(gitwrite.GitError) as stopped:
+        with gitwrite.write_transaction(clone, sync=False):
+            gitwrite.commit_and_push(clone, _edit(clone))
+    assert time.monotonic() - started < 20
+    assert "git push did not finish in 2 s" in str(stopped.value)
+    hook_pid = int((tmp_path / "hook.pid").read_text())
+    time.sleep(0.2)
+    assert not Path(f"/proc/{hook_pid}").exists() or "Z" in Path(f"/proc/{hook_pid}/stat").read_text().split()[2]
+
+
+def test_the_token_is_offered_to_the_repos_url_only(tmp_path):
+    """argusd's credential helper answers for gitops.repo's URL, not for any other host git is
+    sent to (a redirect, a submodule), and redirects are not followed."""
+    from daemon.config import GitCredentials
+    from daemon.remote import configure_remote
+
+    (tmp_path / "token").write_text("tok-abcdef\n")
+    repo = bare_repo(tmp_path / "m.git")
+    url = "https://forge.example/g/gitops.git"
+    configure_remote(repo, url, GitCredentials(token_file=str(tmp_path / "token"), username="x-access-token"))
+
+    def fill(host: str, path: str) -> str:
+        return subprocess.run(["git", "credential", "fill"], cwd=repo, input=f"protocol=https\nhost={host}\npath={path}\n\n",
+                              capture_output=True, text=True, env={**os.environ, "GIT_TERMINAL_PROMPT": "0"}).stdout
+
+    assert "password=tok-abcdef" in fill("forge.example", "g/gitops.git")
+    assert "tok-abcdef" not in fill("evil.example", "g/gitops.git")
+    assert subprocess.run(["git", "config", "http.followRedirects"], cwd=repo, capture_output=True,
+                          text=True).stdout.strip() == "false"

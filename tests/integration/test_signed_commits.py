@@ -261,3 +261,21 @@ def test_an_openpgp_block_with_a_second_key_cannot_sign_as_another_user(tmp_path
         tick(config)
     assert str(refused.value).startswith("users.alice.signing_keys: an OpenPGP key block holds 2 primary keys "
                                          f"(first {alice_fpr.upper()})")
+
+
+def test_an_openpgp_key_without_gpg_is_one_clear_error(tmp_path, keys, gpg_homes, monkeypatch):
+    _, alice_pub = gpg_key(tmp_path / "gpg-alice", "Alice <alice@example.com>")
+    gitops = GitOps(tmp_path / "g")
+    block = "".join(f"          {line}\n" for line in alice_pub.strip().splitlines())
+    config = write_config(tmp_path / "argus.yaml", root=tmp_path / "private", db=tmp_path / "state" / "argus.db",
+                          repo=gitops.bare, extra=("  require_signed: true\nusers:\n  alice:\n"
+                                                   "    git_identities: [alice@example.com]\n"
+                                                   f"    signing_keys:\n      - |\n{block}"))
+    only_git = tmp_path / "bin"
+    only_git.mkdir()
+    (only_git / "git").symlink_to(subprocess.run(["which", "git"], capture_output=True, text=True).stdout.strip())
+    monkeypatch.setenv("PATH", str(only_git))
+    with pytest.raises(GitError) as refused:
+        tick(config)
+    assert str(refused.value) == ("users.alice.signing_keys holds an OpenPGP key but gpg is not installed; install "
+                                  "gnupg (apt-get install gnupg) or give an SSH key instead")

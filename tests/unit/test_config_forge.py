@@ -57,6 +57,8 @@ def test_a_local_repo_is_its_own_mirror(files):
      "cfg.yaml:7:20: gitops.webhooks.gitea.secret_file: {d}/empty is empty; put the secret in it"),
     ("  repo: https://h/r.git\n  credentials:\n    token_file: {d}/empty\n",
      "cfg.yaml:6:17: gitops.credentials.token_file: {d}/empty is empty"),
+    ("  repo: http://gitlab.example.com/t/g.git\n  credentials:\n    token_file: {d}/token\n",
+     "gitops.repo is http:// on gitlab.example.com, so gitops.credentials.token_file would be sent in cleartext"),
     ("  repo: https://h/r.git\n  webhooks:\n    bitbucket:\n      secret_file: {d}/hook-secret\n",
      "unknown field 'gitops.webhooks.bitbucket'"),
 ])
