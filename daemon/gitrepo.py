@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 import git
 from git.exc import InvalidGitRepositoryError, NoSuchPathError
 
+from daemon.core.forge import SignatureStatus
 from daemon.core.layout import MODELS_DIR
 from daemon.core.ownership import Changer, merge_changed_paths
 from daemon.errors import GitError
@@ -69,13 +70,14 @@ class SignatureCheck:
     gnupg_home: str | None = None
     openpgp_users: tuple[tuple[str, str], ...] = ()   # (primary key fingerprint, user)
 
-    def signer(self, status: str, principal: str, primary: str, key: str = "") -> tuple[str, str]:
+    def signer(self, status: str, principal: str, primary: str, key: str = "") -> tuple[SignatureStatus, str]:
         """(git's %G?, the user the signature proves or "") for one commit. Only an SSH
         signature's principal (%GS) names a user: for OpenPGP %GS is the key's user ID, which
         the key's maker chose, so an OpenPGP signer is its primary fingerprint's user or no one."""
+        verdict = SignatureStatus.of(status)
         if key.startswith("SHA256:"):
-            return status, principal
-        return status, dict(self.openpgp_users).get(primary.upper(), "")
+            return verdict, principal
+        return verdict, dict(self.openpgp_users).get(primary.upper(), "")
 
 
 def _parse_log(out: str, check: SignatureCheck | None = None) -> list[CommitInfo]:

@@ -224,6 +224,26 @@ def allowed_signers(keys: Mapping[str, list[str]], api_key: str | None = None) -
 
 
 # git's %G? letters, as a reason a commit is no proof of its author.
+class SignatureStatus(StrEnum):
+    """git's verdict on a commit's signature (%G?)."""
+    GOOD = "G"
+    UNSIGNED = "N"
+    UNKNOWN_KEY = "U"
+    BAD = "B"
+    CANNOT_CHECK = "E"
+    EXPIRED_SIGNATURE = "X"
+    EXPIRED_KEY = "Y"
+    REVOKED_KEY = "R"
+    OTHER = "?"   # a letter a newer git may add: never proof
+
+    @classmethod
+    def of(cls, letter: str) -> "SignatureStatus":
+        try:
+            return cls(letter)
+        except ValueError:
+            return cls.OTHER
+
+
 _SIGNATURE_TROUBLE = {
     "N": "is not signed",
     "U": "is signed by a key no user in the config has",
@@ -233,17 +253,18 @@ _SIGNATURE_TROUBLE = {
 }
 
 
-def signature_problem(user: str, status: str, signer: str, sha: str, author: str, author_email: str,
+def signature_problem(user: str, status: "SignatureStatus | str", signer: str, sha: str, author: str, author_email: str,
                       allowed_emails: tuple[str, ...] | list[str]) -> str | None:
     """Why a commit that changed models.d/<user>/ is not proven to be <user>'s (None: it is).
     `status`/`signer`: git's %G? and %GS with the config's allowed signers. A good signature by
     the user's own key proves it; one by argusd's key proves an API write argusd authenticated,
     made as one of the user's git identities."""
-    if status == "G" and signer == user:
+    status = SignatureStatus.of(status)
+    if status is SignatureStatus.GOOD and signer == user:
         return None
-    if status == "G" and signer == API_SIGNER and author_email in allowed_emails:
+    if status is SignatureStatus.GOOD and signer == API_SIGNER and author_email in allowed_emails:
         return None
-    if status == "G":
+    if status is SignatureStatus.GOOD:
         why = ("is signed by argusd's API key but not as one of this user's git identities" if signer == API_SIGNER
                else f"is signed by {signer}'s key")
     else:

@@ -199,3 +199,14 @@ def test_doctor_warns_of_secret_files_others_can_read(tmp_path):
     checks = check_secret_modes(load_config(cfg, env={}))
     assert [(c.status, c.detail) for c in checks] == [
         (WARN, f"gitops.credentials.token_file: {tmp_path}/token is readable by its group or others (mode 644)")]
+
+
+from daemon.core.forge import SignatureStatus  # noqa: E402
+
+
+def test_gits_signature_letters_are_an_enum():
+    check = SignatureCheck("signers")
+    assert check.signer("G", "alice", "", "SHA256:x") == (SignatureStatus.GOOD, "alice")
+    assert check.signer("G", "alice", "", "SHA256:x")[0] is SignatureStatus.GOOD
+    assert SignatureStatus.of("Z") is SignatureStatus.OTHER  # a letter a newer git may add: never proof
+    assert signature_problem("alice", "Z", "alice", "0123456789abcdef", "A <a@x>", "a@x", ("a@x",)) is not None
