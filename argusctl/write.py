@@ -46,8 +46,7 @@ def init(
 
     config = load_config(ctx)
     repo = config.gitops.repo if config.gitops.location.remote else Path(os.path.expanduser(config.gitops.repo))
-    clone = do_init(repo, _workdir(config, workdir), user, config.gitops.branch, name, email,
-                    credentials=config.gitops.credentials)
+    clone = do_init(repo, _workdir(config, workdir), user, config.gitops.branch, name, email)
     typer.echo(f"GitOps repo: {config.gitops.repo}")
     typer.echo(f"Your clone:  {clone.path} (user {clone.user}); put specs in {clone.user_dir}/")
 

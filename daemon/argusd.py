@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from daemon.config import Config, gitops_mirror, load_config
-from daemon.core.forge import backoff_seconds
+from daemon.config import Config, Reader, gitops_mirror, load_config
+from daemon.core.forge import backoff_seconds, fetch_wait_seconds
 from daemon.errors import ArgusError, ClusterError, ConfigError, GitError, StoreError
 from daemon.gitrepo import GitRepo
 from daemon.remote import FetchState, Mirror, fetch_state_path, now_iso, prepare_signatures, write_fetch_state
@@ -71,6 +71,7 @@ class Daemon:
         self.mirror = Mirror(config) if config.gitops.location.remote else None
         self.fetch_state = FetchState(config.gitops.repo)
         self._next_fetch = 0.0       # monotonic time before which no fetch is tried (backoff)
+        self._last_fetch_started: float | None = None  # monotonic; spaces woken fetches (MIN_FETCH_INTERVAL_S)
         self._last_good_fetch: float | None = None
         self._started = time.time()
         # gitops.require_signed: git checks each commit's signature against the config's keys.
@@ -146,6 +147,7 @@ class Daemon:
         changes nothing recorded: sync goes on from the mirror, and every model keeps serving."""
         if self.mirror is None or time.monotonic() < self._next_fetch:
             return
+        self._last_fetch_started = time.monotonic()
         state = self.fetch_state
         state.last_attempt = now_iso()
         try:
@@ -244,6 +246,10 @@ class Daemon:
         while not self.stopping.is_set():
             self.wake.clear()
             self._reopen_if_replaced()
+            # Fetches are spaced (webhook replays); wakes arriving meanwhile stay set: one fetch after this one.
+            if self.mirror is not None and self.stopping.wait(fetch_wait_seconds(time.monotonic(),
+                                                                                 self._last_fetch_started)):
+                break
             self._fetch()
             self._sync()
             self.wake.wait(timeout=self.config.gitops.poll_seconds)
@@ -296,7 +302,7 @@ def main(
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO), stream=sys.stderr,
                         format="%(asctime)s argusd %(levelname)s %(message)s")
     try:
-        cfg = load_config(config)
+        cfg = load_config(config, reader=Reader.ARGUSD)
         lock = WriterLock(cfg.state.db).acquire()
         store = Store.open(cfg.state.db)
     except (ConfigError, StoreError) as exc:
@@ -314,7 +320,11 @@ def main(
             log.info("metrics on http://%s/metrics", listen)
         except (OSError, ValueError) as exc:  # the side door failing never stops sync
             log.error("cannot serve metrics on %s (%s); going on without them", listen, exc)
-    daemon = Daemon(cfg, store, client, watch=not once, metrics=metrics, alive_file=lock.path)
+    try:
+        daemon = Daemon(cfg, store, client, watch=not once, metrics=metrics, alive_file=lock.path)
+    except GitError as exc:  # e.g. a signing key that cannot be used: one line, no traceback
+        typer.echo(f"argusd: error: {exc}", err=True)
+        raise typer.Exit(EXIT_ENVIRONMENT)
     if metrics is not None and daemon.mirror is not None:
         metrics.watch_fetch(daemon.seconds_since_good_fetch)
     api = None

@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 import re
 import socket
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
-from daemon.core.forge import RepoKind, RepoLocation, parse_repo, ssh_public_key_problem
+from daemon.core.forge import RepoKind, RepoLocation, cleartext_token_problem, parse_repo, ssh_public_key_problem
 from daemon.core.spec import USER_ID_RE, validate_user_id
 from daemon.errors import ConfigError, Problem
 from daemon.core.validation import problems_from
@@ -171,14 +173,37 @@ class StateConfig(_Strict):
         return _absolute_path(value, "SQLite file argusd keeps its state in")
 
 
-def _readable_file(value: str, what: str) -> str:
-    """A credential or secret named by path: checked when the config loads, so a typo is one
-    error at its line instead of a fetch that fails later (the content is never read here)."""
+class Reader(Enum):
+    """Who loads the config. Only argusd may read its secrets (credentials, webhook secrets,
+    its signing key); the pre-receive hook (run as the pushing user) and argusctl (run as a
+    user) must work without them, so a secret file is checked only when argusd loads."""
+    ARGUSD = "argusd"
+    USER = "user"
+
+
+def _reads_secrets(info: ValidationInfo) -> bool:
+    return bool(info.context) and info.context.get("reader") is Reader.ARGUSD
+
+
+def _secret_file(value: str, what: str, info: ValidationInfo, *, not_empty: bool = False) -> str:
+    """A credential or secret named by path: when argusd loads, checked (exists, readable, and
+    when `not_empty` holds a line), so a typo is one error at its line instead of a fetch or
+    delivery that fails later; for anyone else only its path is checked (they must not read it)."""
     path = _absolute_path(value, what)
+    if not _reads_secrets(info):
+        return path
     if not os.path.isfile(path):
         raise ValueError(f"{path} does not exist or is not a file; create the {what} there or fix the path")
     if not os.access(path, os.R_OK):
         raise ValueError(f"{path} is not readable by this user; fix its owner or mode (chmod 600, owned by argusd's user)")
+    if not_empty:
+        try:
+            with open(path, "rb") as handle:
+                empty = not handle.read(4096).strip()
+        except OSError as exc:
+            raise ValueError(f"cannot read {path} ({exc.strerror}); fix its owner or mode") from None
+        if empty:
+            raise ValueError(f"{path} is empty; put the secret in it (one line, as given to the forge)")
     return path
 
 
@@ -195,18 +220,18 @@ class GitCredentials(_Strict):
 
     @field_validator("ssh_key")
     @classmethod
-    def _ssh_key(cls, value: Optional[str]) -> Optional[str]:
-        return None if value is None else _readable_file(value, "SSH private key")
+    def _ssh_key(cls, value: Optional[str], info: ValidationInfo) -> Optional[str]:
+        return None if value is None else _secret_file(value, "SSH private key", info)
 
     @field_validator("known_hosts")
     @classmethod
-    def _known_hosts(cls, value: Optional[str]) -> Optional[str]:
-        return None if value is None else _readable_file(value, "known_hosts file (ssh-keyscan -p PORT HOST > FILE, checked)")
+    def _known_hosts(cls, value: Optional[str], info: ValidationInfo) -> Optional[str]:
+        return None if value is None else _secret_file(value, "known_hosts file (ssh-keyscan -p PORT HOST > FILE, checked)", info)
 
     @field_validator("token_file")
     @classmethod
-    def _token_file(cls, value: Optional[str]) -> Optional[str]:
-        return None if value is None else _readable_file(value, "file holding the HTTPS access token")
+    def _token_file(cls, value: Optional[str], info: ValidationInfo) -> Optional[str]:
+        return None if value is None else _secret_file(value, "file holding the HTTPS access token", info, not_empty=True)
 
     @field_validator("username")
     @classmethod
@@ -222,8 +247,8 @@ class WebhookSecret(_Strict):
 
     @field_validator("secret_file")
     @classmethod
-    def _secret_file(cls, value: str) -> str:
-        return _readable_file(value, "file holding the webhook secret")
+    def _secret(cls, value: str, info: ValidationInfo) -> str:
+        return _secret_file(value, "file holding the webhook secret", info, not_empty=True)
 
 
 class WebhooksConfig(_Strict):
@@ -257,11 +282,11 @@ class GitopsConfig(_Strict):
 
     @field_validator("api_signing_key")
     @classmethod
-    def _api_signing_key(cls, value: Optional[str]) -> Optional[str]:
+    def _api_signing_key(cls, value: Optional[str], info: ValidationInfo) -> Optional[str]:
         if value is None:
             return None
-        path = _readable_file(value, "SSH private key argusd signs API writes with")
-        if not os.path.isfile(path + ".pub"):
+        path = _secret_file(value, "SSH private key argusd signs API writes with", info)
+        if not os.path.isfile(path + ".pub"):  # the public half: what the hook and everyone else check with
             raise ValueError(f"{path}.pub does not exist; put the key's public half beside it "
                              f"(ssh-keygen -y -f {path} > {path}.pub)")
         return path
@@ -305,6 +330,9 @@ class GitopsConfig(_Strict):
         if kind is not RepoKind.HTTPS and creds.token_file:
             raise ValueError(f"gitops.credentials.token_file is for an https:// repo, and gitops.repo is {kind.value}; "
                              "remove it (an SSH repo takes ssh_key and known_hosts)")
+        cleartext = cleartext_token_problem(self.repo) if creds.token_file else None
+        if cleartext:
+            raise ValueError(cleartext)
         return self
 
     @property
@@ -447,8 +475,25 @@ def default_config_path(env: dict[str, str] | None = None) -> Path:
     return repo_root() / "configs" / "local.yaml"
 
 
-def load_config(path: str | os.PathLike | None = None, env: dict[str, str] | None = None) -> Config:
-    """Read and validate a config file. Raises ConfigError with `path:line:col` lines."""
+def signing_problems(config: Config) -> list[tuple[tuple, str]]:
+    """(place in the config, message) for a require_signed that would check nothing: without
+    a users section no directory has an owner whose keys could be required, and a user without
+    a signing key could never change their models."""
+    if not config.gitops.require_signed:
+        return []
+    if not config.users:
+        return [(("gitops", "require_signed"),
+                 "gitops.require_signed: is true but there is no users section, so no signature would be "
+                 "checked; add users.<user>.git_identities and signing_keys for each user, or set it to false")]
+    return [(("users", user), f"users.{user}: has no signing_keys, and gitops.require_signed is true; add the "
+                              "user's public key (a line of their .pub file, or gpg --armor --export <key id>)")
+            for user, u in config.users.items() if not u.signing_keys]
+
+
+def load_config(path: str | os.PathLike | None = None, env: dict[str, str] | None = None,
+                reader: Reader = Reader.USER) -> Config:
+    """Read and validate a config file. Raises ConfigError with `path:line:col` lines. Secret
+    files are checked only for `Reader.ARGUSD` (see Reader)."""
     env = dict(os.environ if env is None else env)
     cfg_path = Path(path) if path is not None else default_config_path(env)
     try:
@@ -466,9 +511,13 @@ def load_config(path: str | os.PathLike | None = None, env: dict[str, str] | Non
     problems = [Problem(str(cfg_path), *_lc(doc, loc), msg) for loc, msg in errors]
     if not problems:
         try:
-            return Config.model_validate(value)
+            config = Config.model_validate(value, context={"reader": reader})
         except ValidationError as exc:
             problems = problems_from(exc, doc, str(cfg_path), Config)
+        else:
+            problems = [Problem(str(cfg_path), *_lc(doc, loc), msg) for loc, msg in signing_problems(config)]
+            if not problems:
+                return config
     raise ConfigError("invalid config:\n" + "\n".join(str(p) for p in sorted(problems)))
 
 

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 import git
 from git.exc import InvalidGitRepositoryError, NoSuchPathError
 
+from daemon.core.forge import SignatureStatus
 from daemon.core.layout import MODELS_DIR
 from daemon.core.ownership import Changer, merge_changed_paths
 from daemon.errors import GitError
@@ -54,8 +55,9 @@ def commit_time(raw: str) -> datetime | None:
 # NUL between fields: the one byte no name or e-mail in a commit can hold (\x1f can).
 _LOG_FORMAT = "%H%x00%P%x00%ct%x00%ae%x00%an%x00"
 # With signatures checked: git's verdict (%G?) and the principal of the allowed signer (%GS).
-# %GP: the primary key's fingerprint, which names the user of an OpenPGP key.
-_SIGNED_LOG_FORMAT = _LOG_FORMAT + "%G?%x00%GS%x00%GP%x00"
+# %GP: the primary key's fingerprint, which names the user of an OpenPGP key; %GF: the signing
+# key's fingerprint, "SHA256:..." for an SSH key (whose %GS is the allowed signers' principal).
+_SIGNED_LOG_FORMAT = _LOG_FORMAT + "%G?%x00%GS%x00%GP%x00%GF%x00"
 
 
 @dataclass(frozen=True)
@@ -68,23 +70,25 @@ class SignatureCheck:
     gnupg_home: str | None = None
     openpgp_users: tuple[tuple[str, str], ...] = ()   # (primary key fingerprint, user)
 
-    def signer(self, status: str, principal: str, fingerprint: str) -> tuple[str, str]:
-        """(git's %G?, the user the signature proves or "") for one commit."""
-        pgp_user = dict(self.openpgp_users).get(fingerprint.upper())
-        if pgp_user is not None:
-            return status, pgp_user
-        return status, principal
+    def signer(self, status: str, principal: str, primary: str, key: str = "") -> tuple[SignatureStatus, str]:
+        """(git's %G?, the user the signature proves or "") for one commit. Only an SSH
+        signature's principal (%GS) names a user: for OpenPGP %GS is the key's user ID, which
+        the key's maker chose, so an OpenPGP signer is its primary fingerprint's user or no one."""
+        verdict = SignatureStatus.of(status)
+        if key.startswith("SHA256:"):
+            return verdict, principal
+        return verdict, dict(self.openpgp_users).get(primary.upper(), "")
 
 
 def _parse_log(out: str, check: SignatureCheck | None = None) -> list[CommitInfo]:
     fields = out.split("\x00")
-    width = 8 if check else 5
+    width = 9 if check else 5
     commits = []
     for i in range(0, len(fields) - (width - 1), width):
         sha, parents, ctime, email, name = fields[i:i + 5]
         sha = sha.lstrip("\n")
         parent_list = tuple(parents.split())
-        signature = check.signer(*fields[i + 5:i + 8]) if check else None
+        signature = check.signer(*fields[i + 5:i + 9]) if check else None
         commits.append(CommitInfo(sha, parent_list[0] if parent_list else None, f"{name} <{email}>", email,
                                   commit_time(ctime), parent_list, ctime, signature))
     return commits

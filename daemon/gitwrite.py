@@ -90,8 +90,18 @@ class Change:
         return {**self.__dict__, "action": self.action.value}
 
 
+# git commands that talk to the GitOps repo (a forge, or a local repo's hook): run with a timeout,
+# no prompt and their output redacted (daemon/remote.py), never as plain run_git.
+_REMOTE_COMMANDS = frozenset({"fetch", "push", "clone", "ls-remote"})
+
+
 def _git(cwd: Path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
-    result = run_git(*args, cwd=cwd, env=env)
+    if args[0] in _REMOTE_COMMANDS and env is None:
+        from daemon.remote import run_redacted_remote_git
+
+        result = run_redacted_remote_git(list(args), cwd=cwd, timeout=REMOTE_TIMEOUT_S)
+    else:
+        result = run_git(*args, cwd=cwd, env=env)
     if check and result.returncode != 0:
         raise GitError(f"git {args[0]} failed in {cwd}: {(result.stderr or result.stdout).strip()}")
     return result
@@ -99,11 +109,12 @@ def _git(cwd: Path, *args: str, check: bool = True, env: dict | None = None) -> 
 
 def clone_repo(origin: str | os.PathLike, path: Path, branch: str,
                credentials: "GitCredentials | None" = None) -> None:
-    """A new clone of the GitOps repo at `path`. A remote repo (a forge URL) gets the config's
-    credentials in the clone's own git config before the first fetch (paths only, no secret;
-    daemon/remote.py), so every later fetch and push from it authenticates the same way."""
+    """A new clone of the GitOps repo at `path`. A remote repo (a forge URL) gets `credentials`
+    in the clone's own git config before the first fetch (paths only, no secret; daemon/remote.py),
+    so every later fetch and push from it authenticates the same way: argusd's server clones
+    pass gitops.credentials, a user's clone none (the user's own git credentials push)."""
     from daemon.core.forge import parse_repo
-    from daemon.remote import configure_remote, run_remote_git
+    from daemon.remote import configure_remote
 
     origin = str(origin)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -116,10 +127,10 @@ def clone_repo(origin: str | os.PathLike, path: Path, branch: str,
     _git(path, "init", "-q", "-b", branch)
     configure_remote(path, origin, credentials or GitCredentials())
     _git(path, "config", "remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*")
-    fetched = run_remote_git(["fetch", "-q", "origin"], cwd=path, timeout=REMOTE_TIMEOUT_S)
+    fetched = _git(path, "fetch", "-q", "origin", check=False)
     if fetched.returncode != 0:
         raise GitError(f"cannot fetch the GitOps repo {origin}: {fetched.stderr.strip()}; check the URL, "
-                       "gitops.credentials and the network")
+                       "the git credentials (yours for argusctl, gitops.credentials for argusd) and the network")
 
 
 def _is_repo(origin: str | os.PathLike) -> bool:

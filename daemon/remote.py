@@ -11,6 +11,7 @@ and `doctor`.
 from __future__ import annotations
 
 import json
+import re
 import os
 import shlex
 import signal
@@ -68,11 +69,17 @@ def configure_remote(repo_dir: str | os.PathLike, url: str, creds: GitCredential
             run_git("config", "--unset-all", key, cwd=repo_dir)
         else:
             _checked(run_git("config", key, value, cwd=repo_dir), repo_dir)
-    # An empty helper first: no helper from the system or user config sees this remote.
-    run_git("config", "--unset-all", "credential.helper", cwd=repo_dir)
+    # The helper answers for the repo's URL only (credential.<url>.helper), and no redirect is
+    # followed: the token never goes to another host. An empty helper first: no helper from the
+    # system or user config sees this remote. (A bare credential.helper is an older argus's.)
+    scoped = f"credential.{url}.helper"
+    for key in ("credential.helper", scoped, TOKEN_FILE_KEY, "http.followRedirects"):
+        run_git("config", "--unset-all", key, cwd=repo_dir)
     if kind is RepoKind.HTTPS and creds.token_file:
-        _checked(run_git("config", "--add", "credential.helper", "", cwd=repo_dir), repo_dir)
-        _checked(run_git("config", "--add", "credential.helper", credential_helper(creds), cwd=repo_dir), repo_dir)
+        _checked(run_git("config", TOKEN_FILE_KEY, creds.token_file, cwd=repo_dir), repo_dir)
+        _checked(run_git("config", "http.followRedirects", "false", cwd=repo_dir), repo_dir)
+        _checked(run_git("config", "--add", scoped, "", cwd=repo_dir), repo_dir)
+        _checked(run_git("config", "--add", scoped, credential_helper(creds), cwd=repo_dir), repo_dir)
 
 
 def _checked(done: subprocess.CompletedProcess, where: str | os.PathLike) -> None:
@@ -80,9 +87,15 @@ def _checked(done: subprocess.CompletedProcess, where: str | os.PathLike) -> Non
         raise GitError(f"cannot configure the git remote in {where}: {done.stderr.strip()}")
 
 
-def redact(text: str, creds: GitCredentials) -> str:
-    """`text` without the token, should any server or git ever echo it back."""
-    if creds.token_file:
+# user:password@ in a URL git or a server prints (a bare user, as in ssh://git@host, is no secret).
+_URL_SECRET = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://)[^/\s@:]+:[^/\s@]+@")
+
+
+def redact(text: str, creds: GitCredentials | None) -> str:
+    """`text` without the token or a password in a URL, should any server or git ever echo
+    them back: the one redaction for every remote git error argus shows or logs."""
+    text = _URL_SECRET.sub(r"\1***@", text)
+    if creds is not None and creds.token_file:
         try:
             token = Path(creds.token_file).read_text().strip()
         except OSError:
@@ -90,6 +103,18 @@ def redact(text: str, creds: GitCredentials) -> str:
         if len(token) >= 4:
             text = text.replace(token, "***")
     return text
+
+
+TOKEN_FILE_KEY = "argus.tokenFile"  # in a clone's git config: whose token its errors must not show
+
+
+def run_redacted_remote_git(args: list[str], cwd: str | os.PathLike, timeout: float) -> subprocess.CompletedProcess:
+    """run_remote_git with its output redacted (the token configure_remote gave `cwd`, if any)."""
+    done = run_remote_git(args, cwd=cwd, timeout=timeout)
+    token_file = run_git("config", "--get", TOKEN_FILE_KEY, cwd=cwd).stdout.strip() or None
+    creds = GitCredentials(token_file=token_file) if token_file else None
+    return subprocess.CompletedProcess(done.args, done.returncode, redact(done.stdout, creds),
+                                       redact(done.stderr, creds))
 
 
 def run_remote_git(args: list[str], cwd: str | os.PathLike, timeout: float) -> subprocess.CompletedProcess:
@@ -258,9 +283,20 @@ def prepare_signatures(config: Config, directory: Path) -> Optional["SignatureCh
     users: list[tuple[str, str]] = []
     for user, key in pgp_keys:
         env = {**os.environ, "GNUPGHOME": str(home)}
-        shown = subprocess.run(["gpg", "--batch", "--with-colons", "--import-options", "show-only", "--import"],
-                               input=key, capture_output=True, text=True, env=env)
+        try:
+            shown = subprocess.run(["gpg", "--batch", "--with-colons", "--import-options", "show-only", "--import"],
+                                   input=key, capture_output=True, text=True, env=env)
+        except FileNotFoundError:
+            raise GitError(f"users.{user}.signing_keys holds an OpenPGP key but gpg is not installed; "
+                           "install gnupg (apt-get install gnupg) or give an SSH key instead") from None
         fingerprints = [line.split(":")[9] for line in shown.stdout.splitlines() if line.startswith("fpr:")]
+        primaries = sum(1 for line in shown.stdout.splitlines() if line.startswith("pub:"))
+        if primaries > 1:
+            # Only the first primary key is tied to the user; another (with any user ID) would sign as no one
+            # at best, so a block holding several is refused rather than half-trusted.
+            raise GitError(f"users.{user}.signing_keys: an OpenPGP key block holds {primaries} primary keys "
+                           f"(first {fingerprints[0].upper()}); give each key as its own entry "
+                           "(gpg --armor --export <one key id>)")
         done = subprocess.run(["gpg", "--batch", "--quiet", "--import"], input=key, capture_output=True, text=True,
                               env=env)
         if done.returncode != 0 or not fingerprints:

@@ -441,6 +441,30 @@ def check_remote(config: Config, now: float | None = None) -> Check:
                  "enforces ownership and validity")
 
 
+def secret_files(config: Config) -> list[tuple[str, str]]:
+    """(config key, path) of every file holding one of argusd's secrets."""
+    gitops, creds = config.gitops, config.gitops.credentials
+    named = [("gitops.credentials.ssh_key", creds.ssh_key), ("gitops.credentials.token_file", creds.token_file),
+             ("gitops.api_signing_key", gitops.api_signing_key)]
+    named += [(f"gitops.webhooks.{name}.secret_file", hook.secret_file)
+              for name, hook in gitops.webhooks if hook is not None]
+    return [(key, path) for key, path in named if path]
+
+
+def check_secret_modes(config: Config) -> list[Check]:
+    """A secret file others on the machine can read is a leaked secret waiting to happen."""
+    checks = []
+    for key, path in secret_files(config):
+        try:
+            mode = os.stat(path).st_mode & 0o777
+        except OSError:
+            continue  # not ours to read (argusd's alone): argusd checks it at start
+        if mode & 0o077:
+            checks.append(Check("secret file", WARN, f"{key}: {path} is readable by its group or others "
+                                f"(mode {mode:03o})", f"chmod 600 {path} (owned by argusd's user)"))
+    return checks
+
+
 def check_state(config: Config) -> list[Check]:
     db, repo = config.state.db, config.gitops.repo
     checks = [Check("state store", OK if os.path.exists(db) else WARN, db,
@@ -464,4 +488,5 @@ def run_checks(config: Config, config_path: str, python: str | None = None,
     cluster = check_cluster(config, client)
     reachable = not any(c.name == "ray dashboard" and c.status == FAIL for c in cluster)
     return (check_config(config, config_path) + check_imports(python or default_serving_python(), config)
-            + cluster + (check_nodes(config, client) if reachable and nodes else []) + check_state(config))
+            + cluster + (check_nodes(config, client) if reachable and nodes else []) + check_state(config)
+            + check_secret_modes(config))

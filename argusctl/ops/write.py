@@ -18,10 +18,11 @@ from daemon.gitwrite import (Change, Clone, SpecError, _git, apply, clone_repo, 
 
 
 def init(bare: Path | str, workdir: Path, user: str, branch: str = "main", name: str | None = None,
-         email: str | None = None, credentials: GitCredentials | None = None) -> Clone:
+         email: str | None = None) -> Clone:
     """A bare GitOps repo (if missing) and the user's working clone with models.d/<user>/.
     `bare` may be a forge's URL (the repo exists there already): the clone fetches from and
-    pushes to it, authenticated with `credentials` (gitops.credentials) when given."""
+    pushes to it with the user's own git credentials (their SSH key, credential helper), never
+    argusd's gitops.credentials: the forge maps the user's account to their identity."""
     try:
         validate_user_id(user)
     except ValueError as exc:
@@ -36,11 +37,12 @@ def init(bare: Path | str, workdir: Path, user: str, branch: str = "main", name:
     if workdir.exists() and any(workdir.iterdir()):
         if not (workdir / ".git").exists():
             raise UsageError(f"{workdir} exists and is not a git clone; choose another --workdir")
-        if remote and credentials is not None and _origin(workdir) == str(bare):
-            configure_remote(workdir, str(bare), credentials)  # the config's credentials may have changed
+        if remote and _origin(workdir) == str(bare):
+            # No credentials of argusd's: a clone an older argusctl made with them has them removed.
+            configure_remote(workdir, str(bare), GitCredentials())
         _check_existing_clone(workdir, bare, branch)
     else:
-        clone_repo(bare, workdir, branch, credentials)
+        clone_repo(bare, workdir, branch)
     _git(workdir, "config", "argus.user", user)
     if name:
         _git(workdir, "config", "user.name", name)

@@ -73,9 +73,12 @@ async def receive(forge: str, request: Request, ctx: ApiContext = Depends(contex
     length = request.headers.get("content-length")
     if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
         return _answer(413, "too_large", f"a webhook body must be at most {MAX_BODY_BYTES} bytes")
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        return _answer(413, "too_large", f"a webhook body must be at most {MAX_BODY_BYTES} bytes")
+    body = bytearray()
+    async for chunk in request.stream():  # without Content-Length (chunked) too: never more than the limit held
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            return _answer(413, "too_large", f"a webhook body must be at most {MAX_BODY_BYTES} bytes")
+    body = bytes(body)
     try:
         with open(receiver.secret_file, "rb") as handle:
             secret = read_secret(handle.read(64 * 1024))

@@ -73,6 +73,19 @@ def parse_repo(value: str) -> RepoLocation:
     return RepoLocation(RepoKind.SSH, text)
 
 
+def cleartext_token_problem(url: str) -> str | None:
+    """Why a token must not go to `url`, or None: over http:// it would cross the network in
+    cleartext, so only a loopback host (127.0.0.0/8, ::1, localhost) may take one."""
+    match = _HTTP_URL.fullmatch(url.strip())
+    if match is None or match["scheme"] != "http":
+        return None
+    host = match["host"].strip("[]").lower()
+    if host == "localhost" or host == "::1" or re.fullmatch(r"127(\.\d{1,3}){3}", host):
+        return None
+    return (f"gitops.repo is http:// on {host}, so gitops.credentials.token_file would be sent in cleartext; "
+            "use https:// (or an ssh:// repo with ssh_key)")
+
+
 def _check_port(port: str | None) -> None:
     if port is not None and not 1 <= int(port) <= 65535:
         raise ValueError(f"has port {port}, which is not a TCP port (1-65535)")
@@ -90,6 +103,19 @@ def backoff_seconds(failures: int, poll_seconds: float, cap: float = MAX_BACKOFF
     if failures <= 0:
         return poll_seconds
     return max(poll_seconds, min(cap, poll_seconds * 2 ** min(failures, 30)))
+
+
+# Fetches woken by webhooks (or API writes) start at most this often: deliveries replayed with
+# fresh ids (not signed for GitHub, Gitea, generic) cannot make argusd fetch back to back; one
+# arriving meanwhile is coalesced into the one next fetch.
+MIN_FETCH_INTERVAL_S = 2.0
+
+
+def fetch_wait_seconds(now: float, last_started: float | None, min_interval: float = MIN_FETCH_INTERVAL_S) -> float:
+    """How long to wait before a fetch may start (0: now), given when the last one started."""
+    if last_started is None:
+        return 0.0
+    return max(0.0, last_started + min_interval - now)
 
 
 # -- webhooks ------------------------------------------------------------------------------------
@@ -198,6 +224,26 @@ def allowed_signers(keys: Mapping[str, list[str]], api_key: str | None = None) -
 
 
 # git's %G? letters, as a reason a commit is no proof of its author.
+class SignatureStatus(StrEnum):
+    """git's verdict on a commit's signature (%G?)."""
+    GOOD = "G"
+    UNSIGNED = "N"
+    UNKNOWN_KEY = "U"
+    BAD = "B"
+    CANNOT_CHECK = "E"
+    EXPIRED_SIGNATURE = "X"
+    EXPIRED_KEY = "Y"
+    REVOKED_KEY = "R"
+    OTHER = "?"   # a letter a newer git may add: never proof
+
+    @classmethod
+    def of(cls, letter: str) -> "SignatureStatus":
+        try:
+            return cls(letter)
+        except ValueError:
+            return cls.OTHER
+
+
 _SIGNATURE_TROUBLE = {
     "N": "is not signed",
     "U": "is signed by a key no user in the config has",
@@ -207,17 +253,18 @@ _SIGNATURE_TROUBLE = {
 }
 
 
-def signature_problem(user: str, status: str, signer: str, sha: str, author: str, author_email: str,
+def signature_problem(user: str, status: "SignatureStatus | str", signer: str, sha: str, author: str, author_email: str,
                       allowed_emails: tuple[str, ...] | list[str]) -> str | None:
     """Why a commit that changed models.d/<user>/ is not proven to be <user>'s (None: it is).
     `status`/`signer`: git's %G? and %GS with the config's allowed signers. A good signature by
     the user's own key proves it; one by argusd's key proves an API write argusd authenticated,
     made as one of the user's git identities."""
-    if status == "G" and signer == user:
+    status = SignatureStatus.of(status)
+    if status is SignatureStatus.GOOD and signer == user:
         return None
-    if status == "G" and signer == API_SIGNER and author_email in allowed_emails:
+    if status is SignatureStatus.GOOD and signer == API_SIGNER and author_email in allowed_emails:
         return None
-    if status == "G":
+    if status is SignatureStatus.GOOD:
         why = ("is signed by argusd's API key but not as one of this user's git identities" if signer == API_SIGNER
                else f"is signed by {signer}'s key")
     else:

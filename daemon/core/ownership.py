@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence
 
-from daemon.core.forge import signature_problem
+from daemon.core.forge import SignatureStatus, signature_problem
 from daemon.core.layout import MODELS_DIR, user_of
 
 Blob = Optional[str]  # a path's blob id in one tree, None when the path is absent
@@ -31,7 +31,7 @@ class Changer:
     author: str        # "Name <email>", as recorded
     author_email: str
     # (git's %G?, %GS) when signatures are required (gitops.require_signed), else None.
-    signature: Optional[tuple[str, str]] = None
+    signature: Optional[tuple[SignatureStatus, str]] = None
 
 
 def merge_changed_paths(paths: Sequence[str], base: Mapping[str, Blob], parents: Sequence[Mapping[str, Blob]],

@@ -13,6 +13,7 @@ import pytest
 from daemon import gitwrite
 from daemon.argusd import Daemon
 from daemon.config import load_config
+from daemon.errors import GitError
 from daemon.store import Store
 from helpers import GitOps, run_argusctl, spec, write_config
 
@@ -109,8 +110,9 @@ def test_only_the_owners_signature_applies_a_change(tmp_path, keys):
     assert state(config) == ({"a": 2}, {})
 
     # A key removed from the config after it signed: what it signed stays applied (ownership is
-    # judged when a commit is recorded); its next signature proves nothing.
-    config2 = make_config(tmp_path, gitops, keys, name="argus2.yaml", alice_keys=())
+    # judged when a commit is recorded); its next signature proves nothing. (Her new key replaces
+    # it: a user without signing keys is refused under require_signed.)
+    config2 = make_config(tmp_path, gitops, keys, name="argus2.yaml", alice_keys=("stranger",))
     tick(config2)
     assert state(config2) == ({"a": 2}, {})
     gitops.write(A, spec("a", replicas=3))
@@ -232,3 +234,48 @@ def test_openpgp_keys_prove_identity_too(tmp_path, keys, gpg_homes):
     assert models == {"a": 1}
     assert refused[A].startswith(f"Alice <alice@example.com> (commit {sha[:12]}) is signed by a key no user in the "
                                  "config has")
+
+
+def test_an_openpgp_block_with_a_second_key_cannot_sign_as_another_user(tmp_path, keys, gpg_homes):
+    """alice's block carries a second primary key whose user ID is "bob": were it imported, git's %GS
+    (the user ID) would name bob. The block is refused at start, naming the user and the key."""
+    home = tmp_path / "gpg-alice"
+    alice_fpr, _ = gpg_key(home, "Alice <alice@example.com>")
+    env = {**os.environ, "GNUPGHOME": str(home)}
+    subprocess.run(["gpg", "--batch", "--quiet", "--pinentry-mode", "loopback", "--passphrase", "",
+                    "--quick-gen-key", "bob", "ed25519", "sign", "never"], env=env, check=True, capture_output=True)
+    both = subprocess.run(["gpg", "--armor", "--export"], env=env, capture_output=True, text=True, check=True).stdout
+    gitops = GitOps(tmp_path / "g")
+    block = "".join(f"          {line}\n" for line in both.strip().splitlines())
+    bob = (keys["bob"].with_suffix(".pub")).read_text().strip()
+    config = write_config(tmp_path / "argus.yaml", root=tmp_path / "private", db=tmp_path / "state" / "argus.db",
+                          repo=gitops.bare, extra=("  require_signed: true\nusers:\n  alice:\n"
+                                                   "    git_identities: [alice@example.com]\n"
+                                                   f"    signing_keys:\n      - |\n{block}"
+                                                   f"  bob:\n    git_identities: [bob@example.com]\n"
+                                                   f"    signing_keys: [\"{bob}\"]\n"))
+    gitops.write("models.d/bob/b.yaml", spec("b"))
+    commit(gitops, "bob's model", keys["bob"], "Bob", "bob@example.com")
+    gitops.push()
+    with pytest.raises(GitError) as refused:
+        tick(config)
+    assert str(refused.value).startswith("users.alice.signing_keys: an OpenPGP key block holds 2 primary keys "
+                                         f"(first {alice_fpr.upper()})")
+
+
+def test_an_openpgp_key_without_gpg_is_one_clear_error(tmp_path, keys, gpg_homes, monkeypatch):
+    _, alice_pub = gpg_key(tmp_path / "gpg-alice", "Alice <alice@example.com>")
+    gitops = GitOps(tmp_path / "g")
+    block = "".join(f"          {line}\n" for line in alice_pub.strip().splitlines())
+    config = write_config(tmp_path / "argus.yaml", root=tmp_path / "private", db=tmp_path / "state" / "argus.db",
+                          repo=gitops.bare, extra=("  require_signed: true\nusers:\n  alice:\n"
+                                                   "    git_identities: [alice@example.com]\n"
+                                                   f"    signing_keys:\n      - |\n{block}"))
+    only_git = tmp_path / "bin"
+    only_git.mkdir()
+    (only_git / "git").symlink_to(subprocess.run(["which", "git"], capture_output=True, text=True).stdout.strip())
+    monkeypatch.setenv("PATH", str(only_git))
+    with pytest.raises(GitError) as refused:
+        tick(config)
+    assert str(refused.value) == ("users.alice.signing_keys holds an OpenPGP key but gpg is not installed; install "
+                                  "gnupg (apt-get install gnupg) or give an SSH key instead")

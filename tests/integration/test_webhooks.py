@@ -187,3 +187,16 @@ def test_unconfigured_or_unknown_receivers_and_huge_bodies_are_refused(forge, tm
     assert send(forge, "bitbucket", b"{}", {})[0] == 404
     status, out, _ = send(forge, "github", b"x" * (5 * 1024 * 1024 + 1), {"X-Hub-Signature-256": "sha256=00"})
     assert status == 413, out
+    # Without Content-Length (chunked): read only up to the limit, then refused.
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", forge.port, timeout=30)
+    try:
+        conn.request("POST", "/api/v2/webhooks/github", body=(b"x" * 1024 * 1024 for _ in range(64)),
+                     headers={"X-Hub-Signature-256": "sha256=00"}, encode_chunked=True)
+        answer = conn.getresponse()
+        assert answer.status == 413, answer.read()
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the server answered 413 and closed before 64 MiB were sent: refused all the same
+    finally:
+        conn.close()

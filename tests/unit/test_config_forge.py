@@ -2,7 +2,9 @@
 with the fix, and never the secret itself in it."""
 import pytest
 
-from daemon.config import gitops_mirror, load_config
+import os
+
+from daemon.config import Reader, gitops_mirror, load_config
 from daemon.errors import ConfigError
 
 
@@ -10,13 +12,14 @@ from daemon.errors import ConfigError
 def files(tmp_path):
     for name in ("key", "known_hosts", "token", "hook-secret"):
         (tmp_path / name).write_text("x\n")
+    (tmp_path / "empty").write_text(" \n")
     return tmp_path
 
 
-def load(tmp_path, text):
+def load(tmp_path, text, reader=Reader.ARGUSD):
     path = tmp_path / "cfg.yaml"
     path.write_text(f"state:\n  db: {tmp_path}/state/argus.db\n" + text)
-    return load_config(path, env={})
+    return load_config(path, env={}, reader=reader)
 
 
 def test_an_ssh_repo_with_its_key_and_known_hosts(files):
@@ -50,6 +53,12 @@ def test_a_local_repo_is_its_own_mirror(files):
      "cfg.yaml:6:17: gitops.credentials.token_file: must be an absolute path"),
     ("  repo: https://h/r.git\n  webhooks:\n    github:\n      secret_file: {d}/nope\n",
      "cfg.yaml:7:20: gitops.webhooks.github.secret_file: {d}/nope does not exist"),
+    ("  repo: https://h/r.git\n  webhooks:\n    gitea:\n      secret_file: {d}/empty\n",
+     "cfg.yaml:7:20: gitops.webhooks.gitea.secret_file: {d}/empty is empty; put the secret in it"),
+    ("  repo: https://h/r.git\n  credentials:\n    token_file: {d}/empty\n",
+     "cfg.yaml:6:17: gitops.credentials.token_file: {d}/empty is empty"),
+    ("  repo: http://gitlab.example.com/t/g.git\n  credentials:\n    token_file: {d}/token\n",
+     "gitops.repo is http:// on gitlab.example.com, so gitops.credentials.token_file would be sent in cleartext"),
     ("  repo: https://h/r.git\n  webhooks:\n    bitbucket:\n      secret_file: {d}/hook-secret\n",
      "unknown field 'gitops.webhooks.bitbucket'"),
 ])
@@ -75,8 +84,48 @@ def test_signing_mistakes(files, text, fragment):
     assert fragment.format(d=files) in str(exc.value)
 
 
+@pytest.mark.parametrize("text, fragment", [
+    ("gitops:\n  require_signed: true\n",
+     "cfg.yaml:4:19: gitops.require_signed: is true but there is no users section, so no signature would be "
+     "checked; add users.<user>.git_identities and signing_keys"),
+    ("gitops:\n  require_signed: true\nusers:\n  alice:\n    signing_keys: ['ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMq a']\n"
+     "  bob:\n    git_identities: [bob@example.com]\n",
+     "cfg.yaml:9:5: users.bob: has no signing_keys, and gitops.require_signed is true; add the user's public key"),
+])
+def test_require_signed_that_would_check_nothing_is_refused(files, text, fragment):
+    with pytest.raises(ConfigError) as exc:
+        load(files, text.format(d=files))
+    assert fragment.format(d=files) in str(exc.value)
+
+
 def test_signing_keys_load(files):
     (files / "key.pub").write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMq argusd\n")
     config = load(files, f"gitops:\n  require_signed: true\n  api_signing_key: {files}/key\n"
                          "users:\n  alice:\n    signing_keys: ['ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMq alice']\n")
     assert config.gitops.require_signed and config.signing_keys() == {"alice": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMq alice"]}
+
+
+SECRETS = ("gitops:\n  repo: https://h/r.git\n  credentials:\n    token_file: {d}/token\n"
+           "  webhooks:\n    github:\n      secret_file: {d}/hook-secret\n  api_signing_key: {d}/key\n")
+
+
+def test_only_argusd_reads_its_secrets(files):
+    """The hook (run as the pushing user) and argusctl (as a user) load a config whose secret
+    files they cannot read; argusd, loading the same, is told at the line."""
+    (files / "key.pub").write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMq argusd\n")
+    for name in ("token", "hook-secret", "key"):
+        (files / name).unlink()
+    config = load(files, SECRETS.format(d=files), reader=Reader.USER)
+    assert config.gitops.api_signing_key == f"{files}/key"
+    with pytest.raises(ConfigError) as exc:
+        load(files, SECRETS.format(d=files))
+    assert f"cfg.yaml:6:17: gitops.credentials.token_file: {files}/token does not exist" in str(exc.value)
+    assert f"gitops.api_signing_key: {files}/key does not exist" in str(exc.value)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
+def test_a_user_cannot_be_made_to_need_argusds_key(files):
+    (files / "key.pub").write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMq argusd\n")
+    for name in ("token", "hook-secret", "key"):
+        (files / name).chmod(0)
+    assert load(files, SECRETS.format(d=files), reader=Reader.USER).gitops.credentials.token_file == f"{files}/token"

@@ -138,3 +138,75 @@ def test_allowed_signers_names_each_key_by_its_user():
 ])
 def test_ssh_public_keys(key, ok):
     assert (ssh_public_key_problem(key) is None) is ok
+
+
+from daemon.gitrepo import SignatureCheck  # noqa: E402
+
+PGP_ALICE = "A" * 40
+
+
+@pytest.mark.parametrize("principal, primary, key, user", [
+    ("alice", "", "SHA256:abc", "alice"),            # SSH: the allowed signers' principal
+    ("bob", PGP_ALICE.lower(), PGP_ALICE, "alice"),  # OpenPGP: the primary fingerprint's user, never the UID
+    ("bob", "B" * 40, "B" * 40, ""),                 # OpenPGP key of no user whose UID says "bob": no one
+    ("bob", "", "", ""),                             # no key at all
+])
+def test_an_openpgp_signer_is_never_its_user_id(principal, primary, key, user):
+    check = SignatureCheck("signers", "gnupg", ((PGP_ALICE, "alice"),))
+    assert check.signer("G", principal, primary, key) == ("G", user)
+
+
+from daemon.core.forge import MIN_FETCH_INTERVAL_S, fetch_wait_seconds  # noqa: E402
+
+
+@pytest.mark.parametrize("now, last, wait", [
+    (100.0, None, 0.0),                               # never fetched: now
+    (100.0, 100.0, MIN_FETCH_INTERVAL_S),             # a replayed delivery right after a fetch waits
+    (100.0, 99.5, MIN_FETCH_INTERVAL_S - 0.5),
+    (100.0, 100.0 - MIN_FETCH_INTERVAL_S, 0.0),       # long enough ago: now
+    (100.0, 50.0, 0.0),
+])
+def test_woken_fetches_are_spaced(now, last, wait):
+    assert fetch_wait_seconds(now, last) == pytest.approx(wait)
+
+
+from daemon.core.forge import cleartext_token_problem  # noqa: E402
+
+
+@pytest.mark.parametrize("url, refused", [
+    ("https://gitlab.example.com/t/g.git", False),
+    ("http://127.0.0.1:8080/g.git", False),
+    ("http://localhost/g.git", False),
+    ("http://[::1]:80/g.git", False),
+    ("http://gitlab.example.com/t/g.git", True),
+    ("http://10.0.0.5/g.git", True),
+    ("http://127.example.com/g.git", True),
+])
+def test_a_token_never_crosses_the_network_in_cleartext(url, refused):
+    assert (cleartext_token_problem(url) is not None) is refused
+
+
+def test_doctor_warns_of_secret_files_others_can_read(tmp_path):
+    from argusctl.ops.doctor import WARN, check_secret_modes
+    from daemon.config import load_config
+
+    for name, mode in (("token", 0o644), ("hook", 0o600)):
+        (tmp_path / name).write_text("x\n")
+        (tmp_path / name).chmod(mode)
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(f"state:\n  db: {tmp_path}/argus.db\ngitops:\n  repo: https://h/r.git\n  credentials:\n"
+                   f"    token_file: {tmp_path}/token\n  webhooks:\n    github:\n      secret_file: {tmp_path}/hook\n")
+    checks = check_secret_modes(load_config(cfg, env={}))
+    assert [(c.status, c.detail) for c in checks] == [
+        (WARN, f"gitops.credentials.token_file: {tmp_path}/token is readable by its group or others (mode 644)")]
+
+
+from daemon.core.forge import SignatureStatus  # noqa: E402
+
+
+def test_gits_signature_letters_are_an_enum():
+    check = SignatureCheck("signers")
+    assert check.signer("G", "alice", "", "SHA256:x") == (SignatureStatus.GOOD, "alice")
+    assert check.signer("G", "alice", "", "SHA256:x")[0] is SignatureStatus.GOOD
+    assert SignatureStatus.of("Z") is SignatureStatus.OTHER  # a letter a newer git may add: never proof
+    assert signature_problem("alice", "Z", "alice", "0123456789abcdef", "A <a@x>", "a@x", ("a@x",)) is not None
