@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import start_argusd
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -42,10 +44,8 @@ def e2e_home(tmp_path_factory):
 
 @pytest.fixture
 def argusd(e2e_home):
-    """argusd running on the e2e home (scripts/argusd_up.sh reuses one that runs)."""
+    """argusd running on the e2e home (scripts/argusd_up.sh reuses one that runs), on a Ray head
+    that is up (the quickstart test ends with `quickstart.sh down`)."""
     home, env = e2e_home
-    gitops = home / "gitops.git"
-    if not gitops.exists():
-        subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(gitops)], check=True)
-    subprocess.run(["scripts/argusd_up.sh"], cwd=REPO, env=env, check=True)
+    start_argusd(home, env)
     return home, env
