@@ -2,7 +2,7 @@
 # The test command. Makes .venv if needed, installs argus with its test dependencies and
 # runs the unit and integration tests. With --e2e (what CI runs) it first sets up a real
 # Ray Serve + vLLM (CPU) stack, one line per step (the first time that installs
-# .venv-serve, ~4 GB, ~4 min; library output goes to a log whose path is printed) and
+# .venv-serve, ~4 GB, ~1-2 min; library output goes to a log whose path is printed) and
 # Debian's chromium for the UI's browser test, then also runs the end-to-end tests on it in a
 # fresh ARGUS_E2E_HOME. Other arguments go to pytest.
 set -euo pipefail
@@ -20,7 +20,8 @@ if [ "${1:-}" = "--e2e" ]; then
     .venv-serve/bin/python scripts/prepare_model.py
   step "Chromium and chromedriver for the web UI's browser test (Debian packages)" scripts/setup_browser.sh
   step "Ray head up (dashboard http://127.0.0.1:8265)" scripts/ray_up.sh
-  [ "$#" -gt 0 ] || set -- tests/unit tests/integration tests/e2e
+  # The 30 slowest tests at the end: where CI's time goes (docs/operating.md, "CI").
+  [ "$#" -gt 0 ] || set -- --durations=30 tests/unit tests/integration tests/e2e
 else
   scripts/venv.sh dev >/dev/null
   [ "$#" -gt 0 ] || set -- tests/unit tests/integration
