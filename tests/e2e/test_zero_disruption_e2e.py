@@ -1,13 +1,15 @@
-"""Zero disruption: while model A answers a steady stream of requests, model B is pushed,
-edited, scaled and deleted, and LoRA adapters on A come, change, fail and go; A never fails a
-request and none of its replicas restarts. An adapter answers what plain vLLM answers with
-the same adapter (temperature 0), seconds after its commit; new weights written into an
-adapter's folder answer a long-prefix prompt as plain vLLM does with them (no prefix-cache
-block of the old weights reused); an adapter folder swapped for a symlink to another user's
-adapter is refused by the replica and FAILED by argusd. Then faults on the real stack, one
-after another on A: one of the front end's two replicas killed (at most the requests it held
-fail), the Serve controller killed (nothing fails, the same replica serves on), A's replica
-killed (replaced; A stays in, DEPLOYING until it runs again). Last, A's model folder swapped
+"""Zero disruption: while model A answers a steady stream of requests, a model vLLM cannot
+start fails alone, model B is pushed, edited, scaled and deleted, and LoRA adapters on A come,
+change, fail and go; A never fails a request and none of its replicas restarts. An adapter
+answers what plain vLLM answers with the same adapter (temperature 0), seconds after its
+commit; new weights written into an adapter's folder answer a long-prefix prompt as plain vLLM
+does with them (no prefix-cache block of the old weights reused); an adapter folder swapped for
+a symlink to another user's adapter is refused by the replica and FAILED by argusd. Then faults
+on the real stack, one after another on A: one of the front end's two replicas killed (at most
+the requests it held fail), the Serve controller killed (nothing fails, the same replica serves
+on), A's replica killed (replaced; A stays in, DEPLOYING until it runs again), argus's apps
+removed behind argusd's back (applied again) next to another team's Serve app (left alone,
+the same replica, through every apply, repair and delete). Last, A's model folder swapped
 into another user's tree: its next replica refuses to start with the reason, and argusd FAILS A.
 
 A starts once for the module (the `steady` fixture); each step is a test of its own, in this
@@ -28,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from daemon.serving.client import ServeClient
-from helpers import Prober, replicas_of, run_argusctl, start_argusd
+from helpers import Prober, deployment_names, replicas_of, run_argusctl, start_argusd
 
 pytestmark = pytest.mark.e2e
 SOURCE = "$HOME/common/hf/SmolLM2-135M-Instruct"
@@ -91,6 +93,7 @@ class Steady:
         self.eve = home / "private" / "users" / "eve" / "adapters" / "a1"   # another user's adapter
         self.expected: dict[str, str] = {}
         self.a: dict = {}
+        self.team_b_pid: int | None = None   # another team's app, once deployed
 
     def ctl(self, *args: str):
         return run_argusctl(*args, "--workdir", str(self.work / "clone"), env=self.env, timeout=1500)
@@ -163,7 +166,7 @@ def steady(e2e_home, tmp_path_factory, repo_root):
     finally:
         if reference.poll() is None:
             reference.kill()
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode == 0 and "zd/steady: RUNNING" in result.stdout, result.stdout + result.stderr
     assert reference.returncode == 0, err[-3000:]
     found = json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
     s.expected = {"base": found["base"][0], "adapter": found["adapter"][0],
@@ -176,11 +179,41 @@ def steady(e2e_home, tmp_path_factory, repo_root):
         os.unlink(s.model_dir)
         os.rename(eve_model, s.model_dir)
     start_argusd(home, env)
-    s.delete_if_there("tutor", "broken", "live", "moved", "churn", "steady")
+    s.delete_if_there("bad", "tutor", "broken", "live", "moved", "churn", "steady")
+    remove_foreign(s.client)
 
 
 def test_the_front_end_speaks_ray_serve_llms_protocol(steady):
     check_front_end(steady.a["model_id"])
+
+
+def test_a_model_vllm_cannot_start_fails_alone_with_vllms_reason_and_never_disrupts_a(steady):
+    """Valid for the spec policy, impossible for vLLM (SmolLM2 has 8192 positions): FAILED with
+    Serve's message and left out of Serve's config; A serves on undisturbed; the delete
+    converges."""
+    try:
+        with undisturbed(steady):
+            path = steady.work / "bad.yaml"
+            path.write_text(f"model_id: bad\nmodel_source: {SOURCE}\nengine_kwargs:\n  max_model_len: 1000000\n")
+            result = steady.ctl("apply", "-f", str(path))
+            assert result.returncode == 0, result.stdout + result.stderr
+            deadline = time.monotonic() + 900
+            while steady.status("bad")["state"] != "FAILED":
+                assert time.monotonic() < deadline, steady.status("bad")
+                time.sleep(3)
+            bad = steady.status("bad")
+            assert "max_model_len (1000000) is greater than" in bad["error_summary"], bad
+            deadline = time.monotonic() + 120
+            while f"LLMServer:{bad['model_key']}" in deployment_names(steady.client):  # left out after it failed
+                assert time.monotonic() < deadline, "the FAILED model is still deployed"
+                time.sleep(2)
+            assert f"LLMServer:{steady.a['model_key']}" in deployment_names(steady.client)
+            assert completion(steady.a["model_id"]) == steady.expected["base"]
+            gone = steady.ctl("delete", "bad", "--wait", "--timeout", "300")
+            assert gone.returncode == 0 and "zd/bad: DELETED" in gone.stdout, gone.stdout + gone.stderr
+        assert listed_models() == [steady.a["model_id"]]
+    finally:
+        steady.delete_if_there("bad")
 
 
 def test_pushing_editing_scaling_and_deleting_another_model_never_disrupts_a(steady):
@@ -374,6 +407,31 @@ def test_a_killed_replica_of_a_is_replaced_and_a_is_never_failed(steady):
     assert '"REPLICAS_LOST"' in logs or '"DEGRADED"' in logs, logs[-2000:]
 
 
+def test_argus_apps_removed_behind_its_back_are_applied_again_and_another_teams_app_is_left_alone(steady):
+    """Another team deploys its own Serve app next to argus's; then someone removes argus's apps
+    behind argusd's back: argusd applies them again (A DEPLOYING, REPLICAS_LOST, then RUNNING
+    and answering), and the other team's app keeps its very replica (checked once more after
+    argus's last applies and deletes, at the end of the module)."""
+    client, a, env = steady.client, steady.a, steady.env
+    steady.team_b_pid = deploy_foreign(client)
+    lost = lambda: run_argusctl("logs", a["model_id"], "-o", "json", env=env).stdout.count('"REPLICAS_LOST"')  # noqa: E731
+    lost_before = lost()
+    client.put_config({"applications": [FOREIGN]})
+    deadline = time.monotonic() + 120
+    while steady.status("steady")["state"] != "DEPLOYING":   # the drift is noticed
+        assert time.monotonic() < deadline, steady.status("steady")
+        time.sleep(2)
+    deadline = time.monotonic() + 900
+    while not (steady.status("steady")["state"] == "RUNNING" and chat_ok_quietly(a["model_id"])):
+        assert steady.status("steady")["state"] in ("RUNNING", "DEPLOYING"), steady.status("steady")
+        assert time.monotonic() < deadline, steady.status("steady")
+        time.sleep(3)
+    # Its apps were removed: Serve had no replica of it (DRIFT_REPAIRED is a changed config).
+    assert lost() > lost_before
+    assert steady.status("steady")["model_key"] == a["model_key"]
+    assert foreign_pid() == steady.team_b_pid
+
+
 def test_as_model_folder_swapped_into_another_users_tree_stops_its_next_replica_and_fails_a(steady):
     """Last (it ends A): with argusd stopped, so that only the replica decides, A's next replica
     refuses to start with the reason and starts no engine; argusd, back, FAILS A with it."""
@@ -401,7 +459,55 @@ def test_as_model_folder_swapped_into_another_users_tree_stops_its_next_replica_
         os.unlink(model_dir)
         os.rename(eve_model, model_dir)
         start_argusd(home, env)
-    assert steady.ctl("delete", "steady", "--wait").returncode == 0
+    gone = steady.ctl("delete", "steady", "--wait")
+    assert gone.returncode == 0 and "zd/steady: DELETED" in gone.stdout, gone.stdout + gone.stderr
+    listed = json.loads(run_argusctl("status", "-o", "json", "--user", "zd", env=env).stdout)["models"]
+    assert listed == [], listed   # every delete converged
+
+
+def test_another_teams_app_kept_its_replica_through_every_apply_repair_and_delete(steady):
+    assert steady.team_b_pid is not None, "the drift test did not deploy the other team's app"
+    team_b = steady.client.get_applications()["applications"]["team-b"]
+    assert team_b["status"] == "RUNNING" and team_b["deployed_app_config"]["import_path"] == FOREIGN["import_path"]
+    assert foreign_pid() == steady.team_b_pid
+
+
+# Another team's app: any importable Serve app will do; this one ships in the Ray wheel and
+# answers with its replica's pid, so a restart would show.
+FOREIGN = {"name": "team-b", "route_prefix": "/team-b", "import_path": "ray.serve._private.test_utils:get_pid_entrypoint"}
+
+
+def foreign_pid() -> int:
+    with urllib.request.urlopen("http://127.0.0.1:8000/team-b", timeout=30) as response:
+        return int(response.read())
+
+
+def deploy_foreign(client: ServeClient) -> int:
+    """PUT the foreign app next to whatever runs (as its team would, declaratively). Serve's
+    REST API has no compare-and-set: a PUT that lands between argusd's read and its own write
+    is lost, so the team puts it again, as a real team would."""
+    deadline = time.monotonic() + 180
+    while True:
+        current = [app["deployed_app_config"] for name, app in client.get_applications()["applications"].items()
+                   if app.get("deployed_app_config") and name != FOREIGN["name"]]
+        client.put_config({"proxy_location": "HeadOnly", "http_options": {"host": "127.0.0.1", "port": 8000},
+                           "applications": current + [FOREIGN]})
+        retry_at = time.monotonic() + 30
+        while time.monotonic() < retry_at:
+            try:
+                return foreign_pid()
+            except Exception:
+                time.sleep(2)
+        assert time.monotonic() < deadline, client.get_applications()["applications"].get("team-b")
+
+
+def remove_foreign(client: ServeClient) -> None:
+    """Leave the cluster as the next test expects it: without the other team's app."""
+    apps = client.get_applications().get("applications") or {}
+    if "team-b" in apps:
+        client.put_config({"proxy_location": "HeadOnly", "http_options": {"host": "127.0.0.1", "port": 8000},
+                           "applications": [app["deployed_app_config"] for name, app in apps.items()
+                                            if name != "team-b" and app.get("deployed_app_config")]})
 
 
 def deployment_message(client, model_key: str) -> str:
