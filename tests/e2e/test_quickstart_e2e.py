@@ -5,10 +5,10 @@ with --wait; `quickstart.sh down` stops argusd and Ray (last: the e2e fixtures s
 again for the tests after it)."""
 import json
 import re
-import os
 import subprocess
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +22,14 @@ def asked(stdout: str) -> str:
     match = re.search(r'Asked "What is the capital of France\?" -> (.*) \((?:\d+m )?\d+ ?s\)$', stdout, re.M)
     assert match, stdout[-2000:]
     return match.group(1)
+
+
+def running(pid: str) -> bool:
+    """The process exists and is not a zombie waiting for a parent to reap it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def test_quickstart_serves_a_model_and_write_commands_report_the_final_state(e2e_home, repo_root):
@@ -107,7 +115,7 @@ def test_quickstart_serves_a_model_and_write_commands_report_the_final_state(e2e
     assert down.returncode == 0, down.stdout + down.stderr
     assert not (home / "state" / "argusd.pid").exists()
     deadline = time.monotonic() + 30   # argusd ends its tick first
-    while os.path.exists(f"/proc/{argusd_pid}"):
+    while running(argusd_pid):
         assert time.monotonic() < deadline, f"argusd (pid {argusd_pid}) still runs after down"
         time.sleep(0.5)
     check = subprocess.run(["scripts/ray_up.sh", "check"], cwd=repo_root, env=env, capture_output=True, text=True)
