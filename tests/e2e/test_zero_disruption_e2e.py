@@ -1,16 +1,17 @@
-"""Zero disruption: while model A answers a steady stream of requests, a model vLLM cannot
-start fails alone, model B is pushed, edited, scaled and deleted, and LoRA adapters on A come,
-change, fail and go; A never fails a request and none of its replicas restarts. An adapter
-answers what plain vLLM answers with the same adapter (temperature 0), seconds after its
-commit; new weights written into an adapter's folder answer a long-prefix prompt as plain vLLM
-does with them (no prefix-cache block of the old weights reused); an adapter folder swapped for
-a symlink to another user's adapter is refused by the replica and FAILED by argusd. Then faults
-on the real stack, one after another on A: one of the front end's two replicas killed (at most
-the requests it held fail), the Serve controller killed (nothing fails, the same replica serves
-on), A's replica killed (replaced; A stays in, DEPLOYING until it runs again), argus's apps
-removed behind argusd's back (applied again) next to another team's Serve app (left alone,
-the same replica, through every apply, repair and delete). Last, A's model folder swapped
-into another user's tree: its next replica refuses to start with the reason, and argusd FAILS A.
+"""Zero disruption: a model vLLM cannot start fails alone while model A starts next to it; then,
+while A answers a steady stream of requests, model B is pushed, edited, scaled and deleted, and
+LoRA adapters on A come, change, fail and go; A never fails a request and none of its replicas
+restarts. An adapter answers what plain vLLM answers with the same adapter (temperature 0),
+seconds after its commit; new weights written into an adapter's folder answer a long-prefix
+prompt as plain vLLM does with them (no prefix-cache block of the old weights reused); an
+adapter folder swapped for a symlink to another user's adapter is refused by the replica and
+FAILED by argusd. Then faults on the real stack, one after another on A: one of the front end's
+two replicas killed (at most the requests it held fail), the Serve controller killed (nothing
+fails, the same replica serves on), A's replica killed (replaced; A stays in, DEPLOYING until
+it runs again), argus's apps removed behind argusd's back (applied again) next to another
+team's Serve app (left alone, the same replica, through every apply, repair and delete). Last,
+A's model folder swapped into another user's tree: its next replica refuses to start with the
+reason, and argusd FAILS A.
 
 A starts once for the module (the `steady` fixture); each step is a test of its own, in this
 order, so that one failure does not hide the others. Each adapter or model a test makes, it
@@ -155,6 +156,11 @@ def steady(e2e_home, tmp_path_factory, repo_root):
     (s.adapters / "broken" / "adapter_model.safetensors").write_bytes(b"not safetensors")
     s.eve.parent.mkdir(parents=True)
     shutil.copytree(s.adapters / "a1", s.eve)
+    # Pushed just before A: a model vLLM cannot start (its test checks it failed alone).
+    (s.work / "bad.yaml").write_text(f"model_id: bad\nmodel_source: {SOURCE}\nengine_kwargs:\n"
+                                     "  max_model_len: 1000000\n")
+    result = s.ctl("apply", "-f", str(s.work / "bad.yaml"))
+    assert result.returncode == 0, result.stdout + result.stderr
     reference = subprocess.Popen([python, "scripts/lora_reference.py", str(s.model_dir),
                                   f"{s.adapters / 'a1'},{s.adapters / 'a1-v2'}", str(LORA_TOKENS), LORA_PROMPT,
                                   LONG_PROMPT], cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -187,30 +193,25 @@ def test_the_front_end_speaks_ray_serve_llms_protocol(steady):
     check_front_end(steady.a["model_id"])
 
 
-def test_a_model_vllm_cannot_start_fails_alone_with_vllms_reason_and_never_disrupts_a(steady):
-    """Valid for the spec policy, impossible for vLLM (SmolLM2 has 8192 positions): FAILED with
-    Serve's message and left out of Serve's config; A serves on undisturbed; the delete
-    converges."""
+def test_a_model_vllm_cannot_start_fails_alone_with_vllms_reason(steady):
+    """Pushed just before A (in the fixture), valid for the spec policy, impossible for vLLM
+    (SmolLM2 has 8192 positions): FAILED with Serve's message and left out of Serve's config,
+    while A started next to it and serves; the delete converges."""
     try:
-        with undisturbed(steady):
-            path = steady.work / "bad.yaml"
-            path.write_text(f"model_id: bad\nmodel_source: {SOURCE}\nengine_kwargs:\n  max_model_len: 1000000\n")
-            result = steady.ctl("apply", "-f", str(path))
-            assert result.returncode == 0, result.stdout + result.stderr
-            deadline = time.monotonic() + 900
-            while steady.status("bad")["state"] != "FAILED":
-                assert time.monotonic() < deadline, steady.status("bad")
-                time.sleep(3)
-            bad = steady.status("bad")
-            assert "max_model_len (1000000) is greater than" in bad["error_summary"], bad
-            deadline = time.monotonic() + 120
-            while f"LLMServer:{bad['model_key']}" in deployment_names(steady.client):  # left out after it failed
-                assert time.monotonic() < deadline, "the FAILED model is still deployed"
-                time.sleep(2)
-            assert f"LLMServer:{steady.a['model_key']}" in deployment_names(steady.client)
-            assert completion(steady.a["model_id"]) == steady.expected["base"]
-            gone = steady.ctl("delete", "bad", "--wait", "--timeout", "300")
-            assert gone.returncode == 0 and "zd/bad: DELETED" in gone.stdout, gone.stdout + gone.stderr
+        deadline = time.monotonic() + 900
+        while steady.status("bad")["state"] != "FAILED":
+            assert time.monotonic() < deadline, steady.status("bad")
+            time.sleep(3)
+        bad = steady.status("bad")
+        assert "max_model_len (1000000) is greater than" in bad["error_summary"], bad
+        deadline = time.monotonic() + 120
+        while f"LLMServer:{bad['model_key']}" in deployment_names(steady.client):  # left out after it failed
+            assert time.monotonic() < deadline, "the FAILED model is still deployed"
+            time.sleep(2)
+        assert f"LLMServer:{steady.a['model_key']}" in deployment_names(steady.client)
+        assert completion(steady.a["model_id"]) == steady.expected["base"]
+        gone = steady.ctl("delete", "bad", "--wait", "--timeout", "300")
+        assert gone.returncode == 0 and "zd/bad: DELETED" in gone.stdout, gone.stdout + gone.stderr
         assert listed_models() == [steady.a["model_id"]]
     finally:
         steady.delete_if_there("bad")
