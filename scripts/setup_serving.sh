@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make .venv-serve: Ray Serve 2.60 + the CPU build of vLLM 0.32 for a CPU machine (the
-# Ray head and its replicas run from it), plus what prepares the small model. ~1-2 min and
+# Ray head and its replicas run from it), plus what prepares the small model. ~2-3 min and
 # ~4 GB the first time (uv installs it; with pip it took ~4 min); a no-op when it is already
 # complete. On a GPU cluster install the gpu extra instead: pip install '.[gpu]'. A dangling
 # or half-made venv is made again; an interrupted install resumes (the stamp is written only
@@ -21,7 +21,7 @@ ensure_venv "$VENV" 3.11
 pip() { "$VENV/bin/python" -m pip --disable-pip-version-check "$@" 2>&1 | { grep -v "is ignored: it is neither" || true; }; }
 echo "setup_serving: installing Ray Serve and vLLM (CPU) into $VENV ..."
 # uv downloads in parallel and unpacks fast: with an empty cache ~1 min here, where pip took
-# ~4 min. uv does not read pip's configuration, so it gets the same sources (find-links,
+# ~4 min (the check below, vLLM's first import, then writes the bytecode pip wrote). uv does not read pip's configuration, so it gets the same sources (find-links,
 # indexes, constraints from `pip config list`, environment included) and pip's rule of taking
 # the best version across indexes: it installs what pip would.
 pip install --quiet 'uv==0.13.9'
