@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from helpers import start_argusd
-
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -40,12 +38,3 @@ def e2e_home(tmp_path_factory):
     subprocess.run(["scripts/argusd_up.sh", "stop"], cwd=REPO, env=env, check=False)
     if os.environ.get("ARGUS_E2E_KEEP_RAY") != "1":
         subprocess.run(["scripts/ray_up.sh", "stop"], cwd=REPO, env=env, check=False)
-
-
-@pytest.fixture
-def argusd(e2e_home):
-    """argusd running on the e2e home (scripts/argusd_up.sh reuses one that runs), on a Ray head
-    that is up (the quickstart test ends with `quickstart.sh down`)."""
-    home, env = e2e_home
-    start_argusd(home, env)
-    return home, env
