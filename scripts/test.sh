@@ -2,7 +2,7 @@
 # The test command. Makes .venv if needed, installs argus with its test dependencies and
 # runs the unit and integration tests. With --e2e (what CI runs) it first sets up a real
 # Ray Serve + vLLM (CPU) stack, one line per step (the first time that installs
-# .venv-serve, ~4 GB, ~4 min; library output goes to a log whose path is printed) and
+# .venv-serve, ~4 GB, ~2-3 min; library output goes to a log whose path is printed) and
 # Debian's chromium for the UI's browser test, then also runs the end-to-end tests on it in a
 # fresh ARGUS_E2E_HOME. Other arguments go to pytest.
 set -euo pipefail
@@ -15,13 +15,14 @@ if [ "${1:-}" = "--e2e" ]; then
   export ARGUS_E2E_HOME=${ARGUS_E2E_HOME:-$(mktemp -d "${TMPDIR:-/tmp}/argus-e2e.XXXXXX")}
   steps_begin 5 "$ARGUS_E2E_HOME/logs/e2e-setup.log"
   step "argus and the test tools in .venv" scripts/venv.sh dev
-  step "Ray Serve 2.60 + vLLM (CPU) in .venv-serve (the first time ~4 min, ~4 GB)" scripts/setup_serving.sh
+  step "Ray Serve 2.60 + vLLM (CPU) in .venv-serve (the first time ~2-3 min, ~4 GB)" scripts/setup_serving.sh
   step "Small model SmolLM2-135M-Instruct under $ARGUS_E2E_HOME/private/hf" \
     env ARGUS_HOME="$ARGUS_E2E_HOME" ARGUS_CONFIG="$(pwd)/configs/local.yaml" \
     .venv-serve/bin/python scripts/prepare_model.py
   step "Chromium and chromedriver for the web UI's browser test (Debian packages)" scripts/setup_browser.sh
   step "Ray head up (dashboard http://127.0.0.1:8265)" scripts/ray_up.sh
-  [ "$#" -gt 0 ] || set -- tests/unit tests/integration tests/e2e
+  # The 30 slowest tests at the end: where CI's time goes (docs/operating.md, "CI").
+  [ "$#" -gt 0 ] || set -- --durations=30 tests/unit tests/integration tests/e2e
 else
   scripts/venv.sh dev >/dev/null
   [ "$#" -gt 0 ] || set -- tests/unit tests/integration

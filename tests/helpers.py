@@ -21,6 +21,17 @@ def run_argusctl(*args: str, cwd: Path | str | None = None, env: dict | None = N
                           capture_output=True, text=True, timeout=timeout)
 
 
+
+def start_argusd(home: Path, env: dict) -> None:
+    """The e2e suite's argusd on ARGUS_HOME=home (and its GitOps repo and Ray head, when a test
+    before stopped them); scripts/argusd_up.sh and ray_up.sh reuse what runs."""
+    repo = Path(__file__).resolve().parent.parent
+    gitops = home / "gitops.git"
+    if not gitops.exists():
+        subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(gitops)], check=True)
+    for step in (["scripts/ray_up.sh"], ["scripts/argusd_up.sh"]):
+        subprocess.run(step, cwd=repo, env=env, check=True)
+
 class GitOps:
     """A bare GitOps repo (what argusd watches) and a user's working clone, for real pushes."""
 

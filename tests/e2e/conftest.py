@@ -38,14 +38,3 @@ def e2e_home(tmp_path_factory):
     subprocess.run(["scripts/argusd_up.sh", "stop"], cwd=REPO, env=env, check=False)
     if os.environ.get("ARGUS_E2E_KEEP_RAY") != "1":
         subprocess.run(["scripts/ray_up.sh", "stop"], cwd=REPO, env=env, check=False)
-
-
-@pytest.fixture
-def argusd(e2e_home):
-    """argusd running on the e2e home (scripts/argusd_up.sh reuses one that runs)."""
-    home, env = e2e_home
-    gitops = home / "gitops.git"
-    if not gitops.exists():
-        subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(gitops)], check=True)
-    subprocess.run(["scripts/argusd_up.sh"], cwd=REPO, env=env, check=True)
-    return home, env

@@ -1,8 +1,14 @@
-"""The README's first command: from nothing to a served model, then scale and delete with --wait."""
+"""The README's first command: from nothing to a served model; the whole Ray head restarted
+under the running argusd (it puts the model back unattended: the same model, no commit, no
+restart of argusd) while the quickstart's rerun waits for a real answer; scale and delete
+with --wait; `quickstart.sh down` stops argusd and Ray (last: the e2e fixtures start them
+again for the tests after it)."""
 import json
 import re
 import subprocess
+import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +22,14 @@ def asked(stdout: str) -> str:
     match = re.search(r'Asked "What is the capital of France\?" -> (.*) \((?:\d+m )?\d+ ?s\)$', stdout, re.M)
     assert match, stdout[-2000:]
     return match.group(1)
+
+
+def running(pid: str) -> bool:
+    """The process exists and is not a zombie waiting for a parent to reap it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def test_quickstart_serves_a_model_and_write_commands_report_the_final_state(e2e_home, repo_root):
@@ -55,19 +69,27 @@ def test_quickstart_serves_a_model_and_write_commands_report_the_final_state(e2e
     status, admin_view, _ = http("GET", "/api/v2/serve/status", token=admin)
     assert admin_view["serve"]["applications"]["argus"]["status"] == "RUNNING", admin_view
 
-    # After `down` (Ray gone, argusd's store still says RUNNING) a second run says RUNNING only
-    # once Serve answers for the model again: its step 9 asks it and gets Paris.
+    # The whole Ray head stops (every Serve app, the controller and the replicas gone) while
+    # argusd runs on; the quickstart run again starts an empty Ray, and argusd, unattended (the
+    # same process, no commit), puts the same model back. The rerun says RUNNING only once Serve
+    # answers for the model again: its step 9 asks it and gets Paris.
     commits = git_log()
-    down = quickstart("down", timeout=300)
-    assert down.returncode == 0, down.stdout + down.stderr
+    argusd_pid = (home / "state" / "argusd.pid").read_text().strip()
+    started = time.monotonic()
+    stopped = subprocess.run(["scripts/ray_up.sh", "stop"], cwd=repo_root, env=env, capture_output=True, text=True)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     again = quickstart()
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     print(again.stdout)
+    print(f"Ray head restart: the model answers after {time.monotonic() - started:.0f} s")
     # (what argusd's store says at that moment depends on whether argusd has noticed the empty Ray yet)
     assert re.search(r"-> demo/smollm2-135m: already in your repo \(\w+ in argusd's store\), left as it is, "
                      r"RUNNING \(", again.stdout), again.stdout[-2000:]
     assert "Paris" in asked(again.stdout) and "Web UI and API: http://127.0.0.1:8090/ui" in again.stdout
     assert git_log() == commits  # nothing applied
+    assert (home / "state" / "argusd.pid").read_text().strip() == argusd_pid  # the same argusd did it
+    after = json.loads(run_argusctl("status", model_id, "-o", "json", env=env).stdout)["model"]
+    assert after["state"] == "RUNNING" and after["model_key"] == key  # the same model, not a new one
 
     scaled = run_argusctl("scale", "smollm2-135m", "--replicas", "2", "--wait", env=env, timeout=1200)
     assert scaled.returncode == 0, scaled.stdout + scaled.stderr
@@ -87,3 +109,14 @@ def test_quickstart_serves_a_model_and_write_commands_report_the_final_state(e2e
     assert deleted.stdout.strip().splitlines()[-1] == "demo/smollm2-135m: DELETED"
     assert git_log()[:3] == ["demo|delete demo/smollm2-135m", "demo|scale demo/smollm2-135m: num_replicas 1 -> 2",
                              "demo|apply demo/smollm2-135m: new model"]
+
+    # `down` stops argusd and the Ray head.
+    down = quickstart("down", timeout=300)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert not (home / "state" / "argusd.pid").exists()
+    deadline = time.monotonic() + 30   # argusd ends its tick first
+    while running(argusd_pid):
+        assert time.monotonic() < deadline, f"argusd (pid {argusd_pid}) still runs after down"
+        time.sleep(0.5)
+    check = subprocess.run(["scripts/ray_up.sh", "check"], cwd=repo_root, env=env, capture_output=True, text=True)
+    assert check.returncode == 3, check.stdout + check.stderr

@@ -1,15 +1,23 @@
-"""Zero disruption: while model A answers a steady stream of requests, model B is pushed,
-edited, scaled and deleted, and LoRA adapters on A come, change, fail and go; A never fails a
-request and none of its replicas restarts. An adapter answers what plain vLLM answers with
-the same adapter (temperature 0), seconds after its commit; new weights written into an
-adapter's folder answer a long-prefix prompt as plain vLLM does with them (no prefix-cache
-block of the old weights reused); an adapter folder swapped for a symlink to another user's
-adapter is refused by the replica and FAILED by argusd. Then
-faults on the real stack, one after another on A: one of the front end's two replicas killed
-(at most the requests it held fail), the Serve controller killed (nothing fails, the same
-replica serves on), A's replica killed (replaced; A stays in, DEPLOYING until it runs again), and the whole
-Ray head restarted (argusd brings A back unattended). Last, A's model folder swapped into another
-user's tree: its next replica refuses to start with the reason, and argusd FAILS A."""
+"""Zero disruption: a model vLLM cannot start fails alone while model A starts next to it; then,
+while A answers a steady stream of requests, model B is pushed, edited, scaled and deleted, and
+LoRA adapters on A come, change, fail and go; A never fails a request and none of its replicas
+restarts. An adapter answers what plain vLLM answers with the same adapter (temperature 0),
+seconds after its commit; new weights written into an adapter's folder answer a long-prefix
+prompt as plain vLLM does with them (no prefix-cache block of the old weights reused); an
+adapter folder swapped for a symlink to another user's adapter is refused by the replica and
+FAILED by argusd. Then faults on the real stack, one after another on A: one of the front end's
+two replicas killed (at most the requests it held fail), the Serve controller killed (nothing
+fails, the same replica serves on), A's replica killed (replaced; A stays in, DEPLOYING until
+it runs again), argus's apps removed behind argusd's back (applied again) next to another
+team's Serve app (left alone, the same replica, through every apply, repair and delete). Last,
+A's model folder swapped into another user's tree: its next replica refuses to start with the
+reason, and argusd FAILS A.
+
+A starts once for the module (the `steady` fixture); each step is a test of its own, in this
+order, so that one failure does not hide the others. Each adapter or model a test makes, it
+deletes again, also when it fails. The whole Ray head restarting under a running argusd is in
+tests/e2e/test_quickstart_e2e.py (the quickstart's own rerun after Ray stopped)."""
+import contextlib
 import json
 import os
 import shutil
@@ -18,11 +26,12 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
 from daemon.serving.client import ServeClient
-from helpers import Prober, replicas_of, run_argusctl
+from helpers import Prober, deployment_names, replicas_of, run_argusctl, start_argusd
 
 pytestmark = pytest.mark.e2e
 SOURCE = "$HOME/common/hf/SmolLM2-135M-Instruct"
@@ -74,132 +83,263 @@ def check_front_end(model_id: str) -> None:
     assert status == 404 and "error" in json.loads(body), body[:500]
 
 
-def test_changing_one_model_never_disrupts_another(argusd, tmp_path, repo_root):
-    home, env = argusd
-    ctl = lambda *a: run_argusctl(*a, "--workdir", str(tmp_path / "work"), env=env, timeout=1500)  # noqa: E731
-    client = ServeClient("http://127.0.0.1:8265")
-    assert ctl("init", "--user", "zd", "--name", "zd", "--email", "zd@argus.local").returncode == 0
-    steady, churn = tmp_path / "steady.yaml", tmp_path / "churn.yaml"
-    # The LoRA reference first, while the CPU is free: plain vLLM with the same adapters.
-    adapters = home / "private" / "users" / "zd" / "adapters"
-    model_dir = home / "private" / "hf" / "SmolLM2-135M-Instruct"
-    for name, seed in (("a1", 1), ("a1-v2", 2)):
-        made = subprocess.run([str(repo_root / ".venv-serve" / "bin" / "python"), "scripts/make_test_adapter.py",
-                               str(model_dir), str(adapters / name), str(seed)], cwd=repo_root, capture_output=True,
-                              text=True)
-        assert made.returncode == 0, made.stderr[-2000:]
-    (adapters / "broken").mkdir()
-    (adapters / "broken" / "adapter_config.json").write_text((adapters / "a1" / "adapter_config.json").read_text())
-    (adapters / "broken" / "adapter_model.safetensors").write_bytes(b"not safetensors")
-    reference = subprocess.run([str(repo_root / ".venv-serve" / "bin" / "python"), "scripts/lora_reference.py",
-                                str(model_dir), f"{adapters / 'a1'},{adapters / 'a1-v2'}", str(LORA_TOKENS),
-                                LORA_PROMPT, LONG_PROMPT],
-                               cwd=repo_root, capture_output=True, text=True, timeout=900,
-                               env={**env, "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"})
-    assert reference.returncode == 0, reference.stderr[-3000:]
-    found = json.loads([line for line in reference.stdout.splitlines() if line.startswith("{")][-1])
-    expected = {"base": found["base"][0], "adapter": found["adapter"][0],
-                "long": found["adapters"][0][1], "long-v2": found["adapters"][1][1]}
-    assert expected["base"] != expected["adapter"] and expected["long"] != expected["long-v2"]
-    eve = home / "private" / "users" / "eve" / "adapters" / "a1"   # another user's adapter
-    eve.parent.mkdir(parents=True)
-    shutil.copytree(adapters / "a1", eve)
+class Steady:
+    """Model A ("steady", adapters allowed) running for the whole module, with what its tests share."""
 
-    steady.write_text(f"model_id: steady\nmodel_source: {SOURCE}\nadapters:\n  max_rank: 8\n  max_loaded: 2\n")
-    result = ctl("apply", "-f", str(steady), "--wait")
-    assert result.returncode == 0, result.stdout + result.stderr
-    status = lambda name: json.loads(run_argusctl("status", name, "-o", "json", env=env).stdout)["model"]  # noqa: E731
-    a = status("steady")
-    before = replicas_of(client, a["model_key"])
+    def __init__(self, home, env, work, repo_root):
+        self.home, self.env, self.work, self.repo_root = home, env, work, repo_root
+        self.client = ServeClient("http://127.0.0.1:8265")
+        self.adapters = home / "private" / "users" / "zd" / "adapters"
+        self.model_dir = home / "private" / "hf" / "SmolLM2-135M-Instruct"
+        self.eve = home / "private" / "users" / "eve" / "adapters" / "a1"   # another user's adapter
+        self.expected: dict[str, str] = {}
+        self.a: dict = {}
+        self.team_b_pid: int | None = None   # another team's app, once deployed
+
+    def ctl(self, *args: str):
+        return run_argusctl(*args, "--workdir", str(self.work / "clone"), env=self.env, timeout=1500)
+
+    def status(self, name: str) -> dict:
+        return json.loads(run_argusctl("status", name, "-o", "json", env=self.env).stdout)["model"]
+
+    def apply(self, name: str, text: str):
+        path = self.work / f"{name}.yaml"
+        path.write_text(text)
+        return self.ctl("apply", "-f", str(path), "--wait")
+
+    def delete_if_there(self, *names: str) -> None:
+        """Best-effort cleanup after a test that may have failed half-way."""
+        live = json.loads(run_argusctl("status", "-o", "json", "--user", "zd", env=self.env).stdout)["models"]
+        for name in names:
+            if any(m["model_id_suffix"] == name for m in live):
+                self.ctl("delete", name, "--wait")
+
+
+@contextlib.contextmanager
+def undisturbed(steady: Steady):
+    """While the block runs, A answers a steady stream of requests: none fails, and it keeps the
+    very same replica (ids and pids: nothing restarted)."""
+    before = replicas_of(steady.client, steady.a["model_key"])
     assert before
-    check_front_end(a["model_id"])
-    prober = Prober(a["model_id"])
+    prober = Prober(steady.a["model_id"])
     prober.start()
     time.sleep(3)
     started = time.monotonic()
-
-    churn.write_text(f"model_id: churn\nmodel_source: {SOURCE}\n")
-    result = ctl("apply", "-f", str(churn), "--wait")
-    assert result.returncode == 0, result.stdout + result.stderr
-    b = status("churn")
-    assert listed_models() == sorted([a["model_id"], b["model_id"]])
-    churn.write_text(f"model_id: churn\nmodel_source: {SOURCE}\nengine_kwargs:\n  max_model_len: 1024\n")
-    for args in (("apply", "-f", str(churn), "--wait"), ("scale", "churn", "--replicas", "2", "--wait"),
-                 ("delete", "churn", "--wait")):
-        result = ctl(*args)
-        assert result.returncode == 0, result.stdout + result.stderr
-
-    # LoRA adapters on A: a commit answers in seconds, with plain vLLM's answer.
-    adapter = tmp_path / "tutor.yaml"
-    adapter.write_text("model_id: tutor\nbase_model: steady\nmodel_source: $HOME/adapters/a1\n")
-    committed = time.monotonic()
-    result = ctl("apply", "-f", str(adapter), "--wait")
-    assert result.returncode == 0, result.stdout + result.stderr
-    tutor = status("tutor")
-    assert completion(tutor["model_id"]) == expected["adapter"]
-    print(f"adapter: commit -> RUNNING -> first answer in {time.monotonic() - committed:.1f} s")
-    assert completion(a["model_id"]) == expected["base"]
-    cards = {m["id"]: m for m in json.loads(urllib.request.urlopen("http://127.0.0.1:8000/v1/models",
-                                                                    timeout=30).read())["data"]}
-    assert cards[tutor["model_id"]]["metadata"]["base_model"] == a["model_id"]
-    # Changed weights (a new folder): the same id answers with them, no restart.
-    adapter.write_text("model_id: tutor\nbase_model: steady\nmodel_source: $HOME/adapters/a1-v2\n")
-    result = ctl("apply", "-f", str(adapter), "--wait")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert completion(tutor["model_id"]) not in (expected["adapter"], expected["base"])
-    # A folder vLLM cannot load: FAILED with vLLM's reason, A unharmed.
-    broken = tmp_path / "broken.yaml"
-    broken.write_text("model_id: broken\nbase_model: steady\nmodel_source: $HOME/adapters/broken\n")
-    result = ctl("apply", "-f", str(broken), "--wait")
-    assert result.returncode != 0 and status("broken")["state"] == "FAILED", result.stdout + result.stderr
-    assert "Failed to load lora model" in status("broken")["error_summary"], status("broken")
-    # New weights written into the same folder: the long-prefix prompt answers as plain vLLM
-    # does with them (vLLM 0.32 keys prefix-cache blocks by LoRA name and path, 0.29 by name
-    # alone; the replica loads changed weights under a new name, from a copy of its own).
-    shutil.copytree(adapters / "a1", adapters / "live")
-    live = tmp_path / "live.yaml"
-    live.write_text("model_id: live\nbase_model: steady\nmodel_source: $HOME/adapters/live\n")
-    result = ctl("apply", "-f", str(live), "--wait")
-    assert result.returncode == 0, result.stdout + result.stderr
-    live_id = status("live")["model_id"]
-    assert completion(live_id, LONG_PROMPT) == expected["long"]
-    assert completion(live_id, LONG_PROMPT) == expected["long"]   # now from the prefix cache
-    changed = time.monotonic()
-    shutil.copyfile(adapters / "a1-v2" / "adapter_model.safetensors", adapters / "live" / "adapter_model.safetensors")
-    assert completion(live_id, LONG_PROMPT) == expected["long-v2"]
-    print(f"adapter: new weights in the same folder answered in {time.monotonic() - changed:.1f} s")
-    # The folder swapped for a symlink to another user's adapter (argusd stopped, so that the
-    # replica's own check answers): refused with the reason, nothing loaded; then argusd FAILS it.
-    assert subprocess.run(["scripts/argusd_up.sh", "stop"], cwd=repo_root, env=env).returncode == 0
-    os.rename(adapters / "live", adapters / "live-old")
-    os.symlink(eve, adapters / "live")
-    code, body = post("completions", {"model": live_id, "prompt": LONG_PROMPT, "max_tokens": 4})
-    assert code != 200 and b"users/eve/adapters/a1 is in user 'eve'" in body, (code, body[:2000])
-    print(f"adapter swapped into another user's tree: the replica answered {code}")
-    assert subprocess.run(["scripts/argusd_up.sh"], cwd=repo_root, env=env).returncode == 0
-    deadline = time.monotonic() + 180   # the restarted argusd first waits out its old lease
-    while status("live")["state"] != "FAILED":
-        assert time.monotonic() < deadline, status("live")
-        time.sleep(2)
-    assert "users/eve/adapters/a1" in status("live")["error_summary"], status("live")
-    for name in ("tutor", "broken", "live"):
-        result = ctl("delete", name, "--wait")
-        assert result.returncode == 0, result.stdout + result.stderr
-    time.sleep(3)
-    prober.stop.set()
-    prober.join(timeout=70)
-
+    try:
+        yield
+    finally:
+        time.sleep(max(3.0, started + 10 - time.monotonic()))   # a window of 10 s at least
+        prober.stop.set()
+        prober.join(timeout=70)
     requests, failed, longest = prober.window(started, time.monotonic())
     assert requests > 10, requests
     assert failed == 0, f"{failed} of {requests} requests to the steady model failed (longest outage {longest} s)"
-    assert replicas_of(client, a["model_key"]) == before  # same replica ids and pids: nothing restarted
-    assert listed_models() == [a["model_id"]]
+    assert replicas_of(steady.client, steady.a["model_key"]) == before
 
-    # The front end survives losing a replica: kill -9 one of its two under a stream of
-    # requests from 3 clients; at most the requests that replica held fail.
+
+@pytest.fixture(scope="module")
+def steady(e2e_home, tmp_path_factory, repo_root):
+    """A runs once for the whole module. Plain vLLM's answers with the test adapters (the LoRA
+    reference) are computed while A starts: two cold starts at once on the 2 cores instead of
+    one after the other."""
+    home, env = e2e_home
+    start_argusd(home, env)
+    s = Steady(home, env, tmp_path_factory.mktemp("zd"), repo_root)
+    assert s.ctl("init", "--user", "zd", "--name", "zd", "--email", "zd@argus.local").returncode == 0
+    python = str(repo_root / ".venv-serve" / "bin" / "python")
+    for name, seed in (("a1", 1), ("a1-v2", 2)):
+        made = subprocess.run([python, "scripts/make_test_adapter.py", str(s.model_dir), str(s.adapters / name),
+                               str(seed)], cwd=repo_root, capture_output=True, text=True)
+        assert made.returncode == 0, made.stderr[-2000:]
+    (s.adapters / "broken").mkdir()
+    (s.adapters / "broken" / "adapter_config.json").write_text((s.adapters / "a1" / "adapter_config.json").read_text())
+    (s.adapters / "broken" / "adapter_model.safetensors").write_bytes(b"not safetensors")
+    s.eve.parent.mkdir(parents=True)
+    shutil.copytree(s.adapters / "a1", s.eve)
+    # Pushed just before A: a model vLLM cannot start (its test checks it failed alone).
+    (s.work / "bad.yaml").write_text(f"model_id: bad\nmodel_source: {SOURCE}\nengine_kwargs:\n"
+                                     "  max_model_len: 1000000\n")
+    result = s.ctl("apply", "-f", str(s.work / "bad.yaml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    reference = subprocess.Popen([python, "scripts/lora_reference.py", str(s.model_dir),
+                                  f"{s.adapters / 'a1'},{s.adapters / 'a1-v2'}", str(LORA_TOKENS), LORA_PROMPT,
+                                  LONG_PROMPT], cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True, env={**env, "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"})
+    try:
+        result = s.apply("steady", f"model_id: steady\nmodel_source: {SOURCE}\nadapters:\n  max_rank: 8\n"
+                                   "  max_loaded: 2\n")
+        out, err = reference.communicate(timeout=900)
+    finally:
+        if reference.poll() is None:
+            reference.kill()
+    assert result.returncode == 0 and "zd/steady: RUNNING" in result.stdout, result.stdout + result.stderr
+    assert reference.returncode == 0, err[-3000:]
+    found = json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
+    s.expected = {"base": found["base"][0], "adapter": found["adapter"][0],
+                  "long": found["adapters"][0][1], "long-v2": found["adapters"][1][1]}
+    assert s.expected["base"] != s.expected["adapter"] and s.expected["long"] != s.expected["long-v2"]
+    s.a = s.status("steady")
+    yield s
+    if (s.model_dir.is_symlink()):  # a swap test that failed before putting the folder back
+        eve_model = Path(os.readlink(s.model_dir))
+        os.unlink(s.model_dir)
+        os.rename(eve_model, s.model_dir)
+    start_argusd(home, env)
+    s.delete_if_there("bad", "tutor", "broken", "live", "moved", "churn", "steady")
+    remove_foreign(s.client)
+
+
+def test_the_front_end_speaks_ray_serve_llms_protocol(steady):
+    check_front_end(steady.a["model_id"])
+
+
+def test_a_model_vllm_cannot_start_fails_alone_with_vllms_reason(steady):
+    """Pushed just before A (in the fixture), valid for the spec policy, impossible for vLLM
+    (SmolLM2 has 8192 positions): FAILED with Serve's message and left out of Serve's config,
+    while A started next to it and serves; the delete converges."""
+    try:
+        deadline = time.monotonic() + 900
+        while steady.status("bad")["state"] != "FAILED":
+            assert time.monotonic() < deadline, steady.status("bad")
+            time.sleep(3)
+        bad = steady.status("bad")
+        assert "max_model_len (1000000) is greater than" in bad["error_summary"], bad
+        deadline = time.monotonic() + 120
+        while f"LLMServer:{bad['model_key']}" in deployment_names(steady.client):  # left out after it failed
+            assert time.monotonic() < deadline, "the FAILED model is still deployed"
+            time.sleep(2)
+        assert f"LLMServer:{steady.a['model_key']}" in deployment_names(steady.client)
+        assert completion(steady.a["model_id"]) == steady.expected["base"]
+        gone = steady.ctl("delete", "bad", "--wait", "--timeout", "300")
+        assert gone.returncode == 0 and "zd/bad: DELETED" in gone.stdout, gone.stdout + gone.stderr
+        assert listed_models() == [steady.a["model_id"]]
+    finally:
+        steady.delete_if_there("bad")
+
+
+def test_pushing_editing_scaling_and_deleting_another_model_never_disrupts_a(steady):
+    a = steady.a
+    try:
+        with undisturbed(steady):
+            result = steady.apply("churn", f"model_id: churn\nmodel_source: {SOURCE}\n")
+            assert result.returncode == 0, result.stdout + result.stderr
+            b = steady.status("churn")
+            assert listed_models() == sorted([a["model_id"], b["model_id"]])
+            result = steady.apply("churn", f"model_id: churn\nmodel_source: {SOURCE}\nengine_kwargs:\n"
+                                           "  max_model_len: 1024\n")
+            assert result.returncode == 0, result.stdout + result.stderr
+            for args in (("scale", "churn", "--replicas", "2", "--wait"), ("delete", "churn", "--wait")):
+                result = steady.ctl(*args)
+                assert result.returncode == 0, result.stdout + result.stderr
+        assert listed_models() == [a["model_id"]]
+    finally:
+        steady.delete_if_there("churn")
+
+
+def test_an_adapter_answers_as_plain_vllm_seconds_after_its_commit_and_never_disrupts_a(steady):
+    expected, a = steady.expected, steady.a
+    try:
+        with undisturbed(steady):
+            committed = time.monotonic()
+            result = steady.apply("tutor", "model_id: tutor\nbase_model: steady\nmodel_source: $HOME/adapters/a1\n")
+            assert result.returncode == 0, result.stdout + result.stderr
+            tutor = steady.status("tutor")
+            assert completion(tutor["model_id"]) == expected["adapter"]
+            print(f"adapter: commit -> RUNNING -> first answer in {time.monotonic() - committed:.1f} s")
+            assert completion(a["model_id"]) == expected["base"]
+            cards = {m["id"]: m for m in json.loads(urllib.request.urlopen("http://127.0.0.1:8000/v1/models",
+                                                                            timeout=30).read())["data"]}
+            assert cards[tutor["model_id"]]["metadata"]["base_model"] == a["model_id"]
+            # Changed weights (a new folder): the same id answers with them, no restart.
+            result = steady.apply("tutor", "model_id: tutor\nbase_model: steady\n"
+                                           "model_source: $HOME/adapters/a1-v2\n")
+            assert result.returncode == 0, result.stdout + result.stderr
+            assert completion(tutor["model_id"]) not in (expected["adapter"], expected["base"])
+            result = steady.ctl("delete", "tutor", "--wait")
+            assert result.returncode == 0, result.stdout + result.stderr
+        assert listed_models() == [a["model_id"]]
+    finally:
+        steady.delete_if_there("tutor")
+
+
+def test_an_adapter_folder_vllm_cannot_load_fails_with_vllms_reason_and_never_disrupts_a(steady):
+    try:
+        with undisturbed(steady):
+            result = steady.apply("broken", "model_id: broken\nbase_model: steady\n"
+                                            "model_source: $HOME/adapters/broken\n")
+            assert result.returncode != 0 and steady.status("broken")["state"] == "FAILED", \
+                result.stdout + result.stderr
+            assert "Failed to load lora model" in steady.status("broken")["error_summary"], steady.status("broken")
+            assert completion(steady.a["model_id"]) == steady.expected["base"]
+            result = steady.ctl("delete", "broken", "--wait")
+            assert result.returncode == 0, result.stdout + result.stderr
+    finally:
+        steady.delete_if_there("broken")
+
+
+def test_new_weights_written_into_an_adapters_folder_answer_as_plain_vllm_with_them(steady):
+    """The long-prefix prompt answers as plain vLLM does with the new weights (vLLM 0.32 keys
+    prefix-cache blocks by LoRA name and path, 0.29 by name alone; the replica loads changed
+    weights under a new name, from a copy of its own)."""
+    adapters, expected = steady.adapters, steady.expected
+    shutil.copytree(adapters / "a1", adapters / "live")
+    try:
+        with undisturbed(steady):
+            result = steady.apply("live", "model_id: live\nbase_model: steady\nmodel_source: $HOME/adapters/live\n")
+            assert result.returncode == 0, result.stdout + result.stderr
+            live_id = steady.status("live")["model_id"]
+            assert completion(live_id, LONG_PROMPT) == expected["long"]
+            assert completion(live_id, LONG_PROMPT) == expected["long"]   # now from the prefix cache
+            changed = time.monotonic()
+            shutil.copyfile(adapters / "a1-v2" / "adapter_model.safetensors",
+                            adapters / "live" / "adapter_model.safetensors")
+            assert completion(live_id, LONG_PROMPT) == expected["long-v2"]
+            print(f"adapter: new weights in the same folder answered in {time.monotonic() - changed:.1f} s")
+            result = steady.ctl("delete", "live", "--wait")
+            assert result.returncode == 0, result.stdout + result.stderr
+    finally:
+        steady.delete_if_there("live")
+
+
+def test_an_adapter_folder_swapped_into_another_users_tree_is_refused_and_failed(steady):
+    """The folder swapped for a symlink to another user's adapter, with argusd stopped so that
+    the replica's own check answers: refused with the reason, nothing loaded; then argusd,
+    back, FAILS it. A never fails a request meanwhile."""
+    home, env, adapters, repo_root = steady.home, steady.env, steady.adapters, steady.repo_root
+    shutil.copytree(adapters / "a1", adapters / "moved")
+    try:
+        with undisturbed(steady):
+            result = steady.apply("moved", "model_id: moved\nbase_model: steady\n"
+                                           "model_source: $HOME/adapters/moved\n")
+            assert result.returncode == 0, result.stdout + result.stderr
+            moved_id = steady.status("moved")["model_id"]
+            assert completion(moved_id, LONG_PROMPT) == steady.expected["long"]
+            assert subprocess.run(["scripts/argusd_up.sh", "stop"], cwd=repo_root, env=env).returncode == 0
+            os.rename(adapters / "moved", adapters / "moved-old")
+            os.symlink(steady.eve, adapters / "moved")
+            code, body = post("completions", {"model": moved_id, "prompt": LONG_PROMPT, "max_tokens": 4})
+            assert code != 200 and b"users/eve/adapters/a1 is in user 'eve'" in body, (code, body[:2000])
+            print(f"adapter swapped into another user's tree: the replica answered {code}")
+            start_argusd(home, env)
+            deadline = time.monotonic() + 180   # a restarted argusd may first wait out a lease
+            while steady.status("moved")["state"] != "FAILED":
+                assert time.monotonic() < deadline, steady.status("moved")
+                time.sleep(2)
+            assert "users/eve/adapters/a1" in steady.status("moved")["error_summary"], steady.status("moved")
+            result = steady.ctl("delete", "moved", "--wait")
+            assert result.returncode == 0, result.stdout + result.stderr
+        assert listed_models() == [steady.a["model_id"]]
+    finally:
+        start_argusd(home, env)
+        steady.delete_if_there("moved")
+
+
+def test_killing_one_of_the_two_front_end_replicas_fails_at_most_the_requests_it_held(steady):
+    """kill -9 one of the front end's two replicas under a stream of requests from 3 clients."""
+    client, model_id = steady.client, steady.a["model_id"]
     fronts = front_end_replicas(client)
     assert len(fronts) == 2, fronts
-    probers = [Prober(a["model_id"]) for _ in range(3)]
+    probers = [Prober(model_id) for _ in range(3)]
     for p in probers:
         p.start()
     time.sleep(5)
@@ -218,10 +358,12 @@ def test_changing_one_model_never_disrupts_another(argusd, tmp_path, repo_root):
     while len(front_end_replicas(client)) < 2:  # Serve starts a new one, with the same table
         assert time.monotonic() < deadline, front_end_replicas(client)
         time.sleep(2)
-    assert listed_models() == [a["model_id"]]
+    assert listed_models() == [model_id]
 
-    # The Serve controller is killed: Serve restarts it; the replicas never stop serving and
-    # argus changes nothing.
+
+def test_killing_the_serve_controller_fails_nothing_and_keeps_as_replica(steady):
+    """Serve restarts its controller; the replicas never stop serving and argus changes nothing."""
+    client, a = steady.client, steady.a
     replicas_before = replicas_of(client, a["model_key"])
     controller = int(subprocess.run(["pgrep", "-f", "^ray::ServeController"], capture_output=True,
                                     text=True).stdout.split()[0])
@@ -243,11 +385,15 @@ def test_changing_one_model_never_disrupts_another(argusd, tmp_path, repo_root):
         assert time.monotonic() < deadline
         time.sleep(2)
     assert replicas_of(client, a["model_key"]) == replicas_before
-    assert status("steady")["state"] == "RUNNING", status("steady")
+    assert steady.status("steady")["state"] == "RUNNING", steady.status("steady")
 
-    # The model's own (only) replica is killed: Serve replaces it; argus keeps the model in the
-    # config, says DEPLOYING with the reason while Serve has no running replica of it (or
-    # RUNNING with the reason while one still counts as running), and it answers again.
+
+def test_a_killed_replica_of_a_is_replaced_and_a_is_never_failed(steady):
+    """Serve replaces A's own (only) replica; argus keeps A in the config, says DEPLOYING with the
+    reason while Serve has no running replica of it (or RUNNING with the reason while one still
+    counts as running), and it answers again. (The whole Ray head restarting under a running
+    argusd: tests/e2e/test_quickstart_e2e.py.)"""
+    client, a, status = steady.client, steady.a, steady.status
     (replica,) = replicas_of(client, a["model_key"])
     os.kill(replica[1], signal.SIGKILL)
     deadline = time.monotonic() + 600
@@ -258,29 +404,40 @@ def test_changing_one_model_never_disrupts_another(argusd, tmp_path, repo_root):
         assert status("steady")["state"] in ("RUNNING", "DEPLOYING"), status("steady")  # never FAILED
         assert time.monotonic() < deadline, "the killed replica was not replaced"
         time.sleep(3)
-    logs = run_argusctl("logs", a["model_id"], "-o", "json", env=env).stdout
+    logs = run_argusctl("logs", a["model_id"], "-o", "json", env=steady.env).stdout
     assert '"REPLICAS_LOST"' in logs or '"DEGRADED"' in logs, logs[-2000:]
 
-    # The whole Ray head restarts (every Serve app, the controller and the replicas gone, an
-    # empty cluster back): argusd, left running, brings the same model back unattended.
-    started = time.monotonic()
-    for step in (["scripts/ray_up.sh", "stop"], ["scripts/ray_up.sh"]):
-        done = subprocess.run(step, cwd=repo_root, env=env, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stdout + done.stderr
-    ray_back = time.monotonic() - started
-    deadline = time.monotonic() + 900
-    while not chat_ok_quietly(a["model_id"]):
-        assert time.monotonic() < deadline, run_argusctl("logs", a["model_id"], env=env).stdout[-3000:]
-        time.sleep(3)
-    print(f"Ray head restart: Ray up again after {ray_back:.0f} s, the model answers after "
-          f"{time.monotonic() - started:.0f} s")
-    after = status("steady")
-    assert after["state"] == "RUNNING" and after["model_key"] == a["model_key"]  # the same model, not a new one
 
-    # A's model folder swapped into another user's tree (argusd stopped, so that only the
-    # replica decides): its next replica refuses to start with the reason and starts no
-    # engine; argusd, back, FAILS A with the reason.
-    assert subprocess.run(["scripts/argusd_up.sh", "stop"], cwd=repo_root, env=env).returncode == 0
+def test_argus_apps_removed_behind_its_back_are_applied_again_and_another_teams_app_is_left_alone(steady):
+    """Another team deploys its own Serve app next to argus's; then someone removes argus's apps
+    behind argusd's back: argusd applies them again (A DEPLOYING, REPLICAS_LOST, then RUNNING
+    and answering), and the other team's app keeps its very replica (checked once more after
+    argus's last applies and deletes, at the end of the module)."""
+    client, a, env = steady.client, steady.a, steady.env
+    steady.team_b_pid = deploy_foreign(client)
+    lost = lambda: run_argusctl("logs", a["model_id"], "-o", "json", env=env).stdout.count('"REPLICAS_LOST"')  # noqa: E731
+    lost_before = lost()
+    client.put_config({"applications": [FOREIGN]})
+    deadline = time.monotonic() + 120
+    while steady.status("steady")["state"] != "DEPLOYING":   # the drift is noticed
+        assert time.monotonic() < deadline, steady.status("steady")
+        time.sleep(2)
+    deadline = time.monotonic() + 900
+    while not (steady.status("steady")["state"] == "RUNNING" and chat_ok_quietly(a["model_id"])):
+        assert steady.status("steady")["state"] in ("RUNNING", "DEPLOYING"), steady.status("steady")
+        assert time.monotonic() < deadline, steady.status("steady")
+        time.sleep(3)
+    # Its apps were removed: Serve had no replica of it (DRIFT_REPAIRED is a changed config).
+    assert lost() > lost_before
+    assert steady.status("steady")["model_key"] == a["model_key"]
+    assert foreign_pid() == steady.team_b_pid
+
+
+def test_as_model_folder_swapped_into_another_users_tree_stops_its_next_replica_and_fails_a(steady):
+    """Last (it ends A): with argusd stopped, so that only the replica decides, A's next replica
+    refuses to start with the reason and starts no engine; argusd, back, FAILS A with it."""
+    home, env, client, a, model_dir = steady.home, steady.env, steady.client, steady.a, steady.model_dir
+    assert subprocess.run(["scripts/argusd_up.sh", "stop"], cwd=steady.repo_root, env=env).returncode == 0
     eve_model = home / "private" / "users" / "eve" / model_dir.name
     os.rename(model_dir, eve_model)
     os.symlink(eve_model, model_dir)
@@ -293,16 +450,65 @@ def test_changing_one_model_never_disrupts_another(argusd, tmp_path, repo_root):
             time.sleep(3)
         assert f"{eve_model} is in user 'eve'" in deployment_message(client, a["model_key"])
         assert not replicas_of(client, a["model_key"])   # no replica runs it
-        assert subprocess.run(["scripts/argusd_up.sh"], cwd=repo_root, env=env).returncode == 0
+        start_argusd(home, env)
         deadline = time.monotonic() + 180
-        while status("steady")["state"] != "FAILED":
-            assert time.monotonic() < deadline, status("steady")
+        while steady.status("steady")["state"] != "FAILED":
+            assert time.monotonic() < deadline, steady.status("steady")
             time.sleep(2)
-        assert str(eve_model) in status("steady")["error_summary"], status("steady")
+        assert str(eve_model) in steady.status("steady")["error_summary"], steady.status("steady")
     finally:
         os.unlink(model_dir)
         os.rename(eve_model, model_dir)
-    assert ctl("delete", "steady", "--wait").returncode == 0
+        start_argusd(home, env)
+    gone = steady.ctl("delete", "steady", "--wait")
+    assert gone.returncode == 0 and "zd/steady: DELETED" in gone.stdout, gone.stdout + gone.stderr
+    listed = json.loads(run_argusctl("status", "-o", "json", "--user", "zd", env=env).stdout)["models"]
+    assert listed == [], listed   # every delete converged
+
+
+def test_another_teams_app_kept_its_replica_through_every_apply_repair_and_delete(steady):
+    assert steady.team_b_pid is not None, "the drift test did not deploy the other team's app"
+    team_b = steady.client.get_applications()["applications"]["team-b"]
+    assert team_b["status"] == "RUNNING" and team_b["deployed_app_config"]["import_path"] == FOREIGN["import_path"]
+    assert foreign_pid() == steady.team_b_pid
+
+
+# Another team's app: any importable Serve app will do; this one ships in the Ray wheel and
+# answers with its replica's pid, so a restart would show.
+FOREIGN = {"name": "team-b", "route_prefix": "/team-b", "import_path": "ray.serve._private.test_utils:get_pid_entrypoint"}
+
+
+def foreign_pid() -> int:
+    with urllib.request.urlopen("http://127.0.0.1:8000/team-b", timeout=30) as response:
+        return int(response.read())
+
+
+def deploy_foreign(client: ServeClient) -> int:
+    """PUT the foreign app next to whatever runs (as its team would, declaratively). Serve's
+    REST API has no compare-and-set: a PUT that lands between argusd's read and its own write
+    is lost, so the team puts it again, as a real team would."""
+    deadline = time.monotonic() + 180
+    while True:
+        current = [app["deployed_app_config"] for name, app in client.get_applications()["applications"].items()
+                   if app.get("deployed_app_config") and name != FOREIGN["name"]]
+        client.put_config({"proxy_location": "HeadOnly", "http_options": {"host": "127.0.0.1", "port": 8000},
+                           "applications": current + [FOREIGN]})
+        retry_at = time.monotonic() + 30
+        while time.monotonic() < retry_at:
+            try:
+                return foreign_pid()
+            except Exception:
+                time.sleep(2)
+        assert time.monotonic() < deadline, client.get_applications()["applications"].get("team-b")
+
+
+def remove_foreign(client: ServeClient) -> None:
+    """Leave the cluster as the next test expects it: without the other team's app."""
+    apps = client.get_applications().get("applications") or {}
+    if "team-b" in apps:
+        client.put_config({"proxy_location": "HeadOnly", "http_options": {"host": "127.0.0.1", "port": 8000},
+                           "applications": [app["deployed_app_config"] for name, app in apps.items()
+                                            if name != "team-b" and app.get("deployed_app_config")]})
 
 
 def deployment_message(client, model_key: str) -> str:
