@@ -1,4 +1,4 @@
-"""Seed M6.3 on this machine: push a spec -> a chat answer on :8000 -> delete -> gone. The run
+"""The README's first loop on this machine: push a spec -> a chat answer on :8000 -> delete -> gone. The run
 is the README's GPU-cluster command as written, on CPU with the local profile so it cannot rot:
 started from another directory with a relative ARGUS_CONFIG (resolved before the script's own
 cd) and E2E_GPUS passed through to the pushed spec. It ends where it began (no spec, no model),

@@ -156,9 +156,11 @@ def steady(e2e_home, tmp_path_factory, repo_root):
     (s.adapters / "broken" / "adapter_model.safetensors").write_bytes(b"not safetensors")
     s.eve.parent.mkdir(parents=True)
     shutil.copytree(s.adapters / "a1", s.eve)
-    # Pushed just before A: a model vLLM cannot start (its test checks it failed alone).
+    # Pushed just before A: a model vLLM cannot start (its test checks it failed alone). argus
+    # refuses a max_model_len above the folder's own limit up front; with hf_overrides touching the
+    # length it leaves the verdict to vLLM (core/folders.py), which refuses this one at start.
     (s.work / "bad.yaml").write_text(f"model_id: bad\nmodel_source: {SOURCE}\nengine_kwargs:\n"
-                                     "  max_model_len: 1000000\n")
+                                     "  max_model_len: 1000000\n  hf_overrides:\n    max_position_embeddings: 8192\n")
     result = s.ctl("apply", "-f", str(s.work / "bad.yaml"))
     assert result.returncode == 0, result.stdout + result.stderr
     reference = subprocess.Popen([python, "scripts/lora_reference.py", str(s.model_dir),
