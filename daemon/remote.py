@@ -137,6 +137,15 @@ def run_remote_git(args: list[str], cwd: str | os.PathLike, timeout: float) -> s
         proc.communicate()
         raise GitError(f"git {args[0]} did not finish in {timeout:g} s (gitops.fetch_timeout_seconds); "
                            "the server or the network hangs") from None
+    except BaseException:
+        # Ctrl-C (or any other way out) stops the push too: in its own session it would not get
+        # the terminal's SIGINT, and would go on to push after the user gave up on it.
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+        raise
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
@@ -250,6 +259,9 @@ def fetch_line(summary: Optional[dict]) -> Optional[str]:
             f"{summary['error']}; models keep serving what was recorded")
 
 
+GPG_SOCKET_PATH_MAX = 100  # sun_path is 108 bytes with its NUL; a margin for gpg's own names
+
+
 def prepare_signatures(config: Config, directory: Path) -> Optional["SignatureCheck"]:
     """gitops.require_signed: what git verifies signatures with, made from the config under
     `directory` (made anew each time: a key removed from the config is gone): the allowed
@@ -277,7 +289,13 @@ def prepare_signatures(config: Config, directory: Path) -> Optional["SignatureCh
     shutil.rmtree(home, ignore_errors=True)
     if not pgp_keys:
         return SignatureCheck(str(signers))
-    home.mkdir(mode=0o700)
+    if len(str(home / "S.gpg-agent.browser")) > GPG_SOCKET_PATH_MAX:
+        # gpg reaches its agent through sockets in its home even to import public keys, and a
+        # socket path must fit 108 bytes: a long state directory gets a short home of its own
+        # (public keys only; argusd's alone, 0700).
+        home = Path(tempfile.mkdtemp(prefix="argus-gnupg-", dir="/tmp"))
+    else:
+        home.mkdir(mode=0o700)
     # Being listed in the config is the trust; importing and verifying need no agent (none is left running).
     (home / "gpg.conf").write_text("trust-model always\nno-autostart\n")
     users: list[tuple[str, str]] = []

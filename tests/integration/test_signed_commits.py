@@ -5,7 +5,9 @@ the pre-receive hook too; argusd's own key signs the API's writes."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -196,16 +198,20 @@ def gpg_key(home: Path, uid: str) -> tuple[str, str]:
 
 
 @pytest.fixture
-def gpg_homes(tmp_path):
-    """GNUPGHOMEs for throwaway keys; their gpg-agents (started by key generation and signing) are stopped after."""
-    yield tmp_path
-    for home in tmp_path.glob("gpg-*"):
+def gpg_homes():
+    """GNUPGHOMEs for throwaway keys, in a short directory of their own: gpg-agent's sockets live
+    there and must fit a socket path (108 bytes), which CI's long TMPDIR does not leave room for.
+    Their gpg-agents (started by key generation and signing) are stopped after."""
+    top = Path(tempfile.mkdtemp(prefix="gpg", dir="/tmp"))
+    yield top
+    for home in top.glob("gpg-*"):
         subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], capture_output=True)
+    shutil.rmtree(top, ignore_errors=True)
 
 
 def test_openpgp_keys_prove_identity_too(tmp_path, keys, gpg_homes):
-    alice_fpr, alice_pub = gpg_key(tmp_path / "gpg-alice", "Alice <alice@example.com>")
-    other_fpr, _ = gpg_key(tmp_path / "gpg-other", "Mallory <alice@example.com>")
+    alice_fpr, alice_pub = gpg_key(gpg_homes / "gpg-alice", "Alice <alice@example.com>")
+    other_fpr, _ = gpg_key(gpg_homes / "gpg-other", "Mallory <alice@example.com>")
     gitops = GitOps(tmp_path / "g")
     block = "".join(f"          {line}\n" for line in alice_pub.strip().splitlines())
     config = write_config(tmp_path / "argus.yaml", root=tmp_path / "private", db=tmp_path / "state" / "argus.db",
@@ -222,12 +228,12 @@ def test_openpgp_keys_prove_identity_too(tmp_path, keys, gpg_homes):
         return gitops.git("rev-parse", "HEAD").strip()
 
     gitops.write(A, spec("a"))
-    pgp_commit("alice signs with gpg", str(tmp_path / "gpg-alice"), alice_fpr)
+    pgp_commit("alice signs with gpg", str(gpg_homes / "gpg-alice"), alice_fpr)
     gitops.push()
     tick(config)
     assert state(config) == ({"a": 1}, {})
     gitops.write(A, spec("a", replicas=2))
-    sha = pgp_commit("a key that is not alice's", str(tmp_path / "gpg-other"), other_fpr)
+    sha = pgp_commit("a key that is not alice's", str(gpg_homes / "gpg-other"), other_fpr)
     gitops.push()
     tick(config)
     models, refused = state(config)
@@ -239,7 +245,7 @@ def test_openpgp_keys_prove_identity_too(tmp_path, keys, gpg_homes):
 def test_an_openpgp_block_with_a_second_key_cannot_sign_as_another_user(tmp_path, keys, gpg_homes):
     """alice's block carries a second primary key whose user ID is "bob": were it imported, git's %GS
     (the user ID) would name bob. The block is refused at start, naming the user and the key."""
-    home = tmp_path / "gpg-alice"
+    home = gpg_homes / "gpg-alice"
     alice_fpr, _ = gpg_key(home, "Alice <alice@example.com>")
     env = {**os.environ, "GNUPGHOME": str(home)}
     subprocess.run(["gpg", "--batch", "--quiet", "--pinentry-mode", "loopback", "--passphrase", "",
@@ -264,7 +270,7 @@ def test_an_openpgp_block_with_a_second_key_cannot_sign_as_another_user(tmp_path
 
 
 def test_an_openpgp_key_without_gpg_is_one_clear_error(tmp_path, keys, gpg_homes, monkeypatch):
-    _, alice_pub = gpg_key(tmp_path / "gpg-alice", "Alice <alice@example.com>")
+    _, alice_pub = gpg_key(gpg_homes / "gpg-alice", "Alice <alice@example.com>")
     gitops = GitOps(tmp_path / "g")
     block = "".join(f"          {line}\n" for line in alice_pub.strip().splitlines())
     config = write_config(tmp_path / "argus.yaml", root=tmp_path / "private", db=tmp_path / "state" / "argus.db",

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -163,7 +164,7 @@ def test_an_interrupt_during_a_slow_pre_push_hook_leaves_the_clone_as_it_was(rep
     work = tmp / "alice-work"
     before, bare_before = clone_state(work), git(tmp / "gitops.git", "rev-parse", "main")
     hook = work / ".git" / "hooks" / "pre-push"
-    hook.write_text(f"#!/bin/sh\ntouch {tmp}/pushing\nsleep 60\n")
+    hook.write_text(f"#!/bin/sh\necho $$ > {tmp}/pushing.tmp && mv {tmp}/pushing.tmp {tmp}/pushing\nsleep 60\n")
     hook.chmod(0o755)
     proc = subprocess.Popen([sys.executable, "-m", "argusctl", "scale", "m", "--replicas", "2",
                              "--workdir", str(work)], env={**os.environ, **env}, cwd=tmp,
@@ -182,6 +183,11 @@ def test_an_interrupt_during_a_slow_pre_push_hook_leaves_the_clone_as_it_was(rep
     assert proc.returncode != 0, out + err
     assert clone_state(work) == before
     assert git(tmp / "gitops.git", "rev-parse", "main") == bare_before
+    # ...and the push was stopped with it (its hook too), not left to push after the user gave up.
+    hook_pid, deadline = int((tmp / "pushing").read_text()), time.monotonic() + 5
+    while Path(f"/proc/{hook_pid}").exists() and "Z" not in Path(f"/proc/{hook_pid}/stat").read_text().split()[2]:
+        assert time.monotonic() < deadline, "the push's pre-push hook still runs after Ctrl-C"
+        time.sleep(0.1)
 
 
 def test_an_api_write_does_its_git_work_once_and_all_of_it_under_the_clone_lock(repo, monkeypatch):
@@ -216,8 +222,16 @@ def test_an_api_write_does_its_git_work_once_and_all_of_it_under_the_clone_lock(
         calls.append((args[0], held[0]))
         return real_git(*args, **kwargs)
 
+    from daemon import remote
+    real_remote_git = remote.run_redacted_remote_git
+
+    def watched_remote_git(args, **kwargs):   # fetch and push: bounded in time, output redacted
+        calls.append((args[0], held[0]))
+        return real_remote_git(args, **kwargs)
+
     monkeypatch.setattr(gitwrite, "_clone_lock", watched_lock)
     monkeypatch.setattr(gitwrite, "run_git", watched_git)
+    monkeypatch.setattr(remote, "run_redacted_remote_git", watched_remote_git)
     result = service.create(alice, spec("m", replicas=2).encode())   # POST of a changed spec
     assert result.commit is not None
     touching = [(cmd, locked) for cmd, locked in calls
