@@ -4,6 +4,7 @@ spare port with its own host key and authorized_keys. Both run as the test's use
 temp dir, and stop with the test. scripts/setup_forge_servers.sh installs the packages."""
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import shutil
@@ -12,6 +13,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Iterator
 
 from helpers import free_port
 
@@ -173,3 +175,22 @@ def _stop(proc: subprocess.Popen | None) -> None:
 def copy_repo(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst
+
+
+@contextlib.contextmanager
+def both_servers(base: Path) -> Iterator[tuple["HttpGitServer", "SshGitServer"]]:
+    """The smart-HTTP and the SSH forge under `base`, both stopped after (also when the second
+    fails to start). CI installs them: a missing server is a failure, not a skip."""
+    missing = missing_servers()
+    assert missing is None, missing
+    http = HttpGitServer(base / "http").start()
+    try:
+        ssh = SshGitServer(base / "ssh").start()
+    except BaseException:
+        http.stop()
+        raise
+    try:
+        yield http, ssh
+    finally:
+        http.stop()
+        ssh.stop()

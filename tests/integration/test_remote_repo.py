@@ -16,7 +16,7 @@ from daemon.argusd import Daemon
 from daemon.config import GitCredentials, load_config
 from daemon.remote import configure_remote, read_fetch_state
 from daemon.store import Store
-from forge_servers import HttpGitServer, SshGitServer, bare_repo, missing_servers
+from forge_servers import HttpGitServer, SshGitServer, bare_repo, both_servers
 from helpers import GitOps, spec, write_config
 
 USERS = ("users:\n  alice:\n    git_identities: [alice@example.com]\n"
@@ -25,18 +25,8 @@ USERS = ("users:\n  alice:\n    git_identities: [alice@example.com]\n"
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
-    missing = missing_servers()
-    assert missing is None, missing  # CI installs them: a missing server is a failure, not a skip
-    base = tmp_path_factory.mktemp("forge")
-    http = HttpGitServer(base / "http").start()
-    try:
-        ssh = SshGitServer(base / "ssh").start()
-    except BaseException:
-        http.stop()
-        raise
-    yield http, ssh
-    http.stop()
-    ssh.stop()
+    with both_servers(tmp_path_factory.mktemp("forge")) as pair:
+        yield pair
 
 
 def http_remote(tmp_path, http: HttpGitServer, name: str = "g.git") -> tuple[str, str]:

@@ -14,7 +14,7 @@ import pytest
 
 from daemon import gitwrite
 from daemon.config import load_config
-from forge_servers import HttpGitServer, SshGitServer, bare_repo, missing_servers
+from forge_servers import bare_repo, both_servers
 from helpers import Http, free_port, run_argusctl, spec, write_config
 
 USERS = ("users:\n  alice:\n    git_identities: [alice@argus.local]\n"
@@ -23,18 +23,8 @@ USERS = ("users:\n  alice:\n    git_identities: [alice@argus.local]\n"
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
-    missing = missing_servers()
-    assert missing is None, missing
-    base = tmp_path_factory.mktemp("forge")
-    http = HttpGitServer(base / "http").start()
-    try:
-        ssh = SshGitServer(base / "ssh").start()
-    except BaseException:
-        http.stop()
-        raise
-    yield http, ssh
-    http.stop()
-    ssh.stop()
+    with both_servers(tmp_path_factory.mktemp("forge")) as pair:
+        yield pair
 
 
 def forge_config(tmp_path: Path, servers, transport: str, extra: str = "") -> tuple[Path, Path, str]:
