@@ -209,15 +209,20 @@ def gpg_homes():
     shutil.rmtree(top, ignore_errors=True)
 
 
+def alice_openpgp_config(tmp_path, gitops, alice_pub: str):
+    """A config that requires signatures, with alice's OpenPGP public key block as her one key."""
+    block = "".join(f"          {line}\n" for line in alice_pub.strip().splitlines())
+    return write_config(tmp_path / "argus.yaml", root=tmp_path / "private", db=tmp_path / "state" / "argus.db",
+                        repo=gitops.bare, extra=("  require_signed: true\nusers:\n  alice:\n"
+                                                 "    git_identities: [alice@example.com]\n"
+                                                 f"    signing_keys:\n      - |\n{block}"))
+
+
 def test_openpgp_keys_prove_identity_too(tmp_path, keys, gpg_homes):
     alice_fpr, alice_pub = gpg_key(gpg_homes / "gpg-alice", "Alice <alice@example.com>")
     other_fpr, _ = gpg_key(gpg_homes / "gpg-other", "Mallory <alice@example.com>")
     gitops = GitOps(tmp_path / "g")
-    block = "".join(f"          {line}\n" for line in alice_pub.strip().splitlines())
-    config = write_config(tmp_path / "argus.yaml", root=tmp_path / "private", db=tmp_path / "state" / "argus.db",
-                          repo=gitops.bare, extra=("  require_signed: true\nusers:\n  alice:\n"
-                                                   "    git_identities: [alice@example.com]\n"
-                                                   f"    signing_keys:\n      - |\n{block}"))
+    config = alice_openpgp_config(tmp_path, gitops, alice_pub)
 
     def pgp_commit(message: str, home: str, fpr: str) -> str:
         env = {"GNUPGHOME": home, "GIT_AUTHOR_NAME": "Alice", "GIT_AUTHOR_EMAIL": "alice@example.com",
@@ -272,11 +277,7 @@ def test_an_openpgp_block_with_a_second_key_cannot_sign_as_another_user(tmp_path
 def test_an_openpgp_key_without_gpg_is_one_clear_error(tmp_path, keys, gpg_homes, monkeypatch):
     _, alice_pub = gpg_key(gpg_homes / "gpg-alice", "Alice <alice@example.com>")
     gitops = GitOps(tmp_path / "g")
-    block = "".join(f"          {line}\n" for line in alice_pub.strip().splitlines())
-    config = write_config(tmp_path / "argus.yaml", root=tmp_path / "private", db=tmp_path / "state" / "argus.db",
-                          repo=gitops.bare, extra=("  require_signed: true\nusers:\n  alice:\n"
-                                                   "    git_identities: [alice@example.com]\n"
-                                                   f"    signing_keys:\n      - |\n{block}"))
+    config = alice_openpgp_config(tmp_path, gitops, alice_pub)
     only_git = tmp_path / "bin"
     only_git.mkdir()
     (only_git / "git").symlink_to(subprocess.run(["which", "git"], capture_output=True, text=True).stdout.strip())
