@@ -19,6 +19,25 @@ BUILD_FRONTEND = "daemon.replicas.frontend:build_frontend"
 BUILD_LEASE = "daemon.replicas.lease:build_lease"
 
 
+# A model's next generation, while it rolls out, is reachable through the front end under its
+# public id with this suffix: argusd's rollout probe asks it there before any client request
+# is switched to it. Public ids are letters, digits, '.', '_' and '-', so no client's id has it;
+# the front end never lists it in /v1/models, and the model server answers it as its own id.
+PROBE_SUFFIX = "@next"
+
+
+def probe_id(model_id: str) -> str:
+    """The id argusd's rollout probe sends as `model` to reach a model's next generation."""
+    return f"{model_id}{PROBE_SUFFIX}"
+
+
+def probed_model(model: str | None) -> str | None:
+    """The public id a probe id stands for (None: `model` is not a probe id)."""
+    if model is None or not model.endswith(PROBE_SUFFIX):
+        return None
+    return model[: -len(PROBE_SUFFIX)] or None
+
+
 def deployment_name(model_key: str) -> str:
     """A model's LLMServer deployment as Serve names it (its status maps back to the model)."""
     return f"{MODEL_SERVER_PREFIX}{model_key}"

@@ -80,27 +80,59 @@ class ModelApp:
 
 
 @dataclass(frozen=True)
+class Unavailable:
+    """Why the front end answers a known model's requests itself, without calling any replica:
+    the HTTP status, the message (OpenAI's error shape) and the Retry-After seconds (None: no
+    such header). E.g. 503 "model X is starting" while a model has no serving generation."""
+
+    status: int
+    message: str
+    retry_after: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"status": self.status, "message": self.message, "retry_after": self.retry_after}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> "Unavailable":
+        after = raw.get("retry_after")
+        return cls(int(raw["status"]), str(raw["message"]), None if after is None else int(after))
+
+
+@dataclass(frozen=True)
 class Route:
     """A public model id in the front end's table and the app and deployment that serve it. An
-    adapter's route names its base (`base_model`) and goes to the base's deployment."""
+    adapter's route names its base (`base_model`) and goes to the base's deployment.
+
+    `probe`: the entry's model_id is names.probe_id(<public id>), the way argusd's rollout probe
+    reaches a model's next generation before clients are switched to it; the front end serves
+    it but never lists it. `unavailable`: the front end answers the model's requests itself
+    (app and deployment are empty), e.g. 503 while the model starts."""
 
     model_id: str
     app: str
     deployment: str
     max_request_context_length: int | None = None
     base_model: str | None = None
+    probe: bool = False
+    unavailable: Unavailable | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"model_id": self.model_id, "app": self.app, "deployment": self.deployment,
                                "max_request_context_length": self.max_request_context_length}
         if self.base_model is not None:
             out["base_model"] = self.base_model
+        if self.probe:
+            out["probe"] = True
+        if self.unavailable is not None:
+            out["unavailable"] = self.unavailable.to_json()
         return out
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> "Route":
+        unavailable = raw.get("unavailable")
         return cls(str(raw["model_id"]), str(raw["app"]), str(raw["deployment"]),
-                   raw.get("max_request_context_length"), raw.get("base_model"))
+                   raw.get("max_request_context_length"), raw.get("base_model"), bool(raw.get("probe", False)),
+                   None if unavailable is None else Unavailable.from_json(unavailable))
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,11 @@ import copy
 import pytest
 
 from daemon.core.spec import ResolvedServingSpec
-from daemon.replicas.names import BUILD_MODEL_APP, deployment_name, is_argus_app, model_app_name
+from daemon.replicas.names import BUILD_MODEL_APP, deployment_name, is_argus_app, model_app_name, probe_id, probed_model
 from daemon.serving.llm_config import ModelDeployment
 from daemon.serving.observe import AppStatus, DeploymentStatus, Observed, ObservedApp, observed_from_status
 from daemon.serving.serve_config import (AdapterEntry, FrontendApp, HttpOptions, LeaseApp, ModelApp, OtherApp,
-                                         Route, ServeConfig, parse_app, render_app)
+                                         Route, ServeConfig, Unavailable, parse_app, render_app)
 from helpers import llm_settings
 
 CPU = llm_settings(accelerator_type="cpu")
@@ -28,13 +28,21 @@ BASE = ModelApp.of(deployment("k-base", adapters=True, max_model_len=2048), mode
                    {"bob-1-t": AdapterEntry("/private/users/bob/t", 3, "bob")})
 PLAIN = ModelApp.of(deployment("k-plain", replicas=2), model_app_name("k-plain"))
 FRONT = FrontendApp.of([PLAIN.route(), BASE.route(),
-                        Route("bob-1-t", BASE.name, BASE.deployment_name, 2048, base_model=BASE.deployment.model_id)], 2)
+                        Route("bob-1-t", BASE.name, BASE.deployment_name, 2048, base_model=BASE.deployment.model_id),
+                        Route(probe_id(PLAIN.deployment.model_id), "llm-k-plain-next", PLAIN.deployment_name, probe=True),
+                        Route("carol-1-starting", "", "", unavailable=Unavailable(503, "model x is starting", 10))], 2)
 LEASE = LeaseApp({"holder": "h", "epoch": 2, "beat": 5})
 
 
 @pytest.mark.parametrize("app", [BASE, PLAIN, FRONT, LEASE], ids=["model+adapters", "model", "front end", "lease"])
 def test_every_app_reads_back_as_the_object_it_was_rendered_from(app):
     assert parse_app(copy.deepcopy(render_app(app))) == app
+
+
+def test_a_probe_id_names_its_model_and_no_public_id_is_a_probe_id():
+    assert probed_model(probe_id("alice-202612010000-m")) == "alice-202612010000-m"
+    assert probed_model("alice-202612010000-m") is None
+    assert probed_model(None) is None and probed_model(probe_id("")) is None
 
 
 def test_a_model_that_takes_adapters_has_a_table_and_one_that_does_not_has_none():
