@@ -14,7 +14,9 @@ import json
 import re
 import os
 import shlex
+import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 from dataclasses import asdict, dataclass
@@ -260,6 +262,26 @@ def fetch_line(summary: Optional[dict]) -> Optional[str]:
 
 
 GPG_SOCKET_PATH_MAX = 100  # sun_path is 108 bytes with its NUL; a margin for gpg's own names
+SHORT_HOME_PREFIX = "argus-gnupg-"
+SHORT_HOME_NOTE = "gnupg.short-home"   # in the signers directory: the short home made last time
+
+
+def _drop_short_home(directory: Path) -> None:
+    """Remove the short keyring home the previous start made (only a directory of argusd's own:
+    in /tmp, named as argusd names them, owned by this user, not a symlink)."""
+    note = directory / SHORT_HOME_NOTE
+    try:
+        old = Path(note.read_text().strip())
+    except OSError:
+        return
+    note.unlink(missing_ok=True)
+    try:
+        info = old.lstat()
+    except OSError:
+        return
+    if (old.parent == Path("/tmp") and old.name.startswith(SHORT_HOME_PREFIX) and stat.S_ISDIR(info.st_mode)
+            and info.st_uid == os.getuid()):
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def prepare_signatures(config: Config, directory: Path) -> Optional["SignatureCheck"]:
@@ -267,8 +289,6 @@ def prepare_signatures(config: Config, directory: Path) -> Optional["SignatureCh
     `directory` (made anew each time: a key removed from the config is gone): the allowed
     signers file for SSH keys (each user's, argusd's API key) and a keyring of the users'
     OpenPGP keys. None when signatures are not required."""
-    import shutil
-
     from daemon.core.forge import allowed_signers, is_openpgp_key
     from daemon.gitrepo import SignatureCheck
 
@@ -287,13 +307,16 @@ def prepare_signatures(config: Config, directory: Path) -> Optional["SignatureCh
     os.replace(tmp, signers)
     home = directory / "gnupg"
     shutil.rmtree(home, ignore_errors=True)
+    _drop_short_home(directory)
     if not pgp_keys:
         return SignatureCheck(str(signers))
     if len(str(home / "S.gpg-agent.browser")) > GPG_SOCKET_PATH_MAX:
         # gpg reaches its agent through sockets in its home even to import public keys, and a
         # socket path must fit 108 bytes: a long state directory gets a short home of its own
-        # (public keys only; argusd's alone, 0700).
-        home = Path(tempfile.mkdtemp(prefix="argus-gnupg-", dir="/tmp"))
+        # (public keys only; argusd's alone, 0700), named in the state directory so that the
+        # next start removes it.
+        home = Path(tempfile.mkdtemp(prefix=SHORT_HOME_PREFIX, dir="/tmp"))
+        (directory / SHORT_HOME_NOTE).write_text(str(home))
     else:
         home.mkdir(mode=0o700)
     # Being listed in the config is the trust; importing and verifying need no agent (none is left running).

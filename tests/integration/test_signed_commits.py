@@ -286,3 +286,23 @@ def test_an_openpgp_key_without_gpg_is_one_clear_error(tmp_path, keys, gpg_homes
         tick(config)
     assert str(refused.value) == ("users.alice.signing_keys holds an OpenPGP key but gpg is not installed; install "
                                   "gnupg (apt-get install gnupg) or give an SSH key instead")
+
+
+def test_a_short_keyring_home_made_for_a_long_state_directory_is_removed_at_the_next_start(tmp_path, keys,
+                                                                                          gpg_homes):
+    from daemon.remote import SHORT_HOME_NOTE, prepare_signatures
+
+    _, alice_pub = gpg_key(gpg_homes / "gpg-alice", "Alice <alice@example.com>")
+    config = load_config(alice_openpgp_config(tmp_path, GitOps(tmp_path / "g"), alice_pub))
+    signers = tmp_path / ("long-state-directory-" * 5) / "signers"   # too long for gpg-agent's socket
+    first = prepare_signatures(config, signers)
+    assert first is not None and first.gnupg_home.startswith("/tmp/argus-gnupg-")
+    assert Path(first.gnupg_home, "pubring.kbx").exists()
+    second = prepare_signatures(config, signers)
+    assert not Path(first.gnupg_home).exists() and Path(second.gnupg_home).is_dir()
+    # Only a home argusd made is removed: a note naming any other directory removes nothing.
+    (signers / SHORT_HOME_NOTE).write_text(str(tmp_path))
+    third = prepare_signatures(config, signers)
+    assert tmp_path.is_dir() and Path(second.gnupg_home).is_dir()
+    shutil.rmtree(second.gnupg_home)
+    shutil.rmtree(third.gnupg_home)
