@@ -217,7 +217,11 @@ def test_argus_llm_server_serves_each_adapters_weights_under_a_name_of_their_own
                 with open(os.path.join(disk.local_path, "adapter_model.safetensors"), "rb") as f:
                     self._oai_models.lora_requests[disk.model_id] = f.read().decode()
             async def completions(self, request, raw_request_info):
-                yield types.SimpleNamespace(model=request.model, text=self._oai_models.lora_requests[request.model])
+                # vLLM serves its own model id ("m") and the LoRA names it holds; it refuses any other
+                if request.model != "m" and request.model not in self._oai_models.lora_requests:
+                    yield types.SimpleNamespace(model=request.model, text="refused: unknown model")
+                    return
+                yield types.SimpleNamespace(model=request.model, text=self._oai_models.lora_requests.get(request.model, "base"))
 
         current = ["bob-1-ad"]
         ray.serve.get_multiplexed_model_id = lambda: current[0]   # Serve's routing sets it per request
@@ -227,13 +231,19 @@ def test_argus_llm_server_serves_each_adapters_weights_under_a_name_of_their_own
         async def main():
             await server.__init__(config, engine_cls=Engine)
             await server.reconfigure({"adapters": {"bob-1-ad": {"path": adapter, "generation": 1, "user_id": "bob"}}})
-            async def ask():
+            async def ask(model=None):
                 try:
-                    stream = await server.completions(types.SimpleNamespace(model=current[0], stream=False))
+                    stream = await server.completions(types.SimpleNamespace(model=model or current[0], stream=False))
                     return [(item.model, item.text) async for item in stream]
                 except Exception as exc:
                     return [type(exc).__name__, getattr(exc, "status_code", None), str(getattr(exc, "message", exc)).replace(root, "<root>")]
             out = {"first": await ask(), "again": await ask()}
+            # A rollout's probes: the adapter's (multiplexed id: the adapter), the model's own (no
+            # multiplexed id), another model's (left as it is: vLLM refuses it).
+            out["adapter_probe"] = await ask("bob-1-ad@next")
+            current[0] = ""
+            out["own_probe"], out["other_probe"] = await ask("m@next"), await ask("x@next")
+            current[0] = "bob-1-ad"
             names = list(server.engine._oai_models.lora_requests)
             open(os.path.join(adapter, "adapter_model.safetensors"), "wb").write(b"v2")
             out["changed"] = await ask()
@@ -268,7 +278,9 @@ def test_argus_llm_server_serves_each_adapters_weights_under_a_name_of_their_own
     """)
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
-    assert out["first"] == out["again"] == [["bob-1-ad", "v1"]], out     # answers name the adapter id
+    assert out["first"] == out["again"] == out["adapter_probe"] == [["bob-1-ad", "v1"]], out  # named as asked
+    assert out["own_probe"] == [["m", "base"]], out          # vLLM is asked for (and answers as) its own id
+    assert out["other_probe"] == [["x@next", "refused: unknown model"]], out
     assert out["changed"] == [["bob-1-ad", "v2"]], out
     (old,), (new,) = out["names"]
     assert old.startswith("bob-1-ad@") and new.startswith("bob-1-ad@") and old != new, out   # old one unloaded
