@@ -2,9 +2,10 @@
 
 Ray Serve LLM's OpenAI ingress is public (`ray.serve.llm.ingress`), but teaching it models
 at run time needs what it keeps private: its handle and model-card tables, its model
-lookup, the model-card and OpenAI-error types, the FastAPI app it builds (with its middleware)
-and a deployment handle that does not wait for the deployment to exist. Those names change between Ray releases, so this module
-refuses to load on a Ray it was not tested with, with a message that says what to install;
+lookup, the model-card and OpenAI-error types, the FastAPI app it builds (with its
+middleware) and a deployment handle that does not wait for the deployment to exist. Those
+names change between Ray releases, so this module refuses to load on a Ray it was not tested
+with, with a message that says what to install;
 tests/integration/test_ray_contract.py pins each name against the Ray in the serving venv.
 """
 from __future__ import annotations
@@ -29,8 +30,8 @@ from ray.llm._internal.serve.core.ingress.ingress import init as _ray_openai_app
 from ray.serve.llm.ingress import OpenAiIngress, make_fastapi_ingress  # noqa: E402 (public paths)
 
 __all__ = ["OpenAiIngress", "make_fastapi_ingress", "ModelCard", "openai_app", "deployment_handle", "model_card",
-           "openai_error", "handles", "forget_configured", "configured_ids", "set_configured", "set_tables", "load_adapter", "unload_adapter",
-           "TESTED_RAY"]
+           "openai_error", "handles", "forget_configured", "configured_ids", "set_configured", "set_tables",
+           "load_adapter", "unload_adapter", "TESTED_RAY"]
 
 # What the contract test checks: attributes OpenAiIngress sets in __init__ and uses per
 # request, the methods argus overrides (its model lookup, and GET /v1/models/{model}'s route,
