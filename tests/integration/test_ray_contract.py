@@ -42,7 +42,15 @@ def test_every_private_name_exists_with_the_shape_argus_uses():
             "configured_lookup": rp.CONFIGURED_LOOKUP[1] in inspect.getsource(
                 getattr(rp.OpenAiIngress, rp.CONFIGURED_LOOKUP[0])),
             "adapter_card": rp.model_card("a", 1024, "b").model_dump()["metadata"]["base_model"],
+            "model_lookup": rp.MODEL_LOOKUP[1] in inspect.getsource(getattr(rp.OpenAiIngress, rp.MODEL_LOOKUP[0])),
+            "app_builder": rp.APP_BUILDER[1] in inspect.getsource(getattr(rp, rp.APP_BUILDER[0])),
+            "app": [type(rp.openai_app()).__name__, len(rp.openai_app().user_middleware) > 0],
         }
+        # The routes argus overrides keep Ray's path parameters (FastAPI reads them from argus's method).
+        from ray.llm._internal.serve.core.ingress.ingress import DEFAULT_ENDPOINTS
+        out["overridden_routes"] = {m: [list(inspect.signature(getattr(rp.OpenAiIngress, m)).parameters),
+                                        list(inspect.signature(getattr(ArgusIngress, m)).parameters)]
+                                    for m in rp.INGRESS_METHODS if m in DEFAULT_ENDPOINTS}
         from ray.serve.llm import LLMServer
         from ray.llm._internal.serve.engines.vllm.vllm_engine import VLLMEngine
         from vllm.entrypoints.serve.lora.protocol import UnloadLoRAAdapterRequest
@@ -73,7 +81,10 @@ def test_every_private_name_exists_with_the_shape_argus_uses():
     assert out["ray"] == "2.60.0"
     assert out["attributes"] == {"_default_serve_handles": True, "_configured_serve_handles": True,
                                  "_model_cards": True}
-    assert out["methods"] == {"_get_model_id": True}
+    assert out["methods"] == {"_get_model_id": True, "model_data": True}
+    assert out["model_lookup"] is True and out["app_builder"] is True
+    assert out["app"] == ["FastAPI", True]   # Ray's app, with its middleware
+    assert out["overridden_routes"] == {"model_data": [["self", "model"], ["self", "model"]]}
     assert out["handle_keyword"] is True
     assert {"llm_deployments", "model_cards"} <= set(out["init_keywords"])
     assert out["card"] == 2048
@@ -206,7 +217,11 @@ def test_argus_llm_server_serves_each_adapters_weights_under_a_name_of_their_own
                 with open(os.path.join(disk.local_path, "adapter_model.safetensors"), "rb") as f:
                     self._oai_models.lora_requests[disk.model_id] = f.read().decode()
             async def completions(self, request, raw_request_info):
-                yield types.SimpleNamespace(model=request.model, text=self._oai_models.lora_requests[request.model])
+                # vLLM serves its own model id ("m") and the LoRA names it holds; it refuses any other
+                if request.model != "m" and request.model not in self._oai_models.lora_requests:
+                    yield types.SimpleNamespace(model=request.model, text="refused: unknown model")
+                    return
+                yield types.SimpleNamespace(model=request.model, text=self._oai_models.lora_requests.get(request.model, "base"))
 
         current = ["bob-1-ad"]
         ray.serve.get_multiplexed_model_id = lambda: current[0]   # Serve's routing sets it per request
@@ -216,13 +231,19 @@ def test_argus_llm_server_serves_each_adapters_weights_under_a_name_of_their_own
         async def main():
             await server.__init__(config, engine_cls=Engine)
             await server.reconfigure({"adapters": {"bob-1-ad": {"path": adapter, "generation": 1, "user_id": "bob"}}})
-            async def ask():
+            async def ask(model=None):
                 try:
-                    stream = await server.completions(types.SimpleNamespace(model=current[0], stream=False))
+                    stream = await server.completions(types.SimpleNamespace(model=model or current[0], stream=False))
                     return [(item.model, item.text) async for item in stream]
                 except Exception as exc:
                     return [type(exc).__name__, getattr(exc, "status_code", None), str(getattr(exc, "message", exc)).replace(root, "<root>")]
             out = {"first": await ask(), "again": await ask()}
+            # A rollout's probes: the adapter's (multiplexed id: the adapter), the model's own (no
+            # multiplexed id), another model's (left as it is: vLLM refuses it).
+            out["adapter_probe"] = await ask("bob-1-ad@next")
+            current[0] = ""
+            out["own_probe"], out["other_probe"] = await ask("m@next"), await ask("x@next")
+            current[0] = "bob-1-ad"
             names = list(server.engine._oai_models.lora_requests)
             open(os.path.join(adapter, "adapter_model.safetensors"), "wb").write(b"v2")
             out["changed"] = await ask()
@@ -257,7 +278,9 @@ def test_argus_llm_server_serves_each_adapters_weights_under_a_name_of_their_own
     """)
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
-    assert out["first"] == out["again"] == [["bob-1-ad", "v1"]], out     # answers name the adapter id
+    assert out["first"] == out["again"] == out["adapter_probe"] == [["bob-1-ad", "v1"]], out  # named as asked
+    assert out["own_probe"] == [["m", "base"]], out          # vLLM is asked for (and answers as) its own id
+    assert out["other_probe"] == [["x@next", "refused: unknown model"]], out
     assert out["changed"] == [["bob-1-ad", "v2"]], out
     (old,), (new,) = out["names"]
     assert old.startswith("bob-1-ad@") and new.startswith("bob-1-ad@") and old != new, out   # old one unloaded
