@@ -27,7 +27,7 @@ CPU = "cpu"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
 
 # The accelerator names Ray 2.60's LLMConfig accepts with argus's GPU placement bundles: the
