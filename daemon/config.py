@@ -27,6 +27,8 @@ CPU = "cpu"
 
 
 class _Strict(BaseModel):
+    # defer_build: validators are built when a config is first validated (Config's one build
+    # covers every section), not at import: a command that never loads a config never pays.
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
 
