@@ -7,7 +7,6 @@ from typing import Optional
 
 import typer
 
-from daemon.core.describe import describe_event, problem_text, reason_of  # noqa: F401 (re-exported)
 from daemon.core.states import CLUSTER_EVENTS, SERVE_CONFIRMED_STATES, EventType, ModelState
 
 from argusctl.common import (EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_OK, Output, OutputOption, load_config, print_json,
@@ -76,6 +75,7 @@ def status(
     Ray Serve cannot be reached to confirm its state (UNKNOWN), else 0.
     """
     from daemon.config import openai_base_url
+    from daemon.core.describe import describe_event, problem_text, reason_of
 
     config = load_config(ctx)
     store = _open_store(ctx)
@@ -249,6 +249,8 @@ def logs(
 
 def _print_events(events, output: Output) -> None:
     import json
+
+    from daemon.core.describe import describe_event
 
     for e in events:
         if output is Output.json:  # one JSON object per line, so --follow streams

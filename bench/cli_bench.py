@@ -10,6 +10,10 @@ the store). Both used to be quadratic in users x rejections.
 `python -c "import typer"` (the floor of any Typer CLI), paired: A and B run in turn, and the
 ratio of their CPU seconds (user + sys, the kernel's accounting of each finished child) is taken
 pair by pair, so a machine whose speed drifts still gives a fair ratio. Prints the medians.
+A third row runs a Typer app whose one command takes lint's parameters and does nothing: what
+Typer itself costs to run a command (Typer 0.29 checks every parameter with a pydantic
+TypeAdapter, so running any command imports pydantic), the floor under `argusctl lint`.
+.pyc files are written and used (PYTHONDONTWRITEBYTECODE is dropped), as in a user's install.
 
 Usage: .venv/bin/python bench/cli_bench.py [--users 5000] [--specs-per-user 2] [--rejections 2000]
        .venv/bin/python bench/cli_bench.py --startup [--runs 15]
@@ -54,13 +58,41 @@ def cpu_seconds(command: list[str], env: dict) -> float:
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
+# A Typer command with argusctl lint's parameters (and the --config callback) that does nothing.
+TYPER_COMMAND_FLOOR = """
+import enum
+from typing import List, Optional
+import typer
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+class Output(str, enum.Enum):
+    table = "table"
+    json = "json"
+@app.callback()
+def main(ctx: typer.Context, config: Optional[str] = typer.Option(None, "--config", envvar="ARGUS_CONFIG")) -> None:
+    pass
+@app.command()
+def lint(ctx: typer.Context, paths: List[str] = typer.Argument(...), user: Optional[str] = typer.Option(None, "--user"),
+         workdir: Optional[str] = typer.Option(None, "--workdir", envvar="ARGUS_WORKDIR"),
+         output: Output = typer.Option(Output.table, "--output", case_sensitive=False)) -> None:
+    pass
+@app.command()
+def schema() -> None:
+    pass
+app()
+"""
+
+
 def startup(runs: int) -> None:
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "ARGUS_CONFIG": str(root / "configs" / "local.yaml"), "ARGUS_HOME": tempfile.mkdtemp()}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # a user's install has its .pyc files; compiling is not start-up
     argusctl = str(Path(sys.executable).parent / "argusctl")  # the console script a user runs
     floor = [sys.executable, "-c", "import typer"]
+    spec = str(root / "models.d" / "bob" / "smollm2.yaml")
     commands = {"argusctl --help": [argusctl, "--help"],
-                "argusctl lint (one spec)": [argusctl, "lint", str(root / "models.d" / "bob" / "smollm2.yaml")]}
+                "argusctl lint (one spec)": [argusctl, "lint", spec],
+                "Typer command with lint's parameters, doing nothing": [sys.executable, "-c", TYPER_COMMAND_FLOOR,
+                                                                        "lint", spec]}
     print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
           f"{runs} pairs after one warm-up each; CPU seconds (user + sys) of the whole process")
     print("\n| command | CPU s (median) | `python -c \"import typer\"` | ratio (median of pairs) |\n|---|---|---|---|")

@@ -27,7 +27,9 @@ CPU = "cpu"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # defer_build: validators are built when a config is first validated (Config's one build
+    # covers every section), not at import: a command that never loads a config never pays.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
 
 # The accelerator names Ray 2.60's LLMConfig accepts with argus's GPU placement bundles: the

@@ -4,9 +4,8 @@ specs name (daemon/folders.py) and, when two files claim one model_id and nothin
 holds it, what those files named before."""
 from __future__ import annotations
 
-import logging
 from dataclasses import replace
-from typing import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 from daemon.core.layout import FILE_MODES
 from daemon.core.spec import ParsedSpec, SpecPolicy, read_spec
@@ -14,6 +13,9 @@ from daemon.core.verdict import (FileVerdict, TreeEntry, UserFacts, contested, f
                                  recorded_before)
 from daemon.errors import SpecError
 from daemon.folders import read_folder
+
+if TYPE_CHECKING:  # a type only: lint and the hook have no log, and logging costs them 10 ms to import
+    import logging
 
 # paths -> their content before this change (absent paths left out): the previous step of the
 # branch for the hook, the clone's HEAD for lint.

@@ -36,7 +36,7 @@ class AdapterPolicy(BaseModel):
     """A base model's opt-in to LoRA adapters: what its replicas reserve for them and who may
     attach them (its owner always may)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
     max_rank: int = Field(description=f"Largest LoRA rank an adapter may have; one of {', '.join(map(str, LORA_RANKS))}.")
     max_loaded: int = Field(4, ge=1, le=MAX_ADAPTERS_LOADED,
@@ -49,7 +49,7 @@ class ServingSpec(BaseModel):
     """One model a user wants served, or (with base_model) a LoRA adapter on a model that
     runs. Strict: `"2"`, `true` or `1.5` are not integers."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
     model_id: str = Field(description="Model id suffix; the public id is <user_id>-<YYYYMMDDHHMM>-<model_id>.",
                           pattern=f"^{SUFFIX_RE.pattern}$")

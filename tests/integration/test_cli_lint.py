@@ -177,8 +177,14 @@ def _imported(repo_root, args: list[str]) -> set[str]:
 # What a command that does not use them must not pay for at start (issue 22: `--help` cost 4.6x
 # `import typer`, mostly building daemon.config's pydantic models). Rich's help renderer cost
 # twice `import typer` on its own. Timing-free: a module list does not flake on a busy machine.
-_NOT_FOR_HELP = ("pydantic", "pydantic_core", "yaml", "git", "rich", "tabulate", "sqlite3", "fastapi",
-                 "daemon.config", "daemon.store", "daemon.core.spec", "daemon.gitrepo", "argusctl.ops")
+_NOT_FOR_HELP = ("pydantic", "pydantic_core", "yaml", "git", "rich", "tabulate", "sqlite3", "fastapi", "logging",
+                 "daemon.config", "daemon.store", "daemon.core.spec", "daemon.core.describe", "daemon.core.records",
+                 "daemon.gitrepo", "argusctl.ops")
+# Linting one spec file in models.d/ needs the config, the spec, the judge and PyYAML (and
+# Typer's own pydantic), nothing of the store, git, argusd's loops or the other commands' engines.
+_NOT_FOR_LINT = ("logging", "sqlite3", "git", "daemon.store", "daemon.core.describe", "daemon.gitrepo",
+                 "daemon.gitwrite", "daemon.remote", "daemon.sync", "daemon.serving", "daemon.api",
+                 "argusctl.ops.write", "argusctl.ops.hook", "argusctl.ops.doctor")
 _NEVER_IN_CLI = ("ray", "vllm", "torch", "git", "fastapi", "uvicorn", "sqlite3", "rich")
 
 
@@ -188,6 +194,27 @@ def test_help_imports_only_typer_and_the_command_table(repo_root, argus_home):
     loaded = sorted(name for name in _NOT_FOR_HELP
                     if name in modules or any(m.startswith(name + ".") for m in modules))
     assert loaded == [], f"argusctl --help imported {loaded}: import them inside the command that uses them"
+
+
+def test_lint_of_one_file_imports_only_what_it_checks_with(repo_root, argus_home):
+    modules = _imported(repo_root, ["lint", "models.d/bob/smollm2.yaml"])
+    assert {"daemon.core.spec", "daemon.core.verdict", "daemon.config"} <= modules  # it did lint
+    loaded = sorted(name for name in _NOT_FOR_LINT if any(m == name or m.startswith(name + ".") for m in modules))
+    assert loaded == [], f"argusctl lint of one file imported {loaded}: import them where they are used"
+
+
+def test_models_are_built_when_first_validated(repo_root):
+    """Importing the config and the spec builds no pydantic validator (defer_build): a command
+    pays for a model only when it validates one, and Config's one build covers its sections."""
+    probe = ("from daemon.config import Config, LlmConfig\n"
+             "from daemon.core.spec import AdapterPolicy, ServingSpec\n"
+             "models = (Config, LlmConfig, AdapterPolicy, ServingSpec)\n"
+             "print([m.__pydantic_complete__ for m in models])\n"
+             "ServingSpec.model_validate({'model_id': 'm', 'model_source': '$HOME/m'})\n"
+             "print(ServingSpec.__pydantic_complete__)\n")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=repo_root, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:2] == ["[False, False, False, False]", "True"]
 
 
 @pytest.mark.parametrize("args", [["lint", "models.d/bob/smollm2.yaml"], ["schema"]])
