@@ -277,29 +277,6 @@ def cluster_event(last: tuple[str, dict[str, Any]] | None,
     return None
 
 
-def routes(models: list[DesiredModel], transitions: list[Transition], model_apps: dict[str, ModelApp],
-           observed: Observed) -> list[Route]:
-    """The front end's model table once this tick is recorded: RUNNING models, models being
-    updated or scaled that still have a replica serving, and models whose replicas Serve lost
-    and restarts at the generation that ran (Serve holds their requests until a replica runs,
-    rather than the front end answering that no such model exists)."""
-    state_after = {m.model_key: m.state for m in models}
-    state_after.update({t.model_key: t.state for t in transitions if t.state is not None})
-
-    def routable(m: DesiredModel) -> bool:
-        if m.model_key not in model_apps:
-            return False
-        if state_after[m.model_key] == ModelState.RUNNING:
-            return True
-        seen = observed.server(m.model_key)
-        return (state_after[m.model_key] in (ModelState.QUEUED, ModelState.DEPLOYING) and m.was_running
-                and seen is not None
-                and (seen[1].running_replicas > 0
-                     or (state_after[m.model_key] == ModelState.DEPLOYING and m.ran_this_generation)))
-
-    return [model_apps[m.model_key].route() for m in models if routable(m)]
-
-
 def _failure(app: ObservedApp, dep: ObservedDeployment) -> str | None:
     if dep.status in (DeploymentStatus.DEPLOY_FAILED, DeploymentStatus.UNHEALTHY):
         return f"{dep.status.value}: {dep.message or app.message}".strip()
