@@ -20,6 +20,7 @@ from ray.serve.llm import LLMConfig, LLMServer, build_llm_deployment
 
 from daemon.replicas import ray_private
 from daemon.replicas.names import MODEL_SERVER_PREFIX
+from daemon.replicas.route_table import served_model
 from daemon.replicas.weights import (Owner, WeightsRefusedError, adapter_stamp, check_model_folder,
                                      snapshot_adapter)
 
@@ -116,6 +117,8 @@ class ArgusLLMServer(LLMServer):
         self._adapters: dict[str, AdapterEntry] = {}
         self._loaded: dict[str, LoadedAdapter] = {}
         self._adapter_lock = asyncio.Lock()
+        # The one model id this server's vLLM serves (Ray passes it as served_model_name).
+        self._served_id = llm_config.model_id
         # The model folder, checked as opened just before vLLM reads it; a folder that leads
         # out of its owner's roots fails the replica with the reason and starts no engine.
         self._owner = Owner.from_env(os.environ)
@@ -194,9 +197,15 @@ class ArgusLLMServer(LLMServer):
         """An adapter's request asks vLLM for the adapter's current weights by their vLLM name,
         and its answer names the adapter as the client did. (Ray's _run_request resolves the
         adapter again: a change in between leaves the request asking for a name vLLM no longer
-        holds, which vLLM refuses; it never runs on other weights under the old name.)"""
+        holds, which vLLM refuses; it never runs on other weights under the old name.)
+        A rollout's probe of this model (names.probe_id of its id) is asked as the model
+        itself, and answered under its id; an adapter's probe arrives with the adapter's id
+        as the multiplexed id, like its own requests."""
         adapter_id = serve.get_multiplexed_model_id()
-        if not adapter_id or not hasattr(request, "model"):
+        if not hasattr(request, "model"):
+            return await super()._run_request(request, **kwargs)
+        if not adapter_id:
+            request.model = served_model(request.model, self._served_id)
             return await super()._run_request(request, **kwargs)
         vllm_name = await self._load(adapter_id)
         request.model = vllm_name

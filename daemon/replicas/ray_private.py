@@ -2,8 +2,8 @@
 
 Ray Serve LLM's OpenAI ingress is public (`ray.serve.llm.ingress`), but teaching it models
 at run time needs what it keeps private: its handle and model-card tables, its model
-lookup, the model-card and OpenAI-error types, and a deployment handle that does not wait
-for the deployment to exist. Those names change between Ray releases, so this module
+lookup, the model-card and OpenAI-error types, the FastAPI app it builds (with its middleware)
+and a deployment handle that does not wait for the deployment to exist. Those names change between Ray releases, so this module
 refuses to load on a Ray it was not tested with, with a message that says what to install;
 tests/integration/test_ray_contract.py pins each name against the Ray in the serving venv.
 """
@@ -25,16 +25,24 @@ from ray import serve  # noqa: E402
 from ray.llm._internal.serve.core.configs.llm_config import DiskMultiplexConfig  # noqa: E402
 from ray.llm._internal.serve.core.configs.openai_api_models import (  # noqa: E402
     ModelCard, OpenAIHTTPException)
+from ray.llm._internal.serve.core.ingress.ingress import init as _ray_openai_app  # noqa: E402
 from ray.serve.llm.ingress import OpenAiIngress, make_fastapi_ingress  # noqa: E402 (public paths)
 
-__all__ = ["OpenAiIngress", "make_fastapi_ingress", "deployment_handle", "model_card", "openai_error", "handles",
-           "forget_configured", "configured_ids", "set_configured", "set_tables", "load_adapter", "unload_adapter",
+__all__ = ["OpenAiIngress", "make_fastapi_ingress", "ModelCard", "openai_app", "deployment_handle", "model_card",
+           "openai_error", "handles", "forget_configured", "configured_ids", "set_configured", "set_tables", "load_adapter", "unload_adapter",
            "TESTED_RAY"]
 
 # What the contract test checks: attributes OpenAiIngress sets in __init__ and uses per
-# request, the method argus overrides, and the keyword the handle lookup needs.
+# request, the methods argus overrides (its model lookup, and GET /v1/models/{model}'s route,
+# whose parameter argus's version keeps), and the keyword the handle lookup needs.
 INGRESS_ATTRIBUTES = ("_default_serve_handles", "_configured_serve_handles", "_model_cards")
-INGRESS_METHODS = ("_get_model_id",)
+INGRESS_METHODS = ("_get_model_id", "model_data")
+# Every route that calls a model asks _get_model_id first (_get_response, which each of them
+# runs before its response starts), so the front end's own answers cover them all.
+MODEL_LOOKUP = ("_get_response", "model_id = await self._get_model_id(body.model)")
+# The FastAPI app make_fastapi_ingress builds when given none is `init()`'s: argus builds the
+# same app, adds its exception handler, and hands it over.
+APP_BUILDER = ("make_fastapi_ingress", "app = init()")
 # The ingress serves a model id through _configured_serve_handles when it holds one
 # (set_configured pins an adapter's handle there).
 CONFIGURED_LOOKUP = ("_get_configured_serve_handle", "if model_id not in self._configured_serve_handles")
@@ -50,6 +58,12 @@ def deployment_handle(deployment: str, app: str) -> Any:
     """A handle to another application's deployment, without waiting for it to exist (the
     front end learns a model in the same apply that creates it)."""
     return serve.get_deployment_handle(deployment, app_name=app, _check_exists=False)
+
+
+def openai_app() -> Any:
+    """Ray's FastAPI app for the OpenAI ingress with all of its middleware (request ids, CORS,
+    metrics, errors in OpenAI's shape): what make_fastapi_ingress uses when given no app."""
+    return _ray_openai_app()
 
 
 def model_card(model_id: str, max_request_context_length: int | None, base_model: str | None = None) -> ModelCard:

@@ -42,7 +42,15 @@ def test_every_private_name_exists_with_the_shape_argus_uses():
             "configured_lookup": rp.CONFIGURED_LOOKUP[1] in inspect.getsource(
                 getattr(rp.OpenAiIngress, rp.CONFIGURED_LOOKUP[0])),
             "adapter_card": rp.model_card("a", 1024, "b").model_dump()["metadata"]["base_model"],
+            "model_lookup": rp.MODEL_LOOKUP[1] in inspect.getsource(getattr(rp.OpenAiIngress, rp.MODEL_LOOKUP[0])),
+            "app_builder": rp.APP_BUILDER[1] in inspect.getsource(getattr(rp, rp.APP_BUILDER[0])),
+            "app": [type(rp.openai_app()).__name__, len(rp.openai_app().user_middleware) > 0],
         }
+        # The routes argus overrides keep Ray's path parameters (FastAPI reads them from argus's method).
+        from ray.llm._internal.serve.core.ingress.ingress import DEFAULT_ENDPOINTS
+        out["overridden_routes"] = {m: [list(inspect.signature(getattr(rp.OpenAiIngress, m)).parameters),
+                                        list(inspect.signature(getattr(ArgusIngress, m)).parameters)]
+                                    for m in rp.INGRESS_METHODS if m in DEFAULT_ENDPOINTS}
         from ray.serve.llm import LLMServer
         from ray.llm._internal.serve.engines.vllm.vllm_engine import VLLMEngine
         from vllm.entrypoints.serve.lora.protocol import UnloadLoRAAdapterRequest
@@ -73,7 +81,10 @@ def test_every_private_name_exists_with_the_shape_argus_uses():
     assert out["ray"] == "2.60.0"
     assert out["attributes"] == {"_default_serve_handles": True, "_configured_serve_handles": True,
                                  "_model_cards": True}
-    assert out["methods"] == {"_get_model_id": True}
+    assert out["methods"] == {"_get_model_id": True, "model_data": True}
+    assert out["model_lookup"] is True and out["app_builder"] is True
+    assert out["app"] == ["FastAPI", True]   # Ray's app, with its middleware
+    assert out["overridden_routes"] == {"model_data": [["self", "model"], ["self", "model"]]}
     assert out["handle_keyword"] is True
     assert {"llm_deployments", "model_cards"} <= set(out["init_keywords"])
     assert out["card"] == 2048

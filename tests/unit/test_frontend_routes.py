@@ -1,0 +1,112 @@
+"""The front end's decisions on its route table (daemon/replicas/route_table.py), as tables: what
+/v1/models lists, where each `model` goes, the answers it gives itself, and the model server's
+renaming of a probe id. The table is read from serve_config.Route.to_json, the JSON argusd
+writes, so the two sides of the front end's user_config are checked against each other here.
+What this cannot show (the answers as a client gets them through Serve's proxy, a probe
+reaching its deployment): tests/integration/test_frontend_serve.py."""
+import pytest
+
+from daemon.replicas.names import probe_id
+from daemon.replicas.route_table import (Answer, Entry, ErrorCode, Target, card_answer, error_type, listed_ids,
+                                         parse_table, route, served_model)
+from daemon.serving.serve_config import Route, Unavailable
+
+ROUTES = [
+    Route("alice-1-m", "llm-k1", "LLMServer:k1", 2048),
+    Route(probe_id("alice-1-m"), "llm-k1-g2", "LLMServer:k1-g2", 2048, probe=True),
+    Route("bob-1-t", "llm-k1", "LLMServer:k1", 2048, base_model="alice-1-m"),
+    Route(probe_id("bob-1-t"), "llm-k1-g2", "LLMServer:k1-g2", 2048, base_model="alice-1-m", probe=True),
+    Route("carol-1-new", "", "", unavailable=Unavailable(503, "model carol-1-new is starting", 10)),
+    Route("dave-1-gone", "", "", unavailable=Unavailable(503, "model dave-1-gone has no replica", None)),
+]
+TABLE = parse_table({"models": [r.to_json() for r in ROUTES]})
+NOT_FOUND = "The model `{}` does not exist or you do not have access to it."
+
+
+def test_the_table_reads_every_field_argusd_writes():
+    assert TABLE["alice-1-m"] == Entry("alice-1-m", "llm-k1", "LLMServer:k1", 2048)
+    assert TABLE[probe_id("bob-1-t")] == Entry(probe_id("bob-1-t"), "llm-k1-g2", "LLMServer:k1-g2", 2048,
+                                               "alice-1-m", probe=True)
+    assert TABLE["carol-1-new"] == Entry("carol-1-new", "", "", unavailable=Answer(
+        503, "model carol-1-new is starting", ErrorCode.MODEL_UNAVAILABLE, 10))
+    assert TABLE["dave-1-gone"].unavailable.retry_after is None
+    assert parse_table(None) == parse_table({}) == parse_table({"models": None}) == {}
+
+
+def test_only_models_that_can_answer_are_listed():
+    assert listed_ids(TABLE) == ["alice-1-m", "bob-1-t"]
+
+
+@pytest.mark.parametrize("model_id, target", [
+    ("alice-1-m", Target("llm-k1", "LLMServer:k1", None)),
+    (probe_id("alice-1-m"), Target("llm-k1-g2", "LLMServer:k1-g2", None)),
+    ("bob-1-t", Target("llm-k1", "LLMServer:k1", "bob-1-t")),
+    # an adapter's probe: the new generation, asked for the ADAPTER (its server loads it by that id)
+    (probe_id("bob-1-t"), Target("llm-k1-g2", "LLMServer:k1-g2", "bob-1-t")),
+    ("carol-1-new", None),
+])
+def test_each_entry_goes_to_its_deployment_or_nowhere(model_id, target):
+    assert TABLE[model_id].target == target
+
+
+@pytest.mark.parametrize("model, routed", [
+    ("alice-1-m", "alice-1-m"),
+    ("bob-1-t", "bob-1-t"),
+    (probe_id("alice-1-m"), probe_id("alice-1-m")),
+    (probe_id("bob-1-t"), probe_id("bob-1-t")),
+    ("carol-1-new", Answer(503, "model carol-1-new is starting", ErrorCode.MODEL_UNAVAILABLE, 10)),
+    ("nobody-1-x", Answer(404, NOT_FOUND.format("nobody-1-x"), ErrorCode.MODEL_NOT_FOUND)),
+    (probe_id("carol-1-new"), Answer(404, NOT_FOUND.format(probe_id("carol-1-new")), ErrorCode.MODEL_NOT_FOUND)),
+    ("alice-1-m:lora", Answer(404, NOT_FOUND.format("alice-1-m:lora"), ErrorCode.MODEL_NOT_FOUND)),
+    (None, Answer(400, "You must provide a model parameter: this endpoint serves alice-1-m, bob-1-t.",
+                  ErrorCode.MODEL_REQUIRED)),
+])
+def test_where_a_requests_model_goes(model, routed):
+    assert route(TABLE, model) == routed
+
+
+def test_without_a_model_the_only_listed_model_answers():
+    one = parse_table({"models": [ROUTES[0].to_json(), ROUTES[1].to_json(), ROUTES[4].to_json()]})
+    assert route(one, None) == "alice-1-m"
+    assert route({}, None) == Answer(400, "You must provide a model parameter: this endpoint serves no model yet.",
+                                     ErrorCode.MODEL_REQUIRED)
+
+
+@pytest.mark.parametrize("model, found", [
+    ("alice-1-m", "alice-1-m"),
+    ("bob-1-t", "bob-1-t"),
+    (probe_id("alice-1-m"), Answer(404, NOT_FOUND.format(probe_id("alice-1-m")), ErrorCode.MODEL_NOT_FOUND)),
+    ("carol-1-new", Answer(503, "model carol-1-new is starting", ErrorCode.MODEL_UNAVAILABLE, 10)),
+    ("nobody", Answer(404, NOT_FOUND.format("nobody"), ErrorCode.MODEL_NOT_FOUND)),
+])
+def test_a_models_card_or_why_there_is_none(model, found):
+    assert card_answer(TABLE, model) == found
+
+
+def test_answers_are_in_openais_error_shape_with_retry_after_when_set():
+    starting = route(TABLE, "carol-1-new")
+    assert starting.body() == {"error": {"message": "model carol-1-new is starting", "type": "server_error",
+                                         "param": None, "code": "model_unavailable"}}
+    assert starting.headers() == {"Retry-After": "10"}
+    assert route(TABLE, "dave-1-gone").headers() == {}
+    assert route(TABLE, "x").body() == {"error": {"message": NOT_FOUND.format("x"), "type": "invalid_request_error",
+                                                  "param": None, "code": "model_not_found"}}
+
+
+@pytest.mark.parametrize("status, kind", [(400, "invalid_request_error"), (401, "authentication_error"),
+                                          (403, "permission_error"), (404, "invalid_request_error"),
+                                          (429, "rate_limit_error"), (500, "server_error"), (503, "server_error")])
+def test_error_types_follow_openais(status, kind):
+    assert error_type(status) == kind
+
+
+@pytest.mark.parametrize("model, served", [
+    (probe_id("alice-1-m"), "alice-1-m"),            # its own probe: asked (and answered) as itself
+    ("alice-1-m", "alice-1-m"),
+    (probe_id("bob-1-m"), probe_id("bob-1-m")),      # another model's probe: left for vLLM to refuse
+    ("bob-1-m", "bob-1-m"),
+    (probe_id(""), probe_id("")),
+    (None, None),
+])
+def test_the_model_server_asks_vllm_for_its_own_id_on_its_own_probe(model, served):
+    assert served_model(model, "alice-1-m") == served
