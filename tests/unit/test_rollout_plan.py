@@ -270,3 +270,41 @@ def test_adapters_stay_on_the_serving_generation_are_probed_on_the_new_one_and_f
     q = step([deploying, adapter()], ready, rollout_probes={"a": None})
     assert states(q) == [("a", "RUNNING", "SWITCHED")]
     assert front(q.apply) == {ID: ("llm-a-b", False, None), "bob-202601010010-tutor": ("llm-a-b", False, None)}
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("model_id: m\nmodel_source: $HOME/common/hf/m\nrollout: {strategy: recreate}\n", []),
+    ("model_id: m\nmodel_source: $HOME/common/hf/m\nrollout: {}\n", []),
+    ("model_id: m\nmodel_source: $HOME/common/hf/m\nrollout:\n  strategy: blue-green\n",
+     [(4, 13, "rollout.strategy: Input should be 'surge' or 'recreate'")]),
+    ("model_id: m\nmodel_source: $HOME/common/hf/m\nrollout:\n  strategy: 1\n",
+     [(4, 13, "rollout.strategy: Input should be 'surge' or 'recreate'")]),
+    ("model_id: t\nbase_model: m\nmodel_source: $HOME/a\nrollout: {strategy: surge}\n",
+     [(4, 1, "rollout is not taken by an adapter spec (base_model is set): an adapter runs on its base model's "
+             "replicas; remove it")]),
+])
+def test_the_rollout_field_is_checked_with_its_place(text, expected):
+    from daemon.core.spec import RolloutStrategy, parse_spec
+    from daemon.errors import SpecError
+    from helpers import spec_policy
+    try:
+        parsed = parse_spec("s.yaml", text.encode(), "alice", spec_policy(root="/private"))
+    except SpecError as exc:
+        assert [(p.line, p.col, p.message) for p in exc.problems] == expected
+        return
+    assert expected == []
+    assert parsed.spec.rollout is None or parsed.spec.rollout.strategy in set(RolloutStrategy)
+
+
+def test_the_api_shows_the_serving_generation_first_and_the_one_starting_beside_it():
+    from daemon.api.service import replica_states
+    _, starting = started(settled([model()]))
+    message = "A replica failed to start with exception. Retrying 2 more time(s)."
+    apps = {name: {"status": str(app.status), "deployed_app_config": app.deployed,
+                   "deployments": {d: {"status": str(o.status), "message": message if name == "llm-a-b" else "",
+                                       "replicas": []} for d, o in app.deployments.items()}}
+            for name, app in starting.apps.items()}
+    found = replica_states(apps, "a", ID)
+    assert found["application"] == "llm-a" and found["status"] == "HEALTHY"
+    assert found["next_generation"]["application"] == "llm-a-b"
+    assert found["next_generation"]["message"] == message
