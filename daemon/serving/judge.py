@@ -254,8 +254,9 @@ def lost_while_claiming(models: list[DesiredModel], observed: Observed) -> list[
     for model in models:
         if model.spec.is_adapter or model.state != ModelState.RUNNING:
             continue
-        lost = replicas_lost(observed.server(model.model_key), observed.apps.get(model_app_name(model.model_key)),
-                             in_sync=False)
+        # Its serving app: the one the front end routes it to (the second slot after a rollout).
+        name = observed.live_app(model.model_key, model.model_id) or model_app_name(model.model_key)
+        lost = replicas_lost(observed.server(model.model_key, name), observed.apps.get(name), in_sync=False)
         if lost is not None:
             out.append(Transition(model.model_key, ModelState.DEPLOYING, EventType.REPLICAS_LOST, {"message": lost},
                                   error_summary=lost))

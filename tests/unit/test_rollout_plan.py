@@ -308,3 +308,14 @@ def test_the_api_shows_the_serving_generation_first_and_the_one_starting_beside_
     assert found["application"] == "llm-a" and found["status"] == "HEALTHY"
     assert found["next_generation"]["application"] == "llm-a-b"
     assert found["next_generation"]["message"] == message
+
+
+def test_claiming_the_lease_reads_a_model_served_from_its_second_slot_as_running(gen1):
+    from daemon.serving.judge import lost_while_claiming
+    _, starting = started(gen1)
+    switched = step([model(2, "DEPLOYING", seqs=8)], with_status(starting, "llm-a-b", running=1),
+                    rollout_probes={"a": None})
+    on_b = served(step([model(2, applied=2, seqs=8)], served(switched.apply)).apply)
+    assert list(on_b.apps_of("a")) == ["llm-a-b"]
+    assert lost_while_claiming([model(2, applied=2, seqs=8)], on_b) == []
+    assert [t.event_type for t in lost_while_claiming([model(2, applied=2, seqs=8)], Observed())] == ["REPLICAS_LOST"]
