@@ -627,8 +627,12 @@ def remove_foreign(client: ServeClient) -> None:
 
 
 def deployment_message(client, model_key: str) -> str:
-    app = (client.get_applications().get("applications") or {}).get(f"llm-{model_key}") or {}
-    return ((app.get("deployments") or {}).get(f"LLMServer:{model_key}") or {}).get("message") or ""
+    """Serve's message of the model's deployment, in whichever of its two app slots it is."""
+    for app in (client.get_applications().get("applications") or {}).values():
+        dep = (app.get("deployments") or {}).get(f"LLMServer:{model_key}")
+        if dep is not None:
+            return dep.get("message") or ""
+    return ""
 
 
 def chat_ok_quietly(model_id: str) -> bool:
