@@ -36,8 +36,10 @@ class StoreCollector(Collector):
             return
         try:
             states = {state.value: 0 for state in ModelState}
+            generations = []   # (model id, wanted generation, serving generation or None)
             for model in store.list_models(include_deleted=False):
                 states[model.state] = states.get(model.state, 0) + 1
+                generations.append((model.model_id, model.generation, model.applied_generation))
             kinds = {RejectionKind.SPEC: 0, RejectionKind.OWNERSHIP: 0}
             for rejection in store.rejections():
                 kinds[rejection.kind] = kinds.get(rejection.kind, 0) + 1
@@ -49,6 +51,18 @@ class StoreCollector(Collector):
             if state != ModelState.DELETED:
                 models.add_metric([state], count)
         yield models
+        # A rollout in flight or rolled back: the serving generation is below the wanted one.
+        serving = GaugeMetricFamily("argus_model_serving_generation",
+                                    "The generation of each model that serves its requests (absent: none has yet)",
+                                    labels=["model_id"])
+        wanted = GaugeMetricFamily("argus_model_wanted_generation", "The newest committed generation of each model",
+                                   labels=["model_id"])
+        for model_id, generation, applied in sorted(generations):
+            wanted.add_metric([model_id], generation)
+            if applied is not None:
+                serving.add_metric([model_id], applied)
+        yield serving
+        yield wanted
         rejected = GaugeMetricFamily("argus_rejected_specs", "Spec files whose latest version was rejected, by kind",
                                      labels=["kind"])
         for kind, count in sorted(kinds.items()):

@@ -479,6 +479,14 @@ class Store:
                                  " WHERE model_key IS NOT NULL GROUP BY model_key) newest ON e.id = newest.id")
         return {row["model_key"]: _event(row) for row in rows}
 
+    def last_events_of(self, event_types: tuple[EventType, ...]) -> dict[str, Event]:
+        """Each model's newest event of these types, in one query."""
+        marks = ",".join("?" * len(event_types))
+        rows = self.conn.execute(f"SELECT e.* FROM serve_events e JOIN (SELECT MAX(id) AS id FROM serve_events"
+                                 f" WHERE model_key IS NOT NULL AND event_type IN ({marks}) GROUP BY model_key)"
+                                 " newest ON e.id = newest.id", tuple(str(t) for t in event_types))
+        return {row["model_key"]: _event(row) for row in rows}
+
     def last_cluster_event(self, event_types: tuple[EventType, ...]) -> Event | None:
         """The newest of these events that belong to no model (the cluster's own)."""
         marks = ",".join("?" * len(event_types))

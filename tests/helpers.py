@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -99,16 +100,19 @@ BASE = "http://127.0.0.1:8000/v1"
 
 
 class Prober(threading.Thread):
-    """Sends one short chat request to a model after another and records the failures."""
+    """Sends one short chat request to a model after another and records the failures
+    (`stream`: streamed, ok only when the stream ends with [DONE])."""
 
-    def __init__(self, model_id: str):
+    def __init__(self, model_id: str, stream: bool = False):
         super().__init__(daemon=True)
         self.model_id = model_id
+        self.stream_requests = stream
         self.stop = threading.Event()
         self.results: list[tuple[float, float, bool]] = []  # (start, end, ok)
+        self.errors: list[str] = []   # why requests failed, newest last
 
     def run(self) -> None:
-        body = json.dumps({"model": self.model_id, "max_tokens": 4,
+        body = json.dumps({"model": self.model_id, "max_tokens": 4, "stream": self.stream_requests,
                            "messages": [{"role": "user", "content": "Hi"}]}).encode()
         while not self.stop.is_set():
             started = time.monotonic()
@@ -116,9 +120,17 @@ class Prober(threading.Thread):
                 request = urllib.request.Request(f"{BASE}/chat/completions", data=body,
                                                  headers={"Content-Type": "application/json"})
                 with urllib.request.urlopen(request, timeout=60) as response:
-                    ok = response.status == 200 and bool(json.loads(response.read())["choices"])
-            except Exception:
+                    text = response.read()
+                    ok = response.status == 200 and (text.rstrip().endswith(b"data: [DONE]") if self.stream_requests
+                                                      else bool(json.loads(text)["choices"]))
+                    if not ok:
+                        self.errors.append(f"{response.status}: {text[-300:]!r}")
+            except urllib.error.HTTPError as exc:
                 ok = False
+                self.errors.append(f"{exc.code}: {exc.read()[:300]!r}")
+            except Exception as exc:
+                ok = False
+                self.errors.append(repr(exc)[:300])
             self.results.append((started, time.monotonic(), ok))
             if not ok:
                 time.sleep(0.2)

@@ -25,8 +25,8 @@ from daemon.core.verdict import known_user
 from daemon.verdicts import judged_spec
 from daemon.core.states import ModelState
 from daemon.errors import ClusterError, ForbiddenError, NotFoundError, SpecError, StoreError
-from daemon.replicas.names import deployment_name, model_app_name
-from daemon.serving.serve_config import ModelApp, parse_app
+from daemon.replicas.names import FRONTEND_APP, deployment_name, model_app_name
+from daemon.serving.serve_config import FrontendApp, ModelApp, parse_app
 from daemon.core.records import ModelRow
 from daemon.store import Store
 
@@ -132,25 +132,44 @@ def model_summary(row: ModelRow, rejection: Any = None, facts: Optional[dict[str
             "created_at": row.created_at, "updated_at": row.updated_at, **(facts or {})}
 
 
-def replica_states(apps: dict[str, Any], model_key: str) -> Optional[dict[str, Any]]:
-    """The Serve application and replicas that serve one model, from Serve's applications."""
+def replica_states(apps: dict[str, Any], model_key: str, model_id: Optional[str] = None) -> Optional[dict[str, Any]]:
+    """The Serve application and replicas that serve one model, from Serve's applications; while
+    a new generation starts beside the serving one, that one too (`next_generation`)."""
     deployment = deployment_name(model_key)
-    for name, app in apps.items():
-        dep = (app.get("deployments") or {}).get(deployment)
-        if dep is not None:
-            return {"application": name, "app_status": app.get("status"), "status": dep.get("status"),
-                    "message": dep.get("message") or app.get("message") or "",
-                    "replicas": [{"replica_id": r.get("replica_id"), "state": r.get("state"),
-                                  "node_ip": r.get("node_ip"), "pid": r.get("pid")}
-                                 for r in dep.get("replicas") or []]}
-    return None
+    held = [(name, app) for name, app in sorted(apps.items()) if deployment in (app.get("deployments") or {})]
+    if not held:
+        return None
+    serving = _routed_app(apps, model_id)
+    held.sort(key=lambda pair: pair[0] != serving)   # the serving generation first
+
+    def one(name: str, app: dict[str, Any]) -> dict[str, Any]:
+        dep = app["deployments"][deployment]
+        return {"application": name, "app_status": app.get("status"), "status": dep.get("status"),
+                "message": dep.get("message") or app.get("message") or "",
+                "replicas": [{"replica_id": r.get("replica_id"), "state": r.get("state"),
+                              "node_ip": r.get("node_ip"), "pid": r.get("pid")}
+                             for r in dep.get("replicas") or []]}
+
+    found = one(*held[0])
+    if len(held) > 1:
+        found["next_generation"] = one(*held[1])
+    return found
+
+
+def _routed_app(apps: dict[str, Any], model_id: Optional[str]) -> Optional[str]:
+    """The app the front end's deployed route table sends `model_id` to."""
+    deployed = (apps.get(FRONTEND_APP) or {}).get("deployed_app_config")
+    frontend = parse_app(deployed) if deployed and model_id else None
+    route = frontend.route(model_id) if isinstance(frontend, FrontendApp) and model_id else None
+    return route.app if route is not None and route.app else None
 
 
 def adapter_serve_status(apps: dict[str, Any], adapter: ModelRow, base: ModelRow) -> dict[str, Any]:
     """An adapter in Serve: its base's deployment and replicas, and whether the base's adapter
     table (its deployment's user_config) holds the adapter, at which generation."""
-    found = replica_states(apps, base.model_key)
-    deployed = (apps.get(model_app_name(base.model_key)) or {}).get("deployed_app_config")
+    found = replica_states(apps, base.model_key, base.model_id)
+    deployed = (apps.get(found["application"] if found else model_app_name(base.model_key)) or {}).get(
+        "deployed_app_config")
     app = parse_app(deployed) if deployed else None
     entry = (app.adapters or {}).get(adapter.model_id) if isinstance(app, ModelApp) else None
     on_base = {"base_model_id": base.model_id, "in_adapter_table": entry is not None,
@@ -245,7 +264,7 @@ class ModelService:
             return {"available": False, "reason": f"Ray Serve is not reachable: {exc}"}
         if base is not None:
             return adapter_serve_status(apps, row, base)
-        found = replica_states(apps, row.model_key)
+        found = replica_states(apps, row.model_key, row.model_id)
         if found is None:
             return {"available": True, "deployed": False, "replicas": [],
                     "reason": "not deployed in Serve" + (" (it is queued)" if row.state.value == "QUEUED" else "")}

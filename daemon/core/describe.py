@@ -134,6 +134,11 @@ def _what(kind: EventType | str, p: dict) -> str:
         return f"spec now at {path}" if kind == EventType.MOVED else f"{path} removed"
     if kind == EventType.DELETED:
         return "gone from Ray Serve"
+    if kind in (EventType.ROLLOUT_STARTED, EventType.SWITCHED, EventType.ROLLED_BACK):
+        # The message names the generations; the full reason stays in the event (argusctl logs --json).
+        for key in ("generation", "serving_generation", "from_generation", "reason"):
+            p.pop(key, None)
+        return str(p.pop("message", ""))
     if kind == EventType.REJECTION_CLEARED:
         return "the spec is valid again"
     if kind == EventType.HISTORY_REWRITTEN:

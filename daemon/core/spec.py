@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from daemon.core.engine_policy import LORA_RANKS, check_engine_kwargs
 from daemon.core.folders import FolderFacts, escape_problem, model_folder_problem
 from daemon.core.replica_contract import is_below
+from daemon.core.states import StrEnum
 from daemon.errors import Problem, ProblemKind, SpecError
 from daemon.core.validation import is_int, problems_from
 from daemon.core.yamldoc import YamlDoc, YamlDocError, load_mapping
@@ -45,6 +46,25 @@ class AdapterPolicy(BaseModel):
                              description="Other users who may attach adapters to this model; \"*\" for everyone.")
 
 
+class RolloutStrategy(StrEnum):
+    SURGE = "surge"          # the new generation starts beside the serving one; clients move once it answered
+    RECREATE = "recreate"    # the serving generation is replaced in place: the model is down while it starts
+
+
+SURGE = RolloutStrategy.SURGE
+
+
+class RolloutPolicy(BaseModel):
+    """How a change that needs new replicas reaches a running model (docs/serving.md, Rollouts)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    strategy: RolloutStrategy = Field(RolloutStrategy.SURGE, strict=False,
+                                      description="surge: start the new generation beside the serving one and "
+                                      "switch once it answered (needs room for both); recreate: replace it in place "
+                                      "(the model is unavailable while the new one starts).")
+
+
 class ServingSpec(BaseModel):
     """One model a user wants served, or (with base_model) a LoRA adapter on a model that
     runs. Strict: `"2"`, `true` or `1.5` are not integers."""
@@ -58,6 +78,7 @@ class ServingSpec(BaseModel):
     gpus_per_replica: int = Field(1, ge=1, description="GPUs per replica; becomes tensor_parallel_size.")
     engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="vLLM engine arguments (policy-checked).")
     adapters: AdapterPolicy | None = Field(None, description="Take LoRA adapters (specs with base_model) on this model.")
+    rollout: RolloutPolicy | None = Field(None, description="How a change that needs new replicas rolls out.")
     base_model: str | None = Field(None, description="Makes this spec a LoRA adapter on that model: its public id, "
                                    "or the model_id of one of your own models. model_source is then the adapter folder.",
                                    pattern=f"^{SUFFIX_RE.pattern}$", max_length=110)
@@ -101,10 +122,15 @@ class ResolvedServingSpec:
     engine_kwargs: dict[str, Any] = field(default_factory=dict)
     adapters: dict[str, Any] | None = None   # AdapterPolicy as a dict: the model takes adapters
     base_model: str | None = None            # this is an adapter on that model (public id or own suffix)
+    rollout: dict[str, Any] | None = None    # RolloutPolicy as a dict (None: the default, surge)
 
     @property
     def is_adapter(self) -> bool:
         return self.base_model is not None
+
+    @property
+    def rollout_strategy(self) -> RolloutStrategy:
+        return RolloutStrategy((self.rollout or {}).get("strategy", RolloutStrategy.SURGE))
 
     def to_dict(self) -> dict[str, Any]:
         out = {"user_id": self.user_id, "model_id_suffix": self.model_id_suffix,
@@ -116,6 +142,8 @@ class ResolvedServingSpec:
             out["adapters"] = dict(self.adapters)
         if self.base_model is not None:
             out["base_model"] = self.base_model
+        if self.rollout is not None:
+            out["rollout"] = dict(self.rollout)
         return out
 
     @classmethod
@@ -364,6 +392,7 @@ def resolve_spec(spec: ServingSpec, user_id: str, created_at: datetime, policy: 
         engine_kwargs=dict(spec.engine_kwargs),
         adapters=spec.adapters.model_dump() if spec.adapters is not None else None,
         base_model=spec.base_model,
+        rollout=spec.rollout.model_dump(mode="json") if spec.rollout is not None else None,
     )
 
 

@@ -48,6 +48,9 @@ class EventType(StrEnum):
     RECOVERED = "RECOVERED"          # healthy again after DEGRADED
     REPLICAS_LOST = "REPLICAS_LOST"  # a RUNNING model Serve has no running replica of (Ray restarted, app gone)
     REPLICA_START_FAILED = "REPLICA_START_FAILED"  # a replica failed to start and Serve retries: why it is not up
+    ROLLOUT_STARTED = "ROLLOUT_STARTED"  # a new generation starts beside the serving one
+    SWITCHED = "SWITCHED"            # the new generation answered and takes the model's requests
+    ROLLED_BACK = "ROLLED_BACK"      # the new generation failed; the serving one stays (model FAILED)
     # the cluster as a whole (no model): argusd could not reach Ray's dashboard, and could again
     CLUSTER_UNREACHABLE = "CLUSTER_UNREACHABLE"
     CLUSTER_REACHABLE = "CLUSTER_REACHABLE"

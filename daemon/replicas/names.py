@@ -50,6 +50,12 @@ def model_app_name(model_key: str) -> str:
     return f"{MODEL_APP_PREFIX}{model_key}"
 
 
+def candidate_app_name(model_key: str) -> str:
+    """A model's second Serve application: its next generation starts here while the first
+    serves (and the other way round: the two slots take turns)."""
+    return f"{MODEL_APP_PREFIX}{model_key}-b"
+
+
 def is_argus_app(name: str) -> bool:
     """Whether a Serve application is argus's to change: its front end, its lease and its model
     apps. Every other app on the cluster is passed through unchanged."""

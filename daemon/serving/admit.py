@@ -12,11 +12,6 @@ from daemon.serving.placement import (AdmissionMode, Capacity, Free, free_of, pl
                                       shortfall)
 
 
-def tensor_parallel(deployment: ModelDeployment) -> int:
-    return int(deployment.llm_config.get("engine_kwargs", {}).get("tensor_parallel_size", 1))
-
-
-
 @dataclass
 class Admission:
     entries: dict[str, ModelDeployment]   # model key -> what the next config holds for it
@@ -25,10 +20,12 @@ class Admission:
 
 
 def admit(models: list[DesiredModel], running_now: dict[str, ModelDeployment], capacity: Capacity | None,
-          settings: LlmSettings, observed: Observed | None = None) -> Admission:
+          settings: LlmSettings, observed: Observed | None = None,
+          targets: dict[str, str] | None = None) -> Admission:
     """Who is in the next config: what already runs or deploys, plus the QUEUED models whose
     folder is usable and whose every replica fits on one node now (a queued update keeps its
-    running version until then). `capacity` None: CPU serving, no GPU admission."""
+    running version until then). `capacity` None: CPU serving, no GPU admission. `targets`: the
+    app each model's wanted generation goes in (rollout.locate; default its first slot)."""
     observed = observed or Observed()
     entries: dict[str, ModelDeployment] = {}
     transitions: list[Transition] = []
@@ -36,7 +33,7 @@ def admit(models: list[DesiredModel], running_now: dict[str, ModelDeployment], c
     for model in sorted(models, key=lambda m: m.model_key):
         if model.state not in (ModelState.DEPLOYING, ModelState.RUNNING):
             continue
-        seen = observed.server(model.model_key)
+        seen = observed.server(model.model_key, (targets or {}).get(model.model_key))
         running = seen[1].running_replicas if seen else 0
         if model.state == ModelState.DEPLOYING and seen and placement_stalled(seen[1].message):
             stalled = _stalled(model, seen[1].message, running, capacity, free)
@@ -58,8 +55,9 @@ def admit(models: list[DesiredModel], running_now: dict[str, ModelDeployment], c
                                           attempted_generation=model.generation))
             continue
         if capacity is not None:  # GPU serving (free is its live view)
-            seen = observed.server(model.model_key)
-            extra = _extra_replicas(model, running_now.get(model.model_key), seen[1].running_replicas if seen else 0)
+            seen = observed.server(model.model_key, (targets or {}).get(model.model_key))
+            extra = _extra_replicas(ModelDeployment.of(model.model_key, model.spec, settings),
+                                    running_now.get(model.model_key), seen[1].running_replicas if seen else 0)
             placed = place(free, extra, model.spec.gpus_per_replica)
             waiting = _waits_after_stall(model, free)
             if capacity.mode == AdmissionMode.FIT and (placed is None or waiting):
@@ -77,13 +75,13 @@ def admit(models: list[DesiredModel], running_now: dict[str, ModelDeployment], c
     return Admission(entries, admitted, transitions)
 
 
-def _extra_replicas(model: DesiredModel, running: ModelDeployment | None, running_replicas: int) -> int:
-    """Replicas a queued model adds to what Ray holds now: a scale-up of the same shape adds
-    the difference; anything else is placed whole (its old replicas go only once the new
-    ones run)."""
-    if running is not None and tensor_parallel(running) == model.spec.gpus_per_replica:
-        return max(model.spec.num_replicas - running_replicas, 0)
-    return model.spec.num_replicas
+def _extra_replicas(wanted: ModelDeployment, running: ModelDeployment | None, running_replicas: int) -> int:
+    """Replicas a queued model adds to what Ray holds now: scaling the same engine adds the
+    difference; anything else is placed whole (a new generation starts beside the serving
+    one, whose replicas go only once the new ones answered)."""
+    if running is not None and (running.model_id, running.llm_config) == (wanted.model_id, wanted.llm_config):
+        return max(wanted.num_replicas - running_replicas, 0)
+    return wanted.num_replicas
 
 
 def _stalled(model: DesiredModel, message: str, running: int, capacity: Capacity | None,

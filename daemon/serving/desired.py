@@ -3,6 +3,7 @@ checked) and what it decides for it: a state transition and an event. Pure."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from daemon.core.adapters import AdapterInfo
@@ -25,6 +26,8 @@ class DesiredModel:
     was_running: bool = False     # reached RUNNING before (so an update keeps it routable)
     ran_this_generation: bool = False  # this very generation reached RUNNING (a redeploy after Serve lost it)
     adapter: AdapterInfo | str | None = None   # an adapter's folder facts, or why it cannot be served
+    applied_generation: int | None = None   # the generation that serves (last reached RUNNING)
+    applied_at: datetime | None = None      # when its newest generation was applied to Serve
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state", ModelState(self.state))

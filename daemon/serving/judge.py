@@ -254,8 +254,9 @@ def lost_while_claiming(models: list[DesiredModel], observed: Observed) -> list[
     for model in models:
         if model.spec.is_adapter or model.state != ModelState.RUNNING:
             continue
-        lost = replicas_lost(observed.server(model.model_key), observed.apps.get(model_app_name(model.model_key)),
-                             in_sync=False)
+        # Its serving app: the one the front end routes it to (the second slot after a rollout).
+        name = observed.live_app(model.model_key, model.model_id) or model_app_name(model.model_key)
+        lost = replicas_lost(observed.server(model.model_key, name), observed.apps.get(name), in_sync=False)
         if lost is not None:
             out.append(Transition(model.model_key, ModelState.DEPLOYING, EventType.REPLICAS_LOST, {"message": lost},
                                   error_summary=lost))
@@ -275,29 +276,6 @@ def cluster_event(last: tuple[str, dict[str, Any]] | None,
     if last is not None and last[0] == EventType.CLUSTER_UNREACHABLE:
         return EventType.CLUSTER_REACHABLE, {}
     return None
-
-
-def routes(models: list[DesiredModel], transitions: list[Transition], model_apps: dict[str, ModelApp],
-           observed: Observed) -> list[Route]:
-    """The front end's model table once this tick is recorded: RUNNING models, models being
-    updated or scaled that still have a replica serving, and models whose replicas Serve lost
-    and restarts at the generation that ran (Serve holds their requests until a replica runs,
-    rather than the front end answering that no such model exists)."""
-    state_after = {m.model_key: m.state for m in models}
-    state_after.update({t.model_key: t.state for t in transitions if t.state is not None})
-
-    def routable(m: DesiredModel) -> bool:
-        if m.model_key not in model_apps:
-            return False
-        if state_after[m.model_key] == ModelState.RUNNING:
-            return True
-        seen = observed.server(m.model_key)
-        return (state_after[m.model_key] in (ModelState.QUEUED, ModelState.DEPLOYING) and m.was_running
-                and seen is not None
-                and (seen[1].running_replicas > 0
-                     or (state_after[m.model_key] == ModelState.DEPLOYING and m.ran_this_generation)))
-
-    return [model_apps[m.model_key].route() for m in models if routable(m)]
 
 
 def _failure(app: ObservedApp, dep: ObservedDeployment) -> str | None:

@@ -113,14 +113,45 @@ class Observed:
         return (app, deployment) if app is not None and deployment is not None else None
 
     def model_app(self, model_key: str) -> ModelApp | None:
-        """The model's app as Serve holds it, when it reads back as argus's own."""
-        app = self.apps.get(model_app_name(model_key))
+        """The model's serving app as Serve holds it (the one the front end routes it to, else its
+        first slot), when it reads back as argus's own."""
+        names = self.apps_of(model_key)
+        if not names:
+            return None
+        config = self.apps[names[0]].config
+        assert isinstance(config, ModelApp)
+        live = self.live_app(model_key, config.deployment.model_id)
+        app = self.apps.get(live or model_app_name(model_key))
         return app.config if app is not None and isinstance(app.config, ModelApp) else None
 
+    def apps_of(self, model_key: str) -> list[str]:
+        """The apps of a model Serve holds (and is not deleting), by name: one, or two while a
+        new generation starts beside the serving one."""
+        return sorted(name for name, app in self.apps.items()
+                      if not app.going and isinstance(app.config, ModelApp) and app.config.model_key == model_key)
+
+    def live_app(self, model_key: str, model_id: str) -> str | None:
+        """The app the front end routes the model's public id to (its serving generation)."""
+        frontend = self.frontend()
+        route = frontend.route(model_id) if frontend is not None else None
+        if route is None or route.probe or route.unavailable is not None or route.base_model is not None:
+            return None
+        app = self.apps.get(route.app)
+        ok = (app is not None and not app.going and isinstance(app.config, ModelApp)
+              and app.config.model_key == model_key)
+        return route.app if ok else None
+
     def running_models(self) -> dict[str, ModelDeployment]:
-        """What Serve holds for each model now, by model key."""
-        return {app.config.model_key: app.config.deployment for app in self.apps.values()
-                if isinstance(app.config, ModelApp)}
+        """What Serve runs for each model now, by model key: its serving generation (the app
+        the front end routes it to, else the first app of it)."""
+        out: dict[str, ModelDeployment] = {}
+        for name, app in sorted(self.apps.items()):
+            if not isinstance(app.config, ModelApp):
+                continue
+            deployment = app.config.deployment
+            if deployment.model_key not in out or self.live_app(deployment.model_key, deployment.model_id) == name:
+                out[deployment.model_key] = deployment
+        return out
 
     def frontend(self) -> FrontendApp | None:
         app = self.apps.get(FRONTEND_APP)

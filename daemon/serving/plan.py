@@ -9,17 +9,20 @@ adapter's transition and the front end's routes, serve_config.py is the config i
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from daemon.core.states import ModelState
-from daemon.replicas.names import LEASE_APP, is_argus_app, model_app_name
+from daemon.core.spec import SURGE
+from daemon.replicas.names import LEASE_APP, is_argus_app
 from daemon.serving.admit import admit
 from daemon.serving.desired import DesiredModel, Transition
-from daemon.serving.judge import judge, judge_adapters, routes
-from daemon.serving.llm_config import LlmSettings
+from daemon.serving.judge import judge, judge_adapters
+from daemon.serving.llm_config import LlmSettings, ModelDeployment
 from daemon.serving.observe import Observed
 from daemon.serving.placement import Capacity
-from daemon.serving.serve_config import FrontendApp, HttpOptions, LeaseApp, ModelApp, ServeConfig
+from daemon.serving.rollout import arrange, judge_candidate, locate, probe_routes
+from daemon.serving.serve_config import FrontendApp, HttpOptions, LeaseApp, ModelApp, Route, ServeConfig
 
 
 @dataclass(frozen=True)
@@ -62,44 +65,75 @@ def config_differs(desired: ServeConfig, observed: Observed, ignore: frozenset[s
 
 def plan(models: list[DesiredModel], observed: Observed, *, capacity: Capacity | None,
          settings: LlmSettings, serve: ServeSettings, lease: dict[str, Any] | None = None,
-         probes: dict[str, str | None] | None = None) -> Plan:
-    """What to apply and record, in four steps: admit (who is in the next config), judge each
-    model against what Serve reports, judge the adapters against their base models, and route
-    the front end. `capacity` None: no GPU admission (CPU serving). `lease`: the lease value
-    this daemon holds, kept in the config (None: no lease). `probes`: adapters the shell asked
-    through the endpoint this tick (model key -> None when it answered, else the failure)."""
+         probes: dict[str, str | None] | None = None, rollout_probes: dict[str, str | None] | None = None,
+         now: datetime | None = None) -> Plan:
+    """What to apply and record, in five steps: locate each model's generations in Serve
+    (rollout.py), admit (who is in the next config), judge each model against what Serve
+    reports, judge the adapters against their base models, and arrange each model's apps and
+    routes. `capacity` None: no GPU admission (CPU serving). `lease`: the lease value this
+    daemon holds, kept in the config (None: no lease). `probes`: adapters the shell asked
+    through the endpoint this tick (model key -> None when it answered, else the failure);
+    `rollout_probes`: the same for models whose new generation waits to be switched to (asked
+    by its probe id, with its adapters). `now`: the time, for the rollout's bound."""
     adapters = [m for m in models if m.spec.is_adapter]
     models = [m for m in models if not m.spec.is_adapter]
+    wanted = {m.model_key: ModelDeployment.of(m.model_key, m.spec, settings) for m in models}
+    slots = {m.model_key: locate(m, wanted[m.model_key], observed, surge=m.spec.rollout_strategy == SURGE)
+             for m in models}
     running_now = observed.running_models()
-    admission = admit(models, running_now, capacity, settings, observed)
-    # The model apps as they would be without adapters (their tables follow the adapters' judging).
-    bare = {key: ModelApp.of(d, model_app_name(key)) for key, d in admission.entries.items()}
+    admission = admit(models, running_now, capacity, settings, observed,
+                      targets={key: s.target for key, s in slots.items()})
 
     transitions = list(admission.transitions)
     decided = {t.model_key for t in transitions}
     for model in models:
         if model.model_key in decided:  # admission already said what happens to it this tick
             continue
-        wanted = bare.get(model.model_key)
+        where, entry = slots[model.model_key], admission.entries.get(model.model_key)
+        wanted_app = ModelApp.of(entry, where.target) if entry is not None else None
         # Only this model's own app decides whether it is applied (its adapter table aside).
-        app = observed.apps.get(model_app_name(model.model_key))
-        in_sync = wanted is not None and app is not None and wanted.same_server(app.config)
-        judged = judge(model, observed.server(model.model_key), app, in_sync,
-                       model.model_key in admission.admitted, running_now.get(model.model_key),
-                       admission.entries.get(model.model_key))
+        app = observed.apps.get(where.target)
+        in_sync = wanted_app is not None and app is not None and wanted_app.same_server(app.config)
+        seen = observed.server(model.model_key, where.target)
+        admitted = model.model_key in admission.admitted
+        if where.surge and (admitted or model.state == ModelState.DEPLOYING
+                            or (model.state == ModelState.RUNNING and not in_sync)):
+            judged = judge_candidate(model, seen, app, in_sync, admitted, rollout_probes or {}, now)
+        else:
+            judged = judge(model, seen, app, in_sync, admitted, running_now.get(model.model_key), entry)
         if judged is not None:
             transitions.append(judged)
     state_after: dict[str, ModelState] = {m.model_key: m.state for m in models}
     state_after.update({t.model_key: t.state for t in transitions if t.state is not None})
-    served = judge_adapters(adapters, models, state_after, bare, observed, probes or {})
+    arranged = {m.model_key: arrange(m, state_after[m.model_key], slots[m.model_key],
+                                     admission.entries.get(m.model_key), observed) for m in models}
+    # Adapters follow their base's serving generation: they run while it serves (also while a
+    # new generation starts beside it, or after a rollback), in every app of it.
+    serving = {key: next(a for a in arr.apps if a.name == arr.serving)
+               for key, arr in arranged.items() if arr.serving is not None}
+    base_state = {key: (ModelState.RUNNING if key in serving else state) for key, state in state_after.items()}
+    served = judge_adapters(adapters, models, base_state, serving, observed, probes or {})
     transitions += served.transitions
-    model_apps = {key: ModelApp.of(app.deployment, app.name, served.tables.get(key)) for key, app in bare.items()}
-    base_routes = routes(models, transitions, model_apps, observed)
-    routed = {r.model_id for r in base_routes}
-    adapter_routes = [r for r in served.routes if r.base_model in routed]
-    apps = (list(model_apps.values()) + [FrontendApp.of(base_routes + adapter_routes, serve.frontend_replicas)]
-            + ([LeaseApp(lease)] if lease is not None else []) + observed.foreign())
-    desired = ServeConfig(serve.http, tuple(apps))
+    apps: list[ModelApp] = []
+    routes: list[Route] = []
+    for model in models:
+        arr = arranged[model.model_key]
+        table = served.tables.get(model.model_key)
+        mine = [ModelApp.of(a.deployment, a.name, table) for a in arr.apps]
+        apps += mine
+        if arr.serving is not None:
+            routes.append(next(a for a in mine if a.name == arr.serving).route())
+        elif arr.unavailable is not None:
+            routes.append(Route(model.model_id, "", "", unavailable=arr.unavailable))
+        if arr.probing is not None:
+            candidate = next(a for a in mine if a.name == arr.probing)
+            routes.append(probe_routes(candidate.route(), candidate))
+            routes += [probe_routes(r, candidate) for r in served.routes if r.base_model == model.model_id]
+    routed = {r.model_id for r in routes if r.unavailable is None and not r.probe}
+    routes += [r for r in served.routes if r.base_model in routed]
+    config_apps = (sorted(apps, key=lambda a: a.name) + [FrontendApp.of(routes, serve.frontend_replicas)]
+                   + ([LeaseApp(lease)] if lease is not None else []) + observed.foreign())
+    desired = ServeConfig(serve.http, tuple(config_apps))
     # No lease: a leftover lease app is not argus's to judge.
     return Plan(desired if config_differs(desired, observed, ignore=set() if lease is not None else {LEASE_APP})
                 else None, transitions)

@@ -1,7 +1,8 @@
-"""The adapter probe: one tiny request by an adapter's public id through the one OpenAI
-endpoint, as a client would send it. Its answer is the proof that a base replica's vLLM
-loaded the adapter (or vLLM's reason why not); Serve's status cannot say, because adapters
-load on demand, inside a request."""
+"""The probes: one tiny request through the one OpenAI endpoint, as a client would send it,
+by an adapter's public id or by a new generation's probe id. Its answer is the proof that a
+base replica's vLLM loaded the adapter, or that the new generation answers before clients
+are switched to it (or vLLM's reason why not); Serve's status cannot say, because adapters
+load on demand, inside a request, and a healthy replica may still refuse every request."""
 from __future__ import annotations
 
 import json
@@ -30,20 +31,46 @@ def probe_adapter(base_url: str, model_id: str, timeout: float = PROBE_TIMEOUT_S
     """(decided, failure): (True, None) when the adapter answered; (True, message) when the
     endpoint refused it for good (vLLM could not load it); (False, None) when there is no
     verdict yet (unreachable, busy, or Serve has not routed it)."""
+    answer = _ask(base_url, model_id, timeout)
+    if answer is None:
+        return False, None
+    code, message = answer
+    if code == 200:
+        return True, None
+    if code in TRANSIENT and "lora" not in message.lower():
+        return False, None
+    return True, f"vLLM could not load the adapter ({code}): {_reason(message)}"
+
+
+def probe_model(base_url: str, model_id: str, timeout: float = PROBE_TIMEOUT_S) -> tuple[bool, str | None]:
+    """The rollout probe: one request by a new generation's probe id (names.probe_id), the
+    same (decided, failure) as probe_adapter. A 4xx other than 404/429 is a definite failure
+    (the generation refuses what every client would send); 5xx and 404 are asked again (the
+    front end or the replica is still being reconfigured)."""
+    answer = _ask(base_url, model_id, timeout)
+    if answer is None:
+        return False, None
+    code, message = answer
+    if code == 200:
+        return True, None
+    if code in TRANSIENT:
+        return False, None
+    return True, f"the new generation answered {code}: {_reason(message)}"
+
+
+def _ask(base_url: str, model_id: str, timeout: float) -> tuple[int, str] | None:
+    """One 1-token completion by `model_id`: (HTTP status, error message), None if unreachable."""
     body = json.dumps({"model": model_id, "prompt": "Hi", "max_tokens": 1, "temperature": 0}).encode()
     request = urllib.request.Request(f"{base_url}/v1/completions", data=body, method="POST",
                                      headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             response.read()
-        return True, None
+        return 200, ""
     except urllib.error.HTTPError as exc:
-        message = _error_message(exc.read().decode(errors="replace"))
-        if exc.code in TRANSIENT and "lora" not in message.lower():
-            return False, None
-        return True, f"vLLM could not load the adapter ({exc.code}): {_reason(message)}"
+        return exc.code, _error_message(exc.read().decode(errors="replace"))
     except (urllib.error.URLError, OSError):
-        return False, None
+        return None
 
 
 def _error_message(text: str) -> str:

@@ -21,7 +21,7 @@ from daemon.core.spec import ResolvedServingSpec
 from daemon.folders import adapter_or_reason as read_adapter, path_problem, source_problem
 from daemon.core.states import CLUSTER_EVENTS, EventType, ModelState, StrEnum
 from daemon.errors import ClusterError
-from daemon.replicas.names import LEASE_APP
+from daemon.replicas.names import LEASE_APP, probe_id
 from daemon.serving.client import ServeClient
 from daemon.serving.desired import DesiredModel, Transition
 from daemon.serving.judge import adapters_to_probe, cluster_event, lost_while_claiming
@@ -30,10 +30,11 @@ from daemon.serving.llm_config import LlmSettings
 from daemon.serving.observe import Observed, building, observed_from_status
 from daemon.serving.placement import AdmissionMode
 from daemon.serving.plan import Plan, ServeSettings, plan, renews_only
-from daemon.serving.probe import endpoint_url, probe_adapter
+from daemon.serving.probe import endpoint_url, probe_adapter, probe_model
+from daemon.serving.rollout import rollouts_to_probe
 from daemon.serving.reaper import reap_orphaned_engines
 from daemon.serving.serve_config import LeaseApp, OtherApp, ServeConfig
-from daemon.store import Store, iso, utc_now
+from daemon.store import Store, iso, parse_iso, utc_now
 
 log = logging.getLogger("argus.reconcile")
 
@@ -71,10 +72,12 @@ class Reconciler:
     def __init__(self, store: Store, client: ServeClient, config: Config,
                  clock: Callable[[], datetime] = utc_now, reap: Callable[[], object] | None = None,
                  identity: str | None = None, monotonic: Callable[[], float] = time.monotonic,
-                 probe: Callable[[str], tuple[bool, str | None]] | None = None):
+                 probe: Callable[[str], tuple[bool, str | None]] | None = None,
+                 probe_rollout: Callable[[str], tuple[bool, str | None]] | None = None):
         """`reap`: clears engine processes a dead replica left behind (default: the reaper job).
         `identity`: this daemon's name in the lease (default: host, pid and a random tag).
-        `probe`: asks the endpoint by an adapter's id (default: a request to Serve's endpoint)."""
+        `probe`: asks the endpoint by an adapter's id (default: a request to Serve's endpoint);
+        `probe_rollout`: the same by a new generation's probe id."""
         self.store = store
         self.client = client
         self.lease_ttl = config.serving.serve.lease_seconds
@@ -93,10 +96,13 @@ class Reconciler:
         self._last_cluster: tuple[str, dict] | None = None   # the newest cluster event (read once)
         self._waiting: str | None = None   # why the last tick waited for sync (logged once per reason)
         self.probe = probe if probe is not None else (lambda model_id: probe_adapter(base_url, model_id))
+        self.probe_rollout = (probe_rollout if probe_rollout is not None
+                              else (lambda model_id: probe_model(base_url, model_id)))
 
     def desired(self) -> list[DesiredModel]:
         out = []
         newest = self.store.last_events()
+        applied = self.store.last_events_of((EventType.APPLIED, EventType.ROLLOUT_STARTED))
         for row in self.store.list_models():
             spec = ResolvedServingSpec.from_dict(row.resolved)
             last = newest.get(row.model_key)
@@ -114,7 +120,9 @@ class Reconciler:
                          if spec.is_adapter and row.state in (ModelState.QUEUED, ModelState.DEPLOYING) else None),
                 last_event=(last.event_type, last.payload) if last else None,
                 was_running=row.applied_generation is not None,
-                ran_this_generation=row.applied_generation == row.generation))
+                ran_this_generation=row.applied_generation == row.generation,
+                applied_generation=row.applied_generation,
+                applied_at=parse_iso(applied[row.model_key].time) if row.model_key in applied else None))
         return out
 
     def tick(self) -> ReconcileResult:
@@ -161,7 +169,7 @@ class Reconciler:
             if decided:
                 probes[adapter.model_key] = failure
         decision = plan(models, observed, capacity=capacity, settings=self.settings, serve=self.serve, lease=lease,
-                        probes=probes)
+                        probes=probes, rollout_probes=self._probe_rollouts(models, observed), now=self.clock())
         if decision.noop:
             return ReconcileResult(ReconcileOutcome.NOOP)
         if decision.apply is not None:
@@ -177,11 +185,29 @@ class Reconciler:
             log.info("applied Serve config: %d application(s)", len(decision.apply.apps))
         self._record(decision.transitions, {m.model_key: (m.generation, m.state) for m in models})
         adapters = {m.model_key for m in models if m.spec.is_adapter}
-        if any(t.event_type in (EventType.DEGRADED, EventType.REPLICAS_LOST, EventType.FAILED)
+        if any(t.event_type in (EventType.DEGRADED, EventType.REPLICAS_LOST, EventType.FAILED, EventType.ROLLED_BACK)
                and t.model_key not in adapters
                for t in decision.transitions):
             self.reap()  # a replica died or gave up: its engine processes may have outlived it
         return ReconcileResult(ReconcileOutcome.APPLIED if decision.apply is not None else ReconcileOutcome.RECORDED)
+
+    def _probe_rollouts(self, models: list[DesiredModel], observed: Observed) -> dict[str, str | None]:
+        """Ask each new generation that is ready beside the serving one by its probe id, then each
+        of its base's running adapters (so they are loaded before clients move): model key -> None
+        when all answered, else the first definite failure; no entry while any has no verdict."""
+        out: dict[str, str | None] = {}
+        for model, adapters in rollouts_to_probe(models, observed, self.settings):
+            decided, failure = self.probe_rollout(probe_id(model.model_id))
+            log.info("rollout probe %s: %s", model.model_key, "no verdict yet" if not decided else failure or "answered")
+            for adapter in adapters if decided and failure is None else ():
+                decided, failure = self.probe(probe_id(adapter.model_id))
+                if failure is not None:
+                    failure = f"adapter {adapter.model_id}: {failure}"
+                if not decided or failure is not None:
+                    break
+            if decided:
+                out[model.model_key] = failure
+        return out
 
     def _wait_for_sync(self, why: str, observed: Observed, renewal: LeaseValue | None) -> ReconcileResult:
         """Nothing of the store is applied while it is behind git (what it holds is not what users
@@ -236,7 +262,8 @@ class Reconciler:
 
     def _record_apply_failure(self, decision: Plan, message: str) -> None:
         now = iso(self.clock())
-        applied = [t.model_key for t in decision.transitions if t.event_type == EventType.APPLIED]
+        applied = [t.model_key for t in decision.transitions
+                   if t.event_type in (EventType.APPLIED, EventType.ROLLOUT_STARTED)]
         with self.store.transaction():
             for key in applied:
                 last = self.store.last_event(key)

@@ -227,8 +227,9 @@ def test_pushing_editing_scaling_and_deleting_another_model_never_disrupts_a(ste
             assert result.returncode == 0, result.stdout + result.stderr
             b = steady.status("churn")
             assert listed_models() == sorted([a["model_id"], b["model_id"]])
+            # Recreate: replaced in place, as before rollouts (a surge would start a third engine here).
             result = steady.apply("churn", f"model_id: churn\nmodel_source: {SOURCE}\nengine_kwargs:\n"
-                                           "  max_model_len: 1024\n")
+                                           "  max_model_len: 1024\nrollout:\n  strategy: recreate\n")
             assert result.returncode == 0, result.stdout + result.stderr
             for args in (("scale", "churn", "--replicas", "2", "--wait"), ("delete", "churn", "--wait")):
                 result = steady.ctl(*args)
@@ -435,6 +436,118 @@ def test_argus_apps_removed_behind_its_back_are_applied_again_and_another_teams_
     assert foreign_pid() == steady.team_b_pid
 
 
+STEADY = f"model_id: steady\nmodel_source: {SOURCE}\nadapters:\n  max_rank: 8\n  max_loaded: 2\n"
+
+
+@contextlib.contextmanager
+def rolling(steady: Steady, *extra: str):
+    """While the block runs, A (and the models in `extra`) answer plain and streaming requests:
+    none fails, none is a 404. Yields the time the block started (for change->switched)."""
+    probers = [Prober(model_id, stream) for model_id in (steady.a["model_id"], *extra) for stream in (False, True)]
+    for prober in probers:
+        prober.start()
+    time.sleep(3)
+    started = time.monotonic()
+    try:
+        yield started
+    finally:
+        time.sleep(5)
+        for prober in probers:
+            prober.stop.set()
+            prober.join(timeout=70)
+    for prober in probers:
+        requests, failed, longest = prober.window(started, time.monotonic())
+        assert requests > 10, (prober.model_id, requests)
+        assert failed == 0, (f"{failed} of {requests} {'streaming ' if prober.stream_requests else ''}requests to "
+                             f"{prober.model_id} failed (longest outage {longest} s): {prober.errors[-3:]}")
+
+
+def a_apps(client, model_key: str) -> list[str]:
+    """The Serve apps that hold A's deployment (two while a generation starts beside the other)."""
+    return sorted(name for name, app in (client.get_applications().get("applications") or {}).items()
+                  if f"LLMServer:{model_key}" in (app.get("deployments") or {}))
+
+
+def settle_to_one_app(steady: Steady) -> list[str]:
+    deadline = time.monotonic() + 120
+    while len(apps := a_apps(steady.client, steady.a["model_key"])) != 1:   # the old generation drained
+        assert time.monotonic() < deadline, apps
+        time.sleep(2)
+    return apps
+
+
+def switched_after(steady: Steady, since_wall: float) -> float:
+    """Seconds from the change's commit to the newest SWITCHED event."""
+    out = run_argusctl("logs", steady.a["model_id"], "-o", "json", env=steady.env).stdout
+    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    switched = [e for e in events if e["event_type"] == "SWITCHED"]
+    assert switched, events[-5:]
+    from daemon.core.records import parse_iso
+    return parse_iso(switched[-1]["time"]).timestamp() - since_wall
+
+
+def test_an_engine_kwargs_change_of_a_starts_beside_it_and_switches_without_a_failed_request(steady):
+    """A rollout of A itself: the new generation starts in the other app, answers its probe, takes
+    A's requests, and the old one drains; plain and streaming requests never fail."""
+    before = a_apps(steady.client, steady.a["model_key"])
+    wall = time.time()
+    with rolling(steady):
+        result = steady.apply("steady", STEADY + "engine_kwargs:\n  max_num_seqs: 8\n")
+        assert result.returncode == 0 and "zd/steady: RUNNING" in result.stdout, result.stdout + result.stderr
+        after = settle_to_one_app(steady)
+    print(f"ROLLOUT engine_kwargs: change->switched {switched_after(steady, wall):.1f} s")
+    assert after != before
+    a = steady.status("steady")
+    assert a["applied_generation"] == a["generation"] and a["state"] == "RUNNING"
+    assert completion(a["model_id"]) == steady.expected["base"]
+
+
+def test_a_change_of_as_adapter_settings_moves_its_adapter_with_it_without_a_failed_request(steady):
+    """A's LoRA settings change (a new engine): its adapter is loaded on the new generation
+    before the switch and answers through it; A and the adapter never fail a request."""
+    adapter = steady.adapters / "a1"
+    try:
+        result = steady.apply("tutor", f"model_id: tutor\nbase_model: steady\nmodel_source: {adapter}\n")
+        assert result.returncode == 0 and "zd/tutor: RUNNING" in result.stdout, result.stdout + result.stderr
+        tutor = steady.status("tutor")["model_id"]
+        wall = time.time()
+        with rolling(steady, tutor):
+            result = steady.apply("steady", STEADY.replace("max_loaded: 2", "max_loaded: 3")
+                                  + "engine_kwargs:\n  max_num_seqs: 8\n")
+            assert result.returncode == 0 and "zd/steady: RUNNING" in result.stdout, result.stdout + result.stderr
+            settle_to_one_app(steady)
+        print(f"ROLLOUT adapters: change->switched {switched_after(steady, wall):.1f} s")
+        assert completion(tutor) == steady.expected["adapter"]
+        assert steady.status("tutor")["state"] == "RUNNING"
+    finally:
+        steady.delete_if_there("tutor")
+
+
+def test_a_generation_of_a_that_cannot_start_is_rolled_back_and_a_fix_rolls_out(steady):
+    """A change vLLM refuses at start (the fixture's `bad` engine arguments): the new generation
+    never takes a request, is removed, and A is FAILED with the reason and the generation that
+    serves on; the commit that fixes it goes out (here: back to what serves, in place)."""
+    serving = steady.status("steady")["generation"]
+    with rolling(steady):
+        result = steady.apply("steady", STEADY.replace("max_loaded: 2", "max_loaded: 3")
+                              + "engine_kwargs:\n  max_num_seqs: 8\n  max_model_len: 1000000\n"
+                              "  hf_overrides:\n    max_position_embeddings: 8192\n")
+        assert result.returncode != 0 and "zd/steady: FAILED" in result.stdout, result.stdout + result.stderr
+        a = steady.status("steady")
+        assert a["error_summary"].startswith(f"generation {serving + 1} failed: "), a
+        assert "max_model_len (1000000) is greater than" in a["error_summary"], a
+        assert a["error_summary"].endswith(f"; serving generation {serving}"), a
+        settle_to_one_app(steady)                                         # the failed one's replicas went
+        shown = run_argusctl("status", env=steady.env).stdout
+        assert f"generation {serving + 1} failed" in shown, shown
+        result = steady.apply("steady", STEADY.replace("max_loaded: 2", "max_loaded: 3")
+                              + "engine_kwargs:\n  max_num_seqs: 8\n")
+        assert result.returncode == 0 and "zd/steady: RUNNING" in result.stdout, result.stdout + result.stderr
+    a = steady.status("steady")
+    assert a["applied_generation"] == a["generation"] == serving + 2
+    assert completion(a["model_id"]) == steady.expected["base"]
+
+
 def test_as_model_folder_swapped_into_another_users_tree_stops_its_next_replica_and_fails_a(steady):
     """Last (it ends A): with argusd stopped, so that only the replica decides, A's next replica
     refuses to start with the reason and starts no engine; argusd, back, FAILS A with it."""
@@ -514,8 +627,12 @@ def remove_foreign(client: ServeClient) -> None:
 
 
 def deployment_message(client, model_key: str) -> str:
-    app = (client.get_applications().get("applications") or {}).get(f"llm-{model_key}") or {}
-    return ((app.get("deployments") or {}).get(f"LLMServer:{model_key}") or {}).get("message") or ""
+    """Serve's message of the model's deployment, in whichever of its two app slots it is."""
+    for app in (client.get_applications().get("applications") or {}).values():
+        dep = (app.get("deployments") or {}).get(f"LLMServer:{model_key}")
+        if dep is not None:
+            return dep.get("message") or ""
+    return ""
 
 
 def chat_ok_quietly(model_id: str) -> bool:

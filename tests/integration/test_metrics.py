@@ -56,6 +56,9 @@ def test_metrics_say_what_argusd_did(tmp_path):
             assert s[("argus_commits_recorded_total", ())] == 1
             assert s[("argus_rejected_specs", (("kind", "spec"),))] == 1
             assert s[("argus_serve_reachable", ())] == 1
+            (wanted,) = [v for (name, labels), v in s.items() if name == "argus_model_wanted_generation"]
+            assert wanted == 1   # a's generation 1; it never served, so no serving generation
+            assert not [k for k in s if k[0] == "argus_model_serving_generation"]
             assert s[("argus_reconcile_passes_total", (("outcome", "applied"),))] >= 1
             assert s[("argus_sync_passes_total", (("outcome", "synced"),))] == 1
             assert s[("argus_sync_duration_seconds_count", ())] >= 1
@@ -87,7 +90,8 @@ def test_the_shipped_dashboard_graphs_only_metrics_argusd_exports(tmp_path):
     metrics.synced("synced", 1, 0.01)
     metrics.reconciled("applied", 0.1, True)
     exported = set(re.findall(r"^(argus_\w+)", generate_latest(metrics.registry).decode(), re.M))
-    exported |= {"argus_models", "argus_rejected_specs"}  # read from the store at scrape time
+    exported |= {"argus_models", "argus_rejected_specs", "argus_model_serving_generation",
+                 "argus_model_wanted_generation"}  # read from the store at scrape time
     dashboard = json.loads((Path(__file__).resolve().parents[2] / "deploy" / "grafana-argus.json").read_text())
     queried = {name for panel in dashboard["panels"] for target in panel.get("targets", [])
                for name in re.findall(r"argus_\w+", target["expr"])}

@@ -304,7 +304,8 @@ def test_the_serve_config_argus_writes_is_valid_for_ray_and_reads_back_as_writte
     user-facing dict), and argus reads every app back as the object it wrote, so the next plan
     applies nothing. An app with the import path an older argus wrote (daemon.frontend) reads back
     as other than what argus wants, so it is redeployed on the new path. And argus's status enums
-    are Ray's."""
+    are Ray's. A rollout's config (two apps of one model, probe entries, the front end's own 503
+    entry) validates and reads back the same way."""
     result = run_in_serving_venv("""
         import dataclasses, json
         from ray.serve.llm import LLMConfig
@@ -378,13 +379,27 @@ def test_the_serve_config_argus_writes_is_valid_for_ray_and_reads_back_as_writte
         routes = [(r.model_id, r.app, r.base_model) for r in observed.frontend().routes]
         adapters = {k: v.generation for k, v in observed.model_app("k-base").adapters.items()}
 
+        # A rollout: k-base's generation 2 starts beside generation 1 (probe entries for it and its
+        # adapter), and a new model has no serving generation yet (the front end's own 503).
+        base2 = dataclasses.replace(base_spec, engine_kwargs={"max_model_len": 1024})
+        new_spec = ResolvedServingSpec("alice", "new", "alice-1", "alice-1-new", "/private/hf/n", 1, 1, {})
+        rolling = [DesiredModel("k-base", base2.model_id, "QUEUED", 2, base2, was_running=True, applied_generation=1),
+                   models[1], DesiredModel("k-ad", adapter_spec.model_id, "RUNNING", 1, adapter_spec),
+                   DesiredModel("k-new", new_spec.model_id, "QUEUED", 1, new_spec)]
+        surge = plan(rolling, observed, capacity=None, settings=settings, serve=serve, lease=lease).apply
+        surge_written = surge.to_json()
+        surge_seen = observe.observed_from_status(answer(ServeDeploySchema.model_validate(surge_written).applications))
+        rollout = {"read_back": {name: surge_seen.apps[name].config == app for name, app in surge.by_name().items()},
+                   "routes": sorted([r.model_id, r.app, r.probe, r.unavailable.status if r.unavailable else None]
+                                    for r in surge_seen.frontend().routes)}
+
         old = json.loads(json.dumps(written).replace("daemon.replicas.model_server:build_model_app",
                                                      "daemon.frontend:build_model_app"))
         stale = observe.observed_from_status(answer(ServeDeploySchema.model_validate(old).applications))
         redeployed = plan(models, stale, capacity=None, settings=settings, serve=serve, lease=lease).apply
         print(json.dumps({
             "kinds": kinds, "read_back": read_back, "running": running, "statuses": statuses,
-            "puts": puts, "routes": routes, "adapters": adapters,
+            "puts": puts, "routes": routes, "adapters": adapters, "rollout": rollout,
             "stale_is_desired": stale.apps["llm-k-base"].config == desired.by_name()["llm-k-base"],
             "redeployed_paths": sorted({a["import_path"] for a in (redeployed.to_json()["applications"]
                                                                     if redeployed else [])}),
@@ -411,6 +426,13 @@ def test_the_serve_config_argus_writes_is_valid_for_ray_and_reads_back_as_writte
                              ["bob-1-tutor", "llm-k-base", "alice-1-smollm2"]]
     assert out["adapters"] == {"bob-1-tutor": 1}
     assert out["stale_is_desired"] is False
+    assert set(out["rollout"]["read_back"]) >= {"llm-k-base", "llm-k-base-b", "llm-k-new", "argus"}
+    assert all(out["rollout"]["read_back"].values())
+    assert out["rollout"]["routes"] == [["alice-1-new", "", False, 503], ["alice-1-plain", "llm-k-plain", False, None],
+                                        ["alice-1-smollm2", "llm-k-base", False, None],
+                                        ["alice-1-smollm2@next", "llm-k-base-b", True, None],
+                                        ["bob-1-tutor", "llm-k-base", False, None],
+                                        ["bob-1-tutor@next", "llm-k-base-b", True, None]]
     assert "daemon.replicas.model_server:build_model_app" in out["redeployed_paths"]
     assert "daemon.frontend:build_model_app" not in out["redeployed_paths"]
     for ray_names, argus_names in out["enums"].values():

@@ -277,3 +277,43 @@ def test_nothing_is_applied_while_the_store_is_behind_git(world, tmp_path):
         assert reconciler.tick().outcome != ReconcileOutcome.WAITING_FOR_SYNC
     finally:
         fresh.close()
+
+
+def test_a_change_rolls_out_beside_the_serving_app_and_a_restarted_argusd_finishes_it(world):
+    """The shell with a rollout: the new generation goes into the second slot, the probe (a
+    stand-in for the endpoint here; the real one is in the zero-disruption e2e) is asked only
+    once Serve reports it healthy, and the old app goes once the front end routes to the new.
+    argusd restarted in between (a new Daemon on the same store and Serve) carries on."""
+    gitops, daemon, serve, store = world
+    daemon.tick()
+    serve.settle()
+    daemon.tick()
+    key = next(m.model_key for m in store.list_models())
+    assert state_of(store) == ModelState.RUNNING and list(serve.apps) == ["argus", app_name(key)]
+    gitops.write("models.d/alice/a.yaml", spec("a") + "engine_kwargs:\n  max_num_seqs: 8\n")
+    gitops.commit("a: max_num_seqs 8")
+    gitops.push()
+    asked = []
+    daemon.reconciler.probe_rollout = lambda model_id: (asked.append(model_id), (True, None))[1]
+    daemon.tick()
+    assert state_of(store) == ModelState.DEPLOYING
+    assert sorted(serve.apps) == ["argus", app_name(key), app_name(key) + "-b"]
+    assert serve.apps[app_name(key)]["status"] == "RUNNING"          # the serving app was not touched
+    daemon.tick()
+    assert not asked                                                  # not healthy yet: not asked
+    # argusd restarts mid-rollout: the new one reads the rollout back from the store and Serve.
+    again = Daemon(daemon.config, store, serve, watch=False)
+    again.reconciler.probe_rollout = lambda model_id: (asked.append(model_id), (True, None))[1]
+    serve.settle()
+    try:
+        again.tick()
+        model = store.list_models()[0]
+        assert asked == [f"{model.model_id}@next"]
+        assert model.state == ModelState.RUNNING and model.applied_generation == model.generation == 2
+        assert [e.payload["message"] for e in events_of(store, EventType.SWITCHED)] == ["switched from generation 1 to 2"]
+        again.tick()
+        assert sorted(serve.apps) == ["argus", app_name(key) + "-b"]  # the old generation drained
+        routes = serve.apps["argus"]["deployed_app_config"]["deployments"][0]["user_config"]["models"]
+        assert [(r["model_id"], r["app"]) for r in routes] == [(model.model_id, app_name(key) + "-b")]
+    finally:
+        again._drop_repo()

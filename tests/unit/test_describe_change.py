@@ -27,6 +27,7 @@ CASES = [
     ("adapters", {**BASE, "adapters": {"max_rank": 8}}, BASE, 'adapters removed (was {"max_rank": 8})'),
     ("base_model", BASE, {**BASE, "base_model": "alice-202601010000-b"}, "base_model added: alice-202601010000-b"),
     ("base_model", {**BASE, "base_model": "b"}, {**BASE, "base_model": "c"}, "base_model b -> c"),
+    ("rollout", BASE, {**BASE, "rollout": {"strategy": "recreate"}}, 'rollout added: {"strategy": "recreate"}'),
     ("a key no spec has (yet)", BASE, {**BASE, "future_field": True}, "future_field added: true"),
     ("several", BASE, {**BASE, "num_replicas": 2, "gpus_per_replica": 2},
      "gpus_per_replica 1 -> 2, num_replicas 1 -> 2"),

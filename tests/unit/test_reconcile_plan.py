@@ -144,7 +144,10 @@ def test_gpu_admission_records_pending_once(serve):
     only_a = settled([model("a", "RUNNING", gpus=2)], serve, GPU, capacity=nodes(4))
     p = plan([model("a", "RUNNING", gpus=2), model("b", replicas=2, gpus=2)], only_a, capacity=nodes(2),
              settings=GPU, serve=serve)
-    assert p.apply is None  # b does not fit: the config stays as it is
+    # b does not fit: the models stay as they are; the front end answers b's clients 503 meanwhile.
+    assert model_deployments(p.apply) == {"LLMServer:a": 1}
+    assert apps(p.apply)["argus"]["deployments"][0]["user_config"]["models"][-1]["unavailable"]["status"] == 503
+    only_a = served(p.apply)
     (pending,) = p.transitions
     assert (pending.model_key, pending.state, pending.event_type) == ("b", "QUEUED", "PENDING_RESOURCES")
     assert pending.payload["message"] == ("needs 2 H20 GPUs and 1 CPU on one node for each of 2 replicas; "
@@ -371,7 +374,9 @@ def apps(config):
 
 
 def routes(config):
-    return [r["model_id"] for r in apps(config)["argus"]["deployments"][0]["user_config"]["models"]]
+    """The public ids the front end sends to a replica (not its own 503 answers, not probes)."""
+    return [r["model_id"] for r in apps(config)["argus"]["deployments"][0]["user_config"]["models"]
+            if "unavailable" not in r and not r.get("probe")]
 
 
 def test_per_model_layout_one_app_per_model_and_a_front_end():

@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Rollout benchmark: while model A answers plain and streaming chat requests (one after the
+other, each), A itself is changed: an engine_kwargs edit, `adapters:` enabled, a generation
+vLLM refuses at start (rolled back), all with the default `surge`; then the same kind of edit
+with `rollout: {strategy: recreate}` (the in-place replace argus did before rollouts). For
+each change: requests to A and how many failed (and how many of those were 404s), the longest
+time A could not answer, and change -> settled seconds (`argusctl apply --wait`: switched,
+or FAILED for the rollback).
+
+Real Ray Serve + vLLM on CPU: needs .venv-serve, the small model and a Ray head
+(scripts/setup_serving.sh, scripts/prepare_model.py, scripts/ray_up.sh). ~10 min.
+
+Usage: .venv/bin/python bench/rollout_bench.py
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from helpers import Prober  # noqa: E402
+
+SOURCE = "$HOME/common/hf/SmolLM2-135M-Instruct"
+BASE = f"model_id: a\nmodel_source: {SOURCE}\n"
+STEPS = [
+    ("surge", "edit engine_kwargs", BASE + "engine_kwargs:\n  max_num_seqs: 8\n"),
+    ("surge", "enable adapters", BASE + "engine_kwargs:\n  max_num_seqs: 8\nadapters:\n  max_rank: 8\n"),
+    ("surge", "a generation vLLM refuses (rolled back)",
+     BASE + "engine_kwargs:\n  max_model_len: 1000000\n  hf_overrides:\n    max_position_embeddings: 8192\n"),
+    ("recreate", "edit engine_kwargs", BASE + "engine_kwargs:\n  max_num_seqs: 4\nrollout:\n  strategy: recreate\n"),
+]
+
+
+def run(tmp: Path) -> list[dict]:
+    home = tmp / "bench"
+    config = home / "argus.yaml"
+    home.mkdir(parents=True)
+    config.write_text((ROOT / "configs" / "local.yaml").read_text())
+    env = dict(os.environ, ARGUS_HOME=str(home), ARGUS_CONFIG=str(config))
+    model_dir = home / "private" / "hf" / "SmolLM2-135M-Instruct"
+    prepared = Path(os.environ.get("ARGUS_BENCH_MODEL", Path.home() / ".argus/private/hf/SmolLM2-135M-Instruct"))
+    if prepared.is_dir():  # a copy, not a symlink: argus refuses paths that escape the root
+        shutil.copytree(prepared, model_dir)
+    else:
+        subprocess.run([str(ROOT / ".venv-serve/bin/python"), "scripts/prepare_model.py", "--dest", str(model_dir)],
+                       cwd=ROOT, check=True)
+    ctl = lambda *a: subprocess.run([str(ROOT / ".venv/bin/argusctl"), *a], env=env, capture_output=True,  # noqa: E731
+                                    text=True, timeout=1800)
+    subprocess.run([str(ROOT / "scripts/argusd_up.sh")], env=env, check=True, cwd=ROOT)
+    rows = []
+    spec = home / "a.yaml"
+    try:
+        assert ctl("init", "--user", "bench", "--name", "bench", "--email", "bench@argus.local").returncode == 0
+        spec.write_text(BASE)
+        result = ctl("apply", "-f", str(spec), "--wait")
+        assert result.returncode == 0, result.stdout + result.stderr
+        model_id = json.loads(ctl("status", "a", "-o", "json").stdout)["model"]["model_id"]
+        probers = [Prober(model_id), Prober(model_id, stream=True)]
+        for prober in probers:
+            prober.start()
+        time.sleep(5)
+        for strategy, name, text in STEPS:
+            started = time.monotonic()
+            spec.write_text(text)
+            result = ctl("apply", "-f", str(spec), "--wait")
+            settled = time.monotonic()
+            time.sleep(10)   # the old generation drains; requests keep flowing
+            ended = time.monotonic()
+            windows = [p.window(started, ended) for p in probers]
+            errors = [e for p in probers for e in p.errors]
+            rows.append({"strategy": strategy, "change": name, "outcome": result.stdout.strip().splitlines()[-1:],
+                         "seconds": round(settled - started), "requests": sum(w[0] for w in windows),
+                         "failed": sum(w[1] for w in windows), "404s": sum(e.startswith("404") for e in errors),
+                         "longest_outage_s": round(max(w[2] for w in windows), 1)})
+            for prober in probers:
+                prober.errors.clear()
+            print(json.dumps(rows[-1]), flush=True)
+        for prober in probers:
+            prober.stop.set()
+            prober.join(timeout=70)
+        ctl("delete", "a", "--wait")
+    finally:
+        subprocess.run([str(ROOT / "scripts/argusd_up.sh"), "stop"], env=env, cwd=ROOT)
+    return rows
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="argus-rollout-") as name:
+        rows = run(Path(name))
+    print("\n| strategy | change to A | change -> settled | requests to A | failed | of which 404 | "
+          "longest outage |\n|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['strategy']} | {r['change']} ({' '.join(r['outcome'])}) | {r['seconds']} s | {r['requests']} | "
+              f"{r['failed']} | {r['404s']} | {r['longest_outage_s']} s |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,267 @@
+"""A model's generations in Serve: which app serves it, where its next generation goes, and
+when clients move to it. Pure.
+
+At most two apps per model, in two slots (names.model_app_name and names.candidate_app_name):
+the live one, which the front end routes the model's public id to (read back from Serve, so
+level-triggered: argusd killed mid-rollout resumes from what Serve runs), and a candidate.
+A change that needs new replicas (anything of the LLMConfig but the replica count and the
+adapter table) starts the candidate in the slot the live app does not hold (surge); the
+front end reaches it only under names.probe_id(public id) until the shell's request through
+the endpoint got an answer, then routes the public id to it (switch). The old app stays in
+the config until the front end routes to the new one with every replica reconfigured
+(drain); Serve's graceful shutdown then lets in-flight requests finish. A candidate that
+fails, or is not up within ROLLOUT_START_TIMEOUT_S, never takes traffic: it is removed and
+the model is FAILED with the serving generation named (rollback).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from daemon.core.adapters import find_base
+from daemon.core.spec import RolloutStrategy
+from daemon.core.states import EventType, ModelState
+from daemon.replicas.names import FRONTEND_APP, FRONTEND_DEPLOYMENT, candidate_app_name, model_app_name, probe_id
+from daemon.serving.desired import DesiredModel, Transition, once
+from daemon.serving.llm_config import LlmSettings, ModelDeployment
+from daemon.serving.judge import base_refs
+from daemon.serving.observe import (AppStatus, DeploymentStatus, Observed, ObservedApp, ObservedDeployment,
+                                    startup_failure, summarize_failure)
+from daemon.serving.serve_config import ModelApp, Route, Unavailable
+
+# A candidate not RUNNING this long after it was applied is rolled back. Serve gives up on a
+# replica that crashes at start by itself (3 tries, seconds to minutes); this bounds the rest
+# (a replica that never gets placed, an engine that hangs while loading). Large models on GPUs
+# load in minutes, so the bound is generous.
+ROLLOUT_START_TIMEOUT_S = 30 * 60
+# What clients are told while a model has no serving generation (first deploy, recreate).
+STARTING_RETRY_AFTER_S = 10
+
+
+def same_engine(a: ModelDeployment, b: ModelDeployment) -> bool:
+    """Whether two deployments run the same replicas (their count aside, which Serve changes in place)."""
+    return (a.model_key, a.model_id, a.llm_config) == (b.model_key, b.model_id, b.llm_config)
+
+
+def other_slot(model_key: str, app_name: str) -> str:
+    """The slot of a model's two the app `app_name` does not hold."""
+    first = model_app_name(model_key)
+    return candidate_app_name(model_key) if app_name == first else first
+
+
+@dataclass(frozen=True)
+class Slots:
+    """Where a model's generations are in Serve. `target`: the app its wanted generation goes
+    in; `live`: the app the observed front end routes its public id to (None: no generation
+    serves); `held`: every app of the model Serve holds now."""
+
+    target: str
+    live: str | None
+    held: tuple[str, ...]
+
+    @property
+    def surge(self) -> bool:
+        """The wanted generation starts beside the serving one."""
+        return self.live is not None and self.live != self.target
+
+
+def locate(model: DesiredModel, wanted: ModelDeployment, observed: Observed, surge: bool = True) -> Slots:
+    """Where the model's wanted generation goes: the app that already runs it (in place: scaling,
+    adapter tables), else beside the live app (surge; `surge` False: in place, recreate), else
+    the app of it Serve holds, else the first slot."""
+    held = tuple(observed.apps_of(model.model_key))
+    live = observed.live_app(model.model_key, model.model_id)
+    same = [name for name in held if same_engine(_deployment(observed, name), wanted)]
+    if live is not None and live in same:
+        return Slots(live, live, held)
+    if same:
+        return Slots(same[0], live, held)
+    if live is not None:
+        return Slots(other_slot(model.model_key, live) if surge else live, live, held)
+    first = model_app_name(model.model_key)
+    return Slots(first if first in held or not held else held[0], None, held)
+
+
+def _deployment(observed: Observed, name: str) -> ModelDeployment:
+    config = observed.apps[name].config
+    assert isinstance(config, ModelApp)
+    return config.deployment
+
+
+def live_deployment(observed: Observed, slots: Slots) -> ModelDeployment | None:
+    return _deployment(observed, slots.live) if slots.live is not None else None
+
+
+def judge_candidate(model: DesiredModel, seen: tuple[ObservedApp, ObservedDeployment] | None,
+                    app: ObservedApp | None, in_sync: bool, admitted: bool, probes: dict[str, str | None],
+                    now: datetime | None) -> Transition | None:
+    """A model whose wanted generation starts beside the serving one (the shell's `probes`: model
+    key -> None when the candidate answered through its probe id, else the failure)."""
+    key, generation, serving = model.model_key, model.generation, model.applied_generation
+    if admitted or model.state == ModelState.RUNNING:  # a new candidate (RUNNING: Serve lost or changed it)
+        message = f"generation {generation} starting beside generation {serving} (serving)"
+        return Transition(key, ModelState.DEPLOYING, EventType.ROLLOUT_STARTED,
+                          {"generation": generation, "serving_generation": serving, "message": message},
+                          error_summary=message, attempted_generation=generation)
+    if model.state != ModelState.DEPLOYING:
+        return None
+    if model.source_problem is not None:
+        return rolled_back(model, model.source_problem)
+    if in_sync and seen is None and app is not None and app.status == AppStatus.DEPLOY_FAILED:
+        return rolled_back(model, f"DEPLOY_FAILED: {app.message}".strip())
+    if in_sync and seen is not None:
+        failure = _failure(*seen)
+        if failure:
+            return rolled_back(model, failure)
+        if ready(model, seen) and key in probes:
+            if probes[key] is not None:
+                return rolled_back(model, str(probes[key]))
+            message = f"switched from generation {serving} to {generation}"
+            return Transition(key, ModelState.RUNNING, EventType.SWITCHED,
+                              {"generation": generation, "from_generation": serving, "message": message},
+                              applied_generation=generation)
+    if (now is not None and model.applied_at is not None
+            and (now - model.applied_at).total_seconds() > ROLLOUT_START_TIMEOUT_S):
+        return rolled_back(model, f"not RUNNING within {ROLLOUT_START_TIMEOUT_S} s of being applied")
+    reason = startup_failure(seen[1].message or seen[0].message) if seen is not None else None
+    if reason is not None and once(model, EventType.REPLICA_START_FAILED, {"message": reason}):
+        return Transition(key, ModelState.DEPLOYING, EventType.REPLICA_START_FAILED, {"message": reason},
+                          error_summary=f"generation {generation} starting beside generation {serving} "
+                                        f"(serving): {reason}")
+    return None
+
+
+def ready(model: DesiredModel, seen: tuple[ObservedApp, ObservedDeployment]) -> bool:
+    """Serve reports the candidate healthy with every replica running: time for the probe."""
+    return (seen[1].status == DeploymentStatus.HEALTHY and seen[0].status == AppStatus.RUNNING
+            and seen[1].running_replicas == model.spec.num_replicas)
+
+
+def rolled_back(model: DesiredModel, reason: str) -> Transition:
+    message = (f"generation {model.generation} failed: {summarize_failure(reason)}; "
+               f"serving generation {model.applied_generation}")
+    return Transition(model.model_key, ModelState.FAILED, EventType.ROLLED_BACK,
+                      {"generation": model.generation, "serving_generation": model.applied_generation,
+                       "message": message, "reason": reason}, error_summary=message)
+
+
+def _failure(app: ObservedApp, dep: ObservedDeployment) -> str | None:
+    if dep.status in (DeploymentStatus.DEPLOY_FAILED, DeploymentStatus.UNHEALTHY):
+        return f"{dep.status.value}: {dep.message or app.message}".strip()
+    if app.status == AppStatus.DEPLOY_FAILED and dep.status != DeploymentStatus.HEALTHY:
+        return f"DEPLOY_FAILED: {app.message}".strip()
+    return None
+
+
+def keeps_serving(model: DesiredModel, state: ModelState) -> bool:
+    """A FAILED model whose failed generation was rolled back: its serving generation stays."""
+    return (state == ModelState.FAILED and model.applied_generation is not None
+            and model.applied_generation < model.generation)
+
+
+def frontend_settled(observed: Observed) -> bool:
+    """Every front-end replica runs the front end's deployed route table."""
+    app = observed.apps.get(FRONTEND_APP)
+    dep = app.deployments.get(FRONTEND_DEPLOYMENT) if app is not None else None
+    return (app is not None and dep is not None and app.status == AppStatus.RUNNING
+            and dep.status == DeploymentStatus.HEALTHY)
+
+
+@dataclass(frozen=True)
+class Arrangement:
+    """One model's apps in the next config and its front-end entry. `serving`: the app its
+    public id routes to (None: no generation serves; see `unavailable`); `probing`: the
+    candidate its probe id reaches (None: no rollout in flight)."""
+
+    apps: tuple[ModelApp, ...]
+    serving: str | None
+    probing: str | None = None
+    unavailable: Unavailable | None = None
+
+
+def arrange(model: DesiredModel, state: ModelState, slots: Slots, wanted: ModelDeployment | None,
+            observed: Observed) -> Arrangement:
+    """The model's apps (without adapter tables) and routes once this tick is recorded.
+    `wanted`: what the next config holds for its wanted generation (None: not in the config,
+    e.g. FAILED; the live app as it runs when a queued change waits for room)."""
+    live = observed.apps[slots.live].config if slots.live is not None else None
+    live_app = ModelApp.of(live.deployment, live.name) if isinstance(live, ModelApp) else None
+    if keeps_serving(model, state):  # rolled back: the serving generation alone
+        return Arrangement((live_app,), slots.live) if live_app is not None else Arrangement((), None)
+    if wanted is None:
+        return Arrangement((), None, None, starting(model) if state == ModelState.QUEUED else None)
+    if state in (ModelState.FAILED, ModelState.DELETING, ModelState.DELETED):
+        # Failed this tick (out of the next config), or being deleted: as applied, not routed.
+        return Arrangement((ModelApp.of(wanted, slots.target),), None)
+    if live_app is not None and slots.surge and same_engine(wanted, live_app.deployment):
+        # A queued change that waits for room: the live app keeps running as it is.
+        return Arrangement((live_app,), slots.live)
+    target = ModelApp.of(wanted, slots.target)
+    seen = observed.server(model.model_key, slots.target)
+    if not slots.surge:
+        # In place (or no generation serves): the public id reaches the app while it runs a replica.
+        if state == ModelState.RUNNING or (seen is not None and model.was_running and state == ModelState.DEPLOYING
+                                           and (seen[1].running_replicas > 0 or model.ran_this_generation)):
+            serving: str | None = slots.target
+        elif (seen is not None and model.was_running and state == ModelState.QUEUED
+              and seen[1].running_replicas > 0):
+            serving = slots.target
+        else:
+            return Arrangement(_with_drain(target, slots, observed), None, None, starting(model))
+        return Arrangement(_with_drain(target, slots, observed), serving)
+    # Beside the live app: clients stay on it until the candidate answered and was switched to.
+    assert live_app is not None
+    switched = state == ModelState.RUNNING and seen is not None and seen[1].running_replicas > 0
+    if switched:
+        return Arrangement((target, live_app), slots.target)
+    return Arrangement((target, live_app), slots.live, slots.target if state == ModelState.DEPLOYING else None)
+
+
+def starting(model: DesiredModel) -> Unavailable:
+    """The front end's own answer while a model has no serving generation."""
+    return Unavailable(503, f"model {model.model_id} is starting", STARTING_RETRY_AFTER_S)
+
+
+def _with_drain(target: ModelApp, slots: Slots, observed: Observed) -> tuple[ModelApp, ...]:
+    """The target app, and the model's other app while it drains: the front end routed to it a
+    moment ago and not every front-end replica has the new table yet."""
+    others = [name for name in slots.held if name != slots.target]
+    if not others or frontend_settled(observed):
+        return (target,)
+    old = observed.apps[others[0]].config
+    return (target, ModelApp.of(old.deployment, old.name)) if isinstance(old, ModelApp) else (target,)
+
+
+def probe_routes(route: Route, candidate: ModelApp) -> Route:
+    """The entry that reaches `candidate` under the probe id of `route`'s public id."""
+    base = candidate.route()
+    return Route(probe_id(route.model_id), base.app, base.deployment, base.max_request_context_length,
+                 route.base_model, probe=True)
+
+
+def rollouts_to_probe(models: list[DesiredModel], observed: Observed,
+                      settings: LlmSettings) -> list[tuple[DesiredModel, list[DesiredModel]]]:
+    """(model, its RUNNING adapters) whose new generation Serve reports ready beside the serving
+    one and the front end reaches by its probe id: the shell asks each through the endpoint,
+    and plan switches once they all answered."""
+    bases = [m for m in models if not m.spec.is_adapter]
+    refs = base_refs(models)
+    frontend = observed.frontend()
+    out = []
+    for model in bases:
+        if model.state != ModelState.DEPLOYING or frontend is None:
+            continue
+        wanted = ModelDeployment.of(model.model_key, model.spec, settings)
+        slots = locate(model, wanted, observed, surge=model.spec.rollout_strategy == RolloutStrategy.SURGE)
+        seen = observed.server(model.model_key, slots.target)
+        route = frontend.route(probe_id(model.model_id))
+        app = observed.apps.get(slots.target)
+        if (not slots.surge or seen is None or app is None or not isinstance(app.config, ModelApp)
+                or not same_engine(app.config.deployment, wanted) or not ready(model, seen)
+                or route is None or route.app != slots.target):
+            continue
+        adapters = [a for a in models if a.spec.is_adapter and a.state == ModelState.RUNNING
+                    and (found := find_base(a.spec.base_model or "", a.spec.user_id, refs)) is not None
+                    and found.model_id == model.model_id]
+        out.append((model, adapters))
+    return out
