@@ -99,6 +99,8 @@ def test_a_researcher_does_everything_from_the_browser(tmp_path, browser):
         assert f'"model": "{model_id}"' in browser.find_element(By.ID, "example").text
         assert "http://127.0.0.1:8000/v1/chat/completions" in browser.find_element(By.ID, "example").text
         assert "num_replicas: 1" in browser.find_element(By.ID, "resolved-spec").text
+        wait.until(EC.text_to_be_present_in_element(
+            (By.ID, "traffic-problem"), "No traffic chart: argusd does not read Ray's metrics (it runs --sync-only)"))
         shot(browser, "detail", tmp_path)
 
         # Scale from the detail page: the page updates without a reload.
@@ -248,3 +250,4 @@ def test_adapters_show_their_base_and_load_state_and_a_base_lists_them(tmp_path,
         wait.until(EC.url_to_be(f"{base_url}/ui/serving"))
     finally:
         api.stop()
+
