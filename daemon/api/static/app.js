@@ -316,7 +316,7 @@ function detailPage(main) {
     }
     lastEvent = d.events_next_after;
     const t = await api("GET", `/api/v2/serve/models/${encodeURIComponent(key)}/traffic`);
-    traffic.replaceChildren(h("h2", {}, "Traffic, last 30 minutes"), ...trafficCharts(t).filter(Boolean));
+    traffic.replaceChildren(h("h2", {}, `Traffic, last ${Math.round((t.window_seconds || 1800) / 60)} minutes`), ...trafficCharts(t).filter(Boolean));
   });
 }
 
