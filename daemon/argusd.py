@@ -334,10 +334,10 @@ def main(
         try:
             from daemon.api.server import ApiServer  # only when asked for
 
-            if client is not None:  # the model page's chart: Ray Serve's own counts, sampled each tick
+            if client is not None:  # the model page's chart: Ray Serve's own counts
                 from daemon.traffic import TrafficRecorder, TrafficSampler
 
-                traffic = TrafficRecorder(TrafficSampler(cfg.serving.serve.dashboard_url), cfg.gitops.poll_seconds)
+                traffic = TrafficRecorder(TrafficSampler(cfg.serving.serve.dashboard_url), cfg.api.traffic_seconds)
             api = ApiServer(cfg, api_listen, wake=daemon.wake.set, serve_client=client, health=daemon.health,
                             traffic=traffic).start()
             if traffic is not None:

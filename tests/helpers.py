@@ -231,10 +231,10 @@ class ApiDaemon:
     """argusd --sync-only with its API and UI on a free port, over a GitOps repo that
     `argusctl init` made (so the pre-receive hook guards it), and tokens made by the CLI.
     With `dashboard_url`: argusd talks to the Ray dashboard there (not --sync-only), every
-    `poll_seconds`."""
+    `poll_seconds`, and reads Ray's metrics for the traffic chart every `traffic_seconds`."""
 
     def __init__(self, tmp: Path, users: dict[str, str] | None = None, dashboard_url: str | None = None,
-                 poll_seconds: float = 60):
+                 poll_seconds: float = 60, traffic_seconds: float = 30):
         self.tmp = Path(tmp)
         (self.tmp / "private" / "hf" / "m").mkdir(parents=True)
         (self.tmp / "private" / "hf" / "m" / "config.json").write_text("{}")
@@ -243,7 +243,7 @@ class ApiDaemon:
         self.port = free_port()
         self.config = write_config(self.tmp / "argus.yaml", root=self.tmp / "private", db=self.tmp / "state" / "argus.db",
                                    repo=self.tmp / "gitops.git", poll_seconds=poll_seconds,
-                                   extra=("users:\n" + extra if extra else "") + f"api:\n  listen: 127.0.0.1:{self.port}\n",
+                                   extra=("users:\n" + extra if extra else "") + f"api:\n  listen: 127.0.0.1:{self.port}\n  traffic_seconds: {traffic_seconds}\n",
                                    **({"dashboard_url": dashboard_url} if dashboard_url else {}))
         self.env = {"ARGUS_CONFIG": str(self.config)}
         first = next(iter(users), "alice")

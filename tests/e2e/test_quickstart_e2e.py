@@ -71,7 +71,7 @@ def test_quickstart_serves_a_model_and_write_commands_report_the_final_state(e2e
     # The closing lines point at the model's page, whose chart counts the requests just sent
     # (Ray Serve's own counters on the model's replicas, read by argusd each tick).
     assert f"http://127.0.0.1:8090/ui/serving/{key}" in result.stdout, result.stdout[-2000:]
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 180  # Ray exports every 10 s, argusd reads every api.traffic_seconds (30)
     while True:
         status, traffic, _ = http("GET", f"/api/v2/serve/models/{key}/traffic", token=token)
         assert status == 200 and traffic["available"], traffic

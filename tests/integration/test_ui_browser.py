@@ -259,7 +259,8 @@ def test_the_model_page_charts_its_requests_failures_and_latency(tmp_path, brows
     tests/ray_metrics_stub.py) and the model page draws them; when the metrics cannot be read
     the panel says so in one line and the rest of the page goes on."""
     with RayMetricsStub() as ray:
-        api = ApiDaemon(tmp_path / "argus", {"alice": "alice@argus.local"}, dashboard_url=ray.url, poll_seconds=1)
+        api = ApiDaemon(tmp_path / "argus", {"alice": "alice@argus.local"}, dashboard_url=ray.url, poll_seconds=1,
+                          traffic_seconds=1)
         try:
             token = api.token("alice")
             status, model, _ = api.http("POST", "/api/v2/serve/models", token=token, body=SPEC, ctype="application/yaml")
