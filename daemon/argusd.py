@@ -328,12 +328,20 @@ def main(
     if metrics is not None and daemon.mirror is not None:
         metrics.watch_fetch(daemon.seconds_since_good_fetch)
     api = None
+    traffic = None
     api_listen = os.environ.get("ARGUS_API_LISTEN") or cfg.api.listen
     if api_listen and not once:
         try:
             from daemon.api.server import ApiServer  # only when asked for
 
-            api = ApiServer(cfg, api_listen, wake=daemon.wake.set, serve_client=client, health=daemon.health).start()
+            if client is not None:  # the model page's chart: Ray Serve's own counts
+                from daemon.traffic import TrafficRecorder, TrafficSampler
+
+                traffic = TrafficRecorder(TrafficSampler(cfg.serving.serve.dashboard_url), cfg.api.traffic_seconds)
+            api = ApiServer(cfg, api_listen, wake=daemon.wake.set, serve_client=client, health=daemon.health,
+                            traffic=traffic).start()
+            if traffic is not None:
+                traffic.start()
             log.info("API and web UI on http://%s/ui (tokens: argusctl token create)", api_listen)
         except (OSError, ValueError, ArgusError) as exc:  # the web part failing never stops sync
             log.error("cannot serve the API on %s (%s); going on without it", api_listen, exc)
@@ -347,6 +355,8 @@ def main(
         signal.signal(sig, lambda *_: daemon.stop())
     log.info("argusd started: repo %s branch %s, store %s", cfg.gitops.repo, cfg.gitops.branch, cfg.state.db)
     daemon.run()
+    if traffic is not None:
+        traffic.stop()
     if api is not None:
         api.stop()
     daemon.store.close()

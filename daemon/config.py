@@ -401,6 +401,11 @@ class MetricsConfig(_Listener):
 class ApiConfig(_Listener):
     """argusd's management API and web UI (ARGUS_API_LISTEN overrides)."""
 
+    # How often argusd reads Ray Serve's metrics for the model page's traffic chart. Ray's
+    # agents export them every 10 s (RAY_metrics_report_interval_ms): reading much more often
+    # gives points of 0 between bursts, so keep it at three exports or more.
+    traffic_seconds: float = Field(30.0, gt=0, le=3600, strict=False)
+
 
 class Config(_Strict):
     profile: str = "dev"

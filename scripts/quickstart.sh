@@ -103,7 +103,9 @@ step "GitOps repo $ARGUS_HOME_DIR/gitops.git and your clone" \
 step "Pre-receive hook installed" .venv/bin/argusctl hook install
 step "argusd running" scripts/argusd_up.sh
 step --result "Example model $DEMO answering (starting takes 2-8 min on 2 cores)" serve_demo
-MODEL=$(field "$(demo_row)" model_id)
+DEMO_ROW=$(demo_row)
+MODEL=$(field "$DEMO_ROW" model_id)
+MODEL_KEY=$(field "$DEMO_ROW" model_key)
 step --result "Asked \"$QUESTION\"" ask "$MODEL"
 WORKDIR=$(.venv/bin/python -c 'from daemon.config import load_config; import os; print(os.path.expanduser(load_config().gitops.workdir))')
 
@@ -117,6 +119,8 @@ Serving $MODEL on $ENDPOINT (no authentication on this port).
   .venv-serve/bin/python -c "from openai import OpenAI; c = OpenAI(base_url='$ENDPOINT', api_key='-'); print(c.chat.completions.create(model='$MODEL', temperature=0, messages=[{'role': 'user', 'content': 'Hi'}]).choices[0].message.content)"
 
 Web UI and API: http://127.0.0.1:8090/ui  (sign in with a token: .venv/bin/argusctl token create --user $QS_USER)
+  $MODEL's page, with its requests, failures and latency over the last 30 minutes:
+  http://127.0.0.1:8090/ui/serving/$MODEL_KEY
 
 Your GitOps clone: $WORKDIR
   .venv/bin/argusctl status | logs $MODEL --follow | scale smollm2-135m --replicas 2 --wait | delete smollm2-135m --wait

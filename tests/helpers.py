@@ -241,9 +241,12 @@ class Http:
 
 class ApiDaemon:
     """argusd --sync-only with its API and UI on a free port, over a GitOps repo that
-    `argusctl init` made (so the pre-receive hook guards it), and tokens made by the CLI."""
+    `argusctl init` made (so the pre-receive hook guards it), and tokens made by the CLI.
+    With `dashboard_url`: argusd talks to the Ray dashboard there (not --sync-only), every
+    `poll_seconds`, and reads Ray's metrics for the traffic chart every `traffic_seconds`."""
 
-    def __init__(self, tmp: Path, users: dict[str, str] | None = None):
+    def __init__(self, tmp: Path, users: dict[str, str] | None = None, dashboard_url: str | None = None,
+                 poll_seconds: float = 60, traffic_seconds: float = 30):
         self.tmp = Path(tmp)
         (self.tmp / "private" / "hf" / "m").mkdir(parents=True)
         (self.tmp / "private" / "hf" / "m" / "config.json").write_text("{}")
@@ -251,8 +254,9 @@ class ApiDaemon:
         extra = "".join(f"  {u}:\n    git_identities: [{e}]\n" for u, e in users.items())
         self.port = free_port()
         self.config = write_config(self.tmp / "argus.yaml", root=self.tmp / "private", db=self.tmp / "state" / "argus.db",
-                                   repo=self.tmp / "gitops.git", poll_seconds=60,
-                                   extra=("users:\n" + extra if extra else "") + f"api:\n  listen: 127.0.0.1:{self.port}\n")
+                                   repo=self.tmp / "gitops.git", poll_seconds=poll_seconds,
+                                   extra=("users:\n" + extra if extra else "") + f"api:\n  listen: 127.0.0.1:{self.port}\n  traffic_seconds: {traffic_seconds}\n",
+                                   **({"dashboard_url": dashboard_url} if dashboard_url else {}))
         self.env = {"ARGUS_CONFIG": str(self.config)}
         first = next(iter(users), "alice")
         result = run_argusctl("init", "--user", first, "--workdir", str(self.tmp / "work"), "--name", first,
@@ -260,7 +264,7 @@ class ApiDaemon:
         assert result.returncode == 0, result.stderr
         self.log_path = self.tmp / "argusd.log"
         self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "daemon.argusd", "--sync-only"],
+        self.proc = subprocess.Popen([sys.executable, "-m", "daemon.argusd", *([] if dashboard_url else ["--sync-only"])],
                                      env={**os.environ, **self.env}, stdout=self.log, stderr=subprocess.STDOUT)
         self.wait_for_log("argusd started")
         self.http = Http(f"http://127.0.0.1:{self.port}")

@@ -68,6 +68,13 @@ def get_model(model_key: str, after: int = 0, limit: int = 50,
             "openai_base_url": ctx.openai_base_url}
 
 
+@router.get("/models/{model_key}/traffic")
+def model_traffic(model_key: str, who: Identity = Depends(reader), ctx: ApiContext = Depends(context)) -> dict:
+    """The model's requests, failures and mean latency over the last 30 minutes, one point per
+    argusd tick, from Ray Serve's metrics. `available` false: `problem` says why there are none."""
+    return ctx.service.traffic(who, model_key)
+
+
 @router.patch("/models/{model_key}", status_code=202)
 async def scale_model(model_key: str, body: ScaleRequest, who: Identity = Depends(writer),
                       ctx: ApiContext = Depends(context)) -> dict:

@@ -7,12 +7,12 @@ import logging
 import os
 import socket
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import uvicorn
 
 from daemon.api.http import create_app
-from daemon.api.service import ModelService, ServeStatusSource
+from daemon.api.service import ModelService, ServeStatusSource, TrafficSource
 from daemon.api.tokens import TokenStore, tokens_path
 from daemon.config import Config, openai_base_url
 
@@ -30,12 +30,12 @@ def bind(listen: str) -> socket.socket:
 
 class ApiServer:
     def __init__(self, config: Config, listen: str, *, wake: Callable[[], None], serve_client: Any,
-                 health: Callable[[], dict]):
+                 health: Callable[[], dict], traffic: Optional[TrafficSource] = None):
         self.listen = listen
         self.tokens = TokenStore(tokens_path(config.state.db))
         service = ModelService(config, os.path.join(os.path.dirname(config.state.db), "api-clones"), wake=wake,
                                serve=ServeStatusSource(serve_client) if serve_client is not None else None,
-                               health=health)
+                               health=health, traffic=traffic)
         self.app = create_app(service, self.tokens, openai_base_url(config))
         self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", access_log=False,
                                                     timeout_graceful_shutdown=2))

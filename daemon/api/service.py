@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Protocol
 
 import yaml
 
@@ -45,6 +45,16 @@ class ServeStatusSource:
 
     def gpus(self) -> dict[str, float]:
         return self.client.cluster_resources()
+
+
+class TrafficSource(Protocol):
+    """A model's recent traffic from Ray's metrics (daemon/traffic.py: TrafficRecorder)."""
+
+    def history(self, model_key: str) -> dict[str, Any]: ...
+
+
+def no_traffic(problem: str) -> dict[str, Any]:
+    return {"available": False, "problem": problem, "points": []}
 
 
 @dataclass(frozen=True)
@@ -183,7 +193,7 @@ def adapter_serve_status(apps: dict[str, Any], adapter: ModelRow, base: ModelRow
 class ModelService:
     def __init__(self, config: Config, clones_dir: Path, *, wake: Callable[[], None] = lambda: None,
                  serve: Optional[ServeStatusSource] = None, health: Callable[[], dict[str, Any]] = dict,
-                 record_timeout: float = RECORD_TIMEOUT_SECONDS):
+                 record_timeout: float = RECORD_TIMEOUT_SECONDS, traffic: Optional[TrafficSource] = None):
         self.config = config
         self.policy = SpecPolicy.from_config(config)
         self.clones_dir = Path(clones_dir)
@@ -191,6 +201,7 @@ class ModelService:
         self.serve = serve
         self.health = health
         self.record_timeout = record_timeout
+        self.traffic_source = traffic
         # No lock of its own around a user's writes: in argusd, WriteLanes (daemon/api/dependencies.py)
         # runs one user's writes one at a time, and gitwrite's flock on the clone serializes any
         # two writers through it, threads of this process included (flock locks are per open file).
@@ -249,6 +260,21 @@ class ModelService:
                 "events": [{**e.to_dict(), "text": describe_event(e)} for e in page],
                 "events_next_after": page[-1].id if page else after,
                 "serve_status": self.serve_status(row, adapters.base_of.get(row.model_key) if is_adapter(row) else None)}
+
+    def traffic(self, identity: Identity, model_key: str) -> dict[str, Any]:
+        """The model's requests, failures and latency over the last half hour, from Ray Serve's
+        metrics (what its replicas counted)."""
+        store = self._store()
+        try:
+            row = self._row(store, identity, model_key)
+        finally:
+            store.close()
+        if is_adapter(row):
+            return no_traffic(f"requests to a LoRA adapter are counted with its base model's "
+                              f"({row.resolved['base_model']}): Ray counts them per deployment")
+        if self.traffic_source is None:
+            return no_traffic("argusd does not read Ray's metrics (it runs --sync-only)")
+        return self.traffic_source.history(row.model_key)
 
     def serve_status(self, row: ModelRow, base: Optional[ModelRow] = None) -> dict[str, Any]:
         """The model's deployment and replicas in Serve. An adapter has none of its own: its

@@ -68,6 +68,18 @@ def test_quickstart_serves_a_model_and_write_commands_report_the_final_state(e2e
     assert live["deployed"] and [r["state"] for r in live["replicas"]] == ["RUNNING"], live
     status, admin_view, _ = http("GET", "/api/v2/serve/status", token=admin)
     assert admin_view["serve"]["applications"]["argus"]["status"] == "RUNNING", admin_view
+    # The closing lines point at the model's page, whose chart counts the requests just sent
+    # (Ray Serve's own counters on the model's replicas, read by argusd each tick).
+    assert f"http://127.0.0.1:8090/ui/serving/{key}" in result.stdout, result.stdout[-2000:]
+    deadline = time.monotonic() + 180  # Ray exports every 10 s, argusd reads every api.traffic_seconds (30)
+    while True:
+        status, traffic, _ = http("GET", f"/api/v2/serve/models/{key}/traffic", token=token)
+        assert status == 200 and traffic["available"], traffic
+        sent = sum(p["requests_per_s"] * p["seconds"] for p in traffic["points"] if p["requests_per_s"] is not None)
+        if round(sent) >= 2 or time.monotonic() > deadline:  # at least step 9's question and the one above
+            break
+        time.sleep(3)
+    assert round(sent) >= 2 and any(p["mean_latency_ms"] for p in traffic["points"]), traffic
 
     # The whole Ray head stops (every Serve app, the controller and the replicas gone) while
     # argusd runs on; the quickstart run again starts an empty Ray, and argusd, unattended (the

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from helpers import ApiDaemon
+from ray_metrics_stub import RayMetricsStub
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
@@ -99,6 +100,8 @@ def test_a_researcher_does_everything_from_the_browser(tmp_path, browser):
         assert f'"model": "{model_id}"' in browser.find_element(By.ID, "example").text
         assert "http://127.0.0.1:8000/v1/chat/completions" in browser.find_element(By.ID, "example").text
         assert "num_replicas: 1" in browser.find_element(By.ID, "resolved-spec").text
+        wait.until(EC.text_to_be_present_in_element(
+            (By.ID, "traffic-problem"), "No traffic chart: argusd does not read Ray's metrics (it runs --sync-only)"))
         shot(browser, "detail", tmp_path)
 
         # Scale from the detail page: the page updates without a reload.
@@ -248,3 +251,60 @@ def test_adapters_show_their_base_and_load_state_and_a_base_lists_them(tmp_path,
         wait.until(EC.url_to_be(f"{base_url}/ui/serving"))
     finally:
         api.stop()
+
+
+def test_the_model_page_charts_its_requests_failures_and_latency(tmp_path, browser):
+    """Issue 26.9 in the browser: argusd (not --sync-only) reads the model's counts from a Ray
+    node's metrics export each tick (Ray Serve's own text, captured from a real Ray: see
+    tests/ray_metrics_stub.py) and the model page draws them; when the metrics cannot be read
+    the panel says so in one line and the rest of the page goes on."""
+    with RayMetricsStub() as ray:
+        api = ApiDaemon(tmp_path / "argus", {"alice": "alice@argus.local"}, dashboard_url=ray.url, poll_seconds=1,
+                          traffic_seconds=1)
+        try:
+            token = api.token("alice")
+            status, model, _ = api.http("POST", "/api/v2/serve/models", token=token, body=SPEC, ctype="application/yaml")
+            assert status == 202, model
+            ray.model_key = model["model_key"]
+            base_url = f"http://127.0.0.1:{api.port}"
+            wait = WebDriverWait(browser, 30)
+            browser.get(f"{base_url}/ui/login?next=/ui/serving/{model['model_key']}")
+            wait.until(EC.presence_of_element_located((By.ID, "token"))).send_keys(token)
+            browser.find_element(By.ID, "sign-in").click()
+            wait.until(EC.url_contains(f"/ui/serving/{model['model_key']}"))
+
+            # The stub's traffic (tests/ray_metrics_stub.py: traffic_at), a point a second, as the
+            # page draws and sums it: 25 points take in the burst of failures at scrapes 10 and 11.
+            def drawn(d):
+                line = d.find_elements(By.CSS_SELECTOR, "#chart-requests polyline.requests")
+                return line and len(line[0].get_attribute("points").split()) >= 25
+            WebDriverWait(browser, 90).until(drawn)
+            found = re.search(r"(\d+) requests, (\d+) failed, mean latency (\d+) ms",
+                              browser.find_element(By.ID, "traffic-summary").text)
+            assert found and int(found[1]) >= 24 * 4 and int(found[2]) >= 4, browser.find_element(By.ID, "traffic").text
+            assert 180 <= int(found[3]) <= 405, found[0]  # traffic_at's latencies: 180..405 ms
+            assert not browser.find_elements(By.ID, "traffic-problem")
+            assert browser.find_element(By.ID, "traffic").text.splitlines()[1].startswith(found[0])
+            for chart in ("chart-requests", "chart-latency"):
+                svg = browser.find_element(By.ID, chart)
+                assert svg.tag_name == "svg" and svg.is_displayed() and svg.size["height"] > 60
+            failures = browser.find_element(By.CSS_SELECTOR, "#chart-requests polyline.failures").get_attribute("points")
+            assert len({xy.split(",")[1] for xy in failures.split()}) >= 2  # flat at 0 but for the burst
+            assert browser.find_element(By.CSS_SELECTOR, "#traffic .failed").text.endswith("failed")
+            # The API says the same (the page only draws it).
+            status, traffic, _ = api.http("GET", f"/api/v2/serve/models/{model['model_key']}/traffic", token=token)
+            assert status == 200 and traffic["available"] is True and traffic["problem"] is None, traffic
+            assert traffic["interval_seconds"] == 1 and traffic["window_seconds"] == 1800
+            assert sum(p["failures_per_s"] * p["seconds"] for p in traffic["points"]) >= 2
+            browser.execute_script("document.getElementById('traffic').scrollIntoView({block: 'center'})")
+            shot(browser, "traffic", tmp_path)
+
+            # Ray's metrics go away: one line says so, the chart keeps what it had, the page goes on.
+            ray.down = True
+            wait.until(EC.text_to_be_present_in_element((By.ID, "traffic-problem"),
+                                                        f"Ray's metrics cannot be read now: cannot reach the Ray dashboard at {ray.url}"))
+            assert browser.find_element(By.ID, "chart-requests").is_displayed()
+            assert "alice-" in browser.find_element(By.ID, "model-id").text
+            assert "num_replicas: 1" in browser.find_element(By.ID, "resolved-spec").text
+        finally:
+            api.stop()

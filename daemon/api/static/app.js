@@ -252,12 +252,13 @@ function detailPage(main) {
   const message = h("div", {});
   const adaptersBody = h("div", {});
   const adaptersPanel = h("div", { class: "panel", id: "adapters-panel", hidden: true }, h("h2", {}, "LoRA adapters on this model"), adaptersBody);
+  const traffic = h("div", { class: "panel", id: "traffic" }, h("h2", {}, "Traffic, last 30 minutes"), h("p", { class: "muted" }, "Loading…"));
   let lastEvent = 0, loaded = false, actions = null;
   main.append(header, message,
     h("div", { class: "grid" },
       h("div", { class: "panel" }, h("h2", {}, "Model"), facts),
       h("div", { class: "panel" }, h("h2", {}, "Live in Ray Serve"), serve)),
-    adaptersPanel,
+    adaptersPanel, traffic,
     h("div", { class: "panel" }, h("h2", {}, "Call it"), usage),
     h("div", { class: "grid" },
       h("div", { class: "panel" }, h("h2", {}, "Resolved spec"), spec),
@@ -314,7 +315,74 @@ function detailPage(main) {
         h("td", { class: "type" }, e.event_type), h("td", {}, e.text)));
     }
     lastEvent = d.events_next_after;
+    const t = await api("GET", `/api/v2/serve/models/${encodeURIComponent(key)}/traffic`);
+    traffic.replaceChildren(h("h2", {}, `Traffic, last ${Math.round((t.window_seconds || 1800) / 60)} minutes`), ...trafficCharts(t).filter(Boolean));
   });
+}
+
+// -- the traffic chart: inline SVG, drawn here from the API's points (no chart library) -------------
+
+const SVG = "http://www.w3.org/2000/svg";
+function svgEl(tag, attrs, ...children) {
+  const el = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs || {})) el.setAttribute(k, v);
+  for (const c of children) el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return el;
+}
+
+function niceMax(v) {  // the axis top: 1, 2 or 5 times a power of ten, at least v
+  if (!(v > 0)) return 1;
+  const p = Math.pow(10, Math.floor(Math.log10(v)));
+  return [1, 2, 5, 10].map(m => m * p).find(m => m >= v);
+}
+
+function fmt(v) { return v >= 100 ? Math.round(v).toString() : v >= 10 ? v.toFixed(1).replace(/\.0$/, "") : v.toFixed(2).replace(/\.?0+$/, ""); }
+
+// One small chart: lines of [{at, value|null}] over the window; null is a gap.
+function miniChart(id, title, unit, lines, t0, t1, from) {
+  const W = 520, H = 120, L = 44, R = 8, T = 8, B = 20;
+  const top = niceMax(Math.max(0, ...lines.flatMap(l => l.values.filter(v => v !== null))));
+  const x = at => L + (W - L - R) * (at - t0) / Math.max(1, t1 - t0);
+  const y = v => T + (H - T - B) * (1 - v / top);
+  const svg = svgEl("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img", "aria-label": title, id });
+  for (const v of [0, top / 2, top]) {
+    svg.append(svgEl("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), class: "grid-line" }),
+               svgEl("text", { x: L - 6, y: y(v) + 4, class: "tick", "text-anchor": "end" }, fmt(v)));
+  }
+  svg.append(svgEl("text", { x: L, y: H - 4, class: "tick" }, from), svgEl("text", { x: W - R, y: H - 4, class: "tick", "text-anchor": "end" }, "now"));
+  for (const line of lines) {
+    let run = [];
+    const flush = () => { if (run.length) svg.append(svgEl(run.length > 1 ? "polyline" : "circle",
+      run.length > 1 ? { points: run.join(" "), class: "series " + line.cls } : { cx: run[0].split(",")[0], cy: run[0].split(",")[1], r: 2, class: "dot " + line.cls })); run = []; };
+    line.ats.forEach((at, i) => { const v = line.values[i]; if (v === null) flush(); else run.push(`${x(at).toFixed(1)},${y(v).toFixed(1)}`); });
+    flush();
+  }
+  return h("figure", { class: "mini" }, h("figcaption", {}, title, " ", h("span", { class: "muted" }, unit)), svg);
+}
+
+function span(seconds) { return seconds >= 90 ? `−${Math.round(seconds / 60)} min` : `−${Math.round(seconds)} s`; }
+
+// The model page's traffic panel: a one-line summary and two small charts; a line saying why
+// when Ray's metrics cannot be read (the chart keeps what it had, with a gap).
+function trafficCharts(t) {
+  const pts = t.points || [];
+  const good = pts.filter(p => p.requests_per_s !== null);
+  const problem = t.problem ? h("p", { class: "muted", id: "traffic-problem" }, (good.length ? "Ray's metrics cannot be read now: " : "No traffic chart: ") + t.problem) : null;
+  if (!good.length) return [problem || h("p", { class: "muted", id: "traffic-problem" }, `No points yet: argusd reads Ray Serve's metrics every ${t.interval_seconds} s.`)];
+  const now = pts[pts.length - 1].at, t0 = Math.max(now - t.window_seconds, pts[0].at - (pts[0].seconds || 0)), ats = pts.map(p => p.at);
+  const perMin = k => pts.map(p => p[k] === null ? null : p[k] * 60);
+  const sum = k => good.reduce((a, p) => a + p[k] * p.seconds, 0);
+  const requests = Math.round(sum("requests_per_s")), failures = Math.round(sum("failures_per_s"));
+  const timed = good.filter(p => p.mean_latency_ms !== null);
+  const mean = timed.reduce((a, p) => a + p.mean_latency_ms * p.requests_per_s * p.seconds, 0) / Math.max(1e-9, timed.reduce((a, p) => a + p.requests_per_s * p.seconds, 0));
+  const from = span(now - t0);
+  return [problem,
+    h("p", { id: "traffic-summary" }, `${requests} requests, `, h("span", { class: failures ? "failed" : "" }, `${failures} failed`),
+      timed.length ? `, mean latency ${Math.round(mean)} ms` : "", h("span", { class: "muted" }, ` since ${from.slice(1)} ago · counted by Ray Serve on this model's replicas`)),
+    h("div", { class: "charts" },
+      miniChart("chart-requests", "Requests", "per minute · failed in red", [
+        { cls: "requests", ats, values: perMin("requests_per_s") }, { cls: "failures", ats, values: perMin("failures_per_s") }], t0, now, from),
+      miniChart("chart-latency", "Mean latency", "ms", [{ cls: "latency", ats, values: pts.map(p => p.mean_latency_ms) }], t0, now, from))];
 }
 
 function notFoundPage(main, why) {
