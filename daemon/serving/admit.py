@@ -10,6 +10,7 @@ from daemon.serving.llm_config import LlmSettings, ModelDeployment
 from daemon.serving.observe import Observed, summarize_failure
 from daemon.serving.placement import (AdmissionMode, Capacity, Free, free_of, place, placement_stalled,
                                       shortfall)
+from daemon.serving.serve_config import ModelApp
 
 
 @dataclass
@@ -40,6 +41,9 @@ def admit(models: list[DesiredModel], running_now: dict[str, ModelDeployment], c
             if stalled is not None:
                 transitions.append(stalled)
                 if stalled.state == ModelState.QUEUED:  # out of the config: its pending group holds nothing
+                    serving = _serving_beside(model, observed, (targets or {}).get(model.model_key))
+                    if serving is not None:  # a new generation beside a serving one: that one serves on
+                        entries[model.model_key] = serving
                     continue
         entries[model.model_key] = ModelDeployment.of(model.model_key, model.spec, settings)
         if free is not None and model.state == ModelState.DEPLOYING:
@@ -73,6 +77,16 @@ def admit(models: list[DesiredModel], running_now: dict[str, ModelDeployment], c
         entries[model.model_key] = ModelDeployment.of(model.model_key, model.spec, settings)
         admitted.add(model.model_key)
     return Admission(entries, admitted, transitions)
+
+
+def _serving_beside(model: DesiredModel, observed: Observed, target: str | None) -> ModelDeployment | None:
+    """What serves the model in another app than the one its wanted generation goes in (None:
+    nothing, or the wanted generation's own app)."""
+    live = observed.live_app(model.model_key, model.model_id)
+    if live is None or live == target:
+        return None
+    app = observed.apps[live].config
+    return app.deployment if isinstance(app, ModelApp) else None
 
 
 def _extra_replicas(wanted: ModelDeployment, running: ModelDeployment | None, running_replicas: int) -> int:

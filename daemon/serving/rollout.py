@@ -98,8 +98,9 @@ def judge_candidate(model: DesiredModel, seen: tuple[ObservedApp, ObservedDeploy
     """A model whose wanted generation starts beside the serving one (the shell's `probes`: model
     key -> None when the candidate answered through its probe id, else the failure)."""
     key, generation, serving = model.model_key, model.generation, model.applied_generation
+    beside = f"generation {serving} (serving)" if serving is not None else "the serving generation"
     if admitted or model.state == ModelState.RUNNING:  # a new candidate (RUNNING: Serve lost or changed it)
-        message = f"generation {generation} starting beside generation {serving} (serving)"
+        message = f"generation {generation} starting beside {beside}"
         return Transition(key, ModelState.DEPLOYING, EventType.ROLLOUT_STARTED,
                           {"generation": generation, "serving_generation": serving, "message": message},
                           error_summary=message, attempted_generation=generation)
@@ -116,7 +117,8 @@ def judge_candidate(model: DesiredModel, seen: tuple[ObservedApp, ObservedDeploy
         if ready(model, seen) and key in probes:
             if probes[key] is not None:
                 return rolled_back(model, str(probes[key]))
-            message = f"switched from generation {serving} to {generation}"
+            message = (f"switched from generation {serving} to {generation}" if serving is not None
+                       else f"switched to generation {generation}")
             return Transition(key, ModelState.RUNNING, EventType.SWITCHED,
                               {"generation": generation, "from_generation": serving, "message": message},
                               applied_generation=generation)
@@ -126,8 +128,7 @@ def judge_candidate(model: DesiredModel, seen: tuple[ObservedApp, ObservedDeploy
     reason = startup_failure(seen[1].message or seen[0].message) if seen is not None else None
     if reason is not None and once(model, EventType.REPLICA_START_FAILED, {"message": reason}):
         return Transition(key, ModelState.DEPLOYING, EventType.REPLICA_START_FAILED, {"message": reason},
-                          error_summary=f"generation {generation} starting beside generation {serving} "
-                                        f"(serving): {reason}")
+                          error_summary=f"generation {generation} starting beside {beside}: {reason}")
     return None
 
 
@@ -139,7 +140,8 @@ def ready(model: DesiredModel, seen: tuple[ObservedApp, ObservedDeployment]) -> 
 
 def rolled_back(model: DesiredModel, reason: str) -> Transition:
     message = (f"generation {model.generation} failed: {summarize_failure(reason)}; "
-               f"serving generation {model.applied_generation}")
+               + (f"serving generation {model.applied_generation}" if model.applied_generation is not None
+                  else "the serving generation serves on"))
     return Transition(model.model_key, ModelState.FAILED, EventType.ROLLED_BACK,
                       {"generation": model.generation, "serving_generation": model.applied_generation,
                        "message": message, "reason": reason}, error_summary=message)
@@ -153,10 +155,13 @@ def _failure(app: ObservedApp, dep: ObservedDeployment) -> str | None:
     return None
 
 
-def keeps_serving(model: DesiredModel, state: ModelState) -> bool:
-    """A FAILED model whose failed generation was rolled back: its serving generation stays."""
-    return (state == ModelState.FAILED and model.applied_generation is not None
-            and model.applied_generation < model.generation)
+def keeps_serving(state: ModelState, slots: Slots) -> bool:
+    """A FAILED model whose failed generation started beside a serving one (rolled back): the
+    serving generation stays. Read from what Serve routes, not from the store's counters (a
+    RUNNING record dropped because a commit landed meanwhile must not cost the serving app).
+    A generation that failed in place (recreate, scaling) has nothing beside it: FAILED takes
+    it out, as before rollouts."""
+    return state == ModelState.FAILED and slots.live is not None and slots.live != slots.target
 
 
 def frontend_settled(observed: Observed) -> bool:
@@ -186,7 +191,7 @@ def arrange(model: DesiredModel, state: ModelState, slots: Slots, wanted: ModelD
     e.g. FAILED; the live app as it runs when a queued change waits for room)."""
     live = observed.apps[slots.live].config if slots.live is not None else None
     live_app = ModelApp.of(live.deployment, live.name) if isinstance(live, ModelApp) else None
-    if keeps_serving(model, state):  # rolled back: the serving generation alone
+    if keeps_serving(state, slots):  # rolled back: the serving generation alone
         return Arrangement((live_app,), slots.live) if live_app is not None else Arrangement((), None)
     if wanted is None:
         return Arrangement((), None, None, starting(model) if state == ModelState.QUEUED else None)

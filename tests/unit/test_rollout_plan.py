@@ -319,3 +319,54 @@ def test_claiming_the_lease_reads_a_model_served_from_its_second_slot_as_running
     assert list(on_b.apps_of("a")) == ["llm-a-b"]
     assert lost_while_claiming([model(2, applied=2, seqs=8)], on_b) == []
     assert [t.event_type for t in lost_while_claiming([model(2, applied=2, seqs=8)], Observed())] == ["REPLICAS_LOST"]
+
+
+def test_a_new_generation_ray_cannot_place_goes_back_to_queued_and_the_serving_one_serves_on():
+    """Admitting by fit, a candidate Serve could not place for 30 s goes back to QUEUED: its
+    own app leaves the config, the serving generation stays in it and keeps the public id."""
+    from test_reconcile_plan import GPU, STALLED, nodes
+
+    def gpu_step(models, observed, capacity):
+        return plan(models, observed, capacity=capacity, settings=GPU, serve=SERVE, now=T0)
+
+    observed = Observed()
+    for _ in range(4):
+        p = gpu_step([model()], observed, nodes(3))
+        if p.apply is None:
+            break
+        observed = served(p.apply)
+    p = gpu_step([model(2, "QUEUED", seqs=8)], observed, nodes(3))
+    assert apps(p.apply) == {"llm-a": None, "llm-a-b": 8}
+    stuck = with_status(served(p.apply), "llm-a-b", "UPDATING", "DEPLOYING", running=0, message=STALLED)
+    q = gpu_step([model(2, "DEPLOYING", seqs=8)], stuck, nodes(0))
+    assert [(s, e) for _, s, e in states(q)] == [("QUEUED", "PENDING_RESOURCES")]
+    assert apps(q.apply) == {"llm-a": None} and front(q.apply) == {ID: ("llm-a", False, None)}
+
+
+def test_a_rollback_keeps_the_app_serve_routes_even_when_the_store_missed_its_running_record(gen1):
+    """The tick that recorded generation 1 RUNNING was dropped (a commit landed meanwhile): the
+    store has no serving generation, Serve routes to llm-a. Generation 2 fails beside it: the
+    rollback removes generation 2, not the app that serves."""
+    p = step([model(2, "QUEUED", applied=None, seqs=8)], gen1)
+    assert states(p) == [("a", "DEPLOYING", "ROLLOUT_STARTED")]
+    assert p.transitions[0].error_summary == "generation 2 starting beside the serving generation"
+    bad = with_status(served(p.apply), "llm-a-b", "DEPLOY_FAILED", "DEPLOY_FAILED", running=0, message="boom")
+    q = step([model(2, "DEPLOYING", applied=None, seqs=8)], bad)
+    assert states(q) == [("a", "FAILED", "ROLLED_BACK")]
+    assert q.transitions[0].error_summary.endswith("; the serving generation serves on")
+    assert apps(q.apply) == {"llm-a": None} and front(q.apply) == {ID: ("llm-a", False, None)}
+
+
+@pytest.mark.parametrize("dep_status, app_status", [("DEPLOY_FAILED", "DEPLOY_FAILED"), ("UNHEALTHY", "RUNNING")])
+def test_a_generation_that_fails_in_place_leaves_serve_as_failed_does(gen1, dep_status, app_status):
+    """recreate: the change replaces the serving app in place, and when it fails there is no
+    other generation to serve: FAILED takes the app out (no crash-looping engine kept, nothing
+    routed to it)."""
+    p = step([model(2, "QUEUED", seqs=8, strategy="recreate")], gen1)
+    assert apps(p.apply) == {"llm-a": 8}
+    bad = with_status(served(p.apply), "llm-a", dep_status, app_status, running=1, message="engine died")
+    q = step([model(2, "DEPLOYING", seqs=8, strategy="recreate")], bad)
+    assert [(s, e) for _, s, e in states(q)] == [("FAILED", "FAILED")]
+    assert ID not in front(q.apply)
+    after = step([model(2, "FAILED", seqs=8, strategy="recreate")], served(q.apply))
+    assert after.apply is not None and apps(after.apply) == {}
