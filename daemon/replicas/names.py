@@ -13,6 +13,12 @@ FRONTEND_DEPLOYMENT = "ArgusIngress"
 LEASE_APP = "argus-lease"            # holds argusd's lease (daemon/serving/lease.py) in its user_config
 LEASE_DEPLOYMENT = "ArgusLease"
 
+# The version of the front end's route table (its user_config). It is the front end app's one
+# argument, so a new version restarts the front end with the code that reads it: Serve applies
+# a user_config change in place to the replicas it runs, and a front end of an older argus
+# would misread the table (2: probe entries and the front end's own answers, for rollouts).
+FRONTEND_TABLE_VERSION = 2
+
 # Serve's import paths of argus's applications (module:builder), built by Serve on every node.
 BUILD_MODEL_APP = "daemon.replicas.model_server:build_model_app"
 BUILD_FRONTEND = "daemon.replicas.frontend:build_frontend"

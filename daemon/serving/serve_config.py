@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from daemon.replicas.names import (BUILD_FRONTEND, BUILD_LEASE, BUILD_MODEL_APP, FRONTEND_APP, FRONTEND_DEPLOYMENT,
-                                   LEASE_APP, LEASE_DEPLOYMENT, MODEL_APP_PREFIX, deployment_name, is_argus_app)
+                                   FRONTEND_TABLE_VERSION, LEASE_APP, LEASE_DEPLOYMENT, MODEL_APP_PREFIX,
+                                   deployment_name, is_argus_app)
 from daemon.serving.llm_config import ModelDeployment, takes_adapters
 
 
@@ -208,7 +209,10 @@ def render_app(app: App) -> dict[str, Any]:
         return {"name": app.name, "route_prefix": None, "import_path": app.import_path,
                 "args": {"llm_config": app.deployment.llm_config}, "deployments": [deployment]}
     if isinstance(app, FrontendApp):
-        return {"name": app.name, "route_prefix": "/", "import_path": app.import_path, "args": {},
+        # The table's version as the app's argument: a front end of an older argus reads back as
+        # another app and is replaced, restarting it once with the code that reads this table.
+        return {"name": app.name, "route_prefix": "/", "import_path": app.import_path,
+                "args": {"table_version": FRONTEND_TABLE_VERSION},
                 "deployments": [{"name": FRONTEND_DEPLOYMENT, "num_replicas": app.replicas,
                                  "user_config": {"models": [r.to_json() for r in app.routes]}}]}
     return {"name": app.name, "route_prefix": None, "import_path": app.import_path, "args": {},

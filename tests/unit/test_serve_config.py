@@ -81,6 +81,14 @@ def test_the_seed_s_single_app_reads_as_another_app_and_is_replaced_by_the_front
     assert isinstance(parse_app(seed), OtherApp) and parse_app(seed) != FRONT
 
 
+def test_a_front_end_of_an_older_argus_reads_as_another_app_and_is_replaced():
+    """Its route table goes to its replicas in place; an older front end's code would misread a
+    newer table, so one without this table version is replaced (restarted with the new code)."""
+    older = _edited(FRONT, lambda r: r.update(args={}))
+    assert isinstance(parse_app(older), OtherApp) and parse_app(older) != FRONT
+    assert parse_app(render_app(FRONT)) == FRONT
+
+
 def test_other_teams_apps_go_back_exactly_as_serve_reports_them():
     foreign = {"name": "team-b", "route_prefix": "/b", "import_path": "their:app", "runtime_env": {"pip": ["x"]},
                "deployments": [{"name": "D", "num_replicas": 3, "max_ongoing_requests": 7}]}
