@@ -120,7 +120,7 @@ def test_a_remote_repo_records_exactly_what_a_local_one_does(tmp_path, servers, 
 def test_a_failing_forge_keeps_what_is_recorded_backs_off_and_recovers(tmp_path, servers):
     http, _ = servers
     url, creds_yaml = http_remote(tmp_path, http, "down.git")
-    cfg = config_for(tmp_path, "remote", url, creds_yaml + "  fetch_timeout_seconds: 10\n", poll=1.5)
+    cfg = config_for(tmp_path, "remote", url, creds_yaml + "  fetch_timeout_seconds: 10\n", poll=0.5)
     gitops = GitOps(tmp_path / "g")
     daemon = daemon_for(cfg)
     gitops.write("models.d/alice/a.yaml", spec("a"))
@@ -135,7 +135,7 @@ def test_a_failing_forge_keeps_what_is_recorded_backs_off_and_recovers(tmp_path,
     daemon.tick()
     state = read_fetch_state(cfg)
     assert state.failures == 1 and state.error and "down.git" in state.error
-    assert state.next_attempt_in == 3.0                       # the poll interval doubled: backoff
+    assert state.next_attempt_in == 1.0                       # the poll interval doubled: backoff
     assert daemon.health()["fetch"]["failures"] == 1
     assert recorded(cfg) == before
     store = Store.open_readonly(cfg.state.db)
@@ -144,16 +144,16 @@ def test_a_failing_forge_keeps_what_is_recorded_backs_off_and_recovers(tmp_path,
     assert daemon._next_fetch > time.monotonic()
     daemon.tick()                                             # inside the backoff: no new try
     assert read_fetch_state(cfg).failures == 1
-    time.sleep(3.1)
+    time.sleep(1.1)
     daemon.tick()
-    assert read_fetch_state(cfg).failures == 2 and read_fetch_state(cfg).next_attempt_in == 6.0
-    assert daemon.seconds_since_good_fetch() >= 3.0
+    assert read_fetch_state(cfg).failures == 2 and read_fetch_state(cfg).next_attempt_in == 2.0
+    assert daemon.seconds_since_good_fetch() >= 1.0
 
     os.rename(moved, http.root / "down.git")
     gitops.write("models.d/alice/b.yaml", spec("b"))
     gitops.commit("b")
     publish(gitops, url, cfg.gitops.credentials)
-    time.sleep(6.1)
+    time.sleep(2.1)
     assert daemon.tick()
     state = read_fetch_state(cfg)
     assert state.failures == 0 and state.error is None
