@@ -1,8 +1,8 @@
 """The README's first command: from nothing to a served model; the whole Ray head restarted
 under the running argusd (it puts the model back unattended: the same model, no commit, no
 restart of argusd) while the quickstart's rerun waits for a real answer; scale and delete
-with --wait; `quickstart.sh down` stops argusd and Ray (last: the e2e fixtures start them
-again for the tests after it)."""
+with --wait; `quickstart.sh down` stops argusd and Ray (so this module runs after every other
+e2e test: tests/e2e/conftest.py)."""
 import json
 import re
 import subprocess
