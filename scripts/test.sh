@@ -20,6 +20,7 @@ if [ "${1:-}" = "--e2e" ]; then
   # beside the step above: it runs from .venv-serve, and two installs of argus at once would
   # write the same egg-info in this tree.
   model_log="$ARGUS_E2E_HOME/logs/prepare-model.log"
+  rm -f "$model_log.exit"  # an earlier run's, when ARGUS_E2E_HOME is given
   (env ARGUS_HOME="$ARGUS_E2E_HOME" ARGUS_CONFIG="$(pwd)/configs/local.yaml" \
      .venv-serve/bin/python scripts/prepare_model.py >"$model_log" 2>&1; echo $? >"$model_log.exit") &
   model_job=$!
