@@ -421,14 +421,16 @@ def test_argus_apps_removed_behind_its_back_are_applied_again_and_another_teams_
     redeployed, a cold start) is the same judge: a table in tests/unit/test_reconcile_plan.py
     (test_drift_is_repaired, test_a_running_model_serve_does_not_run_is_not_running) and, on the
     real stack, the whole Ray head restarted under argusd in tests/e2e/test_quickstart_e2e.py."""
-    from daemon.replicas.names import FRONTEND_APP, LEASE_APP, model_app_name
+    from daemon.replicas.names import FRONTEND_APP, LEASE_APP
     client, a = steady.client, steady.a
     steady.team_b_pid = deploy_foreign(client)
     fronts, replicas = front_end_replicas(client), replicas_of(client, a["model_key"])
     apps = client.get_applications()["applications"]
     assert fronts and replicas and {FRONTEND_APP, LEASE_APP} <= set(apps), sorted(apps)
+    kept = [app["deployed_app_config"] for name, app in apps.items()   # A's (in whichever slot) and team-b's
+            if name not in (FRONTEND_APP, LEASE_APP) and app.get("deployed_app_config")]
     client.put_config({"proxy_location": "HeadOnly", "http_options": {"host": "127.0.0.1", "port": 8000},
-                       "applications": [apps[model_app_name(a["model_key"])]["deployed_app_config"], FOREIGN]})
+                       "applications": kept})
     deadline = time.monotonic() + 300
     while True:
         apps = client.get_applications().get("applications") or {}
