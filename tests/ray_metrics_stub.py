@@ -7,7 +7,6 @@ itself is tested against a real Ray in tests/integration/test_traffic_from_ray.p
 from __future__ import annotations
 
 import json
-import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
