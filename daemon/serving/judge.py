@@ -184,7 +184,7 @@ def judge(model: DesiredModel, seen: tuple[ObservedApp, ObservedDeployment] | No
             return None
         # Serve gave up on it. (A generation that ran before and lost its replicas is UNHEALTHY
         # while Serve replaces them: waited for, not failed.)
-        failure = _failure(*seen)
+        failure = deployment_failure(*seen)
         if failure and not (model.ran_this_generation and seen[1].status == DeploymentStatus.UNHEALTHY):
             return failed(model, failure)
         # Healthy with every replica running.
@@ -201,7 +201,7 @@ def judge(model: DesiredModel, seen: tuple[ObservedApp, ObservedDeployment] | No
     if model.state == ModelState.RUNNING:
         # Serve gave up on it.
         if seen is not None and seen[1].status == DeploymentStatus.DEPLOY_FAILED:
-            return failed(model, _failure(*seen) or DeploymentStatus.DEPLOY_FAILED.value)
+            return failed(model, deployment_failure(*seen) or DeploymentStatus.DEPLOY_FAILED.value)
         # Serve has no running replica of it: not RUNNING, whatever argus applied before.
         lost = replicas_lost(seen, app, in_sync)
         if lost is not None:
@@ -278,7 +278,8 @@ def cluster_event(last: tuple[str, dict[str, Any]] | None,
     return None
 
 
-def _failure(app: ObservedApp, dep: ObservedDeployment) -> str | None:
+def deployment_failure(app: ObservedApp, dep: ObservedDeployment) -> str | None:
+    """Serve's reason when it gave up on a model's deployment (None: it has not)."""
     if dep.status in (DeploymentStatus.DEPLOY_FAILED, DeploymentStatus.UNHEALTHY):
         return f"{dep.status.value}: {dep.message or app.message}".strip()
     if app.status == AppStatus.DEPLOY_FAILED and dep.status != DeploymentStatus.HEALTHY:

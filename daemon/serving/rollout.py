@@ -24,7 +24,7 @@ from daemon.core.states import EventType, ModelState
 from daemon.replicas.names import FRONTEND_APP, FRONTEND_DEPLOYMENT, candidate_app_name, model_app_name, probe_id
 from daemon.serving.desired import DesiredModel, Transition, once
 from daemon.serving.llm_config import LlmSettings, ModelDeployment
-from daemon.serving.judge import base_refs
+from daemon.serving.judge import base_refs, deployment_failure
 from daemon.serving.observe import (AppStatus, DeploymentStatus, Observed, ObservedApp, ObservedDeployment,
                                     startup_failure, summarize_failure)
 from daemon.serving.serve_config import ModelApp, Route, Unavailable
@@ -111,7 +111,7 @@ def judge_candidate(model: DesiredModel, seen: tuple[ObservedApp, ObservedDeploy
     if in_sync and seen is None and app is not None and app.status == AppStatus.DEPLOY_FAILED:
         return rolled_back(model, f"DEPLOY_FAILED: {app.message}".strip())
     if in_sync and seen is not None:
-        failure = _failure(*seen)
+        failure = deployment_failure(*seen)
         if failure:
             return rolled_back(model, failure)
         if ready(model, seen) and key in probes:
@@ -145,14 +145,6 @@ def rolled_back(model: DesiredModel, reason: str) -> Transition:
     return Transition(model.model_key, ModelState.FAILED, EventType.ROLLED_BACK,
                       {"generation": model.generation, "serving_generation": model.applied_generation,
                        "message": message, "reason": reason}, error_summary=message)
-
-
-def _failure(app: ObservedApp, dep: ObservedDeployment) -> str | None:
-    if dep.status in (DeploymentStatus.DEPLOY_FAILED, DeploymentStatus.UNHEALTHY):
-        return f"{dep.status.value}: {dep.message or app.message}".strip()
-    if app.status == AppStatus.DEPLOY_FAILED and dep.status != DeploymentStatus.HEALTHY:
-        return f"DEPLOY_FAILED: {app.message}".strip()
-    return None
 
 
 def keeps_serving(state: ModelState, slots: Slots) -> bool:
