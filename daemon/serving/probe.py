@@ -27,14 +27,10 @@ def endpoint_url(http_host: str, http_port: int, dashboard_url: str) -> str:
     return f"http://{host}:{http_port}"
 
 
-def probe_adapter(base_url: str, model_id: str, timeout: float = PROBE_TIMEOUT_S) -> tuple[bool, str | None]:
-    """(decided, failure): (True, None) when the adapter answered; (True, message) when the
-    endpoint refused it for good (vLLM could not load it); (False, None) when there is no
-    verdict yet (unreachable, busy, or Serve has not routed it)."""
-    answer = _ask(base_url, model_id, timeout)
-    if answer is None:
-        return False, None
-    code, message = answer
+def adapter_verdict(code: int, message: str) -> tuple[bool, str | None]:
+    """(decided, failure) from the endpoint's answer to an adapter's id: (True, None) it
+    answered; (True, message) the endpoint refused it for good (vLLM could not load it);
+    (False, None) no verdict yet (busy, or Serve has not routed it)."""
     if code == 200:
         return True, None
     if code in TRANSIENT and "lora" not in message.lower():
@@ -42,20 +38,28 @@ def probe_adapter(base_url: str, model_id: str, timeout: float = PROBE_TIMEOUT_S
     return True, f"vLLM could not load the adapter ({code}): {_reason(message)}"
 
 
-def probe_model(base_url: str, model_id: str, timeout: float = PROBE_TIMEOUT_S) -> tuple[bool, str | None]:
-    """The rollout probe: one request by a new generation's probe id (names.probe_id), the
-    same (decided, failure) as probe_adapter. A 4xx other than 404/429 is a definite failure
-    (the generation refuses what every client would send); 5xx and 404 are asked again (the
-    front end or the replica is still being reconfigured)."""
-    answer = _ask(base_url, model_id, timeout)
-    if answer is None:
-        return False, None
-    code, message = answer
+def generation_verdict(code: int, message: str) -> tuple[bool, str | None]:
+    """The same for a new generation's probe id (names.probe_id). A 4xx other than 404/429 is a
+    definite failure (the generation refuses what every client would send); 5xx and 404 are
+    asked again (the front end or the replica is still being reconfigured)."""
     if code == 200:
         return True, None
     if code in TRANSIENT:
         return False, None
     return True, f"the new generation answered {code}: {_reason(message)}"
+
+
+def probe_adapter(base_url: str, model_id: str, timeout: float = PROBE_TIMEOUT_S) -> tuple[bool, str | None]:
+    """The adapter probe: (decided, failure) as adapter_verdict; unreachable: no verdict."""
+    answer = _ask(base_url, model_id, timeout)
+    return (False, None) if answer is None else adapter_verdict(*answer)
+
+
+def probe_model(base_url: str, model_id: str, timeout: float = PROBE_TIMEOUT_S) -> tuple[bool, str | None]:
+    """The rollout probe by a new generation's probe id: (decided, failure) as
+    generation_verdict; unreachable: no verdict."""
+    answer = _ask(base_url, model_id, timeout)
+    return (False, None) if answer is None else generation_verdict(*answer)
 
 
 def _ask(base_url: str, model_id: str, timeout: float) -> tuple[int, str] | None:
