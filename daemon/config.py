@@ -106,6 +106,10 @@ class ServeConfig(_Strict):
     # One active argusd per cluster: the lease (kept in Serve) expires this many seconds after
     # its holder stops renewing; a standby argusd then takes over. 0: no lease.
     lease_seconds: float = Field(30.0, ge=0)
+    # How long the front end holds a request for an autoscaled model at zero replicas while it
+    # wakes (then 503 with Retry-After). A cold start on CPU takes 1-2 min; large models on
+    # GPUs load for minutes.
+    wake_timeout_s: float = Field(300.0, gt=0, le=3600, strict=False)
 
 
     @field_validator("layout", mode="before")
@@ -380,6 +384,9 @@ class UserConfig(_Strict):
     # Public keys whose signatures prove a commit is this user's (gitops.require_signed): SSH
     # ("ssh-ed25519 AAAA... comment") or armored OpenPGP (gpg --armor --export <key id>).
     signing_keys: list[SshPublicKey] = Field(default_factory=list)
+    # GPUs this user's models may reserve at once (num_replicas, or autoscaling.min_replicas,
+    # times gpus_per_replica; suspended models count none). None: no quota.
+    max_gpus: Optional[int] = Field(None, ge=0)
 
 
 class _Listener(_Strict):

@@ -41,7 +41,8 @@ class AdapterLoad(StrEnum):
 
 ADAPTER_LOAD = {ModelState.QUEUED: AdapterLoad.WAITING, ModelState.DEPLOYING: AdapterLoad.LOADING,
                 ModelState.RUNNING: AdapterLoad.LOADED, ModelState.FAILED: AdapterLoad.FAILED,
-                ModelState.DELETING: AdapterLoad.UNLOADING, ModelState.DELETED: AdapterLoad.REMOVED}
+                ModelState.DELETING: AdapterLoad.UNLOADING, ModelState.DELETED: AdapterLoad.REMOVED,
+                ModelState.SUSPENDED: AdapterLoad.WAITING}   # adapter specs cannot be suspended; bases can
 
 
 def adapter_load(state: ModelState) -> AdapterLoad:

@@ -65,6 +65,29 @@ class RolloutPolicy(BaseModel):
                                       "(the model is unavailable while the new one starts).")
 
 
+# Ray Serve LLM's own default never scales by load (target 1e9); argus's default lets a replica
+# take a vLLM batch's worth of requests before Serve adds one.
+DEFAULT_TARGET_ONGOING_REQUESTS = 16
+DEFAULT_SCALE_DOWN_DELAY_S = 300
+
+
+class AutoscalingPolicy(BaseModel):
+    """Replicas that follow the load between min_replicas and max_replicas (Ray Serve's own
+    autoscaling, docs/serving.md "Autoscaling"); min_replicas 0 lets an idle model hold no
+    replica and no GPU, and wake on its next request."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
+
+    min_replicas: int = Field(ge=0, description="Replicas kept however idle the model is (reserved like "
+                              "num_replicas); 0: none when idle, the next request wakes it.")
+    max_replicas: int = Field(ge=1, description="Most replicas Serve adds under load (only where GPUs are free).")
+    target_ongoing_requests: int = Field(DEFAULT_TARGET_ONGOING_REQUESTS, ge=1,
+                                         description="Requests one replica takes at once before Serve adds another.")
+    scale_down_delay_s: int = Field(DEFAULT_SCALE_DOWN_DELAY_S, ge=0,
+                                    description="Seconds of lower load before Serve removes a replica "
+                                    "(also the idle time before the last one goes, with min_replicas 0).")
+
+
 class ServingSpec(BaseModel):
     """One model a user wants served, or (with base_model) a LoRA adapter on a model that
     runs. Strict: `"2"`, `true` or `1.5` are not integers."""
@@ -79,6 +102,10 @@ class ServingSpec(BaseModel):
     engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="vLLM engine arguments (policy-checked).")
     adapters: AdapterPolicy | None = Field(None, description="Take LoRA adapters (specs with base_model) on this model.")
     rollout: RolloutPolicy | None = Field(None, description="How a change that needs new replicas rolls out.")
+    autoscaling: AutoscalingPolicy | None = Field(None, description="Replicas that follow the load (instead of "
+                                                  "num_replicas); min_replicas 0 frees an idle model's GPUs.")
+    suspended: bool = Field(False, description="true: the model keeps its id, history and adapters but runs no "
+                            "replica and holds no GPU; its requests get 503 until it is set back to false.")
     base_model: str | None = Field(None, description="Makes this spec a LoRA adapter on that model: its public id, "
                                    "or the model_id of one of your own models. model_source is then the adapter folder.",
                                    pattern=f"^{SUFFIX_RE.pattern}$", max_length=110)
@@ -123,10 +150,25 @@ class ResolvedServingSpec:
     adapters: dict[str, Any] | None = None   # AdapterPolicy as a dict: the model takes adapters
     base_model: str | None = None            # this is an adapter on that model (public id or own suffix)
     rollout: dict[str, Any] | None = None    # RolloutPolicy as a dict (None: the default, surge)
+    # AutoscalingPolicy as a dict (None: a fixed num_replicas). With it, num_replicas is the
+    # replicas reserved (min_replicas), what admission and quotas count.
+    autoscaling: dict[str, Any] | None = None
+    suspended: bool = False                  # declared, running nothing (docs/serving.md "Suspend")
 
     @property
     def is_adapter(self) -> bool:
         return self.base_model is not None
+
+    @property
+    def max_replicas(self) -> int:
+        """The most replicas the model may run: num_replicas, or autoscaling.max_replicas."""
+        return int(self.autoscaling["max_replicas"]) if self.autoscaling is not None else self.num_replicas
+
+    @property
+    def reserved_gpus(self) -> int:
+        """GPUs the model holds however idle it is (what a user's quota counts): none while
+        suspended; with autoscaling, min_replicas' worth."""
+        return 0 if self.suspended else self.num_replicas * self.gpus_per_replica
 
     @property
     def rollout_strategy(self) -> RolloutStrategy:
@@ -144,6 +186,10 @@ class ResolvedServingSpec:
             out["base_model"] = self.base_model
         if self.rollout is not None:
             out["rollout"] = dict(self.rollout)
+        if self.autoscaling is not None:
+            out["autoscaling"] = dict(self.autoscaling)
+        if self.suspended:
+            out["suspended"] = True
         return out
 
     @classmethod
@@ -381,18 +427,22 @@ def resolve_spec(spec: ServingSpec, user_id: str, created_at: datetime, policy: 
     `model_source`, when given, is the already-resolved path (ParsedSpec.model_source)."""
     prefix = make_model_id_prefix(user_id, created_at)
     adapter = spec.base_model is not None   # runs on its base's replicas: no replicas or GPUs of its own
+    scaling = spec.autoscaling
+    replicas = scaling.min_replicas if scaling is not None else spec.num_replicas
     return ResolvedServingSpec(
         user_id=user_id,
         model_id_suffix=spec.model_id,
         model_id_prefix=prefix,
         model_id=f"{prefix}-{spec.model_id}",
         model_source=model_source or resolve_model_source(spec.model_source, user_id, policy.root),
-        num_replicas=0 if adapter else spec.num_replicas,
+        num_replicas=0 if adapter else replicas,
         gpus_per_replica=0 if adapter else spec.gpus_per_replica,
         engine_kwargs=dict(spec.engine_kwargs),
         adapters=spec.adapters.model_dump() if spec.adapters is not None else None,
         base_model=spec.base_model,
         rollout=spec.rollout.model_dump(mode="json") if spec.rollout is not None else None,
+        autoscaling=scaling.model_dump() if scaling is not None else None,
+        suspended=spec.suspended,
     )
 
 

@@ -16,11 +16,12 @@ class ModelState(StrEnum):
     DEPLOYING = "DEPLOYING"    # applied to Serve, not healthy yet
     RUNNING = "RUNNING"        # Serve reports it healthy
     FAILED = "FAILED"          # Serve (or the deploy-time check) gave up; error_summary says why
+    SUSPENDED = "SUSPENDED"    # its spec says suspended: true; no replica, no GPU, requests get 503
     DELETING = "DELETING"      # its spec is gone; Serve is removing it
     DELETED = "DELETED"        # gone from Serve; kept for its history
 
 
-LIVE_STATES = (ModelState.QUEUED, ModelState.DEPLOYING, ModelState.RUNNING, ModelState.FAILED)
+LIVE_STATES = (ModelState.QUEUED, ModelState.DEPLOYING, ModelState.RUNNING, ModelState.FAILED, ModelState.SUSPENDED)
 
 
 class EventType(StrEnum):
@@ -51,6 +52,10 @@ class EventType(StrEnum):
     ROLLOUT_STARTED = "ROLLOUT_STARTED"  # a new generation starts beside the serving one
     SWITCHED = "SWITCHED"            # the new generation answered and takes the model's requests
     ROLLED_BACK = "ROLLED_BACK"      # the new generation failed; the serving one stays (model FAILED)
+    SUSPENDED = "SUSPENDED"          # its spec says suspended: its replicas are gone, its GPUs free
+    QUOTA_EXCEEDED = "QUOTA_EXCEEDED"  # waits QUEUED: its owner's GPUs (users.<user>.max_gpus) are taken
+    WOKE = "WOKE"                    # an autoscaled model at zero replicas got a request and runs again
+    IDLE = "IDLE"                    # an autoscaled model went down to zero replicas (no load)
     # the cluster as a whole (no model): argusd could not reach Ray's dashboard, and could again
     CLUSTER_UNREACHABLE = "CLUSTER_UNREACHABLE"
     CLUSTER_REACHABLE = "CLUSTER_REACHABLE"

@@ -79,6 +79,7 @@ class Entry:
     base_model: str | None = None
     probe: bool = False
     unavailable: Answer | None = None
+    hold_s: float | None = None   # may have no replica: hold a request this long while it wakes
 
     @property
     def listed(self) -> bool:
@@ -105,9 +106,10 @@ class Entry:
             after = unavailable.get("retry_after")
             answer = Answer(int(unavailable["status"]), str(unavailable["message"]), ErrorCode.MODEL_UNAVAILABLE,
                             None if after is None else int(after))
+        hold = raw.get("hold_s")
         return cls(str(raw["model_id"]), str(raw.get("app") or ""), str(raw.get("deployment") or ""),
                    raw.get("max_request_context_length"), raw.get("base_model"), bool(raw.get("probe", False)),
-                   answer)
+                   answer, None if hold is None else float(hold))
 
 
 def parse_table(user_config: dict[str, Any] | None) -> dict[str, Entry]:

@@ -107,7 +107,9 @@ class Route:
     `probe`: the entry's model_id is names.probe_id(<public id>), the way argusd's rollout probe
     reaches a model's next generation before clients are switched to it; the front end serves
     it but never lists it. `unavailable`: the front end answers the model's requests itself
-    (app and deployment are empty), e.g. 503 while the model starts."""
+    (app and deployment are empty), e.g. 503 while the model starts. `hold_s`: the model may
+    have no replica (autoscaled to zero): the front end holds a request up to this many seconds
+    while Serve wakes it, then answers 503 with Retry-After (None: no bound of argus's)."""
 
     model_id: str
     app: str
@@ -116,6 +118,7 @@ class Route:
     base_model: str | None = None
     probe: bool = False
     unavailable: Unavailable | None = None
+    hold_s: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"model_id": self.model_id, "app": self.app, "deployment": self.deployment,
@@ -126,6 +129,8 @@ class Route:
             out["probe"] = True
         if self.unavailable is not None:
             out["unavailable"] = self.unavailable.to_json()
+        if self.hold_s is not None:
+            out["hold_s"] = self.hold_s
         return out
 
     @classmethod
@@ -133,7 +138,8 @@ class Route:
         unavailable = raw.get("unavailable")
         return cls(str(raw["model_id"]), str(raw["app"]), str(raw["deployment"]),
                    raw.get("max_request_context_length"), raw.get("base_model"), bool(raw.get("probe", False)),
-                   None if unavailable is None else Unavailable.from_json(unavailable))
+                   None if unavailable is None else Unavailable.from_json(unavailable),
+                   None if raw.get("hold_s") is None else float(raw["hold_s"]))
 
 
 @dataclass(frozen=True)
