@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 from daemon.core.layout import FILE_MODES
 from daemon.core.spec import ParsedSpec, SpecPolicy, read_spec
-from daemon.core.verdict import (FileVerdict, TreeEntry, UserFacts, contested, folders_to_read, judge, read_user,
-                                 recorded_before)
+from daemon.core.quota import reserved_gpus
+from daemon.core.verdict import (FileVerdict, TreeEntry, UserFacts, contested, folders_to_read, judge, judge_quota,
+                                 over_quota, read_user, recorded_before)
 from daemon.errors import SpecError
 from daemon.folders import read_folder
 
@@ -37,7 +38,24 @@ def judge_files(user: UserFacts, policy: SpecPolicy, before: Before | None = Non
         named = {path: _named_before(path, data, user.user_id, policy, log) for path, data in old.items()}
         user = replace(user, recorded={**user.recorded, **recorded_before(named, disputes)})
     folders = {path: read_folder(path, user.user_id, policy.root) for path in folders_to_read(readings)}
-    return judge(user, readings, folders, policy)
+    verdicts = judge(user, readings, folders, policy)
+    if not over_quota(user, verdicts):
+        return verdicts
+    # Only now (rarely) read what the files reserved before this change: growth is refused.
+    old = before([v.path for v in verdicts if v.spec is not None]) if before is not None else {}
+    return judge_quota(user, verdicts, {path: _reserved_before(path, data, user.user_id, policy, log)
+                                        for path, data in old.items()})
+
+
+def _reserved_before(path: str, data: bytes, user_id: str, policy: SpecPolicy, log: logging.Logger | None) -> int:
+    """The GPUs an earlier version of a file reserved; 0 when it was not a valid spec then."""
+    try:
+        parsed = read_spec(path, data, user_id, policy).parsed
+    except Exception as exc:  # noqa: BLE001 - a hostile old file reserved nothing, never a traceback
+        if log is not None:
+            log.error("reading the earlier %s failed", path, exc_info=exc)
+        return 0
+    return reserved_gpus(parsed.spec) if parsed is not None else 0
 
 
 def _named_before(path: str, data: bytes, user_id: str, policy: SpecPolicy,
