@@ -119,9 +119,9 @@ _ADAPTER_FIELD_HINTS = {
     "suspended": "suspend its base model instead, or delete this file to remove the adapter",
 }
 
-# Bounds of autoscaling argus adds to Ray Serve's own (docs/spec.md, "autoscaling"). Above
-# MAX_TARGET_ONGOING_REQUESTS a replica never gets that many requests at once (vLLM runs at most
-# max_num_seqs, 256 by default on GPUs, and queues the rest), so Serve would never add a replica.
+# Bounds of autoscaling argus adds to Ray Serve's own (docs/spec.md, "Replicas"). A replica runs
+# at most vLLM's max_num_seqs requests at once and queues the rest; its default is 256, 1024 on
+# GPUs of 70 GiB or more (vllm/engine/arg_utils.py). A target above that would never add a replica.
 MAX_TARGET_ONGOING_REQUESTS = 1024
 # A day: a longer delay keeps replicas (and their GPUs) for load that is long gone.
 MAX_SCALE_DOWN_DELAY_S = 24 * 3600

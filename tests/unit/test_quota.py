@@ -163,3 +163,20 @@ def test_the_judge_and_parse_agree_on_what_is_reserved():
     parsed = parse_spec("s.yaml", spec("a", "gpus_per_replica: 2\nautoscaling: {min_replicas: 2, max_replicas: 3}\n")
                         .encode(), "alice", POLICY)
     assert reserved_gpus(parsed.spec) == 4
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("users:\n  alice:\n    max_gpus: -1\n",
+     "c.yaml:3:15: users.alice.max_gpus input should be greater than or equal to 0, got -1"),
+    ("users:\n  alice:\n    max_gpus: '4'\n", "c.yaml:3:15: users.alice.max_gpus must be a whole number, got '4'"),
+    ("limits:\n  max_gpus_per_user: 1.5\n",
+     "c.yaml:2:22: limits.max_gpus_per_user must be a whole number, got 1.5 (a decimal)"),
+])
+def test_a_bad_quota_is_one_error_at_its_line(tmp_path, text, expected):
+    from daemon.config import load_config
+    from daemon.errors import ConfigError
+
+    (tmp_path / "c.yaml").write_text(text)
+    with pytest.raises(ConfigError) as raised:
+        load_config(tmp_path / "c.yaml", env={})
+    assert expected in str(raised.value)
