@@ -347,8 +347,9 @@ def check_spec(values: dict[str, Any], user_id: str,
                 problems.append((("adapters", "users", i), False, f"adapters.users[{i}] {user!r} is not a user id; "
                                  f"use user ids (the directories under models.d/) or \"{ANY_USER}\"",
                                  ProblemKind.INVALID))
+    # beside autoscaling, num_replicas gets one problem: remove it (_autoscaling_problems)
     replicas, gpus = values.get("num_replicas"), values.get("gpus_per_replica")
-    if is_int(replicas) and replicas > policy.max_replicas:
+    if is_int(replicas) and replicas > policy.max_replicas and not isinstance(values.get("autoscaling"), dict):
         problems.append((("num_replicas",), False,
                          f"num_replicas is {replicas}, over this platform's limit of {policy.max_replicas}",
                          ProblemKind.INVALID))

@@ -35,6 +35,9 @@ def problems(text: str) -> list[tuple[int, int, str]]:
     (HEAD + "num_replicas: 2\nautoscaling: {min_replicas: 0, max_replicas: 2}\n",
      [(3, 1, "remove num_replicas: autoscaling sets the replicas (from autoscaling.min_replicas up to "
              "autoscaling.max_replicas, following the load)")]),
+    (HEAD + "num_replicas: 9\nautoscaling: {min_replicas: 0, max_replicas: 2}\n",   # not also "over the limit"
+     [(3, 1, "remove num_replicas: autoscaling sets the replicas (from autoscaling.min_replicas up to "
+             "autoscaling.max_replicas, following the load)")]),
     (HEAD + "autoscaling:\n  min_replicas: 1\n  max_replicas: 2\nnum_replicas: 1\n",
      [(6, 1, "remove num_replicas: autoscaling sets the replicas (from autoscaling.min_replicas up to "
              "autoscaling.max_replicas, following the load)")]),
