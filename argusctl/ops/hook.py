@@ -10,12 +10,12 @@ import shlex
 import stat
 import sys
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from daemon.core import layout
 from daemon.core.layout import FILE_MODES, MODELS_DIR, user_of
 from daemon.core.ownership import ownership_refusals
-from daemon.core.quota import GpuQuota
+from daemon.core.quota import Quotas
 from daemon.core.spec import SpecPolicy
 from daemon.core.verdict import TreeEntry, UserFacts
 from daemon.errors import GitError, Problem
@@ -23,7 +23,6 @@ from daemon.gitrepo import CommitInfo, GitRepo, run_git
 from daemon.verdicts import Before, judge_files
 
 ZERO = "0" * 40
-Quotas = Callable[[str], "GpuQuota | None"]   # a user's GPU quota (Config.gpu_quota)
 HOOK_MARK = "# installed by argusctl hook install"
 
 

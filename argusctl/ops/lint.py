@@ -10,7 +10,7 @@ from typing import Callable, Mapping, Sequence
 from daemon.core import layout
 from daemon.core.adapters import AdapterRefused, BaseRef, adapter_fit, find_base
 from daemon.core.layout import FILE_MODES, MODELS_DIR, SPEC_SUFFIXES
-from daemon.core.quota import GpuQuota
+from daemon.core.quota import Quotas
 from daemon.core.spec import ParsedSpec, SpecPolicy
 from daemon.core.verdict import TreeEntry, UserFacts
 from daemon.errors import Problem, UsageError
@@ -58,7 +58,6 @@ def user_of_spec_path(parts: tuple[str, ...]) -> tuple[str | None, str | None]:
 
 
 CloneUser = Callable[[], "str | None"]   # the user of your clone, asked only for a file outside models.d/
-Quotas = Callable[[str], "GpuQuota | None"]   # a user's GPU quota (Config.gpu_quota)
 
 
 def _spec_file(display: str, fs_path: Path, user_override: str | None, clone_user: CloneUser | None) -> SpecFile:

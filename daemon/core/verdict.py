@@ -51,7 +51,7 @@ class UserFacts:
 
     user_id: str
     entries: tuple[TreeEntry, ...]
-    known: bool = True                                   # the config's users: names them (or has no users:)
+    known: bool = True                                   # the config's users: names them (or is no ownership map)
     refused: Mapping[str, tuple[Problem, ...]] = field(default_factory=dict)  # path -> why its change is refused
     recorded: Mapping[str, str] = field(default_factory=dict)   # model_id -> the file the model is recorded from
     quota: GpuQuota | None = None                        # rule 7 (None: not checked here)
