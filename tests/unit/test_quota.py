@@ -180,3 +180,21 @@ def test_a_bad_quota_is_one_error_at_its_line(tmp_path, text, expected):
     with pytest.raises(ConfigError) as raised:
         load_config(tmp_path / "c.yaml", env={})
     assert expected in str(raised.value)
+
+
+def test_a_write_can_be_judged_against_the_quota_before_it_is_pushed():
+    """judged_spec (the API's and apply's check) with the user's pushed files: rule 7 as the hook
+    will judge the push; without them, as before (the file alone)."""
+    from daemon.errors import SpecError
+    from daemon.verdicts import judged_spec
+
+    pushed = {A: spec("a", "num_replicas: 3\n").encode(), B: spec("b", "num_replicas: 1\n").encode()}
+    new = spec("c", "num_replicas: 2\n").encode()
+    with pytest.raises(SpecError) as refused:
+        judged_spec(C, new, "alice", POLICY, quota=FOUR, pushed=pushed)
+    assert [str(p) for p in refused.value.problems] == [f"{C}:3:15: {MSG('alice', FOUR, 4, 2)}"]
+    assert judged_spec(C, new, "alice", POLICY).spec.model_id == "c"                 # no quota given
+    assert judged_spec(B, spec("b", "num_replicas: 1\nsuspended: true\n").encode(), "alice", POLICY,
+                       quota=FOUR, pushed=pushed).spec.suspended                      # reserves less: fine
+    assert judged_spec(A, spec("a", "num_replicas: 3\nengine_kwargs: {max_model_len: 512}\n").encode(), "alice",
+                       POLICY, quota=GpuQuota(2, "users.alice.max_gpus"), pushed=pushed)  # over, not growing
