@@ -128,6 +128,7 @@ def _store_reader(config, user: str, change) -> ReadModel:
         from daemon.errors import NotFoundError, StoreError
         from daemon.store import Store
 
+        row = None
         try:
             store = Store.open_readonly(config.state.db)
             try:
@@ -138,8 +139,8 @@ def _store_reader(config, user: str, change) -> ReadModel:
                 return row, {r.spec_path: r for r in store.rejections(user)}.get(change.path)
             finally:
                 store.close()
-        except StoreError:
-            return None, None
+        except StoreError:   # argusd is writing it, or it is not there yet: ask again
+            return row, None
     return read
 
 
