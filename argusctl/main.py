@@ -13,7 +13,7 @@ from argusctl.common import fail
 
 app = typer.Typer(
     name="argusctl",
-    help="GitOps model serving on Ray Serve LLM: lint, apply, scale, delete, status, logs.",
+    help="GitOps model serving on Ray Serve LLM: lint, apply, scale, suspend, delete, status, logs.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

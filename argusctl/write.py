@@ -1,15 +1,15 @@
-"""`argusctl init`, `apply`, `scale`, `delete`: change the GitOps repo as the user."""
+"""`argusctl init`, `apply`, `scale`, `suspend`, `resume`, `delete`: change the GitOps repo as the user."""
 from __future__ import annotations
 
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import typer
 
-from daemon.core.states import ModelState
+from daemon.core.states import ModelState, StrEnum
 
 from argusctl.common import EXIT_FAILED, EXIT_TIMEOUT, Output, OutputOption, load_config, print_json, printable
 
@@ -20,6 +20,8 @@ DryRunOption = typer.Option(False, "--dry-run", help="Show the change as a diff;
 WaitOption = typer.Option(False, "--wait", help="Block until the model settles (RUNNING, FAILED or gone).")
 RunWaitOption = typer.Option(False, "--wait", help="Block until the model settles (RUNNING or FAILED); once it "
                              "runs, print the id a client sends as `model` and a curl line.")
+SuspendWaitOption = typer.Option(False, "--wait", help="Block until the model is SUSPENDED (its replicas "
+                                 "gone, its GPUs free).")
 TimeoutOption = typer.Option(900.0, "--timeout", help="Seconds --wait waits before giving up (exit 5).")
 
 
@@ -51,8 +53,30 @@ def init(
     typer.echo(f"Your clone:  {clone.path} (user {clone.user}); put specs in {clone.user_dir}/")
 
 
+class WaitGoal(StrEnum):
+    """Where `--wait` stops, once argusd has recorded the commit (or refused the spec)."""
+
+    RUN = "run"              # apply, scale, resume: RUNNING, or FAILED
+    SUSPEND = "suspend"      # suspend: SUSPENDED
+    GONE = "gone"            # delete: DELETED, or no row at all
+
+
+def settled(goal: WaitGoal, state: ModelState | None, recorded: bool) -> bool:
+    """Whether `--wait` is done: `state` is the model's (None: argusd has no row for it),
+    `recorded` whether that row is at the commit the command made. A state the goal does
+    not end in is on the way (SUSPENDED while a resume starts, RUNNING while a suspend
+    removes the replicas)."""
+    if goal is WaitGoal.GONE:
+        return state is None or (recorded and state == ModelState.DELETED)
+    if goal is WaitGoal.SUSPEND:
+        return recorded and state == ModelState.SUSPENDED
+    return recorded and state in (ModelState.RUNNING, ModelState.FAILED)
+
+
 def _report(config, clone, change, output: Output, wait: bool, timeout: float,
-            deleting: bool = False) -> None:
+            goal: WaitGoal = WaitGoal.RUN, unchanged_why: str | None = None) -> None:
+    """Print what a write did, then (with --wait) wait for `goal`. `unchanged_why`: what a
+    command that changed nothing says (suspend: "already suspended")."""
     if output is Output.json:
         result = change.to_dict()
     else:
@@ -60,18 +84,19 @@ def _report(config, clone, change, output: Output, wait: bool, timeout: float,
         if change.diff:
             typer.echo(change.diff.rstrip("\n"))
         verb = "would be" if change.commit is None and change.action != "unchanged" else ""
+        why = unchanged_why if change.action == "unchanged" else None
         typer.echo(f"{clone.user}/{change.model_id}: {change.action} {verb}".rstrip()
-                   + (f" ({change.commit[:12]})" if change.commit else ""))
+                   + (f" ({change.commit[:12]})" if change.commit else "") + (f" ({why}; nothing to commit)" if why else ""))
     code = 0
     if wait and (change.commit is not None or change.action == "unchanged"):
-        row, reason = wait_until_settled(config, clone.user, change, timeout, deleting, quiet=output is Output.json)
+        row, reason = wait_until_settled(config, clone.user, change, timeout, goal, quiet=output is Output.json)
         state = row.state if row is not None else "absent"
         if output is Output.json:
             result["final_state"], result["reason"] = state, reason
         else:
             typer.echo(f"{clone.user}/{change.model_id}: {state}" + (f": {reason}" if reason else ""))
         code = EXIT_TIMEOUT if reason == "timed out" else EXIT_FAILED if state == ModelState.FAILED or reason else 0
-        if not deleting and row is not None and state == ModelState.RUNNING:
+        if goal is WaitGoal.RUN and row is not None and state == ModelState.RUNNING:
             _how_to_call(config, row.model_id, result)
     if output is Output.json:
         print_json(result)
@@ -94,33 +119,45 @@ def _how_to_call(config, public_id: str, result: dict | None) -> None:
     typer.echo(printable(f"  curl {base_url}/chat/completions -H 'Content-Type: application/json' -d '{body}'"))
 
 
-def wait_until_settled(config, user: str, change, timeout: float, deleting: bool, quiet: bool):
-    """Poll the store until our commit is recorded and the model leaves the transient states."""
-    from daemon.errors import NotFoundError, StoreError
-    from daemon.store import Store
+# (the model's row or None, the rejection of its spec or None), as argusd has them now
+ReadModel = Callable[[], tuple[Any, Any]]
 
-    deadline = time.monotonic() + timeout
-    tty = sys.stderr.isatty() and not quiet
-    last = None
-    while True:
+
+def _store_reader(config, user: str, change) -> ReadModel:
+    def read() -> tuple[Any, Any]:
+        from daemon.errors import NotFoundError, StoreError
+        from daemon.store import Store
+
         row = None
         try:
             store = Store.open_readonly(config.state.db)
             try:
-                row = store.find_model(change.model_id, user_id=user)
-            except NotFoundError:
-                row = None
-            rejected = {r.spec_path: r for r in store.rejections(user)}.get(change.path)
-            store.close()
-        except StoreError:
-            rejected = None
+                try:
+                    row = store.find_model(change.model_id, user_id=user)
+                except NotFoundError:
+                    row = None
+                return row, {r.spec_path: r for r in store.rejections(user)}.get(change.path)
+            finally:
+                store.close()
+        except StoreError:   # argusd is writing it, or it is not there yet: ask again
+            return row, None
+    return read
+
+
+def wait_until_settled(config, user: str, change, timeout: float, goal: WaitGoal, quiet: bool,
+                       read: ReadModel | None = None, poll_s: float = 0.5):
+    """Poll the store until our commit is recorded and the model reaches `goal` (settled)."""
+    read = read or _store_reader(config, user, change)
+    deadline = time.monotonic() + timeout
+    tty = sys.stderr.isatty() and not quiet
+    last = None
+    while True:
+        row, rejected = read()
         if rejected is not None and (change.commit is None or rejected.commit_sha == change.commit):
             return row, "spec rejected: " + "; ".join(str(p) for p in rejected.problems)
         recorded = row is not None and (change.commit is None or row.commit_sha == change.commit)
-        if deleting and (row is None or (recorded and row.state == ModelState.DELETED)):
-            return row, None
-        if not deleting and recorded and row.state in (ModelState.RUNNING, ModelState.FAILED):
-            return row, row.error_summary if row.state == ModelState.FAILED else None
+        if settled(goal, row.state if row is not None else None, recorded):
+            return row, row.error_summary if row is not None and row.state == ModelState.FAILED else None
         state = row.state if recorded else "waiting for argusd"
         if recorded and row.state == ModelState.QUEUED and row.error_summary:
             state = f"{row.state}: {printable(row.error_summary)}"   # why it waits (resources, its base)
@@ -131,7 +168,7 @@ def wait_until_settled(config, user: str, change, timeout: float, deleting: bool
             if tty:
                 typer.echo("", err=True)
             return row, "timed out"
-        time.sleep(0.5)
+        time.sleep(poll_s)
 
 
 def apply(
@@ -197,9 +234,54 @@ def delete(
 
     config, clone = _clone(ctx, workdir, user)
     change = do_delete(clone, model, dry_run)
-    _report(config, clone, change, output, wait and not dry_run, timeout, deleting=True)
+    _report(config, clone, change, output, wait and not dry_run, timeout, WaitGoal.GONE)
+
+
+def suspend(
+    ctx: typer.Context,
+    model: str = typer.Argument(..., help="Model suffix or full public id."),
+    workdir: Optional[str] = WorkdirOption, user: Optional[str] = UserOption,
+    dry_run: bool = DryRunOption, wait: bool = SuspendWaitOption, timeout: float = TimeoutOption,
+    output: Output = OutputOption,
+) -> None:
+    """Suspend a model: set `suspended: true` in its spec, commit as you, push.
+
+    The model keeps its public id, history and adapters but runs no replica and holds no GPU;
+    its requests get 503 "suspended by <you> in <commit>" until `argusctl resume`. A model
+    that is suspended already is left as it is (no commit, exit 0). Only that line of your
+    spec file changes. Races and failures as for apply.
+    """
+    _suspend_or_resume(ctx, model, True, workdir, user, dry_run, wait, timeout, output)
+
+
+def resume(
+    ctx: typer.Context,
+    model: str = typer.Argument(..., help="Model suffix or full public id."),
+    workdir: Optional[str] = WorkdirOption, user: Optional[str] = UserOption,
+    dry_run: bool = DryRunOption, wait: bool = RunWaitOption, timeout: float = TimeoutOption,
+    output: Output = OutputOption,
+) -> None:
+    """Resume a suspended model: remove `suspended: true` from its spec, commit as you, push.
+
+    argus deploys it again as a new model would be (it waits QUEUED while its GPUs are taken).
+    A model that is not suspended is left as it is (no commit, exit 0). Only that line of
+    your spec file changes. Races and failures as for apply.
+    """
+    _suspend_or_resume(ctx, model, False, workdir, user, dry_run, wait, timeout, output)
+
+
+def _suspend_or_resume(ctx: typer.Context, model: str, suspended: bool, workdir: Optional[str],
+                       user: Optional[str], dry_run: bool, wait: bool, timeout: float, output: Output) -> None:
+    from daemon.core.spec import SpecPolicy
+    from argusctl.ops.write import set_suspended
+
+    config, clone = _clone(ctx, workdir, user)
+    change = set_suspended(clone, model, suspended, SpecPolicy.from_config(config), dry_run)
+    _report(config, clone, change, output, wait and not dry_run, timeout,
+            WaitGoal.SUSPEND if suspended else WaitGoal.RUN,
+            unchanged_why="already suspended" if suspended else "not suspended")
 
 
 def register(app: typer.Typer) -> None:
-    for command in (init, apply, scale, delete):
+    for command in (init, apply, scale, suspend, resume, delete):
         app.command()(command)

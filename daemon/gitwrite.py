@@ -1,4 +1,4 @@
-"""The GitOps write path shared by `argusctl apply/scale/delete` and argusd's HTTP API: edit a
+"""The GitOps write path shared by `argusctl apply/scale/suspend/resume/delete` and argusd's HTTP API: edit a
 spec in a clone, lint it with the same validator as `lint`, the hook and argusd, commit as the
 user with a message that says what changed, and push. A push that loses a race is made again
 on the winner's head (the edit redone and linted there), or refused as a conflict when the
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 from daemon.core.layout import MODELS_DIR, SPEC_SUFFIXES
 from daemon.core.spec import ParsedSpec, ServingSpec, SpecPolicy
 from daemon.verdicts import judged_spec
-from daemon.core.specedit import SpecEditError, set_top_level
+from daemon.core.specedit import SpecEditError, remove_top_level, set_top_level
 from daemon.core.states import StrEnum
 from daemon.core.yamldoc import YamlDocError, load_mapping
 from daemon.errors import (ConflictError, GitError, NotFoundError, Problem, ProblemKind, RefusedError, SpecError,
@@ -71,6 +71,8 @@ class ChangeAction(StrEnum):
     CREATED = "created"
     CHANGED = "changed"
     SCALED = "scaled"
+    SUSPENDED = "suspended"
+    RESUMED = "resumed"
     DELETED = "deleted"
     UNCHANGED = "unchanged"
 
@@ -495,11 +497,54 @@ def _plan_apply(clone: Clone, new: str, parsed: ParsedSpec) -> Change:
     return Change(action, suffix, rel, _diff(clone, target, old, new), f"apply {clone.user}/{suffix}: {detail}")
 
 
+@dataclass(frozen=True)
+class SpecEdit:
+    """One edit of one value of a model's spec file: what it is called in the commit message
+    (`<verb> alice/chat: ...`) and what the command says when the spec is already so."""
+
+    action: ChangeAction
+    verb: str
+    edit: Callable[[str], str]     # the file's text -> the edited text (specedit: raises YamlDocError, SpecEditError)
+    already: str                   # "<user>/<model> {already}" when the edit changes nothing
+
+
 def scale(clone: Clone, model: str, replicas: int, policy: SpecPolicy, dry_run: bool = False,
           known: bool = True) -> Change:
     """Set num_replicas in the model's spec, keeping every other byte of the file as written."""
+    edit = SpecEdit(ChangeAction.SCALED, "scale", lambda text: set_top_level(text, "num_replicas", replicas),
+                    f"already has {replicas} replica(s)")
+    return _edited(clone, model, edit, policy, dry_run, known)
+
+
+def set_suspended(clone: Clone, model: str, suspended: bool, policy: SpecPolicy, dry_run: bool = False,
+                  known: bool = True) -> Change:
+    """Suspend (`suspended: true`) or resume a model. Resuming removes the line rather than
+    writing `false` (a spec says only what differs from the defaults); a model already as
+    asked is `unchanged`, no commit. Every other byte of the file stays as written."""
+    if suspended:
+        edit = SpecEdit(ChangeAction.SUSPENDED, "suspend", _suspended, "is already suspended")
+    else:
+        edit = SpecEdit(ChangeAction.RESUMED, "resume", _resumed, "is not suspended")
+    return _edited(clone, model, edit, policy, dry_run, known)
+
+
+def _says_suspended(text: str) -> object:
+    return load_mapping(text.encode("utf-8", errors="surrogateescape")).value.get("suspended", False)
+
+
+def _suspended(text: str) -> str:
+    """The spec with `suspended: true`; one that says so already (in any spelling) is left as it is."""
+    return text if _says_suspended(text) is True else set_top_level(text, "suspended", True)
+
+
+def _resumed(text: str) -> str:
+    """The spec without `suspended: true`; one that says `suspended: false` (or nothing) is left as it is."""
+    return text if _says_suspended(text) is False else remove_top_level(text, "suspended")
+
+
+def _edited(clone: Clone, model: str, edit: SpecEdit, policy: SpecPolicy, dry_run: bool, known: bool) -> Change:
     edited: dict[str, str] = {}
-    plan = lambda: _plan_scale(clone, model, replicas, policy, edited, known)  # noqa: E731
+    plan = lambda: _plan_edit(clone, model, edit, policy, edited, known)  # noqa: E731
     write = lambda change: _write(clone.path / change.path, edited[change.path])  # noqa: E731
     if dry_run:
         return _written(clone, plan, True, write)
@@ -508,13 +553,13 @@ def scale(clone: Clone, model: str, replicas: int, policy: SpecPolicy, dry_run: 
         return _written(clone, plan, False, write)
 
 
-def _plan_scale(clone: Clone, model: str, replicas: int, policy: SpecPolicy, edited: dict[str, str],
-                known: bool = True) -> Change:
+def _plan_edit(clone: Clone, model: str, edit: SpecEdit, policy: SpecPolicy, edited: dict[str, str],
+               known: bool = True) -> Change:
     suffix, path = _locate(clone, model)
     rel = _rel(clone, path)
     old = _read(path)
     try:
-        new = set_top_level(old, "num_replicas", replicas)
+        new = edit.edit(old)
     except YamlDocError as exc:
         raise SpecError([Problem(rel, exc.line, exc.col, exc.message, ProblemKind.SYNTAX)]) from None
     except SpecEditError as exc:
@@ -522,11 +567,11 @@ def _plan_scale(clone: Clone, model: str, replicas: int, policy: SpecPolicy, edi
     new_bytes = new.encode("utf-8", errors="surrogateescape")
     judged_spec(rel, new_bytes, clone.user, policy, known)  # e.g. over the replica limit
     if old == new:
-        return Change(ChangeAction.UNCHANGED, suffix, rel, "", f"{clone.user}/{suffix} already has {replicas} replica(s)")
+        return Change(ChangeAction.UNCHANGED, suffix, rel, "", f"{clone.user}/{suffix} {edit.already}")
     edited[rel] = new
     old_map = _mapping(old.encode("utf-8", errors="surrogateescape"))
-    message = f"scale {clone.user}/{suffix}: {describe_change(old_map, _mapping(new_bytes))}"
-    return Change(ChangeAction.SCALED, suffix, rel, _diff(clone, path, old, new), message)
+    message = f"{edit.verb} {clone.user}/{suffix}: {describe_change(old_map, _mapping(new_bytes))}"
+    return Change(edit.action, suffix, rel, _diff(clone, path, old, new), message)
 
 
 def delete(clone: Clone, model: str, dry_run: bool = False) -> Change:
@@ -545,6 +590,6 @@ def _plan_delete(clone: Clone, model: str) -> Change:
                   f"delete {clone.user}/{suffix}")
 
 
-__all__ = ["Clone", "Change", "ChangeAction", "apply", "scale", "delete", "suffix_of", "SpecError", "commit_and_push",
+__all__ = ["Clone", "Change", "ChangeAction", "apply", "scale", "set_suspended", "delete", "suffix_of", "SpecError", "commit_and_push",
            "sync_clone", "write_transaction", "require_identity", "describe_change", "server_clone", "clone_repo", "reset_to_pushed",
            "unpushed_commits"]

@@ -1,5 +1,5 @@
 """`argusctl init` and the clone the CLI writes through; the write path itself (apply, scale,
-delete: lint, commit as the user, push, rebase and retry) is daemon/gitwrite.py, shared with
+suspend, resume, delete: lint, commit as the user, push, rebase and retry) is daemon/gitwrite.py, shared with
 argusd's HTTP API.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from daemon.remote import configure_remote
 from daemon.core.spec import validate_user_id
 from daemon.errors import GitError, UsageError
 from daemon.gitwrite import (Change, Clone, SpecError, _git, apply, clone_repo, commit_and_push, delete, require_identity, scale,
-                             suffix_of, write_transaction)
+                             set_suspended, suffix_of, write_transaction)
 
 
 def init(bare: Path | str, workdir: Path, user: str, branch: str = "main", name: str | None = None,
@@ -120,5 +120,5 @@ def open_clone(workdir: Path, user: str | None, branch: str) -> Clone:
 
 
 
-__all__ = ["Clone", "Change", "init", "open_clone", "require_clone", "apply", "scale", "delete", "suffix_of",
+__all__ = ["Clone", "Change", "init", "open_clone", "require_clone", "apply", "scale", "set_suspended", "delete", "suffix_of",
            "SpecError"]

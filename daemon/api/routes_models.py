@@ -82,10 +82,32 @@ async def scale_model(model_key: str, body: ScaleRequest, who: Identity = Depend
     return (await ctx.lanes.run(who.user, ctx.service.scale, who, model_key, body.num_replicas)).to_dict()
 
 
+async def no_body(request: Request, what: str) -> None:
+    if await request.body():
+        raise RequestError(RequestShape.INVALID, f"{what} takes no body; send the request without one")
+
+
+@router.post("/models/{model_key}/suspend", status_code=202)
+async def suspend_model(request: Request, model_key: str, who: Identity = Depends(writer),
+                        ctx: ApiContext = Depends(context)) -> dict:
+    """Suspend a model: `suspended: true` in its spec (a commit by you; none if it is suspended
+    already). It keeps its id, history and adapters, and runs no replica until resumed."""
+    await no_body(request, "POST .../suspend")
+    return (await ctx.lanes.run(who.user, ctx.service.suspend, who, model_key)).to_dict()
+
+
+@router.post("/models/{model_key}/resume", status_code=202)
+async def resume_model(request: Request, model_key: str, who: Identity = Depends(writer),
+                       ctx: ApiContext = Depends(context)) -> dict:
+    """Resume a suspended model: `suspended: true` removed from its spec (a commit by you; none
+    if it is not suspended). It deploys again as a new model would."""
+    await no_body(request, "POST .../resume")
+    return (await ctx.lanes.run(who.user, ctx.service.resume, who, model_key)).to_dict()
+
+
 @router.delete("/models/{model_key}", status_code=202)
 async def delete_model(request: Request, model_key: str, who: Identity = Depends(writer),
                        ctx: ApiContext = Depends(context)) -> dict:
     """Delete a model: remove its spec (a commit by you)."""
-    if await request.body():
-        raise RequestError(RequestShape.INVALID, "DELETE takes no body; send the request without one")
+    await no_body(request, "DELETE")
     return (await ctx.lanes.run(who.user, ctx.service.delete, who, model_key)).to_dict()

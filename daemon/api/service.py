@@ -2,7 +2,7 @@
 errors (daemon.errors); daemon/api/http.py only maps them onto status codes.
 
 Every write is a commit by the caller, made in a clone argusd keeps for that user and pushed
-through the same write path as `argusctl apply/scale/delete` (daemon/gitwrite.py: the same
+through the same write path as `argusctl apply/scale/suspend/resume/delete` (daemon/gitwrite.py: the same
 lint, the pre-receive hook's ownership rules, rebase-and-retry). A write returns once argusd
 has recorded its commit, so the answer names the model's key and state.
 """
@@ -128,6 +128,13 @@ def adapter_facts(identity: Identity, row: ModelRow, adapters: Adapters) -> dict
                           "reason": (a.error_summary or "") if visible_to(identity, a) else ""} for a in mine]}
 
 
+def suspension_facts(row: ModelRow) -> dict[str, Any]:
+    """Whether the model's spec (at the commit the row records: commit_sha, by commit_author)
+    says suspended: what the UI's Suspend/Resume button and its "suspended by" line go by, even
+    before argusd has moved the model to SUSPENDED."""
+    return {"suspended": row.resolved.get("suspended") is True}
+
+
 def model_summary(row: ModelRow, rejection: Any = None, facts: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """One model as the API lists it. An adapter has no replicas or GPUs of its own (null)."""
     resolved = row.resolved
@@ -239,7 +246,7 @@ class ModelService:
         rows.sort(key=lambda m: (m.user_id, m.model_id))
         live = {m.spec_path for m in rows if m.live}
         return {"items": [model_summary(m, rejections.get(m.spec_path) if m.live else None,
-                                        adapter_facts(identity, m, adapters)) for m in rows],
+                                        {**adapter_facts(identity, m, adapters), **suspension_facts(m)}) for m in rows],
                 "rejected_specs": [r.to_dict() for p, r in sorted(rejections.items()) if p not in live]}
 
     def get_model(self, identity: Identity, model_key: str, after: int = 0,
@@ -253,7 +260,7 @@ class ModelService:
         finally:
             store.close()
         page = events[:limit] if after else events[-limit:]  # the newest page first, then onwards
-        return {"model": model_summary(row, rejection, adapter_facts(identity, row, adapters)),
+        return {"model": model_summary(row, rejection, {**adapter_facts(identity, row, adapters), **suspension_facts(row)}),
                 "spec_yaml": row.spec_yaml,
                 "resolved_spec_yaml": yaml.safe_dump(row.resolved, sort_keys=False),
                 "rejection": rejection.to_dict() if rejection else None,
@@ -354,6 +361,20 @@ class ModelService:
         row = self._writable(identity, model_key)
         change = gitwrite.scale(self._clone(identity), row.model_id_suffix, replicas, self.policy,
                                 known=self._known(identity))
+        return self._recorded(identity, change)
+
+    def suspend(self, identity: Identity, model_key: str) -> WriteResult:
+        """`suspended: true` in the model's spec (no commit if it says so already)."""
+        return self._set_suspended(identity, model_key, True)
+
+    def resume(self, identity: Identity, model_key: str) -> WriteResult:
+        """The spec without `suspended: true` (no commit if it is not suspended)."""
+        return self._set_suspended(identity, model_key, False)
+
+    def _set_suspended(self, identity: Identity, model_key: str, suspended: bool) -> WriteResult:
+        row = self._writable(identity, model_key)
+        change = gitwrite.set_suspended(self._clone(identity), row.model_id_suffix, suspended, self.policy,
+                                        known=self._known(identity))
         return self._recorded(identity, change)
 
     def delete(self, identity: Identity, model_key: str) -> WriteResult:

@@ -181,6 +181,7 @@ def test_openapi_document_names_every_route(api):
     paths = doc["paths"]
     assert set(paths[MODELS]) == {"get", "post"}
     assert set(paths[MODELS + "/{model_key}"]) == {"get", "patch", "delete"}
+    assert set(paths[MODELS + "/{model_key}/suspend"]) == set(paths[MODELS + "/{model_key}/resume"]) == {"post"}
     assert "get" in paths["/api/v2/serve/status"]
 
 
@@ -305,6 +306,61 @@ def test_post_takes_spec_types_strictly_too(api, value, says):
     status, out, _ = create(api, api.alice, "x", body=SPEC.format(name="x") + f"num_replicas: {value}\n")
     assert status == 422 and out["error"] == "spec_invalid" and says in out["problems"][0]["message"], out
     assert (out["problems"][0]["line"], out["problems"][0]["col"]) == (3, 15)
+    assert len(api.git_log()) == commits
+
+
+def spec_in_repo(api, path: str) -> str:
+    return subprocess.run(["git", "show", f"HEAD:{path}"], cwd=api.tmp / "gitops.git", capture_output=True,
+                          text=True, check=True).stdout
+
+
+def test_suspend_and_resume_are_one_commit_each_by_the_owner_and_none_when_already_so(api):
+    _, out, _ = create(api, api.alice, "sleepy")
+    key = out["model_key"]
+    commits = len(api.git_log())
+    status, out, _ = api.http("POST", f"{MODELS}/{key}/suspend", token=api.alice)
+    assert status == 202 and (out["action"], out["model_key"]) == ("suspended", key), out
+    assert out["message"] == "suspend alice/sleepy: suspended false -> true" and out["commit"]
+    assert api.git_log()[0] == "alice <alice@argus.local>|suspend alice/sleepy: suspended false -> true"
+    # The same edit as `argusctl suspend`: one line added, the rest of the spec as it was.
+    assert spec_in_repo(api, "models.d/alice/sleepy.yaml") == SPEC.format(name="sleepy") + "suspended: true\n"
+    _, detail, _ = api.http("GET", f"{MODELS}/{key}", token=api.alice)
+    assert detail["model"]["suspended"] is True and detail["model"]["commit_sha"] == out["commit"]
+    assert "suspended: true" in detail["resolved_spec_yaml"]
+    _, listed, _ = api.http("GET", MODELS, token=api.alice)
+    assert [m["suspended"] for m in listed["items"] if m["model_key"] == key] == [True]
+
+    status, again, _ = api.http("POST", f"{MODELS}/{key}/suspend", token=api.alice)
+    assert status == 202 and (again["action"], again["commit"]) == ("unchanged", None), again
+    assert again["message"] == "alice/sleepy is already suspended"
+
+    status, out, _ = api.http("POST", f"{MODELS}/{key}/resume", token=api.alice)
+    assert status == 202 and out["action"] == "resumed", out
+    assert api.git_log()[0] == "alice <alice@argus.local>|resume alice/sleepy: suspended true -> false"
+    assert spec_in_repo(api, "models.d/alice/sleepy.yaml") == SPEC.format(name="sleepy")
+    _, detail, _ = api.http("GET", f"{MODELS}/{key}", token=api.alice)
+    assert detail["model"]["suspended"] is False and "suspended" not in detail["resolved_spec_yaml"]
+    status, again, _ = api.http("POST", f"{MODELS}/{key}/resume", token=api.alice)
+    assert status == 202 and (again["action"], again["commit"], again["message"]) == (
+        "unchanged", None, "alice/sleepy is not suspended"), again
+    assert len(api.git_log()) == commits + 2
+
+
+def test_suspend_and_resume_are_the_owners_alone_and_take_no_body(api):
+    _, out, _ = create(api, api.alice, "guarded")
+    key = out["model_key"]
+    commits = len(api.git_log())
+    for verb in ("suspend", "resume"):
+        status, out, _ = api.http("POST", f"{MODELS}/{key}/{verb}", token=api.bob)
+        assert status == 404 and key in out["message"], out    # another user's model does not exist for bob
+        status, out, _ = api.http("POST", f"{MODELS}/{key}/{verb}", token=api.admin)
+        assert status == 403 and "only its owner" in out["message"], out
+        status, out, _ = api.http("POST", f"{MODELS}/{key}/{verb}")
+        assert status == 401, out
+        status, out, _ = api.http("POST", f"{MODELS}/nope/{verb}", token=api.alice)
+        assert status == 404 and out["error"] == "not_found", out
+        status, out, _ = api.http("POST", f"{MODELS}/{key}/{verb}", token=api.alice, body={"suspended": True})
+        assert status == 422 and out["error"] == "invalid_request" and "no body" in out["message"], out
     assert len(api.git_log()) == commits
 
 

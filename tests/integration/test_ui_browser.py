@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -133,6 +134,56 @@ def test_a_researcher_does_everything_from_the_browser(tmp_path, browser):
         api.stop()
 
 
+def test_suspend_from_the_model_page_and_resume_from_the_list(tmp_path, browser):
+    """Issue 24.3 in the browser: Suspend on the model page (after a confirmation) and Resume in
+    the list, each a commit by the user; the page and the list say who suspended the model in
+    which commit, and the button turns into the other one without a reload. (The SUSPENDED
+    state itself is argusd's to set: --sync-only leaves the model QUEUED.)"""
+    api = ApiDaemon(tmp_path / "argus", {"alice": "alice@argus.local"})
+    try:
+        token = api.token("alice")
+        base = f"http://127.0.0.1:{api.port}"
+        wait = WebDriverWait(browser, 20)
+        status, made, _ = api.http("POST", "/api/v2/serve/models", token=token, body=SPEC, ctype="application/yaml")
+        assert status == 202, made
+        browser.get(f"{base}/ui/login")
+        wait.until(EC.presence_of_element_located((By.ID, "token"))).send_keys(token)
+        browser.find_element(By.ID, "sign-in").click()
+        wait.until(EC.url_to_be(f"{base}/ui/serving"))
+
+        browser.get(f"{base}/ui/serving/{made['model_key']}")
+        browser.execute_script("window.__same_page = true")
+        button = wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, "[data-action=suspend]")))
+        assert button.text == "Suspend" and not browser.find_elements(By.ID, "suspended")
+        button.click()
+        wait.until(EC.alert_is_present()).dismiss()         # cancelled: nothing happens
+        time.sleep(0.5)
+        assert api.git_log()[0].split("|")[1] == "apply alice/chat: new model"
+        button.click()
+        wait.until(EC.alert_is_present()).accept()
+        wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "[data-action=resume]")))
+        assert api.git_log()[0] == "alice <alice@argus.local>|suspend alice/chat: suspended false -> true"
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=api.tmp / "gitops.git", capture_output=True, text=True,
+                             check=True).stdout.strip()
+        wait.until(EC.text_to_be_present_in_element(
+            (By.ID, "suspended"), f"Suspended by alice <alice@argus.local> in {sha[:12]}: no replica runs"))
+        wait.until(EC.text_to_be_present_in_element((By.ID, "resolved-spec"), "suspended: true"))
+        assert browser.find_element(By.CSS_SELECTOR, "[data-action=resume]").text == "Resume"
+        assert browser.execute_script("return window.__same_page") is True
+        shot(browser, "suspended", tmp_path)
+
+        browser.get(f"{base}/ui/serving")
+        row = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, f'tr[data-model="{made["model_id"]}"]')))
+        assert row.find_element(By.CSS_SELECTOR, "[data-suspended]").text == f"suspended by alice <alice@argus.local> in {sha[:12]}"
+        row.find_element(By.CSS_SELECTOR, "[data-action=resume]").click()   # no confirmation: nothing is lost
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, f'tr[data-model="{made["model_id"]}"] [data-action=suspend]'))
+        assert not browser.find_elements(By.CSS_SELECTOR, "[data-suspended]")
+        assert [line.split("|")[1] for line in api.git_log()[:2]] == [
+            "resume alice/chat: suspended true -> false", "suspend alice/chat: suspended false -> true"]
+    finally:
+        api.stop()
+
+
 def record(db: Path, model_key: str, state: str, event_type: str, payload: dict, *, error_summary=None,
            applied_generation=None) -> None:
     """Write one transition as the reconciler's _record writes it (state, applied generation,
@@ -198,7 +249,7 @@ def test_adapters_show_their_base_and_load_state_and_a_base_lists_them(tmp_path,
         row = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, f'tr[data-model="{tone["model_id"]}"]')))
         assert row.find_element(By.CSS_SELECTOR, "[data-base]").text == f"LoRA adapter on {base['model_id']}"
         assert row.find_element(By.CSS_SELECTOR, "[data-load]").text == "loaded"
-        assert not row.find_elements(By.CSS_SELECTOR, "[data-action=scale], [data-action=replicas]")
+        assert not row.find_elements(By.CSS_SELECTOR, "[data-action=scale], [data-action=replicas], [data-action=suspend]")
         assert row.find_elements(By.CSS_SELECTOR, "[data-action=delete]")
         waiting = browser.find_element(By.CSS_SELECTOR, f'tr[data-model="{big["model_id"]}"]')
         assert waiting.find_element(By.CSS_SELECTOR, "[data-load]").text == "waiting for base"
@@ -217,7 +268,7 @@ def test_adapters_show_their_base_and_load_state_and_a_base_lists_them(tmp_path,
         wait.until(EC.text_to_be_present_in_element((By.ID, "model-id"), "loaded"))
         facts = browser.find_element(By.ID, "facts").text
         assert f"Base model\n{base['model_id']}" in facts and "Replicas" not in facts
-        assert not browser.find_elements(By.CSS_SELECTOR, "[data-action=scale]")
+        assert not browser.find_elements(By.CSS_SELECTOR, "[data-action=scale], [data-action=suspend]")
         wait.until(lambda d: any(f"generation 1 loaded on base model {base['model_id']}" in e.text
                                  for e in d.find_elements(By.CSS_SELECTOR, "tr[data-event]")))
         assert "not deployed in Serve" not in browser.find_element(By.ID, "serve-status").text

@@ -1,4 +1,4 @@
-"""argusctl init/apply/scale/delete on real repos: what lands in git, and what does not."""
+"""argusctl init/apply/scale/suspend/resume/delete on real repos: what lands in git, and what does not."""
 import json
 import os
 import subprocess
@@ -115,6 +115,80 @@ def test_scale_keeps_comments_and_respects_limits(setup):
     assert ctl("scale", "nope", "--replicas", "2").returncode == 4
 
 
+def test_suspend_and_resume_commit_the_one_line_and_say_so_when_there_is_nothing_to_do(setup):
+    tmp, config, env, ctl = setup
+    written = "# my model\nmodel_id: m  # the id\nmodel_source: $HOME/common/hf/x\nnum_replicas: 1   # start small\n"
+    (tmp / "m.yaml").write_text(written)
+    assert ctl("apply", "-f", "m.yaml").returncode == 0
+    spec_file = tmp / "alice-work" / "models.d" / "alice" / "m.yaml"
+    commits = len(log(tmp / "gitops.git"))
+
+    result = ctl("suspend", "m", "-o", "json")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert (out["action"], out["message"]) == ("suspended", "suspend alice/m: suspended false -> true")
+    assert spec_file.read_text() == written + "suspended: true\n"
+    assert log(tmp / "gitops.git")[0] == "Alice <alice@example.com>|suspend alice/m: suspended false -> true"
+    # What argusd records from that commit (the real syncer, through the hook-guarded repo).
+    syncer = Syncer(Store.open(tmp / "s.db"), GitRepo(tmp / "gitops.git"), "main", spec_policy(root=str(tmp / "private")))
+    syncer.sync_once()
+    (model,) = syncer.store.list_models()
+    assert (model.resolved["suspended"], model.commit_sha) == (True, out["commit"])
+
+    again = ctl("suspend", "alice-202601010000-m")   # the full public id too
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == "alice/m: unchanged (already suspended; nothing to commit)"
+    assert len(log(tmp / "gitops.git")) == commits + 1
+
+    dry = ctl("resume", "m", "--dry-run")
+    assert dry.returncode == 0 and "-suspended: true" in dry.stdout and "alice/m: resumed would be" in dry.stdout
+    assert len(log(tmp / "gitops.git")) == commits + 1 and spec_file.read_text() == written + "suspended: true\n"
+
+    result = ctl("resume", "m")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1].startswith("alice/m: resumed (")
+    assert spec_file.read_text() == written   # the line is removed, not set to false
+    assert log(tmp / "gitops.git")[0] == "Alice <alice@example.com>|resume alice/m: suspended true -> false"
+    syncer.sync_once()
+    (model,) = syncer.store.list_models()
+    assert "suspended" not in model.resolved and model.commit_sha == log_sha(tmp / "gitops.git")
+
+    again = ctl("resume", "m", "-o", "json")
+    assert again.returncode == 0 and json.loads(again.stdout)["action"] == "unchanged"
+    assert json.loads(again.stdout)["commit"] is None
+    assert ctl("resume", "m").stdout.strip() == "alice/m: unchanged (not suspended; nothing to commit)"
+    assert len(log(tmp / "gitops.git")) == commits + 2
+    missing = ctl("suspend", "nope")
+    assert missing.returncode == 4 and "no spec for model 'nope'" in missing.stderr
+
+
+def log_sha(path):
+    return subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def test_suspend_of_a_spec_written_false_sets_true_and_a_flow_spec_keeps_its_style(setup):
+    tmp, config, env, ctl = setup
+    (tmp / "a.yaml").write_text("model_id: a\nmodel_source: $HOME/common/hf/x\nsuspended: false  # on\n")
+    (tmp / "b.yaml").write_text("{model_id: b, suspended: true, model_source: $HOME/common/hf/x}\n")
+    assert ctl("apply", "-f", "a.yaml").returncode == 0 and ctl("apply", "-f", "b.yaml").returncode == 0
+    user_dir = tmp / "alice-work" / "models.d" / "alice"
+    assert ctl("resume", "a").stdout.strip() == "alice/a: unchanged (not suspended; nothing to commit)"
+    assert ctl("suspend", "a").returncode == 0
+    assert (user_dir / "a.yaml").read_text() == "model_id: a\nmodel_source: $HOME/common/hf/x\nsuspended: true  # on\n"
+    assert ctl("resume", "b").returncode == 0
+    assert (user_dir / "b.yaml").read_text() == "{model_id: b, model_source: $HOME/common/hf/x}\n"
+
+
+def test_suspend_wait_times_out_with_exit_5_when_nothing_applies_it(setup):
+    tmp, config, env, ctl = setup
+    (tmp / "m.yaml").write_text(spec("m"))
+    assert ctl("apply", "-f", "m.yaml").returncode == 0
+    result = ctl("suspend", "m", "--wait", "--timeout", "1")
+    assert result.returncode == 5, result.stderr
+    assert "alice/m: absent: timed out" in result.stdout
+
+
 def test_delete(setup):
     tmp, config, env, ctl = setup
     (tmp / "m.yaml").write_text(spec("m"))
@@ -154,7 +228,7 @@ def test_wait_times_out_with_exit_5_when_nothing_applies_it(setup):
 
 
 @pytest.mark.parametrize("command", [["apply", "-f", "m.yaml"], ["scale", "m", "--replicas", "2"], ["delete", "m"],
-                                     ["diff"]])
+                                     ["suspend", "m"], ["resume", "m"], ["diff"]])
 @pytest.mark.parametrize("workdir", ["none", "plain"])
 def test_every_command_says_the_same_when_the_workdir_is_not_a_clone(tmp_path, command, workdir):
     # One code for one condition: 3, "environment not usable" (docs/cli.md), the git repo here.
@@ -282,7 +356,7 @@ def test_init_never_destroys_work_nor_touches_another_project(setup, tmp_path):
                           capture_output=True).returncode != 0  # nothing was pushed there
 
 
-@pytest.mark.parametrize("command", [["delete", "victim"], ["scale", "victim", "--replicas", "2"]])
+@pytest.mark.parametrize("command", [["delete", "victim"], ["scale", "victim", "--replicas", "2"], ["suspend", "victim"]])
 def test_a_user_id_that_is_a_path_is_refused_everywhere(setup, command):
     tmp, config, env, ctl = setup
     victim = tmp / "victim.yaml"

@@ -132,7 +132,8 @@ function renderTable(data) {
       m.kind === "model" && m.takes_adapters ? h("div", { class: "muted", "data-adapters": String(m.adapters.length) },
         `takes LoRA adapters · ${m.adapters.length} attached`) : null,
       DATA.admin ? h("div", { class: "muted" }, m.user_id) : null),
-    h("td", {}, badge(m.state), m.kind === "adapter" ? h("div", {}, loadBadge(m.adapter_load)) : null),
+    h("td", {}, badge(m.state), m.kind === "adapter" ? h("div", {}, loadBadge(m.adapter_load)) : null,
+      m.suspended ? h("div", { class: "muted", "data-suspended": "" }, suspendedBy(m)) : null),
     // An adapter has no replicas of its own: it runs on its base's (no scale control).
     h("td", {}, m.kind === "adapter" ? h("span", { class: "muted", title: "runs on its base model's replicas" }, "on base")
       : String(m.num_replicas)),
@@ -140,6 +141,7 @@ function renderTable(data) {
     h("td", { title: m.updated_at }, ago(m.updated_at)),
     h("td", {}, h("div", { class: "actions" },
       m.kind === "adapter" ? null : scaleControl(m),
+      m.kind === "adapter" ? null : suspendButton(m).update(m),
       h("button", { class: "btn danger", "data-action": "delete", onclick: () => deleteModel(m) }, "Delete")))));
   const out = [h("table", {}, h("thead", {}, h("tr", {}, ["Model", "State", "Replicas", "Reason", "Changed", "Actions"].map(t => h("th", {}, t)))),
                    h("tbody", {}, rows))];
@@ -171,6 +173,31 @@ function scaleControl(m) {
     button.disabled = false;
   } }, "Scale");
   return h("span", { class: "actions" }, input, button);
+}
+
+// Who suspended a model, in which commit: the commit its spec is at (it says suspended: true).
+function suspendedBy(m) { return `suspended by ${m.commit_author} in ${(m.commit_sha || "").slice(0, 12)}`; }
+
+// Suspend or Resume, by what the model's spec says now; update(m) relabels it after a poll.
+// Either is a commit by you (none if the model is already so), like Scale.
+function suspendButton(m) {
+  let model = m;
+  const button = h("button", { class: "btn", onclick: async () => {
+    const verb = model.suspended ? "resume" : "suspend";
+    if (verb === "suspend" && !confirm(`Suspend ${model.model_id}? Its replicas stop and free their GPUs; it keeps its id, ` +
+                                       "history and adapters, and its requests get 503 until you resume it.")) return;
+    button.disabled = true;
+    try { await api("POST", `/api/v2/serve/models/${encodeURIComponent(model.model_key)}/${verb}`); }
+    catch (e) { alert(e.message); }
+    button.disabled = false;
+  } });
+  button.update = next => {
+    model = next;
+    button.dataset.action = model.suspended ? "resume" : "suspend";
+    button.textContent = model.suspended ? "Resume" : "Suspend";
+    return button;
+  };
+  return button;
 }
 
 async function deleteModel(m, after) {
@@ -253,7 +280,7 @@ function detailPage(main) {
   const adaptersBody = h("div", {});
   const adaptersPanel = h("div", { class: "panel", id: "adapters-panel", hidden: true }, h("h2", {}, "LoRA adapters on this model"), adaptersBody);
   const traffic = h("div", { class: "panel", id: "traffic" }, h("h2", {}, "Traffic, last 30 minutes"), h("p", { class: "muted" }, "Loading…"));
-  let lastEvent = 0, loaded = false, actions = null;
+  let lastEvent = 0, loaded = false, actions = null, toggle = null;
   main.append(header, message,
     h("div", { class: "grid" },
       h("div", { class: "panel" }, h("h2", {}, "Model"), facts),
@@ -275,13 +302,17 @@ function detailPage(main) {
     const gone = m.state === "DELETED";
     const adapter = m.kind === "adapter";
     if (!actions || (gone && !actions.dataset.gone)) {  // made once, so a number being typed survives the polls
+      toggle = gone || adapter ? null : suspendButton(m);
       actions = gone ? h("a", { class: "btn", href: "/ui/serving", "data-gone": "1" }, "Back to models")
-        : h("div", { class: "actions" }, adapter ? null : scaleControl(m),
+        : h("div", { class: "actions" }, adapter ? null : scaleControl(m), toggle,
             h("button", { class: "btn danger", "data-action": "delete", onclick: () => deleteModel(m) }, "Delete"));
     }
+    if (toggle && !gone) toggle.update(m);
     header.replaceChildren(
       h("div", {}, h("h1", { id: "model-id" }, m.model_id, " ", badge(m.state), adapter ? [" ", loadBadge(m.adapter_load)] : null),
-        h("p", { class: "sub" }, m.reason || `Spec ${m.spec_path}, last changed by ${m.commit_author}`)),
+        h("p", { class: "sub" }, m.reason || `Spec ${m.spec_path}, last changed by ${m.commit_author}`),
+        m.suspended && !gone ? h("p", { class: "sub", id: "suspended" }, suspendedBy(m)[0].toUpperCase() + suspendedBy(m).slice(1),
+          ": no replica runs and its requests get 503 until it is resumed.") : null),
       actions);
     const size = adapter
       ? [["Kind", "LoRA adapter"], ["Base model", baseLink(m.base_model)], ["Load state", loadBadge(m.adapter_load)], ["Adapter folder", m.model_source]]
