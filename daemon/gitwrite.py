@@ -511,9 +511,21 @@ class SpecEdit:
 def scale(clone: Clone, model: str, replicas: int, policy: SpecPolicy, dry_run: bool = False,
           known: bool = True) -> Change:
     """Set num_replicas in the model's spec, keeping every other byte of the file as written."""
-    edit = SpecEdit(ChangeAction.SCALED, "scale", lambda text: set_top_level(text, "num_replicas", replicas),
+    edit = SpecEdit(ChangeAction.SCALED, "scale", lambda text: _scaled(text, replicas),
                     f"already has {replicas} replica(s)")
     return _edited(clone, model, edit, policy, dry_run, known)
+
+
+def _scaled(text: str, replicas: int) -> str:
+    """The spec with num_replicas set; an autoscaled spec is refused (num_replicas beside
+    autoscaling would be invalid, and the user did not write it)."""
+    scaling = load_mapping(text.encode("utf-8", errors="surrogateescape")).value.get("autoscaling")
+    if scaling is not None:
+        shown = ", ".join(f"{k} {v}" for k, v in scaling.items()) if isinstance(scaling, dict) else str(scaling)
+        raise SpecEditError(f"the model is autoscaled ({shown}): scale sets a fixed num_replicas; change "
+                            "autoscaling.min_replicas/max_replicas in the spec instead (argusctl apply), or remove "
+                            "autoscaling there to fix the count")
+    return set_top_level(text, "num_replicas", replicas)
 
 
 def set_suspended(clone: Clone, model: str, suspended: bool, policy: SpecPolicy, dry_run: bool = False,

@@ -115,6 +115,19 @@ def test_scale_keeps_comments_and_respects_limits(setup):
     assert ctl("scale", "nope", "--replicas", "2").returncode == 4
 
 
+def test_scale_of_an_autoscaled_model_is_refused_with_what_to_do_and_commits_nothing(setup):
+    tmp, config, env, ctl = setup
+    (tmp / "a.yaml").write_text("model_id: a\nmodel_source: $HOME/common/hf/x\n"
+                                "autoscaling: {min_replicas: 0, max_replicas: 2}\n")
+    assert ctl("apply", "-f", "a.yaml").returncode == 0
+    commits = len(log(tmp / "gitops.git"))
+    result = ctl("scale", "a", "--replicas", "2")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "models.d/alice/a.yaml:1:1: the model is autoscaled (min_replicas 0, max_replicas 2)" in result.stderr
+    assert "change autoscaling.min_replicas/max_replicas" in result.stderr and "Traceback" not in result.stderr
+    assert len(log(tmp / "gitops.git")) == commits
+
+
 def test_suspend_and_resume_commit_the_one_line_and_say_so_when_there_is_nothing_to_do(setup):
     tmp, config, env, ctl = setup
     written = "# my model\nmodel_id: m  # the id\nmodel_source: $HOME/common/hf/x\nnum_replicas: 1   # start small\n"
