@@ -8,7 +8,7 @@ adapter's transition and the front end's routes, serve_config.py is the config i
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -17,12 +17,12 @@ from daemon.core.spec import SURGE
 from daemon.replicas.names import LEASE_APP, is_argus_app
 from daemon.serving.admit import admit
 from daemon.serving.desired import DesiredModel, Transition
-from daemon.serving.judge import judge, judge_adapters
+from daemon.serving.judge import judge, judge_adapters, wake_stalled
 from daemon.serving.llm_config import LlmSettings, ModelDeployment
 from daemon.serving.observe import Observed
 from daemon.serving.placement import Capacity
 from daemon.serving.rollout import arrange, judge_candidate, locate, probe_routes
-from daemon.serving.serve_config import FrontendApp, HttpOptions, LeaseApp, ModelApp, Route, ServeConfig
+from daemon.serving.serve_config import FrontendApp, HttpOptions, LeaseApp, ModelApp, Route, ServeConfig, Unavailable
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class ServeSettings:
     http_port: int
     proxy_location: str
     frontend_replicas: int          # replicas of the front end
+    wake_timeout_s: float = 300.0   # a request to a model at zero is held this long while it wakes
 
     @property
     def http(self) -> HttpOptions:
@@ -42,7 +43,8 @@ class ServeSettings:
     @classmethod
     def from_config(cls, config: Any) -> "ServeSettings":
         serve = config.serving.serve
-        return cls(serve.http_host, serve.http_port, serve.proxy_location, serve.frontend_replicas)
+        return cls(serve.http_host, serve.http_port, serve.proxy_location, serve.frontend_replicas,
+                   serve.wake_timeout_s)
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,8 @@ def plan(models: list[DesiredModel], observed: Observed, *, capacity: Capacity |
                             or (model.state == ModelState.RUNNING and not in_sync)):
             judged = judge_candidate(model, seen, app, in_sync, admitted, rollout_probes or {}, now)
         else:
-            judged = judge(model, seen, app, in_sync, admitted, running_now.get(model.model_key), entry)
+            judged = judge(model, seen, app, in_sync, admitted, running_now.get(model.model_key), entry, now,
+                           unit="GPUs" if not settings.on_cpu else "CPUs")
         if judged is not None:
             transitions.append(judged)
     state_after: dict[str, ModelState] = {m.model_key: m.state for m in models}
@@ -131,12 +134,43 @@ def plan(models: list[DesiredModel], observed: Observed, *, capacity: Capacity |
             routes += [probe_routes(r, candidate) for r in served.routes if r.base_model == model.model_id]
     routed = {r.model_id for r in routes if r.unavailable is None and not r.probe}
     routes += [r for r in served.routes if r.base_model in routed]
+    routes = _while_idle(routes, apps, models, observed, serve.wake_timeout_s, "GPUs" if not settings.on_cpu else "CPUs")
     config_apps = (sorted(apps, key=lambda a: a.name) + [FrontendApp.of(routes, serve.frontend_replicas)]
                    + ([LeaseApp(lease)] if lease is not None else []) + observed.foreign())
     desired = ServeConfig(serve.http, tuple(config_apps))
     # No lease: a leftover lease app is not argus's to judge.
     return Plan(desired if config_differs(desired, observed, ignore=set() if lease is not None else {LEASE_APP})
                 else None, transitions)
+
+
+def _while_idle(routes: list[Route], apps: list[ModelApp], models: list[DesiredModel], observed: Observed,
+               hold_s: float, unit: str) -> list[Route]:
+    """Routes to a model that may be at zero replicas (autoscaled, min_replicas 0; its adapters
+    and its probe id too) hold a request up to `hold_s` while Serve wakes it; while Serve says it
+    cannot place the replica to wake it, they answer 503 with why instead (Serve retries placing
+    it as long as it wants a replica; a request after the GPUs are free wakes it)."""
+    by_app = {a.name: a for a in apps}
+    by_key = {m.model_key: m for m in models}
+    out = []
+    for route in routes:
+        app = by_app.get(route.app)
+        if route.unavailable is not None or app is None or not app.deployment.may_idle:
+            out.append(route)
+            continue
+        model = by_key.get(app.model_key)
+        stalled = wake_stalled(model, observed.server(app.model_key, app.name), unit) if model is not None else None
+        if stalled is not None and not route.probe:
+            if route.base_model is not None:
+                stalled = f"{stalled} (adapter {route.model_id} runs on it)"
+            out.append(Route(route.model_id, "", "", route.max_request_context_length, route.base_model,
+                             unavailable=Unavailable(503, stalled, WAKE_RETRY_AFTER_S)))
+        else:
+            out.append(replace(route, hold_s=hold_s))
+    return out
+
+
+# What a client is told while a model at zero cannot wake (no free GPUs for its replica).
+WAKE_RETRY_AFTER_S = 30
 
 
 def renews_only(desired: ServeConfig, observed: Observed) -> bool:
