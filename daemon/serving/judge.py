@@ -142,6 +142,9 @@ def _judge_adapter(adapter: DesiredModel, found: tuple[BaseRef, DesiredModel] | 
                else base_allows(adapter.spec.user_id, ref))
     if problem is not None:
         return wait(problem)
+    # The base is suspended: the adapter waits until it is resumed.
+    if base.spec.suspended:
+        return wait(f"base {base.model_id} is suspended")
     # The base does not run (yet, or any more): the adapter waits for it.
     if state_after.get(base.model_key) != ModelState.RUNNING or base.model_key not in model_apps:
         return wait(f"waits for base model {base.model_id}, which is {state_after.get(base.model_key)}")
@@ -158,6 +161,26 @@ def _judge_adapter(adapter: DesiredModel, found: tuple[BaseRef, DesiredModel] | 
                               applied_generation=adapter.generation)
         return failed(adapter, str(probes[key]))
     return None
+
+
+def is_suspended(model: DesiredModel) -> bool:
+    """Its spec says suspended (and it is not being deleted): no app of it in the config."""
+    return model.spec.suspended and model.state not in (ModelState.DELETING, ModelState.DELETED)
+
+
+def suspended_message(model: DesiredModel) -> str:
+    """What a request to a suspended model is told (503): who suspended it, in which commit."""
+    who = (model.author or model.spec.user_id).split(" <")[0]
+    commit = (model.commit or "")[:7] or "an unknown commit"
+    return f"model {model.model_id} is suspended by {who} in {commit}; set suspended: false to resume"
+
+
+def judge_suspended(model: DesiredModel, observed: Observed) -> Transition | None:
+    """A suspended model is SUSPENDED once Serve holds no app of it any more (recorded once)."""
+    if model.state == ModelState.SUSPENDED or observed.apps_of(model.model_key):
+        return None
+    return Transition(model.model_key, ModelState.SUSPENDED, EventType.SUSPENDED,
+                      {"generation": model.generation, "message": suspended_message(model)})
 
 
 def at_target(spec: ResolvedServingSpec, dep: ObservedDeployment) -> bool:

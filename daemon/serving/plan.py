@@ -17,7 +17,8 @@ from daemon.core.spec import SURGE
 from daemon.replicas.names import LEASE_APP, is_argus_app
 from daemon.serving.admit import admit
 from daemon.serving.desired import DesiredModel, Transition
-from daemon.serving.judge import judge, judge_adapters, wake_stalled
+from daemon.serving.judge import (is_suspended, judge, judge_adapters, judge_suspended, suspended_message,
+                                  wake_stalled)
 from daemon.serving.llm_config import LlmSettings, ModelDeployment
 from daemon.serving.observe import Observed
 from daemon.serving.placement import Capacity
@@ -78,7 +79,9 @@ def plan(models: list[DesiredModel], observed: Observed, *, capacity: Capacity |
     `rollout_probes`: the same for models whose new generation waits to be switched to (asked
     by its probe id, with its adapters). `now`: the time, for the rollout's bound."""
     adapters = [m for m in models if m.spec.is_adapter]
-    models = [m for m in models if not m.spec.is_adapter]
+    bases = [m for m in models if not m.spec.is_adapter]
+    suspended = [m for m in bases if is_suspended(m)]
+    models = [m for m in bases if not is_suspended(m)]
     wanted = {m.model_key: ModelDeployment.of(m.model_key, m.spec, settings) for m in models}
     slots = {m.model_key: locate(m, wanted[m.model_key], observed, surge=m.spec.rollout_strategy == SURGE)
              for m in models}
@@ -106,7 +109,8 @@ def plan(models: list[DesiredModel], observed: Observed, *, capacity: Capacity |
                            unit="GPUs" if not settings.on_cpu else "CPUs")
         if judged is not None:
             transitions.append(judged)
-    state_after: dict[str, ModelState] = {m.model_key: m.state for m in models}
+    transitions += [t for t in (judge_suspended(m, observed) for m in suspended) if t is not None]
+    state_after: dict[str, ModelState] = {m.model_key: m.state for m in bases}
     state_after.update({t.model_key: t.state for t in transitions if t.state is not None})
     arranged = {m.model_key: arrange(m, state_after[m.model_key], slots[m.model_key],
                                      admission.entries.get(m.model_key), observed) for m in models}
@@ -115,7 +119,7 @@ def plan(models: list[DesiredModel], observed: Observed, *, capacity: Capacity |
     serving = {key: next(a for a in arr.apps if a.name == arr.serving)
                for key, arr in arranged.items() if arr.serving is not None}
     base_state = {key: (ModelState.RUNNING if key in serving else state) for key, state in state_after.items()}
-    served = judge_adapters(adapters, models, base_state, serving, observed, probes or {})
+    served = judge_adapters(adapters, bases, base_state, serving, observed, probes or {})
     transitions += served.transitions
     apps: list[ModelApp] = []
     routes: list[Route] = []
@@ -132,6 +136,8 @@ def plan(models: list[DesiredModel], observed: Observed, *, capacity: Capacity |
             candidate = next(a for a in mine if a.name == arr.probing)
             routes.append(probe_routes(candidate.route(), candidate))
             routes += [probe_routes(r, candidate) for r in served.routes if r.base_model == model.model_id]
+    # A suspended model keeps its public id: the front end answers it 503 with who suspended it.
+    routes += [Route(m.model_id, "", "", unavailable=Unavailable(503, suspended_message(m))) for m in suspended]
     routed = {r.model_id for r in routes if r.unavailable is None and not r.probe}
     routes += [r for r in served.routes if r.base_model in routed]
     routes = _while_idle(routes, apps, models, observed, serve.wake_timeout_s, "GPUs" if not settings.on_cpu else "CPUs")
