@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from daemon.core.quota import GpuQuota
 from daemon.core.states import ModelState
 from daemon.core.spec import SURGE
 from daemon.replicas.names import LEASE_APP, is_argus_app
@@ -69,7 +70,7 @@ def config_differs(desired: ServeConfig, observed: Observed, ignore: frozenset[s
 def plan(models: list[DesiredModel], observed: Observed, *, capacity: Capacity | None,
          settings: LlmSettings, serve: ServeSettings, lease: dict[str, Any] | None = None,
          probes: dict[str, str | None] | None = None, rollout_probes: dict[str, str | None] | None = None,
-         now: datetime | None = None) -> Plan:
+         now: datetime | None = None, quotas: dict[str, GpuQuota | None] | None = None) -> Plan:
     """What to apply and record, in five steps: locate each model's generations in Serve
     (rollout.py), admit (who is in the next config), judge each model against what Serve
     reports, judge the adapters against their base models, and arrange each model's apps and
@@ -77,7 +78,8 @@ def plan(models: list[DesiredModel], observed: Observed, *, capacity: Capacity |
     daemon holds, kept in the config (None: no lease). `probes`: adapters the shell asked
     through the endpoint this tick (model key -> None when it answered, else the failure);
     `rollout_probes`: the same for models whose new generation waits to be switched to (asked
-    by its probe id, with its adapters). `now`: the time, for the rollout's bound."""
+    by its probe id, with its adapters). `now`: the time, for the rollout's bound. `quotas`:
+    each user's GPU quota (admit.py)."""
     adapters = [m for m in models if m.spec.is_adapter]
     bases = [m for m in models if not m.spec.is_adapter]
     suspended = [m for m in bases if is_suspended(m)]
@@ -87,7 +89,7 @@ def plan(models: list[DesiredModel], observed: Observed, *, capacity: Capacity |
              for m in models}
     running_now = observed.running_models()
     admission = admit(models, running_now, capacity, settings, observed,
-                      targets={key: s.target for key, s in slots.items()})
+                      targets={key: s.target for key, s in slots.items()}, quotas=quotas)
 
     transitions = list(admission.transitions)
     decided = {t.model_key for t in transitions}

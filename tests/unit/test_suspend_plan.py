@@ -108,3 +108,55 @@ def test_resuming_is_an_ordinary_deploy():
     assert states(p) == [("a", "DEPLOYING", "APPLIED")]
     assert "llm-a" in {a["name"] for a in p.apply.to_json()["applications"]}
     assert routes(p.apply)["alice-1-a"]["unavailable"]["message"] == "model alice-1-a is starting"
+
+
+# ---- quotas -----------------------------------------------------------------------------------
+
+from daemon.core.quota import GpuQuota  # noqa: E402
+
+QUOTA = {"alice": GpuQuota(4, "users.alice.max_gpus")}
+
+
+def scaled(key, state="QUEUED", min_replicas=1, max_replicas=4, gpus=2, **kw):
+    spec = ResolvedServingSpec("alice", key, "alice-1", f"alice-1-{key}", "/private/hf/m", min_replicas, gpus, {},
+                               autoscaling={"min_replicas": min_replicas, "max_replicas": max_replicas,
+                                            "target_ongoing_requests": 16, "scale_down_delay_s": 300})
+    return DesiredModel(key, spec.model_id, state, 1, spec, **kw)
+
+
+# (alice's other models, the queued one, admitted?, the message's numbers)
+QUOTA_TABLE = [
+    ([base("RUNNING", key="a", gpus=3)], base("QUEUED", key="b", gpus=2), False, "reserve 3, this one needs 2"),
+    ([base("RUNNING", key="a", gpus=2)], base("QUEUED", key="b", gpus=2), True, None),        # exactly the quota
+    ([base("RUNNING", key="a", gpus=3)], scaled("b", min_replicas=0), True, None),            # min 0 reserves none
+    ([base("RUNNING", key="a", gpus=3)], scaled("b", min_replicas=1, gpus=1), True, None),    # max is not counted
+    ([base("QUEUED", key="a", gpus=4, suspended=True)], base("QUEUED", key="b", gpus=4), True, None),  # suspended
+    ([base("FAILED", key="a", gpus=4)], base("QUEUED", key="b", gpus=4), True, None),         # out of the config
+]
+
+
+def test_quota_table():
+    for others, queued, admitted, numbers in QUOTA_TABLE:
+        p = plan(others + [queued], Observed(), capacity=None, settings=CPU, serve=SERVE, quotas=QUOTA)
+        mine = [(t.state, t.event_type) for t in p.transitions if t.model_key == queued.model_key]
+        if admitted:
+            assert mine == [("DEPLOYING", "APPLIED")], (queued.model_key, mine)
+        else:
+            assert mine == [("QUEUED", "QUOTA_EXCEEDED")]
+            (t,) = [t for t in p.transitions if t.model_key == queued.model_key]
+            assert "users.alice.max_gpus" in t.payload["message"] and numbers in t.payload["message"]
+            assert t.error_summary == t.payload["message"]
+            again = plan(others + [dataclasses.replace(queued, last_event=("QUOTA_EXCEEDED", t.payload))],
+                         Observed(), capacity=None, settings=CPU, serve=SERVE, quotas=QUOTA)
+            assert [t for t in again.transitions if t.model_key == queued.model_key] == []   # once
+
+
+def test_an_update_over_quota_keeps_the_running_version_and_other_users_are_not_counted():
+    running = settle([base(gpus=2)], quotas=QUOTA)
+    bigger = dataclasses.replace(base("QUEUED", generation=2, gpus=2), spec=dataclasses.replace(
+        base(gpus=2).spec, num_replicas=3))
+    bob = DesiredModel("z", "bob-1-z", "RUNNING", 1, ResolvedServingSpec("bob", "z", "bob-1", "bob-1-z",
+                                                                         "/private/hf/m", 1, 4, {}))
+    p = plan([bigger, bob], running, capacity=None, settings=CPU, serve=SERVE, quotas=QUOTA)
+    assert [(t.model_key, t.event_type) for t in p.transitions if t.model_key == "a"] == [("a", "QUOTA_EXCEEDED")]
+    assert routes(p.apply)["alice-1-a"]["app"] == "llm-a"    # still served by what runs
