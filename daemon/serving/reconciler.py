@@ -98,6 +98,8 @@ class Reconciler:
         self._last_cluster: tuple[str, dict] | None = None   # the newest cluster event (read once)
         self._waiting: str | None = None   # why the last tick waited for sync (logged once per reason)
         self._waking: dict[str, datetime] = {}   # model key -> the tick Serve first wanted a replica of it at zero
+        # model id -> (running, wanted) replicas of its serving deployment at the last tick (/metrics)
+        self.replicas_seen: dict[str, tuple[int, int | None]] = {}
         self.probe = probe if probe is not None else (lambda model_id: probe_adapter(base_url, model_id))
         self.probe_rollout = (probe_rollout if probe_rollout is not None
                               else (lambda model_id: probe_model(base_url, model_id)))
@@ -142,8 +144,11 @@ class Reconciler:
         wake time is measured from there); kept in memory: an argusd started mid-wake records
         the wake without its time."""
         now = self.clock()
+        self.replicas_seen = {}
         for model in models:
             seen = observed.server(model.model_key, observed.live_app(model.model_key, model.model_id))
+            if seen is not None and not model.spec.is_adapter:
+                self.replicas_seen[model.model_id] = (seen[1].running_replicas, seen[1].target_replicas)
             if seen is not None and seen[1].waking:
                 self._waking.setdefault(model.model_key, now)
             else:
