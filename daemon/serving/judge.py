@@ -179,8 +179,9 @@ def judge_suspended(model: DesiredModel, observed: Observed) -> Transition | Non
     """A suspended model is SUSPENDED once Serve holds no app of it any more (recorded once)."""
     if model.state == ModelState.SUSPENDED or observed.apps_of(model.model_key):
         return None
+    message = suspended_message(model)
     return Transition(model.model_key, ModelState.SUSPENDED, EventType.SUSPENDED,
-                      {"generation": model.generation, "message": suspended_message(model)})
+                      {"generation": model.generation, "message": message}, error_summary=message)
 
 
 def at_target(spec: ResolvedServingSpec, dep: ObservedDeployment) -> bool:
@@ -335,7 +336,10 @@ def lost_while_claiming(models: list[DesiredModel], observed: Observed) -> list[
             continue
         # Its serving app: the one the front end routes it to (the second slot after a rollout).
         name = observed.live_app(model.model_key, model.model_id) or model_app_name(model.model_key)
-        lost = replicas_lost(observed.server(model.model_key, name), observed.apps.get(name), in_sync=False)
+        seen = observed.server(model.model_key, name)
+        if seen is not None and may_idle(model.spec):   # at zero by Serve's own decision
+            continue
+        lost = replicas_lost(seen, observed.apps.get(name), in_sync=False)
         if lost is not None:
             out.append(Transition(model.model_key, ModelState.DEPLOYING, EventType.REPLICAS_LOST, {"message": lost},
                                   error_summary=lost))

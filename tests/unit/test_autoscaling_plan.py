@@ -204,3 +204,15 @@ def test_a_new_generation_of_a_model_at_zero_is_probed_before_clients_move():
     probing = serve_answer(p2.apply or p.apply, "HEALTHY", 0, 0)
     assert [m.model_key for m, _ in rollouts_to_probe([deploying], probing, CPU)] == ["a"]
     assert route(p2.apply or p.apply, "alice-1-a@next")["hold_s"] == 120.0
+
+
+def test_claiming_the_lease_does_not_call_a_model_at_zero_lost():
+    from daemon.serving.judge import lost_while_claiming
+
+    observed = first_config(model())
+    at_zero = Observed({name: (dataclasses.replace(app, deployments={
+        d: ObservedDeployment("HEALTHY", "", 0, 0) if d.startswith("LLMServer:") else dep
+        for d, dep in app.deployments.items()})) for name, app in observed.apps.items()})
+    assert lost_while_claiming([model()], at_zero) == []
+    assert [t.event_type for t in lost_while_claiming([model(scaling=SCALE1)], at_zero)] == ["REPLICAS_LOST"]
+    assert [t.event_type for t in lost_while_claiming([model()], Observed())] == ["REPLICAS_LOST"]

@@ -75,6 +75,7 @@ def test_a_suspended_model_leaves_serve_then_is_suspended_once_and_answers_503_w
     assert p2.apply is None
     (t,) = p2.transitions
     assert (t.state, t.event_type, t.payload) == ("SUSPENDED", "SUSPENDED", {"generation": 2, "message": MESSAGE})
+    assert t.error_summary == MESSAGE                        # status's reason says who and where
     assert plan([dataclasses.replace(queued, state="SUSPENDED")], gone, capacity=None, settings=CPU,
                 serve=SERVE).noop                            # once
 
