@@ -36,7 +36,7 @@ class ServeSettings:
     http_port: int
     proxy_location: str
     frontend_replicas: int          # replicas of the front end
-    wake_timeout_s: float = 300.0   # a request to a model at zero is held this long while it wakes
+    wake_timeout_s: float           # a request to a model at zero is held this long while it wakes
 
     @property
     def http(self) -> HttpOptions:
@@ -108,7 +108,7 @@ def plan(models: list[DesiredModel], observed: Observed, *, capacity: Capacity |
             judged = judge_candidate(model, seen, app, in_sync, admitted, rollout_probes or {}, now)
         else:
             judged = judge(model, seen, app, in_sync, admitted, running_now.get(model.model_key), entry, now,
-                           unit="GPUs" if not settings.on_cpu else "CPUs")
+                           _unit(settings))
         if judged is not None:
             transitions.append(judged)
     transitions += [t for t in (judge_suspended(m, observed) for m in suspended) if t is not None]
@@ -142,7 +142,7 @@ def plan(models: list[DesiredModel], observed: Observed, *, capacity: Capacity |
     routes += [Route(m.model_id, "", "", unavailable=Unavailable(503, suspended_message(m))) for m in suspended]
     routed = {r.model_id for r in routes if r.unavailable is None and not r.probe}
     routes += [r for r in served.routes if r.base_model in routed]
-    routes = _while_idle(routes, apps, models, observed, serve.wake_timeout_s, "GPUs" if not settings.on_cpu else "CPUs")
+    routes = _while_idle(routes, apps, models, observed, serve.wake_timeout_s, _unit(settings))
     config_apps = (sorted(apps, key=lambda a: a.name) + [FrontendApp.of(routes, serve.frontend_replicas)]
                    + ([LeaseApp(lease)] if lease is not None else []) + observed.foreign())
     desired = ServeConfig(serve.http, tuple(config_apps))
@@ -175,6 +175,11 @@ def _while_idle(routes: list[Route], apps: list[ModelApp], models: list[DesiredM
         else:
             out.append(replace(route, hold_s=hold_s))
     return out
+
+
+def _unit(settings: LlmSettings) -> str:
+    """What a replica's workers are, in messages: GPUs, or CPUs on CPU serving."""
+    return "CPUs" if settings.on_cpu else "GPUs"
 
 
 # What a client is told while a model at zero cannot wake (no free GPUs for its replica).
