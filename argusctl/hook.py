@@ -48,7 +48,8 @@ def pre_receive(ctx: typer.Context) -> None:
 
     with tempfile.TemporaryDirectory(prefix="argus-hook-") as tmp:  # signers: gitops.require_signed
         repo = GitRepo(os.environ.get("GIT_DIR", "."), signatures=prepare_signatures(config, Path(tmp)))
-        problems = check_push(repo, updates, config.gitops.branch, SpecPolicy.from_config(config), config.owners())
+        problems = check_push(repo, updates, config.gitops.branch, SpecPolicy.from_config(config), config.owners(),
+                              config.gpu_quota)
     if problems:
         typer.echo(f"argus: push refused: {len(problems)} problem(s); fix them, amend and push again", err=True)
         for problem in problems:

@@ -30,7 +30,7 @@ def lint(
     policy = SpecPolicy.from_config(config)
     # Asked only for a file outside models.d/ (a clone lookup loads git), and once.
     report = lint_paths(paths, policy, user, None if user else functools.cache(lambda: _clone_user(ctx, workdir)),
-                        users=frozenset(config.users) if config.users else None)
+                        users=frozenset(owners) if (owners := config.owners()) else None, quotas=config.gpu_quota)
     if output is Output.json:
         print_json(report.to_dict())
     else:

@@ -37,8 +37,9 @@ def create(
         validate_user_id(user)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    allowed = config.owners().get(user, ())
-    if config.users and user not in config.users:
+    owners = config.owners()
+    allowed = owners.get(user, ())
+    if owners and user not in owners:
         raise UsageError(f"user {user!r} is not in the config's users map, so the repo would refuse their commits; "
                          "add them there first")
     if email is not None and allowed and email not in allowed:

@@ -18,6 +18,7 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationEr
                       model_validator)
 
 from daemon.core.forge import RepoKind, RepoLocation, cleartext_token_problem, parse_repo, ssh_public_key_problem
+from daemon.core.quota import GpuQuota
 from daemon.core.spec import USER_ID_RE, validate_user_id
 from daemon.errors import ConfigError, Problem
 from daemon.core.validation import problems_from
@@ -148,6 +149,9 @@ class LimitsConfig(_Strict):
     max_replicas: int = Field(8, ge=1, le=1024)
     max_gpus_per_replica: int = Field(8, ge=1, le=64)
     max_spec_bytes: int = Field(64 * 1024, ge=1024, le=1024 * 1024)
+    # GPUs each user's models may reserve at once, for users without users.<user>.max_gpus of
+    # their own (core/quota.py). None: no quota.
+    max_gpus_per_user: Optional[int] = Field(None, ge=0)
 
 
 class EngineKwargsPolicy(_Strict):
@@ -385,8 +389,14 @@ class UserConfig(_Strict):
     # ("ssh-ed25519 AAAA... comment") or armored OpenPGP (gpg --armor --export <key id>).
     signing_keys: list[SshPublicKey] = Field(default_factory=list)
     # GPUs this user's models may reserve at once (num_replicas, or autoscaling.min_replicas,
-    # times gpus_per_replica; suspended models count none). None: no quota.
+    # times gpus_per_replica; suspended models count none). None: limits.max_gpus_per_user.
+    # An entry with only max_gpus is a quota, not an ownership entry (Config.owners).
     max_gpus: Optional[int] = Field(None, ge=0)
+
+    @property
+    def owns(self) -> bool:
+        """Whether this entry says who may change the user's models (not only a quota)."""
+        return bool(self.git_identities or self.signing_keys)
 
 
 class _Listener(_Strict):
@@ -424,7 +434,9 @@ class Config(_Strict):
     engine_kwargs: EngineKwargsPolicy = Field(default_factory=EngineKwargsPolicy)
     state: StateConfig = Field(default_factory=StateConfig)
     gitops: GitopsConfig = Field(default_factory=GitopsConfig)
-    # Empty means "no ownership map": every well-formed user directory is accepted.
+    # Who may change models.d/<user>/, and each user's GPU quota. With no user that has
+    # git_identities or signing_keys (empty, or quotas only) there is no ownership map: every
+    # well-formed user directory is accepted, from anyone (Config.owners).
     users: dict[UserId, UserConfig] = Field(default_factory=dict)
 
     def signing_keys(self) -> dict[str, list[str]]:
@@ -432,8 +444,23 @@ class Config(_Strict):
         return {user: list(u.signing_keys) for user, u in self.users.items()}
 
     def owners(self) -> dict[str, tuple[str, ...]]:
-        """user -> the git author emails allowed to change models.d/<user>/ (core.ownership)."""
+        """user -> the git author emails allowed to change models.d/<user>/ (core.ownership);
+        empty (no ownership checks, every user known) unless some user has git_identities or
+        signing_keys: a users: section that only sets quotas (`alice: {max_gpus: 4}`) must not
+        decide who may push. Once it does, every user it lists is in the map (one listed
+        without git_identities: nobody may change their models) and no other user is known."""
+        if not any(u.owns for u in self.users.values()):
+            return {}
         return {user: tuple(u.git_identities) for user, u in self.users.items()}
+
+    def gpu_quota(self, user: str) -> GpuQuota | None:
+        """GPUs `user`'s models may reserve at once (core/quota.py): users.<user>.max_gpus, else
+        limits.max_gpus_per_user; None: no quota."""
+        own = self.users.get(user)
+        if own is not None and own.max_gpus is not None:
+            return GpuQuota(own.max_gpus, f"users.{user}.max_gpus")
+        default = self.limits.max_gpus_per_user
+        return None if default is None else GpuQuota(default, "limits.max_gpus_per_user")
 
 
 def openai_base_url(config: Config) -> str:

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 from daemon.core.layout import FILE_MODES
 from daemon.core.spec import ParsedSpec, SpecPolicy, read_spec
-from daemon.core.verdict import (FileVerdict, TreeEntry, UserFacts, contested, folders_to_read, judge, read_user,
-                                 recorded_before)
+from daemon.core.quota import GpuQuota, reserved_gpus
+from daemon.core.verdict import (FileVerdict, TreeEntry, UserFacts, contested, folders_to_read, judge, judge_quota,
+                                 over_quota, read_user, recorded_before)
 from daemon.errors import SpecError
 from daemon.folders import read_folder
 
@@ -37,7 +38,24 @@ def judge_files(user: UserFacts, policy: SpecPolicy, before: Before | None = Non
         named = {path: _named_before(path, data, user.user_id, policy, log) for path, data in old.items()}
         user = replace(user, recorded={**user.recorded, **recorded_before(named, disputes)})
     folders = {path: read_folder(path, user.user_id, policy.root) for path in folders_to_read(readings)}
-    return judge(user, readings, folders, policy)
+    verdicts = judge(user, readings, folders, policy)
+    if not over_quota(user, verdicts):
+        return verdicts
+    # Only now (rarely) read what the files reserved before this change: growth is refused.
+    old = before([v.path for v in verdicts if v.spec is not None]) if before is not None else {}
+    return judge_quota(user, verdicts, {path: _reserved_before(path, data, user.user_id, policy, log)
+                                        for path, data in old.items()})
+
+
+def _reserved_before(path: str, data: bytes, user_id: str, policy: SpecPolicy, log: logging.Logger | None) -> int:
+    """The GPUs an earlier version of a file reserved; 0 when it was not a valid spec then."""
+    try:
+        parsed = read_spec(path, data, user_id, policy).parsed
+    except Exception as exc:  # noqa: BLE001 - a hostile old file reserved nothing, never a traceback
+        if log is not None:
+            log.error("reading the earlier %s failed", path, exc_info=exc)
+        return 0
+    return reserved_gpus(parsed.spec) if parsed is not None else 0
 
 
 def _named_before(path: str, data: bytes, user_id: str, policy: SpecPolicy,
@@ -52,12 +70,23 @@ def _named_before(path: str, data: bytes, user_id: str, policy: SpecPolicy,
         return None
 
 
-def judged_spec(path: str, data: bytes, user_id: str, policy: SpecPolicy, known: bool = True) -> ParsedSpec:
+def judged_spec(path: str, data: bytes, user_id: str, policy: SpecPolicy, known: bool = True,
+                quota: GpuQuota | None = None, pushed: Mapping[str, bytes] | None = None) -> ParsedSpec:
     """One spec file on its own, as the writes check it before anything is pushed: every rule
     but the ones that need the rest of the tree. `known`: the config's users: names `user_id`
-    (known_user; the API passes it, as argusd and the hook judge it). Raises SpecError listing
-    every problem."""
-    (verdict,) = judge_files(UserFacts(user_id, (TreeEntry(path, "", FILE_MODES[0], data),), known), policy)
+    (known_user; the API passes it, as argusd and the hook judge it). With `quota`
+    (Config.gpu_quota) and `pushed` (the user's spec files as the branch has them, path ->
+    content), also rule 7, as the hook will judge the push. Raises SpecError listing every
+    problem of this file."""
+    entries = [TreeEntry(path, "", FILE_MODES[0], data)]
+    if quota is not None and pushed is not None:
+        entries += [TreeEntry(p, "", FILE_MODES[0], d) for p, d in sorted(pushed.items()) if p != path]
+
+    def as_pushed(paths: Sequence[str]) -> Mapping[str, bytes]:
+        return {p: pushed[p] for p in paths if pushed is not None and p in pushed}
+
+    verdicts = judge_files(UserFacts(user_id, tuple(entries), known, quota=quota), policy, as_pushed)
+    verdict = next(v for v in verdicts if v.path == path)
     if verdict.spec is None:
         raise SpecError(list(verdict.problems))
     return verdict.spec

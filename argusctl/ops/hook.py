@@ -15,6 +15,7 @@ from typing import Mapping, Sequence
 from daemon.core import layout
 from daemon.core.layout import FILE_MODES, MODELS_DIR, user_of
 from daemon.core.ownership import ownership_refusals
+from daemon.core.quota import Quotas
 from daemon.core.spec import SpecPolicy
 from daemon.core.verdict import TreeEntry, UserFacts
 from daemon.errors import GitError, Problem
@@ -26,10 +27,11 @@ HOOK_MARK = "# installed by argusctl hook install"
 
 
 def check_step(repo: GitRepo, previous: str | None, commit: CommitInfo, policy: SpecPolicy,
-               owners: dict[str, tuple[str, ...]]) -> list[str]:
+               owners: dict[str, tuple[str, ...]], quotas: Quotas | None = None) -> list[str]:
     """Problems of one step of the branch (previous -> commit, as argusd records it), each as
     `path:line:col: message`: the judge's verdict (core/verdict.py) on the files this step
-    changed, with the previous step as what is on record."""
+    changed, with the previous step as what is on record. `quotas`: each user's GPU quota
+    (Config.gpu_quota): a step that puts a user over it could never run, and is refused."""
     problems: list[str] = []
     changes = repo.changers(previous, commit.sha) if owners else {p: [] for p in repo.changed_paths(previous, commit.sha)}
     changed = set(changes)
@@ -47,7 +49,8 @@ def check_step(repo: GitRepo, previous: str | None, commit: CommitInfo, policy: 
         facts = UserFacts(user, tuple(TreeEntry(f.path, f.blob, f.mode, blobs.get(f.blob))
                                       for f in files if user_of(f.path) == user),
                           known=not owners or user in owners,
-                          refused={p: (Problem(p, 1, 1, r.message),) for p, r in refusals.items() if user_of(p) == user})
+                          refused={p: (Problem(p, 1, 1, r.message),) for p, r in refusals.items() if user_of(p) == user},
+                          quota=quotas(user) if quotas is not None else None)
         verdicts = judge_files(facts, policy, _before(repo, previous, policy))
         for verdict in verdicts:
             if verdict.path in changed:
@@ -70,7 +73,7 @@ def _before(repo: GitRepo, previous: str | None, policy: SpecPolicy) -> Before:
 
 
 def check_push(repo: GitRepo, updates: list[tuple[str, str, str]], branch: str, policy: SpecPolicy,
-               owners: dict[str, tuple[str, ...]]) -> list[str]:
+               owners: dict[str, tuple[str, ...]], quotas: Quotas | None = None) -> list[str]:
     """pre-receive input lines (old, new, ref): every problem of the push, judged as argusd
     would record it. Only the tracked branch may move, and only forward."""
     problems: list[str] = []
@@ -90,7 +93,8 @@ def check_push(repo: GitRepo, updates: list[tuple[str, str, str]], branch: str, 
             continue
         previous = since
         for commit in repo.commits(since, new):
-            problems += [f"{p} (commit {commit.sha[:12]})" for p in check_step(repo, previous, commit, policy, owners)]
+            found = check_step(repo, previous, commit, policy, owners, quotas)
+            problems += [f"{p} (commit {commit.sha[:12]})" for p in found]
             previous = commit.sha
     return problems
 

@@ -10,6 +10,7 @@ from typing import Callable, Mapping, Sequence
 from daemon.core import layout
 from daemon.core.adapters import AdapterRefused, BaseRef, adapter_fit, find_base
 from daemon.core.layout import FILE_MODES, MODELS_DIR, SPEC_SUFFIXES
+from daemon.core.quota import Quotas
 from daemon.core.spec import ParsedSpec, SpecPolicy
 from daemon.core.verdict import TreeEntry, UserFacts
 from daemon.errors import Problem, UsageError
@@ -115,10 +116,37 @@ def _at_head(fs_paths: dict[str, Path], limit: int) -> Before:
     return read
 
 
-def lint_files(files: list[SpecFile], policy: SpecPolicy, users: frozenset[str] | None = None) -> LintReport:
+def _siblings(user: str, linted_paths: list[Path], linted: set[str], fs_paths: dict[str, Path],
+              limit: int) -> list[TreeEntry]:
+    """The other spec files of models.d/<user>/ beside the linted ones (what the hook sees of the
+    user's other models when it checks the quota), added to `fs_paths` so their HEAD is read too."""
+    dirs = {p.parent for p in linted_paths if p.parent.name == user and p.parent.parent.name == MODELS_DIR}
+    seen = {os.path.abspath(p) for p in linted_paths}
+    out = []
+    for folder in sorted(dirs):
+        for path in sorted(folder.iterdir()):
+            if (not path.name.endswith(SPEC_SUFFIXES) or path.name.startswith(".") or path.is_symlink()
+                    or not path.is_file() or os.path.abspath(path) in seen):
+                continue
+            try:
+                data = _read_capped(path, limit)
+            except OSError:
+                continue  # lint it to see why; it reserves nothing here
+            display = str(path)
+            if display in linted:
+                continue
+            fs_paths[display] = path
+            out.append(TreeEntry(display, "", FILE_MODES[0], data))
+    return out
+
+
+def lint_files(files: list[SpecFile], policy: SpecPolicy, users: frozenset[str] | None = None,
+               quotas: Quotas | None = None) -> LintReport:
     """Every problem of the files: where they are and what they are (read here), then the
     judge's verdict (core/verdict.py), per user, as the hook and argusd give it. `users`: the
-    config's users: section, when it has one (a user it does not name is refused)."""
+    config's users: section, when it has one (a user it does not name is refused). `quotas`:
+    each user's GPU quota (Config.gpu_quota); with one, the user's other files in their
+    models.d/<user>/ count towards it, as the hook counts them."""
     report = LintReport(files=[f.display for f in files])
     entries: dict[str, list[TreeEntry]] = {}
     fs_paths: dict[str, Path] = {}
@@ -143,9 +171,15 @@ def lint_files(files: list[SpecFile], policy: SpecPolicy, users: frozenset[str] 
         entries.setdefault(spec_file.user_id, []).append(TreeEntry(spec_file.display, "", FILE_MODES[0], data))
         fs_paths[spec_file.display] = spec_file.fs_path
     owners = {f.display: f.user_id for f in files}
+    linted = set(fs_paths)
     for user, mine in sorted(entries.items()):
-        facts = UserFacts(user, tuple(mine), known=users is None or user in users)
+        quota = quotas(user) if quotas is not None else None
+        if quota is not None:  # the quota counts the user's other models: the rest of their directory
+            mine = mine + _siblings(user, [fs_paths[e.path] for e in mine], linted, fs_paths, policy.max_spec_bytes)
+        facts = UserFacts(user, tuple(mine), known=users is None or user in users, quota=quota)
         for verdict in judge_files(facts, policy, _at_head(fs_paths, policy.max_spec_bytes)):
+            if verdict.path not in linted:
+                continue  # context only: lint it to see its own problems
             report.problems.extend(verdict.problems)
             if verdict.spec is not None:
                 report.specs[verdict.path] = verdict.spec
@@ -181,8 +215,9 @@ def adapter_problems(specs: dict[str, ParsedSpec], users: dict[str, str | None],
 
 
 def lint_paths(paths: list[str], policy: SpecPolicy, user_override: str | None = None,
-               clone_user: CloneUser | None = None, users: frozenset[str] | None = None) -> LintReport:
+               clone_user: CloneUser | None = None, users: frozenset[str] | None = None,
+               quotas: Quotas | None = None) -> LintReport:
     files = find_spec_files(paths, user_override, clone_user)
     if not files:
         raise UsageError(f"no spec files (*.yaml, *.yml) found in {', '.join(paths)}")
-    return lint_files(files, policy, users)
+    return lint_files(files, policy, users, quotas)

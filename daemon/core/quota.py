@@ -11,7 +11,7 @@ model and an adapter (it runs on its base model's replicas) reserve none.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Union
+from typing import Callable, Iterable, Union
 
 from daemon.core.spec import ResolvedServingSpec, ServingSpec
 
@@ -24,6 +24,9 @@ class GpuQuota:
     gpus: int
     source: str   # "users.alice.max_gpus" or "limits.max_gpus_per_user"
 
+
+# A user's GPU quota by user id (Config.gpu_quota), for the shells that judge many users.
+Quotas = Callable[[str], "GpuQuota | None"]
 
 # A spec as a user wrote it (lint, the hook) or as the platform runs it (argusd's admission).
 Reserving = Union[ServingSpec, ResolvedServingSpec]

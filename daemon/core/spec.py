@@ -113,6 +113,18 @@ class ServingSpec(BaseModel):
 
 # Fields an adapter spec does not take: it runs on its base model's replicas.
 ADAPTER_ONLY_FIELDS = ("model_id", "base_model", "model_source")
+# What to do instead, for the fields about replicas that a user carries over from a model's spec.
+_ADAPTER_FIELD_HINTS = {
+    "autoscaling": "it scales with its base model (autoscaling goes in the base model's spec)",
+    "suspended": "suspend its base model instead, or delete this file to remove the adapter",
+}
+
+# Bounds of autoscaling argus adds to Ray Serve's own (docs/spec.md, "Replicas"). A replica runs
+# at most vLLM's max_num_seqs requests at once and queues the rest; its default is 256, 1024 on
+# GPUs of 70 GiB or more (vllm/engine/arg_utils.py). A target above that would never add a replica.
+MAX_TARGET_ONGOING_REQUESTS = 1024
+# A day: a longer delay keeps replicas (and their GPUs) for load that is long gone.
+MAX_SCALE_DOWN_DELAY_S = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -312,12 +324,17 @@ def check_spec(values: dict[str, Any], user_id: str,
     Takes the raw mapping so it can run beside type validation: each rule looks only at a
     field whose type is already right, and a user sees every problem in one pass.
     """
-    problems: list[tuple[tuple, bool, str]] = []
-    if values.get("base_model") is not None:
+    problems: list[tuple[tuple, bool, str, ProblemKind]] = []
+    adapter = values.get("base_model") is not None
+    if adapter:
         for key in values:
             if key not in ADAPTER_ONLY_FIELDS:
+                hint = _ADAPTER_FIELD_HINTS.get(key, "")
                 problems.append(((key,), True, f"{key} is not taken by an adapter spec (base_model is set): an adapter "
-                                 "runs on its base model's replicas; remove it", ProblemKind.INVALID))
+                                 f"runs on its base model's replicas; remove it{f': {hint}' if hint else ''}",
+                                 ProblemKind.INVALID))
+    else:
+        problems += _autoscaling_problems(values, policy)
     adapters = values.get("adapters")
     if isinstance(adapters, dict):
         rank = adapters.get("max_rank")
@@ -330,8 +347,9 @@ def check_spec(values: dict[str, Any], user_id: str,
                 problems.append((("adapters", "users", i), False, f"adapters.users[{i}] {user!r} is not a user id; "
                                  f"use user ids (the directories under models.d/) or \"{ANY_USER}\"",
                                  ProblemKind.INVALID))
+    # beside autoscaling, num_replicas gets one problem: remove it (_autoscaling_problems)
     replicas, gpus = values.get("num_replicas"), values.get("gpus_per_replica")
-    if is_int(replicas) and replicas > policy.max_replicas:
+    if is_int(replicas) and replicas > policy.max_replicas and not isinstance(values.get("autoscaling"), dict):
         problems.append((("num_replicas",), False,
                          f"num_replicas is {replicas}, over this platform's limit of {policy.max_replicas}",
                          ProblemKind.INVALID))
@@ -353,6 +371,41 @@ def check_spec(values: dict[str, Any], user_id: str,
                                                         extra_allowed=policy.extra_allowed):
             problems.append((("engine_kwargs", key), at_key, message, ProblemKind.INVALID))
     return problems, resolved_source
+
+
+def _autoscaling_problems(values: dict[str, Any], policy: SpecPolicy) -> list[tuple[tuple, bool, str, ProblemKind]]:
+    """autoscaling's rules beyond each field's type: no num_replicas beside it, min within max,
+    max within the platform's replica limit, and a target and delay that Serve can act on."""
+    scaling = values.get("autoscaling")
+    if not isinstance(scaling, dict):
+        return []
+    found = []
+    if "num_replicas" in values:
+        found.append((("num_replicas",), True, "remove num_replicas: autoscaling sets the replicas (from "
+                      "autoscaling.min_replicas up to autoscaling.max_replicas, following the load)",
+                      ProblemKind.INVALID))
+    low, high = scaling.get("min_replicas"), scaling.get("max_replicas")
+    if is_int(high) and high > policy.max_replicas:
+        found.append((("autoscaling", "max_replicas"), False, f"autoscaling.max_replicas is {high}, over this "
+                      f"platform's limit of {policy.max_replicas}", ProblemKind.INVALID))
+    if is_int(low) and is_int(high) and low > high:
+        found.append((("autoscaling", "min_replicas"), False, f"autoscaling.min_replicas ({low}) is over "
+                      f"autoscaling.max_replicas ({high}); lower min_replicas or raise max_replicas",
+                      ProblemKind.INVALID))
+    target = scaling.get("target_ongoing_requests")
+    if is_int(target) and target > MAX_TARGET_ONGOING_REQUESTS:
+        found.append((("autoscaling", "target_ongoing_requests"), False, f"autoscaling.target_ongoing_requests is "
+                      f"{target}, over {MAX_TARGET_ONGOING_REQUESTS}: a replica never runs that many requests at "
+                      "once (vLLM queues them), so Serve would never add one; use a number near what one "
+                      "replica serves well at once (the default is "
+                      f"{DEFAULT_TARGET_ONGOING_REQUESTS})", ProblemKind.INVALID))
+    delay = scaling.get("scale_down_delay_s")
+    if is_int(delay) and delay > MAX_SCALE_DOWN_DELAY_S:
+        found.append((("autoscaling", "scale_down_delay_s"), False, f"autoscaling.scale_down_delay_s is {delay}, "
+                      f"over a day ({MAX_SCALE_DOWN_DELAY_S}); use at most {MAX_SCALE_DOWN_DELAY_S}, or a fixed "
+                      "num_replicas (without autoscaling) for a model that should keep its replicas",
+                      ProblemKind.INVALID))
+    return found
 
 
 @dataclass(frozen=True)
@@ -451,8 +504,15 @@ def spec_json_schema(policy: SpecPolicy | None = None) -> dict[str, Any]:
     schema = ServingSpec.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "argus ServingSpec"
+    scaling = schema["$defs"]["AutoscalingPolicy"]["properties"]
+    scaling["target_ongoing_requests"]["maximum"] = MAX_TARGET_ONGOING_REQUESTS
+    scaling["scale_down_delay_s"]["maximum"] = MAX_SCALE_DOWN_DELAY_S
+    # autoscaling sets the replicas: a spec gives it or num_replicas, never both.
+    schema["not"] = {"required": ["num_replicas", "autoscaling"]}
     if policy is not None:
         props = schema["properties"]
         props["num_replicas"]["maximum"] = policy.max_replicas
         props["gpus_per_replica"]["maximum"] = policy.max_gpus_per_replica
+        scaling["max_replicas"]["maximum"] = policy.max_replicas
+        scaling["min_replicas"]["maximum"] = policy.max_replicas
     return schema

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import difflib
-from typing import Any, Iterable
+from typing import Any, Iterable, get_args
 
 from pydantic import BaseModel, ValidationError
 
@@ -80,8 +80,16 @@ def _allowed_fields(model: type[BaseModel], loc: tuple) -> list[str]:
         field = getattr(current, "model_fields", {}).get(part)
         if field is None:
             return []
-        current = field.annotation
+        current = _model_of(field.annotation)
     return list(getattr(current, "model_fields", {}).keys())
+
+
+def _model_of(annotation: Any) -> Any:
+    """The model an optional field holds (`AutoscalingPolicy | None` -> AutoscalingPolicy)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((arm for arm in get_args(annotation) if isinstance(arm, type) and issubclass(arm, BaseModel)),
+                annotation)
 
 
 def problems_from(exc: ValidationError, doc: YamlDoc, path: str, model: type[BaseModel]) -> list[Problem]:

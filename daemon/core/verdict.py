@@ -15,6 +15,11 @@ The rules, in the order a file meets them:
 6. one model_id, one file: when two files of a user name the same model_id, the file the model
    is recorded from keeps it (the model keeps serving) and the newcomer is refused, naming that
    file; when none of them is on record, each is refused, naming the others.
+7. the user's GPU quota, where the shell knows it (lint, the hook; never argusd's sync, which
+   records the spec and lets admission hold it QUEUED, since the config can change): when the
+   files that would apply reserve more GPUs than the quota, each file that reserves more than
+   it did before this change is refused (core.quota). A change that reserves no more (an edit
+   of engine_kwargs, a scale-down, a suspend) is never refused for a quota lowered since.
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ from typing import Mapping, Sequence
 from daemon.core import layout
 from daemon.core.folders import (FolderFacts, attention_heads, context_problem, json_object,
                                  tensor_parallel_problem)
+from daemon.core.quota import GpuQuota, quota_problem, reserved_gpus
 from daemon.core.records import RejectionKind
 from daemon.core.spec import ParsedSpec, SpecPolicy, SpecReading, path_problem, read_spec, validate_user_id
 from daemon.errors import Problem, ProblemKind
@@ -45,9 +51,10 @@ class UserFacts:
 
     user_id: str
     entries: tuple[TreeEntry, ...]
-    known: bool = True                                   # the config's users: names them (or has no users:)
+    known: bool = True                                   # the config's users: names them (or is no ownership map)
     refused: Mapping[str, tuple[Problem, ...]] = field(default_factory=dict)  # path -> why its change is refused
     recorded: Mapping[str, str] = field(default_factory=dict)   # model_id -> the file the model is recorded from
+    quota: GpuQuota | None = None                        # rule 7 (None: not checked here)
 
 
 def known_user(user_id: str, owners: Mapping[str, object]) -> bool:
@@ -214,3 +221,46 @@ def judge(user: UserFacts, readings: Sequence[Reading], folders: Mapping[str, Fo
         else:
             verdicts.append(FileVerdict(r.entry.path, r.entry.blob, text, r.spec.parsed))
     return verdicts
+
+
+def reserved_total(verdicts: Sequence[FileVerdict]) -> int:
+    """GPUs the files that would apply reserve together (rule 7)."""
+    return sum(reserved_gpus(v.spec.spec) for v in verdicts if v.spec is not None)
+
+
+def over_quota(user: UserFacts, verdicts: Sequence[FileVerdict]) -> bool:
+    """Whether rule 7 has anything to refuse (the shell then reads what the files reserved before)."""
+    return user.quota is not None and reserved_total(verdicts) > user.quota.gpus
+
+
+def _quota_position(parsed: ParsedSpec) -> tuple:
+    """Where a quota problem points: the line that sets the replicas."""
+    if parsed.spec.autoscaling is not None:
+        return ("autoscaling", "min_replicas")
+    for key in ("num_replicas", "gpus_per_replica"):
+        if key in parsed.doc.value:
+            return (key,)
+    return ("model_id",)
+
+
+def judge_quota(user: UserFacts, verdicts: Sequence[FileVerdict],
+                reserved_before: Mapping[str, int]) -> list[FileVerdict]:
+    """Rule 7 on top of `judge`'s verdicts. `reserved_before`: path -> the GPUs that file
+    reserved before this change (absent: it did not exist, or reserved none)."""
+    if not over_quota(user, verdicts):
+        return list(verdicts)
+    applied = [v for v in verdicts if v.spec is not None]
+    out = []
+    for verdict in verdicts:
+        parsed = verdict.spec
+        if parsed is None or reserved_gpus(parsed.spec) <= reserved_before.get(verdict.path, 0):
+            out.append(verdict)
+            continue
+        others = [v.spec.spec for v in applied if v is not verdict]
+        message = quota_problem(user.user_id, parsed.spec, others, user.quota)
+        if message is None:
+            out.append(verdict)
+            continue
+        problem = _at(parsed, _quota_position(parsed), verdict.path, message, ProblemKind.INVALID)
+        out.append(FileVerdict(verdict.path, verdict.blob, verdict.text, None, (problem,), RejectionKind.SPEC))
+    return out

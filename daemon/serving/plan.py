@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from daemon.core.quota import GpuQuota
+from daemon.core.quota import Quotas
 from daemon.core.states import ModelState
 from daemon.core.spec import SURGE
 from daemon.replicas.names import LEASE_APP, is_argus_app
@@ -70,7 +70,7 @@ def config_differs(desired: ServeConfig, observed: Observed, ignore: frozenset[s
 def plan(models: list[DesiredModel], observed: Observed, *, capacity: Capacity | None,
          settings: LlmSettings, serve: ServeSettings, lease: dict[str, Any] | None = None,
          probes: dict[str, str | None] | None = None, rollout_probes: dict[str, str | None] | None = None,
-         now: datetime | None = None, quotas: dict[str, GpuQuota | None] | None = None) -> Plan:
+         now: datetime | None = None, quotas: Quotas | None = None) -> Plan:
     """What to apply and record, in five steps: locate each model's generations in Serve
     (rollout.py), admit (who is in the next config), judge each model against what Serve
     reports, judge the adapters against their base models, and arrange each model's apps and

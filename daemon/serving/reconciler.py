@@ -17,7 +17,6 @@ from datetime import datetime
 from typing import Callable
 
 from daemon.config import Config
-from daemon.core.quota import GpuQuota
 from daemon.core.spec import ResolvedServingSpec
 from daemon.folders import adapter_or_reason as read_adapter, path_problem, source_problem
 from daemon.core.states import CLUSTER_EVENTS, EventType, ModelState, StrEnum
@@ -92,7 +91,7 @@ class Reconciler:
         self.admission = AdmissionMode(config.serving.llm.admission)
         self.clock = clock
         self.root = config.storage.root
-        self.users = config.users
+        self.quota = config.gpu_quota   # users.<user>.max_gpus, else limits.max_gpus_per_user (core/quota.py)
         serve = config.serving.serve
         base_url = endpoint_url(serve.http_host, serve.http_port, serve.dashboard_url)
         self._last_cluster: tuple[str, dict] | None = None   # the newest cluster event (read once)
@@ -103,11 +102,6 @@ class Reconciler:
         self.probe = probe if probe is not None else (lambda model_id: probe_adapter(base_url, model_id))
         self.probe_rollout = (probe_rollout if probe_rollout is not None
                               else (lambda model_id: probe_model(base_url, model_id)))
-
-    def quota(self, user: str) -> GpuQuota | None:
-        """`user`'s GPU quota: users.<user>.max_gpus (None: no quota)."""
-        own = self.users.get(user)
-        return None if own is None or own.max_gpus is None else GpuQuota(own.max_gpus, f"users.{user}.max_gpus")
 
     def desired(self) -> list[DesiredModel]:
         out = []
@@ -199,7 +193,7 @@ class Reconciler:
                 probes[adapter.model_key] = failure
         decision = plan(models, observed, capacity=capacity, settings=self.settings, serve=self.serve, lease=lease,
                         probes=probes, rollout_probes=self._probe_rollouts(models, observed), now=self.clock(),
-                        quotas={m.spec.user_id: self.quota(m.spec.user_id) for m in models})
+                        quotas=self.quota)
         self._remember_wakes(models, observed)
         if decision.noop:
             return ReconcileResult(ReconcileOutcome.NOOP)

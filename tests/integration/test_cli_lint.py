@@ -120,6 +120,12 @@ def test_schema_is_json_schema_with_limits(argus_home, tmp_path):
     assert set(schema["required"]) == {"model_id", "model_source"}
     assert schema["properties"]["num_replicas"]["maximum"] == 2  # the local profile's limit
     assert schema["properties"]["model_id"]["pattern"].startswith("^")
+    scaling = schema["$defs"]["AutoscalingPolicy"]
+    assert set(scaling["properties"]) == {"min_replicas", "max_replicas", "target_ongoing_requests",
+                                          "scale_down_delay_s"}
+    assert scaling["properties"]["max_replicas"]["maximum"] == 2  # the same limit as num_replicas
+    assert schema["properties"]["suspended"]["type"] == "boolean"
+    assert schema["not"] == {"required": ["num_replicas", "autoscaling"]}
 
 
 def _commands(help_text: str) -> list[str]:

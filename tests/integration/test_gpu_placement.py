@@ -370,7 +370,8 @@ def test_an_autoscaled_deployment_goes_to_zero_wakes_and_says_when_it_cannot_wak
                                       "scale_down_delay_s": 2})
 
     def app(name, gpus):
-        return {"name": name, "route_prefix": f"/{name}", "import_path": "ray.serve._private.test_utils:get_pid_entrypoint",
+        return {"name": name, "route_prefix": f"/{name}",
+                "import_path": "ray.serve._private.test_utils:get_pid_entrypoint",
                 "deployments": [{"name": "GetPID", "autoscaling_config": scaling,
                                  "ray_actor_options": {"num_cpus": 0, "num_gpus": gpus}}]}
 
@@ -440,8 +441,9 @@ def test_quota_holds_a_model_back_where_rays_gpus_are_free(cluster):
     idle = DesiredModel("c", "u-1-c", "QUEUED", 1, spec("c", 0, 4, {"min_replicas": 0, "max_replicas": 1,
                                                                      "target_ongoing_requests": 1,
                                                                      "scale_down_delay_s": 60}))
-    decision = plan([running, queued, idle], Observed(), capacity=capacity, settings=llm_settings(accelerator_type="H20"),
-                    serve=serve_settings(), quotas={"u": GpuQuota(3, "users.u.max_gpus")})
+    decision = plan([running, queued, idle], Observed(), capacity=capacity,
+                    settings=llm_settings(accelerator_type="H20"), serve=serve_settings(),
+                    quotas={"u": GpuQuota(3, "users.u.max_gpus")}.get)
     by_key = {t.model_key: t for t in decision.transitions}
     assert (by_key["b"].state, by_key["b"].event_type) == ("QUEUED", "QUOTA_EXCEEDED")
     assert "users.u.max_gpus" in by_key["b"].payload["message"]

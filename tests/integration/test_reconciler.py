@@ -391,3 +391,36 @@ def test_a_suspended_model_is_suspended_in_the_store_and_resumes(world):
     serve.settle()
     daemon.tick()
     assert state_of(store) == ModelState.RUNNING
+
+
+def test_a_model_over_its_owners_quota_waits_queued_through_the_loop(tmp_path):
+    """The quota as argusd's config says it (users.alice.max_gpus, read by the shell through
+    Config.gpu_quota), lowered after the commit was recorded: the queued model waits QUEUED
+    with one QUOTA_EXCEEDED naming the key, and nothing of it is applied."""
+    (tmp_path / "private" / "hf" / "m").mkdir(parents=True)
+    gitops = GitOps(tmp_path / "g")
+    gitops.write("models.d/alice/a.yaml", spec("a", replicas=2))
+    gitops.commit("a")
+    gitops.push()
+    store = Store.open(tmp_path / "s.db")
+    serve = FakeServe()
+    serve.put_error = "cannot reach the Ray dashboard"      # recorded, not applied: a stays QUEUED
+    before = write_config(tmp_path / "c.yaml", root=tmp_path / "private", db=tmp_path / "s.db", repo=gitops.bare)
+    daemon = Daemon(load_config(before), store, serve, watch=False)
+    daemon.tick()
+    daemon._drop_repo()
+    assert state_of(store) == ModelState.QUEUED
+    after = write_config(tmp_path / "c2.yaml", root=tmp_path / "private", db=tmp_path / "s.db", repo=gitops.bare,
+                         extra="users:\n  alice:\n    max_gpus: 1\n")
+    serve.put_error = None
+    daemon = Daemon(load_config(after), store, serve, watch=False)
+    try:
+        daemon.tick()
+        daemon.tick()
+        (over,) = events_of(store, EventType.QUOTA_EXCEEDED)
+        assert "users.alice.max_gpus" in over.payload["message"] and "needs 2" in over.payload["message"]
+        assert state_of(store) == ModelState.QUEUED
+        assert not [a for a in serve.apps if a.startswith("llm-")]
+    finally:
+        daemon._drop_repo()
+        store.close()

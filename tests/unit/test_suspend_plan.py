@@ -138,7 +138,7 @@ QUOTA_TABLE = [
 
 def test_quota_table():
     for others, queued, admitted, numbers in QUOTA_TABLE:
-        p = plan(others + [queued], Observed(), capacity=None, settings=CPU, serve=SERVE, quotas=QUOTA)
+        p = plan(others + [queued], Observed(), capacity=None, settings=CPU, serve=SERVE, quotas=QUOTA.get)
         mine = [(t.state, t.event_type) for t in p.transitions if t.model_key == queued.model_key]
         if admitted:
             assert mine == [("DEPLOYING", "APPLIED")], (queued.model_key, mine)
@@ -148,16 +148,16 @@ def test_quota_table():
             assert "users.alice.max_gpus" in t.payload["message"] and numbers in t.payload["message"]
             assert t.error_summary == t.payload["message"]
             again = plan(others + [dataclasses.replace(queued, last_event=("QUOTA_EXCEEDED", t.payload))],
-                         Observed(), capacity=None, settings=CPU, serve=SERVE, quotas=QUOTA)
+                         Observed(), capacity=None, settings=CPU, serve=SERVE, quotas=QUOTA.get)
             assert [t for t in again.transitions if t.model_key == queued.model_key] == []   # once
 
 
 def test_an_update_over_quota_keeps_the_running_version_and_other_users_are_not_counted():
-    running = settle([base(gpus=2)], quotas=QUOTA)
+    running = settle([base(gpus=2)], quotas=QUOTA.get)
     bigger = dataclasses.replace(base("QUEUED", generation=2, gpus=2), spec=dataclasses.replace(
         base(gpus=2).spec, num_replicas=3))
     bob = DesiredModel("z", "bob-1-z", "RUNNING", 1, ResolvedServingSpec("bob", "z", "bob-1", "bob-1-z",
                                                                          "/private/hf/m", 1, 4, {}))
-    p = plan([bigger, bob], running, capacity=None, settings=CPU, serve=SERVE, quotas=QUOTA)
+    p = plan([bigger, bob], running, capacity=None, settings=CPU, serve=SERVE, quotas=QUOTA.get)
     assert [(t.model_key, t.event_type) for t in p.transitions if t.model_key == "a"] == [("a", "QUOTA_EXCEEDED")]
     assert routes(p.apply)["alice-1-a"]["app"] == "llm-a"    # still served by what runs
