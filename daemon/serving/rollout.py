@@ -205,6 +205,9 @@ def arrange(model: DesiredModel, state: ModelState, slots: Slots, wanted: ModelD
         elif (seen is not None and model.was_running and state == ModelState.QUEUED
               and seen[1].running_replicas > 0):
             serving = slots.target
+        elif (seen is not None and model.was_running and wanted.may_idle
+              and state in (ModelState.QUEUED, ModelState.DEPLOYING)):
+            serving = slots.target   # at zero by Serve's decision while its range changes in place: it wakes
         else:
             return Arrangement(_with_drain(target, slots, observed), None, None, starting(model))
         return Arrangement(_with_drain(target, slots, observed), serving)

@@ -105,6 +105,20 @@ def test_a_change_of_scaling_is_applied_in_place(before, after):
     assert route(p.apply)["app"] == "llm-a"                         # keeps serving meanwhile
 
 
+def test_a_model_at_zero_stays_routed_while_its_range_changes_in_place():
+    """Idle (no replica) while argus applies a new range: its requests are still held for the
+    wake, never answered "starting"."""
+    observed = first_config(model())
+    at_zero = Observed({name: (dataclasses.replace(app, deployments={
+        d: ObservedDeployment("HEALTHY", "", 0, 0) if d.startswith("LLMServer:") else dep
+        for d, dep in app.deployments.items()})) for name, app in observed.apps.items()})
+    wider = {**SCALE0, "max_replicas": 5}
+    for state in ("QUEUED", "DEPLOYING"):
+        changed = model(state, scaling=wider, generation=2, was_running=True, applied_generation=1)
+        p = plan([changed], at_zero, capacity=None, settings=CPU, serve=SERVE, now=NOW)
+        assert (route(p.apply)["app"], route(p.apply)["hold_s"]) == ("llm-a", 120.0), state
+
+
 # ---- judge ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("scaling, status, running, target, expected", [
