@@ -75,7 +75,7 @@ def status(
     Ray Serve cannot be reached to confirm its state (UNKNOWN), else 0.
     """
     from daemon.config import openai_base_url
-    from daemon.core.describe import describe_event, problem_text, reason_of
+    from daemon.core.describe import describe_event, problem_text, reason_of, replicas_line, replicas_text
 
     config = load_config(ctx)
     store = _open_store(ctx)
@@ -83,6 +83,7 @@ def status(
     rejections = {r.spec_path: r for r in store.rejections(user)}
     down = cluster_down(store)
     cluster = {"reachable": down is None, **(down or {})}
+    views = _replica_views(store)
     if model is not None:
         row = store.find_model(model, user_id=user)
         events = store.events(model_key=row.model_key, spec_path=row.spec_path, limit=EVENTS_IN_DETAIL)
@@ -90,13 +91,17 @@ def status(
         code = model_exit_code(row.state, rejection is not None, down is not None)
         if output is Output.json:
             print_json({"openai_base_url": base_url, "cluster": cluster,
-                        "model": {**row.to_dict(), "state_shown": shown_state(row.state, down)},
+                        "model": {**row.to_dict(), "state_shown": shown_state(row.state, down),
+                                  "replicas": views(row)},
                         "rejection": rejection.to_dict() if rejection else None,
                         "events": [e.to_dict() for e in events]})
             raise typer.Exit(code)
         r = row.resolved
         fields = [("Model", row.model_id), ("User", row.user_id), ("State", shown_state(row.state, down)),
-                  ("Reason", shown_reason(row.state, reason_of(row, rejection), down)), ("Replicas", r["num_replicas"]),
+                  ("Reason", shown_reason(row.state, reason_of(row, rejection), down)),
+                  ("Replicas", replicas_line(views(row))),
+                  *([("Autoscaling", r["autoscaling"])] if r.get("autoscaling") else []),
+                  *([("Suspended", "yes: set suspended: false to resume")] if r.get("suspended") else []),
                   ("GPUs per replica", r["gpus_per_replica"]), ("Source", r["model_source"]),
                   ("Engine kwargs", r["engine_kwargs"] or "{}"),
                   *([("Base model", f"{r['base_model']} (a LoRA adapter: runs on its replicas)")]
@@ -128,7 +133,7 @@ def status(
     fetched = fetch_summary(config)  # a remote gitops.repo: how argusd's fetches of it go
     if output is Output.json:
         print_json({"openai_base_url": base_url, "daemon": lease, "cluster": cluster, "gitops_fetch": fetched,
-                    "models": [{**m.to_dict(), "state_shown": shown_state(m.state, down),
+                    "models": [{**m.to_dict(), "state_shown": shown_state(m.state, down), "replicas": views(m),
                                 "reason": shown_reason(m.state, reason_of(m, rejections.get(m.spec_path)
                                                                           if m.live else None), down)}
                                for m in rows],
@@ -137,9 +142,10 @@ def status(
     from tabulate import tabulate
 
     # An adapter has no replicas or GPUs of its own: "-" (it runs on its base's).
-    table = [[m.model_id, m.user_id, shown_state(m.state, down),
-              "-" if m.resolved.get("base_model") else m.resolved["num_replicas"],
-              "-" if m.resolved.get("base_model") else m.resolved["num_replicas"] * m.resolved["gpus_per_replica"],
+    # REPLICAS: "2", or autoscaled "1 of 0-3" (what the store knows: 0 while idle); GPUS: reserved.
+    table = [[m.model_id, m.user_id, shown_state(m.state, down), replicas_text(views(m)),
+              "-" if m.resolved.get("base_model") else
+              (0 if m.resolved.get("suspended") else m.resolved["num_replicas"] * m.resolved["gpus_per_replica"]),
               age(m.updated_at),
               _clip(printable(shown_reason(m.state, reason_of(m, rejections.get(m.spec_path) if m.live else None),
                                            down)))] for m in rows]
@@ -160,6 +166,18 @@ def status(
         typer.echo("\nRejected specs (not applied):")
         for r in stray:
             typer.echo(f"  {_clip(printable(problem_text(r.problems[0])), 160)}")
+
+
+def _replica_views(store):
+    """model row -> its replicas as describe.replicas_view reads them from the store's events."""
+    from daemon.core.describe import replicas_view
+    from daemon.core.states import EventType
+
+    newest = store.last_events()
+    scaled = store.last_events_of((EventType.IDLE, EventType.WOKE))
+    woke = store.last_events_of((EventType.WOKE,))
+    return lambda row: replicas_view(row, newest.get(row.model_key), scaled.get(row.model_key),
+                                     woke.get(row.model_key))
 
 
 def _last_reconcile(db: str) -> datetime | None:

@@ -218,6 +218,8 @@ class Daemon:
             return False
         self._report("serve", None)
         self._count_reconcile(str(result.outcome), started, reachable=True, active=reconciler.role == Role.ACTIVE)
+        if self.metrics is not None:
+            self.metrics.replicas_seen(reconciler.replicas_seen)
         self._touch_alive()
         return result.outcome != ReconcileOutcome.APPLY_FAILED
 

@@ -15,7 +15,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from daemon.core.states import ModelState
+from daemon.core.describe import replicas_view
+from daemon.core.states import EventType, ModelState
 from daemon.core.records import RejectionKind
 from daemon.store import Store
 
@@ -37,9 +38,19 @@ class StoreCollector(Collector):
         try:
             states = {state.value: 0 for state in ModelState}
             generations = []   # (model id, wanted generation, serving generation or None)
+            views = []         # (model id, describe.replicas_view, reserved GPUs)
+            newest = store.last_events()
+            scaled = store.last_events_of((EventType.IDLE, EventType.WOKE))
+            woke = store.last_events_of((EventType.WOKE,))
             for model in store.list_models(include_deleted=False):
                 states[model.state] = states.get(model.state, 0) + 1
                 generations.append((model.model_id, model.generation, model.applied_generation))
+                key = model.model_key
+                view = replicas_view(model, newest.get(key), scaled.get(key), woke.get(key))
+                if view is not None:
+                    reserved = 0 if model.resolved.get("suspended") else (
+                        int(model.resolved["num_replicas"]) * int(model.resolved["gpus_per_replica"]))
+                    views.append((model.model_id, view, reserved))
             kinds = {RejectionKind.SPEC: 0, RejectionKind.OWNERSHIP: 0}
             for rejection in store.rejections():
                 kinds[rejection.kind] = kinds.get(rejection.kind, 0) + 1
@@ -63,11 +74,36 @@ class StoreCollector(Collector):
                 serving.add_metric([model_id], applied)
         yield serving
         yield wanted
+        yield from _replica_families(views)
         rejected = GaugeMetricFamily("argus_rejected_specs", "Spec files whose latest version was rejected, by kind",
                                      labels=["kind"])
         for kind, count in sorted(kinds.items()):
             rejected.add_metric([kind], count)
         yield rejected
+
+
+def _replica_families(views: list[tuple[str, dict, int]]) -> Iterator[GaugeMetricFamily]:
+    """Each model's replica range, reserved GPUs, why it runs what it runs, and its last wake."""
+    low = GaugeMetricFamily("argus_model_min_replicas", "Replicas a model keeps however idle (num_replicas, "
+                            "or autoscaling.min_replicas)", labels=["model_id"])
+    high = GaugeMetricFamily("argus_model_max_replicas", "Most replicas a model may run (num_replicas, or "
+                             "autoscaling.max_replicas)", labels=["model_id"])
+    gpus = GaugeMetricFamily("argus_model_reserved_gpus", "GPUs a model reserves (what quotas count; 0 suspended)",
+                             labels=["model_id"])
+    why = GaugeMetricFamily("argus_model_replicas_why", "1 for why a model runs the replicas it runs (idle, "
+                            "scaled up by load, suspended, waiting for GPUs, over quota, ...)",
+                            labels=["model_id", "why"])
+    wake = GaugeMetricFamily("argus_model_last_wake_seconds", "How long a model at zero replicas took to wake, "
+                             "the last time", labels=["model_id"])
+    for model_id, view, reserved in sorted(views, key=lambda v: v[0]):
+        low.add_metric([model_id], view["min"])
+        high.add_metric([model_id], view["max"])
+        gpus.add_metric([model_id], reserved)
+        why.add_metric([model_id, view["why"]], 1)
+        took = (view.get("last_wake") or {}).get("took_s")
+        if took is not None:
+            wake.add_metric([model_id], float(took))
+    yield from (low, high, gpus, why, wake)
 
 
 class Metrics:
@@ -93,6 +129,9 @@ class Metrics:
         self.lease_active = Gauge("argus_lease_active", "1 when this argusd holds the cluster's lease (it reconciles), "
                                   "0 when it stands by", registry=r)
         r.register(StoreCollector(db_path))
+        self.replicas = Gauge("argus_model_replicas", "Replicas of each model as Ray Serve reported them at the "
+                              "last reconcile: running, and wanted (its autoscaler's target)",
+                              ["model_id", "state"], registry=r)
 
     def watch_fetch(self, seconds_since_good_fetch: Callable[[], float]) -> None:
         """A remote gitops.repo: how stale argusd's mirror may be, read at scrape time."""
@@ -112,6 +151,15 @@ class Metrics:
         self.reconcile_seconds.observe(seconds)
         self.serve_up.set(1 if reachable else 0)
         self.lease_active.set(1 if active else 0)
+
+    def replicas_seen(self, seen: dict[str, tuple[int, int | None]]) -> None:
+        """model id -> (running, wanted) replicas, as the last reconcile read them from Serve;
+        models no longer there are dropped."""
+        self.replicas.clear()
+        for model_id, (running, wanted) in sorted(seen.items()):
+            self.replicas.labels(model_id, "running").set(running)
+            if wanted is not None:
+                self.replicas.labels(model_id, "wanted").set(wanted)
 
     def serve(self, listen: str) -> None:
         """Serve /metrics on HOST:PORT in a background thread."""

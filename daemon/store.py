@@ -118,6 +118,40 @@ MIGRATIONS: list[str] = [
         state_db  TEXT NOT NULL
     );
     """,
+    # 7: a model may be SUSPENDED (its spec says so). SQLite cannot change a CHECK: the table is
+    # made again with the new one and every row copied, in the migration's transaction.
+    """
+    CREATE TABLE serve_models_v7 (
+        model_key TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL,
+        model_id_suffix TEXT NOT NULL,
+        model_id TEXT NOT NULL,
+        spec_path TEXT NOT NULL,
+        spec_yaml TEXT NOT NULL,
+        resolved_json TEXT NOT NULL,
+        state TEXT NOT NULL
+            CHECK (state IN ('QUEUED','DEPLOYING','RUNNING','FAILED','SUSPENDED','DELETING','DELETED')),
+        error_summary TEXT,
+        generation INTEGER NOT NULL DEFAULT 1,
+        attempted_generation INTEGER,
+        applied_generation INTEGER,
+        commit_sha TEXT NOT NULL,
+        commit_author TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    INSERT INTO serve_models_v7 (model_key, user_id, model_id_suffix, model_id, spec_path, spec_yaml,
+                                 resolved_json, state, error_summary, generation, attempted_generation,
+                                 applied_generation, commit_sha, commit_author, created_at, updated_at)
+        SELECT model_key, user_id, model_id_suffix, model_id, spec_path, spec_yaml, resolved_json, state,
+               error_summary, generation, attempted_generation, applied_generation, commit_sha, commit_author,
+               created_at, updated_at FROM serve_models;
+    DROP TABLE serve_models;
+    ALTER TABLE serve_models_v7 RENAME TO serve_models;
+    CREATE UNIQUE INDEX serve_models_live ON serve_models(user_id, model_id_suffix) WHERE state != 'DELETED';
+    CREATE INDEX serve_models_model_id ON serve_models(model_id);
+    CREATE INDEX serve_models_updated ON serve_models(updated_at);
+    """,
 ]
 
 _LEGACY_PROBLEM = re.compile(r"^(?P<path>.*?):(?P<line>\d+):(?P<col>\d+): (?P<message>.*)$", re.S)

@@ -43,7 +43,7 @@ class FakeServe:
                 continue
             self.apps[name] = {"status": "DEPLOYING", "message": "", "deployed_app_config": copy.deepcopy(app),
                                "deployments": {d["name"]: {"status": "UPDATING", "message": "",
-                                                           "target_num_replicas": d.get("num_replicas", 1),
+                                                           "target_num_replicas": _initial_replicas(d),
                                                            "replicas": []}
                                                for d in app.get("deployments", [])}}
 
@@ -84,9 +84,22 @@ class FakeServe:
                 app["status"] = "DEPLOYING"
                 app["deployments"][deployment].update(status="UPDATING", message=message, replicas=[])
 
+    def scale(self, deployment: str, running: int, target: int, status: str = "HEALTHY") -> None:
+        """Serve's autoscaler moved this deployment: `running` replicas run, it wants `target`."""
+        for app in self.apps.values():
+            if deployment in app["deployments"]:
+                app["deployments"][deployment].update(status=status, target_num_replicas=target,
+                                                      replicas=[{"state": "RUNNING"} for _ in range(running)])
+
     def drop(self, app: str) -> None:
         """Someone removed an application behind argusd's back (drift)."""
         del self.apps[app]
+
+
+def _initial_replicas(deployment: dict[str, Any]) -> int:
+    """What Serve starts a deployment with: num_replicas, or an autoscaled one's min_replicas."""
+    scaling = deployment.get("autoscaling_config")
+    return int(scaling["min_replicas"]) if scaling else deployment.get("num_replicas", 1)
 
 
 def _without_user_config(app: dict[str, Any]) -> dict[str, Any]:

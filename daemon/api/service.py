@@ -19,11 +19,11 @@ from daemon import gitwrite
 from daemon.api.tokens import Identity
 from daemon.config import Config
 from daemon.core.adapters import BaseRef, find_base
-from daemon.core.describe import adapter_load, describe_event, reason_of
+from daemon.core.describe import adapter_load, describe_event, reason_of, replicas_line, replicas_view
 from daemon.core.spec import SpecPolicy
 from daemon.core.verdict import known_user
 from daemon.verdicts import judged_spec
-from daemon.core.states import ModelState
+from daemon.core.states import EventType, ModelState
 from daemon.errors import ClusterError, ForbiddenError, NotFoundError, SpecError, StoreError
 from daemon.replicas.names import FRONTEND_APP, deployment_name, model_app_name
 from daemon.serving.serve_config import FrontendApp, ModelApp, parse_app
@@ -128,21 +128,33 @@ def adapter_facts(identity: Identity, row: ModelRow, adapters: Adapters) -> dict
                           "reason": (a.error_summary or "") if visible_to(identity, a) else ""} for a in mine]}
 
 
-def suspension_facts(row: ModelRow) -> dict[str, Any]:
-    """Whether the model's spec (at the commit the row records: commit_sha, by commit_author)
-    says suspended: what the UI's Suspend/Resume button and its "suspended by" line go by, even
-    before argusd has moved the model to SUSPENDED."""
-    return {"suspended": row.resolved.get("suspended") is True}
+class ReplicaEvents:
+    """The events a model's replicas view is read from (describe.replicas_view), for every model."""
+
+    def __init__(self, store: Store):
+        self.newest = store.last_events()
+        self.scaled = store.last_events_of((EventType.IDLE, EventType.WOKE))
+        self.woke = store.last_events_of((EventType.WOKE,))
+
+    def view(self, row: ModelRow, running: Optional[int] = None) -> Optional[dict[str, Any]]:
+        key = row.model_key
+        return replicas_view(row, self.newest.get(key), self.scaled.get(key), self.woke.get(key), running)
 
 
-def model_summary(row: ModelRow, rejection: Any = None, facts: Optional[dict[str, Any]] = None) -> dict[str, Any]:
-    """One model as the API lists it. An adapter has no replicas or GPUs of its own (null)."""
+def model_summary(row: ModelRow, rejection: Any = None, facts: Optional[dict[str, Any]] = None,
+                  replicas: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """One model as the API lists it. An adapter has no replicas or GPUs of its own (null).
+    `replicas`: its range, replicas now, why and last wake (describe.replicas_view), with
+    `line`, the same in words."""
     resolved = row.resolved
     adapter = is_adapter(row)
     return {"model_key": row.model_key, "model_id": row.model_id, "user_id": row.user_id,
             "name": row.model_id_suffix, "state": row.state.value, "reason": reason_of(row, rejection),
             "num_replicas": None if adapter else resolved.get("num_replicas"),
             "gpus_per_replica": None if adapter else resolved.get("gpus_per_replica"),
+            "autoscaling": None if adapter else resolved.get("autoscaling"),
+            "suspended": bool(resolved.get("suspended")),
+            "replicas": None if replicas is None else {**replicas, "line": replicas_line(replicas)},
             "model_source": resolved.get("model_source"), "spec_path": row.spec_path,
             "generation": row.generation, "applied_generation": row.applied_generation,
             "commit_sha": row.commit_sha, "commit_author": row.commit_author,
@@ -163,6 +175,8 @@ def replica_states(apps: dict[str, Any], model_key: str, model_id: Optional[str]
         dep = app["deployments"][deployment]
         return {"application": name, "app_status": app.get("status"), "status": dep.get("status"),
                 "message": dep.get("message") or app.get("message") or "",
+                # what Serve wants now (its autoscaler's decision for an autoscaled model)
+                "target_replicas": dep.get("target_num_replicas"),
                 "replicas": [{"replica_id": r.get("replica_id"), "state": r.get("state"),
                               "node_ip": r.get("node_ip"), "pid": r.get("pid")}
                              for r in dep.get("replicas") or []]}
@@ -241,12 +255,14 @@ class ModelService:
             rejections = {r.spec_path: r for r in store.rejections(owner)}
             rows = store.list_models(user_id=owner, include_deleted=include_deleted)
             adapters = Adapters.of(store.list_models())
+            scaling = ReplicaEvents(store)
         finally:
             store.close()
         rows.sort(key=lambda m: (m.user_id, m.model_id))
         live = {m.spec_path for m in rows if m.live}
         return {"items": [model_summary(m, rejections.get(m.spec_path) if m.live else None,
-                                        {**adapter_facts(identity, m, adapters), **suspension_facts(m)}) for m in rows],
+                                        adapter_facts(identity, m, adapters),
+                                        scaling.view(m)) for m in rows],
                 "rejected_specs": [r.to_dict() for p, r in sorted(rejections.items()) if p not in live]}
 
     def get_model(self, identity: Identity, model_key: str, after: int = 0,
@@ -257,16 +273,21 @@ class ModelService:
             rejection = {r.spec_path: r for r in store.rejections(row.user_id)}.get(row.spec_path) if row.live else None
             events = store.events(model_key=row.model_key, spec_path=row.spec_path, after_id=after)
             adapters = Adapters.of(store.list_models())
+            scaling = ReplicaEvents(store)
         finally:
             store.close()
         page = events[:limit] if after else events[-limit:]  # the newest page first, then onwards
-        return {"model": model_summary(row, rejection, {**adapter_facts(identity, row, adapters), **suspension_facts(row)}),
+        serve = self.serve_status(row, adapters.base_of.get(row.model_key) if is_adapter(row) else None)
+        running = (sum(1 for r in serve.get("replicas") or [] if r.get("state") == "RUNNING")
+                   if serve.get("deployed") and not is_adapter(row) else None)
+        return {"model": model_summary(row, rejection, adapter_facts(identity, row, adapters),
+                                       scaling.view(row, running)),
                 "spec_yaml": row.spec_yaml,
                 "resolved_spec_yaml": yaml.safe_dump(row.resolved, sort_keys=False),
                 "rejection": rejection.to_dict() if rejection else None,
                 "events": [{**e.to_dict(), "text": describe_event(e)} for e in page],
                 "events_next_after": page[-1].id if page else after,
-                "serve_status": self.serve_status(row, adapters.base_of.get(row.model_key) if is_adapter(row) else None)}
+                "serve_status": serve}
 
     def traffic(self, identity: Identity, model_key: str) -> dict[str, Any]:
         """The model's requests, failures and latency over the last half hour, from Ray Serve's
@@ -299,6 +320,9 @@ class ModelService:
             return adapter_serve_status(apps, row, base)
         found = replica_states(apps, row.model_key, row.model_id)
         if found is None:
+            if row.state == ModelState.SUSPENDED:
+                return {"available": True, "deployed": False, "replicas": [],
+                        "reason": "suspended: no replica runs, no GPU is held"}
             return {"available": True, "deployed": False, "replicas": [],
                     "reason": "not deployed in Serve" + (" (it is queued)" if row.state.value == "QUEUED" else "")}
         return {"available": True, "deployed": True, **found}

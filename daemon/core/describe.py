@@ -135,6 +135,10 @@ def _what(kind: EventType | str, p: dict) -> str:
         return f"spec now at {path}" if kind == EventType.MOVED else f"{path} removed"
     if kind == EventType.DELETED:
         return "gone from Ray Serve"
+    if kind == EventType.WOKE:
+        took, running = p.pop("wake_s", None), p.pop("running_replicas", None)
+        return ("woke" + (f" in {took:g} s" if took is not None else " (argusd restarted meanwhile: time unknown)")
+                + (f", {_replicas(running)} running" if running is not None else ""))
     if kind in (EventType.ROLLOUT_STARTED, EventType.SWITCHED, EventType.ROLLED_BACK):
         # The message names the generations; the full reason stays in the event (argusctl logs --json).
         for key in ("generation", "serving_generation", "from_generation", "reason"):
@@ -165,3 +169,81 @@ def describe_event(event: Event) -> str:
     rest = ", ".join(f"{k} {value_text(v)}" for k, v in sorted(p.items()))
     text = "; ".join(t for t in (what, rest) if t)
     return f"{text}{who}{commit}".strip()
+
+
+# -- replicas: the range, now, and why -----------------------------------------------------------
+
+
+class ReplicasWhy(StrEnum):
+    """Why a model runs the replicas it runs (one word for status, the API, the UI, /metrics)."""
+
+    FIXED = "fixed"                      # num_replicas
+    AT_MIN = "at min_replicas"           # autoscaled, no more load than min_replicas take
+    SCALED_BY_LOAD = "scaled up by load" # autoscaled above min_replicas
+    IDLE = "idle"                        # autoscaled to zero: the next request wakes it
+    SUSPENDED = "suspended"              # its spec says suspended
+    WAITING_FOR_GPUS = "waiting for GPUs"  # not placed (queued, or a wake Serve cannot place)
+    OVER_QUOTA = "over quota"            # waits for its owner's GPU quota
+    NOT_RUNNING = "not running"          # queued, deploying, failed, deleting
+
+
+def replicas_view(model: ModelRow, last_event: Event | None, last_scale: Event | None,
+                  last_wake: Event | None, running: int | None = None) -> dict[str, Any] | None:
+    """A model's replicas as every surface shows them: its range (min/max; equal when fixed),
+    the replicas running now (`running`, when the caller read Serve; else what the store knows:
+    0 when idle or suspended), why, and its last wake (when, and how long it took). `last_event`:
+    its newest event; `last_scale`: its newest IDLE or WOKE; `last_wake`: its newest WOKE. None
+    for an adapter (it runs on its base's replicas)."""
+    r = model.resolved
+    if r.get("base_model"):
+        return None
+    scaling = r.get("autoscaling")
+    low = int(scaling["min_replicas"]) if scaling else int(r["num_replicas"])
+    high = int(scaling["max_replicas"]) if scaling else int(r["num_replicas"])
+    kind = event_type(str(last_event.event_type)) if last_event is not None else None
+    idle = last_scale is not None and event_type(str(last_scale.event_type)) == EventType.IDLE
+    if model.state == ModelState.SUSPENDED or (r.get("suspended") and model.state == ModelState.QUEUED):
+        why, now = ReplicasWhy.SUSPENDED, 0 if model.state == ModelState.SUSPENDED else running
+    elif kind == EventType.QUOTA_EXCEEDED and model.state == ModelState.QUEUED:
+        why, now = ReplicasWhy.OVER_QUOTA, running
+    elif kind == EventType.PENDING_RESOURCES and model.state in (ModelState.QUEUED, ModelState.RUNNING):
+        why, now = ReplicasWhy.WAITING_FOR_GPUS, running
+    elif model.state != ModelState.RUNNING:
+        why, now = ReplicasWhy.NOT_RUNNING, running
+    elif not scaling:
+        why, now = ReplicasWhy.FIXED, running if running is not None else low
+    elif running is not None:
+        why = (ReplicasWhy.IDLE if running == 0 and idle else
+               ReplicasWhy.SCALED_BY_LOAD if running > low else ReplicasWhy.AT_MIN)
+        now = running
+    elif idle:
+        why, now = ReplicasWhy.IDLE, 0
+    else:
+        why, now = ReplicasWhy.AT_MIN, None
+    wake = None
+    if last_wake is not None:
+        wake = {"at": last_wake.time, "took_s": last_wake.payload.get("wake_s")}
+    return {"min": low, "max": high, "autoscaled": bool(scaling), "now": now, "why": why.value, "last_wake": wake}
+
+
+def replicas_text(view: dict[str, Any] | None) -> str:
+    """The replicas column: "2" (fixed), "1 of 0-3" (autoscaled, running now), "0-3" (not known)."""
+    if view is None:
+        return "-"
+    if not view["autoscaled"]:
+        return str(view["max"]) if view["now"] is None else (
+            str(view["now"]) if view["now"] == view["max"] else f"{view['now']} of {view['max']}")
+    span = f"{view['min']}-{view['max']}"
+    return span if view["now"] is None else f"{view['now']} of {span}"
+
+
+def replicas_line(view: dict[str, Any] | None) -> str:
+    """One line for a model's page: range, now, why and the last wake."""
+    if view is None:
+        return "- (a LoRA adapter: runs on its base model's replicas)"
+    text = f"{replicas_text(view)} ({view['why']})"
+    wake = view.get("last_wake")
+    if wake is not None:
+        took = wake.get("took_s")
+        text += f"; last woke {str(wake['at'])[:19]}Z" + (f" in {took:g} s" if took is not None else "")
+    return text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from daemon.core.quota import Quotas, quota_problem
 from daemon.core.states import EventType, ModelState
 from daemon.serving.desired import DesiredModel, Transition, once
 from daemon.serving.llm_config import LlmSettings, ModelDeployment
@@ -22,11 +23,15 @@ class Admission:
 
 def admit(models: list[DesiredModel], running_now: dict[str, ModelDeployment], capacity: Capacity | None,
           settings: LlmSettings, observed: Observed | None = None,
-          targets: dict[str, str] | None = None) -> Admission:
+          targets: dict[str, str] | None = None, quotas: Quotas | None = None) -> Admission:
     """Who is in the next config: what already runs or deploys, plus the QUEUED models whose
-    folder is usable and whose every replica fits on one node now (a queued update keeps its
-    running version until then). `capacity` None: CPU serving, no GPU admission. `targets`: the
-    app each model's wanted generation goes in (rollout.locate; default its first slot)."""
+    folder is usable, whose owner's GPU quota has room for what they reserve, and whose every
+    replica fits on one node now (a queued update keeps its running version until then).
+    `capacity` None: CPU serving, no GPU admission. `targets`: the app each model's wanted
+    generation goes in (rollout.locate; default its first slot). `quotas`: each user's GPU
+    quota (core/quota.py, Config.gpu_quota; None: no quotas). Reserved is num_replicas
+    (min_replicas when autoscaled) x gpus_per_replica; replicas Serve adds under load are
+    Ray's to place, where it can, and reserve nothing."""
     observed = observed or Observed()
     entries: dict[str, ModelDeployment] = {}
     transitions: list[Transition] = []
@@ -52,11 +57,26 @@ def admit(models: list[DesiredModel], running_now: dict[str, ModelDeployment], c
             # place it either).
             free = place(free, max(model.spec.num_replicas - running, 0), model.spec.gpus_per_replica) or free
     admitted: set[str] = set()
+    by_key = {m.model_key: m for m in models}
     for model in sorted((m for m in models if m.state == ModelState.QUEUED), key=lambda m: m.model_key):
         if model.source_problem is not None:
             transitions.append(Transition(model.model_key, ModelState.FAILED, EventType.FAILED,
                                           {"message": model.source_problem}, error_summary=model.source_problem,
                                           attempted_generation=model.generation))
+            continue
+        user = model.spec.user_id
+        # What the user's other models hold: those in the config, and queued updates of ones that run.
+        holding = set(entries) | admitted | {k for k in running_now
+                                             if k in by_key and by_key[k].state == ModelState.QUEUED}
+        others = [by_key[key].spec for key in sorted(holding)
+                  if key != model.model_key and key in by_key and by_key[key].spec.user_id == user]
+        over = quota_problem(user, model.spec, others, quotas(user) if quotas is not None else None)
+        if over is not None:
+            if once(model, EventType.QUOTA_EXCEEDED, {"message": over}):
+                transitions.append(Transition(model.model_key, ModelState.QUEUED, EventType.QUOTA_EXCEEDED,
+                                              {"message": over}, error_summary=over))
+            if model.model_key in running_now:  # keep serving what runs until the update fits the quota
+                entries[model.model_key] = running_now[model.model_key]
             continue
         if capacity is not None:  # GPU serving (free is its live view)
             seen = observed.server(model.model_key, (targets or {}).get(model.model_key))

@@ -28,6 +28,14 @@ class DesiredModel:
     adapter: AdapterInfo | str | None = None   # an adapter's folder facts, or why it cannot be served
     applied_generation: int | None = None   # the generation that serves (last reached RUNNING)
     applied_at: datetime | None = None      # when its newest generation was applied to Serve
+    # Autoscaled to zero: the newest of its IDLE/WOKE events, and since when Serve has wanted a
+    # replica of it while it runs none (the shell's memory of earlier ticks; None: not waking,
+    # or argusd started meanwhile).
+    last_scale: EventType | None = None
+    waking_since: datetime | None = None
+    # Who made its spec's generation and in which commit (for a suspended model's 503).
+    author: str | None = None
+    commit: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state", ModelState(self.state))

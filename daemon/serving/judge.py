@@ -14,15 +14,18 @@ keeps the others from being applied.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from daemon.core.adapters import AdapterInfo, BaseRef, adapter_fit, base_allows, find_base
+from daemon.core.spec import ResolvedServingSpec
 from daemon.core.states import EventType, ModelState
 from daemon.replicas.names import model_app_name
 from daemon.serving.desired import DesiredModel, Transition, failed, once
 from daemon.serving.llm_config import ModelDeployment
 from daemon.serving.observe import (AppStatus, DeploymentStatus, Observed, ObservedApp, ObservedDeployment,
                                     startup_failure, summarize_failure)
+from daemon.serving.placement import placement_stalled
 from daemon.serving.serve_config import AdapterEntry, ModelApp, Route
 
 
@@ -139,6 +142,9 @@ def _judge_adapter(adapter: DesiredModel, found: tuple[BaseRef, DesiredModel] | 
                else base_allows(adapter.spec.user_id, ref))
     if problem is not None:
         return wait(problem)
+    # The base is suspended: the adapter waits until it is resumed.
+    if base.spec.suspended:
+        return wait(f"base {base.model_id} is suspended")
     # The base does not run (yet, or any more): the adapter waits for it.
     if state_after.get(base.model_key) != ModelState.RUNNING or base.model_key not in model_apps:
         return wait(f"waits for base model {base.model_id}, which is {state_after.get(base.model_key)}")
@@ -157,13 +163,78 @@ def _judge_adapter(adapter: DesiredModel, found: tuple[BaseRef, DesiredModel] | 
     return None
 
 
+def is_suspended(model: DesiredModel) -> bool:
+    """Its spec says suspended (and it is not being deleted): no app of it in the config."""
+    return model.spec.suspended and model.state not in (ModelState.DELETING, ModelState.DELETED)
+
+
+def suspended_message(model: DesiredModel) -> str:
+    """What a request to a suspended model is told (503): who suspended it, in which commit."""
+    who = (model.author or model.spec.user_id).split(" <")[0]
+    commit = (model.commit or "")[:7] or "an unknown commit"
+    return f"model {model.model_id} is suspended by {who} in {commit}; set suspended: false to resume"
+
+
+def judge_suspended(model: DesiredModel, observed: Observed) -> Transition | None:
+    """A suspended model is SUSPENDED once Serve holds no app of it any more (recorded once)."""
+    if model.state == ModelState.SUSPENDED or observed.apps_of(model.model_key):
+        return None
+    message = suspended_message(model)
+    return Transition(model.model_key, ModelState.SUSPENDED, EventType.SUSPENDED,
+                      {"generation": model.generation, "message": message}, error_summary=message)
+
+
+def at_target(spec: ResolvedServingSpec, dep: ObservedDeployment) -> bool:
+    """Serve runs the replicas the spec asks for: every one of a fixed num_replicas; at least
+    min_replicas of an autoscaled model (0 included: a model with min_replicas 0 is deployed
+    without a cold start, its first request wakes it)."""
+    if spec.autoscaling is None:
+        return dep.running_replicas == spec.num_replicas
+    return dep.running_replicas >= spec.num_replicas
+
+
+def may_idle(spec: ResolvedServingSpec) -> bool:
+    """Serve may run no replica of the model by its own decision (autoscaled, min_replicas 0)."""
+    return spec.autoscaling is not None and int(spec.autoscaling["min_replicas"]) == 0
+
+
+def wake_stalled(model: DesiredModel, seen: tuple[ObservedApp, ObservedDeployment] | None,
+                 unit: str = "GPUs") -> str | None:
+    """Why a model at zero cannot wake: Serve wants a replica and says it cannot place one (the
+    resources it needs are held by other models). None: it is not stalled."""
+    if not may_idle(model.spec) or seen is None or not seen[1].waking or not placement_stalled(seen[1].message):
+        return None
+    return (f"model {model.model_id} cannot wake: it needs {model.spec.gpus_per_replica} {unit} "
+            f"and none are free")
+
+
+def scale_event(model: DesiredModel, seen: tuple[ObservedApp, ObservedDeployment] | None,
+                now: datetime | None) -> Transition | None:
+    """IDLE once when Serve scaled a RUNNING model to zero, WOKE once when a replica runs again
+    (with how long the wake took: from the tick Serve first wanted a replica to this one)."""
+    if not may_idle(model.spec) or seen is None:
+        return None
+    dep = seen[1]
+    if dep.idle and model.last_scale != EventType.IDLE:
+        delay = model.spec.autoscaling["scale_down_delay_s"] if model.spec.autoscaling else None
+        return Transition(model.model_key, ModelState.RUNNING, EventType.IDLE,
+                          {"message": f"no request for {delay} s: Serve runs no replica; the next request wakes it"})
+    if dep.running_replicas > 0 and model.last_scale == EventType.IDLE:
+        took = (round((now - model.waking_since).total_seconds(), 1)
+                if now is not None and model.waking_since is not None else None)
+        return Transition(model.model_key, ModelState.RUNNING, EventType.WOKE,
+                          {"wake_s": took, "running_replicas": dep.running_replicas})
+    return None
+
+
 def judge(model: DesiredModel, seen: tuple[ObservedApp, ObservedDeployment] | None, app: ObservedApp | None,
           in_sync: bool, admitted: bool, running: ModelDeployment | None,
-          wanted: ModelDeployment | None) -> Transition | None:
+          wanted: ModelDeployment | None, now: datetime | None = None, unit: str = "GPUs") -> Transition | None:
     """One model's transition from what Serve reports about it, or None: an early-return
     ladder. `seen`: its deployment (with its app); `app`: the app that should hold it;
     `in_sync`: Serve has the config argus wants for it; `running`: what Serve runs for it
-    now; `wanted`: what the next config holds for it."""
+    now; `wanted`: what the next config holds for it; `now`: the time (how long a wake took);
+    `unit`: what a replica's workers are (GPUs, or CPUs on CPU serving)."""
     # Admitted this tick: it goes into the config now.
     if admitted:
         return Transition(model.model_key, ModelState.DEPLOYING, EventType.APPLIED,
@@ -189,7 +260,7 @@ def judge(model: DesiredModel, seen: tuple[ObservedApp, ObservedDeployment] | No
             return failed(model, failure)
         # Healthy with every replica running.
         if (seen[1].status == DeploymentStatus.HEALTHY and seen[0].status == AppStatus.RUNNING
-                and seen[1].running_replicas == model.spec.num_replicas):
+                and at_target(model.spec, seen[1])):
             return Transition(model.model_key, ModelState.RUNNING, EventType.RUNNING,
                               {"generation": model.generation}, applied_generation=model.generation)
         # Not up yet, and Serve says why: recorded once per distinct reason.
@@ -202,8 +273,9 @@ def judge(model: DesiredModel, seen: tuple[ObservedApp, ObservedDeployment] | No
         # Serve gave up on it.
         if seen is not None and seen[1].status == DeploymentStatus.DEPLOY_FAILED:
             return failed(model, deployment_failure(*seen) or DeploymentStatus.DEPLOY_FAILED.value)
-        # Serve has no running replica of it: not RUNNING, whatever argus applied before.
-        lost = replicas_lost(seen, app, in_sync)
+        # Serve has no running replica of it: not RUNNING, whatever argus applied before (an
+        # autoscaled model at zero runs none by Serve's own decision: lost only when Serve lost it).
+        lost = replicas_lost(seen, app, in_sync) if not (may_idle(model.spec) and seen is not None) else None
         if lost is not None:
             return Transition(model.model_key, ModelState.DEPLOYING, EventType.REPLICAS_LOST, {"message": lost},
                               error_summary=lost)
@@ -225,7 +297,15 @@ def judge(model: DesiredModel, seen: tuple[ObservedApp, ObservedDeployment] | No
         if not in_sync and (seen is None or running != wanted):
             return Transition(model.model_key, ModelState.DEPLOYING, EventType.DRIFT_REPAIRED,
                               {"message": "Serve did not run this model as specified; applied again"})
-        return None
+        # At zero, woken by a request, and Serve cannot place the replica: said once (it stays
+        # RUNNING; its route answers 503 with the same reason while Serve reports it).
+        stalled = wake_stalled(model, seen, unit)
+        if stalled is not None:
+            if not once(model, EventType.PENDING_RESOURCES, {"message": stalled}):
+                return None
+            return Transition(model.model_key, ModelState.RUNNING, EventType.PENDING_RESOURCES,
+                              {"message": stalled}, error_summary=stalled)
+        return scale_event(model, seen, now)
     # Deleting, and Serve no longer has it.
     if model.state == ModelState.DELETING and seen is None and running is None:
         return Transition(model.model_key, ModelState.DELETED, EventType.DELETED, {})
@@ -256,7 +336,10 @@ def lost_while_claiming(models: list[DesiredModel], observed: Observed) -> list[
             continue
         # Its serving app: the one the front end routes it to (the second slot after a rollout).
         name = observed.live_app(model.model_key, model.model_id) or model_app_name(model.model_key)
-        lost = replicas_lost(observed.server(model.model_key, name), observed.apps.get(name), in_sync=False)
+        seen = observed.server(model.model_key, name)
+        if seen is not None and may_idle(model.spec):   # at zero by Serve's own decision
+            continue
+        lost = replicas_lost(seen, observed.apps.get(name), in_sync=False)
         if lost is not None:
             out.append(Transition(model.model_key, ModelState.DEPLOYING, EventType.REPLICAS_LOST, {"message": lost},
                                   error_summary=lost))

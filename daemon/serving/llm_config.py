@@ -15,7 +15,11 @@ from daemon.core.replica_contract import ENGINE_MARK, OWNER_ENV, ROOT_ENV
 from daemon.core.spec import ResolvedServingSpec
 
 # Placeholder in args so Ray's LLM defaults do not switch on autoscaling; the real count
-# is the per-deployment override.
+# is the per-deployment override: `num_replicas`, or (autoscaled) `autoscaling_config`, which
+# Serve's override_deployment_info lays over the code's options (Ray 2.60
+# serve/_private/application_state.py): with an autoscaling_config the placeholder count is
+# ignored (deployment_state.deploy registers the deployment with the autoscaler instead), so
+# the args stay byte-stable whether a model is fixed or autoscaled.
 ARGS_NUM_REPLICAS = 1
 
 
@@ -100,18 +104,40 @@ def build_llm_config(spec: ResolvedServingSpec, model_key: str, settings: LlmSet
     return config
 
 
+def ray_autoscaling_config(autoscaling: dict[str, Any]) -> dict[str, Any]:
+    """A spec's autoscaling (AutoscalingPolicy as a dict) as Ray Serve's per-deployment
+    `autoscaling_config`. No initial_replicas: Serve then starts at min_replicas, so a model with
+    min_replicas 0 is deployed without a cold start and wakes on its first request; and an in-place
+    change of the range never resets the replicas Serve runs now. scale_down_delay_s is both the
+    delay before each step down and before the last replica goes (downscale_to_zero_delay_s)."""
+    delay = float(autoscaling["scale_down_delay_s"])
+    return {"min_replicas": int(autoscaling["min_replicas"]), "max_replicas": int(autoscaling["max_replicas"]),
+            "target_ongoing_requests": float(autoscaling["target_ongoing_requests"]),
+            "downscale_delay_s": delay, "downscale_to_zero_delay_s": delay}
+
+
 @dataclass(frozen=True)
 class ModelDeployment:
-    """One model as the serving layer runs it: its LLMConfig and its replica count."""
+    """One model as the serving layer runs it: its LLMConfig and its replica count: a fixed
+    `num_replicas`, or (`autoscaling`, Ray's autoscaling_config) a range Serve scales in by load,
+    num_replicas then being its min_replicas (what admission reserves). Both are per-deployment
+    overrides that Serve changes in place."""
 
     model_key: str
     model_id: str
     llm_config: dict[str, Any]
     num_replicas: int
+    autoscaling: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, model_key: str, spec: ResolvedServingSpec, settings: LlmSettings) -> "ModelDeployment":
-        return cls(model_key, spec.model_id, build_llm_config(spec, model_key, settings), spec.num_replicas)
+        scaling = ray_autoscaling_config(spec.autoscaling) if spec.autoscaling is not None else None
+        return cls(model_key, spec.model_id, build_llm_config(spec, model_key, settings), spec.num_replicas, scaling)
+
+    @property
+    def may_idle(self) -> bool:
+        """Serve may run no replica of it when it gets no request (autoscaled, min_replicas 0)."""
+        return self.autoscaling is not None and int(self.autoscaling["min_replicas"]) == 0
 
 
 def takes_adapters(llm_config: dict[str, Any]) -> bool:

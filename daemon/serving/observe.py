@@ -68,12 +68,33 @@ class ReplicaState(_Status):
 
 @dataclass(frozen=True)
 class ObservedDeployment:
+    """A deployment as Serve reports it. `target_replicas`: the replicas Serve wants now (Ray
+    2.60 DeploymentDetails.target_num_replicas: the autoscaler's decision for an autoscaled
+    deployment; None when the answer has none)."""
+
     status: DeploymentStatus
     message: str = ""
     running_replicas: int = 0
+    target_replicas: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", DeploymentStatus.read(self.status))
+
+    @property
+    def idle(self) -> bool:
+        """Serve runs no replica of it and wants none (an autoscaled deployment scaled to zero)."""
+        return self.running_replicas == 0 and self.target_replicas == 0 and self.status in _SETTLED_AT_ZERO
+
+    @property
+    def waking(self) -> bool:
+        """Serve runs no replica of it but wants one (an autoscaled deployment woken by a request)."""
+        return self.running_replicas == 0 and ((self.target_replicas or 0) > 0
+                                               or self.status == DeploymentStatus.UPSCALING)
+
+
+# What Serve reports for an autoscaled deployment at zero replicas by its own decision (it
+# reports HEALTHY once the downscale completed; DOWNSCALING while the last replica stops).
+_SETTLED_AT_ZERO = (DeploymentStatus.HEALTHY, DeploymentStatus.DOWNSCALING)
 
 
 @dataclass(frozen=True)
@@ -183,9 +204,11 @@ def observed_from_status(status: dict[str, Any] | None) -> Observed:
         deployments = {}
         for dep_name, dep in (app.get("deployments") or {}).items():
             replicas = dep.get("replicas") or []
+            target = dep.get("target_num_replicas")
             deployments[dep_name] = ObservedDeployment(
                 status=dep.get("status", ""), message=dep.get("message") or "",
-                running_replicas=sum(1 for r in replicas if ReplicaState.read(r.get("state")) == ReplicaState.RUNNING))
+                running_replicas=sum(1 for r in replicas if ReplicaState.read(r.get("state")) == ReplicaState.RUNNING),
+                target_replicas=None if target is None else int(target))
         apps[name] = ObservedApp(status=app.get("status", ""), message=app.get("message") or "",
                                  deployed=app.get("deployed_app_config"), deployments=deployments, name=name)
     return Observed(apps)

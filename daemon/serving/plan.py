@@ -8,21 +8,23 @@ adapter's transition and the front end's routes, serve_config.py is the config i
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from daemon.core.quota import Quotas
 from daemon.core.states import ModelState
 from daemon.core.spec import SURGE
 from daemon.replicas.names import LEASE_APP, is_argus_app
 from daemon.serving.admit import admit
 from daemon.serving.desired import DesiredModel, Transition
-from daemon.serving.judge import judge, judge_adapters
+from daemon.serving.judge import (is_suspended, judge, judge_adapters, judge_suspended, suspended_message,
+                                  wake_stalled)
 from daemon.serving.llm_config import LlmSettings, ModelDeployment
 from daemon.serving.observe import Observed
 from daemon.serving.placement import Capacity
 from daemon.serving.rollout import arrange, judge_candidate, locate, probe_routes
-from daemon.serving.serve_config import FrontendApp, HttpOptions, LeaseApp, ModelApp, Route, ServeConfig
+from daemon.serving.serve_config import FrontendApp, HttpOptions, LeaseApp, ModelApp, Route, ServeConfig, Unavailable
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class ServeSettings:
     http_port: int
     proxy_location: str
     frontend_replicas: int          # replicas of the front end
+    wake_timeout_s: float           # a request to a model at zero is held this long while it wakes
 
     @property
     def http(self) -> HttpOptions:
@@ -42,7 +45,8 @@ class ServeSettings:
     @classmethod
     def from_config(cls, config: Any) -> "ServeSettings":
         serve = config.serving.serve
-        return cls(serve.http_host, serve.http_port, serve.proxy_location, serve.frontend_replicas)
+        return cls(serve.http_host, serve.http_port, serve.proxy_location, serve.frontend_replicas,
+                   serve.wake_timeout_s)
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,7 @@ def config_differs(desired: ServeConfig, observed: Observed, ignore: frozenset[s
 def plan(models: list[DesiredModel], observed: Observed, *, capacity: Capacity | None,
          settings: LlmSettings, serve: ServeSettings, lease: dict[str, Any] | None = None,
          probes: dict[str, str | None] | None = None, rollout_probes: dict[str, str | None] | None = None,
-         now: datetime | None = None) -> Plan:
+         now: datetime | None = None, quotas: Quotas | None = None) -> Plan:
     """What to apply and record, in five steps: locate each model's generations in Serve
     (rollout.py), admit (who is in the next config), judge each model against what Serve
     reports, judge the adapters against their base models, and arrange each model's apps and
@@ -74,15 +78,18 @@ def plan(models: list[DesiredModel], observed: Observed, *, capacity: Capacity |
     daemon holds, kept in the config (None: no lease). `probes`: adapters the shell asked
     through the endpoint this tick (model key -> None when it answered, else the failure);
     `rollout_probes`: the same for models whose new generation waits to be switched to (asked
-    by its probe id, with its adapters). `now`: the time, for the rollout's bound."""
+    by its probe id, with its adapters). `now`: the time, for the rollout's bound. `quotas`:
+    each user's GPU quota (admit.py)."""
     adapters = [m for m in models if m.spec.is_adapter]
-    models = [m for m in models if not m.spec.is_adapter]
+    bases = [m for m in models if not m.spec.is_adapter]
+    suspended = [m for m in bases if is_suspended(m)]
+    models = [m for m in bases if not is_suspended(m)]
     wanted = {m.model_key: ModelDeployment.of(m.model_key, m.spec, settings) for m in models}
     slots = {m.model_key: locate(m, wanted[m.model_key], observed, surge=m.spec.rollout_strategy == SURGE)
              for m in models}
     running_now = observed.running_models()
     admission = admit(models, running_now, capacity, settings, observed,
-                      targets={key: s.target for key, s in slots.items()})
+                      targets={key: s.target for key, s in slots.items()}, quotas=quotas)
 
     transitions = list(admission.transitions)
     decided = {t.model_key for t in transitions}
@@ -100,10 +107,12 @@ def plan(models: list[DesiredModel], observed: Observed, *, capacity: Capacity |
                             or (model.state == ModelState.RUNNING and not in_sync)):
             judged = judge_candidate(model, seen, app, in_sync, admitted, rollout_probes or {}, now)
         else:
-            judged = judge(model, seen, app, in_sync, admitted, running_now.get(model.model_key), entry)
+            judged = judge(model, seen, app, in_sync, admitted, running_now.get(model.model_key), entry, now,
+                           _unit(settings))
         if judged is not None:
             transitions.append(judged)
-    state_after: dict[str, ModelState] = {m.model_key: m.state for m in models}
+    transitions += [t for t in (judge_suspended(m, observed) for m in suspended) if t is not None]
+    state_after: dict[str, ModelState] = {m.model_key: m.state for m in bases}
     state_after.update({t.model_key: t.state for t in transitions if t.state is not None})
     arranged = {m.model_key: arrange(m, state_after[m.model_key], slots[m.model_key],
                                      admission.entries.get(m.model_key), observed) for m in models}
@@ -112,7 +121,7 @@ def plan(models: list[DesiredModel], observed: Observed, *, capacity: Capacity |
     serving = {key: next(a for a in arr.apps if a.name == arr.serving)
                for key, arr in arranged.items() if arr.serving is not None}
     base_state = {key: (ModelState.RUNNING if key in serving else state) for key, state in state_after.items()}
-    served = judge_adapters(adapters, models, base_state, serving, observed, probes or {})
+    served = judge_adapters(adapters, bases, base_state, serving, observed, probes or {})
     transitions += served.transitions
     apps: list[ModelApp] = []
     routes: list[Route] = []
@@ -129,14 +138,52 @@ def plan(models: list[DesiredModel], observed: Observed, *, capacity: Capacity |
             candidate = next(a for a in mine if a.name == arr.probing)
             routes.append(probe_routes(candidate.route(), candidate))
             routes += [probe_routes(r, candidate) for r in served.routes if r.base_model == model.model_id]
+    # A suspended model keeps its public id: the front end answers it 503 with who suspended it.
+    routes += [Route(m.model_id, "", "", unavailable=Unavailable(503, suspended_message(m))) for m in suspended]
     routed = {r.model_id for r in routes if r.unavailable is None and not r.probe}
     routes += [r for r in served.routes if r.base_model in routed]
+    routes = _while_idle(routes, apps, models, observed, serve.wake_timeout_s, _unit(settings))
     config_apps = (sorted(apps, key=lambda a: a.name) + [FrontendApp.of(routes, serve.frontend_replicas)]
                    + ([LeaseApp(lease)] if lease is not None else []) + observed.foreign())
     desired = ServeConfig(serve.http, tuple(config_apps))
     # No lease: a leftover lease app is not argus's to judge.
     return Plan(desired if config_differs(desired, observed, ignore=set() if lease is not None else {LEASE_APP})
                 else None, transitions)
+
+
+def _while_idle(routes: list[Route], apps: list[ModelApp], models: list[DesiredModel], observed: Observed,
+               hold_s: float, unit: str) -> list[Route]:
+    """Routes to a model that may be at zero replicas (autoscaled, min_replicas 0; its adapters
+    and its probe id too) hold a request up to `hold_s` while Serve wakes it; while Serve says it
+    cannot place the replica to wake it, they answer 503 with why instead (Serve retries placing
+    it as long as it wants a replica; a request after the GPUs are free wakes it)."""
+    by_app = {a.name: a for a in apps}
+    by_key = {m.model_key: m for m in models}
+    out = []
+    for route in routes:
+        app = by_app.get(route.app)
+        if route.unavailable is not None or app is None or not app.deployment.may_idle:
+            out.append(route)
+            continue
+        model = by_key.get(app.model_key)
+        stalled = wake_stalled(model, observed.server(app.model_key, app.name), unit) if model is not None else None
+        if stalled is not None and not route.probe:
+            if route.base_model is not None:
+                stalled = f"{stalled} (adapter {route.model_id} runs on it)"
+            out.append(Route(route.model_id, "", "", route.max_request_context_length, route.base_model,
+                             unavailable=Unavailable(503, stalled, WAKE_RETRY_AFTER_S)))
+        else:
+            out.append(replace(route, hold_s=hold_s))
+    return out
+
+
+def _unit(settings: LlmSettings) -> str:
+    """What a replica's workers are, in messages: GPUs, or CPUs on CPU serving."""
+    return "CPUs" if settings.on_cpu else "GPUs"
+
+
+# What a client is told while a model at zero cannot wake (no free GPUs for its replica).
+WAKE_RETRY_AFTER_S = 30
 
 
 def renews_only(desired: ServeConfig, observed: Observed) -> bool:

@@ -91,10 +91,14 @@ class Reconciler:
         self.admission = AdmissionMode(config.serving.llm.admission)
         self.clock = clock
         self.root = config.storage.root
+        self.quota = config.gpu_quota   # users.<user>.max_gpus, else limits.max_gpus_per_user (core/quota.py)
         serve = config.serving.serve
         base_url = endpoint_url(serve.http_host, serve.http_port, serve.dashboard_url)
         self._last_cluster: tuple[str, dict] | None = None   # the newest cluster event (read once)
         self._waiting: str | None = None   # why the last tick waited for sync (logged once per reason)
+        self._waking: dict[str, datetime] = {}   # model key -> the tick Serve first wanted a replica of it at zero
+        # model id -> (running, wanted) replicas of its serving deployment at the last tick (/metrics)
+        self.replicas_seen: dict[str, tuple[int, int | None]] = {}
         self.probe = probe if probe is not None else (lambda model_id: probe_adapter(base_url, model_id))
         self.probe_rollout = (probe_rollout if probe_rollout is not None
                               else (lambda model_id: probe_model(base_url, model_id)))
@@ -103,6 +107,7 @@ class Reconciler:
         out = []
         newest = self.store.last_events()
         applied = self.store.last_events_of((EventType.APPLIED, EventType.ROLLOUT_STARTED))
+        scaled = self.store.last_events_of((EventType.IDLE, EventType.WOKE))
         for row in self.store.list_models():
             spec = ResolvedServingSpec.from_dict(row.resolved)
             last = newest.get(row.model_key)
@@ -122,8 +127,26 @@ class Reconciler:
                 was_running=row.applied_generation is not None,
                 ran_this_generation=row.applied_generation == row.generation,
                 applied_generation=row.applied_generation,
-                applied_at=parse_iso(applied[row.model_key].time) if row.model_key in applied else None))
+                applied_at=parse_iso(applied[row.model_key].time) if row.model_key in applied else None,
+                last_scale=EventType(scaled[row.model_key].event_type) if row.model_key in scaled else None,
+                waking_since=self._waking.get(row.model_key),
+                author=row.commit_author, commit=row.commit_sha))
         return out
+
+    def _remember_wakes(self, models: list[DesiredModel], observed: Observed) -> None:
+        """Since when Serve has wanted a replica of each model it runs none of (the WOKE event's
+        wake time is measured from there); kept in memory: an argusd started mid-wake records
+        the wake without its time."""
+        now = self.clock()
+        self.replicas_seen = {}
+        for model in models:
+            seen = observed.server(model.model_key, observed.live_app(model.model_key, model.model_id))
+            if seen is not None and not model.spec.is_adapter:
+                self.replicas_seen[model.model_id] = (seen[1].running_replicas, seen[1].target_replicas)
+            if seen is not None and seen[1].waking:
+                self._waking.setdefault(model.model_key, now)
+            else:
+                self._waking.pop(model.model_key, None)
 
     def tick(self) -> ReconcileResult:
         try:
@@ -169,7 +192,9 @@ class Reconciler:
             if decided:
                 probes[adapter.model_key] = failure
         decision = plan(models, observed, capacity=capacity, settings=self.settings, serve=self.serve, lease=lease,
-                        probes=probes, rollout_probes=self._probe_rollouts(models, observed), now=self.clock())
+                        probes=probes, rollout_probes=self._probe_rollouts(models, observed), now=self.clock(),
+                        quotas=self.quota)
+        self._remember_wakes(models, observed)
         if decision.noop:
             return ReconcileResult(ReconcileOutcome.NOOP)
         if decision.apply is not None:

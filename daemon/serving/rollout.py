@@ -24,7 +24,7 @@ from daemon.core.states import EventType, ModelState
 from daemon.replicas.names import FRONTEND_APP, FRONTEND_DEPLOYMENT, candidate_app_name, model_app_name, probe_id
 from daemon.serving.desired import DesiredModel, Transition, once
 from daemon.serving.llm_config import LlmSettings, ModelDeployment
-from daemon.serving.judge import base_refs, deployment_failure
+from daemon.serving.judge import at_target, base_refs, deployment_failure
 from daemon.serving.observe import (AppStatus, DeploymentStatus, Observed, ObservedApp, ObservedDeployment,
                                     startup_failure, summarize_failure)
 from daemon.serving.serve_config import ModelApp, Route, Unavailable
@@ -133,9 +133,11 @@ def judge_candidate(model: DesiredModel, seen: tuple[ObservedApp, ObservedDeploy
 
 
 def ready(model: DesiredModel, seen: tuple[ObservedApp, ObservedDeployment]) -> bool:
-    """Serve reports the candidate healthy with every replica running: time for the probe."""
+    """Serve reports the candidate healthy with every replica running: time for the probe. An
+    autoscaled candidate with min_replicas 0 is ready at zero replicas: the probe wakes it (a
+    model at zero is probed like any other: a bad change must not reach clients)."""
     return (seen[1].status == DeploymentStatus.HEALTHY and seen[0].status == AppStatus.RUNNING
-            and seen[1].running_replicas == model.spec.num_replicas)
+            and at_target(model.spec, seen[1]))
 
 
 def rolled_back(model: DesiredModel, reason: str) -> Transition:
@@ -203,12 +205,16 @@ def arrange(model: DesiredModel, state: ModelState, slots: Slots, wanted: ModelD
         elif (seen is not None and model.was_running and state == ModelState.QUEUED
               and seen[1].running_replicas > 0):
             serving = slots.target
+        elif (seen is not None and model.was_running and wanted.may_idle
+              and state in (ModelState.QUEUED, ModelState.DEPLOYING)):
+            serving = slots.target   # at zero by Serve's decision while its range changes in place: it wakes
         else:
             return Arrangement(_with_drain(target, slots, observed), None, None, starting(model))
         return Arrangement(_with_drain(target, slots, observed), serving)
     # Beside the live app: clients stay on it until the candidate answered and was switched to.
     assert live_app is not None
-    switched = state == ModelState.RUNNING and seen is not None and seen[1].running_replicas > 0
+    switched = state == ModelState.RUNNING and seen is not None and (seen[1].running_replicas > 0
+                                                                      or wanted.may_idle)
     if switched:
         return Arrangement((target, live_app), slots.target)
     return Arrangement((target, live_app), slots.live, slots.target if state == ModelState.DEPLOYING else None)

@@ -16,7 +16,7 @@ the routes say which one takes its requests.
 
 Byte-stability matters: Serve restarts every replica of an app whose `args` change, so the same
 models must always render the same `args` (sorted, no replica counts: scaling goes through
-per-deployment `num_replicas` overrides, which Serve applies in place).
+per-deployment `num_replicas` or `autoscaling_config` overrides, which Serve applies in place).
 """
 from __future__ import annotations
 
@@ -209,7 +209,10 @@ def render_app(app: App) -> dict[str, Any]:
     if isinstance(app, OtherApp):
         return app.raw
     if isinstance(app, ModelApp):
-        deployment: dict[str, Any] = {"name": app.deployment_name, "num_replicas": app.deployment.num_replicas}
+        # Ray refuses num_replicas beside an autoscaling_config (DeploymentSchema): one or the other.
+        deployment: dict[str, Any] = ({"name": app.deployment_name, "num_replicas": app.deployment.num_replicas}
+                                      if app.deployment.autoscaling is None else
+                                      {"name": app.deployment_name, "autoscaling_config": app.deployment.autoscaling})
         if app.adapters is not None:
             deployment["user_config"] = {"adapters": {k: v.to_json() for k, v in sorted(app.adapters.items())}}
         return {"name": app.name, "route_prefix": None, "import_path": app.import_path,
@@ -258,8 +261,9 @@ def _parse_argus(name: str, raw: dict[str, Any]) -> App | None:
         user_config = server.get("user_config")
         adapters = (None if user_config is None else
                     {k: AdapterEntry.from_json(v) for k, v in (user_config.get("adapters") or {}).items()})
-        return ModelApp(name, ModelDeployment(key, model_id, llm_config, int(server["num_replicas"])), adapters,
-                        import_path)
+        scaling = server.get("autoscaling_config")
+        replicas = int(server["num_replicas"]) if scaling is None else int(scaling["min_replicas"])
+        return ModelApp(name, ModelDeployment(key, model_id, llm_config, replicas, scaling), adapters, import_path)
     return None
 
 
@@ -269,5 +273,6 @@ def _view(app: dict[str, Any]) -> dict[str, Any]:
     return {"name": app.get("name"), "route_prefix": app.get("route_prefix"), "import_path": app.get("import_path"),
             "args": app.get("args") or {}, "runtime_env": app.get("runtime_env") or {},
             "deployments": sorted(({"name": d.get("name"), "num_replicas": d.get("num_replicas"),
+                                    "autoscaling_config": d.get("autoscaling_config"),
                                     "user_config": d.get("user_config")}
                                    for d in app.get("deployments") or []), key=lambda d: str(d["name"]))}

@@ -19,7 +19,7 @@ from daemon.errors import Problem
 
 class UpdateKind(StrEnum):
     UPDATED = "updated"
-    SCALED = "scaled"     # only num_replicas changed
+    SCALED = "scaled"     # only num_replicas (or the autoscaling range) changed
     REVIVED = "revived"   # its file came back while it was being deleted
 
 
@@ -105,7 +105,8 @@ def plan_user(user_id: str, verdicts: list[FileVerdict], models: list[ModelRow],
         if model.state == ModelState.DELETING:
             changes.append(UpdateModel(model.model_key, f.path, f.text, resolved, UpdateKind.REVIVED, delta))
         elif delta:
-            kind = UpdateKind.SCALED if set(delta) == {"num_replicas"} else UpdateKind.UPDATED
+            # The replica count or autoscaling range changes in place in Serve (no new replicas).
+            kind = UpdateKind.SCALED if set(delta) <= {"num_replicas", "autoscaling"} else UpdateKind.UPDATED
             changes.append(UpdateModel(model.model_key, f.path, f.text, resolved, kind, delta))
         elif model.spec_path != f.path:
             changes.append(MoveModel(model.model_key, f.path))

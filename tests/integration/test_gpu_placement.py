@@ -345,3 +345,107 @@ def _ppid(pid: int) -> int | None:
     except (OSError, IndexError, ValueError):
         return None
     return None if state in ("Z", "X") else int(ppid)
+
+
+def test_an_autoscaled_deployment_goes_to_zero_wakes_and_says_when_it_cannot_wake(cluster):
+    """Real Serve on this cluster, two deployments with the autoscaling_config argus renders
+    (llm_config.ray_autoscaling_config, min_replicas 0): what Serve reports is what the judge
+    reads. Deployed, neither runs a replica and Serve wants none (idle: RUNNING without a cold
+    start); Serve's deployed config holds the autoscaling_config exactly as written (so argus
+    reads its own app back and applies nothing more). A request wakes the first (no GPU) and it
+    goes back to zero after the delay; a request to the second (8 GPUs per replica: no node has
+    them) makes Serve want a replica it cannot place: waking, with the "cannot be scheduled"
+    message, which argus turns into "model X cannot wake: it needs 8 GPUs and none are free".
+    What only a GPU cluster shows: vLLM's own start time on a wake."""
+    import threading
+    import urllib.request
+
+    from daemon.core.spec import ResolvedServingSpec
+    from daemon.serving.desired import DesiredModel
+    from daemon.serving.judge import wake_stalled
+    from daemon.serving.llm_config import ray_autoscaling_config
+    from daemon.serving.observe import observed_from_status
+
+    scaling = ray_autoscaling_config({"min_replicas": 0, "max_replicas": 1, "target_ongoing_requests": 1,
+                                      "scale_down_delay_s": 2})
+
+    def app(name, gpus):
+        return {"name": name, "route_prefix": f"/{name}",
+                "import_path": "ray.serve._private.test_utils:get_pid_entrypoint",
+                "deployments": [{"name": "GetPID", "autoscaling_config": scaling,
+                                 "ray_actor_options": {"num_cpus": 0, "num_gpus": gpus}}]}
+
+    client = ServeClient(DASHBOARD)
+    client.put_config({"proxy_location": "HeadOnly", "http_options": {"host": "127.0.0.1", "port": 8075},
+                       "applications": [app("auto", 0), app("big", 8)]})
+
+    def seen(name):
+        observed = observed_from_status(client.get_applications()).apps.get(name)
+        return (observed, observed.deployments.get("GetPID")) if observed is not None else (None, None)
+
+    def ask(name):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:8075/{name}", timeout=60) as response:
+                return response.status
+        except Exception as exc:   # the unplaceable one never answers
+            return str(exc)
+
+    try:
+        _wait(lambda: all(seen(n)[0] is not None and seen(n)[0].status == "RUNNING" and seen(n)[1] is not None
+                          for n in ("auto", "big")), "both apps RUNNING", timeout=120)
+        for name in ("auto", "big"):
+            observed, dep = seen(name)
+            assert dep.idle and dep.status == "HEALTHY" and dep.target_replicas == 0, dep
+            assert observed.deployed["deployments"][0]["autoscaling_config"] == scaling
+        assert ask("auto") == 200                                    # the request wakes it
+        assert seen("auto")[1].running_replicas == 1
+        _wait(lambda: seen("auto")[1].idle, "the woken deployment back at zero", timeout=90)
+
+        threading.Thread(target=ask, args=("big",), daemon=True).start()
+        _wait(lambda: seen("big")[1].waking and placement_stalled_of(seen("big")[1]), "the wake to stall",
+              timeout=120)
+        spec = ResolvedServingSpec("u", "big", "u-1", "u-1-big", "/private/hf/m", 0, 8, {},
+                                   autoscaling={"min_replicas": 0, "max_replicas": 1, "target_ongoing_requests": 1,
+                                                "scale_down_delay_s": 2})
+        model = DesiredModel("big", spec.model_id, "RUNNING", 1, spec)
+        assert wake_stalled(model, seen("big")) == "model u-1-big cannot wake: it needs 8 GPUs and none are free"
+    finally:
+        client.put_config({"applications": []})
+
+
+def placement_stalled_of(deployment) -> bool:
+    from daemon.serving.placement import placement_stalled
+
+    return placement_stalled(deployment.message)
+
+
+def test_quota_holds_a_model_back_where_rays_gpus_are_free(cluster):
+    """On this cluster's live capacity (2 H20 GPUs free on A, 4 on C), a model that fits is
+    still held QUEUED when its owner's quota has no room: QUOTA_EXCEEDED names the quota; a
+    model with min_replicas 0 reserves nothing and is admitted."""
+    from daemon.core.quota import GpuQuota
+    from daemon.core.spec import ResolvedServingSpec
+    from daemon.serving.desired import DesiredModel
+    from daemon.serving.observe import Observed
+    from daemon.serving.plan import plan
+    from helpers import llm_settings, serve_settings
+
+    capacity = ServeClient(DASHBOARD).capacity("H20", AdmissionMode.FIT)
+
+    def spec(name, replicas, gpus, autoscaling=None):
+        return ResolvedServingSpec("u", name, "u-1", f"u-1-{name}", "/private/hf/m", replicas, gpus, {},
+                                   autoscaling=autoscaling)
+
+    running = DesiredModel("a", "u-1-a", "RUNNING", 1, spec("a", 1, 2))
+    queued = DesiredModel("b", "u-1-b", "QUEUED", 1, spec("b", 1, 2))
+    idle = DesiredModel("c", "u-1-c", "QUEUED", 1, spec("c", 0, 4, {"min_replicas": 0, "max_replicas": 1,
+                                                                     "target_ongoing_requests": 1,
+                                                                     "scale_down_delay_s": 60}))
+    decision = plan([running, queued, idle], Observed(), capacity=capacity,
+                    settings=llm_settings(accelerator_type="H20"), serve=serve_settings(),
+                    quotas={"u": GpuQuota(3, "users.u.max_gpus")}.get)
+    by_key = {t.model_key: t for t in decision.transitions}
+    assert (by_key["b"].state, by_key["b"].event_type) == ("QUEUED", "QUOTA_EXCEEDED")
+    assert "users.u.max_gpus" in by_key["b"].payload["message"]
+    assert (by_key["c"].state, by_key["c"].event_type) == ("DEPLOYING", "APPLIED")
+    assert argus_decides(capacity, 1, 2).event_type == "APPLIED"   # without the quota, b fits on the same view

@@ -328,10 +328,14 @@ def test_the_serve_config_argus_writes_is_valid_for_ray_and_reads_back_as_writte
                                         {"max_model_len": 2048},
                                         adapters={"max_rank": 8, "max_loaded": 2, "users": ["bob"]})
         plain_spec = ResolvedServingSpec("alice", "plain", "alice-1", "alice-1-plain", "/private/hf/p", 2, 1, {})
+        auto_spec = ResolvedServingSpec("alice", "auto", "alice-1", "alice-1-auto", "/private/hf/a", 0, 1, {},
+                                        autoscaling={"min_replicas": 0, "max_replicas": 2,
+                                                     "target_ongoing_requests": 4, "scale_down_delay_s": 60})
         adapter_spec = ResolvedServingSpec("bob", "tutor", "bob-1", "bob-1-tutor", "/private/users/bob/t", 0, 0, {},
                                            base_model="alice-1-smollm2")
         models = [DesiredModel("k-base", base_spec.model_id, "RUNNING", 1, base_spec, was_running=True),
                   DesiredModel("k-plain", plain_spec.model_id, "RUNNING", 1, plain_spec, was_running=True),
+                  DesiredModel("k-auto", auto_spec.model_id, "RUNNING", 1, auto_spec, was_running=True),
                   DesiredModel("k-ad", adapter_spec.model_id, "DEPLOYING", 1, adapter_spec,
                                adapter=AdapterInfo(8, None))]
         foreign = {"name": "team-b", "route_prefix": "/team-b", "import_path": "their.module:app",
@@ -354,7 +358,8 @@ def test_the_serve_config_argus_writes_is_valid_for_ray_and_reads_back_as_writte
                 details[app.name] = ApplicationDetails(
                     name=app.name, route_prefix=app.route_prefix, docs_path=None, status=ApplicationStatus.RUNNING,
                     message="", last_deployed_time_s=0, deployed_app_config=checkpoint, source="declarative",
-                    deployments={d.name: deployment(d.name, d.num_replicas) for d in app.deployments},
+                    deployments={d.name: deployment(d.name, d.num_replicas if isinstance(d.num_replicas, int)
+                                                    else 0) for d in app.deployments},
                     external_scaler_enabled=False)
             return json.loads(json.dumps(ServeInstanceDetails(proxies={}, applications=details)
                                          ._get_user_facing_json_serializable_dict(exclude_unset=True)))
@@ -378,13 +383,31 @@ def test_the_serve_config_argus_writes_is_valid_for_ray_and_reads_back_as_writte
                     for name, app in observed.apps.items()}
         routes = [(r.model_id, r.app, r.base_model) for r in observed.frontend().routes]
         adapters = {k: v.generation for k, v in observed.model_app("k-base").adapters.items()}
+        # Serve's own merge of the autoscaled app's override into the deployment the builder made
+        # from the LLMConfig (num_replicas placeholder in it): the deployment Serve would run.
+        from ray.serve._private.application_state import override_deployment_info
+        from ray.serve._private.deployment_info import DeploymentInfo
+        from ray.serve._private.config import DeploymentConfig, ReplicaConfig
+        from ray.serve.schema import ServeApplicationSchema
+        from daemon.serving.llm_config import ARGS_NUM_REPLICAS
+        auto_app = next(a for a in written["applications"] if a["name"] == "llm-k-auto")
+        code_config = DeploymentConfig(num_replicas=ARGS_NUM_REPLICAS)   # what build_model_app's options give
+        info = DeploymentInfo(deployment_config=code_config,
+                              replica_config=ReplicaConfig.create(lambda: None), start_time_ms=0, deployer_job_id="")
+        merged = override_deployment_info({"LLMServer:k-auto": info}, ServeApplicationSchema.model_validate(auto_app))
+        merged_config = merged["LLMServer:k-auto"].deployment_config
+        autoscaled = {"min": merged_config.autoscaling_config.min_replicas,
+                      "max": merged_config.autoscaling_config.max_replicas,
+                      "initial": merged_config.autoscaling_config.initial_replicas,
+                      "to_zero": merged_config.autoscaling_config.downscale_to_zero_delay_s,
+                      "target": merged_config.autoscaling_config.get_target_ongoing_requests()}
 
         # A rollout: k-base's generation 2 starts beside generation 1 (probe entries for it and its
         # adapter), and a new model has no serving generation yet (the front end's own 503).
         base2 = dataclasses.replace(base_spec, engine_kwargs={"max_model_len": 1024})
         new_spec = ResolvedServingSpec("alice", "new", "alice-1", "alice-1-new", "/private/hf/n", 1, 1, {})
         rolling = [DesiredModel("k-base", base2.model_id, "QUEUED", 2, base2, was_running=True, applied_generation=1),
-                   models[1], DesiredModel("k-ad", adapter_spec.model_id, "RUNNING", 1, adapter_spec),
+                   models[1], models[2], DesiredModel("k-ad", adapter_spec.model_id, "RUNNING", 1, adapter_spec),
                    DesiredModel("k-new", new_spec.model_id, "QUEUED", 1, new_spec)]
         surge = plan(rolling, observed, capacity=None, settings=settings, serve=serve, lease=lease).apply
         surge_written = surge.to_json()
@@ -399,7 +422,7 @@ def test_the_serve_config_argus_writes_is_valid_for_ray_and_reads_back_as_writte
         redeployed = plan(models, stale, capacity=None, settings=settings, serve=serve, lease=lease).apply
         print(json.dumps({
             "kinds": kinds, "read_back": read_back, "running": running, "statuses": statuses,
-            "puts": puts, "routes": routes, "adapters": adapters, "rollout": rollout,
+            "puts": puts, "routes": routes, "adapters": adapters, "rollout": rollout, "autoscaled": autoscaled,
             "stale_is_desired": stale.apps["llm-k-base"].config == desired.by_name()["llm-k-base"],
             "redeployed_paths": sorted({a["import_path"] for a in (redeployed.to_json()["applications"]
                                                                     if redeployed else [])}),
@@ -416,19 +439,23 @@ def test_the_serve_config_argus_writes_is_valid_for_ray_and_reads_back_as_writte
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["kinds"] == {"argus": "FrontendApp", "argus-lease": "LeaseApp", "llm-k-base": "ModelApp",
-                            "llm-k-plain": "ModelApp", "team-b": "OtherApp"}
+                            "llm-k-plain": "ModelApp", "llm-k-auto": "ModelApp", "team-b": "OtherApp"}
     assert out["read_back"] == {"argus": True, "argus-lease": True, "llm-k-base": True, "llm-k-plain": True,
-                                "team-b": True}
+                                "llm-k-auto": True, "team-b": True}
+    # Serve lays argus's autoscaling_config over the placeholder count of the LLMConfig's args.
+    assert out["autoscaled"] == {"min": 0, "max": 2, "initial": None, "to_zero": 60.0, "target": 4.0}
     assert out["running"]["llm-k-plain"] == {"LLMServer:k-plain": 2}
     assert out["statuses"]["llm-k-base"] == ["RUNNING", "HEALTHY"]
     assert out["puts"] == 2   # the models, then the front end routing the ones Serve runs; then nothing
-    assert out["routes"] == [["alice-1-plain", "llm-k-plain", None], ["alice-1-smollm2", "llm-k-base", None],
+    assert out["routes"] == [["alice-1-auto", "llm-k-auto", None],
+                             ["alice-1-plain", "llm-k-plain", None], ["alice-1-smollm2", "llm-k-base", None],
                              ["bob-1-tutor", "llm-k-base", "alice-1-smollm2"]]
     assert out["adapters"] == {"bob-1-tutor": 1}
     assert out["stale_is_desired"] is False
     assert set(out["rollout"]["read_back"]) >= {"llm-k-base", "llm-k-base-b", "llm-k-new", "argus"}
     assert all(out["rollout"]["read_back"].values())
-    assert out["rollout"]["routes"] == [["alice-1-new", "", False, 503], ["alice-1-plain", "llm-k-plain", False, None],
+    assert out["rollout"]["routes"] == [["alice-1-auto", "llm-k-auto", False, None],
+                                        ["alice-1-new", "", False, 503], ["alice-1-plain", "llm-k-plain", False, None],
                                         ["alice-1-smollm2", "llm-k-base", False, None],
                                         ["alice-1-smollm2@next", "llm-k-base-b", True, None],
                                         ["bob-1-tutor", "llm-k-base", False, None],

@@ -317,3 +317,110 @@ def test_a_change_rolls_out_beside_the_serving_app_and_a_restarted_argusd_finish
         assert [(r["model_id"], r["app"]) for r in routes] == [(model.model_id, app_name(key) + "-b")]
     finally:
         again._drop_repo()
+
+
+AUTOSCALED = ("model_id: {id}\nmodel_source: $HOME/common/hf/m\n"
+              "autoscaling:\n  min_replicas: 0\n  max_replicas: 2\n  scale_down_delay_s: 60\n")
+
+
+def test_an_autoscaled_model_goes_to_zero_and_wakes_through_the_loop(world):
+    """The shell with a store and git: an autoscaled model (min_replicas 0) is RUNNING at zero
+    replicas, IDLE and WOKE are recorded once each in the store, and WOKE carries how long the
+    wake took, measured by the shell across ticks (from argusd's clock)."""
+    from datetime import datetime, timedelta, timezone
+
+    gitops, daemon, serve, store = world
+    gitops.write("models.d/alice/a.yaml", AUTOSCALED.format(id="a"))
+    gitops.commit("a autoscaled")
+    gitops.push()
+    clock = [datetime(2026, 1, 1, tzinfo=timezone.utc)]
+    daemon.reconciler.clock = lambda: clock[0]
+    daemon.tick()
+    serve.settle()
+    daemon.tick()
+    key = store.list_models()[0].model_key
+    deployment = f"LLMServer:{key}"
+    assert state_of(store) == ModelState.RUNNING            # at zero: no cold start at deploy
+    assert serve.apps[app_name(key)]["deployed_app_config"]["deployments"][0]["autoscaling_config"]["min_replicas"] == 0
+    daemon.tick()
+    daemon.tick()
+    assert len(events_of(store, EventType.IDLE)) == 1       # once
+    serve.scale(deployment, running=0, target=1, status="UPSCALING")   # a request woke it
+    daemon.tick()
+    clock[0] += timedelta(seconds=37)
+    daemon.tick()
+    assert state_of(store) == ModelState.RUNNING and not events_of(store, EventType.REPLICAS_LOST)
+    clock[0] += timedelta(seconds=5)
+    serve.scale(deployment, running=1, target=1)
+    daemon.tick()
+    daemon.tick()
+    (woke,) = events_of(store, EventType.WOKE)
+    assert woke.payload == {"wake_s": 42.0, "running_replicas": 1}
+    route = next(r for r in serve.apps["argus"]["deployed_app_config"]["deployments"][0]["user_config"]["models"]
+                 if r["model_id"] == store.list_models()[0].model_id)
+    assert route["hold_s"] == daemon.reconciler.serve.wake_timeout_s
+    serve.scale(deployment, running=0, target=0)
+    daemon.tick()
+    assert len(events_of(store, EventType.IDLE)) == 2
+
+
+def test_a_suspended_model_is_suspended_in_the_store_and_resumes(world):
+    """suspended: true through git, sync and the loop: the model's app leaves Serve, the store
+    records SUSPENDED (the schema takes it), the front end answers 503 naming the commit's author
+    and short sha; suspended: false deploys it again."""
+    gitops, daemon, serve, store = world
+    daemon.tick()
+    serve.settle()
+    daemon.tick()
+    key = store.list_models()[0].model_key
+    gitops.write("models.d/alice/a.yaml", spec("a") + "suspended: true\n")
+    sha = gitops.commit("suspend a")
+    gitops.push()
+    daemon.tick()
+    daemon.tick()
+    assert app_name(key) not in serve.apps
+    assert state_of(store) == ModelState.SUSPENDED and len(events_of(store, EventType.SUSPENDED)) == 1
+    route = next(r for r in serve.apps["argus"]["deployed_app_config"]["deployments"][0]["user_config"]["models"]
+                 if r["model_id"] == store.list_models()[0].model_id)
+    assert route["unavailable"]["status"] == 503 and sha[:7] in route["unavailable"]["message"]
+    gitops.write("models.d/alice/a.yaml", spec("a"))
+    gitops.commit("resume a")
+    gitops.push()
+    daemon.tick()
+    assert app_name(key) in serve.apps and state_of(store) == ModelState.DEPLOYING
+    serve.settle()
+    daemon.tick()
+    assert state_of(store) == ModelState.RUNNING
+
+
+def test_a_model_over_its_owners_quota_waits_queued_through_the_loop(tmp_path):
+    """The quota as argusd's config says it (users.alice.max_gpus, read by the shell through
+    Config.gpu_quota), lowered after the commit was recorded: the queued model waits QUEUED
+    with one QUOTA_EXCEEDED naming the key, and nothing of it is applied."""
+    (tmp_path / "private" / "hf" / "m").mkdir(parents=True)
+    gitops = GitOps(tmp_path / "g")
+    gitops.write("models.d/alice/a.yaml", spec("a", replicas=2))
+    gitops.commit("a")
+    gitops.push()
+    store = Store.open(tmp_path / "s.db")
+    serve = FakeServe()
+    serve.put_error = "cannot reach the Ray dashboard"      # recorded, not applied: a stays QUEUED
+    before = write_config(tmp_path / "c.yaml", root=tmp_path / "private", db=tmp_path / "s.db", repo=gitops.bare)
+    daemon = Daemon(load_config(before), store, serve, watch=False)
+    daemon.tick()
+    daemon._drop_repo()
+    assert state_of(store) == ModelState.QUEUED
+    after = write_config(tmp_path / "c2.yaml", root=tmp_path / "private", db=tmp_path / "s.db", repo=gitops.bare,
+                         extra="users:\n  alice:\n    max_gpus: 1\n")
+    serve.put_error = None
+    daemon = Daemon(load_config(after), store, serve, watch=False)
+    try:
+        daemon.tick()
+        daemon.tick()
+        (over,) = events_of(store, EventType.QUOTA_EXCEEDED)
+        assert "users.alice.max_gpus" in over.payload["message"] and "needs 2" in over.payload["message"]
+        assert state_of(store) == ModelState.QUEUED
+        assert not [a for a in serve.apps if a.startswith("llm-")]
+    finally:
+        daemon._drop_repo()
+        store.close()

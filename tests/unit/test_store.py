@@ -172,7 +172,7 @@ def test_the_instance_table_is_a_migration_and_a_store_that_made_it_on_first_use
     (at schema 5). Such a store migrates cleanly and keeps its instance id (its lease)."""
     from daemon.store import daemon_instance
 
-    assert len(MIGRATIONS) == 6
+    assert len(MIGRATIONS) >= 6
     store = Store.open(tmp_path / "new.db")
     assert store.conn.execute("SELECT name FROM sqlite_master WHERE name='daemon_instance'").fetchone() is not None
     store.close()
@@ -182,7 +182,48 @@ def test_the_instance_table_is_a_migration_and_a_store_that_made_it_on_first_use
     store.conn.execute("PRAGMA user_version=5")         # as argus at schema 5 left it: table and row
     store.close()
     store = Store.open(db)
-    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == 6
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
     assert daemon_instance(store, "h", db, "fresh") == "kept"
     store.close()
     assert Store.open_readonly(db).conn.execute("SELECT instance FROM daemon_instance").fetchone()[0] == "kept"
+
+
+def test_a_store_of_schema_6_is_migrated_to_take_suspended_models_and_keeps_every_row(tmp_path, monkeypatch):
+    """Schema 7 rebuilds serve_models with SUSPENDED in its state CHECK (SQLite cannot alter a
+    CHECK): a store made by the schema before it keeps every model row, its events and the
+    one-live-model-per-name index, and takes SUSPENDED, which it refused before."""
+    import sqlite3
+
+    import daemon.store as store_module
+
+    db = str(tmp_path / "six.db")
+    monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS[:6])
+    old = Store.open(db)
+    states = ["QUEUED", "DEPLOYING", "RUNNING", "FAILED", "DELETING", "DELETED"]
+    with old.transaction():
+        for i, state in enumerate(states):
+            old.insert_model(model_key=f"k{i}", user_id="alice", model_id_suffix=f"m{i}", model_id=f"alice-1-m{i}",
+                             spec_path=f"models.d/alice/m{i}.yaml", spec_yaml=f"model_id: m{i}\n",
+                             resolved={"n": i}, commit_sha="c" * 40, commit_author="Alice <a@x>",
+                             created_at="2026-01-01T00:00:00Z", now="2026-01-01T00:00:00Z")
+            old.set_state(f"k{i}", state, error_summary=f"why {i}", now="2026-01-02T00:00:00Z")
+            old.append_event("QUEUED", {"generation": 1}, now="2026-01-01T00:00:00Z", model_key=f"k{i}")
+    with pytest.raises(sqlite3.IntegrityError):
+        old.conn.execute("UPDATE serve_models SET state='SUSPENDED' WHERE model_key='k0'")
+    before = old.conn.execute("SELECT * FROM serve_models ORDER BY model_key").fetchall()
+    old.close()
+    monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS)
+
+    store = Store.open(db)
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) >= 7
+    assert store.conn.execute("SELECT * FROM serve_models ORDER BY model_key").fetchall() == before
+    assert len(store.events()) == len(states)
+    with store.transaction():
+        store.set_state("k2", "SUSPENDED", now="2026-01-03T00:00:00Z")
+    assert store.get_model("k2").state == "SUSPENDED"
+    indexes = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert {"serve_models_live", "serve_models_model_id", "serve_models_updated"} <= indexes
+    with pytest.raises(sqlite3.IntegrityError):   # still one live model per (user, name)
+        store.insert_model(model_key="k9", user_id="alice", model_id_suffix="m0", model_id="alice-1-m0",
+                           spec_path="models.d/alice/m0.yaml", spec_yaml="", resolved={}, commit_sha="c",
+                           commit_author="A", created_at="t", now="t")

@@ -316,7 +316,7 @@ function detailPage(main) {
       actions);
     const size = adapter
       ? [["Kind", "LoRA adapter"], ["Base model", baseLink(m.base_model)], ["Load state", loadBadge(m.adapter_load)], ["Adapter folder", m.model_source]]
-      : [["Replicas", m.num_replicas], ["GPUs per replica", m.gpus_per_replica], ["Source", m.model_source],
+      : [["Replicas", m.replicas ? m.replicas.line : m.num_replicas], ["GPUs per replica", m.gpus_per_replica], ["Source", m.model_source],
          ["Adapters", m.takes_adapters ? `takes LoRA adapters: rank up to ${m.takes_adapters.max_rank}, ${m.takes_adapters.max_loaded} loaded at once per replica` +
            (m.takes_adapters.users && m.takes_adapters.users.length ? `, also from ${m.takes_adapters.users.join(", ")}` : ", its owner's only") : "takes none"]];
     facts.replaceChildren(...[["Model id", m.model_id], ["Owner", m.user_id], ...size, ["Spec", m.spec_path],
