@@ -1,5 +1,6 @@
 """Zero disruption: a model vLLM cannot start fails alone while model A starts next to it; then,
-while A answers a steady stream of requests, model B is pushed, edited, scaled and deleted, and
+while A answers a steady stream of requests, model B is pushed autoscaled at zero replicas, woken
+by requests, goes idle again, is suspended, resumed and deleted, and
 LoRA adapters on A come, change, fail and go; A never fails a request and none of its replicas
 restarts. An adapter answers what plain vLLM answers with the same adapter (temperature 0),
 seconds after its commit; new weights written into an adapter's folder answer a long-prefix
@@ -53,11 +54,11 @@ def listed_models() -> list[str]:
         return sorted(m["id"] for m in json.loads(response.read())["data"])
 
 
-def post(path: str, body: dict) -> tuple[int, bytes]:
+def post(path: str, body: dict, timeout: float = 120) -> tuple[int, bytes]:
     request = urllib.request.Request(f"http://127.0.0.1:8000/v1/{path}", data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=120) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
@@ -95,6 +96,7 @@ class Steady:
         self.expected: dict[str, str] = {}
         self.a: dict = {}
         self.team_b_pid: int | None = None   # another team's app, once deployed
+        self.a_started_in = 0.0              # A's apply --wait, seconds (beside the adapter reference's vLLM)
 
     def ctl(self, *args: str):
         return run_argusctl(*args, "--workdir", str(self.work / "clone"), env=self.env, timeout=1500)
@@ -168,8 +170,10 @@ def steady(e2e_home, tmp_path_factory, repo_root):
                                   LONG_PROMPT], cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  text=True, env={**env, "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"})
     try:
+        applied = time.monotonic()
         result = s.apply("steady", f"model_id: steady\nmodel_source: {SOURCE}\nadapters:\n  max_rank: 8\n"
                                    "  max_loaded: 2\n")
+        s.a_started_in = time.monotonic() - applied
         out, err = reference.communicate(timeout=900)
     finally:
         if reference.poll() is None:
@@ -219,24 +223,68 @@ def test_a_model_vllm_cannot_start_fails_alone_with_vllms_reason(steady):
         steady.delete_if_there("bad")
 
 
-def test_pushing_editing_scaling_and_deleting_another_model_never_disrupts_a(steady):
+def test_another_model_wakes_from_zero_for_its_requests_goes_idle_is_suspended_and_deleted_and_a_never_notices(steady):
+    """B, autoscaled with min_replicas 0, deploys without a replica (no cold start) while A
+    answers a steady stream; N concurrent requests (plain and streaming) to B at zero are held
+    while it wakes and all answer; B goes back to zero when idle; suspended it answers 503 and
+    holds nothing; resumed it is back at zero; deleted it is gone. A never fails a request and
+    keeps its replica throughout (issue 24: scaling another model to and from zero, suspending
+    and deleting it disturb nothing)."""
     a = steady.a
+    spec = (f"model_id: churn\nmodel_source: {SOURCE}\nautoscaling:\n  min_replicas: 0\n  max_replicas: 1\n"
+            "  scale_down_delay_s: 10\n")
     try:
         with undisturbed(steady):
-            result = steady.apply("churn", f"model_id: churn\nmodel_source: {SOURCE}\n")
-            assert result.returncode == 0, result.stdout + result.stderr
+            applied = time.monotonic()
+            result = steady.apply("churn", spec)
+            assert result.returncode == 0 and "zd/churn: RUNNING" in result.stdout, result.stdout + result.stderr
+            print(f"WAKE churn: apply --wait at zero replicas took {time.monotonic() - applied:.1f} s")
             b = steady.status("churn")
+            assert not replicas_of(steady.client, b["model_key"])          # nothing started, no GPU held
             assert listed_models() == sorted([a["model_id"], b["model_id"]])
-            # Recreate: replaced in place, as before rollouts (a surge would start a third engine here).
-            result = steady.apply("churn", f"model_id: churn\nmodel_source: {SOURCE}\nengine_kwargs:\n"
-                                           "  max_model_len: 1024\nrollout:\n  strategy: recreate\n")
+            answers = wake(b["model_id"], clients=4)
+            assert [status for status, _, _ in answers] == [200] * 4, answers
+            first = min(took for _, took, _ in answers)
+            print(f"WAKE churn: {len(answers)} requests at zero -> first answer {first:.1f} s "
+                  f"(A's apply --wait -> RUNNING in this run: {steady.a_started_in:.1f} s, beside the adapter "
+                  "reference's own vLLM start)")
+            logs = run_argusctl("logs", b["model_id"], "-o", "json", env=steady.env).stdout
+            assert '"WOKE"' in logs, logs[-2000:]
+            deadline = time.monotonic() + 240   # scale_down_delay_s 10 + Serve's look-back window
+            while replicas_of(steady.client, b["model_key"]):
+                assert time.monotonic() < deadline, "B did not go back to zero replicas"
+                time.sleep(3)
+            assert steady.status("churn")["state"] == "RUNNING"
+            result = steady.ctl("suspend", "churn", "--wait")
+            assert result.returncode == 0 and "zd/churn: SUSPENDED" in result.stdout, result.stdout + result.stderr
+            status, body = post("chat/completions", {"model": b["model_id"], "max_tokens": 4,
+                                                     "messages": [{"role": "user", "content": "Hi"}]})
+            assert status == 503 and b"suspended by zd" in body, (status, body[:500])
+            result = steady.ctl("resume", "churn", "--wait")
+            assert result.returncode == 0 and "zd/churn: RUNNING" in result.stdout, result.stdout + result.stderr
+            assert not replicas_of(steady.client, steady.status("churn")["model_key"])   # back at zero
+            result = steady.ctl("delete", "churn", "--wait")
             assert result.returncode == 0, result.stdout + result.stderr
-            for args in (("scale", "churn", "--replicas", "2", "--wait"), ("delete", "churn", "--wait")):
-                result = steady.ctl(*args)
-                assert result.returncode == 0, result.stdout + result.stderr
         assert listed_models() == [a["model_id"]]
     finally:
         steady.delete_if_there("churn")
+
+
+def wake(model_id: str, clients: int) -> list[tuple[int, float, str]]:
+    """`clients` requests at once (every other one streamed): (status, seconds to the answer's
+    end, an excerpt) each."""
+    import concurrent.futures
+
+    def one(i: int) -> tuple[int, float, str]:
+        started = time.monotonic()
+        body = {"model": model_id, "max_tokens": 4, "stream": bool(i % 2),
+                "messages": [{"role": "user", "content": "Hi"}]}
+        status, text = post("chat/completions", body, timeout=600)   # a cold start on 2 busy cores
+        ok_stream = not body["stream"] or text.rstrip().endswith(b"data: [DONE]")
+        return (status if ok_stream else -status), time.monotonic() - started, text[:200].decode(errors="replace")
+
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        return list(pool.map(one, range(clients)))
 
 
 def test_an_adapter_answers_as_plain_vllm_seconds_after_its_commit_and_never_disrupts_a(steady):
