@@ -219,7 +219,10 @@ def scale_event(model: DesiredModel, seen: tuple[ObservedApp, ObservedDeployment
         delay = model.spec.autoscaling["scale_down_delay_s"] if model.spec.autoscaling else None
         return Transition(model.model_key, ModelState.RUNNING, EventType.IDLE,
                           {"message": f"no request for {delay} s: Serve runs no replica; the next request wakes it"})
-    if dep.running_replicas > 0 and model.last_scale == EventType.IDLE:
+    # Woken: after an IDLE, or seen waking since its first deploy at zero (no IDLE recorded yet:
+    # a request came before the first tick that saw it idle).
+    if dep.running_replicas > 0 and (model.last_scale == EventType.IDLE
+                                     or (model.last_scale is None and model.waking_since is not None)):
         took = (round((now - model.waking_since).total_seconds(), 1)
                 if now is not None and model.waking_since is not None else None)
         return Transition(model.model_key, ModelState.RUNNING, EventType.WOKE,

@@ -144,6 +144,9 @@ RUNNING_TABLE = [
     (SCALE0, "HEALTHY", 1, 1, "IDLE", 42, "WOKE", {"wake_s": 42.0, "running_replicas": 1}),
     (SCALE0, "HEALTHY", 1, 1, "IDLE", None, "WOKE", {"wake_s": None}),         # argusd restarted mid-wake
     (SCALE0, "HEALTHY", 1, 1, "WOKE", None, None, None),                        # once
+    (SCALE0, "HEALTHY", 1, 1, None, 30, "WOKE", {"wake_s": 30.0}),             # woken before any IDLE
+    (SCALE0, "HEALTHY", 1, 1, "WOKE", 30, None, None),                          # once, also then
+    (SCALE1, "HEALTHY", 1, 1, None, None, None, None),                          # min 1 running: nothing
     (SCALE0, "UPSCALING", 2, 3, "WOKE", None, None, None),                      # scaled up by load: nothing
     (SCALE1, "HEALTHY", 0, 1, None, None, "REPLICAS_LOST", {}),                 # min 1 at zero: lost
     (None, "HEALTHY", 0, 2, None, None, "REPLICAS_LOST", {}),                   # fixed at zero: lost
