@@ -5,6 +5,14 @@
 # .venv-serve, ~4 GB, ~2-3 min; library output goes to a log whose path is printed) and
 # Debian's chromium for the UI's browser test, then also runs the end-to-end tests on it in a
 # fresh ARGUS_E2E_HOME. Other arguments go to pytest.
+#
+# Without arguments, the tests run in two parts: the unit tests and the integration files that
+# use no serving venv (no Ray, no vLLM: git, SQLite, argusd, the forge servers) two files at a
+# time (pytest-xdist; they mostly wait on processes and disk, so two at once save wall time on
+# 2 cores), then one at a time the files that use .venv-serve (each starts a Ray of its own on
+# fixed ports, or runs Ray or vLLM code) and the end-to-end tests. A file is in the second part
+# when it names .venv-serve, scripts/ray_up.sh or chromedriver (the browser: CPU-heavy and timed)
+# (docs/operating.md, "CI").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup_forge_servers.sh  # lighttpd + sshd for the remote-repo tests (a no-op when installed)
@@ -35,10 +43,18 @@ if [ "${1:-}" = "--e2e" ]; then
   step "Ray head up (dashboard http://127.0.0.1:8265)" scripts/ray_up.sh
   step "Small model SmolLM2-135M-Instruct under $ARGUS_E2E_HOME/private/hf (made alongside the steps before)" \
     finished "$model_log"
-  # The 30 slowest tests at the end: where CI's time goes (docs/operating.md, "CI").
-  [ "$#" -gt 0 ] || set -- --durations=30 tests/unit tests/integration tests/e2e
+  e2e=tests/e2e
 else
   scripts/venv.sh dev >/dev/null
-  [ "$#" -gt 0 ] || set -- tests/unit tests/integration
+  e2e=
 fi
-exec .venv/bin/python -m pytest "$@"
+[ "$#" -eq 0 ] || exec .venv/bin/python -m pytest "$@"
+serving=$(grep -lE '\.venv-serve|ray_up\.sh|chromedriver' tests/integration/test_*.py)
+plain=$(grep -LE '\.venv-serve|ray_up\.sh|chromedriver' tests/integration/test_*.py)
+# The 30 slowest tests of each part at the end: where CI's time goes (docs/operating.md, "CI").
+status=0
+# shellcheck disable=SC2086  # the file lists are words
+.venv/bin/python -m pytest -n 2 --dist loadfile --durations=30 tests/unit $plain || status=$?
+# shellcheck disable=SC2086
+.venv/bin/python -m pytest --durations=30 $serving $e2e || status=$?
+exit "$status"

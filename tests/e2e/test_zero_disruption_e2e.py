@@ -544,37 +544,30 @@ def switched_after(steady: Steady, since_wall: float) -> float:
     return parse_iso(switched[-1]["time"]).timestamp() - since_wall
 
 
-def test_an_engine_kwargs_change_of_a_starts_beside_it_and_switches_without_a_failed_request(steady):
-    """A rollout of A itself: the new generation starts in the other app, answers its probe, takes
-    A's requests, and the old one drains; plain and streaming requests never fail."""
-    before = a_apps(steady.client, steady.a["model_key"])
-    wall = time.time()
-    with rolling(steady):
-        result = steady.apply("steady", STEADY + "engine_kwargs:\n  max_num_seqs: 8\n")
-        assert result.returncode == 0 and "zd/steady: RUNNING" in result.stdout, result.stdout + result.stderr
-        after = settle_to_one_app(steady)
-    print(f"ROLLOUT engine_kwargs: change->switched {switched_after(steady, wall):.1f} s")
-    assert after != before
-    a = steady.status("steady")
-    assert a["applied_generation"] == a["generation"] and a["state"] == "RUNNING"
-    assert completion(a["model_id"]) == steady.expected["base"]
-
-
-def test_a_change_of_as_adapter_settings_moves_its_adapter_with_it_without_a_failed_request(steady):
-    """A's LoRA settings change (a new engine): its adapter is loaded on the new generation
-    before the switch and answers through it; A and the adapter never fail a request."""
+def test_an_engine_and_adapter_settings_change_of_a_starts_beside_it_and_moves_its_adapter_without_a_failed_request(
+        steady):
+    """A rollout of A itself, by one commit that changes its engine_kwargs and its LoRA settings
+    (one new generation, one cold start, for both kinds of change): the new generation starts in
+    the other app, A's adapter is loaded on it and answers its probe before the switch, A's and
+    the adapter's requests move to it, and the old one drains; plain and streaming requests on A
+    and on the adapter never fail, none is a 404."""
     adapter = steady.adapters / "a1"
     try:
         result = steady.apply("tutor", f"model_id: tutor\nbase_model: steady\nmodel_source: {adapter}\n")
         assert result.returncode == 0 and "zd/tutor: RUNNING" in result.stdout, result.stdout + result.stderr
         tutor = steady.status("tutor")["model_id"]
+        before = a_apps(steady.client, steady.a["model_key"])
         wall = time.time()
         with rolling(steady, tutor):
             result = steady.apply("steady", STEADY.replace("max_loaded: 2", "max_loaded: 3")
                                   + "engine_kwargs:\n  max_num_seqs: 8\n")
             assert result.returncode == 0 and "zd/steady: RUNNING" in result.stdout, result.stdout + result.stderr
-            settle_to_one_app(steady)
-        print(f"ROLLOUT adapters: change->switched {switched_after(steady, wall):.1f} s")
+            after = settle_to_one_app(steady)
+        print(f"ROLLOUT engine_kwargs + adapters: change->switched {switched_after(steady, wall):.1f} s")
+        assert after != before
+        a = steady.status("steady")
+        assert a["applied_generation"] == a["generation"] and a["state"] == "RUNNING"
+        assert completion(a["model_id"]) == steady.expected["base"]
         assert completion(tutor) == steady.expected["adapter"]
         assert steady.status("tutor")["state"] == "RUNNING"
     finally:
