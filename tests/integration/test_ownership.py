@@ -1,7 +1,6 @@
 """Ownership and server-side validation on real repos: the pre-receive hook refuses at the
 pusher's terminal; the daemon refuses what gets in some other way."""
 import subprocess
-import time
 
 import pytest
 
@@ -32,10 +31,8 @@ def push(gitops):
 def test_valid_push_by_the_owner_is_accepted(hooked):
     hooked.write("models.d/alice/a.yaml", spec("a"))
     hooked.commit("a")
-    started = time.monotonic()
     result = push(hooked)
     assert result.returncode == 0, result.stderr
-    assert time.monotonic() - started < 10
 
 
 def test_broken_spec_is_refused_with_path_line_col(hooked):
