@@ -4,20 +4,23 @@ streaming, OpenAI-style errors) with two changes: it starts with no models and l
 its `user_config` (route_table.py), which Serve applies in place by calling `reconfigure`, so
 adding, changing or removing a model never restarts the front end or any other model; and it
 gives some answers itself (an unknown model, a model that is starting) in OpenAI's error shape,
-with Retry-After where argusd set one, without calling any replica.
+with Retry-After where argusd set one, without calling any replica. A model that may be at zero
+replicas (its route has hold_s) has its requests held while Serve wakes it, up to hold_s (HeldHandle).
 """
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from ray import serve
+from ray.serve.exceptions import RequestCancelledError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from daemon.replicas import ray_private
 from daemon.replicas.names import FRONTEND_DEPLOYMENT
 from daemon.replicas.ray_private import ModelCard, OpenAiIngress, make_fastapi_ingress
-from daemon.replicas.route_table import Answer, Entry, card_answer, parse_table, route
+from daemon.replicas.route_table import Answer, Entry, card_answer, hold_expired, parse_table, route
 
 
 class FrontendAnswer(Exception):
@@ -38,13 +41,69 @@ async def answer_response(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(answer.body(), status_code=answer.status, headers=answer.headers())
 
 
+class HeldResponse:
+    """A streaming handle call to a model that may be at zero replicas. Serve's handle already
+    queues a request while the deployment has no replica, and its router reports the queued
+    request to the controller at once, which scales the deployment up from zero without its
+    upscale delay (ray/serve/_private/router.py wrap_queued_request, autoscaling_policy.py
+    _apply_default_params). This bounds that wait: if no replica has taken the request
+    hold_s after it was sent, it is withdrawn from Serve's queue (cancelled before assignment:
+    it never runs) and the client gets route_table.waking's 503. Once a replica has taken it,
+    nothing is added: the timer is a call_later, not an await, and a generation is never cut."""
+
+    def __init__(self, response: Any, model: str, hold_s: float) -> None:
+        self._response, self._model, self._hold_s = response, model, hold_s
+        self._first = True
+        self._expired: Answer | None = None
+
+    def __aiter__(self) -> "HeldResponse":
+        return self
+
+    def _hold_ran_out(self) -> None:
+        self._expired = hold_expired(self._model, self._hold_s, ray_private.assigned(self._response))
+        if self._expired is not None:
+            self._response.cancel()
+
+    async def __anext__(self) -> Any:
+        if not self._first:
+            return await self._response.__anext__()
+        self._first = False
+        timer = asyncio.get_running_loop().call_later(self._hold_s, self._hold_ran_out)
+        try:
+            return await self._response.__anext__()
+        except RequestCancelledError:
+            if self._expired is not None:
+                raise FrontendAnswer(self._expired) from None
+            raise
+        finally:
+            timer.cancel()
+
+
+class HeldHandle:
+    """A model's handle whose calls are HeldResponses (the ingress calls `options(...)` and
+    `<method>.remote(...)` on the handle it pins for a model id, ray_private.set_configured)."""
+
+    def __init__(self, handle: Any, model: str, hold_s: float) -> None:
+        self._handle, self._model, self._hold_s = handle, model, hold_s
+
+    def options(self, **options: Any) -> "HeldHandle":
+        return HeldHandle(self._handle.options(**options), self._model, self._hold_s)
+
+    def __getattr__(self, method: str) -> "HeldHandle":
+        return HeldHandle(getattr(self._handle, method), self._model, self._hold_s)
+
+    def remote(self, *args: Any, **kwargs: Any) -> HeldResponse:
+        return HeldResponse(self._handle.remote(*args, **kwargs), self._model, self._hold_s)
+
+
 class ArgusIngress(OpenAiIngress):
     """OpenAiIngress whose model table comes from user_config: {"models": [serve_config.Route
     JSON: "model_id", "app", "deployment", "max_request_context_length", "base_model"?,
-    "probe"?, "unavailable"?]}. An entry with base_model is a LoRA adapter: its requests go to
+    "probe"?, "unavailable"?, "hold_s"?]}. An entry with base_model is a LoRA adapter: its requests go to
     the base's deployment with the adapter id as the multiplexed model id, which
     ArgusLLMServer loads into vLLM under that name. A probe entry (names.probe_id) is served
-    but never listed; an `unavailable` entry is answered here (route_table.py)."""
+    but never listed; an `unavailable` entry is answered here (route_table.py); an entry with
+    hold_s is served through a HeldHandle."""
 
     def __init__(self) -> None:
         super().__init__(llm_deployments={}, model_cards={})
@@ -62,14 +121,12 @@ class ArgusIngress(OpenAiIngress):
             if target is None:
                 continue   # answered by the front end itself
             before = self._table.get(model_id)
-            if before is not None and before.target == target and model_id in current:
-                handles[model_id] = current[model_id]
-            else:
-                handles[model_id] = ray_private.deployment_handle(target.deployment, target.app)
+            kept = before is not None and before.target == target and model_id in current
+            handles[model_id] = current[model_id] if kept else ray_private.deployment_handle(target.deployment,
+                                                                                             target.app)
+            if not kept or before.held_for != entry.held_for:
                 ray_private.forget_configured(self, model_id)
-                if target.multiplexed_model_id is not None:
-                    ray_private.set_configured(self, model_id, handles[model_id].options(
-                        stream=True, multiplexed_model_id=target.multiplexed_model_id))
+                self._pin(model_id, handles[model_id], target.multiplexed_model_id, entry.held_for)
             if entry.listed:
                 cards[model_id] = ray_private.model_card(model_id, entry.max_request_context_length,
                                                          entry.base_model)
@@ -77,6 +134,17 @@ class ArgusIngress(OpenAiIngress):
             ray_private.forget_configured(self, stale)
         ray_private.set_tables(self, handles, cards)
         self._table = table
+
+    def _pin(self, model_id: str, handle: Any, multiplexed_model_id: str | None, held_for: float | None) -> None:
+        """The handle a model id is served through when it is not Ray's default (a plain
+        stream=True handle, which the ingress makes itself on first use): an adapter's names
+        its multiplexed model id; a model that may be at zero is held."""
+        if multiplexed_model_id is None and held_for is None:
+            return
+        pinned = handle.options(stream=True) if multiplexed_model_id is None else handle.options(
+            stream=True, multiplexed_model_id=multiplexed_model_id)
+        ray_private.set_configured(self, model_id, pinned if held_for is None else
+                                   HeldHandle(pinned, model_id, held_for))
 
     async def _get_model_id(self, model: str | None) -> str:
         # Every OpenAI route that calls a model (chat, completions, embeddings, score, ...)

@@ -31,7 +31,7 @@ from ray.serve.llm.ingress import OpenAiIngress, make_fastapi_ingress  # noqa: E
 
 __all__ = ["OpenAiIngress", "make_fastapi_ingress", "ModelCard", "openai_app", "deployment_handle", "model_card",
            "openai_error", "handles", "forget_configured", "configured_ids", "set_configured", "set_tables",
-           "load_adapter", "unload_adapter", "TESTED_RAY"]
+           "load_adapter", "unload_adapter", "assigned", "TESTED_RAY"]
 
 # What the contract test checks: attributes OpenAiIngress sets in __init__ and uses per
 # request, the methods argus overrides (its model lookup, and GET /v1/models/{model}'s route,
@@ -48,6 +48,9 @@ APP_BUILDER = ("make_fastapi_ingress", "app = init()")
 # (set_configured pins an adapter's handle there).
 CONFIGURED_LOOKUP = ("_get_configured_serve_handle", "if model_id not in self._configured_serve_handles")
 HANDLE_KEYWORD = "_check_exists"
+# A handle call's response holds the future of its assignment to a replica (done once a replica
+# took it); the front end's hold of a model at zero ends on it (frontend.HeldResponse).
+RESPONSE_ASSIGNMENT = "_replica_result_future"
 # LoRA adapters: the LLMServer methods argus's server overrides (every request passes through
 # _run_request, which resolves the adapter before it calls the engine), the engine's vLLM
 # model registry, and its load/unload calls.
@@ -59,6 +62,12 @@ def deployment_handle(deployment: str, app: str) -> Any:
     """A handle to another application's deployment, without waiting for it to exist (the
     front end learns a model in the same apply that creates it)."""
     return serve.get_deployment_handle(deployment, app_name=app, _check_exists=False)
+
+
+def assigned(response: Any) -> bool:
+    """Whether Serve has given a handle call (a DeploymentResponseGenerator) to a replica.
+    Cancelling one that is not assigned withdraws it from the router's queue: it never runs."""
+    return getattr(response, RESPONSE_ASSIGNMENT).done()
 
 
 def openai_app() -> Any:

@@ -4,6 +4,7 @@ functions: which ids /v1/models lists, where a request's `model` goes, and the a
 end gives by itself in OpenAI's error shape. Standard library only: unit-tested without Ray."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -17,6 +18,7 @@ class ErrorCode(str, Enum):
     MODEL_NOT_FOUND = "model_not_found"       # the table does not hold the model
     MODEL_UNAVAILABLE = "model_unavailable"   # a known model with no serving generation (e.g. starting)
     MODEL_REQUIRED = "model_required"         # no `model` in a request while several are served
+    MODEL_WAKING = "model_waking"             # may be at zero: no replica took the request within hold_s
 
 
 def error_type(status: int) -> str:
@@ -56,6 +58,29 @@ def model_required(listed: list[str]) -> Answer:
                        f"{', '.join(listed) if listed else 'no model yet'}.", ErrorCode.MODEL_REQUIRED)
 
 
+# A held request that got no replica is answered with Retry-After = its hold, at most this: Serve
+# goes on waking the model after the 503 (the request asked for a replica, and the scale-up
+# stays decided), so a retry soon is likely served; a long hold that ran out means a slow wake.
+WAKE_RETRY_AFTER_MAX_S = 30
+
+
+def waking(model: str, hold_s: float) -> Answer:
+    """A request held hold_s seconds for a model that may be at zero replicas, which no replica
+    took (Serve queues a request the same way while every replica is at max_ongoing_requests,
+    so the hold bounds that wait too)."""
+    retry_after = max(1, min(WAKE_RETRY_AFTER_MAX_S, math.ceil(hold_s)))
+    return Answer(503, f"model {model} got no replica for this request within {hold_s:g} s (it is waking up "
+                       f"from zero replicas, or all of its replicas are busy); retry in {retry_after} s",
+                  ErrorCode.MODEL_WAKING, retry_after)
+
+
+def hold_expired(model: str, hold_s: float, assigned: bool) -> Answer | None:
+    """What a held request gets when its hold runs out: nothing when a replica already took it
+    (the bound is on the wait for a replica, never on a generation in progress), else the
+    waking answer (the front end then withdraws the request from Serve's queue)."""
+    return None if assigned else waking(model, hold_s)
+
+
 @dataclass(frozen=True)
 class Target:
     """Where the front end sends a model's requests: a Serve app's deployment, and the
@@ -85,6 +110,13 @@ class Entry:
     def listed(self) -> bool:
         """Whether /v1/models lists it: only ids a client can be answered on."""
         return not self.probe and self.unavailable is None
+
+    @property
+    def held_for(self) -> float | None:
+        """How long the front end holds this model's requests for a replica, or None: it never
+        does (no hold_s: the model always has replicas; or the front end answers it itself).
+        Requests of a model that is not held go to Serve untouched (nothing added per request)."""
+        return self.hold_s if self.unavailable is None else None
 
     @property
     def target(self) -> Target | None:

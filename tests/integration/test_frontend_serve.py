@@ -1,7 +1,8 @@
 """argus's real front end (ArgusIngress, built by build_frontend from the Serve config argusd
 writes) on a real Ray Serve, checked through HTTP as a client sees it through Serve's proxy. Its
 route table holds a normal model, an adapter on it, a rollout probe of each (names.probe_id) on
-another app, and a model that is starting (an `unavailable` entry). The model deployments are
+another app, a model that is starting (an `unavailable` entry), and a model autoscaled from zero
+replicas whose replica takes seconds to start (routes with hold_s). The model deployments are
 tests/llm_server_stub.py (Ray's LLMServer handle protocol, no vLLM: each answer says which
 deployment answered, the model it was handed and the multiplexed id), so this proves the
 routing and the front end's own answers, not vLLM's: that the real model server answers its own
@@ -37,48 +38,60 @@ GCS_PORT, DASHBOARD_PORT, HTTP_PORT = 6424, 8279, 8019
 DASHBOARD = f"http://127.0.0.1:{DASHBOARD_PORT}"
 ENDPOINT = f"http://127.0.0.1:{HTTP_PORT}"
 NOT_FOUND = "The model `{}` does not exist or you do not have access to it."
+LISTED = ["alice-1-m", "bob-1-t", "dave-1-z", "erin-1-z", "frank-1-h"]
 
 
-def stub_app(key: str, chunks: int = 3, chunk_seconds: float = 0.0) -> OtherApp:
+def stub_app(key: str, chunks: int = 3, chunk_seconds: float = 0.0, **more: object) -> OtherApp:
     return OtherApp(f"llm-{key}", {"name": f"llm-{key}", "route_prefix": None, "import_path": "llm_server_stub:build",
                                    "args": {"deployment": f"LLMServer:{key}", "name": key, "chunks": chunks,
-                                            "chunk_seconds": chunk_seconds}})
+                                            "chunk_seconds": chunk_seconds, **more}})
 
 
 # The old generation streams slowly (an in-flight stream outlives the switch); the new one fast.
 OLD, NEW = stub_app("old", chunks=30, chunk_seconds=0.5), stub_app("new")
 STARTING = Route("carol-1-new", "", "", unavailable=Unavailable(503, "model carol-1-new is starting", 7))
+# Autoscaled from zero (it starts with none), one replica at most that takes START_S to start and
+# stays up once woken; its answers take 2 s (longer than erin's hold) and count what it was handed.
+START_S = 3.0
+WAKE_S = 150.0   # a replica starts in seconds, but a loaded CI machine can take a minute to start a worker
+ZERO = stub_app("zero", chunks=4, chunk_seconds=0.5, answer_seconds=2.0, start_seconds=START_S, count=True,
+                autoscaling_config={"min_replicas": 0, "max_replicas": 1, "downscale_to_zero_delay_s": 600})
+# Two routes to it: dave's holds a request WAKE_S, erin's 1 s (less than the replica's start); frank's
+# holds a request to a model that runs (alice's app).
+HELD = [Route("dave-1-z", ZERO.name, "LLMServer:zero", 2048, hold_s=WAKE_S),
+        Route("erin-1-z", ZERO.name, "LLMServer:zero", 2048, hold_s=1.0),
+        Route("frank-1-h", OLD.name, "LLMServer:old", 2048, hold_s=60.0)]
 BEFORE = [Route("alice-1-m", OLD.name, "LLMServer:old", 2048),
           Route(probe_id("alice-1-m"), NEW.name, "LLMServer:new", 2048, probe=True),
           Route("bob-1-t", OLD.name, "LLMServer:old", 2048, base_model="alice-1-m"),
           Route(probe_id("bob-1-t"), NEW.name, "LLMServer:new", 2048, base_model="alice-1-m", probe=True),
-          STARTING]
+          STARTING, *HELD]
 # The switch: alice's and bob's entries move to the new generation, the probes go.
 AFTER = [Route("alice-1-m", NEW.name, "LLMServer:new", 2048),
-         Route("bob-1-t", NEW.name, "LLMServer:new", 2048, base_model="alice-1-m"), STARTING]
+         Route("bob-1-t", NEW.name, "LLMServer:new", 2048, base_model="alice-1-m"), STARTING, *HELD]
 
 
 def config(routes: list[Route]) -> dict:
     return ServeConfig(HttpOptions("127.0.0.1", HTTP_PORT, "HeadOnly"),
-                       (FrontendApp.of(routes, 1), OLD, NEW)).to_json()
+                       (FrontendApp.of(routes, 1), OLD, NEW, ZERO)).to_json()
 
 
-def call(method: str, path: str, body: dict | None = None) -> tuple[int, Message, str]:
+def call(method: str, path: str, body: dict | None = None, timeout: float = 30) -> tuple[int, Message, str]:
     """The status, the headers (looked up without regard to case) and the body."""
     request = urllib.request.Request(ENDPOINT + path, method=method, data=None if body is None else
                                      json.dumps(body).encode(), headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=30) as answer:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
             return answer.status, answer.headers, answer.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.headers, error.read().decode()
 
 
-def chat(model: str | None, stream: bool = False) -> tuple[int, Message, str]:
+def chat(model: str | None, stream: bool = False, timeout: float = 30) -> tuple[int, Message, str]:
     body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4, "stream": stream}
     if model is not None:
         body["model"] = model
-    return call("POST", "/v1/chat/completions", body)
+    return call("POST", "/v1/chat/completions", body, timeout)
 
 
 def said(answer: tuple[int, Message, str]) -> str:
@@ -113,7 +126,7 @@ def serve():
                              "--dashboard-agent-listen-port", "52484"],
                             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        client = ServeClient(DASHBOARD, timeout=10)
+        client = ServeClient(DASHBOARD, timeout=30)   # a loaded CI machine answers slowly
         _wait(lambda: [n for n in client.nodes() if n["state"] == "ALIVE"], "the head node")
         client.put_config(config(BEFORE))
         _wait(lambda: said(chat("alice-1-m")).startswith("old "), "the front end to answer through the old app", 240)
@@ -135,7 +148,7 @@ def serve():
 
 def test_models_lists_only_what_can_answer_and_probes_reach_the_next_generation(serve):
     status, _, body = call("GET", "/v1/models")
-    assert status == 200 and [m["id"] for m in json.loads(body)["data"]] == ["alice-1-m", "bob-1-t"], body
+    assert status == 200 and [m["id"] for m in json.loads(body)["data"]] == LISTED, body
     status, _, body = call("GET", "/v1/models/alice-1-m")
     assert status == 200 and json.loads(body)["id"] == "alice-1-m", body
     assert call("GET", f"/v1/models/{probe_id('alice-1-m')}")[0] == 404
@@ -171,7 +184,7 @@ def test_model_cards_say_why_there_is_none(serve):
     assert (status, headers.get("Retry-After"), json.loads(text)["error"]["code"]) == (503, "7", "model_unavailable")
     status, _, text = call("GET", "/v1/models/nobody-1-x")
     assert (status, json.loads(text)["error"]["message"]) == (404, NOT_FOUND.format("nobody-1-x"))
-    status, _, text = chat(None)   # no model while two are listed
+    status, _, text = chat(None)   # no model while several are listed
     assert (status, json.loads(text)["error"]["code"]) == (400, "model_required"), text
 
 
@@ -204,5 +217,67 @@ def test_the_switch_lets_a_running_stream_finish_on_the_old_generation(serve):
     assert all("old model=alice-1-m" in c for c in chunks[:-1]), chunks
     assert lines[-1][0] > switched[0], "the stream ended before the switch: it proves nothing"
     status, _, body = call("GET", "/v1/models")
-    assert [m["id"] for m in json.loads(body)["data"]] == ["alice-1-m", "bob-1-t"]
+    assert [m["id"] for m in json.loads(body)["data"]] == LISTED
     assert call("POST", "/v1/chat/completions", {"model": probe_id("alice-1-m"), "messages": []})[0] == 404
+
+
+def timed(ask) -> tuple[float, tuple[int, Message, str]]:
+    start = time.monotonic()
+    answer = ask()
+    return time.monotonic() - start, answer
+
+
+def streamed(answer: tuple[int, Message, str]) -> list[str]:
+    """A stream's chunks' texts, checked whole (200, then every chunk, then [DONE])."""
+    status, _, body = answer
+    lines = [line for line in body.splitlines() if line.strip()]
+    assert status == 200 and lines[-1] == "data: [DONE]", answer
+    return [json.loads(line[len("data: "):])["choices"][0]["delta"]["content"] for line in lines[:-1]]
+
+
+def test_a_model_at_zero_wakes_for_held_requests_and_a_hold_that_runs_out_is_503_and_withdrawn(serve):
+    """At once, at zero replicas: 3 plain and 3 streaming requests held up to WAKE_S (dave's route)
+    and one of each held up to 1 s (erin's, less than the replica's start), all to one deployment.
+    Serve wakes it for the queued requests; the 6 held ones all answer, the 2 short ones get 503
+    with Retry-After as their status (a stream too) and are withdrawn from Serve's queue: the
+    replica is never handed them (it counts what it is handed)."""
+    asks = [("dave-1-z", False)] * 3 + [("dave-1-z", True)] * 3 + [("erin-1-z", False), ("erin-1-z", True)]
+    answers: list = [None] * len(asks)
+
+    def ask(i: int) -> None:
+        answers[i] = timed(lambda: chat(*asks[i], timeout=WAKE_S + 30))
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(asks))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAKE_S + 60)
+    for took, answer in answers[:3]:   # dave's: held through the start, then answered (2 s each)
+        assert said(answer).startswith("zero model=dave-1-z multiplexed= served=") and took > START_S, answer
+    for took, answer in answers[3:6]:
+        chunks = streamed(answer)
+        assert len(chunks) == 4 and all(c.startswith("zero model=dave-1-z") for c in chunks) and took > START_S
+    woke = min(took for took, _ in answers[:6])
+    print(f"woken in {woke:.1f} s (replica start {START_S} s); the 1 s holds answered 503 in "
+          f"{', '.join(f'{took:.1f}' for took, _ in answers[6:])} s")
+    for took, (status, headers, text) in answers[6:]:   # erin's: the hold ran out before the replica started
+        assert (status, headers.get("Retry-After"), headers.get("content-type")) == (503, "1", "application/json")
+        assert json.loads(text)["error"]["code"] == "model_waking" and 1 <= took < woke, (took, woke, text)
+    # Woken: the hold never cuts a generation: erin's 1 s hold is shorter than the 2 s of a plain
+    # answer or a stream.
+    assert said(chat("erin-1-z")) == "zero model=erin-1-z multiplexed= served=7"
+    assert len(streamed(chat("erin-1-z", stream=True))) == 4
+    # served=7 above: the replica was handed dave's 6, then this one; the two 503s never reached it.
+    assert said(chat("dave-1-z")).endswith(" served=9")
+
+
+def test_a_held_route_to_a_running_model_is_not_held(serve):
+    """frank's route holds up to 60 s but its deployment (alice's) runs: it answers like alice's
+    unheld route, as fast (medians of 15 alternating requests, reported)."""
+    assert said(chat("frank-1-h")) == "old model=frank-1-h multiplexed="
+    held, plain = [], []
+    for _ in range(15):
+        held.append(timed(lambda: chat("frank-1-h"))[0])
+        plain.append(timed(lambda: chat("alice-1-m"))[0])
+    held_ms, plain_ms = sorted(held)[7] * 1000, sorted(plain)[7] * 1000
+    print(f"median latency through Serve: held route {held_ms:.1f} ms, unheld {plain_ms:.1f} ms")
+    assert held_ms < plain_ms * 1.25 + 20, (held_ms, plain_ms)

@@ -58,6 +58,15 @@ def test_every_private_name_exists_with_the_shape_argus_uses():
             "app_builder": rp.APP_BUILDER[1] in inspect.getsource(getattr(rp, rp.APP_BUILDER[0])),
             "app": [type(rp.openai_app()).__name__, len(rp.openai_app().user_middleware) > 0],
         }
+        # A streaming handle call keeps its assignment future under the name rp.assigned reads,
+        # fetches through it first, and cancel() cancels it (withdrawing an unassigned request).
+        from ray.serve.handle import DeploymentResponseGenerator, _DeploymentResponseBase
+        assignment = f"self.{rp.RESPONSE_ASSIGNMENT}"
+        out["assignment"] = [assignment in inspect.getsource(_DeploymentResponseBase.__init__),
+                             f"{assignment}.cancel()" in inspect.getsource(_DeploymentResponseBase.cancel),
+                             "self._fetch_future_result_async()" in inspect.getsource(
+                                 DeploymentResponseGenerator.__anext__),
+                             "RequestCancelledError" in inspect.getsource(DeploymentResponseGenerator.__anext__)]
         # The routes argus overrides keep Ray's path parameters (FastAPI reads them from argus's method).
         from ray.llm._internal.serve.core.ingress.ingress import DEFAULT_ENDPOINTS
         out["overridden_routes"] = {m: [list(inspect.signature(getattr(rp.OpenAiIngress, m)).parameters),
@@ -98,6 +107,7 @@ def test_every_private_name_exists_with_the_shape_argus_uses():
     assert out["app"] == ["FastAPI", True]   # Ray's app, with its middleware
     assert out["overridden_routes"] == {"model_data": [["self", "model"], ["self", "model"]]}
     assert out["handle_keyword"] is True
+    assert out["assignment"] == [True, True, True, True]
     assert {"llm_deployments", "model_cards"} <= set(out["init_keywords"])
     assert out["card"] == 2048
     assert out["error"] == [404, "OpenAIHTTPException"]

@@ -7,8 +7,8 @@ reaching its deployment): tests/integration/test_frontend_serve.py."""
 import pytest
 
 from daemon.replicas.names import probe_id
-from daemon.replicas.route_table import (Answer, Entry, ErrorCode, Target, card_answer, error_type, listed_ids,
-                                         parse_table, route, served_model)
+from daemon.replicas.route_table import (Answer, Entry, ErrorCode, Target, card_answer, error_type, hold_expired,
+                                         listed_ids, parse_table, route, served_model, waking)
 from daemon.serving.serve_config import Route, Unavailable
 
 ROUTES = [
@@ -21,6 +21,8 @@ ROUTES = [
 ]
 TABLE = parse_table({"models": [r.to_json() for r in ROUTES]})
 NOT_FOUND = "The model `{}` does not exist or you do not have access to it."
+WAKING = ("model erin-1-z got no replica for this request within {} s (it is waking up from zero replicas, or all "
+          "of its replicas are busy); retry in {} s")
 
 
 def test_the_table_reads_every_field_argusd_writes():
@@ -98,6 +100,37 @@ def test_answers_are_in_openais_error_shape_with_retry_after_when_set():
                                           (429, "rate_limit_error"), (500, "server_error"), (503, "server_error")])
 def test_error_types_follow_openais(status, kind):
     assert error_type(status) == kind
+
+
+@pytest.mark.parametrize("route_, held_for", [
+    (Route("erin-1-z", "llm-k2", "LLMServer:k2", 2048, hold_s=300.0), 300.0),   # may be at zero
+    (Route("erin-1-z", "llm-k2", "LLMServer:k2", 2048), None),                  # fixed replicas: never held
+    (Route("frank-1-a", "llm-k2", "LLMServer:k2", 2048, base_model="erin-1-z", hold_s=2.5), 2.5),   # its base's
+    (Route("erin-1-z", "", "", unavailable=Unavailable(503, "starting", 5), hold_s=300.0), None),  # answered here
+])
+def test_only_a_model_that_may_be_at_zero_is_held_and_for_its_hold_s(route_, held_for):
+    entry = parse_table({"models": [route_.to_json()]})[route_.model_id]
+    assert entry.hold_s == route_.hold_s and entry.held_for == held_for
+
+
+@pytest.mark.parametrize("hold_s, assigned, answer", [
+    # a replica took it: the bound never cuts a generation in progress
+    (300.0, True, None),
+    (0.5, True, None),
+    # none did: 503 with Retry-After = the hold (at least 1 s, at most 30 s)
+    (300.0, False, Answer(503, WAKING.format(300, 30), ErrorCode.MODEL_WAKING, 30)),
+    (12.5, False, Answer(503, WAKING.format(12.5, 13), ErrorCode.MODEL_WAKING, 13)),
+    (0.25, False, Answer(503, WAKING.format(0.25, 1), ErrorCode.MODEL_WAKING, 1)),
+])
+def test_a_held_request_whose_hold_runs_out(hold_s, assigned, answer):
+    assert hold_expired("erin-1-z", hold_s, assigned) == answer
+
+
+def test_a_waking_model_is_answered_in_openais_error_shape_with_retry_after():
+    answer = waking("erin-1-z", 60)
+    assert answer.body() == {"error": {"message": WAKING.format(60, 30), "type": "server_error",
+                                       "param": None, "code": "model_waking"}}
+    assert (answer.status, answer.headers()) == (503, {"Retry-After": "30"})
 
 
 @pytest.mark.parametrize("model, served", [
