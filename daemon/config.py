@@ -109,8 +109,10 @@ class ServeConfig(_Strict):
     lease_seconds: float = Field(30.0, ge=0)
     # How long the front end holds a request for an autoscaled model at zero replicas while it
     # wakes (then 503 with Retry-After). A cold start on CPU takes 1-2 min; large models on
-    # GPUs load for minutes.
-    wake_timeout_s: float = Field(300.0, gt=0, le=3600, strict=False)
+    # GPUs load for minutes. At most 540: Ray Serve LLM's ingress gives up on a request after
+    # 600 s (RAY_SERVE_LLM_ROUTER_HTTP_TIMEOUT, the wait and a plain answer together), so a
+    # longer hold would end in Ray's 408 instead of argus's 503 with Retry-After.
+    wake_timeout_s: float = Field(300.0, gt=0, le=540, strict=False)
 
 
     @field_validator("layout", mode="before")
