@@ -397,8 +397,10 @@ class UserConfig(_Strict):
 
     @property
     def owns(self) -> bool:
-        """Whether this entry says who may change the user's models (not only a quota)."""
-        return bool(self.git_identities or self.signing_keys)
+        """Whether this entry says who may change the user's models: every entry but one that
+        sets a quota and nothing else (`alice: {max_gpus: 4}`). An entry with no identities
+        (`alice: {}`, `git_identities: []`) still says "nobody", as before quotas existed."""
+        return not (self.model_fields_set and self.model_fields_set <= {"max_gpus"})
 
 
 class _Listener(_Strict):
@@ -447,8 +449,8 @@ class Config(_Strict):
 
     def owners(self) -> dict[str, tuple[str, ...]]:
         """user -> the git author emails allowed to change models.d/<user>/ (core.ownership);
-        empty (no ownership checks, every user known) unless some user has git_identities or
-        signing_keys: a users: section that only sets quotas (`alice: {max_gpus: 4}`) must not
+        empty (no ownership checks, every user known) when every entry sets a quota and nothing
+        else: a users: section that only sets quotas (`alice: {max_gpus: 4}`) must not
         decide who may push. Once it does, every user it lists is in the map (one listed
         without git_identities: nobody may change their models) and no other user is known."""
         if not any(u.owns for u in self.users.values()):

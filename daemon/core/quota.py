@@ -51,14 +51,18 @@ def quota_message(user: str, quota: GpuQuota, others: int, needs: int) -> str:
             f"admin to raise {quota.source}")
 
 
-def quota_problem(user: str, spec: Reserving, others: Iterable[Reserving], quota: GpuQuota | None) -> str | None:
+def quota_problem(user: str, spec: Reserving, others: Iterable[Reserving], quota: GpuQuota | None,
+                  before: int = 0) -> str | None:
     """Why `spec` cannot have its GPUs beside `others` (the user's other models that reserve
     GPUs: admitted ones for argusd, the other files at the commit for the judge), or None.
-    A model that reserves nothing is never over quota, whatever the others hold."""
+    `before`: what this model reserves now (its running version, or its file before the
+    change). Only growth is refused: a model that reserves nothing, or no more than before, is
+    never over quota, whatever the others hold (a quota lowered since must not keep a user from
+    shrinking a model or shipping a fix)."""
     if quota is None:
         return None
     needs = reserved_gpus(spec)
     held = sum(reserved_gpus(other) for other in others)
-    if needs == 0 or held + needs <= quota.gpus:
+    if needs == 0 or needs <= before or held + needs <= quota.gpus:
         return None
     return quota_message(user, quota, held, needs)

@@ -253,11 +253,12 @@ def judge_quota(user: UserFacts, verdicts: Sequence[FileVerdict],
     out = []
     for verdict in verdicts:
         parsed = verdict.spec
-        if parsed is None or reserved_gpus(parsed.spec) <= reserved_before.get(verdict.path, 0):
+        if parsed is None:
             out.append(verdict)
             continue
         others = [v.spec.spec for v in applied if v is not verdict]
-        message = quota_problem(user.user_id, parsed.spec, others, user.quota)
+        message = quota_problem(user.user_id, parsed.spec, others, user.quota,
+                                before=reserved_before.get(verdict.path, 0))
         if message is None:
             out.append(verdict)
             continue

@@ -70,7 +70,8 @@ def admit(models: list[DesiredModel], running_now: dict[str, ModelDeployment], c
                                              if k in by_key and by_key[k].state == ModelState.QUEUED}
         others = [by_key[key].spec for key in sorted(holding)
                   if key != model.model_key and key in by_key and by_key[key].spec.user_id == user]
-        over = quota_problem(user, model.spec, others, quotas(user) if quotas is not None else None)
+        over = quota_problem(user, model.spec, others, quotas(user) if quotas is not None else None,
+                             before=_reserved(running_now.get(model.model_key)))
         if over is not None:
             if once(model, EventType.QUOTA_EXCEEDED, {"message": over}):
                 transitions.append(Transition(model.model_key, ModelState.QUEUED, EventType.QUOTA_EXCEEDED,
@@ -97,6 +98,14 @@ def admit(models: list[DesiredModel], running_now: dict[str, ModelDeployment], c
         entries[model.model_key] = ModelDeployment.of(model.model_key, model.spec, settings)
         admitted.add(model.model_key)
     return Admission(entries, admitted, transitions)
+
+
+def _reserved(running: ModelDeployment | None) -> int:
+    """GPUs a running version of a model reserves (0: none runs): its replicas (min_replicas
+    when autoscaled) times its tensor-parallel size."""
+    if running is None:
+        return 0
+    return running.num_replicas * int(running.llm_config.get("engine_kwargs", {}).get("tensor_parallel_size", 1))
 
 
 def _serving_beside(model: DesiredModel, observed: Observed, target: str | None) -> ModelDeployment | None:

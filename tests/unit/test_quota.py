@@ -82,7 +82,10 @@ def test_which_quota_a_user_has(config, user, expected):
     ({}, {}),
     # quotas only: no ownership map, so every user may have models and anyone may push them
     ({"alice": {"max_gpus": 4}}, {}),
-    ({"alice": {"max_gpus": 4}, "bob": {}}, {}),
+    # an entry with no identities says "nobody may change them", as before quotas existed
+    ({"alice": {"max_gpus": 4}, "bob": {}}, {"alice": (), "bob": ()}),
+    ({"alice": {}, "bob": {}}, {"alice": (), "bob": ()}),
+    ({"alice": {"git_identities": []}}, {"alice": ()}),
     # one user with identities (or keys) makes it an ownership map: every listed user is in it
     ({"alice": {"git_identities": ["a@x"], "max_gpus": 4}, "bob": {"max_gpus": 2}},
      {"alice": ("a@x",), "bob": ()}),

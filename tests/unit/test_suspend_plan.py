@@ -4,6 +4,8 @@ them in which commit, their adapters wait, they take no GPU in admission, and re
 ordinary deploy."""
 import dataclasses
 
+import pytest
+
 from daemon.core.spec import ResolvedServingSpec
 from daemon.serving.desired import DesiredModel
 from daemon.serving.observe import Observed, ObservedApp, ObservedDeployment
@@ -161,3 +163,15 @@ def test_an_update_over_quota_keeps_the_running_version_and_other_users_are_not_
     p = plan([bigger, bob], running, capacity=None, settings=CPU, serve=SERVE, quotas=QUOTA.get)
     assert [(t.model_key, t.event_type) for t in p.transitions if t.model_key == "a"] == [("a", "QUOTA_EXCEEDED")]
     assert routes(p.apply)["alice-1-a"]["app"] == "llm-a"    # still served by what runs
+
+
+@pytest.mark.parametrize("gpus_after, refused", [(3, False), (4, False), (5, True)])
+def test_after_a_quota_was_lowered_only_growth_waits(gpus_after, refused):
+    """alice's a (4 GPUs) and b (2) run; her quota is then lowered to 4. Shrinking a, or changing
+    it without reserving more (a fix), goes out; growing it waits QUEUED (as the hook judges)."""
+    running = settle([base(gpus=4), base(key="b", gpus=2)])
+    changed = dataclasses.replace(base("QUEUED", generation=2, gpus=gpus_after),
+                                  spec=dataclasses.replace(base(gpus=gpus_after).spec, engine_kwargs={"seed": 1}))
+    p = plan([changed, base(key="b", gpus=2)], running, capacity=None, settings=CPU, serve=SERVE, quotas=QUOTA.get)
+    mine = [t.event_type for t in p.transitions if t.model_key == "a"]
+    assert mine == (["QUOTA_EXCEEDED"] if refused else ["ROLLOUT_STARTED"]), mine   # surge: beside the serving one
