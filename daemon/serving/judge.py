@@ -215,7 +215,9 @@ def scale_event(model: DesiredModel, seen: tuple[ObservedApp, ObservedDeployment
     if not may_idle(model.spec) or seen is None:
         return None
     dep = seen[1]
-    if dep.idle and model.last_scale != EventType.IDLE:
+    # At zero: said once, and again after a wake Serve could not place (its reason goes).
+    stalled_before = model.last_event is not None and model.last_event[0] == EventType.PENDING_RESOURCES
+    if dep.idle and (model.last_scale != EventType.IDLE or stalled_before):
         delay = model.spec.autoscaling["scale_down_delay_s"] if model.spec.autoscaling else None
         return Transition(model.model_key, ModelState.RUNNING, EventType.IDLE,
                           {"message": f"no request for {delay} s: Serve runs no replica; the next request wakes it"})

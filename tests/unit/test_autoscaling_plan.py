@@ -206,6 +206,14 @@ def test_a_wake_serve_cannot_place_is_said_once_and_answered_503_with_why():
     again = plan([dataclasses.replace(m, last_event=("PENDING_RESOURCES", {"message": message}))], stalled,
                  capacity=None, settings=CPU, serve=SERVE, now=NOW)
     assert states(again) == []
+    # Serve gave up the wake and is back at zero: IDLE again, and the stale reason goes.
+    idle = Observed({name: (dataclasses.replace(app, deployments={
+        d: ObservedDeployment("HEALTHY", "", 0, 0) if d.startswith("LLMServer:") else dep
+        for d, dep in app.deployments.items()})) for name, app in observed.apps.items()})
+    back = plan([dataclasses.replace(m, last_event=("PENDING_RESOURCES", {"message": message}))], idle,
+                capacity=None, settings=CPU, serve=SERVE, now=NOW)
+    (t,) = back.transitions
+    assert (t.state, t.event_type, t.error_summary) == ("RUNNING", "IDLE", None)
 
 
 def test_a_new_generation_of_a_model_at_zero_is_probed_before_clients_move():
