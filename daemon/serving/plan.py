@@ -18,8 +18,9 @@ from daemon.core.spec import SURGE
 from daemon.replicas.names import LEASE_APP, is_argus_app
 from daemon.serving.admit import admit
 from daemon.serving.desired import DesiredModel, Transition
-from daemon.serving.judge import (is_suspended, judge, judge_adapters, judge_suspended, suspended_message,
-                                  wake_stalled)
+from daemon.core.adapters import find_base
+from daemon.serving.judge import (base_refs, is_suspended, judge, judge_adapters, judge_suspended,
+                                  suspended_message, wake_stalled)
 from daemon.serving.llm_config import LlmSettings, ModelDeployment
 from daemon.serving.observe import Observed
 from daemon.serving.placement import Capacity
@@ -140,6 +141,7 @@ def plan(models: list[DesiredModel], observed: Observed, *, capacity: Capacity |
             routes += [probe_routes(r, candidate) for r in served.routes if r.base_model == model.model_id]
     # A suspended model keeps its public id: the front end answers it 503 with who suspended it.
     routes += [Route(m.model_id, "", "", unavailable=Unavailable(503, suspended_message(m))) for m in suspended]
+    routes += _adapters_of_suspended(adapters, bases, suspended)
     routed = {r.model_id for r in routes if r.unavailable is None and not r.probe}
     routes += [r for r in served.routes if r.base_model in routed]
     routes = _while_idle(routes, apps, models, observed, serve.wake_timeout_s, _unit(settings))
@@ -184,6 +186,25 @@ def _unit(settings: LlmSettings) -> str:
 
 # What a client is told while a model at zero cannot wake (no free GPUs for its replica).
 WAKE_RETRY_AFTER_S = 30
+
+
+def _adapters_of_suspended(adapters: list[DesiredModel], bases: list[DesiredModel],
+                           suspended: list[DesiredModel]) -> list[Route]:
+    """An adapter whose base is suspended keeps its public id too: 503 naming its base's
+    suspension, not a 404 (it is declared, and comes back with its base)."""
+    refs, by_id = base_refs(bases), {m.model_id: m for m in suspended}
+    out = []
+    for adapter in adapters:
+        if adapter.state in (ModelState.DELETING, ModelState.DELETED):
+            continue
+        ref = find_base(adapter.spec.base_model or "", adapter.spec.user_id, refs)
+        base = by_id.get(ref.model_id) if ref is not None else None
+        if base is not None:
+            message = suspended_message(base).replace(
+                f"model {base.model_id} is", f"adapter {adapter.model_id} runs on model {base.model_id}, which is", 1)
+            out.append(Route(adapter.model_id, "", "", base_model=base.model_id,
+                             unavailable=Unavailable(503, message)))
+    return out
 
 
 def renews_only(desired: ServeConfig, observed: Observed) -> bool:

@@ -90,7 +90,11 @@ def test_the_adapters_of_a_suspended_base_wait_queued():
     (t,) = [t for t in p.transitions if t.model_key == "t"]
     assert (t.state, t.event_type, t.payload) == ("QUEUED", "WAITING_FOR_BASE",
                                                    {"message": "base alice-1-a is suspended"})
-    assert "bob-1-tutor" not in routes(p.apply)
+    # Not a 404: the adapter is declared and comes back with its base.
+    assert routes(p.apply)["bob-1-tutor"]["unavailable"] == {
+        "status": 503, "retry_after": None, "message": "adapter bob-1-tutor runs on model alice-1-a, which is "
+        "suspended by Alice in 0123456; set suspended: false to resume"}
+    assert routes(p.apply)["bob-1-tutor"]["app"] == ""   # no replica is asked
 
 
 def routes_of(observed):
