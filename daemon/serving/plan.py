@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from daemon.core.quota import Quotas
-from daemon.core.states import ModelState
+from daemon.core.states import EventType, ModelState
 from daemon.core.spec import SURGE
 from daemon.replicas.names import LEASE_APP, is_argus_app
 from daemon.serving.admit import admit
@@ -24,7 +24,7 @@ from daemon.serving.judge import (base_refs, is_suspended, judge, judge_adapters
 from daemon.serving.llm_config import LlmSettings, ModelDeployment
 from daemon.serving.observe import Observed
 from daemon.serving.placement import Capacity
-from daemon.serving.rollout import arrange, judge_candidate, locate, probe_routes
+from daemon.serving.rollout import arrange, frontend_settled, judge_candidate, locate, probe_routes
 from daemon.serving.serve_config import FrontendApp, HttpOptions, LeaseApp, ModelApp, Route, ServeConfig, Unavailable
 
 
@@ -148,6 +148,8 @@ def plan(models: list[DesiredModel], observed: Observed, *, capacity: Capacity |
     config_apps = (sorted(apps, key=lambda a: a.name) + [FrontendApp.of(routes, serve.frontend_replicas)]
                    + ([LeaseApp(lease)] if lease is not None else []) + observed.foreign())
     desired = ServeConfig(serve.http, tuple(config_apps))
+    ids = {m.model_key: m.model_id for m in models}
+    transitions = [t for t in transitions if not _unrouted_running(t, ids, arranged, observed)]
     # No lease: a leftover lease app is not argus's to judge.
     return Plan(desired if config_differs(desired, observed, ignore=set() if lease is not None else {LEASE_APP})
                 else None, transitions)
@@ -186,6 +188,18 @@ def _unit(settings: LlmSettings) -> str:
 
 # What a client is told while a model at zero cannot wake (no free GPUs for its replica).
 WAKE_RETRY_AFTER_S = 30
+
+
+def _unrouted_running(t: Transition, ids: dict[str, str], arranged: dict[str, Any], observed: Observed) -> bool:
+    """A model judged RUNNING that the front end does not route to yet: the config routing it
+    goes out this tick, and Serve hands it to the front-end replicas a moment later; RUNNING is
+    recorded on a later tick, once every front-end replica routes the public id to the serving
+    app (else `apply --wait` said RUNNING and the first request got 503 "starting")."""
+    if t.event_type != EventType.RUNNING or t.model_key not in arranged:
+        return False
+    serving = arranged[t.model_key].serving
+    return (serving is None or observed.live_app(t.model_key, ids[t.model_key]) != serving
+            or not frontend_settled(observed))
 
 
 def _adapters_of_suspended(adapters: list[DesiredModel], bases: list[DesiredModel],

@@ -96,6 +96,7 @@ def test_after_a_ray_restart_the_claiming_daemon_does_not_say_running(tmp_path):
     serve.settle()
     clock.now = 4
     a.tick()
+    a.tick()   # the front end routes it; RUNNING is recorded the tick after
     assert a.store.list_models()[0].state == "RUNNING"
     serve.restart()
     outcomes = []

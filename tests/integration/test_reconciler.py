@@ -47,6 +47,7 @@ def test_a_push_goes_queued_deploying_running_in_the_loop(world):
     assert state_of(store) == ModelState.DEPLOYING and len(serve.puts) == 1
     assert daemon.tick() and state_of(store) == ModelState.DEPLOYING  # Serve still updating
     serve.settle()
+    assert daemon.tick() and state_of(store) == ModelState.DEPLOYING   # routed now; recorded the tick after
     assert daemon.tick() and state_of(store) == ModelState.RUNNING
     puts = len(serve.puts)
     assert daemon.tick() and len(serve.puts) == puts  # level-triggered: a no-op writes nothing
@@ -74,6 +75,7 @@ def test_drift_is_repaired(world):
     daemon.tick()
     serve.settle()
     daemon.tick()
+    daemon.tick()   # the front end routes it; RUNNING is recorded the tick after
     assert state_of(store) == ModelState.RUNNING
     key = store.list_models()[0].model_key
     serve.drop(app_name(key))
@@ -85,6 +87,7 @@ def test_drift_is_repaired(world):
     assert app_name(key) in serve.apps  # applied again
     serve.settle()
     daemon.tick()
+    daemon.tick()   # the front end routes it; RUNNING is recorded the tick after
     assert state_of(store) == ModelState.RUNNING
 
 
@@ -95,6 +98,7 @@ def test_a_failed_deployment_fails_alone(world):
     gitops.push()
     daemon.tick()
     serve.settle()
+    daemon.tick()
     keys = {m.model_id_suffix: m.model_key for m in store.list_models()}
     serve.fail(f"LLMServer:{keys['b']}", "ValueError: max_model_len (1000000) is greater than the model's")
     assert serve.jobs == []
@@ -151,6 +155,7 @@ def test_an_adapter_pushed_next_to_its_base_goes_through_its_states(world):
     daemon.tick()
     serve.settle()
     daemon.tick()
+    daemon.tick()   # the front end routes it; RUNNING is recorded the tick after
     assert state_of(store) == ModelState.RUNNING
     base_key = next(m.model_key for m in store.list_models() if m.model_id_suffix == "a")
     base_app = serve.apps[app_name(base_key)]
@@ -170,6 +175,7 @@ def test_an_adapter_pushed_next_to_its_base_goes_through_its_states(world):
     daemon.tick()
     serve.settle()
     daemon.tick()
+    daemon.tick()   # the front end routes it; RUNNING is recorded the tick after
     assert next(m.state for m in store.list_models(include_deleted=True) if m.model_id_suffix == "t") == "DELETED"
 
 
@@ -181,6 +187,7 @@ def test_a_ray_restart_is_not_shown_as_running(world, tmp_path):
     daemon.tick()
     serve.settle()
     daemon.tick()
+    daemon.tick()   # the front end routes it; RUNNING is recorded the tick after
     assert state_of(store) == ModelState.RUNNING
     # Ray stopped: the dashboard does not answer.
     serve.unreachable = "cannot reach the Ray dashboard at http://127.0.0.1:8265 (Connection refused)"
@@ -258,6 +265,7 @@ def test_nothing_is_applied_while_the_store_is_behind_git(world, tmp_path):
     daemon.tick()
     serve.settle()
     daemon.tick()
+    daemon.tick()   # the front end routes it; RUNNING is recorded the tick after
     assert state_of(store) == ModelState.RUNNING
     running, puts = set(serve.apps), len(serve.puts)
     fresh = Store.open(tmp_path / "fresh.db")
@@ -288,6 +296,7 @@ def test_a_change_rolls_out_beside_the_serving_app_and_a_restarted_argusd_finish
     daemon.tick()
     serve.settle()
     daemon.tick()
+    daemon.tick()   # the front end routes it; RUNNING is recorded the tick after
     key = next(m.model_key for m in store.list_models())
     assert state_of(store) == ModelState.RUNNING and list(serve.apps) == ["argus", app_name(key)]
     gitops.write("models.d/alice/a.yaml", spec("a") + "engine_kwargs:\n  max_num_seqs: 8\n")
@@ -338,6 +347,7 @@ def test_an_autoscaled_model_goes_to_zero_and_wakes_through_the_loop(world):
     daemon.tick()
     serve.settle()
     daemon.tick()
+    daemon.tick()   # the front end routes it; RUNNING is recorded the tick after
     key = store.list_models()[0].model_key
     deployment = f"LLMServer:{key}"
     assert state_of(store) == ModelState.RUNNING            # at zero: no cold start at deploy
@@ -372,6 +382,7 @@ def test_a_suspended_model_is_suspended_in_the_store_and_resumes(world):
     daemon.tick()
     serve.settle()
     daemon.tick()
+    daemon.tick()   # the front end routes it; RUNNING is recorded the tick after
     key = store.list_models()[0].model_key
     gitops.write("models.d/alice/a.yaml", spec("a") + "suspended: true\n")
     sha = gitops.commit("suspend a")
@@ -390,6 +401,7 @@ def test_a_suspended_model_is_suspended_in_the_store_and_resumes(world):
     assert app_name(key) in serve.apps and state_of(store) == ModelState.DEPLOYING
     serve.settle()
     daemon.tick()
+    daemon.tick()   # the front end routes it; RUNNING is recorded the tick after
     assert state_of(store) == ModelState.RUNNING
 
 

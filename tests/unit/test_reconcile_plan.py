@@ -109,9 +109,13 @@ def test_deploying_model_follows_serve(serve, dep_status, app_status, running, e
     applied = plan([model("a")], Observed(), capacity=None, settings=CPU, serve=serve).apply
     observed = served(applied, dep_status, app_status, message="engine died", running=running)
     p = plan([model("a", "DEPLOYING")], observed, capacity=None, settings=CPU, serve=serve)
-    assert states(p) == expected
     # The models stay as applied; only the per-model front end learns a model that runs.
     assert p.apply is None or model_deployments(p.apply) == model_deployments(applied)
+    if expected and expected[0][1] == "RUNNING":   # recorded once the front end routes it
+        assert states(p) == []
+        p = plan([model("a", "DEPLOYING")], served(p.apply, dep_status, app_status, running=running),
+                 capacity=None, settings=CPU, serve=serve)
+    assert states(p) == expected
     if expected and expected[0][1] == "FAILED":
         assert p.transitions[0].error_summary == f"{dep_status}: engine died"
 
@@ -392,10 +396,12 @@ def test_per_model_layout_one_app_per_model_and_a_front_end():
 def test_per_model_running_model_is_added_to_the_front_end_in_place():
     applied = plan([model("a")], Observed(), capacity=None, settings=CPU, serve=PER_MODEL).apply
     p = plan([model("a", "DEPLOYING")], served(applied), capacity=None, settings=CPU, serve=PER_MODEL)
-    assert states(p) == [("a", "RUNNING", "RUNNING")]
+    assert states(p) == []   # RUNNING is recorded once the front end routes it, not before
     assert routes(p.apply) == ["alice-202601010000-a"]
     assert apps(p.apply)["llm-a"] == apps(applied)["llm-a"]  # the model's own app is not touched
     assert apps(p.apply)["argus"]["args"] == apps(applied)["argus"]["args"]  # only user_config changes
+    routed = plan([model("a", "DEPLOYING")], served(p.apply), capacity=None, settings=CPU, serve=PER_MODEL)
+    assert routed.apply is None and states(routed) == [("a", "RUNNING", "RUNNING")]
     settled = plan([model("a", "RUNNING")], served(p.apply), capacity=None, settings=CPU, serve=PER_MODEL)
     assert settled.noop
 
@@ -418,11 +424,17 @@ def test_per_model_a_deploying_model_is_judged_by_its_own_app_only():
     both = plan([model("a"), model("b")], Observed(), capacity=None, settings=CPU, serve=PER_MODEL).apply
     observed = served(both, dep_status=lambda name: "HEALTHY" if name == "LLMServer:a" else "UPDATING",
                       app_status="RUNNING")
-    # c is new (so the config will change), yet a is recognised as RUNNING in the same tick.
+    # c is new (so the config will change), yet a is routed in the same tick (and recorded
+    # RUNNING once the front end routes it), judged by its own app alone.
     p = plan([model("a", "DEPLOYING"), model("b", "DEPLOYING"), model("c")], observed, capacity=None,
              settings=CPU, serve=PER_MODEL)
-    assert ("a", "RUNNING", "RUNNING") in states(p) and ("c", "DEPLOYING", "APPLIED") in states(p)
+    assert ("c", "DEPLOYING", "APPLIED") in states(p) and not [s for s in states(p) if s[0] == "a"]
     assert routes(p.apply) == ["alice-202601010000-a"]
+    routed = served(p.apply, dep_status=lambda name: "HEALTHY" if name in ("LLMServer:a", "ArgusIngress")
+                    else "UPDATING", app_status="RUNNING")
+    q = plan([model("a", "DEPLOYING"), model("b", "DEPLOYING"), model("c", "DEPLOYING")], routed, capacity=None,
+             settings=CPU, serve=PER_MODEL)
+    assert ("a", "RUNNING", "RUNNING") in states(q)
 
 
 def test_per_model_front_end_removed_behind_our_back_is_restored_without_touching_models():

@@ -224,8 +224,10 @@ def test_a_first_deploy_answers_503_until_it_runs():
     entry = argus["deployments"][0]["user_config"]["models"][0]["unavailable"]
     assert entry == {"status": 503, "message": f"model {ID} is starting", "retry_after": 10}
     q = step([model(1, "DEPLOYING", applied=None)], served(p.apply))
-    assert states(q) == [("a", "RUNNING", "RUNNING")]
+    assert states(q) == []   # routed now; RUNNING once every front-end replica routes it
     assert front(q.apply) == {ID: ("llm-a", False, None)}
+    r = step([model(1, "DEPLOYING", applied=None)], served(q.apply))
+    assert states(r) == [("a", "RUNNING", "RUNNING")] and r.apply is None
 
 
 def test_argusd_killed_mid_rollout_resumes_from_the_store_and_serve(gen1):
@@ -247,7 +249,8 @@ def test_ray_restarted_mid_rollout_deploys_the_wanted_generation_directly(gen1):
     assert apps(p.apply) == {"llm-a": 8}                                     # nothing serves: no surge
     assert front(p.apply) == {ID: ("", False, 503)}
     q = step([model(2, "DEPLOYING", seqs=8)], served(p.apply))
-    assert states(q) == [("a", "RUNNING", "RUNNING")]
+    r = step([model(2, "DEPLOYING", seqs=8)], served(q.apply))
+    assert states(q) == [] and states(r) == [("a", "RUNNING", "RUNNING")]
 
 
 def test_adapters_stay_on_the_serving_generation_are_probed_on_the_new_one_and_follow_the_switch():
