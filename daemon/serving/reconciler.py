@@ -11,6 +11,7 @@ import logging
 import os
 import secrets
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -52,6 +53,13 @@ def sync_behind(store: Store) -> str | None:
     return None
 
 
+
+def _at_zero(observed: Observed, model_key: str, app: str | None) -> bool:
+    """Serve runs no replica of the model's deployment in `app` (an autoscaled one at zero)."""
+    seen = observed.server(model_key, app) if app is not None else None
+    return seen is not None and seen[1].running_replicas == 0
+
+
 class ReconcileOutcome(StrEnum):
     STANDBY = "standby"            # another argusd holds the lease: nothing touched
     CLAIMED = "claimed"            # wrote (or waits to read back) a claim on the lease
@@ -88,6 +96,7 @@ class Reconciler:
         self.reap = reap if reap is not None else (lambda: reap_orphaned_engines(client))
         self.settings = LlmSettings.from_config(config)
         self.serve = ServeSettings.from_config(config)
+        self._waking_probes: dict[str, threading.Thread] = {}   # public or probe id -> its wake request
         self.admission = AdmissionMode(config.serving.llm.admission)
         self.clock = clock
         self.root = config.storage.root
@@ -99,9 +108,9 @@ class Reconciler:
         self._waking: dict[str, datetime] = {}   # model key -> the tick Serve first wanted a replica of it at zero
         # model id -> (running, wanted) replicas of its serving deployment at the last tick (/metrics)
         self.replicas_seen: dict[str, tuple[int, int | None]] = {}
-        self.probe = probe if probe is not None else (lambda model_id: probe_adapter(base_url, model_id))
+        self.probe = probe if probe is not None else (lambda model_id, *timeout: probe_adapter(base_url, model_id, *timeout))
         self.probe_rollout = (probe_rollout if probe_rollout is not None
-                              else (lambda model_id: probe_model(base_url, model_id)))
+                              else (lambda model_id, *timeout: probe_model(base_url, model_id, *timeout)))
 
     def desired(self) -> list[DesiredModel]:
         out = []
@@ -187,7 +196,10 @@ class Reconciler:
         capacity = (None if self.settings.on_cpu
                     else self.client.capacity(self.settings.accelerator_type, self.admission))
         probes = {}
-        for adapter, _ in adapters_to_probe(models, observed):
+        for adapter, base in adapters_to_probe(models, observed):
+            if _at_zero(observed, base.model_key, observed.live_app(base.model_key, base.model_id)):
+                self._wake(adapter.model_id, self.probe)
+                continue
             decided, failure = self.probe(adapter.model_id)
             if decided:
                 probes[adapter.model_key] = failure
@@ -216,12 +228,30 @@ class Reconciler:
             self.reap()  # a replica died or gave up: its engine processes may have outlived it
         return ReconcileResult(ReconcileOutcome.APPLIED if decision.apply is not None else ReconcileOutcome.RECORDED)
 
+    def _wake(self, model_id: str, probe: Callable[..., tuple[bool, str | None]]) -> None:
+        """A probe of a model at zero replicas, sent in the background: the tick (and the lease it
+        renews) must not wait out a cold start. The request stays held by the front end while Serve
+        wakes the model, so Serve keeps seeing the demand; its answer is not the verdict: the
+        probe that decides runs on a later tick, once a replica runs."""
+        running = self._waking_probes.get(model_id)
+        if running is not None and running.is_alive():
+            return
+        thread = threading.Thread(target=probe, args=(model_id, self.serve.wake_timeout_s + 30), daemon=True,
+                                  name=f"wake {model_id}")
+        self._waking_probes[model_id] = thread
+        thread.start()
+
     def _probe_rollouts(self, models: list[DesiredModel], observed: Observed) -> dict[str, str | None]:
         """Ask each new generation that is ready beside the serving one by its probe id, then each
         of its base's running adapters (so they are loaded before clients move): model key -> None
         when all answered, else the first definite failure; no entry while any has no verdict."""
         out: dict[str, str | None] = {}
+        frontend = observed.frontend()
         for model, adapters in rollouts_to_probe(models, observed, self.settings):
+            route = frontend.route(probe_id(model.model_id)) if frontend is not None else None
+            if _at_zero(observed, model.model_key, route.app if route is not None else None):
+                self._wake(probe_id(model.model_id), self.probe_rollout)
+                continue
             decided, failure = self.probe_rollout(probe_id(model.model_id))
             log.info("rollout probe %s: %s", model.model_key, "no verdict yet" if not decided else failure or "answered")
             for adapter in adapters if decided and failure is None else ():

@@ -4,6 +4,8 @@ tests/unit/test_reconcile_plan.py; the real Serve runs in tests/e2e."""
 import json
 import os
 
+import time
+
 import pytest
 
 from daemon.argusd import Daemon
@@ -330,6 +332,51 @@ def test_a_change_rolls_out_beside_the_serving_app_and_a_restarted_argusd_finish
 
 AUTOSCALED = ("model_id: {id}\nmodel_source: $HOME/common/hf/m\n"
               "autoscaling:\n  min_replicas: 0\n  max_replicas: 2\n  scale_down_delay_s: 60\n")
+
+
+def test_a_rollout_of_a_model_at_zero_wakes_it_in_the_background_and_probes_once_a_replica_runs(world):
+    """The new generation of a model at zero replicas is ready at zero; its probe's request would
+    hold the tick for a whole cold start (and the lease it renews), so the shell sends it in the
+    background, once, and probes for the verdict on a later tick, once a replica runs."""
+    import threading
+
+    gitops, daemon, serve, store = world
+    gitops.write("models.d/alice/a.yaml", AUTOSCALED.format(id="a"))
+    gitops.commit("a autoscaled")
+    gitops.push()
+    daemon.tick()
+    serve.settle()
+    daemon.tick()
+    daemon.tick()
+    assert state_of(store) == ModelState.RUNNING
+    key = store.list_models()[0].model_key
+    gitops.write("models.d/alice/a.yaml", AUTOSCALED.format(id="a") + "engine_kwargs:\n  max_num_seqs: 8\n")
+    gitops.commit("a: max_num_seqs 8")
+    gitops.push()
+    release, asked = threading.Event(), []
+
+    def probe(model_id, *timeout):   # a cold start: the request is held until a replica runs
+        asked.append((model_id, timeout))
+        if timeout:
+            release.wait(30)
+        return True, None
+
+    daemon.reconciler.probe_rollout = probe
+    daemon.tick()
+    serve.settle()                                # the candidate is healthy at zero replicas
+    started = time.monotonic()
+    daemon.tick()
+    daemon.tick()
+    assert time.monotonic() - started < 10        # the ticks did not wait for the wake
+    model_id = store.list_models()[0].model_id
+    assert [a[0] for a in asked] == [f"{model_id}@next"] and asked[0][1]   # sent once, in the background
+    assert state_of(store) == ModelState.DEPLOYING                         # no verdict from the wake
+    serve.scale(f"LLMServer:{key}", running=1, target=1)                   # woken: a replica runs
+    release.set()
+    daemon.tick()
+    model = store.list_models()[0]
+    assert asked[-1] == (f"{model_id}@next", ()) and model.state == ModelState.RUNNING
+    assert model.applied_generation == model.generation
 
 
 def test_an_autoscaled_model_goes_to_zero_and_wakes_through_the_loop(world):
