@@ -219,8 +219,10 @@ def scale_event(model: DesiredModel, seen: tuple[ObservedApp, ObservedDeployment
     stalled_before = model.last_event is not None and model.last_event[0] == EventType.PENDING_RESOURCES
     if dep.idle and (model.last_scale != EventType.IDLE or stalled_before):
         delay = model.spec.autoscaling["scale_down_delay_s"] if model.spec.autoscaling else None
-        return Transition(model.model_key, ModelState.RUNNING, EventType.IDLE,
-                          {"message": f"no request for {delay} s: Serve runs no replica; the next request wakes it"})
+        message = (f"no request for {delay} s: Serve runs no replica; the next request wakes it"
+                   if model.last_scale is not None or stalled_before
+                   else "at zero replicas since it was deployed; the first request wakes it")
+        return Transition(model.model_key, ModelState.RUNNING, EventType.IDLE, {"message": message})
     # Woken: after an IDLE, or seen waking since its first deploy at zero (no IDLE recorded yet:
     # a request came before the first tick that saw it idle).
     if dep.running_replicas > 0 and (model.last_scale == EventType.IDLE
