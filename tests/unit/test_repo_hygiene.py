@@ -102,3 +102,12 @@ def test_links_inside_the_repo_are_fine(tmp_path):
         (repo / "docs" / "readme-link.md").symlink_to("../README.md")
         (repo / "docs-link").symlink_to("docs")
     assert tracked_problems(_repo_with(tmp_path, build)) == []
+
+
+def test_no_two_test_files_share_a_name(repo_root):
+    """tests/ has no __init__.py: pytest imports each file by its basename, so two files of one
+    name fail to collect when one process runs both (as scripts/test.sh's first part does)."""
+    names: dict[str, list[str]] = {}
+    for path in sorted((repo_root / "tests").rglob("test_*.py")):
+        names.setdefault(path.name, []).append(str(path.relative_to(repo_root)))
+    assert {name: paths for name, paths in names.items() if len(paths) > 1} == {}
