@@ -177,6 +177,11 @@ class ResolvedServingSpec:
         return int(self.autoscaling["max_replicas"]) if self.autoscaling is not None else self.num_replicas
 
     @property
+    def may_idle(self) -> bool:
+        """Serve may run no replica of the model by its own decision (autoscaled, min_replicas 0)."""
+        return self.autoscaling is not None and int(self.autoscaling["min_replicas"]) == 0
+
+    @property
     def reserved_gpus(self) -> int:
         """GPUs the model holds however idle it is (what a user's quota counts): none while
         suspended; with autoscaling, min_replicas' worth."""

@@ -66,3 +66,10 @@ def is_argus_app(name: str) -> bool:
     """Whether a Serve application is argus's to change: its front end, its lease and its model
     apps. Every other app on the cluster is passed through unchanged."""
     return name in (FRONTEND_APP, LEASE_APP) or name.startswith(MODEL_APP_PREFIX)
+
+
+# A held request that got no replica is answered with Retry-After = its hold, at most this: Serve
+# goes on waking the model after the 503 (the request asked for a replica, and the scale-up
+# stays decided), so a retry soon is likely served; a long hold that ran out means a slow wake. argusd's
+# own 503 for a wake Serve cannot place says the same.
+WAKE_RETRY_AFTER_MAX_S = 30

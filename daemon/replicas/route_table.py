@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from daemon.replicas.names import probed_model
+from daemon.replicas.names import WAKE_RETRY_AFTER_MAX_S, probed_model
 
 
 class ErrorCode(str, Enum):
@@ -56,12 +56,6 @@ def not_found(model: str) -> Answer:
 def model_required(listed: list[str]) -> Answer:
     return Answer(400, "You must provide a model parameter: this endpoint serves "
                        f"{', '.join(listed) if listed else 'no model yet'}.", ErrorCode.MODEL_REQUIRED)
-
-
-# A held request that got no replica is answered with Retry-After = its hold, at most this: Serve
-# goes on waking the model after the 503 (the request asked for a replica, and the scale-up
-# stays decided), so a retry soon is likely served; a long hold that ran out means a slow wake.
-WAKE_RETRY_AFTER_MAX_S = 30
 
 
 def waking(model: str, hold_s: float) -> Answer:

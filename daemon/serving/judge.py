@@ -193,16 +193,11 @@ def at_target(spec: ResolvedServingSpec, dep: ObservedDeployment) -> bool:
     return dep.running_replicas >= spec.num_replicas
 
 
-def may_idle(spec: ResolvedServingSpec) -> bool:
-    """Serve may run no replica of the model by its own decision (autoscaled, min_replicas 0)."""
-    return spec.autoscaling is not None and int(spec.autoscaling["min_replicas"]) == 0
-
-
 def wake_stalled(model: DesiredModel, seen: tuple[ObservedApp, ObservedDeployment] | None,
                  unit: str = "GPUs") -> str | None:
     """Why a model at zero cannot wake: Serve wants a replica and says it cannot place one (the
     resources it needs are held by other models). None: it is not stalled."""
-    if not may_idle(model.spec) or seen is None or not seen[1].waking or not placement_stalled(seen[1].message):
+    if not model.spec.may_idle or seen is None or not seen[1].waking or not placement_stalled(seen[1].message):
         return None
     return (f"model {model.model_id} cannot wake: it needs {model.spec.gpus_per_replica} {unit} "
             f"and none are free")
@@ -212,7 +207,7 @@ def scale_event(model: DesiredModel, seen: tuple[ObservedApp, ObservedDeployment
                 now: datetime | None) -> Transition | None:
     """IDLE once when Serve scaled a RUNNING model to zero, WOKE once when a replica runs again
     (with how long the wake took: from the tick Serve first wanted a replica to this one)."""
-    if not may_idle(model.spec) or seen is None:
+    if not model.spec.may_idle or seen is None:
         return None
     dep = seen[1]
     # At zero: said once, and again after a wake Serve could not place (its reason goes).
@@ -282,7 +277,7 @@ def judge(model: DesiredModel, seen: tuple[ObservedApp, ObservedDeployment] | No
             return failed(model, deployment_failure(*seen) or DeploymentStatus.DEPLOY_FAILED.value)
         # Serve has no running replica of it: not RUNNING, whatever argus applied before (an
         # autoscaled model at zero runs none by Serve's own decision: lost only when Serve lost it).
-        lost = replicas_lost(seen, app, in_sync) if not (may_idle(model.spec) and seen is not None) else None
+        lost = replicas_lost(seen, app, in_sync) if not (model.spec.may_idle and seen is not None) else None
         if lost is not None:
             return Transition(model.model_key, ModelState.DEPLOYING, EventType.REPLICAS_LOST, {"message": lost},
                               error_summary=lost)
@@ -344,7 +339,7 @@ def lost_while_claiming(models: list[DesiredModel], observed: Observed) -> list[
         # Its serving app: the one the front end routes it to (the second slot after a rollout).
         name = observed.live_app(model.model_key, model.model_id) or model_app_name(model.model_key)
         seen = observed.server(model.model_key, name)
-        if seen is not None and may_idle(model.spec):   # at zero by Serve's own decision
+        if seen is not None and model.spec.may_idle:   # at zero by Serve's own decision
             continue
         lost = replicas_lost(seen, observed.apps.get(name), in_sync=False)
         if lost is not None:

@@ -15,7 +15,7 @@ from typing import Any
 from daemon.core.quota import Quotas
 from daemon.core.states import EventType, ModelState
 from daemon.core.spec import SURGE
-from daemon.replicas.names import LEASE_APP, is_argus_app
+from daemon.replicas.names import LEASE_APP, WAKE_RETRY_AFTER_MAX_S, is_argus_app
 from daemon.serving.admit import admit
 from daemon.serving.desired import DesiredModel, Transition
 from daemon.core.adapters import find_base
@@ -175,7 +175,7 @@ def _while_idle(routes: list[Route], apps: list[ModelApp], models: list[DesiredM
             if route.base_model is not None:
                 stalled = f"{stalled} (adapter {route.model_id} runs on it)"
             out.append(Route(route.model_id, "", "", route.max_request_context_length, route.base_model,
-                             unavailable=Unavailable(503, stalled, WAKE_RETRY_AFTER_S)))
+                             unavailable=Unavailable(503, stalled, WAKE_RETRY_AFTER_MAX_S)))
         else:
             out.append(replace(route, hold_s=hold_s))
     return out
@@ -184,10 +184,6 @@ def _while_idle(routes: list[Route], apps: list[ModelApp], models: list[DesiredM
 def _unit(settings: LlmSettings) -> str:
     """What a replica's workers are, in messages: GPUs, or CPUs on CPU serving."""
     return "CPUs" if settings.on_cpu else "GPUs"
-
-
-# What a client is told while a model at zero cannot wake (no free GPUs for its replica).
-WAKE_RETRY_AFTER_S = 30
 
 
 def _unrouted_running(t: Transition, ids: dict[str, str], arranged: dict[str, Any], observed: Observed) -> bool:
