@@ -10,7 +10,7 @@ replicas (its route has hold_s) has its requests held while Serve wakes it, up t
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Awaitable
 
 from ray import serve
 from ray.serve.exceptions import RequestCancelledError
@@ -64,10 +64,15 @@ class HeldResponse:
         if self._expired is not None:
             self._response.cancel()
 
-    async def __anext__(self) -> Any:
+    def __anext__(self) -> Awaitable[Any]:
+        # After the first chunk the stream is Serve's own: its awaitable is handed back as is (no
+        # coroutine of ours per chunk on the hot path).
         if not self._first:
-            return await self._response.__anext__()
+            return self._response.__anext__()
         self._first = False
+        return self._first_chunk()
+
+    async def _first_chunk(self) -> Any:
         timer = asyncio.get_running_loop().call_later(self._hold_s, self._hold_ran_out)
         try:
             return await self._response.__anext__()
