@@ -32,7 +32,9 @@ if [ "${1:-}" = "--e2e" ]; then
   (env ARGUS_HOME="$ARGUS_E2E_HOME" ARGUS_CONFIG="$(pwd)/configs/local.yaml" \
      .venv-serve/bin/python scripts/prepare_model.py >"$model_log" 2>&1; echo $? >"$model_log.exit") &
   model_job=$!
-  trap 'pkill -P "$model_job" 2>/dev/null; kill "$model_job" 2>/dev/null; true' EXIT  # a step failed
+  # A step failed: stop the job. Each command `|| true`: under `set -e` a command that fails
+  # inside an EXIT trap (pkill finding nothing) becomes the script's exit status.
+  trap 'pkill -P "$model_job" 2>/dev/null || true; kill "$model_job" 2>/dev/null || true' EXIT
   finished() {  # the output and exit status of the background job that writes LOG and LOG.exit
     while [ ! -f "$1.exit" ]; do sleep 1; done
     cat "$1"
@@ -43,6 +45,7 @@ if [ "${1:-}" = "--e2e" ]; then
   step "Ray head up (dashboard http://127.0.0.1:8265)" scripts/ray_up.sh
   step "Small model SmolLM2-135M-Instruct under $ARGUS_E2E_HOME/private/hf (made alongside the steps before)" \
     finished "$model_log"
+  trap - EXIT  # the job has ended: nothing left to stop
   e2e=tests/e2e
 else
   scripts/venv.sh dev >/dev/null

@@ -111,3 +111,20 @@ def test_no_two_test_files_share_a_name(repo_root):
     for path in sorted((repo_root / "tests").rglob("test_*.py")):
         names.setdefault(path.name, []).append(str(path.relative_to(repo_root)))
     assert {name: paths for name, paths in names.items() if len(paths) > 1} == {}
+
+
+def test_every_exit_trap_of_a_script_leaves_the_exit_status_alone(repo_root):
+    """Under `set -e` a command that fails inside an EXIT trap becomes the script's exit status:
+    scripts/test.sh's `pkill -P <job>` found nothing to stop once the job had ended, and a CI run
+    whose tests all passed exited 1. Each trap runs here with nothing to clean up."""
+    import re
+    traps = [(path.name, body) for path in sorted((repo_root / "scripts").rglob("*.sh"))
+             for body in re.findall(r"^\s*trap '([^']*)' EXIT", path.read_text(), re.M)]
+    assert traps, "no EXIT trap found: the pattern above no longer matches the scripts"
+    for name, body in traps:
+        # Every variable a trap names points at nothing that exists.
+        names = sorted(set(re.findall(r"\$\{?(\w+)", body)))
+        setup = "".join(f"{var}=999999999; " for var in names if var not in ("SUDO",)) + "SUDO=; "
+        script = f"set -euo pipefail; {setup}trap '{body}' EXIT; exit 0"
+        result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, cwd="/tmp")
+        assert result.returncode == 0, f"{name}: trap {body!r} exits {result.returncode}: {result.stderr}"
