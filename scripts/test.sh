@@ -42,6 +42,11 @@ if [ "${1:-}" = "--e2e" ]; then
   }
   step "argus and the test tools in .venv" scripts/venv.sh dev
   step "Chromium and chromedriver for the web UI's browser test (Debian packages)" scripts/setup_browser.sh
+  # Serve tries a replica that fails to start 3 times (Ray's default, what users get) before it
+  # gives up; the e2e tests' refused generations each spend ~1 min of vLLM start per try on 2
+  # cores. Once proves the same path (DEPLOY_FAILED -> FAILED or rolled back) for this test Ray
+  # only (the quickstart's restarted head inherits it too), ~4 min less in CI.
+  export RAY_SERVE_MAX_PER_REPLICA_RETRY_COUNT=1
   step "Ray head up (dashboard http://127.0.0.1:8265)" scripts/ray_up.sh
   step "Small model SmolLM2-135M-Instruct under $ARGUS_E2E_HOME/private/hf (made alongside the steps before)" \
     finished "$model_log"

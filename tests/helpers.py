@@ -100,13 +100,17 @@ BASE = "http://127.0.0.1:8000/v1"
 
 
 class Prober(threading.Thread):
-    """Sends one short chat request to a model after another and records the failures
-    (`stream`: streamed, ok only when the stream ends with [DONE])."""
+    """Sends one short chat request to a model every `period_s` (or right after the last one,
+    when it took longer) and records the failures (`stream`: streamed, ok only when the stream
+    ends with [DONE]). Paced, not back to back: on 2 cores a back-to-back stream kept a core busy
+    and doubled the cold start of the model being changed beside it (CI's logs: a wake and a
+    rollout candidate took ~220 s where a quiet start takes ~100 s)."""
 
-    def __init__(self, model_id: str, stream: bool = False):
+    def __init__(self, model_id: str, stream: bool = False, period_s: float = 2.0):
         super().__init__(daemon=True)
         self.model_id = model_id
         self.stream_requests = stream
+        self.period_s = period_s
         self.stop = threading.Event()
         self.results: list[tuple[float, float, bool]] = []  # (start, end, ok)
         self.errors: list[str] = []   # why requests failed, newest last
@@ -132,8 +136,7 @@ class Prober(threading.Thread):
                 ok = False
                 self.errors.append(repr(exc)[:300])
             self.results.append((started, time.monotonic(), ok))
-            if not ok:
-                time.sleep(0.2)
+            self.stop.wait(max(0.2 if not ok else 0.0, started + self.period_s - time.monotonic()))
 
     def window(self, start: float, end: float) -> tuple[int, int, float]:
         """(requests, failed, longest stretch of failures in seconds) between two times."""

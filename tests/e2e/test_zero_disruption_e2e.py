@@ -134,7 +134,7 @@ def undisturbed(steady: Steady):
         prober.stop.set()
         prober.join(timeout=70)
     requests, failed, longest = prober.window(started, time.monotonic())
-    assert requests > 10, requests
+    assert requests >= 3, requests   # a request every 2 s (slower under load) over 10 s at least
     assert failed == 0, f"{failed} of {requests} requests to the steady model failed (longest outage {longest} s)"
     assert replicas_of(steady.client, steady.a["model_key"]) == before
 
