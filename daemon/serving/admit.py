@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from daemon.core.quota import Quotas, quota_problem
 from daemon.core.states import EventType, ModelState
+from daemon.replicas.names import model_app_name
 from daemon.serving.desired import DesiredModel, Transition, once
 from daemon.serving.llm_config import LlmSettings, ModelDeployment
 from daemon.serving.observe import Observed, summarize_failure
@@ -72,17 +73,18 @@ def admit(models: list[DesiredModel], running_now: dict[str, ModelDeployment], c
                   if key != model.model_key and key in by_key and by_key[key].spec.user_id == user]
         over = quota_problem(user, model.spec, others, quotas(user) if quotas is not None else None,
                              before=_reserved(running_now.get(model.model_key)))
+        wanted = ModelDeployment.of(model.model_key, model.spec, settings)
+        held = _held_in_target(wanted, observed, (targets or {}).get(model.model_key))
+        kept = held or running_now.get(model.model_key)
         if over is not None:
             if once(model, EventType.QUOTA_EXCEEDED, {"message": over}):
                 transitions.append(Transition(model.model_key, ModelState.QUEUED, EventType.QUOTA_EXCEEDED,
                                               {"message": over}, error_summary=over))
-            if model.model_key in running_now:  # keep serving what runs until the update fits the quota
-                entries[model.model_key] = running_now[model.model_key]
+            if kept is not None:  # keep what Serve holds of it until the update fits the quota
+                entries[model.model_key] = kept
             continue
         if capacity is not None:  # GPU serving (free is its live view)
-            seen = observed.server(model.model_key, (targets or {}).get(model.model_key))
-            extra = _extra_replicas(ModelDeployment.of(model.model_key, model.spec, settings),
-                                    running_now.get(model.model_key), seen[1].running_replicas if seen else 0)
+            extra = _extra_replicas(wanted, held)
             placed = place(free, extra, model.spec.gpus_per_replica)
             waiting = _waits_after_stall(model, free)
             if capacity.mode == AdmissionMode.FIT and (placed is None or waiting):
@@ -91,8 +93,8 @@ def admit(models: list[DesiredModel], running_now: dict[str, ModelDeployment], c
                 if once(model, EventType.PENDING_RESOURCES, payload):
                     transitions.append(Transition(model.model_key, ModelState.QUEUED, EventType.PENDING_RESOURCES,
                                                   payload, error_summary=str(payload["message"])))
-                if model.model_key in running_now:  # keep serving what runs until the update fits
-                    entries[model.model_key] = running_now[model.model_key]
+                if kept is not None:  # keep what Serve holds of it (serving, or still starting) until it fits
+                    entries[model.model_key] = kept
                 continue
             free = placed or free
         entries[model.model_key] = ModelDeployment.of(model.model_key, model.spec, settings)
@@ -118,12 +120,26 @@ def _serving_beside(model: DesiredModel, observed: Observed, target: str | None)
     return app.deployment if isinstance(app, ModelApp) else None
 
 
-def _extra_replicas(wanted: ModelDeployment, running: ModelDeployment | None, running_replicas: int) -> int:
-    """Replicas a queued model adds to what Ray holds now: scaling the same engine adds the
-    difference; anything else is placed whole (a new generation starts beside the serving
-    one, whose replicas go only once the new ones answered)."""
-    if running is not None and (running.model_id, running.llm_config) == (wanted.model_id, wanted.llm_config):
-        return max(wanted.num_replicas - running_replicas, 0)
+def _held_in_target(wanted: ModelDeployment, observed: Observed, target: str | None) -> ModelDeployment | None:
+    """What Serve holds of the model in the app its wanted generation goes in, when that runs
+    the wanted engine (running or still starting): a change that only adds replicas to it
+    scales it in place (None: the wanted engine is new there)."""
+    app = observed.apps.get(target or model_app_name(wanted.model_key))
+    if app is None or app.going or not isinstance(app.config, ModelApp):
+        return None
+    held = app.config.deployment
+    same = (held.model_key, held.model_id, held.llm_config) == (wanted.model_key, wanted.model_id, wanted.llm_config)
+    return held if same else None
+
+
+def _extra_replicas(wanted: ModelDeployment, held: ModelDeployment | None) -> int:
+    """Replicas a queued model adds to what Ray holds now. Scaling an engine Serve already
+    holds adds the difference to the replicas Serve already places for it (running or still
+    starting: their placement groups are Ray's, in its usage); anything else is placed whole (a
+    new generation starts beside the serving one, whose replicas go only once the new ones
+    answered)."""
+    if held is not None:
+        return max(wanted.num_replicas - held.num_replicas, 0)
     return wanted.num_replicas
 
 
