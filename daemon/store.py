@@ -152,6 +152,11 @@ MIGRATIONS: list[str] = [
     CREATE INDEX serve_models_model_id ON serve_models(model_id);
     CREATE INDEX serve_models_updated ON serve_models(updated_at);
     """,
+    # 8: the generation that serves a FAILED model beside its failed change (JSON of
+    # serving.desired.Serving), so argusd can deploy it again when Serve loses it.
+    """
+    ALTER TABLE serve_models ADD COLUMN serving_json TEXT;
+    """,
 ]
 
 _LEGACY_PROBLEM = re.compile(r"^(?P<path>.*?):(?P<line>\d+):(?P<col>\d+): (?P<message>.*)$", re.S)
@@ -184,6 +189,8 @@ def utc_now() -> datetime:
 def _model_row(row: sqlite3.Row) -> ModelRow:
     data = dict(row)
     data["resolved"] = json.loads(data.pop("resolved_json"))
+    serving = data.pop("serving_json", None)
+    data["serving"] = json.loads(serving) if serving else None
     data["state"] = ModelState(data["state"])
     return ModelRow(**data)
 
@@ -380,6 +387,11 @@ class Store:
     def mark_applied(self, model_key: str, generation: int) -> None:
         self.conn.execute("UPDATE serve_models SET applied_generation=? WHERE model_key=?", (generation, model_key))
 
+    def set_serving(self, model_key: str, serving: dict[str, Any] | None) -> None:
+        """What serves a FAILED model beside its failure (None: nothing does)."""
+        self.conn.execute("UPDATE serve_models SET serving_json=? WHERE model_key=?",
+                          (json.dumps(serving, sort_keys=True) if serving is not None else None, model_key))
+
     def model_version(self, model_key: str) -> tuple[int, ModelState] | None:
         """(generation, state) of a model, for writes that must not overwrite a newer change."""
         row = self.conn.execute("SELECT generation, state FROM serve_models WHERE model_key=?", (model_key,)).fetchone()
@@ -457,8 +469,9 @@ class Store:
         its events follow it."""
         row = self.get_model(model_key)
         resolved = {**row.resolved, "model_id": model_id, "model_id_prefix": model_id[:-len(row.model_id_suffix) - 1]}
-        self.conn.execute("UPDATE serve_models SET model_key=?, model_id=?, created_at=?, resolved_json=?, updated_at=?"
-                          " WHERE model_key=?", (new_key, model_id, created_at, json.dumps(resolved, sort_keys=True),
+        # serving_json goes: its deployment is named by the old key (a rebuilt store has none anyway).
+        self.conn.execute("UPDATE serve_models SET model_key=?, model_id=?, created_at=?, resolved_json=?, updated_at=?,"
+                          " serving_json=NULL WHERE model_key=?", (new_key, model_id, created_at, json.dumps(resolved, sort_keys=True),
                                                  now, model_key))
         self.conn.execute("UPDATE serve_events SET model_key=? WHERE model_key=?", (new_key, model_key))
 

@@ -45,6 +45,8 @@ class ModelRow:
     commit_author: str
     created_at: str
     updated_at: str
+    # FAILED beside a generation that serves on: that generation's deployment (serving.desired.Serving).
+    serving: dict[str, Any] | None = None
 
     @property
     def live(self) -> bool:

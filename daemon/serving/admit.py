@@ -2,9 +2,10 @@
 may start now (their folder is usable; on GPUs, every replica fits on one node). Pure."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from daemon.core.quota import Quotas, quota_problem
+from daemon.core.spec import ResolvedServingSpec
 from daemon.core.states import EventType, ModelState
 from daemon.replicas.names import model_app_name
 from daemon.serving.desired import DesiredModel, Transition, once
@@ -24,13 +25,17 @@ class Admission:
 
 def admit(models: list[DesiredModel], running_now: dict[str, ModelDeployment], capacity: Capacity | None,
           settings: LlmSettings, observed: Observed | None = None,
-          targets: dict[str, str] | None = None, quotas: Quotas | None = None) -> Admission:
+          targets: dict[str, str] | None = None, quotas: Quotas | None = None,
+          restoring: dict[str, str] | None = None) -> Admission:
     """Who is in the next config: what already runs or deploys, plus the QUEUED models whose
     folder is usable, whose owner's GPU quota has room for what they reserve, and whose every
     replica fits on one node now (a queued update keeps its running version until then).
     `capacity` None: CPU serving, no GPU admission. `targets`: the app each model's wanted
     generation goes in (rollout.locate; default its first slot). `quotas`: each user's GPU
-    quota (core/quota.py, Config.gpu_quota; None: no quotas). Reserved is num_replicas
+    quota (core/quota.py, Config.gpu_quota; None: no quotas). `restoring`: FAILED models whose
+    serving generation goes back in Serve (restore.py), by the app it goes in: its replicas are
+    in flight like a deploying model's. A FAILED model's serving generation (desired.Serving)
+    holds its owner's GPUs like any running model. Reserved is num_replicas
     (min_replicas when autoscaled) x gpus_per_replica; replicas Serve adds under load are
     Ray's to place, where it can, and reserve nothing."""
     observed = observed or Observed()
@@ -38,6 +43,12 @@ def admit(models: list[DesiredModel], running_now: dict[str, ModelDeployment], c
     transitions: list[Transition] = []
     free = free_of(capacity) if capacity is not None else None
     for model in sorted(models, key=lambda m: m.model_key):
+        if model.model_key in (restoring or {}) and model.serving is not None and free is not None:
+            # Its serving generation is deployed again: its replicas are in flight.
+            back = model.serving.deployment
+            seen = observed.server(model.model_key, (restoring or {})[model.model_key])
+            free = place(free, max(back.num_replicas - (seen[1].running_replicas if seen else 0), 0),
+                         _gpus_per_replica(back)) or free
         if model.state not in (ModelState.DEPLOYING, ModelState.RUNNING):
             continue
         seen = observed.server(model.model_key, (targets or {}).get(model.model_key))
@@ -71,8 +82,12 @@ def admit(models: list[DesiredModel], running_now: dict[str, ModelDeployment], c
                                              if k in by_key and by_key[k].state == ModelState.QUEUED}
         others = [by_key[key].spec for key in sorted(holding)
                   if key != model.model_key and key in by_key and by_key[key].spec.user_id == user]
+        others += [_holds(m.spec, m.serving.deployment) for m in models
+                   if m.state == ModelState.FAILED and m.serving is not None and m.spec.user_id == user
+                   and m.model_key != model.model_key]
+        serving = model.serving.deployment if model.serving is not None else None
         over = quota_problem(user, model.spec, others, quotas(user) if quotas is not None else None,
-                             before=_reserved(running_now.get(model.model_key)))
+                             before=_reserved(running_now.get(model.model_key) or serving))
         wanted = ModelDeployment.of(model.model_key, model.spec, settings)
         held = _held_in_target(wanted, observed, (targets or {}).get(model.model_key))
         kept = held or running_now.get(model.model_key)
@@ -102,12 +117,25 @@ def admit(models: list[DesiredModel], running_now: dict[str, ModelDeployment], c
     return Admission(entries, admitted, transitions)
 
 
+def _gpus_per_replica(deployment: ModelDeployment) -> int:
+    """A deployment's GPUs per replica: its tensor-parallel size (llm_config.build_llm_config)."""
+    return int(deployment.llm_config.get("engine_kwargs", {}).get("tensor_parallel_size", 1))
+
+
 def _reserved(running: ModelDeployment | None) -> int:
     """GPUs a running version of a model reserves (0: none runs): its replicas (min_replicas
     when autoscaled) times its tensor-parallel size."""
     if running is None:
         return 0
-    return running.num_replicas * int(running.llm_config.get("engine_kwargs", {}).get("tensor_parallel_size", 1))
+    return running.num_replicas * _gpus_per_replica(running)
+
+
+def _holds(spec: ResolvedServingSpec, deployment: ModelDeployment) -> ResolvedServingSpec:
+    """What a generation Serve runs reserves, as the quota rule reads a spec: its replicas
+    (min_replicas when autoscaled) of its tensor-parallel size, whatever the model's wanted
+    spec now says."""
+    return replace(spec, num_replicas=deployment.num_replicas, gpus_per_replica=_gpus_per_replica(deployment),
+                   suspended=False)
 
 
 def _serving_beside(model: DesiredModel, observed: Observed, target: str | None) -> ModelDeployment | None:

@@ -9,7 +9,29 @@ from typing import Any
 from daemon.core.adapters import AdapterInfo
 from daemon.core.spec import ResolvedServingSpec
 from daemon.core.states import EventType, ModelState
+from daemon.serving.llm_config import ModelDeployment
 from daemon.serving.observe import summarize_failure
+
+
+@dataclass(frozen=True)
+class Serving:
+    """The generation that serves a FAILED model beside its failed change (rolled back), as the
+    store keeps it: the deployment as Serve ran it, so argus can deploy it again when Serve
+    loses it (Ray restarted, its app deleted); and what the model said when it failed, said
+    again once that generation serves again."""
+
+    deployment: ModelDeployment
+    failure: str
+
+    def to_dict(self) -> dict[str, Any]:
+        d = self.deployment
+        return {"model_id": d.model_id, "llm_config": d.llm_config, "num_replicas": d.num_replicas,
+                "autoscaling": d.autoscaling, "failure": self.failure}
+
+    @classmethod
+    def from_dict(cls, model_key: str, data: dict[str, Any]) -> "Serving":
+        return cls(ModelDeployment(model_key, data["model_id"], data["llm_config"], int(data["num_replicas"]),
+                                   data.get("autoscaling")), str(data.get("failure") or ""))
 
 
 @dataclass(frozen=True)
@@ -36,6 +58,8 @@ class DesiredModel:
     # Who made its spec's generation and in which commit (for a suspended model's 503).
     author: str | None = None
     commit: str | None = None
+    # FAILED with its serving generation kept beside the failure (rolled back): how that one runs.
+    serving: Serving | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state", ModelState(self.state))
@@ -50,6 +74,10 @@ class Transition:
     error_summary: str | None = None
     attempted_generation: int | None = None
     applied_generation: int | None = None
+    # A model that fails this tick: the generation that serves on beside the failure (None:
+    # nothing serves any more), kept by the store while it is FAILED.
+    records_serving: bool = False
+    serving: Serving | None = None
 
     def __post_init__(self) -> None:
         if self.state is not None:

@@ -17,13 +17,14 @@ from daemon.core.states import EventType, ModelState
 from daemon.core.spec import SURGE
 from daemon.replicas.names import LEASE_APP, WAKE_RETRY_AFTER_MAX_S, is_argus_app
 from daemon.serving.admit import admit
-from daemon.serving.desired import DesiredModel, Transition
+from daemon.serving.desired import DesiredModel, Serving, Transition
 from daemon.core.adapters import find_base
 from daemon.serving.judge import (base_refs, is_suspended, judge, judge_adapters, judge_suspended,
                                   suspended_message, wake_stalled)
 from daemon.serving.llm_config import LlmSettings, ModelDeployment
 from daemon.serving.observe import Observed
 from daemon.serving.placement import Capacity
+from daemon.serving.restore import judge_serving, restore, restore_slot
 from daemon.serving.rollout import arrange, frontend_settled, judge_candidate, locate, probe_routes
 from daemon.serving.serve_config import FrontendApp, HttpOptions, LeaseApp, ModelApp, Route, ServeConfig, Unavailable
 
@@ -89,8 +90,10 @@ def plan(models: list[DesiredModel], observed: Observed, *, capacity: Capacity |
     slots = {m.model_key: locate(m, wanted[m.model_key], observed, surge=m.spec.rollout_strategy == SURGE)
              for m in models}
     running_now = observed.running_models()
+    restoring = {m.model_key: slot for m in models
+                 if (slot := restore_slot(m, slots[m.model_key], observed)) is not None}
     admission = admit(models, running_now, capacity, settings, observed,
-                      targets={key: s.target for key, s in slots.items()}, quotas=quotas)
+                      targets={key: s.target for key, s in slots.items()}, quotas=quotas, restoring=restoring)
 
     transitions = list(admission.transitions)
     decided = {t.model_key for t in transitions}
@@ -104,7 +107,9 @@ def plan(models: list[DesiredModel], observed: Observed, *, capacity: Capacity |
         in_sync = wanted_app is not None and app is not None and wanted_app.same_server(app.config)
         seen = observed.server(model.model_key, where.target)
         admitted = model.model_key in admission.admitted
-        if where.surge and (admitted or model.state == ModelState.DEPLOYING
+        if model.state == ModelState.FAILED and model.serving is not None:   # rolled back: its serving generation
+            judged = judge_serving(model, where, restoring.get(model.model_key), observed)
+        elif where.surge and (admitted or model.state == ModelState.DEPLOYING
                             or (model.state == ModelState.RUNNING and not in_sync)):
             judged = judge_candidate(model, seen, app, in_sync, admitted, rollout_probes or {}, now)
         else:
@@ -115,8 +120,11 @@ def plan(models: list[DesiredModel], observed: Observed, *, capacity: Capacity |
     transitions += [t for t in (judge_suspended(m, observed) for m in suspended) if t is not None]
     state_after: dict[str, ModelState] = {m.model_key: m.state for m in bases}
     state_after.update({t.model_key: t.state for t in transitions if t.state is not None})
-    arranged = {m.model_key: arrange(m, state_after[m.model_key], slots[m.model_key],
-                                     admission.entries.get(m.model_key), observed) for m in models}
+    arranged = {m.model_key: (restore(m, restoring[m.model_key], observed)
+                              if m.model_key in restoring and state_after[m.model_key] == ModelState.FAILED
+                              else arrange(m, state_after[m.model_key], slots[m.model_key],
+                                           admission.entries.get(m.model_key), observed)) for m in models}
+    transitions = [_records_serving(t, arranged) for t in transitions]
     # Adapters follow their base's serving generation: they run while it serves (also while a
     # new generation starts beside it, or after a rollback), in every app of it.
     serving = {key: next(a for a in arr.apps if a.name == arr.serving)
@@ -153,6 +161,18 @@ def plan(models: list[DesiredModel], observed: Observed, *, capacity: Capacity |
     # No lease: a leftover lease app is not argus's to judge.
     return Plan(desired if config_differs(desired, observed, ignore=set() if lease is not None else {LEASE_APP})
                 else None, transitions)
+
+
+def _records_serving(t: Transition, arranged: dict[str, Any]) -> Transition:
+    """A model that fails this tick keeps, in the store, the generation that serves on beside
+    the failure (rolled back; restore.py deploys it again if Serve loses it), or that none does
+    (it failed in place: FAILED took it out)."""
+    if t.event_type not in (EventType.FAILED, EventType.ROLLED_BACK) or t.model_key not in arranged:
+        return t
+    arr = arranged[t.model_key]
+    app = next((a for a in arr.apps if a.name == arr.serving), None)
+    serving = Serving(app.deployment, t.error_summary or "") if app is not None else None
+    return replace(t, records_serving=True, serving=serving)
 
 
 def _while_idle(routes: list[Route], apps: list[ModelApp], models: list[DesiredModel], observed: Observed,

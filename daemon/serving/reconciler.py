@@ -24,7 +24,7 @@ from daemon.core.states import CLUSTER_EVENTS, EventType, ModelState, StrEnum
 from daemon.errors import ClusterError
 from daemon.replicas.names import LEASE_APP, probe_id
 from daemon.serving.client import ServeClient
-from daemon.serving.desired import DesiredModel, Transition
+from daemon.serving.desired import DesiredModel, Serving, Transition
 from daemon.serving.judge import adapters_to_probe, cluster_event, lost_while_claiming
 from daemon.serving.lease import LeaseMemory, LeaseValue, Role, decide
 from daemon.serving.llm_config import LlmSettings
@@ -139,7 +139,9 @@ class Reconciler:
                 applied_at=parse_iso(applied[row.model_key].time) if row.model_key in applied else None,
                 last_scale=EventType(scaled[row.model_key].event_type) if row.model_key in scaled else None,
                 waking_since=self._waking.get(row.model_key),
-                author=row.commit_author, commit=row.commit_sha))
+                author=row.commit_author, commit=row.commit_sha,
+                serving=(Serving.from_dict(row.model_key, row.serving)
+                         if row.serving is not None and row.state == ModelState.FAILED else None)))
         return out
 
     def _remember_wakes(self, models: list[DesiredModel], observed: Observed) -> None:
@@ -312,6 +314,8 @@ class Reconciler:
                     self.store.mark_attempted(t.model_key, t.attempted_generation)
                 if t.applied_generation is not None:
                     self.store.mark_applied(t.model_key, t.applied_generation)
+                if t.records_serving:
+                    self.store.set_serving(t.model_key, t.serving.to_dict() if t.serving is not None else None)
                 self.store.append_event(t.event_type, t.payload, now=now, model_key=t.model_key)
                 log.info("%s %s -> %s", t.event_type, t.model_key, t.state or "(unchanged)")
 

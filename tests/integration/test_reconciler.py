@@ -483,3 +483,55 @@ def test_a_model_over_its_owners_quota_waits_queued_through_the_loop(tmp_path):
     finally:
         daemon._drop_repo()
         store.close()
+
+
+def test_a_rolled_back_model_whose_serving_app_serve_lost_is_deployed_again_from_the_store(world, tmp_path):
+    """Generation 2 fails beside generation 1 (its probe is refused): rolled back, FAILED,
+    generation 1 serves on. Ray restarts with nothing in Serve and argusd restarts too (a new
+    Daemon on the same store): generation 1 comes back exactly as it ran, read from the store
+    (not the failed generation 2), status says so meanwhile and clients get 503, not 404;
+    once it runs again the status is the rollback's again."""
+    gitops, daemon, serve, store = world
+    config = tmp_path / "c.yaml"
+    daemon.tick()
+    serve.settle()
+    daemon.tick()
+    daemon.tick()
+    key = next(m.model_key for m in store.list_models())
+    gen1 = json.loads(json.dumps(serve.apps[app_name(key)]["deployed_app_config"]))
+    gitops.write("models.d/alice/a.yaml", spec("a") + "engine_kwargs:\n  max_num_seqs: 8\n")
+    gitops.commit("a: max_num_seqs 8")
+    gitops.push()
+    daemon.reconciler.probe_rollout = lambda model_id: (True, "the new generation answered 400: bad")
+    daemon.tick()
+    serve.settle()
+    daemon.tick()
+    model = store.list_models()[0]
+    assert (model.state, model.applied_generation, model.generation) == (ModelState.FAILED, 1, 2)
+    assert model.serving["llm_config"] == gen1["args"]["llm_config"]
+    rolled_back = model.error_summary
+    assert rolled_back.startswith("generation 2 failed: the new generation answered 400") and rolled_back.endswith(
+        "; serving generation 1")
+    serve.restart()
+    again = Daemon(daemon.config, store, serve, watch=False)
+    try:
+        again.tick()
+        assert serve.apps[app_name(key)]["deployed_app_config"] == gen1      # generation 1, as it ran
+        routes = serve.apps["argus"]["deployed_app_config"]["deployments"][0]["user_config"]["models"]
+        assert [(r["model_id"], (r.get("unavailable") or {}).get("status")) for r in routes] == [(model.model_id, 503)]
+        (row,) = status_json(config)["models"]
+        assert (row["state"], row["reason"]) == ("FAILED", f"{rolled_back}: Serve has no replica of it; redeploying")
+        assert [e.payload["message"] for e in events_of(store, EventType.REPLICAS_LOST)] == [
+            "serving generation 1: Serve has no replica of it; redeploying"]
+        serve.settle()
+        again.tick()
+        again.tick()
+        routes = serve.apps["argus"]["deployed_app_config"]["deployments"][0]["user_config"]["models"]
+        assert [(r["model_id"], r["app"]) for r in routes] == [(model.model_id, app_name(key))]
+        assert [e.payload["message"] for e in events_of(store, EventType.RECOVERED)] == [
+            "serving generation 1 serves again"]
+        (row,) = status_json(config)["models"]
+        assert (row["state"], row["reason"]) == ("FAILED", rolled_back)
+        assert len(events_of(store, EventType.REPLICAS_LOST)) == 1
+    finally:
+        again._drop_repo()

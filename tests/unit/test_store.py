@@ -212,10 +212,10 @@ def test_a_store_of_schema_6_is_migrated_to_take_suspended_models_and_keeps_ever
         old.conn.execute("UPDATE serve_models SET state='SUSPENDED' WHERE model_key='k0'")
     before = old.conn.execute("SELECT * FROM serve_models ORDER BY model_key").fetchall()
     old.close()
-    monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS)
+    monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS[:7])   # later ones add columns
 
     store = Store.open(db)
-    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) >= 7
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == 7
     assert store.conn.execute("SELECT * FROM serve_models ORDER BY model_key").fetchall() == before
     assert len(store.events()) == len(states)
     with store.transaction():
@@ -227,3 +227,41 @@ def test_a_store_of_schema_6_is_migrated_to_take_suspended_models_and_keeps_ever
         store.insert_model(model_key="k9", user_id="alice", model_id_suffix="m0", model_id="alice-1-m0",
                            spec_path="models.d/alice/m0.yaml", spec_yaml="", resolved={}, commit_sha="c",
                            commit_author="A", created_at="t", now="t")
+
+
+def test_a_store_of_schema_7_keeps_its_rows_and_keeps_what_serves_a_failed_model(tmp_path, monkeypatch):
+    """Schema 8 adds the generation that serves a FAILED model beside its failed change (none in
+    an older store); it is written with the failure, read back with the row, and goes with a
+    rekey (its deployment is named by the old key)."""
+    import daemon.store as store_module
+
+    db = str(tmp_path / "seven.db")
+    monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS[:7])
+    old = Store.open(db)
+    with old.transaction():
+        old.insert_model(model_key="k", user_id="alice", model_id_suffix="m", model_id="alice-1-m",
+                         spec_path="models.d/alice/m.yaml", spec_yaml="model_id: m\n", resolved={"n": 1},
+                         commit_sha="c" * 40, commit_author="Alice <a@x>", created_at="2026-01-01T00:00:00Z",
+                         now="2026-01-01T00:00:00Z")
+        old.set_state("k", "FAILED", error_summary="generation 2 failed: x; serving generation 1",
+                      now="2026-01-02T00:00:00Z")
+    old.close()
+    monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS)
+    store = Store.open(db)
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 8
+    row = store.get_model("k")
+    assert (row.state, row.error_summary, row.serving) == ("FAILED", "generation 2 failed: x; serving generation 1",
+                                                           None)
+    serving = {"model_id": "alice-1-m", "llm_config": {"engine_kwargs": {"tensor_parallel_size": 1}},
+               "num_replicas": 2, "autoscaling": None, "failure": "generation 2 failed: x; serving generation 1"}
+    with store.transaction():
+        store.set_serving("k", serving)
+    assert store.get_model("k").serving == serving
+    with store.transaction():
+        store.set_serving("k", None)
+    assert store.get_model("k").serving is None
+    with store.transaction():
+        store.set_serving("k", serving)
+        store.rekey_model("k", new_key="k2", model_id="alice-2-m", created_at="2026-01-01T00:00:00Z",
+                          now="2026-01-03T00:00:00Z")
+    assert store.get_model("k2").serving is None
