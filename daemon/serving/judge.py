@@ -22,7 +22,7 @@ from daemon.core.spec import ResolvedServingSpec
 from daemon.core.states import EventType, ModelState
 from daemon.replicas.names import model_app_name
 from daemon.serving.desired import DesiredModel, Transition, failed, once
-from daemon.serving.llm_config import ModelDeployment
+from daemon.serving.llm_config import ModelDeployment, takes_adapters
 from daemon.serving.observe import (AppStatus, DeploymentStatus, Observed, ObservedApp, ObservedDeployment,
                                     startup_failure, summarize_failure)
 from daemon.serving.placement import placement_stalled
@@ -60,15 +60,18 @@ def _base_of(adapter: DesiredModel, refs: list[BaseRef],
 
 def adapters_to_probe(models: list[DesiredModel], observed: Observed) -> list[tuple[DesiredModel, DesiredModel]]:
     """(adapter, base) pairs the shell asks through the endpoint this tick: DEPLOYING adapters
-    that Serve and the front end already hold, on a RUNNING base. The first answer proves that
-    vLLM loaded the adapter (or says why not)."""
+    that Serve and the front end already hold, on a base whose serving generation the front end
+    routes to (a rolled-back base's too). The first answer proves that vLLM loaded the adapter
+    (or says why not)."""
     refs, bases = base_refs(models), {m.model_id: m for m in models if not m.spec.is_adapter}
     out = []
     for adapter in models:
         if not adapter.spec.is_adapter or adapter.state != ModelState.DEPLOYING:
             continue
         found = _base_of(adapter, refs, bases)
-        if found is not None and found[1].state == ModelState.RUNNING and adapter_applied(adapter, found[1], observed):
+        # A generation of the base serves (RUNNING, or beside a change that starts or was rolled back).
+        serves = found is not None and observed.live_app(found[1].model_key, found[1].model_id) is not None
+        if serves and adapter_applied(adapter, found[1], observed):
             out.append((adapter, found[1]))
     return out
 
@@ -148,6 +151,11 @@ def _judge_adapter(adapter: DesiredModel, found: tuple[BaseRef, DesiredModel] | 
     # The base does not run (yet, or any more): the adapter waits for it.
     if state_after.get(base.model_key) != ModelState.RUNNING or base.model_key not in model_apps:
         return wait(f"waits for base model {base.model_id}, which is {state_after.get(base.model_key)}")
+    # The base's serving generation cannot load it (its change that can is starting beside it, or
+    # was rolled back): it waits for a generation that can, never routed to one that cannot.
+    refused = engine_refuses(adapter, base, model_apps[base.model_key].deployment)
+    if refused is not None:
+        return wait(refused)
     # The base runs and takes it: into its table now.
     if state == ModelState.QUEUED:
         return Transition(key, ModelState.DEPLOYING, EventType.APPLIED,
@@ -161,6 +169,26 @@ def _judge_adapter(adapter: DesiredModel, found: tuple[BaseRef, DesiredModel] | 
                               applied_generation=adapter.generation)
         return failed(adapter, str(probes[key]))
     return None
+
+
+def engine_refuses(adapter: DesiredModel, base: DesiredModel, serving: ModelDeployment) -> str | None:
+    """Why the engine of the base's serving generation cannot load the adapter (None: it can):
+    it reserves no LoRA slots, or smaller ones than the adapter's rank. Read from the deployment
+    Serve runs, not the base's spec: while a change that adds `adapters:` (or raises max_rank)
+    starts beside it, or after it was rolled back, the spec says more than the engine holds."""
+    engine = serving.llm_config.get("engine_kwargs") or {}
+    which = (f"base model {base.model_id}'s serving generation"
+             + (f" {base.applied_generation}" if base.applied_generation is not None else ""))
+    if not takes_adapters(serving.llm_config):
+        why = f"{which} takes no adapters"
+    elif (isinstance(adapter.adapter, AdapterInfo) and engine.get("max_lora_rank") is not None
+          and adapter.adapter.rank > int(engine["max_lora_rank"])):
+        why = f"{which} reserves LoRA rank {engine['max_lora_rank']}, under the adapter's {adapter.adapter.rank}"
+    else:
+        return None
+    if base.state == ModelState.DEPLOYING and base.generation != base.applied_generation:
+        return f"{why}; generation {base.generation}, starting beside it, can: the adapter is loaded once it serves"
+    return f"{why}; the adapter is loaded once a generation that can serves"
 
 
 def is_suspended(model: DesiredModel) -> bool:

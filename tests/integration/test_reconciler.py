@@ -535,3 +535,79 @@ def test_a_rolled_back_model_whose_serving_app_serve_lost_is_deployed_again_from
         assert len(events_of(store, EventType.REPLICAS_LOST)) == 1
     finally:
         again._drop_repo()
+
+
+def adapter_folder(daemon, rank=8):
+    folder = f"{daemon.config.storage.root}/users/alice/adapters/t"
+    os.makedirs(folder)
+    with open(f"{folder}/adapter_config.json", "w") as handle:
+        json.dump({"peft_type": "LORA", "r": rank}, handle)
+
+
+def running_base(gitops, daemon, serve, text):
+    gitops.write("models.d/alice/a.yaml", text)
+    gitops.commit("a")
+    gitops.push()
+    daemon.tick()
+    serve.settle()
+    daemon.tick()
+    daemon.tick()
+
+
+def push_adapter(gitops):
+    gitops.write("models.d/alice/t.yaml", "model_id: t\nbase_model: a\nmodel_source: $HOME/adapters/t\n")
+    gitops.commit("adapter t")
+    gitops.push()
+
+
+def test_an_adapter_pushed_while_its_base_first_takes_adapters_waits_for_the_switch(world):
+    """Generation 2 of the base is the first with `adapters:`; the adapter pushed while it
+    starts beside generation 1 waits (with why) instead of going to generation 1's engine,
+    and is loaded and probed on generation 2 once that one serves."""
+    gitops, daemon, serve, store = world
+    adapter_folder(daemon)
+    running_base(gitops, daemon, serve, spec("a"))
+    asked = []
+    daemon.reconciler.probe = lambda model_id: (asked.append(model_id), (True, None))[1]
+    daemon.reconciler.probe_rollout = lambda model_id: (True, None)
+    gitops.write("models.d/alice/a.yaml", spec("a") + "adapters:\n  max_rank: 8\n")
+    gitops.commit("a takes adapters")
+    gitops.push()
+    daemon.tick()
+    assert state_of(store) == ModelState.DEPLOYING
+    push_adapter(gitops)
+    daemon.tick()
+    adapter = next(m for m in store.list_models() if m.model_id_suffix == "t")
+    assert adapter.state == ModelState.QUEUED and not asked
+    assert adapter.error_summary.endswith("serving generation 1 takes no adapters; generation 2, starting beside "
+                                          "it, can: the adapter is loaded once it serves")
+    key = next(m.model_key for m in store.list_models() if m.model_id_suffix == "a")
+    assert all(not (app["deployed_app_config"]["deployments"][0].get("user_config") or {}).get("adapters")
+               for name, app in serve.apps.items() if name.startswith(app_name(key)))
+    serve.settle()
+    for _ in range(4):
+        daemon.tick()
+    base = next(m for m in store.list_models() if m.model_id_suffix == "a")
+    assert (base.state, base.applied_generation) == (ModelState.RUNNING, 2)
+    assert state_of(store, "t") == ModelState.RUNNING and asked == [adapter.model_id]
+
+
+def test_an_adapter_pushed_on_a_rolled_back_base_is_probed_and_runs(world):
+    gitops, daemon, serve, store = world
+    adapter_folder(daemon)
+    running_base(gitops, daemon, serve, spec("a") + "adapters:\n  max_rank: 8\n")
+    gitops.write("models.d/alice/a.yaml", spec("a") + "adapters:\n  max_rank: 8\nengine_kwargs:\n  max_num_seqs: 8\n")
+    gitops.commit("a: max_num_seqs 8")
+    gitops.push()
+    daemon.reconciler.probe_rollout = lambda model_id: (True, "the new generation answered 400: bad")
+    daemon.tick()
+    serve.settle()
+    daemon.tick()
+    assert state_of(store) == ModelState.FAILED
+    asked = []
+    daemon.reconciler.probe = lambda model_id: (asked.append(model_id), (True, None))[1]
+    push_adapter(gitops)
+    daemon.tick()
+    assert state_of(store, "t") == ModelState.DEPLOYING and not asked   # the table goes in first
+    daemon.tick()
+    assert state_of(store, "t") == ModelState.RUNNING and len(asked) == 1
