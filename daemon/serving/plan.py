@@ -92,6 +92,7 @@ def plan(models: list[DesiredModel], observed: Observed, *, capacity: Capacity |
     running_now = observed.running_models()
     restoring = {m.model_key: slot for m in models
                  if (slot := restore_slot(m, slots[m.model_key], observed)) is not None}
+    by_key = {m.model_key: m for m in models}
     admission = admit(models, running_now, capacity, settings, observed,
                       targets={key: s.target for key, s in slots.items()}, quotas=quotas, restoring=restoring)
 
@@ -100,6 +101,10 @@ def plan(models: list[DesiredModel], observed: Observed, *, capacity: Capacity |
     for model in models:
         if model.model_key in decided:  # admission already said what happens to it this tick
             continue
+        if model.state == ModelState.FAILED and model.serving is not None:   # rolled back: its serving generation
+            lost = judge_serving(model, slots[model.model_key], restoring.get(model.model_key), observed)
+            transitions += [lost] if lost is not None else []
+            continue
         where, entry = slots[model.model_key], admission.entries.get(model.model_key)
         wanted_app = ModelApp.of(entry, where.target) if entry is not None else None
         # Only this model's own app decides whether it is applied (its adapter table aside).
@@ -107,9 +112,7 @@ def plan(models: list[DesiredModel], observed: Observed, *, capacity: Capacity |
         in_sync = wanted_app is not None and app is not None and wanted_app.same_server(app.config)
         seen = observed.server(model.model_key, where.target)
         admitted = model.model_key in admission.admitted
-        if model.state == ModelState.FAILED and model.serving is not None:   # rolled back: its serving generation
-            judged = judge_serving(model, where, restoring.get(model.model_key), observed)
-        elif where.surge and (admitted or model.state == ModelState.DEPLOYING
+        if where.surge and (admitted or model.state == ModelState.DEPLOYING
                             or (model.state == ModelState.RUNNING and not in_sync)):
             judged = judge_candidate(model, seen, app, in_sync, admitted, rollout_probes or {}, now)
         else:
@@ -120,10 +123,11 @@ def plan(models: list[DesiredModel], observed: Observed, *, capacity: Capacity |
     transitions += [t for t in (judge_suspended(m, observed) for m in suspended) if t is not None]
     state_after: dict[str, ModelState] = {m.model_key: m.state for m in bases}
     state_after.update({t.model_key: t.state for t in transitions if t.state is not None})
-    arranged = {m.model_key: (restore(m, restoring[m.model_key], observed)
-                              if m.model_key in restoring and state_after[m.model_key] == ModelState.FAILED
-                              else arrange(m, state_after[m.model_key], slots[m.model_key],
-                                           admission.entries.get(m.model_key), observed)) for m in models}
+    arranged = {m.model_key: arrange(m, state_after[m.model_key], slots[m.model_key],
+                                     admission.entries.get(m.model_key), observed) for m in models}
+    # A rolled-back model whose serving generation Serve lost: that generation goes back.
+    arranged.update({key: restore(by_key[key], slot, observed) for key, slot in restoring.items()
+                     if state_after[key] == ModelState.FAILED})
     transitions = [_records_serving(t, arranged) for t in transitions]
     # Adapters follow their base's serving generation: they run while it serves (also while a
     # new generation starts beside it, or after a rollback), in every app of it.
