@@ -18,13 +18,13 @@ from daemon.core.spec import SURGE
 from daemon.replicas.names import LEASE_APP, WAKE_RETRY_AFTER_MAX_S, is_argus_app
 from daemon.serving.admit import admit
 from daemon.serving.desired import DesiredModel, Serving, Transition
+from daemon.serving.restore import judge_serving, restore, restore_slot
 from daemon.core.adapters import find_base
 from daemon.serving.judge import (base_refs, is_suspended, judge, judge_adapters, judge_suspended,
                                   suspended_message, wake_stalled)
 from daemon.serving.llm_config import LlmSettings, ModelDeployment
 from daemon.serving.observe import Observed
 from daemon.serving.placement import Capacity
-from daemon.serving.restore import judge_serving, restore, restore_slot
 from daemon.serving.rollout import arrange, frontend_settled, judge_candidate, locate, probe_routes
 from daemon.serving.serve_config import FrontendApp, HttpOptions, LeaseApp, ModelApp, Route, ServeConfig, Unavailable
 
