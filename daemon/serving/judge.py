@@ -9,7 +9,8 @@ its app removed, every replica died), and back once Serve runs it again; DELETIN
 when Serve no longer has it. While DEPLOYING, why it is not up yet (a replica that failed to
 start and is being retried) is recorded once per distinct reason. A FAILED model is left
 out of every apply until its spec changes (sync re-queues it), so one broken model never
-keeps the others from being applied.
+keeps the others from being applied; a FAILED model whose change was rolled back keeps its
+serving generation (rollout.py, restore.py).
 """
 from __future__ import annotations
 

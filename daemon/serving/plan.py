@@ -4,7 +4,9 @@ plan() says which Serve config to apply (None: Serve already runs what argus wan
 nothing) and which state transitions and events to record. The shell (reconciler.py) gathers
 the inputs, puts the config and writes the outcome. Its parts, by job: observe.py reads what
 Serve reports, admit.py decides who is in the next config, judge.py decides each model's and
-adapter's transition and the front end's routes, serve_config.py is the config itself.
+adapter's transition and the front end's routes, rollout.py a model's generations and
+restore.py a rolled-back model's serving generation that Serve lost, serve_config.py is the
+config itself.
 """
 from __future__ import annotations
 
