@@ -13,6 +13,7 @@ from daemon.serving.llm_config import LlmSettings, ModelDeployment
 from daemon.serving.observe import Observed, summarize_failure
 from daemon.serving.placement import (AdmissionMode, Capacity, Free, free_of, place, placement_stalled,
                                       shortfall)
+from daemon.serving.rollout import same_engine
 from daemon.serving.serve_config import ModelApp
 
 
@@ -155,9 +156,7 @@ def _held_in_target(wanted: ModelDeployment, observed: Observed, target: str | N
     app = observed.apps.get(target or model_app_name(wanted.model_key))
     if app is None or app.going or not isinstance(app.config, ModelApp):
         return None
-    held = app.config.deployment
-    same = (held.model_key, held.model_id, held.llm_config) == (wanted.model_key, wanted.model_id, wanted.llm_config)
-    return held if same else None
+    return app.config.deployment if same_engine(app.config.deployment, wanted) else None
 
 
 def _extra_replicas(wanted: ModelDeployment, held: ModelDeployment | None) -> int:
