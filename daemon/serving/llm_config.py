@@ -19,7 +19,9 @@ from daemon.core.spec import ResolvedServingSpec
 # Serve's override_deployment_info lays over the code's options (Ray 2.60
 # serve/_private/application_state.py): with an autoscaling_config the placeholder count is
 # ignored (deployment_state.deploy registers the deployment with the autoscaler instead), so
-# the args stay byte-stable whether a model is fixed or autoscaled.
+# the args stay byte-stable whether a model is fixed or autoscaled. (A switch between the two
+# still changes the app's code version, which lists the autoscaling policies: a new generation,
+# serving/rollout.py same_engine.)
 ARGS_NUM_REPLICAS = 1
 
 

@@ -39,8 +39,15 @@ STARTING_RETRY_AFTER_S = 10
 
 
 def same_engine(a: ModelDeployment, b: ModelDeployment) -> bool:
-    """Whether two deployments run the same replicas (their count aside, which Serve changes in place)."""
-    return (a.model_key, a.model_id, a.llm_config) == (b.model_key, b.model_id, b.llm_config)
+    """Whether two deployments run the same replicas (their count or autoscaling range aside,
+    which Serve changes in place). A switch between a fixed count and autoscaling is not in
+    place: Ray 2.60's code version of an app lists its deployments' autoscaling policies
+    (`deploy_utils.get_app_code_version`: [] when fixed, [None] when autoscaled), so Serve
+    rebuilds the app and stops the old replica before the new one runs; as a new generation it
+    starts beside the serving one instead (tests/integration/test_ray_contract.py holds this
+    to Ray's own function)."""
+    return ((a.model_key, a.model_id, a.llm_config, a.autoscaling is None)
+            == (b.model_key, b.model_id, b.llm_config, b.autoscaling is None))
 
 
 def other_slot(model_key: str, app_name: str) -> str:

@@ -79,6 +79,14 @@ def _diff(old: dict, new: dict) -> dict:
     return {k: [old.get(k), new.get(k)] for k in keys if old.get(k) != new.get(k)}
 
 
+def _scaled_only(delta: dict) -> bool:
+    """Only the replica count or the autoscaling range changed: Serve changes those in place (no
+    new replicas). A switch between a fixed count and autoscaling is not one of them (Serve
+    rebuilds the app: serving/rollout.py same_engine)."""
+    switched = "autoscaling" in delta and None in delta["autoscaling"]
+    return set(delta) <= {"num_replicas", "autoscaling"} and not switched
+
+
 def plan_user(user_id: str, verdicts: list[FileVerdict], models: list[ModelRow],
               rejections: dict[str, tuple[str, tuple[Problem, ...]]], committed_at: datetime,
               policy: SpecPolicy) -> list[Change]:
@@ -105,8 +113,7 @@ def plan_user(user_id: str, verdicts: list[FileVerdict], models: list[ModelRow],
         if model.state == ModelState.DELETING:
             changes.append(UpdateModel(model.model_key, f.path, f.text, resolved, UpdateKind.REVIVED, delta))
         elif delta:
-            # The replica count or autoscaling range changes in place in Serve (no new replicas).
-            kind = UpdateKind.SCALED if set(delta) <= {"num_replicas", "autoscaling"} else UpdateKind.UPDATED
+            kind = UpdateKind.SCALED if _scaled_only(delta) else UpdateKind.UPDATED
             changes.append(UpdateModel(model.model_key, f.path, f.text, resolved, kind, delta))
         elif model.spec_path != f.path:
             changes.append(MoveModel(model.model_key, f.path))

@@ -60,9 +60,9 @@ CASES = [
     ("unchanged spec is a no-op", [f(A, spec("x"))], [model("x", A)], {}, []),
     ("comment-only edit is a no-op", [f(A, "# hi\n" + spec("x"))], [model("x", A)], {}, []),
     ("replicas change is a scale", [f(A, spec("x", 2))], [model("x", A)], {}, [("UpdateModel:scaled", "k-x")]),
-    ("fixed to autoscaled is a scale (Serve changes it in place)",
+    ("fixed to autoscaled is an update (Serve rebuilds the app: a new generation)",
      [f(A, "model_id: x\nmodel_source: $HOME/common/hf/m\nautoscaling: {min_replicas: 0, max_replicas: 2}\n")],
-     [model("x", A)], {}, [("UpdateModel:scaled", "k-x")]),
+     [model("x", A)], {}, [("UpdateModel:updated", "k-x")]),
     ("suspending is an update (re-queued)", [f(A, spec("x") + "suspended: true\n")], [model("x", A)], {},
      [("UpdateModel:updated", "k-x")]),
     ("source change is an update", [f(A, spec("x", src="n"))], [model("x", A)], {}, [("UpdateModel:updated", "k-x")]),
@@ -140,3 +140,15 @@ def test_ownership_holds_as_a_table():
     for files, now, models, on_record, want_refused, want_kept in cases:
         refused, kept = ownership_holds(files, now, models, on_record)
         assert (set(refused), [k.path for k in kept]) == (want_refused, want_kept), (files, now, on_record)
+
+
+@pytest.mark.parametrize("delta, scaled", [
+    ({"num_replicas": [1, 2]}, True),
+    ({"autoscaling": [{"min_replicas": 0, "max_replicas": 1}, {"min_replicas": 1, "max_replicas": 2}]}, True),
+    ({"num_replicas": [1, 0], "autoscaling": [None, {"min_replicas": 0, "max_replicas": 2}]}, False),  # fixed -> auto
+    ({"num_replicas": [0, 1], "autoscaling": [{"min_replicas": 0, "max_replicas": 2}, None]}, False),  # auto -> fixed
+    ({"num_replicas": [1, 2], "engine_kwargs": [{}, {"max_num_seqs": 8}]}, False),
+])
+def test_only_a_count_or_a_range_change_is_a_scale(delta, scaled):
+    from daemon.sync.plan import _scaled_only
+    assert _scaled_only(delta) is scaled
