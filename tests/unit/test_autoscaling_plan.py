@@ -84,7 +84,7 @@ def test_an_autoscaled_model_renders_rays_autoscaling_config_and_the_same_args_a
     assert raw["deployments"] == [{"name": "LLMServer:a", "autoscaling_config": {
         "min_replicas": 0, "max_replicas": 3, "target_ongoing_requests": 16.0,
         "downscale_delay_s": 300.0, "downscale_to_zero_delay_s": 300.0}}]
-    assert raw["args"] == render_app(fixed)["args"]        # byte-stable: switching restarts nothing
+    assert raw["args"] == render_app(fixed)["args"]        # byte-stable (the switch is still a new generation: test below)
     assert parse_app(raw) == auto                          # reads back as written
     assert parse_app(render_app(fixed)) == fixed
 
@@ -92,8 +92,6 @@ def test_an_autoscaled_model_renders_rays_autoscaling_config_and_the_same_args_a
 @pytest.mark.parametrize("before, after", [
     (SCALE0, {**SCALE0, "max_replicas": 5}),                       # the range
     (SCALE0, {**SCALE0, "target_ongoing_requests": 4}),            # the target
-    (None, SCALE1),                                                # fixed -> autoscaled
-    (SCALE1, None),                                                # autoscaled -> fixed
 ])
 def test_a_change_of_scaling_is_applied_in_place(before, after):
     observed = first_config(model(scaling=before))
@@ -102,6 +100,22 @@ def test_a_change_of_scaling_is_applied_in_place(before, after):
     assert states(p) == [("a", "DEPLOYING", "APPLIED")]           # no ROLLOUT_STARTED: same app, same engine
     names = sorted(a["name"] for a in p.apply.to_json()["applications"])
     assert names == ["argus", "llm-a"]
+    assert route(p.apply)["app"] == "llm-a"                         # keeps serving meanwhile
+
+
+@pytest.mark.parametrize("before, after", [
+    (None, SCALE1),                                                # fixed -> autoscaled
+    (SCALE1, None),                                                # autoscaled -> fixed
+])
+def test_a_switch_to_or_from_autoscaling_starts_beside_the_serving_generation(before, after):
+    """Serve rebuilds the app for it (its code version lists the autoscaling policies) and would
+    stop the old replica first: a new generation instead (test_ray_contract.py, Ray's own code)."""
+    observed = first_config(model(scaling=before))
+    changed = model("QUEUED", scaling=after, generation=2, was_running=True, applied_generation=1)
+    p = plan([changed], observed, capacity=None, settings=CPU, serve=SERVE, now=NOW)
+    assert states(p) == [("a", "DEPLOYING", "ROLLOUT_STARTED")]
+    names = sorted(a["name"] for a in p.apply.to_json()["applications"])
+    assert names == ["argus", "llm-a", "llm-a-b"]
     assert route(p.apply)["app"] == "llm-a"                         # keeps serving meanwhile
 
 
