@@ -113,6 +113,15 @@ class ServeConfig(_Strict):
     # 600 s (RAY_SERVE_LLM_ROUTER_HTTP_TIMEOUT, the wait and a plain answer together), so a
     # longer hold would end in Ray's 408 instead of argus's 503 with Retry-After.
     wake_timeout_s: float = Field(300.0, gt=0, le=540, strict=False)
+    # How long a replica Serve stops (scaled down, num_replicas or max_replicas lowered, a
+    # rollout's old generation removed, a model suspended or deleted; a front-end replica too)
+    # lets its in-flight requests finish before Serve kills it: its graceful_shutdown_timeout_s
+    # (Ray's default, 20 s, cuts long generations). 600: Ray Serve LLM's ingress ends every
+    # request that is not a stream by then (RAY_SERVE_LLM_ROUTER_HTTP_TIMEOUT), so none is cut;
+    # a stream may run longer and is cut at this bound. A stopping replica holds its GPUs
+    # only while a request still runs on it (it exits within DRAIN_POLL_S of its last one).
+    # Changed in place: no replica restarts. At most an hour.
+    drain_timeout_s: float = Field(600.0, ge=2, le=3600, strict=False)
 
 
     @field_validator("layout", mode="before")

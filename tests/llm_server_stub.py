@@ -65,10 +65,12 @@ def build(args: dict[str, Any]) -> Any:
     """args: "deployment" (its Serve name), "name" (what it says), "chunks" and "chunk_seconds"
     (a stream's length and pace), "answer_seconds" (a plain answer's time), "start_seconds" (a
     replica's start), "count" (say served=<requests handed to this replica so far>),
-    "autoscaling_config" (Serve's, e.g. min_replicas 0)."""
+    "autoscaling_config" (Serve's, e.g. min_replicas 0), "max_ongoing_requests" (e.g. 1: each
+    replica takes one request at a time, so two streams run on two replicas)."""
     options: dict[str, Any] = {"name": args["deployment"]}
-    if args.get("autoscaling_config") is not None:
-        options["autoscaling_config"] = args["autoscaling_config"]
+    for option in ("autoscaling_config", "max_ongoing_requests"):
+        if args.get(option) is not None:
+            options[option] = args[option]
     return StubLLMServer.options(**options).bind(
         args["name"], int(args.get("chunks", 3)), float(args.get("chunk_seconds", 0.0)),
         float(args.get("start_seconds", 0.0)), float(args.get("answer_seconds", 0.0)), bool(args.get("count", False)))

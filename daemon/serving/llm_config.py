@@ -24,16 +24,25 @@ from daemon.core.spec import ResolvedServingSpec
 # serving/rollout.py same_engine.)
 ARGS_NUM_REPLICAS = 1
 
+# How often a stopping replica checks whether its in-flight requests have ended (Serve's
+# graceful_shutdown_wait_loop_s; Ray's default, written out so that what argus renders says
+# it): an idle stopping replica exits after one such wait, a draining one within one wait of
+# its last request. The bound on the whole drain is the config's serving.serve.drain_timeout_s.
+DRAIN_POLL_S = 2.0
+
 
 @dataclass(frozen=True)
 class LlmSettings:
-    """What build_llm_config needs from the platform config."""
+    """What a model's deployment needs from the platform config: its LLMConfig's settings, and
+    how long a replica Serve stops lets its requests finish (`drain_timeout_s`, the config's
+    serving.serve.drain_timeout_s; None: Ray's own default)."""
 
     accelerator_type: str                   # "cpu" for CPU-only serving
     engine_defaults: dict[str, Any]
     env_vars: dict[str, str]
     cache_dir: str
     storage_root: str = ""                  # storage.root: the replica checks weights' paths against it
+    drain_timeout_s: float | None = None
 
     @property
     def on_cpu(self) -> bool:
@@ -43,7 +52,8 @@ class LlmSettings:
     def from_config(cls, config: Any) -> "LlmSettings":
         llm = config.serving.llm
         return cls(accelerator_type=llm.accelerator_type, engine_defaults=dict(llm.engine_defaults),
-                   env_vars=dict(llm.env_vars), cache_dir=llm.cache_dir, storage_root=config.storage.root)
+                   env_vars=dict(llm.env_vars), cache_dir=llm.cache_dir, storage_root=config.storage.root,
+                   drain_timeout_s=float(config.serving.serve.drain_timeout_s))
 
 
 def runtime_env_vars(settings: LlmSettings) -> dict[str, str]:
@@ -122,24 +132,36 @@ def ray_autoscaling_config(autoscaling: dict[str, Any]) -> dict[str, Any]:
 class ModelDeployment:
     """One model as the serving layer runs it: its LLMConfig and its replica count: a fixed
     `num_replicas`, or (`autoscaling`, Ray's autoscaling_config) a range Serve scales in by load,
-    num_replicas then being its min_replicas (what admission reserves). Both are per-deployment
-    overrides that Serve changes in place."""
+    num_replicas then being its min_replicas (what admission reserves). `drain_timeout_s`: how
+    long a replica Serve stops (scale-down, removal) lets its in-flight requests finish (None:
+    Ray's default, 20 s). All three are per-deployment overrides that Serve changes in place."""
 
     model_key: str
     model_id: str
     llm_config: dict[str, Any]
     num_replicas: int
     autoscaling: dict[str, Any] | None = None
+    drain_timeout_s: float | None = None
 
     @classmethod
     def of(cls, model_key: str, spec: ResolvedServingSpec, settings: LlmSettings) -> "ModelDeployment":
         scaling = ray_autoscaling_config(spec.autoscaling) if spec.autoscaling is not None else None
-        return cls(model_key, spec.model_id, build_llm_config(spec, model_key, settings), spec.num_replicas, scaling)
+        return cls(model_key, spec.model_id, build_llm_config(spec, model_key, settings), spec.num_replicas, scaling,
+                   settings.drain_timeout_s)
 
     @property
     def may_idle(self) -> bool:
         """Serve may run no replica of it when it gets no request (autoscaled, min_replicas 0)."""
         return self.autoscaling is not None and int(self.autoscaling["min_replicas"]) == 0
+
+
+def drain_options(drain_timeout_s: float | None) -> dict[str, float]:
+    """A deployment's graceful shutdown as Serve's per-deployment options (none: Ray's defaults).
+    Both change in place (Ray 2.60 DeploymentConfig: the timeout is NeedsReconfigure, the poll
+    NeedsActorReconfigure; neither restarts a replica)."""
+    if drain_timeout_s is None:
+        return {}
+    return {"graceful_shutdown_timeout_s": float(drain_timeout_s), "graceful_shutdown_wait_loop_s": DRAIN_POLL_S}
 
 
 def takes_adapters(llm_config: dict[str, Any]) -> bool:

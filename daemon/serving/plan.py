@@ -159,8 +159,9 @@ def plan(models: list[DesiredModel], observed: Observed, *, capacity: Capacity |
     routed = {r.model_id for r in routes if r.unavailable is None and not r.probe}
     routes += [r for r in served.routes if r.base_model in routed]
     routes = _while_idle(routes, apps, models, observed, serve.wake_timeout_s, _unit(settings))
-    config_apps = (sorted(apps, key=lambda a: a.name) + [FrontendApp.of(routes, serve.frontend_replicas)]
-                   + ([LeaseApp(lease)] if lease is not None else []) + observed.foreign())
+    front = FrontendApp.of(routes, serve.frontend_replicas, settings.drain_timeout_s)
+    config_apps = (sorted(apps, key=lambda a: a.name) + [front] + ([LeaseApp(lease)] if lease is not None else [])
+                   + observed.foreign())
     desired = ServeConfig(serve.http, tuple(config_apps))
     ids = {m.model_key: m.model_id for m in models}
     transitions = [t for t in transitions if not _unrouted_running(t, ids, arranged, observed)]

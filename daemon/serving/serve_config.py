@@ -20,13 +20,13 @@ per-deployment `num_replicas` or `autoscaling_config` overrides, which Serve app
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Union
 
 from daemon.replicas.names import (BUILD_FRONTEND, BUILD_LEASE, BUILD_MODEL_APP, FRONTEND_APP, FRONTEND_DEPLOYMENT,
                                    FRONTEND_TABLE_VERSION, LEASE_APP, LEASE_DEPLOYMENT, MODEL_APP_PREFIX,
                                    deployment_name, is_argus_app)
-from daemon.serving.llm_config import ModelDeployment, takes_adapters
+from daemon.serving.llm_config import ModelDeployment, drain_options, takes_adapters
 
 
 @dataclass(frozen=True)
@@ -71,9 +71,11 @@ class ModelApp:
         return deployment_name(self.deployment.model_key)
 
     def same_server(self, other: "App | None") -> bool:
-        """Whether `other` runs the same replicas (its adapter table aside, which changes in place)."""
+        """Whether `other` runs the same replicas as specified (its adapter table and its drain
+        bound aside: the platform's, which Serve changes in place on the replicas it runs)."""
         return (isinstance(other, ModelApp)
-                and (self.name, self.import_path, self.deployment) == (other.name, other.import_path, other.deployment))
+                and (self.name, self.import_path, replace(self.deployment, drain_timeout_s=None))
+                == (other.name, other.import_path, replace(other.deployment, drain_timeout_s=None)))
 
     def route(self) -> "Route":
         return Route(self.deployment.model_id, self.name, self.deployment_name,
@@ -145,16 +147,19 @@ class Route:
 @dataclass(frozen=True)
 class FrontendApp:
     """The one OpenAI endpoint (route "/"): its route table is user_config, which Serve applies in
-    place to every replica, so the front end never restarts for a model change."""
+    place to every replica, so the front end never restarts for a model change. `drain_timeout_s`:
+    the models' drain bound, also its own: a front-end replica Serve stops relays streams until
+    they end (None: Ray's default)."""
 
     routes: tuple[Route, ...]
     replicas: int
     import_path: str = BUILD_FRONTEND
     name: str = FRONTEND_APP
+    drain_timeout_s: float | None = None
 
     @classmethod
-    def of(cls, routes: list[Route], replicas: int) -> "FrontendApp":
-        return cls(tuple(sorted(routes, key=lambda r: r.model_id)), replicas)
+    def of(cls, routes: list[Route], replicas: int, drain_timeout_s: float | None = None) -> "FrontendApp":
+        return cls(tuple(sorted(routes, key=lambda r: r.model_id)), replicas, drain_timeout_s=drain_timeout_s)
 
     def route(self, model_id: str) -> Route | None:
         return next((r for r in self.routes if r.model_id == model_id), None)
@@ -213,6 +218,7 @@ def render_app(app: App) -> dict[str, Any]:
         deployment: dict[str, Any] = ({"name": app.deployment_name, "num_replicas": app.deployment.num_replicas}
                                       if app.deployment.autoscaling is None else
                                       {"name": app.deployment_name, "autoscaling_config": app.deployment.autoscaling})
+        deployment.update(drain_options(app.deployment.drain_timeout_s))
         if app.adapters is not None:
             deployment["user_config"] = {"adapters": {k: v.to_json() for k, v in sorted(app.adapters.items())}}
         return {"name": app.name, "route_prefix": None, "import_path": app.import_path,
@@ -223,7 +229,8 @@ def render_app(app: App) -> dict[str, Any]:
         return {"name": app.name, "route_prefix": "/", "import_path": app.import_path,
                 "args": {"table_version": FRONTEND_TABLE_VERSION},
                 "deployments": [{"name": FRONTEND_DEPLOYMENT, "num_replicas": app.replicas,
-                                 "user_config": {"models": [r.to_json() for r in app.routes]}}]}
+                                 "user_config": {"models": [r.to_json() for r in app.routes]},
+                                 **drain_options(app.drain_timeout_s)}]}
     return {"name": app.name, "route_prefix": None, "import_path": app.import_path, "args": {},
             "deployments": [{"name": LEASE_DEPLOYMENT, "num_replicas": 1, "user_config": app.value}]}
 
@@ -250,7 +257,7 @@ def _parse_argus(name: str, raw: dict[str, Any]) -> App | None:
     if name == FRONTEND_APP:
         front = _only_deployment(raw, FRONTEND_DEPLOYMENT)
         routes = tuple(Route.from_json(r) for r in (front.get("user_config") or {}).get("models") or [])
-        return FrontendApp(routes, int(front["num_replicas"]), import_path)
+        return FrontendApp(routes, int(front["num_replicas"]), import_path, drain_timeout_s=_drain(front))
     if name == LEASE_APP:
         return LeaseApp(_only_deployment(raw, LEASE_DEPLOYMENT).get("user_config"), import_path)
     if name.startswith(MODEL_APP_PREFIX):
@@ -263,8 +270,16 @@ def _parse_argus(name: str, raw: dict[str, Any]) -> App | None:
                     {k: AdapterEntry.from_json(v) for k, v in (user_config.get("adapters") or {}).items()})
         scaling = server.get("autoscaling_config")
         replicas = int(server["num_replicas"]) if scaling is None else int(scaling["min_replicas"])
-        return ModelApp(name, ModelDeployment(key, model_id, llm_config, replicas, scaling), adapters, import_path)
+        return ModelApp(name, ModelDeployment(key, model_id, llm_config, replicas, scaling, _drain(server)),
+                        adapters, import_path)
     return None
+
+
+def _drain(deployment: dict[str, Any]) -> float | None:
+    """A deployment's drain bound as argus wrote it (None: not set). A poll other than argus's
+    reads back unequal in _view, so the app is written again."""
+    timeout = deployment.get("graceful_shutdown_timeout_s")
+    return None if timeout is None else float(timeout)
 
 
 def _view(app: dict[str, Any]) -> dict[str, Any]:
@@ -274,5 +289,7 @@ def _view(app: dict[str, Any]) -> dict[str, Any]:
             "args": app.get("args") or {}, "runtime_env": app.get("runtime_env") or {},
             "deployments": sorted(({"name": d.get("name"), "num_replicas": d.get("num_replicas"),
                                     "autoscaling_config": d.get("autoscaling_config"),
-                                    "user_config": d.get("user_config")}
+                                    "user_config": d.get("user_config"),
+                                    "graceful_shutdown_timeout_s": d.get("graceful_shutdown_timeout_s"),
+                                    "graceful_shutdown_wait_loop_s": d.get("graceful_shutdown_wait_loop_s")}
                                    for d in app.get("deployments") or []), key=lambda d: str(d["name"]))}

@@ -2,7 +2,9 @@
 writes) on a real Ray Serve, checked through HTTP as a client sees it through Serve's proxy. Its
 route table holds a normal model, an adapter on it, a rollout probe of each (names.probe_id) on
 another app, a model that is starting (an `unavailable` entry), and a model autoscaled from zero
-replicas whose replica takes seconds to start (routes with hold_s). The model deployments are
+replicas whose replica takes seconds to start (routes with hold_s); and replicas Serve stops (a
+rollout's old app removed, a model's replica count lowered in place) with streams in flight that
+outlive Ray's default drain, under the drain bound argus renders. The model deployments are
 tests/llm_server_stub.py (Ray's LLMServer handle protocol, no vLLM: each answer says which
 deployment answered, the model it was handed and the multiplexed id), so this proves the
 routing and the front end's own answers, not vLLM's: that the real model server answers its own
@@ -26,9 +28,12 @@ from pathlib import Path
 
 import pytest
 
-from daemon.replicas.names import probe_id
+from daemon.config import Config
+from daemon.replicas.names import deployment_name, probe_id
 from daemon.serving.client import ServeClient
-from daemon.serving.serve_config import FrontendApp, HttpOptions, OtherApp, Route, ServeConfig, Unavailable
+from daemon.serving.llm_config import LlmSettings, ModelDeployment
+from daemon.serving.serve_config import (FrontendApp, HttpOptions, ModelApp, OtherApp, Route, ServeConfig, Unavailable,
+                                         render_app)
 
 REPO = Path(__file__).resolve().parents[2]
 SERVING = REPO / ".venv-serve" / "bin"
@@ -38,17 +43,33 @@ GCS_PORT, DASHBOARD_PORT, HTTP_PORT = 6424, 8279, 8019
 DASHBOARD = f"http://127.0.0.1:{DASHBOARD_PORT}"
 ENDPOINT = f"http://127.0.0.1:{HTTP_PORT}"
 NOT_FOUND = "The model `{}` does not exist or you do not have access to it."
-LISTED = ["alice-1-m", "bob-1-t", "dave-1-z", "erin-1-z", "frank-1-h"]
+LISTED = ["alice-1-m", "bob-1-t", "dave-1-z", "erin-1-z", "frank-1-h", "gina-1-two"]
+# How long a replica Serve stops lets its requests finish: the config's default, rendered by argus
+# (serving.serve.drain_timeout_s); Ray's own default, which a stream must outlive to prove it, 20 s.
+DRAIN_S = LlmSettings.from_config(Config()).drain_timeout_s
+RAY_DEFAULT_DRAIN_S = 20.0
 
 
-def stub_app(key: str, chunks: int = 3, chunk_seconds: float = 0.0, **more: object) -> OtherApp:
-    return OtherApp(f"llm-{key}", {"name": f"llm-{key}", "route_prefix": None, "import_path": "llm_server_stub:build",
-                                   "args": {"deployment": f"LLMServer:{key}", "name": key, "chunks": chunks,
-                                            "chunk_seconds": chunk_seconds, **more}})
+def stub_app(key: str, chunks: int = 3, chunk_seconds: float = 0.0, replicas: int | None = None,
+             **more: object) -> OtherApp:
+    """A stub model app; with `replicas`, its deployment options are the ones argus renders for
+    a model deployment (render_app of a ModelApp: the replica count and the drain bound)."""
+    raw = {"name": f"llm-{key}", "route_prefix": None, "import_path": "llm_server_stub:build",
+           "args": {"deployment": deployment_name(key), "name": key, "chunks": chunks,
+                    "chunk_seconds": chunk_seconds, **more}}
+    if replicas is not None:
+        rendered = ModelApp.of(ModelDeployment(key, key, {}, replicas, drain_timeout_s=DRAIN_S), raw["name"])
+        raw["deployments"] = render_app(rendered)["deployments"]
+    return OtherApp(raw["name"], raw)
 
 
-# The old generation streams slowly (an in-flight stream outlives the switch); the new one fast.
-OLD, NEW = stub_app("old", chunks=30, chunk_seconds=0.5), stub_app("new")
+# The old generation streams slowly (an in-flight stream outlives the switch and then the removal
+# of the old app by more than Ray's default drain); the new one fast.
+STREAM_CHUNKS, CHUNK_S = 72, 0.5   # 36 s
+OLD, NEW = stub_app("old", chunks=STREAM_CHUNKS, chunk_seconds=CHUNK_S, replicas=1), stub_app("new")
+# gina's model: two replicas taking one request each (two streams run on both), lowered to one in place.
+TWO = stub_app("two", chunks=STREAM_CHUNKS, chunk_seconds=CHUNK_S, replicas=2, max_ongoing_requests=1)
+ONE = stub_app("two", chunks=STREAM_CHUNKS, chunk_seconds=CHUNK_S, replicas=1, max_ongoing_requests=1)
 STARTING = Route("carol-1-new", "", "", unavailable=Unavailable(503, "model carol-1-new is starting", 7))
 # Autoscaled from zero (it starts with none), one replica at most that takes START_S to start and
 # stays up once woken; its answers take 2 s (longer than erin's hold) and count what it was handed.
@@ -57,23 +78,24 @@ WAKE_S = 150.0   # a replica starts in seconds, but a loaded CI machine can take
 ZERO = stub_app("zero", chunks=4, chunk_seconds=0.5, answer_seconds=2.0, start_seconds=START_S, count=True,
                 autoscaling_config={"min_replicas": 0, "max_replicas": 1, "downscale_to_zero_delay_s": 600})
 # Two routes to it: dave's holds a request WAKE_S, erin's 1 s (less than the replica's start); frank's
-# holds a request to a model that runs (alice's app).
+# holds a request to a model that runs (the new app).
 HELD = [Route("dave-1-z", ZERO.name, "LLMServer:zero", 2048, hold_s=WAKE_S),
         Route("erin-1-z", ZERO.name, "LLMServer:zero", 2048, hold_s=1.0),
-        Route("frank-1-h", OLD.name, "LLMServer:old", 2048, hold_s=60.0)]
+        Route("frank-1-h", NEW.name, "LLMServer:new", 2048, hold_s=60.0)]
+GINA = Route("gina-1-two", TWO.name, "LLMServer:two", 2048)
 BEFORE = [Route("alice-1-m", OLD.name, "LLMServer:old", 2048),
           Route(probe_id("alice-1-m"), NEW.name, "LLMServer:new", 2048, probe=True),
           Route("bob-1-t", OLD.name, "LLMServer:old", 2048, base_model="alice-1-m"),
           Route(probe_id("bob-1-t"), NEW.name, "LLMServer:new", 2048, base_model="alice-1-m", probe=True),
-          STARTING, *HELD]
+          STARTING, GINA, *HELD]
 # The switch: alice's and bob's entries move to the new generation, the probes go.
 AFTER = [Route("alice-1-m", NEW.name, "LLMServer:new", 2048),
-         Route("bob-1-t", NEW.name, "LLMServer:new", 2048, base_model="alice-1-m"), STARTING, *HELD]
+         Route("bob-1-t", NEW.name, "LLMServer:new", 2048, base_model="alice-1-m"), STARTING, GINA, *HELD]
 
 
-def config(routes: list[Route]) -> dict:
+def config(routes: list[Route], apps: tuple[OtherApp, ...] = (OLD, NEW, ZERO, TWO)) -> dict:
     return ServeConfig(HttpOptions("127.0.0.1", HTTP_PORT, "HeadOnly"),
-                       (FrontendApp.of(routes, 1), OLD, NEW, ZERO)).to_json()
+                       (FrontendApp.of(routes, 1, DRAIN_S), *apps)).to_json()
 
 
 def call(method: str, path: str, body: dict | None = None, timeout: float = 30) -> tuple[int, Message, str]:
@@ -188,34 +210,80 @@ def test_model_cards_say_why_there_is_none(serve):
     assert (status, json.loads(text)["error"]["code"]) == (400, "model_required"), text
 
 
-def test_the_switch_lets_a_running_stream_finish_on_the_old_generation(serve):
-    """argusd switches alice's entry to the new app while a stream runs on the old one: the stream
-    ends whole on the old generation, every request after the switch goes to the new one."""
-    request = urllib.request.Request(ENDPOINT + "/v1/chat/completions", method="POST", data=json.dumps({
-        "model": "alice-1-m", "messages": [{"role": "user", "content": "hi"}], "stream": True}).encode(),
-        headers={"Content-Type": "application/json"})
-    lines: list[tuple[float, str]] = []
+class Stream:
+    """A streaming chat request read on a thread: each non-empty line with the time it came."""
 
-    def read() -> None:
-        with urllib.request.urlopen(request, timeout=60) as answer:
-            assert answer.status == 200
-            for line in answer:
-                if line.strip():
-                    lines.append((time.monotonic(), line.decode().strip()))
-    reader = threading.Thread(target=read)
-    reader.start()
-    _wait(lambda: lines, "the stream's first chunk", 30)
-    serve.put_config(config(AFTER))
+    def __init__(self, model: str) -> None:
+        self.request = urllib.request.Request(ENDPOINT + "/v1/chat/completions", method="POST", data=json.dumps({
+            "model": model, "messages": [{"role": "user", "content": "hi"}], "stream": True}).encode(),
+            headers={"Content-Type": "application/json"})
+        self.lines: list[tuple[float, str]] = []
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._read)
+        self.thread.start()
+
+    def _read(self) -> None:
+        try:
+            with urllib.request.urlopen(self.request, timeout=60) as answer:
+                assert answer.status == 200
+                for line in answer:
+                    if line.strip():
+                        self.lines.append((time.monotonic(), line.decode().strip()))
+        except BaseException as error:   # a stream cut short: said by the test, not by the thread
+            self.error = error
+
+    def chunks(self, timeout: float) -> list[str]:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive()
+        return [text for _, text in self.lines]
+
+    @property
+    def ended(self) -> float:
+        return self.lines[-1][0]
+
+
+def replica_states(client: ServeClient, app: str, deployment: str) -> list[str]:
+    """The states of a deployment's replicas as Serve reports them (STOPPING while one drains)."""
+    found = (client.get_applications().get("applications") or {}).get(app) or {}
+    return sorted(r["state"] for r in ((found.get("deployments") or {}).get(deployment) or {}).get("replicas") or [])
+
+
+def test_the_switch_and_a_scale_down_let_streams_longer_than_rays_default_drain_finish(serve):
+    """Replicas Serve stops with streams in flight, each stream running on for longer than Ray's
+    default drain (20 s) after its replica was told to stop:
+    - a rollout: argusd switches alice's entry to the new app while a stream runs on the old one,
+      then removes the old app (rollout.py's drain, once the front end routes to the new one);
+    - a scale-down: gina's model runs two replicas with a stream on each, and its replica count
+      is lowered 2 -> 1 in place, in the same config as the switch.
+    Every stream ends whole; requests after the switch go to the new generation; gina's model
+    keeps a STOPPING replica while its stream runs (past Ray's default) and runs one replica once
+    that stream ended. The deployment options of both apps are the ones argus renders."""
+    _wait(lambda: replica_states(serve, TWO.name, "LLMServer:two") == ["RUNNING", "RUNNING"], "gina's two replicas")
+    alice, gina = Stream("alice-1-m"), [Stream("gina-1-two"), Stream("gina-1-two")]
+    _wait(lambda: alice.lines and all(g.lines for g in gina), "every stream's first chunk", 30)
+    serve.put_config(config(AFTER, (OLD, NEW, ZERO, ONE)))
+    lowered = time.monotonic()
     switched = []
     _wait(lambda: said(chat("alice-1-m")).startswith("new ") and not switched.append(time.monotonic()),
           "new requests to go to the new generation", 60)
     assert said(chat("bob-1-t")) == "new model=bob-1-t multiplexed=bob-1-t"
-    reader.join(60)
-    assert not reader.is_alive()
-    chunks = [text for _, text in lines]
-    assert chunks[-1] == "data: [DONE]" and len(chunks) == 30 + 1, chunks
-    assert all("old model=alice-1-m" in c for c in chunks[:-1]), chunks
-    assert lines[-1][0] > switched[0], "the stream ended before the switch: it proves nothing"
+    serve.put_config(config(AFTER, (NEW, ZERO, ONE)))   # the old generation goes: its replica drains
+    removed = time.monotonic()
+    states = []
+    while any(s.thread.is_alive() for s in [alice, *gina]):
+        states.append((time.monotonic(), replica_states(serve, TWO.name, "LLMServer:two")))
+        time.sleep(1)
+    for stream, name in [(alice, "old model=alice-1-m"), *((g, "two model=gina-1-two") for g in gina)]:
+        chunks = stream.chunks(60)
+        assert stream.error is None and chunks[-1] == "data: [DONE]", (stream.error, chunks[-3:])
+        assert len(chunks) == STREAM_CHUNKS + 1 and all(name in c for c in chunks[:-1]), chunks
+    # Each stream outlived Ray's default drain after its replica was told to stop (else it proves nothing).
+    assert alice.ended - removed > RAY_DEFAULT_DRAIN_S + 2, (alice.ended - removed)
+    assert min(g.ended for g in gina) - lowered > RAY_DEFAULT_DRAIN_S + 2, [g.ended - lowered for g in gina]
+    # gina's model: one replica drained while its stream ran past Ray's default, then one runs.
+    draining = [at - lowered for at, seen in states if "STOPPING" in seen]
+    assert draining and max(draining) > RAY_DEFAULT_DRAIN_S, states
+    _wait(lambda: replica_states(serve, TWO.name, "LLMServer:two") == ["RUNNING"], "one replica of gina's model", 30)
     status, _, body = call("GET", "/v1/models")
     assert [m["id"] for m in json.loads(body)["data"]] == LISTED
     assert call("POST", "/v1/chat/completions", {"model": probe_id("alice-1-m"), "messages": []})[0] == 404
@@ -271,9 +339,9 @@ def test_a_model_at_zero_wakes_for_held_requests_and_a_hold_that_runs_out_is_503
 
 
 def test_a_held_route_to_a_running_model_is_not_held(serve):
-    """frank's route holds up to 60 s but its deployment (alice's) runs: it answers like alice's
-    unheld route, as fast (medians of 15 alternating requests, reported)."""
-    assert said(chat("frank-1-h")) == "old model=frank-1-h multiplexed="
+    """frank's route holds up to 60 s but its deployment (the new app) runs: it answers like
+    alice's unheld route, as fast (medians of 15 alternating requests, reported)."""
+    assert said(chat("frank-1-h")) == "new model=frank-1-h multiplexed="
     held, plain = [], []
     for _ in range(15):
         held.append(timed(lambda: chat("frank-1-h"))[0])

@@ -543,3 +543,73 @@ def test_argus_starts_a_new_generation_exactly_where_serve_would_rebuild_the_app
     # The table is not trivial: both answers occur.
     assert {ray_same for *_, ray_same, _ in pairs} == {True, False}
     assert ["fixed 1", "fixed 2", True, True] in pairs and ["fixed 1", "auto 0-1", False, False] in pairs
+
+
+def test_the_drain_bound_is_what_serve_runs_and_a_change_of_it_restarts_no_replica():
+    """serving.serve.drain_timeout_s against Ray's own code: the model deployment and the front
+    end argus renders validate as Ray's ServeDeploySchema; Serve's own override_deployment_info
+    lays the bound over what the builder's code gives (Ray's 20 s / 2 s), for a fixed and an
+    autoscaled model and the front end; and between two renders differing only in the bound,
+    Ray's DeploymentVersion (how Serve's controller decides) restarts no actor: the new bound
+    applies in place (a timeout change is controller-side, NeedsReconfigure), and the deployment
+    is updated (the versions differ). A change of the code does restart, as a check that the
+    comparison can say so."""
+    result = run_in_serving_venv("""
+        import dataclasses, json
+        from ray.serve.schema import ServeApplicationSchema, ServeDeploySchema
+        from ray.serve._private.application_state import override_deployment_info
+        from ray.serve._private.config import DeploymentConfig, ReplicaConfig
+        from ray.serve._private.constants import (DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT_S,
+                                                  DEFAULT_GRACEFUL_SHUTDOWN_WAIT_LOOP_S)
+        from ray.serve._private.deployment_info import DeploymentInfo
+        from ray.serve._private.utils import DeploymentOptionUpdateType
+        from ray.serve._private.version import DeploymentVersion
+        from daemon.config import Config
+        from daemon.core.spec import ResolvedServingSpec
+        from daemon.serving.llm_config import ARGS_NUM_REPLICAS, LlmSettings, ModelDeployment
+        from daemon.serving.serve_config import FrontendApp, HttpOptions, ModelApp, ServeConfig, render_app
+
+        settings = dataclasses.replace(LlmSettings.from_config(Config()), accelerator_type="cpu")
+        fixed = ResolvedServingSpec("alice", "a", "alice-1", "alice-1-a", "/private/hf/m", 2, 1, {})
+        auto = ResolvedServingSpec("alice", "z", "alice-1", "alice-1-z", "/private/hf/m", 0, 1, {},
+                                   autoscaling={"min_replicas": 0, "max_replicas": 2, "target_ongoing_requests": 2,
+                                                "scale_down_delay_s": 60})
+
+        def apps(drain_s):
+            s = dataclasses.replace(settings, drain_timeout_s=drain_s)
+            return [ModelApp.of(ModelDeployment.of("k-a", fixed, s), "llm-k-a"),
+                    ModelApp.of(ModelDeployment.of("k-z", auto, s), "llm-k-z"), FrontendApp.of([], 2, drain_s)]
+
+        def merged(app):
+            raw = render_app(app)
+            schema = ServeApplicationSchema.model_validate(raw)
+            name = raw["deployments"][0]["name"]
+            code = DeploymentConfig(num_replicas=ARGS_NUM_REPLICAS)   # what the builders' options give
+            info = DeploymentInfo(deployment_config=code, replica_config=ReplicaConfig.create(lambda: None),
+                                  start_time_ms=0, deployer_job_id="")
+            return override_deployment_info({name: info}, schema)[name].deployment_config
+
+        ServeDeploySchema.model_validate(ServeConfig(HttpOptions("127.0.0.1", 8000, "HeadOnly"),
+                                                     tuple(apps(600.0))).to_json())
+        before, after = [merged(a) for a in apps(600.0)], [merged(a) for a in apps(90.0)]
+        version = lambda config, code="v1": DeploymentVersion(code, config, {"num_cpus": 0})
+        fields = DeploymentConfig.model_fields
+        print(json.dumps({
+            "ray_default": [DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT_S, DEFAULT_GRACEFUL_SHUTDOWN_WAIT_LOOP_S],
+            "bound": [[c.graceful_shutdown_timeout_s, c.graceful_shutdown_wait_loop_s] for c in before + after],
+            "update_types": {f: DeploymentOptionUpdateType(fields[f].json_schema_extra["update_type"]).value
+                             for f in ("graceful_shutdown_timeout_s", "graceful_shutdown_wait_loop_s")},
+            "restart": [version(b).requires_actor_restart(version(a)) for b, a in zip(before, after)],
+            "updated": [version(b) != version(a) for b, a in zip(before, after)],
+            "code_change_restarts": version(before[0]).requires_actor_restart(version(before[0], "v2")),
+        }))
+    """)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["ray_default"] == [20, 2]   # what a replica got before argus set the bound
+    assert out["bound"] == [[600.0, 2.0]] * 3 + [[90.0, 2.0]] * 3
+    assert out["update_types"] == {"graceful_shutdown_timeout_s": "NeedsReconfigure",
+                                   "graceful_shutdown_wait_loop_s": "NeedsActorReconfigure"}
+    assert out["restart"] == [False, False, False]
+    assert out["updated"] == [True, True, True]
+    assert out["code_change_restarts"] is True

@@ -83,7 +83,8 @@ def test_an_autoscaled_model_renders_rays_autoscaling_config_and_the_same_args_a
     raw = render_app(auto)
     assert raw["deployments"] == [{"name": "LLMServer:a", "autoscaling_config": {
         "min_replicas": 0, "max_replicas": 3, "target_ongoing_requests": 16.0,
-        "downscale_delay_s": 300.0, "downscale_to_zero_delay_s": 300.0}}]
+        "downscale_delay_s": 300.0, "downscale_to_zero_delay_s": 300.0},
+        "graceful_shutdown_timeout_s": 600.0, "graceful_shutdown_wait_loop_s": 2.0}]
     assert raw["args"] == render_app(fixed)["args"]        # byte-stable (the switch is still a new generation: test below)
     assert parse_app(raw) == auto                          # reads back as written
     assert parse_app(render_app(fixed)) == fixed
