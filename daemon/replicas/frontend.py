@@ -10,6 +10,7 @@ replicas (its route has hold_s) has its requests held while Serve wakes it, up t
 from __future__ import annotations
 
 import asyncio
+import random
 from typing import Any, Awaitable
 
 from ray import serve
@@ -20,7 +21,8 @@ from starlette.responses import JSONResponse
 from daemon.replicas import ray_private
 from daemon.replicas.names import FRONTEND_DEPLOYMENT
 from daemon.replicas.ray_private import ModelCard, OpenAiIngress, make_fastapi_ingress
-from daemon.replicas.route_table import Answer, Entry, card_answer, hold_expired, parse_table, route
+from daemon.replicas.route_table import (Answer, Entry, Target, card_answer, handle_targets, hold_expired, parse_table,
+                                         route)
 
 
 class FrontendAnswer(Exception):
@@ -108,37 +110,36 @@ class ArgusIngress(OpenAiIngress):
     the base's deployment with the adapter id as the multiplexed model id, which
     ArgusLLMServer loads into vLLM under that name. A probe entry (names.probe_id) is served
     but never listed; an `unavailable` entry is answered here (route_table.py); an entry with
-    hold_s is served through a HeldHandle."""
+    hold_s is served through a HeldHandle; an entry with a canary sends that share of its
+    requests to the canary's handle (kept under names.canary_key)."""
 
     def __init__(self) -> None:
         super().__init__(llm_deployments={}, model_cards={})
         self._table: dict[str, Entry] = {}
+        self._targets: dict[str, tuple[Target, float | None]] = {}
+        self._random = random.Random()
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """A new table. An entry whose target is unchanged keeps its live handle; a changed
         target (a rollout's switch) gets a new handle for new requests, while requests already
         running hold the old one and finish on it."""
         table = parse_table(user_config)
-        handles, cards = {}, {}
+        targets = handle_targets(table)   # an entry answered by the front end itself has none
+        handles = {}
         current = ray_private.handles(self)
-        for model_id, entry in table.items():
-            target = entry.target
-            if target is None:
-                continue   # answered by the front end itself
-            before = self._table.get(model_id)
-            kept = before is not None and before.target == target and model_id in current
-            handles[model_id] = current[model_id] if kept else ray_private.deployment_handle(target.deployment,
-                                                                                             target.app)
-            if not kept or before.held_for != entry.held_for:
-                ray_private.forget_configured(self, model_id)
-                self._pin(model_id, handles[model_id], target.multiplexed_model_id, entry.held_for)
-            if entry.listed:
-                cards[model_id] = ray_private.model_card(model_id, entry.max_request_context_length,
-                                                         entry.base_model)
+        for key, (target, held_for) in targets.items():
+            before = self._targets.get(key)
+            kept = before is not None and before[0] == target and key in current
+            handles[key] = current[key] if kept else ray_private.deployment_handle(target.deployment, target.app)
+            if not kept or before[1] != held_for:
+                ray_private.forget_configured(self, key)
+                self._pin(key, handles[key], target.multiplexed_model_id, held_for)
+        cards = {model_id: ray_private.model_card(model_id, entry.max_request_context_length, entry.base_model)
+                 for model_id, entry in table.items() if entry.listed}
         for stale in ray_private.configured_ids(self) - set(handles):
             ray_private.forget_configured(self, stale)
         ray_private.set_tables(self, handles, cards)
-        self._table = table
+        self._table, self._targets = table, targets
 
     def _pin(self, model_id: str, handle: Any, multiplexed_model_id: str | None, held_for: float | None) -> None:
         """The handle a model id is served through when it is not Ray's default (a plain
@@ -154,7 +155,7 @@ class ArgusIngress(OpenAiIngress):
     async def _get_model_id(self, model: str | None) -> str:
         # Every OpenAI route that calls a model (chat, completions, embeddings, score, ...)
         # asks here first, before any response starts: a stream gets the answer's status too.
-        routed = route(self._table, model)
+        routed = route(self._table, model, self._random.random())
         if isinstance(routed, Answer):
             raise FrontendAnswer(routed)
         return routed
