@@ -16,7 +16,7 @@ over every application of argus's and every replica, route and node."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Optional
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -133,12 +133,62 @@ def model_traffic(before: Scrape, after: Scrape) -> dict[str, ModelTraffic]:
 
 
 @dataclass(frozen=True)
+class Counts:
+    """Requests one generation's replicas finished over an interval, and how many of them raised."""
+    requests: float = 0.0
+    failures: float = 0.0
+
+    def __add__(self, other: "Counts") -> "Counts":
+        return Counts(self.requests + other.requests, self.failures + other.failures)
+
+    @property
+    def failure_rate(self) -> float:
+        return self.failures / self.requests if self.requests > 0 else 0.0
+
+
+# (model key, Serve application): one generation of one model.
+AppKey = tuple[str, str]
+
+
+def app_counts(before: Scrape, after: Scrape) -> dict[AppKey, Counts]:
+    """Each generation's requests and failures between two scrapes (a model runs one Serve app
+    per generation, so its serving and its new generation are counted apart)."""
+    found: dict[AppKey, Counts] = {}
+    for node, series in after.nodes.items():
+        if node not in before.nodes:
+            continue
+        for key, value in series.items():
+            kind, model, labels = key
+            if kind not in (Series.SUCCEEDED, Series.FAILED):
+                continue
+            grew = _increase(before.nodes[node].get(key), value)
+            app = (model, dict(labels).get("application", ""))
+            found[app] = found.get(app, Counts()) + Counts(grew, grew if kind == Series.FAILED else 0.0)
+    return found
+
+
+@dataclass(frozen=True)
 class TrafficPoint:
-    """One interval of `seconds` ending at `at`: every model's traffic, or why there is none (`problem`)."""
+    """One interval of `seconds` ending at `at`: every model's traffic, or why there is none
+    (`problem`); `apps`: the same counted per generation (app_counts)."""
     at: float
     seconds: float
     models: Mapping[str, ModelTraffic]
     problem: Optional[str] = None
+    apps: Mapping[AppKey, Counts] = field(default_factory=dict)
+
+
+def counts_since(points: Iterable[TrafficPoint], model_key: str, since: float) -> dict[str, Counts]:
+    """A model's counts per Serve app over the intervals that began at `since` or later (a fair
+    window for two generations: the same intervals for both, none from before the canary)."""
+    out: dict[str, Counts] = {}
+    for point in points:
+        if point.problem is not None or point.at - point.seconds < since:
+            continue
+        for (model, app), counts in point.apps.items():
+            if model == model_key:
+                out[app] = out.get(app, Counts()) + counts
+    return out
 
 
 def model_history(points: Iterable[TrafficPoint], model_key: str) -> list[dict[str, object]]:
