@@ -303,3 +303,17 @@ def test_the_watch_reads_metrics_only_while_a_canary_runs_and_gives_its_counts(t
     assert watch.evidence(store, [deploying])["a"].counts == {"llm-a": Counts(121, 1), "llm-a-b": Counts(34, 4)}
     assert watch.evidence(store, [cmodel(2, "RUNNING", applied=2, seqs=8)]) == {}   # switched: the watch stops
     store.close()
+
+
+def test_argusctl_logs_shows_the_canarys_events_in_their_own_words(ready):
+    from daemon.core.describe import describe_event
+    from daemon.core.records import Event
+    deploying = cmodel(2, "DEPLOYING", seqs=8)
+    began = step([deploying], ready, rollout_probes={"a": None}, now=START).transitions[0]
+    during = served(step([deploying], ready, rollout_probes={"a": None}, now=START).apply)
+    ended = step([deploying], during, canaries={"a": evidence((100, 0), (900, 0))}, now=END).transitions[0]
+    lines = [describe_event(Event(1, "a", "alice", None, "2026-01-01T12:05:00Z", t.event_type, t.payload))
+             for t in (began, ended)]
+    assert lines == ["generation 2 takes 10 % beside generation 1 (serving) for 300 s (canary)",
+                     "switched from generation 1 to 2: canary passed (generation 2: 0 of 100 requests failed "
+                     "(0.0 %); generation 1: 0 of 900 requests failed (0.0 %))"]
