@@ -107,8 +107,7 @@ class TrafficRecorder:
                 self.points.append(TrafficPoint(at=self.sampler.clock(), seconds=0.0, models={}, problem=str(exc)))
             return
         if self._last is not None and scrape.at > self._last.at:
-            point = TrafficPoint(at=scrape.at, seconds=scrape.at - self._last.at, models=model_traffic(self._last, scrape),
-                                 apps=app_counts(self._last, scrape))
+            point = TrafficPoint(at=scrape.at, seconds=scrape.at - self._last.at, models=model_traffic(self._last, scrape))
             with self._lock:
                 self.points.append(point)
         self._last = scrape

@@ -317,3 +317,15 @@ def test_argusctl_logs_shows_the_canarys_events_in_their_own_words(ready):
     assert lines == ["generation 2 takes 10 % beside generation 1 (serving) for 300 s (canary)",
                      "switched from generation 1 to 2: canary passed (generation 2: 0 of 100 requests failed "
                      "(0.0 %); generation 1: 0 of 900 requests failed (0.0 %))"]
+
+
+def test_two_generations_in_a_real_ray_capture_are_counted_apart():
+    """tests/fixtures/ray_metrics: a real Ray 2.60's export before and after llm-k1 answered 3 and
+    raised 1, llm-k1-g2 (the next generation of the same deployment) answered 2 and raised 2."""
+    from pathlib import Path
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures" / "ray_metrics"
+
+    def read(name, at):
+        return Scrape(at, {"n1": parse_export((fixtures / name).read_text(), ARGUS_NAMING)})
+    assert app_counts(read("before.prom", 0), read("after.prom", 10)) == {
+        ("k1", "llm-k1"): Counts(4, 1), ("k1", "llm-k1-g2"): Counts(4, 2), ("k2", "llm-k2"): Counts(1, 0)}
