@@ -329,3 +329,13 @@ def test_two_generations_in_a_real_ray_capture_are_counted_apart():
         return Scrape(at, {"n1": parse_export((fixtures / name).read_text(), ARGUS_NAMING)})
     assert app_counts(read("before.prom", 0), read("after.prom", 10)) == {
         ("k1", "llm-k1"): Counts(4, 1), ("k1", "llm-k1-g2"): Counts(4, 2), ("k2", "llm-k2"): Counts(1, 0)}
+
+
+def test_a_commit_during_a_canary_ends_the_split_and_starts_its_own_generation(ready):
+    """The shell gives evidence only for the canary of the model's current generation: a third
+    generation committed mid-canary replaces the candidate, and its public id goes back to the
+    serving generation alone until the new candidate answered (and has its own canary)."""
+    during = served(step([cmodel(2, "DEPLOYING", seqs=8)], ready, rollout_probes={"a": None}, now=START).apply)
+    p = step([cmodel(3, "QUEUED", seqs=4)], during, canaries={}, now=START + timedelta(seconds=30))
+    assert states(p) == [("a", "DEPLOYING", "ROLLOUT_STARTED")]
+    assert front(p.apply) == {ID: ("llm-a", False, None), f"{ID}@next": ("llm-a-b", True, None)}
