@@ -57,6 +57,12 @@ def canary_key(model_id: str) -> str:
     return f"{model_id}{CANARY_SUFFIX}"
 
 
+# While a canary splits a model, the front end counts each of its requests by the generation it
+# sent it to (tags application, deployment: the target's) and the outcome, a Ray metric that
+# every node's metrics export serves as "ray_" + this + "_total", beside Serve's own counters.
+FRONTEND_REQUESTS_METRIC = "argus_frontend_requests"
+
+
 def deployment_name(model_key: str) -> str:
     """A model's LLMServer deployment as Serve names it (its status maps back to the model)."""
     return f"{MODEL_SERVER_PREFIX}{model_key}"

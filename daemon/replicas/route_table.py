@@ -160,17 +160,27 @@ def parse_table(user_config: dict[str, Any] | None) -> dict[str, Entry]:
     return {entry.model_id: entry for entry in entries}
 
 
-def handle_targets(table: dict[str, Entry]) -> dict[str, tuple[Target, float | None]]:
-    """Every handle the front end keeps, by the key `route` returns: each served entry's target
-    (with how long its requests are held), and its canary's under names.canary_key."""
-    out: dict[str, tuple[Target, float | None]] = {}
+@dataclass(frozen=True)
+class HandleSpec:
+    """One handle the front end keeps: where it goes, how long its requests are held (None: not
+    held), and whether its requests are counted by generation (while a canary splits the model)."""
+
+    target: Target
+    held_for: float | None = None
+    counted: bool = False
+
+
+def handle_targets(table: dict[str, Entry]) -> dict[str, HandleSpec]:
+    """Every handle the front end keeps, by the key `route` returns: each served entry's, and its
+    canary's under names.canary_key (both counted, so the two generations compare)."""
+    out: dict[str, HandleSpec] = {}
     for model_id, entry in table.items():
         target = entry.target
         if target is None:
             continue
-        out[model_id] = (target, entry.held_for)
+        out[model_id] = HandleSpec(target, entry.held_for, entry.canary is not None)
         if entry.canary is not None:
-            out[canary_key(model_id)] = (entry.canary, entry.held_for)
+            out[canary_key(model_id)] = HandleSpec(entry.canary, entry.held_for, True)
     return out
 
 

@@ -323,5 +323,27 @@ def test_a_canary_split_sends_its_share_to_the_new_generation_and_a_stream_stays
         status, _, body = call("GET", "/v1/models")   # the canary's key is the front end's own
         assert [m["id"] for m in json.loads(body)["data"]] == LISTED
         assert chat("alice-1-m@canary")[0] == 404
+        # The front end counted each request by the generation it went to, in Ray's metrics
+        # export, where argusd's sampler reads it (names.FRONTEND_REQUESTS_METRIC; counts as
+        # argusd parses them: app -> outcome -> requests, summed over alice's and bob's routes).
+        from daemon.core.traffic import Series
+        from daemon.traffic import TrafficSampler
+
+        def counted() -> dict:
+            out: dict = {}
+            for series in TrafficSampler(DASHBOARD).scrape().nodes.values():
+                for (kind, _, labels), value in series.items():
+                    tags = dict(labels)
+                    if kind == Series.FRONT_END:
+                        out[(tags["application"], tags["outcome"])] = out.get((tags["application"], tags["outcome"]),
+                                                                             0) + value
+            return out
+        sent = {"new": new + sides.count("new"), "old": old + sides.count("old")}
+        _wait(lambda: (counted().get((NEW.name, "ok"), 0) >= sent["new"]
+                       and counted().get((OLD.name, "ok"), 0) >= sent["old"]), "the front end's counts in Ray's metrics",
+              90)
+        seen = counted()
+        print(f"front end's counts in Ray's metrics: {seen} (this test's own: {sent})")
+        assert not any(outcome == "failed" for _, outcome in seen), seen
     finally:
         serve.put_config(config(AFTER))   # as the switch test left it

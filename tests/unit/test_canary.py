@@ -339,3 +339,19 @@ def test_a_commit_during_a_canary_ends_the_split_and_starts_its_own_generation(r
     p = step([cmodel(3, "QUEUED", seqs=4)], during, canaries={}, now=START + timedelta(seconds=30))
     assert states(p) == [("a", "DEPLOYING", "ROLLOUT_STARTED")]
     assert front(p.apply) == {ID: ("llm-a", False, None), f"{ID}@next": ("llm-a-b", True, None)}
+
+
+def test_where_the_front_end_counted_a_generation_its_count_is_the_one_compared():
+    """The replicas count a request that raised; the front end also one the model server answered
+    with an error (an ErrorResponse): its count wins for the apps it counted."""
+    front = ('ray_argus_frontend_requests_total{{application="{}",deployment="LLMServer:a",outcome="{}",'
+             'WorkerId="w"}} {}')
+
+    def with_front(at, counts, front_counts):
+        text = export(*counts) + "# TYPE ray_argus_frontend_requests_total counter\n" + "\n".join(
+            front.format(app, outcome, value) for app, outcome, value in front_counts) + "\n"
+        return Scrape(at, {"n1": parse_export(text, ARGUS_NAMING)})
+    before = with_front(0, (100, 1, 0, 0), [("llm-a-b", "ok", 0)])
+    after = with_front(30, (190, 2, 9, 0), [("llm-a-b", "ok", 6), ("llm-a-b", "failed", 3)])
+    assert app_counts(before, after) == {("a", "llm-a"): Counts(91, 1),        # no front-end count: the replicas'
+                                         ("a", "llm-a-b"): Counts(9, 3)}       # 3 errors its replicas did not see

@@ -147,7 +147,7 @@ def test_the_model_server_asks_vllm_for_its_own_id_on_its_own_probe(model, serve
 
 # A model whose new generation takes 10 % of its requests (and its adapter's: adapters follow the split).
 from daemon.replicas.names import canary_key  # noqa: E402
-from daemon.replicas.route_table import handle_targets  # noqa: E402
+from daemon.replicas.route_table import HandleSpec, handle_targets  # noqa: E402
 from daemon.serving.serve_config import Canary  # noqa: E402
 
 CANARY_ROUTES = [
@@ -188,12 +188,15 @@ def test_a_canary_takes_about_its_percent_of_seeded_draws():
     assert 900 <= picked.count(canary_key("alice-1-m")) <= 1100
 
 
-def test_the_front_end_keeps_a_handle_for_each_canary_held_like_its_model():
+def test_the_front_end_keeps_a_handle_for_each_canary_held_like_its_model_and_counts_both_generations():
     targets = handle_targets(CANARY_TABLE)
-    assert targets[canary_key("alice-1-m")] == (Target("llm-k1-b", "LLMServer:k1", None), None)
-    assert targets[canary_key("bob-1-t")] == (Target("llm-k1-b", "LLMServer:k1", "bob-1-t"), None)
-    assert targets[canary_key("erin-1-z")] == (Target("llm-k2-b", "LLMServer:k2", None), 5.0)
-    assert set(handle_targets(TABLE)) == {"alice-1-m", probe_id("alice-1-m"), "bob-1-t", probe_id("bob-1-t")}
+    assert targets["alice-1-m"] == HandleSpec(Target("llm-k1", "LLMServer:k1", None), None, counted=True)
+    assert targets[canary_key("alice-1-m")] == HandleSpec(Target("llm-k1-b", "LLMServer:k1", None), None, True)
+    assert targets[canary_key("bob-1-t")] == HandleSpec(Target("llm-k1-b", "LLMServer:k1", "bob-1-t"), None, True)
+    assert targets[canary_key("erin-1-z")] == HandleSpec(Target("llm-k2-b", "LLMServer:k2", None), 5.0, True)
+    plain = handle_targets(TABLE)   # no canary: nothing counted (nothing added per request)
+    assert set(plain) == {"alice-1-m", probe_id("alice-1-m"), "bob-1-t", probe_id("bob-1-t")}
+    assert not any(spec.counted for spec in plain.values())
 
 
 def test_a_canary_key_is_never_listed_or_carded():
