@@ -17,8 +17,10 @@ import urllib.error
 import urllib.request
 from typing import Any, Callable, Optional
 
-from daemon.core.traffic import ModelNaming, Scrape, TrafficPoint, model_history, model_traffic, parse_export, \
-    ring_length
+from daemon.core.spec import MAX_CANARY_SECONDS
+from daemon.core.states import EventType, ModelState
+from daemon.core.traffic import ModelNaming, Scrape, TrafficPoint, app_counts, counts_since, model_history, \
+    model_traffic, parse_export, ring_length
 from daemon.replicas.names import MODEL_APP_PREFIX, MODEL_SERVER_PREFIX
 from daemon.serving.client import auth_token
 
@@ -136,3 +138,56 @@ class TrafficRecorder:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
+
+
+class CanaryWatch:
+    """The failure counts of each model in its canary phase, for the reconciler (the decision is
+    rollout.canary_verdict). It scrapes Ray's metrics at most every `interval_seconds`, only
+    while some canary runs, and keeps the points in memory: an argusd restarted mid-canary
+    compares over the intervals it read since it started (the phase's start is in the store)."""
+
+    def __init__(self, sampler: TrafficSampler, interval_seconds: float, monotonic: Callable[[], float] = time.monotonic):
+        self.sampler = sampler
+        self.interval_seconds = interval_seconds
+        self.monotonic = monotonic
+        self.points: collections.deque[TrafficPoint] = collections.deque(
+            maxlen=ring_length(MAX_CANARY_SECONDS, interval_seconds))
+        self._last: Optional[Scrape] = None
+        self._read_at: Optional[float] = None
+
+    def evidence(self, store: Any, models: list[Any]) -> dict[str, Any]:
+        """model key -> rollout.CanaryEvidence for each DEPLOYING model whose current generation's
+        canary began (its CANARY_STARTED event); counts None while no interval was read since."""
+        from daemon.serving.rollout import CanaryEvidence
+        from daemon.store import parse_iso
+
+        began = store.last_events_of((EventType.CANARY_STARTED,))
+        running = {m.model_key: parse_iso(began[m.model_key].time) for m in models
+                   if m.state == ModelState.DEPLOYING and m.model_key in began
+                   and began[m.model_key].payload.get("generation") == m.generation}
+        if not running:
+            self._last = None   # nothing to watch: no scrapes (the next canary starts a new interval)
+            return {}
+        self._read()
+        out = {}
+        for key, at in running.items():
+            since = at.timestamp()
+            read = any(p.problem is None and p.at - p.seconds >= since for p in self.points)
+            out[key] = CanaryEvidence(at, counts_since(self.points, key, since) if read else None)
+        return out
+
+    def _read(self) -> None:
+        now = self.monotonic()
+        if self._read_at is not None and now - self._read_at < self.interval_seconds:
+            return
+        self._read_at = now
+        try:
+            scrape = self.sampler.scrape()
+        except MetricsUnavailable as exc:
+            log.info("canary: %s", exc)
+            self._last = None
+            return
+        if self._last is not None and scrape.at > self._last.at:
+            self.points.append(TrafficPoint(at=scrape.at, seconds=scrape.at - self._last.at, models={},
+                                            apps=app_counts(self._last, scrape)))
+        self._last = scrape

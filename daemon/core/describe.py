@@ -139,9 +139,10 @@ def _what(kind: EventType | str, p: dict) -> str:
         took, running = p.pop("wake_s", None), p.pop("running_replicas", None)
         return ("woke" + (f" in {took:g} s" if took is not None else " (argusd restarted meanwhile: time unknown)")
                 + (f", {_replicas(running)} running" if running is not None else ""))
-    if kind in (EventType.ROLLOUT_STARTED, EventType.SWITCHED, EventType.ROLLED_BACK):
+    if kind in (EventType.ROLLOUT_STARTED, EventType.CANARY_STARTED, EventType.SWITCHED, EventType.ROLLED_BACK):
         # The message names the generations; the full reason stays in the event (argusctl logs --json).
-        for key in ("generation", "serving_generation", "from_generation", "reason"):
+        for key in ("generation", "serving_generation", "from_generation", "reason", "percent", "seconds",
+                    "canary"):
             p.pop(key, None)
         return str(p.pop("message", ""))
     if kind == EventType.REJECTION_CLEARED:

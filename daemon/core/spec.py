@@ -53,6 +53,13 @@ class RolloutStrategy(StrEnum):
 
 SURGE = RolloutStrategy.SURGE
 
+# A canary's bounds (docs/spec.md, "Rollouts"). Its failure rates come from Ray's metrics, which a
+# replica exports every few seconds and argusd reads every api.traffic_seconds (30 s by default):
+# under a minute holds too few readings to compare two generations. Over a day, the model holds
+# two generations' replicas (and GPUs) for longer than a day's traffic pattern needs.
+MIN_CANARY_SECONDS = 60
+MAX_CANARY_SECONDS = 24 * 3600
+
 
 class RolloutPolicy(BaseModel):
     """How a change that needs new replicas reaches a running model (docs/serving.md, Rollouts)."""
@@ -63,6 +70,12 @@ class RolloutPolicy(BaseModel):
                                       description="surge: start the new generation beside the serving one and "
                                       "switch once it answered (needs room for both); recreate: replace it in place "
                                       "(the model is unavailable while the new one starts).")
+    canary_percent: int | None = Field(None, ge=1, le=99,
+                                       description="With surge: the share (%) of the model's requests the new "
+                                       "generation takes for canary_seconds before the full switch; it is rolled "
+                                       "back if its failure rate is above the serving one's.")
+    canary_seconds: int | None = Field(None, ge=MIN_CANARY_SECONDS, le=MAX_CANARY_SECONDS,
+                                       description="How long the canary share lasts (with canary_percent).")
 
 
 # Ray Serve LLM's own default never scales by load (target 1e9); argus's default lets a replica
@@ -190,6 +203,14 @@ class ResolvedServingSpec:
     @property
     def rollout_strategy(self) -> RolloutStrategy:
         return RolloutStrategy((self.rollout or {}).get("strategy", RolloutStrategy.SURGE))
+
+    @property
+    def canary(self) -> tuple[int, int] | None:
+        """(percent, seconds) of its canary phase, or None: the switch follows the probe at once."""
+        rollout = self.rollout or {}
+        if rollout.get("canary_percent") is None or self.rollout_strategy != RolloutStrategy.SURGE:
+            return None
+        return int(rollout["canary_percent"]), int(rollout["canary_seconds"])
 
     def to_dict(self) -> dict[str, Any]:
         out = {"user_id": self.user_id, "model_id_suffix": self.model_id_suffix,
@@ -340,6 +361,7 @@ def check_spec(values: dict[str, Any], user_id: str,
                                  ProblemKind.INVALID))
     else:
         problems += _autoscaling_problems(values, policy)
+        problems += _rollout_problems(values)
     adapters = values.get("adapters")
     if isinstance(adapters, dict):
         rank = adapters.get("max_rank")
@@ -410,6 +432,29 @@ def _autoscaling_problems(values: dict[str, Any], policy: SpecPolicy) -> list[tu
                       f"over a day ({MAX_SCALE_DOWN_DELAY_S}); use at most {MAX_SCALE_DOWN_DELAY_S}, or a fixed "
                       "num_replicas (without autoscaling) for a model that should keep its replicas",
                       ProblemKind.INVALID))
+    return found
+
+
+def _rollout_problems(values: dict[str, Any]) -> list[tuple[tuple, bool, str, ProblemKind]]:
+    """A canary needs both of its fields, and the surge strategy (recreate has no serving
+    generation beside the new one to share requests with)."""
+    rollout = values.get("rollout")
+    if not isinstance(rollout, dict):
+        return []
+    percent, seconds = rollout.get("canary_percent"), rollout.get("canary_seconds")
+    found: list[tuple[tuple, bool, str, ProblemKind]] = []
+    if percent is not None and seconds is None:
+        found.append((("rollout", "canary_percent"), True, "rollout.canary_percent needs rollout.canary_seconds "
+                      f"(how long the canary lasts, {MIN_CANARY_SECONDS} to {MAX_CANARY_SECONDS}); add it",
+                      ProblemKind.INVALID))
+    if seconds is not None and percent is None:
+        found.append((("rollout", "canary_seconds"), True, "rollout.canary_seconds needs rollout.canary_percent "
+                      "(the share of requests the new generation takes, 1 to 99); add it", ProblemKind.INVALID))
+    if (percent is not None or seconds is not None) and rollout.get("strategy") == RolloutStrategy.RECREATE.value:
+        key = "canary_percent" if percent is not None else "canary_seconds"
+        found.append((("rollout", key), True, f"rollout.{key} needs strategy surge: with recreate no generation "
+                      "serves beside the new one to share requests with; remove the canary fields or the "
+                      "strategy", ProblemKind.INVALID))
     return found
 
 
@@ -498,7 +543,7 @@ def resolve_spec(spec: ServingSpec, user_id: str, created_at: datetime, policy: 
         engine_kwargs=dict(spec.engine_kwargs),
         adapters=spec.adapters.model_dump() if spec.adapters is not None else None,
         base_model=spec.base_model,
-        rollout=spec.rollout.model_dump(mode="json") if spec.rollout is not None else None,
+        rollout=spec.rollout.model_dump(mode="json", exclude_none=True) if spec.rollout is not None else None,
         autoscaling=scaling.model_dump() if scaling is not None else None,
         suspended=spec.suspended,
     )

@@ -50,6 +50,7 @@ class EventType(StrEnum):
     REPLICAS_LOST = "REPLICAS_LOST"  # a RUNNING model Serve has no running replica of (Ray restarted, app gone)
     REPLICA_START_FAILED = "REPLICA_START_FAILED"  # a replica failed to start and Serve retries: why it is not up
     ROLLOUT_STARTED = "ROLLOUT_STARTED"  # a new generation starts beside the serving one
+    CANARY_STARTED = "CANARY_STARTED"  # the new generation answered and takes a share of the requests beside the serving one
     SWITCHED = "SWITCHED"            # the new generation answered and takes the model's requests
     ROLLED_BACK = "ROLLED_BACK"      # the new generation failed; the serving one stays (model FAILED)
     SUSPENDED = "SUSPENDED"          # its spec says suspended: its replicas are gone, its GPUs free

@@ -16,7 +16,7 @@ over every application of argus's and every replica, route and node."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Optional
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -30,6 +30,9 @@ class Series(StrEnum):
     FAILED = "ray_serve_deployment_error_counter_total"
     LATENCY_SUM_MS = "ray_serve_deployment_processing_latency_ms_sum"
     LATENCY_COUNT = "ray_serve_deployment_processing_latency_ms_count"
+    # argus's front end's own count while a canary splits a model (names.FRONTEND_REQUESTS_METRIC):
+    # tags application and deployment of the generation it sent a request to, and outcome.
+    FRONT_END = "ray_argus_frontend_requests_total"
 
 
 SERIES_NAMES = frozenset(s.value for s in Series)
@@ -54,7 +57,7 @@ class ModelNaming:
 # Every family argus reads starts so. A node's export is large (900 KB, 2,650 lines on one CPU
 # node with four tiny Serve apps; more with vLLM's own metrics) and parsing all of it took
 # 1.4 s here: only these lines are parsed.
-FAMILY_PREFIX = "ray_serve_deployment_"
+FAMILY_PREFIX = ("ray_serve_deployment_", "ray_argus_frontend_")
 _FIRST_LINE = re.compile(r"(#|[a-zA-Z_:][a-zA-Z0-9_:]*[{ ])")
 
 
@@ -64,9 +67,8 @@ def parse_export(text: str, naming: ModelNaming) -> dict[SeriesKey, float]:
     first = text.lstrip()
     if first and not _FIRST_LINE.match(first):
         raise ValueError(f"not Prometheus text: {first[:40]!r}")
-    ours = "\n".join(line for line in text.splitlines()
-                     if line.startswith(FAMILY_PREFIX) or line.startswith(("# HELP " + FAMILY_PREFIX,
-                                                                            "# TYPE " + FAMILY_PREFIX)))
+    heads = FAMILY_PREFIX + tuple(f"# {kind} {prefix}" for kind in ("HELP", "TYPE") for prefix in FAMILY_PREFIX)
+    ours = "\n".join(line for line in text.splitlines() if line.startswith(heads))
     found: dict[SeriesKey, float] = {}
     for family in text_string_to_metric_families(ours):
         for sample in family.samples:
@@ -133,12 +135,67 @@ def model_traffic(before: Scrape, after: Scrape) -> dict[str, ModelTraffic]:
 
 
 @dataclass(frozen=True)
+class Counts:
+    """Requests one generation's replicas finished over an interval, and how many of them raised."""
+    requests: float = 0.0
+    failures: float = 0.0
+
+    def __add__(self, other: "Counts") -> "Counts":
+        return Counts(self.requests + other.requests, self.failures + other.failures)
+
+    @property
+    def failure_rate(self) -> float:
+        return self.failures / self.requests if self.requests > 0 else 0.0
+
+
+# (model key, Serve application): one generation of one model.
+AppKey = tuple[str, str]
+
+
+def app_counts(before: Scrape, after: Scrape) -> dict[AppKey, Counts]:
+    """Each generation's requests and failures between two scrapes (a model runs one Serve app
+    per generation, so its serving and its new generation are counted apart): as the front end
+    counted them where it did (a canary's), else as the generation's replicas did (they count
+    what raised, not an error the model server answered)."""
+    front: dict[AppKey, Counts] = {}
+    replicas: dict[AppKey, Counts] = {}
+    for node, series in after.nodes.items():
+        if node not in before.nodes:
+            continue
+        for key, value in series.items():
+            kind, model, labels = key
+            tags = dict(labels)
+            grew = _increase(before.nodes[node].get(key), value)
+            app = (model, tags.get("application", ""))
+            if kind == Series.FRONT_END:
+                front[app] = front.get(app, Counts()) + Counts(grew, grew if tags.get("outcome") == "failed" else 0.0)
+            elif kind in (Series.SUCCEEDED, Series.FAILED):
+                replicas[app] = replicas.get(app, Counts()) + Counts(grew, grew if kind == Series.FAILED else 0.0)
+    return {app: front.get(app, counts) for app, counts in {**replicas, **front}.items()}
+
+
+@dataclass(frozen=True)
 class TrafficPoint:
-    """One interval of `seconds` ending at `at`: every model's traffic, or why there is none (`problem`)."""
+    """One interval of `seconds` ending at `at`: every model's traffic, or why there is none
+    (`problem`); `apps`: the same counted per generation (app_counts)."""
     at: float
     seconds: float
     models: Mapping[str, ModelTraffic]
     problem: Optional[str] = None
+    apps: Mapping[AppKey, Counts] = field(default_factory=dict)
+
+
+def counts_since(points: Iterable[TrafficPoint], model_key: str, since: float) -> dict[str, Counts]:
+    """A model's counts per Serve app over the intervals that began at `since` or later (a fair
+    window for two generations: the same intervals for both, none from before the canary)."""
+    out: dict[str, Counts] = {}
+    for point in points:
+        if point.problem is not None or point.at - point.seconds < since:
+            continue
+        for (model, app), counts in point.apps.items():
+            if model == model_key:
+                out[app] = out.get(app, Counts()) + counts
+    return out
 
 
 def model_history(points: Iterable[TrafficPoint], model_key: str) -> list[dict[str, object]]:

@@ -10,6 +10,7 @@ replicas (its route has hold_s) has its requests held while Serve wakes it, up t
 from __future__ import annotations
 
 import asyncio
+import random
 from typing import Any, Awaitable
 
 from ray import serve
@@ -18,9 +19,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from daemon.replicas import ray_private
-from daemon.replicas.names import FRONTEND_DEPLOYMENT
+from daemon.replicas.names import CANARY_SUFFIX, FRONTEND_DEPLOYMENT, FRONTEND_REQUESTS_METRIC
 from daemon.replicas.ray_private import ModelCard, OpenAiIngress, make_fastapi_ingress
-from daemon.replicas.route_table import Answer, Entry, card_answer, hold_expired, parse_table, route
+from daemon.replicas.route_table import (Answer, Entry, HandleSpec, Target, card_answer, handle_targets, hold_expired,
+                                         parse_table, route)
 
 
 class FrontendAnswer(Exception):
@@ -101,6 +103,70 @@ class HeldHandle:
         return HeldResponse(self._handle.remote(*args, **kwargs), self._model, self._hold_s)
 
 
+_REQUESTS: Any = None
+
+
+def _count(target: Target, ok: bool) -> None:
+    """One request to a generation, in FRONTEND_REQUESTS_METRIC (made on first use: inside a replica)."""
+    global _REQUESTS
+    if _REQUESTS is None:
+        from ray.util.metrics import Counter
+        _REQUESTS = Counter(FRONTEND_REQUESTS_METRIC, description="Requests the argus front end sent to a model "
+                            "generation while a canary splits the model, by outcome of the first answer.",
+                            tag_keys=("application", "deployment", "outcome"))
+    _REQUESTS.inc(1.0, tags={"application": target.app, "deployment": target.deployment,
+                             "outcome": "ok" if ok else "failed"})
+
+
+class CountedResponse:
+    """A handle call whose outcome is counted by the generation it went to: failed when it raised
+    (a replica's error, one that died, a hold that ran out) or its first chunk is an error the
+    model server answered; a client that went away is not counted. After the first chunk the
+    stream is Serve's own (as HeldResponse)."""
+
+    def __init__(self, response: Any, target: Target) -> None:
+        self._response, self._target, self._first = response, target, True
+
+    def __aiter__(self) -> "CountedResponse":
+        return self
+
+    def __anext__(self) -> Awaitable[Any]:
+        if not self._first:
+            return self._response.__anext__()
+        self._first = False
+        return self._first_chunk()
+
+    async def _first_chunk(self) -> Any:
+        try:
+            chunk = await self._response.__anext__()
+        except (asyncio.CancelledError, RequestCancelledError):
+            raise
+        except StopAsyncIteration:
+            _count(self._target, True)
+            raise
+        except Exception:
+            _count(self._target, False)
+            raise
+        _count(self._target, not ray_private.is_error_response(chunk))
+        return chunk
+
+
+class CountedHandle:
+    """A handle whose calls are CountedResponses (like HeldHandle)."""
+
+    def __init__(self, handle: Any, target: Target) -> None:
+        self._handle, self._target = handle, target
+
+    def options(self, **options: Any) -> "CountedHandle":
+        return CountedHandle(self._handle.options(**options), self._target)
+
+    def __getattr__(self, method: str) -> "CountedHandle":
+        return CountedHandle(getattr(self._handle, method), self._target)
+
+    def remote(self, *args: Any, **kwargs: Any) -> CountedResponse:
+        return CountedResponse(self._handle.remote(*args, **kwargs), self._target)
+
+
 class ArgusIngress(OpenAiIngress):
     """OpenAiIngress whose model table comes from user_config: {"models": [serve_config.Route
     JSON: "model_id", "app", "deployment", "max_request_context_length", "base_model"?,
@@ -108,53 +174,55 @@ class ArgusIngress(OpenAiIngress):
     the base's deployment with the adapter id as the multiplexed model id, which
     ArgusLLMServer loads into vLLM under that name. A probe entry (names.probe_id) is served
     but never listed; an `unavailable` entry is answered here (route_table.py); an entry with
-    hold_s is served through a HeldHandle."""
+    hold_s is served through a HeldHandle; an entry with a canary sends that share of its
+    requests to the canary's handle (kept under names.canary_key)."""
 
     def __init__(self) -> None:
         super().__init__(llm_deployments={}, model_cards={})
         self._table: dict[str, Entry] = {}
+        self._targets: dict[str, HandleSpec] = {}
+        self._random = random.Random()
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """A new table. An entry whose target is unchanged keeps its live handle; a changed
         target (a rollout's switch) gets a new handle for new requests, while requests already
         running hold the old one and finish on it."""
         table = parse_table(user_config)
-        handles, cards = {}, {}
+        targets = handle_targets(table)   # an entry answered by the front end itself has none
+        handles = {}
         current = ray_private.handles(self)
-        for model_id, entry in table.items():
-            target = entry.target
-            if target is None:
-                continue   # answered by the front end itself
-            before = self._table.get(model_id)
-            kept = before is not None and before.target == target and model_id in current
-            handles[model_id] = current[model_id] if kept else ray_private.deployment_handle(target.deployment,
-                                                                                             target.app)
-            if not kept or before.held_for != entry.held_for:
-                ray_private.forget_configured(self, model_id)
-                self._pin(model_id, handles[model_id], target.multiplexed_model_id, entry.held_for)
-            if entry.listed:
-                cards[model_id] = ray_private.model_card(model_id, entry.max_request_context_length,
-                                                         entry.base_model)
+        for key, spec in targets.items():
+            before = self._targets.get(key)
+            kept = before is not None and before.target == spec.target and key in current
+            handles[key] = current[key] if kept else ray_private.deployment_handle(spec.target.deployment,
+                                                                                   spec.target.app)
+            if not kept or before != spec:
+                ray_private.forget_configured(self, key)
+                self._pin(key, handles[key], spec)
+        cards = {model_id: ray_private.model_card(model_id, entry.max_request_context_length, entry.base_model)
+                 for model_id, entry in table.items() if entry.listed}
         for stale in ray_private.configured_ids(self) - set(handles):
             ray_private.forget_configured(self, stale)
         ray_private.set_tables(self, handles, cards)
-        self._table = table
+        self._table, self._targets = table, targets
 
-    def _pin(self, model_id: str, handle: Any, multiplexed_model_id: str | None, held_for: float | None) -> None:
-        """The handle a model id is served through when it is not Ray's default (a plain
-        stream=True handle, which the ingress makes itself on first use): an adapter's names
-        its multiplexed model id; a model that may be at zero is held."""
-        if multiplexed_model_id is None and held_for is None:
+    def _pin(self, key: str, handle: Any, spec: HandleSpec) -> None:
+        """The handle a key is served through when it is not Ray's default (a plain stream=True
+        handle, which the ingress makes itself on first use): an adapter's names its multiplexed
+        model id; a model that may be at zero is held; a canary's two generations are counted."""
+        multiplexed_model_id = spec.target.multiplexed_model_id
+        if multiplexed_model_id is None and spec.held_for is None and not spec.counted:
             return
-        pinned = handle.options(stream=True) if multiplexed_model_id is None else handle.options(
+        pinned: Any = handle.options(stream=True) if multiplexed_model_id is None else handle.options(
             stream=True, multiplexed_model_id=multiplexed_model_id)
-        ray_private.set_configured(self, model_id, pinned if held_for is None else
-                                   HeldHandle(pinned, model_id, held_for))
+        if spec.held_for is not None:
+            pinned = HeldHandle(pinned, key.removesuffix(CANARY_SUFFIX), spec.held_for)   # its answer names the public id
+        ray_private.set_configured(self, key, CountedHandle(pinned, spec.target) if spec.counted else pinned)
 
     async def _get_model_id(self, model: str | None) -> str:
         # Every OpenAI route that calls a model (chat, completions, embeddings, score, ...)
         # asks here first, before any response starts: a stream gets the answer's status too.
-        routed = route(self._table, model)
+        routed = route(self._table, model, self._random.random())
         if isinstance(routed, Answer):
             raise FrontendAnswer(routed)
         return routed

@@ -16,8 +16,10 @@ LEASE_DEPLOYMENT = "ArgusLease"
 # The version of the front end's route table (its user_config). It is the front end app's one
 # argument, so a new version restarts the front end with the code that reads it: Serve applies
 # a user_config change in place to the replicas it runs, and a front end of an older argus
-# would misread the table (2: probe entries and the front end's own answers, for rollouts).
-FRONTEND_TABLE_VERSION = 2
+# would misread the table (2: probe entries and the front end's own answers, for rollouts;
+# 3: a route's canary split, which a front end of 2 would ignore, sending every request to the
+# serving generation while argusd compares the two).
+FRONTEND_TABLE_VERSION = 3
 
 # Serve's import paths of argus's applications (module:builder), built by Serve on every node.
 BUILD_MODEL_APP = "daemon.replicas.model_server:build_model_app"
@@ -42,6 +44,23 @@ def probed_model(model: str | None) -> str | None:
     if model is None or not model.endswith(PROBE_SUFFIX):
         return None
     return model[: -len(PROBE_SUFFIX)] or None
+
+
+# While a canary splits a model's requests, the front end keeps the new generation's handle
+# under the public id with this suffix (inside the front end only: the request's `model` is
+# never rewritten, and no client's id has '@').
+CANARY_SUFFIX = "@canary"
+
+
+def canary_key(model_id: str) -> str:
+    """The front end's own key of a model's canary handle."""
+    return f"{model_id}{CANARY_SUFFIX}"
+
+
+# While a canary splits a model, the front end counts each of its requests by the generation it
+# sent it to (tags application, deployment: the target's) and the outcome, a Ray metric that
+# every node's metrics export serves as "ray_" + this + "_total", beside Serve's own counters.
+FRONTEND_REQUESTS_METRIC = "argus_frontend_requests"
 
 
 def deployment_name(model_key: str) -> str:

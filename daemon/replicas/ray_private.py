@@ -25,13 +25,13 @@ if ray.__version__ not in TESTED_RAY:
 from ray import serve  # noqa: E402
 from ray.llm._internal.serve.core.configs.llm_config import DiskMultiplexConfig  # noqa: E402
 from ray.llm._internal.serve.core.configs.openai_api_models import (  # noqa: E402
-    ModelCard, OpenAIHTTPException)
+    ErrorResponse, ModelCard, OpenAIHTTPException)
 from ray.llm._internal.serve.core.ingress.ingress import init as _ray_openai_app  # noqa: E402
 from ray.serve.llm.ingress import OpenAiIngress, make_fastapi_ingress  # noqa: E402 (public paths)
 
 __all__ = ["OpenAiIngress", "make_fastapi_ingress", "ModelCard", "openai_app", "deployment_handle", "model_card",
            "openai_error", "handles", "forget_configured", "configured_ids", "set_configured", "set_tables",
-           "load_adapter", "unload_adapter", "assigned", "TESTED_RAY"]
+           "load_adapter", "unload_adapter", "assigned", "is_error_response", "TESTED_RAY"]
 
 # What the contract test checks: attributes OpenAiIngress sets in __init__ and uses per
 # request, the methods argus overrides (its model lookup, and GET /v1/models/{model}'s route,
@@ -68,6 +68,14 @@ def assigned(response: Any) -> bool:
     """Whether Serve has given a handle call (a DeploymentResponseGenerator) to a replica.
     Cancelling one that is not assigned withdraws it from the router's queue: it never runs."""
     return getattr(response, RESPONSE_ASSIGNMENT).done()
+
+
+def is_error_response(chunk: Any) -> bool:
+    """Whether a model server's first chunk is an error it answered (Ray Serve LLM's server hands
+    the ingress vLLM's errors as an ErrorResponse, which the ingress turns into the HTTP error;
+    with batching the chunk may be a list)."""
+    first = chunk[0] if isinstance(chunk, list) and chunk else chunk
+    return isinstance(first, ErrorResponse)
 
 
 def openai_app() -> Any:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from daemon.replicas.names import WAKE_RETRY_AFTER_MAX_S, probed_model
+from daemon.replicas.names import WAKE_RETRY_AFTER_MAX_S, canary_key, probed_model
 
 
 class ErrorCode(str, Enum):
@@ -99,6 +99,11 @@ class Entry:
     probe: bool = False
     unavailable: Answer | None = None
     hold_s: float | None = None   # may have no replica: hold a request this long while it wakes
+    # A canary: this share (%) of the requests goes to another app's deployment (the model's new
+    # generation), the rest to app/deployment.
+    canary_app: str | None = None
+    canary_deployment: str | None = None
+    canary_percent: int = 0
 
     @property
     def listed(self) -> bool:
@@ -123,6 +128,15 @@ class Entry:
             adapter = probed_model(self.model_id) if self.probe else self.model_id
         return Target(self.app, self.deployment, adapter)
 
+    @property
+    def canary(self) -> Target | None:
+        """Where the canary share of the requests goes (None: no split); an adapter's keeps its
+        multiplexed model id (it follows its base's split)."""
+        target = self.target
+        if target is None or self.canary_app is None or self.canary_deployment is None or self.canary_percent <= 0:
+            return None
+        return Target(self.canary_app, self.canary_deployment, target.multiplexed_model_id)
+
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> "Entry":
         """One `serve_config.Route.to_json()`."""
@@ -133,9 +147,11 @@ class Entry:
             answer = Answer(int(unavailable["status"]), str(unavailable["message"]), ErrorCode.MODEL_UNAVAILABLE,
                             None if after is None else int(after))
         hold = raw.get("hold_s")
+        canary = raw.get("canary") or {}
         return cls(str(raw["model_id"]), str(raw.get("app") or ""), str(raw.get("deployment") or ""),
                    raw.get("max_request_context_length"), raw.get("base_model"), bool(raw.get("probe", False)),
-                   answer, None if hold is None else float(hold))
+                   answer, None if hold is None else float(hold), canary.get("app"), canary.get("deployment"),
+                   int(canary.get("percent") or 0))
 
 
 def parse_table(user_config: dict[str, Any] | None) -> dict[str, Entry]:
@@ -144,25 +160,53 @@ def parse_table(user_config: dict[str, Any] | None) -> dict[str, Entry]:
     return {entry.model_id: entry for entry in entries}
 
 
+@dataclass(frozen=True)
+class HandleSpec:
+    """One handle the front end keeps: where it goes, how long its requests are held (None: not
+    held), and whether its requests are counted by generation (while a canary splits the model)."""
+
+    target: Target
+    held_for: float | None = None
+    counted: bool = False
+
+
+def handle_targets(table: dict[str, Entry]) -> dict[str, HandleSpec]:
+    """Every handle the front end keeps, by the key `route` returns: each served entry's, and its
+    canary's under names.canary_key (both counted, so the two generations compare)."""
+    out: dict[str, HandleSpec] = {}
+    for model_id, entry in table.items():
+        target = entry.target
+        if target is None:
+            continue
+        out[model_id] = HandleSpec(target, entry.held_for, entry.canary is not None)
+        if entry.canary is not None:
+            out[canary_key(model_id)] = HandleSpec(entry.canary, entry.held_for, True)
+    return out
+
+
 def listed_ids(table: dict[str, Entry]) -> list[str]:
     return sorted(model_id for model_id, entry in table.items() if entry.listed)
 
 
-def route(table: dict[str, Entry], model: str | None) -> str | Answer:
-    """Where a request's `model` goes: the id of the table entry that serves it, or the answer
-    the front end gives itself (the model's `unavailable` answer; 404 for an id the table does
-    not hold; 400 for no `model` while not exactly one model is listed). Ray's "base:lora" ids
-    are not argus's (an adapter has an entry of its own), so they are unknown ids here."""
+def route(table: dict[str, Entry], model: str | None, roll: float) -> str | Answer:
+    """Where a request's `model` goes: the key of the handle that serves it (handle_targets),
+    or the answer the front end gives itself (the model's `unavailable` answer; 404 for an id
+    the table does not hold; 400 for no `model` while not exactly one model is listed). Ray's
+    "base:lora" ids are not argus's (an adapter has an entry of its own), so they are unknown
+    ids here. `roll`: a uniform draw in [0, 1) for this request; below an entry's canary share
+    the request goes to the canary (the whole request: a stream stays on the handle it began on)."""
     if model is None:
         listed = listed_ids(table)
-        if len(listed) == 1:
-            return listed[0]
-        return model_required(listed)
+        if len(listed) != 1:
+            return model_required(listed)
+        model = listed[0]
     entry = table.get(model)
     if entry is None:
         return not_found(model)
     if entry.unavailable is not None:
         return entry.unavailable
+    if entry.canary is not None and roll * 100 < entry.canary_percent:
+        return canary_key(model)
     return model
 
 

@@ -27,7 +27,8 @@ from daemon.serving.judge import (base_refs, is_suspended, judge, judge_adapters
 from daemon.serving.llm_config import LlmSettings, ModelDeployment
 from daemon.serving.observe import Observed
 from daemon.serving.placement import Capacity
-from daemon.serving.rollout import arrange, frontend_settled, judge_candidate, locate, probe_routes
+from daemon.serving.rollout import (CanaryEvidence, arrange, canary_share, frontend_settled, judge_candidate, locate,
+                                    probe_routes, with_canaries)
 from daemon.serving.serve_config import FrontendApp, HttpOptions, LeaseApp, ModelApp, Route, ServeConfig, Unavailable
 
 
@@ -74,7 +75,8 @@ def config_differs(desired: ServeConfig, observed: Observed, ignore: frozenset[s
 def plan(models: list[DesiredModel], observed: Observed, *, capacity: Capacity | None,
          settings: LlmSettings, serve: ServeSettings, lease: dict[str, Any] | None = None,
          probes: dict[str, str | None] | None = None, rollout_probes: dict[str, str | None] | None = None,
-         now: datetime | None = None, quotas: Quotas | None = None) -> Plan:
+         now: datetime | None = None, quotas: Quotas | None = None,
+         canaries: dict[str, CanaryEvidence] | None = None) -> Plan:
     """What to apply and record, in five steps: locate each model's generations in Serve
     (rollout.py), admit (who is in the next config), judge each model against what Serve
     reports, judge the adapters against their base models, and arrange each model's apps and
@@ -83,7 +85,8 @@ def plan(models: list[DesiredModel], observed: Observed, *, capacity: Capacity |
     through the endpoint this tick (model key -> None when it answered, else the failure);
     `rollout_probes`: the same for models whose new generation waits to be switched to (asked
     by its probe id, with its adapters). `now`: the time, for the rollout's bound. `quotas`:
-    each user's GPU quota (admit.py)."""
+    each user's GPU quota (admit.py). `canaries`: models whose new generation is in its canary
+    phase (rollout.py), with the failure counts the shell read."""
     adapters = [m for m in models if m.spec.is_adapter]
     bases = [m for m in models if not m.spec.is_adapter]
     suspended = [m for m in bases if is_suspended(m)]
@@ -116,7 +119,8 @@ def plan(models: list[DesiredModel], observed: Observed, *, capacity: Capacity |
         admitted = model.model_key in admission.admitted
         if where.surge and (admitted or model.state == ModelState.DEPLOYING
                             or (model.state == ModelState.RUNNING and not in_sync)):
-            judged = judge_candidate(model, seen, app, in_sync, admitted, rollout_probes or {}, now)
+            judged = judge_candidate(model, seen, app, in_sync, admitted, rollout_probes or {}, now, where,
+                                     (canaries or {}).get(model.model_key))
         else:
             judged = judge(model, seen, app, in_sync, admitted, running_now.get(model.model_key), entry, now,
                            _unit(settings))
@@ -126,7 +130,8 @@ def plan(models: list[DesiredModel], observed: Observed, *, capacity: Capacity |
     state_after: dict[str, ModelState] = {m.model_key: m.state for m in bases}
     state_after.update({t.model_key: t.state for t in transitions if t.state is not None})
     arranged = {m.model_key: arrange(m, state_after[m.model_key], slots[m.model_key],
-                                     admission.entries.get(m.model_key), observed) for m in models}
+                                     admission.entries.get(m.model_key), observed,
+                                     canary_share(m, transitions, canaries or {})) for m in models}
     # A rolled-back model whose serving generation Serve lost: that generation goes back.
     arranged.update({key: restore(by_key[key], slot, observed) for key, slot in restoring.items()
                      if state_after[key] == ModelState.FAILED})
@@ -158,6 +163,7 @@ def plan(models: list[DesiredModel], observed: Observed, *, capacity: Capacity |
     routes += _adapters_of_suspended(adapters, bases, suspended)
     routed = {r.model_id for r in routes if r.unavailable is None and not r.probe}
     routes += [r for r in served.routes if r.base_model in routed]
+    routes = with_canaries(routes, models, arranged)
     routes = _while_idle(routes, apps, models, observed, serve.wake_timeout_s, _unit(settings))
     front = FrontendApp.of(routes, serve.frontend_replicas, settings.drain_timeout_s)
     config_apps = (sorted(apps, key=lambda a: a.name) + [front] + ([LeaseApp(lease)] if lease is not None else [])

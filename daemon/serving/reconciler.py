@@ -36,6 +36,7 @@ from daemon.serving.rollout import rollouts_to_probe
 from daemon.serving.reaper import reap_orphaned_engines
 from daemon.serving.serve_config import LeaseApp, OtherApp, ServeConfig
 from daemon.store import Store, iso, parse_iso, utc_now
+from daemon.traffic import CanaryWatch, TrafficSampler
 
 log = logging.getLogger("argus.reconcile")
 
@@ -81,7 +82,8 @@ class Reconciler:
                  clock: Callable[[], datetime] = utc_now, reap: Callable[[], object] | None = None,
                  identity: str | None = None, monotonic: Callable[[], float] = time.monotonic,
                  probe: Callable[[str], tuple[bool, str | None]] | None = None,
-                 probe_rollout: Callable[[str], tuple[bool, str | None]] | None = None):
+                 probe_rollout: Callable[[str], tuple[bool, str | None]] | None = None,
+                 canary_watch: CanaryWatch | None = None):
         """`reap`: clears engine processes a dead replica left behind (default: the reaper job).
         `identity`: this daemon's name in the lease (default: host, pid and a random tag).
         `probe`: asks the endpoint by an adapter's id (default: a request to Serve's endpoint);
@@ -111,6 +113,7 @@ class Reconciler:
         self.probe = probe if probe is not None else (lambda model_id, *timeout: probe_adapter(base_url, model_id, *timeout))
         self.probe_rollout = (probe_rollout if probe_rollout is not None
                               else (lambda model_id, *timeout: probe_model(base_url, model_id, *timeout)))
+        self.canary_watch = canary_watch or CanaryWatch(TrafficSampler(serve.dashboard_url), config.api.traffic_seconds)
 
     def desired(self) -> list[DesiredModel]:
         out = []
@@ -207,7 +210,7 @@ class Reconciler:
                 probes[adapter.model_key] = failure
         decision = plan(models, observed, capacity=capacity, settings=self.settings, serve=self.serve, lease=lease,
                         probes=probes, rollout_probes=self._probe_rollouts(models, observed), now=self.clock(),
-                        quotas=self.quota)
+                        quotas=self.quota, canaries=self.canary_watch.evidence(self.store, models))
         self._remember_wakes(models, observed)
         if decision.noop:
             return ReconcileResult(ReconcileOutcome.NOOP)

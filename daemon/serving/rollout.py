@@ -12,22 +12,33 @@ the config until the front end routes to the new one with every replica reconfig
 (drain); Serve's graceful shutdown then lets in-flight requests finish. A candidate that
 fails, or is not up within ROLLOUT_START_TIMEOUT_S, never takes traffic: it is removed and
 the model is FAILED with the serving generation named (rollback).
+
+Canary (a spec's rollout.canary_percent/canary_seconds): once the candidate answered its probe,
+it takes canary_percent of the public id's requests (its adapters' too) beside the serving app
+for canary_seconds (CANARY_STARTED; the front end draws per request, route_table.route), then
+the switch as above; or the rollback, when its failure rate over the canary was above the
+serving generation's over the same intervals (canary_verdict). The phase is read back from the
+store (the CANARY_STARTED event of this generation: when it began) and Serve (the apps), so an
+argusd restarted mid-canary splits the same way and decides at the same time, on the counts
+it read since it started.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Mapping
 
 from daemon.core.adapters import find_base
 from daemon.core.spec import RolloutStrategy
-from daemon.core.states import EventType, ModelState
+from daemon.core.states import EventType, ModelState, StrEnum
+from daemon.core.traffic import Counts
 from daemon.replicas.names import FRONTEND_APP, FRONTEND_DEPLOYMENT, candidate_app_name, model_app_name, probe_id
 from daemon.serving.desired import DesiredModel, Transition, once
 from daemon.serving.llm_config import LlmSettings, ModelDeployment
 from daemon.serving.judge import at_target, base_refs, deployment_failure
 from daemon.serving.observe import (AppStatus, DeploymentStatus, Observed, ObservedApp, ObservedDeployment,
                                     startup_failure, summarize_failure)
-from daemon.serving.serve_config import ModelApp, Route, Unavailable
+from daemon.serving.serve_config import Canary, ModelApp, Route, Unavailable
 
 # A candidate not RUNNING this long after it was applied is rolled back. Serve gives up on a
 # replica that crashes at start by itself (3 tries, seconds to minutes); this bounds the rest
@@ -36,6 +47,52 @@ from daemon.serving.serve_config import ModelApp, Route, Unavailable
 ROLLOUT_START_TIMEOUT_S = 30 * 60
 # What clients are told while a model has no serving generation (first deploy, recreate).
 STARTING_RETRY_AFTER_S = 10
+# Fewer requests than this on the new generation over its canary compare nothing: at 10 a single
+# failure moves its rate by 10 points. The canary then ends in the switch (the probe answered;
+# nothing says it is worse), and the SWITCHED message says the rates were not compared.
+MIN_CANARY_REQUESTS = 20
+
+
+@dataclass(frozen=True)
+class CanaryEvidence:
+    """A model whose new generation takes a canary share: since when (the CANARY_STARTED event
+    of its generation), and each of its Serve apps' requests and failures over the intervals
+    argusd read since then (None: it read none)."""
+
+    started_at: datetime
+    counts: Mapping[str, Counts] | None
+
+
+class CanaryStep(StrEnum):
+    WAIT = "WAIT"
+    SWITCH = "SWITCH"
+    ROLL_BACK = "ROLL_BACK"
+
+
+def _rate(counts: Counts) -> str:
+    return f"{counts.failures:.0f} of {counts.requests:.0f} requests failed ({100 * counts.failure_rate:.1f} %)"
+
+
+def canary_verdict(seconds: int, evidence: CanaryEvidence, candidate_app: str, serving_app: str | None,
+                   generation: int, serving_generation: int | None, now: datetime) -> tuple[CanaryStep, str]:
+    """The canary's end: wait until `seconds` passed; then roll back when the new generation's
+    failure rate is above the serving one's (over the same intervals), else switch. With fewer
+    than MIN_CANARY_REQUESTS on the new generation nothing is compared, and it switches.
+    The message says which and why (with both rates)."""
+    if (now - evidence.started_at).total_seconds() < seconds:
+        return CanaryStep.WAIT, ""
+    if evidence.counts is None:
+        return CanaryStep.SWITCH, "failure rates not compared: argusd read no Ray metrics over the canary"
+    new = evidence.counts.get(candidate_app, Counts())
+    old = evidence.counts.get(serving_app, Counts()) if serving_app is not None else Counts()
+    serving = f"generation {serving_generation}" if serving_generation is not None else "the serving generation"
+    if new.requests < MIN_CANARY_REQUESTS:
+        return CanaryStep.SWITCH, (f"failure rates not compared: generation {generation} got {new.requests:.0f} "
+                                   f"requests in its canary, fewer than {MIN_CANARY_REQUESTS}")
+    both = f"generation {generation}: {_rate(new)}; {serving}: {_rate(old)}"
+    if new.failure_rate > old.failure_rate:
+        return CanaryStep.ROLL_BACK, f"its failure rate in the canary was above the serving one's ({both})"
+    return CanaryStep.SWITCH, f"canary passed ({both})"
 
 
 def same_engine(a: ModelDeployment, b: ModelDeployment) -> bool:
@@ -101,9 +158,11 @@ def live_deployment(observed: Observed, slots: Slots) -> ModelDeployment | None:
 
 def judge_candidate(model: DesiredModel, seen: tuple[ObservedApp, ObservedDeployment] | None,
                     app: ObservedApp | None, in_sync: bool, admitted: bool, probes: dict[str, str | None],
-                    now: datetime | None) -> Transition | None:
+                    now: datetime | None, slots: Slots | None = None,
+                    canary: CanaryEvidence | None = None) -> Transition | None:
     """A model whose wanted generation starts beside the serving one (the shell's `probes`: model
-    key -> None when the candidate answered through its probe id, else the failure)."""
+    key -> None when the candidate answered through its probe id, else the failure; `canary`:
+    its canary phase, when one began for this generation)."""
     key, generation, serving = model.model_key, model.generation, model.applied_generation
     beside = f"generation {serving} (serving)" if serving is not None else "the serving generation"
     if admitted or model.state == ModelState.RUNNING:  # a new candidate (RUNNING: Serve lost or changed it)
@@ -121,14 +180,21 @@ def judge_candidate(model: DesiredModel, seen: tuple[ObservedApp, ObservedDeploy
         failure = deployment_failure(*seen)
         if failure:
             return rolled_back(model, failure)
+        share = model.spec.canary
+        if canary is not None and share is not None and slots is not None and now is not None:
+            step, why = canary_verdict(share[1], canary, slots.target, slots.live, generation, serving, now)
+            if step == CanaryStep.ROLL_BACK:
+                return rolled_back(model, why)
+            return switched(model, why) if step == CanaryStep.SWITCH else None   # the canary's own bound, not the start's
         if ready(model, seen) and key in probes:
             if probes[key] is not None:
                 return rolled_back(model, str(probes[key]))
-            message = (f"switched from generation {serving} to {generation}" if serving is not None
-                       else f"switched to generation {generation}")
-            return Transition(key, ModelState.RUNNING, EventType.SWITCHED,
-                              {"generation": generation, "from_generation": serving, "message": message},
-                              applied_generation=generation)
+            if share is not None:
+                message = f"generation {generation} takes {share[0]} % beside {beside} for {share[1]} s (canary)"
+                return Transition(key, ModelState.DEPLOYING, EventType.CANARY_STARTED,
+                                  {"generation": generation, "serving_generation": serving, "percent": share[0],
+                                   "seconds": share[1], "message": message}, error_summary=message)
+            return switched(model)
     if (now is not None and model.applied_at is not None
             and (now - model.applied_at).total_seconds() > ROLLOUT_START_TIMEOUT_S):
         return rolled_back(model, f"not RUNNING within {ROLLOUT_START_TIMEOUT_S} s of being applied")
@@ -137,6 +203,16 @@ def judge_candidate(model: DesiredModel, seen: tuple[ObservedApp, ObservedDeploy
         return Transition(key, ModelState.DEPLOYING, EventType.REPLICA_START_FAILED, {"message": reason},
                           error_summary=f"generation {generation} starting beside {beside}: {reason}")
     return None
+
+
+def switched(model: DesiredModel, canary: str | None = None) -> Transition:
+    generation, serving = model.generation, model.applied_generation
+    message = (f"switched from generation {serving} to {generation}" if serving is not None
+               else f"switched to generation {generation}") + (f": {canary}" if canary else "")
+    payload = {"generation": generation, "from_generation": serving, "message": message}
+    if canary:
+        payload["canary"] = canary
+    return Transition(model.model_key, ModelState.RUNNING, EventType.SWITCHED, payload, applied_generation=generation)
 
 
 def ready(model: DesiredModel, seen: tuple[ObservedApp, ObservedDeployment]) -> bool:
@@ -183,13 +259,16 @@ class Arrangement:
     serving: str | None
     probing: str | None = None
     unavailable: Unavailable | None = None
+    canary: str | None = None    # the candidate that takes canary_percent of the public id's requests
+    canary_percent: int = 0
 
 
 def arrange(model: DesiredModel, state: ModelState, slots: Slots, wanted: ModelDeployment | None,
-            observed: Observed) -> Arrangement:
+            observed: Observed, canary_percent: int | None = None) -> Arrangement:
     """The model's apps (without adapter tables) and routes once this tick is recorded.
     `wanted`: what the next config holds for its wanted generation (None: not in the config,
-    e.g. FAILED; the live app as it runs when a queued change waits for room)."""
+    e.g. FAILED; the live app as it runs when a queued change waits for room).
+    `canary_percent`: its candidate is in its canary phase (canary_share)."""
     live = observed.apps[slots.live].config if slots.live is not None else None
     live_app = ModelApp.of(live.deployment, live.name) if isinstance(live, ModelApp) else None
     if keeps_serving(state, slots):  # rolled back: the serving generation alone
@@ -224,7 +303,38 @@ def arrange(model: DesiredModel, state: ModelState, slots: Slots, wanted: ModelD
                                                                       or wanted.may_idle)
     if switched:
         return Arrangement((target, live_app), slots.target)
+    if state == ModelState.DEPLOYING and canary_percent:
+        return Arrangement((target, live_app), slots.live, canary=slots.target, canary_percent=canary_percent)
     return Arrangement((target, live_app), slots.live, slots.target if state == ModelState.DEPLOYING else None)
+
+
+def canary_share(model: DesiredModel, transitions: list[Transition],
+                 canaries: Mapping[str, CanaryEvidence]) -> int | None:
+    """The percent of a model's requests its candidate takes after this tick: its canary began
+    earlier (the store says so for this generation) or this tick; arrange keeps it only while
+    the model is DEPLOYING (a switch or a rollback this tick ends it)."""
+    share = model.spec.canary
+    began = model.model_key in canaries or any(t.model_key == model.model_key
+                                               and t.event_type == EventType.CANARY_STARTED for t in transitions)
+    return share[0] if share is not None and began else None
+
+
+def with_canaries(routes: list[Route], models: list[DesiredModel],
+                  arranged: Mapping[str, Arrangement]) -> list[Route]:
+    """The routes to a model whose candidate takes a canary share, split: the model's own and its
+    adapters' (they follow the split, so both generations see the same mix of requests and their
+    failure rates compare like with like; each adapter was loaded and probed on the candidate
+    before its canary began). Probe routes and the front end's own answers are left as they are."""
+    splitting = {m.model_id: arranged[m.model_key] for m in models
+                 if m.model_key in arranged and arranged[m.model_key].canary is not None}
+    out = []
+    for route in routes:
+        arr = splitting.get(route.base_model or route.model_id)
+        if arr is None or arr.canary is None or route.probe or route.unavailable is not None or route.app != arr.serving:
+            out.append(route)
+        else:
+            out.append(replace(route, canary=Canary(arr.canary, route.deployment, arr.canary_percent)))
+    return out
 
 
 def starting(model: DesiredModel) -> Unavailable:

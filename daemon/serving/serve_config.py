@@ -102,6 +102,23 @@ class Unavailable:
 
 
 @dataclass(frozen=True)
+class Canary:
+    """A share of a route's requests that goes to another app's deployment: a model's new
+    generation while its canary lasts (`percent` of 1 to 99 of the requests)."""
+
+    app: str
+    deployment: str
+    percent: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"app": self.app, "deployment": self.deployment, "percent": self.percent}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> "Canary":
+        return cls(str(raw["app"]), str(raw["deployment"]), int(raw["percent"]))
+
+
+@dataclass(frozen=True)
 class Route:
     """A public model id in the front end's table and the app and deployment that serve it. An
     adapter's route names its base (`base_model`) and goes to the base's deployment.
@@ -111,7 +128,9 @@ class Route:
     it but never lists it. `unavailable`: the front end answers the model's requests itself
     (app and deployment are empty), e.g. 503 while the model starts. `hold_s`: the model may
     have no replica (autoscaled to zero): the front end holds a request up to this many seconds
-    while Serve wakes it, then answers 503 with Retry-After (None: no bound of argus's)."""
+    while Serve wakes it, then answers 503 with Retry-After (None: no bound of argus's).
+    `canary`: a share of the requests goes to the model's new generation instead
+    (route_table.route draws per request)."""
 
     model_id: str
     app: str
@@ -121,6 +140,7 @@ class Route:
     probe: bool = False
     unavailable: Unavailable | None = None
     hold_s: float | None = None
+    canary: Canary | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"model_id": self.model_id, "app": self.app, "deployment": self.deployment,
@@ -133,6 +153,8 @@ class Route:
             out["unavailable"] = self.unavailable.to_json()
         if self.hold_s is not None:
             out["hold_s"] = self.hold_s
+        if self.canary is not None:
+            out["canary"] = self.canary.to_json()
         return out
 
     @classmethod
@@ -141,7 +163,8 @@ class Route:
         return cls(str(raw["model_id"]), str(raw["app"]), str(raw["deployment"]),
                    raw.get("max_request_context_length"), raw.get("base_model"), bool(raw.get("probe", False)),
                    None if unavailable is None else Unavailable.from_json(unavailable),
-                   None if raw.get("hold_s") is None else float(raw["hold_s"]))
+                   None if raw.get("hold_s") is None else float(raw["hold_s"]),
+                   None if raw.get("canary") is None else Canary.from_json(raw["canary"]))
 
 
 @dataclass(frozen=True)

@@ -349,3 +349,69 @@ def test_a_held_route_to_a_running_model_is_not_held(serve):
     held_ms, plain_ms = sorted(held)[7] * 1000, sorted(plain)[7] * 1000
     print(f"median latency through Serve: held route {held_ms:.1f} ms, unheld {plain_ms:.1f} ms")
     assert held_ms < plain_ms * 1.25 + 20, (held_ms, plain_ms)
+
+
+def test_a_canary_split_sends_its_share_to_the_new_generation_and_a_stream_stays_whole(serve):
+    """A canary as argusd writes it (serve_config.Route.canary): alice's entry on the old app with
+    20 % to the new one, bob's (an adapter: it follows its base's split) with 50 %. Of 300 plain
+    requests to alice, the new generation answers about 20 % (each answer names its deployment;
+    the bounds are 3.6 standard deviations of a binomial); 12 streams to bob at once each end
+    whole on the one generation they began on, and both generations take some."""
+    from daemon.serving.serve_config import Canary
+    split = [Route("alice-1-m", OLD.name, "LLMServer:old", 2048, canary=Canary(NEW.name, "LLMServer:new", 20)),
+             Route("bob-1-t", OLD.name, "LLMServer:old", 2048, base_model="alice-1-m",
+                   canary=Canary(NEW.name, "LLMServer:new", 50)), STARTING, *HELD]
+    serve.put_config(config(split))
+    try:
+        _wait(lambda: {said(chat("alice-1-m")).split(" ", 1)[0] for _ in range(30)} == {"old", "new"},
+              "the split table in the front end", 60)
+        answers = [said(chat("alice-1-m")) for _ in range(300)]
+        new = sum(a == "new model=alice-1-m multiplexed=" for a in answers)
+        old = sum(a == "old model=alice-1-m multiplexed=" for a in answers)
+        print(f"canary 20 %: the new generation answered {new} of 300 requests ({new / 3:.1f} %)")
+        assert new + old == 300 and 35 <= new <= 85, (new, old)
+        streams: list = [None] * 12
+
+        def stream(i: int) -> None:
+            streams[i] = streamed(chat("bob-1-t", stream=True, timeout=60))
+        threads = [threading.Thread(target=stream, args=(i,)) for i in range(len(streams))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(90)
+        sides = []
+        for chunks in streams:
+            side = chunks[0].split(" ", 1)[0]
+            # the whole stream, every chunk from the generation it began on, for the adapter
+            assert chunks == [f"{side} model=bob-1-t multiplexed=bob-1-t #{i}"
+                              for i in range(30 if side == "old" else 3)], chunks
+            sides.append(side)
+        print(f"canary 50 %: streams by generation {sorted(sides)}")
+        assert set(sides) == {"old", "new"}, sides
+        status, _, body = call("GET", "/v1/models")   # the canary's key is the front end's own
+        assert [m["id"] for m in json.loads(body)["data"]] == LISTED
+        assert chat("alice-1-m@canary")[0] == 404
+        # The front end counted each request by the generation it went to, in Ray's metrics
+        # export, where argusd's sampler reads it (names.FRONTEND_REQUESTS_METRIC; counts as
+        # argusd parses them: app -> outcome -> requests, summed over alice's and bob's routes).
+        from daemon.core.traffic import Series
+        from daemon.traffic import TrafficSampler
+
+        def counted() -> dict:
+            out: dict = {}
+            for series in TrafficSampler(DASHBOARD).scrape().nodes.values():
+                for (kind, _, labels), value in series.items():
+                    tags = dict(labels)
+                    if kind == Series.FRONT_END:
+                        out[(tags["application"], tags["outcome"])] = out.get((tags["application"], tags["outcome"]),
+                                                                             0) + value
+            return out
+        sent = {"new": new + sides.count("new"), "old": old + sides.count("old")}
+        _wait(lambda: (counted().get((NEW.name, "ok"), 0) >= sent["new"]
+                       and counted().get((OLD.name, "ok"), 0) >= sent["old"]), "the front end's counts in Ray's metrics",
+              90)
+        seen = counted()
+        print(f"front end's counts in Ray's metrics: {seen} (this test's own: {sent})")
+        assert not any(outcome == "failed" for _, outcome in seen), seen
+    finally:
+        serve.put_config(config(AFTER))   # as the switch test left it

@@ -10,7 +10,7 @@ import pytest
 from daemon.core.adapters import AdapterInfo
 from daemon.serving.judge import adapters_to_probe
 from test_reconcile_plan import served
-from test_rollout_plan import ID, adapter, front, model, settled, states, step, with_status
+from test_rollout_plan import adapter, front, model, settled, states, step, with_status
 
 POLICY = {"max_rank": 8, "max_loaded": 2, "users": ["bob"]}
 ADAPTER_ID = "bob-202601010010-tutor"

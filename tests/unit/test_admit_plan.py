@@ -5,7 +5,6 @@ new ones are placed; and a change that waits for room keeps that generation as S
 would report each config (test_reconcile_plan.served), its statuses set per row."""
 import pytest
 
-from daemon.replicas.names import probe_id
 from daemon.serving.observe import Observed
 from daemon.serving.plan import plan
 from helpers import serve_settings

@@ -64,13 +64,13 @@ def test_each_entry_goes_to_its_deployment_or_nowhere(model_id, target):
                   ErrorCode.MODEL_REQUIRED)),
 ])
 def test_where_a_requests_model_goes(model, routed):
-    assert route(TABLE, model) == routed
+    assert route(TABLE, model, 0.0) == routed
 
 
 def test_without_a_model_the_only_listed_model_answers():
     one = parse_table({"models": [ROUTES[0].to_json(), ROUTES[1].to_json(), ROUTES[4].to_json()]})
-    assert route(one, None) == "alice-1-m"
-    assert route({}, None) == Answer(400, "You must provide a model parameter: this endpoint serves no model yet.",
+    assert route(one, None, 0.0) == "alice-1-m"
+    assert route({}, None, 0.0) == Answer(400, "You must provide a model parameter: this endpoint serves no model yet.",
                                      ErrorCode.MODEL_REQUIRED)
 
 
@@ -86,12 +86,12 @@ def test_a_models_card_or_why_there_is_none(model, found):
 
 
 def test_answers_are_in_openais_error_shape_with_retry_after_when_set():
-    starting = route(TABLE, "carol-1-new")
+    starting = route(TABLE, "carol-1-new", 0.0)
     assert starting.body() == {"error": {"message": "model carol-1-new is starting", "type": "server_error",
                                          "param": None, "code": "model_unavailable"}}
     assert starting.headers() == {"Retry-After": "10"}
-    assert route(TABLE, "dave-1-gone").headers() == {}
-    assert route(TABLE, "x").body() == {"error": {"message": NOT_FOUND.format("x"), "type": "invalid_request_error",
+    assert route(TABLE, "dave-1-gone", 0.0).headers() == {}
+    assert route(TABLE, "x", 0.0).body() == {"error": {"message": NOT_FOUND.format("x"), "type": "invalid_request_error",
                                                   "param": None, "code": "model_not_found"}}
 
 
@@ -143,3 +143,63 @@ def test_a_waking_model_is_answered_in_openais_error_shape_with_retry_after():
 ])
 def test_the_model_server_asks_vllm_for_its_own_id_on_its_own_probe(model, served):
     assert served_model(model, "alice-1-m") == served
+
+
+# A model whose new generation takes 10 % of its requests (and its adapter's: adapters follow the split).
+from daemon.replicas.names import canary_key  # noqa: E402
+from daemon.replicas.route_table import HandleSpec, handle_targets  # noqa: E402
+from daemon.serving.serve_config import Canary  # noqa: E402
+
+CANARY_ROUTES = [
+    Route("alice-1-m", "llm-k1", "LLMServer:k1", 2048, canary=Canary("llm-k1-b", "LLMServer:k1", 10)),
+    Route("bob-1-t", "llm-k1", "LLMServer:k1", 2048, base_model="alice-1-m",
+          canary=Canary("llm-k1-b", "LLMServer:k1", 10)),
+    Route("erin-1-z", "llm-k2", "LLMServer:k2", hold_s=5.0, canary=Canary("llm-k2-b", "LLMServer:k2", 50)),
+]
+CANARY_TABLE = parse_table({"models": [r.to_json() for r in CANARY_ROUTES]})
+
+
+def test_a_canary_split_survives_argusds_render_and_the_front_ends_parse():
+    assert [Route.from_json(r.to_json()) for r in CANARY_ROUTES] == CANARY_ROUTES
+    assert CANARY_TABLE["alice-1-m"].canary == Target("llm-k1-b", "LLMServer:k1", None)
+    assert CANARY_TABLE["bob-1-t"].canary == Target("llm-k1-b", "LLMServer:k1", "bob-1-t")
+    assert TABLE["alice-1-m"].canary is None
+
+
+@pytest.mark.parametrize("model, roll, routed", [
+    ("alice-1-m", 0.0, canary_key("alice-1-m")),
+    ("alice-1-m", 0.0999, canary_key("alice-1-m")),
+    ("alice-1-m", 0.1, "alice-1-m"),          # 10 %: rolls in [0, 0.1) take the canary
+    ("alice-1-m", 0.99, "alice-1-m"),
+    ("bob-1-t", 0.05, canary_key("bob-1-t")),
+    ("erin-1-z", 0.49, canary_key("erin-1-z")),
+    ("erin-1-z", 0.5, "erin-1-z"),
+    (None, 0.0, Answer(400, "You must provide a model parameter: this endpoint serves alice-1-m, bob-1-t, "
+                            "erin-1-z.", ErrorCode.MODEL_REQUIRED)),
+])
+def test_a_canary_takes_its_share_of_the_rolls(model, roll, routed):
+    assert route(CANARY_TABLE, model, roll) == routed
+
+
+def test_a_canary_takes_about_its_percent_of_seeded_draws():
+    import random
+    draws = random.Random(7)
+    picked = [route(CANARY_TABLE, "alice-1-m", draws.random()) for _ in range(10_000)]
+    assert 900 <= picked.count(canary_key("alice-1-m")) <= 1100
+
+
+def test_the_front_end_keeps_a_handle_for_each_canary_held_like_its_model_and_counts_both_generations():
+    targets = handle_targets(CANARY_TABLE)
+    assert targets["alice-1-m"] == HandleSpec(Target("llm-k1", "LLMServer:k1", None), None, counted=True)
+    assert targets[canary_key("alice-1-m")] == HandleSpec(Target("llm-k1-b", "LLMServer:k1", None), None, True)
+    assert targets[canary_key("bob-1-t")] == HandleSpec(Target("llm-k1-b", "LLMServer:k1", "bob-1-t"), None, True)
+    assert targets[canary_key("erin-1-z")] == HandleSpec(Target("llm-k2-b", "LLMServer:k2", None), 5.0, True)
+    plain = handle_targets(TABLE)   # no canary: nothing counted (nothing added per request)
+    assert set(plain) == {"alice-1-m", probe_id("alice-1-m"), "bob-1-t", probe_id("bob-1-t")}
+    assert not any(spec.counted for spec in plain.values())
+
+
+def test_a_canary_key_is_never_listed_or_carded():
+    assert listed_ids(CANARY_TABLE) == ["alice-1-m", "bob-1-t", "erin-1-z"]
+    assert card_answer(CANARY_TABLE, canary_key("alice-1-m")) == Answer(
+        404, NOT_FOUND.format(canary_key("alice-1-m")), ErrorCode.MODEL_NOT_FOUND)

@@ -9,8 +9,7 @@ from dataclasses import replace
 import pytest
 
 from daemon.core.quota import GpuQuota
-from daemon.serving.desired import Serving
-from daemon.serving.observe import Observed, ObservedApp
+from daemon.serving.observe import Observed
 from daemon.serving.plan import plan
 from test_reconcile_plan import GPU, nodes, served
 from test_rollout_plan import ID, SERVE, T0, apps, front, model, started, states, step, with_status
