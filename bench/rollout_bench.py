@@ -82,11 +82,18 @@ def run(tmp: Path, steps: list[tuple[str, str, str]]) -> list[dict]:
             ended = time.monotonic()
             windows = [p.window(started, ended) for p in probers]
             errors = [e for p in probers for e in p.errors]
-            rows.append({"strategy": strategy, "change": name, "outcome": result.stdout.strip().splitlines()[-1:],
+            # apply --wait's own line for the model ("bench/a: RUNNING"), not its hints after it.
+            outcome = [line for line in result.stdout.splitlines() if line.startswith("bench/a: ")][-1:]
+            rows.append({"strategy": strategy, "change": name, "outcome": outcome,
                          "seconds": round(settled - started), "requests": sum(w[0] for w in windows),
                          "failed": sum(w[1] for w in windows), "404s": sum(e.startswith("404") for e in errors),
                          "503s": sum(e.startswith("503") for e in errors),
-                         "longest_outage_s": round(max(w[2] for w in windows), 1)})
+                         "longest_outage_s": round(max(w[2] for w in windows), 1),
+                         # when clients were first refused, from the change: before or after the
+                         # old generation stopped (compare with Serve's controller log)
+                         "first_failure_after_s": min((round(b - started, 1) for p in probers
+                                                       for b, _, ok in p.results if not ok and b >= started),
+                                                      default=None)})
             for prober in probers:
                 prober.errors.clear()
             print(json.dumps(rows[-1]), flush=True)
@@ -99,6 +106,17 @@ def run(tmp: Path, steps: list[tuple[str, str, str]]) -> list[dict]:
     return rows
 
 
+def table(rows: list[dict]) -> str:
+    lines = ["| strategy | change to A | change -> settled | requests to A | failed | of which 404 / 503 | "
+             "longest outage | first failure after |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        first = "-" if r["first_failure_after_s"] is None else f"{r['first_failure_after_s']} s"
+        lines.append(f"| {r['strategy']} | {r['change']} ({' '.join(r['outcome'])}) | {r['seconds']} s | "
+                     f"{r['requests']} | {r['failed']} | {r['404s']} / {r['503s']} | {r['longest_outage_s']} s | "
+                     f"{first} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--all", action="store_true", help="also enable adapters and a refused generation")
@@ -106,11 +124,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="argus-rollout-"))   # kept: argusd's log is in it
     print(f"home: {tmp / 'bench'} (argusd's log: {tmp / 'bench' / 'state' / 'argusd.log'})", flush=True)
     rows = run(tmp, [SURGE_EDIT, *(MORE if options.all else []), RECREATE_EDIT])
-    print("\n| strategy | change to A | change -> settled | requests to A | failed | of which 404 | "
-          "longest outage |\n|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['strategy']} | {r['change']} ({' '.join(r['outcome'])}) | {r['seconds']} s | {r['requests']} | "
-              f"{r['failed']} | {r['404s']} / {r['503s']} | {r['longest_outage_s']} s |")
+    print(table(rows))
 
 
 if __name__ == "__main__":
