@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,6 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from bench_home import argus_home  # noqa: E402
+
 from daemon.serving.client import ServeClient  # noqa: E402
 from helpers import Prober, replicas_of  # noqa: E402
 
@@ -33,19 +33,7 @@ SOURCE = "$HOME/common/hf/SmolLM2-135M-Instruct"
 
 def run(tmp: Path) -> list[dict]:
     home = tmp / "bench"
-    config = home / "argus.yaml"
-    home.mkdir(parents=True)
-    config.write_text((ROOT / "configs" / "local.yaml").read_text())
-    env = dict(os.environ, ARGUS_HOME=str(home), ARGUS_CONFIG=str(config))
-    model_dir = home / "private" / "hf" / "SmolLM2-135M-Instruct"
-    prepared = Path(os.environ.get("ARGUS_BENCH_MODEL", Path.home() / ".argus/private/hf/SmolLM2-135M-Instruct"))
-    if prepared.is_dir():  # a copy, not a symlink: argus refuses paths that escape the root
-        shutil.copytree(prepared, model_dir)
-    else:
-        subprocess.run([str(ROOT / ".venv-serve/bin/python"), "scripts/prepare_model.py", "--dest", str(model_dir)],
-                       cwd=ROOT, check=True)
-    ctl = lambda *a: subprocess.run([str(ROOT / ".venv/bin/argusctl"), *a], env=env, capture_output=True,  # noqa: E731
-                                    text=True, timeout=1800)
+    env, ctl = argus_home(home)
     subprocess.run([str(ROOT / "scripts/argusd_up.sh")], env=env, check=True, cwd=ROOT)
     client = ServeClient("http://127.0.0.1:8265")
     rows = []
