@@ -485,6 +485,18 @@ def test_a_model_over_its_owners_quota_waits_queued_through_the_loop(tmp_path):
         store.close()
 
 
+def push_refused_change(gitops, daemon, serve, text: str) -> None:
+    """Pushes `text` as alice's a.yaml, a change whose new generation's probe is refused: it is
+    rolled back within two ticks."""
+    gitops.write("models.d/alice/a.yaml", text)
+    gitops.commit("a: max_num_seqs 8")
+    gitops.push()
+    daemon.reconciler.probe_rollout = lambda model_id: (True, "the new generation answered 400: bad")
+    daemon.tick()
+    serve.settle()
+    daemon.tick()
+
+
 def test_a_rolled_back_model_whose_serving_app_serve_lost_is_deployed_again_from_the_store(world, tmp_path):
     """Generation 2 fails beside generation 1 (its probe is refused): rolled back, FAILED,
     generation 1 serves on. Ray restarts with nothing in Serve and argusd restarts too (a new
@@ -499,13 +511,7 @@ def test_a_rolled_back_model_whose_serving_app_serve_lost_is_deployed_again_from
     daemon.tick()
     key = next(m.model_key for m in store.list_models())
     gen1 = json.loads(json.dumps(serve.apps[app_name(key)]["deployed_app_config"]))
-    gitops.write("models.d/alice/a.yaml", spec("a") + "engine_kwargs:\n  max_num_seqs: 8\n")
-    gitops.commit("a: max_num_seqs 8")
-    gitops.push()
-    daemon.reconciler.probe_rollout = lambda model_id: (True, "the new generation answered 400: bad")
-    daemon.tick()
-    serve.settle()
-    daemon.tick()
+    push_refused_change(gitops, daemon, serve, spec("a") + "engine_kwargs:\n  max_num_seqs: 8\n")
     model = store.list_models()[0]
     assert (model.state, model.applied_generation, model.generation) == (ModelState.FAILED, 1, 2)
     assert model.serving["llm_config"] == gen1["args"]["llm_config"]
@@ -596,13 +602,7 @@ def test_an_adapter_pushed_on_a_rolled_back_base_is_probed_and_runs(world):
     gitops, daemon, serve, store = world
     adapter_folder(daemon)
     running_base(gitops, daemon, serve, spec("a") + "adapters:\n  max_rank: 8\n")
-    gitops.write("models.d/alice/a.yaml", spec("a") + "adapters:\n  max_rank: 8\nengine_kwargs:\n  max_num_seqs: 8\n")
-    gitops.commit("a: max_num_seqs 8")
-    gitops.push()
-    daemon.reconciler.probe_rollout = lambda model_id: (True, "the new generation answered 400: bad")
-    daemon.tick()
-    serve.settle()
-    daemon.tick()
+    push_refused_change(gitops, daemon, serve, spec("a") + "adapters:\n  max_rank: 8\nengine_kwargs:\n  max_num_seqs: 8\n")
     assert state_of(store) == ModelState.FAILED
     asked = []
     daemon.reconciler.probe = lambda model_id: (asked.append(model_id), (True, None))[1]
