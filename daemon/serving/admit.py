@@ -100,7 +100,7 @@ def admit(models: list[DesiredModel], running_now: dict[str, ModelDeployment], c
                 entries[model.model_key] = kept
             continue
         if capacity is not None:  # GPU serving (free is its live view)
-            extra = _extra_replicas(wanted, held)
+            extra = _extra_replicas(wanted, held or _replaced_in_place(wanted, observed, (targets or {}).get(model.model_key)))
             placed = place(free, extra, model.spec.gpus_per_replica)
             waiting = _waits_after_stall(model, free)
             if capacity.mode == AdmissionMode.FIT and (placed is None or waiting):
@@ -157,6 +157,19 @@ def _held_in_target(wanted: ModelDeployment, observed: Observed, target: str | N
     if app is None or app.going or not isinstance(app.config, ModelApp):
         return None
     return app.config.deployment if same_engine(app.config.deployment, wanted) else None
+
+
+def _replaced_in_place(wanted: ModelDeployment, observed: Observed, target: str | None) -> ModelDeployment | None:
+    """What Serve runs of the model in the app its wanted generation replaces in place (recreate:
+    the target is the app that serves it), whatever its engine: Serve stops those replicas before
+    it starts new ones, so their GPUs are the new ones' (replicas of the same size only; None:
+    not in place, or another size, placed whole)."""
+    live = observed.live_app(wanted.model_key, wanted.model_id)
+    app = observed.apps.get(target or "")
+    if live is None or target != live or app is None or app.going or not isinstance(app.config, ModelApp):
+        return None
+    running = app.config.deployment
+    return running if _gpus_per_replica(running) == _gpus_per_replica(wanted) else None
 
 
 def _extra_replicas(wanted: ModelDeployment, held: ModelDeployment | None) -> int:

@@ -133,7 +133,7 @@ def plan(models: list[DesiredModel], observed: Observed, *, capacity: Capacity |
                                      admission.entries.get(m.model_key), observed,
                                      canary_share(m, transitions, canaries or {})) for m in models}
     # A rolled-back model whose serving generation Serve lost: that generation goes back.
-    arranged.update({key: restore(by_key[key], slot, observed) for key, slot in restoring.items()
+    arranged.update({key: restore(by_key[key], slot, observed, settings.drain_timeout_s) for key, slot in restoring.items()
                      if state_after[key] == ModelState.FAILED})
     transitions = [_records_serving(t, arranged) for t in transitions]
     # Adapters follow their base's serving generation: they run while it serves (also while a

@@ -11,6 +11,8 @@ serving again are recorded (REPLICAS_LOST, RECOVERED), with the failure kept in 
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from daemon.core.states import EventType, ModelState
 from daemon.replicas.names import model_app_name
 from daemon.serving.desired import DesiredModel, Transition
@@ -31,11 +33,12 @@ def restore_slot(model: DesiredModel, slots: Slots, observed: Observed) -> str |
     return held[0] if held else model_app_name(model.model_key)
 
 
-def restore(model: DesiredModel, slot: str, observed: Observed) -> Arrangement:
+def restore(model: DesiredModel, slot: str, observed: Observed, drain_timeout_s: float | None = None) -> Arrangement:
     """The serving generation's app, deployed again; the public id reaches it once Serve runs a
-    replica of it (at zero by its own decision counts: a request wakes it), 503 "starting" until then."""
+    replica of it (at zero by its own decision counts: a request wakes it), 503 "starting" until then.
+    `drain_timeout_s`: the config's drain bound (the store keeps what replicas run, not that)."""
     assert model.serving is not None
-    app = ModelApp.of(model.serving.deployment, slot)
+    app = ModelApp.of(replace(model.serving.deployment, drain_timeout_s=drain_timeout_s), slot)
     seen = observed.server(model.model_key, slot)
     runs = (seen is not None and app.same_server(seen[0].config)
             and (seen[1].running_replicas > 0 or model.serving.deployment.may_idle))

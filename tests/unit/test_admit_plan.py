@@ -75,3 +75,40 @@ def test_adding_replicas_to_a_starting_generation_places_only_the_new_ones(start
         # The candidate goes back exactly as Serve runs it: Serve restarts nothing of it.
         kept = next(a for a in p.apply.to_json()["applications"] if a["name"] == "llm-a-b")
         assert kept == observed.apps["llm-a-b"].deployed
+
+
+def serving_recreate(free):
+    """Generation 1 (one replica of 1 GPU, strategy recreate) serves from llm-a."""
+    observed = Observed()
+    for _ in range(4):
+        p = gpu_step([model(strategy="recreate")], observed, free)
+        if p.apply is None:
+            return observed
+        observed = served(p.apply)
+    raise AssertionError("did not settle")
+
+
+AUTO = {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 16, "scale_down_delay_s": 300}
+
+
+@pytest.mark.parametrize("change, free, outcome", [
+    # The cluster's one GPU is the serving replica's: recreate replaces it in place (Serve stops
+    # it first), so the new engine needs no GPU more. Before, admission asked for room for both
+    # and the change waited forever.
+    (dict(seqs=8), (0,), ("DEPLOYING", "APPLIED")),
+    (dict(autoscaling=AUTO), (0,), ("DEPLOYING", "APPLIED")),       # fixed -> autoscaled, recreate
+    (dict(seqs=8, replicas=2), (0,), ("QUEUED", "PENDING_RESOURCES")),   # one replica more: it needs room
+    (dict(seqs=8, replicas=2), (1,), ("DEPLOYING", "APPLIED")),
+])
+def test_a_recreate_replaces_in_place_on_the_gpus_its_serving_replicas_hold(change, free, outcome):
+    import dataclasses
+    observed = serving_recreate((1,))
+    auto = change.pop("autoscaling", None)
+    wanted = model(2, "QUEUED", strategy="recreate", **change)
+    if auto is not None:
+        wanted = dataclasses.replace(wanted, spec=dataclasses.replace(wanted.spec, autoscaling=auto))
+    p = gpu_step([wanted], observed, free)
+    assert [(s, e) for _, s, e in states(p)] == [outcome]
+    names = [a["name"] for a in (p.apply.to_json()["applications"] if p.apply is not None
+                                 else [app.deployed for app in observed.apps.values()])]
+    assert [n for n in names if n.startswith("llm-")] == ["llm-a"]   # in place: never a second app

@@ -4,6 +4,7 @@ it (Ray restarted, its app deleted behind argus's back, every replica dead) argu
 again, answers 503 "starting" meanwhile (never 404) and says so; its GPUs count for its
 owner's quota and as in flight while it comes back. Tables of the pure plan, Serve's side as
 it would report each config (test_reconcile_plan.served)."""
+import json
 from dataclasses import replace
 
 import pytest
@@ -168,3 +169,18 @@ def test_a_serving_generation_beside_a_failure_counts_for_its_owners_quota(user,
     assert [(s, e) for k, s, e in states(p) if k == "b"] == [expected]
     if waits:
         assert "alice's other models reserve 2" in p.transitions[0].payload["message"]
+
+
+def test_a_restored_generation_drains_with_the_configs_bound_though_the_store_keeps_none(gen1):
+    """The store keeps what the serving generation's replicas run, not the drain bound (a
+    setting of the platform, not of the model): restored, it gets the config's bound again,
+    not Ray's 20 s."""
+    from daemon.serving.desired import Serving
+    from daemon.serving.restore import restore
+    from daemon.serving.serve_config import render_app
+    t, after = rolled_back(gen1)
+    stored = Serving.from_dict("a", json.loads(json.dumps(t.serving.to_dict())))   # through the store's JSON
+    model_back = replace(failed(t), serving=stored)
+    arranged = restore(model_back, "llm-a", Observed(), 600.0)
+    (deployment,) = render_app(arranged.apps[0])["deployments"]
+    assert (deployment["graceful_shutdown_timeout_s"], deployment["graceful_shutdown_wait_loop_s"]) == (600.0, 2.0)
