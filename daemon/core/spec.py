@@ -235,6 +235,14 @@ class ResolvedServingSpec:
         return cls(**data)
 
 
+def switches_autoscaling(before: dict[str, Any] | None, after: dict[str, Any] | None) -> bool:
+    """A change between a fixed replica count and autoscaling (either way). Not a scale Serve
+    makes in place: Ray's code version of an app lists its deployments' autoscaling policies
+    (2.60 deploy_utils.get_app_code_version), so Serve rebuilds the app and replaces its replicas.
+    Sync records it as an update, and the reconcile loop starts a new generation for it."""
+    return (before is None) != (after is None)
+
+
 class PathRejected(ValueError):
     """model_source is not an allowed local path; the message says why. `escapes`: it reaches
     outside the user's own roots (another user's tree, '..', a symlink out), not merely malformed."""

@@ -29,7 +29,7 @@ from datetime import datetime
 from typing import Mapping
 
 from daemon.core.adapters import find_base
-from daemon.core.spec import RolloutStrategy
+from daemon.core.spec import RolloutStrategy, switches_autoscaling
 from daemon.core.states import EventType, ModelState, StrEnum
 from daemon.core.traffic import Counts
 from daemon.replicas.names import FRONTEND_APP, FRONTEND_DEPLOYMENT, candidate_app_name, model_app_name, probe_id
@@ -103,8 +103,8 @@ def same_engine(a: ModelDeployment, b: ModelDeployment) -> bool:
     rebuilds the app and stops the old replica before the new one runs; as a new generation it
     starts beside the serving one instead (tests/integration/test_ray_contract.py holds this
     to Ray's own function)."""
-    return ((a.model_key, a.model_id, a.llm_config, a.autoscaling is None)
-            == (b.model_key, b.model_id, b.llm_config, b.autoscaling is None))
+    return ((a.model_key, a.model_id, a.llm_config) == (b.model_key, b.model_id, b.llm_config)
+            and not switches_autoscaling(a.autoscaling, b.autoscaling))
 
 
 def other_slot(model_key: str, app_name: str) -> str:

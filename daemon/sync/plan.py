@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Union
 
 from daemon.core.records import ModelRow, Rejection, RejectionKind, parse_iso
-from daemon.core.spec import ResolvedServingSpec, SpecPolicy, resolve_spec
+from daemon.core.spec import ResolvedServingSpec, SpecPolicy, resolve_spec, switches_autoscaling
 from daemon.core.states import ModelState, StrEnum
 from daemon.core.verdict import FileVerdict
 from daemon.errors import Problem
@@ -83,7 +83,7 @@ def _scaled_only(delta: dict) -> bool:
     """Only the replica count or the autoscaling range changed: Serve changes those in place (no
     new replicas). A switch between a fixed count and autoscaling is not one of them (Serve
     rebuilds the app: serving/rollout.py same_engine)."""
-    switched = "autoscaling" in delta and None in delta["autoscaling"]
+    switched = "autoscaling" in delta and switches_autoscaling(*delta["autoscaling"])
     return set(delta) <= {"num_replicas", "autoscaling"} and not switched
 
 
