@@ -74,6 +74,7 @@ def test_the_schema_lists_the_canary_fields_with_their_bounds():
 
 
 # --- the decision, as a table ---------------------------------------------------------------
+from dataclasses import replace  # noqa: E402
 from datetime import timedelta  # noqa: E402
 
 from daemon.core.spec import ResolvedServingSpec  # noqa: E402
@@ -304,6 +305,45 @@ def test_argusd_restarted_mid_canary_splits_the_same_way_and_a_long_canary_outli
     # Serve lost the split (a front end replaced by hand): the same split goes back.
     again = step([deploying], ready, canaries={"a": CanaryEvidence(START, None)}, now=late)
     assert states(again) == [] and front(again.apply) == {ID: ("llm-a", False, ("llm-a-b", 25))}
+
+
+@pytest.mark.parametrize("candidate, split", [
+    ("running", True),
+    ("restarting", False),     # its replica is starting again: no share of clients may wait on it
+    ("lost", False),           # Serve lost its app (argusd puts it back): no share may go nowhere
+])
+def test_the_split_is_written_only_while_the_candidate_runs(ready, candidate, split):
+    from daemon.serving.observe import Observed
+    deploying = cmodel(2, "DEPLOYING", seqs=8)
+    began = step([deploying], ready, rollout_probes={"a": None}, now=START)
+    assert front(began.apply) == {ID: ("llm-a", False, ("llm-a-b", 10))}
+    during = served(began.apply)
+    if candidate == "restarting":
+        during = with_status(during, "llm-a-b", "UPDATING", "DEPLOYING", running=0)
+    elif candidate == "lost":
+        during = Observed({name: app for name, app in during.apps.items() if name != "llm-a-b"})
+    p = step([deploying], during, canaries={"a": evidence((5, 0), (50, 0))}, now=START + timedelta(seconds=30))
+    assert states(p) == []
+    if split:
+        assert p.apply is None     # the split as written stays
+    else:   # arranged as while probing: every client on the serving generation, the candidate put back
+        assert model_apps(p.apply) == ["llm-a", "llm-a-b"]
+        assert front(p.apply) == {ID: ("llm-a", False, None), f"{ID}@next": ("llm-a-b", True, None)}
+
+
+def test_an_autoscaled_candidate_at_zero_keeps_its_split(ready):
+    """min_replicas 0: Serve scaled the candidate to zero by its own decision; a request wakes it."""
+    auto = {"min_replicas": 0, "max_replicas": 2, "target_ongoing_requests": 16, "scale_down_delay_s": 300}
+    gen1 = __import__("test_rollout_plan").settled([cmodel()])
+    deploying = cmodel(2, "DEPLOYING", seqs=8)
+    deploying = replace(deploying, spec=replace(deploying.spec, num_replicas=0, autoscaling=auto))
+    started = step([replace(deploying, state="QUEUED")], gen1)
+    up = with_status(served(started.apply), "llm-a-b", running=0)
+    began = step([deploying], up, rollout_probes={"a": None}, now=START)
+    assert states(began) == [("a", "DEPLOYING", "CANARY_STARTED")]
+    p = step([deploying], with_status(served(began.apply), "llm-a-b", running=0),
+             canaries={"a": evidence((5, 0), (50, 0))}, now=START + timedelta(seconds=30))
+    assert states(p) == [] and p.apply is None    # the split as written stays
 
 
 def test_a_model_without_a_canary_switches_on_its_probe_as_before(ready):
