@@ -148,8 +148,8 @@ class CanaryWatch:
     only the intervals it read since it started (the phase's start is in the store), and says
     since when and for how long (canary_verdict waits until they cover the canary)."""
 
-    def __init__(self, sampler: TrafficSampler, interval_seconds: float, monotonic: Callable[[], float] = time.monotonic,
-                 clock: Callable[[], float] = time.time):
+    def __init__(self, sampler: TrafficSampler, interval_seconds: float,
+                 monotonic: Callable[[], float] = time.monotonic, clock: Callable[[], float] = time.time):
         self.sampler = sampler
         self.interval_seconds = interval_seconds
         self.monotonic = monotonic

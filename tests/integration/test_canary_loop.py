@@ -131,7 +131,8 @@ def test_a_canary_runs_through_the_loop_and_a_restarted_argusd_decides_it(world,
             assert row.state == ModelState.FAILED and row.applied_generation == 1
             assert row.error_summary == (
                 "generation 2 failed: its failure rate in the canary was significantly above the serving one's "
-                "(z = 9.4 > 2; generation 2: 18 of 78 requests failed (23.1 %); generation 1: 6 of 546 requests failed (1.1 %)); "
+                "(z = 9.4 > 2; generation 2: 18 of 78 requests failed (23.1 %); generation 1: 6 of 546 requests "
+                "failed (1.1 %)); "
                 "serving generation 1")
             assert sorted(serve.apps) == ["argus", app_name(model.model_key)]
             assert "canary" not in front_route(serve, model.model_id)
