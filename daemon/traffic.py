@@ -15,6 +15,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime, timezone
 from typing import Any, Callable, Optional
 
 from daemon.core.spec import MAX_CANARY_SECONDS
@@ -143,13 +144,17 @@ class TrafficRecorder:
 class CanaryWatch:
     """The failure counts of each model in its canary phase, for the reconciler (the decision is
     rollout.canary_verdict). It scrapes Ray's metrics at most every `interval_seconds`, only
-    while some canary runs, and keeps the points in memory: an argusd restarted mid-canary
-    compares over the intervals it read since it started (the phase's start is in the store)."""
+    while some canary runs, and keeps the points in memory: an argusd restarted mid-canary has
+    only the intervals it read since it started (the phase's start is in the store), and says
+    since when and for how long (canary_verdict waits until they cover the canary)."""
 
-    def __init__(self, sampler: TrafficSampler, interval_seconds: float, monotonic: Callable[[], float] = time.monotonic):
+    def __init__(self, sampler: TrafficSampler, interval_seconds: float,
+                 monotonic: Callable[[], float] = time.monotonic, clock: Callable[[], float] = time.time):
         self.sampler = sampler
         self.interval_seconds = interval_seconds
         self.monotonic = monotonic
+        self.clock = clock
+        self._watched: dict[tuple[str, datetime], datetime] = {}   # (model key, canary start) -> first looked at
         self.points: collections.deque[TrafficPoint] = collections.deque(
             maxlen=ring_length(MAX_CANARY_SECONDS, interval_seconds))
         self._last: Optional[Scrape] = None
@@ -165,15 +170,22 @@ class CanaryWatch:
         running = {m.model_key: parse_iso(began[m.model_key].time) for m in models
                    if m.state == ModelState.DEPLOYING and m.model_key in began
                    and began[m.model_key].payload.get("generation") == m.generation}
+        now = datetime.fromtimestamp(self.clock(), timezone.utc)
+        self._watched = {(key, at): self._watched.get((key, at), now) for key, at in running.items()}
         if not running:
             self._last = None   # nothing to watch: no scrapes (the next canary starts a new interval)
             return {}
         self._read()
         out = {}
         for key, at in running.items():
-            since = at.timestamp()
-            read = any(p.problem is None and p.at - p.seconds >= since for p in self.points)
-            out[key] = CanaryEvidence(at, counts_since(self.points, key, since) if read else None)
+            since, watched = at.timestamp(), self._watched[(key, at)]
+            read = [p for p in self.points if p.problem is None and p.at - p.seconds >= since]
+            if not read:
+                out[key] = CanaryEvidence(at, None, interval_seconds=self.interval_seconds, watched_from=watched)
+                continue
+            began = datetime.fromtimestamp(min(p.at - p.seconds for p in read), timezone.utc)
+            out[key] = CanaryEvidence(at, counts_since(self.points, key, since), began,
+                                      sum(p.seconds for p in read), self.interval_seconds, watched)
         return out
 
     def _read(self) -> None:

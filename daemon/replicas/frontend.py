@@ -120,8 +120,9 @@ def _count(target: Target, ok: bool) -> None:
 
 class CountedResponse:
     """A handle call whose outcome is counted by the generation it went to: failed when it raised
-    (a replica's error, one that died, a hold that ran out) or its first chunk is an error the
-    model server answered; a client that went away is not counted. After the first chunk the
+    (a replica's error, one that died, a hold that ran out) or its first chunk is a server error
+    (5xx) the model server answered; a client's own error (4xx) is ok, a client that went away
+    is not counted. After the first chunk the
     stream is Serve's own (as HeldResponse)."""
 
     def __init__(self, response: Any, target: Target) -> None:
@@ -147,7 +148,7 @@ class CountedResponse:
         except Exception:
             _count(self._target, False)
             raise
-        _count(self._target, not ray_private.is_error_response(chunk))
+        _count(self._target, not ray_private.is_server_error_response(chunk))
         return chunk
 
 

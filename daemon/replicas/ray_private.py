@@ -31,7 +31,7 @@ from ray.serve.llm.ingress import OpenAiIngress, make_fastapi_ingress  # noqa: E
 
 __all__ = ["OpenAiIngress", "make_fastapi_ingress", "ModelCard", "openai_app", "deployment_handle", "model_card",
            "openai_error", "handles", "forget_configured", "configured_ids", "set_configured", "set_tables",
-           "load_adapter", "unload_adapter", "assigned", "is_error_response", "TESTED_RAY"]
+           "load_adapter", "unload_adapter", "assigned", "is_server_error_response", "TESTED_RAY"]
 
 # What the contract test checks: attributes OpenAiIngress sets in __init__ and uses per
 # request, the methods argus overrides (its model lookup, and GET /v1/models/{model}'s route,
@@ -70,12 +70,17 @@ def assigned(response: Any) -> bool:
     return getattr(response, RESPONSE_ASSIGNMENT).done()
 
 
-def is_error_response(chunk: Any) -> bool:
-    """Whether a model server's first chunk is an error it answered (Ray Serve LLM's server hands
-    the ingress vLLM's errors as an ErrorResponse, which the ingress turns into the HTTP error;
-    with batching the chunk may be a list)."""
+def is_server_error_response(chunk: Any) -> bool:
+    """Whether a model server's first chunk is an error of its own it answered: an ErrorResponse
+    (Ray Serve LLM's server hands the ingress vLLM's errors so, and the ingress,
+    OpenAiIngress._process_llm_request, answers its `.error.code` as the HTTP status; with
+    batching the chunk may be a list) with a code of 500 or more. A 4xx is the client's (bad
+    parameters, a prompt over the context): it says nothing of the generation that answered it."""
     first = chunk[0] if isinstance(chunk, list) and chunk else chunk
-    return isinstance(first, ErrorResponse)
+    if not isinstance(first, ErrorResponse):
+        return False
+    code = getattr(first.error, "code", None)
+    return not isinstance(code, int) or code >= 500   # no code to read: not the client's, as far as we know
 
 
 def openai_app() -> Any:

@@ -16,16 +16,17 @@ the model is FAILED with the serving generation named (rollback).
 Canary (a spec's rollout.canary_percent/canary_seconds): once the candidate answered its probe,
 it takes canary_percent of the public id's requests (its adapters' too) beside the serving app
 for canary_seconds (CANARY_STARTED; the front end draws per request, route_table.route), then
-the switch as above; or the rollback, when its failure rate over the canary was above the
-serving generation's over the same intervals (canary_verdict). The phase is read back from the
-store (the CANARY_STARTED event of this generation: when it began) and Serve (the apps), so an
-argusd restarted mid-canary splits the same way and decides at the same time, on the counts
-it read since it started.
+the switch as above; or the rollback, when its failure rate over the canary was significantly
+above the serving generation's over the same intervals (canary_verdict). The split is written
+only while the candidate runs. The phase is read back from the store (the CANARY_STARTED event
+of this generation: when it began) and Serve (the apps), so an argusd restarted mid-canary
+splits the same way; it decides once it read a canary's length of counts (those before its
+start are gone).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Mapping
 
 from daemon.core.adapters import find_base
@@ -51,16 +52,41 @@ STARTING_RETRY_AFTER_S = 10
 # failure moves its rate by 10 points. The canary then ends in the switch (the probe answered;
 # nothing says it is worse), and the SWITCHED message says the rates were not compared.
 MIN_CANARY_REQUESTS = 20
+# The new generation is rolled back only when its failure rate is above the serving one's by more
+# than chance: a one-sided two-proportion z-test, z > 2 (2.6-4 % of healthy canaries of the same
+# true rate are rolled back, tests/unit/test_canary.py; "any excess" rolled back 43-49 %).
+ROLLBACK_Z = 2.0
 
 
 @dataclass(frozen=True)
 class CanaryEvidence:
     """A model whose new generation takes a canary share: since when (the CANARY_STARTED event
     of its generation), and each of its Serve apps' requests and failures over the intervals
-    argusd read since then (None: it read none)."""
+    argusd read since then (None: it read none). `read_from`: when the first of those intervals
+    began, `read_seconds`: how long they last together (an argusd restarted mid-canary read only
+    the canary's end), `interval_seconds`: how often argusd reads, `watched_from`: when this
+    argusd began watching the canary (None: from its start)."""
 
     started_at: datetime
     counts: Mapping[str, Counts] | None
+    read_from: datetime | None = None
+    read_seconds: float = 0.0
+    interval_seconds: float = 30.0
+    watched_from: datetime | None = None
+
+    def give_up_at(self, seconds: int) -> datetime:
+        """When a canary whose readings do not cover it is decided on what there is: `seconds`
+        after its end, or after this argusd began watching it if that is later."""
+        watched = max(self.started_at, self.watched_from or self.started_at)
+        return max(self.started_at + timedelta(seconds=2 * seconds), watched + timedelta(seconds=seconds))
+
+    def covers(self, seconds: int) -> bool:
+        """The readings span the canary: they began within one interval of its start (the first
+        read follows the start by a tick), or last `seconds` together."""
+        if self.counts is None or self.read_from is None:
+            return False
+        late = (self.read_from - self.started_at).total_seconds()
+        return late <= self.interval_seconds or self.read_seconds >= seconds
 
 
 class CanaryStep(StrEnum):
@@ -73,25 +99,51 @@ def _rate(counts: Counts) -> str:
     return f"{counts.failures:.0f} of {counts.requests:.0f} requests failed ({100 * counts.failure_rate:.1f} %)"
 
 
+def excess_z(new: Counts, old: Counts) -> float | None:
+    """How far the new generation's failure rate is above the old one's, in standard errors
+    (one-sided two-proportion z-test, pooled). None: either had no request (nothing to compare);
+    0.0 when neither or both failed every time (no difference to measure)."""
+    if new.requests <= 0 or old.requests <= 0:
+        return None
+    pooled = (new.failures + old.failures) / (new.requests + old.requests)
+    spread = (pooled * (1 - pooled) * (1 / new.requests + 1 / old.requests)) ** 0.5
+    return (new.failure_rate - old.failure_rate) / spread if spread > 0 else 0.0
+
+
 def canary_verdict(seconds: int, evidence: CanaryEvidence, candidate_app: str, serving_app: str | None,
                    generation: int, serving_generation: int | None, now: datetime) -> tuple[CanaryStep, str]:
-    """The canary's end: wait until `seconds` passed; then roll back when the new generation's
-    failure rate is above the serving one's (over the same intervals), else switch. With fewer
-    than MIN_CANARY_REQUESTS on the new generation nothing is compared, and it switches.
-    The message says which and why (with both rates)."""
-    if (now - evidence.started_at).total_seconds() < seconds:
+    """The canary's end: wait until `seconds` passed and argusd's readings cover them (after a
+    restart it waits for `seconds` of readings, until give_up_at at most, then decides on what
+    it read, saying so); then roll back when the new generation's failure rate is significantly
+    above the serving one's (excess_z > ROLLBACK_Z, over the same intervals), else switch. With
+    fewer than MIN_CANARY_REQUESTS on the new generation, or none on the serving one, nothing is
+    compared, and it switches. The message says which and why (with both rates)."""
+    elapsed = (now - evidence.started_at).total_seconds()
+    if elapsed < seconds:
         return CanaryStep.WAIT, ""
+    partial = ""
+    if not evidence.covers(seconds):
+        if now < evidence.give_up_at(seconds):
+            return CanaryStep.WAIT, (f"waiting for {seconds} s of Ray metrics over the canary "
+                                     f"(read {evidence.read_seconds:.0f} s: argusd restarted or could not read them)")
+        partial = (f"; over only {evidence.read_seconds:.0f} s of the canary read (argusd restarted or could not "
+                   f"read Ray's metrics)")
     if evidence.counts is None:
-        return CanaryStep.SWITCH, "failure rates not compared: argusd read no Ray metrics over the canary"
+        return CanaryStep.SWITCH, (f"failure rates not compared: argusd read no Ray metrics over the canary "
+                                   f"(waited {elapsed:.0f} s)")
     new = evidence.counts.get(candidate_app, Counts())
     old = evidence.counts.get(serving_app, Counts()) if serving_app is not None else Counts()
     serving = f"generation {serving_generation}" if serving_generation is not None else "the serving generation"
     if new.requests < MIN_CANARY_REQUESTS:
         return CanaryStep.SWITCH, (f"failure rates not compared: generation {generation} got {new.requests:.0f} "
-                                   f"requests in its canary, fewer than {MIN_CANARY_REQUESTS}")
-    both = f"generation {generation}: {_rate(new)}; {serving}: {_rate(old)}"
-    if new.failure_rate > old.failure_rate:
-        return CanaryStep.ROLL_BACK, f"its failure rate in the canary was above the serving one's ({both})"
+                                   f"requests in its canary, fewer than {MIN_CANARY_REQUESTS}{partial}")
+    z = excess_z(new, old)
+    if z is None:
+        return CanaryStep.SWITCH, (f"failure rates not compared: {serving} got no request in the canary{partial}")
+    both = f"generation {generation}: {_rate(new)}; {serving}: {_rate(old)}{partial}"
+    if z > ROLLBACK_Z:
+        return CanaryStep.ROLL_BACK, (f"its failure rate in the canary was significantly above the serving one's "
+                                      f"(z = {z:.1f} > {ROLLBACK_Z:g}; {both})")
     return CanaryStep.SWITCH, f"canary passed ({both})"
 
 
@@ -303,7 +355,10 @@ def arrange(model: DesiredModel, state: ModelState, slots: Slots, wanted: ModelD
                                                                       or wanted.may_idle)
     if switched:
         return Arrangement((target, live_app), slots.target)
-    if state == ModelState.DEPLOYING and canary_percent:
+    if state == ModelState.DEPLOYING and canary_percent and seen is not None and (seen[1].running_replicas > 0
+                                                                                  or wanted.may_idle):
+        # Split only while the candidate runs (or may idle at zero: a request wakes it): one lost
+        # or restarting mid-canary would leave its share of clients on an app that cannot answer.
         return Arrangement((target, live_app), slots.live, canary=slots.target, canary_percent=canary_percent)
     return Arrangement((target, live_app), slots.live, slots.target if state == ModelState.DEPLOYING else None)
 

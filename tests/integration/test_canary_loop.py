@@ -68,7 +68,8 @@ def wire(daemon: Daemon, clock: Clock, metrics: Metrics | None) -> None:
     daemon.reconciler.clock = clock
     daemon.reconciler.probe_rollout = lambda model_id: (True, None)
     if metrics is not None:
-        daemon.reconciler.canary_watch = CanaryWatch(metrics, 30, monotonic=lambda: clock().timestamp())
+        daemon.reconciler.canary_watch = CanaryWatch(metrics, 30, monotonic=lambda: clock().timestamp(),
+                                                     clock=lambda: clock().timestamp())
 
 
 def front_route(serve, model_id):
@@ -76,10 +77,10 @@ def front_route(serve, model_id):
     return next(r for r in routes if r["model_id"] == model_id)
 
 
-@pytest.mark.parametrize("new_fails", [True, False])
-def test_a_canary_runs_through_the_loop_and_a_restarted_argusd_decides_it(world, new_fails):
+def into_canary(world, clock):
+    """Generation 1 runs; generation 2 (a canary of 10 % for 60 s) is probed and begins its
+    canary at T. Returns the model and its candidate's app."""
     gitops, daemon, serve, store, config = world
-    clock = Clock()
     wire(daemon, clock, None)
     daemon.tick()
     serve.settle()
@@ -96,7 +97,14 @@ def test_a_canary_runs_through_the_loop_and_a_restarted_argusd_decides_it(world,
     daemon.tick()   # healthy: probed, answered, the canary begins
     began = [e for e in store.events() if e.event_type == EventType.CANARY_STARTED]
     assert [e.payload["percent"] for e in began] == [10]
-    candidate = app_name(model.model_key) + "-b"
+    return model, app_name(model.model_key) + "-b"
+
+
+@pytest.mark.parametrize("new_fails", [True, False])
+def test_a_canary_runs_through_the_loop_and_a_restarted_argusd_decides_it(world, new_fails):
+    gitops, daemon, serve, store, config = world
+    clock = Clock()
+    model, candidate = into_canary(world, clock)
     route = front_route(serve, model.model_id)
     assert (route["app"], route["canary"]) == (app_name(model.model_key), {
         "app": candidate, "deployment": f"LLMServer:{model.model_key}", "percent": 10})
@@ -122,8 +130,9 @@ def test_a_canary_runs_through_the_loop_and_a_restarted_argusd_decides_it(world,
         if new_fails:
             assert row.state == ModelState.FAILED and row.applied_generation == 1
             assert row.error_summary == (
-                "generation 2 failed: its failure rate in the canary was above the serving one's (generation 2: "
-                "18 of 78 requests failed (23.1 %); generation 1: 6 of 546 requests failed (1.1 %)); "
+                "generation 2 failed: its failure rate in the canary was significantly above the serving one's "
+                "(z = 9.4 > 2; generation 2: 18 of 78 requests failed (23.1 %); generation 1: 6 of 546 requests "
+                "failed (1.1 %)); "
                 "serving generation 1")
             assert sorted(serve.apps) == ["argus", app_name(model.model_key)]
             assert "canary" not in front_route(serve, model.model_id)
@@ -135,5 +144,41 @@ def test_a_canary_runs_through_the_loop_and_a_restarted_argusd_decides_it(world,
                 "generation 1: 6 of 546 requests failed (1.1 %))")
             assert front_route(serve, model.model_id)["app"] == candidate
             assert "canary" not in front_route(serve, model.model_id)
+    finally:
+        again._drop_repo()
+
+
+@pytest.mark.parametrize("restart_at", [45, 90, 600])
+def test_an_argusd_restarted_late_in_a_canary_waits_for_a_full_window_before_deciding(world, restart_at):
+    """Restarted 45 s into a 60 s canary, or after its end (or long after: argusd was down): the
+    counts before are gone; it used to switch at once ("not compared": no counts yet) or on the
+    30 s it read at the end (10 requests on the new generation, too few to compare) a generation
+    that failed 60 % of its requests. It waits until it read 60 s, the split in place, then
+    rolls back."""
+    gitops, daemon, serve, store, config = world
+    clock = Clock()
+    model, candidate = into_canary(world, clock)
+    again = Daemon(daemon.config, store, serve, watch=False)
+    metrics = Metrics(clock, model.model_key)
+    wire(again, clock, metrics)
+    try:
+        puts = len(serve.puts)
+        old, new = [0, 0], [0, 0]
+        for tick in range(3):      # a tick every 30 s from the restart; 90 and 10 requests per 30 s
+            clock.now = T + timedelta(seconds=restart_at + 30 * tick)
+            metrics.counts[app_name(model.model_key)] = list(old)
+            metrics.counts[candidate] = list(new)
+            again.tick()
+            row = store.list_models()[0]
+            if tick < 2:
+                assert row.state == ModelState.DEPLOYING and len(serve.puts) == puts, tick
+                assert front_route(serve, model.model_id)["canary"]["app"] == candidate
+            old, new = [old[0] + 89, old[1] + 1], [new[0] + 4, new[1] + 6]
+        assert row.state == ModelState.FAILED and row.applied_generation == 1
+        assert row.error_summary == (
+            "generation 2 failed: its failure rate in the canary was significantly above the serving one's "
+            "(z = 9.8 > 2; generation 2: 12 of 20 requests failed (60.0 %); generation 1: 2 of 180 requests failed "
+            "(1.1 %)); serving generation 1")
+        assert "canary" not in front_route(serve, model.model_id)
     finally:
         again._drop_repo()

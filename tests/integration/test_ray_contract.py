@@ -95,6 +95,16 @@ def test_every_private_name_exists_with_the_shape_argus_uses():
                 "self._maybe_resolve_lora_from_multiplex()", "getattr(self.engine, engine_method)(request")],
             "server_init": list(inspect.signature(LLMServer.__init__).parameters)[:2],
         }
+        # The ErrorResponse rp.is_server_error_response tests for (the front end's canary counts) is
+        # the class Ray's ingress tests a model server's first chunk for, whose .error.code it
+        # answers as the HTTP status (so a code < 500 is the client's error).
+        from ray.llm._internal.serve.core.ingress import ingress as ray_ingress
+        process = inspect.getsource(rp.OpenAiIngress._process_llm_request)
+        out["error_response"] = [ray_ingress.ErrorResponse is rp.ErrorResponse,
+                                 "isinstance(first_chunk, ErrorResponse)" in process,
+                                 "status_code=first_chunk.error.code" in process,
+                                 rp.ErrorResponse.model_fields["error"].annotation.model_fields["code"].annotation
+                                 is int]
         print(json.dumps(out))
     """)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -113,6 +123,7 @@ def test_every_private_name_exists_with_the_shape_argus_uses():
     assert out["error"] == [404, "OpenAIHTTPException"]
     assert out["subclass"] is True and out["frontend"] == "Application"
     assert out["configured_lookup"] is True and out["adapter_card"] == "b"
+    assert out["error_response"] == [True, True, True, True]
     run_order = out["lora"].pop("run_request_order")
     assert 0 < run_order[0] < run_order[1], run_order
     assert out["lora"] == {"server_methods": {"_maybe_resolve_lora_from_multiplex": True, "_run_request": True},
