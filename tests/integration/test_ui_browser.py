@@ -27,6 +27,7 @@ if not (CHROMIUM and DRIVER):
 
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -326,22 +327,31 @@ def test_the_model_page_charts_its_requests_failures_and_latency(tmp_path, brows
 
             # The stub's traffic (tests/ray_metrics_stub.py: traffic_at), a point a second, as the
             # page draws and sums it: 25 points take in the burst of failures at scrapes 10 and 11.
+            # The page draws the panel anew each second: every read below is one script run in the
+            # page (an element found, then read in a second call, may be gone by then: stale).
             def drawn(d):
-                line = d.find_elements(By.CSS_SELECTOR, "#chart-requests polyline.requests")
-                return line and len(line[0].get_attribute("points").split()) >= 25
-            WebDriverWait(browser, 90).until(drawn)
-            found = re.search(r"(\d+) requests, (\d+) failed, mean latency (\d+) ms",
-                              browser.find_element(By.ID, "traffic-summary").text)
-            assert found and int(found[1]) >= 24 * 4 and int(found[2]) >= 4, browser.find_element(By.ID, "traffic").text
+                points = d.execute_script("const l = document.querySelector('#chart-requests polyline.requests');"
+                                          "return l ? l.getAttribute('points') : null")
+                return points is not None and len(points.split()) >= 25
+            WebDriverWait(browser, 90, ignored_exceptions=(StaleElementReferenceException,)).until(drawn)
+            panel = browser.execute_script("""
+                const text = (css) => { const e = document.querySelector(css); return e ? e.innerText : null; };
+                const svg = (id) => { const e = document.getElementById(id); const r = e.getBoundingClientRect();
+                                      return [e.tagName.toLowerCase(), r.height, e.checkVisibility()]; };
+                return {summary: text('#traffic-summary'), traffic: text('#traffic'),
+                        problem: document.getElementById('traffic-problem') !== null,
+                        charts: [svg('chart-requests'), svg('chart-latency')],
+                        failures: document.querySelector('#chart-requests polyline.failures').getAttribute('points'),
+                        failed: text('#traffic .failed')};""")
+            found = re.search(r"(\d+) requests, (\d+) failed, mean latency (\d+) ms", panel["summary"])
+            assert found and int(found[1]) >= 24 * 4 and int(found[2]) >= 4, panel["traffic"]
             assert 180 <= int(found[3]) <= 405, found[0]  # traffic_at's latencies: 180..405 ms
-            assert not browser.find_elements(By.ID, "traffic-problem")
-            assert browser.find_element(By.ID, "traffic").text.splitlines()[1].startswith(found[0])
-            for chart in ("chart-requests", "chart-latency"):
-                svg = browser.find_element(By.ID, chart)
-                assert svg.tag_name == "svg" and svg.is_displayed() and svg.size["height"] > 60
-            failures = browser.find_element(By.CSS_SELECTOR, "#chart-requests polyline.failures").get_attribute("points")
-            assert len({xy.split(",")[1] for xy in failures.split()}) >= 2  # flat at 0 but for the burst
-            assert browser.find_element(By.CSS_SELECTOR, "#traffic .failed").text.endswith("failed")
+            assert not panel["problem"]
+            assert [line for line in panel["traffic"].splitlines() if line.strip()][1].startswith(found[0]), panel
+            for tag, height, visible in panel["charts"]:
+                assert tag == "svg" and visible and height > 60, panel["charts"]
+            assert len({xy.split(",")[1] for xy in panel["failures"].split()}) >= 2  # flat at 0 but for the burst
+            assert panel["failed"].endswith("failed")
             # The API says the same (the page only draws it).
             status, traffic, _ = api.http("GET", f"/api/v2/serve/models/{model['model_key']}/traffic", token=token)
             assert status == 200 and traffic["available"] is True and traffic["problem"] is None, traffic
@@ -354,7 +364,7 @@ def test_the_model_page_charts_its_requests_failures_and_latency(tmp_path, brows
             ray.down = True
             wait.until(EC.text_to_be_present_in_element((By.ID, "traffic-problem"),
                                                         f"Ray's metrics cannot be read now: cannot reach the Ray dashboard at {ray.url}"))
-            assert browser.find_element(By.ID, "chart-requests").is_displayed()
+            assert browser.execute_script("return document.getElementById('chart-requests').checkVisibility()")
             assert "alice-" in browser.find_element(By.ID, "model-id").text
             assert "num_replicas: 1" in browser.find_element(By.ID, "resolved-spec").text
         finally:
