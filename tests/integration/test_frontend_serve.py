@@ -361,6 +361,11 @@ def test_a_canary_split_sends_its_share_to_the_new_generation_and_a_stream_stays
     split = [Route("alice-1-m", OLD.name, "LLMServer:old", 2048, canary=Canary(NEW.name, "LLMServer:new", 20)),
              Route("bob-1-t", OLD.name, "LLMServer:old", 2048, base_model="alice-1-m",
                    canary=Canary(NEW.name, "LLMServer:new", 50)), STARTING, *HELD]
+    # Both generations run before the split, as argusd splits only then (the switch test before
+    # this one removed the old app: requests split to it while it started again failed).
+    serve.put_config(config(BEFORE))
+    _wait(lambda: said(chat("alice-1-m")).startswith("old ") and said(chat(probe_id("alice-1-m"))).startswith("new "),
+          "both generations running", 120)
     serve.put_config(config(split))
     try:
         _wait(lambda: {said(chat("alice-1-m")).split(" ", 1)[0] for _ in range(30)} == {"old", "new"},
