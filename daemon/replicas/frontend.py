@@ -43,7 +43,28 @@ async def answer_response(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(answer.body(), status_code=answer.status, headers=answer.headers())
 
 
-class HeldResponse:
+class FirstChunkStream:
+    """A streaming handle call whose first chunk argus watches (`_first_chunk`). After it the
+    stream is Serve's own: its awaitable is handed back as is (no coroutine of ours per chunk on
+    the hot path)."""
+
+    _response: Any
+    _first: bool
+
+    def __aiter__(self) -> "FirstChunkStream":
+        return self
+
+    def __anext__(self) -> Awaitable[Any]:
+        if not self._first:
+            return self._response.__anext__()
+        self._first = False
+        return self._first_chunk()
+
+    async def _first_chunk(self) -> Any:
+        raise NotImplementedError
+
+
+class HeldResponse(FirstChunkStream):
     """A streaming handle call to a model that may be at zero replicas. Serve's handle already
     queues a request while the deployment has no replica, and its router reports the queued
     request to the controller at once, which scales the deployment up from zero without its
@@ -58,21 +79,10 @@ class HeldResponse:
         self._first = True
         self._expired: Answer | None = None
 
-    def __aiter__(self) -> "HeldResponse":
-        return self
-
     def _hold_ran_out(self) -> None:
         self._expired = hold_expired(self._model, self._hold_s, ray_private.assigned(self._response))
         if self._expired is not None:
             self._response.cancel()
-
-    def __anext__(self) -> Awaitable[Any]:
-        # After the first chunk the stream is Serve's own: its awaitable is handed back as is (no
-        # coroutine of ours per chunk on the hot path).
-        if not self._first:
-            return self._response.__anext__()
-        self._first = False
-        return self._first_chunk()
 
     async def _first_chunk(self) -> Any:
         timer = asyncio.get_running_loop().call_later(self._hold_s, self._hold_ran_out)
@@ -118,24 +128,15 @@ def _count(target: Target, ok: bool) -> None:
                              "outcome": "ok" if ok else "failed"})
 
 
-class CountedResponse:
+class CountedResponse(FirstChunkStream):
     """A handle call whose outcome is counted by the generation it went to: failed when it raised
     (a replica's error, one that died, a hold that ran out) or its first chunk is a server error
     (5xx) the model server answered; a client's own error (4xx) is ok, a client that went away
     is not counted. After the first chunk the
-    stream is Serve's own (as HeldResponse)."""
+    stream is Serve's own (FirstChunkStream)."""
 
     def __init__(self, response: Any, target: Target) -> None:
         self._response, self._target, self._first = response, target, True
-
-    def __aiter__(self) -> "CountedResponse":
-        return self
-
-    def __anext__(self) -> Awaitable[Any]:
-        if not self._first:
-            return self._response.__anext__()
-        self._first = False
-        return self._first_chunk()
 
     async def _first_chunk(self) -> Any:
         try:
