@@ -125,6 +125,9 @@ class ArgusLLMServer(LLMServer):
         source = llm_config.model_loading_config.model_source
         if isinstance(source, str):
             llm_config.model_loading_config.model_source = check_model_folder(source, self._owner)
+            # The folder is local and checked: no node initialization task when the replica's
+            # placement group is on its own node (ray_private.OneNodeInit).
+            ray_private.skip_node_init_on_one_node(llm_config)
         # vLLM reads adapters only from copies in this replica's own folder (weights.py).
         self._copies = tempfile.mkdtemp(prefix="argus-adapters-")
         atexit.register(shutil.rmtree, self._copies, True)

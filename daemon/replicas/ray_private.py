@@ -10,6 +10,7 @@ tests/integration/test_ray_contract.py pins each name against the Ray in the ser
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import ray
@@ -23,6 +24,7 @@ if ray.__version__ not in TESTED_RAY:
         "(docs/operating.md), or upgrade argus")
 
 from ray import serve  # noqa: E402
+from ray.llm._internal.common.callbacks.base import CallbackBase, CallbackConfig  # noqa: E402
 from ray.llm._internal.serve.core.configs.llm_config import DiskMultiplexConfig  # noqa: E402
 from ray.llm._internal.serve.core.configs.openai_api_models import (  # noqa: E402
     ErrorResponse, ModelCard, OpenAIHTTPException)
@@ -31,7 +33,8 @@ from ray.serve.llm.ingress import OpenAiIngress, make_fastapi_ingress  # noqa: E
 
 __all__ = ["OpenAiIngress", "make_fastapi_ingress", "ModelCard", "openai_app", "deployment_handle", "model_card",
            "openai_error", "handles", "forget_configured", "configured_ids", "set_configured", "set_tables",
-           "load_adapter", "unload_adapter", "assigned", "is_server_error_response", "TESTED_RAY"]
+           "load_adapter", "unload_adapter", "assigned", "is_server_error_response", "skip_node_init_on_one_node",
+           "TESTED_RAY"]
 
 # What the contract test checks: attributes OpenAiIngress sets in __init__ and uses per
 # request, the methods argus overrides (its model lookup, and GET /v1/models/{model}'s route,
@@ -55,6 +58,10 @@ RESPONSE_ASSIGNMENT = "_replica_result_future"
 # _run_request, which resolves the adapter before it calls the engine), the engine's vLLM
 # model registry, and its load/unload calls.
 LLM_SERVER_METHODS = ("_maybe_resolve_lora_from_multiplex", "_run_request")
+# Ray's vLLM engine runs its node initialization (VLLMEngine.start: a Ray task per node of the
+# replica's placement group, each a new worker importing torch and transformers to "download"
+# the model) unless a callback clears ctx.run_init_node (OneNodeInit below; the contract test
+# runs Ray's own start() with it).
 ENGINE_ATTRIBUTES = ("_oai_models",)
 
 
@@ -142,3 +149,41 @@ async def unload_adapter(server: Any, name: str) -> None:
     models = server.engine._oai_models
     if name in models.lora_requests:
         await models.unload_lora_adapter(UnloadLoRAAdapterRequest(lora_name=name))
+
+
+def prepare_local_node() -> None:
+    """What Ray's node initialization does for a model folder already on disk (no mirror, no
+    remote path: download_utils.download_model_files), done in the replica's own process: make
+    torch's kernels folder (Ray's workaround for torch failing to make it)."""
+    import torch
+    os.makedirs(os.path.join(torch.hub._get_torch_home(), "kernels"), exist_ok=True)
+
+
+def placement_nodes(placement_group: Any) -> set[str] | None:
+    """The nodes a placement group's bundles are on (none without a placement group; None
+    while a bundle is not placed yet, so nothing is known)."""
+    if placement_group is None:
+        return set()
+    table = ray.util.placement_group_table(placement_group)
+    nodes = [table["bundles_to_node_id"].get(bundle) for bundle in table["bundles"]]
+    return set(nodes) if all(nodes) else None   # an unplaced bundle's node is "" or missing
+
+
+class OneNodeInit(CallbackBase):
+    """Skips Ray Serve LLM's node initialization when the replica's placement group is on the
+    replica's own node: its one task there is a new Ray worker that imports torch and
+    transformers (~16 s of a 2-core cold start) to find that a local folder needs no download.
+    A placement group across nodes (tensor or pipeline parallel over several hosts) keeps Ray's
+    task, which prepares every node. argus serves only local folders (weights.check_model_folder)."""
+
+    async def on_before_node_init(self) -> None:
+        nodes = placement_nodes(self.ctx.placement_group)
+        if nodes is not None and nodes <= {ray.get_runtime_context().get_node_id()}:
+            prepare_local_node()
+            self.ctx.run_init_node = False
+
+
+def skip_node_init_on_one_node(llm_config: Any) -> None:
+    """Give an LLMConfig the callback above (in the replica: the rendered config is unchanged,
+    so an argus upgrade changes no model's Serve config and restarts nothing)."""
+    llm_config.callback_config = CallbackConfig(callback_class=OneNodeInit)

@@ -624,3 +624,63 @@ def test_the_drain_bound_is_what_serve_runs_and_a_change_of_it_restarts_no_repli
     assert out["restart"] == [False, False, False]
     assert out["updated"] == [True, True, True]
     assert out["code_change_restarts"] is True
+
+
+def test_a_replica_on_one_node_skips_ray_serve_llms_node_initialization_task():
+    """Ray's own VLLMEngine.start, up to the engine config (stopped there): with argus's callback
+    (ray_private.skip_node_init_on_one_node, what ArgusLLMServer applies before it starts) and a
+    placement group on this node, Ray's node initialization (a Ray task per node that imports
+    torch and transformers, ~16 s of a cold start, to find a local folder needs no download) does
+    not run; with Ray's default callback it does (the control), and with a placement group on two
+    nodes (multi-host tensor parallel) argus leaves it to Ray. A real GPU changes none of this
+    path: the placement group's nodes decide."""
+    result = run_in_serving_venv("""
+        import asyncio, json
+        import ray
+        from ray.serve.llm import LLMConfig
+        from ray.llm._internal.serve.engines.vllm import vllm_engine
+        from daemon.replicas import ray_private as rp
+
+        ray.init(log_to_driver=False)   # joins the running head (CI's), or starts a local one
+        initialized = []
+
+        async def initialize_node(llm_config):
+            initialized.append(llm_config.model_id)
+
+        class EngineConfigReached(Exception):
+            pass
+
+        def prepare_engine_config(self, ctx):
+            raise EngineConfigReached()
+
+        vllm_engine.initialize_node = initialize_node
+        vllm_engine.VLLMEngine._prepare_engine_config = prepare_engine_config
+        here = ray.get_runtime_context().get_node_id()
+        real_nodes = rp.placement_nodes
+
+        def start(model_id, argus, nodes=None):
+            config = LLMConfig(model_loading_config={"model_id": model_id, "model_source": "/m"},
+                               accelerator_config={"kind": "cpu"})
+            if argus:
+                rp.skip_node_init_on_one_node(config)
+            pg = config.get_or_create_callback().ctx.placement_group   # as a replica's, placed first
+            ray.get(pg.ready(), timeout=120)
+            rp.placement_nodes = real_nodes if nodes is None else (lambda _: nodes)
+            try:
+                asyncio.run(vllm_engine.VLLMEngine(config).start())
+            except EngineConfigReached:
+                pass
+            placed = real_nodes(pg)
+            ray.util.remove_placement_group(pg)
+            return placed
+
+        out = {"one_node": start("argus", True) == {here}}
+        start("ray", False)
+        start("two-nodes", True, {here, "another-node"})
+        out["initialized"] = initialized
+        print(json.dumps(out))
+    """)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["one_node"] is True, out
+    assert out["initialized"] == ["ray", "two-nodes"], out
