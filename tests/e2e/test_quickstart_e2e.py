@@ -1,7 +1,7 @@
 """The README's first command: from nothing to a served model; the whole Ray head restarted
 under the running argusd (it puts the model back unattended: the same model, no commit, no
-restart of argusd) while the quickstart's rerun waits for a real answer; scale and delete
-with --wait; `quickstart.sh down` stops argusd and Ray (so this module runs after every other
+restart of argusd) while the quickstart's rerun waits for a real answer; adapters enabled
+(a rollout under plain and streaming requests, none failed) and the model deleted, with --wait; `quickstart.sh down` stops argusd and Ray (so this module runs after every other
 e2e test: tests/e2e/conftest.py)."""
 import json
 import re
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import Http, run_argusctl
+from helpers import Http, Prober, run_argusctl
 
 pytestmark = pytest.mark.e2e
 
@@ -103,24 +103,47 @@ def test_quickstart_serves_a_model_and_write_commands_report_the_final_state(e2e
     after = json.loads(run_argusctl("status", model_id, "-o", "json", env=env).stdout)["model"]
     assert after["state"] == "RUNNING" and after["model_key"] == key  # the same model, not a new one
 
-    scaled = run_argusctl("scale", "smollm2-135m", "--replicas", "2", "--wait", env=env, timeout=1200)
-    assert scaled.returncode == 0, scaled.stdout + scaled.stderr
-    # --wait ends with the id a client sends and a curl line, after the model's final state.
-    assert "demo/smollm2-135m: RUNNING" in scaled.stdout.splitlines(), scaled.stdout
-    assert f"model: {model_id}  (send this as \"model\"" in scaled.stdout, scaled.stdout
-    # The user's change survives another run: no commit, still 2 replicas.
+    # The user's next change: LoRA adapters enabled on the model (issue 23.2). A new generation
+    # starts beside the serving one and the front end switches to it once it answered; plain and
+    # streaming requests sent all along never fail and none is a 404. --wait ends with the id a
+    # client sends and a curl line, after the model's final state.
+    spec_file = home / "work" / "models.d" / "demo" / "smollm2-135m.yaml"
+    tmp_spec = home / "smollm2-135m-adapters.yaml"
+    tmp_spec.write_text(spec_file.read_text() + "adapters:\n  max_rank: 8\n")
+    probers = [Prober(model_id, stream) for stream in (False, True)]
+    for prober in probers:
+        prober.start()
+    time.sleep(3)
+    changed = time.monotonic()
+    applied = run_argusctl("apply", "-f", str(tmp_spec), "--wait", env=env, timeout=1200)
+    time.sleep(5)
+    for prober in probers:
+        prober.stop.set()
+        prober.join(timeout=70)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert "demo/smollm2-135m: RUNNING" in applied.stdout.splitlines(), applied.stdout
+    assert f"model: {model_id}  (send this as \"model\"" in applied.stdout, applied.stdout
+    for prober in probers:
+        requests, failed, longest = prober.window(changed, time.monotonic())
+        assert requests > 10 and failed == 0, (f"{failed} of {requests} {'streaming ' if prober.stream_requests else ''}"
+                                               f"requests failed while adapters were enabled (longest outage {longest} s):"
+                                               f" {prober.errors[-3:]}")
+    print(f"adapters enabled: {sum(p.window(changed, time.monotonic())[0] for p in probers)} requests, 0 failed")
+    # The user's change survives another run: no commit, the adapters kept.
     commits = git_log()
     again = quickstart(timeout=600)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "demo/smollm2-135m: already in your repo (RUNNING in argusd's store), left as it is, RUNNING" in again.stdout
     assert git_log() == commits
     status = json.loads(run_argusctl("status", model_id, "-o", "json", env=env).stdout)
-    assert status["model"]["resolved"]["num_replicas"] == 2 and status["model"]["model_id"] == model_id
+    assert status["model"]["resolved"]["adapters"] and status["model"]["model_id"] == model_id, status
+    assert status["model"]["applied_generation"] == status["model"]["generation"] == after["generation"] + 1, status
     deleted = run_argusctl("delete", model_id, "--wait", env=env, timeout=600)
     assert deleted.returncode == 0, deleted.stdout + deleted.stderr
     assert deleted.stdout.strip().splitlines()[-1] == "demo/smollm2-135m: DELETED"
-    assert git_log()[:3] == ["demo|delete demo/smollm2-135m", "demo|scale demo/smollm2-135m: num_replicas 1 -> 2",
-                             "demo|apply demo/smollm2-135m: new model"]
+    log = git_log()
+    assert log[0] == "demo|delete demo/smollm2-135m" and log[2] == "demo|apply demo/smollm2-135m: new model", log[:3]
+    assert log[1].startswith("demo|apply demo/smollm2-135m"), log[:3]
 
     # `down` stops argusd and the Ray head.
     down = quickstart("down", timeout=300)

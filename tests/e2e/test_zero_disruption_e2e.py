@@ -92,6 +92,7 @@ class Steady:
         self.client = ServeClient("http://127.0.0.1:8265")
         self.adapters = home / "private" / "users" / "zd" / "adapters"
         self.model_dir = home / "private" / "hf" / "SmolLM2-135M-Instruct"
+        self.serving_dir = self.model_dir    # the folder A's serving generation reads (a rollout changes it)
         self.eve = home / "private" / "users" / "eve" / "adapters" / "a1"   # another user's adapter
         self.expected: dict[str, str] = {}
         self.a: dict = {}
@@ -186,10 +187,10 @@ def steady(e2e_home, tmp_path_factory, repo_root):
     assert s.expected["base"] != s.expected["adapter"] and s.expected["long"] != s.expected["long-v2"]
     s.a = s.status("steady")
     yield s
-    if (s.model_dir.is_symlink()):  # a swap test that failed before putting the folder back
-        eve_model = Path(os.readlink(s.model_dir))
-        os.unlink(s.model_dir)
-        os.rename(eve_model, s.model_dir)
+    if (s.serving_dir.is_symlink()):  # a swap test that failed before putting the folder back
+        eve_model = Path(os.readlink(s.serving_dir))
+        os.unlink(s.serving_dir)
+        os.rename(eve_model, s.serving_dir)
     start_argusd(home, env)
     s.delete_if_there("bad", "tutor", "broken", "live", "moved", "churn", "steady")
     remove_foreign(s.client)
@@ -495,6 +496,11 @@ def test_argus_apps_removed_behind_its_back_are_applied_again_and_another_teams_
 
 
 STEADY = f"model_id: steady\nmodel_source: {SOURCE}\nadapters:\n  max_rank: 8\n  max_loaded: 2\n"
+# The rollout's new weights: the same model in a new folder (hard links), so the answers stay
+# the plain-vLLM reference's and the new generation provably reads the new path.
+V2 = "SmolLM2-135M-Instruct-v2"
+ROLLED = (STEADY.replace("max_loaded: 2", "max_loaded: 3").replace(SOURCE, f"{SOURCE}-v2")
+          + "engine_kwargs:\n  max_num_seqs: 8\n")
 
 
 @contextlib.contextmanager
@@ -544,14 +550,18 @@ def switched_after(steady: Steady, since_wall: float) -> float:
     return parse_iso(switched[-1]["time"]).timestamp() - since_wall
 
 
-def test_an_engine_and_adapter_settings_change_of_a_starts_beside_it_and_moves_its_adapter_without_a_failed_request(
-        steady):
-    """A rollout of A itself, by one commit that changes its engine_kwargs and its LoRA settings
-    (one new generation, one cold start, for both kinds of change): the new generation starts in
-    the other app, A's adapter is loaded on it and answers its probe before the switch, A's and
-    the adapter's requests move to it, and the old one drains; plain and streaming requests on A
-    and on the adapter never fail, none is a 404."""
+def test_new_weights_engine_and_adapter_settings_roll_out_beside_a_and_survive_argusd_killed_mid_rollout(steady):
+    """A rollout of A itself, by one commit that changes its weights (a new folder), its
+    engine_kwargs and its LoRA settings (one new generation, one cold start, for the three kinds
+    of change): the new generation starts in the other app, reading the new folder; argusd is
+    killed (-9) while it starts and started again, and completes the rollout from the store and
+    what Serve runs (issue 23.5); A's adapter is loaded on the new generation and answers its
+    probe before the switch, A's and the adapter's requests move to it, and the old one drains;
+    plain and streaming requests on A and on the adapter never fail, none is a 404."""
     adapter = steady.adapters / "a1"
+    new_folder = steady.model_dir.parent / V2
+    if not new_folder.exists():
+        shutil.copytree(steady.model_dir, new_folder, copy_function=os.link)   # hard links: no copy of the weights
     try:
         result = steady.apply("tutor", f"model_id: tutor\nbase_model: steady\nmodel_source: {adapter}\n")
         assert result.returncode == 0 and "zd/tutor: RUNNING" in result.stdout, result.stdout + result.stderr
@@ -559,14 +569,30 @@ def test_an_engine_and_adapter_settings_change_of_a_starts_beside_it_and_moves_i
         before = a_apps(steady.client, steady.a["model_key"])
         wall = time.time()
         with rolling(steady, tutor):
-            result = steady.apply("steady", STEADY.replace("max_loaded: 2", "max_loaded: 3")
-                                  + "engine_kwargs:\n  max_num_seqs: 8\n")
-            assert result.returncode == 0 and "zd/steady: RUNNING" in result.stdout, result.stdout + result.stderr
+            (steady.work / "steady.yaml").write_text(ROLLED)
+            result = steady.ctl("apply", "-f", str(steady.work / "steady.yaml"))
+            assert result.returncode == 0, result.stdout + result.stderr
+            deadline = time.monotonic() + 300
+            while len(a_apps(steady.client, steady.a["model_key"])) < 2:   # the new generation is starting
+                assert time.monotonic() < deadline, a_apps(steady.client, steady.a["model_key"])
+                time.sleep(1)
+            argusd = int((steady.home / "state" / "argusd.pid").read_text())
+            os.kill(argusd, signal.SIGKILL)
+            print("ROLLOUT: argusd killed while the new generation starts")
+            start_argusd(steady.home, steady.env)
+            deadline = time.monotonic() + 900
+            while (a := steady.status("steady"))["applied_generation"] != a["generation"] or a["state"] != "RUNNING":
+                assert a["state"] in ("RUNNING", "DEPLOYING"), a   # never FAILED: the serving generation serves on
+                assert time.monotonic() < deadline, a
+                time.sleep(3)
+            steady.serving_dir = new_folder
             after = settle_to_one_app(steady)
-        print(f"ROLLOUT engine_kwargs + adapters: change->switched {switched_after(steady, wall):.1f} s")
+        print(f"ROLLOUT weights + engine_kwargs + adapters: change->switched {switched_after(steady, wall):.1f} s")
         assert after != before
         a = steady.status("steady")
-        assert a["applied_generation"] == a["generation"] and a["state"] == "RUNNING"
+        assert a["applied_generation"] == a["generation"] and a["state"] == "RUNNING", a
+        assert a["resolved"]["model_source"].endswith(f"/hf/{V2}"), a["resolved"]
+        assert deployment_source(steady.client, a["model_key"]).endswith(f"/hf/{V2}")   # what Serve runs
         assert completion(a["model_id"]) == steady.expected["base"]
         assert completion(tutor) == steady.expected["adapter"]
         assert steady.status("tutor")["state"] == "RUNNING"
@@ -580,8 +606,7 @@ def test_a_generation_of_a_that_cannot_start_is_rolled_back_and_a_fix_rolls_out(
     serves on; the commit that fixes it goes out (here: back to what serves, in place)."""
     serving = steady.status("steady")["generation"]
     with rolling(steady):
-        result = steady.apply("steady", STEADY.replace("max_loaded: 2", "max_loaded: 3")
-                              + "engine_kwargs:\n  max_num_seqs: 8\n  max_model_len: 1000000\n"
+        result = steady.apply("steady", ROLLED + "  max_model_len: 1000000\n"
                               "  hf_overrides:\n    max_position_embeddings: 8192\n")
         assert result.returncode != 0 and "zd/steady: FAILED" in result.stdout, result.stdout + result.stderr
         a = steady.status("steady")
@@ -591,8 +616,7 @@ def test_a_generation_of_a_that_cannot_start_is_rolled_back_and_a_fix_rolls_out(
         settle_to_one_app(steady)                                         # the failed one's replicas went
         shown = run_argusctl("status", env=steady.env).stdout
         assert f"generation {serving + 1} failed" in shown, shown
-        result = steady.apply("steady", STEADY.replace("max_loaded: 2", "max_loaded: 3")
-                              + "engine_kwargs:\n  max_num_seqs: 8\n")
+        result = steady.apply("steady", ROLLED)
         assert result.returncode == 0 and "zd/steady: RUNNING" in result.stdout, result.stdout + result.stderr
     a = steady.status("steady")
     assert a["applied_generation"] == a["generation"] == serving + 2
@@ -602,7 +626,7 @@ def test_a_generation_of_a_that_cannot_start_is_rolled_back_and_a_fix_rolls_out(
 def test_as_model_folder_swapped_into_another_users_tree_stops_its_next_replica_and_fails_a(steady):
     """Last (it ends A): with argusd stopped, so that only the replica decides, A's next replica
     refuses to start with the reason and starts no engine; argusd, back, FAILS A with it."""
-    home, env, client, a, model_dir = steady.home, steady.env, steady.client, steady.a, steady.model_dir
+    home, env, client, a, model_dir = steady.home, steady.env, steady.client, steady.a, steady.serving_dir
     assert subprocess.run(["scripts/argusd_up.sh", "stop"], cwd=steady.repo_root, env=env).returncode == 0
     eve_model = home / "private" / "users" / "eve" / model_dir.name
     os.rename(model_dir, eve_model)
@@ -675,6 +699,14 @@ def remove_foreign(client: ServeClient) -> None:
         client.put_config({"proxy_location": "HeadOnly", "http_options": {"host": "127.0.0.1", "port": 8000},
                            "applications": [app["deployed_app_config"] for name, app in apps.items()
                                             if name != "team-b" and app.get("deployed_app_config")]})
+
+
+def deployment_source(client, model_key: str) -> str:
+    """The model folder in the Serve config of the app that holds the model's deployment."""
+    for app in (client.get_applications().get("applications") or {}).values():
+        if f"LLMServer:{model_key}" in (app.get("deployments") or {}):
+            return app["deployed_app_config"]["args"]["llm_config"]["model_loading_config"]["model_source"]
+    return ""
 
 
 def deployment_message(client, model_key: str) -> str:
