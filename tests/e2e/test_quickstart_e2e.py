@@ -107,9 +107,8 @@ def test_quickstart_serves_a_model_and_write_commands_report_the_final_state(e2e
     # starts beside the serving one and the front end switches to it once it answered; plain and
     # streaming requests sent all along never fail and none is a 404. --wait ends with the id a
     # client sends and a curl line, after the model's final state.
-    spec_file = home / "work" / "models.d" / "demo" / "smollm2-135m.yaml"
-    tmp_spec = home / "smollm2-135m-adapters.yaml"
-    tmp_spec.write_text(spec_file.read_text() + "adapters:\n  max_rank: 8\n")
+    tmp_spec = home / "smollm2-135m-adapters.yaml"   # the example spec the quickstart applied, with adapters
+    tmp_spec.write_text((repo_root / "models.d" / "bob" / "smollm2.yaml").read_text() + "adapters:\n  max_rank: 8\n")
     probers = [Prober(model_id, stream) for stream in (False, True)]
     for prober in probers:
         prober.start()
