@@ -124,7 +124,7 @@ class ArgusLLMServer(LLMServer):
         self._owner = Owner.from_env(os.environ)
         source = llm_config.model_loading_config.model_source
         if isinstance(source, str):
-            llm_config.model_loading_config.model_source = check_model_folder(source, self._owner)
+            ray_private.serve_from_folder(llm_config, check_model_folder(source, self._owner))
             # The folder is local and checked: no node initialization task when the replica's
             # placement group is on its own node (ray_private.OneNodeInit).
             ray_private.skip_node_init_on_one_node(llm_config)

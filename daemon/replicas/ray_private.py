@@ -34,7 +34,7 @@ from ray.serve.llm.ingress import OpenAiIngress, make_fastapi_ingress  # noqa: E
 __all__ = ["OpenAiIngress", "make_fastapi_ingress", "ModelCard", "openai_app", "deployment_handle", "model_card",
            "openai_error", "handles", "forget_configured", "configured_ids", "set_configured", "set_tables",
            "load_adapter", "unload_adapter", "assigned", "is_server_error_response", "skip_node_init_on_one_node",
-           "TESTED_RAY"]
+           "serve_from_folder", "TESTED_RAY"]
 
 # What the contract test checks: attributes OpenAiIngress sets in __init__ and uses per
 # request, the methods argus overrides (its model lookup, and GET /v1/models/{model}'s route,
@@ -58,11 +58,11 @@ RESPONSE_ASSIGNMENT = "_replica_result_future"
 # _run_request, which resolves the adapter before it calls the engine), the engine's vLLM
 # model registry, and its load/unload calls.
 LLM_SERVER_METHODS = ("_maybe_resolve_lora_from_multiplex", "_run_request")
+ENGINE_ATTRIBUTES = ("_oai_models",)
 # Ray's vLLM engine runs its node initialization (VLLMEngine.start: a Ray task per node of the
 # replica's placement group, each a new worker importing torch and transformers to "download"
 # the model) unless a callback clears ctx.run_init_node (OneNodeInit below; the contract test
 # runs Ray's own start() with it).
-ENGINE_ATTRIBUTES = ("_oai_models",)
 
 
 def deployment_handle(deployment: str, app: str) -> Any:
@@ -187,3 +187,14 @@ def skip_node_init_on_one_node(llm_config: Any) -> None:
     """Give an LLMConfig the callback above (in the replica: the rendered config is unchanged,
     so an argus upgrade changes no model's Serve config and restarts nothing)."""
     llm_config.callback_config = CallbackConfig(callback_class=OneNodeInit)
+
+
+def serve_from_folder(llm_config: Any, folder: str) -> None:
+    """Make the engine read `folder` (the model folder as checked). Setting model_source alone
+    is not enough: the builder's get_deployment_options derived the engine config from the
+    config as written and LLMConfig caches it (`_engine_config`, pickled with the config to the
+    replica), and vLLM is given that engine config's hf_model_id: the path as written, through
+    any symlink the check resolved. Dropping the cache makes the replica derive it again from
+    the checked folder."""
+    llm_config.model_loading_config.model_source = folder
+    llm_config._engine_config = None

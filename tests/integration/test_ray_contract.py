@@ -157,9 +157,11 @@ def test_llm_server_keeps_serves_log_file_and_checks_the_model_folder_before_the
     any engine is made."""
     result = run_in_serving_venv("""
         import asyncio, json, logging, logging.handlers, tempfile, os
+        import cloudpickle
         from vllm.config.logging import LoggingConfig
         from vllm.logger import configure_logging
         from ray.serve.llm import LLMConfig, LLMServer
+        from daemon.replicas import ray_private
         from daemon.replicas.model_server import ArgusLLMServer, build_model_app
         from daemon.core.replica_contract import OWNER_ENV, ROOT_ENV
 
@@ -173,15 +175,22 @@ def test_llm_server_keeps_serves_log_file_and_checks_the_model_folder_before_the
         serve_logger = logging.getLogger("ray.serve")
         serve_logger.addHandler(memory)
         serve_logger.setLevel(logging.INFO)
-        engines = []
+        engines, callbacks = [], []
 
         class Engine:  # stands in for vLLM's engine; starting it applies vLLM's own logging config
-            def __init__(self, config): engines.append(config.model_loading_config.model_source)
+            def __init__(self, config):
+                # the path vLLM is given: the engine config's (VLLMEngineConfig.get_initialization_kwargs)
+                engines.append(config.get_engine_config().get_initialization_kwargs()["model"])
+                callbacks.append(config.callback_config.callback_class is ray_private.OneNodeInit)
             async def start(self): configure_logging(LoggingConfig())
             async def check_health(self): pass
 
         def config(source):
-            return LLMConfig(model_loading_config={"model_id": "m", "model_source": source})
+            # as a replica gets it: built by argus's builder (whose deployment options derive and
+            # cache Ray's engine config), pickled to the replica
+            app = build_model_app({"llm_config": LLMConfig(model_loading_config={"model_id": "m",
+                                                                                 "model_source": source}).model_dump()})
+            return cloudpickle.loads(cloudpickle.dumps(app._bound_deployment.init_kwargs["llm_config"]))
         out = {}
         for cls in (LLMServer, ArgusLLMServer):
             memory.setTarget(logging.FileHandler(path))
@@ -199,7 +208,9 @@ def test_llm_server_keeps_serves_log_file_and_checks_the_model_folder_before_the
             asyncio.run(server.__init__(config(os.path.join(root, "users/alice/m")), engine_cls=Engine))
         except Exception as exc:
             out["swapped"] = [type(exc).__name__, str(exc).replace(root, "<root>"), len(engines)]
-        app = build_model_app({"llm_config": config("/m").model_dump()})
+        out["callbacks"] = callbacks
+        app = build_model_app({"llm_config": LLMConfig(model_loading_config={"model_id": "m",
+                                                                             "model_source": "/m"}).model_dump()})
         out["deployment"] = app._bound_deployment.name
         print(json.dumps(out))
     """)
@@ -207,8 +218,11 @@ def test_llm_server_keeps_serves_log_file_and_checks_the_model_folder_before_the
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["LLMServer"] is False, out  # the interaction argus repairs (if Ray fixes it, drop the repair)
     assert out["ArgusLLMServer"] is True and out["written"], out
-    # Ray's server reads the path as given; argus's gives vLLM the folder it checked.
+    # Ray's server reads the path as given; argus's gives vLLM the folder it checked (not the
+    # path as written, cached in the engine config the builder derived), and skips Ray's node
+    # initialization task on one node (ray_private.OneNodeInit).
     assert out["engine_read"] == ["<root>/users/alice/link", "<root>/users/alice/m"], out
+    assert out["callbacks"] == [False, True], out
     assert out["swapped"] == ["WeightsRefusedError", "<root>/users/alice/m leads to <root>/users/eve/m: <root>/users/eve/m "
                               "is in user 'eve''s tree, not alice's; only alice's own files and shared models are served",
                               2], out  # no third engine
