@@ -1,7 +1,8 @@
 """The README's first command: from nothing to a served model; the whole Ray head restarted
 under the running argusd (it puts the model back unattended: the same model, no commit, no
 restart of argusd) while the quickstart's rerun waits for a real answer; adapters enabled
-(a rollout under plain and streaming requests, none failed) and the model deleted, with --wait; `quickstart.sh down` stops argusd and Ray (so this module runs after every other
+(a rollout under plain and streaming requests, none failed) and the model deleted, with
+--wait; `quickstart.sh down` stops argusd and Ray (so this module runs after every other
 e2e test: tests/e2e/conftest.py)."""
 import json
 import re
@@ -112,13 +113,15 @@ def test_quickstart_serves_a_model_and_write_commands_report_the_final_state(e2e
     probers = [Prober(model_id, stream) for stream in (False, True)]
     for prober in probers:
         prober.start()
-    time.sleep(3)
-    changed = time.monotonic()
-    applied = run_argusctl("apply", "-f", str(tmp_spec), "--wait", env=env, timeout=1200)
-    time.sleep(5)
-    for prober in probers:
-        prober.stop.set()
-        prober.join(timeout=70)
+    try:
+        time.sleep(3)
+        changed = time.monotonic()
+        applied = run_argusctl("apply", "-f", str(tmp_spec), "--wait", env=env, timeout=1200)
+        time.sleep(5)
+    finally:
+        for prober in probers:
+            prober.stop.set()
+            prober.join(timeout=70)
     assert applied.returncode == 0, applied.stdout + applied.stderr
     assert "demo/smollm2-135m: RUNNING" in applied.stdout.splitlines(), applied.stdout
     assert f"model: {model_id}  (send this as \"model\"" in applied.stdout, applied.stdout
@@ -142,7 +145,7 @@ def test_quickstart_serves_a_model_and_write_commands_report_the_final_state(e2e
     assert deleted.stdout.strip().splitlines()[-1] == "demo/smollm2-135m: DELETED"
     log = git_log()
     assert log[0] == "demo|delete demo/smollm2-135m" and log[2] == "demo|apply demo/smollm2-135m: new model", log[:3]
-    assert log[1].startswith("demo|apply demo/smollm2-135m"), log[:3]
+    assert log[1].startswith("demo|apply demo/smollm2-135m: ") and "adapters" in log[1], log[:3]
 
     # `down` stops argusd and the Ray head.
     down = quickstart("down", timeout=300)

@@ -92,7 +92,7 @@ class Steady:
         self.client = ServeClient("http://127.0.0.1:8265")
         self.adapters = home / "private" / "users" / "zd" / "adapters"
         self.model_dir = home / "private" / "hf" / "SmolLM2-135M-Instruct"
-        self.serving_dir = self.model_dir    # the folder A's serving generation reads (a rollout changes it)
+        self.serving_dir = self.model_dir    # the folder the swap test swaps (A's, after any rollout)
         self.eve = home / "private" / "users" / "eve" / "adapters" / "a1"   # another user's adapter
         self.expected: dict[str, str] = {}
         self.a: dict = {}
@@ -154,6 +154,11 @@ def steady(e2e_home, tmp_path_factory, repo_root):
         made = subprocess.run([python, "scripts/make_test_adapter.py", str(s.model_dir), str(s.adapters / name),
                                str(seed)], cwd=repo_root, capture_output=True, text=True)
         assert made.returncode == 0, made.stderr[-2000:]
+    v2 = s.model_dir.parent / V2   # the rollout's new folder: the same weights, hard-linked
+    if v2.is_symlink():            # left by a swap test interrupted in an earlier run on this home
+        v2.unlink()
+    if not v2.exists():
+        shutil.copytree(s.model_dir, v2, copy_function=os.link)
     (s.adapters / "broken").mkdir()
     (s.adapters / "broken" / "adapter_config.json").write_text((s.adapters / "a1" / "adapter_config.json").read_text())
     (s.adapters / "broken" / "adapter_model.safetensors").write_bytes(b"not safetensors")
@@ -559,9 +564,6 @@ def test_new_weights_engine_and_adapter_settings_roll_out_beside_a_and_survive_a
     probe before the switch, A's and the adapter's requests move to it, and the old one drains;
     plain and streaming requests on A and on the adapter never fail, none is a 404."""
     adapter = steady.adapters / "a1"
-    new_folder = steady.model_dir.parent / V2
-    if not new_folder.exists():
-        shutil.copytree(steady.model_dir, new_folder, copy_function=os.link)   # hard links: no copy of the weights
     try:
         result = steady.apply("tutor", f"model_id: tutor\nbase_model: steady\nmodel_source: {adapter}\n")
         assert result.returncode == 0 and "zd/tutor: RUNNING" in result.stdout, result.stdout + result.stderr
@@ -577,16 +579,22 @@ def test_new_weights_engine_and_adapter_settings_roll_out_beside_a_and_survive_a
                 assert time.monotonic() < deadline, a_apps(steady.client, steady.a["model_key"])
                 time.sleep(1)
             argusd = int((steady.home / "state" / "argusd.pid").read_text())
+            killed = time.time()
             os.kill(argusd, signal.SIGKILL)
+            gone_by = time.monotonic() + 30
+            while alive(argusd):   # reaped, so argusd_up.sh does not take it for a running argusd
+                assert time.monotonic() < gone_by, f"argusd {argusd} still there after kill -9"
+                time.sleep(0.2)
             print("ROLLOUT: argusd killed while the new generation starts")
             start_argusd(steady.home, steady.env)
+            assert int((steady.home / "state" / "argusd.pid").read_text()) != argusd
             deadline = time.monotonic() + 900
             while (a := steady.status("steady"))["applied_generation"] != a["generation"] or a["state"] != "RUNNING":
                 assert a["state"] in ("RUNNING", "DEPLOYING"), a   # never FAILED: the serving generation serves on
                 assert time.monotonic() < deadline, a
                 time.sleep(3)
-            steady.serving_dir = new_folder
             after = settle_to_one_app(steady)
+        assert switched_after(steady, killed) > 0, "the switch came before argusd was killed: nothing was resumed"
         print(f"ROLLOUT weights + engine_kwargs + adapters: change->switched {switched_after(steady, wall):.1f} s")
         assert after != before
         a = steady.status("steady")
@@ -626,7 +634,9 @@ def test_a_generation_of_a_that_cannot_start_is_rolled_back_and_a_fix_rolls_out(
 def test_as_model_folder_swapped_into_another_users_tree_stops_its_next_replica_and_fails_a(steady):
     """Last (it ends A): with argusd stopped, so that only the replica decides, A's next replica
     refuses to start with the reason and starts no engine; argusd, back, FAILS A with it."""
-    home, env, client, a, model_dir = steady.home, steady.env, steady.client, steady.a, steady.serving_dir
+    home, env, client, a = steady.home, steady.env, steady.client, steady.a
+    model_dir = Path(steady.status("steady")["resolved"]["model_source"])   # the folder A's generation reads
+    steady.serving_dir = model_dir   # for the fixture's clean-up if this test stops half-way
     assert subprocess.run(["scripts/argusd_up.sh", "stop"], cwd=steady.repo_root, env=env).returncode == 0
     eve_model = home / "private" / "users" / "eve" / model_dir.name
     os.rename(model_dir, eve_model)
@@ -699,6 +709,14 @@ def remove_foreign(client: ServeClient) -> None:
         client.put_config({"proxy_location": "HeadOnly", "http_options": {"host": "127.0.0.1", "port": 8000},
                            "applications": [app["deployed_app_config"] for name, app in apps.items()
                                             if name != "team-b" and app.get("deployed_app_config")]})
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def deployment_source(client, model_key: str) -> str:

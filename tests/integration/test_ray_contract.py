@@ -1,6 +1,8 @@
 """The contract with Ray's private API, checked against the Ray in the serving venv in
-seconds (no cluster): every private name daemon/replicas/ray_private.py relies on exists
-with the shape argus uses, and an untested Ray is refused at import with what to install."""
+seconds: every private name daemon/replicas/ray_private.py relies on exists with the shape
+argus uses, and an untested Ray is refused at import with what to install. No cluster, except
+where a check needs one (Serve's auto-init, the node-initialization check's placement groups):
+those join the running head (CI's e2e head) or start a local Ray."""
 import json
 import subprocess
 from pathlib import Path
@@ -688,13 +690,19 @@ def test_a_replica_on_one_node_skips_ray_serve_llms_node_initialization_task():
             ray.util.remove_placement_group(pg)
             return placed
 
-        out = {"one_node": start("argus", True) == {here}}
-        start("ray", False)
-        start("two-nodes", True, {here, "another-node"})
-        out["initialized"] = initialized
+        import os, tempfile
+        os.environ["TORCH_HOME"] = tempfile.mkdtemp()
+        try:
+            out = {"one_node": start("argus", True) == {here},
+                   "kernels": os.path.isdir(os.path.join(os.environ["TORCH_HOME"], "kernels"))}   # what Ray's task did
+            start("ray", False)
+            start("two-nodes", True, {here, "another-node"})
+            out["initialized"] = initialized
+        finally:
+            ray.shutdown()
         print(json.dumps(out))
     """)
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
-    assert out["one_node"] is True, out
+    assert out["one_node"] is True and out["kernels"] is True, out
     assert out["initialized"] == ["ray", "two-nodes"], out
