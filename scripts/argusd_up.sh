@@ -6,7 +6,12 @@ cd "$(dirname "$0")/.."
 STATE_DIR=$(dirname "$(.venv/bin/python -c 'from daemon.config import load_config; print(load_config().state.db)')")
 PIDFILE="$STATE_DIR/argusd.pid"
 mkdir -p "$STATE_DIR"
-running() { [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
+# The recorded argusd runs: its pid is an argusd (pids are reused, and a killed argusd that
+# nobody reaped stays a zombie, which `kill -0` still finds: a container's init may never reap it).
+running() {
+  [ -f "$PIDFILE" ] || return 1
+  tr '\0' ' ' 2>/dev/null < "/proc/$(cat "$PIDFILE")/cmdline" | grep -q 'argusd'
+}
 if [ "${1:-}" = "stop" ]; then
   running && kill "$(cat "$PIDFILE")" && echo "argusd_up: stopped"
   rm -f "$PIDFILE"
