@@ -153,6 +153,25 @@ def put_serve(applications: list[dict]) -> None:
         response.read()
 
 
+def start_serve(deadline_s: float = 120) -> float:
+    """Start Serve (controller and HTTP proxy) with no apps, and wait until its proxy answers:
+    Serve's own start-up then counts in neither cold start (whichever target deployed first would
+    pay it). Seconds it took. With no routes the proxy answers /-/healthz with 503 ("Route table
+    is not populated yet", ray/serve/_private/proxy_router.py): any HTTP answer means it is up."""
+    started = time.monotonic()
+    put_serve([])
+    while time.monotonic() - started < deadline_s:
+        try:
+            with urllib.request.urlopen(f"{SERVE_URL}/-/healthz", timeout=5) as response:
+                response.read()
+            return time.monotonic() - started
+        except urllib.error.HTTPError:
+            return time.monotonic() - started
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.5)
+    raise SystemExit(f"Serve's proxy did not answer on {SERVE_URL} within {deadline_s:.0f} s")
+
+
 def row(results: list[dict]) -> dict:
     """The medians over rounds of one (target, shape)'s runs."""
     pick = lambda key: statistics.median(r[key] for r in results)  # noqa: E731
@@ -217,6 +236,8 @@ def main() -> None:
         cold = {vllm_target.name: first_token(vllm_target)}
         print(f"vLLM direct: first token after {cold[vllm_target.name]:.1f} s", flush=True)
         subprocess.run([str(ROOT / "scripts/ray_up.sh")], env=env, cwd=ROOT, check=True, capture_output=True)
+        summary["serve_start_s"] = start_serve()
+        print(f"Serve (no apps) answering after {summary['serve_start_s']:.1f} s", flush=True)
         ray_target = Target("Ray Serve LLM", f"{SERVE_URL}/ray", "ray-openai")
         started = time.monotonic()
         put_serve([ray_openai_app(folder, settings)])
