@@ -2,7 +2,9 @@
 """The endpoint at the limit (issue 25): one model folder with one set of engine settings, served
 three ways on one machine and measured in one run with vLLM's own benchmark client (`vllm bench
 serve`, openai-chat backend, random prompts of 128 tokens), the targets interleaved round by round
-so that a slow minute of the machine falls on all three:
+so that a slow minute of the machine falls on all three. Each (round, shape) draws its own prompts
+(its own --seed), the same for the three targets: vLLM caches prefixes, and a prompt it has seen
+before prefills in a fraction of the time (128 tokens: ~500 ms fresh, ~140 ms cached, here).
 
 - vLLM's own OpenAI server, direct (`vllm serve`): the anchor;
 - Ray Serve LLM's own `build_openai_app` (route prefix /ray on the same Serve as argus);
@@ -38,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from daemon.core.spec import ResolvedServingSpec  # noqa: E402
+from daemon.serving.client import auth_token  # noqa: E402
 from daemon.serving.llm_config import LlmSettings, build_llm_config  # noqa: E402
 
 SERVE_PY = ROOT / ".venv-serve" / "bin" / "python"
@@ -102,10 +105,11 @@ def models_p50(target: Target, n: int = 200) -> float:
     return statistics.median(times)
 
 
-def bench_args(target: Target, tokenizer: Path, output_len: int, clients: int, prompts: int, out_dir: Path,
-               name: str) -> list[str]:
-    """One run of vLLM's benchmark client against `target`, saving its result as out_dir/name."""
-    return ["--backend", "openai-chat", "--base-url", target.base_url,
+def bench_args(target: Target, tokenizer: Path, output_len: int, clients: int, prompts: int, seed: int,
+               out_dir: Path, name: str) -> list[str]:
+    """One run of vLLM's benchmark client against `target` on the prompts of `seed`, saving its
+    result as out_dir/name."""
+    return ["--backend", "openai-chat", "--base-url", target.base_url, "--seed", str(seed),
             "--endpoint", "/v1/chat/completions", "--model", target.model, "--tokenizer", str(tokenizer),
             "--dataset-name", "random", "--random-input-len", "128", "--random-output-len", str(output_len),
             "--ignore-eos", "--num-prompts", str(prompts), "--max-concurrency", str(clients),
@@ -144,10 +148,33 @@ def ray_openai_app(folder: Path, settings: LlmSettings) -> dict:
 def put_serve(applications: list[dict]) -> None:
     body = json.dumps({"proxy_location": "HeadOnly", "http_options": {"host": "127.0.0.1", "port": 8000},
                        "applications": applications}).encode()
+    headers = {"Content-Type": "application/json"}
+    token = auth_token()   # a Ray with token auth answers the dashboard only with it, as argusd sends it
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     request = urllib.request.Request(f"{DASHBOARD}/api/serve/applications/", data=body, method="PUT",
-                                     headers={"Content-Type": "application/json"})
+                                     headers=headers)
     with urllib.request.urlopen(request, timeout=60) as response:
         response.read()
+
+
+def start_serve(deadline_s: float = 120) -> float:
+    """Start Serve (controller and HTTP proxy) with no apps, and wait until its proxy answers:
+    Serve's own start-up then counts in neither cold start (whichever target deployed first would
+    pay it). Seconds it took. With no routes the proxy answers /-/healthz with 503 ("Route table
+    is not populated yet", ray/serve/_private/proxy_router.py): any HTTP answer means it is up."""
+    started = time.monotonic()
+    put_serve([])
+    while time.monotonic() - started < deadline_s:
+        try:
+            with urllib.request.urlopen(f"{SERVE_URL}/-/healthz", timeout=5) as response:
+                response.read()
+            return time.monotonic() - started
+        except urllib.error.HTTPError:
+            return time.monotonic() - started
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.5)
+    raise SystemExit(f"Serve's proxy did not answer on {SERVE_URL} within {deadline_s:.0f} s")
 
 
 def row(results: list[dict]) -> dict:
@@ -214,6 +241,8 @@ def main() -> None:
         cold = {vllm_target.name: first_token(vllm_target)}
         print(f"vLLM direct: first token after {cold[vllm_target.name]:.1f} s", flush=True)
         subprocess.run([str(ROOT / "scripts/ray_up.sh")], env=env, cwd=ROOT, check=True, capture_output=True)
+        summary["serve_start_s"] = start_serve()
+        print(f"Serve (no apps) answering after {summary['serve_start_s']:.1f} s", flush=True)
         ray_target = Target("Ray Serve LLM", f"{SERVE_URL}/ray", "ray-openai")
         started = time.monotonic()
         put_serve([ray_openai_app(folder, settings)])
@@ -236,18 +265,27 @@ def main() -> None:
         order: list[tuple[str, str, str]] = []   # (target, shape, result file)
         argvs = []
         for round_no in range(options.rounds):
-            for tokens, clients in SHAPES:
+            for shape_no, (tokens, clients) in enumerate(SHAPES):
                 # Interleaved, and the order turns each round: no target always runs first.
                 turn = round_no % len(targets)
+                seed = 1 + round_no * len(SHAPES) + shape_no   # fresh prompts, the same for every target
                 for target in targets[turn:] + targets[:turn]:
                     name = f"r{round_no}-{tokens}x{clients}-{targets.index(target)}.json"
                     order.append((target.name, f"{tokens}x{clients}", name))
-                    argvs.append(bench_args(target, folder, tokens, clients, options.prompts, tmp, name))
+                    argvs.append(bench_args(target, folder, tokens, clients, options.prompts, seed, tmp, name))
         print(f"{len(argvs)} benchmark runs (log: {tmp / 'bench.log'})", flush=True)
+        summary["load_before"] = os.getloadavg()
         run_benchmarks(argvs, tmp / "bench.log")
+        summary["load_after"] = os.getloadavg()
+        print(f"load average (1, 5, 15 min) before the runs {summary['load_before']}, "
+              f"after {summary['load_after']}", flush=True)
         runs: dict[tuple[str, str], list[dict]] = {}
+        summary["runs"] = []
         for target_name, shape, name in order:
-            runs.setdefault((target_name, shape), []).append(json.loads((tmp / name).read_text()))
+            result = json.loads((tmp / name).read_text())
+            runs.setdefault((target_name, shape), []).append(result)
+            summary["runs"].append({"file": name, "target": target_name, **row([result]),
+                                    "failed": result.get("failed", 0)})
         for target in targets:
             summary["targets"][target.name] = {
                 **{f"{t}x{c}": row(runs[(target.name, f"{t}x{c}")]) for t, c in SHAPES},
