@@ -6,11 +6,11 @@ cd "$(dirname "$0")/.."
 STATE_DIR=$(dirname "$(.venv/bin/python -c 'from daemon.config import load_config; print(load_config().state.db)')")
 PIDFILE="$STATE_DIR/argusd.pid"
 mkdir -p "$STATE_DIR"
-# The recorded argusd runs: its pid is an argusd (pids are reused, and a killed argusd that
+# The recorded argusd runs: its pid runs .venv/bin/argusd (pids are reused, and a killed argusd that
 # nobody reaped stays a zombie, which `kill -0` still finds: a container's init may never reap it).
 running() {
   [ -f "$PIDFILE" ] || return 1
-  tr '\0' ' ' 2>/dev/null < "/proc/$(cat "$PIDFILE")/cmdline" | grep -q 'argusd'
+  tr '\0' ' ' 2>/dev/null < "/proc/$(cat "$PIDFILE")/cmdline" | grep -q 'bin/argusd '
 }
 if [ "${1:-}" = "stop" ]; then
   running && kill "$(cat "$PIDFILE")" && echo "argusd_up: stopped"

@@ -1,6 +1,7 @@
 """Shared test helpers (importable: pytest puts tests/ on sys.path)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -293,3 +294,35 @@ class ApiDaemon:
             self.proc.terminate()
             self.proc.wait(timeout=15)
         self.log.close()
+
+
+def alive(pid: int | str) -> bool:
+    """The process exists and is not a zombie waiting for a parent to reap it (nothing reaps
+    orphans on this VM, and `kill -0` finds zombies)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def no_failed_requests(*model_ids: str):
+    """While the block runs, each model answers plain and streaming requests (one Prober of
+    each kind): none fails, none is a 404. Yields the time the block started."""
+    probers = [Prober(model_id, stream) for model_id in model_ids for stream in (False, True)]
+    for prober in probers:
+        prober.start()
+    time.sleep(3)
+    started = time.monotonic()
+    try:
+        yield started
+    finally:
+        time.sleep(5)
+        for prober in probers:
+            prober.stop.set()
+            prober.join(timeout=70)
+    for prober in probers:
+        requests, failed, longest = prober.window(started, time.monotonic())
+        assert requests > 10, (prober.model_id, requests)
+        assert failed == 0, (f"{failed} of {requests} {'streaming ' if prober.stream_requests else ''}requests to "
+                             f"{prober.model_id} failed (longest outage {longest} s): {prober.errors[-3:]}")

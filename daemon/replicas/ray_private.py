@@ -59,10 +59,6 @@ RESPONSE_ASSIGNMENT = "_replica_result_future"
 # model registry, and its load/unload calls.
 LLM_SERVER_METHODS = ("_maybe_resolve_lora_from_multiplex", "_run_request")
 ENGINE_ATTRIBUTES = ("_oai_models",)
-# Ray's vLLM engine runs its node initialization (VLLMEngine.start: a Ray task per node of the
-# replica's placement group, each a new worker importing torch and transformers to "download"
-# the model) unless a callback clears ctx.run_init_node (OneNodeInit below; the contract test
-# runs Ray's own start() with it).
 
 
 def deployment_handle(deployment: str, app: str) -> Any:
@@ -170,9 +166,10 @@ def placement_nodes(placement_group: Any) -> set[str] | None:
 
 
 class OneNodeInit(CallbackBase):
-    """Skips Ray Serve LLM's node initialization when the replica's placement group is on the
-    replica's own node: its one task there is a new Ray worker that imports torch and
-    transformers (~16 s of a 2-core cold start) to find that a local folder needs no download.
+    """Skips Ray Serve LLM's node initialization (VLLMEngine.start runs it unless a callback
+    clears ctx.run_init_node) when the replica's placement group is on the replica's own node:
+    its one task there is a new Ray worker that imports torch and transformers (~16 s of a
+    2-core cold start) to find that a local folder needs no download.
     A placement group across nodes (tensor or pipeline parallel over several hosts) keeps Ray's
     task, which prepares every node. argus serves only local folders (weights.check_model_folder)."""
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 
 from daemon.serving.client import ServeClient
-from helpers import Prober, deployment_names, replicas_of, run_argusctl, start_argusd
+from helpers import Prober, alive, deployment_names, no_failed_requests, replicas_of, run_argusctl, start_argusd
 
 pytestmark = pytest.mark.e2e
 SOURCE = "$HOME/common/hf/SmolLM2-135M-Instruct"
@@ -508,27 +508,10 @@ ROLLED = (STEADY.replace("max_loaded: 2", "max_loaded: 3").replace(SOURCE, f"{SO
           + "engine_kwargs:\n  max_num_seqs: 8\n")
 
 
-@contextlib.contextmanager
 def rolling(steady: Steady, *extra: str):
     """While the block runs, A (and the models in `extra`) answer plain and streaming requests:
     none fails, none is a 404. Yields the time the block started (for change->switched)."""
-    probers = [Prober(model_id, stream) for model_id in (steady.a["model_id"], *extra) for stream in (False, True)]
-    for prober in probers:
-        prober.start()
-    time.sleep(3)
-    started = time.monotonic()
-    try:
-        yield started
-    finally:
-        time.sleep(5)
-        for prober in probers:
-            prober.stop.set()
-            prober.join(timeout=70)
-    for prober in probers:
-        requests, failed, longest = prober.window(started, time.monotonic())
-        assert requests > 10, (prober.model_id, requests)
-        assert failed == 0, (f"{failed} of {requests} {'streaming ' if prober.stream_requests else ''}requests to "
-                             f"{prober.model_id} failed (longest outage {longest} s): {prober.errors[-3:]}")
+    return no_failed_requests(steady.a["model_id"], *extra)
 
 
 def a_apps(client, model_key: str) -> list[str]:
@@ -711,29 +694,25 @@ def remove_foreign(client: ServeClient) -> None:
                                             if name != "team-b" and app.get("deployed_app_config")]})
 
 
-def alive(pid: int) -> bool:
-    """The process exists and is not a zombie waiting to be reaped."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+def model_app(client, model_key: str) -> dict:
+    """Serve's status of the app that holds the model's deployment, in whichever of its two
+    slots it is ({} when none does)."""
+    for app in (client.get_applications().get("applications") or {}).values():
+        if f"LLMServer:{model_key}" in (app.get("deployments") or {}):
+            return app
+    return {}
 
 
 def deployment_source(client, model_key: str) -> str:
     """The model folder in the Serve config of the app that holds the model's deployment."""
-    for app in (client.get_applications().get("applications") or {}).values():
-        if f"LLMServer:{model_key}" in (app.get("deployments") or {}):
-            return app["deployed_app_config"]["args"]["llm_config"]["model_loading_config"]["model_source"]
-    return ""
+    return model_app(client, model_key)["deployed_app_config"]["args"]["llm_config"]["model_loading_config"][
+        "model_source"]
 
 
 def deployment_message(client, model_key: str) -> str:
-    """Serve's message of the model's deployment, in whichever of its two app slots it is."""
-    for app in (client.get_applications().get("applications") or {}).values():
-        dep = (app.get("deployments") or {}).get(f"LLMServer:{model_key}")
-        if dep is not None:
-            return dep.get("message") or ""
-    return ""
+    """Serve's message of the model's deployment."""
+    return ((model_app(client, model_key).get("deployments") or {}).get(f"LLMServer:{model_key}") or {}).get(
+        "message") or ""
 
 
 def chat_ok_quietly(model_id: str) -> bool:
