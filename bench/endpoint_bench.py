@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from daemon.core.spec import ResolvedServingSpec  # noqa: E402
-from daemon.serving.client import auth_token  # noqa: E402
+from daemon.serving.client import ServeClient  # noqa: E402
 from daemon.serving.llm_config import LlmSettings, build_llm_config  # noqa: E402
 
 SERVE_PY = ROOT / ".venv-serve" / "bin" / "python"
@@ -146,16 +146,10 @@ def ray_openai_app(folder: Path, settings: LlmSettings) -> dict:
 
 
 def put_serve(applications: list[dict]) -> None:
-    body = json.dumps({"proxy_location": "HeadOnly", "http_options": {"host": "127.0.0.1", "port": 8000},
-                       "applications": applications}).encode()
-    headers = {"Content-Type": "application/json"}
-    token = auth_token()   # a Ray with token auth answers the dashboard only with it, as argusd sends it
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(f"{DASHBOARD}/api/serve/applications/", data=body, method="PUT",
-                                     headers=headers)
-    with urllib.request.urlopen(request, timeout=60) as response:
-        response.read()
+    """Serve's whole config, through argus's own dashboard client (it sends Ray's auth token)."""
+    ServeClient(DASHBOARD, timeout=60).put_config({"proxy_location": "HeadOnly",
+                                                   "http_options": {"host": "127.0.0.1", "port": 8000},
+                                                   "applications": applications})
 
 
 def start_serve(deadline_s: float = 120) -> float:
