@@ -65,9 +65,11 @@ def stub_app(key: str, chunks: int = 3, chunk_seconds: float = 0.0, replicas: in
 
 
 # The old generation streams slowly (an in-flight stream outlives the switch and then the removal
-# of the old app by more than Ray's default drain); the new one fast.
+# of the old app by more than Ray's default drain); the new one fast. The old one takes the canary
+# test's 12 streams at once (Serve's default of 5 made the 6th wait 36 s for a slot: a 72 s stream).
 STREAM_CHUNKS, CHUNK_S = 72, 0.5   # 36 s
-OLD, NEW = stub_app("old", chunks=STREAM_CHUNKS, chunk_seconds=CHUNK_S, replicas=1), stub_app("new")
+OLD = stub_app("old", chunks=STREAM_CHUNKS, chunk_seconds=CHUNK_S, replicas=1, max_ongoing_requests=16)
+NEW = stub_app("new")
 # gina's model: two replicas taking one request each (two streams run on both), lowered to one in place.
 TWO = stub_app("two", chunks=STREAM_CHUNKS, chunk_seconds=CHUNK_S, replicas=2, max_ongoing_requests=1)
 ONE = stub_app("two", chunks=STREAM_CHUNKS, chunk_seconds=CHUNK_S, replicas=1, max_ongoing_requests=1)
@@ -378,14 +380,21 @@ def test_a_canary_split_sends_its_share_to_the_new_generation_and_a_stream_stays
         print(f"canary 20 %: the new generation answered {new} of 300 requests ({new / 3:.1f} %)")
         assert new + old == 300 and 35 <= new <= 85, (new, old)
         streams: list = [None] * 12
+        took = [0.0] * 12
 
         def stream(i: int) -> None:
-            streams[i] = streamed(chat("bob-1-t", stream=True, timeout=60))
+            started = time.monotonic()
+            try:
+                streams[i] = streamed(chat("bob-1-t", stream=True, timeout=60))
+                took[i] = time.monotonic() - started
+            except BaseException as error:   # said with when, in the assertion below
+                streams[i] = f"{error!r} after {time.monotonic() - started:.1f} s"
         threads = [threading.Thread(target=stream, args=(i,)) for i in range(len(streams))]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(90)
+        assert all(isinstance(chunks, list) for chunks in streams), streams
         sides = []
         for chunks in streams:
             side = chunks[0].split(" ", 1)[0]
@@ -393,7 +402,7 @@ def test_a_canary_split_sends_its_share_to_the_new_generation_and_a_stream_stays
             assert chunks == [f"{side} model=bob-1-t multiplexed=bob-1-t #{i}"
                               for i in range(STREAM_CHUNKS if side == "old" else 3)], chunks
             sides.append(side)
-        print(f"canary 50 %: streams by generation {sorted(sides)}")
+        print(f"canary 50 %: streams by generation {sorted(sides)}, each took {sorted(round(t) for t in took)} s")
         assert set(sides) == {"old", "new"}, sides
         status, _, body = call("GET", "/v1/models")   # the canary's key is the front end's own
         # (gina's route, the drain test's, is not in this table)
