@@ -25,6 +25,9 @@ FRONTEND_TABLE_VERSION = 3
 BUILD_MODEL_APP = "daemon.replicas.model_server:build_model_app"
 BUILD_FRONTEND = "daemon.replicas.frontend:build_frontend"
 BUILD_LEASE = "daemon.replicas.lease:build_lease"
+# The model server's class, which a model's replica imports (the build names it by its
+# dotted path: Serve's parse_import_path).
+MODEL_SERVER_CLASS = "daemon.replicas.llm_server.ArgusLLMServer"
 
 
 # A model's next generation, while it rolls out, is reachable through the front end under its

@@ -15,13 +15,8 @@ from typing import Any
 
 import ray
 
-TESTED_RAY = ("2.60.0",)
-
-if ray.__version__ not in TESTED_RAY:
-    raise ImportError(
-        f"argus's front end is tested with Ray {', '.join(TESTED_RAY)}, and this node runs Ray "
-        f"{ray.__version__}; install ray[serve,llm]=={TESTED_RAY[-1]} on every node of the cluster "
-        "(docs/operating.md), or upgrade argus")
+# Refuses to load on a Ray argus was not tested with (one home for the check: ray_build.py).
+from daemon.replicas.ray_build import TESTED_RAY
 
 from ray import serve  # noqa: E402
 from ray.llm._internal.common.callbacks.base import CallbackBase, CallbackConfig  # noqa: E402

@@ -5,6 +5,7 @@ where a check needs one (Serve's auto-init, the node-initialization check's plac
 those join the running head (CI's e2e head) or start a local Ray."""
 import json
 import subprocess
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -89,7 +90,7 @@ def test_every_private_name_exists_with_the_shape_argus_uses():
                       and "lora_requests" in inspect.getsource(OpenAIServingModels.unload_lora_adapter),
             "unload_request": sorted(UnloadLoRAAdapterRequest.model_fields),
             "argus_overrides": sorted(m for m in rp.LLM_SERVER_METHODS
-                                      if m in vars(__import__("daemon.replicas.model_server").replicas.model_server.ArgusLLMServer)),
+                                      if m in vars(__import__("daemon.replicas.llm_server").replicas.llm_server.ArgusLLMServer)),
             # Ray's _run_request resolves the adapter, then hands the request object itself to the
             # engine (so the vLLM name argus writes into request.model is what vLLM looks up).
             "run_request": list(inspect.signature(LLMServer._run_request).parameters),
@@ -150,6 +151,98 @@ def test_an_untested_ray_is_refused_at_import_with_what_to_install():
             "install ray[serve,llm]==2.60.0 on every node") in result.stderr
 
 
+# The shapes of LLMConfig argus renders (serving/llm_config.build_llm_config): CPU and GPU
+# accelerators, tensor-parallel sizes, engine arguments and adapters. The GPU shapes are built
+# on this CPU machine by Ray's own builder (no GPU is needed to compute options).
+BUILD_SHAPES = """
+        from daemon.core.spec import ResolvedServingSpec
+        from daemon.serving.llm_config import LlmSettings, build_llm_config
+
+        def shape(accelerator, gpus, engine_kwargs=None, adapters=None):
+            spec = ResolvedServingSpec(user_id="u", model_id_suffix="m", model_id_prefix="u-202601010000",
+                                       model_id="u-202601010000-m", model_source="/private/hf/m", num_replicas=1,
+                                       gpus_per_replica=gpus, engine_kwargs=engine_kwargs or {}, adapters=adapters)
+            settings = LlmSettings(accelerator, {"enforce_eager": True}, {"VLLM_CPU_KVCACHE_SPACE": "2"}, "/tmp/cache",
+                                   "/private")
+            return build_llm_config(spec, "m-0123456789abcdef", settings)
+
+        SHAPES = {"cpu x1": shape("cpu", 1), "cpu x2 adapters": shape("cpu", 2, {"max_num_seqs": 8},
+                                                                       {"max_rank": 8, "max_loaded": 2}),
+                  "H20 x1": shape("H20", 1), "H20 x4": shape("H20", 4, {"max_model_len": 4096}),
+                  "A100-80G x2": shape("A100-80G", 2)}
+"""
+
+
+def test_a_model_app_builds_without_vllm_with_the_options_rays_own_builder_gives():
+    """build_model_app (Serve runs it in a new worker for every new model app) gives, for every
+    shape of LLMConfig argus renders, the deployment Ray Serve LLM's own build_llm_deployment
+    gives: the same name, deployment config, actor options and placement group, so the same
+    Serve deployment version (an argus upgrade restarts no replica), and the same LLMConfig once
+    the replica validates it. Its class is named by import path and resolves to
+    ArgusLLMServer, an LLMServer. A build in a fresh process imports neither vLLM nor torch
+    (the ~10 s it saves on each new app), and a field argus does not render is refused."""
+    result = run_in_serving_venv(BUILD_SHAPES + """
+        import json
+        from ray.serve.llm import LLMConfig, LLMServer, build_llm_deployment
+        from ray.serve._private.replica import _load_deployment_def_from_import_path
+        from ray.serve._private.version import DeploymentVersion
+        from daemon.replicas.model_server import build_model_app
+
+        def seen(deployment, llm_config):
+            replica = deployment._replica_config
+            version = DeploymentVersion("code", deployment._deployment_config, replica.ray_actor_options,
+                                        replica.placement_group_bundles, replica.placement_group_strategy,
+                                        replica.placement_group_bundle_label_selector,
+                                        replica.placement_group_fallback_strategy, replica.max_replicas_per_node)
+            return {"name": deployment.name, "config": deployment._deployment_config.model_dump(mode="json"),
+                    "configured": sorted(deployment._deployment_config.user_configured_option_names),
+                    "actor": replica.ray_actor_options, "bundles": replica.placement_group_bundles,
+                    "strategy": replica.placement_group_strategy, "version": hash(version),
+                    "llm_config": llm_config.model_dump()}
+
+        out = {}
+        for name, config in SHAPES.items():
+            rays = build_llm_deployment(LLMConfig.model_validate(config), deployment_cls=LLMServer,
+                                        name_prefix="LLMServer:")._bound_deployment
+            argus = build_model_app({"llm_config": config})._bound_deployment
+            cls = _load_deployment_def_from_import_path(argus._replica_config.deployment_def)
+            out[name] = {"same": seen(rays, rays.init_kwargs["llm_config"])
+                                 == seen(argus, LLMConfig.model_validate(argus.init_kwargs["llm_config"])),
+                         "ray": seen(rays, rays.init_kwargs["llm_config"]),
+                         "class": [cls.__module__, cls.__name__, issubclass(cls, LLMServer)]}
+        # A deployment an earlier argus built pickled the class by reference under its old home.
+        import pickle
+        out["old_home"] = pickle.loads(b"cdaemon.replicas.model_server\\nArgusLLMServer\\n.") is cls
+        try:
+            build_model_app({"llm_config": {**SHAPES["cpu x1"], "server_cls": "x:Y"}})
+        except ValueError as exc:
+            out["refused"] = str(exc)
+        print(json.dumps(out, default=repr))
+    """)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    for name in ("cpu x1", "cpu x2 adapters", "H20 x1", "H20 x4", "A100-80G x2"):
+        assert out[name]["same"], (name, out[name]["ray"])
+        assert out[name]["class"] == ["daemon.replicas.llm_server", "ArgusLLMServer", True], out[name]
+    # What Ray gives (so the comparison compares something): the group, the replica's CPU in bundle 0.
+    assert out["H20 x4"]["ray"]["bundles"] == ([{"GPU": 1.0, "accelerator_type:H20": 0.001, "CPU": 1}]
+                                               + [{"GPU": 1.0, "accelerator_type:H20": 0.001}] * 3)
+    assert out["cpu x2 adapters"]["ray"]["strategy"] == "STRICT_PACK"
+    assert out["H20 x1"]["ray"]["name"] == "LLMServer:m-0123456789abcdef"
+    assert out["refused"] == "argus's model build does not know these LLMConfig fields: ['server_cls']"
+    assert out["old_home"] is True
+
+    fresh = subprocess.run([str(SERVING_PYTHON), "-c", textwrap.dedent(BUILD_SHAPES + """
+        import json, sys
+        from daemon.replicas.model_server import build_model_app
+        apps = [build_model_app({"llm_config": config}) for config in SHAPES.values()]
+        print(json.dumps({"vllm": "vllm" in sys.modules, "torch": "torch" in sys.modules, "apps": len(apps)}))
+    """)], capture_output=True, text=True, timeout=300, cwd="/tmp",
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0"})
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    assert json.loads(fresh.stdout.strip().splitlines()[-1]) == {"vllm": False, "torch": False, "apps": 5}
+
+
 def test_llm_server_keeps_serves_log_file_and_checks_the_model_folder_before_the_engine():
     """ArgusLLMServer: starting an engine runs vLLM's real logging set-up (dictConfig closes
     every handler); Serve's buffered handler must still write to its file afterwards, or the
@@ -164,8 +257,12 @@ def test_llm_server_keeps_serves_log_file_and_checks_the_model_folder_before_the
         from vllm.logger import configure_logging
         from ray.serve.llm import LLMConfig, LLMServer
         from daemon.replicas import ray_private
-        from daemon.replicas.model_server import ArgusLLMServer, build_model_app
+        from ray.serve.llm import build_llm_deployment
+        from daemon.replicas.llm_server import ArgusLLMServer
+        from daemon.replicas.model_server import build_model_app
         from daemon.core.replica_contract import OWNER_ENV, ROOT_ENV
+        from daemon.core.spec import ResolvedServingSpec
+        from daemon.serving.llm_config import LlmSettings, build_llm_config
 
         root = tempfile.mkdtemp()
         for folder in ("users/alice/m", "users/eve/m"):
@@ -187,18 +284,29 @@ def test_llm_server_keeps_serves_log_file_and_checks_the_model_folder_before_the
             async def start(self): configure_logging(LoggingConfig())
             async def check_health(self): pass
 
+        def rendered(source):
+            spec = ResolvedServingSpec("alice", "m", "alice-1", "alice-1-m", source, 1, 1, {})
+            return build_llm_config(spec, "m", LlmSettings("cpu", {}, {}, "/tmp/cache", root))
+
         def config(source):
-            # as a replica gets it: built by argus's builder (whose deployment options derive and
-            # cache Ray's engine config), pickled to the replica
-            app = build_model_app({"llm_config": LLMConfig(model_loading_config={"model_id": "m",
-                                                                                 "model_source": source}).model_dump()})
+            # as a replica gets it: built by argus's builder (the LLMConfig as argusd rendered it),
+            # pickled to the replica
+            app = build_model_app({"llm_config": rendered(source)})
             return cloudpickle.loads(cloudpickle.dumps(app._bound_deployment.init_kwargs["llm_config"]))
-        out = {}
-        for cls in (LLMServer, ArgusLLMServer):
+
+        def cached(source):
+            # as a deployment built by Ray's own builder holds it (and an earlier argus's: what a
+            # replacement replica of such a deployment gets): the engine config derived from the
+            # path as written and cached on the LLMConfig, pickled with it
+            app = build_llm_deployment(LLMConfig.model_validate(rendered(source)), deployment_cls=LLMServer,
+                                       name_prefix="LLMServer:")
+            return cloudpickle.loads(cloudpickle.dumps(app._bound_deployment.init_kwargs["llm_config"]))
+        out = {"kept": []}
+        for cls, built in ((LLMServer, cached), (ArgusLLMServer, config), (ArgusLLMServer, cached)):
             memory.setTarget(logging.FileHandler(path))
             server = cls.__new__(cls)  # Serve awaits the async constructor itself
-            asyncio.run(server.__init__(config(os.path.join(root, "users/alice/link")), engine_cls=Engine))
-            out[cls.__name__] = memory.target is not None
+            asyncio.run(server.__init__(built(os.path.join(root, "users/alice/link")), engine_cls=Engine))
+            out["kept"].append(memory.target is not None)
         serve_logger.info("after the engine started")
         memory.flush()
         out["written"] = "after the engine started" in open(path).read()
@@ -211,23 +319,22 @@ def test_llm_server_keeps_serves_log_file_and_checks_the_model_folder_before_the
         except Exception as exc:
             out["swapped"] = [type(exc).__name__, str(exc).replace(root, "<root>"), len(engines)]
         out["callbacks"] = callbacks
-        app = build_model_app({"llm_config": LLMConfig(model_loading_config={"model_id": "m",
-                                                                             "model_source": "/m"}).model_dump()})
-        out["deployment"] = app._bound_deployment.name
+        out["deployment"] = build_model_app({"llm_config": rendered("/m")})._bound_deployment.name
         print(json.dumps(out))
     """)
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
-    assert out["LLMServer"] is False, out  # the interaction argus repairs (if Ray fixes it, drop the repair)
-    assert out["ArgusLLMServer"] is True and out["written"], out
-    # Ray's server reads the path as given; argus's gives vLLM the folder it checked (not the
-    # path as written, cached in the engine config the builder derived), and skips Ray's node
+    # Ray's server loses Serve's log file (the interaction argus repairs: if Ray fixes it, drop
+    # the repair); argus's keeps it, whichever builder made its config.
+    assert out["kept"] == [False, True, True] and out["written"], out
+    # Ray's server reads the path as given; argus's gives vLLM the folder it checked (also when
+    # the config holds an engine config cached from the path as written), and skips Ray's node
     # initialization task on one node (ray_private.OneNodeInit).
-    assert out["engine_read"] == ["<root>/users/alice/link", "<root>/users/alice/m"], out
-    assert out["callbacks"] == [False, True], out
+    assert out["engine_read"] == ["<root>/users/alice/link", "<root>/users/alice/m", "<root>/users/alice/m"], out
+    assert out["callbacks"] == [False, True, True], out
     assert out["swapped"] == ["WeightsRefusedError", "<root>/users/alice/m leads to <root>/users/eve/m: <root>/users/eve/m "
                               "is in user 'eve''s tree, not alice's; only alice's own files and shared models are served",
-                              2], out  # no third engine
+                              3], out  # no fourth engine
     assert out["deployment"] == "LLMServer:m", out  # argus and its tests find models by this name
 
 
@@ -242,7 +349,7 @@ def test_argus_llm_server_serves_each_adapters_weights_under_a_name_of_their_own
         import asyncio, json, os, tempfile, types
         import ray.serve
         from ray.serve.llm import LLMConfig
-        from daemon.replicas.model_server import ArgusLLMServer
+        from daemon.replicas.llm_server import ArgusLLMServer
         from daemon.core.replica_contract import OWNER_ENV, ROOT_ENV
 
         root = tempfile.mkdtemp()

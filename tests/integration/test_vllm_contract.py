@@ -62,7 +62,7 @@ def test_vllm_029_keys_prefix_blocks_and_adapter_lookups_by_the_names_argus_give
     """vLLM 0.29 (the GPU extra's) keys a LoRA request's prefix-cache blocks by the LoRA name
     alone, so an adapter reloaded under the same name with new weights would reuse blocks
     computed with the old ones. argus's replica names each adapter's weights by their digest
-    (daemon.replicas.model_server.vllm_lora_name) and asks vLLM by that name (vLLM looks the adapter up by
+    (daemon.replicas.llm_server.vllm_lora_name) and asks vLLM by that name (vLLM looks the adapter up by
     request.model, and names the response's model by the LoRA name, which argus renames back).
     Run on 0.29's own hashing function: the wheel's when at hand (it must then hold the
     stored excerpts verbatim), else the stored excerpt. What only a GPU run adds: the 0.29
@@ -91,7 +91,7 @@ def test_vllm_029_keys_prefix_blocks_and_adapter_lookups_by_the_names_argus_give
     # argus's names: the same weights give the same keys (their blocks are reused), new weights new keys.
     names = run_serving_python("""
         import json
-        from daemon.replicas.model_server import vllm_lora_name
+        from daemon.replicas.llm_server import vllm_lora_name
         print(json.dumps([vllm_lora_name("alice-1-tutor", d) for d in ("0" * 64, "0" * 64, "f" * 64)]))
     """)
     assert names[0] == names[1] != names[2]
@@ -116,7 +116,7 @@ def test_the_installed_vllm_keys_new_adapter_weights_apart_and_renames_back_to_t
         from vllm.v1.core.kv_cache_utils import generate_block_hash_extra_keys
         from vllm.entrypoints.serve.engine.serving import BaseServing
         import inspect
-        from daemon.replicas.model_server import renamed, vllm_lora_name
+        from daemon.replicas.llm_server import renamed, vllm_lora_name
 
         def keys(name, path):
             request = types.SimpleNamespace(lora_request=LoRARequest(name, 1, path), mm_features=[], cache_salt=None,

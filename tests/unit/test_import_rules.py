@@ -182,8 +182,19 @@ def test_the_replicas_need_nothing_else_of_argus_and_keep_ray_private_names_in_o
             # ...but the stdlib-only contract it shares with argusd (environment names, the path rule).
             assert all(m.startswith((REPLICAS, "daemon.core.replica_contract", "daemon.served_paths"))
                        for m in imported if _top(m) in ("daemon", "argusctl")), name
-            if name != "daemon.replicas.ray_private":
+            if name not in ("daemon.replicas.ray_private", "daemon.replicas.ray_build"):
                 assert not any("._internal" in m or "._private" in m for m in imported), name
+
+
+def test_a_model_apps_build_imports_nothing_that_imports_vllm():
+    # Serve runs the build in a new worker per app; Ray Serve LLM's config module imports vLLM
+    # (~10 s). The build's modules import none of it (a fresh process proves it: test_ray_contract).
+    heavy = ("vllm", "torch", "ray.serve.llm", "ray.llm._internal.serve.core", "daemon.replicas.ray_private")
+    for name in ("daemon.replicas.ray_build", "daemon.replicas.names"):
+        assert not [m for m in IMPORTS[name] if m.startswith(heavy)], name
+    # model_server imports the server class only when asked for it by its old name (on use).
+    assert sorted(m for m in IMPORTS["daemon.replicas.model_server"] if m.startswith(heavy + ("daemon.replicas.llm_server",))) \
+        == ["daemon.replicas.llm_server", "daemon.replicas.llm_server.ArgusLLMServer"]
 
 
 def test_daemon_never_imports_argusctl_and_ops_have_no_typer():
