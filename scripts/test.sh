@@ -12,44 +12,19 @@
 # 2 cores), then one at a time the files that use .venv-serve (each starts a Ray of its own on
 # fixed ports, or runs Ray or vLLM code) and the end-to-end tests. A file is in the second part
 # when it names .venv-serve, scripts/ray_up.sh or chromedriver (the browser: CPU-heavy and timed)
-# (docs/operating.md, "CI"). With --e2e the first part runs while the stack is set up (after
-# .venv is made) and prints its output when the set-up is done.
+# (docs/operating.md, "CI").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup_forge_servers.sh  # lighttpd + sshd for the remote-repo tests (a no-op when installed)
-serving=$(grep -lE '\.venv-serve|ray_up\.sh|chromedriver' tests/integration/test_*.py)
-plain=$(grep -LE '\.venv-serve|ray_up\.sh|chromedriver' tests/integration/test_*.py)
-# The 30 slowest tests of each part at the end: where CI's time goes (docs/operating.md, "CI").
-fast_part() {
-  # shellcheck disable=SC2086  # the file list is words
-  .venv/bin/python -m pytest -n 2 --dist loadfile --durations=30 tests/unit $plain
-}
-finished() {  # the output and exit status of the background job that writes LOG and LOG.exit
-  while [ ! -f "$1.exit" ]; do sleep 1; done
-  cat "$1"
-  return "$(cat "$1.exit")"
-}
-status=0
 if [ "${1:-}" = "--e2e" ]; then
   shift
   . scripts/lib/steps.sh
   export ARGUS_E2E=1
   export ARGUS_E2E_HOME=${ARGUS_E2E_HOME:-$(mktemp -d "${TMPDIR:-/tmp}/argus-e2e.XXXXXX")}
   steps_begin 5 "$ARGUS_E2E_HOME/logs/e2e-setup.log"
-  step "argus and the test tools in .venv" scripts/venv.sh dev
-  # The first part (it needs only .venv: no Ray, no vLLM) runs while the rest is set up, which
-  # mostly waits on the network, the disk and Ray's start; its output is printed after the
-  # set-up (~2 min less in CI).
-  fast_log="$ARGUS_E2E_HOME/logs/fast-tests.log"
-  rm -f "$fast_log.exit"
-  fast_job=
-  if [ "$#" -eq 0 ]; then
-    (fast_part >"$fast_log" 2>&1; echo $? >"$fast_log.exit") &
-    fast_job=$!
-  fi
   step "Ray Serve 2.60 + vLLM (CPU) in .venv-serve (the first time ~2-3 min, ~4 GB)" scripts/setup_serving.sh
   # The small model (~1 min of CPU: transformers parses its GGUF file four times) is made in the
-  # background while the browser and the Ray head are set up; its step waits for it. Not
+  # background while .venv, the browser and the Ray head are set up; its step waits for it. Not
   # beside the step above: it runs from .venv-serve, and two installs of argus at once would
   # write the same egg-info in this tree.
   model_log="$ARGUS_E2E_HOME/logs/prepare-model.log"
@@ -59,7 +34,13 @@ if [ "${1:-}" = "--e2e" ]; then
   model_job=$!
   # A step failed: stop the job. Each command `|| true`: under `set -e` a command that fails
   # inside an EXIT trap (pkill finding nothing) becomes the script's exit status.
-  trap 'for job in $model_job $fast_job; do pkill -P "$job" 2>/dev/null || true; kill "$job" 2>/dev/null || true; done' EXIT
+  trap 'pkill -P "$model_job" 2>/dev/null || true; kill "$model_job" 2>/dev/null || true' EXIT
+  finished() {  # the output and exit status of the background job that writes LOG and LOG.exit
+    while [ ! -f "$1.exit" ]; do sleep 1; done
+    cat "$1"
+    return "$(cat "$1.exit")"
+  }
+  step "argus and the test tools in .venv" scripts/venv.sh dev
   step "Chromium and chromedriver for the web UI's browser test (Debian packages)" scripts/setup_browser.sh
   # Serve tries a replica that fails to start 3 times (Ray's default, what users get) before it
   # gives up; the e2e tests' refused generations each spend ~1 min of vLLM start per try on 2
@@ -69,16 +50,19 @@ if [ "${1:-}" = "--e2e" ]; then
   step "Ray head up (dashboard http://127.0.0.1:8265)" scripts/ray_up.sh
   step "Small model SmolLM2-135M-Instruct under $ARGUS_E2E_HOME/private/hf (made alongside the steps before)" \
     finished "$model_log"
-  if [ -n "$fast_job" ]; then finished "$fast_log" || status=$?; fi
-  trap - EXIT  # both jobs have ended: nothing left to stop
+  trap - EXIT  # the job has ended: nothing left to stop
   e2e=tests/e2e
 else
   scripts/venv.sh dev >/dev/null
-  [ "$#" -eq 0 ] || exec .venv/bin/python -m pytest "$@"
-  fast_part || status=$?
   e2e=
 fi
 [ "$#" -eq 0 ] || exec .venv/bin/python -m pytest "$@"
+serving=$(grep -lE '\.venv-serve|ray_up\.sh|chromedriver' tests/integration/test_*.py)
+plain=$(grep -LE '\.venv-serve|ray_up\.sh|chromedriver' tests/integration/test_*.py)
+# The 30 slowest tests of each part at the end: where CI's time goes (docs/operating.md, "CI").
+status=0
 # shellcheck disable=SC2086  # the file lists are words
+.venv/bin/python -m pytest -n 2 --dist loadfile --durations=30 tests/unit $plain || status=$?
+# shellcheck disable=SC2086
 .venv/bin/python -m pytest --durations=30 $serving $e2e || status=$?
 exit "$status"
