@@ -29,8 +29,11 @@ if [ "${1:-}" = "--e2e" ]; then
   # write the same egg-info in this tree.
   model_log="$ARGUS_E2E_HOME/logs/prepare-model.log"
   rm -f "$model_log.exit"  # an earlier run's, when ARGUS_E2E_HOME is given
-  (env ARGUS_HOME="$ARGUS_E2E_HOME" ARGUS_CONFIG="$(pwd)/configs/local.yaml" \
-     .venv-serve/bin/python scripts/prepare_model.py >"$model_log" 2>&1; echo $? >"$model_log.exit") &
+  # `set +e`: the subshell inherits errexit, and a failing command would end it before its exit
+  # status is written (the step would wait forever); the status file appears whole (mv).
+  (set +e; env ARGUS_HOME="$ARGUS_E2E_HOME" ARGUS_CONFIG="$(pwd)/configs/local.yaml" \
+     .venv-serve/bin/python scripts/prepare_model.py >"$model_log" 2>&1
+   echo $? >"$model_log.exit.part" && mv "$model_log.exit.part" "$model_log.exit") &
   model_job=$!
   # A step failed: stop the job. Each command `|| true`: under `set -e` a command that fails
   # inside an EXIT trap (pkill finding nothing) becomes the script's exit status.

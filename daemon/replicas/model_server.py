@@ -2,12 +2,13 @@
 names `build_model_app` in the Serve config: daemon.replicas.names.BUILD_MODEL_APP). An app
 holds that model's LLMServer deployment alone: Ray Serve LLM's own server as
 llm_server.ArgusLLMServer, named by import path, with the deployment options Ray's own builder
-would give it (ray_build.py). Nothing here imports vLLM, so the build takes ~2 s, not ~12.
+would give it (ray_build.py). Nothing here imports vLLM: the build worker imports Ray Serve
+(~2 s on 2 cores), not vLLM and torch (~12 s).
 
-The import path stays this module's (Serve rebuilds every model app, restarting its replicas,
-when an app's import path changes), and so does the class's old name: a deployment built by an
-earlier argus pickled `daemon.replicas.model_server.ArgusLLMServer` by reference, and Serve
-starts its replacement replicas from that pickle.
+The import path stays this module's (Serve rebuilds a model app, restarting its replicas, when
+the app's import path changes), and the class answers to its old name here: a deployment built
+by an earlier argus pickled `daemon.replicas.model_server.ArgusLLMServer` by reference, and
+Serve starts its replacement replicas from that pickle.
 """
 from __future__ import annotations
 

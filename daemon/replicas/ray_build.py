@@ -3,7 +3,7 @@
 Serve builds each new app in a new Ray worker that imports the app's builder module
 (names.BUILD_MODEL_APP). Ray Serve LLM's `build_llm_deployment` imports its LLMConfig, which
 imports vLLM and torch: ~10 s of a 2-core machine on every new model and every rollout
-generation, before any replica starts. argus's LLMConfigs are few in shape (rendered by
+generation, before any replica starts (this module's imports: ~2 s, Ray Serve's own). argus's LLMConfigs are few in shape (rendered by
 daemon/serving/llm_config.py), so this module computes the deployment options Ray 2.60's
 builder gives them (`LLMServer.get_deployment_options`, the builder's defaults) and names the
 server class by import path: the replica imports it (and vLLM) where it runs anyway.
@@ -24,7 +24,7 @@ TESTED_RAY = ("2.60.0",)
 
 if ray.__version__ not in TESTED_RAY:
     raise ImportError(
-        f"argus's front end is tested with Ray {', '.join(TESTED_RAY)}, and this node runs Ray "
+        f"argus's replicas are tested with Ray {', '.join(TESTED_RAY)}, and this node runs Ray "
         f"{ray.__version__}; install ray[serve,llm]=={TESTED_RAY[-1]} on every node of the cluster "
         "(docs/operating.md), or upgrade argus")
 
@@ -43,12 +43,31 @@ DEFAULT_DEPLOYMENT_OPTIONS = {
 # every replica's workers.
 WORKER_PROCESS_SETUP_HOOK = "ray.llm._internal.serve._worker_process_setup_hook"
 
-# The LLMConfig fields argus renders (serving/llm_config.build_llm_config), and of its
-# deployment_config: the options below are Ray's for these; any other field could change them
-# (a request router, an accelerator topology, a server class), so it is refused, not guessed.
+# The LLMConfig fields argus renders (serving/llm_config.build_llm_config), and within them:
+# the options below are Ray's for these; anything else could change them (a request router, a
+# bundle per worker, an accelerator topology, a server class), so it is refused, not guessed.
 KNOWN_FIELDS = {"model_loading_config", "engine_kwargs", "deployment_config", "placement_group_config",
                 "runtime_env", "accelerator_config", "accelerator_type"}
 KNOWN_DEPLOYMENT_FIELDS = {"name", "num_replicas"}
+KNOWN_PLACEMENT_FIELDS = {"bundles", "strategy"}
+CPU_ACCELERATOR = {"kind": "cpu"}
+
+
+def unknown_fields(llm_config: dict[str, Any]) -> list[str]:
+    """What of an LLMConfig (as a dict) the options below do not model, by dotted name."""
+    deployment = llm_config.get("deployment_config") or {}
+    group = llm_config.get("placement_group_config")
+    unknown = sorted(set(llm_config) - KNOWN_FIELDS)
+    unknown += [f"deployment_config.{key}" for key in sorted(set(deployment) - KNOWN_DEPLOYMENT_FIELDS)]
+    if "name" not in deployment:
+        unknown.append("deployment_config without a name")
+    if not isinstance(group, dict) or not group.get("bundles"):
+        unknown.append("placement_group_config without bundles")
+    else:
+        unknown += [f"placement_group_config.{key}" for key in sorted(set(group) - KNOWN_PLACEMENT_FIELDS)]
+    if "accelerator_config" in llm_config and llm_config["accelerator_config"] != CPU_ACCELERATOR:
+        unknown.append("accelerator_config other than {'kind': 'cpu'}")
+    return unknown
 
 
 def _merged_bundles(worker_bundles: list[dict[str, float]], replica: dict[str, float]) -> list[dict[str, float]]:
@@ -67,16 +86,14 @@ def model_deployment_options(llm_config: dict[str, Any], name_prefix: str,
     rendered (as a dict), in a build worker whose runtime_env is `worker_runtime_env` (Ray's
     builder reads its own: ray.get_runtime_context().runtime_env). Pure. ValueError for a
     field argus does not render."""
-    unknown = set(llm_config) - KNOWN_FIELDS
-    unknown_deployment = set(llm_config.get("deployment_config") or {}) - KNOWN_DEPLOYMENT_FIELDS
-    if unknown or unknown_deployment or "placement_group_config" not in llm_config:
-        raise ValueError(f"argus's model build does not know these LLMConfig fields: "
-                         f"{sorted(unknown | {f'deployment_config.{k}' for k in unknown_deployment}) or 'no placement_group_config'}")
+    unknown = unknown_fields(llm_config)
+    if unknown:
+        raise ValueError(f"argus's model build does not know these LLMConfig fields: {unknown}")
     options = copy.deepcopy(llm_config.get("deployment_config") or {})
     actor = options.get("ray_actor_options", {})
-    # The placement group: argus's bundles as LLMConfig validates them (amounts are floats:
-    # Serve hashes the bundles' JSON into the deployment's version, so 1 and 1.0 differ and a
-    # replica would restart), each with the accelerator's resource (setdefault, as
+    # The placement group: argus's bundles as LLMConfig validates them (amounts are floats, as
+    # in Ray's: Serve hashes the bundles' JSON into the deployment's version, where 1 and 1.0
+    # differ), each with the accelerator's resource (setdefault, as
     # VLLMEngineConfig.placement_bundles), the replica actor's own CPU in the first.
     group = llm_config["placement_group_config"]
     bundles = []

@@ -147,7 +147,7 @@ def test_an_untested_ray_is_refused_at_import_with_what_to_install():
         import daemon.replicas.model_server
     """)
     assert result.returncode != 0
-    assert ("ImportError: argus's front end is tested with Ray 2.60.0, and this node runs Ray 2.99.0; "
+    assert ("ImportError: argus's replicas are tested with Ray 2.60.0, and this node runs Ray 2.99.0; "
             "install ray[serve,llm]==2.60.0 on every node") in result.stderr
 
 
@@ -176,17 +176,19 @@ BUILD_SHAPES = """
 def test_a_model_app_builds_without_vllm_with_the_options_rays_own_builder_gives():
     """build_model_app (Serve runs it in a new worker for every new model app) gives, for every
     shape of LLMConfig argus renders, the deployment Ray Serve LLM's own build_llm_deployment
-    gives: the same name, deployment config, actor options and placement group, so the same
-    Serve deployment version (an argus upgrade restarts no replica), and the same LLMConfig once
-    the replica validates it. Its class is named by import path and resolves to
+    gave argus's server class (the call argus made before): the same name, deployment config,
+    actor options and placement group (and so the same Serve deployment version), and the same
+    LLMConfig once the replica validates it. Its class is named by import path and resolves to
     ArgusLLMServer, an LLMServer. A build in a fresh process imports neither vLLM nor torch
-    (the ~10 s it saves on each new app), and a field argus does not render is refused."""
+    (the ~10 s it saves on each new app), and what argus does not render is refused."""
     result = run_in_serving_venv(BUILD_SHAPES + """
         import json
         from ray.serve.llm import LLMConfig, LLMServer, build_llm_deployment
         from ray.serve._private.replica import _load_deployment_def_from_import_path
         from ray.serve._private.version import DeploymentVersion
+        from daemon.replicas.llm_server import ArgusLLMServer
         from daemon.replicas.model_server import build_model_app
+        from daemon.replicas.names import MODEL_SERVER_PREFIX
 
         def seen(deployment, llm_config):
             replica = deployment._replica_config
@@ -202,8 +204,8 @@ def test_a_model_app_builds_without_vllm_with_the_options_rays_own_builder_gives
 
         out = {}
         for name, config in SHAPES.items():
-            rays = build_llm_deployment(LLMConfig.model_validate(config), deployment_cls=LLMServer,
-                                        name_prefix="LLMServer:")._bound_deployment
+            rays = build_llm_deployment(LLMConfig.model_validate(config), deployment_cls=ArgusLLMServer,
+                                        name_prefix=MODEL_SERVER_PREFIX)._bound_deployment
             argus = build_model_app({"llm_config": config})._bound_deployment
             cls = _load_deployment_def_from_import_path(argus._replica_config.deployment_def)
             out[name] = {"same": seen(rays, rays.init_kwargs["llm_config"])
@@ -213,10 +215,20 @@ def test_a_model_app_builds_without_vllm_with_the_options_rays_own_builder_gives
         # A deployment an earlier argus built pickled the class by reference under its old home.
         import pickle
         out["old_home"] = pickle.loads(b"cdaemon.replicas.model_server\\nArgusLLMServer\\n.") is cls
-        try:
-            build_model_app({"llm_config": {**SHAPES["cpu x1"], "server_cls": "x:Y"}})
-        except ValueError as exc:
-            out["refused"] = str(exc)
+        # What argus does not render, each of which changes Ray's options (a server class, a
+        # bundle per worker expanded by the tensor-parallel size, a TPU topology's deferred
+        # group, the name Ray derives from the model id) is refused, not guessed at.
+        cpu = SHAPES["cpu x1"]
+        out["refused"] = []
+        for odd in ({**cpu, "server_cls": "x:Y"},
+                    {**cpu, "placement_group_config": {"bundle_per_worker": {"CPU": 1}, "bundles": [{"CPU": 1}]}},
+                    {**cpu, "accelerator_config": {"kind": "tpu", "topology": "2x2"}},
+                    {**cpu, "deployment_config": {"num_replicas": 1}}):
+            try:
+                build_model_app({"llm_config": odd})
+                out["refused"].append(None)
+            except ValueError as exc:
+                out["refused"].append(str(exc).split(": ", 1)[1])
         print(json.dumps(out, default=repr))
     """)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -229,7 +241,9 @@ def test_a_model_app_builds_without_vllm_with_the_options_rays_own_builder_gives
                                                + [{"GPU": 1.0, "accelerator_type:H20": 0.001}] * 3)
     assert out["cpu x2 adapters"]["ray"]["strategy"] == "STRICT_PACK"
     assert out["H20 x1"]["ray"]["name"] == "LLMServer:m-0123456789abcdef"
-    assert out["refused"] == "argus's model build does not know these LLMConfig fields: ['server_cls']"
+    assert out["refused"] == ["['server_cls']", "['placement_group_config.bundle_per_worker']",
+                              '["accelerator_config other than {\'kind\': \'cpu\'}"]',
+                              "['deployment_config without a name']"], out["refused"]
     assert out["old_home"] is True
 
     fresh = subprocess.run([str(SERVING_PYTHON), "-c", textwrap.dedent(BUILD_SHAPES + """
