@@ -166,9 +166,13 @@ def test_an_interrupt_during_a_slow_pre_push_hook_leaves_the_clone_as_it_was(rep
     hook = work / ".git" / "hooks" / "pre-push"
     hook.write_text(f"#!/bin/sh\necho $$ > {tmp}/pushing.tmp && mv {tmp}/pushing.tmp {tmp}/pushing\nsleep 60\n")
     hook.chmod(0o755)
+    # As a terminal starts a command: SIGINT at its default. A test run started in the background
+    # by a shell without job control (a CI launcher's `cmd &`) has SIGINT ignored, and children
+    # inherit that: argusctl would never see the Ctrl-C below.
     proc = subprocess.Popen([sys.executable, "-m", "argusctl", "scale", "m", "--replicas", "2",
                              "--workdir", str(work)], env={**os.environ, **env}, cwd=tmp,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 60
         while not (tmp / "pushing").exists():
