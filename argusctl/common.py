@@ -3,7 +3,6 @@ to one stderr line and a documented exit code."""
 from __future__ import annotations
 
 import enum
-import json
 import re
 import sys
 from typing import Any, NoReturn
@@ -69,6 +68,8 @@ def fail(error: ArgusError) -> NoReturn:
 def print_json(data: Any) -> None:
     """Indented for a person at a terminal; one line for a pipe (jq, scripts): Python's fast
     C encoder does not indent, and 10,000 models took seconds through the indenting one."""
+    import json
+
     indent = 2 if sys.stdout.isatty() else None
     sys.stdout.write(json.dumps(data, indent=indent, sort_keys=True, default=str) + "\n")
 
