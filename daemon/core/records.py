@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from daemon.core.states import LIVE_STATES, EventType, ModelState, StrEnum
+from daemon.core.states import LIVE_STATES, EventType, ModelState, RejectionKind
 from daemon.errors import Problem
 
 
@@ -18,13 +18,6 @@ def iso(moment: datetime) -> str:
 def parse_iso(text: str) -> datetime:
     # fromisoformat (3.11 reads the "Z"): ~20x faster than strptime, which large diffs felt.
     return datetime.fromisoformat(text).astimezone(timezone.utc)
-
-
-class RejectionKind(StrEnum):
-    """Why a spec file is not applied; stored as its value."""
-
-    SPEC = "spec"            # the file's content breaks a spec rule
-    OWNERSHIP = "ownership"  # the change came from someone who may not make it; stays until the owner changes it
 
 
 @dataclass(frozen=True)

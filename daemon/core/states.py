@@ -68,3 +68,11 @@ CLUSTER_EVENTS = (EventType.CLUSTER_UNREACHABLE, EventType.CLUSTER_REACHABLE)
 # States that only Serve can confirm: while the cluster cannot be reached, they are not known.
 SERVE_CONFIRMED_STATES = (ModelState.DEPLOYING, ModelState.RUNNING)
 
+
+# Here, not in records.py: the judge (lint, the hook) names a refusal without creating the
+# record classes it never makes (19 M instructions of `argusctl lint`).
+class RejectionKind(StrEnum):
+    """Why a spec file is not applied; stored as its value."""
+
+    SPEC = "spec"            # the file's content breaks a spec rule
+    OWNERSHIP = "ownership"  # the change came from someone who may not make it; stays until the owner changes it

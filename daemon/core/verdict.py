@@ -30,7 +30,7 @@ from daemon.core import layout
 from daemon.core.folders import (FolderFacts, attention_heads, context_problem, json_object,
                                  tensor_parallel_problem)
 from daemon.core.quota import GpuQuota, quota_problem, reserved_gpus
-from daemon.core.records import RejectionKind
+from daemon.core.states import RejectionKind
 from daemon.core.spec import ParsedSpec, SpecPolicy, SpecReading, path_problem, read_spec, validate_user_id
 from daemon.errors import Problem, ProblemKind
 

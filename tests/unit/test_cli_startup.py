@@ -74,3 +74,18 @@ def test_a_users_own_plugin_setting_wins(plugin_env, tmp_path):
                   {**plugin_env, "PYDANTIC_DISABLE_PLUGINS": "some_other_plugin"}, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert LOADED in result.stderr
+
+
+_MODULES_AFTER = ("import sys, runpy; sys.argv = ['argusctl'] + sys.argv[1:]\n"
+                  "try:\n    runpy.run_module('argusctl', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+                  "print('MODULES', ' '.join(sorted(sys.modules)), file=sys.stderr)\n")
+
+
+def test_lint_of_one_file_makes_no_records_and_parses_no_json(plugin_env, tmp_path):
+    """Beside tests/integration/test_cli_lint.py's list: the judge names a refusal without the
+    record classes (ModelRow, Event, Rejection: 19 M instructions), and a spec whose folder is not
+    on this machine has no config.json to parse."""
+    result = _run(["-c", _MODULES_AFTER, "lint", "models.d/alice/demo.yaml"], plugin_env, tmp_path)
+    modules = set(next(line for line in result.stderr.splitlines() if line.startswith("MODULES ")).split()[1:])
+    assert {"daemon.core.verdict", "daemon.core.spec"} <= modules  # it did lint
+    assert sorted({"daemon.core.records", "json"} & modules) == []
