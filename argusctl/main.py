@@ -46,10 +46,10 @@ token.register(app)
 
 def run() -> None:
     # argus uses no pydantic plugins. Unless told not to, pydantic looks for them in every
-    # installed package's metadata when it builds its first validator (Typer builds one for any
-    # command that runs): 14 M instructions in .venv's 50 packages, 42 M in .venv-serve's 190. A
-    # setting of the user's own wins. What argusctl starts (git, and through git argus's hook)
-    # inherits it.
+    # installed package's metadata when it builds its first model validator (every command that
+    # reads the config builds some): 14 M instructions in .venv's 50 packages, 42 M in
+    # .venv-serve's 190. A setting of the user's own wins. What argusctl starts (git, and
+    # through git argus's hook) inherits it.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     try:
         try:
