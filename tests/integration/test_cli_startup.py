@@ -1,6 +1,6 @@
 """What argusctl pays to start that argus does not use: pydantic plugins (issue 22, a fast CLI).
 
-Real processes with a real installed plugin (a package on PYTHONPATH whose metadata names a
+Real argusctl processes with a real installed plugin (a package on PYTHONPATH whose metadata names a
 `pydantic` entry point), no timing: whether the plugin's module was imported does not flake on a
 busy machine. The module list of `--help` and `lint` is guarded in tests/integration/test_cli_lint.py.
 """
