@@ -103,7 +103,7 @@ def _kill_group(proc: subprocess.Popen) -> None:
         except ProcessLookupError:
             return
         try:
-            proc.wait(timeout=15)
+            proc.wait(timeout=5)   # Ray's own stop of a node often takes 15 s and more: then killed
         except subprocess.TimeoutExpired:
             continue
 

@@ -155,6 +155,11 @@ def test_an_untested_ray_is_refused_at_import_with_what_to_install():
 # accelerators, tensor-parallel sizes, engine arguments and adapters. The GPU shapes are built
 # on this CPU machine by Ray's own builder (no GPU is needed to compute options).
 BUILD_SHAPES = """
+        import types
+        import ray
+        # The build worker's runtime_env as Serve starts the build of an app without one (argus
+        # sets none), read by both builders; without this, reading it starts a local Ray here.
+        ray.get_runtime_context = lambda: types.SimpleNamespace(runtime_env={})
         from daemon.core.spec import ResolvedServingSpec
         from daemon.serving.llm_config import LlmSettings, build_llm_config
 

@@ -123,10 +123,16 @@ def test_a_researcher_does_everything_from_the_browser(tmp_path, browser):
         shot(browser, "list", tmp_path)
 
         # Delete from the list (after a confirmation): its state changes in place.
-        row.find_element(By.CSS_SELECTOR, "[data-action=delete]").click()
+        WebDriverWait(browser, 20, ignored_exceptions=(StaleElementReferenceException,)).until(
+            lambda d: d.find_element(By.CSS_SELECTOR, f'tr[data-model="{model_id}"] [data-action=delete]').click()
+            or True)
         wait.until(EC.alert_is_present()).accept()
-        wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, f'tr[data-model="{model_id}"]')
-                   or d.find_element(By.CSS_SELECTOR, f'tr[data-model="{model_id}"] .badge').text in ("DELETING", "DELETED"))
+        # One look at the page per poll: the list re-renders the row in place, so a row found by
+        # one query can be gone by the next (a StaleElementReferenceException in CI).
+        wait.until(lambda d: d.execute_script(
+            "const badge = document.querySelector(arguments[0]);"
+            "return !badge || ['DELETING', 'DELETED'].includes(badge.textContent.trim());",
+            f'tr[data-model="{model_id}"] .badge'))
 
         assert [line.split("|")[1] for line in api.git_log()[:3]] == [
             "delete alice/chat", "scale alice/chat: num_replicas 1 -> 2", "apply alice/chat: new model"]
