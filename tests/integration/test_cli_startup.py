@@ -61,7 +61,7 @@ def test_the_plugin_is_found_where_nothing_turns_plugins_off(plugin_env, tmp_pat
 
 def test_lint_does_not_look_for_pydantic_plugins(plugin_env, tmp_path):
     """argus uses no pydantic plugin: argusctl does not scan every installed package's metadata
-    for them (42 M instructions in .venv-serve's 190 packages) on every command."""
+    for them (42 M instructions in the serving venv's 190 packages) on every command."""
     result = _run(["-m", "argusctl", "lint", "models.d/alice/demo.yaml"], plugin_env, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 file checked: 1 valid" in result.stdout
