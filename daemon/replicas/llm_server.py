@@ -21,6 +21,7 @@ from ray.serve.llm import LLMConfig, LLMServer
 
 from daemon.replicas import ray_private
 from daemon.replicas.route_table import served_model
+from daemon.replicas.token_stream import first_at_once_then_batched
 from daemon.replicas.weights import (Owner, WeightsRefusedError, adapter_stamp, check_model_folder,
                                      snapshot_adapter)
 
@@ -103,7 +104,8 @@ async def _renamed_stream(stream: AsyncGenerator[Any, None], vllm_name: str,
 
 class ArgusLLMServer(LLMServer):
     """Ray Serve LLM's LLMServer with argus's adapter table, its path rules where the weights
-    are read (weights.py), and one repair. Starting the vLLM engine
+    are read (weights.py), a streamed answer's first token sent at once (token_stream.py), and
+    one repair. Starting the vLLM engine
     applies vLLM's logging config (`logging.config.dictConfig`), which closes every handler
     in the process, and closing Serve's MemoryHandler drops its file target. The replica then
     buffers its log records forever, and when the Serve controller restarts, its recovery
@@ -199,6 +201,11 @@ class ArgusLLMServer(LLMServer):
         """Remove a copy no loaded adapter reads any more (the same weights share one copy)."""
         if all(loaded.copy != path for loaded in self._loaded.values()):
             shutil.rmtree(path, ignore_errors=True)
+
+    def _batch_output_stream(self, generator: AsyncGenerator[Any, None]) -> AsyncGenerator[list[Any], None]:
+        """A streamed answer's first output leaves at once, the rest in batches of Ray's interval
+        (token_stream.py: Ray's Batcher holds the first token for its first interval too)."""
+        return first_at_once_then_batched(generator, ray_private.stream_batch_interval_ms(self))
 
     async def _run_request(self, request: Any, **kwargs: Any) -> AsyncGenerator[Any, None]:
         """An adapter's request asks vLLM for the adapter's current weights by their vLLM name,

@@ -29,7 +29,7 @@ from ray.serve.llm.ingress import OpenAiIngress, make_fastapi_ingress  # noqa: E
 __all__ = ["OpenAiIngress", "make_fastapi_ingress", "ModelCard", "openai_app", "deployment_handle", "model_card",
            "openai_error", "handles", "forget_configured", "configured_ids", "set_configured", "set_tables",
            "load_adapter", "unload_adapter", "assigned", "is_server_error_response", "skip_node_init_on_one_node",
-           "serve_from_folder", "TESTED_RAY"]
+           "serve_from_folder", "stream_batch_interval_ms", "TESTED_RAY"]
 
 # What the contract test checks: attributes OpenAiIngress sets in __init__ and uses per
 # request, the methods argus overrides (its model lookup, and GET /v1/models/{model}'s route,
@@ -53,6 +53,9 @@ RESPONSE_ASSIGNMENT = "_replica_result_future"
 # _run_request, which resolves the adapter before it calls the engine), the engine's vLLM
 # model registry, and its load/unload calls.
 LLM_SERVER_METHODS = ("_maybe_resolve_lora_from_multiplex", "_run_request")
+# A streamed answer: _run_request hands the engine's stream to _batch_output_stream (which argus's
+# server overrides) when the request streams, and the interval comes from _get_batch_interval_ms.
+STREAM_BATCHING = ("_batch_output_stream", "self._batch_output_stream(engine_stream)", "_get_batch_interval_ms")
 ENGINE_ATTRIBUTES = ("_oai_models",)
 
 
@@ -140,6 +143,13 @@ async def unload_adapter(server: Any, name: str) -> None:
     models = server.engine._oai_models
     if name in models.lora_requests:
         await models.unload_lora_adapter(UnloadLoRAAdapterRequest(lora_name=name))
+
+
+def stream_batch_interval_ms(server: Any) -> float:
+    """The interval Ray Serve LLM batches a streamed answer's chunks at: the LLMConfig's
+    `experimental_configs.stream_batching_interval_ms`, else RAYLLM_MODEL_RESPONSE_BATCH_TIMEOUT_MS
+    (50 ms by default)."""
+    return server._get_batch_interval_ms()
 
 
 def prepare_local_node() -> None:

@@ -140,6 +140,69 @@ def test_every_private_name_exists_with_the_shape_argus_uses():
                            "server_init": ["self", "llm_config"]}
 
 
+def test_a_streamed_answer_goes_through_argus_batches_at_rays_interval():
+    # Ray's _run_request hands a streaming request's engine stream to _batch_output_stream (the
+    # method argus's server overrides), and the interval argus reads is Ray's own: 50 ms by
+    # default, the LLMConfig's experimental_configs when set. Then Ray's _run_request itself, on
+    # an ArgusLLMServer whose engine is a stand-in stream, returns argus's batches: the first at
+    # once, where Ray's Batcher (given a minute) holds it.
+    result = run_in_serving_venv("""
+        import asyncio, inspect, json, types
+        from ray.serve.llm import LLMConfig, LLMServer
+        from daemon.replicas import ray_private as rp
+        from daemon.replicas.llm_server import ArgusLLMServer
+        method, call, interval = rp.STREAM_BATCHING
+
+        def server(**experimental):
+            config = LLMConfig(model_loading_config={"model_id": "m", "model_source": "/tmp/m"},
+                               accelerator_type=None, experimental_configs=experimental)
+            s = ArgusLLMServer.__new__(ArgusLLMServer)
+            s._llm_config = config
+            return s
+
+        async def engine_chat(request, raw_request_info):
+            yield "role"
+            yield "token 1"
+            await asyncio.sleep(3600)
+
+        async def first_batch(s):
+            s.engine = types.SimpleNamespace(chat=engine_chat)
+            request = types.SimpleNamespace(stream=True)
+            with_patch = {"_maybe_add_request_id_to_request": lambda *a: asyncio.sleep(0),
+                          "_maybe_resolve_lora_from_multiplex": lambda *a: asyncio.sleep(0)}
+            for name, fn in with_patch.items():
+                setattr(s, name, fn)
+            stream = await LLMServer._run_request(s, request, engine_method="chat", batch_output_stream=True)
+            try:
+                return await asyncio.wait_for(stream.__anext__(), timeout=5)
+            except asyncio.TimeoutError:
+                return "held"
+            finally:
+                await stream.aclose()
+
+        minute = server(stream_batching_interval_ms=60000)
+        out = {
+            "ray_calls_it": call in inspect.getsource(LLMServer._run_request),
+            # a plain method that returns the batches (argus's returns an async generator)
+            "ray_method": [not inspect.iscoroutinefunction(getattr(LLMServer, method)),
+                           list(inspect.signature(getattr(LLMServer, method)).parameters)],
+            "argus_overrides": method in vars(ArgusLLMServer),
+            "intervals": [rp.stream_batch_interval_ms(server()), rp.stream_batch_interval_ms(minute),
+                          list(inspect.signature(getattr(LLMServer, interval)).parameters)],
+            "argus_first_batch": asyncio.run(first_batch(minute)),
+        }
+        # Ray's own batcher, on the same server, holds the first token for the interval.
+        ArgusLLMServer._batch_output_stream = LLMServer._batch_output_stream
+        out["rays_first_batch"] = asyncio.run(first_batch(server(stream_batching_interval_ms=60000)))
+        print(json.dumps(out))
+    """)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out == {"ray_calls_it": True, "ray_method": [True, ["self", "generator"]], "argus_overrides": True,
+                   "intervals": [50, 60000, ["self", "stream"]],
+                   "argus_first_batch": ["role", "token 1"], "rays_first_batch": "held"}
+
+
 def test_an_untested_ray_is_refused_at_import_with_what_to_install():
     result = run_in_serving_venv("""
         import ray

@@ -142,7 +142,7 @@ def test_sync_and_serving_do_not_import_each_other():
 # What runs inside Ray replicas; of it argusd imports only the names they share (Ray-free).
 REPLICAS = "daemon.replicas"
 SHARED_NAMES = "daemon.replicas.names"
-RAY_FREE_REPLICA_MODULES = {REPLICAS, SHARED_NAMES, "daemon.replicas.weights"}
+RAY_FREE_REPLICA_MODULES = {REPLICAS, SHARED_NAMES, "daemon.replicas.weights", "daemon.replicas.token_stream"}
 
 
 def _in_replicas(name: str) -> bool:
