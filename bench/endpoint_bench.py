@@ -11,7 +11,7 @@ before prefills in a fraction of the time (128 tokens: ~500 ms fresh, ~140 ms ca
 - argus (argusd, its front end on /).
 
 Per target: TTFT p50/p99, TPOT p50, end-to-end p50 and req/s for (1 output token, 1 client),
-(32 tokens, 1 client) and (32 tokens, 4 clients); GET /v1/models p50; and the cold start (start ->
+(32 tokens, 1 client), the same again on prompts vLLM has cached, and (32 tokens, 4 clients); GET /v1/models p50; and the cold start (start ->
 first token: `vllm serve` started, Ray's app PUT, `argusctl apply --wait` begun). The cold starts
 run one at a time, before any load.
 
@@ -59,8 +59,14 @@ VLLM_BENCH_RUNS = [str(SERVE_PY), "-c", "import json, sys\n"
 DIRECT_PORT = 8101
 SERVE_URL = "http://127.0.0.1:8000"
 DASHBOARD = "http://127.0.0.1:8265"
-# (output tokens, clients): the rows of the table.
-SHAPES = ((1, 1), (32, 1), (32, 4))
+# (output tokens, clients, prompts seen before): the rows of the table. The third shape repeats the
+# second's prompts right after it, so every target's vLLM has their prefix cached (~140 ms prefill
+# for ~500 ms): its TTFT is the part where the front ends differ, less buried in the prefill.
+SHAPES = ((1, 1, False), (32, 1, False), (32, 1, True), (32, 4, False))
+
+
+def shape_key(tokens: int, clients: int, seen: bool) -> str:
+    return f"{tokens}x{clients}" + ("-seen" if seen else "")
 
 
 @dataclass(frozen=True)
@@ -191,9 +197,10 @@ def table(summary: dict) -> str:
             out.append(fmt.format(value) + (f" (x{value / base:.2f})" if ratio and name != anchor and base else ""))
         return " | ".join(out)
 
-    for tokens, clients in SHAPES:
-        key = f"{tokens}x{clients}"
-        label = f"{tokens} output token{'s' if tokens > 1 else ''}, {clients} client{'s' if clients > 1 else ''}"
+    for tokens, clients, seen in SHAPES:
+        key = shape_key(tokens, clients, seen)
+        label = (f"{tokens} output token{'s' if tokens > 1 else ''}, {clients} client{'s' if clients > 1 else ''}"
+                 + (", prompts seen before" if seen else ""))
         lines.append(f"| {label}: TTFT p50 | " + cells(lambda n: summary["targets"][n][key]["ttft_p50"], "{:.1f} ms") + " |")
         lines.append(f"| {label}: TTFT p99 | " + cells(lambda n: summary["targets"][n][key]["ttft_p99"], "{:.1f} ms") + " |")
         if tokens > 1:
@@ -259,13 +266,15 @@ def main() -> None:
         order: list[tuple[str, str, str]] = []   # (target, shape, result file)
         argvs = []
         for round_no in range(options.rounds):
-            for shape_no, (tokens, clients) in enumerate(SHAPES):
+            for shape_no, (tokens, clients, seen) in enumerate(SHAPES):
                 # Interleaved, and the order turns each round: no target always runs first.
                 turn = round_no % len(targets)
-                seed = 1 + round_no * len(SHAPES) + shape_no   # fresh prompts, the same for every target
+                # Fresh prompts, the same for every target; a "seen" shape takes the shape before it's.
+                seed = 1 + round_no * len(SHAPES) + shape_no - (1 if seen else 0)
+                key = shape_key(tokens, clients, seen)
                 for target in targets[turn:] + targets[:turn]:
-                    name = f"r{round_no}-{tokens}x{clients}-{targets.index(target)}.json"
-                    order.append((target.name, f"{tokens}x{clients}", name))
+                    name = f"r{round_no}-{key}-{targets.index(target)}.json"
+                    order.append((target.name, key, name))
                     argvs.append(bench_args(target, folder, tokens, clients, options.prompts, seed, tmp, name))
         print(f"{len(argvs)} benchmark runs (log: {tmp / 'bench.log'})", flush=True)
         summary["load_before"] = os.getloadavg()
@@ -282,7 +291,7 @@ def main() -> None:
                                     "failed": result.get("failed", 0)})
         for target in targets:
             summary["targets"][target.name] = {
-                **{f"{t}x{c}": row(runs[(target.name, f"{t}x{c}")]) for t, c in SHAPES},
+                **{shape_key(*shape): row(runs[(target.name, shape_key(*shape))]) for shape in SHAPES},
                 "models_p50": models_p50(target), "cold_start_s": cold[target.name]}
         print(table(summary))
         if options.out:
