@@ -62,7 +62,7 @@ def probe(ray_gpus):
         out["ray"] = r.__version__
         import vllm
         out["vllm"] = vllm.__version__
-        from daemon.replicas import frontend, lease, llm_server, model_server  # noqa: F401  what argus's Serve apps import
+        from daemon.replicas import frontend, ingress, lease, llm_server, model_server  # noqa: F401  what argus's Serve apps import
         out["argus"] = "ok"
     except BaseException as exc:
         out["error"] = f"{type(exc).__name__}: {exc}"[:400]

@@ -28,6 +28,8 @@ BUILD_LEASE = "daemon.replicas.lease:build_lease"
 # The model server's class, which a model's replica imports (the build names it by its
 # dotted path: Serve's parse_import_path).
 MODEL_SERVER_CLASS = "daemon.replicas.llm_server.ArgusLLMServer"
+# The front end's class, which a front-end replica imports (its build names it the same way).
+FRONTEND_CLASS = "daemon.replicas.ingress.ArgusFrontend"
 
 
 # A model's next generation, while it rolls out, is reachable through the front end under its

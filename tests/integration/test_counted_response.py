@@ -1,4 +1,4 @@
-"""What the front end counts per generation while a canary splits a model (frontend.CountedResponse,
+"""What the front end counts per generation while a canary splits a model (ingress.CountedResponse,
 the numbers canary_verdict compares), with Ray 2.60's own ErrorResponse and RequestCancelledError
 in the serving venv (no Ray cluster: the handle's responses are stand-ins that yield or raise what
 a model server's would, and the metric is read where CountedResponse records it)."""
@@ -18,11 +18,11 @@ CHECK = r"""
 import asyncio, json
 from ray.serve.exceptions import RequestCancelledError
 from ray.llm._internal.serve.core.configs.openai_api_models import ErrorInfo, ErrorResponse
-from daemon.replicas import frontend
+from daemon.replicas import ingress
 from daemon.replicas.route_table import Target
 
 counted = []
-frontend._count = lambda target, ok: counted.append("ok" if ok else "failed")
+ingress._count = lambda target, ok: counted.append("ok" if ok else "failed")
 
 def error(code):
     return ErrorResponse(error=ErrorInfo(message="m", type="t", code=code))
@@ -58,7 +58,7 @@ async def drain(response):
     # What a client sees: every chunk, or the error CountedResponse passes on unchanged.
     seen = []
     try:
-        async for chunk in frontend.CountedResponse(response, Target("llm-a-b", "LLMServer:a", None)):
+        async for chunk in ingress.CountedResponse(response, Target("llm-a-b", "LLMServer:a", None)):
             seen.append(type(chunk).__name__)
     except (Exception, asyncio.CancelledError) as exc:
         seen.append(type(exc).__name__)

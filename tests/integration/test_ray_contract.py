@@ -41,7 +41,8 @@ def test_every_private_name_exists_with_the_shape_argus_uses():
         import ray
         from ray import serve
         from daemon.replicas import ray_private as rp
-        from daemon.replicas.frontend import ArgusIngress, build_frontend
+        from daemon.replicas.frontend import build_frontend
+        from daemon.replicas.ingress import ArgusIngress
         init_source = inspect.getsource(rp.OpenAiIngress.__init__)
         out = {
             "ray": ray.__version__,
@@ -323,6 +324,77 @@ def test_a_model_app_builds_without_vllm_with_the_options_rays_own_builder_gives
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0"})
     assert fresh.returncode == 0, fresh.stderr[-3000:]
     assert json.loads(fresh.stdout.strip().splitlines()[-1]) == {"vllm": False, "torch": False, "apps": 5}
+
+
+def test_the_front_end_builds_without_vllm_as_the_deployment_it_was():
+    """build_frontend (Serve runs it in a new worker when the front-end app is new or changed)
+    names the front end's class by import path: the same deployment as the class argus built
+    before (ArgusIngress in Ray Serve LLM's FastAPI ingress, with argus's answer handler), so the
+    same Serve deployment version; the class Serve's loader finds is that ingress; the old name
+    still unpickles; and a build in a fresh process imports neither vLLM nor torch."""
+    result = run_in_serving_venv("""
+        import json, pickle
+        from ray import serve
+        from ray.serve._private.http_util import ASGIAppReplicaWrapper
+        from ray.serve._private.replica import _load_deployment_def_from_import_path
+        from ray.serve._private.version import DeploymentVersion
+        from daemon.replicas import ingress
+        from daemon.replicas.frontend import build_frontend
+        from daemon.replicas.names import FRONTEND_DEPLOYMENT
+        from daemon.replicas.ray_private import make_fastapi_ingress
+
+        def seen(deployment):
+            replica = deployment._replica_config
+            version = DeploymentVersion("code", deployment._deployment_config, replica.ray_actor_options,
+                                        replica.placement_group_bundles, replica.placement_group_strategy,
+                                        replica.placement_group_bundle_label_selector,
+                                        replica.placement_group_fallback_strategy, replica.max_replicas_per_node)
+            return {"name": deployment.name, "config": deployment._deployment_config.model_dump(mode="json"),
+                    "configured": sorted(deployment._deployment_config.user_configured_option_names),
+                    "actor": replica.ray_actor_options, "version": hash(version),
+                    "init": [list(replica.init_args), replica.init_kwargs]}
+
+        def frozen_app(cls):
+            init = cls.__init__
+            return init.__closure__[init.__code__.co_freevars.index("frozen_app_or_func")].cell_contents
+
+        # The build argus made before this change, verbatim.
+        before = serve.deployment(make_fastapi_ingress(ingress.ArgusIngress, app=ingress.frontend_app()),
+                                  name=FRONTEND_DEPLOYMENT, num_replicas=1, max_ongoing_requests=1000).bind()
+        now = build_frontend()
+        cls = _load_deployment_def_from_import_path(now._bound_deployment._replica_config.deployment_def)
+        out = {"same": seen(before._bound_deployment) == seen(now._bound_deployment),
+               "before": seen(before._bound_deployment), "app": type(now).__name__,
+               "class": [cls is ingress.ArgusFrontend, issubclass(cls, ingress.ArgusIngress),
+                         issubclass(cls, ASGIAppReplicaWrapper)],
+               # The app serve.ingress froze into the class (its __init__'s closure) answers
+               # FrontendAnswer with argus's handler.
+               "handler": frozen_app(ingress.ArgusFrontend).exception_handlers.get(ingress.FrontendAnswer)
+                          is ingress.answer_response,
+               "old_name": pickle.loads(b"cdaemon.replicas.frontend\\nArgusIngress\\n.") is ingress.ArgusIngress}
+        print(json.dumps(out, default=repr))
+    """)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["same"], out["before"]
+    assert out["before"]["name"] == "ArgusIngress"
+    assert {"max_ongoing_requests", "num_replicas"} <= set(out["before"]["configured"]), out["before"]
+    assert out["before"]["config"]["max_ongoing_requests"] == 1000
+    assert out["app"] == "Application"
+    assert out["class"] == [True, True, True]
+    assert out["handler"] is True and out["old_name"] is True
+
+    fresh = subprocess.run([str(SERVING_PYTHON), "-c", textwrap.dedent("""
+        import json, sys
+        from daemon.replicas.frontend import build_frontend
+        app = build_frontend()
+        print(json.dumps({"vllm": "vllm" in sys.modules, "torch": "torch" in sys.modules,
+                          "serve_llm": "ray.serve.llm" in sys.modules, "app": type(app).__name__}))
+    """)], capture_output=True, text=True, timeout=300, cwd="/tmp",
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0"})
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    assert json.loads(fresh.stdout.strip().splitlines()[-1]) == {"vllm": False, "torch": False, "serve_llm": False,
+                                                                 "app": "Application"}
 
 
 def test_llm_server_keeps_serves_log_file_and_checks_the_model_folder_before_the_engine():

@@ -186,12 +186,15 @@ def test_the_replicas_need_nothing_else_of_argus_and_keep_ray_private_names_in_o
                 assert not any("._internal" in m or "._private" in m for m in imported), name
 
 
-def test_a_model_apps_build_imports_nothing_that_imports_vllm():
+def test_the_apps_builds_import_nothing_that_imports_vllm():
     # Serve runs the build in a new worker per app; Ray Serve LLM's config module imports vLLM
     # (~10 s). The build's modules import none of it (a fresh process proves it: test_ray_contract).
     heavy = ("vllm", "torch", "ray.serve.llm", "ray.llm._internal.serve.core", "daemon.replicas.ray_private")
     for name in ("daemon.replicas.ray_build", "daemon.replicas.names"):
         assert not [m for m in IMPORTS[name] if m.startswith(heavy)], name
+    # ...nor does the front end's build, but for its old names, imported from ingress on use.
+    assert sorted(m for m in IMPORTS["daemon.replicas.frontend"] if m.startswith(heavy + ("daemon.replicas.ingress",))) \
+        == ["daemon.replicas.ingress"]
     # model_server imports the server class only when asked for it by its old name (on use).
     assert sorted(m for m in IMPORTS["daemon.replicas.model_server"] if m.startswith(heavy + ("daemon.replicas.llm_server",))) \
         == ["daemon.replicas.llm_server", "daemon.replicas.llm_server.ArgusLLMServer"]
