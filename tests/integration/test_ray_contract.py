@@ -242,6 +242,23 @@ BUILD_SHAPES = """
 """
 
 
+# What makes two builds the same deployment to Serve: name, config, the options the user set, actor
+# options, and Serve's deployment version (its hash covers the config, actor options and placement).
+DEPLOYMENT_SEEN = """
+        from ray.serve._private.version import DeploymentVersion
+
+        def deployment_seen(deployment):
+            replica = deployment._replica_config
+            version = DeploymentVersion("code", deployment._deployment_config, replica.ray_actor_options,
+                                        replica.placement_group_bundles, replica.placement_group_strategy,
+                                        replica.placement_group_bundle_label_selector,
+                                        replica.placement_group_fallback_strategy, replica.max_replicas_per_node)
+            return {"name": deployment.name, "config": deployment._deployment_config.model_dump(mode="json"),
+                    "configured": sorted(deployment._deployment_config.user_configured_option_names),
+                    "actor": replica.ray_actor_options, "version": hash(version)}
+"""
+
+
 def test_a_model_app_builds_without_vllm_with_the_options_rays_own_builder_gives():
     """build_model_app (Serve runs it in a new worker for every new model app) gives, for every
     shape of LLMConfig argus renders, the deployment Ray Serve LLM's own build_llm_deployment
@@ -250,26 +267,18 @@ def test_a_model_app_builds_without_vllm_with_the_options_rays_own_builder_gives
     LLMConfig once the replica validates it. Its class is named by import path and resolves to
     ArgusLLMServer, an LLMServer. A build in a fresh process imports neither vLLM nor torch
     (the ~10 s it saves on each new app), and what argus does not render is refused."""
-    result = run_in_serving_venv(BUILD_SHAPES + """
+    result = run_in_serving_venv(BUILD_SHAPES + DEPLOYMENT_SEEN + """
         import json
         from ray.serve.llm import LLMConfig, LLMServer, build_llm_deployment
         from ray.serve._private.replica import _load_deployment_def_from_import_path
-        from ray.serve._private.version import DeploymentVersion
         from daemon.replicas.llm_server import ArgusLLMServer
         from daemon.replicas.model_server import build_model_app
         from daemon.replicas.names import MODEL_SERVER_PREFIX
 
         def seen(deployment, llm_config):
             replica = deployment._replica_config
-            version = DeploymentVersion("code", deployment._deployment_config, replica.ray_actor_options,
-                                        replica.placement_group_bundles, replica.placement_group_strategy,
-                                        replica.placement_group_bundle_label_selector,
-                                        replica.placement_group_fallback_strategy, replica.max_replicas_per_node)
-            return {"name": deployment.name, "config": deployment._deployment_config.model_dump(mode="json"),
-                    "configured": sorted(deployment._deployment_config.user_configured_option_names),
-                    "actor": replica.ray_actor_options, "bundles": replica.placement_group_bundles,
-                    "strategy": replica.placement_group_strategy, "version": hash(version),
-                    "llm_config": llm_config.model_dump()}
+            return {**deployment_seen(deployment), "bundles": replica.placement_group_bundles,
+                    "strategy": replica.placement_group_strategy, "llm_config": llm_config.model_dump()}
 
         out = {}
         for name, config in SHAPES.items():
@@ -332,12 +341,11 @@ def test_the_front_end_builds_without_vllm_as_the_deployment_it_was():
     before (ArgusIngress in Ray Serve LLM's FastAPI ingress, with argus's answer handler), so the
     same Serve deployment version; the class Serve's loader finds is that ingress; the old name
     still unpickles; and a build in a fresh process imports neither vLLM nor torch."""
-    result = run_in_serving_venv("""
+    result = run_in_serving_venv(DEPLOYMENT_SEEN + """
         import json, pickle
         from ray import serve
         from ray.serve._private.http_util import ASGIAppReplicaWrapper
         from ray.serve._private.replica import _load_deployment_def_from_import_path
-        from ray.serve._private.version import DeploymentVersion
         from daemon.replicas import ingress
         from daemon.replicas.frontend import build_frontend
         from daemon.replicas.names import FRONTEND_DEPLOYMENT
@@ -345,14 +353,7 @@ def test_the_front_end_builds_without_vllm_as_the_deployment_it_was():
 
         def seen(deployment):
             replica = deployment._replica_config
-            version = DeploymentVersion("code", deployment._deployment_config, replica.ray_actor_options,
-                                        replica.placement_group_bundles, replica.placement_group_strategy,
-                                        replica.placement_group_bundle_label_selector,
-                                        replica.placement_group_fallback_strategy, replica.max_replicas_per_node)
-            return {"name": deployment.name, "config": deployment._deployment_config.model_dump(mode="json"),
-                    "configured": sorted(deployment._deployment_config.user_configured_option_names),
-                    "actor": replica.ray_actor_options, "version": hash(version),
-                    "init": [list(replica.init_args), replica.init_kwargs]}
+            return {**deployment_seen(deployment), "init": [list(replica.init_args), replica.init_kwargs]}
 
         def frozen_app(cls):
             init = cls.__init__
