@@ -47,7 +47,7 @@ APP_BUILDER = ("make_fastapi_ingress", "app = init()")
 CONFIGURED_LOOKUP = ("_get_configured_serve_handle", "if model_id not in self._configured_serve_handles")
 HANDLE_KEYWORD = "_check_exists"
 # A handle call's response holds the future of its assignment to a replica (done once a replica
-# took it); the front end's hold of a model at zero ends on it (frontend.HeldResponse).
+# took it); the front end's hold of a model at zero ends on it (ingress.HeldResponse).
 RESPONSE_ASSIGNMENT = "_replica_result_future"
 # LoRA adapters: the LLMServer methods argus's server overrides (every request passes through
 # _run_request, which resolves the adapter before it calls the engine), the engine's vLLM
