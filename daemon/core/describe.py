@@ -127,7 +127,14 @@ def _what(kind: EventType | str, p: dict) -> str:
         return f"{gen} sent to Ray Serve" + (f" with {_replicas(replicas)}" if replicas is not None else "")
     if kind == EventType.RUNNING:
         gen, base = _generation(p), p.pop("base_model", None)
-        return f"{gen} loaded on base model {base}; it answers by its id" if base else f"{gen} serves"
+        if base:
+            return f"{gen} loaded on base model {base}; it answers by its id"
+        took, placed, start = p.pop("deploy_s", None), p.pop("placed_s", None), p.pop("replica_start_s", None)
+        if took is None:
+            return f"{gen} serves"
+        phases = (f" (Serve's build and placement {placed:g} s, then the replica's start {start:g} s)"
+                  if placed is not None and start is not None else "")
+        return f"{gen} serves, {took:g} s after it was sent to Ray Serve{phases}"
     if kind == EventType.RECOVERED and "running_replicas" in p:
         return f"healthy again, {_replicas(p.pop('running_replicas'))} running"
     if kind in (EventType.MOVED, EventType.DELETE_REQUESTED) and "spec_path" in p:

@@ -15,7 +15,7 @@ serving generation (rollout.py, restore.py).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from daemon.core.adapters import AdapterInfo, BaseRef, adapter_fit, base_allows, find_base
@@ -258,6 +258,26 @@ def scale_event(model: DesiredModel, seen: tuple[ObservedApp, ObservedDeployment
     return None
 
 
+def deploy_phases(applied_at: datetime | None, replica_started: float | None,
+                  now: datetime | None) -> dict[str, float]:
+    """How long a generation took from argusd's apply to the tick that saw it serve (`deploy_s`),
+    split where Serve started its newest running replica: Serve's build and placement before it
+    (`placed_s`), the replica's own start after it (`replica_start_s`: its process, the imports
+    of Ray Serve LLM and vLLM, vLLM's engine, until argusd's tick saw it; docs/benchmarks.md
+    splits it further from the logs). Only what is known: nothing without the apply's time, and
+    no split when that replica started outside the apply..now window (clocks apart, or a replica
+    Serve kept from before)."""
+    if applied_at is None or now is None:
+        return {}
+    phases = {"deploy_s": round((now - applied_at).total_seconds(), 1)}
+    if replica_started is not None:
+        started = datetime.fromtimestamp(replica_started, timezone.utc)
+        if applied_at <= started <= now:
+            phases["placed_s"] = round((started - applied_at).total_seconds(), 1)
+            phases["replica_start_s"] = round((now - started).total_seconds(), 1)
+    return phases
+
+
 def judge(model: DesiredModel, seen: tuple[ObservedApp, ObservedDeployment] | None, app: ObservedApp | None,
           in_sync: bool, admitted: bool, running: ModelDeployment | None,
           wanted: ModelDeployment | None, now: datetime | None = None, unit: str = "GPUs") -> Transition | None:
@@ -292,8 +312,12 @@ def judge(model: DesiredModel, seen: tuple[ObservedApp, ObservedDeployment] | No
         # Healthy with every replica running.
         if (seen[1].status == DeploymentStatus.HEALTHY and seen[0].status == AppStatus.RUNNING
                 and at_target(model.spec, seen[1])):
+            # How long its start took, for a generation's first start only: applied_at is its
+            # apply, not a redeploy's after Serve lost it.
+            phases = {} if model.ran_this_generation else deploy_phases(model.applied_at,
+                                                                         seen[1].newest_running_since, now)
             return Transition(model.model_key, ModelState.RUNNING, EventType.RUNNING,
-                              {"generation": model.generation}, applied_generation=model.generation)
+                              {"generation": model.generation, **phases}, applied_generation=model.generation)
         # Not up yet, and Serve says why: recorded once per distinct reason.
         reason = startup_failure(seen[1].message or seen[0].message)
         if reason is not None and once(model, EventType.REPLICA_START_FAILED, {"message": reason}):

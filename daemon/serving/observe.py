@@ -76,6 +76,7 @@ class ObservedDeployment:
     message: str = ""
     running_replicas: int = 0
     target_replicas: int | None = None
+    newest_running_since: float | None = None   # the newest RUNNING replica's start (Ray's start_time_s, epoch s)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", DeploymentStatus.read(self.status))
@@ -204,11 +205,13 @@ def observed_from_status(status: dict[str, Any] | None) -> Observed:
         deployments = {}
         for dep_name, dep in (app.get("deployments") or {}).items():
             replicas = dep.get("replicas") or []
+            running = [r for r in replicas if ReplicaState.read(r.get("state")) == ReplicaState.RUNNING]
+            started = [float(r["start_time_s"]) for r in running if r.get("start_time_s")]
             target = dep.get("target_num_replicas")
             deployments[dep_name] = ObservedDeployment(
                 status=dep.get("status", ""), message=dep.get("message") or "",
-                running_replicas=sum(1 for r in replicas if ReplicaState.read(r.get("state")) == ReplicaState.RUNNING),
-                target_replicas=None if target is None else int(target))
+                running_replicas=len(running), target_replicas=None if target is None else int(target),
+                newest_running_since=max(started, default=None))
         apps[name] = ObservedApp(status=app.get("status", ""), message=app.get("message") or "",
                                  deployed=app.get("deployed_app_config"), deployments=deployments, name=name)
     return Observed(apps)

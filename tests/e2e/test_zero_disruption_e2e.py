@@ -205,6 +205,22 @@ def test_the_front_end_speaks_ray_serve_llms_protocol(steady):
     check_front_end(steady.a["model_id"])
 
 
+def test_as_first_deploy_is_logged_with_how_long_it_took_and_where_serve_started_its_replica(steady):
+    """A's RUNNING event (its first deploy, in the fixture) says how long it took from argusd's
+    apply to serving, split where Serve started its replica, from what Serve reports; argusctl
+    logs prints it."""
+    lines = run_argusctl("logs", steady.a["model_id"], "-o", "json", env=steady.env).stdout.splitlines()
+    events = [json.loads(line) for line in lines if line.strip()]
+    running = next(e for e in events if e["event_type"] == "RUNNING" and e["payload"].get("generation") == 1)
+    phases = running["payload"]
+    # A vLLM replica cannot start in 5 s here; Serve builds and places it in well under a minute.
+    assert phases["replica_start_s"] > 5 and 0 <= phases["placed_s"] < 60, phases
+    assert abs(phases["placed_s"] + phases["replica_start_s"] - phases["deploy_s"]) <= 0.2, phases
+    table = run_argusctl("logs", steady.a["model_id"], env=steady.env).stdout
+    assert (f"serves, {phases['deploy_s']:g} s after it was sent to Ray Serve (Serve's build and placement "
+            f"{phases['placed_s']:g} s, then the replica's start {phases['replica_start_s']:g} s)") in table, table
+
+
 def test_a_model_vllm_cannot_start_fails_alone_with_vllms_reason(steady):
     """Pushed just before A (in the fixture), valid for the spec policy, impossible for vLLM
     (SmolLM2 has 8192 positions): FAILED with Serve's message and left out of Serve's config,
