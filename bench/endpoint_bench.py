@@ -269,8 +269,11 @@ def main() -> None:
             for shape_no, (tokens, clients, seen) in enumerate(SHAPES):
                 # Interleaved, and the order turns each round: no target always runs first.
                 turn = round_no % len(targets)
-                # Fresh prompts, the same for every target; a "seen" shape takes the shape before it's.
-                seed = 1 + round_no * len(SHAPES) + shape_no - (1 if seen else 0)
+                # Fresh prompts, the same for every target; a "seen" shape takes the prompts of its
+                # fresh twin (same tokens and clients), which runs before it in SHAPES.
+                twin = SHAPES.index((tokens, clients, False)) if seen else shape_no
+                assert twin < shape_no or not seen, "a seen shape must follow its fresh twin in SHAPES"
+                seed = 1 + round_no * len(SHAPES) + twin
                 key = shape_key(tokens, clients, seen)
                 for target in targets[turn:] + targets[:turn]:
                     name = f"r{round_no}-{key}-{targets.index(target)}.json"

@@ -18,19 +18,26 @@ from typing import AsyncIterator, TypeVar
 T = TypeVar("T")
 
 
-async def first_at_once_then_batched(source: AsyncIterator[T], interval_ms: float) -> AsyncIterator[list[T]]:
-    """The items of `source` in lists: the first list as soon as the first item exists (with what
-    arrived in the same step: vLLM's chat stream puts the role chunk and the first token's chunk
-    out together), then one list per `interval_ms` holding what arrived in it, and the rest when
-    the source ends. Interval 0: every item alone, as Ray's Batcher does. An error of the source
-    is raised after the items before it; closing this stream cancels the source (the engine
-    aborts the request)."""
+# Items sent as soon as they exist, before batching starts. Two: vLLM's chat stream puts out the
+# role chunk and the first token's together, but with a reasoning or tool-call parser its first
+# output may be the role chunk alone, and the first text must not then wait a whole interval.
+AT_ONCE = 2
+
+
+async def first_at_once_then_batched(source: AsyncIterator[T],
+                                     interval_ms: float | None) -> AsyncIterator[list[T]]:
+    """The items of `source` in lists: the first items as soon as they exist (AT_ONCE of them,
+    each list with what arrived in the same step), then one list per `interval_ms` holding what
+    arrived in it, and the rest when the source ends (interval None: all of the rest then).
+    Interval 0: every item alone, as Ray's Batcher does. An error of the source is raised after
+    the items before it; closing or cancelling this stream cancels the source (the engine aborts
+    the request)."""
     if interval_ms == 0:
         async for item in source:
             yield [item]
         return
     queue: asyncio.Queue[T] = asyncio.Queue()
-    arrived = asyncio.Event()     # set by the first item, or by the end of the source
+    arrived = asyncio.Event()     # set by each item, and by the end of the source
     ended = asyncio.Event()
 
     async def read() -> None:
@@ -51,21 +58,26 @@ async def first_at_once_then_batched(source: AsyncIterator[T], interval_ms: floa
             items.append(queue.get_nowait())
         return items, reader.done()
 
+    sent = 0
     try:
-        await arrived.wait()
-        # One turn of the loop: outputs the engine gave in the same step are queued by now.
-        await asyncio.sleep(0)
         while True:
+            if sent < AT_ONCE:
+                await arrived.wait()
+                arrived.clear()
+                # One turn of the loop: what the engine put out in the same step is queued by now.
+                await asyncio.sleep(0)
+            else:
+                try:
+                    await asyncio.wait_for(ended.wait(), timeout=None if interval_ms is None else interval_ms / 1000)
+                except asyncio.TimeoutError:
+                    pass
             items, done = drain()
             if items:
                 yield items
+                sent += len(items)
             if done:
                 reader.result()    # the source's error, if it ended with one
                 return
-            try:
-                await asyncio.wait_for(ended.wait(), timeout=interval_ms / 1000)
-            except asyncio.TimeoutError:
-                pass
     finally:
         if not reader.done():
             reader.cancel()
