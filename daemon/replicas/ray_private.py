@@ -1,10 +1,12 @@
-"""Every private name of Ray that argus's front end relies on, in one place.
+"""Every private name of Ray that argus's replicas rely on, in one place (the apps' builds have
+theirs in ray_build.py, which must not import this module's vLLM).
 
 Ray Serve LLM's OpenAI ingress is public (`ray.serve.llm.ingress`), but teaching it models
 at run time needs what it keeps private: its handle and model-card tables, its model
 lookup, the model-card and OpenAI-error types, the FastAPI app it builds (with its
-middleware) and a deployment handle that does not wait for the deployment to exist. Those
-names change between Ray releases, so this module refuses to load on a Ray it was not tested
+middleware) and a deployment handle that does not wait for the deployment to exist. The
+model server needs LLMServer's adapter, request and stream-batching hooks and the node-
+initialization callback. Those names change between Ray releases, so this module refuses to load on a Ray it was not tested
 with, with a message that says what to install;
 tests/integration/test_ray_contract.py pins each name against the Ray in the serving venv.
 """
