@@ -203,7 +203,7 @@ class ArgusLLMServer(LLMServer):
             shutil.rmtree(path, ignore_errors=True)
 
     def _batch_output_stream(self, generator: AsyncGenerator[Any, None]) -> AsyncGenerator[list[Any], None]:
-        """A streamed answer's first output leaves at once, the rest in batches of Ray's interval
+        """A streamed answer's first outputs leave at once, the rest in batches of Ray's interval
         (token_stream.py: Ray's Batcher holds the first token for its first interval too)."""
         return first_at_once_then_batched(generator, ray_private.stream_batch_interval_ms(self))
 

@@ -38,7 +38,6 @@ async def first_at_once_then_batched(source: AsyncIterator[T],
         return
     queue: asyncio.Queue[T] = asyncio.Queue()
     arrived = asyncio.Event()     # set by each item, and by the end of the source
-    ended = asyncio.Event()
 
     async def read() -> None:
         try:
@@ -47,7 +46,6 @@ async def first_at_once_then_batched(source: AsyncIterator[T],
                 arrived.set()
         finally:
             arrived.set()
-            ended.set()
 
     reader = asyncio.create_task(read())
 
@@ -66,11 +64,8 @@ async def first_at_once_then_batched(source: AsyncIterator[T],
                 arrived.clear()
                 # One turn of the loop: what the engine put out in the same step is queued by now.
                 await asyncio.sleep(0)
-            else:
-                try:
-                    await asyncio.wait_for(ended.wait(), timeout=None if interval_ms is None else interval_ms / 1000)
-                except asyncio.TimeoutError:
-                    pass
+            else:   # the interval, or the end of the source if sooner
+                await asyncio.wait({reader}, timeout=None if interval_ms is None else interval_ms / 1000)
             items, done = drain()
             if items:
                 yield items

@@ -15,7 +15,7 @@ serving generation (rollout.py, restore.py).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from daemon.core.adapters import AdapterInfo, BaseRef, adapter_fit, base_allows, find_base
@@ -258,7 +258,7 @@ def scale_event(model: DesiredModel, seen: tuple[ObservedApp, ObservedDeployment
     return None
 
 
-def deploy_phases(applied_at: datetime | None, replica_started: float | None,
+def deploy_phases(applied_at: datetime | None, replica_started: datetime | None,
                   now: datetime | None) -> dict[str, float]:
     """How long a generation took from argusd's apply to the tick that saw it serve (`deploy_s`),
     split where Serve started its newest running replica: Serve's build and placement before it
@@ -270,11 +270,9 @@ def deploy_phases(applied_at: datetime | None, replica_started: float | None,
     if applied_at is None or now is None:
         return {}
     phases = {"deploy_s": round((now - applied_at).total_seconds(), 1)}
-    if replica_started is not None:
-        started = datetime.fromtimestamp(replica_started, timezone.utc)
-        if applied_at <= started <= now:
-            phases["placed_s"] = round((started - applied_at).total_seconds(), 1)
-            phases["replica_start_s"] = round((now - started).total_seconds(), 1)
+    if replica_started is not None and applied_at <= replica_started <= now:
+        phases["placed_s"] = round((replica_started - applied_at).total_seconds(), 1)
+        phases["replica_start_s"] = round((now - replica_started).total_seconds(), 1)
     return phases
 
 

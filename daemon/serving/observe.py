@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 from daemon.core.states import StrEnum
@@ -76,7 +77,7 @@ class ObservedDeployment:
     message: str = ""
     running_replicas: int = 0
     target_replicas: int | None = None
-    newest_running_since: float | None = None   # the newest RUNNING replica's start (Ray's start_time_s, epoch s)
+    newest_running_since: datetime | None = None   # the newest RUNNING replica's start (Ray's start_time_s)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", DeploymentStatus.read(self.status))
@@ -206,7 +207,8 @@ def observed_from_status(status: dict[str, Any] | None) -> Observed:
         for dep_name, dep in (app.get("deployments") or {}).items():
             replicas = dep.get("replicas") or []
             running = [r for r in replicas if ReplicaState.read(r.get("state")) == ReplicaState.RUNNING]
-            started = [float(r["start_time_s"]) for r in running if r.get("start_time_s")]
+            started = [datetime.fromtimestamp(float(r["start_time_s"]), timezone.utc)
+                       for r in running if r.get("start_time_s")]
             target = dep.get("target_num_replicas")
             deployments[dep_name] = ObservedDeployment(
                 status=dep.get("status", ""), message=dep.get("message") or "",

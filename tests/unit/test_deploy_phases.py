@@ -23,15 +23,15 @@ def at(seconds: float) -> datetime:
 
 @pytest.mark.parametrize("applied_at, replica_started, now, expected", [
     # Serve started the replica 3.7 s after the apply; argusd saw it serve 63.8 s after the apply.
-    (APPLIED, at(3.7).timestamp(), at(63.8), {"deploy_s": 63.8, "placed_s": 3.7, "replica_start_s": 60.1}),
+    (APPLIED, at(3.7), at(63.8), {"deploy_s": 63.8, "placed_s": 3.7, "replica_start_s": 60.1}),
     # What Serve reports has no start time: only the total.
     (APPLIED, None, at(63.8), {"deploy_s": 63.8}),
     # A replica that started before the apply (Serve kept it) or after this tick (clocks apart): no split.
-    (APPLIED, at(-5).timestamp(), at(63.8), {"deploy_s": 63.8}),
-    (APPLIED, at(70).timestamp(), at(63.8), {"deploy_s": 63.8}),
+    (APPLIED, at(-5), at(63.8), {"deploy_s": 63.8}),
+    (APPLIED, at(70), at(63.8), {"deploy_s": 63.8}),
     # No apply time (an older store) or no clock: nothing is claimed.
-    (None, at(3.7).timestamp(), at(63.8), {}),
-    (APPLIED, at(3.7).timestamp(), None, {}),
+    (None, at(3.7), at(63.8), {}),
+    (APPLIED, at(3.7), None, {}),
 ])
 def test_deploy_phases(applied_at, replica_started, now, expected):
     assert deploy_phases(applied_at, replica_started, now) == expected
@@ -45,7 +45,8 @@ def test_the_newest_running_replicas_start_is_read_from_serves_status():
             {"state": "STARTING", "start_time_s": 200.0},       # not running yet: not the one that serves
         ]}}}}}
     deployment = observed_from_status(status).apps["llm-a"].deployments["LLMServer:a"]
-    assert deployment.running_replicas == 2 and deployment.newest_running_since == 160.25
+    assert deployment.running_replicas == 2
+    assert deployment.newest_running_since == datetime.fromtimestamp(160.25, timezone.utc)
     bare = {"applications": {"llm-a": {"status": "RUNNING", "deployments": {"LLMServer:a": {
         "status": "HEALTHY", "replicas": [{"state": "RUNNING"}]}}}}}
     assert observed_from_status(bare).apps["llm-a"].deployments["LLMServer:a"].newest_running_since is None
@@ -60,7 +61,7 @@ def test_a_first_deploy_is_recorded_running_with_its_phases():
         for app in observed.apps.values():
             for name, deployment in list(app.deployments.items()):
                 if name == "LLMServer:a":
-                    app.deployments[name] = replace(deployment, newest_running_since=at(3.7).timestamp())
+                    app.deployments[name] = replace(deployment, newest_running_since=at(3.7))
         return observed
 
     # The first tick that sees it healthy routes it; the next records RUNNING (test_reconcile_plan).
