@@ -49,9 +49,11 @@ print(json.dumps(rows[0]) if rows else "")' "$DEMO"
 }
 field() { .venv/bin/python -c 'import json, sys; print(json.loads(sys.argv[1]).get(sys.argv[2]) or "")' "$1" "$2"; }
 
-# RUNNING means the endpoint answers for the model, not that argusd's store says so: after
-# `quickstart.sh down` the store still says RUNNING while the new, empty Ray serves nothing
-# until argusd has put the model back. A FAILED model stops the wait with argusd's reason.
+# RUNNING means the endpoint answers for the model and argusd's store says so too. Either alone
+# is not enough: after `quickstart.sh down` the store still says RUNNING while the new, empty Ray
+# serves nothing until argusd has put the model back; and once it has, the endpoint answers a
+# tick before argusd records RUNNING (a user's `argusctl status` right after would say
+# DEPLOYING). A FAILED model stops the wait with argusd's reason.
 wait_until_answering() {
   local model=$1 deadline=$((SECONDS + ${QS_WAIT_SECONDS:-1200})) row body
   body=$(.venv/bin/python -c 'import json, sys; print(json.dumps({"model": sys.argv[1], "max_tokens": 1,
@@ -59,7 +61,10 @@ wait_until_answering() {
   while [ "$SECONDS" -lt "$deadline" ]; do
     if curl -sf -o /dev/null --max-time 60 "$ENDPOINT/chat/completions" -H 'Content-Type: application/json' \
         -d "$body"; then
-      return 0
+      row=$(demo_row)
+      [ "$(field "$row" state)" = RUNNING ] && return 0
+      sleep 1
+      continue
     fi
     row=$(demo_row)
     if [ "$(field "$row" state)" = FAILED ]; then
@@ -68,8 +73,8 @@ wait_until_answering() {
     fi
     sleep 3
   done
-  echo "$QS_USER/$DEMO: $model does not answer on $ENDPOINT after ${QS_WAIT_SECONDS:-1200} s" \
-       "(argusd says $(field "$(demo_row)" state)); see argusctl status $DEMO and argusctl logs $model"
+  echo "$QS_USER/$DEMO: $model is not answering on $ENDPOINT and RUNNING in argusd's store after" \
+       "${QS_WAIT_SECONDS:-1200} s (argusd says $(field "$(demo_row)" state)); see argusctl status $DEMO and argusctl logs $model"
   return 1
 }
 
