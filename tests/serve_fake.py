@@ -18,6 +18,8 @@ class FakeServe:
         self.resources = {"CPU": 8.0}
         self.jobs: list[str] = []           # Ray jobs submitted (the engine reaper)
         self.unreachable: str | None = None  # set: Ray's dashboard does not answer (Ray stopped)
+        self.replica_logs: dict[tuple[str, str], str] = {}   # (node id, log file) -> its text
+        self.log_reads: list[tuple[str, str]] = []
 
     # -- the ServeClient interface ---------------------------------------------------------------
 
@@ -50,6 +52,12 @@ class FakeServe:
     def cluster_resources(self) -> dict[str, float]:
         return dict(self.resources)
 
+    def replica_log(self, node_id: str, log_file: str, lines: int = 500) -> str:
+        self.log_reads.append((node_id, log_file))
+        if (node_id, log_file) not in self.replica_logs:   # as Ray's log API answers a file it cannot find
+            raise ClusterError(f"GET /api/v0/logs/file failed (404): {log_file} not found on node {node_id}")
+        return "\n".join(self.replica_logs[(node_id, log_file)].splitlines()[-lines:])
+
     def submit_job(self, entrypoint: str, runtime_env: dict[str, Any] | None = None) -> str:
         self.jobs.append(entrypoint)
         return f"raysubmit_{len(self.jobs)}"
@@ -59,13 +67,16 @@ class FakeServe:
 
     # -- what the cluster does meanwhile ---------------------------------------------------------
 
-    def settle(self) -> None:
-        """Every deployment becomes healthy with all its replicas running."""
-        for app in self.apps.values():
+    def settle(self, started_at: float | None = None) -> None:
+        """Every deployment becomes healthy with all its replicas running; with `started_at`, each
+        new replica reports its start time, its node and its log file as Serve does."""
+        for app_name, app in self.apps.items():
             app["status"] = "RUNNING"
-            for dep in app["deployments"].values():
+            for dep_name, dep in app["deployments"].items():
                 dep["status"] = "HEALTHY"
-                dep["replicas"] = [{"state": "RUNNING"} for _ in range(dep["target_num_replicas"])]
+                where = ({"start_time_s": started_at, "node_id": "node-1",
+                          "log_file_path": f"/serve/replica_{app_name}_{dep_name}.log"} if started_at is not None else {})
+                dep["replicas"] = [{"state": "RUNNING", **where} for _ in range(dep["target_num_replicas"])]
 
     def fail(self, deployment: str, message: str) -> None:
         for app in self.apps.values():

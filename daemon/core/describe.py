@@ -130,9 +130,12 @@ def _what(kind: EventType | str, p: dict) -> str:
         if base:
             return f"{gen} loaded on base model {base}; it answers by its id"
         took, placed, start = p.pop("deploy_s", None), p.pop("placed_s", None), p.pop("replica_start_s", None)
+        imports, engine = p.pop("replica_imports_s", None), p.pop("replica_engine_s", None)
         if took is None:
             return f"{gen} serves"
-        phases = (f" (Serve's build and placement {placed:g} s, then the replica's start {start:g} s)"
+        inside = (f": its process and imports {imports:g} s, vLLM's engine {engine:g} s"
+                  if imports is not None and engine is not None else "")
+        phases = (f" (Serve's build and placement {placed:g} s, then the replica's start {start:g} s{inside})"
                   if placed is not None and start is not None else "")
         return f"{gen} serves, {took:g} s after it was sent to Ray Serve{phases}"
     if kind == EventType.RECOVERED and "running_replicas" in p:

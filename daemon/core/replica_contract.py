@@ -1,9 +1,11 @@
 """What argusd and the code inside its Ray replicas (daemon/replicas) share: the names argusd
-sets in every replica's environment, and the rule that says whose weights a replica may read.
+sets in every replica's environment, the rule that says whose weights a replica may read, and
+the line in which a replica reports how its start went.
 Standard library only and pure: daemon/replicas imports it on every Ray node, where it needs
 nothing else of argus; the roots' real paths are read by daemon/served_paths.py."""
 from __future__ import annotations
 
+import json
 import posixpath
 from dataclasses import dataclass
 
@@ -45,3 +47,48 @@ def outside_roots(real: str, user_id: str, roots: Roots) -> str | None:
         return f"{real} is in user {owner!r}'s tree, not {user_id}'s; only {user_id}'s own files and shared models are served"
     return (f"{real} is outside {roots.hf}/ and {roots.mine}/, the folders {user_id}'s models and adapters "
             "may be read from")
+
+
+# A model server's replica measures its own start (daemon/replicas/llm_server.py) and writes it
+# to its Serve log as one line; argusd reads it back from that log (Ray's log API) for the
+# replica that made a generation RUNNING, and `argusctl logs` prints it with the deploy's phases.
+# Durations only, each measured on the replica's own clock: nodes' clocks may differ.
+REPLICA_START_MARK = "argus replica start: "
+
+
+@dataclass(frozen=True)
+class ReplicaStart:
+    """How a model server's replica spent its start: `imports_s` from its process's creation to
+    argus's server being constructed (the Ray worker's start, Serve's replica, the imports of
+    Ray Serve LLM, vLLM and torch); `engine_s` from there to vLLM's engine started (its
+    engine-core and worker processes, the weights, the KV cache)."""
+
+    imports_s: float
+    engine_s: float
+
+    def to_payload(self) -> dict[str, float]:
+        return {"replica_imports_s": self.imports_s, "replica_engine_s": self.engine_s}
+
+
+def replica_start_line(process_created: float, constructed: float, engine_started: float) -> str:
+    """The log line a replica writes once its engine started (times: seconds since the epoch,
+    on the replica's clock)."""
+    start = ReplicaStart(round(constructed - process_created, 1), round(engine_started - constructed, 1))
+    return f'{REPLICA_START_MARK}{{"imports_s": {start.imports_s}, "engine_s": {start.engine_s}}}'
+
+
+def read_replica_start(log_text: str) -> ReplicaStart | None:
+    """The last start a replica's log reports, or None (no such line, or one not as written by
+    replica_start_line: a line of another version is ignored, not guessed at)."""
+    for line in reversed(log_text.splitlines()):
+        at = line.find(REPLICA_START_MARK)
+        if at < 0:
+            continue
+        try:
+            # raw_decode: whatever Serve's log format puts after the message is not read.
+            fields, _ = json.JSONDecoder().raw_decode(line[at + len(REPLICA_START_MARK):])
+            start = ReplicaStart(float(fields["imports_s"]), float(fields["engine_s"]))
+        except (ValueError, KeyError, TypeError):
+            return None
+        return start if start.imports_s >= 0 and start.engine_s >= 0 else None
+    return None

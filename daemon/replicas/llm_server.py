@@ -13,12 +13,15 @@ import logging.handlers
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from typing import Any, AsyncGenerator
 
+import psutil   # a requirement of vLLM, which every model replica imports
 from ray import serve
 from ray.serve.llm import LLMConfig, LLMServer
 
+from daemon.core.replica_contract import replica_start_line
 from daemon.replicas import ray_private
 from daemon.replicas.route_table import served_model
 from daemon.replicas.token_stream import first_at_once_then_batched
@@ -44,6 +47,17 @@ def restore_serve_log_targets(saved: list[tuple[logging.handlers.MemoryHandler, 
             handler.setTarget(target)
             repaired += 1
     return repaired
+
+
+def log_replica_start(constructed: float) -> None:
+    """Write how this replica's start went to its Serve log, at once (Serve buffers its log
+    records; argusd reads the line back when the replica makes its model RUNNING). The process's
+    creation is its start: Serve starts each replica in a new Ray worker (its runtime_env is the
+    model's own), so no worker started earlier for something else is counted."""
+    logger = logging.getLogger(SERVE_LOGGER)
+    logger.info(replica_start_line(psutil.Process().create_time(), constructed, time.time()))
+    for handler in logger.handlers:
+        handler.flush()
 
 
 @dataclass(frozen=True)
@@ -114,6 +128,7 @@ class ArgusLLMServer(LLMServer):
     argus's zero-disruption e2e with Ray 2.60 + vLLM 0.32."""
 
     async def __init__(self, llm_config: LLMConfig | dict[str, Any], **kwargs: Any) -> None:
+        constructed = time.time()
         # model_server.build_model_app binds the LLMConfig as the dict argusd rendered (its build
         # does not import LLMConfig: ray_build.py); it is validated here, where vLLM is imported.
         if isinstance(llm_config, dict):
@@ -139,9 +154,10 @@ class ArgusLLMServer(LLMServer):
         atexit.register(shutil.rmtree, self._copies, True)
         saved = serve_log_targets()
         try:
-            await super().__init__(llm_config, **kwargs)
+            await super().__init__(llm_config, **kwargs)   # starts vLLM's engine
         finally:
             restore_serve_log_targets(saved)
+        log_replica_start(constructed)
 
     async def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Serve applies a new adapter table in place: nothing restarts. Adapters load on their

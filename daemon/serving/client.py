@@ -11,6 +11,7 @@ import json
 import os
 import shlex
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ class ServeClient:
         self.base = dashboard_url.rstrip("/")
         self.timeout = timeout
 
-    def _request(self, method: str, path: str, body: Any = None) -> Any:
+    def _request(self, method: str, path: str, body: Any = None, json_reply: bool = True) -> Any:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(self.base + path, data=data, method=method)
         request.add_header("Accept", "application/json")
@@ -60,6 +61,8 @@ class ServeClient:
             reason = getattr(exc, "reason", exc)
             raise ClusterError(f"cannot reach the Ray dashboard at {self.base} ({reason}); start Ray "
                                "(scripts/ray_up.sh) or fix serving.serve.dashboard_url") from None
+        if not json_reply:
+            return text
         return json.loads(text) if text.strip() else None
 
     def version(self) -> dict[str, Any]:
@@ -98,6 +101,13 @@ class ServeClient:
 
     def job(self, submission_id: str) -> dict[str, Any]:
         return self._request("GET", f"/api/jobs/{submission_id}")
+
+    def replica_log(self, node_id: str, log_file: str, lines: int = 500) -> str:
+        """The last `lines` lines of a Serve replica's log (Ray's log API on the dashboard, which
+        reads the file on the replica's node; `log_file` is relative to that node's Ray log
+        folder, as Serve's ReplicaDetails.log_file_path gives it)."""
+        query = urllib.parse.urlencode({"node_id": node_id, "filename": log_file.lstrip("/"), "lines": lines})
+        return self._request("GET", f"/api/v0/logs/file?{query}", json_reply=False)
 
     def job_logs(self, submission_id: str) -> str:
         return (self._request("GET", f"/api/jobs/{submission_id}/logs") or {}).get("logs", "")

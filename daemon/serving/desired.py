@@ -10,7 +10,7 @@ from daemon.core.adapters import AdapterInfo
 from daemon.core.spec import ResolvedServingSpec
 from daemon.core.states import EventType, ModelState
 from daemon.serving.llm_config import ModelDeployment
-from daemon.serving.observe import summarize_failure
+from daemon.serving.observe import ReplicaLog, summarize_failure
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,9 @@ class Transition:
     # nothing serves any more), kept by the store while it is FAILED.
     records_serving: bool = False
     serving: Serving | None = None
+    # A first start's RUNNING: the log of the replica that started, where argusd's shell reads
+    # the replica's own phases (daemon/core/replica_contract.py) into the event.
+    replica_log: ReplicaLog | None = None
 
     def __post_init__(self) -> None:
         if self.state is not None:

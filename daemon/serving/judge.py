@@ -315,7 +315,8 @@ def judge(model: DesiredModel, seen: tuple[ObservedApp, ObservedDeployment] | No
             phases = {} if model.ran_this_generation else deploy_phases(model.applied_at,
                                                                          seen[1].newest_running_since, now)
             return Transition(model.model_key, ModelState.RUNNING, EventType.RUNNING,
-                              {"generation": model.generation, **phases}, applied_generation=model.generation)
+                              {"generation": model.generation, **phases}, applied_generation=model.generation,
+                              replica_log=seen[1].newest_running_log if "replica_start_s" in phases else None)
         # Not up yet, and Serve says why: recorded once per distinct reason.
         reason = startup_failure(seen[1].message or seen[0].message)
         if reason is not None and once(model, EventType.REPLICA_START_FAILED, {"message": reason}):

@@ -68,6 +68,15 @@ class ReplicaState(_Status):
 
 
 @dataclass(frozen=True)
+class ReplicaLog:
+    """Where a replica's Serve log is: its node, and the file's path under that node's Ray log
+    folder (Ray 2.60 ReplicaDetails.node_id and log_file_path)."""
+
+    node_id: str
+    log_file: str
+
+
+@dataclass(frozen=True)
 class ObservedDeployment:
     """A deployment as Serve reports it. `target_replicas`: the replicas Serve wants now (Ray
     2.60 DeploymentDetails.target_num_replicas: the autoscaler's decision for an autoscaled
@@ -78,6 +87,7 @@ class ObservedDeployment:
     running_replicas: int = 0
     target_replicas: int | None = None
     newest_running_since: datetime | None = None   # the newest RUNNING replica's start (Ray's start_time_s)
+    newest_running_log: ReplicaLog | None = None   # and where its log is
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", DeploymentStatus.read(self.status))
@@ -207,13 +217,16 @@ def observed_from_status(status: dict[str, Any] | None) -> Observed:
         for dep_name, dep in (app.get("deployments") or {}).items():
             replicas = dep.get("replicas") or []
             running = [r for r in replicas if ReplicaState.read(r.get("state")) == ReplicaState.RUNNING]
-            started = [datetime.fromtimestamp(float(r["start_time_s"]), timezone.utc)
-                       for r in running if r.get("start_time_s")]
+            started = sorted(((datetime.fromtimestamp(float(r["start_time_s"]), timezone.utc), r)
+                              for r in running if r.get("start_time_s")), key=lambda pair: pair[0])
+            newest = started[-1][1] if started else {}
             target = dep.get("target_num_replicas")
             deployments[dep_name] = ObservedDeployment(
                 status=dep.get("status", ""), message=dep.get("message") or "",
                 running_replicas=len(running), target_replicas=None if target is None else int(target),
-                newest_running_since=max(started, default=None))
+                newest_running_since=started[-1][0] if started else None,
+                newest_running_log=(ReplicaLog(newest["node_id"], newest["log_file_path"])
+                                    if newest.get("node_id") and newest.get("log_file_path") else None))
         apps[name] = ObservedApp(status=app.get("status", ""), message=app.get("message") or "",
                                  deployed=app.get("deployed_app_config"), deployments=deployments, name=name)
     return Observed(apps)

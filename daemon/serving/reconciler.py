@@ -13,11 +13,12 @@ import secrets
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Callable
 
 from daemon.config import Config
+from daemon.core.replica_contract import read_replica_start
 from daemon.core.spec import ResolvedServingSpec
 from daemon.folders import adapter_or_reason as read_adapter, path_problem, source_problem
 from daemon.core.states import CLUSTER_EVENTS, EventType, ModelState, StrEnum
@@ -225,7 +226,8 @@ class Reconciler:
                 log.debug("renewed the lease (%s)", lease)
                 return ReconcileResult(ReconcileOutcome.RENEWED)
             log.info("applied Serve config: %d application(s)", len(decision.apply.apps))
-        self._record(decision.transitions, {m.model_key: (m.generation, m.state) for m in models})
+        self._record([self._with_replica_start(t) for t in decision.transitions],
+                     {m.model_key: (m.generation, m.state) for m in models})
         adapters = {m.model_key for m in models if m.spec.is_adapter}
         if any(t.event_type in (EventType.DEGRADED, EventType.REPLICAS_LOST, EventType.FAILED, EventType.ROLLED_BACK)
                and t.model_key not in adapters
@@ -298,6 +300,20 @@ class Reconciler:
         apps = [OtherApp(name, app.deployed) for name, app in sorted(observed.apps.items())
                 if name != LEASE_APP and app.deployed and not app.going]
         return ServeConfig(self.serve.http, tuple(apps) + (LeaseApp(value.to_dict()),)).to_json()
+
+    def _with_replica_start(self, t: Transition) -> Transition:
+        """A first start's RUNNING with how its replica spent its start, from the replica's own
+        log line; as it is when that log cannot be read (the event is recorded all the same)."""
+        if t.replica_log is None:
+            return t
+        try:
+            text = self.client.replica_log(t.replica_log.node_id, t.replica_log.log_file)
+        except ClusterError as exc:
+            log.info("%s: its replica's log is not readable (%s); its start is recorded without the replica's phases",
+                     t.model_key, exc)
+            return t
+        start = read_replica_start(text)
+        return t if start is None else replace(t, payload={**t.payload, **start.to_payload()})
 
     def _record(self, transitions: list[Transition], seen: dict[str, tuple[int, str]]) -> None:
         """Write the plan's transitions, each only if sync has not changed its model since the

@@ -207,8 +207,9 @@ def test_the_front_end_speaks_ray_serve_llms_protocol(steady):
 
 def test_as_first_deploy_is_logged_with_how_long_it_took_and_where_serve_started_its_replica(steady):
     """A's RUNNING event (its first deploy, in the fixture) says how long it took from argusd's
-    apply to serving, split where Serve started its replica, from what Serve reports; argusctl
-    logs prints it."""
+    apply to serving, split where Serve started its replica, from what Serve reports, and how
+    that replica spent its start, from the line it wrote to its own log (read through Ray's log
+    API); argusctl logs prints it."""
     lines = run_argusctl("logs", steady.a["model_id"], "-o", "json", env=steady.env).stdout.splitlines()
     events = [json.loads(line) for line in lines if line.strip()]
     running = next(e for e in events if e["event_type"] == "RUNNING" and e["payload"].get("generation") == 1)
@@ -216,9 +217,15 @@ def test_as_first_deploy_is_logged_with_how_long_it_took_and_where_serve_started
     # A vLLM replica cannot start in 5 s here; Serve builds and places it in well under a minute.
     assert phases["replica_start_s"] > 5 and 0 <= phases["placed_s"] < 60, phases
     assert abs(phases["placed_s"] + phases["replica_start_s"] - phases["deploy_s"]) <= 0.2, phases
+    # The replica's own phases: its imports take seconds, vLLM's engine more; both fit in the
+    # replica's start as argusd saw it (Serve's start time is the controller's clock, the replica's
+    # phases its own: one machine here, so within a second).
+    imports, engine = phases["replica_imports_s"], phases["replica_engine_s"]
+    assert imports > 1 and engine > 5 and imports + engine <= phases["replica_start_s"] + 1, phases
     table = run_argusctl("logs", steady.a["model_id"], env=steady.env).stdout
     assert (f"serves, {phases['deploy_s']:g} s after it was sent to Ray Serve (Serve's build and placement "
-            f"{phases['placed_s']:g} s, then the replica's start {phases['replica_start_s']:g} s)") in table, table
+            f"{phases['placed_s']:g} s, then the replica's start {phases['replica_start_s']:g} s: its process "
+            f"and imports {imports:g} s, vLLM's engine {engine:g} s)") in table, table
 
 
 def test_a_model_vllm_cannot_start_fails_alone_with_vllms_reason(steady):

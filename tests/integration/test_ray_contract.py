@@ -629,6 +629,44 @@ def test_argus_llm_server_serves_each_adapters_weights_under_a_name_of_their_own
     assert out["after_empty_table"] == [[], []], out
 
 
+def test_argus_reads_where_a_replicas_log_is_as_serve_reports_it_and_asks_rays_log_api_for_it():
+    """Serve's status names each replica's node and log file (ReplicaDetails, made here by Ray's
+    own schema classes and serialized as its REST answer is); argus reads the newest running
+    replica's as a ReplicaLog, and asks Ray's log API with the query parameters its handler
+    reads (the e2e reads a real replica's log this way)."""
+    result = run_in_serving_venv("""
+        import inspect, json
+        from ray.dashboard.modules.state.state_head import StateHead
+        from ray.serve.schema import (ApplicationDetails, ApplicationStatus, DeploymentDetails, DeploymentSchema,
+                                      ReplicaDetails, ServeInstanceDetails)
+        from ray.serve._private.common import DeploymentStatus, DeploymentStatusTrigger, ReplicaState
+        from daemon.serving import observe
+
+        replicas = [ReplicaDetails(replica_id="r1", state=ReplicaState.RUNNING, start_time_s=100.0, node_id="n1",
+                                   log_file_path="/serve/replica_llm-k_LLMServer:k_r1.log"),
+                    ReplicaDetails(replica_id="r2", state=ReplicaState.RUNNING, start_time_s=160.0, node_id="n2",
+                                   log_file_path="/serve/replica_llm-k_LLMServer:k_r2.log")]
+        deployment = DeploymentDetails(
+            name="LLMServer:k", status=DeploymentStatus.HEALTHY,
+            status_trigger=DeploymentStatusTrigger.CONFIG_UPDATE_COMPLETED, message="",
+            deployment_config=DeploymentSchema(name="LLMServer:k"), target_num_replicas=2, required_resources={},
+            replicas=replicas)
+        app = ApplicationDetails(name="llm-k", route_prefix=None, docs_path=None, status=ApplicationStatus.RUNNING,
+                                 message="", last_deployed_time_s=0, deployed_app_config=None, source="declarative",
+                                 deployments={"LLMServer:k": deployment}, external_scaler_enabled=False)
+        answer = json.loads(json.dumps(ServeInstanceDetails(proxies={}, applications={"llm-k": app})
+                                       ._get_user_facing_json_serializable_dict(exclude_unset=True)))
+        seen = observe.observed_from_status(answer).apps["llm-k"].deployments["LLMServer:k"]
+        handler = inspect.getsource(StateHead.get_logs)
+        print(json.dumps({"log": [seen.newest_running_log.node_id, seen.newest_running_log.log_file],
+                          "route": '@routes.get("/api/v0/logs/{media_type}"' in handler,
+                          "params": {p: f'req.query.get("{p}"' in handler for p in ("node_id", "filename", "lines")}}))
+    """)
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["log"] == ["n2", "/serve/replica_llm-k_LLMServer:k_r2.log"]
+    assert out["route"] and out["params"] == {"node_id": True, "filename": True, "lines": True}
+
+
 def test_the_serve_config_argus_writes_is_valid_for_ray_and_reads_back_as_written():
     """serve_config against Ray's own code: the whole config a plan puts (a model app with its
     adapter table, a plain model app, the front end with routes to both, the lease, another team's

@@ -10,8 +10,9 @@ import pytest
 
 from daemon.argusd import Daemon
 from daemon.config import load_config
+from daemon.core.describe import describe_event
 from daemon.core.states import EventType, ModelState
-from daemon.replicas.names import model_app_name as app_name
+from daemon.replicas.names import MODEL_APP_PREFIX, model_app_name as app_name
 from daemon.serving.reconciler import Reconciler
 from daemon.store import Store
 from helpers import GitOps, run_argusctl, spec, write_config
@@ -55,6 +56,40 @@ def test_a_push_goes_queued_deploying_running_in_the_loop(world):
     assert daemon.tick() and len(serve.puts) == puts  # level-triggered: a no-op writes nothing
     events = len(store.events())
     assert daemon.tick() and len(store.events()) == events
+
+
+def test_a_first_start_is_recorded_with_how_its_replica_spent_it(world):
+    """The RUNNING event of a first start carries the replica's own phases, read from the line
+    its replica wrote to its Serve log (Ray's log API, stood in here); a log that cannot be read
+    leaves them out and nothing else."""
+    gitops, daemon, serve, store = world
+    assert daemon.tick()
+    serve.settle(started_at=time.time())
+    (app,) = [name for name in serve.apps if name.startswith(MODEL_APP_PREFIX)]
+    (deployment,) = serve.apps[app]["deployments"]
+    log_file = f"/serve/replica_{app}_{deployment}.log"
+    serve.replica_logs[("node-1", log_file)] = (
+        "INFO 2026-12-03 06:01:02,345 replica -- Started initializing replica.\n"
+        'INFO 2026-12-03 06:01:36,417 replica -- argus replica start: {"imports_s": 19.4, "engine_s": 34.1}\n'
+        "INFO 2026-12-03 06:01:36,420 replica -- Finished initializing replica.\n")
+    assert daemon.tick() and daemon.tick() and state_of(store) == ModelState.RUNNING
+    (running,) = events_of(store, EventType.RUNNING)
+    assert serve.log_reads == [("node-1", log_file)]   # read once: for the tick that recorded RUNNING
+    assert {k: running.payload[k] for k in ("replica_imports_s", "replica_engine_s")} == {
+        "replica_imports_s": 19.4, "replica_engine_s": 34.1}
+    assert {"deploy_s", "placed_s", "replica_start_s"} <= set(running.payload)
+    assert describe_event(running).endswith(": its process and imports 19.4 s, vLLM's engine 34.1 s)")
+
+
+def test_a_first_start_whose_replica_log_cannot_be_read_is_recorded_without_its_phases(world):
+    gitops, daemon, serve, store = world
+    assert daemon.tick()
+    serve.settle(started_at=time.time())
+    assert daemon.tick() and daemon.tick() and state_of(store) == ModelState.RUNNING
+    (running,) = events_of(store, EventType.RUNNING)
+    assert len(serve.log_reads) == 1
+    assert {"deploy_s", "placed_s", "replica_start_s"} <= set(running.payload)
+    assert not {"replica_imports_s", "replica_engine_s"} & set(running.payload)
 
 
 def test_an_apply_failure_is_recorded_once_until_it_changes(world):

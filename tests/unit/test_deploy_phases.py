@@ -1,16 +1,18 @@
 """A first deploy's RUNNING event says how long it took and where Serve started its replica
 (judge.deploy_phases), read from what Serve reports (the newest running replica's start_time_s),
-and argusctl logs prints it (describe_event)."""
+how that replica spent its start (the line it writes to its log, core/replica_contract.py), and
+argusctl logs prints it (describe_event)."""
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from daemon.core.describe import describe_event
+from daemon.core.replica_contract import ReplicaStart, read_replica_start, replica_start_line
 from daemon.core.records import Event
 from daemon.core.states import EventType
 from daemon.serving.judge import deploy_phases
-from daemon.serving.observe import observed_from_status
+from daemon.serving.observe import ReplicaLog, observed_from_status
 from daemon.serving.plan import plan
 from test_reconcile_plan import CPU, PER_MODEL, model, served, states
 
@@ -40,28 +42,39 @@ def test_deploy_phases(applied_at, replica_started, now, expected):
 def test_the_newest_running_replicas_start_is_read_from_serves_status():
     status = {"applications": {"llm-a": {"status": "RUNNING", "deployments": {"LLMServer:a": {
         "status": "HEALTHY", "replicas": [
-            {"state": "RUNNING", "start_time_s": 100.5},
-            {"state": "RUNNING", "start_time_s": 160.25},
-            {"state": "STARTING", "start_time_s": 200.0},       # not running yet: not the one that serves
+            {"state": "RUNNING", "start_time_s": 160.25, "node_id": "n2", "log_file_path": "/serve/replica_2.log"},
+            {"state": "RUNNING", "start_time_s": 100.5, "node_id": "n1", "log_file_path": "/serve/replica_1.log"},
+            {"state": "STARTING", "start_time_s": 200.0, "node_id": "n3",   # not running yet: not the one that serves
+             "log_file_path": "/serve/replica_3.log"},
         ]}}}}}
     deployment = observed_from_status(status).apps["llm-a"].deployments["LLMServer:a"]
     assert deployment.running_replicas == 2
     assert deployment.newest_running_since == datetime.fromtimestamp(160.25, timezone.utc)
+    assert deployment.newest_running_log == ReplicaLog("n2", "/serve/replica_2.log")
     bare = {"applications": {"llm-a": {"status": "RUNNING", "deployments": {"LLMServer:a": {
         "status": "HEALTHY", "replicas": [{"state": "RUNNING"}]}}}}}
-    assert observed_from_status(bare).apps["llm-a"].deployments["LLMServer:a"].newest_running_since is None
+    seen = observed_from_status(bare).apps["llm-a"].deployments["LLMServer:a"]
+    assert seen.newest_running_since is None and seen.newest_running_log is None
+    # A start time without the node or the file: when it started is known, not where its log is.
+    no_node = {"applications": {"llm-a": {"status": "RUNNING", "deployments": {"LLMServer:a": {
+        "status": "HEALTHY", "replicas": [{"state": "RUNNING", "start_time_s": 1.0, "log_file_path": "/f.log"}]}}}}}
+    seen = observed_from_status(no_node).apps["llm-a"].deployments["LLMServer:a"]
+    assert seen.newest_running_since is not None and seen.newest_running_log is None
 
 
 def test_a_first_deploy_is_recorded_running_with_its_phases():
     applied = plan([model("a")], observed_from_status(None), capacity=None, settings=CPU, serve=PER_MODEL).apply
     deploying = replace(model("a", "DEPLOYING"), applied_at=APPLIED)
 
+    log = ReplicaLog("n1", "/serve/replica_a.log")
+
     def seen(config):
         observed = served(config)
         for app in observed.apps.values():
             for name, deployment in list(app.deployments.items()):
                 if name == "LLMServer:a":
-                    app.deployments[name] = replace(deployment, newest_running_since=at(3.7))
+                    app.deployments[name] = replace(deployment, newest_running_since=at(3.7),
+                                                    newest_running_log=log)
         return observed
 
     # The first tick that sees it healthy routes it; the next records RUNNING (test_reconcile_plan).
@@ -70,11 +83,14 @@ def test_a_first_deploy_is_recorded_running_with_its_phases():
     p = plan([deploying], routed, capacity=None, settings=CPU, serve=PER_MODEL, now=at(63.8))
     assert states(p) == [("a", "RUNNING", "RUNNING")]
     assert p.transitions[0].payload == {"generation": 1, "deploy_s": 63.8, "placed_s": 3.7, "replica_start_s": 60.1}
+    # The replica that started is named for the shell, which reads its own phases from its log.
+    assert p.transitions[0].replica_log == log
     # The same generation running again after Serve lost its replicas: its apply was long ago, so
     # no time is claimed for this start.
     again = replace(deploying, ran_this_generation=True, was_running=True)
     p = plan([again], routed, capacity=None, settings=CPU, serve=PER_MODEL, now=at(3600))
-    assert [t.payload for t in p.transitions if t.event_type == "RUNNING"] == [{"generation": 1}]
+    assert [(t.payload, t.replica_log) for t in p.transitions if t.event_type == "RUNNING"] == [
+        ({"generation": 1}, None)]
 
 
 def event(payload):
@@ -85,8 +101,39 @@ def event(payload):
     ({"generation": 1, "deploy_s": 63.8, "placed_s": 3.7, "replica_start_s": 60.1},
      "generation 1 serves, 63.8 s after it was sent to Ray Serve (Serve's build and placement 3.7 s, "
      "then the replica's start 60.1 s)"),
+    ({"generation": 1, "deploy_s": 63.8, "placed_s": 3.7, "replica_start_s": 60.1, "replica_imports_s": 19.4,
+      "replica_engine_s": 34.1},
+     "generation 1 serves, 63.8 s after it was sent to Ray Serve (Serve's build and placement 3.7 s, "
+     "then the replica's start 60.1 s: its process and imports 19.4 s, vLLM's engine 34.1 s)"),
     ({"generation": 2, "deploy_s": 63.8}, "generation 2 serves, 63.8 s after it was sent to Ray Serve"),
     ({"generation": 1}, "generation 1 serves"),      # an event an earlier argus recorded
 ])
 def test_logs_print_the_phases(payload, text):
     assert describe_event(event(payload)) == text
+
+
+def test_a_replica_reports_its_start_in_one_line_argusd_reads_back():
+    line = replica_start_line(process_created=1000.0, constructed=1019.43, engine_started=1053.5)
+    assert line == 'argus replica start: {"imports_s": 19.4, "engine_s": 34.1}'
+    # As Serve's text log format writes it, with whatever it puts after the message.
+    text = ("INFO 2026-12-03 06:01:02,345 llm-m-1_LLMServer:m-1 abc -- Started initializing replica.\n"
+            f"INFO 2026-12-03 06:01:36,417 llm-m-1_LLMServer:m-1 abc -- {line} {{'extra': 1}}\n"
+            "INFO 2026-12-03 06:01:36,420 llm-m-1_LLMServer:m-1 abc -- Finished initializing replica.\n")
+    assert read_replica_start(text) == ReplicaStart(19.4, 34.1)
+    assert ReplicaStart(19.4, 34.1).to_payload() == {"replica_imports_s": 19.4, "replica_engine_s": 34.1}
+
+
+@pytest.mark.parametrize("text, expected", [
+    # The newest line wins (a log holds one start; a replica restarted in place writes another).
+    ('argus replica start: {"imports_s": 1, "engine_s": 2}\nargus replica start: {"imports_s": 3, "engine_s": 4}',
+     ReplicaStart(3.0, 4.0)),
+    ("no such line", None),
+    ("", None),
+    # A line not as written by replica_start_line is ignored, not guessed at.
+    ('argus replica start: {"imports": 1, "engine": 2}', None),
+    ("argus replica start: 19.4 s", None),
+    ('argus replica start: {"imports_s": "x", "engine_s": 2}', None),
+    ('argus replica start: {"imports_s": -1, "engine_s": 2}', None),   # clocks moved under it
+])
+def test_reading_a_replicas_start(text, expected):
+    assert read_replica_start(text) == expected

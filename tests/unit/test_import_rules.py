@@ -167,7 +167,7 @@ def test_the_shared_names_are_standard_library_only():
 
 
 def test_the_replica_contract_is_standard_library_only():
-    assert {_top(m) for m in IMPORTS["daemon.core.replica_contract"]} <= {"__future__", "posixpath", "dataclasses"}
+    assert {_top(m) for m in IMPORTS["daemon.core.replica_contract"]} <= {"__future__", "json", "posixpath", "dataclasses"}
     # ...and its shell (the roots' real paths), which replicas import beside it.
     assert {m for m in IMPORTS["daemon.served_paths"] if _top(m) in ("daemon", "argusctl")} <= {
         "daemon.core.replica_contract", "daemon.core.replica_contract.Roots",
