@@ -58,6 +58,10 @@ class ServeSettings:
 class Plan:
     apply: ServeConfig | None
     transitions: list[Transition]
+    # A model serves and waits only for the front end's replicas to route it (its RUNNING is
+    # held back until they do): Serve hands them the route within a second or so, so the next
+    # look is worth taking sooner than the poll interval.
+    routing: bool = False
 
     @property
     def noop(self) -> bool:
@@ -170,10 +174,11 @@ def plan(models: list[DesiredModel], observed: Observed, *, capacity: Capacity |
                    + observed.foreign())
     desired = ServeConfig(serve.http, tuple(config_apps))
     ids = {m.model_key: m.model_id for m in models}
-    transitions = [t for t in transitions if not _unrouted_running(t, ids, arranged, observed)]
+    unrouted = [t for t in transitions if _unrouted_running(t, ids, arranged, observed)]
+    transitions = [t for t in transitions if t not in unrouted]
     # No lease: a leftover lease app is not argus's to judge.
     return Plan(desired if config_differs(desired, observed, ignore=set() if lease is not None else {LEASE_APP})
-                else None, transitions)
+                else None, transitions, routing=bool(unrouted))
 
 
 def _records_serving(t: Transition, arranged: dict[str, Any]) -> Transition:

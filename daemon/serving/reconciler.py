@@ -76,6 +76,7 @@ class ReconcileOutcome(StrEnum):
 @dataclass
 class ReconcileResult:
     outcome: ReconcileOutcome
+    soon: bool = False   # look again soon, not a poll interval later (Plan.routing)
 
 
 class Reconciler:
@@ -214,7 +215,7 @@ class Reconciler:
                         quotas=self.quota, canaries=self.canary_watch.evidence(self.store, models))
         self._remember_wakes(models, observed)
         if decision.noop:
-            return ReconcileResult(ReconcileOutcome.NOOP)
+            return ReconcileResult(ReconcileOutcome.NOOP, soon=decision.routing)
         if decision.apply is not None:
             try:
                 self.client.put_config(decision.apply.to_json())
@@ -224,7 +225,7 @@ class Reconciler:
             renewal_only = lease is not None and not decision.transitions and renews_only(decision.apply, observed)
             if renewal_only:
                 log.debug("renewed the lease (%s)", lease)
-                return ReconcileResult(ReconcileOutcome.RENEWED)
+                return ReconcileResult(ReconcileOutcome.RENEWED, soon=decision.routing)
             log.info("applied Serve config: %d application(s)", len(decision.apply.apps))
         self._record([self._with_replica_start(t) for t in decision.transitions],
                      {m.model_key: (m.generation, m.state) for m in models})
@@ -233,7 +234,8 @@ class Reconciler:
                and t.model_key not in adapters
                for t in decision.transitions):
             self.reap()  # a replica died or gave up: its engine processes may have outlived it
-        return ReconcileResult(ReconcileOutcome.APPLIED if decision.apply is not None else ReconcileOutcome.RECORDED)
+        return ReconcileResult(ReconcileOutcome.APPLIED if decision.apply is not None else ReconcileOutcome.RECORDED,
+                               soon=decision.routing)
 
     def _wake(self, model_id: str, probe: Callable[..., tuple[bool, str | None]]) -> None:
         """A probe of a model at zero replicas, sent in the background: the tick (and the lease it

@@ -49,9 +49,12 @@ def test_a_push_goes_queued_deploying_running_in_the_loop(world):
     assert daemon.tick()
     assert state_of(store) == ModelState.DEPLOYING and len(serve.puts) == 1
     assert daemon.tick() and state_of(store) == ModelState.DEPLOYING  # Serve still updating
+    assert not daemon.reconcile_soon
     serve.settle()
     assert daemon.tick() and state_of(store) == ModelState.DEPLOYING   # routed now; recorded the tick after
+    assert daemon.reconcile_soon   # ...which comes sooner than the poll interval
     assert daemon.tick() and state_of(store) == ModelState.RUNNING
+    assert not daemon.reconcile_soon
     puts = len(serve.puts)
     assert daemon.tick() and len(serve.puts) == puts  # level-triggered: a no-op writes nothing
     events = len(store.events())

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from daemon.argusd import reconcile_wait
 from daemon.core.describe import describe_event
 from daemon.core.replica_contract import ReplicaStart, read_replica_start, replica_start_line
 from daemon.core.records import Event
@@ -79,9 +80,10 @@ def test_a_first_deploy_is_recorded_running_with_its_phases():
 
     # The first tick that sees it healthy routes it; the next records RUNNING (test_reconcile_plan).
     p = plan([deploying], seen(applied), capacity=None, settings=CPU, serve=PER_MODEL, now=at(62.0))
+    assert p.transitions == [] and p.routing   # held back until routed: argusd looks again soon
     routed = seen(p.apply)
     p = plan([deploying], routed, capacity=None, settings=CPU, serve=PER_MODEL, now=at(63.8))
-    assert states(p) == [("a", "RUNNING", "RUNNING")]
+    assert states(p) == [("a", "RUNNING", "RUNNING")] and not p.routing
     assert p.transitions[0].payload == {"generation": 1, "deploy_s": 63.8, "placed_s": 3.7, "replica_start_s": 60.1}
     # The replica that started is named for the shell, which reads its own phases from its log.
     assert p.transitions[0].replica_log == log
@@ -137,3 +139,14 @@ def test_a_replica_reports_its_start_in_one_line_argusd_reads_back():
 ])
 def test_reading_a_replicas_start(text, expected):
     assert read_replica_start(text) == expected
+
+
+@pytest.mark.parametrize("poll, soon_in_a_row, wait", [
+    (2.0, 0, 2.0),     # nothing waits to be routed: the poll interval
+    (2.0, 1, 0.5),     # a model serves and waits for the front end's route: look again soon
+    (5.0, 10, 0.5),    # ...up to ten times in a row
+    (5.0, 11, 5.0),    # a front end that never takes the route is not polled fast forever
+    (0.2, 1, 0.2),     # a poll faster than the recheck stays as fast
+])
+def test_reconcile_wait(poll, soon_in_a_row, wait):
+    assert reconcile_wait(poll, soon_in_a_row) == wait
