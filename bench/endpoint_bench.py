@@ -262,6 +262,10 @@ def main() -> None:
         first_token(argus_target)
         cold[argus_target.name] = time.monotonic() - started
         print(f"argus: first token after {cold[argus_target.name]:.1f} s", flush=True)
+        # Where that start went, as argusd recorded it (docs/serving.md, "How long a deploy took").
+        events = [json.loads(line) for line in ctl("logs", "bench", "-o", "json").stdout.splitlines() if line.strip()]
+        summary["argus_deploy_phases"] = next((e["payload"] for e in events if e["event_type"] == "RUNNING"), None)
+        print(f"argus: its RUNNING event says {summary['argus_deploy_phases']}", flush=True)
         targets = [vllm_target, ray_target, argus_target]
         order: list[tuple[str, str, str]] = []   # (target, shape, result file)
         argvs = []
