@@ -55,9 +55,12 @@ def log_replica_start(constructed: float) -> None:
     creation is its start: Serve starts each replica in a new Ray worker (its runtime_env is the
     model's own), so no worker started earlier for something else is counted."""
     logger = logging.getLogger(SERVE_LOGGER)
-    logger.info(replica_start_line(psutil.Process().create_time(), constructed, time.time()))
-    for handler in logger.handlers:
-        handler.flush()
+    try:
+        logger.info(replica_start_line(psutil.Process().create_time(), constructed, time.time()))
+        for handler in logger.handlers:
+            handler.flush()
+    except Exception as exc:   # a report of the start never fails the start it reports
+        logger.warning("argus could not report this replica's start: %s", exc)
 
 
 @dataclass(frozen=True)
