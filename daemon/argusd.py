@@ -35,19 +35,20 @@ log = logging.getLogger("argus.daemon")
 
 EXIT_ENVIRONMENT = 3
 STOP_GRACE_SECONDS = 3.0
-# A model that serves but is not routed yet (ReconcileResult.soon) is looked at again this soon,
+# A model that serves but is not routed yet (ReconcileResult.recheck_soon) is looked at again this soon,
 # at most this many times in a row (then the poll interval again: a front end that never takes
 # the route is not polled fast forever).
 ROUTE_RECHECK_SECONDS = 0.5
 ROUTE_RECHECKS = 10
 
 
-def reconcile_wait(poll_seconds: float, soon_in_a_row: int) -> float:
-    """How long the reconcile loop waits before its next tick, `soon_in_a_row` being how many
-    ticks in a row (this one included) asked to look again soon."""
-    if 0 < soon_in_a_row <= ROUTE_RECHECKS:
-        return min(ROUTE_RECHECK_SECONDS, poll_seconds)
-    return poll_seconds
+def reconcile_wait(poll_seconds: float, recheck_soon: bool, soon_before: int) -> tuple[float, int]:
+    """How long the reconcile loop waits after a tick, and how many ticks in a row have now asked
+    to look again soon (`soon_before`: how many had, before this one)."""
+    in_a_row = soon_before + 1 if recheck_soon else 0
+    if 0 < in_a_row <= ROUTE_RECHECKS:
+        return min(ROUTE_RECHECK_SECONDS, poll_seconds), in_a_row
+    return poll_seconds, in_a_row
 
 
 class Daemon:
@@ -76,7 +77,7 @@ class Daemon:
         self.policy = SpecPolicy.from_config(config)
         self.wake = threading.Event()            # a ref changed (watcher), fetch now (webhook, API write), or stop
         self.reconcile_wake = threading.Event()  # sync recorded something, or stop
-        self.reconcile_soon = False              # the last tick asked to look again soon (ReconcileResult.soon)
+        self.reconcile_soon = False              # the last tick asked to look again soon (ReconcileResult.recheck_soon)
         self.stopping = threading.Event()
         self.repo: GitRepo | None = None
         self.watcher: RefWatcher | None = None
@@ -231,7 +232,7 @@ class Daemon:
             self._count_reconcile("error", started, reachable=True)
             return False
         self._report("serve", None)
-        self.reconcile_soon = result.soon
+        self.reconcile_soon = result.recheck_soon
         self._count_reconcile(str(result.outcome), started, reachable=True, active=reconciler.role == Role.ACTIVE)
         if self.metrics is not None:
             self.metrics.replicas_seen(reconciler.replicas_seen)
@@ -297,8 +298,8 @@ class Daemon:
                     self._report("serve", str(exc))
                 else:
                     self._reconcile(reconciler)
-                soon_in_a_row = soon_in_a_row + 1 if self.reconcile_soon else 0
-                self.reconcile_wake.wait(timeout=reconcile_wait(self.config.gitops.poll_seconds, soon_in_a_row))
+                wait, soon_in_a_row = reconcile_wait(self.config.gitops.poll_seconds, self.reconcile_soon, soon_in_a_row)
+                self.reconcile_wake.wait(timeout=wait)
         except Exception:
             log.exception("the reconcile loop stopped (please report it); sync goes on")
         finally:

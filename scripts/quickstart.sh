@@ -53,7 +53,10 @@ field() { .venv/bin/python -c 'import json, sys; print(json.loads(sys.argv[1]).g
 # is not enough: after `quickstart.sh down` the store still says RUNNING while the new, empty Ray
 # serves nothing until argusd has put the model back; and once it has, the endpoint answers a
 # tick before argusd records RUNNING (a user's `argusctl status` right after would say
-# DEPLOYING). A FAILED model stops the wait with argusd's reason.
+# DEPLOYING). A FAILED model stops the wait with argusd's reason; one that answers while FAILED
+# (the user's last change was rolled back and the generation before it serves) is reported as
+# such ($ANSWERED says which).
+ANSWERED=RUNNING
 wait_until_answering() {
   local model=$1 deadline=$((SECONDS + ${QS_WAIT_SECONDS:-1200})) row body
   body=$(.venv/bin/python -c 'import json, sys; print(json.dumps({"model": sys.argv[1], "max_tokens": 1,
@@ -62,7 +65,10 @@ wait_until_answering() {
     if curl -sf -o /dev/null --max-time 60 "$ENDPOINT/chat/completions" -H 'Content-Type: application/json' \
         -d "$body"; then
       row=$(demo_row)
-      [ "$(field "$row" state)" = RUNNING ] && return 0
+      case "$(field "$row" state)" in
+        RUNNING) return 0 ;;
+        FAILED) ANSWERED="answering, but FAILED in argusd's store: $(field "$row" reason)"; return 0 ;;
+      esac
       sleep 1
       continue
     fi
@@ -94,7 +100,7 @@ serve_demo() {
   fi
   echo "waiting until $ENDPOINT answers for $(field "$row" model_id)"
   wait_until_answering "$(field "$row" model_id)" || return 1
-  echo "$QS_USER/$DEMO: $found, RUNNING"
+  echo "$QS_USER/$DEMO: $found, $ANSWERED"
 }
 
 steps_begin 9 "$ARGUS_HOME_DIR/logs/quickstart.log"

@@ -8,6 +8,7 @@ import copy
 from typing import Any
 
 from daemon.errors import ClusterError
+from daemon.replicas.names import FRONTEND_APP
 
 
 class FakeServe:
@@ -18,7 +19,8 @@ class FakeServe:
         self.resources = {"CPU": 8.0}
         self.jobs: list[str] = []           # Ray jobs submitted (the engine reaper)
         self.unreachable: str | None = None  # set: Ray's dashboard does not answer (Ray stopped)
-        self.replica_logs: dict[tuple[str, str], str] = {}   # (node id, log file) -> its text
+        self.replica_logs: dict[tuple[str, str], str | Exception] = {}   # (node id, log file) -> text, or what it raises
+        self.slow_frontend = False   # set: a new route table leaves the front end UPDATING until settle()
         self.log_reads: list[tuple[str, str]] = []
 
     # -- the ServeClient interface ---------------------------------------------------------------
@@ -42,6 +44,10 @@ class FakeServe:
                 continue  # unchanged: Serve leaves it as it is
             if old is not None and _without_user_config(old["deployed_app_config"]) == _without_user_config(app):
                 old["deployed_app_config"] = copy.deepcopy(app)  # only user_config: applied in place
+                if self.slow_frontend and name == FRONTEND_APP:   # its replicas take the new table a moment later
+                    old["status"] = "DEPLOYING"
+                    for dep in old["deployments"].values():
+                        dep["status"] = "UPDATING"
                 continue
             self.apps[name] = {"status": "DEPLOYING", "message": "", "deployed_app_config": copy.deepcopy(app),
                                "deployments": {d["name"]: {"status": "UPDATING", "message": "",
@@ -54,9 +60,13 @@ class FakeServe:
 
     def replica_log(self, node_id: str, log_file: str, lines: int = 500) -> str:
         self.log_reads.append((node_id, log_file))
-        if (node_id, log_file) not in self.replica_logs:   # as Ray's log API answers a file it cannot find
-            raise ClusterError(f"GET /api/v0/logs/file failed (404): {log_file} not found on node {node_id}")
-        return "\n".join(self.replica_logs[(node_id, log_file)].splitlines()[-lines:])
+        text = self.replica_logs.get((node_id, log_file))
+        if isinstance(text, Exception):
+            raise text
+        if text is None:   # as Ray 2.60's log API answers a file it cannot find (state_head.get_logs)
+            raise ClusterError(f"GET /api/v0/logs/file on http://127.0.0.1:8265 failed (500): "
+                               f"A file is not found at: /tmp/ray/session_latest/logs/{log_file.lstrip('/')}")
+        return "\n".join(text.splitlines()[-lines:])
 
     def submit_job(self, entrypoint: str, runtime_env: dict[str, Any] | None = None) -> str:
         self.jobs.append(entrypoint)

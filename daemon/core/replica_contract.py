@@ -60,8 +60,9 @@ REPLICA_START_MARK = "argus replica start: "
 class ReplicaStart:
     """How a model server's replica spent its start: `imports_s` from its process's creation to
     argus's server being constructed (the Ray worker's start, Serve's replica, the imports of
-    Ray Serve LLM, vLLM and torch); `engine_s` from there to vLLM's engine started (its
-    engine-core and worker processes, the weights, the KV cache)."""
+    Ray Serve LLM, vLLM and torch); `engine_s` from Ray Serve LLM's start of vLLM's engine to
+    the engine started (its engine-core and worker processes, the weights, the KV cache). What
+    argus's server checks in between (the model folder) is in neither."""
 
     imports_s: float
     engine_s: float
@@ -70,11 +71,12 @@ class ReplicaStart:
         return {"replica_imports_s": self.imports_s, "replica_engine_s": self.engine_s}
 
 
-def replica_start_line(process_created: float, constructed: float, engine_started: float) -> str:
+def replica_start_line(process_created: float, constructed: float, engine_begun: float,
+                       engine_started: float) -> str:
     """The log line a replica writes once its engine started (times: seconds since the epoch,
     on the replica's clock)."""
-    start = ReplicaStart(round(constructed - process_created, 1), round(engine_started - constructed, 1))
-    return f'{REPLICA_START_MARK}{{"imports_s": {start.imports_s}, "engine_s": {start.engine_s}}}'
+    return REPLICA_START_MARK + json.dumps({"imports_s": round(constructed - process_created, 1),
+                                            "engine_s": round(engine_started - engine_begun, 1)})
 
 
 def read_replica_start(log_text: str) -> ReplicaStart | None:

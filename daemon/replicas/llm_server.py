@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, AsyncGenerator
 
-import psutil   # a requirement of vLLM, which every model replica imports
 from ray import serve
 from ray.serve.llm import LLMConfig, LLMServer
 
@@ -49,14 +48,16 @@ def restore_serve_log_targets(saved: list[tuple[logging.handlers.MemoryHandler, 
     return repaired
 
 
-def log_replica_start(constructed: float) -> None:
+def log_replica_start(constructed: float, engine_begun: float) -> None:
     """Write how this replica's start went to its Serve log, at once (Serve buffers its log
     records; argusd reads the line back when the replica makes its model RUNNING). The process's
     creation is its start: Serve starts each replica in a new Ray worker (its runtime_env is the
     model's own), so no worker started earlier for something else is counted."""
     logger = logging.getLogger(SERVE_LOGGER)
     try:
-        logger.info(replica_start_line(psutil.Process().create_time(), constructed, time.time()))
+        import psutil   # vLLM's requirement (Ray also ships a copy); inside: a report never fails a start
+
+        logger.info(replica_start_line(psutil.Process().create_time(), constructed, engine_begun, time.time()))
         for handler in logger.handlers:
             handler.flush()
     except Exception as exc:   # a report of the start never fails the start it reports
@@ -156,11 +157,12 @@ class ArgusLLMServer(LLMServer):
         self._copies = tempfile.mkdtemp(prefix="argus-adapters-")
         atexit.register(shutil.rmtree, self._copies, True)
         saved = serve_log_targets()
+        engine_begun = time.time()
         try:
             await super().__init__(llm_config, **kwargs)   # starts vLLM's engine
         finally:
             restore_serve_log_targets(saved)
-        log_replica_start(constructed)
+        log_replica_start(constructed, engine_begun)
 
     async def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Serve applies a new adapter table in place: nothing restarts. Adapters load on their

@@ -7,6 +7,7 @@ change. Never `serve.run`: it restarts every replica on every call. Token auth (
 """
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shlex
@@ -33,13 +34,27 @@ def auth_token(env: dict[str, str] | None = None) -> str | None:
         return None
 
 
+# Ray's log API asks the node's agent with this timeout (its default is 30 s); the HTTP read
+# waits a little longer.
+LOG_READ_TIMEOUT_S = 3
+
+
+def replica_log_path(node_id: str, log_file: str, lines: int) -> str:
+    """The dashboard path of a replica's log's last `lines` lines. Serve's ReplicaDetails gives
+    `log_file_path` as "/serve/replica_....log", relative to the node's Ray log folder despite
+    its leading "/"; Ray's log agent takes a name with a leading "/" as absolute."""
+    query = {"node_id": node_id, "filename": log_file.lstrip("/"), "lines": lines, "timeout": LOG_READ_TIMEOUT_S}
+    return f"/api/v0/logs/file?{urllib.parse.urlencode(query)}"
+
+
 class ServeClient:
     def __init__(self, dashboard_url: str, timeout: float = 15.0):
         """Every call is bounded by `timeout` seconds (connect and each read)."""
         self.base = dashboard_url.rstrip("/")
         self.timeout = timeout
 
-    def _request(self, method: str, path: str, body: Any = None, json_reply: bool = True) -> Any:
+    def _request(self, method: str, path: str, body: Any = None, json_reply: bool = True,
+                 timeout: float | None = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(self.base + path, data=data, method=method)
         request.add_header("Accept", "application/json")
@@ -49,14 +64,16 @@ class ServeClient:
         if token:
             request.add_header("Authorization", f"Bearer {token}")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                text = response.read().decode()
+            with urllib.request.urlopen(request, timeout=timeout or self.timeout) as response:
+                text = response.read().decode(errors="replace")
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode(errors="replace").strip()[:2000]
             if exc.code in (401, 403):
                 raise ClusterError(f"the Ray dashboard at {self.base} refused the token ({exc.code}); "
                                    "set RAY_AUTH_TOKEN or check ~/.ray/auth_token") from None
             raise ClusterError(f"{method} {path} on {self.base} failed ({exc.code}): {detail}") from None
+        except http.client.HTTPException as exc:   # a reply cut off (IncompleteRead) or malformed
+            raise ClusterError(f"{method} {path} on {self.base}: the reply broke off ({exc!r})") from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise ClusterError(f"cannot reach the Ray dashboard at {self.base} ({reason}); start Ray "
@@ -104,10 +121,10 @@ class ServeClient:
 
     def replica_log(self, node_id: str, log_file: str, lines: int = 500) -> str:
         """The last `lines` lines of a Serve replica's log (Ray's log API on the dashboard, which
-        reads the file on the replica's node; `log_file` is relative to that node's Ray log
-        folder, as Serve's ReplicaDetails.log_file_path gives it)."""
-        query = urllib.parse.urlencode({"node_id": node_id, "filename": log_file.lstrip("/"), "lines": lines})
-        return self._request("GET", f"/api/v0/logs/file?{query}", json_reply=False)
+        reads the file on the replica's node). Bounded by LOG_READ_TIMEOUT_S: it is read within a
+        reconcile tick."""
+        return self._request("GET", replica_log_path(node_id, log_file, lines), json_reply=False,
+                             timeout=LOG_READ_TIMEOUT_S + 2)
 
     def job_logs(self, submission_id: str) -> str:
         return (self._request("GET", f"/api/jobs/{submission_id}/logs") or {}).get("logs", "")

@@ -263,8 +263,9 @@ def deploy_phases(applied_at: datetime | None, replica_started: datetime | None,
     """How long a generation took from argusd's apply to the tick that saw it serve (`deploy_s`),
     split where Serve started its newest running replica: Serve's build and placement before it
     (`placed_s`), the replica's own start after it (`replica_start_s`: its process, the imports
-    of Ray Serve LLM and vLLM, vLLM's engine, until argusd's tick saw it; docs/benchmarks.md
-    splits it further from the logs). Only what is known: nothing without the apply's time, and
+    of Ray Serve LLM and vLLM, vLLM's engine, until argusd's tick saw it; the shell adds the
+    replica's own split of it from its log, `replica_imports_s` and `replica_engine_s`). Only
+    what is known: nothing without the apply's time, and
     no split when that replica started outside the apply..now window (clocks apart, or a replica
     Serve kept from before)."""
     if applied_at is None or now is None:

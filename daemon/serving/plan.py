@@ -61,7 +61,7 @@ class Plan:
     # A model serves and waits only for the front end's replicas to route it (its RUNNING is
     # held back until they do): Serve hands them the route within a second or so, so the next
     # look is worth taking sooner than the poll interval.
-    routing: bool = False
+    awaiting_route: bool = False
 
     @property
     def noop(self) -> bool:
@@ -178,7 +178,7 @@ def plan(models: list[DesiredModel], observed: Observed, *, capacity: Capacity |
     transitions = [t for t in transitions if t not in unrouted]
     # No lease: a leftover lease app is not argus's to judge.
     return Plan(desired if config_differs(desired, observed, ignore=set() if lease is not None else {LEASE_APP})
-                else None, transitions, routing=bool(unrouted))
+                else None, transitions, awaiting_route=bool(unrouted))
 
 
 def _records_serving(t: Transition, arranged: dict[str, Any]) -> Transition:

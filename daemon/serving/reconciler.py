@@ -76,7 +76,7 @@ class ReconcileOutcome(StrEnum):
 @dataclass
 class ReconcileResult:
     outcome: ReconcileOutcome
-    soon: bool = False   # look again soon, not a poll interval later (Plan.routing)
+    recheck_soon: bool = False   # look again soon, not a poll interval later (Plan.awaiting_route)
 
 
 class Reconciler:
@@ -215,7 +215,7 @@ class Reconciler:
                         quotas=self.quota, canaries=self.canary_watch.evidence(self.store, models))
         self._remember_wakes(models, observed)
         if decision.noop:
-            return ReconcileResult(ReconcileOutcome.NOOP, soon=decision.routing)
+            return ReconcileResult(ReconcileOutcome.NOOP, recheck_soon=decision.awaiting_route)
         if decision.apply is not None:
             try:
                 self.client.put_config(decision.apply.to_json())
@@ -225,9 +225,9 @@ class Reconciler:
             renewal_only = lease is not None and not decision.transitions and renews_only(decision.apply, observed)
             if renewal_only:
                 log.debug("renewed the lease (%s)", lease)
-                return ReconcileResult(ReconcileOutcome.RENEWED, soon=decision.routing)
+                return ReconcileResult(ReconcileOutcome.RENEWED, recheck_soon=decision.awaiting_route)
             log.info("applied Serve config: %d application(s)", len(decision.apply.apps))
-        self._record([self._with_replica_start(t) for t in decision.transitions],
+        self._record(self._with_replica_starts(decision.transitions),
                      {m.model_key: (m.generation, m.state) for m in models})
         adapters = {m.model_key for m in models if m.spec.is_adapter}
         if any(t.event_type in (EventType.DEGRADED, EventType.REPLICAS_LOST, EventType.FAILED, EventType.ROLLED_BACK)
@@ -235,7 +235,7 @@ class Reconciler:
                for t in decision.transitions):
             self.reap()  # a replica died or gave up: its engine processes may have outlived it
         return ReconcileResult(ReconcileOutcome.APPLIED if decision.apply is not None else ReconcileOutcome.RECORDED,
-                               soon=decision.routing)
+                               recheck_soon=decision.awaiting_route)
 
     def _wake(self, model_id: str, probe: Callable[..., tuple[bool, str | None]]) -> None:
         """A probe of a model at zero replicas, sent in the background: the tick (and the lease it
@@ -303,19 +303,26 @@ class Reconciler:
                 if name != LEASE_APP and app.deployed and not app.going]
         return ServeConfig(self.serve.http, tuple(apps) + (LeaseApp(value.to_dict()),)).to_json()
 
-    def _with_replica_start(self, t: Transition) -> Transition:
-        """A first start's RUNNING with how its replica spent its start, from the replica's own
-        log line; as it is when that log cannot be read (the event is recorded all the same)."""
-        if t.replica_log is None:
-            return t
-        try:
-            text = self.client.replica_log(t.replica_log.node_id, t.replica_log.log_file)
-        except ClusterError as exc:
-            log.info("%s: its replica's log is not readable (%s); its start is recorded without the replica's phases",
-                     t.model_key, exc)
-            return t
-        start = read_replica_start(text)
-        return t if start is None else replace(t, payload={**t.payload, **start.to_payload()})
+    def _with_replica_starts(self, transitions: list[Transition]) -> list[Transition]:
+        """Each first start's RUNNING with how its replica spent its start, from the replica's own
+        log line. Optional: a log that cannot be read (or reads as anything unexpected) leaves
+        its event as it is, and the tick reads no further log (each read waits up to
+        LOG_READ_TIMEOUT_S: a node whose agent does not answer must not hold the tick)."""
+        out, reading = [], True
+        for t in transitions:
+            if t.replica_log is None or not reading:
+                out.append(t)
+                continue
+            try:
+                start = read_replica_start(self.client.replica_log(t.replica_log.node_id, t.replica_log.log_file))
+            except Exception as exc:   # the event matters, its detail does not
+                log.info("%s: its replica's log is not readable (%s); its start is recorded without the replica's "
+                         "phases", t.model_key, exc)
+                reading = False
+                out.append(t)
+                continue
+            out.append(t if start is None else replace(t, payload={**t.payload, **start.to_payload()}))
+        return out
 
     def _record(self, transitions: list[Transition], seen: dict[str, tuple[int, str]]) -> None:
         """Write the plan's transitions, each only if sync has not changed its model since the

@@ -658,13 +658,25 @@ def test_argus_reads_where_a_replicas_log_is_as_serve_reports_it_and_asks_rays_l
                                        ._get_user_facing_json_serializable_dict(exclude_unset=True)))
         seen = observe.observed_from_status(answer).apps["llm-k"].deployments["LLMServer:k"]
         handler = inspect.getsource(StateHead.get_logs)
+        # The file name argus sends, as the node's log agent resolves it in its Ray log folder.
+        import pathlib, tempfile, urllib.parse
+        from ray.dashboard.modules.log.log_agent import LogAgentV1Grpc
+        from daemon.serving.client import replica_log_path
+        path = replica_log_path(seen.newest_running_log.node_id, seen.newest_running_log.log_file, 500)
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(path).query))
+        logs = pathlib.Path(tempfile.mkdtemp())
+        (logs / "serve").mkdir()
+        (logs / "serve" / "replica_llm-k_LLMServer:k_r2.log").write_text("x")
+        resolved = str(LogAgentV1Grpc._resolve_filename(logs, query["filename"]).relative_to(logs))
         print(json.dumps({"log": [seen.newest_running_log.node_id, seen.newest_running_log.log_file],
-                          "route": '@routes.get("/api/v0/logs/{media_type}"' in handler,
-                          "params": {p: f'req.query.get("{p}"' in handler for p in ("node_id", "filename", "lines")}}))
+                          "route": '@routes.get("/api/v0/logs/{media_type}"' in handler and path.startswith("/api/v0/logs/file?"),
+                          "params": {p: f'req.query.get("{p}"' in handler for p in query},
+                          "query": query, "resolved": resolved}))
     """)
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["log"] == ["n2", "/serve/replica_llm-k_LLMServer:k_r2.log"]
-    assert out["route"] and out["params"] == {"node_id": True, "filename": True, "lines": True}
+    assert out["route"] and out["params"] == {"node_id": True, "filename": True, "lines": True, "timeout": True}
+    assert out["query"]["node_id"] == "n2" and out["resolved"] == "serve/replica_llm-k_LLMServer:k_r2.log"
 
 
 def test_the_serve_config_argus_writes_is_valid_for_ray_and_reads_back_as_written():

@@ -95,6 +95,43 @@ def test_a_first_start_whose_replica_log_cannot_be_read_is_recorded_without_its_
     assert not {"replica_imports_s", "replica_engine_s"} & set(running.payload)
 
 
+def test_a_replica_log_that_reads_as_anything_unexpected_costs_only_its_own_phases(world):
+    """Two models start in one tick: the first one's log read raises (not a ClusterError: a
+    reply Ray cut off, bytes that are not UTF-8), the second one's is not read at all (a node
+    whose agent does not answer must not hold the tick twice); both RUNNING events are recorded,
+    without the replica's phases."""
+    gitops, daemon, serve, store = world
+    gitops.write("models.d/alice/b.yaml", spec("b"))
+    gitops.commit("b")
+    gitops.push()
+    assert daemon.tick()
+    serve.settle(started_at=time.time())
+    for app in [name for name in serve.apps if name.startswith(MODEL_APP_PREFIX)]:
+        (deployment,) = serve.apps[app]["deployments"]
+        serve.replica_logs[("node-1", f"/serve/replica_{app}_{deployment}.log")] = ValueError("not text")
+    assert daemon.tick() and daemon.tick()
+    assert state_of(store, "a") == state_of(store, "b") == ModelState.RUNNING
+    running = events_of(store, EventType.RUNNING)
+    assert len(running) == 2 and len(serve.log_reads) == 1
+    assert all("deploy_s" in e.payload and "replica_imports_s" not in e.payload for e in running)
+
+
+def test_argusd_looks_again_soon_while_the_front_end_takes_a_new_route(world):
+    """The tick that routes a model that serves, and the no-op ticks while the front end's
+    replicas take the new route table, each ask for the next tick soon; the tick that records
+    RUNNING does not."""
+    gitops, daemon, serve, store = world
+    serve.slow_frontend = True
+    assert daemon.tick()
+    serve.settle()
+    assert daemon.tick() and daemon.reconcile_soon and state_of(store) == ModelState.DEPLOYING   # routed
+    puts = len(serve.puts)
+    assert daemon.tick() and daemon.reconcile_soon and len(serve.puts) == puts   # a no-op: the front end updates
+    assert state_of(store) == ModelState.DEPLOYING
+    serve.settle()
+    assert daemon.tick() and not daemon.reconcile_soon and state_of(store) == ModelState.RUNNING
+
+
 def test_an_apply_failure_is_recorded_once_until_it_changes(world):
     gitops, daemon, serve, store = world
     serve.put_error = "PUT /api/serve/applications/ failed (500): boom"

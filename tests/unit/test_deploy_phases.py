@@ -80,10 +80,10 @@ def test_a_first_deploy_is_recorded_running_with_its_phases():
 
     # The first tick that sees it healthy routes it; the next records RUNNING (test_reconcile_plan).
     p = plan([deploying], seen(applied), capacity=None, settings=CPU, serve=PER_MODEL, now=at(62.0))
-    assert p.transitions == [] and p.routing   # held back until routed: argusd looks again soon
+    assert p.transitions == [] and p.awaiting_route   # held back until routed: argusd looks again soon
     routed = seen(p.apply)
     p = plan([deploying], routed, capacity=None, settings=CPU, serve=PER_MODEL, now=at(63.8))
-    assert states(p) == [("a", "RUNNING", "RUNNING")] and not p.routing
+    assert states(p) == [("a", "RUNNING", "RUNNING")] and not p.awaiting_route
     assert p.transitions[0].payload == {"generation": 1, "deploy_s": 63.8, "placed_s": 3.7, "replica_start_s": 60.1}
     # The replica that started is named for the shell, which reads its own phases from its log.
     assert p.transitions[0].replica_log == log
@@ -115,7 +115,7 @@ def test_logs_print_the_phases(payload, text):
 
 
 def test_a_replica_reports_its_start_in_one_line_argusd_reads_back():
-    line = replica_start_line(process_created=1000.0, constructed=1019.43, engine_started=1053.5)
+    line = replica_start_line(process_created=1000.0, constructed=1019.43, engine_begun=1019.6, engine_started=1053.7)
     assert line == 'argus replica start: {"imports_s": 19.4, "engine_s": 34.1}'
     # As Serve's text log format writes it, with whatever it puts after the message.
     text = ("INFO 2026-12-03 06:01:02,345 llm-m-1_LLMServer:m-1 abc -- Started initializing replica.\n"
@@ -141,12 +141,13 @@ def test_reading_a_replicas_start(text, expected):
     assert read_replica_start(text) == expected
 
 
-@pytest.mark.parametrize("poll, soon_in_a_row, wait", [
-    (2.0, 0, 2.0),     # nothing waits to be routed: the poll interval
-    (2.0, 1, 0.5),     # a model serves and waits for the front end's route: look again soon
-    (5.0, 10, 0.5),    # ...up to ten times in a row
-    (5.0, 11, 5.0),    # a front end that never takes the route is not polled fast forever
-    (0.2, 1, 0.2),     # a poll faster than the recheck stays as fast
+@pytest.mark.parametrize("poll, recheck_soon, soon_before, expected", [
+    (2.0, False, 0, (2.0, 0)),     # nothing waits to be routed: the poll interval
+    (2.0, True, 0, (0.5, 1)),      # a model serves and waits for the front end's route: look again soon
+    (5.0, True, 9, (0.5, 10)),     # ...up to ten times in a row
+    (5.0, True, 10, (5.0, 11)),    # a front end that never takes the route is not polled fast forever
+    (5.0, False, 11, (5.0, 0)),    # ...and a tick that waits for nothing starts the count again
+    (0.2, True, 0, (0.2, 1)),      # a poll faster than the recheck stays as fast
 ])
-def test_reconcile_wait(poll, soon_in_a_row, wait):
-    assert reconcile_wait(poll, soon_in_a_row) == wait
+def test_reconcile_wait(poll, recheck_soon, soon_before, expected):
+    assert reconcile_wait(poll, recheck_soon, soon_before) == expected
