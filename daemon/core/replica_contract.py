@@ -5,7 +5,6 @@ Standard library only and pure: daemon/replicas imports it on every Ray node, wh
 nothing else of argus; the roots' real paths are read by daemon/served_paths.py."""
 from __future__ import annotations
 
-import json
 import posixpath
 from dataclasses import dataclass
 
@@ -75,6 +74,8 @@ def replica_start_line(process_created: float, constructed: float, engine_begun:
                        engine_started: float) -> str:
     """The log line a replica writes once its engine started (times: seconds since the epoch,
     on the replica's clock)."""
+    import json   # here, not at the top: `argusctl lint` imports this module and parses no JSON
+
     return REPLICA_START_MARK + json.dumps({"imports_s": round(constructed - process_created, 1),
                                             "engine_s": round(engine_started - engine_begun, 1)})
 
@@ -82,6 +83,8 @@ def replica_start_line(process_created: float, constructed: float, engine_begun:
 def read_replica_start(log_text: str) -> ReplicaStart | None:
     """The last start a replica's log reports, or None (no such line, or one not as written by
     replica_start_line: a line of another version is ignored, not guessed at)."""
+    import json   # see replica_start_line
+
     for line in reversed(log_text.splitlines()):
         at = line.find(REPLICA_START_MARK)
         if at < 0:
