@@ -9,7 +9,8 @@ import typer
 
 from daemon.errors import ArgusError
 
-from argusctl import diff, doctor, hook, lint, status, token, write
+from argusctl import diff, doctor, lint, status, token, write
+from argusctl.hook import cli as hook
 from argusctl.common import fail
 
 app = typer.Typer(

@@ -14,7 +14,7 @@ from typing import Callable
 
 from daemon.config import Config, repo_root
 from daemon.errors import ArgusError
-from argusctl.ops.hook import protection_gaps
+from argusctl.hook.checks import protection_gaps
 from daemon.serving.client import ServeClient
 from daemon.serving.lease import LeaseValue, display_name
 from daemon.serving.observe import observed_from_status

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from argusctl.ops.hook import protect
+from argusctl.hook.checks import protect
 from daemon.config import GitCredentials
 from daemon.core.forge import parse_repo
 from daemon.remote import configure_remote

@@ -1,8 +1,9 @@
 """The sync shell: walk new commits on the tracked branch and record each in ONE transaction.
 
 For every commit: which users' files changed (git diff-tree), those users' spec files at
-the commit (one git ls-tree), parse them, ask syncplan.plan_user what changes, write the
-changes, their events and the cursor together. A crash leaves the store at the last commit
+the commit (one git ls-tree), the judge's verdict on them (daemon/verdicts.py, core/verdict.py),
+what that changes (sync/plan.py's plan_user), then the changes, their events and the cursor
+written together. A crash leaves the store at the last commit
 fully recorded; the next run resumes there. Cost follows the size of the change (the
 changed users' files), not the size of the tree.
 """

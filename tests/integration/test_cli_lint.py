@@ -185,12 +185,12 @@ def _imported(repo_root, args: list[str]) -> set[str]:
 # twice `import typer` on its own. Timing-free: a module list does not flake on a busy machine.
 _NOT_FOR_HELP = ("pydantic", "pydantic_core", "yaml", "git", "rich", "tabulate", "sqlite3", "fastapi", "logging",
                  "daemon.config", "daemon.store", "daemon.core.spec", "daemon.core.describe", "daemon.core.records",
-                 "daemon.gitrepo", "argusctl.ops")
+                 "daemon.gitrepo", "argusctl.ops", "argusctl.hook.checks")
 # Linting one spec file in models.d/ needs the config, the spec, the judge and PyYAML (and
 # Typer's own pydantic), nothing of the store, git, argusd's loops or the other commands' engines.
 _NOT_FOR_LINT = ("logging", "sqlite3", "git", "daemon.store", "daemon.core.describe", "daemon.gitrepo",
                  "daemon.gitwrite", "daemon.remote", "daemon.sync", "daemon.serving", "daemon.api",
-                 "argusctl.ops.write", "argusctl.ops.hook", "argusctl.ops.doctor")
+                 "argusctl.ops.write", "argusctl.hook.checks", "argusctl.ops.doctor")
 _NEVER_IN_CLI = ("ray", "vllm", "torch", "git", "fastapi", "uvicorn", "sqlite3", "rich")
 
 

@@ -21,7 +21,7 @@ def install(
 ) -> None:
     """Install the pre-receive hook that refuses invalid specs and changes by the wrong author."""
     from daemon.config import default_config_path
-    from argusctl.ops.hook import hook_command, install as do_install
+    from argusctl.hook.checks import hook_command, install as do_install
     from daemon.errors import UsageError
 
     config = load_config(ctx)
@@ -37,7 +37,7 @@ def install(
 def pre_receive(ctx: typer.Context) -> None:
     """Run by git on the server: read `old new ref` lines, refuse the push with the reasons."""
     from daemon.gitrepo import GitRepo
-    from argusctl.ops.hook import check_push
+    from argusctl.hook.checks import check_push
     from daemon.core.spec import SpecPolicy
 
     config = load_config(ctx)
