@@ -20,7 +20,7 @@ from daemon.core.forge import backoff_seconds, fetch_wait_seconds
 from daemon.errors import ArgusError, ClusterError, ConfigError, GitError, StoreError
 from daemon.gitrepo import GitRepo
 from daemon.remote import FetchState, Mirror, fetch_state_path, now_iso, prepare_signatures, write_fetch_state
-from daemon.serving.lease import Role, daemon_name
+from daemon.serving.lease import Role, daemon_name, stable_instance
 from daemon.serving.reconciler import ReconcileOutcome, Reconciler
 from daemon.serving.client import ServeClient
 from daemon.core.spec import SpecPolicy
@@ -67,10 +67,12 @@ class Daemon:
         self.watch = watch
         self.client = serve_client
         self.alive_file = alive_file
-        # The store's instance in the lease: a restarted argusd takes its lease back at once.
-        host, state_db = socket.gethostname(), os.path.realpath(config.state.db)
-        self.identity = daemon_name(daemon_instance(store, host, state_db, secrets.token_hex(8)), secrets.token_hex(4),
-                                    host, state_db)
+        # The store's instance in the lease: a restarted argusd takes its lease back at once, also
+        # over a store rebuilt or lost with its directory (the instance is its host's and path's).
+        self._host, self._state_db = socket.gethostname(), os.path.realpath(config.state.db)
+        self._instance = daemon_instance(store, self._host, self._state_db,
+                                         stable_instance(self._host, self._state_db))
+        self.identity = daemon_name(self._instance, secrets.token_hex(4), self._host, self._state_db)
         self.reconciler = (Reconciler(store, serve_client, config, identity=self.identity)
                            if serve_client is not None else None)
         self.store = store
@@ -154,8 +156,14 @@ class Daemon:
                   "(a new store is rebuilt from the git history)", self.store.path)
         self.store.close()
         self.store = Store.open(self.store.path)
+        self._remember_instance(self.store)
         if self.reconciler is not None:
             self.reconciler = Reconciler(self.store, self.reconciler.client, self.config, identity=self.identity)
+
+    def _remember_instance(self, store: Store) -> None:
+        """A store made new under a running argusd keeps this daemon's instance (an argus before
+        instances were per host and path made a random one), so a restart still knows its lease."""
+        daemon_instance(store, self._host, self._state_db, self._instance)
 
     def _fetch(self) -> None:
         """Bring the mirror up to the remote, unless a failed fetch's backoff runs. A failure
@@ -293,6 +301,7 @@ class Daemon:
                             store.close()
                         store = None
                         store = Store.open(self.store.path)
+                        self._remember_instance(store)
                         reconciler = Reconciler(store, self.client, self.config, identity=self.identity)
                 except StoreError as exc:
                     self._report("serve", str(exc))

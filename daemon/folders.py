@@ -8,7 +8,7 @@ import os
 import posixpath
 import stat
 
-from daemon.core.folders import (ADAPTER_CONFIG, CONFIG_JSON, JSON_BYTES, AdapterInfo, AdapterReading,
+from daemon.core.folders import (ADAPTER_CONFIG, CONFIG_JSON, JSON_BYTES, AdapterReading,
                                  AdapterRefused, FolderFacts, adapter_reading)
 from daemon.core.replica_contract import Roots, outside_roots
 from daemon.core.spec import CHECKED_AGAIN, path_problem as path_rule, source_problem as source_rule
@@ -94,9 +94,3 @@ def read_adapter(path: str, user_id: str, root: str) -> AdapterReading:
         return AdapterRefused(f"{found}{CHECKED_AGAIN}")
     return adapter_reading(facts, user_id)
 
-
-def adapter_or_reason(path: str, user_id: str, root: str) -> AdapterInfo | str:
-    """read_adapter as the reconcile plan took it before the typed result (AdapterInfo, or the
-    reason as text); for daemon/serving until it takes AdapterReading."""
-    found = read_adapter(path, user_id, root)
-    return found.reason if isinstance(found, AdapterRefused) else found

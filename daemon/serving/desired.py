@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from daemon.core.adapters import AdapterInfo
+from daemon.core.adapters import AdapterReading
 from daemon.core.spec import ResolvedServingSpec
 from daemon.core.states import EventType, ModelState
 from daemon.serving.llm_config import ModelDeployment
@@ -44,10 +44,10 @@ class DesiredModel:
     # Why the folder cannot be served now: for a QUEUED model spec.source_problem; for one that
     # deploys or runs (adapters too), spec.path_problem (swapped out of its owner's roots).
     source_problem: str | None = None
-    last_event: tuple[str, dict] | None = None   # (event_type, payload) of its newest event
+    last_event: tuple[EventType | str, dict] | None = None   # (type, payload) of its newest event (a newer argus's type stays text)
     was_running: bool = False     # reached RUNNING before (so an update keeps it routable)
     ran_this_generation: bool = False  # this very generation reached RUNNING (a redeploy after Serve lost it)
-    adapter: AdapterInfo | str | None = None   # an adapter's folder facts, or why it cannot be served
+    adapter: AdapterReading | None = None   # an adapter's folder facts, or why it cannot be served
     applied_generation: int | None = None   # the generation that serves (last reached RUNNING)
     applied_at: datetime | None = None      # when its newest generation was applied to Serve
     # Autoscaled to zero: the newest of its IDLE/WOKE events, and since when Serve has wanted a

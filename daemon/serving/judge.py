@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from daemon.core.adapters import AdapterInfo, BaseRef, adapter_fit, base_allows, find_base
+from daemon.core.adapters import AdapterInfo, AdapterRefused, BaseRef, adapter_fit, base_allows, find_base
 from daemon.core.spec import ResolvedServingSpec
 from daemon.core.states import EventType, ModelState
 from daemon.replicas.names import model_app_name
@@ -131,8 +131,8 @@ def _judge_adapter(adapter: DesiredModel, found: tuple[BaseRef, DesiredModel] | 
         return None
     # Its folder is not a usable adapter, or (deploying or running) was swapped out of its owner's
     # roots: the base's replicas refuse to load it anyway (daemon/replicas/weights.py).
-    if isinstance(adapter.adapter, str) and state == ModelState.QUEUED:
-        return failed(adapter, adapter.adapter)
+    if isinstance(adapter.adapter, AdapterRefused) and state == ModelState.QUEUED:
+        return failed(adapter, adapter.adapter.reason)
     if adapter.source_problem is not None and state in (ModelState.DEPLOYING, ModelState.RUNNING):
         return failed(adapter, adapter.source_problem)
     # The base it names does not exist.

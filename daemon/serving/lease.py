@@ -9,9 +9,11 @@ back as Serve has it), and a daemon applies its models only once it reads its cl
 two daemons that claim at once both see who won before either applies anything.
 
 A daemon's name in the lease (`daemon_name`) is `<instance>.<boot>@<host>:<store>`. The
-instance is a random id made once and kept in the store (`daemon.store.daemon_instance`), so a
-restarted argusd, or one whose reconciler was rebuilt, knows a lease of its instance as its
-own dead self's and claims it at once instead of standing by for a lease time. In the lease,
+instance is made from the host name and the store's path (`stable_instance`) and kept in the
+store (`daemon.store.daemon_instance`; a store of an argus before this keeps the random id it
+was given), so a restarted argusd, one whose reconciler was rebuilt, or one whose store was
+rebuilt in place knows a lease of its instance as its own dead self's and claims it at once
+instead of standing by for a lease time. In the lease,
 host and store are for people to read: `decide` compares instance and boot only (two machines
 or containers may share a host name and a store path). The store does use them, once, to tell
 a copied or moved store from its original (`daemon_instance` makes a fresh instance then).
@@ -25,6 +27,7 @@ Pure: `decide` is a function of what the daemon remembers, what Serve shows and 
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -41,6 +44,13 @@ def daemon_name(instance: str, boot: str, host: str, state_db: str) -> str:
     """This argusd process's name in the lease: its store's instance id, a per-process boot id,
     and (for display only) its host and store file."""
     return f"{instance}.{boot}@{host}:{state_db}"
+
+
+def stable_instance(host: str, state_db: str) -> str:
+    """The instance id argusd gives a store that has none: the same for the same host name and
+    store path, so a store rebuilt in place (or lost with its state directory) still names the
+    daemon whose lease it finds, and a store copied to another host or path names another."""
+    return hashlib.sha256(f"{host}\0{state_db}".encode()).hexdigest()[:16]
 
 
 def instance_of(name: str) -> str:

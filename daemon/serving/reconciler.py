@@ -20,7 +20,7 @@ from typing import Callable
 from daemon.config import Config
 from daemon.core.replica_contract import read_replica_start
 from daemon.core.spec import ResolvedServingSpec
-from daemon.folders import adapter_or_reason as read_adapter, path_problem, source_problem
+from daemon.folders import path_problem, read_adapter, source_problem
 from daemon.core.states import CLUSTER_EVENTS, EventType, ModelState, StrEnum
 from daemon.errors import ClusterError
 from daemon.replicas.names import LEASE_APP, probe_id

@@ -4,12 +4,14 @@ holder stops. Serve is tests/serve_fake.py (a PUT replaces the set, like Serve);
 cluster runs the same in tests/e2e/test_lease_e2e.py."""
 import json
 import os
+import shutil
 import socket
 import time
+from pathlib import Path
 
 from daemon.argusd import Daemon
 from daemon.config import load_config
-from daemon.serving.lease import Role, display_name, instance_of
+from daemon.serving.lease import Role, display_name, instance_of, stable_instance
 from daemon.serving.reconciler import ReconcileOutcome, Reconciler
 from daemon.store import Store, WriterLock
 from daemon.sync.syncer import Syncer
@@ -161,6 +163,48 @@ def test_argusd_names_itself_by_its_stores_instance(tmp_path):
     assert instance_of(names[0]) == instance_of(names[1]) and names[0] != names[1]   # a restart: its instance
     assert instance_of(names[2]) != instance_of(names[0])                             # another store: another
     assert display_name(names[0]).startswith(f"{socket.gethostname()}:{tmp_path / 's.db'} (instance ")
+
+
+def test_a_store_rebuilt_in_place_keeps_its_daemons_instance(tmp_path):
+    """docs/operating.md's "Rebuilding the store" (a new file at the same path), the store lost
+    with its directory, and a store replaced under a running argusd: the daemon is still of the
+    instance whose lease it finds (issue 22.8: it stood by behind its own dead self for a lease
+    time). A store of an argus before this keeps its random instance through a replacement."""
+    config = load_config(write_config(tmp_path / "c.yaml", root=tmp_path, db=tmp_path / "state" / "s.db",
+                                      repo=tmp_path / "g", lease_seconds=30))
+    db = Path(config.state.db)
+
+    def started() -> str:
+        store = Store.open(str(db))
+        try:
+            return instance_of(Daemon(config, store, FakeServe(), watch=False).identity)
+        finally:
+            store.close()
+
+    first = started()
+    assert first == stable_instance(socket.gethostname(), os.path.realpath(db))
+    db.rename(db.with_suffix(".broken"))                      # the rebuild's steps
+    for extra in ("-wal", "-shm"):
+        Path(f"{db}{extra}").unlink(missing_ok=True)
+    assert started() == first
+    shutil.rmtree(db.parent)                                  # the state directory lost
+    assert started() == first
+
+    # A store with an older argus's random instance, replaced under the running daemon: the new
+    # store is told that instance, so the next start still has it.
+    store = Store.open(str(db))
+    store.conn.execute("UPDATE daemon_instance SET instance = '0123456789abcdef'")
+    running = Daemon(config, store, FakeServe(), watch=False)
+    assert instance_of(running.identity) == "0123456789abcdef"
+    db.unlink()
+    Store.open(str(db)).close()                               # another store at the path
+    running._reopen_if_replaced()
+    assert running.store.path == str(db)
+    running.store.close()
+    assert started() == "0123456789abcdef"
+    # Another path, or another host name: another instance.
+    assert stable_instance(socket.gethostname(), "/elsewhere/s.db") != first
+    assert stable_instance("another-host", os.path.realpath(db)) != first
 
 
 def test_status_says_when_the_lease_it_shows_has_expired(tmp_path):

@@ -218,7 +218,7 @@ def test_an_adapter_that_cannot_run_waits_with_one_reason(models, reason):
 
 def test_a_folder_that_is_not_an_adapter_fails_and_a_deleted_adapter_leaves_table_and_routes():
     _, observed = settle([base()])
-    p = plan([base(), adapter(info="/private/users/bob/k-ad/adapter_config.json does not exist")], observed,
+    p = plan([base(), adapter(info=AdapterRefused("/private/users/bob/k-ad/adapter_config.json does not exist"))], observed,
              capacity=None, settings=CPU, serve=PER_MODEL)
     assert states(p) == [("k-ad", "FAILED", "FAILED")]
     _, observed = settle([base(), adapter(state="RUNNING")])
