@@ -24,7 +24,7 @@ def doctor(
     Exit 0 when nothing failed (warnings allowed), 1 when a check failed.
     """
     from daemon.config import default_config_path
-    from argusctl.ops.doctor import FAIL, run_checks
+    from argusctl.ops.doctor import FAIL, OK, run_checks
 
     config = load_config(ctx)
     path = ctx.ensure_object(dict).get("config_path") or str(default_config_path())
@@ -34,7 +34,7 @@ def doctor(
     else:
         from tabulate import tabulate
 
-        rows = [[c.status.upper(), c.name, c.detail + (f"\n-> {c.fix}" if c.fix and c.status != "ok" else "")]
+        rows = [[c.status.upper(), c.name, c.detail + (f"\n-> {c.fix}" if c.fix and c.status != OK else "")]
                 for c in checks]
         typer.echo(tabulate(rows, headers=["", "CHECK", "DETAIL"], tablefmt="plain"))
     if any(c.status == FAIL for c in checks):

@@ -34,18 +34,18 @@ def cluster_down(store) -> dict | None:
     return {"since": last.time, "message": last.payload.get("message", "")}
 
 
-def shown_state(state: str, down: dict | None) -> str:
+def shown_state(state: ModelState, down: dict | None) -> str:
     """The stored state, unless it is one only Serve can confirm and Serve cannot be reached."""
     return "UNKNOWN" if down is not None and state in SERVE_CONFIRMED_STATES else state
 
 
-def shown_reason(state: str, reason: str, down: dict | None) -> str:
+def shown_reason(state: ModelState, reason: str, down: dict | None) -> str:
     if down is None or state not in SERVE_CONFIRMED_STATES:
         return reason
     return f"cluster unreachable since {down['since'][:19]}Z; last seen {state}" + (f"; {reason}" if reason else "")
 
 
-def model_exit_code(state: str, rejected: bool, down: bool) -> int:
+def model_exit_code(state: ModelState, rejected: bool, down: bool) -> int:
     """What `status MODEL` exits with (docs/cli.md): 1 when the model failed or its latest spec
     was rejected (what runs is not what was committed), 3 when Serve cannot be reached to
     confirm its state (shown UNKNOWN), else 0. A listing always exits 0."""
@@ -198,7 +198,7 @@ def lease_status(view: dict, last_reconcile: datetime | None, lease_seconds: flo
     only in ticks that reach Serve, so its lease has expired once `lease_seconds` have passed
     since the last such tick (it was killed, stopped, or cannot reach Serve). `expired`: None
     when unknown (no tick recorded, or the view names another daemon's lease)."""
-    from daemon.serving.lease import Role
+    from daemon.core.states import Role
 
     expires = last_reconcile + timedelta(seconds=lease_seconds) if last_reconcile is not None else None
     stale = expires is not None and lease_seconds > 0 and now >= expires

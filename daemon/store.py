@@ -24,7 +24,7 @@ from typing import Any, Iterator
 
 from daemon.core.records import Event, ModelRow, Rejection, RejectionKind, event_type
 from daemon.core.records import iso, parse_iso  # noqa: F401 (the store's time format, read where rows are)
-from daemon.core.states import EventType, ModelState
+from daemon.core.states import EventType, ModelState, Role
 from daemon.errors import NotFoundError, Problem, StoreError
 
 STATES = tuple(ModelState)
@@ -543,19 +543,19 @@ class Store:
 
     # -- the lease, as this store's argusd sees it ------------------------------------------------
 
-    def set_lease_view(self, role: str, me: str, holder: str | None, epoch: int | None, now: str) -> bool:
+    def set_lease_view(self, role: Role, me: str, holder: str | None, epoch: int | None, now: str) -> bool:
         """Record a change of role or holder; the same view again writes nothing."""
         current = self.lease_view()
         if current is not None and (current["role"], current["me"], current["holder"], current["epoch"]) == (
                 role, me, holder, epoch):
             return False
         self.conn.execute("INSERT OR REPLACE INTO daemon_lease (id, role, me, holder, epoch, since)"
-                          " VALUES (1, ?, ?, ?, ?, ?)", (role, me, holder, epoch, now))
+                          " VALUES (1, ?, ?, ?, ?, ?)", (Role(role).value, me, holder, epoch, now))
         return True
 
     def lease_view(self) -> dict[str, Any] | None:
         row = self.conn.execute("SELECT role, me, holder, epoch, since FROM daemon_lease WHERE id=1").fetchone()
-        return dict(row) if row is not None else None
+        return {**dict(row), "role": Role(row["role"])} if row is not None else None
 
     # -- rejections ----------------------------------------------------------------------------
 

