@@ -25,8 +25,9 @@ from daemon.core.verdict import known_user
 from daemon.verdicts import judged_spec
 from daemon.core.states import EventType, ModelState
 from daemon.errors import ClusterError, ForbiddenError, NotFoundError, SpecError, StoreError
-from daemon.replicas.names import FRONTEND_APP, deployment_name, model_app_name
-from daemon.serving.serve_config import FrontendApp, ModelApp, parse_app
+from daemon.replicas.names import deployment_name, model_app_name
+from daemon.serving.observe import Observed, ObservedApp, observed_from_status
+from daemon.serving.serve_config import ModelApp
 from daemon.core.records import ModelRow
 from daemon.store import Store
 
@@ -161,25 +162,23 @@ def model_summary(row: ModelRow, rejection: Any = None, facts: Optional[dict[str
             "created_at": row.created_at, "updated_at": row.updated_at, **(facts or {})}
 
 
-def replica_states(apps: dict[str, Any], model_key: str, model_id: Optional[str] = None) -> Optional[dict[str, Any]]:
-    """The Serve application and replicas that serve one model, from Serve's applications; while
+def replica_states(observed: Observed, model_key: str, model_id: Optional[str] = None) -> Optional[dict[str, Any]]:
+    """The Serve application and replicas that serve one model, from what Serve reports; while
     a new generation starts beside the serving one, that one too (`next_generation`)."""
     deployment = deployment_name(model_key)
-    held = [(name, app) for name, app in sorted(apps.items()) if deployment in (app.get("deployments") or {})]
+    held = [(name, app) for name, app in sorted(observed.apps.items()) if deployment in app.deployments]
     if not held:
         return None
-    serving = _routed_app(apps, model_id)
+    serving = observed.live_app(model_key, model_id) if model_id else None
     held.sort(key=lambda pair: pair[0] != serving)   # the serving generation first
 
-    def one(name: str, app: dict[str, Any]) -> dict[str, Any]:
-        dep = app["deployments"][deployment]
-        return {"application": name, "app_status": app.get("status"), "status": dep.get("status"),
-                "message": dep.get("message") or app.get("message") or "",
+    def one(name: str, app: ObservedApp) -> dict[str, Any]:
+        dep = app.deployments[deployment]
+        return {"application": name, "app_status": app.status.value, "status": dep.status.value,
+                "message": dep.message or app.message,
                 # what Serve wants now (its autoscaler's decision for an autoscaled model)
-                "target_replicas": dep.get("target_num_replicas"),
-                "replicas": [{"replica_id": r.get("replica_id"), "state": r.get("state"),
-                              "node_ip": r.get("node_ip"), "pid": r.get("pid")}
-                             for r in dep.get("replicas") or []]}
+                "target_replicas": dep.target_replicas,
+                "replicas": [replica.to_dict() for replica in dep.replicas]}
 
     found = one(*held[0])
     if len(held) > 1:
@@ -187,21 +186,12 @@ def replica_states(apps: dict[str, Any], model_key: str, model_id: Optional[str]
     return found
 
 
-def _routed_app(apps: dict[str, Any], model_id: Optional[str]) -> Optional[str]:
-    """The app the front end's deployed route table sends `model_id` to."""
-    deployed = (apps.get(FRONTEND_APP) or {}).get("deployed_app_config")
-    frontend = parse_app(deployed) if deployed and model_id else None
-    route = frontend.route(model_id) if isinstance(frontend, FrontendApp) and model_id else None
-    return route.app if route is not None and route.app else None
-
-
-def adapter_serve_status(apps: dict[str, Any], adapter: ModelRow, base: ModelRow) -> dict[str, Any]:
+def adapter_serve_status(observed: Observed, adapter: ModelRow, base: ModelRow) -> dict[str, Any]:
     """An adapter in Serve: its base's deployment and replicas, and whether the base's adapter
     table (its deployment's user_config) holds the adapter, at which generation."""
-    found = replica_states(apps, base.model_key, base.model_id)
-    deployed = (apps.get(found["application"] if found else model_app_name(base.model_key)) or {}).get(
-        "deployed_app_config")
-    app = parse_app(deployed) if deployed else None
+    found = replica_states(observed, base.model_key, base.model_id)
+    held = observed.apps.get(found["application"] if found else model_app_name(base.model_key))
+    app = held.config if held is not None else None
     entry = (app.adapters or {}).get(adapter.model_id) if isinstance(app, ModelApp) else None
     on_base = {"base_model_id": base.model_id, "in_adapter_table": entry is not None,
                "table_generation": entry.generation if entry is not None else None}
@@ -313,12 +303,12 @@ class ModelService:
             return {"available": True, "deployed": False, "replicas": [],
                     "reason": f"base model {row.resolved['base_model']} is not in argus"}
         try:
-            apps = self.serve.applications()
+            observed = observed_from_status({"applications": self.serve.applications()})
         except ClusterError as exc:
             return {"available": False, "reason": f"Ray Serve is not reachable: {exc}"}
         if base is not None:
-            return adapter_serve_status(apps, row, base)
-        found = replica_states(apps, row.model_key, row.model_id)
+            return adapter_serve_status(observed, row, base)
+        found = replica_states(observed, row.model_key, row.model_id)
         if found is None:
             if row.state == ModelState.SUSPENDED:
                 return {"available": True, "deployed": False, "replicas": [],
@@ -344,14 +334,14 @@ class ModelService:
             out["serve"] = {"available": False, "reason": "argusd runs --sync-only"}
             return out
         try:
-            apps = self.serve.applications()
+            observed = observed_from_status({"applications": self.serve.applications()})
             resources = self.serve.gpus()
         except ClusterError as exc:
             out["serve"] = {"available": False, "reason": f"Ray Serve is not reachable: {exc}"}
             return out
         out["serve"] = {"available": True,
-                        "applications": {n: {"status": a.get("status"), "message": a.get("message") or ""}
-                                         for n, a in sorted(apps.items())}}
+                        "applications": {n: {"status": a.status.value, "message": a.message}
+                                         for n, a in sorted(observed.apps.items())}}
         out["cluster"] = {"gpus_total": resources.get("GPU", 0.0)}
         return out
 

@@ -77,6 +77,22 @@ class ReplicaLog:
 
 
 @dataclass(frozen=True)
+class ObservedReplica:
+    """One replica as Serve reports it (Ray 2.60 ReplicaDetails: what argus shows of it)."""
+
+    replica_id: str
+    state: ReplicaState
+    node_ip: str | None = None
+    pid: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state", ReplicaState.read(self.state))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"replica_id": self.replica_id, "state": self.state.value, "node_ip": self.node_ip, "pid": self.pid}
+
+
+@dataclass(frozen=True)
 class ObservedDeployment:
     """A deployment as Serve reports it. `target_replicas`: the replicas Serve wants now (Ray
     2.60 DeploymentDetails.target_num_replicas: the autoscaler's decision for an autoscaled
@@ -88,6 +104,7 @@ class ObservedDeployment:
     target_replicas: int | None = None
     newest_running_since: datetime | None = None   # the newest RUNNING replica's start (Ray's start_time_s)
     newest_running_log: ReplicaLog | None = None   # and where its log is
+    replicas: tuple[ObservedReplica, ...] = ()     # every replica Serve lists, in its order
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", DeploymentStatus.read(self.status))
@@ -226,7 +243,9 @@ def observed_from_status(status: dict[str, Any] | None) -> Observed:
                 running_replicas=len(running), target_replicas=None if target is None else int(target),
                 newest_running_since=started[-1][0] if started else None,
                 newest_running_log=(ReplicaLog(newest["node_id"], newest["log_file_path"])
-                                    if newest.get("node_id") and newest.get("log_file_path") else None))
+                                    if newest.get("node_id") and newest.get("log_file_path") else None),
+                replicas=tuple(ObservedReplica(str(r.get("replica_id") or ""), r.get("state"), r.get("node_ip"),
+                                               r.get("pid")) for r in replicas))
         apps[name] = ObservedApp(status=app.get("status", ""), message=app.get("message") or "",
                                  deployed=app.get("deployed_app_config"), deployments=deployments, name=name)
     return Observed(apps)

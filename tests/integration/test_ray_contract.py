@@ -633,7 +633,8 @@ def test_argus_reads_where_a_replicas_log_is_as_serve_reports_it_and_asks_rays_l
     """Serve's status names each replica's node and log file (ReplicaDetails, made here by Ray's
     own schema classes and serialized as its REST answer is); argus reads the newest running
     replica's as a ReplicaLog, and asks Ray's log API with the query parameters its handler
-    reads (the e2e reads a real replica's log this way)."""
+    reads (the e2e reads a real replica's log this way). Each replica's id, state, node and pid
+    read back too, as the API shows them."""
     result = run_in_serving_venv("""
         import inspect, json
         from ray.dashboard.modules.state.state_head import StateHead
@@ -643,7 +644,7 @@ def test_argus_reads_where_a_replicas_log_is_as_serve_reports_it_and_asks_rays_l
         from daemon.serving import observe
 
         replicas = [ReplicaDetails(replica_id="r1", state=ReplicaState.RUNNING, start_time_s=100.0, node_id="n1",
-                                   log_file_path="/serve/replica_llm-k_LLMServer:k_r1.log"),
+                                   node_ip="10.0.0.1", pid=11, log_file_path="/serve/replica_llm-k_LLMServer:k_r1.log"),
                     ReplicaDetails(replica_id="r2", state=ReplicaState.RUNNING, start_time_s=160.0, node_id="n2",
                                    log_file_path="/serve/replica_llm-k_LLMServer:k_r2.log")]
         deployment = DeploymentDetails(
@@ -669,12 +670,16 @@ def test_argus_reads_where_a_replicas_log_is_as_serve_reports_it_and_asks_rays_l
         (logs / "serve" / "replica_llm-k_LLMServer:k_r2.log").write_text("x")
         resolved = str(LogAgentV1Grpc._resolve_filename(logs, query["filename"]).relative_to(logs))
         print(json.dumps({"log": [seen.newest_running_log.node_id, seen.newest_running_log.log_file],
+                          "replicas": [r.to_dict() for r in seen.replicas],
                           "route": '@routes.get("/api/v0/logs/{media_type}"' in handler and path.startswith("/api/v0/logs/file?"),
                           "params": {p: f'req.query.get("{p}"' in handler for p in query},
                           "query": query, "resolved": resolved}))
     """)
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["log"] == ["n2", "/serve/replica_llm-k_LLMServer:k_r2.log"]
+    # What the API shows of each replica (daemon/api/service.py replica_states), read the same way.
+    assert out["replicas"] == [{"replica_id": "r1", "state": "RUNNING", "node_ip": "10.0.0.1", "pid": 11},
+                               {"replica_id": "r2", "state": "RUNNING", "node_ip": None, "pid": None}]
     assert out["route"] and out["params"] == {"node_id": True, "filename": True, "lines": True, "timeout": True}
     assert out["query"]["node_id"] == "n2" and out["resolved"] == "serve/replica_llm-k_LLMServer:k_r2.log"
 

@@ -3,6 +3,7 @@ adapter resolves to (the reconciler's rule, find_base), what a base lists, and a
 place in Serve, read from the config the reconciler itself builds (ModelApp), as Serve's
 REST answer echoes it back in deployed_app_config."""
 from daemon.api.service import Adapters, adapter_facts, adapter_serve_status, model_summary
+from daemon.serving.observe import observed_from_status
 from daemon.api.tokens import Identity
 from daemon.core.spec import ResolvedServingSpec
 from daemon.core.states import ModelState
@@ -70,10 +71,12 @@ def serve_answer(table):
 
 
 def test_an_adapter_in_serve_is_its_bases_replicas_and_its_place_in_the_bases_table():
-    held = adapter_serve_status(serve_answer({TONE.model_id: {"path": "/p", "generation": 1}}), TONE, BASE)
+    held = adapter_serve_status(observed_from_status({"applications": serve_answer({TONE.model_id: {"path": "/p", "generation": 1}})}),
+                                TONE, BASE)
     assert held["deployed"] and held["in_adapter_table"] and held["table_generation"] == 1
-    assert held["base_model_id"] == BASE.model_id and [r["replica_id"] for r in held["replicas"]] == ["r1"]
-    not_yet = adapter_serve_status(serve_answer({}), TONE, BASE)
+    assert held["base_model_id"] == BASE.model_id
+    assert held["replicas"] == [{"replica_id": "r1", "state": "RUNNING", "node_ip": "10.0.0.1", "pid": 7}]
+    not_yet = adapter_serve_status(observed_from_status({"applications": serve_answer({})}), TONE, BASE)
     assert not_yet["deployed"] and not not_yet["in_adapter_table"] and not_yet["table_generation"] is None
-    absent = adapter_serve_status({}, TONE, BASE)
+    absent = adapter_serve_status(observed_from_status(None), TONE, BASE)
     assert not absent["deployed"] and absent["reason"] == f"its base model {BASE.model_id} is not deployed in Serve"

@@ -301,13 +301,14 @@ def test_the_rollout_field_is_checked_with_its_place(text, expected):
 
 def test_the_api_shows_the_serving_generation_first_and_the_one_starting_beside_it():
     from daemon.api.service import replica_states
+    from daemon.serving.observe import observed_from_status
     _, starting = started(settled([model()]))
     message = "A replica failed to start with exception. Retrying 2 more time(s)."
     apps = {name: {"status": str(app.status), "deployed_app_config": app.deployed,
                    "deployments": {d: {"status": str(o.status), "message": message if name == "llm-a-b" else "",
                                        "replicas": []} for d, o in app.deployments.items()}}
             for name, app in starting.apps.items()}
-    found = replica_states(apps, "a", ID)
+    found = replica_states(observed_from_status({"applications": apps}), "a", ID)
     assert found["application"] == "llm-a" and found["status"] == "HEALTHY"
     assert found["next_generation"]["application"] == "llm-a-b"
     assert found["next_generation"]["message"] == message
