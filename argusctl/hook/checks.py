@@ -52,12 +52,9 @@ def check_step(repo: GitRepo, previous: str | None, commit: CommitInfo, policy: 
                           refused={p: (Problem(p, 1, 1, r.message),) for p, r in refusals.items() if user_of(p) == user},
                           quota=quotas(user) if quotas is not None else None)
         verdicts = judge_files(facts, policy, _before(repo, previous, policy))
-        for verdict in verdicts:
+        for verdict in verdicts:   # a refused deletion, or a file argus does not read, has one too
             if verdict.path in changed:
                 problems += [str(p) for p in verdict.problems]
-        # A refused change the tree no longer shows (a deletion, a file argus does not read).
-        judged = {v.path for v in verdicts}
-        problems += [str(p) for path, found in sorted(facts.refused.items()) if path not in judged for p in found]
     return problems
 
 

@@ -6,7 +6,10 @@ refuses or records what the judge says. Pure.
 
 The rules, in the order a file meets them:
 1. whose files these are: a user id argus takes, and (with a users: section) a known user;
-2. who changed it: a change refused for its author (core.ownership) is refused as a whole;
+2. who changed it: a change refused for its author (core.ownership) is refused as a whole; a
+   refused change the tree no longer shows (a deletion; in the hook, a file argus does not
+   read) gets a refused verdict of its own, so a model whose file was deleted by someone who may
+   not stays, as if the file were still there but broken, until the file comes back;
 3. what it is: a regular file git has the content of;
 4. the spec itself: YAML, fields, limits, the path rules as written (core.spec);
 5. its folder, where it exists: through its symlinks still inside its owner's roots, and an
@@ -33,6 +36,11 @@ from daemon.core.quota import GpuQuota, quota_problem, reserved_gpus
 from daemon.core.states import RejectionKind
 from daemon.core.spec import ParsedSpec, SpecPolicy, SpecReading, path_problem, read_spec, validate_user_id
 from daemon.errors import Problem, ProblemKind
+
+
+# The blob of a verdict on a refused change the tree does not show (rule 2): what the store
+# keeps as a refused deletion's rejection, until the owner changes the path.
+DELETED_BLOB = "(deleted)"
 
 
 @dataclass(frozen=True)
@@ -220,6 +228,9 @@ def judge(user: UserFacts, readings: Sequence[Reading], folders: Mapping[str, Fo
             verdicts.append(FileVerdict(r.entry.path, r.entry.blob, text, None, found, r.kind))
         else:
             verdicts.append(FileVerdict(r.entry.path, r.entry.blob, text, r.spec.parsed))
+    # Rule 2 for a refused change the tree no longer shows: refused all the same.
+    verdicts += [FileVerdict(path, DELETED_BLOB, "", None, tuple(found), RejectionKind.OWNERSHIP)
+                 for path, found in sorted(user.refused.items()) if path not in problems]
     return verdicts
 
 

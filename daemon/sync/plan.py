@@ -13,7 +13,7 @@ from typing import Union
 from daemon.core.records import ModelRow, Rejection, RejectionKind, parse_iso
 from daemon.core.spec import ResolvedServingSpec, SpecPolicy, resolve_spec, switches_autoscaling
 from daemon.core.states import ModelState, StrEnum
-from daemon.core.verdict import FileVerdict
+from daemon.core.verdict import DELETED_BLOB, FileVerdict
 from daemon.errors import Problem
 
 
@@ -138,18 +138,15 @@ def plan_user(user_id: str, verdicts: list[FileVerdict], models: list[ModelRow],
     return changes
 
 
-DELETED_BLOB = "(deleted)"  # the blob of a rejection that keeps a model whose file was deleted
-
-
 def ownership_holds(files: list[tuple[str, str]], refusals: dict[str, str], models: list[ModelRow],
-                    on_record: dict[str, Rejection]) -> tuple[dict[str, tuple[Problem, ...]], list[FileVerdict]]:
-    """Which of a user's files stay refused for WHO changed them, and which deleted specs keep
-    their model. `files`: (path, blob) at the commit; `refusals`: path -> message of a change
+                    on_record: dict[str, Rejection]) -> dict[str, tuple[Problem, ...]]:
+    """Which of a user's files stay refused for WHO changed them, deleted specs of a model on
+    record included. `files`: (path, blob) at the commit; `refusals`: path -> message of a change
     refused now (core.ownership); `on_record`: the user's rejections.
 
-    Returns the refused paths with their problems (the judge's UserFacts.refused) and a refused
-    verdict for each spec whose deletion is refused: its model stays, as if the file were still
-    there but broken, until the file comes back; the owner then deletes it themselves."""
+    Returns the refused paths with their problems: the judge's UserFacts.refused. The judge
+    refuses a deletion among them too (core/verdict.py, rule 2): its model stays, as if the file
+    were still there but broken, until the file comes back; the owner then deletes it themselves."""
     refused: dict[str, tuple[Problem, ...]] = {}
     for path, blob in files:
         # Refused now, for this change.
@@ -159,7 +156,6 @@ def ownership_holds(files: list[tuple[str, str]], refusals: dict[str, str], mode
         elif _still_refused(on_record.get(path), blob):
             refused[path] = tuple(on_record[path].problems)
     present = {path for path, _ in files}
-    kept = []
     for model in models:
         path = model.spec_path
         # Its file is there, or it is being deleted anyway: nothing to hold.
@@ -169,10 +165,8 @@ def ownership_holds(files: list[tuple[str, str]], refusals: dict[str, str], mode
             refused[path] = (Problem(path, 1, 1, refusals[path]),)
         elif _still_refused(on_record.get(path), DELETED_BLOB):
             refused[path] = tuple(on_record[path].problems)
-        else:
-            continue  # deleted by someone allowed to: plan_user deletes the model
-        kept.append(FileVerdict(path, DELETED_BLOB, "", None, refused[path], RejectionKind.OWNERSHIP))
-    return refused, kept
+        # Otherwise deleted by someone allowed to: plan_user deletes the model.
+    return refused
 
 
 def _still_refused(rejection: Rejection | None, blob: str) -> bool:

@@ -258,12 +258,12 @@ class Syncer:
             on_record = {r.spec_path: r for r in self.store.rejections(user)}
         if models is None:
             models = self.store.live_models_of(user)
-        refused, kept = ownership_holds([(f.path, f.blob) for f in tree],
+        refused = ownership_holds([(f.path, f.blob) for f in tree],
                                         {path: r.message for path, r in refusals.items()}, models, on_record)
         facts = UserFacts(user, tuple(TreeEntry(f.path, f.blob, f.mode, blobs.get(f.blob)) for f in tree),
                           known=known_user(user, self.owners), refused=refused,
                           recorded={m.model_id_suffix: m.spec_path for m in models})
-        verdicts = judge_files(facts, self.policy, log=log) + kept
+        verdicts = judge_files(facts, self.policy, log=log)
         rejections = {path: (r.blob_sha, tuple(r.problems)) for path, r in on_record.items()}
         return plan_user(user, verdicts, models, rejections, self._created_time(commit), self.policy)
 

@@ -119,7 +119,8 @@ def test_a_change_refused_for_its_author_rejects_a_valid_file_and_keeps_the_mode
 
 def test_ownership_holds_as_a_table():
     from daemon.core.records import Rejection, RejectionKind
-    from daemon.sync.plan import DELETED_BLOB, ownership_holds
+    from daemon.core.verdict import DELETED_BLOB, TreeEntry, UserFacts, judge, read_user
+    from daemon.sync.plan import ownership_holds
 
     refused_edit = Rejection(A, "alice", "bob-blob", "c", "Bob", [Problem(A, 1, 1, "Bob may not")], "t",
                              RejectionKind.OWNERSHIP)
@@ -127,7 +128,8 @@ def test_ownership_holds_as_a_table():
     gone = Rejection(B, "alice", DELETED_BLOB, "c", "Bob", [Problem(B, 1, 1, "Bob may not delete")], "t",
                      RejectionKind.OWNERSHIP)
     cases = [
-        # (files, refusals now, models, on record) -> (refused paths, kept deletions)
+        # (files, refusals now, models, on record) -> (refused paths, kept deletions: the judge's
+        # refused verdicts on paths the tree does not show)
         ([(A, "x")], {A: "no"}, [], {}, {A}, []),                              # refused now
         ([(A, "bob-blob")], {}, [], {A: refused_edit}, {A}, []),               # still exactly bob's change
         ([(A, "alice-blob")], {}, [], {A: refused_edit}, set(), []),           # the owner changed it
@@ -136,10 +138,16 @@ def test_ownership_holds_as_a_table():
         ([], {}, [model("y", B)], {B: gone}, {B}, [B]),                        # ... and it stays refused
         ([], {}, [model("y", B)], {}, set(), []),                              # deleted by the owner
         ([], {B: "no"}, [model("y", B, state="DELETING")], {}, set(), []),     # already being deleted
+        ([], {"models.d/alice/c.yaml": "no"}, [], {}, set(), []),                # no model of that file: nothing held
     ]
     for files, now, models, on_record, want_refused, want_kept in cases:
-        refused, kept = ownership_holds(files, now, models, on_record)
+        refused = ownership_holds(files, now, models, on_record)
+        facts = UserFacts("alice", tuple(TreeEntry(p, b, "100644", b"model_id: m\n") for p, b in files),
+                          refused=refused)
+        kept = [v for v in judge(facts, read_user(facts, POLICY), {}, POLICY) if v.blob == DELETED_BLOB]
         assert (set(refused), [k.path for k in kept]) == (want_refused, want_kept), (files, now, on_record)
+        assert all(k.kind == RejectionKind.OWNERSHIP and k.spec is None and k.problems == refused[k.path]
+                   for k in kept)
 
 
 @pytest.mark.parametrize("delta, scaled", [
