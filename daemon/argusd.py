@@ -24,7 +24,7 @@ from daemon.serving.lease import Role, daemon_name, stable_instance
 from daemon.serving.reconciler import ReconcileOutcome, Reconciler
 from daemon.serving.client import ServeClient
 from daemon.core.spec import SpecPolicy
-from daemon.store import Store, WriterLock, daemon_instance, write_failed
+from daemon.store import Store, WriterLock, daemon_instance, remember_daemon_instance, write_failed
 from daemon.sync.syncer import SyncOutcome, Syncer
 from daemon.sync.watch import RefWatcher
 
@@ -68,10 +68,13 @@ class Daemon:
         self.client = serve_client
         self.alive_file = alive_file
         # The store's instance in the lease: a restarted argusd takes its lease back at once, also
-        # over a store rebuilt or lost with its directory (the instance is its host's and path's).
+        # over a store rebuilt or lost with its directory (the instance is its host's, its store
+        # path's and its GitOps repo's).
         self._host, self._state_db = socket.gethostname(), os.path.realpath(config.state.db)
+        repo = (config.gitops.repo if config.gitops.location.remote
+                else os.path.realpath(os.path.expanduser(config.gitops.repo)))
         self._instance = daemon_instance(store, self._host, self._state_db,
-                                         stable_instance(self._host, self._state_db))
+                                         stable_instance(self._host, self._state_db, repo))
         self.identity = daemon_name(self._instance, secrets.token_hex(4), self._host, self._state_db)
         self.reconciler = (Reconciler(store, serve_client, config, identity=self.identity)
                            if serve_client is not None else None)
@@ -161,9 +164,13 @@ class Daemon:
             self.reconciler = Reconciler(self.store, self.reconciler.client, self.config, identity=self.identity)
 
     def _remember_instance(self, store: Store) -> None:
-        """A store made new under a running argusd keeps this daemon's instance (an argus before
-        instances were per host and path made a random one), so a restart still knows its lease."""
-        daemon_instance(store, self._host, self._state_db, self._instance)
+        """A store made new (or swapped) under a running argusd is told this daemon's instance (an
+        argus before instances were per host, path and repo made a random one), so a restart
+        still knows its lease. A failed write is the store's error, as any other write's."""
+        try:
+            remember_daemon_instance(store, self._instance, self._host, self._state_db)
+        except sqlite3.Error as exc:
+            raise write_failed(store.path, exc) from exc
 
     def _fetch(self) -> None:
         """Bring the mirror up to the remote, unless a failed fetch's backoff runs. A failure

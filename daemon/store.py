@@ -555,7 +555,11 @@ class Store:
 
     def lease_view(self) -> dict[str, Any] | None:
         row = self.conn.execute("SELECT role, me, holder, epoch, since FROM daemon_lease WHERE id=1").fetchone()
-        return {**dict(row), "role": Role(row["role"])} if row is not None else None
+        if row is None:
+            return None
+        # A role this argus does not know (a newer one's) stays text, as an event's type does.
+        role = row["role"]
+        return {**dict(row), "role": Role(role) if role in Role._value2member_map_ else role}
 
     # -- rejections ----------------------------------------------------------------------------
 
@@ -632,6 +636,11 @@ def daemon_instance(store: Store, host: str, state_db: str, fresh: str) -> str:
     row = conn.execute("SELECT instance, host, state_db FROM daemon_instance WHERE id=1").fetchone()
     if row is not None and (row["host"], row["state_db"]) == (host, state_db):
         return row["instance"]
-    conn.execute("INSERT OR REPLACE INTO daemon_instance (id, instance, host, state_db) VALUES (1, ?, ?, ?)",
-                 (fresh, host, state_db))
+    remember_daemon_instance(store, fresh, host, state_db)
     return fresh
+
+
+def remember_daemon_instance(store: Store, instance: str, host: str, state_db: str) -> None:
+    """Record `instance` as this store's argusd instance, whatever the store held."""
+    store.conn.execute("INSERT OR REPLACE INTO daemon_instance (id, instance, host, state_db) VALUES (1, ?, ?, ?)",
+                       (instance, host, state_db))

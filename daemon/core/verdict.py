@@ -201,7 +201,8 @@ def duplicate_message(model_id: str, keeper: str | None, others: list[str]) -> s
 
 def judge(user: UserFacts, readings: Sequence[Reading], folders: Mapping[str, FolderFacts],
           policy: SpecPolicy) -> list[FileVerdict]:
-    """Rules 5 and 6 on top of `read_user`'s readings: the verdict on each file, in path order."""
+    """Rules 5 and 6 on top of `read_user`'s readings: the verdict on each file, in path order,
+    then one on each refused change the tree no longer shows (rule 2), in path order."""
     problems = {r.entry.path: list(r.problems) for r in readings}
     for r in readings:
         if r.spec is not None and r.spec.parsed is not None:

@@ -9,16 +9,17 @@ back as Serve has it), and a daemon applies its models only once it reads its cl
 two daemons that claim at once both see who won before either applies anything.
 
 A daemon's name in the lease (`daemon_name`) is `<instance>.<boot>@<host>:<store>`. The
-instance is made from the host name and the store's path (`stable_instance`) and kept in the
-store (`daemon.store.daemon_instance`; a store of an argus before this keeps the random id it
-was given), so a restarted argusd, one whose reconciler was rebuilt, or one whose store was
-rebuilt in place knows a lease of its instance as its own dead self's and claims it at once
-instead of standing by for a lease time. In the lease,
-host and store are for people to read: `decide` compares instance and boot only (two machines
-or containers may share a host name and a store path). The store does use them, once, to tell
-a copied or moved store from its original (`daemon_instance` makes a fresh instance then).
-The boot is random per process, so two live daemons of one instance (a store copied byte for
-byte to a host of the same name and path) never read each other's claim as their own. Each
+instance is made from the host name, the store's path and the GitOps repo (`stable_instance`)
+and kept in the store (`daemon.store.daemon_instance`; a store of an argus before this keeps
+the random id it was given), so a restarted argusd, one whose reconciler was rebuilt, or one
+whose store was rebuilt in place knows a lease of its instance as its own dead self's and
+claims it at once instead of standing by for a lease time. In the lease, host and store are
+for people to read: `decide` compares instance and boot only. The store does use them, once,
+to tell a copied or moved store from its original (`daemon_instance` makes that host's and
+path's instance then).
+The boot is random per process, so two live daemons of one instance (two hosts of one name,
+each with the same store path and GitOps repo, or a store copied byte for byte to such a host)
+never read each other's claim as their own. Each
 claims by instance at most once, before it was ever active: the one started later takes the
 lease from the live earlier one at once, and the earlier one stands by from its next read of
 the lease, so for at most the tick it had begun both may apply; afterwards only one is active.
@@ -40,11 +41,12 @@ def daemon_name(instance: str, boot: str, host: str, state_db: str) -> str:
     return f"{instance}.{boot}@{host}:{state_db}"
 
 
-def stable_instance(host: str, state_db: str) -> str:
-    """The instance id argusd gives a store that has none: the same for the same host name and
-    store path, so a store rebuilt in place (or lost with its state directory) still names the
-    daemon whose lease it finds, and a store copied to another host or path names another."""
-    return hashlib.sha256(f"{host}\0{state_db}".encode()).hexdigest()[:16]
+def stable_instance(host: str, state_db: str, repo: str) -> str:
+    """The instance id argusd gives a store that has none: the same for the same host name, store
+    path and GitOps repo, so a store rebuilt in place (or lost with its state directory) still
+    names the daemon whose lease it finds; a store copied to another host or path, or a daemon
+    of another repo (two hosts of one name, both with the default store path), names another."""
+    return hashlib.sha256(f"{host}\0{state_db}\0{repo}".encode()).hexdigest()[:16]
 
 
 def instance_of(name: str) -> str:

@@ -9,10 +9,13 @@ import socket
 import time
 from pathlib import Path
 
+import pytest
+
 from daemon.argusd import Daemon
 from daemon.config import load_config
 from daemon.serving.lease import Role, display_name, instance_of, stable_instance
 from daemon.serving.reconciler import ReconcileOutcome, Reconciler
+from daemon.errors import StoreError
 from daemon.store import Store, WriterLock
 from daemon.sync.syncer import Syncer
 from daemon.gitrepo import GitRepo
@@ -169,7 +172,8 @@ def test_a_store_rebuilt_in_place_keeps_its_daemons_instance(tmp_path):
     """docs/operating.md's "Rebuilding the store" (a new file at the same path), the store lost
     with its directory, and a store replaced under a running argusd: the daemon is still of the
     instance whose lease it finds (issue 22.8: it stood by behind its own dead self for a lease
-    time). A store of an argus before this keeps its random instance through a replacement."""
+    time). A store of an argus before this keeps its random instance through a replacement, and
+    a store swapped in that names another instance is told the running one's."""
     config = load_config(write_config(tmp_path / "c.yaml", root=tmp_path, db=tmp_path / "state" / "s.db",
                                       repo=tmp_path / "g", lease_seconds=30))
     db = Path(config.state.db)
@@ -182,7 +186,7 @@ def test_a_store_rebuilt_in_place_keeps_its_daemons_instance(tmp_path):
             store.close()
 
     first = started()
-    assert first == stable_instance(socket.gethostname(), os.path.realpath(db))
+    assert first == stable_instance(socket.gethostname(), os.path.realpath(db), os.path.realpath(tmp_path / "g"))
     db.rename(db.with_suffix(".broken"))                      # the rebuild's steps
     for extra in ("-wal", "-shm"):
         Path(f"{db}{extra}").unlink(missing_ok=True)
@@ -202,9 +206,37 @@ def test_a_store_rebuilt_in_place_keeps_its_daemons_instance(tmp_path):
     assert running.store.path == str(db)
     running.store.close()
     assert started() == "0123456789abcdef"
-    # Another path, or another host name: another instance.
-    assert stable_instance(socket.gethostname(), "/elsewhere/s.db") != first
-    assert stable_instance("another-host", os.path.realpath(db)) != first
+    # A store swapped in that names another instance for this host and path (an old backup).
+    running.store = Store.open(str(db))
+    db.unlink()
+    backup = Store.open(str(db))
+    backup.conn.execute("INSERT INTO daemon_instance (id, instance, host, state_db) VALUES (1, ?, ?, ?)",
+                        ("fedcba9876543210", socket.gethostname(), os.path.realpath(db)))
+    backup.close()
+    running._reopen_if_replaced()
+    running.store.close()
+    assert started() == "0123456789abcdef"
+    # A store argusd cannot write is the store's error (the loops report it and go on).
+    closed = Store.open(str(db))
+    closed.close()
+    with pytest.raises(StoreError, match="cannot write the state store"):
+        running._remember_instance(closed)
+    # Another path, another host name or another GitOps repo: another instance.
+    repo = os.path.realpath(tmp_path / "g")
+    assert stable_instance(socket.gethostname(), "/elsewhere/s.db", repo) != first
+    assert stable_instance("another-host", os.path.realpath(db), repo) != first
+    other_repo = load_config(write_config(tmp_path / "o.yaml", root=tmp_path, db=tmp_path / "other" / "s.db",
+                                          repo=tmp_path / "g2", lease_seconds=30))
+    store = Store.open(other_repo.state.db)
+    assert instance_of(Daemon(other_repo, store, FakeServe(), watch=False).identity) == stable_instance(
+        socket.gethostname(), os.path.realpath(other_repo.state.db), os.path.realpath(tmp_path / "g2"))
+    # A role a newer argus records stays text for `argusctl status`, as an event type does.
+    store.set_lease_view(Role.STANDBY, "me", None, None, "t")
+    store.conn.execute("UPDATE daemon_lease SET role = 'observer'")
+    assert store.lease_view()["role"] == "observer"
+    store.set_lease_view(Role.ACTIVE, "me", "me", 1, "t")
+    assert store.lease_view()["role"] is Role.ACTIVE
+    store.close()
 
 
 def test_status_says_when_the_lease_it_shows_has_expired(tmp_path):
