@@ -159,7 +159,10 @@ class Daemon:
                   "(a new store is rebuilt from the git history)", self.store.path)
         self.store.close()
         self.store = Store.open(self.store.path)
-        self._remember_instance(self.store)
+        try:
+            self._remember_instance(self.store)
+        except StoreError as exc:  # said like any failed write; sync's own writes then retry
+            self._report("sync", str(exc))
         if self.reconciler is not None:
             self.reconciler = Reconciler(self.store, self.reconciler.client, self.config, identity=self.identity)
 

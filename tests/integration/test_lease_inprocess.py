@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import socket
+import sqlite3
 import time
 from pathlib import Path
 
@@ -168,7 +169,7 @@ def test_argusd_names_itself_by_its_stores_instance(tmp_path):
     assert display_name(names[0]).startswith(f"{socket.gethostname()}:{tmp_path / 's.db'} (instance ")
 
 
-def test_a_store_rebuilt_in_place_keeps_its_daemons_instance(tmp_path):
+def test_a_store_rebuilt_in_place_keeps_its_daemons_instance(tmp_path, monkeypatch):
     """docs/operating.md's "Rebuilding the store" (a new file at the same path), the store lost
     with its directory, and a store replaced under a running argusd: the daemon is still of the
     instance whose lease it finds (issue 22.8: it stood by behind its own dead self for a lease
@@ -221,6 +222,16 @@ def test_a_store_rebuilt_in_place_keeps_its_daemons_instance(tmp_path):
     closed.close()
     with pytest.raises(StoreError, match="cannot write the state store"):
         running._remember_instance(closed)
+    # ... and when the store swapped in cannot take the instance, sync says so and goes on.
+    running.store = Store.open(str(db))
+    db.unlink()
+    Store.open(str(db)).close()
+    monkeypatch.setattr("daemon.argusd.remember_daemon_instance",
+                        lambda *a: (_ for _ in ()).throw(sqlite3.OperationalError("disk I/O error")))
+    running._reopen_if_replaced()
+    assert "disk I/O error" in running._errors["sync"]
+    running.store.close()
+    monkeypatch.undo()
     # Another path, another host name or another GitOps repo: another instance.
     repo = os.path.realpath(tmp_path / "g")
     assert stable_instance(socket.gethostname(), "/elsewhere/s.db", repo) != first
