@@ -17,6 +17,7 @@ import json
 import os
 import re
 import sqlite3
+import threading
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -212,6 +213,9 @@ def unusable(path: str | None, exc: object) -> StoreError:
     return StoreError(f"the state store{where} is not usable ({exc}); {REBUILD}")
 
 
+_OPENING = threading.Lock()
+
+
 def write_failed(path: str, exc: BaseException) -> StoreError:
     """The one message for a store argusd cannot write (a full disk, an I/O error): nothing is
     half written (each commit is one transaction), and every commit since is recorded later."""
@@ -279,11 +283,17 @@ class Store:
             raise StoreError(f"cannot open the state store {path}: {exc}; check state.db in the config") from None
         conn.row_factory = sqlite3.Row
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            store = cls(conn, path)
-            store._migrate()
+            # One thread at a time: argusd's sync and reconcile threads both reopen a store
+            # deleted under them, and two set-ups of one fresh file collide (WAL's switch:
+            # "database is locked"; two migrations reading one version: "table already exists"),
+            # each reported as an unusable store. No other process writes a store argusd holds
+            # (WriterLock).
+            with _OPENING:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA foreign_keys=ON")
+                store = cls(conn, path)
+                store._migrate()
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise unusable(path, exc) from None

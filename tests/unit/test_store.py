@@ -265,3 +265,27 @@ def test_a_store_of_schema_7_keeps_its_rows_and_keeps_what_serves_a_failed_model
         store.rekey_model("k", new_key="k2", model_id="alice-2-m", created_at="2026-01-01T00:00:00Z",
                           now="2026-01-03T00:00:00Z")
     assert store.get_model("k2").serving is None
+
+
+def test_two_threads_opening_one_new_store_at_once_both_get_it(tmp_path):
+    """argusd's sync and reconcile threads both reopen a store deleted under them: two set-ups
+    of one fresh file collided ("table already exists" in 29 rounds of 40, then WAL's switch's
+    "database is locked", each an "unusable" store) before opening took a lock."""
+    import threading
+
+    for round_ in range(20):
+        path = tmp_path / f"s{round_}.db"
+        errors: list[Exception] = []
+
+        def open_it() -> None:
+            try:
+                Store.open(path).close()
+            except Exception as exc:  # noqa: BLE001 - collected for the assertion
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_it) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == [], (round_, errors)
