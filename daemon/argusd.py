@@ -71,10 +71,8 @@ class Daemon:
         # over a store rebuilt or lost with its directory (the instance is its host's, its store
         # path's and its GitOps repo's).
         self._host, self._state_db = socket.gethostname(), os.path.realpath(config.state.db)
-        repo = (config.gitops.repo if config.gitops.location.remote
-                else os.path.realpath(os.path.expanduser(config.gitops.repo)))
         self._instance = daemon_instance(store, self._host, self._state_db,
-                                         stable_instance(self._host, self._state_db, repo))
+                                         stable_instance(self._host, self._state_db, config.gitops.location.value))
         self.identity = daemon_name(self._instance, secrets.token_hex(4), self._host, self._state_db)
         self.reconciler = (Reconciler(store, serve_client, config, identity=self.identity)
                            if serve_client is not None else None)
@@ -159,21 +157,15 @@ class Daemon:
                   "(a new store is rebuilt from the git history)", self.store.path)
         self.store.close()
         self.store = Store.open(self.store.path)
+        # The new store is told this daemon's instance (an argus before instances were per host,
+        # path and repo made a random one), so a restart still knows its lease. Here only: the
+        # reconcile thread's own reopen of the same file needs nothing more.
         try:
-            self._remember_instance(self.store)
-        except StoreError as exc:  # said like any failed write; sync's own writes then retry
-            self._report("sync", str(exc))
+            remember_daemon_instance(self.store, self._instance, self._host, self._state_db)
+        except sqlite3.Error as exc:  # said like any failed write; sync's own writes then retry
+            self._report("sync", str(write_failed(self.store.path, exc)))
         if self.reconciler is not None:
             self.reconciler = Reconciler(self.store, self.reconciler.client, self.config, identity=self.identity)
-
-    def _remember_instance(self, store: Store) -> None:
-        """A store made new (or swapped) under a running argusd is told this daemon's instance (an
-        argus before instances were per host, path and repo made a random one), so a restart
-        still knows its lease. A failed write is the store's error, as any other write's."""
-        try:
-            remember_daemon_instance(store, self._instance, self._host, self._state_db)
-        except sqlite3.Error as exc:
-            raise write_failed(store.path, exc) from exc
 
     def _fetch(self) -> None:
         """Bring the mirror up to the remote, unless a failed fetch's backoff runs. A failure
@@ -311,7 +303,6 @@ class Daemon:
                             store.close()
                         store = None
                         store = Store.open(self.store.path)
-                        self._remember_instance(store)
                         reconciler = Reconciler(store, self.client, self.config, identity=self.identity)
                 except StoreError as exc:
                     self._report("serve", str(exc))

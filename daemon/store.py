@@ -25,7 +25,7 @@ from typing import Any, Iterator
 
 from daemon.core.records import Event, ModelRow, Rejection, RejectionKind, event_type
 from daemon.core.records import iso, parse_iso  # noqa: F401 (the store's time format, read where rows are)
-from daemon.core.states import EventType, ModelState, Role
+from daemon.core.states import EventType, ModelState, Role, known
 from daemon.errors import NotFoundError, Problem, StoreError
 
 STATES = tuple(ModelState)
@@ -565,11 +565,7 @@ class Store:
 
     def lease_view(self) -> dict[str, Any] | None:
         row = self.conn.execute("SELECT role, me, holder, epoch, since FROM daemon_lease WHERE id=1").fetchone()
-        if row is None:
-            return None
-        # A role this argus does not know (a newer one's) stays text, as an event's type does.
-        role = row["role"]
-        return {**dict(row), "role": Role(role) if role in Role._value2member_map_ else role}
+        return {**dict(row), "role": known(Role, row["role"])} if row is not None else None
 
     # -- rejections ----------------------------------------------------------------------------
 

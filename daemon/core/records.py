@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from daemon.core.states import LIVE_STATES, EventType, ModelState, RejectionKind
+from daemon.core.states import LIVE_STATES, EventType, ModelState, RejectionKind, known
 from daemon.errors import Problem
 
 
@@ -64,7 +64,7 @@ class Event:
 
 
 def event_type(text: str) -> EventType | str:
-    return EventType(text) if text in EventType._value2member_map_ else text
+    return known(EventType, text)
 
 
 @dataclass(frozen=True)

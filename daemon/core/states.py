@@ -3,6 +3,7 @@ statuses Ray Serve reports. `str` enums: they compare equal to, store and print 
 from __future__ import annotations
 
 import enum
+from typing import TypeVar
 
 
 class StrEnum(str, enum.Enum):
@@ -62,6 +63,15 @@ class EventType(StrEnum):
     CLUSTER_REACHABLE = "CLUSTER_REACHABLE"
     WAITING_FOR_BASE = "WAITING_FOR_BASE"  # an adapter whose base model cannot take it now (the reason says why)
     DELETED = "DELETED"
+
+
+E = TypeVar("E", bound=StrEnum)
+
+
+def known(kind: type[E], text: str) -> E | str:
+    """`text` as a member of `kind`, or as it is when this argus does not know it (a newer argus
+    wrote it): records are read, never refused, for a word they hold."""
+    return kind(text) if text in kind._value2member_map_ else text
 
 
 CLUSTER_EVENTS = (EventType.CLUSTER_UNREACHABLE, EventType.CLUSTER_REACHABLE)
