@@ -427,7 +427,8 @@ def test_llm_server_keeps_serves_log_file_and_checks_the_model_folder_before_the
     Serve controller's recovery replaces the replica (the e2e's controller kill). And its model
     folder is checked as the replica opens it: vLLM is given the resolved path, and a folder
     swapped for a symlink into another user's tree fails the replica with the reason before
-    any engine is made."""
+    any engine is made. Each start writes its start report to Serve's log, and a report that
+    breaks never fails the start."""
     result = run_in_serving_venv("""
         import asyncio, json, logging, logging.handlers, tempfile, os
         import cloudpickle
@@ -488,6 +489,18 @@ def test_llm_server_keeps_serves_log_file_and_checks_the_model_folder_before_the
         serve_logger.info("after the engine started")
         memory.flush()
         out["written"] = "after the engine started" in open(path).read()
+        # Each start of argus's server wrote its start report into Serve's log, flushed; a report
+        # that breaks (psutil not importable) is a warning, and the start goes on.
+        from daemon.core.replica_contract import REPLICA_START_MARK, read_replica_start
+        from daemon.replicas import llm_server
+        start = read_replica_start(open(path).read())
+        out["reports"] = [open(path).read().count(REPLICA_START_MARK), start is not None and start.engine_s >= 0]
+        import sys
+        sys.modules["psutil"] = None
+        llm_server.log_replica_start(0.0, 0.0)
+        del sys.modules["psutil"]
+        memory.flush()
+        out["report_broke"] = "argus could not report this replica's start" in open(path).read()
         out["engine_read"] = [p.replace(root, "<root>") for p in engines]
         os.rename(os.path.join(root, "users/alice/m"), os.path.join(root, "users/alice/old"))
         os.symlink(os.path.join(root, "users/eve/m"), os.path.join(root, "users/alice/m"))
@@ -505,6 +518,8 @@ def test_llm_server_keeps_serves_log_file_and_checks_the_model_folder_before_the
     # Ray's server loses Serve's log file (the interaction argus repairs: if Ray fixes it, drop
     # the repair); argus's keeps it, whichever builder made its config.
     assert out["kept"] == [False, True, True] and out["written"], out
+    # argus's two starts each reported themselves; Ray's own server wrote none.
+    assert out["reports"] == [2, True] and out["report_broke"], out
     # Ray's server reads the path as given; argus's gives vLLM the folder it checked (also when
     # the config holds an engine config cached from the path as written), and skips Ray's node
     # initialization task on one node (ray_private.OneNodeInit).
